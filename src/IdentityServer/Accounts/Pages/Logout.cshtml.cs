@@ -1,0 +1,29 @@
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+
+namespace IdentityServer.Accounts.Pages;
+
+/// <summary>Signing out of our own pages: a GET only asks, so a link cannot sign anyone out.</summary>
+[AllowAnonymous]
+public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, ILogger<LogoutModel> logger) : PageModel
+{
+    public bool SignedOut { get; private set; }
+
+    public void OnGet()
+    {
+    }
+
+    public async Task<IActionResult> OnPostAsync()
+    {
+        if (User.Identity?.IsAuthenticated == true)
+        {
+            logger.LogInformation(AccountEvents.SignedOut, "User {UserId} signed out", signInManager.UserManager.GetUserId(User));
+        }
+
+        await signInManager.SignOutAsync();
+        SignedOut = true;
+        return Page();
+    }
+}

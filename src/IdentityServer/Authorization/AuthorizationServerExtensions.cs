@@ -1,0 +1,92 @@
+using IdentityServer.Data;
+using Microsoft.Extensions.Options;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Authorization;
+
+public static class AuthorizationServerExtensions
+{
+    /// <summary>
+    /// OpenIddict's server in pass-through mode: it validates every protocol request and writes every response;
+    /// our handlers only decide who the user is, what they consented to and which claims go where.
+    /// </summary>
+    public static WebApplicationBuilder AddAuthorizationServer(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<TokenOptions>().BindConfiguration(TokenOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        var tokens = builder.Configuration.GetSection(TokenOptions.Section).Get<TokenOptions>() ?? new TokenOptions();
+        var allowHttp = builder.Environment.IsDevelopment();
+
+        builder.Services.AddOpenIddict()
+            .AddCore(core => core.UseEntityFrameworkCore().UseDbContext<ApplicationDbContext>())
+            .AddServer(server =>
+            {
+                server.SetAuthorizationEndpointUris(Relative(ProtocolRoutes.Authorize))
+                    .SetPushedAuthorizationEndpointUris(Relative(ProtocolRoutes.PushedAuthorization))
+                    .SetTokenEndpointUris(Relative(ProtocolRoutes.Token))
+                    .SetUserInfoEndpointUris(Relative(ProtocolRoutes.UserInfo))
+                    .SetEndSessionEndpointUris(Relative(ProtocolRoutes.EndSession))
+                    .SetIntrospectionEndpointUris(Relative(ProtocolRoutes.Introspection))
+                    .SetRevocationEndpointUris(Relative(ProtocolRoutes.Revocation))
+                    .SetDeviceAuthorizationEndpointUris(Relative(ProtocolRoutes.DeviceAuthorization))
+                    .SetEndUserVerificationEndpointUris(Relative(ProtocolRoutes.Verification))
+                    .SetJsonWebKeySetEndpointUris(Relative(ProtocolRoutes.Jwks));
+
+                server.AllowAuthorizationCodeFlow()
+                    .AllowRefreshTokenFlow()
+                    .AllowClientCredentialsFlow()
+                    .AllowDeviceAuthorizationFlow()
+                    .RequireProofKeyForCodeExchange();
+
+                server.RegisterScopes(Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.Roles, Scopes.OfflineAccess);
+                server.RegisterClaims(Claims.Subject, Claims.Name, Claims.PreferredUsername, Claims.Email,
+                    Claims.EmailVerified, Claims.Role, Claims.AuthenticationTime, Claims.AuthenticationMethodReference);
+
+                // Plain signed JWTs (RFC 9068), so any API validates them with a stock JWT library.
+                server.DisableAccessTokenEncryption();
+
+                if (tokens.Issuer is not null)
+                {
+                    server.SetIssuer(tokens.Issuer);
+                }
+
+                server.SetAccessTokenLifetime(tokens.AccessTokenLifetime)
+                    .SetIdentityTokenLifetime(tokens.IdentityTokenLifetime)
+                    .SetRefreshTokenLifetime(tokens.RefreshTokenLifetime)
+                    .SetAuthorizationCodeLifetime(tokens.AuthorizationCodeLifetime)
+                    .SetDeviceCodeLifetime(tokens.DeviceCodeLifetime)
+                    .SetUserCodeLifetime(tokens.DeviceCodeLifetime)
+                    .SetRefreshTokenReuseLeeway(tokens.RefreshTokenReuseLeeway);
+
+                // S256 only: "plain" gives no protection against a stolen code.
+                server.Configure(options =>
+                {
+                    options.CodeChallengeMethods.Clear();
+                    options.CodeChallengeMethods.Add(CodeChallengeMethods.Sha256);
+                });
+
+                var aspNetCore = server.UseAspNetCore()
+                    .EnableAuthorizationEndpointPassthrough()
+                    .EnableTokenEndpointPassthrough()
+                    .EnableUserInfoEndpointPassthrough()
+                    .EnableEndSessionEndpointPassthrough()
+                    .EnableEndUserVerificationEndpointPassthrough()
+                    .EnableErrorPassthrough();
+                if (allowHttp)
+                {
+                    aspNetCore.DisableTransportSecurityRequirement();
+                }
+            });
+
+        builder.Services.AddScoped<UserPrincipalFactory>();
+        return builder;
+    }
+
+    private static string Relative(string route) => route.TrimStart('/');
+
+    public static WebApplication MapAuthorizationServer(this WebApplication app)
+    {
+        app.MapTokenEndpoint();
+        app.MapUserInfoEndpoint();
+        return app;
+    }
+}

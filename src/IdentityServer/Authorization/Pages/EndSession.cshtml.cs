@@ -1,0 +1,94 @@
+using IdentityServer.Accounts;
+using Microsoft.AspNetCore;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.Extensions.Primitives;
+using OpenIddict.Server.AspNetCore;
+
+namespace IdentityServer.Authorization.Pages;
+
+/// <summary>
+/// RP-initiated logout (pass-through). With a valid <c>id_token_hint</c> the session ends at once and OpenIddict
+/// redirects to the client's registered <c>post_logout_redirect_uri</c> (with <c>state</c>). Without one (missing,
+/// tampered, unsigned) the user is asked first, so a forged link cannot sign anyone out silently.
+/// </summary>
+[AllowAnonymous]
+[IgnoreAntiforgeryToken] // Clients may POST logout requests; the confirmation form is checked by hand.
+public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager, IAntiforgery antiforgery, ILogger<EndSessionModel> logger) : PageModel
+{
+    private const string ConfirmField = "confirm_sign_out";
+
+    /// <summary>Whether the request itself was refused (then the confirmation signs out here, with no redirect).</summary>
+    public bool RequestRefused { get; private set; }
+
+    public IReadOnlyList<KeyValuePair<string, string>> Parameters { get; private set; } = [];
+
+    public string ConfirmFieldName => ConfirmField;
+
+    public async Task<IActionResult> OnGetAsync()
+    {
+        if (await HasValidIdTokenHintAsync())
+        {
+            return await SignOutAsync();
+        }
+
+        return AskForConfirmation();
+    }
+
+    public async Task<IActionResult> OnPostAsync()
+    {
+        if (Request.HasFormContentType && Request.Form.ContainsKey(ConfirmField))
+        {
+            return await antiforgery.IsRequestValidAsync(HttpContext) ? await SignOutAsync() : AskForConfirmation();
+        }
+
+        return await OnGetAsync();
+    }
+
+    private async Task<bool> HasValidIdTokenHintAsync()
+    {
+        if (HttpContext.GetOpenIddictServerResponse()?.Error is not null || HttpContext.GetOpenIddictServerRequest() is null)
+        {
+            return false;
+        }
+
+        // OpenIddict has validated the hint's signature and issuer; its principal is here only when it was valid.
+        var hint = await HttpContext.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+        return hint.Principal is not null;
+    }
+
+    private async Task<IActionResult> SignOutAsync()
+    {
+        if (User.Identity?.IsAuthenticated == true || (await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Succeeded)
+        {
+            logger.LogInformation(AccountEvents.SignedOut, "Session ended through the end session endpoint");
+        }
+
+        await signInManager.SignOutAsync();
+        var request = HttpContext.GetOpenIddictServerRequest();
+        if (HttpContext.GetOpenIddictServerResponse()?.Error is not null || request is null
+            || (string.IsNullOrEmpty(request.ClientId) && !await HasValidIdTokenHintAsync()))
+        {
+            // No client named (by a valid hint or client_id), or the request was refused: redirect nowhere.
+            return Redirect(SignedOutModel.Path);
+        }
+
+        // OpenIddict redirects to the validated post_logout_redirect_uri, or to our signed-out page when there is none.
+        return SignOut(new AuthenticationProperties { RedirectUri = SignedOutModel.Path }, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+    }
+
+    private PageResult AskForConfirmation()
+    {
+        RequestRefused = HttpContext.GetOpenIddictServerResponse()?.Error is not null;
+        IEnumerable<KeyValuePair<string, StringValues>> source = Request.HasFormContentType ? Request.Form : Request.Query;
+        Parameters = RequestRefused
+            ? []
+            : source.Where(p => p.Key is not ConfirmField and not "__RequestVerificationToken")
+                .SelectMany(p => p.Value.Select(v => KeyValuePair.Create(p.Key, v ?? string.Empty))).ToList();
+        return Page();
+    }
+}

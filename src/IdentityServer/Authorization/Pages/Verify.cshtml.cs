@@ -1,0 +1,96 @@
+using IdentityServer.Accounts;
+using IdentityServer.Shared;
+using Microsoft.AspNetCore;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using OpenIddict.Abstractions;
+using OpenIddict.Server.AspNetCore;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Authorization.Pages;
+
+/// <summary>
+/// The device flow's end-user verification endpoint (pass-through): a signed-in user enters the code shown on
+/// the device, sees which application asks for what, and approves or denies. OpenIddict validates the code.
+/// </summary>
+public sealed class VerifyModel(
+    IOpenIddictApplicationManager applications,
+    UserManager<ApplicationUser> users,
+    UserPrincipalFactory principals,
+    ILogger<VerifyModel> logger) : PageModel
+{
+    public const string CompletedPath = "/connect/verify/done";
+
+    public ProtocolError? Error { get; private set; }
+
+    [BindProperty(SupportsGet = true, Name = Parameters.UserCode)]
+    public string? UserCode { get; set; }
+
+    public string? ClientName { get; private set; }
+
+    public IReadOnlyList<string> Scopes { get; private set; } = [];
+
+    public async Task<IActionResult> OnGetAsync()
+    {
+        if (string.IsNullOrEmpty(UserCode))
+        {
+            return Page();
+        }
+
+        var code = await AuthenticateUserCodeAsync();
+        if (code is null)
+        {
+            return Page();
+        }
+
+        var application = await applications.FindByClientIdAsync(code.GetClaim(Claims.ClientId) ?? string.Empty, HttpContext.RequestAborted);
+        ClientName = application is null ? code.GetClaim(Claims.ClientId)
+            : await applications.GetLocalizedDisplayNameAsync(application, HttpContext.RequestAborted);
+        Scopes = code.GetScopes();
+        return Page();
+    }
+
+    public async Task<IActionResult> OnPostApproveAsync()
+    {
+        var code = await AuthenticateUserCodeAsync();
+        var user = await users.GetUserAsync(User);
+        if (code is null || user is null)
+        {
+            return Page();
+        }
+
+        var session = (await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Principal ?? User;
+        var principal = await principals.CreateAsync(user, code.GetScopes(), session, HttpContext.RequestAborted);
+        logger.LogInformation(TokenEvents.AuthorizationGranted, "User {UserId} approved device code for {ClientId}", user.Id, code.GetClaim(Claims.ClientId));
+        return SignIn(principal, new AuthenticationProperties { RedirectUri = CompletedPath + "?approved=true" },
+            OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+    }
+
+    public IActionResult OnPostDeny()
+    {
+        logger.LogInformation(TokenEvents.AuthorizationDenied, "User {UserId} denied a device code", users.GetUserId(User));
+        return Forbid(new AuthenticationProperties { RedirectUri = CompletedPath + "?approved=false" },
+            OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+    }
+
+    /// <summary>The user code's principal (client and scopes), or null with <see cref="Error"/> set.</summary>
+    private async Task<System.Security.Claims.ClaimsPrincipal?> AuthenticateUserCodeAsync()
+    {
+        if (HttpContext.GetOpenIddictServerResponse() is { Error: { } error } response)
+        {
+            Error = new ProtocolError(error, response.ErrorDescription ?? "The code is not valid or has expired.", HttpContext.TraceIdentifier);
+            return null;
+        }
+
+        var result = await HttpContext.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+        if (result.Principal?.GetClaim(Claims.ClientId) is null)
+        {
+            Error = new ProtocolError(Errors.InvalidToken, "The code is not valid or has expired.", HttpContext.TraceIdentifier);
+            return null;
+        }
+
+        return result.Principal;
+    }
+}

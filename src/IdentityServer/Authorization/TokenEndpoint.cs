@@ -1,0 +1,75 @@
+using IdentityServer.Accounts;
+using Microsoft.AspNetCore;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Identity;
+using OpenIddict.Abstractions;
+using OpenIddict.Server.AspNetCore;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Authorization;
+
+/// <summary>
+/// The token endpoint's decisions. OpenIddict has already authenticated the client and validated the grant
+/// (code, PKCE, refresh token, device code); here we only decide whose tokens these are.
+/// </summary>
+public static class TokenEndpoint
+{
+    public static IEndpointRouteBuilder MapTokenEndpoint(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapPost(ProtocolRoutes.Token, ExchangeAsync).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
+        return endpoints;
+    }
+
+    private static async Task<IResult> ExchangeAsync(
+        HttpContext context,
+        IOpenIddictApplicationManager applications,
+        UserManager<ApplicationUser> users,
+        SignInManager<ApplicationUser> signInManager,
+        UserPrincipalFactory principals,
+        ILoggerFactory loggers)
+    {
+        var request = context.GetOpenIddictServerRequest()
+            ?? throw new InvalidOperationException("The OpenIddict server request cannot be retrieved.");
+        var logger = loggers.CreateLogger(typeof(TokenEndpoint));
+
+        if (request.IsClientCredentialsGrantType())
+        {
+            var application = await applications.FindByClientIdAsync(request.ClientId!, context.RequestAborted)
+                ?? throw new InvalidOperationException("The authenticated client no longer exists.");
+            var principal = await principals.CreateForClientAsync(request.ClientId!,
+                await applications.GetDisplayNameAsync(application, context.RequestAborted), request.GetScopes(), context.RequestAborted);
+            return Results.SignIn(principal, authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+        }
+
+        if (request.IsAuthorizationCodeGrantType() || request.IsRefreshTokenGrantType() || request.IsDeviceCodeGrantType())
+        {
+            var granted = (await context.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)).Principal;
+            var user = granted?.GetClaim(Claims.Subject) is { } subject ? await users.FindByIdAsync(subject) : null;
+            if (granted is null || user is null || !await signInManager.CanSignInAsync(user) || await users.IsLockedOutAsync(user))
+            {
+                logger.LogWarning(TokenEvents.GrantRefused, "Token request from {ClientId} refused: the user no longer exists or may not sign in", request.ClientId);
+                return Refuse(Errors.InvalidGrant, "The user of this grant can no longer sign in.");
+            }
+
+            return Results.SignIn(await principals.RefreshAsync(granted, user),
+                authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+        }
+
+        return Refuse(Errors.UnsupportedGrantType, "This grant type is not supported.");
+    }
+
+    internal static IResult Refuse(string error, string description) => Results.Forbid(
+        new AuthenticationProperties(new Dictionary<string, string?>
+        {
+            [OpenIddictServerAspNetCoreConstants.Properties.Error] = error,
+            [OpenIddictServerAspNetCoreConstants.Properties.ErrorDescription] = description,
+        }),
+        [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
+}
+
+public static class TokenEvents
+{
+    public static readonly EventId GrantRefused = new(5001, nameof(GrantRefused));
+    public static readonly EventId AuthorizationGranted = new(5002, nameof(AuthorizationGranted));
+    public static readonly EventId AuthorizationDenied = new(5003, nameof(AuthorizationDenied));
+}

@@ -1,0 +1,113 @@
+using System.Collections.Immutable;
+using System.Security.Claims;
+using IdentityServer.Accounts;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.IdentityModel.Tokens;
+using OpenIddict.Abstractions;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Authorization;
+
+/// <summary>
+/// The one place that turns a user into the principal tokens are made from: which claims, for which scopes,
+/// and whether each goes into the access token, the id token, or both.
+/// </summary>
+public sealed class UserPrincipalFactory(UserManager<ApplicationUser> users, IOpenIddictScopeManager scopes)
+{
+    /// <summary>Claims that describe the user, replaced with current values whenever tokens are refreshed.</summary>
+    private static readonly ImmutableHashSet<string> UserClaimTypes = [
+        Claims.Name, Claims.PreferredUsername, Claims.Email, Claims.EmailVerified, Claims.Role,
+    ];
+
+    /// <summary>A new principal at the authorization or verification endpoint: the user, the granted scopes, the sign-in.</summary>
+    public async Task<ClaimsPrincipal> CreateAsync(ApplicationUser user, ImmutableArray<string> grantedScopes, ClaimsPrincipal session, CancellationToken ct)
+    {
+        var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
+        identity.SetClaim(Claims.Subject, user.Id);
+        foreach (var claim in session.Claims.Where(c => c.Type is SessionClaims.AuthenticationTime or SessionClaims.AuthenticationMethod))
+        {
+            identity.AddClaim(new Claim(claim.Type, claim.Value, claim.ValueType));
+        }
+
+        var principal = new ClaimsPrincipal(identity);
+        principal.SetScopes(grantedScopes);
+        principal.SetResources(await scopes.ListResourcesAsync(grantedScopes, ct).ToListAsync(ct));
+        await AddUserClaimsAsync(identity, user, grantedScopes);
+        identity.SetDestinations(GetDestinations);
+        return principal;
+    }
+
+    /// <summary>
+    /// The principal for a token issued from a code, a refresh token or a device code: everything the grant carried
+    /// (subject, scopes, audiences, authorization, sign-in time) stays; the user's claims are read afresh.
+    /// </summary>
+    public async Task<ClaimsPrincipal> RefreshAsync(ClaimsPrincipal granted, ApplicationUser user)
+    {
+        var identity = new ClaimsIdentity(granted.Claims.Where(c => !UserClaimTypes.Contains(c.Type)),
+            TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
+        await AddUserClaimsAsync(identity, user, granted.GetScopes());
+        identity.SetDestinations(GetDestinations);
+        return new ClaimsPrincipal(identity);
+    }
+
+    /// <summary>The principal of a machine client (client credentials): the client is the subject.</summary>
+    public async Task<ClaimsPrincipal> CreateForClientAsync(string clientId, string? displayName, ImmutableArray<string> grantedScopes, CancellationToken ct)
+    {
+        var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
+        identity.SetClaim(Claims.Subject, clientId);
+        identity.SetClaim(Claims.Name, displayName ?? clientId);
+        var principal = new ClaimsPrincipal(identity);
+        principal.SetScopes(grantedScopes);
+        principal.SetResources(await scopes.ListResourcesAsync(grantedScopes, ct).ToListAsync(ct));
+        identity.SetDestinations(static _ => [Destinations.AccessToken]);
+        return principal;
+    }
+
+    /// <summary>The userinfo response: the subject and the claims of the scopes the access token carries.</summary>
+    public async Task<Dictionary<string, object>> GetUserInfoAsync(ApplicationUser user, ClaimsPrincipal accessToken)
+    {
+        var identity = new ClaimsIdentity();
+        await AddUserClaimsAsync(identity, user, accessToken.GetScopes());
+        var info = new Dictionary<string, object>(StringComparer.Ordinal) { [Claims.Subject] = user.Id };
+        foreach (var group in identity.Claims.GroupBy(c => c.Type))
+        {
+            info[group.Key] = group.Key == Claims.Role
+                ? group.Select(c => c.Value).ToArray()
+                : group.Key == Claims.EmailVerified ? bool.Parse(group.First().Value) : group.First().Value;
+        }
+
+        return info;
+    }
+
+    private async Task AddUserClaimsAsync(ClaimsIdentity identity, ApplicationUser user, ImmutableArray<string> grantedScopes)
+    {
+        if (grantedScopes.Contains(Scopes.Profile))
+        {
+            identity.SetClaim(Claims.Name, user.UserName);
+            identity.SetClaim(Claims.PreferredUsername, user.UserName);
+        }
+
+        if (grantedScopes.Contains(Scopes.Email) && user.Email is not null)
+        {
+            identity.SetClaim(Claims.Email, user.Email);
+            identity.AddClaim(new Claim(Claims.EmailVerified, user.EmailConfirmed ? "true" : "false", ClaimValueTypes.Boolean));
+        }
+
+        if (grantedScopes.Contains(Scopes.Roles))
+        {
+            identity.SetClaims(Claims.Role, [.. await users.GetRolesAsync(user)]);
+        }
+    }
+
+    /// <summary>
+    /// User claims are only added under the scope that grants them, so each goes to both tokens; how and when
+    /// the user signed in is for the client (id token), not for APIs; Identity's security stamp goes nowhere.
+    /// </summary>
+    private static IEnumerable<string> GetDestinations(Claim claim) => claim.Type switch
+    {
+        _ when UserClaimTypes.Contains(claim.Type) => [Destinations.AccessToken, Destinations.IdentityToken],
+        Claims.AuthenticationTime or Claims.AuthenticationMethodReference => [Destinations.IdentityToken],
+        "AspNet.Identity.SecurityStamp" => [],
+        _ => [Destinations.AccessToken],
+    };
+}

@@ -1,0 +1,88 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace IdentityServer.Clients;
+
+/// <summary>
+/// A client application as users write it everywhere (seed, admin API, export): the OAuth dynamic client
+/// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c> and <c>application_type</c>.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed class ClientDocument
+{
+    [JsonPropertyName("client_id")]
+    public string? ClientId { get; set; }
+
+    /// <summary>Write-only: stored hashed, never returned.</summary>
+    [JsonPropertyName("client_secret")]
+    public string? ClientSecret { get; set; }
+
+    [JsonPropertyName("client_name")]
+    public string? ClientName { get; set; }
+
+    [JsonPropertyName("redirect_uris")]
+    public List<string> RedirectUris { get; set; } = [];
+
+    [JsonPropertyName("post_logout_redirect_uris")]
+    public List<string> PostLogoutRedirectUris { get; set; } = [];
+
+    [JsonPropertyName("grant_types")]
+    public List<string> GrantTypes { get; set; } = [];
+
+    [JsonPropertyName("token_endpoint_auth_method")]
+    public string? TokenEndpointAuthMethod { get; set; }
+
+    /// <summary>Space-separated scopes the client may ask for.</summary>
+    [JsonPropertyName("scope")]
+    public string? Scope { get; set; }
+
+    [JsonPropertyName("consent_type")]
+    public string? ConsentType { get; set; }
+
+    [JsonPropertyName("application_type")]
+    public string? ApplicationType { get; set; }
+
+    [JsonPropertyName("jwks")]
+    public JsonElement? Jwks { get; set; }
+
+    [JsonPropertyName("jwks_uri")]
+    public string? JwksUri { get; set; }
+
+}
+
+/// <summary>A scope as configured in the seed or the admin API.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed class ScopeDocument
+{
+    [JsonPropertyName("name")]
+    public string? Name { get; set; }
+
+    [JsonPropertyName("display_name")]
+    public string? DisplayName { get; set; }
+
+    [JsonPropertyName("description")]
+    public string? Description { get; set; }
+
+    [JsonPropertyName("resources")]
+    public List<string> Resources { get; set; } = [];
+}
+
+/// <summary>A user to create (or update) at start.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed class UserSeedDocument
+{
+    [JsonPropertyName("user_name")]
+    public string? UserName { get; set; }
+
+    [JsonPropertyName("email")]
+    public string? Email { get; set; }
+
+    [JsonPropertyName("password")]
+    public string? Password { get; set; }
+
+    [JsonPropertyName("email_verified")]
+    public bool EmailVerified { get; set; }
+
+    [JsonPropertyName("roles")]
+    public List<string> Roles { get; set; } = [];
+}

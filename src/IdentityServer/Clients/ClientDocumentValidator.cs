@@ -1,0 +1,182 @@
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Clients;
+
+/// <summary>A problem with a client document, named by the RFC 7591 error code and the field at fault.</summary>
+public sealed record ClientDocumentError(string Error, string Field, string Description)
+{
+    public const string InvalidRedirectUri = "invalid_redirect_uri";
+    public const string InvalidClientMetadata = "invalid_client_metadata";
+
+    public override string ToString() => $"{Field}: {Description}";
+}
+
+/// <summary>The rules every client document meets, wherever it comes from (seed, admin API).</summary>
+public static class ClientDocumentValidator
+{
+    public const string DeviceCodeGrant = GrantTypes.DeviceCode;
+    public const string TokenExchangeGrant = GrantTypes.TokenExchange;
+
+    public static readonly IReadOnlySet<string> SupportedGrantTypes = new HashSet<string>(StringComparer.Ordinal)
+    {
+        GrantTypes.AuthorizationCode, GrantTypes.RefreshToken, GrantTypes.ClientCredentials, DeviceCodeGrant, TokenExchangeGrant,
+    };
+
+    public static readonly IReadOnlySet<string> SupportedAuthMethods = new HashSet<string>(StringComparer.Ordinal)
+    {
+        ClientAuthenticationMethods.ClientSecretBasic, ClientAuthenticationMethods.ClientSecretPost,
+        ClientAuthenticationMethods.PrivateKeyJwt, ClientAuthenticationMethods.None,
+    };
+
+    public static readonly IReadOnlySet<string> SupportedConsentTypes = new HashSet<string>(StringComparer.Ordinal)
+    {
+        ConsentTypes.Explicit, ConsentTypes.Implicit, ConsentTypes.External, ConsentTypes.Systematic,
+    };
+
+    public static readonly IReadOnlySet<string> SupportedApplicationTypes = new HashSet<string>(StringComparer.Ordinal)
+    {
+        ApplicationTypes.Web, ApplicationTypes.Native,
+    };
+
+    /// <summary>
+    /// Checks a document. <paramref name="scopeExists"/> says whether a scope is known (standard or registered);
+    /// <paramref name="secretRequired"/> is true where no secret can be generated for a confidential client (the seed).
+    /// </summary>
+    public static IReadOnlyList<ClientDocumentError> Validate(ClientDocument client, Func<string, bool> scopeExists, bool secretRequired)
+    {
+        var errors = new List<ClientDocumentError>();
+        void Metadata(string field, string description) =>
+            errors.Add(new(ClientDocumentError.InvalidClientMetadata, field, description));
+
+        if (string.IsNullOrWhiteSpace(client.ClientId))
+        {
+            Metadata("client_id", "is required.");
+        }
+        else if (client.ClientId.Length > 100 || client.ClientId.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+        {
+            Metadata("client_id", "must be at most 100 characters with no spaces.");
+        }
+
+        var method = client.TokenEndpointAuthMethod ?? ClientAuthenticationMethods.ClientSecretBasic;
+        if (!SupportedAuthMethods.Contains(method))
+        {
+            Metadata("token_endpoint_auth_method", $"'{method}' is not supported; use one of: {string.Join(", ", SupportedAuthMethods)}.");
+        }
+
+        var isPublic = method == ClientAuthenticationMethods.None;
+        if (isPublic && !string.IsNullOrEmpty(client.ClientSecret))
+        {
+            Metadata("client_secret", "a public client (token_endpoint_auth_method 'none') has no secret.");
+        }
+
+        if (method is ClientAuthenticationMethods.ClientSecretBasic or ClientAuthenticationMethods.ClientSecretPost
+            && secretRequired && string.IsNullOrEmpty(client.ClientSecret))
+        {
+            Metadata("client_secret", $"is required for token_endpoint_auth_method '{method}'.");
+        }
+
+        if (!string.IsNullOrEmpty(client.ClientSecret) && client.ClientSecret.Length < 16)
+        {
+            Metadata("client_secret", "must be at least 16 characters.");
+        }
+
+        if (!string.IsNullOrEmpty(client.JwksUri))
+        {
+            Metadata("jwks_uri", "is not supported; give the client's public keys inline as 'jwks'.");
+        }
+
+        if (method == ClientAuthenticationMethods.PrivateKeyJwt && client.Jwks is null)
+        {
+            Metadata("jwks", "is required for token_endpoint_auth_method 'private_key_jwt'.");
+        }
+
+        if (client.GrantTypes.Count == 0)
+        {
+            Metadata("grant_types", "at least one grant type is required.");
+        }
+
+        foreach (var grant in client.GrantTypes.Where(g => !SupportedGrantTypes.Contains(g)))
+        {
+            Metadata("grant_types", $"'{grant}' is not supported; use any of: {string.Join(", ", SupportedGrantTypes)}.");
+        }
+
+        if (isPublic && client.GrantTypes.Contains(GrantTypes.ClientCredentials))
+        {
+            Metadata("grant_types", "a public client cannot use client_credentials.");
+        }
+
+        if (client.ConsentType is not null && !SupportedConsentTypes.Contains(client.ConsentType))
+        {
+            Metadata("consent_type", $"'{client.ConsentType}' is not supported; use one of: {string.Join(", ", SupportedConsentTypes)}.");
+        }
+
+        if (client.ApplicationType is not null && !SupportedApplicationTypes.Contains(client.ApplicationType))
+        {
+            Metadata("application_type", $"'{client.ApplicationType}' is not supported; use 'web' or 'native'.");
+        }
+
+        var isNative = client.ApplicationType == ApplicationTypes.Native;
+        if (client.GrantTypes.Contains(GrantTypes.AuthorizationCode) && client.RedirectUris.Count == 0)
+        {
+            errors.Add(new(ClientDocumentError.InvalidRedirectUri, "redirect_uris", "at least one is required for authorization_code."));
+        }
+
+        CheckRedirectUris(client.RedirectUris, "redirect_uris", isNative, errors);
+        CheckRedirectUris(client.PostLogoutRedirectUris, "post_logout_redirect_uris", isNative, errors);
+
+        foreach (var scope in ClientDescriptorMapper.SplitScopes(client.Scope).Where(s => !scopeExists(s)))
+        {
+            Metadata("scope", $"'{scope}' is not a registered scope.");
+        }
+
+        return errors;
+    }
+
+    private static void CheckRedirectUris(List<string> uris, string field, bool isNative, List<ClientDocumentError> errors)
+    {
+        for (var i = 0; i < uris.Count; i++)
+        {
+            var problem = RedirectUriProblem(uris[i], isNative);
+            if (problem is not null)
+            {
+                errors.Add(new(ClientDocumentError.InvalidRedirectUri, $"{field}[{i}]", $"'{uris[i]}' {problem}"));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Redirect URIs are absolute, have no fragment, and use https, except loopback http (native and development
+    /// apps) and a native app's private-use scheme (reverse domain name, RFC 8252 section 7.1).
+    /// </summary>
+    internal static string? RedirectUriProblem(string value, bool isNative)
+    {
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri))
+        {
+            return "is not an absolute URI.";
+        }
+
+        if (!string.IsNullOrEmpty(uri.Fragment) || value.Contains('#'))
+        {
+            return "must not contain a fragment.";
+        }
+
+        if (uri.Scheme == Uri.UriSchemeHttps)
+        {
+            return null;
+        }
+
+        if (uri.Scheme == Uri.UriSchemeHttp)
+        {
+            return uri.IsLoopback ? null : "must use https (http is allowed only on loopback).";
+        }
+
+        if (isNative && uri.Scheme.Contains('.'))
+        {
+            return null;
+        }
+
+        return isNative
+            ? "must use https, loopback http, or a private-use scheme in reverse domain form (com.example.app:/callback)."
+            : "must use https (private-use schemes are for application_type 'native').";
+    }
+}

@@ -1,0 +1,12 @@
+namespace IdentityServer.Clients;
+
+public static class ClientsExtensions
+{
+    /// <summary>Client documents: seeding from configuration and the registered browser origins.</summary>
+    public static WebApplicationBuilder AddClients(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddScoped<Seeder>();
+        builder.Services.AddSingleton<ClientOrigins>();
+        return builder;
+    }
+}

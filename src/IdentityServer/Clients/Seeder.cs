@@ -1,0 +1,190 @@
+using IdentityServer.Accounts;
+using IdentityServer.Hosting;
+using Microsoft.AspNetCore.Identity;
+using OpenIddict.Abstractions;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Clients;
+
+/// <summary>
+/// Applies the <c>Seed</c> configuration section on every start: creates or updates scopes, clients and users,
+/// never deletes anything. Every entry is validated before anything is written, so a bad entry changes nothing.
+/// </summary>
+public sealed class Seeder(
+    IConfiguration configuration,
+    IOpenIddictApplicationManager applications,
+    IOpenIddictScopeManager scopes,
+    UserManager<ApplicationUser> users,
+    RoleManager<IdentityRole> roles,
+    ILogger<Seeder> logger)
+{
+    public const string Section = "Seed";
+
+    /// <summary>Scopes every client may be granted without registering them.</summary>
+    public static readonly IReadOnlySet<string> StandardScopes = new HashSet<string>(StringComparer.Ordinal)
+    {
+        Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.Roles, Scopes.OfflineAccess,
+    };
+
+    public async Task SeedAsync(CancellationToken cancellationToken)
+    {
+        var section = configuration.GetSection(Section);
+        var scopeEntries = ConfigurationJson.ReadList<ScopeDocument>(section.GetSection("Scopes"));
+        var clientEntries = ConfigurationJson.ReadList<ClientDocument>(section.GetSection("Clients"));
+        var userEntries = ConfigurationJson.ReadList<UserSeedDocument>(section.GetSection("Users"));
+
+        var seededScopes = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (path, scope) in scopeEntries)
+        {
+            if (string.IsNullOrWhiteSpace(scope.Name) || scope.Name.Contains(' '))
+            {
+                throw new StartupConfigurationException($"{path}: name is required and has no spaces.");
+            }
+
+            var bad = scope.Resources.FirstOrDefault(r => !Uri.TryCreate(r, UriKind.Absolute, out _));
+            if (bad is not null)
+            {
+                throw new StartupConfigurationException($"{path} (scope '{scope.Name}'): resources: '{bad}' is not an absolute URI.");
+            }
+
+            seededScopes.Add(scope.Name);
+        }
+
+        var knownScopes = new HashSet<string>(StandardScopes.Concat(seededScopes), StringComparer.Ordinal);
+        await foreach (var stored in scopes.ListAsync(count: null, offset: null, cancellationToken))
+        {
+            knownScopes.Add(await scopes.GetNameAsync(stored, cancellationToken) ?? string.Empty);
+        }
+
+        foreach (var (path, client) in clientEntries)
+        {
+            var errors = ClientDocumentValidator.Validate(client, knownScopes.Contains, secretRequired: true);
+            if (errors.Count > 0)
+            {
+                throw new StartupConfigurationException(
+                    $"{path} (client_id '{client.ClientId}'): {string.Join("; ", errors)}");
+            }
+        }
+
+        foreach (var (path, user) in userEntries)
+        {
+            if (string.IsNullOrWhiteSpace(user.UserName))
+            {
+                throw new StartupConfigurationException($"{path}: user_name is required.");
+            }
+        }
+
+        foreach (var (_, scope) in scopeEntries)
+        {
+            await UpsertScopeAsync(scope, cancellationToken);
+        }
+
+        foreach (var (_, client) in clientEntries)
+        {
+            await UpsertClientAsync(client, cancellationToken);
+        }
+
+        foreach (var (path, user) in userEntries)
+        {
+            await UpsertUserAsync(path, user);
+        }
+    }
+
+    private async Task UpsertScopeAsync(ScopeDocument scope, CancellationToken ct)
+    {
+        var descriptor = new OpenIddictScopeDescriptor();
+        var existing = await scopes.FindByNameAsync(scope.Name!, ct);
+        if (existing is not null)
+        {
+            await scopes.PopulateAsync(descriptor, existing, ct);
+        }
+
+        descriptor.Name = scope.Name;
+        descriptor.DisplayName = scope.DisplayName ?? scope.Name;
+        descriptor.Description = scope.Description;
+        descriptor.Resources.Clear();
+        descriptor.Resources.UnionWith(scope.Resources);
+
+        if (existing is null)
+        {
+            await scopes.CreateAsync(descriptor, ct);
+            logger.LogInformation(SeedEvents.ScopeCreated, "Seed created scope {Scope}", scope.Name);
+        }
+        else
+        {
+            await scopes.UpdateAsync(existing, descriptor, ct);
+        }
+    }
+
+    private async Task UpsertClientAsync(ClientDocument client, CancellationToken ct)
+    {
+        var descriptor = new OpenIddictApplicationDescriptor();
+        var existing = await applications.FindByClientIdAsync(client.ClientId!, ct);
+        if (existing is not null)
+        {
+            await applications.PopulateAsync(descriptor, existing, ct);
+        }
+
+        ClientDescriptorMapper.Populate(descriptor, client);
+        if (existing is null)
+        {
+            await applications.CreateAsync(descriptor, ct);
+            logger.LogInformation(SeedEvents.ClientCreated, "Seed created client {ClientId}", client.ClientId);
+        }
+        else
+        {
+            // The manager re-hashes the secret only when the descriptor carries a new plain one.
+            await applications.UpdateAsync(existing, descriptor, ct);
+        }
+    }
+
+    private async Task UpsertUserAsync(string path, UserSeedDocument seed)
+    {
+        foreach (var role in seed.Roles.Where(r => !string.IsNullOrWhiteSpace(r)))
+        {
+            if (!await roles.RoleExistsAsync(role))
+            {
+                Check(await roles.CreateAsync(new IdentityRole(role)), path, "roles");
+            }
+        }
+
+        var user = await users.FindByNameAsync(seed.UserName!);
+        if (user is null)
+        {
+            user = new ApplicationUser { UserName = seed.UserName, Email = seed.Email, EmailConfirmed = seed.EmailVerified };
+            Check(string.IsNullOrEmpty(seed.Password)
+                ? await users.CreateAsync(user)
+                : await users.CreateAsync(user, seed.Password), path, "password");
+            logger.LogInformation(SeedEvents.UserCreated, "Seed created user {UserName}", seed.UserName);
+        }
+        else
+        {
+            // The password is only set on creation: a user who changed theirs keeps it.
+            user.Email = seed.Email;
+            user.EmailConfirmed = seed.EmailVerified;
+            Check(await users.UpdateAsync(user), path, "email");
+        }
+
+        var missing = seed.Roles.Except(await users.GetRolesAsync(user)).ToList();
+        if (missing.Count > 0)
+        {
+            Check(await users.AddToRolesAsync(user, missing), path, "roles");
+        }
+    }
+
+    private static void Check(IdentityResult result, string path, string field)
+    {
+        if (!result.Succeeded)
+        {
+            throw new StartupConfigurationException(
+                $"{path}: {field}: {string.Join(" ", result.Errors.Select(e => e.Description))}");
+        }
+    }
+}
+
+public static class SeedEvents
+{
+    public static readonly EventId ScopeCreated = new(4001, nameof(ScopeCreated));
+    public static readonly EventId ClientCreated = new(4002, nameof(ClientCreated));
+    public static readonly EventId UserCreated = new(4003, nameof(UserCreated));
+}

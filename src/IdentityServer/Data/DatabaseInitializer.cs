@@ -1,0 +1,46 @@
+using IdentityServer.Clients;
+using IdentityServer.Keys;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace IdentityServer.Data;
+
+/// <summary>
+/// Runs before the server takes requests: applies migrations, loads (or creates) the keys, applies the seed.
+/// A hosted service rather than code in Program so that test hosts run it too.
+/// </summary>
+public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing keys, IOptions<DatabaseOptions> options, ILogger<DatabaseInitializer> logger)
+    : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+
+        if (options.Value.MigrateOnStartup)
+        {
+            var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
+            if (pending.Count > 0)
+            {
+                logger.LogInformation(DataEvents.Migrating, "Applying {Count} migration(s): {Migrations}", pending.Count, pending);
+                await db.Database.MigrateAsync(cancellationToken);
+            }
+
+            if (db.Database.IsSqlite())
+            {
+                // Write-ahead logging lets readers go on while a token is written; the setting persists in the file.
+                await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+            }
+        }
+
+        await keys.LoadAsync(db, cancellationToken);
+        await scope.ServiceProvider.GetRequiredService<Seeder>().SeedAsync(cancellationToken);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+public static class DataEvents
+{
+    public static readonly EventId Migrating = new(1001, nameof(Migrating));
+}

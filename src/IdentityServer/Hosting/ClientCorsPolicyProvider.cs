@@ -1,0 +1,34 @@
+using IdentityServer.Authorization;
+using IdentityServer.Clients;
+using Microsoft.AspNetCore.Cors.Infrastructure;
+
+namespace IdentityServer.Hosting;
+
+/// <summary>
+/// CORS for browser apps: discovery, JWKS, token, userinfo and revocation answer cross-origin requests from the
+/// origin of a registered redirect URI, and from no one else (no wildcard).
+/// </summary>
+public sealed class ClientCorsPolicyProvider(ClientOrigins origins) : ICorsPolicyProvider
+{
+    private static readonly PathString[] CorsPaths =
+    [
+        ProtocolRoutes.Discovery, ProtocolRoutes.Jwks, ProtocolRoutes.Token, ProtocolRoutes.UserInfo, ProtocolRoutes.Revocation,
+    ];
+
+    public async Task<CorsPolicy?> GetPolicyAsync(HttpContext context, string? policyName)
+    {
+        var origin = context.Request.Headers.Origin.ToString();
+        if (string.IsNullOrEmpty(origin) || !CorsPaths.Any(p => context.Request.Path.Equals(p, StringComparison.OrdinalIgnoreCase))
+            || !await origins.IsAllowedAsync(origin, context.RequestAborted))
+        {
+            return null;
+        }
+
+        return new CorsPolicyBuilder()
+            .WithOrigins(origin)
+            .WithMethods(HttpMethods.Get, HttpMethods.Post)
+            .AllowAnyHeader()
+            .SetPreflightMaxAge(TimeSpan.FromHours(1))
+            .Build();
+    }
+}

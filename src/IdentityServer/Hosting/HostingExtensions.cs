@@ -1,0 +1,175 @@
+using System.Data.Common;
+using System.Net;
+using System.Text.Json;
+using IdentityServer.Authorization;
+using IdentityServer.Data;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Cors.Infrastructure;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.HttpOverrides;
+using Microsoft.EntityFrameworkCore.Storage;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Hosting;
+
+public static class HostingExtensions
+{
+    /// <summary>
+    /// Configuration, Razor Pages (deny by default), health checks, CORS and forwarded headers: everything
+    /// about how the server is hosted rather than what it does.
+    /// </summary>
+    public static WebApplicationBuilder AddHosting(this WebApplicationBuilder builder)
+    {
+        builder.AddRepositoryDevelopmentSettings();
+        builder.Services.AddOptions<HostingOptions>().BindConfiguration(HostingOptions.Section).ValidateOnStart();
+        builder.Services.AddSingleton(TimeProvider.System);
+
+        builder.Services.AddRazorPages(options =>
+        {
+            // Pages live beside their feature (Accounts/, Authorization/, ...) with absolute routes.
+            options.RootDirectory = "/";
+        });
+        builder.Services.AddAuthorization(options =>
+            options.FallbackPolicy = new AuthorizationPolicyBuilder().RequireAuthenticatedUser().Build());
+
+        builder.Services.AddHealthChecks().AddDbContextCheck<ApplicationDbContext>("database", tags: ["ready"]);
+        builder.Services.AddCors();
+        builder.Services.AddSingleton<ICorsPolicyProvider, ClientCorsPolicyProvider>();
+
+        var hosting = builder.Configuration.GetSection(HostingOptions.Section).Get<HostingOptions>() ?? new HostingOptions();
+        if (hosting.TlsTerminatedByProxy)
+        {
+            builder.Services.Configure<ForwardedHeadersOptions>(options =>
+            {
+                options.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto;
+                options.KnownIPNetworks.Clear();
+                options.KnownProxies.Clear();
+                foreach (var proxy in hosting.KnownProxies)
+                {
+                    options.KnownProxies.Add(IPAddress.Parse(proxy));
+                }
+            });
+        }
+
+        return builder;
+    }
+
+    /// <summary>
+    /// In Development, the repository's top-level <c>appsettings.Development.json</c> (copied next to the binaries
+    /// at build) is read after the project's own settings, so environment variables and arguments still win.
+    /// </summary>
+    private static void AddRepositoryDevelopmentSettings(this WebApplicationBuilder builder)
+    {
+        if (!builder.Environment.IsDevelopment())
+        {
+            return;
+        }
+
+        var path = Path.Combine(AppContext.BaseDirectory, "appsettings.Development.json");
+        var sources = builder.Configuration.Sources;
+        var index = sources.ToList().FindLastIndex(s => s is Microsoft.Extensions.Configuration.Json.JsonConfigurationSource);
+        var source = new Microsoft.Extensions.Configuration.Json.JsonConfigurationSource
+        {
+            Path = path,
+            Optional = true,
+            ReloadOnChange = false,
+        };
+        source.ResolveFileProvider();
+        sources.Insert(index + 1, source);
+    }
+
+    public static WebApplication UseHosting(this WebApplication app)
+    {
+        var hosting = app.Configuration.GetSection(HostingOptions.Section).Get<HostingOptions>() ?? new HostingOptions();
+        if (hosting.TlsTerminatedByProxy)
+        {
+            app.UseForwardedHeaders();
+        }
+
+        // Never a stack trace to a client, in Development too: protocol endpoints answer OAuth error JSON,
+        // pages the friendly error page with a request id; the details go to the log.
+        app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = HandleExceptionAsync });
+        app.UseWhen(context => !ProtocolRoutes.IsProtocolApi(context.Request.Path),
+            pages => pages.UseStatusCodePagesWithReExecute("/error", "?status={0}"));
+
+        if (!app.Environment.IsDevelopment())
+        {
+            app.UseHsts();
+        }
+
+        app.UseSecurityHeaders();
+        app.UseStaticFiles();
+        app.UseRouting();
+        app.UseCors();
+        app.UseAuthentication();
+        app.UseAuthorization();
+        return app;
+    }
+
+    public static WebApplication MapHosting(this WebApplication app)
+    {
+        app.MapRazorPages();
+        app.MapHealthChecks("/health", new HealthCheckOptions { Predicate = _ => false }).AllowAnonymous();
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") }).AllowAnonymous();
+        return app;
+    }
+
+    private static void UseSecurityHeaders(this WebApplication app) => app.Use((context, next) =>
+    {
+        var headers = context.Response.Headers;
+        headers.XContentTypeOptions = "nosniff";
+        headers["Referrer-Policy"] = "no-referrer";
+        headers.XFrameOptions = "DENY";
+        headers.ContentSecurityPolicy = "frame-ancestors 'none'";
+        return next(context);
+    });
+
+    private static async Task HandleExceptionAsync(HttpContext context)
+    {
+        var exception = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+        var databaseDown = IsDatabaseUnavailable(exception);
+        context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("IdentityServer.Errors")
+            .LogError(HostingEvents.UnhandledException, exception, "Request {Method} {Path} failed ({RequestId})",
+                context.Request.Method, context.Request.Path, context.TraceIdentifier);
+
+        context.Response.StatusCode = databaseDown ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status500InternalServerError;
+        if (ProtocolRoutes.IsProtocolApi(context.Request.Path) || context.Request.Path.StartsWithSegments("/api"))
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(JsonSerializer.Serialize(new Dictionary<string, string>
+            {
+                [Parameters.Error] = databaseDown ? Errors.TemporarilyUnavailable : Errors.ServerError,
+                [Parameters.ErrorDescription] = databaseDown
+                    ? "The server cannot reach its database; try again shortly."
+                    : $"The server could not complete the request (request id {context.TraceIdentifier}).",
+            }));
+            return;
+        }
+
+        context.Response.ContentType = "text/html; charset=utf-8";
+        await context.Response.WriteAsync(
+            $"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Something went wrong</title>" +
+            $"<link rel=\"stylesheet\" href=\"/site.css\"></head><body><main><h1>Something went wrong</h1>" +
+            $"<p>{(databaseDown ? "The server is temporarily unavailable. Try again in a moment." : "The server could not complete your request.")}</p>" +
+            $"<p>If you contact support, quote this request id: <code>{WebUtility.HtmlEncode(context.TraceIdentifier)}</code></p></main></body></html>");
+    }
+
+    private static bool IsDatabaseUnavailable(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is DbException or RetryLimitExceededException or TimeoutException)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}
+
+public static class HostingEvents
+{
+    public static readonly EventId UnhandledException = new(9001, nameof(UnhandledException));
+}

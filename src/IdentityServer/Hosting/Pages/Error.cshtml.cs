@@ -1,0 +1,37 @@
+using System.Diagnostics;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+
+namespace IdentityServer.Hosting.Pages;
+
+/// <summary>The friendly error page: what went wrong in words, a request id, never a stack trace.</summary>
+[AllowAnonymous]
+[IgnoreAntiforgeryToken]
+[ResponseCache(Duration = 0, Location = ResponseCacheLocation.None, NoStore = true)]
+public sealed class ErrorModel : PageModel
+{
+    public string Title { get; private set; } = "Something went wrong";
+
+    public string Message { get; private set; } = "The server could not complete your request.";
+
+    public string RequestId => Activity.Current?.Id ?? HttpContext.TraceIdentifier;
+
+    public void OnGet(int? status) => Describe(status);
+
+    public void OnPost(int? status) => Describe(status);
+
+    private void Describe(int? status)
+    {
+        if (status == StatusCodes.Status404NotFound)
+        {
+            Title = "Page not found";
+            Message = "There is no page at this address.";
+        }
+        else if (status is >= 400 and < 500)
+        {
+            Title = "Request not valid";
+            Message = "The server could not understand this request.";
+        }
+    }
+}
