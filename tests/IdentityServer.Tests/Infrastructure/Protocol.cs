@@ -1,0 +1,150 @@
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.IdentityModel.Tokens;
+
+namespace IdentityServer.Tests.Infrastructure;
+
+/// <summary>PKCE (RFC 7636) values for one authorization request.</summary>
+public sealed record Pkce(string Verifier, string Challenge)
+{
+    public static Pkce Create()
+    {
+        var verifier = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        return new Pkce(verifier, Base64UrlEncoder.Encode(SHA256.HashData(Encoding.ASCII.GetBytes(verifier))));
+    }
+}
+
+/// <summary>Reads a JWT's parts without validating it (validation is what the tests check separately).</summary>
+public static class Jwt
+{
+    public static JsonElement Header(string token) => Part(token, 0);
+
+    public static JsonElement Payload(string token) => Part(token, 1);
+
+    private static JsonElement Part(string token, int index) =>
+        JsonDocument.Parse(Base64UrlEncoder.Decode(token.Split('.')[index])).RootElement.Clone();
+}
+
+/// <summary>The protocol steps a client takes, over the real HTTP surface.</summary>
+public static class OAuth
+{
+    public const string AppRedirectUri = "https://app.test/callback";
+
+    public static Func<Uri, bool> IsApp => uri => uri.Host == "app.test";
+
+    public static async Task<string> AuthorizeUrlAsync(ServerFixture server, string clientId, string scope, Pkce? pkce,
+        string redirectUri = AppRedirectUri, IDictionary<string, string?>? extra = null)
+    {
+        var parameters = new Dictionary<string, string?>
+        {
+            ["response_type"] = "code",
+            ["client_id"] = clientId,
+            ["redirect_uri"] = redirectUri,
+            ["scope"] = scope,
+            ["state"] = Unique.Name("state"),
+            ["nonce"] = Unique.Name("nonce"),
+        };
+        if (pkce is not null)
+        {
+            parameters["code_challenge"] = pkce.Challenge;
+            parameters["code_challenge_method"] = "S256";
+        }
+
+        foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
+        {
+            parameters[key] = value;
+        }
+
+        return QueryHelpers.AddQueryString(await server.EndpointAsync("authorization_endpoint"), parameters);
+    }
+
+    /// <summary>Fills and submits the login page the browser is on.</summary>
+    public static Task<BrowserPage> SignInAsync(Browser browser, BrowserPage loginPage, TestUser user, Func<Uri, bool>? stopAt = null)
+    {
+        Assert.Contains("/account/login", loginPage.Uri.AbsolutePath);
+        return browser.SubmitAsync(loginPage, new Dictionary<string, string>
+        {
+            ["Input.UserName"] = user.UserName,
+            ["Input.Password"] = user.Password,
+        }, stopAt: stopAt ?? IsApp);
+    }
+
+    /// <summary>
+    /// Runs the browser part of the code flow: authorize, sign in if asked, consent if asked; returns the
+    /// parameters the server redirected back to the app with.
+    /// </summary>
+    public static async Task<Dictionary<string, string>> AuthorizeAsync(Browser browser, string authorizeUrl, TestUser? user)
+    {
+        var page = await browser.NavigateAsync(authorizeUrl, IsApp);
+        if (page.Uri.AbsolutePath == "/account/login" && user is not null)
+        {
+            page = await SignInAsync(browser, page, user);
+        }
+
+        if (page.RedirectTarget is null && page.Document.QuerySelector("button[value=accept]") is not null)
+        {
+            page = await browser.SubmitAsync(page, button: "button[value=accept]", stopAt: IsApp);
+        }
+
+        Assert.True(page.RedirectTarget is not null && IsApp(page.RedirectTarget),
+            $"Expected a redirect to the app, got {(int)page.Status} at {page.Uri}:\n{page.Body}");
+        return QueryHelpers.ParseQuery(page.RedirectTarget!.Query).ToDictionary(p => p.Key, p => p.Value.ToString());
+    }
+
+    public static async Task<HttpResponseMessage> PostTokenAsync(ServerFixture server, IDictionary<string, string> form, TestClient? basicAuth = null)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, await server.EndpointAsync("token_endpoint"))
+        {
+            Content = new FormUrlEncodedContent(form),
+        };
+        if (basicAuth is not null)
+        {
+            request.Headers.Authorization = BasicAuth(basicAuth);
+        }
+
+        return await server.CreateClient().SendAsync(request);
+    }
+
+    public static AuthenticationHeaderValue BasicAuth(TestClient client) => new("Basic",
+        Convert.ToBase64String(Encoding.UTF8.GetBytes($"{Uri.EscapeDataString(client.ClientId)}:{Uri.EscapeDataString(client.ClientSecret!)}")));
+
+    public static async Task<JsonElement> ReadJsonAsync(HttpResponseMessage response) =>
+        JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+
+    /// <summary>Redeems a code for a public client with its PKCE verifier; returns the token response.</summary>
+    public static async Task<JsonElement> RedeemAsync(ServerFixture server, TestClient client, string code, Pkce pkce, string redirectUri = AppRedirectUri)
+    {
+        var response = await PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code",
+            ["client_id"] = client.ClientId,
+            ["code"] = code,
+            ["redirect_uri"] = redirectUri,
+            ["code_verifier"] = pkce.Verifier,
+        });
+        var json = await ReadJsonAsync(response);
+        Assert.True(response.IsSuccessStatusCode, json.ToString());
+        return json;
+    }
+
+    public static async Task<HttpResponseMessage> RefreshAsync(ServerFixture server, TestClient client, string refreshToken) =>
+        await PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token",
+            ["client_id"] = client.ClientId,
+            ["refresh_token"] = refreshToken,
+        });
+
+    /// <summary>Signs in and completes the whole code flow for a public client; returns the token response.</summary>
+    public static async Task<JsonElement> SignInAndRedeemAsync(ServerFixture server, Browser browser, TestClient client, TestUser user, string scope,
+        IDictionary<string, string?>? extra = null)
+    {
+        var pkce = Pkce.Create();
+        var result = await AuthorizeAsync(browser, await AuthorizeUrlAsync(server, client.ClientId, scope, pkce, extra: extra), user);
+        Assert.True(result.ContainsKey("code"), string.Join(", ", result));
+        return await RedeemAsync(server, client, result["code"], pkce);
+    }
+}

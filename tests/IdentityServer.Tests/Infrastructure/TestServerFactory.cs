@@ -1,0 +1,32 @@
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Logging;
+
+namespace IdentityServer.Tests.Infrastructure;
+
+/// <summary>
+/// The real server in memory, configured through settings exactly as an operator would (no service replaced).
+/// Its base address is https, as outside Development the server requires TLS.
+/// </summary>
+public sealed class TestServerFactory(IReadOnlyDictionary<string, string?> settings, string environment = "Testing")
+    : WebApplicationFactory<Program>
+{
+    public static readonly Uri Authority = new("https://localhost/");
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseEnvironment(environment);
+        foreach (var (key, value) in settings)
+        {
+            builder.UseSetting(key, value);
+        }
+
+        builder.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+    }
+
+    protected override void ConfigureClient(HttpClient client)
+    {
+        base.ConfigureClient(client);
+        client.BaseAddress = Authority;
+    }
+}
