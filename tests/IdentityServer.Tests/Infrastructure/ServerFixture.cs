@@ -18,7 +18,12 @@ public abstract class ServerFixture : IAsyncLifetime
     private TestServerFactory? _factory;
     private JsonElement? _discovery;
 
-    public TestServerFactory Factory => _factory ?? throw new InvalidOperationException("The fixture is not started.");
+    public TestServerFactory Factory => UnavailableReason is { } reason
+        ? throw new SkipException(reason)
+        : _factory ?? throw new InvalidOperationException("The fixture is not started.");
+
+    /// <summary>Why this fixture's database cannot run here; its tests are then skipped with this message.</summary>
+    public virtual string? UnavailableReason => null;
 
     public abstract DatabaseProvider Provider { get; }
 
@@ -31,6 +36,11 @@ public abstract class ServerFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        if (UnavailableReason is not null)
+        {
+            return;
+        }
+
         Settings["Database:Provider"] = Provider.ToString();
         Settings["ConnectionStrings:IdentityServer"] = await CreateDatabaseAsync();
         _factory = StartServer();
@@ -181,4 +191,25 @@ public static class Unique
     public static string Name(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 13)];
 
     public static string Secret() => Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
+}
+
+/// <summary>A server on a fresh database in the test run's throwaway PostgreSQL cluster.</summary>
+public sealed class PostgreSqlServerFixture : ServerFixture
+{
+    private string? _connectionString;
+
+    public override DatabaseProvider Provider => DatabaseProvider.PostgreSql;
+
+    public override string? UnavailableReason => PostgreSqlCluster.IsAvailable ? null : PostgreSqlCluster.InstallHint;
+
+    protected override async Task<string> CreateDatabaseAsync() =>
+        _connectionString = await (await PostgreSqlCluster.SharedAsync()).CreateDatabaseAsync();
+
+    protected override async Task DropDatabaseAsync()
+    {
+        if (_connectionString is not null)
+        {
+            await (await PostgreSqlCluster.SharedAsync()).DropDatabaseAsync(_connectionString);
+        }
+    }
 }
