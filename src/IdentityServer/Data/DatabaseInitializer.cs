@@ -34,7 +34,28 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
         }
 
         await keys.LoadAsync(db, cancellationToken);
-        await scope.ServiceProvider.GetRequiredService<Seeder>().SeedAsync(cancellationToken);
+        await SeedAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Instances starting together on one database may seed the same entry at the same moment; the loser's
+    /// insert violates a unique index. Seeding is idempotent, so it simply runs again, then finds and updates.
+    /// </summary>
+    private async Task SeedAsync(CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            try
+            {
+                await scope.ServiceProvider.GetRequiredService<Seeder>().SeedAsync(cancellationToken);
+                return;
+            }
+            catch (Exception e) when (attempt < 3 && e is DbUpdateException or OpenIddict.Abstractions.OpenIddictExceptions.ConcurrencyException)
+            {
+                logger.LogInformation(DataEvents.SeedRetried, "Another instance seeded at the same time; seeding again");
+            }
+        }
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -43,4 +64,5 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
 public static class DataEvents
 {
     public static readonly EventId Migrating = new(1001, nameof(Migrating));
+    public static readonly EventId SeedRetried = new(1002, nameof(SeedRetried));
 }
