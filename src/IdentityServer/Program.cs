@@ -3,6 +3,7 @@ using IdentityServer.Authorization;
 using IdentityServer.Clients;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
+using IdentityServer.Jobs;
 using IdentityServer.Keys;
 using Microsoft.Extensions.Options;
 
@@ -14,7 +15,8 @@ try
         .AddKeys()
         .AddAccounts()
         .AddClients()
-        .AddAuthorizationServer();
+        .AddAuthorizationServer()
+        .AddJobs();
 
     var app = builder.Build();
     app.UseHosting();

@@ -166,7 +166,7 @@ public sealed record TestClient(string ClientId, string? ClientSecret, ClientDoc
 public sealed record TestUser(string Id, string UserName, string Password, string Email);
 
 /// <summary>A server on a fresh SQLite file in a temporary folder.</summary>
-public sealed class SqliteServerFixture : ServerFixture
+public class SqliteServerFixture : ServerFixture
 {
     private readonly string _folder = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"));
 
@@ -194,7 +194,7 @@ public static class Unique
 }
 
 /// <summary>A server on a fresh database in the test run's throwaway PostgreSQL cluster.</summary>
-public sealed class PostgreSqlServerFixture : ServerFixture
+public class PostgreSqlServerFixture : ServerFixture
 {
     private string? _connectionString;
 

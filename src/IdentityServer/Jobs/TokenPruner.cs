@@ -1,0 +1,39 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Options;
+using OpenIddict.Abstractions;
+
+namespace IdentityServer.Jobs;
+
+/// <summary>
+/// Removes OpenIddict tokens and authorizations that can no longer be used (expired, redeemed, revoked, invalid,
+/// or ad-hoc authorizations left without tokens) and were created before the retention period. Valid entries
+/// and permanent consents are kept whatever their age.
+/// </summary>
+public sealed class TokenPruner(
+    IOpenIddictTokenManager tokens,
+    IOpenIddictAuthorizationManager authorizations,
+    IOptions<TokenPruningOptions> options,
+    TimeProvider clock,
+    ILogger<TokenPruner> logger)
+{
+    public async Task<(long Tokens, long Authorizations)> PruneAsync(CancellationToken cancellationToken)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var threshold = clock.GetUtcNow() - options.Value.Retention;
+
+        // Tokens first: an authorization is only prunable once its tokens are gone.
+        var prunedTokens = await tokens.PruneAsync(threshold, cancellationToken);
+        var prunedAuthorizations = await authorizations.PruneAsync(threshold, cancellationToken);
+
+        logger.LogInformation(JobEvents.TokensPruned,
+            "Pruned {Tokens} token(s) and {Authorizations} authorization(s) older than {Threshold} in {ElapsedMs} ms",
+            prunedTokens, prunedAuthorizations, threshold, stopwatch.ElapsedMilliseconds);
+        return (prunedTokens, prunedAuthorizations);
+    }
+}
+
+public static class JobEvents
+{
+    public static readonly EventId TokensPruned = new(6001, nameof(TokensPruned));
+    public static readonly EventId PruningFailed = new(6002, nameof(PruningFailed));
+}

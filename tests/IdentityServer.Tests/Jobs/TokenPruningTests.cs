@@ -1,0 +1,156 @@
+using IdentityServer.Jobs;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Abstractions;
+using Quartz;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Tests.Jobs;
+
+public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
+{
+    public const string Schedule = "0 15 3 * * ?";
+
+    private readonly TFixture _server;
+
+    protected TokenPruningTests(TFixture server) => _server = server;
+
+    [SkippableFact]
+    public async Task The_pruning_job_is_scheduled_with_the_configured_cron_expression()
+    {
+        var scheduler = await _server.Factory.Services.GetRequiredService<ISchedulerFactory>().GetScheduler();
+        var triggers = await scheduler.GetTriggersOfJob(TokenPruningJob.Key);
+        var trigger = Assert.IsAssignableFrom<ICronTrigger>(Assert.Single(triggers));
+        Assert.Equal(Schedule, trigger.CronExpressionString);
+    }
+
+    [SkippableFact]
+    public async Task Pruning_removes_exactly_the_unusable_entries_older_than_the_retention()
+    {
+        var entries = await ArrangeEntriesAsync();
+
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+        }
+
+        await AssertOnlyExpectedRemainAsync(entries);
+    }
+
+    [SkippableFact]
+    public async Task Concurrent_pruning_runs_from_two_instances_are_safe()
+    {
+        var entries = await ArrangeEntriesAsync();
+        await using var second = _server.StartServer();
+
+        await Task.WhenAll(PruneAsync(_server.Factory.Services), PruneAsync(second.Services));
+
+        await AssertOnlyExpectedRemainAsync(entries);
+
+        static async Task PruneAsync(IServiceProvider services)
+        {
+            await using var scope = services.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+        }
+    }
+
+    private sealed record Entry(string Id, bool IsToken, bool ShouldRemain, string Description);
+
+    /// <summary>Tokens and authorizations in every state, old (30 days, past the 14-day retention) and recent (1 day).</summary>
+    private async Task<List<Entry>> ArrangeEntriesAsync()
+    {
+        var client = await _server.CreateConfidentialClientAsync();
+        var user = await _server.CreateUserAsync();
+        await using var scope = _server.Factory.Services.CreateAsyncScope();
+        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+        var authorizations = scope.ServiceProvider.GetRequiredService<IOpenIddictAuthorizationManager>();
+        var tokens = scope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        var applicationId = await applications.GetIdAsync((await applications.FindByClientIdAsync(client.ClientId))!);
+        var now = DateTimeOffset.UtcNow;
+        var old = now.AddDays(-30);
+        var recent = now.AddDays(-1);
+        var entries = new List<Entry>();
+
+        async Task<string> Authorization(DateTimeOffset created, string status, string type, bool remains, string description)
+        {
+            var authorization = await authorizations.CreateAsync(new OpenIddictAuthorizationDescriptor
+            {
+                ApplicationId = applicationId,
+                Subject = user.Id,
+                CreationDate = created,
+                Status = status,
+                Type = type,
+            });
+            var id = (await authorizations.GetIdAsync(authorization))!;
+            entries.Add(new Entry(id, false, remains, description));
+            return id;
+        }
+
+        async Task Token(DateTimeOffset created, DateTimeOffset expires, string status, bool remains, string description, string? authorizationId = null)
+        {
+            var token = await tokens.CreateAsync(new OpenIddictTokenDescriptor
+            {
+                ApplicationId = applicationId,
+                AuthorizationId = authorizationId,
+                Subject = user.Id,
+                CreationDate = created,
+                ExpirationDate = expires,
+                Status = status,
+                Type = TokenTypeIdentifiers.RefreshToken,
+            });
+            entries.Add(new Entry((await tokens.GetIdAsync(token))!, true, remains, description));
+        }
+
+        await Token(old, now.AddDays(1), Statuses.Valid, remains: true, "old but still valid token");
+        await Token(old, old.AddHours(1), Statuses.Valid, remains: false, "old expired token");
+        await Token(old, now.AddDays(1), Statuses.Redeemed, remains: false, "old redeemed token");
+        await Token(old, now.AddDays(1), Statuses.Revoked, remains: false, "old revoked token");
+        await Token(old, now.AddDays(1), Statuses.Rejected, remains: false, "old rejected (invalid) token");
+        // Inactive entries are tokens still being created; OpenIddict leaves them until they expire.
+        await Token(old, now.AddDays(1), Statuses.Inactive, remains: true, "old inactive, unexpired token");
+        await Token(old, old.AddHours(1), Statuses.Inactive, remains: false, "old inactive, expired token");
+        await Token(recent, recent.AddHours(1), Statuses.Valid, remains: true, "recent expired token");
+        await Token(recent, now.AddDays(1), Statuses.Redeemed, remains: true, "recent redeemed token");
+        await Token(recent, now.AddDays(1), Statuses.Revoked, remains: true, "recent revoked token");
+
+        await Authorization(old, Statuses.Valid, AuthorizationTypes.Permanent, remains: true, "old permanent consent");
+        await Authorization(old, Statuses.Revoked, AuthorizationTypes.Permanent, remains: false, "old revoked authorization");
+        await Authorization(old, Statuses.Valid, AuthorizationTypes.AdHoc, remains: false, "old ad-hoc authorization without tokens");
+        var withToken = await Authorization(old, Statuses.Valid, AuthorizationTypes.AdHoc, remains: true, "old ad-hoc authorization with a valid token");
+        await Token(old, now.AddDays(1), Statuses.Valid, remains: true, "valid token of an ad-hoc authorization", withToken);
+        await Authorization(recent, Statuses.Revoked, AuthorizationTypes.Permanent, remains: true, "recent revoked authorization");
+        return entries;
+    }
+
+    private async Task AssertOnlyExpectedRemainAsync(List<Entry> entries)
+    {
+        await using var scope = _server.Factory.Services.CreateAsyncScope();
+        var authorizations = scope.ServiceProvider.GetRequiredService<IOpenIddictAuthorizationManager>();
+        var tokens = scope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        var wrong = new List<string>();
+        foreach (var entry in entries)
+        {
+            var exists = entry.IsToken ? await tokens.FindByIdAsync(entry.Id) is not null : await authorizations.FindByIdAsync(entry.Id) is not null;
+            if (exists != entry.ShouldRemain)
+            {
+                wrong.Add($"{entry.Description}: expected {(entry.ShouldRemain ? "kept" : "removed")}");
+            }
+        }
+
+        Assert.Empty(wrong);
+    }
+}
+
+public sealed class SqlitePruningFixture : SqliteServerFixture
+{
+    public SqlitePruningFixture() => Settings["TokenPruning:Schedule"] = TokenPruningTests<SqlitePruningFixture>.Schedule;
+}
+
+public sealed class PostgreSqlPruningFixture : PostgreSqlServerFixture
+{
+    public PostgreSqlPruningFixture() => Settings["TokenPruning:Schedule"] = TokenPruningTests<PostgreSqlPruningFixture>.Schedule;
+}
+
+public sealed class SqliteTokenPruningTests(SqlitePruningFixture server) : TokenPruningTests<SqlitePruningFixture>(server), IClassFixture<SqlitePruningFixture>;
+
+public sealed class PostgreSqlTokenPruningTests(PostgreSqlPruningFixture server) : TokenPruningTests<PostgreSqlPruningFixture>(server), IClassFixture<PostgreSqlPruningFixture>;
