@@ -10,6 +10,8 @@ using Microsoft.Extensions.Options;
 try
 {
     var builder = WebApplication.CreateBuilder(args);
+    // Start-up failures are reported once, below, rather than also by the host's log with a stack trace.
+    builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", level => level is >= LogLevel.Information and < LogLevel.Error);
     builder.AddHosting()
         .AddData()
         .AddKeys()
@@ -29,6 +31,11 @@ catch (Exception e) when (e is StartupConfigurationException or OptionsValidatio
 {
     // Configuration that cannot work stops the start with one clear line, not a stack trace.
     Console.Error.WriteLine($"Identity server cannot start: {e.Message}");
+    return 1;
+}
+catch (Exception e) when (e is not HostAbortedException)
+{
+    Console.Error.WriteLine($"Identity server failed to start: {e}");
     return 1;
 }
 

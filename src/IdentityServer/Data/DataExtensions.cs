@@ -1,6 +1,7 @@
 using IdentityServer.Hosting;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace IdentityServer.Data;
 
@@ -22,16 +23,17 @@ public static class DataExtensions
             case DatabaseProvider.Sqlite:
                 connectionString = SqliteConnectionString(connectionString, builder.Environment.ContentRootPath);
                 builder.Services.AddDbContext<ApplicationDbContext, SqliteApplicationDbContext>(options =>
-                    options.UseSqlite(connectionString).UseOpenIddict());
+                    options.UseSqlite(connectionString).UseOpenIddict().QuietConnectionErrors());
                 break;
             case DatabaseProvider.SqlServer:
+                // No retrying execution strategy: OpenIddict's stores open their own transactions, which a
+                // retrying strategy refuses, and an outage must be answered within seconds, not after retries.
                 builder.Services.AddDbContext<ApplicationDbContext, SqlServerApplicationDbContext>(options =>
-                    options.UseSqlServer(RequireConnectionString(connectionString, provider),
-                        sql => sql.EnableRetryOnFailure()).UseOpenIddict());
+                    options.UseSqlServer(RequireConnectionString(connectionString, provider)).UseOpenIddict().QuietConnectionErrors());
                 break;
             case DatabaseProvider.PostgreSql:
                 builder.Services.AddDbContext<ApplicationDbContext, PostgreSqlApplicationDbContext>(options =>
-                    options.UseNpgsql(RequireConnectionString(connectionString, provider)).UseOpenIddict());
+                    options.UseNpgsql(RequireConnectionString(connectionString, provider)).UseOpenIddict().QuietConnectionErrors());
                 break;
         }
 
@@ -40,6 +42,17 @@ public static class DataExtensions
         builder.Services.Insert(0, ServiceDescriptor.Singleton<IHostedService, DatabaseInitializer>());
         return builder;
     }
+
+    /// <summary>
+    /// A database that cannot be reached is reported once, by whoever handles it (the start-up line, the error
+    /// handler's log entry, the readiness check), not also by EF Core's own error log with a stack trace.
+    /// </summary>
+    private static DbContextOptionsBuilder QuietConnectionErrors(this DbContextOptionsBuilder options) =>
+        options.ConfigureWarnings(warnings => warnings.Log(
+            (RelationalEventId.ConnectionError, LogLevel.Debug),
+            (CoreEventId.QueryIterationFailed, LogLevel.Debug),
+            (CoreEventId.SaveChangesFailed, LogLevel.Debug),
+            (RelationalEventId.CommandError, LogLevel.Debug)));
 
     internal static DatabaseProvider ReadProvider(IConfiguration configuration)
     {

@@ -1,4 +1,5 @@
 using IdentityServer.Clients;
+using IdentityServer.Hosting;
 using IdentityServer.Keys;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -16,7 +17,21 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        try
+        {
+            await PrepareAsync(db, cancellationToken);
+        }
+        catch (Exception e) when (IsConnectionFailure(e))
+        {
+            throw new StartupConfigurationException(
+                $"cannot reach the {options.Value.Provider} database (ConnectionStrings:{DatabaseOptions.ConnectionStringName}): {e.GetBaseException().Message}", e);
+        }
 
+        await SeedAsync(cancellationToken);
+    }
+
+    private async Task PrepareAsync(ApplicationDbContext db, CancellationToken cancellationToken)
+    {
         if (options.Value.MigrateOnStartup)
         {
             var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
@@ -34,7 +49,19 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
         }
 
         await keys.LoadAsync(db, cancellationToken);
-        await SeedAsync(cancellationToken);
+    }
+
+    private static bool IsConnectionFailure(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is System.Data.Common.DbException or System.Net.Sockets.SocketException or TimeoutException)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>
