@@ -1,0 +1,230 @@
+using System.Net;
+using System.Net.Http.Headers;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace IdentityServer.Tests.Authorization;
+
+/// <summary>
+/// Browser apps call discovery, JWKS, token, userinfo and revocation from their own origin: the origin of one of
+/// their registered redirect URIs gets CORS headers naming exactly that origin; any other origin gets none.
+/// </summary>
+public abstract class CorsTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    private const string AllowOrigin = "Access-Control-Allow-Origin";
+
+    [Fact]
+    public async Task A_preflight_to_the_token_endpoint_from_a_registered_spa_origin_is_allowed()
+    {
+        var spa = await CreateSpaAsync();
+
+        using var response = await PreflightAsync(await server.EndpointAsync("token_endpoint"), spa.Origin, "POST", "content-type");
+
+        Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode}");
+        AssertAllows(response, spa.Origin);
+        Assert.Contains("POST", response.Headers.GetValues("Access-Control-Allow-Methods").SelectMany(v => v.Split(',')).Select(v => v.Trim()));
+        Assert.Contains("content-type", string.Join(",", response.Headers.GetValues("Access-Control-Allow-Headers")), StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public async Task Token_requests_from_a_registered_spa_origin_carry_the_cors_header_on_success_and_on_error()
+    {
+        var spa = await CreateSpaAsync();
+        var tokenEndpoint = await server.EndpointAsync("token_endpoint");
+        var (code, pkce) = await SignInAsync(spa);
+
+        using var redeemed = await PostFormAsync(tokenEndpoint, spa.Origin, new()
+        {
+            ["grant_type"] = "authorization_code",
+            ["client_id"] = spa.Client.ClientId,
+            ["code"] = code,
+            ["redirect_uri"] = spa.RedirectUri,
+            ["code_verifier"] = pkce.Verifier,
+        });
+        Assert.Equal(HttpStatusCode.OK, redeemed.StatusCode);
+        AssertAllows(redeemed, spa.Origin);
+        var tokens = await OAuth.ReadJsonAsync(redeemed);
+
+        using var refreshed = await PostFormAsync(tokenEndpoint, spa.Origin, new()
+        {
+            ["grant_type"] = "refresh_token",
+            ["client_id"] = spa.Client.ClientId,
+            ["refresh_token"] = tokens.GetProperty("refresh_token").GetString()!,
+        });
+        Assert.Equal(HttpStatusCode.OK, refreshed.StatusCode);
+        AssertAllows(refreshed, spa.Origin);
+
+        // The app must be able to read an error too (e.g. to start a new sign-in).
+        using var refused = await PostFormAsync(tokenEndpoint, spa.Origin, new()
+        {
+            ["grant_type"] = "authorization_code",
+            ["client_id"] = spa.Client.ClientId,
+            ["code"] = code,
+            ["redirect_uri"] = spa.RedirectUri,
+            ["code_verifier"] = pkce.Verifier,
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refused)).GetProperty("error").GetString());
+        AssertAllows(refused, spa.Origin);
+    }
+
+    [Fact]
+    public async Task Discovery_jwks_userinfo_and_revocation_answer_a_registered_spa_origin()
+    {
+        var spa = await CreateSpaAsync();
+        var (code, pkce) = await SignInAsync(spa);
+        var tokens = await OAuth.RedeemAsync(server, spa.Client, code, pkce, spa.RedirectUri);
+        var accessToken = tokens.GetProperty("access_token").GetString()!;
+
+        using var discovery = await SendAsync(HttpMethod.Get, "/.well-known/openid-configuration", spa.Origin);
+        Assert.Equal(HttpStatusCode.OK, discovery.StatusCode);
+        AssertAllows(discovery, spa.Origin);
+
+        using var jwks = await SendAsync(HttpMethod.Get, await server.EndpointAsync("jwks_uri"), spa.Origin);
+        Assert.Equal(HttpStatusCode.OK, jwks.StatusCode);
+        AssertAllows(jwks, spa.Origin);
+
+        var userinfoEndpoint = await server.EndpointAsync("userinfo_endpoint");
+        using var userinfoPreflight = await PreflightAsync(userinfoEndpoint, spa.Origin, "GET", "authorization");
+        AssertAllows(userinfoPreflight, spa.Origin);
+        Assert.Contains("authorization", string.Join(",", userinfoPreflight.Headers.GetValues("Access-Control-Allow-Headers")),
+            StringComparison.OrdinalIgnoreCase);
+        using var userinfo = await SendAsync(HttpMethod.Get, userinfoEndpoint, spa.Origin,
+            r => r.Headers.Authorization = new AuthenticationHeaderValue("Bearer", accessToken));
+        Assert.Equal(HttpStatusCode.OK, userinfo.StatusCode);
+        AssertAllows(userinfo, spa.Origin);
+
+        var revocationEndpoint = await server.EndpointAsync("revocation_endpoint");
+        using var revocationPreflight = await PreflightAsync(revocationEndpoint, spa.Origin, "POST", "content-type");
+        AssertAllows(revocationPreflight, spa.Origin);
+        using var revoked = await PostFormAsync(revocationEndpoint, spa.Origin, new()
+        {
+            ["client_id"] = spa.Client.ClientId,
+            ["token"] = tokens.GetProperty("refresh_token").GetString()!,
+            ["token_type_hint"] = "refresh_token",
+        });
+        Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+        AssertAllows(revoked, spa.Origin);
+    }
+
+    [Fact]
+    public async Task An_unregistered_origin_gets_no_cors_headers_anywhere()
+    {
+        var spa = await CreateSpaAsync();
+        var (code, pkce) = await SignInAsync(spa);
+        var tokens = await OAuth.RedeemAsync(server, spa.Client, code, pkce, spa.RedirectUri);
+        var registered = new Uri(spa.Origin);
+
+        // A stranger, the registered host on another scheme or port, a subdomain, and the opaque "null" origin.
+        string[] strangers =
+        [
+            $"https://{Unique.Name("elsewhere")}.test",
+            $"http://{registered.Host}",
+            $"https://{registered.Host}:8443",
+            $"https://evil.{registered.Host}",
+            "null",
+        ];
+        string[] endpoints =
+        [
+            "/.well-known/openid-configuration",
+            await server.EndpointAsync("jwks_uri"),
+            await server.EndpointAsync("token_endpoint"),
+            await server.EndpointAsync("userinfo_endpoint"),
+            await server.EndpointAsync("revocation_endpoint"),
+        ];
+
+        foreach (var origin in strangers)
+        {
+            foreach (var endpoint in endpoints)
+            {
+                using var preflight = await PreflightAsync(endpoint, origin, "POST", "content-type, authorization");
+                AssertNoCors(preflight, $"preflight {endpoint} from {origin}");
+            }
+
+            using var discovery = await SendAsync(HttpMethod.Get, endpoints[0], origin);
+            Assert.Equal(HttpStatusCode.OK, discovery.StatusCode);
+            AssertNoCors(discovery, $"discovery from {origin}");
+
+            using var jwks = await SendAsync(HttpMethod.Get, endpoints[1], origin);
+            AssertNoCors(jwks, $"jwks from {origin}");
+
+            using var token = await PostFormAsync(endpoints[2], origin, new()
+            {
+                ["grant_type"] = "refresh_token",
+                ["client_id"] = spa.Client.ClientId,
+                ["refresh_token"] = "not-a-token",
+            });
+            AssertNoCors(token, $"token from {origin}");
+
+            using var userinfo = await SendAsync(HttpMethod.Get, endpoints[3], origin,
+                r => r.Headers.Authorization = new AuthenticationHeaderValue("Bearer", tokens.GetProperty("access_token").GetString()));
+            Assert.Equal(HttpStatusCode.OK, userinfo.StatusCode);
+            AssertNoCors(userinfo, $"userinfo from {origin}");
+
+            using var revocation = await PostFormAsync(endpoints[4], origin, new()
+            {
+                ["client_id"] = spa.Client.ClientId,
+                ["token"] = "not-a-token",
+            });
+            AssertNoCors(revocation, $"revocation from {origin}");
+        }
+    }
+
+    private sealed record Spa(TestClient Client, string RedirectUri, string Origin);
+
+    /// <summary>A public browser app served from its own (unique) origin, redirect URI <c>https://spa-....test/callback</c>.</summary>
+    private async Task<Spa> CreateSpaAsync()
+    {
+        var origin = $"https://{Unique.Name("spa")}.test";
+        var redirectUri = $"{origin}/callback";
+        var client = await server.CreatePublicClientAsync(redirectUri: redirectUri);
+        return new Spa(client, redirectUri, origin);
+    }
+
+    private async Task<(string Code, Pkce Pkce)> SignInAsync(Spa spa)
+    {
+        var user = await server.CreateUserAsync();
+        var pkce = Pkce.Create();
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, spa.Client.ClientId, "openid profile offline_access", pkce, spa.RedirectUri));
+        page = await OAuth.SignInAsync(browser, page, user, stopAt: uri => spa.RedirectUri == uri.GetLeftPart(UriPartial.Path));
+        Assert.True(page.RedirectTarget?.GetLeftPart(UriPartial.Path) == spa.RedirectUri, $"{(int)page.Status} at {page.Uri}:\n{page.Body}");
+        var code = QueryHelpers.ParseQuery(page.RedirectTarget!.Query)["code"].ToString();
+        Assert.False(string.IsNullOrEmpty(code));
+        return (code, pkce);
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string url, string origin, Action<HttpRequestMessage>? configure = null)
+    {
+        using var request = new HttpRequestMessage(method, url);
+        request.Headers.Add("Origin", origin);
+        configure?.Invoke(request);
+        return await server.CreateClient().SendAsync(request);
+    }
+
+    private Task<HttpResponseMessage> PreflightAsync(string url, string origin, string method, string headers) =>
+        SendAsync(HttpMethod.Options, url, origin, r =>
+        {
+            r.Headers.Add("Access-Control-Request-Method", method);
+            r.Headers.Add("Access-Control-Request-Headers", headers);
+        });
+
+    private Task<HttpResponseMessage> PostFormAsync(string url, string origin, Dictionary<string, string> form) =>
+        SendAsync(HttpMethod.Post, url, origin, r => r.Content = new FormUrlEncodedContent(form));
+
+    private static void AssertAllows(HttpResponseMessage response, string origin)
+    {
+        Assert.True(response.Headers.TryGetValues(AllowOrigin, out var values), $"No {AllowOrigin} on {response.RequestMessage?.Method} {response.RequestMessage?.RequestUri}");
+        Assert.Equal([origin], values);
+        Assert.DoesNotContain("*", values);
+    }
+
+    private static void AssertNoCors(HttpResponseMessage response, string what)
+    {
+        Assert.True((int)response.StatusCode < 500, $"{what}: {(int)response.StatusCode}");
+        var cors = response.Headers.Where(h => h.Key.StartsWith("Access-Control-", StringComparison.OrdinalIgnoreCase)).ToList();
+        Assert.True(cors.Count == 0, $"{what}: unexpected {string.Join("; ", cors.Select(h => $"{h.Key}: {string.Join(",", h.Value)}"))}");
+    }
+}
+
+public sealed class SqliteCorsTests(SqliteServerFixture server) : CorsTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;

@@ -1,0 +1,197 @@
+using System.Net;
+using System.Text.Json;
+using IdentityServer.Tests.Infrastructure;
+
+namespace IdentityServer.Tests.Authorization;
+
+/// <summary>
+/// The device authorization grant (RFC 8628): a device asks for codes, polls the token endpoint while a user
+/// signs in on the verification page and approves (or denies), then gets its tokens.
+/// </summary>
+public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    private const string DeviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code";
+    private const string ApproveButton = "button[formaction*='Approve']";
+    private const string DenyButton = "button[formaction*='Deny']";
+    private const string InvalidCodeMessage = "That code is not valid or has expired";
+
+    [Fact]
+    public async Task A_device_polls_pending_until_the_user_approves_on_the_complete_verification_uri_then_gets_tokens()
+    {
+        var client = await CreateDeviceClientAsync();
+        var user = await server.CreateUserAsync();
+        var device = await RequestCodesAsync(client, "openid profile offline_access");
+
+        await AssertPollErrorAsync(client, device, "authorization_pending");
+
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(device.GetProperty("verification_uri_complete").GetString()!);
+        page = await OAuth.SignInAsync(browser, page, user, stopAt: _ => false);
+        page = await ApproveOrDenyAsync(browser, page, device, ApproveButton);
+        Assert.Contains("Device connected", page.Body);
+
+        var tokens = await PollAsync(client, device);
+        Assert.Equal(HttpStatusCode.OK, tokens.Status);
+        var json = tokens.Json;
+        Assert.Equal("Bearer", json.GetProperty("token_type").GetString());
+        Assert.False(string.IsNullOrEmpty(json.GetProperty("refresh_token").GetString()));
+        Assert.Equal(user.Id, Jwt.Payload(json.GetProperty("access_token").GetString()!).GetProperty("sub").GetString());
+        var idToken = Jwt.Payload(json.GetProperty("id_token").GetString()!);
+        Assert.Equal(user.Id, idToken.GetProperty("sub").GetString());
+        Assert.Equal(client.ClientId, idToken.GetProperty("aud").GetString());
+
+        // The device code is used up.
+        var again = await PollAsync(client, device);
+        Assert.Equal(HttpStatusCode.BadRequest, again.Status);
+        Assert.Equal("invalid_grant", again.Json.GetProperty("error").GetString());
+    }
+
+    [Fact]
+    public async Task A_user_who_types_the_code_into_the_verification_page_approves_the_device()
+    {
+        var client = await CreateDeviceClientAsync();
+        var user = await server.CreateUserAsync();
+        var device = await RequestCodesAsync(client, "openid offline_access");
+        var verificationUri = device.GetProperty("verification_uri").GetString()!;
+        Assert.Equal(TestServerFactory.Authority.Host, new Uri(verificationUri).Host);
+
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(verificationUri);
+        page = await OAuth.SignInAsync(browser, page, user, stopAt: _ => false);
+        Assert.Null(page.Document.QuerySelector(ApproveButton));
+
+        page = await browser.SubmitAsync(page, new Dictionary<string, string> { ["user_code"] = device.GetProperty("user_code").GetString()! });
+        page = await ApproveOrDenyAsync(browser, page, device, ApproveButton);
+        Assert.Contains("Device connected", page.Body);
+
+        var tokens = await PollAsync(client, device);
+        Assert.True(tokens.Status == HttpStatusCode.OK, tokens.Json.ToString());
+        Assert.True(tokens.Json.TryGetProperty("access_token", out _));
+        Assert.True(tokens.Json.TryGetProperty("refresh_token", out _));
+        Assert.True(tokens.Json.TryGetProperty("id_token", out _));
+    }
+
+    [Fact]
+    public async Task A_device_the_user_denies_gets_access_denied()
+    {
+        var client = await CreateDeviceClientAsync();
+        var user = await server.CreateUserAsync();
+        var device = await RequestCodesAsync(client, "openid offline_access");
+
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(device.GetProperty("verification_uri_complete").GetString()!);
+        page = await OAuth.SignInAsync(browser, page, user, stopAt: _ => false);
+        page = await ApproveOrDenyAsync(browser, page, device, DenyButton);
+        Assert.Contains("Request denied", page.Body);
+
+        await AssertPollErrorAsync(client, device, "access_denied");
+    }
+
+    [Fact]
+    public async Task A_device_code_cannot_be_redeemed_by_another_client()
+    {
+        var client = await CreateDeviceClientAsync();
+        var other = await CreateDeviceClientAsync();
+        var user = await server.CreateUserAsync();
+        var device = await RequestCodesAsync(client, "openid");
+
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(device.GetProperty("verification_uri_complete").GetString()!);
+        page = await OAuth.SignInAsync(browser, page, user, stopAt: _ => false);
+        await ApproveOrDenyAsync(browser, page, device, ApproveButton);
+
+        var stolen = await PollAsync(other, device);
+        Assert.Equal(HttpStatusCode.BadRequest, stolen.Status);
+        Assert.Equal("invalid_grant", stolen.Json.GetProperty("error").GetString());
+    }
+
+    [Fact]
+    public async Task An_unknown_user_code_shows_an_error_on_the_verification_page()
+    {
+        var client = await CreateDeviceClientAsync();
+        var user = await server.CreateUserAsync();
+        var device = await RequestCodesAsync(client, "openid");
+        var verificationUri = device.GetProperty("verification_uri").GetString()!;
+
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(verificationUri);
+        page = await OAuth.SignInAsync(browser, page, user, stopAt: _ => false);
+
+        // Typed into the form.
+        page = await browser.SubmitAsync(page, new Dictionary<string, string> { ["user_code"] = "0000-0000-0000" });
+        AssertShowsInvalidCode(page);
+
+        // In the link.
+        page = await browser.NavigateAsync($"{verificationUri}?user_code=NOT-A-CODE");
+        AssertShowsInvalidCode(page);
+
+        // Posted to the approval handler, as a forged form would.
+        var valid = await browser.NavigateAsync(device.GetProperty("verification_uri_complete").GetString()!);
+        page = await browser.SubmitAsync(valid, new Dictionary<string, string> { ["user_code"] = "9999-9999-9999" }, ApproveButton);
+        AssertShowsInvalidCode(page);
+
+        // The real device is still waiting: nothing was approved.
+        await AssertPollErrorAsync(client, device, "authorization_pending");
+    }
+
+    private static void AssertShowsInvalidCode(BrowserPage page)
+    {
+        Assert.True((int)page.Status < 500, $"{(int)page.Status} at {page.Uri}:\n{page.Body}");
+        Assert.Equal("/connect/verify", page.Uri.AbsolutePath);
+        Assert.Contains(InvalidCodeMessage, page.Body);
+        Assert.Null(page.Document.QuerySelector(ApproveButton));
+    }
+
+    private Task<TestClient> CreateDeviceClientAsync() => server.CreateClientAsync(c =>
+    {
+        c.TokenEndpointAuthMethod = "none";
+        c.ApplicationType = "native";
+        c.GrantTypes = [DeviceCodeGrant, "refresh_token"];
+        c.Scope = "openid profile offline_access";
+    });
+
+    private async Task<JsonElement> RequestCodesAsync(TestClient client, string scope)
+    {
+        var response = await server.CreateClient().PostAsync(await server.EndpointAsync("device_authorization_endpoint"),
+            new FormUrlEncodedContent(new Dictionary<string, string> { ["client_id"] = client.ClientId, ["scope"] = scope }));
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
+        foreach (var name in new[] { "device_code", "user_code", "verification_uri", "verification_uri_complete" })
+        {
+            Assert.False(string.IsNullOrEmpty(json.GetProperty(name).GetString()), $"{name} missing: {json}");
+        }
+
+        Assert.True(json.GetProperty("expires_in").GetInt32() > 0);
+        Assert.Contains(Uri.EscapeDataString(json.GetProperty("user_code").GetString()!), json.GetProperty("verification_uri_complete").GetString());
+        return json;
+    }
+
+    /// <summary>On the approval page for this device's code, presses Allow or Deny; returns the page it ends on.</summary>
+    private static async Task<BrowserPage> ApproveOrDenyAsync(Browser browser, BrowserPage page, JsonElement device, string button)
+    {
+        Assert.True(page.Document.QuerySelector(button) is not null, $"No approval form at {page.Uri}:\n{page.Body}");
+        Assert.Equal(device.GetProperty("user_code").GetString(), page.Document.QuerySelector("input[name=user_code]")?.GetAttribute("value"));
+        page = await browser.SubmitAsync(page, button: button);
+        Assert.Equal("/connect/verify/done", page.Uri.AbsolutePath);
+        return page;
+    }
+
+    private async Task<(HttpStatusCode Status, JsonElement Json)> PollAsync(TestClient client, JsonElement device)
+    {
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = DeviceCodeGrant,
+            ["client_id"] = client.ClientId,
+            ["device_code"] = device.GetProperty("device_code").GetString()!,
+        });
+        return (response.StatusCode, await OAuth.ReadJsonAsync(response));
+    }
+
+    private async Task AssertPollErrorAsync(TestClient client, JsonElement device, string error)
+    {
+        var (status, json) = await PollAsync(client, device);
+        Assert.True(status == HttpStatusCode.BadRequest && json.GetProperty("error").GetString() == error, $"Expected {error}, got {(int)status}: {json}");
+    }
+}
+
+public sealed class SqliteDeviceFlowTests(SqliteServerFixture server) : DeviceFlowTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
