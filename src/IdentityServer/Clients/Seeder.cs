@@ -72,6 +72,17 @@ public sealed class Seeder(
             {
                 throw new StartupConfigurationException($"{path}: user_name is required.");
             }
+
+            // The password policy is checked here too, not only when the user is created below: otherwise a too-short
+            // password would stop the start after the scopes and clients before it were already written.
+            if (!string.IsNullOrEmpty(user.Password))
+            {
+                foreach (var validator in users.PasswordValidators)
+                {
+                    var candidate = new ApplicationUser { UserName = user.UserName, Email = user.Email };
+                    Check(await validator.ValidateAsync(users, candidate, user.Password), path, "password");
+                }
+            }
         }
 
         foreach (var (_, scope) in scopeEntries)

@@ -14,7 +14,15 @@ public sealed class Browser(Dictionary<string, HttpMessageHandler> hosts)
 
     public CookieContainer Cookies { get; } = new();
 
-    public void AddHost(string host, HttpMessageHandler handler) => hosts[host] = handler;
+    /// <summary>Maps <paramref name="host"/> to a server, replacing any earlier one (e.g. after a restart); cookies are kept.</summary>
+    public void AddHost(string host, HttpMessageHandler handler)
+    {
+        hosts[host] = handler;
+        if (_invokers.Remove(host, out var previous))
+        {
+            previous.Dispose();
+        }
+    }
 
     public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request)
     {

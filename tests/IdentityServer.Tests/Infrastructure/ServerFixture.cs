@@ -46,8 +46,11 @@ public abstract class ServerFixture : IAsyncLifetime
         _factory = StartServer();
     }
 
-    /// <summary>A new server on the same database (a restart, or a second instance).</summary>
-    public TestServerFactory StartServer(IReadOnlyDictionary<string, string?>? extra = null)
+    /// <summary>
+    /// A new server on the same database (a restart, or a second instance), in <paramref name="environment"/>.
+    /// If it fails to start, it is disposed and the start-up exception is thrown.
+    /// </summary>
+    public TestServerFactory StartServer(IReadOnlyDictionary<string, string?>? extra = null, string environment = "Testing")
     {
         var settings = new Dictionary<string, string?>(Settings);
         foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
@@ -55,8 +58,25 @@ public abstract class ServerFixture : IAsyncLifetime
             settings[key] = value;
         }
 
-        var factory = new TestServerFactory(settings);
-        _ = factory.Server; // starts the host: migrations, keys, seed
+        var factory = new TestServerFactory(settings, environment);
+        try
+        {
+            _ = factory.Server; // starts the host: migrations, keys, seed
+        }
+        catch
+        {
+            try
+            {
+                factory.Dispose();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The failed host has already disposed its services; the start-up exception is what matters.
+            }
+
+            throw;
+        }
+
         return factory;
     }
 

@@ -1,0 +1,193 @@
+using System.Net;
+using IdentityServer.Accounts;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Abstractions;
+
+namespace IdentityServer.Tests.Clients;
+
+/// <summary>
+/// The <c>Seed</c> section, applied on every start: create or update, never delete, and refuse an invalid entry
+/// with a message naming the entry and the field. Each test starts extra servers on the class's database with a
+/// seed of uniquely named entries.
+/// </summary>
+public abstract class SeedingTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    private sealed record Seeded(string ClientId, string Secret, string Scope, string Resource, string UserName, Dictionary<string, string?> Settings);
+
+    /// <summary>A seed with one scope, one machine client of that scope, and one user.</summary>
+    private static Seeded MachineSeed(string clientName = "Seeded machine")
+    {
+        var seeded = new Seeded(Unique.Name("seeded"), Unique.Secret(), Unique.Name("seed-scope"), $"https://{Unique.Name("api")}.test",
+            Unique.Name("seed-user"), []);
+        seeded.Settings["Seed:Scopes:0:name"] = seeded.Scope;
+        seeded.Settings["Seed:Scopes:0:resources:0"] = seeded.Resource;
+        seeded.Settings["Seed:Clients:0:client_id"] = seeded.ClientId;
+        seeded.Settings["Seed:Clients:0:client_secret"] = seeded.Secret;
+        seeded.Settings["Seed:Clients:0:client_name"] = clientName;
+        seeded.Settings["Seed:Clients:0:grant_types:0"] = "client_credentials";
+        seeded.Settings["Seed:Clients:0:scope"] = seeded.Scope;
+        seeded.Settings["Seed:Users:0:user_name"] = seeded.UserName;
+        seeded.Settings["Seed:Users:0:email"] = $"{seeded.UserName}@example.test";
+        seeded.Settings["Seed:Users:0:password"] = "a-long-enough-password";
+        seeded.Settings["Seed:Users:0:roles:0"] = "seeded-role";
+        return seeded;
+    }
+
+    private static HttpClient Https(TestServerFactory factory) =>
+        factory.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
+
+    [Fact]
+    public async Task Seeding_twice_on_one_database_keeps_one_client_one_scope_and_one_user()
+    {
+        var seed = MachineSeed();
+        await using (server.StartServer(seed.Settings))
+        {
+        }
+
+        await using var second = server.StartServer(seed.Settings);
+
+        await using var scope = second.Services.CreateAsyncScope();
+        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+        var scopes = scope.ServiceProvider.GetRequiredService<IOpenIddictScopeManager>();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+        var clientCount = 0;
+        await foreach (var application in applications.ListAsync())
+        {
+            clientCount += await applications.GetClientIdAsync(application) == seed.ClientId ? 1 : 0;
+        }
+
+        var scopeCount = 0;
+        await foreach (var stored in scopes.ListAsync())
+        {
+            scopeCount += await scopes.GetNameAsync(stored) == seed.Scope ? 1 : 0;
+        }
+
+        Assert.Equal(1, clientCount);
+        Assert.Equal(1, scopeCount);
+        Assert.Equal(1, await users.Users.CountAsync(u => u.UserName == seed.UserName));
+        Assert.True(await users.IsInRoleAsync((await users.FindByNameAsync(seed.UserName))!, "seeded-role"));
+
+        // And what was seeded works: the client gets a token for the seeded scope's resource.
+        var response = await HttpProtocol.ClientCredentialsAsync(Https(second), seed.ClientId, seed.Secret, seed.Scope);
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
+        Assert.Equal(seed.Resource, Jwt.Payload(json.GetProperty("access_token").GetString()!).GetProperty("aud").GetString());
+    }
+
+    [Fact]
+    public async Task A_changed_client_name_in_the_seed_updates_the_client_and_keeps_its_secret_working()
+    {
+        var seed = MachineSeed("Before");
+        await using (server.StartServer(seed.Settings))
+        {
+        }
+
+        seed.Settings["Seed:Clients:0:client_name"] = "After";
+        await using var second = server.StartServer(seed.Settings);
+
+        await using var scope = second.Services.CreateAsyncScope();
+        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+        var application = await applications.FindByClientIdAsync(seed.ClientId);
+        Assert.NotNull(application);
+        Assert.Equal("After", await applications.GetDisplayNameAsync(application));
+        var response = await HttpProtocol.ClientCredentialsAsync(Https(second), seed.ClientId, seed.Secret, seed.Scope);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_client_an_admin_created_survives_a_start_with_a_seed_that_does_not_name_it()
+    {
+        var adminMade = await server.CreateConfidentialClientAsync();
+
+        await using var seeded = server.StartServer(MachineSeed().Settings);
+
+        await using var scope = seeded.Services.CreateAsyncScope();
+        Assert.NotNull(await scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>().FindByClientIdAsync(adminMade.ClientId));
+        var response = await HttpProtocol.ClientCredentialsAsync(Https(seeded), adminMade.ClientId, adminMade.ClientSecret!);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    /// <summary>An invalid entry of each kind: the settings that make it, and what the message must name.</summary>
+    public static readonly TheoryData<string> InvalidEntries =
+    [
+        "ftp redirect uri", "unknown field", "public client with client_credentials", "unknown scope", "too short password",
+    ];
+
+    private static (Dictionary<string, string?> Settings, string[] Named) InvalidEntry(string kind)
+    {
+        var clientId = Unique.Name("bad");
+        var settings = new Dictionary<string, string?>
+        {
+            ["Seed:Clients:0:client_id"] = clientId,
+            ["Seed:Clients:0:token_endpoint_auth_method"] = "none",
+            ["Seed:Clients:0:grant_types:0"] = "authorization_code",
+            ["Seed:Clients:0:redirect_uris:0"] = "https://app.test/callback",
+            ["Seed:Clients:0:scope"] = "openid",
+        };
+        switch (kind)
+        {
+            case "ftp redirect uri":
+                settings["Seed:Clients:0:redirect_uris:0"] = "ftp://x";
+                return (settings, ["Seed:Clients:0", clientId, "redirect_uris[0]", "ftp://x"]);
+            case "unknown field":
+                settings["Seed:Clients:0:redirect_uri_typo"] = "https://app.test/callback";
+                return (settings, ["Seed:Clients:0", "redirect_uri_typo"]);
+            case "public client with client_credentials":
+                settings["Seed:Clients:0:grant_types:1"] = "client_credentials";
+                return (settings, ["Seed:Clients:0", clientId, "grant_types", "client_credentials"]);
+            case "unknown scope":
+                var scope = Unique.Name("no-such-scope");
+                settings["Seed:Clients:0:scope"] = $"openid {scope}";
+                return (settings, ["Seed:Clients:0", clientId, "scope", scope]);
+            case "too short password":
+                var userName = Unique.Name("short");
+                settings["Seed:Users:0:user_name"] = userName;
+                settings["Seed:Users:0:password"] = "short";
+                return (settings, ["Seed:Users:0", "password"]);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(kind), kind, null);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(InvalidEntries))]
+    public async Task An_invalid_seed_entry_stops_the_start_with_a_message_naming_the_entry_and_the_field(string kind)
+    {
+        var (settings, named) = InvalidEntry(kind);
+
+        var exception = Assert.ThrowsAny<Exception>(() => server.StartServer(settings));
+
+        var message = string.Join(" | ", Chain(exception).Select(e => e.Message));
+        var seedError = Chain(exception).FirstOrDefault(e => e.Message.Contains("Seed:", StringComparison.Ordinal));
+        Assert.True(seedError is not null, $"No exception names the seed entry: {exception}");
+        foreach (var part in named)
+        {
+            Assert.Contains(part, seedError.Message);
+        }
+
+        // Every entry is checked before anything is written: the valid client beside the bad user was not created either.
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        Assert.Null(await scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>()
+            .FindByClientIdAsync(settings["Seed:Clients:0:client_id"]!));
+    }
+
+    private static IEnumerable<Exception> Chain(Exception exception)
+    {
+        for (Exception? e = exception; e is not null; e = e.InnerException)
+        {
+            yield return e;
+            if (e is AggregateException aggregate)
+            {
+                foreach (var inner in aggregate.InnerExceptions.SelectMany(Chain))
+                {
+                    yield return inner;
+                }
+            }
+        }
+    }
+}
+
+public sealed class SqliteSeedingTests(SqliteServerFixture server) : SeedingTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;

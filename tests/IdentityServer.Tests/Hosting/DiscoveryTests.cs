@@ -1,0 +1,92 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using IdentityServer.Tests.Infrastructure;
+
+namespace IdentityServer.Tests.Hosting;
+
+public abstract class DiscoveryTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    public static readonly TheoryData<string> Endpoints =
+    [
+        "authorization_endpoint", "token_endpoint", "userinfo_endpoint", "end_session_endpoint", "introspection_endpoint",
+        "revocation_endpoint", "device_authorization_endpoint", "pushed_authorization_request_endpoint", "jwks_uri",
+    ];
+
+    private async Task<JsonElement> DiscoveryAsync()
+    {
+        using var response = await server.CreateClient().GetAsync("/.well-known/openid-configuration");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return await OAuth.ReadJsonAsync(response);
+    }
+
+    private static string[] Strings(JsonElement discovery, string name) =>
+        discovery.GetProperty(name).EnumerateArray().Select(e => e.GetString()!).ToArray();
+
+    [Theory]
+    [MemberData(nameof(Endpoints))]
+    public async Task Discovery_lists_the_endpoint_as_an_absolute_address_of_the_issuer(string name)
+    {
+        var discovery = await DiscoveryAsync();
+        var issuer = new Uri(discovery.GetProperty("issuer").GetString()!);
+
+        Assert.True(discovery.TryGetProperty(name, out var value), $"{name} is missing from discovery: {discovery}");
+        var endpoint = new Uri(value.GetString()!, UriKind.Absolute);
+        Assert.Equal(issuer.GetLeftPart(UriPartial.Authority), endpoint.GetLeftPart(UriPartial.Authority));
+        Assert.Equal(Uri.UriSchemeHttps, endpoint.Scheme);
+    }
+
+    [Fact]
+    public async Task The_jwks_uri_and_the_discovery_document_answer_json()
+    {
+        var discovery = await DiscoveryAsync();
+        using var jwks = await server.CreateClient().GetAsync(discovery.GetProperty("jwks_uri").GetString());
+        Assert.Equal(HttpStatusCode.OK, jwks.StatusCode);
+        Assert.Equal("application/json", jwks.Content.Headers.ContentType?.MediaType);
+    }
+
+    [Fact]
+    public async Task Only_the_code_flow_refresh_client_credentials_and_device_grants_are_advertised()
+    {
+        var discovery = await DiscoveryAsync();
+
+        Assert.Equal(
+            new[] { "authorization_code", "client_credentials", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code" },
+            Strings(discovery, "grant_types_supported").Order(StringComparer.Ordinal));
+        Assert.Equal(["code"], Strings(discovery, "response_types_supported"));
+        Assert.Equal(["S256"], Strings(discovery, "code_challenge_methods_supported"));
+    }
+
+    [Fact]
+    public async Task The_query_and_form_post_response_modes_are_advertised()
+    {
+        // OpenIddict also lists "fragment", which OAuth 2.0 Multiple Response Types allows with response_type=code;
+        // what clients rely on is query (the default for code) and form_post (ASP.NET Core's OpenIdConnect handler).
+        var modes = Strings(await DiscoveryAsync(), "response_modes_supported");
+
+        Assert.Contains("query", modes);
+        Assert.Contains("form_post", modes);
+    }
+
+    [Fact]
+    public async Task Id_tokens_are_advertised_as_signed_with_RS256()
+    {
+        var discovery = await DiscoveryAsync();
+
+        Assert.Contains("RS256", Strings(discovery, "id_token_signing_alg_values_supported"));
+    }
+
+    [Theory]
+    [InlineData("/health")]
+    [InlineData("/health/ready")]
+    public async Task The_health_endpoints_answer_200_with_the_database_reachable(string path)
+    {
+        using var response = await server.CreateClient().GetAsync(path);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("Healthy", await response.Content.ReadAsStringAsync());
+    }
+}
+
+public sealed class SqliteDiscoveryTests(SqliteServerFixture server)
+    : DiscoveryTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;

@@ -1,0 +1,53 @@
+using IdentityServer.Tests.Infrastructure;
+
+namespace IdentityServer.Tests.Hosting;
+
+/// <summary>
+/// Configuration that cannot work stops the real server process before it serves anything: exit code 1 and one
+/// clear line on stderr naming the setting, no stack trace.
+/// </summary>
+public sealed class StartupErrorTests
+{
+    public static readonly TheoryData<string, string, string, string> InvalidConfigurations = new()
+    {
+        // variable, value, what the message must name (twice)
+        { "Seed__Clients__0__redirect_uri_typo", "https://app.test/callback", "Seed:Clients:0", "redirect_uri_typo" },
+        { "Seed__Users__0__password", "short", "Seed:Users:0", "password" },
+        { "Database__Provider", "Oracle", "Database:Provider", "Oracle" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidConfigurations))]
+    public async Task Invalid_configuration_stops_the_process_with_exit_code_1_and_one_clear_line_on_stderr(
+        string variable, string value, string entry, string field)
+    {
+        var environment = new Dictionary<string, string?>
+        {
+            // Production: no demo seed, so index 0 is this test's own entry.
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            [variable] = value,
+        };
+        if (variable.StartsWith("Seed__Clients__0", StringComparison.Ordinal))
+        {
+            environment["Seed__Clients__0__client_id"] = Unique.Name("bad");
+            environment["Seed__Clients__0__client_secret"] = Unique.Secret();
+            environment["Seed__Clients__0__grant_types__0"] = "client_credentials";
+        }
+        else if (variable.StartsWith("Seed__Users__0", StringComparison.Ordinal))
+        {
+            environment["Seed__Users__0__user_name"] = Unique.Name("bad");
+        }
+
+        await using var server = ServerProcess.Start(environment);
+        var exitCode = await server.WaitForExitAsync();
+
+        Assert.True(exitCode == 1, $"Exit code {exitCode}.\n{server.Output}");
+        var lines = server.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.True(lines.Length == 1, $"Expected one line on stderr.\n{server.Output}");
+        Assert.StartsWith("Identity server cannot start:", lines[0]);
+        Assert.Contains(entry, lines[0]);
+        Assert.Contains(field, lines[0]);
+        Assert.DoesNotContain("   at ", server.StandardError);
+        Assert.DoesNotContain("Exception", server.StandardError);
+    }
+}
