@@ -28,18 +28,14 @@ try
     app.Run();
     return 0;
 }
-catch (Exception e) when (e is StartupConfigurationException or OptionsValidationException
-    // Only as our own process: hosted in another's (WebApplicationFactory runs this Main inside a test host), the
-    // exception must reach that host, which otherwise sees a normal return and fails later without the cause.
-    && Assembly.GetEntryAssembly() == typeof(Program).Assembly)
+// Only as our own process: hosted in another's (WebApplicationFactory runs this Main inside a test host), the
+// exception must reach that host, which otherwise sees a normal return and fails later without the cause.
+catch (Exception e) when (e is not HostAbortedException && Assembly.GetEntryAssembly() == typeof(Program).Assembly)
 {
     // Configuration that cannot work stops the start with one clear line, not a stack trace.
-    Console.Error.WriteLine($"Identity server cannot start: {e.Message}");
-    return 1;
-}
-catch (Exception e) when (e is not HostAbortedException)
-{
-    Console.Error.WriteLine($"Identity server failed to start: {e}");
+    Console.Error.WriteLine(e is StartupConfigurationException or OptionsValidationException
+        ? $"Identity server cannot start: {e.Message}"
+        : $"Identity server failed to start: {e}");
     return 1;
 }
 

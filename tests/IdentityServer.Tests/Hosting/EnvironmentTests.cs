@@ -16,7 +16,7 @@ public abstract class EnvironmentTests<TFixture>(TFixture server) where TFixture
 {
     private static readonly WebApplicationFactoryClientOptions Http = new() { AllowAutoRedirect = false, BaseAddress = new Uri("http://localhost/") };
 
-    [Fact]
+    [SkippableFact]
     public void The_server_reads_the_repository_development_settings_file()
     {
         // The server project copies the top-level file next to its binaries, where Development runs read it.
@@ -26,7 +26,7 @@ public abstract class EnvironmentTests<TFixture>(TFixture server) where TFixture
         Assert.Equal(File.ReadAllText(Repository.DevelopmentSettingsPath), File.ReadAllText(copy));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task In_Development_the_repository_seed_is_valid_and_seeds_the_demo_clients_scope_and_user()
     {
         await using var development = server.StartServer(environment: "Development");
@@ -49,7 +49,7 @@ public abstract class EnvironmentTests<TFixture>(TFixture server) where TFixture
         Assert.True(await users.IsInRoleAsync(alice, "admin"));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task In_Development_the_demo_machine_client_gets_a_token_over_plain_http()
     {
         var machine = Repository.DevelopmentClient("demo-machine");
@@ -65,7 +65,7 @@ public abstract class EnvironmentTests<TFixture>(TFixture server) where TFixture
         Assert.Equal("https://localhost:7001", Jwt.Payload(json.GetProperty("access_token").GetString()!).GetProperty("aud").GetString());
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("Testing")]
     [InlineData("Production")]
     public async Task Outside_Development_a_token_request_over_plain_http_is_refused_with_an_OAuth_error(string environment)
@@ -92,3 +92,5 @@ public abstract class EnvironmentTests<TFixture>(TFixture server) where TFixture
 
 public sealed class SqliteEnvironmentTests(SqliteServerFixture server)
     : EnvironmentTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlEnvironmentTests(PostgreSqlServerFixture server) : EnvironmentTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;
