@@ -14,6 +14,8 @@ public sealed class StartupErrorTests
         { "Seed__Clients__0__redirect_uri_typo", "https://app.test/callback", "Seed:Clients:0", "redirect_uri_typo" },
         { "Seed__Users__0__password", "short", "Seed:Users:0", "password" },
         { "Database__Provider", "Oracle", "Database:Provider", "Oracle" },
+        // Nothing listens on port 1: the database is unreachable.
+        { "ConnectionStrings__IdentityServer", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=3", "PostgreSql database", "ConnectionStrings:IdentityServer" },
     };
 
     [Theory]
@@ -33,6 +35,10 @@ public sealed class StartupErrorTests
             environment["Seed__Clients__0__client_secret"] = Unique.Secret();
             environment["Seed__Clients__0__grant_types__0"] = "client_credentials";
         }
+        else if (variable.StartsWith("ConnectionStrings__", StringComparison.Ordinal))
+        {
+            environment["Database__Provider"] = "PostgreSql";
+        }
         else if (variable.StartsWith("Seed__Users__0", StringComparison.Ordinal))
         {
             environment["Seed__Users__0__user_name"] = Unique.Name("bad");
@@ -47,7 +53,7 @@ public sealed class StartupErrorTests
         Assert.StartsWith("Identity server cannot start:", lines[0]);
         Assert.Contains(entry, lines[0]);
         Assert.Contains(field, lines[0]);
-        Assert.DoesNotContain("   at ", server.StandardError);
+        Assert.DoesNotContain("   at ", server.Output);
         Assert.DoesNotContain("Exception", server.StandardError);
     }
 }
