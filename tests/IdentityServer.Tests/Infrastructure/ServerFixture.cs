@@ -18,7 +18,7 @@ public abstract class ServerFixture : IAsyncLifetime
     private TestServerFactory? _factory;
     private JsonElement? _discovery;
 
-    public TestServerFactory Factory => UnavailableReason is { } reason
+    public virtual TestServerFactory Factory => UnavailableReason is { } reason
         ? throw new SkipException(reason)
         : _factory ?? throw new InvalidOperationException("The fixture is not started.");
 
