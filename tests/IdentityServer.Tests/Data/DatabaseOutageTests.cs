@@ -46,7 +46,7 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
     public async Task An_outage_answers_503_without_hanging_and_the_server_recovers_by_itself()
     {
         Skip.IfNot(PostgreSqlCluster.IsAvailable, PostgreSqlCluster.InstallHint);
-        var fixture = new ExistingServer(_server!);
+        var fixture = new AttachedServer(_server!, IdentityServer.Data.DatabaseProvider.PostgreSql);
         var client = await fixture.CreateConfidentialClientAsync(c => c.Scope = null);
         var http = _server!.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
         // A hang would show as this timeout failing the test; the server must answer well within it.
@@ -82,15 +82,5 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
             (await HttpProtocol.ClientCredentialsAsync(http, client.ClientId, client.ClientSecret!, tokenEndpoint: tokenEndpoint)).StatusCode == HttpStatusCode.OK,
             TimeSpan.FromSeconds(30), "the token endpoint to work again");
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/ready")).StatusCode);
-    }
-
-    /// <summary>The fixture helpers (arranging clients, discovery) over a server this test started itself.</summary>
-    private sealed class ExistingServer(TestServerFactory server) : ServerFixture
-    {
-        public override IdentityServer.Data.DatabaseProvider Provider => IdentityServer.Data.DatabaseProvider.PostgreSql;
-
-        public override TestServerFactory Factory => server;
-
-        protected override Task<string> CreateDatabaseAsync() => throw new NotSupportedException();
     }
 }

@@ -1,0 +1,17 @@
+using IdentityServer.Data;
+
+namespace IdentityServer.Tests.Infrastructure;
+
+/// <summary>
+/// The fixture's helpers (arranging data, discovery, clients, browsers) over a server a test started itself:
+/// a second instance, or a server on a database the test controls.
+/// </summary>
+public sealed class AttachedServer(TestServerFactory server, DatabaseProvider provider) : ServerFixture
+{
+    public override DatabaseProvider Provider => provider;
+
+    public override TestServerFactory Factory => server;
+
+    protected override Task<string> CreateDatabaseAsync() =>
+        throw new NotSupportedException("An attached server brings its own database.");
+}
