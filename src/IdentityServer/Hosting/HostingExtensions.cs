@@ -129,20 +129,33 @@ public static class HostingExtensions
     {
         var exception = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         var databaseDown = IsDatabaseUnavailable(exception);
-        context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("IdentityServer.Errors")
-            .LogError(HostingEvents.UnhandledException, exception, "Request {Method} {Path} failed ({RequestId})",
+        var malformed = !databaseDown && IsMalformedRequest(exception);
+        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("IdentityServer.Errors");
+        if (malformed)
+        {
+            logger.LogWarning(HostingEvents.MalformedRequest, exception, "Request {Method} {Path} is malformed ({RequestId})",
                 context.Request.Method, context.Request.Path, context.TraceIdentifier);
+        }
+        else
+        {
+            logger.LogError(HostingEvents.UnhandledException, exception, "Request {Method} {Path} failed ({RequestId})",
+                context.Request.Method, context.Request.Path, context.TraceIdentifier);
+        }
 
-        context.Response.StatusCode = databaseDown ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status500InternalServerError;
+        context.Response.StatusCode = databaseDown ? StatusCodes.Status503ServiceUnavailable
+            : malformed ? StatusCodes.Status400BadRequest
+            : StatusCodes.Status500InternalServerError;
         if (ProtocolRoutes.IsProtocolApi(context.Request.Path) || context.Request.Path.StartsWithSegments("/api"))
         {
             context.Response.ContentType = "application/json";
             await context.Response.WriteAsync(JsonSerializer.Serialize(new Dictionary<string, string>
             {
-                [Parameters.Error] = databaseDown ? Errors.TemporarilyUnavailable : Errors.ServerError,
+                [Parameters.Error] = databaseDown ? Errors.TemporarilyUnavailable : malformed ? Errors.InvalidRequest : Errors.ServerError,
                 [Parameters.ErrorDescription] = databaseDown
                     ? "The server cannot reach its database; try again shortly."
-                    : $"The server could not complete the request (request id {context.TraceIdentifier}).",
+                    : malformed
+                        ? "The request is malformed (it cannot be parsed)."
+                        : $"The server could not complete the request (request id {context.TraceIdentifier}).",
             }));
             return;
         }
@@ -151,8 +164,26 @@ public static class HostingExtensions
         await context.Response.WriteAsync(
             $"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Something went wrong</title>" +
             $"<link rel=\"stylesheet\" href=\"/site.css\"></head><body><main><h1>Something went wrong</h1>" +
-            $"<p>{(databaseDown ? "The server is temporarily unavailable. Try again in a moment." : "The server could not complete your request.")}</p>" +
+            $"<p>{(databaseDown ? "The server is temporarily unavailable. Try again in a moment." : malformed ? "The server could not understand this request." : "The server could not complete your request.")}</p>" +
             $"<p>If you contact support, quote this request id: <code>{WebUtility.HtmlEncode(context.TraceIdentifier)}</code></p></main></body></html>");
+    }
+
+    /// <summary>
+    /// A request the framework cannot parse (a form with a NUL character or too many fields, a body over the limit):
+    /// the client's fault, so a 400, not a 500. These surface as exceptions from whoever reads the form first
+    /// (often OpenIddict, inside the authentication middleware), so they are mapped here.
+    /// </summary>
+    private static bool IsMalformedRequest(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is InvalidDataException or Microsoft.AspNetCore.Http.BadHttpRequestException)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static bool IsDatabaseUnavailable(Exception? exception)
@@ -172,4 +203,5 @@ public static class HostingExtensions
 public static class HostingEvents
 {
     public static readonly EventId UnhandledException = new(9001, nameof(UnhandledException));
+    public static readonly EventId MalformedRequest = new(9002, nameof(MalformedRequest));
 }

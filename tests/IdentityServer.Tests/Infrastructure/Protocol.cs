@@ -24,6 +24,11 @@ public static class Jwt
 
     public static JsonElement Payload(string token) => Part(token, 1);
 
+    /// <summary>A claim that may be a single string or an array of strings (<c>aud</c>), as an array.</summary>
+    public static string[] Strings(JsonElement claim) => claim.ValueKind == JsonValueKind.Array
+        ? [.. claim.EnumerateArray().Select(e => e.GetString()!)]
+        : [claim.GetString()!];
+
     private static JsonElement Part(string token, int index) =>
         JsonDocument.Parse(Base64UrlEncoder.Decode(token.Split('.')[index])).RootElement.Clone();
 }
@@ -146,5 +151,88 @@ public static class OAuth
         var result = await AuthorizeAsync(browser, await AuthorizeUrlAsync(server, client.ClientId, scope, pkce, extra: extra), user);
         Assert.True(result.ContainsKey("code"), string.Join(", ", result));
         return await RedeemAsync(server, client, result["code"], pkce);
+    }
+
+    /// <summary>The query parameters of a redirect (e.g. to the app's callback).</summary>
+    public static Dictionary<string, string> QueryOf(Uri uri) =>
+        QueryHelpers.ParseQuery(uri.Query).ToDictionary(p => p.Key, p => p.Value.ToString());
+
+    /// <summary>Posts a form to an endpoint named in discovery, optionally with HTTP Basic client authentication.</summary>
+    public static async Task<HttpResponseMessage> PostFormAsync(ServerFixture server, string endpoint, IDictionary<string, string> form,
+        TestClient? basicAuth = null)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, await server.EndpointAsync(endpoint))
+        {
+            Content = new FormUrlEncodedContent(form),
+        };
+        if (basicAuth is not null)
+        {
+            request.Headers.Authorization = BasicAuth(basicAuth);
+        }
+
+        return await server.CreateClient().SendAsync(request);
+    }
+
+    /// <summary>Calls userinfo with a bearer access token.</summary>
+    public static async Task<HttpResponseMessage> UserInfoAsync(ServerFixture server, string accessToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, await server.EndpointAsync("userinfo_endpoint"));
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", accessToken);
+        return await server.CreateClient().SendAsync(request);
+    }
+
+    /// <summary>Revokes a token (RFC 7009) as a public client.</summary>
+    public static Task<HttpResponseMessage> RevokeAsync(ServerFixture server, TestClient client, string token, string? tokenTypeHint = null)
+    {
+        var form = new Dictionary<string, string> { ["client_id"] = client.ClientId, ["token"] = token };
+        if (tokenTypeHint is not null)
+        {
+            form["token_type_hint"] = tokenTypeHint;
+        }
+
+        return PostFormAsync(server, "revocation_endpoint", form);
+    }
+
+    /// <summary>Introspects a token (RFC 7662) as a confidential client; returns the response JSON (status asserted 200).</summary>
+    public static async Task<JsonElement> IntrospectAsync(ServerFixture server, TestClient caller, string token)
+    {
+        var response = await PostFormAsync(server, "introspection_endpoint", new Dictionary<string, string> { ["token"] = token }, caller);
+        var json = await ReadJsonAsync(response);
+        Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode}: {json}");
+        return json;
+    }
+
+    /// <summary>Pushes an authorization request (RFC 9126) for a public client; returns its request_uri.</summary>
+    public static async Task<string> PushAsync(ServerFixture server, string clientId, IDictionary<string, string> parameters)
+    {
+        var form = new Dictionary<string, string>(parameters) { ["client_id"] = clientId };
+        var response = await PostFormAsync(server, "pushed_authorization_request_endpoint", form);
+        var json = await ReadJsonAsync(response);
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.Created, $"{(int)response.StatusCode}: {json}");
+        return json.GetProperty("request_uri").GetString()!;
+    }
+
+    /// <summary>
+    /// Validates a JWT as a relying party or API would: signature against the JWKS published in discovery,
+    /// the discovery issuer, the given audience and (optionally) the header <c>typ</c>.
+    /// </summary>
+    public static async Task<Microsoft.IdentityModel.Tokens.TokenValidationResult> ValidateJwtAsync(ServerFixture server, string token,
+        string audience, string? type = null)
+    {
+        var jwks = new JsonWebKeySet(await server.CreateClient().GetStringAsync(await server.EndpointAsync("jwks_uri")));
+        var parameters = new TokenValidationParameters
+        {
+            ValidIssuer = await server.EndpointAsync("issuer"),
+            ValidAudience = audience,
+            IssuerSigningKeys = jwks.GetSigningKeys(),
+            ValidateLifetime = true,
+            RequireSignedTokens = true,
+        };
+        if (type is not null)
+        {
+            parameters.ValidTypes = [type];
+        }
+
+        return await new Microsoft.IdentityModel.JsonWebTokens.JsonWebTokenHandler().ValidateTokenAsync(token, parameters);
     }
 }

@@ -185,7 +185,7 @@ public sealed record TestClient(string ClientId, string? ClientSecret, ClientDoc
 
 public sealed record TestUser(string Id, string UserName, string Password, string Email);
 
-/// <summary>A server on a fresh SQLite file in a temporary folder.</summary>
+/// <summary>A server on a fresh SQLite file in a temporary folder (subclass it to add settings in the constructor).</summary>
 public class SqliteServerFixture : ServerFixture
 {
     private readonly string _folder = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"));

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Globalization;
+using System.Text.Encodings.Web;
 using IdentityServer.Accounts;
 using IdentityServer.Shared;
 using Microsoft.AspNetCore;
@@ -9,8 +10,10 @@ using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
 using OpenIddict.Abstractions;
+using OpenIddict.Server;
 using OpenIddict.Server.AspNetCore;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 
@@ -32,6 +35,7 @@ public sealed class AuthorizeModel(
     UserPrincipalFactory principals,
     IAntiforgery antiforgery,
     TimeProvider clock,
+    IOptionsMonitor<OpenIddictServerOptions> serverOptions,
     ILogger<AuthorizeModel> logger) : PageModel
 {
     /// <summary>Added to the return URL of a forced sign-in: the sign-in must be newer than this (prompt=login).</summary>
@@ -71,7 +75,7 @@ public sealed class AuthorizeModel(
     {
         if (HttpContext.GetOpenIddictServerResponse() is { Error: { } error } response)
         {
-            return ShowError(error, response.ErrorDescription);
+            return await ReturnErrorToClientAsync(error, response.ErrorDescription) ?? ShowError(error, response.ErrorDescription);
         }
 
         var request = HttpContext.GetOpenIddictServerRequest();
@@ -143,7 +147,8 @@ public sealed class AuthorizeModel(
     /// <summary>
     /// A sign-in is needed again when the client asks for one (<c>prompt=login</c>) or the session is older than
     /// <c>max_age</c>. After the forced sign-in the request carries <see cref="LoginAfterParameter"/>, so a sign-in
-    /// newer than that satisfies <c>prompt=login</c> and the user is not sent round in circles.
+    /// newer than that satisfies both and the user is not sent round in circles (with <c>max_age=0</c>, or a user
+    /// slower than <c>max_age</c> at the login page, the session is always "too old" by the time it comes back).
     /// </summary>
     private bool NeedsFreshSignIn(OpenIddictRequest request, System.Security.Claims.ClaimsPrincipal session)
     {
@@ -153,21 +158,19 @@ public sealed class AuthorizeModel(
             return true;
         }
 
+        var marker = RequestParameters().FirstOrDefault(p => p.Key == LoginAfterParameter).Value;
+        if (long.TryParse(marker, CultureInfo.InvariantCulture, out var seconds) && authTime.Value >= DateTimeOffset.FromUnixTimeSeconds(seconds))
+        {
+            // The user signed in after this very request sent them to the login page.
+            return false;
+        }
+
         if (request.MaxAge is { } maxAge && clock.GetUtcNow() - authTime.Value > TimeSpan.FromSeconds(maxAge))
         {
             return true;
         }
 
-        if (request.HasPromptValue(PromptValues.Login))
-        {
-            var marker = RequestParameters().FirstOrDefault(p => p.Key == LoginAfterParameter).Value;
-            var loginAfter = long.TryParse(marker, CultureInfo.InvariantCulture, out var seconds)
-                ? DateTimeOffset.FromUnixTimeSeconds(seconds)
-                : DateTimeOffset.MaxValue;
-            return authTime.Value < loginAfter;
-        }
-
-        return false;
+        return request.HasPromptValue(PromptValues.Login);
     }
 
     /// <summary>Where the login page sends the user back to: this request again (as a GET), marked with the time of the forced sign-in.</summary>
@@ -224,6 +227,70 @@ public sealed class AuthorizeModel(
     /// <summary>The request as the client sent it: the query of a GET, the form of a POST.</summary>
     private IEnumerable<KeyValuePair<string, StringValues>> RequestParameters() =>
         Request.HasFormContentType ? Request.Form : Request.Query;
+
+    /// <summary>
+    /// RFC 6749 4.1.2.1: only an unknown client or a missing, invalid or unregistered redirect_uri is shown to the
+    /// person; any other error (missing PKCE, unknown scope, unsupported response type...) goes back to the client.
+    /// OpenIddict never redirects a request it rejected (it may have stopped before checking the redirect_uri), so
+    /// we check the client and the exact redirect_uri ourselves and only then send the error back, with state and iss
+    /// (RFC 9207), in the response mode the client asked for. Returns null when the error must stay here.
+    /// </summary>
+    private async Task<IActionResult?> ReturnErrorToClientAsync(string error, string? description)
+    {
+        var request = HttpContext.GetOpenIddictServerRequest();
+        if (request is null || error == Errors.InvalidClient || string.IsNullOrEmpty(request.ClientId)
+            || !Uri.TryCreate(request.RedirectUri, UriKind.Absolute, out var redirectUri) || !string.IsNullOrEmpty(redirectUri.Fragment))
+        {
+            return null;
+        }
+
+        var application = await applications.FindByClientIdAsync(request.ClientId, HttpContext.RequestAborted);
+        if (application is null || !await applications.ValidateRedirectUriAsync(application, request.RedirectUri!, HttpContext.RequestAborted))
+        {
+            return null;
+        }
+
+        var issuer = serverOptions.CurrentValue.Issuer ?? HttpContext.Features.Get<OpenIddictServerAspNetCoreFeature>()?.Transaction?.BaseUri;
+        var parameters = new List<KeyValuePair<string, string?>> { new(OpenIddictConstants.Parameters.Error, error) };
+        if (!string.IsNullOrEmpty(description))
+        {
+            parameters.Add(new(OpenIddictConstants.Parameters.ErrorDescription, description));
+        }
+
+        if (!string.IsNullOrEmpty(request.State))
+        {
+            parameters.Add(new(OpenIddictConstants.Parameters.State, request.State));
+        }
+
+        if (issuer is { IsAbsoluteUri: true })
+        {
+            parameters.Add(new(OpenIddictConstants.Parameters.Iss, issuer.AbsoluteUri));
+        }
+
+        logger.LogInformation(TokenEvents.AuthorizationRefused, "Authorization request from {ClientId} refused: {Error} {Description}",
+            request.ClientId, error, description);
+        if (request.ResponseMode == ResponseModes.FormPost)
+        {
+            var fields = string.Concat(parameters.Select(p =>
+                $"<input type=\"hidden\" name=\"{HtmlEncoder.Default.Encode(p.Key)}\" value=\"{HtmlEncoder.Default.Encode(p.Value ?? string.Empty)}\" />"));
+
+            // An explicit 200: the response already carries OpenIddict's 400 for the rejected request.
+            return new ContentResult
+            {
+                StatusCode = StatusCodes.Status200OK,
+                ContentType = "text/html; charset=utf-8",
+                Content = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Working...</title></head><body>" +
+                    $"<form name=\"form\" method=\"post\" action=\"{HtmlEncoder.Default.Encode(request.RedirectUri!)}\">{fields}" +
+                    "<noscript><button type=\"submit\">Continue</button></noscript></form>" +
+                    "<script>document.form.submit();</script></body></html>",
+            };
+        }
+
+        var encoded = QueryString.Create(parameters).ToUriComponent().TrimStart('?');
+        return Redirect(request.ResponseMode == ResponseModes.Fragment
+            ? request.RedirectUri + "#" + encoded
+            : request.RedirectUri + (string.IsNullOrEmpty(redirectUri.Query) ? "?" : "&") + encoded);
+    }
 
     private ForbidResult Refuse(string error, string description) => Forbid(
         new AuthenticationProperties(new Dictionary<string, string?>

@@ -56,9 +56,10 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
             return false;
         }
 
-        // OpenIddict has validated the hint's signature and issuer; its principal is here only when it was valid.
+        // OpenIddict has validated the hint's signature and issuer. When the hint is missing or invalid it still
+        // "succeeds", with an empty, unauthenticated principal (never null), so test the identity, not the principal.
         var hint = await HttpContext.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
-        return hint.Principal is not null;
+        return hint.Principal?.Identity?.IsAuthenticated == true;
     }
 
     private async Task<IActionResult> SignOutAsync()

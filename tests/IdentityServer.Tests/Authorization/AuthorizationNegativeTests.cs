@@ -1,0 +1,347 @@
+using System.Net;
+using System.Text;
+using IdentityServer.Tests.Infrastructure;
+
+namespace IdentityServer.Tests.Authorization;
+
+/// <summary>
+/// What the code flow refuses, and how: errors go back to a registered redirect URI when there is one, to an error
+/// page when there is not, as OAuth error JSON at the token endpoint; bad input never yields a 5xx.
+/// </summary>
+public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    [SkippableTheory]
+    [InlineData("https://evil.test/callback")]
+    [InlineData("https://app.test/callback?extra=1")]
+    [InlineData("https://app.test/callback/")]
+    [InlineData("https://APP.test/callback#fragment")]
+    [InlineData("http://app.test/callback")]
+    public async Task An_unregistered_or_non_exact_redirect_uri_gets_an_error_page_and_no_redirect(string redirectUri)
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid"); // signed in: nothing else stands in the way
+
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(), redirectUri),
+            stopAt: uri => uri.Host != TestServerFactory.Authority.Host);
+
+        Assert.True(page.RedirectTarget is null, $"Redirected to {page.RedirectTarget}");
+        Assert.Equal(HttpStatusCode.BadRequest, page.Status);
+        Assert.Equal(TestServerFactory.Authority.Host, page.Uri.Host);
+        Assert.Contains("invalid_request", page.Body);
+    }
+
+    [SkippableFact]
+    public async Task An_unknown_client_gets_an_error_page_and_no_redirect()
+    {
+        var page = await server.CreateBrowser().NavigateAsync(
+            await OAuth.AuthorizeUrlAsync(server, Unique.Name("nobody"), "openid", Pkce.Create()),
+            stopAt: uri => uri.Host != TestServerFactory.Authority.Host);
+
+        Assert.True(page.RedirectTarget is null, $"Redirected to {page.RedirectTarget}");
+        Assert.Equal(HttpStatusCode.BadRequest, page.Status);
+    }
+
+    [SkippableFact]
+    public async Task A_missing_code_challenge_is_sent_back_as_invalid_request()
+    {
+        var client = await server.CreatePublicClientAsync();
+
+        var result = await AuthorizeErrorAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce: null));
+
+        Assert.Equal("invalid_request", result["error"]);
+    }
+
+    [SkippableFact]
+    public async Task An_error_for_a_form_post_request_is_posted_back_to_the_client()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var state = Unique.Name("state");
+
+        var page = await server.CreateBrowser().NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce: null,
+            extra: new Dictionary<string, string?> { ["response_mode"] = "form_post", ["state"] = state }), OAuth.IsApp);
+
+        Assert.Equal(HttpStatusCode.OK, page.Status);
+        var form = page.Document.QuerySelector("form[method=post]");
+        Assert.NotNull(form);
+        Assert.Equal(OAuth.AppRedirectUri, form!.GetAttribute("action"));
+        Assert.Equal("invalid_request", form.QuerySelector("input[name=error]")?.GetAttribute("value"));
+        Assert.Equal(state, form.QuerySelector("input[name=state]")?.GetAttribute("value"));
+    }
+
+    [SkippableFact]
+    public async Task The_plain_code_challenge_method_is_refused()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var verifier = Pkce.Create().Verifier;
+
+        var result = await AuthorizeErrorAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce: null,
+            extra: new Dictionary<string, string?> { ["code_challenge"] = verifier, ["code_challenge_method"] = "plain" }));
+
+        Assert.Equal("invalid_request", result["error"]);
+        var methods = (await OAuth.ReadJsonAsync(await server.CreateClient().GetAsync("/.well-known/openid-configuration")))
+            .GetProperty("code_challenge_methods_supported").EnumerateArray().Select(m => m.GetString());
+        Assert.Equal(["S256"], methods);
+    }
+
+    [SkippableFact]
+    public async Task A_wrong_code_verifier_is_refused_with_invalid_grant()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var code = await CodeAsync(client, Pkce.Create(), await server.CreateUserAsync());
+
+        var response = await RedeemRawAsync(client, code, Pkce.Create().Verifier);
+
+        await AssertErrorAsync(response, HttpStatusCode.BadRequest, "invalid_grant");
+    }
+
+    [SkippableFact]
+    public async Task A_missing_code_verifier_is_refused()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var code = await CodeAsync(client, Pkce.Create(), await server.CreateUserAsync());
+
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code",
+            ["client_id"] = client.ClientId,
+            ["code"] = code,
+            ["redirect_uri"] = OAuth.AppRedirectUri,
+        });
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains((await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString(), new[] { "invalid_request", "invalid_grant" });
+    }
+
+    [SkippableFact]
+    public async Task A_reused_code_is_refused_and_revokes_the_tokens_of_its_first_redemption()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var pkce = Pkce.Create();
+        var code = await CodeAsync(client, pkce, await server.CreateUserAsync(), "openid offline_access");
+        var first = await OAuth.RedeemAsync(server, client, code, pkce);
+        var accessToken = first.GetProperty("access_token").GetString()!;
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, accessToken)).StatusCode);
+
+        var replay = await RedeemRawAsync(client, code, pkce.Verifier);
+
+        await AssertErrorAsync(replay, HttpStatusCode.BadRequest, "invalid_grant");
+        await AssertErrorAsync(await OAuth.RefreshAsync(server, client, first.GetProperty("refresh_token").GetString()!),
+            HttpStatusCode.BadRequest, "invalid_grant");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await OAuth.UserInfoAsync(server, accessToken)).StatusCode);
+    }
+
+    [SkippableFact]
+    public async Task A_code_redeemed_by_another_public_client_is_refused()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var thief = await server.CreatePublicClientAsync();
+        var pkce = Pkce.Create();
+        var code = await CodeAsync(client, pkce, await server.CreateUserAsync());
+
+        var response = await RedeemRawAsync(thief, code, pkce.Verifier);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains((await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString(), new[] { "invalid_grant", "invalid_client" });
+        Assert.DoesNotContain("access_token", await response.Content.ReadAsStringAsync());
+    }
+
+    [SkippableFact]
+    public async Task A_code_redeemed_by_a_confidential_client_with_its_own_secret_is_refused()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var thief = await server.CreateConfidentialClientAsync(c =>
+        {
+            c.GrantTypes = ["authorization_code"];
+            c.RedirectUris = [OAuth.AppRedirectUri];
+            c.Scope = "openid";
+        });
+        var pkce = Pkce.Create();
+        var code = await CodeAsync(client, pkce, await server.CreateUserAsync());
+
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code",
+            ["code"] = code,
+            ["redirect_uri"] = OAuth.AppRedirectUri,
+            ["code_verifier"] = pkce.Verifier,
+        }, basicAuth: thief);
+
+        Assert.True(response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.Unauthorized, response.StatusCode.ToString());
+        Assert.Contains((await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString(), new[] { "invalid_grant", "invalid_client" });
+    }
+
+    [SkippableFact]
+    public async Task A_confidential_client_with_a_wrong_secret_gets_401_invalid_client()
+    {
+        var client = await server.CreateConfidentialClientAsync(c => c.Scope = "openid");
+        var wrong = client with { ClientSecret = Unique.Secret() };
+
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string> { ["grant_type"] = "client_credentials" }, basicAuth: wrong);
+
+        await AssertErrorAsync(response, HttpStatusCode.Unauthorized, "invalid_client");
+        var right = await OAuth.PostTokenAsync(server, new Dictionary<string, string> { ["grant_type"] = "client_credentials" }, basicAuth: client);
+        Assert.Equal(HttpStatusCode.OK, right.StatusCode);
+    }
+
+    [SkippableFact]
+    public async Task An_unknown_scope_is_sent_back_as_invalid_scope()
+    {
+        var client = await server.CreatePublicClientAsync($"openid {Unique.Name("nosuchscope")}");
+
+        var result = await AuthorizeErrorAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, $"openid {Unique.Name("nosuchscope")}", Pkce.Create()));
+
+        Assert.Equal("invalid_scope", result["error"]);
+    }
+
+    [SkippableFact]
+    public async Task An_unknown_scope_at_the_token_endpoint_is_refused_with_invalid_scope()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "client_credentials",
+            ["scope"] = Unique.Name("nosuchscope"),
+        }, basicAuth: client);
+
+        await AssertErrorAsync(response, HttpStatusCode.BadRequest, "invalid_scope");
+    }
+
+    public static TheoryData<string> MalformedRequests => [
+        "token: empty body",
+        "token: unknown grant_type",
+        "token: GET",
+        "token: JSON body",
+        "token: code without anything else",
+        "token: duplicate grant_type",
+        "token: very long parameters",
+        "token: garbage refresh token",
+        "token: NUL character",
+        "token: too many fields",
+        "authorize: no parameters",
+        "authorize: garbage",
+        "authorize: unknown response_type",
+        "authorize: duplicate client_id",
+        "authorize: very long parameters",
+        "authorize: POST without form",
+        "authorize: request object",
+        "authorize: NUL character",
+        "authorize: POST with a NUL character",
+        "userinfo: garbage bearer",
+        "revocation: no token",
+        "introspection: anonymous",
+        "par: empty body",
+        "par: garbage request_uri at authorize",
+        "end session: garbage",
+    ];
+
+    [SkippableTheory]
+    [MemberData(nameof(MalformedRequests))]
+    public async Task A_malformed_request_never_gets_a_server_error(string name)
+    {
+        var client = await server.CreatePublicClientAsync();
+        var longValue = new string('a', 20_000);
+        var authorize = await server.EndpointAsync("authorization_endpoint");
+        var token = await server.EndpointAsync("token_endpoint");
+        var validAuthorize = await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create());
+        using var request = name switch
+        {
+            "token: empty body" => Post(token, new StringContent(string.Empty, Encoding.UTF8, "application/x-www-form-urlencoded")),
+            "token: unknown grant_type" => Post(token, Form(("grant_type", "urn:example:nonsense"), ("client_id", client.ClientId))),
+            "token: GET" => new HttpRequestMessage(HttpMethod.Get, token + "?grant_type=client_credentials"),
+            "token: JSON body" => Post(token, new StringContent("{\"grant_type\":\"client_credentials\"}", Encoding.UTF8, "application/json")),
+            "token: code without anything else" => Post(token, Form(("grant_type", "authorization_code"))),
+            "token: duplicate grant_type" => Post(token, Form(("grant_type", "authorization_code"), ("grant_type", "refresh_token"), ("client_id", client.ClientId))),
+            "token: very long parameters" => Post(token, Form(("grant_type", "authorization_code"), ("client_id", client.ClientId), ("code", longValue), ("code_verifier", longValue))),
+            "token: garbage refresh token" => Post(token, Form(("grant_type", "refresh_token"), ("client_id", client.ClientId), ("refresh_token", "\u00e9<script>"))),
+            "token: NUL character" => Post(token, Form(("grant_type", "refresh_token"), ("client_id", client.ClientId), ("refresh_token", "a\u0000b"))),
+            "token: too many fields" => Post(token, Form([("grant_type", "client_credentials"), .. Enumerable.Range(0, 2000).Select(i => ($"f{i}", "x"))])),
+            "authorize: no parameters" => Get(authorize),
+            "authorize: garbage" => Get(authorize + "?%%%&&==&client_id=%ZZ&\u00e9=\u00e9"),
+            "authorize: unknown response_type" => Get(validAuthorize.Replace("response_type=code", "response_type=token%20id_token", StringComparison.Ordinal)),
+            "authorize: duplicate client_id" => Get(validAuthorize + "&client_id=" + Uri.EscapeDataString(client.ClientId)),
+            "authorize: very long parameters" => Get(validAuthorize + "&state=" + longValue + "&nonce=" + longValue),
+            "authorize: POST without form" => Post(authorize, new StringContent("client_id=x", Encoding.UTF8, "text/plain")),
+            "authorize: request object" => Get(validAuthorize + "&request=eyJhbGciOiJub25lIn0.e30."),
+            "authorize: NUL character" => Get(validAuthorize + "&state=a%00b"),
+            "authorize: POST with a NUL character" => Post(authorize, Form(("client_id", client.ClientId), ("state", "a\u0000b"))),
+            "userinfo: garbage bearer" => Bearer(await server.EndpointAsync("userinfo_endpoint"), "garbage"),
+            "revocation: no token" => Post(await server.EndpointAsync("revocation_endpoint"), Form(("client_id", client.ClientId))),
+            "introspection: anonymous" => Post(await server.EndpointAsync("introspection_endpoint"), Form(("token", "garbage"))),
+            "par: empty body" => Post(await server.EndpointAsync("pushed_authorization_request_endpoint"), Form()),
+            "par: garbage request_uri at authorize" => Get(authorize + "?client_id=" + Uri.EscapeDataString(client.ClientId)
+                + "&request_uri=" + Uri.EscapeDataString("urn:ietf:params:oauth:request_uri:garbage")),
+            "end session: garbage" => Get(await server.EndpointAsync("end_session_endpoint") + "?id_token_hint=%%%&post_logout_redirect_uri=javascript:alert(1)"),
+            _ => throw new ArgumentOutOfRangeException(nameof(name)),
+        };
+
+        var response = await server.CreateBrowser().SendAsync(request);
+
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode < 500, $"{name}: {(int)response.StatusCode}\n{body}");
+        Assert.DoesNotContain("   at ", body); // no stack trace
+        if (name.StartsWith("token:", StringComparison.Ordinal))
+        {
+            Assert.True((int)response.StatusCode is >= 400 and < 500, $"{name}: {(int)response.StatusCode}\n{body}");
+            var json = await OAuth.ReadJsonAsync(response);
+            Assert.False(string.IsNullOrEmpty(json.GetProperty("error").GetString()), body);
+        }
+    }
+
+    private async Task<Dictionary<string, string>> AuthorizeErrorAsync(string url)
+    {
+        var page = await server.CreateBrowser().NavigateAsync(url, OAuth.IsApp);
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget),
+            $"Expected an error sent back to the app, got {(int)page.Status} at {page.Uri}:\n{page.Body}");
+        var result = OAuth.QueryOf(page.RedirectTarget!);
+        Assert.False(result.ContainsKey("code"));
+        Assert.Equal(OAuth.QueryOf(new Uri(url))["state"], result["state"]);
+        Assert.Equal(await server.EndpointAsync("issuer"), result["iss"]);
+        return result;
+    }
+
+    private async Task<string> CodeAsync(TestClient client, Pkce pkce, TestUser user, string scope = "openid")
+    {
+        var result = await OAuth.AuthorizeAsync(server.CreateBrowser(), await OAuth.AuthorizeUrlAsync(server, client.ClientId, scope, pkce), user);
+        return result["code"];
+    }
+
+    private Task<HttpResponseMessage> RedeemRawAsync(TestClient client, string code, string verifier) =>
+        OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code",
+            ["client_id"] = client.ClientId,
+            ["code"] = code,
+            ["redirect_uri"] = OAuth.AppRedirectUri,
+            ["code_verifier"] = verifier,
+        });
+
+    private static async Task AssertErrorAsync(HttpResponseMessage response, HttpStatusCode status, string error)
+    {
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == status, $"Expected {(int)status}, got {(int)response.StatusCode}: {json}");
+        Assert.Equal(error, json.GetProperty("error").GetString());
+    }
+
+    private static HttpRequestMessage Get(string url) => new(HttpMethod.Get, url);
+
+    private static HttpRequestMessage Post(string url, HttpContent content) => new(HttpMethod.Post, url) { Content = content };
+
+    private static HttpRequestMessage Bearer(string url, string token)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, url);
+        request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + token);
+        return request;
+    }
+
+    /// <summary>A form body that may repeat a name (FormUrlEncodedContent keeps duplicates).</summary>
+    private static FormUrlEncodedContent Form(params (string Name, string Value)[] fields) =>
+        new(fields.Select(f => KeyValuePair.Create(f.Name, f.Value)));
+}
+
+public sealed class SqliteAuthorizationNegativeTests(SqliteServerFixture server)
+    : AuthorizationNegativeTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlAuthorizationNegativeTests(PostgreSqlServerFixture server) : AuthorizationNegativeTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;

@@ -1,0 +1,126 @@
+using System.Net;
+using IdentityServer.Tests.Infrastructure;
+
+namespace IdentityServer.Tests.Authorization;
+
+/// <summary><c>prompt=none</c>, <c>prompt=login</c> and <c>max_age</c> as OpenID Connect Core (3.1.2.1) says.</summary>
+public abstract class PromptTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    [SkippableFact]
+    public async Task Prompt_none_without_a_session_redirects_back_with_login_required()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var state = Unique.Name("state");
+
+        var page = await server.CreateBrowser().NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "none", ["state"] = state }), OAuth.IsApp);
+
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"{(int)page.Status} at {page.Uri}");
+        var result = OAuth.QueryOf(page.RedirectTarget!);
+        Assert.Equal("login_required", result["error"]);
+        Assert.Equal(state, result["state"]);
+        Assert.False(result.ContainsKey("code"));
+    }
+
+    [SkippableFact]
+    public async Task Prompt_none_with_a_session_returns_a_code_without_any_page()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var pkce = Pkce.Create();
+
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "none" }), OAuth.IsApp);
+
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"{(int)page.Status} at {page.Uri}");
+        var tokens = await OAuth.RedeemAsync(server, client, OAuth.QueryOf(page.RedirectTarget!)["code"], pkce);
+        Assert.Equal(user.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
+    }
+
+    [SkippableFact]
+    public async Task Prompt_none_for_an_explicit_consent_client_without_consent_redirects_back_with_consent_required()
+    {
+        var implicitClient = await server.CreatePublicClientAsync();
+        var explicitClient = await server.CreatePublicClientAsync(consentType: "explicit");
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, implicitClient, user, "openid");
+
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, explicitClient.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "none" }), OAuth.IsApp);
+
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"{(int)page.Status} at {page.Uri}");
+        Assert.Equal("consent_required", OAuth.QueryOf(page.RedirectTarget!)["error"]);
+    }
+
+    [SkippableFact]
+    public async Task Max_age_zero_sends_a_signed_in_user_to_the_login_page_and_the_new_id_token_carries_auth_time()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var first = await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var firstAuthTime = Jwt.Payload(first.GetProperty("id_token").GetString()!).GetProperty("auth_time").GetInt64();
+        var pkce = Pkce.Create();
+
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["max_age"] = "0" }), OAuth.IsApp);
+        Assert.True(login.RedirectTarget is null && login.Uri.AbsolutePath == "/account/login", $"{(int)login.Status} at {login.Uri} -> {login.RedirectTarget}");
+
+        var callback = await OAuth.SignInAsync(browser, login, user);
+
+        Assert.True(callback.RedirectTarget is not null && OAuth.IsApp(callback.RedirectTarget),
+            $"Expected a code after signing in again, got {(int)callback.Status} at {callback.Uri}");
+        var tokens = await OAuth.RedeemAsync(server, client, OAuth.QueryOf(callback.RedirectTarget!)["code"], pkce);
+        var id = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+        Assert.True(id.GetProperty("auth_time").GetInt64() >= firstAuthTime);
+        Assert.True(id.GetProperty("auth_time").GetInt64() <= DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+    }
+
+    [SkippableFact]
+    public async Task A_generous_max_age_does_not_ask_a_freshly_signed_in_user_again_and_the_id_token_carries_auth_time()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var pkce = Pkce.Create();
+
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["max_age"] = "3600" }), OAuth.IsApp);
+
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"{(int)page.Status} at {page.Uri}");
+        var tokens = await OAuth.RedeemAsync(server, client, OAuth.QueryOf(page.RedirectTarget!)["code"], pkce);
+        Assert.True(Jwt.Payload(tokens.GetProperty("id_token").GetString()!).TryGetProperty("auth_time", out _));
+    }
+
+    [SkippableFact]
+    public async Task Prompt_login_with_a_session_shows_the_login_page_and_then_completes()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var pkce = Pkce.Create();
+        var state = Unique.Name("state");
+
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "login", ["state"] = state }), OAuth.IsApp);
+        Assert.True(login.RedirectTarget is null && login.Uri.AbsolutePath == "/account/login", $"{(int)login.Status} at {login.Uri} -> {login.RedirectTarget}");
+        Assert.Equal(HttpStatusCode.OK, login.Status);
+
+        var callback = await OAuth.SignInAsync(browser, login, user);
+
+        Assert.True(callback.RedirectTarget is not null && OAuth.IsApp(callback.RedirectTarget),
+            $"Expected a code after signing in, got {(int)callback.Status} at {callback.Uri}");
+        var result = OAuth.QueryOf(callback.RedirectTarget!);
+        Assert.Equal(state, result["state"]);
+        await OAuth.RedeemAsync(server, client, result["code"], pkce);
+    }
+}
+
+public sealed class SqlitePromptTests(SqliteServerFixture server) : PromptTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlPromptTests(PostgreSqlServerFixture server) : PromptTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;

@@ -1,0 +1,114 @@
+using System.Net;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace IdentityServer.Tests.Authorization;
+
+/// <summary>
+/// Pushed authorization requests (RFC 9126): a public client pushes its request, then sends the browser to the
+/// authorization endpoint with only client_id and request_uri; the pushed request survives the detour through the
+/// login and consent pages.
+/// </summary>
+public abstract class PushedAuthorizationTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    [SkippableFact]
+    public async Task A_public_client_pushes_its_request_and_completes_the_flow_through_login_and_consent()
+    {
+        var client = await server.CreatePublicClientAsync(consentType: "explicit");
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var pkce = Pkce.Create();
+        var (state, nonce) = (Unique.Name("state"), Unique.Name("nonce"));
+        var requestUri = await OAuth.PushAsync(server, client.ClientId, Request(pkce, "openid profile offline_access", state, nonce));
+        Assert.StartsWith("urn:ietf:params:oauth:request_uri:", requestUri);
+
+        var login = await browser.NavigateAsync(await AuthorizeUrlAsync(client, requestUri), OAuth.IsApp);
+        Assert.Equal("/account/login", login.Uri.AbsolutePath);
+        var consent = await OAuth.SignInAsync(browser, login, user);
+        Assert.True(consent.RedirectTarget is null && consent.Status == HttpStatusCode.OK, $"{(int)consent.Status} at {consent.Uri} -> {consent.RedirectTarget}");
+        var callback = await browser.SubmitAsync(consent, button: "button[value=accept]", stopAt: OAuth.IsApp);
+
+        Assert.True(callback.RedirectTarget is not null && OAuth.IsApp(callback.RedirectTarget), $"{(int)callback.Status} at {callback.Uri}:\n{callback.Body}");
+        var result = OAuth.QueryOf(callback.RedirectTarget!);
+        Assert.Equal(state, result["state"]);
+        var tokens = await OAuth.RedeemAsync(server, client, result["code"], pkce);
+        var id = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+        Assert.Equal(nonce, id.GetProperty("nonce").GetString());
+        Assert.Equal(user.Id, id.GetProperty("sub").GetString());
+        Assert.True(tokens.TryGetProperty("refresh_token", out _));
+    }
+
+    [SkippableFact]
+    public async Task A_pushed_request_cannot_be_used_twice()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var requestUri = await OAuth.PushAsync(server, client.ClientId, Request(Pkce.Create(), "openid", Unique.Name("state"), Unique.Name("nonce")));
+        await OAuth.AuthorizeAsync(browser, await AuthorizeUrlAsync(client, requestUri), user);
+
+        var again = await browser.NavigateAsync(await AuthorizeUrlAsync(client, requestUri), stopAt: uri => uri.Host != TestServerFactory.Authority.Host);
+
+        Assert.True(again.RedirectTarget is null || !OAuth.QueryOf(again.RedirectTarget).ContainsKey("code"), $"A second code was issued: {again.RedirectTarget}");
+        Assert.True((int)again.Status < 500, again.Body);
+    }
+
+    [SkippableFact]
+    public async Task Prompt_login_in_a_pushed_request_shows_the_login_page_once_and_then_completes()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var pkce = Pkce.Create();
+        var state = Unique.Name("state");
+        var parameters = Request(pkce, "openid", state, Unique.Name("nonce"));
+        parameters["prompt"] = "login";
+        var requestUri = await OAuth.PushAsync(server, client.ClientId, parameters);
+
+        var login = await browser.NavigateAsync(await AuthorizeUrlAsync(client, requestUri), OAuth.IsApp);
+        Assert.True(login.RedirectTarget is null && login.Uri.AbsolutePath == "/account/login", $"{(int)login.Status} at {login.Uri} -> {login.RedirectTarget}");
+
+        var callback = await OAuth.SignInAsync(browser, login, user);
+
+        Assert.True(callback.RedirectTarget is not null && OAuth.IsApp(callback.RedirectTarget),
+            $"Expected a code after signing in, got {(int)callback.Status} at {callback.Uri}");
+        var result = OAuth.QueryOf(callback.RedirectTarget!);
+        Assert.Equal(state, result["state"]);
+        await OAuth.RedeemAsync(server, client, result["code"], pkce);
+    }
+
+    [SkippableFact]
+    public async Task A_pushed_request_with_an_unregistered_redirect_uri_is_refused_at_the_push()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var parameters = Request(Pkce.Create(), "openid", Unique.Name("state"), Unique.Name("nonce"));
+        parameters["redirect_uri"] = "https://evil.test/callback";
+        parameters["client_id"] = client.ClientId;
+
+        var response = await OAuth.PostFormAsync(server, "pushed_authorization_request_endpoint", parameters);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
+    }
+
+    private static Dictionary<string, string> Request(Pkce pkce, string scope, string state, string nonce) => new()
+    {
+        ["response_type"] = "code",
+        ["redirect_uri"] = OAuth.AppRedirectUri,
+        ["scope"] = scope,
+        ["state"] = state,
+        ["nonce"] = nonce,
+        ["code_challenge"] = pkce.Challenge,
+        ["code_challenge_method"] = "S256",
+    };
+
+    private async Task<string> AuthorizeUrlAsync(TestClient client, string requestUri) =>
+        QueryHelpers.AddQueryString(await server.EndpointAsync("authorization_endpoint"),
+            new Dictionary<string, string?> { ["client_id"] = client.ClientId, ["request_uri"] = requestUri });
+}
+
+public sealed class SqlitePushedAuthorizationTests(SqliteServerFixture server)
+    : PushedAuthorizationTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlPushedAuthorizationTests(PostgreSqlServerFixture server) : PushedAuthorizationTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;

@@ -1,0 +1,95 @@
+using System.Net;
+using IdentityServer.Tests.Infrastructure;
+
+namespace IdentityServer.Tests.Authorization;
+
+/// <summary>
+/// Refresh tokens: rotated on every use, keeping the user's sign-in; a redeemed one presented again revokes the
+/// chain. The fixture runs the server with no reuse leeway, so "presented again after the leeway" needs no wait.
+/// </summary>
+public abstract class RefreshTokenTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    [SkippableFact]
+    public async Task A_refresh_rotates_the_refresh_token_and_keeps_the_sign_in_and_audiences()
+    {
+        var resource = $"https://{Unique.Name("api")}.test/";
+        var apiScope = await server.CreateScopeAsync(resource);
+        var client = await server.CreatePublicClientAsync($"openid profile offline_access {apiScope}");
+        var user = await server.CreateUserAsync();
+        var first = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, $"openid profile offline_access {apiScope}");
+
+        var response = await OAuth.RefreshAsync(server, client, first.GetProperty("refresh_token").GetString()!);
+
+        var second = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.IsSuccessStatusCode, second.ToString());
+        Assert.NotEqual(first.GetProperty("refresh_token").GetString(), second.GetProperty("refresh_token").GetString());
+
+        var firstId = Jwt.Payload(first.GetProperty("id_token").GetString()!);
+        var secondIdToken = second.GetProperty("id_token").GetString()!;
+        var idResult = await OAuth.ValidateJwtAsync(server, secondIdToken, audience: client.ClientId);
+        Assert.True(idResult.IsValid, idResult.Exception?.ToString());
+        var secondId = Jwt.Payload(secondIdToken);
+        foreach (var claim in new[] { "sub", "auth_time", "azp" })
+        {
+            Assert.True(firstId.TryGetProperty(claim, out var before), $"The first id token has no {claim}: {firstId}");
+            Assert.True(secondId.TryGetProperty(claim, out var after), $"The refreshed id token has no {claim}: {secondId}");
+            Assert.Equal(before.ToString(), after.ToString());
+        }
+
+        Assert.Equal(user.Id, secondId.GetProperty("sub").GetString());
+        Assert.Equal(client.ClientId, secondId.GetProperty("azp").GetString());
+
+        var firstAccess = Jwt.Payload(first.GetProperty("access_token").GetString()!);
+        var secondAccessToken = second.GetProperty("access_token").GetString()!;
+        var secondAccess = Jwt.Payload(secondAccessToken);
+        Assert.Equal([resource], Jwt.Strings(firstAccess.GetProperty("aud")));
+        Assert.Equal(Jwt.Strings(firstAccess.GetProperty("aud")), Jwt.Strings(secondAccess.GetProperty("aud")));
+        Assert.Equal(firstAccess.GetProperty("scope").GetString(), secondAccess.GetProperty("scope").GetString());
+        Assert.Equal("at+jwt", Jwt.Header(secondAccessToken).GetProperty("typ").GetString());
+
+        // The rotated token works in its turn.
+        var third = await OAuth.RefreshAsync(server, client, second.GetProperty("refresh_token").GetString()!);
+        Assert.True(third.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(third)).ToString());
+    }
+
+    [SkippableFact]
+    public async Task Refresh_token_reuse_is_refused_and_revokes_the_chain()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var first = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var oldRefreshToken = first.GetProperty("refresh_token").GetString()!;
+        var rotated = await OAuth.ReadJsonAsync(await OAuth.RefreshAsync(server, client, oldRefreshToken));
+        var newestRefreshToken = rotated.GetProperty("refresh_token").GetString()!;
+        var newestAccessToken = rotated.GetProperty("access_token").GetString()!;
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, newestAccessToken)).StatusCode);
+
+        var replay = await OAuth.RefreshAsync(server, client, oldRefreshToken);
+
+        Assert.Equal(HttpStatusCode.BadRequest, replay.StatusCode);
+        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(replay)).GetProperty("error").GetString());
+
+        var newest = await OAuth.RefreshAsync(server, client, newestRefreshToken);
+        Assert.Equal(HttpStatusCode.BadRequest, newest.StatusCode);
+        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(newest)).GetProperty("error").GetString());
+        Assert.Equal(HttpStatusCode.Unauthorized, (await OAuth.UserInfoAsync(server, newestAccessToken)).StatusCode);
+    }
+}
+
+/// <summary>SQLite, with no refresh token reuse leeway.</summary>
+public sealed class NoReuseLeewaySqliteServerFixture : SqliteServerFixture
+{
+    public NoReuseLeewaySqliteServerFixture() => Settings["Tokens:RefreshTokenReuseLeeway"] = "00:00:00";
+}
+
+public sealed class SqliteRefreshTokenTests(NoReuseLeewaySqliteServerFixture server)
+    : RefreshTokenTests<NoReuseLeewaySqliteServerFixture>(server), IClassFixture<NoReuseLeewaySqliteServerFixture>;
+
+/// <summary>PostgreSQL, with no refresh token reuse leeway.</summary>
+public sealed class NoReuseLeewayPostgreSqlServerFixture : PostgreSqlServerFixture
+{
+    public NoReuseLeewayPostgreSqlServerFixture() => Settings["Tokens:RefreshTokenReuseLeeway"] = "00:00:00";
+}
+
+public sealed class PostgreSqlRefreshTokenTests(NoReuseLeewayPostgreSqlServerFixture server)
+    : RefreshTokenTests<NoReuseLeewayPostgreSqlServerFixture>(server), IClassFixture<NoReuseLeewayPostgreSqlServerFixture>;
