@@ -78,6 +78,7 @@ public static class AuthorizationServerExtensions
             });
 
         builder.Services.AddScoped<UserPrincipalFactory>();
+        builder.Services.AddSingleton<SignInMarker>();
         return builder;
     }
 

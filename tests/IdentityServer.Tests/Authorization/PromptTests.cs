@@ -119,6 +119,29 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
         Assert.Equal(state, result["state"]);
         await OAuth.RedeemAsync(server, client, result["code"], pkce);
     }
+
+    [SkippableFact]
+    public async Task Prompt_login_cannot_be_skipped_with_a_forged_or_borrowed_sign_in_marker()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+
+        // A marker from another request: the login page's return URL of a first prompt=login request.
+        var first = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "login" }), OAuth.IsApp);
+        var returnUrl = first.Document.QuerySelector("input[name=ReturnUrl]")?.GetAttribute("value");
+        var borrowed = OAuth.QueryOf(new Uri(TestServerFactory.Authority, returnUrl))["x_login_after"];
+
+        foreach (var marker in new[] { borrowed, "0", DateTimeOffset.UtcNow.AddYears(-1).ToUnixTimeSeconds().ToString() })
+        {
+            var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+                extra: new Dictionary<string, string?> { ["prompt"] = "login", ["x_login_after"] = marker }), OAuth.IsApp);
+            Assert.True(page.RedirectTarget is null && page.Uri.AbsolutePath == "/account/login",
+                $"marker '{marker}': expected the login page, got {(int)page.Status} at {page.Uri} -> {page.RedirectTarget}");
+        }
+    }
 }
 
 public sealed class SqlitePromptTests(SqliteServerFixture server) : PromptTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;

@@ -34,13 +34,11 @@ public sealed class AuthorizeModel(
     UserManager<ApplicationUser> users,
     UserPrincipalFactory principals,
     IAntiforgery antiforgery,
+    SignInMarker signInMarker,
     TimeProvider clock,
     IOptionsMonitor<OpenIddictServerOptions> serverOptions,
     ILogger<AuthorizeModel> logger) : PageModel
 {
-    /// <summary>Added to the return URL of a forced sign-in: the sign-in must be newer than this (prompt=login).</summary>
-    public const string LoginAfterParameter = "x_login_after";
-
     private const string DecisionField = "consent_decision";
 
     public ProtocolError? Error { get; private set; }
@@ -146,7 +144,7 @@ public sealed class AuthorizeModel(
 
     /// <summary>
     /// A sign-in is needed again when the client asks for one (<c>prompt=login</c>) or the session is older than
-    /// <c>max_age</c>. After the forced sign-in the request carries <see cref="LoginAfterParameter"/>, so a sign-in
+    /// <c>max_age</c>. After the forced sign-in the request carries a <see cref="SignInMarker"/>, so a sign-in
     /// newer than that satisfies both and the user is not sent round in circles (with <c>max_age=0</c>, or a user
     /// slower than <c>max_age</c> at the login page, the session is always "too old" by the time it comes back).
     /// </summary>
@@ -158,8 +156,7 @@ public sealed class AuthorizeModel(
             return true;
         }
 
-        var marker = RequestParameters().FirstOrDefault(p => p.Key == LoginAfterParameter).Value;
-        if (long.TryParse(marker, CultureInfo.InvariantCulture, out var seconds) && authTime.Value >= DateTimeOffset.FromUnixTimeSeconds(seconds))
+        if (signInMarker.Read(RequestParameters()) is { } sentToSignInAt && authTime.Value >= sentToSignInAt)
         {
             // The user signed in after this very request sent them to the login page.
             return false;
@@ -176,9 +173,9 @@ public sealed class AuthorizeModel(
     /// <summary>Where the login page sends the user back to: this request again (as a GET), marked with the time of the forced sign-in.</summary>
     private string ReturnUrlForSignIn()
     {
-        var parameters = RequestParameters().Where(p => p.Key is not LoginAfterParameter and not DecisionField and not "__RequestVerificationToken")
+        var parameters = RequestParameters().Where(p => p.Key is not SignInMarker.Parameter and not DecisionField and not "__RequestVerificationToken")
             .SelectMany(p => p.Value.Select(v => KeyValuePair.Create(p.Key, v)))
-            .Append(KeyValuePair.Create(LoginAfterParameter, (string?)clock.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture)));
+            .Append(KeyValuePair.Create(SignInMarker.Parameter, (string?)signInMarker.Create(RequestParameters(), clock.GetUtcNow())));
         return Request.PathBase + Request.Path + QueryString.Create(parameters);
     }
 
