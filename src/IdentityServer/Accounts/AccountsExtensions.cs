@@ -1,5 +1,9 @@
+using System.ComponentModel.DataAnnotations;
+using IdentityServer.Accounts.Email;
 using IdentityServer.Data;
+using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Accounts;
 
@@ -9,49 +13,96 @@ public static class AccountsExtensions
     public const string LogoutPath = "/account/logout";
     public const string AccessDeniedPath = "/account/access-denied";
 
-    /// <summary>ASP.NET Core Identity on EF Core, and the short cookie session of our own pages.</summary>
+    /// <summary>
+    /// ASP.NET Core Identity on EF Core (with passkeys: Identity schema version 3), the short cookie session of our
+    /// own pages, password and lockout policy from configuration, account emails, and the self-service pages' services.
+    /// </summary>
     public static WebApplicationBuilder AddAccounts(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<AccountsOptions>().BindConfiguration(AccountsOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<AccountsOptions>().BindConfiguration(AccountsOptions.Section).ValidateDataAnnotations()
+            .Validate(o => IsValid(o.Lockout) && IsValid(o.Password), "Accounts:Lockout or Accounts:Password has a value out of range.")
+            .ValidateOnStart();
         var accounts = builder.Configuration.GetSection(AccountsOptions.Section).Get<AccountsOptions>() ?? new AccountsOptions();
+        var secureCookies = !builder.Environment.IsDevelopment();
 
         builder.Services.AddIdentity<ApplicationUser, IdentityRole>(options =>
             {
+                options.Stores.SchemaVersion = IdentitySchemaVersions.Version3;
                 options.Lockout.AllowedForNewUsers = true;
-                options.Lockout.MaxFailedAccessAttempts = 5;
-                options.Lockout.DefaultLockoutTimeSpan = TimeSpan.FromMinutes(15);
-                options.Password.RequiredLength = 10;
-                options.Password.RequireDigit = false;
-                options.Password.RequireLowercase = false;
-                options.Password.RequireUppercase = false;
-                options.Password.RequireNonAlphanumeric = false;
-                options.User.RequireUniqueEmail = false;
+                options.Lockout.MaxFailedAccessAttempts = accounts.Lockout.MaxFailedAttempts;
+                options.Lockout.DefaultLockoutTimeSpan = accounts.Lockout.Duration;
+                options.Password.RequiredLength = accounts.Password.RequiredLength;
+                options.Password.RequireDigit = accounts.Password.RequireDigit;
+                options.Password.RequireLowercase = accounts.Password.RequireLowercase;
+                options.Password.RequireUppercase = accounts.Password.RequireUppercase;
+                options.Password.RequireNonAlphanumeric = accounts.Password.RequireNonAlphanumeric;
+                options.Password.RequiredUniqueChars = accounts.Password.RequiredUniqueChars;
+                // The login page accepts an email address, so an address names one account at most.
+                options.User.RequireUniqueEmail = true;
+                options.SignIn.RequireConfirmedEmail = accounts.EmailConfirmationRequired(builder.Environment);
             })
             .AddEntityFrameworkStores<ApplicationDbContext>()
-            .AddDefaultTokenProviders();
+            .AddDefaultTokenProviders()
+            .AddPasswordValidator<PasswordNotPersonalValidator>();
+
+        // Email confirmation, password reset and email change links: single use (bound to the security stamp or
+        // the address) and short-lived.
+        builder.Services.Configure<DataProtectionTokenProviderOptions>(o => o.TokenLifespan = accounts.EmailLinkLifetime);
+        builder.Services.Configure<IdentityPasskeyOptions>(o =>
+        {
+            o.ServerDomain = accounts.Passkeys.ServerDomain;
+            o.UserVerificationRequirement = "required";
+            o.ResidentKeyRequirement = "required";
+        });
 
         builder.Services.ConfigureApplicationCookie(cookie =>
         {
-            cookie.Cookie.Name = "idsrv.session";
+            // __Host-: only over HTTPS, for this host and path "/" only. Development runs on plain http://localhost.
+            cookie.Cookie.Name = CookieName("idsrv.session", secureCookies);
             cookie.Cookie.HttpOnly = true;
             cookie.Cookie.SameSite = SameSiteMode.Lax;
-            cookie.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+            cookie.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
             cookie.ExpireTimeSpan = accounts.SessionIdleTimeout;
             cookie.SlidingExpiration = true;
             cookie.LoginPath = LoginPath;
             cookie.LogoutPath = LogoutPath;
             cookie.AccessDeniedPath = AccessDeniedPath;
         });
+        builder.Services.Configure<CookieAuthenticationOptions>(IdentityConstants.TwoFactorUserIdScheme, cookie =>
+        {
+            cookie.Cookie.Name = CookieName("idsrv.2fa", secureCookies);
+            cookie.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+        });
+        builder.Services.Configure<CookieAuthenticationOptions>(IdentityConstants.TwoFactorRememberMeScheme, cookie =>
+        {
+            cookie.Cookie.Name = CookieName("idsrv.device", secureCookies);
+            cookie.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+            cookie.ExpireTimeSpan = accounts.RememberDeviceFor;
+        });
+        builder.Services.Configure<CookieAuthenticationOptions>(IdentityConstants.ExternalScheme, cookie =>
+        {
+            cookie.Cookie.Name = CookieName("idsrv.external", secureCookies);
+            cookie.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+        });
+        builder.Services.AddAntiforgery(antiforgery =>
+        {
+            antiforgery.Cookie.Name = CookieName("idsrv.af", secureCookies);
+            antiforgery.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+            antiforgery.HeaderName = "X-CSRF-TOKEN";
+        });
 
         builder.Services.Configure<SecurityStampValidatorOptions>(options =>
+        {
+            // How soon "sign out everywhere" and a password change end the other sessions of the user.
+            options.ValidationInterval = accounts.SessionValidationInterval;
+
             // A re-validated session keeps when and how the user signed in.
             options.OnRefreshingPrincipal = context =>
             {
-                var kept = context.CurrentPrincipal?.Claims
-                    .Where(c => c.Type is SessionClaims.AuthenticationTime or SessionClaims.AuthenticationMethod).ToList() ?? [];
+                var kept = context.CurrentPrincipal?.Claims.Where(SessionClaims.IsSessionClaim).ToList() ?? [];
                 if (kept.Count > 0 && context.NewPrincipal?.Identity is System.Security.Claims.ClaimsIdentity identity)
                 {
-                    foreach (var claim in identity.FindAll(c => c.Type is SessionClaims.AuthenticationTime or SessionClaims.AuthenticationMethod).ToList())
+                    foreach (var claim in identity.FindAll(SessionClaims.IsSessionClaim).ToList())
                     {
                         identity.RemoveClaim(claim);
                     }
@@ -60,10 +111,23 @@ public static class AccountsExtensions
                 }
 
                 return Task.CompletedTask;
-            });
+            };
+        });
 
+        builder.Services.AddScoped<AccountSessions>();
+        builder.Services.AddScoped<ConnectedApps>();
+        builder.AddAccountEmail();
         return builder;
     }
+
+    /// <summary>The cookie's name, with the <c>__Host-</c> prefix where cookies are always secure.</summary>
+    private static string CookieName(string name, bool secure) => secure ? "__Host-" + name : name;
+
+    private static bool IsValid(object settings) =>
+        Validator.TryValidateObject(settings, new ValidationContext(settings), null, validateAllProperties: true);
+
+    /// <summary>Whether the options say an unconfirmed email address keeps an account from signing in.</summary>
+    public static bool RequiresConfirmedEmail(this IOptions<IdentityOptions> identity) => identity.Value.SignIn.RequireConfirmedEmail;
 }
 
 public static class AccountEvents
@@ -72,4 +136,24 @@ public static class AccountEvents
     public static readonly EventId SignInFailed = new(2002, nameof(SignInFailed));
     public static readonly EventId LockedOut = new(2003, nameof(LockedOut));
     public static readonly EventId SignedOut = new(2004, nameof(SignedOut));
+    public static readonly EventId Registered = new(2005, nameof(Registered));
+    public static readonly EventId EmailConfirmed = new(2006, nameof(EmailConfirmed));
+    public static readonly EventId PasswordResetRequested = new(2007, nameof(PasswordResetRequested));
+    public static readonly EventId PasswordReset = new(2008, nameof(PasswordReset));
+    public static readonly EventId PasswordChanged = new(2009, nameof(PasswordChanged));
+    public static readonly EventId EmailChanged = new(2010, nameof(EmailChanged));
+    public static readonly EventId TwoFactorEnabled = new(2011, nameof(TwoFactorEnabled));
+    public static readonly EventId TwoFactorDisabled = new(2012, nameof(TwoFactorDisabled));
+    public static readonly EventId RecoveryCodeUsed = new(2013, nameof(RecoveryCodeUsed));
+    public static readonly EventId RecoveryCodesGenerated = new(2014, nameof(RecoveryCodesGenerated));
+    public static readonly EventId PasskeyAdded = new(2015, nameof(PasskeyAdded));
+    public static readonly EventId PasskeyRemoved = new(2016, nameof(PasskeyRemoved));
+    public static readonly EventId ConsentRevoked = new(2017, nameof(ConsentRevoked));
+    public static readonly EventId SignedOutEverywhere = new(2018, nameof(SignedOutEverywhere));
+    public static readonly EventId EmailSent = new(2019, nameof(EmailSent));
+    public static readonly EventId EmailFailed = new(2020, nameof(EmailFailed));
+    public static readonly EventId ProfileUpdated = new(2021, nameof(ProfileUpdated));
+    public static readonly EventId RegistrationRefused = new(2022, nameof(RegistrationRefused));
+    public static readonly EventId EmailChangeRequested = new(2023, nameof(EmailChangeRequested));
+    public static readonly EventId PasskeyRenamed = new(2024, nameof(PasskeyRenamed));
 }

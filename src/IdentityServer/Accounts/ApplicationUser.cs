@@ -1,6 +1,12 @@
+using System.ComponentModel.DataAnnotations;
 using Microsoft.AspNetCore.Identity;
 
 namespace IdentityServer.Accounts;
 
 /// <summary>A person who signs in. Identity's user, kept as our own type so accounts can grow fields.</summary>
-public sealed class ApplicationUser : IdentityUser;
+public sealed class ApplicationUser : IdentityUser
+{
+    /// <summary>The name the person wants to be called (the <c>name</c> claim); the user name when unset.</summary>
+    [MaxLength(200)]
+    public string? DisplayName { get; set; }
+}

@@ -6,22 +6,39 @@ namespace IdentityServer.Accounts;
 
 /// <summary>
 /// The claims that describe the sign-in itself (when and how), kept in the session cookie so that id tokens can
-/// carry <c>auth_time</c> and <c>amr</c>, and <c>max_age</c> can be checked.
+/// carry <c>auth_time</c>, <c>amr</c> and <c>acr</c>, and <c>max_age</c> and <c>acr_values</c> can be checked.
 /// </summary>
+/// <remarks>
+/// <c>amr</c> values (RFC 8176) by way of signing in: password <c>pwd</c>; password and authenticator code
+/// <c>pwd otp mfa</c>; password and recovery code <c>pwd otp mfa</c> (a recovery code is a one-time password);
+/// passkey <c>hwk mfa</c>, or <c>swk mfa</c> for a synced (backup-eligible) passkey: a passkey is possession plus
+/// the user verification (PIN or biometric) the server requires.
+/// </remarks>
 public static class SessionClaims
 {
     public const string AuthenticationMethod = Claims.AuthenticationMethodReference;
     public const string AuthenticationTime = Claims.AuthenticationTime;
-    public const string Password = "pwd";
 
-    public static Claim[] ForSignIn(DateTimeOffset now, string method) =>
+    public const string Password = "pwd";
+    public const string OneTimePassword = "otp";
+    public const string MultipleFactors = "mfa";
+    public const string HardwareKey = "hwk";
+    public const string SoftwareKey = "swk";
+
+    public static Claim[] ForSignIn(DateTimeOffset now, params string[] methods) =>
     [
         new(AuthenticationTime, now.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture), ClaimValueTypes.Integer64),
-        new(AuthenticationMethod, method),
+        .. methods.Distinct(StringComparer.Ordinal).Select(method => new Claim(AuthenticationMethod, method)),
     ];
+
+    /// <summary>Whether <paramref name="claim"/> describes the sign-in (and so must survive a cookie refresh).</summary>
+    public static bool IsSessionClaim(Claim claim) => claim.Type is AuthenticationTime or AuthenticationMethod;
 
     public static DateTimeOffset? GetAuthenticationTime(ClaimsPrincipal principal) =>
         long.TryParse(principal.FindFirst(AuthenticationTime)?.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds)
             ? DateTimeOffset.FromUnixTimeSeconds(seconds)
             : null;
+
+    public static IReadOnlySet<string> GetMethods(ClaimsPrincipal principal) =>
+        principal.FindAll(AuthenticationMethod).Select(c => c.Value).ToHashSet(StringComparer.Ordinal);
 }

@@ -39,7 +39,27 @@ public static class AuthorizationServerExtensions
 
                 server.RegisterScopes(Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.Roles, Scopes.OfflineAccess);
                 server.RegisterClaims(Claims.Subject, Claims.Name, Claims.PreferredUsername, Claims.Email,
-                    Claims.EmailVerified, Claims.Role, Claims.AuthenticationTime, Claims.AuthenticationMethodReference);
+                    Claims.EmailVerified, Claims.Role, Claims.AuthenticationTime, Claims.AuthenticationMethodReference,
+                    Claims.AuthenticationContextReference);
+
+                // acr_values_supported (the levels of Accounts/AuthenticationLevels), and the form_post page's CSP.
+                server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.HandleConfigurationRequestContext>(handler =>
+                    handler.UseInlineHandler(context =>
+                    {
+                        context.Metadata[Metadata.AcrValuesSupported] = new OpenIddict.Abstractions.OpenIddictParameter([.. IdentityServer.Accounts.AuthenticationLevels.Supported]);
+                        return default;
+                    }));
+                server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ApplyAuthorizationResponseContext>(handler =>
+                    handler.UseInlineHandler(context =>
+                    {
+                        if (context.ResponseMode == ResponseModes.FormPost && !string.IsNullOrEmpty(context.RedirectUri)
+                            && Microsoft.AspNetCore.OpenIddictServerAspNetCoreHelpers.GetHttpRequest(context.Transaction) is { } httpRequest)
+                        {
+                            IdentityServer.Hosting.SecurityHeaders.AllowFormPostTo(httpRequest.HttpContext, context.RedirectUri);
+                        }
+
+                        return default;
+                    }).SetOrder(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers.Authentication.ProcessFormPostResponse.Descriptor.Order - 1));
 
                 // Plain signed JWTs (RFC 9068), so any API validates them with a stock JWT library.
                 server.DisableAccessTokenEncryption();

@@ -83,7 +83,7 @@ public sealed class UserPrincipalFactory(UserManager<ApplicationUser> users, IOp
     {
         if (grantedScopes.Contains(Scopes.Profile))
         {
-            identity.SetClaim(Claims.Name, user.UserName);
+            identity.SetClaim(Claims.Name, user.DisplayName ?? user.UserName);
             identity.SetClaim(Claims.PreferredUsername, user.UserName);
         }
 
@@ -106,7 +106,7 @@ public sealed class UserPrincipalFactory(UserManager<ApplicationUser> users, IOp
     private static IEnumerable<string> GetDestinations(Claim claim) => claim.Type switch
     {
         _ when UserClaimTypes.Contains(claim.Type) => [Destinations.AccessToken, Destinations.IdentityToken],
-        Claims.AuthenticationTime or Claims.AuthenticationMethodReference => [Destinations.IdentityToken],
+        Claims.AuthenticationTime or Claims.AuthenticationMethodReference or Claims.AuthenticationContextReference => [Destinations.IdentityToken],
         "AspNet.Identity.SecurityStamp" => [],
         _ => [Destinations.AccessToken],
     };

@@ -36,6 +36,7 @@ public static class HostingExtensions
         builder.Services.AddHealthChecks().AddDbContextCheck<ApplicationDbContext>("database", tags: ["ready"]);
         builder.Services.AddCors();
         builder.Services.AddSingleton<ICorsPolicyProvider, ClientCorsPolicyProvider>();
+        builder.AddRequestRateLimits();
 
         var hosting = builder.Configuration.GetSection(HostingOptions.Section).Get<HostingOptions>() ?? new HostingOptions();
         if (hosting.TlsTerminatedByProxy)
@@ -102,6 +103,7 @@ public static class HostingExtensions
         app.UseStaticFiles();
         app.UseRouting();
         app.UseCors();
+        app.UseRequestRateLimits();
         app.UseAuthentication();
         app.UseAuthorization();
         return app;
@@ -114,16 +116,6 @@ public static class HostingExtensions
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") }).AllowAnonymous();
         return app;
     }
-
-    private static void UseSecurityHeaders(this WebApplication app) => app.Use((context, next) =>
-    {
-        var headers = context.Response.Headers;
-        headers.XContentTypeOptions = "nosniff";
-        headers["Referrer-Policy"] = "no-referrer";
-        headers.XFrameOptions = "DENY";
-        headers.ContentSecurityPolicy = "frame-ancestors 'none'";
-        return next(context);
-    });
 
     private static async Task HandleExceptionAsync(HttpContext context)
     {
@@ -204,4 +196,5 @@ public static class HostingEvents
 {
     public static readonly EventId UnhandledException = new(9001, nameof(UnhandledException));
     public static readonly EventId MalformedRequest = new(9002, nameof(MalformedRequest));
+    public static readonly EventId RateLimited = new(9003, nameof(RateLimited));
 }

@@ -1,20 +1,33 @@
 using System.ComponentModel.DataAnnotations;
+using IdentityServer.Accounts.Email;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Accounts.Pages;
 
+/// <summary>
+/// Sign in with a user name or email and password (then a second factor when the account has one), or with a
+/// passkey. Every failure reads the same, so the page never tells whether an account exists or is locked.
+/// </summary>
 [AllowAnonymous]
 public sealed class LoginModel(
     SignInManager<ApplicationUser> signInManager,
     UserManager<ApplicationUser> users,
-    TimeProvider clock,
+    AccountSessions sessions,
+    IOptions<AccountsOptions> accounts,
     ILogger<LoginModel> logger) : PageModel
 {
     /// <summary>One message for every failure, so the page never tells whether an account exists.</summary>
     public const string FailureMessage = "The user name or password is incorrect.";
+
+    public const string PasskeyFailureMessage = "That passkey could not sign you in.";
+
+    /// <summary>The query flag the authorization endpoint adds when the application asks for a stronger sign-in.</summary>
+    public const string LevelParameter = "x_acr";
 
     [BindProperty]
     public LoginInput Input { get; set; } = new();
@@ -22,7 +35,23 @@ public sealed class LoginModel(
     [BindProperty(SupportsGet = true)]
     public string? ReturnUrl { get; set; }
 
+    /// <summary>The passkey response (<c>navigator.credentials.get()</c> as JSON), posted by passkeys.js.</summary>
+    [BindProperty]
+    public string? PasskeyCredential { get; set; }
+
     public string? ErrorMessage { get; private set; }
+
+    /// <summary>The account exists, the password was right, but the email address is not confirmed yet.</summary>
+    public bool EmailNotConfirmed { get; private set; }
+
+    public bool RegistrationAllowed => accounts.Value.AllowRegistration;
+
+    /// <summary>What the application asked for (<see cref="AuthenticationLevels"/>), when more than a password.</summary>
+    public string? RequiredLevel => Url.IsLocalUrl(ReturnUrl) && ReturnUrl.IndexOf('?') is var q and >= 0
+        && QueryHelpers.ParseQuery(ReturnUrl[q..]).TryGetValue(LevelParameter, out var level)
+        && level.ToString() is AuthenticationLevels.MultiFactor or AuthenticationLevels.PhishingResistant
+            ? level.ToString()
+            : null;
 
     public void OnGet()
     {
@@ -47,19 +76,88 @@ public sealed class LoginModel(
         if (result.IsLockedOut)
         {
             logger.LogWarning(AccountEvents.LockedOut, "Sign-in refused for {UserId}: account locked out", user.Id);
-            return Fail("locked out");
+            return Fail("locked out", user.Id);
+        }
+
+        if (result.IsNotAllowed)
+        {
+            // Identity says "not allowed" before it looks at the password: only a right password may learn why.
+            if (!user.EmailConfirmed && await users.CheckPasswordAsync(user, Input.Password))
+            {
+                logger.LogWarning(AccountEvents.SignInFailed, "Sign-in refused for {UserId}: email not confirmed", user.Id);
+                EmailNotConfirmed = true;
+                return Page();
+            }
+
+            await users.AccessFailedAsync(user);
+            return Fail("not allowed", user.Id);
         }
 
         if (!result.Succeeded)
         {
-            return Fail(result.IsNotAllowed ? "not allowed" : "wrong password", user.Id);
+            return Fail("wrong password", user.Id);
+        }
+
+        var stepUp = RequiredLevel is not null;
+        if (await signInManager.IsTwoFactorEnabledAsync(user) && (stepUp || !await signInManager.IsTwoFactorClientRememberedAsync(user)))
+        {
+            await sessions.BeginSecondFactorAsync(user, SessionClaims.Password);
+            return RedirectToPage("/Accounts/Pages/LoginTwoFactor", new { ReturnUrl = SafeReturnUrl });
         }
 
         // Always a fresh ticket: whatever cookie the browser held before sign-in is replaced, never upgraded.
-        await signInManager.SignInWithClaimsAsync(user, isPersistent: false, SessionClaims.ForSignIn(clock.GetUtcNow(), SessionClaims.Password));
-        logger.LogInformation(AccountEvents.SignedIn, "User {UserId} signed in with a password", user.Id);
-        return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/");
+        await sessions.SignInAsync(user, "a password", SessionClaims.Password);
+        return LocalRedirect(SafeReturnUrl);
     }
+
+    /// <summary>The WebAuthn request options for a passkey sign-in (any of the browser's passkeys for this server).</summary>
+    public async Task<IActionResult> OnPostPasskeyOptionsAsync() =>
+        Content(await signInManager.MakePasskeyRequestOptionsAsync(user: null), "application/json");
+
+    public async Task<IActionResult> OnPostPasskeyAsync()
+    {
+        ModelState.Clear();
+        if (string.IsNullOrEmpty(PasskeyCredential))
+        {
+            ErrorMessage = PasskeyFailureMessage;
+            return Page();
+        }
+
+        PasskeyAssertionResult<ApplicationUser> assertion;
+        try
+        {
+            assertion = await signInManager.PerformPasskeyAssertionAsync(PasskeyCredential);
+        }
+        catch (InvalidOperationException)
+        {
+            // No passkey sign-in under way in this browser (expired, or a replayed form).
+            assertion = PasskeyAssertionResult.Fail<ApplicationUser>(new PasskeyException("No passkey sign-in is under way."));
+        }
+
+        if (!assertion.Succeeded)
+        {
+            logger.LogWarning(AccountEvents.SignInFailed, "Passkey sign-in failed: {Reason}", assertion.Failure?.Message);
+            ErrorMessage = PasskeyFailureMessage;
+            return Page();
+        }
+
+        var user = assertion.User;
+        if (await users.IsLockedOutAsync(user) || !await signInManager.CanSignInAsync(user))
+        {
+            logger.LogWarning(AccountEvents.SignInFailed, "Passkey sign-in refused for {UserId}: locked out or not allowed", user.Id);
+            ErrorMessage = PasskeyFailureMessage;
+            return Page();
+        }
+
+        // Stores the new signature counter and backup state.
+        await users.AddOrUpdatePasskeyAsync(user, assertion.Passkey);
+        await users.ResetAccessFailedCountAsync(user);
+        var key = assertion.Passkey.IsBackupEligible ? SessionClaims.SoftwareKey : SessionClaims.HardwareKey;
+        await sessions.SignInAsync(user, "a passkey", key, SessionClaims.MultipleFactors);
+        return LocalRedirect(SafeReturnUrl);
+    }
+
+    private string SafeReturnUrl => Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/";
 
     private PageResult Fail(string reason, string? userId = null)
     {

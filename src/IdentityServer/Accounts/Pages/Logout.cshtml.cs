@@ -11,9 +11,11 @@ public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, IL
 {
     public bool SignedOut { get; private set; }
 
-    public void OnGet()
-    {
-    }
+    /// <summary>Set after "sign out everywhere", which has already signed this browser out.</summary>
+    [BindProperty(SupportsGet = true)]
+    public bool Everywhere { get; set; }
+
+    public void OnGet() => SignedOut = Everywhere && User.Identity?.IsAuthenticated != true;
 
     public async Task<IActionResult> OnPostAsync()
     {

@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Encodings.Web;
 using IdentityServer.Accounts;
+using IdentityServer.Hosting;
 using IdentityServer.Shared;
 using Microsoft.AspNetCore;
 using Microsoft.AspNetCore.Antiforgery;
@@ -94,6 +95,24 @@ public sealed class AuthorizeModel(
             return Challenge(new AuthenticationProperties { RedirectUri = ReturnUrlForSignIn() }, IdentityConstants.ApplicationScheme);
         }
 
+        // acr_values asking for more than the session has (a second factor, a passkey): sign in again, more strongly.
+        var requestedLevels = RequestedLevels(request);
+        if (!AuthenticationLevels.Meets(requestedLevels, SessionClaims.GetMethods(session.Principal!)))
+        {
+            if (signInMarker.Read(RequestParameters()) is { } sentToSignInAt && SessionClaims.GetAuthenticationTime(session.Principal!) >= sentToSignInAt)
+            {
+                return Refuse(UnmetAuthenticationRequirements, "The user did not sign in as strongly as the application asks (acr_values).");
+            }
+
+            if (request.HasPromptValue(PromptValues.None))
+            {
+                return Refuse(Errors.InteractionRequired, "The application asks for a stronger sign-in than the user's session.");
+            }
+
+            return Challenge(new AuthenticationProperties { RedirectUri = ReturnUrlForSignIn(AuthenticationLevels.Target(requestedLevels)) },
+                IdentityConstants.ApplicationScheme);
+        }
+
         var application = await applications.FindByClientIdAsync(request.ClientId!, HttpContext.RequestAborted);
         if (application is null)
         {
@@ -171,11 +190,18 @@ public sealed class AuthorizeModel(
     }
 
     /// <summary>Where the login page sends the user back to: this request again (as a GET), marked with the time of the forced sign-in.</summary>
-    private string ReturnUrlForSignIn()
+    private string ReturnUrlForSignIn(string? level = null)
     {
-        var parameters = RequestParameters().Where(p => p.Key is not SignInMarker.Parameter and not DecisionField and not "__RequestVerificationToken")
+        var parameters = RequestParameters()
+            .Where(p => p.Key is not SignInMarker.Parameter and not Accounts.Pages.LoginModel.LevelParameter and not DecisionField and not "__RequestVerificationToken")
             .SelectMany(p => p.Value.Select(v => KeyValuePair.Create(p.Key, v)))
             .Append(KeyValuePair.Create(SignInMarker.Parameter, (string?)signInMarker.Create(RequestParameters(), clock.GetUtcNow())));
+        if (level is not null)
+        {
+            // A hint for the login page (ask for a second factor or a passkey); the check stays here.
+            parameters = parameters.Append(KeyValuePair.Create(Accounts.Pages.LoginModel.LevelParameter, (string?)level));
+        }
+
         return Request.PathBase + Request.Path + QueryString.Create(parameters);
     }
 
@@ -183,6 +209,10 @@ public sealed class AuthorizeModel(
         string? applicationId, ImmutableArray<string> scopes, object? authorization)
     {
         var principal = await principals.CreateAsync(user, scopes, session, HttpContext.RequestAborted);
+        var request = HttpContext.GetOpenIddictServerRequest();
+        principal.SetClaim(Claims.AuthenticationContextReference,
+            AuthenticationLevels.Achieved(request is null ? [] : RequestedLevels(request), SessionClaims.GetMethods(session)));
+        principal.FindFirst(Claims.AuthenticationContextReference)?.SetDestinations(Destinations.IdentityToken);
 
         // A permanent authorization remembers the consent and ties every token of this grant together,
         // so that revoking it (or a replayed code) takes them all.
@@ -268,6 +298,8 @@ public sealed class AuthorizeModel(
             request.ClientId, error, description);
         if (request.ResponseMode == ResponseModes.FormPost)
         {
+            // The same self-submitting script as OpenIddict's form_post page, allowed by its hash (no inline script else).
+            HttpContext.AllowFormPostTo(request.RedirectUri!);
             var fields = string.Concat(parameters.Select(p =>
                 $"<input type=\"hidden\" name=\"{HtmlEncoder.Default.Encode(p.Key)}\" value=\"{HtmlEncoder.Default.Encode(p.Value ?? string.Empty)}\" />"));
 
@@ -279,7 +311,7 @@ public sealed class AuthorizeModel(
                 Content = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Working...</title></head><body>" +
                     $"<form name=\"form\" method=\"post\" action=\"{HtmlEncoder.Default.Encode(request.RedirectUri!)}\">{fields}" +
                     "<noscript><button type=\"submit\">Continue</button></noscript></form>" +
-                    "<script>document.form.submit();</script></body></html>",
+                    $"<script>{SecurityHeaders.FormPostScript}</script></body></html>",
             };
         }
 
@@ -288,6 +320,12 @@ public sealed class AuthorizeModel(
             ? request.RedirectUri + "#" + encoded
             : request.RedirectUri + (string.IsNullOrEmpty(redirectUri.Query) ? "?" : "&") + encoded);
     }
+
+    /// <summary>The error of OpenID Connect EAP ACR values for acr_values that the sign-in could not meet.</summary>
+    private const string UnmetAuthenticationRequirements = "unmet_authentication_requirements";
+
+    private static string[] RequestedLevels(OpenIddictRequest request) =>
+        request.AcrValues?.Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
 
     private ForbidResult Refuse(string error, string description) => Forbid(
         new AuthenticationProperties(new Dictionary<string, string?>

@@ -1,0 +1,95 @@
+using System.Security.Claims;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Identity;
+using OpenIddict.Abstractions;
+
+namespace IdentityServer.Accounts;
+
+/// <summary>
+/// Every way of signing in ends here, so that each session cookie carries <c>auth_time</c> and the right <c>amr</c>
+/// (<see cref="SessionClaims"/>), and every way of ending sessions (sign out everywhere, a password change or reset)
+/// ends them the same way: a new security stamp (other cookies end within <c>Accounts:SessionValidationInterval</c>)
+/// and the user's tokens revoked (refresh tokens stop working at once).
+/// </summary>
+public sealed class AccountSessions(
+    SignInManager<ApplicationUser> signInManager,
+    IOpenIddictTokenManager tokens,
+    IHttpContextAccessor http,
+    TimeProvider clock,
+    ILogger<AccountSessions> logger)
+{
+    private const string PendingMethodsClaim = "pending_amr";
+
+    private HttpContext Context => http.HttpContext ?? throw new InvalidOperationException("No current request.");
+
+    /// <summary>A fresh session cookie (never an upgrade of the one the browser held) that records how the user signed in.</summary>
+    public async Task SignInAsync(ApplicationUser user, string description, params string[] methods)
+    {
+        await signInManager.SignInWithClaimsAsync(user, isPersistent: false, SessionClaims.ForSignIn(clock.GetUtcNow(), methods));
+        logger.LogInformation(AccountEvents.SignedIn, "User {UserId} signed in with {Method} (amr {Amr})", user.Id, description, string.Join(' ', methods));
+    }
+
+    /// <summary>
+    /// The password was right and a second factor is needed: remember who (and how far they got) in the short-lived
+    /// two-factor cookie, not in the session.
+    /// </summary>
+    public async Task BeginSecondFactorAsync(ApplicationUser user, params string[] methodsSoFar)
+    {
+        var identity = new ClaimsIdentity(IdentityConstants.TwoFactorUserIdScheme);
+        identity.AddClaim(new Claim(ClaimTypes.Name, user.Id));
+        identity.AddClaims(methodsSoFar.Select(m => new Claim(PendingMethodsClaim, m)));
+        await Context.SignInAsync(IdentityConstants.TwoFactorUserIdScheme, new ClaimsPrincipal(identity));
+    }
+
+    /// <summary>The user who passed the first factor and how, or null when no second-factor sign-in is under way.</summary>
+    public async Task<(ApplicationUser User, string[] MethodsSoFar)?> GetSecondFactorUserAsync()
+    {
+        var result = await Context.AuthenticateAsync(IdentityConstants.TwoFactorUserIdScheme);
+        var userId = result.Principal?.FindFirstValue(ClaimTypes.Name);
+        var user = userId is null ? null : await signInManager.UserManager.FindByIdAsync(userId);
+        return user is null ? null : (user, result.Principal!.FindAll(PendingMethodsClaim).Select(c => c.Value).ToArray());
+    }
+
+    public async Task CompleteSecondFactorAsync(ApplicationUser user, string[] methodsSoFar, string secondFactor, bool rememberDevice)
+    {
+        await Context.SignOutAsync(IdentityConstants.TwoFactorUserIdScheme);
+        if (rememberDevice)
+        {
+            await signInManager.RememberTwoFactorClientAsync(user);
+        }
+
+        await SignInAsync(user, $"a second factor ({secondFactor})", [.. methodsSoFar, SessionClaims.OneTimePassword, SessionClaims.MultipleFactors]);
+    }
+
+    /// <summary>Re-issues this browser's cookie for the user's new security stamp, keeping when and how they signed in.</summary>
+    public async Task RefreshAsync(ApplicationUser user)
+    {
+        var current = await Context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
+        var kept = current.Principal?.Claims.Where(SessionClaims.IsSessionClaim).Select(c => new Claim(c.Type, c.Value, c.ValueType)).ToList() ?? [];
+        await signInManager.SignInWithClaimsAsync(user, current.Properties ?? new AuthenticationProperties(), kept);
+    }
+
+    /// <summary>
+    /// Ends every other session of the user: a new security stamp, and every token issued to the user revoked.
+    /// This browser's own session is re-issued unless <paramref name="includingThisOne"/>.
+    /// </summary>
+    public async Task EndOtherSessionsAsync(ApplicationUser user, bool includingThisOne, string reason, bool stampAlreadyUpdated = false)
+    {
+        if (!stampAlreadyUpdated)
+        {
+            await signInManager.UserManager.UpdateSecurityStampAsync(user);
+        }
+
+        var revoked = await tokens.RevokeBySubjectAsync(user.Id, Context.RequestAborted);
+        if (includingThisOne)
+        {
+            await signInManager.SignOutAsync();
+        }
+        else
+        {
+            await RefreshAsync(user);
+        }
+
+        logger.LogInformation(AccountEvents.SignedOutEverywhere, "Sessions of user {UserId} ended ({Reason}); {Count} tokens revoked", user.Id, reason, revoked);
+    }
+}

@@ -1,0 +1,128 @@
+using IdentityServer.Authorization;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Options;
+using MimeKit;
+
+namespace IdentityServer.Accounts.Email;
+
+/// <summary>
+/// The emails an account receives, as plain text, with absolute links. Links point to <c>Accounts:PublicOrigin</c>,
+/// else <c>Tokens:Issuer</c>, else the origin the request came to. In Development each link is also logged.
+/// </summary>
+public sealed class AccountEmails(
+    EmailQueue queue,
+    IOptions<EmailOptions> email,
+    IOptions<AccountsOptions> accounts,
+    IOptions<TokenOptions> tokens,
+    IHttpContextAccessor http,
+    IHostEnvironment environment,
+    ILogger<AccountEmails> logger)
+{
+    public void SendEmailConfirmation(string to, string userName, string link) => Send(to, "Confirm your email address",
+        $"""
+        Hello {userName},
+
+        Confirm your email address by opening this link:
+
+        {link}
+
+        The link works once and expires in {Lifetime}. If you did not create an account, ignore this email.
+        """, link);
+
+    public void SendAlreadyRegistered(string to, string loginLink, string resetLink) => Send(to, "You already have an account",
+        $"""
+        Hello,
+
+        Someone, perhaps you, tried to create an account with this email address, which already has one.
+
+        Sign in:                {loginLink}
+        Forgot your password?   {resetLink}
+
+        If it was not you, ignore this email: nothing has changed.
+        """, loginLink);
+
+    public void SendPasswordReset(string to, string userName, string link) => Send(to, "Reset your password",
+        $"""
+        Hello {userName},
+
+        Choose a new password by opening this link:
+
+        {link}
+
+        The link works once and expires in {Lifetime}. If you did not ask for this, ignore this email: your password stays as it is.
+        """, link);
+
+    public void SendEmailChange(string to, string userName, string link) => Send(to, "Confirm your new email address",
+        $"""
+        Hello {userName},
+
+        Confirm that this is your new email address by opening this link:
+
+        {link}
+
+        The link works once and expires in {Lifetime}. Until then your old address stays in use.
+        """, link);
+
+    public void SendPasswordChanged(string to, string userName, string resetLink) => Send(to, "Your password was changed",
+        $"""
+        Hello {userName},
+
+        The password of your account was just changed, and every other session was signed out.
+
+        If this was not you, reset your password now: {resetLink}
+        """, resetLink);
+
+    /// <summary>An absolute link to <paramref name="path"/> on this server, with <paramref name="query"/>.</summary>
+    public string Link(string path, IDictionary<string, string?>? query = null)
+    {
+        var origin = accounts.Value.PublicOrigin ?? tokens.Value.Issuer ?? RequestOrigin();
+        var url = new Uri(origin, origin.AbsolutePath.TrimEnd('/') + path).AbsoluteUri;
+        return query is null ? url : QueryHelpers.AddQueryString(url, query);
+    }
+
+    private Uri RequestOrigin()
+    {
+        var request = http.HttpContext?.Request ?? throw new InvalidOperationException("Email links outside a request need Accounts:PublicOrigin.");
+        return new Uri($"{request.Scheme}://{request.Host}{request.PathBase}/");
+    }
+
+    private string Lifetime => accounts.Value.EmailLinkLifetime switch
+    {
+        { TotalDays: >= 1 } t => $"{t.TotalDays:0.#} days",
+        { TotalHours: >= 1 } t => t.TotalHours == 1 ? "1 hour" : $"{t.TotalHours:0.#} hours",
+        var t => (int)t.TotalMinutes == 1 ? "1 minute" : $"{(int)t.TotalMinutes} minutes",
+    };
+
+    private void Send(string to, string subject, string text, string link)
+    {
+        var message = new MimeMessage();
+        message.From.Add(MailboxAddress.Parse(email.Value.From));
+        message.To.Add(MailboxAddress.Parse(to));
+        message.Subject = subject;
+        message.Body = new TextPart("plain") { Text = text };
+        if (environment.IsDevelopment())
+        {
+            logger.LogInformation(AccountEvents.EmailSent, "Email {Subject} to {To}: {Link}", subject, to, link);
+        }
+
+        if (!queue.TryEnqueue(message))
+        {
+            logger.LogError(AccountEvents.EmailFailed, "Email {Subject} to {To} dropped: the outgoing queue is full", subject, to);
+        }
+    }
+}
+
+public static class AccountEmailExtensions
+{
+    public static WebApplicationBuilder AddAccountEmail(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<EmailOptions>().BindConfiguration(EmailOptions.Section).ValidateDataAnnotations()
+            .Validate(o => MailboxAddress.TryParse(o.From, out _), "Email:From is not a valid email address.")
+            .ValidateOnStart();
+        builder.Services.AddHttpContextAccessor();
+        builder.Services.AddSingleton<EmailQueue>();
+        builder.Services.AddHostedService<EmailDelivery>();
+        builder.Services.AddScoped<AccountEmails>();
+        return builder;
+    }
+}

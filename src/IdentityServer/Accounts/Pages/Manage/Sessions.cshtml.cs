@@ -1,0 +1,25 @@
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.Extensions.Options;
+
+namespace IdentityServer.Accounts.Pages.Manage;
+
+/// <summary>"Sign out everywhere": every session of the account ends, this one included, and every refresh token is revoked.</summary>
+public sealed class SessionsModel(UserManager<ApplicationUser> users, AccountSessions sessions, IOptions<AccountsOptions> accounts) : PageModel
+{
+    public TimeSpan ValidationInterval => accounts.Value.SessionValidationInterval;
+
+    public IActionResult OnGet() => Page();
+
+    public async Task<IActionResult> OnPostAsync()
+    {
+        if (await users.GetUserAsync(User) is not { } user)
+        {
+            return Challenge();
+        }
+
+        await sessions.EndOtherSessionsAsync(user, includingThisOne: true, "sign out everywhere");
+        return RedirectToPage("/Accounts/Pages/Logout", new { everywhere = true });
+    }
+}

@@ -1,0 +1,123 @@
+using System.ComponentModel.DataAnnotations;
+using IdentityServer.Accounts.Email;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Options;
+
+namespace IdentityServer.Accounts.Pages;
+
+/// <summary>
+/// Self-registration, when <c>Accounts:AllowRegistration</c> is on. With confirmed emails required, a taken user name
+/// or email answers exactly like a new account ("check your email"; the address's owner is told by email), so the page
+/// cannot be used to find out who has an account.
+/// </summary>
+[AllowAnonymous]
+public sealed class RegisterModel(
+    UserManager<ApplicationUser> users,
+    AccountSessions sessions,
+    AccountEmails emails,
+    IOptions<AccountsOptions> accounts,
+    IOptions<IdentityOptions> identity,
+    ILogger<RegisterModel> logger) : PageModel
+{
+    [BindProperty]
+    public RegisterInput Input { get; set; } = new();
+
+    [BindProperty(SupportsGet = true)]
+    public string? ReturnUrl { get; set; }
+
+    public int RequiredLength => identity.Value.Password.RequiredLength;
+
+    public IActionResult OnGet() => accounts.Value.AllowRegistration ? Page() : NotFound();
+
+    public async Task<IActionResult> OnPostAsync()
+    {
+        if (!accounts.Value.AllowRegistration)
+        {
+            return NotFound();
+        }
+
+        if (!ModelState.IsValid)
+        {
+            return Page();
+        }
+
+        var user = new ApplicationUser { UserName = Input.UserName.Trim(), Email = Input.Email.Trim() };
+        // The password policy first: its errors say nothing about other accounts.
+        foreach (var validator in users.PasswordValidators)
+        {
+            AddErrors(await validator.ValidateAsync(users, user, Input.Password), "Input.Password");
+        }
+
+        if (!ModelState.IsValid)
+        {
+            return Page();
+        }
+
+        var confirmationRequired = identity.Value.SignIn.RequireConfirmedEmail;
+        var existing = await users.FindByEmailAsync(user.Email) ?? await users.FindByNameAsync(user.UserName);
+        if (existing is not null && confirmationRequired)
+        {
+            // As long as creating an account takes (hashing the password), so timing tells nothing either.
+            users.PasswordHasher.HashPassword(user, Input.Password);
+            logger.LogInformation(AccountEvents.RegistrationRefused, "Registration refused: user name or email already in use (user {UserId})", existing.Id);
+            if (existing.Email is not null && string.Equals(existing.Email, user.Email, StringComparison.OrdinalIgnoreCase))
+            {
+                emails.SendAlreadyRegistered(existing.Email, emails.Link("/account/login"), emails.Link("/account/forgot-password"));
+            }
+
+            return RedirectToPage("/Accounts/Pages/RegisterCheckEmail");
+        }
+
+        var result = await users.CreateAsync(user, Input.Password);
+        if (!result.Succeeded)
+        {
+            AddErrors(result, string.Empty);
+            return Page();
+        }
+
+        logger.LogInformation(AccountEvents.Registered, "User {UserId} registered", user.Id);
+        var code = WebEncoders.Base64UrlEncode(System.Text.Encoding.UTF8.GetBytes(await users.GenerateEmailConfirmationTokenAsync(user)));
+        emails.SendEmailConfirmation(user.Email, user.UserName, emails.Link("/account/confirm-email",
+            new Dictionary<string, string?> { ["userId"] = user.Id, ["code"] = code }));
+
+        if (confirmationRequired)
+        {
+            return RedirectToPage("/Accounts/Pages/RegisterCheckEmail");
+        }
+
+        await sessions.SignInAsync(user, "a password (new account)", SessionClaims.Password);
+        return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/account");
+    }
+
+    private void AddErrors(IdentityResult result, string key)
+    {
+        foreach (var error in result.Errors)
+        {
+            ModelState.AddModelError(key, error.Description);
+        }
+    }
+
+    public sealed class RegisterInput
+    {
+        [Required(ErrorMessage = "Choose a user name.")]
+        [StringLength(64, MinimumLength = 2, ErrorMessage = "A user name has 2 to 64 characters.")]
+        [RegularExpression(@"^[A-Za-z0-9._@+-]+$", ErrorMessage = "A user name may contain letters, digits and . _ @ + - only.")]
+        public string UserName { get; set; } = string.Empty;
+
+        [Required(ErrorMessage = "Enter your email address.")]
+        [EmailAddress(ErrorMessage = "Enter a valid email address.")]
+        [StringLength(256)]
+        public string Email { get; set; } = string.Empty;
+
+        [Required(ErrorMessage = "Choose a password.")]
+        [StringLength(256)]
+        public string Password { get; set; } = string.Empty;
+
+        [Compare(nameof(Password), ErrorMessage = "The passwords do not match.")]
+        public string ConfirmPassword { get; set; } = string.Empty;
+    }
+}

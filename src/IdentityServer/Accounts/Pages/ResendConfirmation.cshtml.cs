@@ -1,0 +1,45 @@
+using System.ComponentModel.DataAnnotations;
+using System.Text;
+using IdentityServer.Accounts.Email;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace IdentityServer.Accounts.Pages;
+
+/// <summary>Sends the email confirmation link again. Answers the same whether or not the address has an unconfirmed account.</summary>
+[AllowAnonymous]
+public sealed class ResendConfirmationModel(UserManager<ApplicationUser> users, AccountEmails emails) : PageModel
+{
+    [BindProperty]
+    [Required(ErrorMessage = "Enter your email address.")]
+    [EmailAddress(ErrorMessage = "Enter a valid email address.")]
+    public string Email { get; set; } = string.Empty;
+
+    public bool Sent { get; private set; }
+
+    public void OnGet()
+    {
+    }
+
+    public async Task<IActionResult> OnPostAsync()
+    {
+        if (!ModelState.IsValid)
+        {
+            return Page();
+        }
+
+        var user = await users.FindByEmailAsync(Email.Trim());
+        if (user is { EmailConfirmed: false, Email: not null })
+        {
+            var code = WebEncoders.Base64UrlEncode(Encoding.UTF8.GetBytes(await users.GenerateEmailConfirmationTokenAsync(user)));
+            emails.SendEmailConfirmation(user.Email, user.UserName ?? user.Email, emails.Link("/account/confirm-email",
+                new Dictionary<string, string?> { ["userId"] = user.Id, ["code"] = code }));
+        }
+
+        Sent = true;
+        return Page();
+    }
+}

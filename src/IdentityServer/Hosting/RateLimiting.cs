@@ -1,0 +1,190 @@
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Security.Claims;
+using System.Text;
+using System.Text.Json;
+using System.Threading.RateLimiting;
+using IdentityServer.Authorization;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.RateLimiting;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Hosting;
+
+/// <summary>The <c>RateLimiting</c> configuration section. Each limit is a fixed window: so many requests per window.</summary>
+public sealed class RateLimitingOptions
+{
+    public const string Section = "RateLimiting";
+
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>Sign-in, registration, forgot-password and second-factor posts from one IP address.</summary>
+    public Limit PerIp { get; set; } = new() { PermitLimit = 100, Window = TimeSpan.FromMinutes(1) };
+
+    /// <summary>The same posts naming one account (user name or email, or the account in its second-factor step).</summary>
+    public Limit PerAccount { get; set; } = new() { PermitLimit = 20, Window = TimeSpan.FromMinutes(1) };
+
+    /// <summary>Token requests of one client.</summary>
+    public Limit PerClient { get; set; } = new() { PermitLimit = 600, Window = TimeSpan.FromMinutes(1) };
+
+    public sealed class Limit
+    {
+        [Range(1, 1_000_000)]
+        public int PermitLimit { get; set; }
+
+        [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+        public TimeSpan Window { get; set; }
+    }
+}
+
+/// <summary>
+/// ASP.NET Core's rate limiter, in front of authentication (the token endpoint is answered inside OpenIddict's
+/// authentication middleware, so a limiter behind it would never see token requests): account form posts per client
+/// IP and per account name, token requests per client. A refused request gets 429 with <c>Retry-After</c>: OAuth
+/// error JSON at protocol endpoints, a page elsewhere.
+/// </summary>
+public static class RateLimiting
+{
+    /// <summary>The posts that guess or spend something: passwords, codes, emails.</summary>
+    private static readonly PathString[] AccountPosts =
+    [
+        "/account/login", "/account/register", "/account/forgot-password", "/account/reset-password", "/account/resend-confirmation",
+    ];
+
+    private static readonly PathString[] SecondFactorPosts = ["/account/login/two-factor", "/account/login/recovery-code"];
+
+    private const string AccountKey = "IdentityServer.RateLimiting.Account";
+    private const string ClientKey = "IdentityServer.RateLimiting.Client";
+
+    public static WebApplicationBuilder AddRequestRateLimits(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.Section)
+            .Validate(o => IsValid(o.PerIp) && IsValid(o.PerAccount) && IsValid(o.PerClient), "RateLimiting: a PermitLimit or Window is out of range.")
+            .ValidateOnStart();
+        var limits = builder.Configuration.GetSection(RateLimitingOptions.Section).Get<RateLimitingOptions>() ?? new RateLimitingOptions();
+        builder.Services.AddRateLimiter(options =>
+        {
+            options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            options.OnRejected = RejectAsync;
+            options.GlobalLimiter = PartitionedRateLimiter.CreateChained(
+                Partitioned(limits.PerIp, context => IsAccountPost(context) ? "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown") : null),
+                Partitioned(limits.PerAccount, context => context.Items[AccountKey] as string),
+                Partitioned(limits.PerClient, context => context.Items[ClientKey] as string));
+        });
+        return builder;
+    }
+
+    /// <summary>Reads who a limited request names (the form is read asynchronously here, and kept for the page), then limits.</summary>
+    public static IApplicationBuilder UseRequestRateLimits(this IApplicationBuilder app)
+    {
+        var enabled = app.ApplicationServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<RateLimitingOptions>>().Value.Enabled;
+        if (!enabled)
+        {
+            return app;
+        }
+
+        app.Use(async (context, next) =>
+        {
+            if (IsAccountPost(context))
+            {
+                context.Items[AccountKey] = await AccountNameAsync(context) is { Length: > 0 } name ? "account:" + name.ToUpperInvariant() : null;
+            }
+            else if (HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Token))
+            {
+                context.Items[ClientKey] = await ClientIdAsync(context) is { Length: > 0 } clientId ? "client:" + clientId : null;
+            }
+
+            await next(context);
+        });
+        return app.UseRateLimiter();
+    }
+
+    private static bool IsAccountPost(HttpContext context) =>
+        HttpMethods.IsPost(context.Request.Method) && AccountPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase));
+
+    private static async Task<string?> AccountNameAsync(HttpContext context)
+    {
+        if (SecondFactorPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase)))
+        {
+            var pending = await context.AuthenticateAsync(IdentityConstants.TwoFactorUserIdScheme);
+            return pending.Principal?.FindFirstValue(ClaimTypes.Name);
+        }
+
+        if (!context.Request.HasFormContentType)
+        {
+            return null;
+        }
+
+        var form = await context.Request.ReadFormAsync(context.RequestAborted);
+        var name = form["Input.UserName"].ToString();
+        return (string.IsNullOrWhiteSpace(name) ? form["Input.Email"].ToString() : name).Trim();
+    }
+
+    /// <summary>The client of a token request: from HTTP Basic authentication, else the form's <c>client_id</c>.</summary>
+    private static async Task<string?> ClientIdAsync(HttpContext context)
+    {
+        if (AuthenticationHeaderValue.TryParse(context.Request.Headers.Authorization, out var header)
+            && string.Equals(header.Scheme, "Basic", StringComparison.OrdinalIgnoreCase) && header.Parameter is { } parameter)
+        {
+            try
+            {
+                var decoded = Encoding.UTF8.GetString(Convert.FromBase64String(parameter));
+                var colon = decoded.IndexOf(':', StringComparison.Ordinal);
+                return Uri.UnescapeDataString(colon < 0 ? decoded : decoded[..colon]);
+            }
+            catch (FormatException)
+            {
+                return null; // OpenIddict answers the malformed header.
+            }
+        }
+
+        return context.Request.HasFormContentType ? (await context.Request.ReadFormAsync(context.RequestAborted))[Parameters.ClientId].ToString() : null;
+    }
+
+    private static PartitionedRateLimiter<HttpContext> Partitioned(RateLimitingOptions.Limit limit, Func<HttpContext, string?> key) =>
+        PartitionedRateLimiter.Create<HttpContext, string>(context => key(context) is { } partition
+            ? RateLimitPartition.GetFixedWindowLimiter(partition, _ => new FixedWindowRateLimiterOptions
+            {
+                PermitLimit = limit.PermitLimit,
+                Window = limit.Window,
+                QueueLimit = 0,
+                AutoReplenishment = true,
+            })
+            : RateLimitPartition.GetNoLimiter(string.Empty));
+
+    private static async ValueTask RejectAsync(OnRejectedContext rejected, CancellationToken ct)
+    {
+        var context = rejected.HttpContext;
+        var retryAfter = rejected.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)) : 60;
+        context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(RateLimiting))
+            .LogWarning(HostingEvents.RateLimited, "Request {Method} {Path} refused: rate limit reached (retry after {RetryAfter} s)",
+                context.Request.Method, context.Request.Path, retryAfter);
+        context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+        context.Response.Headers.RetryAfter = retryAfter.ToString(CultureInfo.InvariantCulture);
+        context.Response.Headers.CacheControl = "no-store";
+        if (ProtocolRoutes.IsProtocolApi(context.Request.Path))
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(JsonSerializer.Serialize(new Dictionary<string, string>
+            {
+                [Parameters.Error] = Errors.TemporarilyUnavailable,
+                [Parameters.ErrorDescription] = $"Too many requests; retry after {retryAfter} seconds.",
+            }), ct);
+            return;
+        }
+
+        context.Response.ContentType = "text/html; charset=utf-8";
+        await context.Response.WriteAsync(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Too many attempts - Identity Server</title>" +
+            "<link rel=\"stylesheet\" href=\"/site.css\"></head><body><header><a class=\"brand\" href=\"/\">Identity Server</a></header><main>" +
+            "<h1>Too many attempts</h1>" +
+            $"<p>There have been too many attempts in a short time. Wait {retryAfter} seconds, then try again.</p>" +
+            $"<p><a href=\"{WebUtility.HtmlEncode(context.Request.PathBase + context.Request.Path)}\">Back</a></p></main></body></html>", ct);
+    }
+
+    private static bool IsValid(object settings) =>
+        Validator.TryValidateObject(settings, new ValidationContext(settings), null, validateAllProperties: true);
+}

@@ -1,0 +1,91 @@
+using System.Security.Cryptography;
+using System.Text;
+using IdentityServer.Authorization;
+
+namespace IdentityServer.Hosting;
+
+/// <summary>
+/// Security headers on every response. The Content-Security-Policy allows scripts from this server's own files
+/// only (no inline script), except on the authorization endpoint, whose <c>form_post</c> response page (OpenIddict's
+/// and ours) submits itself with one fixed inline script, allowed there by its hash.
+/// </summary>
+/// <remarks>
+/// <c>form-action</c>: <c>'self'</c> on our pages, except those whose forms end in a redirect to an application
+/// (login, second factor, registration, consent, end session): browsers apply <c>form-action</c> to the redirects
+/// after a form submission too, and the application's address is not known when the page is rendered. A
+/// <c>form_post</c> response page allows exactly the origin of the (validated) redirect URI it posts to.
+/// </remarks>
+public static class SecurityHeaders
+{
+    /// <summary>The script of every form_post page: OpenIddict's and ours.</summary>
+    public const string FormPostScript = "document.form.submit();";
+
+    private static readonly string FormPostScriptHash =
+        $"'sha256-{Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(FormPostScript)))}'";
+
+    private static readonly PathString[] PagesRedirectingToApplications =
+    [
+        "/account/login", "/account/register", ProtocolRoutes.Authorize, ProtocolRoutes.EndSession, ProtocolRoutes.Verification,
+    ];
+
+    private sealed class Policy
+    {
+        public string? FormAction { get; set; }
+    }
+
+    public static IApplicationBuilder UseSecurityHeaders(this IApplicationBuilder app) => app.Use((context, next) =>
+    {
+        var policy = new Policy
+        {
+            FormAction = PagesRedirectingToApplications.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase))
+                ? null
+                : "'self'",
+        };
+        context.Features.Set(policy);
+        var authorizationEndpoint = context.Request.Path.StartsWithSegments(ProtocolRoutes.Authorize, StringComparison.OrdinalIgnoreCase);
+        context.Response.OnStarting(() =>
+        {
+            var headers = context.Response.Headers;
+            headers.XContentTypeOptions = "nosniff";
+            headers["Referrer-Policy"] = "no-referrer";
+            headers.XFrameOptions = "DENY";
+            headers.ContentSecurityPolicy = string.Join("; ", new[]
+            {
+                "default-src 'self'",
+                authorizationEndpoint ? $"script-src 'self' {FormPostScriptHash}" : "script-src 'self'",
+                "style-src 'self'",
+                "img-src 'self' data:",
+                "object-src 'none'",
+                "base-uri 'none'",
+                "frame-ancestors 'none'",
+                policy.FormAction is null ? null : $"form-action {policy.FormAction}",
+            }.Where(d => d is not null));
+            return Task.CompletedTask;
+        });
+        return next(context);
+    });
+
+    /// <summary>
+    /// This response is a form_post page: its form may post to <paramref name="redirectUri"/> (already validated as
+    /// the client's registered redirect URI), and nowhere else.
+    /// </summary>
+    public static void AllowFormPostTo(this HttpContext context, string redirectUri)
+    {
+        if (context.Features.Get<Policy>() is { } policy && SourceOf(redirectUri) is { } source)
+        {
+            policy.FormAction = source;
+        }
+    }
+
+    /// <summary>A CSP source for the URI: its origin (http/https), or its scheme (a native app's private-use scheme).</summary>
+    private static string? SourceOf(string uri)
+    {
+        if (!Uri.TryCreate(uri, UriKind.Absolute, out var parsed))
+        {
+            return null;
+        }
+
+        var source = parsed.Scheme is "http" or "https" ? parsed.GetLeftPart(UriPartial.Authority) : parsed.Scheme + ":";
+        return source.Any(c => char.IsWhiteSpace(c) || c is ';' or ',' or '\'' or '"') ? null : source;
+    }
+}
