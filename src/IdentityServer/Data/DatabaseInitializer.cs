@@ -38,7 +38,7 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
             if (pending.Count > 0)
             {
                 logger.LogInformation(DataEvents.Migrating, "Applying {Count} migration(s): {Migrations}", pending.Count, pending);
-                await db.Database.MigrateAsync(cancellationToken);
+                await MigrateAsync(db, cancellationToken);
             }
 
             if (db.Database.IsSqlite())
@@ -49,6 +49,31 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
         }
 
         await keys.LoadAsync(db, cancellationToken);
+    }
+
+    /// <summary>
+    /// Instances starting together on one database may apply the same migration at once (the provider's migration
+    /// lock does not span several migrations): the loser's step fails and is rolled back. It then looks again and
+    /// applies whatever is still pending.
+    /// </summary>
+    private static async Task MigrateAsync(ApplicationDbContext db, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await db.Database.MigrateAsync(cancellationToken);
+                return;
+            }
+            catch (System.Data.Common.DbException) when (attempt < 5)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken);
+                if (!(await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
+                {
+                    return;
+                }
+            }
+        }
     }
 
     private static bool IsConnectionFailure(Exception exception)
