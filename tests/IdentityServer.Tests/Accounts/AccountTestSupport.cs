@@ -1,0 +1,133 @@
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using IdentityServer.Tests.Infrastructure;
+using MimeKit;
+
+namespace IdentityServer.Tests.Accounts;
+
+/// <summary>Settings for the self-service tests: registration on, confirmed emails required, emails to a pickup folder.</summary>
+public static class AccountSettings
+{
+    public static void Apply(ServerFixture fixture)
+    {
+        var folder = Path.Combine(Path.GetTempPath(), "idsrv-mail", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        fixture.Settings["Email:PickupDirectory"] = folder;
+        fixture.Settings["Accounts:AllowRegistration"] = "true";
+        fixture.Settings["Accounts:RequireConfirmedEmail"] = "true";
+        // Other sessions are checked against the security stamp on every request, so "signed out elsewhere" needs no wait.
+        fixture.Settings["Accounts:SessionValidationInterval"] = "00:00:00";
+    }
+}
+
+public sealed class SqliteAccountsFixture : SqliteServerFixture
+{
+    public SqliteAccountsFixture() => AccountSettings.Apply(this);
+}
+
+public sealed class PostgreSqlAccountsFixture : PostgreSqlServerFixture
+{
+    public PostgreSqlAccountsFixture() => AccountSettings.Apply(this);
+}
+
+/// <summary>The emails the server wrote to its pickup folder (<c>Email:PickupDirectory</c>), as a mail client sees them.</summary>
+public static class Mailbox
+{
+    /// <summary>Waits for the message to <paramref name="to"/> whose subject contains <paramref name="subject"/>.</summary>
+    public static async Task<MimeMessage> WaitForAsync(ServerFixture server, string to, string subject, int skip = 0)
+    {
+        MimeMessage? found = null;
+        await Eventually.TrueAsync(() =>
+        {
+            found = Messages(server).Where(m => m.To.Mailboxes.Any(a => string.Equals(a.Address, to, StringComparison.OrdinalIgnoreCase))
+                && (m.Subject ?? string.Empty).Contains(subject, StringComparison.Ordinal)).Skip(skip).FirstOrDefault();
+            return Task.FromResult(found is not null);
+        }, TimeSpan.FromSeconds(15), $"an email '{subject}' to {to}");
+        return found!;
+    }
+
+    public static IEnumerable<MimeMessage> Messages(ServerFixture server)
+    {
+        var folder = server.Settings["Email:PickupDirectory"]!;
+        return Directory.GetFiles(folder, "*.eml").Order(StringComparer.Ordinal).Select(file => MimeMessage.Load(file));
+    }
+
+    /// <summary>The first link in the message's text that goes to <paramref name="path"/>.</summary>
+    public static string Link(MimeMessage message, string path)
+    {
+        var match = Regex.Matches(message.TextBody ?? string.Empty, @"https?://\S+").Select(m => m.Value)
+            .FirstOrDefault(url => new Uri(url).AbsolutePath == path);
+        Assert.True(match is not null, $"No link to {path} in:\n{message.TextBody}");
+        return match!;
+    }
+}
+
+/// <summary>RFC 6238 TOTP codes, as an authenticator app computes them from the shared key.</summary>
+public static class Totp
+{
+    public static string Code(string base32Key, DateTimeOffset? at = null)
+    {
+        var key = Base32(base32Key.Replace(" ", string.Empty, StringComparison.Ordinal).ToUpperInvariant());
+        var step = (at ?? DateTimeOffset.UtcNow).ToUnixTimeSeconds() / 30;
+        var counter = BitConverter.GetBytes(step);
+        if (BitConverter.IsLittleEndian)
+        {
+            Array.Reverse(counter);
+        }
+
+        var hash = HMACSHA1.HashData(key, counter);
+        var offset = hash[^1] & 0x0f;
+        var binary = ((hash[offset] & 0x7f) << 24) | (hash[offset + 1] << 16) | (hash[offset + 2] << 8) | hash[offset + 3];
+        return (binary % 1_000_000).ToString("D6", System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static byte[] Base32(string input)
+    {
+        const string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        var output = new List<byte>();
+        int buffer = 0, bits = 0;
+        foreach (var c in input.TrimEnd('='))
+        {
+            buffer = (buffer << 5) | alphabet.IndexOf(c, StringComparison.Ordinal);
+            bits += 5;
+            if (bits >= 8)
+            {
+                output.Add((byte)(buffer >> (bits - 8)));
+                bits -= 8;
+            }
+        }
+
+        return [.. output];
+    }
+}
+
+/// <summary>Self-service steps through the pages, as a person takes them.</summary>
+public static class AccountPages
+{
+    public static async Task<BrowserPage> SignInAsync(Browser browser, string userName, string password)
+    {
+        var login = await browser.NavigateAsync(new Uri(TestServerFactory.Authority, "/account/login").AbsoluteUri);
+        return await browser.SubmitAsync(login, new Dictionary<string, string> { ["Input.UserName"] = userName, ["Input.Password"] = password });
+    }
+
+    /// <summary>Opens a link from an email and presses its confirmation button (links only show a button on GET).</summary>
+    public static async Task<BrowserPage> OpenAndConfirmAsync(Browser browser, string link)
+    {
+        var page = await browser.NavigateAsync(link);
+        return await browser.SubmitAsync(page);
+    }
+
+    public static async Task<BrowserPage> OpenAsync(Browser browser, string path) =>
+        await browser.NavigateAsync(new Uri(TestServerFactory.Authority, path).AbsoluteUri);
+
+    /// <summary>Turns on the authenticator for the signed-in user; returns the shared key and the recovery codes.</summary>
+    public static async Task<(string Key, string[] RecoveryCodes)> EnableAuthenticatorAsync(Browser browser)
+    {
+        var setup = await OpenAsync(browser, "/account/two-factor/authenticator");
+        var key = setup.Document.QuerySelector("#shared-key")?.TextContent ?? throw new InvalidOperationException(setup.Body);
+        var done = await browser.SubmitAsync(setup, new Dictionary<string, string> { ["Code"] = Totp.Code(key) });
+        var codes = done.Document.QuerySelectorAll("ul.codes code").Select(c => c.TextContent.Trim()).ToArray();
+        Assert.True(codes.Length == 10, $"Expected ten recovery codes:\n{done.Body}");
+        return (key, codes);
+    }
+}

@@ -1,0 +1,115 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using IdentityServer.Tests.Accounts;
+using IdentityServer.Tests.Infrastructure;
+
+namespace IdentityServer.Tests.Hosting;
+
+/// <summary>Security headers on every page, the form_post page's CSP, and the __Host- cookies outside Development.</summary>
+public abstract class SecurityHeadersTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    [SkippableFact]
+    public async Task Every_page_has_a_CSP_without_inline_scripts_and_the_other_security_headers()
+    {
+        var user = await server.CreateUserAsync();
+        var client = await server.CreatePublicClientAsync(consentType: "explicit");
+        var browser = server.CreateBrowser();
+        var pages = new List<BrowserPage>();
+        foreach (var path in new[] { "/", "/account/login", "/account/register", "/account/forgot-password", "/account/resend-confirmation", "/error", "/no-such-page" })
+        {
+            pages.Add(await AccountPages.OpenAsync(browser, path));
+        }
+
+        pages.Add(await AccountPages.SignInAsync(browser, user.UserName, user.Password));
+        foreach (var path in new[] { "/account", "/account/password", "/account/email", "/account/two-factor", "/account/two-factor/authenticator", "/account/passkeys", "/account/apps", "/account/sessions" })
+        {
+            pages.Add(await AccountPages.OpenAsync(browser, path));
+        }
+
+        pages.Add(await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create()), OAuth.IsApp));
+        Assert.NotNull(pages[^1].Document.QuerySelector("button[value=accept]"));
+
+        foreach (var page in pages)
+        {
+            var csp = Header(page.Response, "Content-Security-Policy");
+            Assert.True(csp is not null, $"No CSP on {page.Uri}");
+            var scripts = Directive(csp!, "script-src");
+            Assert.True(scripts is not null && !scripts.Contains("'unsafe-inline'") && scripts.StartsWith("'self'"), $"{page.Uri}: {csp}");
+            Assert.Contains("frame-ancestors 'none'", csp);
+            Assert.Contains("object-src 'none'", csp);
+            Assert.Equal("nosniff", Header(page.Response, "X-Content-Type-Options"));
+            Assert.Equal("no-referrer", Header(page.Response, "Referrer-Policy"));
+            Assert.Equal("DENY", Header(page.Response, "X-Frame-Options"));
+            Assert.Empty(page.Document.QuerySelectorAll("script:not([src])"));
+            Assert.Empty(page.Document.QuerySelectorAll("[style]"));
+        }
+    }
+
+    [SkippableFact]
+    public async Task The_form_post_page_allows_its_own_script_by_hash_and_posts_only_to_the_clients_redirect_uri()
+    {
+        var user = await server.CreateUserAsync();
+        var client = await server.CreatePublicClientAsync(redirectUri: "https://formpost.app.test/callback");
+        var browser = server.CreateBrowser();
+        var url = await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(), redirectUri: "https://formpost.app.test/callback",
+            extra: new Dictionary<string, string?> { ["response_mode"] = "form_post" });
+
+        var login = await browser.NavigateAsync(url);
+        var page = await OAuth.SignInAsync(browser, login, user, stopAt: _ => false);
+
+        Assert.Equal(HttpStatusCode.OK, page.Status);
+        Assert.Equal("https://formpost.app.test/callback", page.Document.QuerySelector("form")?.GetAttribute("action"));
+        var csp = Header(page.Response, "Content-Security-Policy")!;
+        Assert.Equal("https://formpost.app.test", Directive(csp, "form-action"));
+        foreach (var script in page.Document.QuerySelectorAll("script"))
+        {
+            var hash = $"'sha256-{Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(script.TextContent)))}'";
+            Assert.Contains(hash, Directive(csp, "script-src")!.Split(' '));
+        }
+    }
+
+    [SkippableFact]
+    public async Task An_error_sent_back_with_form_post_uses_the_same_allowed_script()
+    {
+        var client = await server.CreatePublicClientAsync(redirectUri: "https://formpost-error.app.test/callback");
+        var url = await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid not-a-scope", Pkce.Create(), redirectUri: "https://formpost-error.app.test/callback",
+            extra: new Dictionary<string, string?> { ["response_mode"] = "form_post" });
+
+        var page = await server.CreateBrowser().NavigateAsync(url);
+
+        Assert.Equal("invalid_scope", page.Document.QuerySelector("input[name=error]")?.GetAttribute("value"));
+        var csp = Header(page.Response, "Content-Security-Policy")!;
+        Assert.Equal("https://formpost-error.app.test", Directive(csp, "form-action"));
+        var script = page.Document.QuerySelector("script")!.TextContent;
+        Assert.Contains($"'sha256-{Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(script)))}'", Directive(csp, "script-src")!.Split(' '));
+    }
+
+    [SkippableFact]
+    public async Task Outside_Development_the_session_and_antiforgery_cookies_are_Host_prefixed_and_secure()
+    {
+        var user = await server.CreateUserAsync();
+        using var client = server.CreateClient();
+        var login = await client.GetAsync("/account/login");
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        var cookies = browser.Cookies.GetAllCookies().ToList();
+        Assert.Contains(cookies, c => c.Name == "__Host-idsrv.session" && c.Secure && c.HttpOnly && c.Path == "/");
+        Assert.Contains(cookies, c => c.Name == "__Host-idsrv.af" && c.Secure && c.HttpOnly && c.Path == "/");
+        Assert.DoesNotContain(cookies, c => !c.Name.StartsWith("__Host-", StringComparison.Ordinal));
+        Assert.All(login.Headers.GetValues("Set-Cookie"), header => Assert.Matches(new Regex("; secure", RegexOptions.IgnoreCase), header));
+    }
+
+    private static string? Header(HttpResponseMessage response, string name) =>
+        response.Headers.TryGetValues(name, out var values) ? string.Join(", ", values)
+        : response.Content.Headers.TryGetValues(name, out var content) ? string.Join(", ", content) : null;
+
+    private static string? Directive(string csp, string name) => csp.Split(';', StringSplitOptions.TrimEntries)
+        .Where(d => d.StartsWith(name + " ", StringComparison.Ordinal)).Select(d => d[(name.Length + 1)..]).FirstOrDefault();
+}
+
+public sealed class SqliteSecurityHeadersTests(SqliteAccountsFixture server) : SecurityHeadersTests<SqliteAccountsFixture>(server), IClassFixture<SqliteAccountsFixture>;
+
+public sealed class PostgreSqlSecurityHeadersTests(PostgreSqlAccountsFixture server) : SecurityHeadersTests<PostgreSqlAccountsFixture>(server), IClassFixture<PostgreSqlAccountsFixture>;
