@@ -3,7 +3,6 @@ using IdentityServer.Accounts.Email;
 using IdentityServer.Data;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Accounts;
 
@@ -53,6 +52,21 @@ public static class AccountsExtensions
             o.ServerDomain = accounts.Passkeys.ServerDomain;
             o.UserVerificationRequirement = "required";
             o.ResidentKeyRequirement = "required";
+            // The origin the authenticator signed must be this server's own (as the request reached it, or the public
+            // origin). Identity's default compares it with the request's Origin header, which browsers send as "null"
+            // under our Referrer-Policy: no-referrer.
+            o.ValidateOrigin = context =>
+            {
+                if (context.CrossOrigin || !Uri.TryCreate(context.Origin, UriKind.Absolute, out var origin))
+                {
+                    return ValueTask.FromResult(false);
+                }
+
+                var request = context.HttpContext.Request;
+                var own = new Uri($"{request.Scheme}://{request.Host}");
+                var configured = accounts.PublicOrigin is { } publicOrigin ? new Uri(publicOrigin.GetLeftPart(UriPartial.Authority)) : null;
+                return ValueTask.FromResult(own.Equals(origin) || (configured is not null && configured.Equals(origin)));
+            };
         });
 
         builder.Services.ConfigureApplicationCookie(cookie =>
@@ -125,9 +139,6 @@ public static class AccountsExtensions
 
     private static bool IsValid(object settings) =>
         Validator.TryValidateObject(settings, new ValidationContext(settings), null, validateAllProperties: true);
-
-    /// <summary>Whether the options say an unconfirmed email address keeps an account from signing in.</summary>
-    public static bool RequiresConfirmedEmail(this IOptions<IdentityOptions> identity) => identity.Value.SignIn.RequireConfirmedEmail;
 }
 
 public static class AccountEvents

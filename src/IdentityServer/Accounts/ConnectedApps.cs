@@ -20,7 +20,7 @@ public sealed class ConnectedApps(
     public async Task<IReadOnlyList<App>> ListAsync(string userId, CancellationToken ct)
     {
         var grants = new Dictionary<string, (SortedSet<string> Scopes, DateTimeOffset? GrantedAt)>(StringComparer.Ordinal);
-        await foreach (var authorization in authorizations.FindBySubjectAsync(userId, ct))
+        foreach (var authorization in await authorizations.FindBySubjectAsync(userId, ct).ToListAsync(ct))
         {
             if (await authorizations.GetStatusAsync(authorization, ct) != Statuses.Valid
                 || await authorizations.GetApplicationIdAsync(authorization, ct) is not { } applicationId)
@@ -60,7 +60,9 @@ public sealed class ConnectedApps(
     public async Task<bool> RevokeAsync(string userId, string applicationId, CancellationToken ct)
     {
         var revoked = 0;
-        await foreach (var authorization in authorizations.FindAsync(subject: userId, client: applicationId, status: null, type: null, scopes: null, ct))
+        // Read first, then write: PostgreSQL runs one command at a time on a connection.
+        var found = await authorizations.FindAsync(subject: userId, client: applicationId, status: null, type: null, scopes: null, ct).ToListAsync(ct);
+        foreach (var authorization in found)
         {
             var id = await authorizations.GetIdAsync(authorization, ct);
             if (await authorizations.GetStatusAsync(authorization, ct) == Statuses.Valid)

@@ -1,0 +1,134 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Playwright;
+
+namespace IdentityServer.Tests.Accounts;
+
+/// <summary>
+/// Passkeys in a real browser: Debian's Chromium driven by Playwright, with Chromium's virtual authenticator (CDP
+/// WebAuthn domain) standing in for a platform authenticator, against the real server as a process on a loopback port
+/// (WebAuthn needs a secure context: http://localhost is one). SQLite only: the database plays no part here that the
+/// other tests do not cover on PostgreSQL.
+/// </summary>
+public sealed class PasskeyBrowserTests
+{
+    private const string Chromium = "/usr/bin/chromium";
+    private const string RedirectUri = "https://passkey.app.test/callback";
+
+    [SkippableFact]
+    public async Task A_passkey_added_in_my_account_signs_in_without_a_password_and_completes_an_authorization_code_flow()
+    {
+        Skip.IfNot(File.Exists(Chromium), $"Chromium is not installed at {Chromium}: install it with `apt-get install -y chromium` (.ci/run does); no browser is downloaded.");
+        Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+        var userName = Unique.Name("pk");
+        var password = Unique.Secret();
+        var clientId = Unique.Name("pk-client");
+        await using var server = await ServerProcess.StartHealthyAsync(new Dictionary<string, string?>
+        {
+            ["Seed:Users:90:user_name"] = userName,
+            ["Seed:Users:90:email"] = $"{userName}@example.test",
+            ["Seed:Users:90:password"] = password,
+            ["Seed:Users:90:email_verified"] = "true",
+            ["Seed:Clients:90:client_id"] = clientId,
+            ["Seed:Clients:90:token_endpoint_auth_method"] = "none",
+            ["Seed:Clients:90:grant_types:0"] = "authorization_code",
+            ["Seed:Clients:90:redirect_uris:0"] = RedirectUri,
+            ["Seed:Clients:90:scope"] = "openid profile",
+            ["Seed:Clients:90:consent_type"] = "implicit",
+            ["Email:PickupDirectory"] = Path.Combine(Path.GetTempPath(), "idsrv-mail", Guid.NewGuid().ToString("N")),
+        });
+        // "localhost", not 127.0.0.1: a WebAuthn relying party id is a domain name.
+        var origin = $"http://localhost:{server.Port}";
+
+        using var playwright = await Playwright.CreateAsync();
+        await using var chromium = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = Chromium,
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        });
+        var context = await chromium.NewContextAsync();
+        var page = await context.NewPageAsync();
+        var cdp = await context.NewCDPSessionAsync(page);
+        await cdp.SendAsync("WebAuthn.enable");
+        await cdp.SendAsync("WebAuthn.addVirtualAuthenticator", new Dictionary<string, object>
+        {
+            ["options"] = new Dictionary<string, object>
+            {
+                ["protocol"] = "ctap2", ["transport"] = "internal", ["hasResidentKey"] = true, ["hasUserVerification"] = true,
+                ["isUserVerified"] = true, ["automaticPresenceSimulation"] = true,
+            },
+        });
+        var consoleErrors = new List<string>();
+        page.Console += (_, message) => { if (message.Type == "error") { consoleErrors.Add(message.Text); } };
+
+        // Sign in with the password and add a passkey in My account.
+        await page.GotoAsync($"{origin}/account/login");
+        await page.FillAsync("#Input_UserName", userName);
+        await page.FillAsync("#Input_Password", password);
+        await page.ClickAsync("#login-form button[type=submit]");
+        await page.WaitForURLAsync($"{origin}/");
+        await page.GotoAsync($"{origin}/account/passkeys");
+        await page.FillAsync("#Name", "Virtual authenticator");
+        await page.ClickAsync("#passkey-add-button");
+        await ExpectAsync(page, server, ".passkey-name:has-text('Virtual authenticator')");
+        Assert.Contains("Your passkey has been added", await page.ContentAsync());
+
+        // Sign out.
+        await page.GotoAsync($"{origin}/account/logout");
+        await page.ClickAsync("main form button[type=submit]");
+        await ExpectAsync(page, server, "text=You are signed out");
+
+        // An application asks for a sign-in; the user picks the passkey, no password.
+        var pkce = Pkce.Create();
+        var state = Unique.Name("state");
+        await page.GotoAsync(QueryHelpers.AddQueryString($"{origin}/connect/authorize", new Dictionary<string, string?>
+        {
+            ["response_type"] = "code", ["client_id"] = clientId, ["redirect_uri"] = RedirectUri, ["scope"] = "openid profile",
+            ["state"] = state, ["nonce"] = Unique.Name("nonce"), ["code_challenge"] = pkce.Challenge, ["code_challenge_method"] = "S256",
+        }));
+        Assert.StartsWith($"{origin}/account/login", page.Url);
+        // The application is not there: the request to its redirect URI (the end of the redirects) is what counts.
+        IRequest? redirect = null;
+        try
+        {
+            redirect = await page.RunAndWaitForRequestAsync(() => page.ClickAsync("#passkey-login-button"),
+                request => request.Url.StartsWith(RedirectUri, StringComparison.Ordinal), new() { Timeout = 15_000 });
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"No redirect to the application; at {page.Url}:\n{await page.InnerTextAsync("main")}\n{server.Output}");
+        }
+
+        var callback = QueryHelpers.ParseQuery(new Uri(redirect!.Url).Query);
+        Assert.Equal(state, callback["state"].ToString());
+        using var http = new HttpClient { BaseAddress = new Uri(origin) };
+        var response = await http.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code", ["client_id"] = clientId, ["code"] = callback["code"].ToString(),
+            ["redirect_uri"] = RedirectUri, ["code_verifier"] = pkce.Verifier,
+        }));
+        var tokens = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.True(response.IsSuccessStatusCode, tokens.ToString());
+        var id = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+        Assert.Equal(userName, id.GetProperty("preferred_username").GetString());
+        Assert.Equal(["hwk", "mfa"], id.GetProperty("amr").EnumerateArray().Select(e => e.GetString()!).Order(StringComparer.Ordinal).ToArray());
+        Assert.Equal("phr", id.GetProperty("acr").GetString());
+        Assert.DoesNotContain(consoleErrors, e => e.Contains("Content Security Policy", StringComparison.OrdinalIgnoreCase));
+    }
+
+    /// <summary>Waits for <paramref name="selector"/>; on a timeout, fails with what the page shows and the server's log.</summary>
+    private static async Task ExpectAsync(IPage page, ServerProcess server, string selector)
+    {
+        try
+        {
+            await page.WaitForSelectorAsync(selector, new() { Timeout = 15_000 });
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"'{selector}' did not appear; at {page.Url}:\n{await page.InnerTextAsync("main")}\n{server.Output}");
+        }
+    }
+}
