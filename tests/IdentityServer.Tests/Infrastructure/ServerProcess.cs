@@ -8,7 +8,7 @@ namespace IdentityServer.Tests.Infrastructure;
 /// <summary>
 /// The real server as a separate process (<c>dotnet IdentityServer.dll</c> from the server project's build output),
 /// configured only through environment variables, listening on a free loopback port. Captures stdout and stderr;
-/// <see cref="Kill"/> ends it abruptly (crash tests), <see cref="DisposeAsync"/> ends it and removes its temporary
+/// <see cref="Kill"/> ends it abruptly (crash tests), <see cref="StopAsync"/> gracefully (SIGTERM), <see cref="DisposeAsync"/> ends it and removes its temporary
 /// database folder.
 /// </summary>
 public sealed class ServerProcess : IAsyncDisposable
@@ -208,6 +208,23 @@ public sealed class ServerProcess : IAsyncDisposable
                 // It exited meanwhile.
             }
         }
+    }
+
+    /// <summary>
+    /// Stops the process gracefully, as a container runtime or systemd would: SIGTERM, then waits for it to exit
+    /// (it finishes the requests in flight first). Returns the exit code.
+    /// </summary>
+    public async Task<int> StopAsync(TimeSpan? timeout = null)
+    {
+        if (!HasExited)
+        {
+            // Process.Kill sends SIGKILL only; SIGTERM goes through kill(1).
+            using var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) }, UseShellExecute = false })
+                ?? throw new InvalidOperationException("Could not run kill -TERM.");
+            await kill.WaitForExitAsync();
+        }
+
+        return await WaitForExitAsync(timeout);
     }
 
     /// <summary>A client for the server's address (no redirects followed).</summary>
