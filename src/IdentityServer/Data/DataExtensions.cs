@@ -37,6 +37,9 @@ public static class DataExtensions
                 break;
         }
 
+        // The token endpoint's writes (redeeming the grant, storing the new tokens) commit together, before the answer.
+        builder.Services.AddOpenIddict().AddServer(server => server.UseTokenTransactions());
+
         // First of all hosted services: Data Protection's own start-up reads its keys from the database,
         // so the schema must exist before it runs.
         builder.Services.Insert(0, ServiceDescriptor.Singleton<IHostedService, DatabaseInitializer>());

@@ -8,7 +8,7 @@ namespace IdentityServer.Tests.Infrastructure;
 /// <summary>
 /// The real server as a separate process (<c>dotnet IdentityServer.dll</c> from the server project's build output),
 /// configured only through environment variables, listening on a free loopback port. Captures stdout and stderr;
-/// <see cref="Kill"/> ends it abruptly (crash tests), <see cref="DisposeAsync"/> ends it and removes its temporary
+/// <see cref="Kill"/> ends it abruptly (crash tests), <see cref="StopAsync"/> gracefully (SIGTERM), <see cref="DisposeAsync"/> ends it and removes its temporary
 /// database folder.
 /// </summary>
 public sealed class ServerProcess : IAsyncDisposable
@@ -70,10 +70,12 @@ public sealed class ServerProcess : IAsyncDisposable
     /// Starts the server. <paramref name="environment"/> holds configuration as environment variables (keys in
     /// either <c>Seed__Clients__0__client_id</c> or <c>Seed:Clients:0:client_id</c> form; a null value removes one).
     /// Unless given, the process gets <c>ASPNETCORE_ENVIRONMENT=Development</c> (plain http on loopback), a free
-    /// port, and a fresh SQLite file in a temporary folder.
+    /// port, and a fresh SQLite file in a temporary folder. <paramref name="assemblyPath"/> runs another build of the
+    /// server (a publish output) instead of <see cref="ServerAssemblyPath"/>.
     /// </summary>
-    public static ServerProcess Start(IReadOnlyDictionary<string, string?>? environment = null)
+    public static ServerProcess Start(IReadOnlyDictionary<string, string?>? environment = null, string? assemblyPath = null)
     {
+        assemblyPath ??= ServerAssemblyPath;
         var variables = (environment ?? new Dictionary<string, string?>())
             .ToDictionary(p => p.Key.Replace(":", "__", StringComparison.Ordinal), p => p.Value, StringComparer.OrdinalIgnoreCase);
 
@@ -93,12 +95,12 @@ public sealed class ServerProcess : IAsyncDisposable
 
         var start = new ProcessStartInfo(DotnetHost())
         {
-            WorkingDirectory = Path.GetDirectoryName(ServerAssemblyPath)!,
+            WorkingDirectory = Path.GetDirectoryName(assemblyPath)!,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        start.ArgumentList.Add(ServerAssemblyPath);
+        start.ArgumentList.Add(assemblyPath);
         foreach (var key in start.Environment.Keys.Where(k => InheritedPrefixesToDrop.Any(p => k.StartsWith(p, StringComparison.OrdinalIgnoreCase))).ToList())
         {
             start.Environment.Remove(key);
@@ -116,14 +118,15 @@ public sealed class ServerProcess : IAsyncDisposable
             }
         }
 
-        var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {ServerAssemblyPath}.");
+        var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {assemblyPath}.");
         return new ServerProcess(process, port, folder, database);
     }
 
     /// <summary>Starts the server and waits until <c>/health</c> answers 200.</summary>
-    public static async Task<ServerProcess> StartHealthyAsync(IReadOnlyDictionary<string, string?>? environment = null, TimeSpan? timeout = null)
+    public static async Task<ServerProcess> StartHealthyAsync(IReadOnlyDictionary<string, string?>? environment = null, TimeSpan? timeout = null,
+        string? assemblyPath = null)
     {
-        var server = Start(environment);
+        var server = Start(environment, assemblyPath);
         try
         {
             await server.WaitUntilHealthyAsync(timeout);
@@ -210,6 +213,23 @@ public sealed class ServerProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Stops the process gracefully, as a container runtime or systemd would: SIGTERM, then waits for it to exit
+    /// (it finishes the requests in flight first). Returns the exit code.
+    /// </summary>
+    public async Task<int> StopAsync(TimeSpan? timeout = null)
+    {
+        if (!HasExited)
+        {
+            // Process.Kill sends SIGKILL only; SIGTERM goes through kill(1).
+            using var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) }, UseShellExecute = false })
+                ?? throw new InvalidOperationException("Could not run kill -TERM.");
+            await kill.WaitForExitAsync();
+        }
+
+        return await WaitForExitAsync(timeout);
+    }
+
     /// <summary>A client for the server's address (no redirects followed).</summary>
     public HttpClient CreateClient() =>
         new(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
@@ -259,7 +279,8 @@ public sealed class ServerProcess : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private static string DotnetHost()
+    /// <summary>The <c>dotnet</c> executable running the tests (so child processes use the same SDK and runtime).</summary>
+    public static string DotnetHost()
     {
         if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host))
         {

@@ -1,0 +1,62 @@
+using Microsoft.EntityFrameworkCore;
+using OpenIddict.Server;
+using OpenIddict.Server.AspNetCore;
+using static OpenIddict.Server.OpenIddictServerEvents;
+
+namespace IdentityServer.Data;
+
+/// <summary>
+/// Makes the token endpoint's writes one database transaction, committed before the answer is written.
+/// OpenIddict redeems the presented code or refresh token, then creates the new token entries, each in its own
+/// SaveChanges: a crash between the two would leave the client's refresh token redeemed with no successor ever
+/// delivered (its retry then counts as reuse and revokes the whole chain), or a code redeemed with no tokens.
+/// With the transaction a crash before the commit leaves the grant as it was, and whatever the client received
+/// (committed first) is stored.
+/// </summary>
+public static class TokenTransaction
+{
+    public static OpenIddictServerBuilder UseTokenTransactions(this OpenIddictServerBuilder server) => server
+        .AddEventHandler(Begin.Descriptor)
+        .AddEventHandler(Commit.Descriptor);
+
+    /// <summary>Before the presented grant is redeemed (and after the request and client were validated).</summary>
+    public sealed class Begin(ApplicationDbContext db) : IOpenIddictServerHandler<ProcessSignInContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessSignInContext>()
+            .UseScopedHandler<Begin>()
+            .SetOrder(OpenIddictServerHandlers.RedeemTokenEntry.Descriptor.Order - 500)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(ProcessSignInContext context)
+        {
+            if (context.EndpointType == OpenIddictServerEndpointType.Token && db.Database.CurrentTransaction is null)
+            {
+                // On SQLite this is BEGIN IMMEDIATE: the write lock is taken now, so the transaction cannot fail
+                // later on a snapshot another writer has moved past.
+                await db.Database.BeginTransactionAsync(context.CancellationToken);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Before the response (tokens or an error) is written. Without a commit (an exception on the way) the
+    /// transaction is rolled back when the request's DbContext is disposed.
+    /// </summary>
+    public sealed class Commit(ApplicationDbContext db) : IOpenIddictServerHandler<ApplyTokenResponseContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ApplyTokenResponseContext>()
+            .UseScopedHandler<Commit>()
+            .SetOrder(OpenIddictServerAspNetCoreHandlers.AttachHttpResponseCode<ApplyTokenResponseContext>.Descriptor.Order - 1000)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(ApplyTokenResponseContext context)
+        {
+            if (db.Database.CurrentTransaction is { } transaction)
+            {
+                await transaction.CommitAsync(context.CancellationToken);
+            }
+        }
+    }
+}

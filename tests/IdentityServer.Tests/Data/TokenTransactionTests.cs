@@ -1,0 +1,105 @@
+using System.Net;
+using System.Text.Json;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Server;
+using static OpenIddict.Server.OpenIddictServerEvents;
+
+namespace IdentityServer.Tests.Data;
+
+/// <summary>
+/// A token request that dies after the grant was redeemed and the new tokens were made, but before the answer,
+/// leaves the grant as it was: the client's retry works. With no reuse leeway (these fixtures set it to zero)
+/// nothing else could make the retry work: a half-redeemed refresh token would count as reuse and revoke the chain.
+/// The request dies on an instance that fails at that exact point; the retry goes to a healthy one.
+/// </summary>
+public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    private sealed class CrashBeforeAnswering : Exception;
+
+    /// <summary>Another instance on the same database that throws once the tokens are made, before anything is written back.</summary>
+    private WebApplicationFactory<Program> CrashingInstance() => server.Factory.WithWebHostBuilder(builder => builder.ConfigureServices(services =>
+        services.AddOpenIddict().AddServer(options => options.AddEventHandler<ProcessSignInContext>(handler => handler
+            .UseInlineHandler(context => context.EndpointType == OpenIddictServerEndpointType.Token ? throw new CrashBeforeAnswering() : ValueTask.CompletedTask)
+            .SetOrder(OpenIddictServerHandlers.AttachSignInParameters.Descriptor.Order - 500)))));
+
+    private async Task<HttpResponseMessage> PostTokenAsync(WebApplicationFactory<Program> instance, Dictionary<string, string> form)
+    {
+        using var http = instance.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
+        return await http.PostAsync(await server.EndpointAsync("token_endpoint"), new FormUrlEncodedContent(form));
+    }
+
+    [SkippableFact]
+    public async Task A_refresh_that_dies_before_answering_leaves_the_refresh_token_usable()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var refreshToken = tokens.GetProperty("refresh_token").GetString()!;
+        var form = new Dictionary<string, string> { ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = refreshToken };
+
+        await using (var crashing = CrashingInstance())
+        {
+            var died = await PostTokenAsync(crashing, form);
+            Assert.Equal(HttpStatusCode.InternalServerError, died.StatusCode);
+        }
+
+        var retried = await OAuth.RefreshAsync(server, client, refreshToken);
+        var json = await OAuth.ReadJsonAsync(retried);
+        Assert.True(retried.StatusCode == HttpStatusCode.OK, json.ToString());
+
+        // The chain is intact: the new access token is good, and the new refresh token refreshes in turn.
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, json.GetProperty("access_token").GetString()!)).StatusCode);
+        var next = await OAuth.RefreshAsync(server, client, json.GetProperty("refresh_token").GetString()!);
+        Assert.True(next.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(next)).ToString());
+    }
+
+    [SkippableFact]
+    public async Task A_code_redemption_that_dies_before_answering_leaves_the_code_redeemable()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var pkce = Pkce.Create();
+        var callback = await OAuth.AuthorizeAsync(server.CreateBrowser(), await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid offline_access", pkce), user);
+        var form = new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code",
+            ["client_id"] = client.ClientId,
+            ["code"] = callback["code"],
+            ["redirect_uri"] = OAuth.AppRedirectUri,
+            ["code_verifier"] = pkce.Verifier,
+        };
+
+        await using (var crashing = CrashingInstance())
+        {
+            var died = await PostTokenAsync(crashing, form);
+            Assert.Equal(HttpStatusCode.InternalServerError, died.StatusCode);
+        }
+
+        var retried = await PostTokenAsync(server.Factory, form);
+        var json = JsonDocument.Parse(await retried.Content.ReadAsStringAsync()).RootElement;
+        Assert.True(retried.StatusCode == HttpStatusCode.OK, json.ToString());
+        var refreshed = await OAuth.RefreshAsync(server, client, json.GetProperty("refresh_token").GetString()!);
+        Assert.True(refreshed.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(refreshed)).ToString());
+    }
+}
+
+/// <summary>No reuse leeway, so only an untouched refresh token can be redeemed again.</summary>
+public sealed class SqliteNoReuseLeewayServerFixture : SqliteServerFixture
+{
+    public SqliteNoReuseLeewayServerFixture() => Settings["Tokens:RefreshTokenReuseLeeway"] = "00:00:00";
+}
+
+/// <summary>No reuse leeway, so only an untouched refresh token can be redeemed again.</summary>
+public sealed class PostgreSqlNoReuseLeewayServerFixture : PostgreSqlServerFixture
+{
+    public PostgreSqlNoReuseLeewayServerFixture() => Settings["Tokens:RefreshTokenReuseLeeway"] = "00:00:00";
+}
+
+public sealed class SqliteTokenTransactionTests(SqliteNoReuseLeewayServerFixture s)
+    : TokenTransactionTests<SqliteNoReuseLeewayServerFixture>(s), IClassFixture<SqliteNoReuseLeewayServerFixture>;
+
+public sealed class PostgreSqlTokenTransactionTests(PostgreSqlNoReuseLeewayServerFixture s)
+    : TokenTransactionTests<PostgreSqlNoReuseLeewayServerFixture>(s), IClassFixture<PostgreSqlNoReuseLeewayServerFixture>;
