@@ -75,6 +75,11 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
             await using var scope = scopes.CreateAsyncScope();
             try
             {
+                foreach (var builtIn in scope.ServiceProvider.GetServices<IBuiltInSeed>())
+                {
+                    await builtIn.EnsureAsync(cancellationToken);
+                }
+
                 await scope.ServiceProvider.GetRequiredService<Seeder>().SeedAsync(cancellationToken);
                 return;
             }
