@@ -81,6 +81,20 @@ public static class AdminExtensions
                 document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("bearer", document)] = [] });
                 return Task.CompletedTask;
             });
+            options.AddOperationTransformer(async (operation, context, ct) =>
+            {
+                if (context.Description.ActionDescriptor.EndpointMetadata.OfType<AdminRequestBody>().FirstOrDefault() is { } body)
+                {
+                    operation.RequestBody = new OpenApiRequestBody
+                    {
+                        Required = true,
+                        Content = new Dictionary<string, OpenApiMediaType>
+                        {
+                            ["application/json"] = new() { Schema = await context.GetOrCreateSchemaAsync(body.Type, null, ct) },
+                        },
+                    };
+                }
+            });
         });
 
         return builder;

@@ -31,6 +31,9 @@ public sealed record AuditPage(
     [property: JsonPropertyName("items")] IReadOnlyList<AuditView> Items,
     [property: JsonPropertyName("next_before")] long? NextBefore);
 
+/// <summary>The JSON body an admin API operation reads, for its OpenAPI description.</summary>
+public sealed record AdminRequestBody(Type Type);
+
 public sealed record SecretView(
     [property: JsonPropertyName("client_id")] string ClientId,
     [property: JsonPropertyName("client_secret")] string ClientSecret);
@@ -57,6 +60,10 @@ public static class AdminEndpoints
             .WithSummary("Recent audit entries, newest first")
             .WithDescription("Every admin change: who, what, when, and the entry before and after (never a secret). Page back with before=next_before.")
             .Produces<AuditPage>();
+
+        // Anything else under the API answers as the API does (JSON), not with the login page or an HTML error.
+        api.Map("/{**path}", () => AdminResults.Error(StatusCodes.Status404NotFound, "not_found", "There is no such admin API operation."))
+            .ExcludeFromDescription();
         return api;
     }
 
@@ -91,7 +98,7 @@ public static class AdminEndpoints
             .WithSummary("Register a client")
             .WithDescription("The body is a client document (RFC 7591 metadata). A confidential client sent without client_secret gets a generated " +
                 "one (256 random bits), returned in this response only. A client_secret sent by the caller is stored hashed and never returned.")
-            .Accepts<ClientDocument>("application/json")
+            .AcceptsJson<ClientDocument>()
             .Produces<ClientDocument>(StatusCodes.Status201Created)
             .Produces<AdminError>(StatusCodes.Status400BadRequest).Produces<AdminError>(StatusCodes.Status409Conflict);
 
@@ -110,7 +117,7 @@ public static class AdminEndpoints
             .WithSummary("Replace a client")
             .WithDescription("Send If-Match with the ETag you read: a client changed since then answers 412 and nothing is written. " +
                 "Without client_secret a confidential client keeps its secret (one that had none gets a generated one, returned once).")
-            .Accepts<ClientDocument>("application/json")
+            .AcceptsJson<ClientDocument>()
             .Produces<ClientDocument>()
             .Produces<AdminError>(StatusCodes.Status400BadRequest).Produces<AdminError>(StatusCodes.Status404NotFound)
             .Produces<AdminError>(StatusCodes.Status412PreconditionFailed);
@@ -155,7 +162,7 @@ public static class AdminEndpoints
                     s => $"{AdminApi.RoutePrefix}/scopes/{Uri.EscapeDataString(s.Document.Name!)}");
             })
             .WithName("CreateScope").WithSummary("Create a scope; its resources become the aud of access tokens granted it")
-            .Accepts<ScopeDocument>("application/json")
+            .AcceptsJson<ScopeDocument>()
             .Produces<ScopeDocument>(StatusCodes.Status201Created)
             .Produces<AdminError>(StatusCodes.Status400BadRequest).Produces<AdminError>(StatusCodes.Status409Conflict);
 
@@ -165,7 +172,7 @@ public static class AdminEndpoints
                 return error ?? AdminResults.From(http, await admin.ReplaceAsync(name, document!, IfMatch(http), AdminAccess.ActorOf(http), ct), s => s.Document);
             })
             .WithName("ReplaceScope").WithSummary("Replace a scope's display name, description and resources (If-Match: its ETag)")
-            .Accepts<ScopeDocument>("application/json")
+            .AcceptsJson<ScopeDocument>()
             .Produces<ScopeDocument>()
             .Produces<AdminError>(StatusCodes.Status400BadRequest).Produces<AdminError>(StatusCodes.Status404NotFound)
             .Produces<AdminError>(StatusCodes.Status409Conflict).Produces<AdminError>(StatusCodes.Status412PreconditionFailed);
@@ -199,7 +206,7 @@ public static class AdminEndpoints
                     u => $"{AdminApi.RoutePrefix}/users/{Uri.EscapeDataString(u.Id)}");
             })
             .WithName("CreateUser").WithSummary("Create a user, with a password (it must meet the policy) or without one")
-            .Accepts<UserDocument>("application/json")
+            .AcceptsJson<UserDocument>()
             .Produces<UserView>(StatusCodes.Status201Created)
             .Produces<AdminError>(StatusCodes.Status400BadRequest).Produces<AdminError>(StatusCodes.Status409Conflict);
 
@@ -211,7 +218,7 @@ public static class AdminEndpoints
             .WithName("UpdateUser")
             .WithSummary("Replace a user's email, email_verified, roles and lockout_end (If-Match: its ETag)")
             .WithDescription("A lockout_end in the future locks the user out at once: sessions end and the user's tokens are revoked.")
-            .Accepts<UserDocument>("application/json")
+            .AcceptsJson<UserDocument>()
             .Produces<UserView>()
             .Produces<AdminError>(StatusCodes.Status400BadRequest).Produces<AdminError>(StatusCodes.Status404NotFound)
             .Produces<AdminError>(StatusCodes.Status409Conflict).Produces<AdminError>(StatusCodes.Status412PreconditionFailed);
@@ -243,7 +250,7 @@ public static class AdminEndpoints
                 return Results.NoContent();
             })
             .WithName("ResetUserPassword").WithSummary("Set a new password (it must meet the policy); sessions end and tokens are revoked")
-            .Accepts<PasswordDocument>("application/json")
+            .AcceptsJson<PasswordDocument>()
             .Produces(StatusCodes.Status204NoContent)
             .Produces<AdminError>(StatusCodes.Status400BadRequest).Produces<AdminError>(StatusCodes.Status404NotFound);
     }
@@ -261,7 +268,7 @@ public static class AdminEndpoints
                     r => $"{AdminApi.RoutePrefix}/roles/{Uri.EscapeDataString(r.Name)}");
             })
             .WithName("CreateRole").WithSummary("Create a role")
-            .Accepts<RoleDocument>("application/json")
+            .AcceptsJson<RoleDocument>()
             .Produces<RoleView>(StatusCodes.Status201Created)
             .Produces<AdminError>(StatusCodes.Status400BadRequest).Produces<AdminError>(StatusCodes.Status409Conflict);
 
@@ -294,6 +301,12 @@ public static class AdminEndpoints
 
         return json;
     }
+
+    /// <summary>
+    /// Describes the JSON body in the OpenAPI document. Not <c>Accepts</c>: that would also make routing refuse other
+    /// content types before our handler could answer them with an admin API error.
+    /// </summary>
+    private static RouteHandlerBuilder AcceptsJson<T>(this RouteHandlerBuilder builder) => builder.WithMetadata(new AdminRequestBody(typeof(T)));
 
     private static string? IfMatch(HttpContext http) => http.Request.Headers.IfMatch.ToString() is { Length: > 0 } value ? value : null;
 
