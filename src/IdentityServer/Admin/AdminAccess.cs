@@ -56,9 +56,9 @@ public sealed class AdminRequirementHandler(
 
     private async Task<string?> CheckTokenAsync(ClaimsPrincipal token)
     {
-        if (!token.HasScope(AdminApi.Scope))
+        if (!token.HasScope(AdminApi.Scope) || !token.HasAudience(AdminApi.Audience))
         {
-            return $"the access token has no '{AdminApi.Scope}' scope";
+            return $"the access token has no '{AdminApi.Scope}' scope for audience {AdminApi.Audience}";
         }
 
         var subject = token.GetClaim(Claims.Subject);

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc.RazorPages;
@@ -15,25 +16,22 @@ public static class AdminExtensions
     /// </summary>
     public static WebApplicationBuilder AddAdmin(this WebApplicationBuilder builder)
     {
-        // Our own access tokens, validated with our own keys and issuer; only those meant for the admin API (aud),
-        // and only while their token entry is valid (a revoked token stops working at once).
+        // Our own access tokens, validated with our own keys and issuer, and only while their token entry is valid (a
+        // revoked token stops working at once). The admin audience and scope are checked by the policy, so that a valid
+        // token meant for another API gets 403 (insufficient access) rather than 401 (invalid token).
         builder.Services.AddOpenIddict().AddValidation(validation =>
         {
             validation.UseLocalServer();
             validation.UseAspNetCore();
-            validation.AddAudiences(AdminApi.Audience);
             validation.EnableTokenEntryValidation();
         });
 
-        builder.Services.AddAuthentication().AddPolicyScheme(AdminApi.ApiScheme, "Admin API", options =>
-        {
-            options.ForwardDefaultSelector = context => AdminAccess.IsBearerRequest(context)
-                ? OpenIddictValidationAspNetCoreDefaults.AuthenticationScheme
-                : IdentityConstants.ApplicationScheme;
-            // An API answers 401/403 with WWW-Authenticate: Bearer, never a redirect to the login page.
-            options.ForwardChallenge = OpenIddictValidationAspNetCoreDefaults.AuthenticationScheme;
-            options.ForwardForbid = OpenIddictValidationAspNetCoreDefaults.AuthenticationScheme;
-        });
+        builder.Services.AddAuthentication()
+            .AddPolicyScheme(AdminApi.ApiScheme, "Admin API", options =>
+                options.ForwardDefaultSelector = context => AdminAccess.IsBearerRequest(context)
+                    ? OpenIddictValidationAspNetCoreDefaults.AuthenticationScheme
+                    : AdminSessionHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, AdminSessionHandler>(AdminSessionHandler.SchemeName, null);
 
         builder.Services.AddHttpContextAccessor();
         builder.Services.AddScoped<IAuthorizationHandler, AdminRequirementHandler>();
