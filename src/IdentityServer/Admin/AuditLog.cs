@@ -41,9 +41,14 @@ public sealed record AuditAction(string Name, string TargetType, EventId EventId
 /// </summary>
 public sealed class AuditLog(ApplicationDbContext db, TimeProvider clock, ILogger<AuditLog> logger)
 {
+    /// <summary>
+    /// How admin documents are written (audit entries and API responses): nulls left out, and characters such as
+    /// quotes kept readable (the JSON is never embedded in HTML unencoded: the pages encode it).
+    /// </summary>
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
     private readonly List<(AuditEntry Entry, AdminActor Actor)> _pending = [];

@@ -290,6 +290,11 @@ public sealed class UserAdmin(
         {
             errors.Add(FieldError.Request("email", "must be at most 256 characters."));
         }
+        else if (!string.IsNullOrWhiteSpace(document.Email)
+            && !(System.Net.Mail.MailAddress.TryCreate(document.Email.Trim(), out var address) && address.Address == document.Email.Trim()))
+        {
+            errors.Add(FieldError.Request("email", $"'{document.Email}' is not an email address."));
+        }
 
         var known = (await RoleNamesAsync(ct)).ToHashSet(StringComparer.Ordinal);
         foreach (var role in document.Roles.Where(r => !known.Contains(r ?? string.Empty)))

@@ -37,7 +37,7 @@ public static class AdminResults
             _ => StatusCodes.Status400BadRequest,
         };
         return Error(status, first.Error, string.Join(" ", result.Errors.Select(e => e.ToString())),
-            result.Outcome == AdminOutcome.Invalid ? result.Errors : null);
+            result.Outcome is AdminOutcome.Invalid or AdminOutcome.Conflict ? result.Errors : null);
     }
 
     /// <summary>The value as JSON with its ETag, or the failure.</summary>
