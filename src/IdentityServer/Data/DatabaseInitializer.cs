@@ -34,11 +34,31 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
     {
         if (options.Value.MigrateOnStartup)
         {
-            var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
-            if (pending.Count > 0)
+            // On PostgreSQL, EF Core's migration lock lasts one migration's transaction, so two instances starting
+            // together could both apply the second of several migrations. A session lock covers the whole run.
+            var postgreSql = db.Database.IsNpgsql();
+            if (postgreSql)
             {
-                logger.LogInformation(DataEvents.Migrating, "Applying {Count} migration(s): {Migrations}", pending.Count, pending);
-                await db.Database.MigrateAsync(cancellationToken);
+                await db.Database.OpenConnectionAsync(cancellationToken);
+                await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_lock({MigrationLockKey})", cancellationToken);
+            }
+
+            try
+            {
+                var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
+                if (pending.Count > 0)
+                {
+                    logger.LogInformation(DataEvents.Migrating, "Applying {Count} migration(s): {Migrations}", pending.Count, pending);
+                    await db.Database.MigrateAsync(cancellationToken);
+                }
+            }
+            finally
+            {
+                if (postgreSql)
+                {
+                    await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None);
+                    await db.Database.CloseConnectionAsync();
+                }
             }
 
             if (db.Database.IsSqlite())
@@ -50,6 +70,9 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
 
         await keys.LoadAsync(db, cancellationToken);
     }
+
+    /// <summary>An arbitrary application-wide key for PostgreSQL's advisory lock around migrations.</summary>
+    private const long MigrationLockKey = 7_402_118_337;
 
     private static bool IsConnectionFailure(Exception exception)
     {
