@@ -132,6 +132,34 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
     }
 
     [SkippableFact]
+    public async Task A_private_key_jwt_client_keeps_its_public_keys_and_never_a_secret()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("signed");
+        using var rsa = System.Security.Cryptography.RSA.Create(2048);
+        var key = rsa.ExportParameters(includePrivateParameters: false);
+        var jwk = new { kty = "RSA", use = "sig", kid = "k1", n = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(key.Modulus), e = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(key.Exponent) };
+
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(new
+        {
+            client_id = clientId,
+            grant_types = new[] { "client_credentials" },
+            token_endpoint_auth_method = "private_key_jwt",
+            jwks = new { keys = new[] { jwk } },
+        }));
+
+        var body = await created.ExpectAsync(HttpStatusCode.Created);
+        Assert.False(body.TryGetProperty("client_secret", out _));
+        var read = await admin.GetJsonAsync(Path(ClientsUrl, clientId));
+        Assert.Equal("private_key_jwt", read.GetProperty("token_endpoint_auth_method").GetString());
+        var stored = read.GetProperty("jwks").GetProperty("keys")[0];
+        Assert.Equal(jwk.n, stored.GetProperty("n").GetString());
+        Assert.Equal(jwk.kid, stored.GetProperty("kid").GetString());
+        Assert.False(stored.TryGetProperty("d", out _));
+        await (await admin.PostAsync(Path(ClientsUrl, clientId) + "/secret", null)).ExpectErrorAsync(HttpStatusCode.Conflict, "invalid_client_metadata");
+    }
+
+    [SkippableFact]
     public async Task An_unknown_client_is_a_404_with_an_error_body()
     {
         var admin = await AdminAsync(server);
@@ -377,6 +405,26 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.Equal(["https://two.example.com/cb"], Strings(updated.GetProperty("after"), "redirect_uris"));
         Assert.Equal(clientId, deleted.GetProperty("before").GetProperty("client_id").GetString());
         Assert.False(deleted.TryGetProperty("after", out _));
+    }
+
+    [SkippableFact]
+    public async Task The_audit_log_pages_back_from_the_newest_entries()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("paged");
+        await (await admin.PostJsonAsync(ClientsUrl, Json(Spa(clientId, "https://one.example.com/cb")))).ExpectAsync(HttpStatusCode.Created);
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "https://two.example.com/cb")))).ExpectAsync(HttpStatusCode.OK);
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "https://three.example.com/cb")))).ExpectAsync(HttpStatusCode.OK);
+
+        var first = await admin.GetJsonAsync($"{AuditUrl}?target_type=client&target_id={clientId}&limit=2");
+        var before = first.GetProperty("next_before").GetInt64();
+        var second = await admin.GetJsonAsync($"{AuditUrl}?target_type=client&target_id={clientId}&limit=2&before={before}");
+
+        Assert.Equal(2, first.GetProperty("items").GetArrayLength());
+        Assert.Equal(["client.created"], second.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("action").GetString()));
+        Assert.False(second.TryGetProperty("next_before", out _));
+        var ids = first.GetProperty("items").EnumerateArray().Concat(second.GetProperty("items").EnumerateArray()).Select(e => e.GetProperty("id").GetInt64()).ToList();
+        Assert.Equal(ids.OrderDescending(), ids);
     }
 
     internal static object Spa(string clientId, string redirectUri) => new
