@@ -1,5 +1,6 @@
 using System.Reflection;
 using IdentityServer.Accounts;
+using IdentityServer.Admin;
 using IdentityServer.Authorization;
 using IdentityServer.Clients;
 using IdentityServer.Data;
@@ -19,12 +20,14 @@ try
         .AddAccounts()
         .AddClients()
         .AddAuthorizationServer()
+        .AddAdmin()
         .AddJobs();
 
     var app = builder.Build();
     app.UseHosting();
     app.MapHosting()
-        .MapAuthorizationServer();
+        .MapAuthorizationServer()
+        .MapAdmin();
     app.Run();
     return 0;
 }

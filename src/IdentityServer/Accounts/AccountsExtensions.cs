@@ -36,13 +36,14 @@ public static class AccountsExtensions
                 options.Password.RequireUppercase = accounts.Password.RequireUppercase;
                 options.Password.RequireNonAlphanumeric = accounts.Password.RequireNonAlphanumeric;
                 options.Password.RequiredUniqueChars = accounts.Password.RequiredUniqueChars;
-                // The login page accepts an email address, so an address names one account at most.
-                options.User.RequireUniqueEmail = true;
+                // Optional, but unique when given: see OptionalUniqueEmailValidator.
+                options.User.RequireUniqueEmail = false;
                 options.SignIn.RequireConfirmedEmail = accounts.EmailConfirmationRequired(builder.Environment);
             })
             .AddEntityFrameworkStores<ApplicationDbContext>()
             .AddDefaultTokenProviders()
-            .AddPasswordValidator<PasswordNotPersonalValidator>();
+            .AddPasswordValidator<PasswordNotPersonalValidator>()
+            .AddUserValidator<OptionalUniqueEmailValidator>();
 
         // Email confirmation, password reset and email change links: single use (bound to the security stamp or
         // the address) and short-lived.
@@ -102,7 +103,8 @@ public static class AccountsExtensions
         {
             antiforgery.Cookie.Name = CookieName("idsrv.af", secureCookies);
             antiforgery.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
-            antiforgery.HeaderName = "X-CSRF-TOKEN";
+            // Scripts (passkeys, the admin API with the session cookie) send the token in this header.
+            antiforgery.HeaderName = "RequestVerificationToken";
         });
 
         builder.Services.Configure<SecurityStampValidatorOptions>(options =>

@@ -5,7 +5,10 @@ using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace IdentityServer.Clients;
 
-/// <summary>Turns a client document into OpenIddict's application descriptor: permissions follow from the grants.</summary>
+/// <summary>
+/// Turns a client document into OpenIddict's application descriptor (permissions follow from the grants), and a
+/// descriptor back into a document (never with its secret).
+/// </summary>
 public static class ClientDescriptorMapper
 {
     /// <summary>Where the document's auth method is kept, so the document round-trips.</summary>
@@ -28,6 +31,11 @@ public static class ClientDescriptorMapper
         if (!string.IsNullOrEmpty(client.ClientSecret))
         {
             descriptor.ClientSecret = client.ClientSecret;
+        }
+        else if (method is ClientAuthenticationMethods.None or ClientAuthenticationMethods.PrivateKeyJwt)
+        {
+            // A client that became public or moved to its own keys keeps no secret that would still authenticate it.
+            descriptor.ClientSecret = null;
         }
 
         descriptor.JsonWebKeySet = client.Jwks is { } jwks ? JsonWebKeySet.Create(jwks.GetRawText()) : null;
@@ -82,5 +90,87 @@ public static class ClientDescriptorMapper
         {
             descriptor.Permissions.Add(Permissions.Prefixes.Scope + scope);
         }
+    }
+
+    /// <summary>
+    /// The document of a stored client: what <see cref="Populate"/> wrote, read back. The secret (only its hash is
+    /// stored) is never part of it.
+    /// </summary>
+    public static ClientDocument ToDocument(OpenIddictApplicationDescriptor descriptor)
+    {
+        var permissions = descriptor.Permissions;
+        var grants = ClientDocumentValidator.SupportedGrantTypes
+            .Where(g => permissions.Contains(Permissions.Prefixes.GrantType + g))
+            .ToList();
+
+        return new ClientDocument
+        {
+            ClientId = descriptor.ClientId,
+            ClientName = descriptor.DisplayName,
+            RedirectUris = [.. descriptor.RedirectUris.Select(u => u.OriginalString)],
+            PostLogoutRedirectUris = [.. descriptor.PostLogoutRedirectUris.Select(u => u.OriginalString)],
+            GrantTypes = grants,
+            TokenEndpointAuthMethod = AuthMethodOf(descriptor),
+            Scope = string.Join(' ', permissions
+                .Where(p => p.StartsWith(Permissions.Prefixes.Scope, StringComparison.Ordinal))
+                .Select(p => p[Permissions.Prefixes.Scope.Length..])),
+            ConsentType = descriptor.ConsentType ?? ConsentTypes.Explicit,
+            ApplicationType = descriptor.ApplicationType ?? ApplicationTypes.Web,
+            Jwks = descriptor.JsonWebKeySet is { } jwks ? PublicJwks(jwks) : null,
+        };
+    }
+
+    private static string AuthMethodOf(OpenIddictApplicationDescriptor descriptor)
+    {
+        if (descriptor.Properties.TryGetValue(AuthMethodProperty, out var stored) && stored.ValueKind == JsonValueKind.String
+            && stored.GetString() is { Length: > 0 } method)
+        {
+            return method;
+        }
+
+        return descriptor.ClientType == ClientTypes.Public ? ClientAuthenticationMethods.None
+            : descriptor.JsonWebKeySet is not null ? ClientAuthenticationMethods.PrivateKeyJwt
+            : ClientAuthenticationMethods.ClientSecretBasic;
+    }
+
+    /// <summary>The public parameters of each key (RFC 7517/7518), so no private part could ever be echoed.</summary>
+    private static JsonElement PublicJwks(JsonWebKeySet set)
+    {
+        var keys = set.Keys.Select(key =>
+        {
+            var json = new Dictionary<string, object>(StringComparer.Ordinal);
+            void Add(string name, string? value)
+            {
+                if (!string.IsNullOrEmpty(value))
+                {
+                    json[name] = value;
+                }
+            }
+
+            Add("kty", key.Kty);
+            Add("use", key.Use);
+            Add("alg", key.Alg);
+            Add("kid", key.Kid);
+            Add("crv", key.Crv);
+            Add("n", key.N);
+            Add("e", key.E);
+            Add("x", key.X);
+            Add("y", key.Y);
+            Add("x5t", key.X5t);
+            Add("x5t#S256", key.X5tS256);
+            Add("x5u", key.X5u);
+            if (key.KeyOps.Count > 0)
+            {
+                json["key_ops"] = key.KeyOps.ToArray();
+            }
+
+            if (key.X5c.Count > 0)
+            {
+                json["x5c"] = key.X5c.ToArray();
+            }
+
+            return json;
+        }).ToArray();
+        return JsonSerializer.SerializeToElement(new { keys });
     }
 }

@@ -21,13 +21,13 @@ public sealed class ClientDocument
     public string? ClientName { get; set; }
 
     [JsonPropertyName("redirect_uris")]
-    public List<string> RedirectUris { get; set; } = [];
+    public List<string> RedirectUris { get; set => field = value ?? []; } = [];
 
     [JsonPropertyName("post_logout_redirect_uris")]
-    public List<string> PostLogoutRedirectUris { get; set; } = [];
+    public List<string> PostLogoutRedirectUris { get; set => field = value ?? []; } = [];
 
     [JsonPropertyName("grant_types")]
-    public List<string> GrantTypes { get; set; } = [];
+    public List<string> GrantTypes { get; set => field = value ?? []; } = [];
 
     [JsonPropertyName("token_endpoint_auth_method")]
     public string? TokenEndpointAuthMethod { get; set; }
@@ -47,7 +47,6 @@ public sealed class ClientDocument
 
     [JsonPropertyName("jwks_uri")]
     public string? JwksUri { get; set; }
-
 }
 
 /// <summary>A scope as configured in the seed or the admin API.</summary>
@@ -64,7 +63,7 @@ public sealed class ScopeDocument
     public string? Description { get; set; }
 
     [JsonPropertyName("resources")]
-    public List<string> Resources { get; set; } = [];
+    public List<string> Resources { get; set => field = value ?? []; } = [];
 }
 
 /// <summary>A user to create (or update) at start.</summary>
@@ -84,5 +83,5 @@ public sealed class UserSeedDocument
     public bool EmailVerified { get; set; }
 
     [JsonPropertyName("roles")]
-    public List<string> Roles { get; set; } = [];
+    public List<string> Roles { get; set => field = value ?? []; } = [];
 }

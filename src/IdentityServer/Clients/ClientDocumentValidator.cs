@@ -1,3 +1,5 @@
+using System.Text.Json;
+using Microsoft.IdentityModel.Tokens;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace IdentityServer.Clients;
@@ -11,7 +13,7 @@ public sealed record ClientDocumentError(string Error, string Field, string Desc
     public override string ToString() => $"{Field}: {Description}";
 }
 
-/// <summary>The rules every client document meets, wherever it comes from (seed, admin API).</summary>
+/// <summary>The rules every client document meets, wherever it comes from (seed, admin API, admin pages).</summary>
 public static class ClientDocumentValidator
 {
     public const string DeviceCodeGrant = GrantTypes.DeviceCode;
@@ -52,9 +54,15 @@ public static class ClientDocumentValidator
         {
             Metadata("client_id", "is required.");
         }
-        else if (client.ClientId.Length > 100 || client.ClientId.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+        else if (client.ClientId.Length > 100 || client.ClientId.Any(c => char.IsWhiteSpace(c) || char.IsControl(c) || ClientIdForbidden.Contains(c)))
         {
-            Metadata("client_id", "must be at most 100 characters with no spaces.");
+            // The client_id is part of admin URLs (/api/admin/clients/{client_id}), so no path or query delimiters.
+            Metadata("client_id", "must be at most 100 characters with no spaces and none of / \\ ? # %.");
+        }
+
+        if (client.ClientName is { Length: > 200 })
+        {
+            Metadata("client_name", "must be at most 200 characters.");
         }
 
         var method = client.TokenEndpointAuthMethod ?? ClientAuthenticationMethods.ClientSecretBasic;
@@ -75,9 +83,14 @@ public static class ClientDocumentValidator
             Metadata("client_secret", $"is required for token_endpoint_auth_method '{method}'.");
         }
 
-        if (!string.IsNullOrEmpty(client.ClientSecret) && client.ClientSecret.Length < 16)
+        if (!string.IsNullOrEmpty(client.ClientSecret) && client.ClientSecret.Length is < 16 or > 256)
         {
-            Metadata("client_secret", "must be at least 16 characters.");
+            Metadata("client_secret", "must be 16 to 256 characters.");
+        }
+
+        if (method == ClientAuthenticationMethods.PrivateKeyJwt && !string.IsNullOrEmpty(client.ClientSecret))
+        {
+            Metadata("client_secret", "a private_key_jwt client authenticates with its keys (jwks), not a secret.");
         }
 
         if (!string.IsNullOrEmpty(client.JwksUri))
@@ -88,6 +101,17 @@ public static class ClientDocumentValidator
         if (method == ClientAuthenticationMethods.PrivateKeyJwt && client.Jwks is null)
         {
             Metadata("jwks", "is required for token_endpoint_auth_method 'private_key_jwt'.");
+        }
+        else if (client.Jwks is { } jwks)
+        {
+            if (method != ClientAuthenticationMethods.PrivateKeyJwt)
+            {
+                Metadata("jwks", "is only used with token_endpoint_auth_method 'private_key_jwt'.");
+            }
+            else if (JwksProblem(jwks) is { } problem)
+            {
+                Metadata("jwks", problem);
+            }
         }
 
         if (client.GrantTypes.Count == 0)
@@ -103,6 +127,12 @@ public static class ClientDocumentValidator
         if (isPublic && client.GrantTypes.Contains(GrantTypes.ClientCredentials))
         {
             Metadata("grant_types", "a public client cannot use client_credentials.");
+        }
+
+        if (client.GrantTypes.Contains(GrantTypes.RefreshToken)
+            && !client.GrantTypes.Any(g => g is GrantTypes.AuthorizationCode or DeviceCodeGrant or TokenExchangeGrant))
+        {
+            Metadata("grant_types", "refresh_token needs a grant that issues refresh tokens (authorization_code or the device code grant).");
         }
 
         if (client.ConsentType is not null && !SupportedConsentTypes.Contains(client.ConsentType))
@@ -132,8 +162,65 @@ public static class ClientDocumentValidator
         return errors;
     }
 
+    /// <summary>
+    /// A JSON problem in a document (unknown field, wrong shape), as the RFC 7591 error naming the field, for
+    /// callers that read documents from JSON (the admin API).
+    /// </summary>
+    public static ClientDocumentError FromJsonException(JsonException e, string knownFields = "the RFC 7591 names, e.g. client_id, redirect_uris")
+    {
+        var field = e.Path?.TrimStart('$', '.') is { Length: > 0 } path ? path : "(document)";
+        return e.Message.Contains("could not be mapped", StringComparison.Ordinal)
+            ? new(ClientDocumentError.InvalidClientMetadata, field, $"is not a known field (fields: {knownFields}).")
+            : new(ClientDocumentError.InvalidClientMetadata, field, "has the wrong type or the JSON is malformed.");
+    }
+
+    private static readonly char[] ClientIdForbidden = ['/', '\\', '?', '#', '%'];
+
+    /// <summary>A key set must parse, hold at least one key, and carry public keys only (no private or symmetric parts).</summary>
+    private static string? JwksProblem(JsonElement jwks)
+    {
+        if (jwks.ValueKind != JsonValueKind.Object || !jwks.TryGetProperty("keys", out var keys) || keys.ValueKind != JsonValueKind.Array
+            || keys.GetArrayLength() == 0)
+        {
+            return "must be a JSON Web Key Set: an object with a non-empty 'keys' array.";
+        }
+
+        foreach (var key in keys.EnumerateArray())
+        {
+            if (key.ValueKind != JsonValueKind.Object)
+            {
+                return "each entry of 'keys' must be a JSON Web Key object.";
+            }
+
+            if (PrivateKeyParameters.Any(p => key.TryGetProperty(p, out _)))
+            {
+                return "must hold public keys only: remove the private parts (d, p, q, dp, dq, qi, k) and keep them on the client.";
+            }
+        }
+
+        try
+        {
+            var set = JsonWebKeySet.Create(jwks.GetRawText());
+            return set.Keys.Count == 0 || set.Keys.Any(k => k.Kty is not (JsonWebAlgorithmsKeyTypes.RSA or JsonWebAlgorithmsKeyTypes.EllipticCurve))
+                ? "keys must be RSA or EC public keys."
+                : null;
+        }
+        catch (Exception e) when (e is ArgumentException or JsonException or InvalidOperationException)
+        {
+            return "is not a valid JSON Web Key Set.";
+        }
+    }
+
+    private static readonly string[] PrivateKeyParameters = ["d", "p", "q", "dp", "dq", "qi", "k"];
+
     private static void CheckRedirectUris(List<string> uris, string field, bool isNative, List<ClientDocumentError> errors)
     {
+        if (uris.Count > 50)
+        {
+            errors.Add(new(ClientDocumentError.InvalidRedirectUri, field, "at most 50 are allowed."));
+            return;
+        }
+
         for (var i = 0; i < uris.Count; i++)
         {
             var problem = RedirectUriProblem(uris[i], isNative);
@@ -148,9 +235,9 @@ public static class ClientDocumentValidator
     /// Redirect URIs are absolute, have no fragment, and use https, except loopback http (native and development
     /// apps) and a native app's private-use scheme (reverse domain name, RFC 8252 section 7.1).
     /// </summary>
-    internal static string? RedirectUriProblem(string value, bool isNative)
+    internal static string? RedirectUriProblem(string? value, bool isNative)
     {
-        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri))
+        if (value is null || value.Length > 2000 || !Uri.TryCreate(value, UriKind.Absolute, out var uri))
         {
             return "is not an absolute URI.";
         }

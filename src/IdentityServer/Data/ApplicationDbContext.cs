@@ -1,4 +1,5 @@
 using IdentityServer.Accounts;
+using IdentityServer.Admin;
 using IdentityServer.Keys;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
 using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
@@ -18,6 +19,8 @@ public abstract class ApplicationDbContext(DbContextOptions options)
 
     public DbSet<StoredKey> StoredKeys => Set<StoredKey>();
 
+    public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
+
     protected override void OnModelCreating(ModelBuilder builder)
     {
         base.OnModelCreating(builder);
@@ -32,6 +35,7 @@ public abstract class ApplicationDbContext(DbContextOptions options)
             // One key per use and slot: two instances starting together cannot both create a key for the same slot.
             key.HasIndex(k => new { k.Use, k.Slot }).IsUnique();
         });
+        AuditEntry.Configure(builder);
     }
 }
 

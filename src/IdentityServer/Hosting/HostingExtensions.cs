@@ -91,7 +91,7 @@ public static class HostingExtensions
         // Never a stack trace to a client, in Development too: protocol endpoints answer OAuth error JSON,
         // pages the friendly error page with a request id; the details go to the log.
         app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = HandleExceptionAsync });
-        app.UseWhen(context => !ProtocolRoutes.IsProtocolApi(context.Request.Path),
+        app.UseWhen(context => !ProtocolRoutes.IsProtocolApi(context.Request.Path) && !context.Request.Path.StartsWithSegments("/api"),
             pages => pages.UseStatusCodePagesWithReExecute("/error", "?status={0}"));
 
         if (!app.Environment.IsDevelopment())

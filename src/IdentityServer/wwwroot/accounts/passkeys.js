@@ -44,7 +44,7 @@
   const fetchOptions = async (form) => {
     const token = form.querySelector("input[name=__RequestVerificationToken]").value;
     const response = await fetch(form.dataset.optionsUrl, {
-      method: "POST", credentials: "same-origin", headers: { "X-CSRF-TOKEN": token },
+      method: "POST", credentials: "same-origin", headers: { "RequestVerificationToken": token },
     });
     if (!response.ok) {
       throw new Error(`The server answered ${response.status}.`);

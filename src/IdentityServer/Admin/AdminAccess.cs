@@ -1,0 +1,132 @@
+using System.Security.Claims;
+using IdentityServer.Accounts;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Identity;
+using OpenIddict.Abstractions;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Admin;
+
+/// <summary>
+/// Who may administer: a bearer access token of this server with the admin scope (a machine client's; a person's
+/// only while that person is still an active admin), or the session cookie of a person in the admin role. Both
+/// are checked against the database on every request, so taking the role away takes effect at once.
+/// </summary>
+public sealed class AdminRequirement(bool allowBearer) : IAuthorizationRequirement
+{
+    public bool AllowBearer { get; } = allowBearer;
+}
+
+public sealed class AdminRequirementHandler(
+    UserManager<ApplicationUser> users,
+    IHttpContextAccessor http,
+    ILogger<AdminRequirementHandler> logger) : AuthorizationHandler<AdminRequirement>
+{
+    protected override async Task HandleRequirementAsync(AuthorizationHandlerContext context, AdminRequirement requirement)
+    {
+        var principal = context.User;
+        if (principal.Identity?.IsAuthenticated != true)
+        {
+            return;
+        }
+
+        var bearer = requirement.AllowBearer && http.HttpContext is { } request && AdminAccess.IsBearerRequest(request);
+        string? refusal;
+        if (bearer)
+        {
+            refusal = await CheckTokenAsync(principal);
+        }
+        else
+        {
+            var user = await users.GetUserAsync(principal);
+            refusal = user is null ? "unknown user" : await CheckPersonAsync(user);
+        }
+
+        if (refusal is null)
+        {
+            context.Succeed(requirement);
+            return;
+        }
+
+        logger.LogWarning(AdminEvents.AccessRefused, "Admin access refused for {Subject} ({Credential}): {Reason}",
+            principal.GetClaim(Claims.Subject) ?? principal.FindFirstValue(ClaimTypes.NameIdentifier) ?? "(none)",
+            bearer ? "bearer token" : "session cookie", refusal);
+    }
+
+    private async Task<string?> CheckTokenAsync(ClaimsPrincipal token)
+    {
+        if (!token.HasScope(AdminApi.Scope) || !token.HasAudience(AdminApi.Audience))
+        {
+            return $"the access token has no '{AdminApi.Scope}' scope for audience {AdminApi.Audience}";
+        }
+
+        var subject = token.GetClaim(Claims.Subject);
+        if (string.IsNullOrEmpty(subject))
+        {
+            return "the access token has no subject";
+        }
+
+        // A machine client's own token (client credentials): the client is its subject.
+        if (token.GetPresenters().Contains(subject))
+        {
+            return null;
+        }
+
+        // A person's token through a client allowed the admin scope: only while that person is an admin.
+        var user = await users.FindByIdAsync(subject);
+        return user is null ? "the token's user no longer exists" : await CheckPersonAsync(user);
+    }
+
+    private async Task<string?> CheckPersonAsync(ApplicationUser user)
+    {
+        if (await users.IsLockedOutAsync(user))
+        {
+            return "the user is locked out";
+        }
+
+        return await users.IsInRoleAsync(user, AdminApi.Role) ? null : $"the user is not in the '{AdminApi.Role}' role";
+    }
+}
+
+public static class AdminAccess
+{
+    public static bool IsBearerRequest(HttpContext context) =>
+        context.Request.Headers.Authorization.ToString().StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The actor of the current request, for the audit log.</summary>
+    public static AdminActor ActorOf(HttpContext context)
+    {
+        var principal = context.User;
+        if (IsBearerRequest(context))
+        {
+            var subject = principal.GetClaim(Claims.Subject) ?? "(unknown)";
+            var client = principal.GetPresenters().FirstOrDefault();
+            return client == subject
+                ? new AdminActor(AdminActor.ClientType, subject, principal.GetClaim(Claims.Name), null, context.TraceIdentifier)
+                : new AdminActor(AdminActor.UserType, subject, principal.GetClaim(Claims.PreferredUsername) ?? principal.GetClaim(Claims.Name),
+                    client, context.TraceIdentifier);
+        }
+
+        return new AdminActor(AdminActor.UserType, principal.FindFirstValue(ClaimTypes.NameIdentifier) ?? "(unknown)",
+            principal.Identity?.Name, null, context.TraceIdentifier);
+    }
+
+    /// <summary>
+    /// A change made with the session cookie must carry the antiforgery token (header <c>RequestVerificationToken</c>),
+    /// so that no other site can make an admin's browser change anything. Bearer tokens are not sent by browsers on
+    /// their own, so they need none.
+    /// </summary>
+    public static async ValueTask<object?> RequireAntiforgeryForCookies(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        if (!HttpMethods.IsGet(http.Request.Method) && !HttpMethods.IsHead(http.Request.Method) && !IsBearerRequest(http)
+            && !await http.RequestServices.GetRequiredService<IAntiforgery>().IsRequestValidAsync(http))
+        {
+            return AdminResults.Error(StatusCodes.Status400BadRequest, FieldError.InvalidRequest,
+                "A change made with the session cookie needs the antiforgery token in the RequestVerificationToken header; scripts use a bearer token instead.");
+        }
+
+        return await next(context);
+    }
+}

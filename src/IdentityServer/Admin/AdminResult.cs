@@ -1,0 +1,121 @@
+using System.Text.Json.Serialization;
+
+namespace IdentityServer.Admin;
+
+public enum AdminOutcome
+{
+    Ok,
+    Created,
+    NotFound,
+    Invalid,
+    Conflict,
+    PreconditionFailed,
+}
+
+/// <summary>A problem with one field of a request (the RFC 7591 error code for clients, invalid_request otherwise).</summary>
+public sealed record FieldError(
+    [property: JsonPropertyName("error")] string Error,
+    [property: JsonPropertyName("field")] string Field,
+    [property: JsonPropertyName("description")] string Description)
+{
+    public const string InvalidRequest = "invalid_request";
+
+    public static FieldError Request(string field, string description) => new(InvalidRequest, field, description);
+
+    public override string ToString() => Field.Length == 0 ? Description : $"{Field}: {Description}";
+}
+
+/// <summary>What an admin operation did, for the API (a status code) and the pages (a message or field errors) alike.</summary>
+public sealed class AdminResult<T>
+{
+    private AdminResult(AdminOutcome outcome, T? value, string? etag, IReadOnlyList<FieldError> errors)
+    {
+        Outcome = outcome;
+        Value = value;
+        ETag = etag;
+        Errors = errors;
+    }
+
+    public AdminOutcome Outcome { get; }
+
+    public T? Value { get; }
+
+    /// <summary>The entry's current entity tag (after the change), quoted as in an ETag header.</summary>
+    public string? ETag { get; }
+
+    public IReadOnlyList<FieldError> Errors { get; }
+
+    public bool Succeeded => Outcome is AdminOutcome.Ok or AdminOutcome.Created;
+
+    public static AdminResult<T> Ok(T value, string? etag = null) => new(AdminOutcome.Ok, value, etag, []);
+
+    public static AdminResult<T> Created(T value, string? etag = null) => new(AdminOutcome.Created, value, etag, []);
+
+    public static AdminResult<T> NotFound(string description) => new(AdminOutcome.NotFound, default, null, [new("not_found", "", description)]);
+
+    public static AdminResult<T> Invalid(IReadOnlyList<FieldError> errors) => new(AdminOutcome.Invalid, default, null, errors);
+
+    public static AdminResult<T> Invalid(string field, string description) => Invalid([FieldError.Request(field, description)]);
+
+    public static AdminResult<T> Conflict(FieldError error) => new(AdminOutcome.Conflict, default, null, [error]);
+
+    public static AdminResult<T> Conflict(string field, string description) => Conflict(new FieldError("conflict", field, description));
+
+    public static AdminResult<T> Stale(string? currentETag) => new(AdminOutcome.PreconditionFailed, default, currentETag,
+        [new("precondition_failed", "", "The entry was changed since it was read (its ETag no longer matches If-Match); read it again and reapply the change.")]);
+
+    /// <summary>The same failure for another result type.</summary>
+    public AdminResult<TOther> As<TOther>() => Succeeded
+        ? throw new InvalidOperationException("Only a failure can change its value type.")
+        : new(Outcome, default, ETag, Errors);
+}
+
+/// <summary>A page of a list.</summary>
+public sealed record PageOf<T>(
+    [property: JsonPropertyName("items")] IReadOnlyList<T> Items,
+    [property: JsonPropertyName("total")] int Total,
+    [property: JsonPropertyName("page")] int Page,
+    [property: JsonPropertyName("page_size")] int PageSize)
+{
+    public const int DefaultPageSize = 50;
+    public const int MaxPageSize = 200;
+
+    public int Pages => Math.Max(1, (Total + PageSize - 1) / PageSize);
+
+    public static (int Page, int PageSize) Normalize(int? page, int? pageSize) =>
+        (Math.Max(1, page ?? 1), Math.Clamp(pageSize ?? DefaultPageSize, 1, MaxPageSize));
+}
+
+/// <summary>Entity tags for optimistic concurrency: the stored concurrency token, quoted.</summary>
+public static class ETags
+{
+    public static string? Format(string? token) => token is null ? null : $"\"{token}\"";
+
+    /// <summary>
+    /// Whether an If-Match value allows a change to an entry whose tag is <paramref name="current"/>: no If-Match
+    /// (an unconditional change), <c>*</c>, or a list holding the current tag (weak or strong, as sent back).
+    /// </summary>
+    public static bool Matches(string? ifMatch, string? current)
+    {
+        if (string.IsNullOrWhiteSpace(ifMatch))
+        {
+            return true;
+        }
+
+        foreach (var candidate in ifMatch.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (candidate == "*")
+            {
+                return true;
+            }
+
+            var tag = candidate.StartsWith("W/", StringComparison.Ordinal) ? candidate[2..] : candidate;
+            if (current is not null && tag.Trim('"') == current)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}

@@ -1,0 +1,61 @@
+using Microsoft.AspNetCore.Mvc;
+
+namespace IdentityServer.Admin.Pages.Users;
+
+public sealed class EditModel(UserAdmin users) : AdminPageModel
+{
+    [BindProperty(SupportsGet = true)]
+    public string Id { get; set; } = string.Empty;
+
+    [BindProperty]
+    public UserForm Form { get; set; } = new();
+
+    public IReadOnlyList<string> Roles { get; private set; } = [];
+
+    public bool HasPassword { get; private set; }
+
+    public async Task<IActionResult> OnGetAsync(CancellationToken ct)
+    {
+        var result = await users.GetAsync(Id, ct);
+        if (!result.Succeeded)
+        {
+            return NotFound();
+        }
+
+        Form = UserForm.From(result.Value!, result.ETag);
+        HasPassword = result.Value!.HasPassword;
+        Roles = await users.RoleNamesAsync(ct);
+        return Page();
+    }
+
+    public async Task<IActionResult> OnPostAsync(CancellationToken ct)
+    {
+        Roles = await users.RoleNamesAsync(ct);
+        var current = await users.GetAsync(Id, ct);
+        if (!current.Succeeded)
+        {
+            return NotFound();
+        }
+
+        HasPassword = current.Value!.HasPassword;
+        Form.UserName = current.Value.UserName;
+        var (document, error) = Form.ToDocument();
+        var result = document is null ? AdminResult<UserView>.Invalid([error!]) : await users.UpdateAsync(Id, document, Form.ETag, Actor, ct);
+        switch (result.Outcome)
+        {
+            case AdminOutcome.Ok:
+                Notice = "Changes saved.";
+                return Redirect($"/admin/users/{Uri.EscapeDataString(Id)}");
+            case AdminOutcome.NotFound:
+                return NotFound();
+            case AdminOutcome.PreconditionFailed:
+                FormError = "Someone else changed this user after you opened it (or the user signed in and their record changed). " +
+                    "Nothing was saved; your edits are still in the form. Save again to apply them.";
+                Form.ETag = result.ETag ?? (await users.GetAsync(Id, ct)).ETag;
+                return Page();
+            default:
+                ShowFailure(result, UserForm.Fields);
+                return Page();
+        }
+    }
+}

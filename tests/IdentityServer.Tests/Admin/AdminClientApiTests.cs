@@ -1,0 +1,447 @@
+using System.Net;
+using System.Text.Json;
+using IdentityServer.Data;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.EntityFrameworkCore.Models;
+using static IdentityServer.Tests.Admin.AdminApiCalls;
+
+namespace IdentityServer.Tests.Admin;
+
+/// <summary>
+/// The clients of the admin API: create, read, list, replace, delete, rotate the secret; validation with RFC 7591
+/// errors; secrets never echoed (except a generated one, once); optimistic concurrency with ETag and If-Match.
+/// </summary>
+public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    [SkippableFact]
+    public async Task A_confidential_client_created_without_a_secret_gets_a_strong_generated_one_shown_only_once()
+    {
+        var admin = await AdminAsync(server);
+        var scope = await server.CreateScopeAsync(TestApi.NewAudience());
+        var clientId = Unique.Name("machine");
+
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(new
+        {
+            client_id = clientId,
+            client_name = "Nightly export",
+            grant_types = new[] { "client_credentials" },
+            scope,
+        }));
+
+        var body = await created.ExpectAsync(HttpStatusCode.Created);
+        Assert.Equal($"/api/admin/clients/{clientId}", created.Headers.Location?.OriginalString);
+        Assert.False(string.IsNullOrEmpty(ETagOf(created)));
+        var secret = body.GetProperty("client_secret").GetString()!;
+        Assert.Matches("^[A-Za-z0-9_-]{43}$", secret); // 256 bits, base64url
+        Assert.Equal("client_secret_basic", body.GetProperty("token_endpoint_auth_method").GetString());
+
+        var read = await (await admin.GetAsync(Path(ClientsUrl, clientId))).Content.ReadAsStringAsync();
+        var listed = await (await admin.GetAsync($"{ClientsUrl}?search={clientId}")).Content.ReadAsStringAsync();
+        Assert.DoesNotContain(secret, read);
+        Assert.DoesNotContain("client_secret\"", read);
+        Assert.DoesNotContain(secret, listed);
+        Assert.DoesNotContain("client_secret\"", listed);
+
+        // The secret works at once, and another secret of the same shape does not.
+        Assert.False(string.IsNullOrEmpty(await TokenAsync(server, clientId, secret, scope)));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await ClientCredentialsAsync(server, clientId, global::IdentityServer.Clients.ClientSecrets.Generate(), scope)).StatusCode);
+    }
+
+    [SkippableFact]
+    public async Task A_secret_the_admin_sends_is_stored_hashed_and_never_returned_or_audited()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("web");
+        var secret = $"my-own-secret-{Guid.NewGuid():N}";
+
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(new
+        {
+            client_id = clientId,
+            client_secret = secret,
+            grant_types = new[] { "authorization_code", "refresh_token" },
+            token_endpoint_auth_method = "client_secret_post",
+            redirect_uris = new[] { "https://web.example.com/signin-oidc" },
+            scope = "openid profile",
+        }));
+        var createdBody = await created.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+
+        string hash;
+        string audit;
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+            hash = (await db.Set<OpenIddictEntityFrameworkCoreApplication>().SingleAsync(a => a.ClientId == clientId)).ClientSecret!;
+            audit = string.Join("\n", await db.AuditEntries.Where(e => e.TargetId == clientId).Select(e => e.Before + e.After).ToListAsync());
+        }
+
+        Assert.NotEqual(secret, hash);
+        Assert.NotEmpty(audit);
+        var responses = new[]
+        {
+            createdBody,
+            await (await admin.GetAsync(Path(ClientsUrl, clientId))).Content.ReadAsStringAsync(),
+            await (await admin.GetAsync($"{ClientsUrl}?search={clientId}")).Content.ReadAsStringAsync(),
+            (await AuditForAsync(admin, "client", clientId)).ToString(),
+            audit,
+        };
+        foreach (var response in responses)
+        {
+            Assert.DoesNotContain(secret, response);
+            Assert.DoesNotContain(hash, response);
+            Assert.DoesNotContain("client_secret\"", response);
+        }
+    }
+
+    [SkippableFact]
+    public async Task A_client_reads_back_as_the_document_it_was_created_from_with_an_etag()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("native");
+        var document = new
+        {
+            client_id = clientId,
+            client_name = "Field app",
+            redirect_uris = new[] { "com.example.field:/callback", "http://127.0.0.1/callback" },
+            post_logout_redirect_uris = new[] { "com.example.field:/signed-out" },
+            grant_types = new[] { "authorization_code", "refresh_token" },
+            token_endpoint_auth_method = "none",
+            scope = "openid offline_access",
+            consent_type = "implicit",
+            application_type = "native",
+        };
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(document));
+        await created.ExpectAsync(HttpStatusCode.Created);
+
+        var read = await admin.GetAsync(Path(ClientsUrl, clientId));
+        var json = await read.ExpectAsync(HttpStatusCode.OK);
+
+        Assert.Equal(ETagOf(created), ETagOf(read));
+        Assert.Equal("no-store", read.Headers.CacheControl?.ToString());
+        Assert.Equal(clientId, json.GetProperty("client_id").GetString());
+        Assert.Equal("Field app", json.GetProperty("client_name").GetString());
+        Assert.Equal(document.redirect_uris, Strings(json, "redirect_uris"));
+        Assert.Equal(document.post_logout_redirect_uris, Strings(json, "post_logout_redirect_uris"));
+        Assert.Equal(document.grant_types, Strings(json, "grant_types"));
+        Assert.Equal("none", json.GetProperty("token_endpoint_auth_method").GetString());
+        Assert.Equal("openid offline_access", json.GetProperty("scope").GetString());
+        Assert.Equal("implicit", json.GetProperty("consent_type").GetString());
+        Assert.Equal("native", json.GetProperty("application_type").GetString());
+    }
+
+    [SkippableFact]
+    public async Task A_private_key_jwt_client_keeps_its_public_keys_and_never_a_secret()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("signed");
+        using var rsa = System.Security.Cryptography.RSA.Create(2048);
+        var key = rsa.ExportParameters(includePrivateParameters: false);
+        var jwk = new { kty = "RSA", use = "sig", kid = "k1", n = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(key.Modulus), e = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(key.Exponent) };
+
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(new
+        {
+            client_id = clientId,
+            grant_types = new[] { "client_credentials" },
+            token_endpoint_auth_method = "private_key_jwt",
+            jwks = new { keys = new[] { jwk } },
+        }));
+
+        var body = await created.ExpectAsync(HttpStatusCode.Created);
+        Assert.False(body.TryGetProperty("client_secret", out _));
+        var read = await admin.GetJsonAsync(Path(ClientsUrl, clientId));
+        Assert.Equal("private_key_jwt", read.GetProperty("token_endpoint_auth_method").GetString());
+        var stored = read.GetProperty("jwks").GetProperty("keys")[0];
+        Assert.Equal(jwk.n, stored.GetProperty("n").GetString());
+        Assert.Equal(jwk.kid, stored.GetProperty("kid").GetString());
+        Assert.False(stored.TryGetProperty("d", out _));
+        await (await admin.PostAsync(Path(ClientsUrl, clientId) + "/secret", null)).ExpectErrorAsync(HttpStatusCode.Conflict, "invalid_client_metadata");
+    }
+
+    [SkippableFact]
+    public async Task An_unknown_client_is_a_404_with_an_error_body()
+    {
+        var admin = await AdminAsync(server);
+        var missing = Unique.Name("missing");
+
+        await (await admin.GetAsync(Path(ClientsUrl, missing))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+        await (await admin.PutJsonAsync(Path(ClientsUrl, missing), Json(new { grant_types = new[] { "client_credentials" } })))
+            .ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+        await (await admin.DeleteAsync(Path(ClientsUrl, missing), null)).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+        await (await admin.PostAsync(Path(ClientsUrl, missing) + "/secret", null)).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+    }
+
+    [SkippableFact]
+    public async Task Clients_are_listed_by_client_id_or_name_a_page_at_a_time()
+    {
+        var admin = await AdminAsync(server);
+        var tag = Unique.Name("batch");
+        foreach (var i in new[] { 1, 2, 3 })
+        {
+            await (await admin.PostJsonAsync(ClientsUrl, Json(new { client_id = $"{tag}-{i}", grant_types = new[] { "client_credentials" } })))
+                .ExpectAsync(HttpStatusCode.Created);
+        }
+
+        var named = Unique.Name("named");
+        await (await admin.PostJsonAsync(ClientsUrl, Json(new { client_id = named, client_name = $"Payroll {tag.ToUpperInvariant()}", grant_types = new[] { "client_credentials" } })))
+            .ExpectAsync(HttpStatusCode.Created);
+
+        var first = await admin.GetJsonAsync($"{ClientsUrl}?search={tag}&page_size=2");
+        var second = await admin.GetJsonAsync($"{ClientsUrl}?search={tag}&page_size=2&page=2");
+
+        Assert.Equal(4, first.GetProperty("total").GetInt32());
+        Assert.Equal(2, first.GetProperty("page_size").GetInt32());
+        var ids = first.GetProperty("items").EnumerateArray().Concat(second.GetProperty("items").EnumerateArray())
+            .Select(c => c.GetProperty("client_id").GetString()).ToList();
+        Assert.Equal([$"{tag}-1", $"{tag}-2", $"{tag}-3", named], ids);
+        var byName = await admin.GetJsonAsync($"{ClientsUrl}?search=payroll%20{tag}");
+        Assert.Equal([named], byName.GetProperty("items").EnumerateArray().Select(c => c.GetProperty("client_id").GetString()));
+    }
+
+    [SkippableTheory]
+    [InlineData("""{"redirect_uris":["http://app.example.com/cb"],"grant_types":["authorization_code"],"token_endpoint_auth_method":"none"}""", "invalid_redirect_uri", "redirect_uris[0]")]
+    [InlineData("""{"redirect_uris":["https://app.example.com/cb#x"],"grant_types":["authorization_code"],"token_endpoint_auth_method":"none"}""", "invalid_redirect_uri", "redirect_uris[0]")]
+    [InlineData("""{"redirect_uris":["/callback"],"grant_types":["authorization_code"],"token_endpoint_auth_method":"none"}""", "invalid_redirect_uri", "redirect_uris[0]")]
+    [InlineData("""{"redirect_uris":["com.example.app:/cb"],"grant_types":["authorization_code"],"token_endpoint_auth_method":"none"}""", "invalid_redirect_uri", "redirect_uris[0]")]
+    [InlineData("""{"grant_types":["authorization_code"],"token_endpoint_auth_method":"none"}""", "invalid_redirect_uri", "redirect_uris")]
+    [InlineData("""{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}""", "invalid_client_metadata", "grant_types")]
+    [InlineData("""{"grant_types":["password"]}""", "invalid_client_metadata", "grant_types")]
+    [InlineData("""{"grant_types":["refresh_token"]}""", "invalid_client_metadata", "grant_types")]
+    [InlineData("""{"grant_types":[]}""", "invalid_client_metadata", "grant_types")]
+    [InlineData("""{"grant_types":["client_credentials"],"scope":"no-such-scope"}""", "invalid_client_metadata", "scope")]
+    [InlineData("""{"grant_types":["client_credentials"],"token_endpoint_auth_method":"tls_client_auth"}""", "invalid_client_metadata", "token_endpoint_auth_method")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_secret":"short"}""", "invalid_client_metadata", "client_secret")]
+    [InlineData("""{"grant_types":["client_credentials"],"consent_type":"sometimes"}""", "invalid_client_metadata", "consent_type")]
+    [InlineData("""{"grant_types":["client_credentials"],"application_type":"desktop"}""", "invalid_client_metadata", "application_type")]
+    [InlineData("""{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt"}""", "invalid_client_metadata", "jwks")]
+    [InlineData("""{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQAB"}]}}""", "invalid_client_metadata", "jwks")]
+    [InlineData("""{"grant_types":["client_credentials"],"jwks_uri":"https://keys.example.com"}""", "invalid_client_metadata", "jwks_uri")]
+    [InlineData("""{"grant_types":["client_credentials"],"colour":"blue"}""", "invalid_client_metadata", "colour")]
+    [InlineData("""{"grant_types":"client_credentials"}""", "invalid_client_metadata", "grant_types")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_id":"a/b"}""", "invalid_client_metadata", "client_id")]
+    public async Task An_invalid_client_document_is_refused_with_the_rfc_7591_error_naming_the_field(string json, string error, string field)
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("bad");
+        var document = json.Contains("\"client_id\"") ? json : json.Insert(1, $"\"client_id\":\"{clientId}\",");
+
+        var response = await admin.PostJsonAsync(ClientsUrl, document);
+
+        await response.ExpectErrorAsync(HttpStatusCode.BadRequest, error, field);
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Path(ClientsUrl, clientId))).StatusCode);
+    }
+
+    [SkippableFact]
+    public async Task A_body_that_is_not_json_is_refused_without_a_server_error()
+    {
+        var admin = await AdminAsync(server);
+
+        var form = await admin.PostAsync(ClientsUrl, new FormUrlEncodedContent(new Dictionary<string, string> { ["client_id"] = "x" }));
+        var broken = await admin.PostJsonAsync(ClientsUrl, "{\"client_id\": ");
+        var array = await admin.PostJsonAsync(ClientsUrl, "[]");
+
+        Assert.True(form.StatusCode == HttpStatusCode.UnsupportedMediaType, $"{form.StatusCode} {form.Headers.Location} {form.Headers}");
+        await form.ExpectErrorAsync(HttpStatusCode.UnsupportedMediaType, "invalid_request");
+        await broken.ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_client_metadata");
+        await array.ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_client_metadata");
+    }
+
+    [SkippableFact]
+    public async Task A_client_id_already_registered_is_a_conflict()
+    {
+        var admin = await AdminAsync(server);
+        var document = Json(new { client_id = Unique.Name("twice"), grant_types = new[] { "client_credentials" } });
+        await (await admin.PostJsonAsync(ClientsUrl, document)).ExpectAsync(HttpStatusCode.Created);
+
+        await (await admin.PostJsonAsync(ClientsUrl, document)).ExpectErrorAsync(HttpStatusCode.Conflict, "invalid_client_metadata");
+    }
+
+    [SkippableFact]
+    public async Task A_replace_with_the_current_etag_applies_and_a_stale_one_is_refused_without_losing_the_first_change()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("spa");
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(Spa(clientId, "https://one.example.com/cb")));
+        await created.ExpectAsync(HttpStatusCode.Created);
+        var original = ETagOf(created);
+
+        var first = await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "https://two.example.com/cb")), ifMatch: original);
+        var firstBody = await first.ExpectAsync(HttpStatusCode.OK);
+        Assert.NotEqual(original, ETagOf(first));
+        Assert.Equal(["https://two.example.com/cb"], Strings(firstBody, "redirect_uris"));
+
+        // A second admin who read the client before the first change tries to overwrite it.
+        var stale = await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "https://three.example.com/cb")), ifMatch: original);
+        await stale.ExpectErrorAsync(HttpStatusCode.PreconditionFailed, "precondition_failed");
+        Assert.Equal(ETagOf(first), ETagOf(stale));
+        var staleDelete = await admin.DeleteAsync(Path(ClientsUrl, clientId), original);
+        await staleDelete.ExpectErrorAsync(HttpStatusCode.PreconditionFailed, "precondition_failed");
+
+        var now = await admin.GetAsync(Path(ClientsUrl, clientId));
+        Assert.Equal(["https://two.example.com/cb"], Strings(await now.ExpectAsync(HttpStatusCode.OK), "redirect_uris"));
+        Assert.Equal(ETagOf(first), ETagOf(now));
+    }
+
+    [SkippableFact]
+    public async Task A_replace_cannot_rename_the_client_and_is_validated_like_a_creation()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("spa");
+        await (await admin.PostJsonAsync(ClientsUrl, Json(Spa(clientId, "https://one.example.com/cb")))).ExpectAsync(HttpStatusCode.Created);
+
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(Unique.Name("other"), "https://one.example.com/cb"))))
+            .ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_client_metadata", "client_id");
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "http://plain.example.com/cb"))))
+            .ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_redirect_uri", "redirect_uris[0]");
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), """{"grant_types":["authorization_code"],"redirect_uri":"https://x.example.com"}"""))
+            .ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_client_metadata", "redirect_uri");
+    }
+
+    [SkippableFact]
+    public async Task A_replace_without_a_secret_keeps_the_secret_and_a_client_made_confidential_gets_one_once()
+    {
+        var admin = await AdminAsync(server);
+        var scope = await server.CreateScopeAsync(TestApi.NewAudience());
+        var clientId = Unique.Name("machine");
+        var secret = (await (await admin.PostJsonAsync(ClientsUrl, Json(new { client_id = clientId, grant_types = new[] { "client_credentials" }, scope })))
+            .ExpectAsync(HttpStatusCode.Created)).GetProperty("client_secret").GetString()!;
+
+        var renamed = await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(new { client_name = "Renamed", grant_types = new[] { "client_credentials" }, scope }));
+        Assert.False((await renamed.ExpectAsync(HttpStatusCode.OK)).TryGetProperty("client_secret", out _));
+        Assert.False(string.IsNullOrEmpty(await TokenAsync(server, clientId, secret, scope)));
+
+        var publicId = Unique.Name("public");
+        await (await admin.PostJsonAsync(ClientsUrl, Json(Spa(publicId, "https://spa.example.com/cb")))).ExpectAsync(HttpStatusCode.Created);
+        var confidential = await admin.PutJsonAsync(Path(ClientsUrl, publicId), Json(new
+        {
+            grant_types = new[] { "authorization_code", "client_credentials" },
+            redirect_uris = new[] { "https://spa.example.com/cb" },
+            token_endpoint_auth_method = "client_secret_basic",
+            scope,
+        }));
+        var generated = (await confidential.ExpectAsync(HttpStatusCode.OK)).GetProperty("client_secret").GetString()!;
+        Assert.False(string.IsNullOrEmpty(await TokenAsync(server, publicId, generated, scope)));
+        Assert.DoesNotContain(generated, await (await admin.GetAsync(Path(ClientsUrl, publicId))).Content.ReadAsStringAsync());
+    }
+
+    [SkippableFact]
+    public async Task Rotating_the_secret_returns_a_new_one_once_and_the_old_one_stops_working()
+    {
+        var admin = await AdminAsync(server);
+        var scope = await server.CreateScopeAsync(TestApi.NewAudience());
+        var clientId = Unique.Name("machine");
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(new { client_id = clientId, grant_types = new[] { "client_credentials" }, scope }));
+        var old = (await created.ExpectAsync(HttpStatusCode.Created)).GetProperty("client_secret").GetString()!;
+
+        await (await admin.SendJsonAsync(HttpMethod.Post, Path(ClientsUrl, clientId) + "/secret", null, ifMatch: "\"stale\""))
+            .ExpectErrorAsync(HttpStatusCode.PreconditionFailed, "precondition_failed");
+        var rotated = await admin.SendJsonAsync(HttpMethod.Post, Path(ClientsUrl, clientId) + "/secret", null, ifMatch: ETagOf(created));
+        var body = await rotated.ExpectAsync(HttpStatusCode.OK);
+        var fresh = body.GetProperty("client_secret").GetString()!;
+
+        Assert.Equal(clientId, body.GetProperty("client_id").GetString());
+        Assert.Matches("^[A-Za-z0-9_-]{43}$", fresh);
+        Assert.NotEqual(old, fresh);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await ClientCredentialsAsync(server, clientId, old, scope)).StatusCode);
+        Assert.False(string.IsNullOrEmpty(await TokenAsync(server, clientId, fresh, scope)));
+        Assert.DoesNotContain(fresh, await (await admin.GetAsync(Path(ClientsUrl, clientId))).Content.ReadAsStringAsync());
+        Assert.DoesNotContain(fresh, (await AuditForAsync(admin, "client", clientId)).ToString());
+    }
+
+    [SkippableFact]
+    public async Task A_public_client_has_no_secret_to_rotate()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("spa");
+        await (await admin.PostJsonAsync(ClientsUrl, Json(Spa(clientId, "https://spa.example.com/cb")))).ExpectAsync(HttpStatusCode.Created);
+
+        await (await admin.PostAsync(Path(ClientsUrl, clientId) + "/secret", null))
+            .ExpectErrorAsync(HttpStatusCode.Conflict, "invalid_client_metadata");
+    }
+
+    [SkippableFact]
+    public async Task A_deleted_client_is_gone_with_its_secret()
+    {
+        var admin = await AdminAsync(server);
+        var scope = await server.CreateScopeAsync(TestApi.NewAudience());
+        var clientId = Unique.Name("machine");
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(new { client_id = clientId, grant_types = new[] { "client_credentials" }, scope }));
+        var secret = (await created.ExpectAsync(HttpStatusCode.Created)).GetProperty("client_secret").GetString()!;
+
+        var deleted = await admin.DeleteAsync(Path(ClientsUrl, clientId), ETagOf(created));
+
+        Assert.Equal(HttpStatusCode.NoContent, deleted.StatusCode);
+        await (await admin.GetAsync(Path(ClientsUrl, clientId))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await ClientCredentialsAsync(server, clientId, secret, scope)).StatusCode);
+        await (await admin.DeleteAsync(Path(ClientsUrl, clientId), null)).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+    }
+
+    [SkippableFact]
+    public async Task Every_client_change_is_audited_with_who_what_when_and_before_and_after()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("audited");
+        var started = DateTimeOffset.UtcNow.AddSeconds(-5);
+        await (await admin.PostJsonAsync(ClientsUrl, Json(Spa(clientId, "https://one.example.com/cb")))).ExpectAsync(HttpStatusCode.Created);
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "https://two.example.com/cb")))).ExpectAsync(HttpStatusCode.OK);
+        await (await admin.DeleteAsync(Path(ClientsUrl, clientId), null)).ExpectAsync(HttpStatusCode.NoContent);
+
+        var entries = (await AuditForAsync(admin, "client", clientId)).EnumerateArray().ToList();
+
+        Assert.Equal(["client.deleted", "client.updated", "client.created"], entries.Select(e => e.GetProperty("action").GetString()));
+        var adminClientId = entries[0].GetProperty("actor_id").GetString();
+        Assert.All(entries, e =>
+        {
+            Assert.Equal("client", e.GetProperty("actor_type").GetString());
+            Assert.Equal(adminClientId, e.GetProperty("actor_id").GetString());
+            Assert.InRange(e.GetProperty("occurred_at").GetDateTimeOffset(), started, DateTimeOffset.UtcNow.AddSeconds(5));
+            Assert.False(string.IsNullOrEmpty(e.GetProperty("request_id").GetString()));
+        });
+        var (deleted, updated, created) = (entries[0], entries[1], entries[2]);
+        Assert.False(created.TryGetProperty("before", out _));
+        Assert.Equal(["https://one.example.com/cb"], Strings(created.GetProperty("after"), "redirect_uris"));
+        Assert.Equal(["https://one.example.com/cb"], Strings(updated.GetProperty("before"), "redirect_uris"));
+        Assert.Equal(["https://two.example.com/cb"], Strings(updated.GetProperty("after"), "redirect_uris"));
+        Assert.Equal(clientId, deleted.GetProperty("before").GetProperty("client_id").GetString());
+        Assert.False(deleted.TryGetProperty("after", out _));
+    }
+
+    [SkippableFact]
+    public async Task The_audit_log_pages_back_from_the_newest_entries()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("paged");
+        await (await admin.PostJsonAsync(ClientsUrl, Json(Spa(clientId, "https://one.example.com/cb")))).ExpectAsync(HttpStatusCode.Created);
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "https://two.example.com/cb")))).ExpectAsync(HttpStatusCode.OK);
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "https://three.example.com/cb")))).ExpectAsync(HttpStatusCode.OK);
+
+        var first = await admin.GetJsonAsync($"{AuditUrl}?target_type=client&target_id={clientId}&limit=2");
+        var before = first.GetProperty("next_before").GetInt64();
+        var second = await admin.GetJsonAsync($"{AuditUrl}?target_type=client&target_id={clientId}&limit=2&before={before}");
+
+        Assert.Equal(2, first.GetProperty("items").GetArrayLength());
+        Assert.Equal(["client.created"], second.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("action").GetString()));
+        Assert.False(second.TryGetProperty("next_before", out _));
+        var ids = first.GetProperty("items").EnumerateArray().Concat(second.GetProperty("items").EnumerateArray()).Select(e => e.GetProperty("id").GetInt64()).ToList();
+        Assert.Equal(ids.OrderDescending(), ids);
+    }
+
+    internal static object Spa(string clientId, string redirectUri) => new
+    {
+        client_id = clientId,
+        grant_types = new[] { "authorization_code", "refresh_token" },
+        redirect_uris = new[] { redirectUri },
+        token_endpoint_auth_method = "none",
+        scope = "openid profile offline_access",
+    };
+
+    internal static string[] Strings(JsonElement json, string property) =>
+        [.. json.GetProperty(property).EnumerateArray().Select(e => e.GetString()!)];
+}
+
+public sealed class SqliteAdminClientApiTests(SqliteServerFixture server)
+    : AdminClientApiTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlAdminClientApiTests(PostgreSqlServerFixture server)
+    : AdminClientApiTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;
