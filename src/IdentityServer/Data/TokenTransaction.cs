@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using OpenIddict.Abstractions;
 using OpenIddict.Server;
 using OpenIddict.Server.AspNetCore;
 using static OpenIddict.Server.OpenIddictServerEvents;
@@ -30,7 +31,11 @@ public static class TokenTransaction
 
         public async ValueTask HandleAsync(ProcessSignInContext context)
         {
-            if (context.EndpointType == OpenIddictServerEndpointType.Token && db.Database.CurrentTransaction is null)
+            // Only grants that redeem something (a code, a refresh token, a device code) need the two writes to
+            // commit together; client credentials write one new entry and stay off the transaction (and so can be
+            // group-committed with other requests' entries).
+            if (context.EndpointType == OpenIddictServerEndpointType.Token && db.Database.CurrentTransaction is null
+                && context.Request is { } request && (request.IsAuthorizationCodeGrantType() || request.IsRefreshTokenGrantType() || request.IsDeviceCodeGrantType()))
             {
                 // On SQLite this is BEGIN IMMEDIATE: the write lock is taken now, so the transaction cannot fail
                 // later on a snapshot another writer has moved past.
