@@ -34,31 +34,11 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
     {
         if (options.Value.MigrateOnStartup)
         {
-            // On PostgreSQL, EF Core's migration lock lasts one migration's transaction, so two instances starting
-            // together could both apply the second of several migrations. A session lock covers the whole run.
-            var postgreSql = db.Database.IsNpgsql();
-            if (postgreSql)
+            var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
+            if (pending.Count > 0)
             {
-                await db.Database.OpenConnectionAsync(cancellationToken);
-                await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_lock({MigrationLockKey})", cancellationToken);
-            }
-
-            try
-            {
-                var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
-                if (pending.Count > 0)
-                {
-                    logger.LogInformation(DataEvents.Migrating, "Applying {Count} migration(s): {Migrations}", pending.Count, pending);
-                    await db.Database.MigrateAsync(cancellationToken);
-                }
-            }
-            finally
-            {
-                if (postgreSql)
-                {
-                    await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None);
-                    await db.Database.CloseConnectionAsync();
-                }
+                logger.LogInformation(DataEvents.Migrating, "Applying {Count} migration(s): {Migrations}", pending.Count, pending);
+                await MigrateAsync(db, cancellationToken);
             }
 
             if (db.Database.IsSqlite())
@@ -71,8 +51,30 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
         await keys.LoadAsync(db, cancellationToken);
     }
 
-    /// <summary>An arbitrary application-wide key for PostgreSQL's advisory lock around migrations.</summary>
-    private const long MigrationLockKey = 7_402_118_337;
+    /// <summary>
+    /// Instances starting together on one database may apply the same migration at once (the provider's migration
+    /// lock does not span several migrations): the loser's step fails and is rolled back. It then looks again and
+    /// applies whatever is still pending.
+    /// </summary>
+    private static async Task MigrateAsync(ApplicationDbContext db, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await db.Database.MigrateAsync(cancellationToken);
+                return;
+            }
+            catch (System.Data.Common.DbException) when (attempt < 5)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken);
+                if (!(await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
+                {
+                    return;
+                }
+            }
+        }
+    }
 
     private static bool IsConnectionFailure(Exception exception)
     {
