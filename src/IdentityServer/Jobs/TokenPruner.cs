@@ -34,6 +34,6 @@ public sealed class TokenPruner(
 
 public static class JobEvents
 {
-    public static readonly EventId TokensPruned = new(6001, nameof(TokensPruned));
-    public static readonly EventId PruningFailed = new(6002, nameof(PruningFailed));
+    public static readonly EventId TokensPruned = new(7001, nameof(TokensPruned));
+    public static readonly EventId PruningFailed = new(7002, nameof(PruningFailed));
 }
