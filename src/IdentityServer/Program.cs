@@ -6,6 +6,7 @@ using IdentityServer.Data;
 using IdentityServer.Hosting;
 using IdentityServer.Jobs;
 using IdentityServer.Keys;
+using IdentityServer.Performance;
 using Microsoft.Extensions.Options;
 
 try
@@ -19,6 +20,7 @@ try
         .AddAccounts()
         .AddClients()
         .AddAuthorizationServer()
+        .AddPerformance()
         .AddJobs();
 
     var app = builder.Build();

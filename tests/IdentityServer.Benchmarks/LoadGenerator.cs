@@ -31,6 +31,7 @@ public sealed record ScenarioResult(
     long Operations,
     long Errors,
     long PeakWorkingSetBytes,
+    double CeilingPerSecond,
     double? RatioToCeiling,
     double? TargetRatio,
     string? FirstError);
@@ -132,6 +133,7 @@ public static class LoadGenerator
             operations,
             errors.Sum(),
             peak,
+            ceiling,
             ceiling > 0 ? opsPerSecond / ceiling : null,
             scenario.TargetRatio,
             firstError);
