@@ -26,7 +26,8 @@ try
     var app = builder.Build();
     app.UseHosting();
     app.MapHosting()
-        .MapAuthorizationServer();
+        .MapAuthorizationServer()
+        .MapKeysAdmin();
     app.Run();
     return 0;
 }

@@ -34,11 +34,26 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
     {
         if (options.Value.MigrateOnStartup)
         {
-            var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
-            if (pending.Count > 0)
+            for (var attempt = 1; ; attempt++)
             {
+                var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
+                if (pending.Count == 0)
+                {
+                    break;
+                }
+
                 logger.LogInformation(DataEvents.Migrating, "Applying {Count} migration(s): {Migrations}", pending.Count, pending);
-                await db.Database.MigrateAsync(cancellationToken);
+                try
+                {
+                    await db.Database.MigrateAsync(cancellationToken);
+                    break;
+                }
+                catch (System.Data.Common.DbException) when (attempt < 3)
+                {
+                    // Instances starting together: the provider's migration lock may cover only one migration's
+                    // transaction, so another instance can apply the next one meanwhile. Ours rolled back: look again.
+                    logger.LogInformation(DataEvents.MigrationRetried, "Another instance migrated at the same time; checking again");
+                }
             }
 
             if (db.Database.IsSqlite())
@@ -92,4 +107,5 @@ public static class DataEvents
 {
     public static readonly EventId Migrating = new(1001, nameof(Migrating));
     public static readonly EventId SeedRetried = new(1002, nameof(SeedRetried));
+    public static readonly EventId MigrationRetried = new(1003, nameof(MigrationRetried));
 }
