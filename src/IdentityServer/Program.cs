@@ -7,6 +7,7 @@ using IdentityServer.Hosting;
 using IdentityServer.Jobs;
 using IdentityServer.Keys;
 using IdentityServer.Performance;
+using IdentityServer.Telemetry;
 using Microsoft.Extensions.Options;
 
 try
@@ -21,13 +22,15 @@ try
         .AddClients()
         .AddAuthorizationServer()
         .AddPerformance()
+        .AddTelemetry()
         .AddJobs();
 
     var app = builder.Build();
     app.UseHosting();
     app.MapHosting()
         .MapAuthorizationServer()
-        .MapKeysAdmin();
+        .MapKeysAdmin()
+        .MapTelemetry();
     app.Run();
     return 0;
 }

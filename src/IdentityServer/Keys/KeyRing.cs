@@ -33,8 +33,38 @@ public sealed class KeyRing(
     private readonly Dictionary<string, SigningCredentials> _parsed = new(StringComparer.Ordinal);
     private volatile Snapshot? _snapshot;
 
+    private long _version;
+
     /// <summary>Raised after the stored keys changed (a key created, activated early, or removed).</summary>
     public event Action? Changed;
+
+    /// <summary>Changes whenever the stored keys change; with <see cref="PublishedUntil"/>, what caches of the JWKS depend on.</summary>
+    public long Version => Interlocked.Read(ref _version);
+
+    /// <summary>
+    /// Until when the published set stays as it is now, unless <see cref="Version"/> changes: the next activation or
+    /// unpublication time (the JWKS and discovery can be served from memory until then).
+    /// </summary>
+    public DateTimeOffset PublishedUntil()
+    {
+        var snapshot = Current;
+        var now = clock.GetUtcNow();
+        var until = DateTimeOffset.MaxValue;
+        foreach (var key in snapshot.Signing)
+        {
+            if (key.ActivatesAt > now && key.ActivatesAt < until)
+            {
+                until = key.ActivatesAt;
+            }
+
+            if (key.RetiresAt + PublishedAfterRetirement is { } unpublished && unpublished > now && unpublished < until)
+            {
+                until = unpublished;
+            }
+        }
+
+        return until;
+    }
 
     private Snapshot Current => _snapshot ?? throw new InvalidOperationException("The key ring is used before the database initializer loaded it.");
 
@@ -213,6 +243,7 @@ public sealed class KeyRing(
         _snapshot = new Snapshot(loaded, certificate, internalKey, encryption, validation);
         if (previous is not null && !previous.Signing.Select(k => (k.Row.Id, k.ActivatesAt)).SequenceEqual(loaded.Select(k => (k.Row.Id, k.ActivatesAt))))
         {
+            Interlocked.Increment(ref _version);
             Changed?.Invoke();
         }
     }
