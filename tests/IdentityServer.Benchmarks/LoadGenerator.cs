@@ -32,6 +32,8 @@ public sealed record ScenarioResult(
     long Errors,
     long PeakWorkingSetBytes,
     double CeilingPerSecond,
+    double ServerCpuMillisecondsPerOperation,
+    double? CpuRatioToSignature,
     double? RatioToCeiling,
     double? TargetRatio,
     string? FirstError);
@@ -44,7 +46,7 @@ public sealed record ScenarioResult(
 public static class LoadGenerator
 {
     public static async Task<ScenarioResult> RunAsync(Scenario scenario, BenchmarkClient client, ServerUnderTest server,
-        int concurrency, TimeSpan warmup, TimeSpan duration, double ceiling)
+        int concurrency, TimeSpan warmup, TimeSpan duration, double ceiling, double signatureCpuMilliseconds)
     {
         using var stop = new CancellationTokenSource();
         var workers = new IWorker[concurrency];
@@ -62,17 +64,22 @@ public static class LoadGenerator
         string? firstError = null;
 
         var peak = 0L;
+        TimeSpan? cpuFrom = null;
+        var cpuTo = TimeSpan.Zero;
         var sampler = Task.Run(async () =>
         {
             while (Stopwatch.GetTimestamp() < measureTo)
             {
                 if (Stopwatch.GetTimestamp() >= measureFrom)
                 {
+                    cpuFrom ??= server.CpuTime();
                     peak = Math.Max(peak, server.WorkingSet());
                 }
 
                 await Task.Delay(50);
             }
+
+            cpuTo = server.CpuTime();
         });
 
         var tasks = new Task[concurrency];
@@ -123,6 +130,7 @@ public static class LoadGenerator
         var operations = all.LongLength;
         var seconds = duration.TotalSeconds;
         var opsPerSecond = operations / seconds;
+        var cpuPerOperation = operations == 0 ? 0 : (cpuTo - (cpuFrom ?? cpuTo)).TotalMilliseconds / operations;
         double Percentile(double p) => all.Length == 0 ? 0 : all[Math.Min(all.Length - 1, (int)Math.Ceiling(p * all.Length) - 1)] * 1000 / frequency;
         return new ScenarioResult(
             scenario.Name,
@@ -134,6 +142,8 @@ public static class LoadGenerator
             errors.Sum(),
             peak,
             ceiling,
+            cpuPerOperation,
+            cpuPerOperation > 0 ? signatureCpuMilliseconds / cpuPerOperation : null,
             ceiling > 0 ? opsPerSecond / ceiling : null,
             scenario.TargetRatio,
             firstError);

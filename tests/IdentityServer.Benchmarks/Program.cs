@@ -9,7 +9,7 @@ using IdentityServer.Benchmarks;
 using IdentityServer.Tests.Infrastructure;
 
 // dotnet run -c Release --project tests/IdentityServer.Benchmarks -- [--database sqlite|postgres] [--duration 10]
-//     [--concurrency 32] [--warmup 3] [--scenarios client_credentials,refresh_token,...] [--output benchmark-results]
+//     [--concurrency 32] [--warmup 10] [--scenarios client_credentials,refresh_token,...] [--output benchmark-results]
 //     [--set Section:Key=value ...]   (extra server settings, e.g. --set Performance:EntityCacheLifetime=0)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 var options = BenchmarkOptions.Parse(args);
@@ -45,6 +45,7 @@ Console.WriteLine($"Database: {database.Provider}, {options.Concurrency} connect
 var results = new List<ScenarioResult>();
 long peakOverall;
 double ceiling;
+double signatureCpu;
 await using (var server = ServerUnderTest.Start(settings))
 {
     using var client = new BenchmarkClient(server.BaseAddress, options.Concurrency, seed);
@@ -54,8 +55,8 @@ await using (var server = ServerUnderTest.Start(settings))
     // Measured with the server started and idle, and again right before each scenario: on a shared machine the
     // cores' speed varies over a run, and each scenario is compared with the ceiling of its own moment.
     Console.Write("RS256 signing ceiling ... ");
-    ceiling = SigningCeiling.Measure(TimeSpan.FromSeconds(3));
-    Console.WriteLine($"{ceiling:0} signatures/s on {Environment.ProcessorCount} threads");
+    (ceiling, signatureCpu) = SigningCeiling.Measure(TimeSpan.FromSeconds(3));
+    Console.WriteLine($"{ceiling:0} signatures/s on {Environment.ProcessorCount} threads, {signatureCpu:0.000} ms of CPU each");
 
     Scenario[] scenarios =
     [
@@ -68,11 +69,11 @@ await using (var server = ServerUnderTest.Start(settings))
     ];
     foreach (var scenario in scenarios.Where(s => options.Scenarios is null || options.Scenarios.Contains(s.Name.Split(' ')[0])))
     {
-        var moment = SigningCeiling.Measure(TimeSpan.FromSeconds(2));
+        var (moment, momentCpu) = SigningCeiling.Measure(TimeSpan.FromSeconds(2));
         Console.Write($"{scenario.Name} (ceiling now {moment:0}/s) ... ");
-        var result = await LoadGenerator.RunAsync(scenario, client, server, options.Concurrency, options.Warmup, options.Duration, moment);
+        var result = await LoadGenerator.RunAsync(scenario, client, server, options.Concurrency, options.Warmup, options.Duration, moment, momentCpu);
         results.Add(result);
-        Console.WriteLine($"{result.OperationsPerSecond:0}/s, p99 {result.P99Milliseconds:0.0} ms, {result.Errors} errors{(result.FirstError is null ? "" : $" (first: {Truncate(result.FirstError)})")}");
+        Console.WriteLine($"{result.OperationsPerSecond:0}/s, {result.ServerCpuMillisecondsPerOperation:0.000} CPU ms/op, p99 {result.P99Milliseconds:0.0} ms, {result.Errors} errors{(result.FirstError is null ? "" : $" (first: {Truncate(result.FirstError)})")}");
         if (server.HasExited)
         {
             throw new InvalidOperationException($"The server exited during {scenario.Name}:\n{server.Output}");
@@ -176,12 +177,12 @@ public sealed record BenchmarkOptions(string Database, TimeSpan Duration, TimeSp
 {
     public const string Usage =
         "usage: dotnet run -c Release --project tests/IdentityServer.Benchmarks -- [--database sqlite|postgres] [--duration 10] " +
-        "[--concurrency 32] [--warmup 3] [--scenarios discovery,jwks,client_credentials,introspection,refresh_token,sign-in] [--output benchmark-results] " +
+        "[--concurrency 32] [--warmup 10] [--scenarios discovery,jwks,client_credentials,introspection,refresh_token,sign-in] [--output benchmark-results] " +
         "[--set Section:Key=value ...]";
 
     public static BenchmarkOptions? Parse(string[] args)
     {
-        var options = new BenchmarkOptions("sqlite", TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(3), 32, null, "benchmark-results", []);
+        var options = new BenchmarkOptions("sqlite", TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10), 32, null, "benchmark-results", []);
         for (var i = 0; i < args.Length; i++)
         {
             var value = i + 1 < args.Length ? args[i + 1] : null;
@@ -275,7 +276,8 @@ public sealed class BenchmarkDatabase : IAsyncDisposable
 /// </summary>
 public static class SigningCeiling
 {
-    public static double Measure(TimeSpan duration)
+    /// <summary>Signatures per second on all cores, and the CPU time one signature costs (for the CPU-based ratio).</summary>
+    public static (double PerSecond, double CpuMilliseconds) Measure(TimeSpan duration)
     {
         var payload = Encoding.UTF8.GetBytes(new string('x', 600));
         using var warm = RSA.Create(2048);
@@ -286,6 +288,7 @@ public static class SigningCeiling
 
         var threads = Environment.ProcessorCount;
         var counts = new long[threads];
+        var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var stopwatch = Stopwatch.StartNew();
         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, index =>
         {
@@ -299,7 +302,8 @@ public static class SigningCeiling
 
             counts[index] = count;
         });
-        return counts.Sum() / stopwatch.Elapsed.TotalSeconds;
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
+        return (counts.Sum() / stopwatch.Elapsed.TotalSeconds, cpu.TotalMilliseconds / Math.Max(1, counts.Sum()));
     }
 }
 
@@ -335,16 +339,18 @@ public sealed record BenchmarkReport(
         text.AppendLine($"{Machine.Cores} cores ({Machine.Cpu}), {Database}, concurrency {Concurrency}, {DurationSeconds:0} s per scenario, {Timestamp:yyyy-MM-dd}");
         text.AppendLine($"RS256 signing ceiling: {SigningCeilingPerSecond:0}/s at the start (each scenario is compared with the ceiling measured just before it)");
         text.AppendLine();
-        text.AppendLine("| scenario | operations/s | ceiling/s | × ceiling | target | p50 ms | p99 ms | errors | server peak WS MB |");
-        text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        text.AppendLine("| scenario | operations/s | ceiling/s | × ceiling | target | p50 ms | p99 ms | errors | server peak WS MB | server CPU ms/op | × signature CPU |");
+        text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var s in Scenarios)
         {
             var ratio = s.RatioToCeiling is { } r ? $"{r:0.00}" : "";
             var target = s.TargetRatio is { } t ? $"≥ {t:0.##}{(s.RatioToCeiling >= t ? " ✓" : " ✗")}" : "";
-            text.AppendLine($"| {s.Name} | {s.OperationsPerSecond:0} | {s.CeilingPerSecond:0} | {ratio} | {target} | {s.P50Milliseconds:0.0} | {s.P99Milliseconds:0.0} | {s.Errors} | {s.PeakWorkingSetBytes / 1048576.0:0} |");
+            text.AppendLine($"| {s.Name} | {s.OperationsPerSecond:0} | {s.CeilingPerSecond:0} | {ratio} | {target} | {s.P50Milliseconds:0.0} | {s.P99Milliseconds:0.0} | {s.Errors} | {s.PeakWorkingSetBytes / 1048576.0:0} | {s.ServerCpuMillisecondsPerOperation:0.000} | {s.CpuRatioToSignature:0.00} |");
         }
 
         text.AppendLine();
+        text.AppendLine("× ceiling: operations/s over RS256 signatures/s measured just before, the load generator sharing the cores. " +
+            "× signature CPU: one signature's CPU time over the server's CPU time per operation (load generator and other processes excluded).");
         text.AppendLine($"Server peak working set over the run (VmHWM): {ServerPeakWorkingSetBytes / 1048576.0:0} MB (budget 250 MB). " +
             $"Cold start to the first token: {ColdStartMilliseconds:0} ms (budget 2000 ms).");
         return text.ToString();

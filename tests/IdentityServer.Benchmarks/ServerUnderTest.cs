@@ -68,6 +68,22 @@ public sealed class ServerUnderTest : IAsyncDisposable
     /// <summary>The largest resident set the process has had so far (VmHWM), in bytes.</summary>
     public long PeakWorkingSet() => ReadStatus("VmHWM:");
 
+    /// <summary>CPU time the process has used so far (user + system, from /proc/&lt;pid&gt;/stat).</summary>
+    public TimeSpan CpuTime()
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            // Fields 14 and 15 of the file (utime, stime) are 11 and 12 after the command name, in clock ticks of 1/100 s.
+            return TimeSpan.FromSeconds((long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0);
+        }
+        catch (IOException)
+        {
+            return TimeSpan.Zero;
+        }
+    }
+
     /// <summary>The resident set now (VmRSS), in bytes.</summary>
     public long WorkingSet() => ReadStatus("VmRSS:");
 
