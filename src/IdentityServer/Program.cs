@@ -7,6 +7,8 @@ using IdentityServer.Data;
 using IdentityServer.Hosting;
 using IdentityServer.Jobs;
 using IdentityServer.Keys;
+using IdentityServer.Performance;
+using IdentityServer.Telemetry;
 using Microsoft.Extensions.Options;
 
 try
@@ -21,13 +23,17 @@ try
         .AddClients()
         .AddAuthorizationServer()
         .AddAdmin()
+        .AddPerformance()
+        .AddTelemetry()
         .AddJobs();
 
     var app = builder.Build();
     app.UseHosting();
     app.MapHosting()
         .MapAuthorizationServer()
-        .MapAdmin();
+        .MapAdmin()
+        .MapKeysAdmin()
+        .MapTelemetry();
     app.Run();
     return 0;
 }

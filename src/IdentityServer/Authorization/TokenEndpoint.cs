@@ -16,33 +16,36 @@ public static class TokenEndpoint
 {
     public static IEndpointRouteBuilder MapTokenEndpoint(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapPost(ProtocolRoutes.Token, ExchangeAsync).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
+        endpoints.MapPost(ProtocolRoutes.Token, (Delegate)ExchangeAsync).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
         return endpoints;
     }
 
-    private static async Task<IResult> ExchangeAsync(
-        HttpContext context,
-        IOpenIddictApplicationManager applications,
-        UserManager<ApplicationUser> users,
-        SignInManager<ApplicationUser> signInManager,
-        UserPrincipalFactory principals,
-        ILoggerFactory loggers)
+    /// <remarks>
+    /// Services are resolved per grant, not as handler parameters: a machine client's token must not pay for building
+    /// ASP.NET Core Identity's user and sign-in managers it never uses (measured: the largest cost after the signature).
+    /// </remarks>
+    private static async Task<IResult> ExchangeAsync(HttpContext context)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict server request cannot be retrieved.");
-        var logger = loggers.CreateLogger(typeof(TokenEndpoint));
+        var services = context.RequestServices;
 
         if (request.IsClientCredentialsGrantType())
         {
+            var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
             var application = await applications.FindByClientIdAsync(request.ClientId!, context.RequestAborted)
                 ?? throw new InvalidOperationException("The authenticated client no longer exists.");
-            var principal = await principals.CreateForClientAsync(request.ClientId!,
+            var principal = await services.GetRequiredService<UserPrincipalFactory>().CreateForClientAsync(request.ClientId!,
                 await applications.GetDisplayNameAsync(application, context.RequestAborted), request.GetScopes(), context.RequestAborted);
             return Results.SignIn(principal, authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
         }
 
         if (request.IsAuthorizationCodeGrantType() || request.IsRefreshTokenGrantType() || request.IsDeviceCodeGrantType())
         {
+            var users = services.GetRequiredService<UserManager<ApplicationUser>>();
+            var signInManager = services.GetRequiredService<SignInManager<ApplicationUser>>();
+            var principals = services.GetRequiredService<UserPrincipalFactory>();
+            var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(TokenEndpoint));
             var granted = (await context.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)).Principal;
             var user = granted?.GetClaim(Claims.Subject) is { } subject ? await users.FindByIdAsync(subject) : null;
             if (granted is null || user is null || !await signInManager.CanSignInAsync(user) || await users.IsLockedOutAsync(user))

@@ -12,8 +12,11 @@ namespace IdentityServer.Authorization;
 /// The one place that turns a user into the principal tokens are made from: which claims, for which scopes,
 /// and whether each goes into the access token, the id token, or both.
 /// </summary>
-public sealed class UserPrincipalFactory(UserManager<ApplicationUser> users, IOpenIddictScopeManager scopes)
+public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictScopeManager scopes)
 {
+    /// <summary>Resolved on first use: a machine client's principal needs no user manager (it is costly to build).</summary>
+    private UserManager<ApplicationUser> users => services.GetRequiredService<UserManager<ApplicationUser>>();
+
     /// <summary>Claims that describe the user, replaced with current values whenever tokens are refreshed.</summary>
     private static readonly ImmutableHashSet<string> UserClaimTypes = [
         Claims.Name, Claims.PreferredUsername, Claims.Email, Claims.EmailVerified, Claims.Role,

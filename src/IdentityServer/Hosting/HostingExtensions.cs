@@ -3,6 +3,8 @@ using System.Net;
 using System.Text.Json;
 using IdentityServer.Authorization;
 using IdentityServer.Data;
+using IdentityServer.Performance;
+using IdentityServer.Telemetry;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Cors.Infrastructure;
 using Microsoft.AspNetCore.Diagnostics;
@@ -82,6 +84,7 @@ public static class HostingExtensions
 
     public static WebApplication UseHosting(this WebApplication app)
     {
+        app.UseEndpointMetrics();
         var hosting = app.Configuration.GetSection(HostingOptions.Section).Get<HostingOptions>() ?? new HostingOptions();
         if (hosting.TlsTerminatedByProxy)
         {
@@ -100,6 +103,7 @@ public static class HostingExtensions
         }
 
         app.UseSecurityHeaders();
+        app.UseProtocolDocumentCache();
         app.UseStaticFiles();
         app.UseRouting();
         app.UseCors();

@@ -6,13 +6,16 @@ public sealed class StoredKey
     public const string SigningUse = "sig";
     public const string EncryptionUse = "enc";
 
+    /// <summary>The symmetric key that signs the tokens only this server reads (codes, refresh tokens, device codes).</summary>
+    public const string InternalSigningUse = "mac";
+
     /// <summary>The key id (<c>kid</c>) published in the JWKS.</summary>
     public required string Id { get; set; }
 
     /// <summary><see cref="SigningUse"/> or <see cref="EncryptionUse"/>.</summary>
     public required string Use { get; set; }
 
-    /// <summary>The JOSE algorithm the key serves (RS256 for signing, A256KW for encryption).</summary>
+    /// <summary>The JOSE algorithm the key serves (RS256 or ES256 for signing, HS256 for internal signing, A256KW for encryption).</summary>
     public required string Algorithm { get; set; }
 
     /// <summary>Which generation of keys this one belongs to; unique per use, so racing instances create one key each slot.</summary>
@@ -22,4 +25,10 @@ public sealed class StoredKey
     public required string ProtectedKey { get; set; }
 
     public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>
+    /// For a signing key: when it starts signing (it is published from <see cref="CreatedAt"/>). It signs until the next
+    /// slot's key activates. Null for keys created before rotation existed: active since <see cref="CreatedAt"/>.
+    /// </summary>
+    public DateTimeOffset? ActivatesAt { get; set; }
 }

@@ -20,11 +20,14 @@ public sealed class PostgreSqlCluster : IAsyncDisposable
     private readonly string _folder;
     private readonly string _bin;
 
-    private PostgreSqlCluster(string bin, string folder, int port)
+    private readonly bool _durable;
+
+    private PostgreSqlCluster(string bin, string folder, int port, bool durable)
     {
         _bin = bin;
         _folder = folder;
         Port = port;
+        _durable = durable;
     }
 
     public int Port { get; }
@@ -36,7 +39,11 @@ public sealed class PostgreSqlCluster : IAsyncDisposable
     /// <summary>One cluster for the whole test run; each fixture makes its own database in it.</summary>
     public static Task<PostgreSqlCluster> SharedAsync() => SharedCluster.Value;
 
-    public static async Task<PostgreSqlCluster> StartAsync()
+    /// <summary>
+    /// Starts a new cluster. Tests run it with fsync off (throwaway data); <paramref name="durable"/> keeps fsync on,
+    /// as the benchmark needs so that a commit costs what it costs in production.
+    /// </summary>
+    public static async Task<PostgreSqlCluster> StartAsync(bool durable = false)
     {
         var bin = BinDirectory ?? throw new InvalidOperationException(InstallHint);
         var folder = Path.Combine(Path.GetTempPath(), $"idsrv-pg-{Guid.NewGuid():N}");
@@ -47,7 +54,7 @@ public sealed class PostgreSqlCluster : IAsyncDisposable
         }
 
         await RunAsync(Path.Combine(bin, "initdb"), ["-D", Path.Combine(folder, "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
-        var cluster = new PostgreSqlCluster(bin, folder, FreePort());
+        var cluster = new PostgreSqlCluster(bin, folder, FreePort(), durable);
         await cluster.StartServerAsync();
         return cluster;
     }
@@ -86,7 +93,7 @@ public sealed class PostgreSqlCluster : IAsyncDisposable
     public Task StartServerAsync() => RunAsync(Path.Combine(_bin, "pg_ctl"),
     [
         "-D", Path.Combine(_folder, "data"), "-l", Path.Combine(_folder, "server.log"), "-w", "-t", "60",
-        "-o", $"-p {Port} -k {_folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300", "start",
+        "-o", $"-p {Port} -k {_folder} -c listen_addresses=127.0.0.1 -c fsync={(_durable ? "on" : "off")} -c max_connections=300", "start",
     ]);
 
     public Task StopServerAsync(string mode = "fast") =>

@@ -151,6 +151,9 @@ namespace IdentityServer.Data.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
+                    b.Property<DateTimeOffset?>("ActivatesAt")
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("Algorithm")
                         .IsRequired()
                         .HasMaxLength(16)

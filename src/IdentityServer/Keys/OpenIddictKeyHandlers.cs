@@ -1,0 +1,126 @@
+using System.Security.Cryptography;
+using Microsoft.IdentityModel.Tokens;
+using OpenIddict.Server;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+using static OpenIddict.Server.OpenIddictServerEvents;
+using static OpenIddict.Server.OpenIddictServerHandlers;
+
+namespace IdentityServer.Keys;
+
+/// <summary>
+/// OpenIddict builds its options (and reads their signing credentials) once; these handlers make it use the key ring
+/// as it is at the moment of each request instead, so keys rotate without a restart.
+/// </summary>
+public static class OpenIddictKeyHandlers
+{
+    public static OpenIddictServerBuilder UseKeyRing(this OpenIddictServerBuilder server) => server
+        .AddEventHandler<GenerateTokenContext>(handler => handler.UseSingletonHandler<SignWithCurrentKey>()
+            .SetOrder(Protection.AttachSecurityCredentials.Descriptor.Order + 500).SetType(OpenIddictServerHandlerType.Custom))
+        .AddEventHandler<ValidateTokenContext>(handler => handler.UseSingletonHandler<ValidateWithStoredKeys>()
+            .SetOrder(Protection.ResolveTokenValidationParameters.Descriptor.Order + 500).SetType(OpenIddictServerHandlerType.Custom))
+        .RemoveEventHandler(Discovery.AttachSigningKeys.Descriptor)
+        .AddEventHandler<HandleJsonWebKeySetRequestContext>(handler => handler.UseSingletonHandler<PublishKeyRing>()
+            .SetOrder(Discovery.AttachSigningKeys.Descriptor.Order).SetType(OpenIddictServerHandlerType.Custom))
+        .AddEventHandler<HandleConfigurationRequestContext>(handler => handler.UseSingletonHandler<AdvertiseKeyRingAlgorithms>()
+            .SetOrder(Discovery.AttachSigningAlgorithms.Descriptor.Order + 500).SetType(OpenIddictServerHandlerType.Custom));
+
+    /// <summary>
+    /// Access and id tokens (read by others, validated against the JWKS) are signed with the active key; the tokens only
+    /// this server reads (codes, refresh tokens, device and user codes, pushed requests) with the internal HMAC key.
+    /// </summary>
+    public sealed class SignWithCurrentKey(KeyRing keys) : IOpenIddictServerHandler<GenerateTokenContext>
+    {
+        public ValueTask HandleAsync(GenerateTokenContext context)
+        {
+            context.SigningCredentials = context.TokenType switch
+            {
+                TokenTypeIdentifiers.Private.AuthorizationCode or TokenTypeIdentifiers.RefreshToken or TokenTypeIdentifiers.Private.DeviceCode
+                    or TokenTypeIdentifiers.Private.UserCode or TokenTypeIdentifiers.Private.RequestToken => keys.InternalSigningCredentials,
+                _ => keys.ActiveSigningCredentials,
+            };
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    /// <summary>Our own tokens validate against every stored key (not client assertions, which use the client's keys).</summary>
+    public sealed class ValidateWithStoredKeys(KeyRing keys) : IOpenIddictServerHandler<ValidateTokenContext>
+    {
+        public ValueTask HandleAsync(ValidateTokenContext context)
+        {
+            if (context.TokenValidationParameters is { } parameters
+                && !(context.ValidTokenTypes.Count == 1 && context.ValidTokenTypes.Contains(TokenTypeIdentifiers.Private.ClientAssertion)))
+            {
+                parameters.IssuerSigningKeys = keys.ValidationKeys;
+            }
+
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    /// <summary>The JWKS: the public parts of the published signing keys, never a private or symmetric key.</summary>
+    public sealed class PublishKeyRing(KeyRing keys) : IOpenIddictServerHandler<HandleJsonWebKeySetRequestContext>
+    {
+        public ValueTask HandleAsync(HandleJsonWebKeySetRequestContext context)
+        {
+            foreach (var credentials in keys.Published())
+            {
+                if (ToPublicJwk(credentials) is { } jwk)
+                {
+                    context.Keys.Add(jwk);
+                }
+            }
+
+            return ValueTask.CompletedTask;
+        }
+
+        private static JsonWebKey? ToPublicJwk(SigningCredentials credentials)
+        {
+            var jwk = new JsonWebKey { Use = JsonWebKeyUseNames.Sig, Alg = credentials.Algorithm, Kid = credentials.Kid };
+            switch (credentials.Key)
+            {
+                case X509SecurityKey { PublicKey: RSA rsa } x509:
+                    AddRsa(jwk, rsa.ExportParameters(false));
+                    jwk.X5t = Base64UrlEncoder.Encode(x509.Certificate.GetCertHash());
+                    jwk.X5c.Add(Convert.ToBase64String(x509.Certificate.RawData));
+                    return jwk;
+                case RsaSecurityKey { Rsa: { } rsa }:
+                    AddRsa(jwk, rsa.ExportParameters(false));
+                    return jwk;
+                case RsaSecurityKey key:
+                    AddRsa(jwk, key.Parameters);
+                    return jwk;
+                case ECDsaSecurityKey { ECDsa: { } ecdsa }:
+                    var parameters = ecdsa.ExportParameters(false);
+                    jwk.Kty = JsonWebAlgorithmsKeyTypes.EllipticCurve;
+                    jwk.Crv = JsonWebKeyECTypes.P256;
+                    jwk.X = Base64UrlEncoder.Encode(parameters.Q.X);
+                    jwk.Y = Base64UrlEncoder.Encode(parameters.Q.Y);
+                    return jwk;
+                default:
+                    return null;
+            }
+        }
+
+        private static void AddRsa(JsonWebKey jwk, RSAParameters parameters)
+        {
+            jwk.Kty = JsonWebAlgorithmsKeyTypes.RSA;
+            jwk.N = Base64UrlEncoder.Encode(parameters.Modulus);
+            jwk.E = Base64UrlEncoder.Encode(parameters.Exponent);
+        }
+    }
+
+    /// <summary>Discovery names the algorithms of the published keys (RS256, and ES256 once such a key exists).</summary>
+    public sealed class AdvertiseKeyRingAlgorithms(KeyRing keys) : IOpenIddictServerHandler<HandleConfigurationRequestContext>
+    {
+        public ValueTask HandleAsync(HandleConfigurationRequestContext context)
+        {
+            context.IdTokenSigningAlgorithms.Clear();
+            foreach (var credentials in keys.Published())
+            {
+                context.IdTokenSigningAlgorithms.Add(credentials.Algorithm);
+            }
+
+            return ValueTask.CompletedTask;
+        }
+    }
+}

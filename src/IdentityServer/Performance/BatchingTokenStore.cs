@@ -1,0 +1,122 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Options;
+using OpenIddict.EntityFrameworkCore;
+using OpenIddict.EntityFrameworkCore.Models;
+
+namespace IdentityServer.Performance;
+
+/// <summary>
+/// OpenIddict's EF Core token store, except that new token entries are written by the group-commit
+/// <see cref="TokenWriteQueue"/> instead of each request's own SaveChanges, and a new entry's client and authorization
+/// are recorded by id rather than loaded from the database first. Everything else (reads, redemption, revocation,
+/// pruning) is the stock store.
+/// </summary>
+public sealed class BatchingTokenStore(
+    IMemoryCache cache,
+    IOpenIddictEntityFrameworkCoreContext context,
+    IOptionsMonitor<OpenIddictEntityFrameworkCoreOptions> options,
+    TokenWriteQueue writer,
+    Microsoft.Extensions.Options.IOptions<PerformanceOptions> performance)
+    : OpenIddictEntityFrameworkCoreTokenStore(cache, context, options)
+{
+    /// <summary>The client and authorization ids of entries not yet written (their navigations are not loaded).</summary>
+    private static readonly ConditionalWeakTable<OpenIddictEntityFrameworkCoreToken, Owners> NewEntries = [];
+
+    public override async ValueTask<OpenIddictEntityFrameworkCoreToken> InstantiateAsync(CancellationToken cancellationToken)
+    {
+        var token = await base.InstantiateAsync(cancellationToken);
+        NewEntries.AddOrUpdate(token, new Owners());
+        return token;
+    }
+
+    public override async ValueTask CreateAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(token);
+        var owners = NewEntries.TryGetValue(token, out var known) ? known : new Owners();
+        var db = await Context.GetDbContextAsync(cancellationToken);
+        if (db.Database.CurrentTransaction is not null || !performance.Value.GroupCommitTokenWrites)
+        {
+            // Inside a caller's transaction the entry must be part of it: the stock path.
+            await LoadOwnersAsync(token, owners, cancellationToken);
+            await base.CreateAsync(token, cancellationToken);
+            return;
+        }
+
+        await writer.InsertAsync(token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id, cancellationToken);
+        owners.Written = true;
+    }
+
+    public override ValueTask SetApplicationIdAsync(OpenIddictEntityFrameworkCoreToken token, string? identifier, CancellationToken cancellationToken)
+    {
+        if (IsNew(token) && token.Application is null)
+        {
+            NewEntries.GetOrCreateValue(token).ApplicationId = string.IsNullOrEmpty(identifier) ? null : identifier;
+            return ValueTask.CompletedTask;
+        }
+
+        return base.SetApplicationIdAsync(token, identifier, cancellationToken);
+    }
+
+    public override ValueTask SetAuthorizationIdAsync(OpenIddictEntityFrameworkCoreToken token, string? identifier, CancellationToken cancellationToken)
+    {
+        if (IsNew(token) && token.Authorization is null)
+        {
+            NewEntries.GetOrCreateValue(token).AuthorizationId = string.IsNullOrEmpty(identifier) ? null : identifier;
+            return ValueTask.CompletedTask;
+        }
+
+        return base.SetAuthorizationIdAsync(token, identifier, cancellationToken);
+    }
+
+    public override ValueTask<string?> GetApplicationIdAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken) =>
+        token.Application is null && NewEntries.TryGetValue(token, out var owners) && owners.ApplicationId is not null
+            ? ValueTask.FromResult<string?>(owners.ApplicationId)
+            : base.GetApplicationIdAsync(token, cancellationToken);
+
+    public override ValueTask<string?> GetAuthorizationIdAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken) =>
+        token.Authorization is null && NewEntries.TryGetValue(token, out var owners) && owners.AuthorizationId is not null
+            ? ValueTask.FromResult<string?>(owners.AuthorizationId)
+            : base.GetAuthorizationIdAsync(token, cancellationToken);
+
+    /// <summary>
+    /// An entry created in this request and updated again (reference tokens get their payload after creation): load
+    /// its client and authorization now, so the update keeps the foreign keys the writer stored.
+    /// </summary>
+    public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
+    {
+        if (NewEntries.TryGetValue(token, out var owners))
+        {
+            await LoadOwnersAsync(token, owners, cancellationToken);
+        }
+
+        await base.UpdateAsync(token, cancellationToken);
+    }
+
+    private async ValueTask LoadOwnersAsync(OpenIddictEntityFrameworkCoreToken token, Owners owners, CancellationToken cancellationToken)
+    {
+        if (token.Application is null && owners.ApplicationId is not null)
+        {
+            await base.SetApplicationIdAsync(token, owners.ApplicationId, cancellationToken);
+        }
+
+        if (token.Authorization is null && owners.AuthorizationId is not null)
+        {
+            await base.SetAuthorizationIdAsync(token, owners.AuthorizationId, cancellationToken);
+        }
+
+        NewEntries.Remove(token);
+    }
+
+    /// <summary>Instantiated by this store and not yet written (entities get their id when instantiated, so the id cannot tell).</summary>
+    private static bool IsNew(OpenIddictEntityFrameworkCoreToken token) => NewEntries.TryGetValue(token, out var owners) && !owners.Written;
+
+    private sealed class Owners
+    {
+        public string? ApplicationId { get; set; }
+
+        public string? AuthorizationId { get; set; }
+
+        public bool Written { get; set; }
+    }
+}

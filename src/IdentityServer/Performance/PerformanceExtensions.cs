@@ -1,0 +1,36 @@
+using IdentityServer.Data;
+using Microsoft.EntityFrameworkCore;
+using OpenIddict.EntityFrameworkCore.Models;
+
+namespace IdentityServer.Performance;
+
+public static class PerformanceExtensions
+{
+    /// <summary>
+    /// What keeps the token endpoint from waiting on the database or a slow hash: process-wide caches of clients and
+    /// scopes, remembered secret verifications, group commit of new token entries, and on SQLite one in-process
+    /// writer at a time. Call after <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers and token store).
+    /// </summary>
+    public static WebApplicationBuilder AddPerformance(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<PerformanceOptions>().BindConfiguration(PerformanceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddSingleton(typeof(SnapshotCache<>));
+        builder.Services.AddSingleton<SecretVerificationCache>();
+        builder.Services.AddSingleton<TokenWriteQueue>();
+
+        builder.Services.AddOpenIddict().AddCore(core => core
+            .ReplaceApplicationManager<OpenIddictEntityFrameworkCoreApplication, CachingApplicationManager>()
+            .ReplaceScopeManager<OpenIddictEntityFrameworkCoreScope, CachingScopeManager>()
+            .ReplaceTokenStore<OpenIddictEntityFrameworkCoreToken, BatchingTokenStore>());
+
+        var serialize = builder.Configuration.GetValue($"{PerformanceOptions.Section}:{nameof(PerformanceOptions.SerializeSqliteWrites)}", true);
+        if (serialize && DataExtensions.ReadProvider(builder.Configuration) == DatabaseProvider.Sqlite)
+        {
+            builder.Services.AddSingleton<SqliteWriteGate>();
+            builder.Services.ConfigureDbContext<SqliteApplicationDbContext>((services, options) =>
+                options.AddInterceptors(services.GetRequiredService<SqliteWriteGate>()));
+        }
+
+        return builder;
+    }
+}

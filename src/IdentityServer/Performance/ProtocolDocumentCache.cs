@@ -1,0 +1,100 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using IdentityServer.Authorization;
+using IdentityServer.Keys;
+using Microsoft.Net.Http.Headers;
+
+namespace IdentityServer.Performance;
+
+/// <summary>
+/// The discovery document and the JWKS change only with the keys (and the configuration, which needs a restart), so
+/// they are produced by OpenIddict once per issuer address and served from memory until the published keys change,
+/// with <c>Cache-Control</c> and a strong <c>ETag</c> (a matching <c>If-None-Match</c> gets 304). Requests with an
+/// <c>Origin</c> (CORS) or a query string take the normal path.
+/// </summary>
+public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, TimeProvider clock)
+{
+    /// <summary>How long clients and proxies may keep the documents. A new key is published two days before it signs.</summary>
+    public const string CacheControl = "public, max-age=3600";
+
+    private const int Capacity = 32;
+    private readonly ConcurrentDictionary<string, Document> _documents = new(StringComparer.Ordinal);
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var request = context.Request;
+        if (!(HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method))
+            || !(request.Path == ProtocolRoutes.Discovery || request.Path == ProtocolRoutes.Jwks)
+            || request.QueryString.HasValue || request.Headers.ContainsKey(HeaderNames.Origin))
+        {
+            await next(context);
+            return;
+        }
+
+        // The issuer (and every endpoint in discovery) follows the address the request came to.
+        var key = $"{request.Scheme}://{request.Host}{request.PathBase}{request.Path}";
+        var version = keys.Version;
+        var now = clock.GetUtcNow();
+        if (_documents.TryGetValue(key, out var document) && document.Version == version && now < document.ValidUntil)
+        {
+            await WriteAsync(context, document);
+            return;
+        }
+
+        var original = context.Response.Body;
+        using var buffer = new MemoryStream();
+        context.Response.Body = buffer;
+        try
+        {
+            await next(context);
+        }
+        finally
+        {
+            context.Response.Body = original;
+        }
+
+        if (context.Response.StatusCode != StatusCodes.Status200OK)
+        {
+            buffer.Position = 0;
+            await buffer.CopyToAsync(original, context.RequestAborted);
+            return;
+        }
+
+        var body = buffer.ToArray();
+        document = new Document(body, context.Response.ContentType ?? "application/json;charset=UTF-8",
+            $"\"{Convert.ToBase64String(SHA256.HashData(body), 0, 16).TrimEnd('=')}\"", version, keys.PublishedUntil());
+        if (_documents.Count < Capacity || _documents.ContainsKey(key))
+        {
+            _documents[key] = document;
+        }
+
+        context.Response.Headers.Remove(HeaderNames.Pragma);
+        context.Response.Headers.Remove(HeaderNames.Expires);
+        await WriteAsync(context, document);
+    }
+
+    private static Task WriteAsync(HttpContext context, Document document)
+    {
+        var response = context.Response;
+        response.Headers.CacheControl = CacheControl;
+        response.Headers.ETag = document.ETag;
+        if (context.Request.Headers.IfNoneMatch.ToString() is { Length: > 0 } match
+            && match.Split(',').Any(tag => tag.Trim() == document.ETag || tag.Trim() == "*"))
+        {
+            response.StatusCode = StatusCodes.Status304NotModified;
+            return Task.CompletedTask;
+        }
+
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = document.ContentType;
+        response.ContentLength = document.Body.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(document.Body, context.RequestAborted).AsTask();
+    }
+
+    private sealed record Document(byte[] Body, string ContentType, string ETag, long Version, DateTimeOffset ValidUntil);
+}
+
+public static class ProtocolDocumentCacheExtensions
+{
+    public static IApplicationBuilder UseProtocolDocumentCache(this IApplicationBuilder app) => app.UseMiddleware<ProtocolDocumentCache>();
+}

@@ -1,0 +1,59 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+
+namespace IdentityServer.Performance;
+
+/// <summary>
+/// A small process-wide cache of immutable snapshots with a lifetime, for entities read on every request (clients,
+/// scopes). Callers get copies, never the cached instance. Bounded: when full it starts over.
+/// </summary>
+public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeProvider clock) where T : class
+{
+    private const int Capacity = 10_000;
+    private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+
+    public bool Enabled => options.Value.EntityCacheLifetime > TimeSpan.Zero;
+
+    public bool TryGet(string key, out T value)
+    {
+        if (_entries.TryGetValue(key, out var entry) && entry.ExpiresAt > clock.GetUtcNow())
+        {
+            value = entry.Value;
+            return true;
+        }
+
+        value = null!;
+        return false;
+    }
+
+    public void Set(string key, T value)
+    {
+        if (!Enabled)
+        {
+            return;
+        }
+
+        if (_entries.Count >= Capacity)
+        {
+            _entries.Clear();
+        }
+
+        _entries[key] = new Entry(value, clock.GetUtcNow() + options.Value.EntityCacheLifetime);
+    }
+
+    /// <summary>Removes every entry whose value matches (e.g. the same entity id under any key).</summary>
+    public void RemoveWhere(Func<T, bool> predicate)
+    {
+        foreach (var (key, entry) in _entries)
+        {
+            if (predicate(entry.Value))
+            {
+                _entries.TryRemove(key, out _);
+            }
+        }
+    }
+
+    public void Clear() => _entries.Clear();
+
+    private sealed record Entry(T Value, DateTimeOffset ExpiresAt);
+}

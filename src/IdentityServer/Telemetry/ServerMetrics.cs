@@ -1,0 +1,61 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace IdentityServer.Telemetry;
+
+/// <summary>
+/// The server's own instruments (meter <c>IdentityServer</c>). Every tag has a bounded set of values. One meter for the
+/// process, never disposed: instruments of one name from several hosts in a process (tests) would otherwise stop each
+/// other's streams when a host shuts down.
+/// </summary>
+public sealed class ServerMetrics
+{
+    public const string MeterName = "IdentityServer";
+
+    private static readonly HashSet<string> KnownGrantTypes = new(StringComparer.Ordinal)
+    {
+        GrantTypes.AuthorizationCode, GrantTypes.RefreshToken, GrantTypes.ClientCredentials, GrantTypes.DeviceCode,
+        GrantTypes.TokenExchange, GrantTypes.Password, GrantTypes.Implicit,
+    };
+
+    private static readonly Meter Meter = new(MeterName);
+    private static readonly Counter<long> TokensIssued = Meter.CreateCounter<long>("identityserver.tokens.issued", "{token}",
+        "Tokens issued by the token endpoint, by grant type, client and token type.");
+
+    private static readonly Counter<long> TokenErrors = Meter.CreateCounter<long>("identityserver.token.errors", "{response}",
+        "Error responses of the token endpoint, by OAuth error code and grant type.");
+
+    private static readonly Counter<long> SignIns = Meter.CreateCounter<long>("identityserver.sign_ins", "{attempt}",
+        "Password sign-ins on the login page, by result (success, failure, locked_out).");
+
+    private static readonly Counter<long> PrunedRows = Meter.CreateCounter<long>("identityserver.pruned", "{row}",
+        "Rows removed by the pruning job, by kind (token, authorization).");
+
+    private static readonly Histogram<double> EndpointDuration = Meter.CreateHistogram<double>("identityserver.endpoint.duration", "s",
+        "Time to answer a request, by protocol endpoint or page.",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+
+    public void TokenIssued(string? grantType, string? clientId, string tokenType) =>
+        TokensIssued.Add(1, new TagList { { "grant_type", GrantType(grantType) }, { "client_id", clientId ?? "" }, { "token_type", tokenType } });
+
+    public void TokenError(string error, string? grantType) =>
+        TokenErrors.Add(1, new TagList { { "error", error }, { "grant_type", GrantType(grantType) } });
+
+    public void SignIn(string result) => SignIns.Add(1, new KeyValuePair<string, object?>("result", result));
+
+    public void Pruned(string kind, long count)
+    {
+        if (count > 0)
+        {
+            PrunedRows.Add(count, new KeyValuePair<string, object?>("kind", kind));
+        }
+    }
+
+    public void EndpointAnswered(string endpoint, int statusCode, double seconds) =>
+        EndpointDuration.Record(seconds, new TagList { { "endpoint", endpoint }, { "http.response.status_code", statusCode } });
+
+    /// <summary>Unknown grant types (anyone can send any string) are counted as <c>other</c>.</summary>
+    private static string GrantType(string? grantType) =>
+        grantType is null ? "" : KnownGrantTypes.Contains(grantType) ? grantType : "other";
+}

@@ -1,0 +1,151 @@
+using System.Diagnostics;
+
+namespace IdentityServer.Benchmarks;
+
+/// <summary>One client's repeated operation (one or more HTTP requests); per-worker state lives in the implementation.</summary>
+public interface IWorker
+{
+    /// <summary>Runs the operation once; returns null on success, or what went wrong.</summary>
+    Task<string?> RunOnceAsync(CancellationToken cancellationToken);
+}
+
+public abstract class Scenario
+{
+    public abstract string Name { get; }
+
+    /// <summary>HTTP requests one operation makes (a sign-in is an authorize and a token request).</summary>
+    public virtual int RequestsPerOperation => 1;
+
+    /// <summary>The target, as a multiple of the RS256 signing ceiling (null: no target).</summary>
+    public abstract double? TargetRatio { get; }
+
+    public abstract Task<IWorker> CreateWorkerAsync(BenchmarkClient client, CancellationToken cancellationToken);
+}
+
+public sealed record ScenarioResult(
+    string Name,
+    double OperationsPerSecond,
+    double RequestsPerSecond,
+    double P50Milliseconds,
+    double P99Milliseconds,
+    long Operations,
+    long Errors,
+    long PeakWorkingSetBytes,
+    double CeilingPerSecond,
+    double ServerCpuMillisecondsPerOperation,
+    double? CpuRatioToSignature,
+    double? RatioToCeiling,
+    double? TargetRatio,
+    string? FirstError);
+
+/// <summary>
+/// A closed-loop load generator: <c>concurrency</c> workers, each sending its next operation as soon as the last
+/// one answered, over keep-alive connections. Warms up first; then counts operations that complete within the
+/// measured window, with their latency, and samples the server's resident set meanwhile.
+/// </summary>
+public static class LoadGenerator
+{
+    public static async Task<ScenarioResult> RunAsync(Scenario scenario, BenchmarkClient client, ServerUnderTest server,
+        int concurrency, TimeSpan warmup, TimeSpan duration, double ceiling, double signatureCpuMilliseconds)
+    {
+        using var stop = new CancellationTokenSource();
+        var workers = new IWorker[concurrency];
+        for (var i = 0; i < concurrency; i++)
+        {
+            workers[i] = await scenario.CreateWorkerAsync(client, stop.Token);
+        }
+
+        var frequency = (double)Stopwatch.Frequency;
+        var start = Stopwatch.GetTimestamp();
+        var measureFrom = start + (long)(warmup.TotalSeconds * frequency);
+        var measureTo = measureFrom + (long)(duration.TotalSeconds * frequency);
+        var latencies = new List<long>[concurrency];
+        var errors = new long[concurrency];
+        string? firstError = null;
+
+        var peak = 0L;
+        TimeSpan? cpuFrom = null;
+        var cpuTo = TimeSpan.Zero;
+        var sampler = Task.Run(async () =>
+        {
+            while (Stopwatch.GetTimestamp() < measureTo)
+            {
+                if (Stopwatch.GetTimestamp() >= measureFrom)
+                {
+                    cpuFrom ??= server.CpuTime();
+                    peak = Math.Max(peak, server.WorkingSet());
+                }
+
+                await Task.Delay(50);
+            }
+
+            cpuTo = server.CpuTime();
+        });
+
+        var tasks = new Task[concurrency];
+        for (var i = 0; i < concurrency; i++)
+        {
+            var index = i;
+            latencies[index] = new List<long>(16384);
+            tasks[index] = Task.Run(async () =>
+            {
+                var worker = workers[index];
+                while (true)
+                {
+                    var began = Stopwatch.GetTimestamp();
+                    if (began >= measureTo)
+                    {
+                        return;
+                    }
+
+                    string? error;
+                    try
+                    {
+                        error = await worker.RunOnceAsync(stop.Token);
+                    }
+                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException)
+                    {
+                        error = $"{e.GetType().Name}: {e.Message}";
+                    }
+
+                    var ended = Stopwatch.GetTimestamp();
+                    if (began >= measureFrom && ended <= measureTo)
+                    {
+                        latencies[index].Add(ended - began);
+                        if (error is not null)
+                        {
+                            errors[index]++;
+                            Interlocked.CompareExchange(ref firstError, error, null);
+                        }
+                    }
+                }
+            });
+        }
+
+        await Task.WhenAll(tasks);
+        await sampler;
+
+        var all = latencies.SelectMany(l => l).ToArray();
+        Array.Sort(all);
+        var operations = all.LongLength;
+        var seconds = duration.TotalSeconds;
+        var opsPerSecond = operations / seconds;
+        var cpuPerOperation = operations == 0 ? 0 : (cpuTo - (cpuFrom ?? cpuTo)).TotalMilliseconds / operations;
+        double Percentile(double p) => all.Length == 0 ? 0 : all[Math.Min(all.Length - 1, (int)Math.Ceiling(p * all.Length) - 1)] * 1000 / frequency;
+        return new ScenarioResult(
+            scenario.Name,
+            opsPerSecond,
+            opsPerSecond * scenario.RequestsPerOperation,
+            Percentile(0.50),
+            Percentile(0.99),
+            operations,
+            errors.Sum(),
+            peak,
+            ceiling,
+            cpuPerOperation,
+            cpuPerOperation > 0 ? signatureCpuMilliseconds / cpuPerOperation : null,
+            ceiling > 0 ? opsPerSecond / ceiling : null,
+            scenario.TargetRatio,
+            firstError);
+    }
+}

@@ -1,0 +1,293 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using IdentityServer.Data;
+using IdentityServer.Keys;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace IdentityServer.Tests.Keys;
+
+/// <summary>A clock the test moves: the server's <see cref="TimeProvider"/>, so a rotation takes no real time.</summary>
+public sealed class TestClock(DateTimeOffset start) : TimeProvider
+{
+    private DateTimeOffset _now = start;
+
+    public override DateTimeOffset GetUtcNow() => _now;
+
+    public void Advance(TimeSpan by) => _now += by;
+}
+
+/// <summary>
+/// Signing keys rotate by themselves (defaults: published 2 days ahead, signing for 90 days, retired keys published for
+/// the access token lifetime of 1 hour plus a margin of 1 day), every instance agrees through the database, and an
+/// operator can list the keys and rotate at once. Each test runs servers of its own on a fresh database.
+/// </summary>
+public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixture : ServerFixture
+{
+    private const string ClientId = "rotation-machine";
+    private const string ClientSecret = "rotation-machine-secret-123";
+    private static readonly TimeSpan Minute = TimeSpan.FromMinutes(1);
+
+    private async Task<Dictionary<string, string?>> FreshDatabaseAsync()
+    {
+        if (fixture.UnavailableReason is { } reason)
+        {
+            throw new SkipException(reason);
+        }
+
+        string connectionString;
+        if (fixture.Provider == DatabaseProvider.PostgreSql)
+        {
+            connectionString = await (await PostgreSqlCluster.SharedAsync()).CreateDatabaseAsync();
+        }
+        else
+        {
+            var folder = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(folder);
+            connectionString = $"Data Source={Path.Combine(folder, "identity.db")}";
+        }
+
+        return new()
+        {
+            ["Database:Provider"] = fixture.Provider.ToString(),
+            ["ConnectionStrings:IdentityServer"] = connectionString,
+            ["Seed:Clients:0:client_id"] = ClientId,
+            ["Seed:Clients:0:client_secret"] = ClientSecret,
+            ["Seed:Clients:0:grant_types:0"] = "client_credentials",
+        };
+    }
+
+    private static Server Start(Dictionary<string, string?> settings, TestClock clock)
+    {
+        var root = new TestServerFactory(settings);
+        var factory = root.WithWebHostBuilder(web => web.ConfigureTestServices(services => services.AddSingleton<TimeProvider>(clock)));
+        _ = factory.Server;
+        return new Server(root, factory);
+    }
+
+    private sealed class Server(TestServerFactory root, WebApplicationFactory<Program> factory) : IAsyncDisposable
+    {
+        public IServiceProvider Services => factory.Services;
+
+        public KeyRing Keys => factory.Services.GetRequiredService<KeyRing>();
+
+        public HttpMessageHandler Handler => factory.Server.CreateHandler();
+
+        public HttpClient CreateClient() => factory.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
+
+        public async Task<string[]> PublishedKeyIdsAsync() =>
+            [.. (await JwksAsync()).Keys.Select(k => k.Kid).Order()];
+
+        public async Task<JsonWebKeySet> JwksAsync()
+        {
+            var http = CreateClient();
+            return new JsonWebKeySet(await http.GetStringAsync(await HttpProtocol.EndpointAsync(http, "jwks_uri")));
+        }
+
+        public async Task<string> TokenAsync()
+        {
+            var response = await HttpProtocol.ClientCredentialsAsync(CreateClient(), ClientId, ClientSecret);
+            var json = await OAuth.ReadJsonAsync(response);
+            Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
+            return json.GetProperty("access_token").GetString()!;
+        }
+
+        /// <summary>Whether a relying party holding this server's JWKS accepts the token's signature (the clock is the test's, so lifetime is not checked).</summary>
+        public async Task<bool> AcceptsAsync(string token)
+        {
+            var result = await new JsonWebTokenHandler().ValidateTokenAsync(token, new TokenValidationParameters
+            {
+                IssuerSigningKeys = (await JwksAsync()).GetSigningKeys(),
+                ValidateIssuer = false,
+                ValidateAudience = false,
+                ValidateLifetime = false,
+                RequireSignedTokens = true,
+            });
+            return result.IsValid;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await factory.DisposeAsync();
+            await root.DisposeAsync();
+        }
+    }
+
+    private static string KeyIdOf(string token) => Jwt.Header(token).GetProperty("kid").GetString()!;
+
+    [SkippableFact]
+    public async Task A_new_key_is_published_ahead_signs_from_its_time_and_the_old_key_leaves_the_jwks_after_its_tokens_expire()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using var server = Start(await FreshDatabaseAsync(), clock);
+        var first = await server.TokenAsync();
+        var firstKey = KeyIdOf(first);
+        Assert.Equal([firstKey], await server.PublishedKeyIdsAsync());
+
+        // Just before the publish-ahead point nothing changes.
+        clock.Advance(TimeSpan.FromDays(88) - Minute);
+        await server.Keys.RefreshAsync(default);
+        Assert.Equal([firstKey], await server.PublishedKeyIdsAsync());
+
+        // From 88 days on the next key is published, but the current one still signs.
+        clock.Advance(2 * Minute);
+        await server.Keys.RefreshAsync(default);
+        var published = await server.PublishedKeyIdsAsync();
+        Assert.Equal(2, published.Length);
+        var nextKey = Assert.Single(published, k => k != firstKey);
+        Assert.Equal(firstKey, KeyIdOf(await server.TokenAsync()));
+
+        // At 90 days the next key signs; tokens of the previous key still validate while it is published.
+        clock.Advance(TimeSpan.FromDays(2));
+        var second = await server.TokenAsync();
+        Assert.Equal(nextKey, KeyIdOf(second));
+        Assert.True(await server.AcceptsAsync(first));
+        Assert.True(await server.AcceptsAsync(second));
+        Assert.Equal(published, await server.PublishedKeyIdsAsync());
+
+        // The retired key stays published for the access token lifetime (1 hour) plus the margin (1 day), then leaves.
+        clock.Advance(TimeSpan.FromHours(25) - 2 * Minute);
+        await server.Keys.RefreshAsync(default);
+        Assert.Equal(published, await server.PublishedKeyIdsAsync());
+        clock.Advance(2 * Minute);
+        await server.Keys.RefreshAsync(default);
+        Assert.Equal([nextKey], await server.PublishedKeyIdsAsync());
+        Assert.False(await server.AcceptsAsync(first));
+        Assert.True(await server.AcceptsAsync(await server.TokenAsync()));
+    }
+
+    [SkippableFact]
+    public async Task Two_instances_due_to_rotate_at_the_same_moment_create_one_key_and_publish_the_same_set()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var settings = await FreshDatabaseAsync();
+        await using var one = Start(settings, clock);
+        await using var two = Start(settings, clock);
+        clock.Advance(TimeSpan.FromDays(89));
+
+        await Task.WhenAll(Task.Run(() => one.Keys.RefreshAsync(default)), Task.Run(() => two.Keys.RefreshAsync(default)));
+        await Task.WhenAll(one.Keys.RefreshAsync(default), two.Keys.RefreshAsync(default));
+
+        await using (var scope = one.Services.CreateAsyncScope())
+        {
+            var signing = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().StoredKeys.AsNoTracking()
+                .Where(k => k.Use == StoredKey.SigningUse).ToListAsync();
+            Assert.Equal([0, 1], signing.Select(k => k.Slot).Order());
+        }
+
+        Assert.Equal(await one.PublishedKeyIdsAsync(), await two.PublishedKeyIdsAsync());
+        Assert.Equal(2, (await one.PublishedKeyIdsAsync()).Length);
+
+        // Both switch to the new key at its time, and each accepts the other's tokens.
+        clock.Advance(TimeSpan.FromDays(1) + Minute);
+        var fromOne = await one.TokenAsync();
+        var fromTwo = await two.TokenAsync();
+        Assert.Equal(KeyIdOf(fromOne), KeyIdOf(fromTwo));
+        Assert.True(await two.AcceptsAsync(fromOne));
+        Assert.True(await one.AcceptsAsync(fromTwo));
+    }
+
+    [SkippableFact]
+    public async Task With_ES256_the_keys_are_P256_and_their_tokens_validate()
+    {
+        var settings = await FreshDatabaseAsync();
+        settings["Keys:Algorithm"] = "ES256";
+        await using var server = Start(settings, new TestClock(DateTimeOffset.UtcNow));
+
+        var token = await server.TokenAsync();
+
+        Assert.Equal("ES256", Jwt.Header(token).GetProperty("alg").GetString());
+        var key = Assert.Single((await server.JwksAsync()).Keys);
+        Assert.Equal(("EC", "P-256", "ES256"), (key.Kty, key.Crv, key.Alg));
+        Assert.False(key.HasPrivateKey);
+        Assert.True(await server.AcceptsAsync(token));
+        var discovery = await HttpProtocol.DiscoverAsync(server.CreateClient());
+        Assert.Contains("ES256", discovery.GetProperty("id_token_signing_alg_values_supported").EnumerateArray().Select(a => a.GetString()));
+    }
+
+    [SkippableFact]
+    public async Task An_admin_lists_the_keys_and_rotates_now_and_the_new_key_signs_at_once()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using var server = Start(await FreshDatabaseAsync(), clock);
+        var before = KeyIdOf(await server.TokenAsync());
+        var browser = await SignedInAdminAsync(server);
+
+        var listed = await browser.SendAsync(new HttpRequestMessage(HttpMethod.Get, "https://localhost/api/admin/keys"));
+        Assert.Equal(HttpStatusCode.OK, listed.StatusCode);
+        var keys = (await listed.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("keys").EnumerateArray().ToList();
+        var only = Assert.Single(keys);
+        Assert.Equal((before, "active", "RS256"), (only.GetProperty("kid").GetString(), only.GetProperty("state").GetString(), only.GetProperty("alg").GetString()));
+
+        var rotated = await browser.SendAsync(new HttpRequestMessage(HttpMethod.Post, "https://localhost/api/admin/keys/rotate"));
+        Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+        var now = (await rotated.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("kid").GetString();
+        Assert.NotEqual(before, now);
+        Assert.Equal(now, KeyIdOf(await server.TokenAsync()));
+        Assert.Equal(new[] { before, now }.Order(), await server.PublishedKeyIdsAsync());
+
+        var states = (await (await browser.SendAsync(new HttpRequestMessage(HttpMethod.Get, "https://localhost/api/admin/keys")))
+            .Content.ReadFromJsonAsync<JsonElement>()).GetProperty("keys").EnumerateArray()
+            .ToDictionary(k => k.GetProperty("kid").GetString()!, k => k.GetProperty("state").GetString());
+        Assert.Equal("retired", states[before]);
+        Assert.Equal("active", states[now!]);
+    }
+
+    [SkippableFact]
+    public async Task Anonymous_callers_and_users_without_the_admin_role_cannot_list_or_rotate_keys()
+    {
+        await using var server = Start(await FreshDatabaseAsync(), new TestClock(DateTimeOffset.UtcNow));
+        var before = await server.PublishedKeyIdsAsync();
+        var anonymous = server.CreateClient();
+        var user = await SignedInUserAsync(server, roles: []);
+
+        foreach (var caller in new Func<HttpRequestMessage, Task<HttpResponseMessage>>[] { anonymous.SendAsync, user.SendAsync })
+        {
+            var list = await caller(new HttpRequestMessage(HttpMethod.Get, "https://localhost/api/admin/keys"));
+            Assert.False(list.IsSuccessStatusCode, $"listing answered {(int)list.StatusCode}");
+            var rotate = await caller(new HttpRequestMessage(HttpMethod.Post, "https://localhost/api/admin/keys/rotate"));
+            Assert.False(rotate.IsSuccessStatusCode, $"rotating answered {(int)rotate.StatusCode}");
+        }
+
+        Assert.Equal(before, await server.PublishedKeyIdsAsync());
+    }
+
+    private static Task<Browser> SignedInAdminAsync(Server server) => SignedInUserAsync(server, roles: ["admin"]);
+
+    private static async Task<Browser> SignedInUserAsync(Server server, string[] roles)
+    {
+        var userName = Unique.Name("keys-user");
+        var password = Unique.Secret();
+        await using (var scope = server.Services.CreateAsyncScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<Microsoft.AspNetCore.Identity.UserManager<IdentityServer.Accounts.ApplicationUser>>();
+            var roleManager = scope.ServiceProvider.GetRequiredService<Microsoft.AspNetCore.Identity.RoleManager<Microsoft.AspNetCore.Identity.IdentityRole>>();
+            var user = new IdentityServer.Accounts.ApplicationUser { UserName = userName, Email = $"{userName}@example.test", EmailConfirmed = true };
+            Assert.True((await users.CreateAsync(user, password)).Succeeded);
+            foreach (var role in roles)
+            {
+                if (!await roleManager.RoleExistsAsync(role))
+                {
+                    await roleManager.CreateAsync(new Microsoft.AspNetCore.Identity.IdentityRole(role));
+                }
+
+                Assert.True((await users.AddToRoleAsync(user, role)).Succeeded);
+            }
+        }
+
+        var browser = new Browser(new() { [TestServerFactory.Authority.Host] = server.Handler });
+        var login = await browser.NavigateAsync("https://localhost/account/login");
+        await OAuth.SignInAsync(browser, login, new TestUser("", userName, password, ""), stopAt: _ => true);
+        return browser;
+    }
+}
+
+public sealed class SqliteKeyRotationTests(SqliteServerFixture server) : KeyRotationTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlKeyRotationTests(PostgreSqlServerFixture server) : KeyRotationTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;

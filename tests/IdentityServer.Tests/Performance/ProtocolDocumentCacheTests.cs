@@ -1,0 +1,68 @@
+using System.Net;
+using IdentityServer.Keys;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace IdentityServer.Tests.Performance;
+
+/// <summary>Discovery and the JWKS are served from memory with Cache-Control and an ETag, and never outlive a key change.</summary>
+public abstract class ProtocolDocumentCacheTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    public static readonly TheoryData<string> Documents = ["/.well-known/openid-configuration", "/.well-known/jwks"];
+
+    [SkippableTheory]
+    [MemberData(nameof(Documents))]
+    public async Task The_document_carries_Cache_Control_and_an_ETag_and_a_matching_If_None_Match_gets_304(string path)
+    {
+        var http = server.CreateClient();
+        var first = await http.GetAsync(path);
+        var second = await http.GetAsync(path);
+
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(await first.Content.ReadAsStringAsync(), await second.Content.ReadAsStringAsync());
+        Assert.True(first.Headers.CacheControl is { Public: true, MaxAge: not null }, first.Headers.CacheControl?.ToString());
+        var etag = first.Headers.ETag ?? throw new Xunit.Sdk.XunitException("no ETag");
+        Assert.Equal(etag, second.Headers.ETag);
+        Assert.Equal("nosniff", string.Join(",", second.Headers.GetValues("X-Content-Type-Options")));
+
+        using var conditional = new HttpRequestMessage(HttpMethod.Get, path);
+        conditional.Headers.IfNoneMatch.Add(etag);
+        var notModified = await http.SendAsync(conditional);
+        Assert.Equal(HttpStatusCode.NotModified, notModified.StatusCode);
+        Assert.Empty(await notModified.Content.ReadAsByteArrayAsync());
+
+        using var stale = new HttpRequestMessage(HttpMethod.Get, path);
+        stale.Headers.IfNoneMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue("\"something-else\""));
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(stale)).StatusCode);
+    }
+
+    [SkippableFact]
+    public async Task After_a_rotation_the_JWKS_served_has_the_new_key_and_another_ETag()
+    {
+        var http = server.CreateClient();
+        var before = await http.GetAsync("/.well-known/jwks");
+
+        var active = await server.Factory.Services.GetRequiredService<KeyRing>().RotateNowAsync(default);
+        var after = await http.GetAsync("/.well-known/jwks");
+
+        Assert.Contains(active.KeyId, await after.Content.ReadAsStringAsync());
+        Assert.DoesNotContain(active.KeyId, await before.Content.ReadAsStringAsync());
+        Assert.NotEqual(before.Headers.ETag, after.Headers.ETag);
+    }
+
+    [SkippableFact]
+    public async Task Discovery_names_the_issuer_of_the_address_it_was_asked_at()
+    {
+        var http = server.CreateClient();
+        var plain = await HttpProtocol.DiscoverAsync(http);
+        using var other = new HttpRequestMessage(HttpMethod.Get, "https://other.example/.well-known/openid-configuration");
+        var otherHost = await OAuth.ReadJsonAsync(await http.SendAsync(other));
+
+        Assert.Equal("https://localhost/", plain.GetProperty("issuer").GetString());
+        Assert.Equal("https://other.example/", otherHost.GetProperty("issuer").GetString());
+    }
+}
+
+public sealed class SqliteProtocolDocumentCacheTests(SqliteServerFixture server) : ProtocolDocumentCacheTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlProtocolDocumentCacheTests(PostgreSqlServerFixture server) : ProtocolDocumentCacheTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;

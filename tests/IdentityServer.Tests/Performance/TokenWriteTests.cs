@@ -1,0 +1,136 @@
+using System.Net;
+using IdentityServer.Clients;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Abstractions;
+
+namespace IdentityServer.Tests.Performance;
+
+/// <summary>
+/// New token entries are written by one group-commit writer and clients, scopes and secret checks are served from
+/// memory: none of that may lose an entry, accept a wrong secret, or keep serving a client or scope after it changed.
+/// </summary>
+public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    private async Task<string> TokenAsync(TestClient client)
+    {
+        var response = await HttpProtocol.ClientCredentialsAsync(server.CreateClient(), client.ClientId, client.ClientSecret!,
+            tokenEndpoint: await server.EndpointAsync("token_endpoint"));
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
+        return json.GetProperty("access_token").GetString()!;
+    }
+
+    [SkippableFact]
+    public async Task Every_token_of_many_concurrent_requests_has_its_entry_and_can_be_revoked()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        const int count = 64;
+
+        var tokens = await Task.WhenAll(Enumerable.Range(0, count).Select(_ => TokenAsync(client)));
+
+        Assert.Equal(count, tokens.Distinct().Count());
+        var active = await Task.WhenAll(tokens.Select(t => OAuth.IntrospectAsync(server, client, t)));
+        Assert.All(active, json => Assert.True(json.GetProperty("active").GetBoolean(), json.ToString()));
+
+        var revocations = await Task.WhenAll(tokens.Select(t =>
+            OAuth.PostFormAsync(server, "revocation_endpoint", new Dictionary<string, string> { ["token"] = t }, client)));
+        Assert.All(revocations, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+
+        var afterwards = await Task.WhenAll(tokens.Select(t => OAuth.IntrospectAsync(server, client, t)));
+        Assert.All(afterwards, json => Assert.False(json.GetProperty("active").GetBoolean(), json.ToString()));
+    }
+
+    [SkippableFact]
+    public async Task A_wrong_secret_is_refused_right_after_the_right_one_was_accepted()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        await TokenAsync(client);
+
+        var wrong = await HttpProtocol.ClientCredentialsAsync(server.CreateClient(), client.ClientId, client.ClientSecret + "x",
+            tokenEndpoint: await server.EndpointAsync("token_endpoint"));
+
+        await AssertInvalidClientAsync(wrong);
+    }
+
+    [SkippableFact]
+    public async Task After_a_secret_changes_the_old_one_is_refused_at_once_and_the_new_one_accepted()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        await TokenAsync(client);
+        var newSecret = Unique.Secret();
+
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+            var application = await applications.FindByClientIdAsync(client.ClientId);
+            var descriptor = new OpenIddictApplicationDescriptor();
+            await applications.PopulateAsync(descriptor, application!);
+            descriptor.ClientSecret = newSecret;
+            await applications.UpdateAsync(application!, descriptor);
+        }
+
+        var old = await HttpProtocol.ClientCredentialsAsync(server.CreateClient(), client.ClientId, client.ClientSecret!,
+            tokenEndpoint: await server.EndpointAsync("token_endpoint"));
+        await AssertInvalidClientAsync(old);
+        await TokenAsync(client with { ClientSecret = newSecret });
+    }
+
+    [SkippableFact]
+    public async Task A_deleted_client_gets_no_more_tokens()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        await TokenAsync(client);
+
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+            await applications.DeleteAsync((await applications.FindByClientIdAsync(client.ClientId))!);
+        }
+
+        var refused = await HttpProtocol.ClientCredentialsAsync(server.CreateClient(), client.ClientId, client.ClientSecret!,
+            tokenEndpoint: await server.EndpointAsync("token_endpoint"));
+        await AssertInvalidClientAsync(refused);
+    }
+
+    [SkippableFact]
+    public async Task A_scope_s_changed_resources_are_the_audience_of_the_next_token()
+    {
+        var scopeName = await server.CreateScopeAsync("https://before.example");
+        var client = await server.CreateConfidentialClientAsync(c => c.Scope = scopeName);
+        Assert.Equal(["https://before.example"], Jwt.Strings(Jwt.Payload(await ScopedTokenAsync(client, scopeName)).GetProperty("aud")));
+
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var scopes = scope.ServiceProvider.GetRequiredService<IOpenIddictScopeManager>();
+            var entity = await scopes.FindByNameAsync(scopeName);
+            var descriptor = new OpenIddictScopeDescriptor();
+            await scopes.PopulateAsync(descriptor, entity!);
+            descriptor.Resources.Clear();
+            descriptor.Resources.Add("https://after.example");
+            await scopes.UpdateAsync(entity!, descriptor);
+        }
+
+        Assert.Equal(["https://after.example"], Jwt.Strings(Jwt.Payload(await ScopedTokenAsync(client, scopeName)).GetProperty("aud")));
+    }
+
+    /// <summary>With HTTP Basic client authentication a refused client gets 401 (RFC 6749 section 5.2).</summary>
+    private static async Task AssertInvalidClientAsync(HttpResponseMessage response)
+    {
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("invalid_client", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
+    }
+
+    private async Task<string> ScopedTokenAsync(TestClient client, string scope)
+    {
+        var response = await HttpProtocol.ClientCredentialsAsync(server.CreateClient(), client.ClientId, client.ClientSecret!, scope,
+            await server.EndpointAsync("token_endpoint"));
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
+        return json.GetProperty("access_token").GetString()!;
+    }
+}
+
+public sealed class SqliteTokenWriteTests(SqliteServerFixture server) : TokenWriteTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlTokenWriteTests(PostgreSqlServerFixture server) : TokenWriteTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;

@@ -1,0 +1,171 @@
+using System.Net;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+
+namespace IdentityServer.Tests.Telemetry;
+
+/// <summary>
+/// The server's metrics, read the way an operator's pipeline reads them (an OpenTelemetry exporter, here in memory, on a
+/// second instance on the fixture's database): counters move with token requests, errors and sign-ins.
+/// </summary>
+public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime where TFixture : ServerFixture
+{
+    private readonly List<MetricSnapshot> _exported = [];
+    private WebApplicationFactory<Program>? _instrumented;
+
+    public Task InitializeAsync()
+    {
+        if (server.UnavailableReason is null)
+        {
+            _instrumented = server.Factory.WithWebHostBuilder(web => web.ConfigureTestServices(services =>
+                services.ConfigureOpenTelemetryMeterProvider(metrics => metrics.AddInMemoryExporter(_exported,
+                    reader => reader.TemporalityPreference = MetricReaderTemporalityPreference.Cumulative))));
+            _ = _instrumented.Server;
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_instrumented is not null)
+        {
+            await _instrumented.DisposeAsync();
+        }
+    }
+
+    private HttpClient Http => _instrumented!.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
+
+    /// <summary>The current value of a counter for the points whose tags include all of <paramref name="tags"/>.</summary>
+    private long Counter(string name, params (string Key, string Value)[] tags)
+    {
+        _exported.Clear();
+        _instrumented!.Services.GetRequiredService<MeterProvider>().ForceFlush();
+        var total = 0L;
+        foreach (var snapshot in _exported.Where(m => m.Name == name))
+        {
+            foreach (var point in snapshot.MetricPoints)
+            {
+                var pointTags = TagsOf(point);
+                if (tags.All(t => pointTags.TryGetValue(t.Key, out var v) && v == t.Value))
+                {
+                    total += point.GetSumLong();
+                }
+            }
+        }
+
+        return total;
+    }
+
+    private long HistogramCount(string name, params (string Key, string Value)[] tags)
+    {
+        _exported.Clear();
+        _instrumented!.Services.GetRequiredService<MeterProvider>().ForceFlush();
+        return _exported.Where(m => m.Name == name).SelectMany(m => m.MetricPoints)
+            .Where(p => tags.All(t => TagsOf(p).TryGetValue(t.Key, out var v) && v == t.Value))
+            .Sum(p => p.GetHistogramCount());
+    }
+
+    private static Dictionary<string, string?> TagsOf(MetricPoint point)
+    {
+        var tags = new Dictionary<string, string?>();
+        foreach (var tag in point.Tags)
+        {
+            tags[tag.Key] = tag.Value?.ToString();
+        }
+
+        return tags;
+    }
+
+    [SkippableFact]
+    public async Task A_token_request_moves_the_issued_tokens_counter_for_its_grant_type_and_client()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        var before = Counter("identityserver.tokens.issued", ("grant_type", "client_credentials"), ("client_id", client.ClientId), ("token_type", "access_token"));
+
+        var response = await HttpProtocol.ClientCredentialsAsync(Http, client.ClientId, client.ClientSecret!);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await Eventually.TrueAsync(() => Task.FromResult(
+            Counter("identityserver.tokens.issued", ("grant_type", "client_credentials"), ("client_id", client.ClientId), ("token_type", "access_token")) == before + 1),
+            TimeSpan.FromSeconds(10), "the issued tokens counter to count the token");
+        await Eventually.TrueAsync(() => Task.FromResult(
+            HistogramCount("identityserver.endpoint.duration", ("endpoint", "token"), ("http.response.status_code", "200")) >= 1),
+            TimeSpan.FromSeconds(10), "the token endpoint's latency to be recorded");
+    }
+
+    [SkippableFact]
+    public async Task A_refused_token_request_moves_the_errors_counter_for_its_error_code()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        var before = Counter("identityserver.token.errors", ("error", "invalid_client"), ("grant_type", "client_credentials"));
+
+        var response = await HttpProtocol.ClientCredentialsAsync(Http, client.ClientId, client.ClientSecret + "-wrong");
+
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        // Other tests in the process may be refused too (instruments of one name are one stream per process): at least ours.
+        await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.token.errors", ("error", "invalid_client"), ("grant_type", "client_credentials")) >= before + 1),
+            TimeSpan.FromSeconds(10), "the token errors counter to count the refusal");
+    }
+
+    [SkippableFact]
+    public async Task Sign_ins_are_counted_by_result()
+    {
+        var user = await server.CreateUserAsync();
+        var successes = Counter("identityserver.sign_ins", ("result", "success"));
+        var failures = Counter("identityserver.sign_ins", ("result", "failure"));
+
+        var browser = new Browser(new() { [TestServerFactory.Authority.Host] = _instrumented!.Server.CreateHandler() });
+        await OAuth.SignInAsync(browser, await browser.NavigateAsync("https://localhost/account/login"), user with { Password = user.Password + "x" }, stopAt: _ => true);
+        await OAuth.SignInAsync(browser, await browser.NavigateAsync("https://localhost/account/login"), user, stopAt: _ => true);
+
+        await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.sign_ins", ("result", "failure")) >= failures + 1),
+            TimeSpan.FromSeconds(10), "the failed sign-in to be counted");
+        await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.sign_ins", ("result", "success")) >= successes + 1),
+            TimeSpan.FromSeconds(10), "the successful sign-in to be counted");
+    }
+}
+
+public sealed class SqliteTelemetryTests(SqliteServerFixture server) : TelemetryTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlTelemetryTests(PostgreSqlServerFixture server) : TelemetryTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;
+
+/// <summary>The Prometheus scrape endpoint is off unless enabled, and never on the public listener without saying so.</summary>
+public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<SqliteServerFixture>
+{
+    [Fact]
+    public async Task Metrics_are_not_served_by_default()
+    {
+        var response = await server.CreateClient().GetAsync("/metrics");
+        Assert.NotEqual(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public void Enabling_Prometheus_without_a_listener_of_its_own_or_an_explicit_public_opt_in_stops_the_start()
+    {
+        var error = Assert.ThrowsAny<Exception>(() => server.StartServer(new Dictionary<string, string?> { ["OpenTelemetry:Prometheus:Enabled"] = "true" }));
+        Assert.Contains("OpenTelemetry:Prometheus:Url", error.GetBaseException().Message);
+    }
+
+    [Fact]
+    public async Task Enabled_on_the_public_listener_the_scrape_shows_the_server_s_counters()
+    {
+        await using var enabled = server.StartServer(new Dictionary<string, string?>
+        {
+            ["OpenTelemetry:Prometheus:Enabled"] = "true",
+            ["OpenTelemetry:Prometheus:OnPublicListener"] = "true",
+        });
+        var attached = new AttachedServer(enabled, server.Provider);
+        var client = await attached.CreateConfidentialClientAsync();
+        Assert.Equal(HttpStatusCode.OK, (await HttpProtocol.ClientCredentialsAsync(attached.CreateClient(), client.ClientId, client.ClientSecret!)).StatusCode);
+
+        var scrape = await attached.CreateClient().GetStringAsync("/metrics");
+
+        Assert.Contains("identityserver_tokens_issued", scrape);
+        Assert.Contains(client.ClientId, scrape);
+    }
+}
