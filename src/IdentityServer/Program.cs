@@ -32,7 +32,6 @@ try
     app.MapHosting()
         .MapAuthorizationServer()
         .MapAdmin()
-        .MapKeysAdmin()
         .MapTelemetry();
     app.Run();
     return 0;

@@ -6,6 +6,8 @@ using Microsoft.OpenApi;
 using OpenIddict.Validation.AspNetCore;
 using IdentityServer.Data;
 
+using IdentityServer.Keys;
+
 namespace IdentityServer.Admin;
 
 public static class AdminExtensions
@@ -22,6 +24,7 @@ public static class AdminExtensions
         builder.Services.AddOpenIddict().AddValidation(validation =>
         {
             validation.UseLocalServer();
+            validation.UseKeyRing();
             validation.UseAspNetCore();
             validation.EnableTokenEntryValidation();
         });
@@ -100,7 +103,7 @@ public static class AdminExtensions
 
     public static WebApplication MapAdmin(this WebApplication app)
     {
-        app.MapAdminApi();
+        app.MapAdminApi().MapKeysAdmin();
         app.MapOpenApi(AdminApi.OpenApiRoute).AllowAnonymous();
         return app;
     }

@@ -33,6 +33,7 @@ public sealed record AuditAction(string Name, string TargetType, EventId EventId
     public static readonly AuditAction UserPasswordReset = new("user.password_reset", "user", AdminEvents.UserPasswordReset);
     public static readonly AuditAction RoleCreated = new("role.created", "role", AdminEvents.RoleCreated);
     public static readonly AuditAction RoleDeleted = new("role.deleted", "role", AdminEvents.RoleDeleted);
+    public static readonly AuditAction KeyRotated = new("key.rotated", "key", IdentityServer.Keys.KeyEvents.RotatedNow);
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using IdentityServer.Admin;
 using System.Text.Json.Serialization;
 
 namespace IdentityServer.Keys;
@@ -9,22 +10,17 @@ namespace IdentityServer.Keys;
 /// </summary>
 public static class KeysAdminExtensions
 {
-    public const string AdminPolicy = "admin";
-
-    public static IServiceCollection AddKeysAdminPolicyFallback(this IServiceCollection services) =>
-        services.AddAuthorization(options =>
-        {
-            if (options.GetPolicy(AdminPolicy) is null)
-            {
-                options.AddPolicy(AdminPolicy, policy => policy.RequireAuthenticatedUser().RequireRole("admin"));
-            }
-        });
-
-    public static WebApplication MapKeysAdmin(this WebApplication app)
+    /// <summary>
+    /// Maps <c>/keys</c> into the admin API group, so that keys are managed with the same access rules as everything
+    /// else there (a bearer token with the admin scope, or an admin's cookie with the antiforgery token) and every
+    /// rotation is audited.
+    /// </summary>
+    public static RouteGroupBuilder MapKeysAdmin(this RouteGroupBuilder adminApi)
     {
-        var keys = app.MapGroup("/api/admin/keys").RequireAuthorization(AdminPolicy).DisableAntiforgery().ExcludeFromDescription();
-        keys.MapGet("/", (KeyRing ring) => Results.Ok(new KeyList([.. ring.Describe().Select(KeyDocument.From)])));
-        keys.MapPost("/rotate", async (KeyRing ring, ILoggerFactory loggers, HttpContext context) =>
+        var keys = adminApi.MapGroup("/keys").WithTags("Keys");
+        keys.MapGet("", (KeyRing ring) => Results.Ok(new KeyList([.. ring.Describe().Select(KeyDocument.From)])))
+            .WithName("ListKeys").WithSummary("Signing keys with their state (next, active, retired)").Produces<KeyList>();
+        keys.MapPost("/rotate", async (KeyRing ring, AuditLog audit, HttpContext context) =>
         {
             if (!ring.Rotates)
             {
@@ -35,12 +31,14 @@ public static class KeysAdminExtensions
                 }, statusCode: StatusCodes.Status409Conflict);
             }
 
-            var active = await ring.RotateNowAsync(context.RequestAborted);
-            loggers.CreateLogger(typeof(KeysAdminExtensions)).LogWarning(KeyEvents.RotatedNow,
-                "Signing key rotated now by {User}; {KeyId} signs from now on", context.User.Identity?.Name, active.KeyId);
-            return Results.Ok(KeyDocument.From(active));
-        });
-        return app;
+            var previous = ring.Describe().Select(KeyDocument.From).FirstOrDefault(k => k.State == "active");
+            var active = KeyDocument.From(await ring.RotateNowAsync(context.RequestAborted));
+            await using var transaction = await audit.BeginAsync(context.RequestAborted);
+            audit.Record(AdminAccess.ActorOf(context), AuditAction.KeyRotated, active.KeyId, previous, active);
+            await audit.CommitAsync(transaction, context.RequestAborted);
+            return Results.Ok(active);
+        }).WithName("RotateKeyNow").WithSummary("Start signing with a new key now").Produces<KeyDocument>();
+        return adminApi;
     }
 
     public sealed record KeyList([property: JsonPropertyName("keys")] IReadOnlyList<KeyDocument> Keys);

@@ -26,7 +26,6 @@ public static class KeysExtensions
             .PersistKeysToDbContext<ApplicationDbContext>();
         builder.Services.AddSingleton<IConfigureOptions<OpenIddictServerOptions>, UseKeyRingForOpenIddict>();
         builder.Services.AddOpenIddict().AddServer(server => server.UseKeyRing());
-        builder.Services.AddKeysAdminPolicyFallback();
         return builder;
     }
 

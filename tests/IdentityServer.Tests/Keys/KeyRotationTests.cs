@@ -225,7 +225,11 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         var only = Assert.Single(keys);
         Assert.Equal((before, "active", "RS256"), (only.GetProperty("kid").GetString(), only.GetProperty("state").GetString(), only.GetProperty("alg").GetString()));
 
-        var rotated = await browser.SendAsync(new HttpRequestMessage(HttpMethod.Post, "https://localhost/api/admin/keys/rotate"));
+        // A change made with the admin's cookie carries the antiforgery token, as the admin pages' scripts send it.
+        var page = await browser.NavigateAsync("https://localhost/admin/roles");
+        var rotate = new HttpRequestMessage(HttpMethod.Post, "https://localhost/api/admin/keys/rotate");
+        rotate.Headers.Add("RequestVerificationToken", page.Document.QuerySelector("input[name=__RequestVerificationToken]")!.GetAttribute("value")!);
+        var rotated = await browser.SendAsync(rotate);
         Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
         var now = (await rotated.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("kid").GetString();
         Assert.NotEqual(before, now);
