@@ -5,8 +5,7 @@ namespace IdentityServer.Keys;
 
 /// <summary>
 /// The admin API for signing keys: <c>GET /api/admin/keys</c> lists them with their state, <c>POST /api/admin/keys/rotate</c>
-/// starts signing with a new key now. Authorized by the <c>admin</c> policy (defined by the admin feature; until it
-/// exists, <see cref="KeysAdminExtensions.AddKeysAdminPolicyFallback"/> defines it as "a signed-in user in the admin role").
+/// starts signing with a new key now. Part of the admin API group, so it has that API's access rules.
 /// </summary>
 public static class KeysAdminExtensions
 {
