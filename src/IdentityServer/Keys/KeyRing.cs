@@ -352,7 +352,11 @@ public sealed class KeyRing(
         // Encryption keys never leave the server (codes and refresh tokens are read only by us), so a
         // symmetric key does the job and costs far less than RSA per token.
         var stored = await GetOrCreateSymmetricAsync(db, protector, StoredKey.EncryptionUse, SecurityAlgorithms.Aes256KW, ct);
-        var key = new SymmetricSecurityKey(Convert.FromBase64String(protector.Unprotect(stored.ProtectedKey))) { KeyId = stored.Id };
+        var key = new SymmetricSecurityKey(Convert.FromBase64String(protector.Unprotect(stored.ProtectedKey)))
+        {
+            KeyId = stored.Id,
+            CryptoProviderFactory = new ReusingCryptoProviderFactory(),
+        };
         return [new EncryptingCredentials(key, SecurityAlgorithms.Aes256KW, SecurityAlgorithms.Aes256CbcHmacSha512)];
     }
 

@@ -1,8 +1,11 @@
+using IdentityServer.Accounts;
+using IdentityServer.Jobs;
+
 namespace IdentityServer.Telemetry;
 
 /// <summary>
 /// Turns the server's stable security log events into counters, so features only log (as they must anyway) and the
-/// metrics follow: sign-ins by result (events 2001 signed in, 2002 failed, 2003 locked out) and pruned rows (6001).
+/// metrics follow: sign-ins by result (AccountEvents.SignedIn, SignInFailed, LockedOut) and pruned rows (JobEvents.TokensPruned).
 /// Sees only the server's own categories (<c>IdentityServer.*</c>), at Information and above, whatever the console's level.
 /// </summary>
 public sealed class SecurityEventMetrics(ServerMetrics metrics) : ILoggerProvider
@@ -21,21 +24,22 @@ public sealed class SecurityEventMetrics(ServerMetrics metrics) : ILoggerProvide
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            switch (eventId.Id)
+            if (eventId.Id == AccountEvents.SignedIn.Id)
             {
-                case 2001:
-                    metrics.SignIn("success");
-                    break;
-                case 2002:
-                    metrics.SignIn("failure");
-                    break;
-                case 2003:
-                    metrics.SignIn("locked_out");
-                    break;
-                case 6001 when state is IReadOnlyList<KeyValuePair<string, object?>> values:
-                    metrics.Pruned("token", Count(values, "Tokens"));
-                    metrics.Pruned("authorization", Count(values, "Authorizations"));
-                    break;
+                metrics.SignIn("success");
+            }
+            else if (eventId.Id == AccountEvents.SignInFailed.Id)
+            {
+                metrics.SignIn("failure");
+            }
+            else if (eventId.Id == AccountEvents.LockedOut.Id)
+            {
+                metrics.SignIn("locked_out");
+            }
+            else if (eventId.Id == JobEvents.TokensPruned.Id && state is IReadOnlyList<KeyValuePair<string, object?>> values)
+            {
+                metrics.Pruned("token", Count(values, "Tokens"));
+                metrics.Pruned("authorization", Count(values, "Authorizations"));
             }
         }
 
