@@ -31,6 +31,8 @@ var settings = new Dictionary<string, string>(seed.Settings())
     ["Logging:LogLevel:Default"] = "Warning",
     ["Hosting:TlsTerminatedByProxy"] = "true",
     ["Hosting:KnownProxies:0"] = "127.0.0.1",
+    // The benchmark measures the server, not the per-client token rate limit (one client makes all the requests).
+    ["RateLimiting:PerClient:PermitLimit"] = "1000000",
     ["Database:Provider"] = database.Provider,
     ["ConnectionStrings:IdentityServer"] = database.ConnectionString,
 };

@@ -27,8 +27,11 @@ public sealed class RateLimitingOptions
     /// <summary>The same posts naming one account (user name or email, or the account in its second-factor step).</summary>
     public Limit PerAccount { get; set; } = new() { PermitLimit = 20, Window = TimeSpan.FromMinutes(1) };
 
-    /// <summary>Token requests of one client.</summary>
-    public Limit PerClient { get; set; } = new() { PermitLimit = 600, Window = TimeSpan.FromMinutes(1) };
+    /// <summary>
+    /// Token requests of one client. Generous: every user of a public app (a SPA's refreshes) shares its client id,
+    /// and a busy backend may ask for many client_credentials tokens; the limit is against a runaway client.
+    /// </summary>
+    public Limit PerClient { get; set; } = new() { PermitLimit = 60_000, Window = TimeSpan.FromMinutes(1) };
 
     public sealed class Limit
     {
