@@ -20,24 +20,34 @@ public static class KeysAdminExtensions
         keys.MapGet("", (KeyRing ring) => Results.Ok(new KeyList([.. ring.Describe().Select(KeyDocument.From)])))
             .WithName("ListKeys").WithSummary("Signing keys with their state (next, active, retired)").Produces<KeyList>();
         keys.MapPost("/rotate", async (KeyRing ring, AuditLog audit, HttpContext context) =>
-        {
-            if (!ring.Rotates)
-            {
-                return Results.Json(new Dictionary<string, string>
+            await RotateNowAsync(ring, audit, AdminAccess.ActorOf(context), context.RequestAborted) is { } active
+                ? Results.Ok(active)
+                : Results.Json(new Dictionary<string, string>
                 {
                     ["error"] = "not_supported",
-                    ["error_description"] = "The signing key is a configured certificate (Keys:SigningCertificate); replace the certificate to rotate it.",
-                }, statusCode: StatusCodes.Status409Conflict);
-            }
-
-            var previous = ring.Describe().Select(KeyDocument.From).FirstOrDefault(k => k.State == "active");
-            var active = KeyDocument.From(await ring.RotateNowAsync(context.RequestAborted));
-            await using var transaction = await audit.BeginAsync(context.RequestAborted);
-            audit.Record(AdminAccess.ActorOf(context), AuditAction.KeyRotated, active.KeyId, previous, active);
-            await audit.CommitAsync(transaction, context.RequestAborted);
-            return Results.Ok(active);
-        }).WithName("RotateKeyNow").WithSummary("Start signing with a new key now").Produces<KeyDocument>();
+                    ["error_description"] = NotRotatable,
+                }, statusCode: StatusCodes.Status409Conflict))
+            .WithName("RotateKeyNow").WithSummary("Start signing with a new key now").Produces<KeyDocument>();
         return adminApi;
+    }
+
+    public const string NotRotatable =
+        "The signing key is a configured certificate (Keys:SigningCertificate); replace the certificate to rotate it.";
+
+    /// <summary>Starts signing with a new key now and audits it; null when the key is a configured certificate.</summary>
+    public static async Task<KeyDocument?> RotateNowAsync(KeyRing ring, AuditLog audit, AdminActor actor, CancellationToken ct)
+    {
+        if (!ring.Rotates)
+        {
+            return null;
+        }
+
+        var previous = ring.Describe().Select(KeyDocument.From).FirstOrDefault(k => k.State == "active");
+        var active = KeyDocument.From(await ring.RotateNowAsync(ct));
+        await using var transaction = await audit.BeginAsync(ct);
+        audit.Record(actor, AuditAction.KeyRotated, active.KeyId, previous, active);
+        await audit.CommitAsync(transaction, ct);
+        return active;
     }
 
     public sealed record KeyList([property: JsonPropertyName("keys")] IReadOnlyList<KeyDocument> Keys);

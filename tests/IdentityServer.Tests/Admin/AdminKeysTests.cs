@@ -34,6 +34,33 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
         Assert.Equal(HttpStatusCode.Forbidden, (await other.PostAsync("/api/admin/keys/rotate", null)).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await server.CreateClient().GetAsync("/api/admin/keys")).StatusCode);
     }
+
+    [SkippableFact]
+    public async Task An_admin_sees_the_keys_page_and_rotates_from_it_and_a_non_admin_cannot_open_it()
+    {
+        var jwksBefore = await JwksKeyIdsAsync();
+        var browser = await AdminPages.SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+
+        var page = await browser.NavigateAsync(AdminPages.Url("/admin/keys"));
+        Assert.Equal(HttpStatusCode.OK, page.Status);
+        Assert.All(jwksBefore, kid => Assert.Contains(kid, page.Body));
+
+        var after = await browser.SubmitAsync(page, "form[action*=Rotate], form:has(button.danger)");
+        Assert.Equal("/admin/keys", after.Uri.AbsolutePath);
+        var jwksAfter = await JwksKeyIdsAsync();
+        var added = Assert.Single(jwksAfter.Except(jwksBefore));
+        Assert.Contains($"Key {added} signs from now on.", after.Body);
+
+        var user = await AdminPages.SignedInAsync(server, await server.CreateUserAsync());
+        Assert.Equal("/account/access-denied", (await user.NavigateAsync(AdminPages.Url("/admin/keys"))).Uri.AbsolutePath);
+        Assert.Equal(jwksAfter, await JwksKeyIdsAsync());
+    }
+
+    private async Task<string[]> JwksKeyIdsAsync()
+    {
+        var jwks = await server.CreateClient().GetFromJsonAsync<JsonElement>(await server.EndpointAsync("jwks_uri"));
+        return [.. jwks.GetProperty("keys").EnumerateArray().Select(k => k.GetProperty("kid").GetString()!).Order()];
+    }
 }
 
 public sealed class SqliteAdminKeysTests(SqliteServerFixture server) : AdminKeysTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;

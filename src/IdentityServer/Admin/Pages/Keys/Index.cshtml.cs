@@ -1,0 +1,28 @@
+using IdentityServer.Keys;
+using Microsoft.AspNetCore.Mvc;
+
+namespace IdentityServer.Admin.Pages.Keys;
+
+/// <summary>The signing keys with their state, and rotate-now (for emergencies such as a suspected leak).</summary>
+public sealed class IndexModel(KeyRing ring, AuditLog audit) : AdminPageModel
+{
+    public IReadOnlyList<KeysAdminExtensions.KeyDocument> Keys { get; private set; } = [];
+
+    public bool Rotates => ring.Rotates;
+
+    public void OnGet() => Keys = [.. ring.Describe().Select(KeysAdminExtensions.KeyDocument.From)];
+
+    public async Task<IActionResult> OnPostRotateAsync(CancellationToken ct)
+    {
+        var active = await KeysAdminExtensions.RotateNowAsync(ring, audit, Actor, ct);
+        if (active is null)
+        {
+            FormError = KeysAdminExtensions.NotRotatable;
+            OnGet();
+            return Page();
+        }
+
+        Notice = $"Key {active.KeyId} signs from now on.";
+        return Redirect("/admin/keys");
+    }
+}
