@@ -28,63 +28,17 @@ public sealed class CachingApplicationManager(
     SecretVerificationCache verifications)
     : OpenIddictApplicationManager<OpenIddictEntityFrameworkCoreApplication>(cache, logger, options, store)
 {
-    public override async ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByClientIdAsync(string identifier, CancellationToken cancellationToken = default)
-    {
-        if (snapshots.TryGet("client_id:" + identifier, out var snapshot))
-        {
-            return Track(snapshot);
-        }
+    public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByClientIdAsync(string identifier, CancellationToken cancellationToken = default) =>
+        snapshots.FindAsync("client_id:" + identifier, db, Copy, a => a.Id, () => base.FindByClientIdAsync(identifier, cancellationToken));
 
-        var application = await base.FindByClientIdAsync(identifier, cancellationToken);
-        if (application is not null)
-        {
-            snapshots.Set("client_id:" + identifier, Copy(application));
-        }
+    public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
+        snapshots.FindAsync("id:" + identifier, db, Copy, a => a.Id, () => base.FindByIdAsync(identifier, cancellationToken));
 
-        return application;
-    }
+    public override ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default) =>
+        snapshots.ChangeAsync(SameAs(application), () => base.UpdateAsync(application, cancellationToken));
 
-    public override async ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default)
-    {
-        if (snapshots.TryGet("id:" + identifier, out var snapshot))
-        {
-            return Track(snapshot);
-        }
-
-        var application = await base.FindByIdAsync(identifier, cancellationToken);
-        if (application is not null)
-        {
-            snapshots.Set("id:" + identifier, Copy(application));
-        }
-
-        return application;
-    }
-
-    public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default)
-    {
-        Forget(application);
-        try
-        {
-            await base.UpdateAsync(application, cancellationToken);
-        }
-        finally
-        {
-            Forget(application);
-        }
-    }
-
-    public override async ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default)
-    {
-        Forget(application);
-        try
-        {
-            await base.DeleteAsync(application, cancellationToken);
-        }
-        finally
-        {
-            Forget(application);
-        }
-    }
+    public override ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default) =>
+        snapshots.ChangeAsync(SameAs(application), () => base.DeleteAsync(application, cancellationToken));
 
     protected override async ValueTask<bool> ValidateClientSecretAsync(string secret, string comparand, CancellationToken cancellationToken = default)
     {
@@ -102,27 +56,10 @@ public sealed class CachingApplicationManager(
         return true;
     }
 
-    private void Forget(OpenIddictEntityFrameworkCoreApplication application) =>
-        snapshots.RemoveWhere(cached => cached.Id == application.Id || cached.ClientId == application.ClientId);
+    private static Func<OpenIddictEntityFrameworkCoreApplication, bool> SameAs(OpenIddictEntityFrameworkCoreApplication application) =>
+        cached => cached.Id == application.Id || cached.ClientId == application.ClientId;
 
     /// <summary>A detached copy: callers may change or update it without touching the cached snapshot.</summary>
-    /// <summary>
-    /// The request's own instance of a cached entity: the one its database context already tracks, or a copy attached
-    /// to it as unchanged, so that a later query, update or delete in the same request sees one instance, as without the cache.
-    /// </summary>
-    private OpenIddictEntityFrameworkCoreApplication Track(OpenIddictEntityFrameworkCoreApplication snapshot)
-    {
-        var set = db.Set<OpenIddictEntityFrameworkCoreApplication>();
-        if (set.Local.FirstOrDefault(e => e.Id == snapshot.Id) is { } tracked)
-        {
-            return tracked;
-        }
-
-        var copy = Copy(snapshot);
-        set.Attach(copy);
-        return copy;
-    }
-
     private static OpenIddictEntityFrameworkCoreApplication Copy(OpenIddictEntityFrameworkCoreApplication source) => new()
     {
         Id = source.Id,

@@ -23,37 +23,11 @@ public sealed class CachingScopeManager(
     SnapshotCache<OpenIddictEntityFrameworkCoreScope> snapshots)
     : OpenIddictScopeManager<OpenIddictEntityFrameworkCoreScope>(cache, logger, options, store)
 {
-    public override async ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByNameAsync(string name, CancellationToken cancellationToken = default)
-    {
-        if (snapshots.TryGet("name:" + name, out var snapshot))
-        {
-            return Track(snapshot);
-        }
+    public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByNameAsync(string name, CancellationToken cancellationToken = default) =>
+        snapshots.FindAsync("name:" + name, db, Copy, s => s.Id, () => base.FindByNameAsync(name, cancellationToken));
 
-        var scope = await base.FindByNameAsync(name, cancellationToken);
-        if (scope is not null)
-        {
-            snapshots.Set("name:" + name, Copy(scope));
-        }
-
-        return scope;
-    }
-
-    public override async ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default)
-    {
-        if (snapshots.TryGet("id:" + identifier, out var snapshot))
-        {
-            return Track(snapshot);
-        }
-
-        var scope = await base.FindByIdAsync(identifier, cancellationToken);
-        if (scope is not null)
-        {
-            snapshots.Set("id:" + identifier, Copy(scope));
-        }
-
-        return scope;
-    }
+    public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
+        snapshots.FindAsync("id:" + identifier, db, Copy, s => s.Id, () => base.FindByIdAsync(identifier, cancellationToken));
 
     public override IAsyncEnumerable<OpenIddictEntityFrameworkCoreScope> FindByNamesAsync(ImmutableArray<string> names, CancellationToken cancellationToken = default) =>
         snapshots.Enabled ? FindEachAsync(names, cancellationToken) : base.FindByNamesAsync(names, cancellationToken);
@@ -61,31 +35,11 @@ public sealed class CachingScopeManager(
     public override IAsyncEnumerable<string> ListResourcesAsync(ImmutableArray<string> scopes, CancellationToken cancellationToken = default) =>
         snapshots.Enabled ? ListEachAsync(scopes, cancellationToken) : base.ListResourcesAsync(scopes, cancellationToken);
 
-    public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
-    {
-        Forget(scope);
-        try
-        {
-            await base.UpdateAsync(scope, cancellationToken);
-        }
-        finally
-        {
-            Forget(scope);
-        }
-    }
+    public override ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default) =>
+        snapshots.ChangeAsync(SameAs(scope), () => base.UpdateAsync(scope, cancellationToken));
 
-    public override async ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
-    {
-        Forget(scope);
-        try
-        {
-            await base.DeleteAsync(scope, cancellationToken);
-        }
-        finally
-        {
-            Forget(scope);
-        }
-    }
+    public override ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default) =>
+        snapshots.ChangeAsync(SameAs(scope), () => base.DeleteAsync(scope, cancellationToken));
 
     private async IAsyncEnumerable<OpenIddictEntityFrameworkCoreScope> FindEachAsync(ImmutableArray<string> names, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -113,26 +67,10 @@ public sealed class CachingScopeManager(
         }
     }
 
-    private void Forget(OpenIddictEntityFrameworkCoreScope scope) =>
-        snapshots.RemoveWhere(cached => cached.Id == scope.Id || cached.Name == scope.Name);
+    private static Func<OpenIddictEntityFrameworkCoreScope, bool> SameAs(OpenIddictEntityFrameworkCoreScope scope) =>
+        cached => cached.Id == scope.Id || cached.Name == scope.Name;
 
-    /// <summary>
-    /// The request's own instance of a cached entity: the one its database context already tracks, or a copy attached
-    /// to it as unchanged, so that a later query, update or delete in the same request sees one instance, as without the cache.
-    /// </summary>
-    private OpenIddictEntityFrameworkCoreScope Track(OpenIddictEntityFrameworkCoreScope snapshot)
-    {
-        var set = db.Set<OpenIddictEntityFrameworkCoreScope>();
-        if (set.Local.FirstOrDefault(e => e.Id == snapshot.Id) is { } tracked)
-        {
-            return tracked;
-        }
-
-        var copy = Copy(snapshot);
-        set.Attach(copy);
-        return copy;
-    }
-
+    /// <summary>A detached copy: callers may change or update it without touching the cached snapshot.</summary>
     private static OpenIddictEntityFrameworkCoreScope Copy(OpenIddictEntityFrameworkCoreScope source) => new()
     {
         Id = source.Id,

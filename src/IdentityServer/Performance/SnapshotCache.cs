@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Performance;
@@ -54,6 +55,49 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     }
 
     public void Clear() => _entries.Clear();
+
+    /// <summary>
+    /// Finds an entity through the cache: on a hit, the request's own instance (the one <paramref name="db"/> already
+    /// tracks, or a copy attached to it as unchanged, so that a later query, update or delete in the same request sees
+    /// one instance, as without the cache); on a miss, <paramref name="load"/>s it and keeps a copy.
+    /// </summary>
+    public async ValueTask<T?> FindAsync(string key, DbContext db, Func<T, T> copy, Func<T, string?> id, Func<ValueTask<T?>> load)
+    {
+        if (TryGet(key, out var snapshot))
+        {
+            var set = db.Set<T>();
+            if (set.Local.FirstOrDefault(e => id(e) == id(snapshot)) is { } tracked)
+            {
+                return tracked;
+            }
+
+            var attached = copy(snapshot);
+            set.Attach(attached);
+            return attached;
+        }
+
+        var entity = await load();
+        if (entity is not null)
+        {
+            Set(key, copy(entity));
+        }
+
+        return entity;
+    }
+
+    /// <summary>Runs a change (update, delete) with the entity's entries dropped before and after it, whatever its outcome.</summary>
+    public async ValueTask ChangeAsync(Func<T, bool> isSameEntity, Func<ValueTask> change)
+    {
+        RemoveWhere(isSameEntity);
+        try
+        {
+            await change();
+        }
+        finally
+        {
+            RemoveWhere(isSameEntity);
+        }
+    }
 
     private sealed record Entry(T Value, DateTimeOffset ExpiresAt);
 }
