@@ -61,13 +61,8 @@ public static class TokenEndpoint
         return Refuse(Errors.UnsupportedGrantType, "This grant type is not supported.");
     }
 
-    internal static IResult Refuse(string error, string description) => Results.Forbid(
-        new AuthenticationProperties(new Dictionary<string, string?>
-        {
-            [OpenIddictServerAspNetCoreConstants.Properties.Error] = error,
-            [OpenIddictServerAspNetCoreConstants.Properties.ErrorDescription] = description,
-        }),
-        [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
+    internal static IResult Refuse(string error, string description) =>
+        Results.Forbid(ProtocolErrors.Properties(error, description), [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
 }
 
 public static class TokenEvents

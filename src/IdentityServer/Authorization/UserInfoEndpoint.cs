@@ -28,12 +28,7 @@ public static class UserInfoEndpoint
         if (token is null || user is null || !token.HasScope(Scopes.OpenId))
         {
             return Results.Challenge(
-                new AuthenticationProperties(new Dictionary<string, string?>
-                {
-                    [OpenIddictServerAspNetCoreConstants.Properties.Error] = Errors.InvalidToken,
-                    [OpenIddictServerAspNetCoreConstants.Properties.ErrorDescription] =
-                        "The access token is not valid for userinfo (unknown user or no openid scope).",
-                }),
+                ProtocolErrors.Properties(Errors.InvalidToken, "The access token is not valid for userinfo (unknown user or no openid scope)."),
                 [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
         }
 

@@ -327,13 +327,8 @@ public sealed class AuthorizeModel(
     private static string[] RequestedLevels(OpenIddictRequest request) =>
         request.AcrValues?.Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
 
-    private ForbidResult Refuse(string error, string description) => Forbid(
-        new AuthenticationProperties(new Dictionary<string, string?>
-        {
-            [OpenIddictServerAspNetCoreConstants.Properties.Error] = error,
-            [OpenIddictServerAspNetCoreConstants.Properties.ErrorDescription] = description,
-        }),
-        OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+    private ForbidResult Refuse(string error, string description) =>
+        Forbid(ProtocolErrors.Properties(error, description), OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
 
     private PageResult ShowError(string error, string? description)
     {
