@@ -36,6 +36,7 @@ public sealed class AdminBootstrap(IOpenIddictScopeManager scopes, RoleManager<I
         if (!await roles.RoleExistsAsync(AdminApi.Role))
         {
             var created = await roles.CreateAsync(new IdentityRole(AdminApi.Role));
+            SeedConflictException.ThrowIfDuplicate(created, $"the {AdminApi.Role} role");
             if (!created.Succeeded)
             {
                 throw new InvalidOperationException($"Cannot create the {AdminApi.Role} role: {string.Join(" ", created.Errors.Select(e => e.Description))}");

@@ -1,4 +1,5 @@
 using IdentityServer.Accounts;
+using IdentityServer.Data;
 using IdentityServer.Hosting;
 using Microsoft.AspNetCore.Identity;
 using OpenIddict.Abstractions;
@@ -185,6 +186,7 @@ public sealed class Seeder(
 
     private static void Check(IdentityResult result, string path, string field)
     {
+        SeedConflictException.ThrowIfDuplicate(result, path);
         if (!result.Succeeded)
         {
             throw new StartupConfigurationException(

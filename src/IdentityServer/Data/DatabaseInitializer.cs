@@ -131,12 +131,21 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
                 await scope.ServiceProvider.GetRequiredService<Seeder>().SeedAsync(cancellationToken);
                 return;
             }
-            catch (Exception e) when (attempt < 3 && e is DbUpdateException or OpenIddict.Abstractions.OpenIddictExceptions.ConcurrencyException)
+            catch (Exception e) when (attempt < 5 && IsSeedConflict(e))
             {
-                logger.LogInformation(DataEvents.SeedRetried, "Another instance seeded at the same time; seeding again");
+                logger.LogInformation(DataEvents.SeedRetried, "Another instance seeded at the same time ({Reason}); seeding again", e.Message);
             }
         }
     }
+
+    /// <summary>
+    /// How a lost race shows: a unique index refusing the insert, OpenIddict's own uniqueness check (it looks before
+    /// inserting, so it usually sees the other instance's row first), or Identity's duplicate-name result.
+    /// </summary>
+    private static bool IsSeedConflict(Exception e) =>
+        e is DbUpdateException or SeedConflictException
+            or OpenIddict.Abstractions.OpenIddictExceptions.ConcurrencyException
+            or OpenIddict.Abstractions.OpenIddictExceptions.ValidationException;
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
