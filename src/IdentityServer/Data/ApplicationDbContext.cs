@@ -4,6 +4,7 @@ using IdentityServer.Keys;
 using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
 using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 
 namespace IdentityServer.Data;
 
@@ -20,6 +21,33 @@ public abstract class ApplicationDbContext(DbContextOptions options)
     public DbSet<StoredKey> StoredKeys => Set<StoredKey>();
 
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
+
+    private readonly IDbContextDisposalObserver[] _disposalObservers =
+        options.FindExtension<CoreOptionsExtension>()?.Interceptors?.OfType<IDbContextDisposalObserver>().ToArray() ?? [];
+
+    /// <summary>
+    /// Tells the observers before the context is disposed or returned to the pool (where EF Core resets it
+    /// without raising interceptor events). Also called when the pool itself is disposed, for idle contexts.
+    /// </summary>
+    public override async ValueTask DisposeAsync()
+    {
+        foreach (var observer in _disposalObservers)
+        {
+            await observer.ContextDisposingAsync(this);
+        }
+
+        await base.DisposeAsync();
+    }
+
+    public override void Dispose()
+    {
+        foreach (var observer in _disposalObservers)
+        {
+            observer.ContextDisposing(this);
+        }
+
+        base.Dispose();
+    }
 
     protected override void OnModelCreating(ModelBuilder builder)
     {
@@ -47,3 +75,14 @@ public sealed class SqlServerApplicationDbContext(DbContextOptions<SqlServerAppl
 
 public sealed class PostgreSqlApplicationDbContext(DbContextOptions<PostgreSqlApplicationDbContext> options)
     : ApplicationDbContext(options);
+
+/// <summary>
+/// An interceptor that keeps state per context (the SQLite write gate) and must drop it when the context is done,
+/// including when a pooled context is returned to the pool.
+/// </summary>
+public interface IDbContextDisposalObserver
+{
+    void ContextDisposing(DbContext context);
+
+    ValueTask ContextDisposingAsync(DbContext context);
+}

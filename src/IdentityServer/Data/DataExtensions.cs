@@ -18,21 +18,23 @@ public static class DataExtensions
 
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section).ValidateOnStart();
 
+        // Pooled: a request reuses a context whose options, internal services and model are already resolved
+        // (measured: building them for every request was about a tenth of a token request's CPU).
         switch (provider)
         {
             case DatabaseProvider.Sqlite:
                 connectionString = SqliteConnectionString(connectionString, builder.Environment.ContentRootPath);
-                builder.Services.AddDbContext<ApplicationDbContext, SqliteApplicationDbContext>(options =>
+                builder.Services.AddDbContextPool<ApplicationDbContext, SqliteApplicationDbContext>(options =>
                     options.UseSqlite(connectionString).UseOpenIddict().QuietConnectionErrors());
                 break;
             case DatabaseProvider.SqlServer:
                 // No retrying execution strategy: OpenIddict's stores open their own transactions, which a
                 // retrying strategy refuses, and an outage must be answered within seconds, not after retries.
-                builder.Services.AddDbContext<ApplicationDbContext, SqlServerApplicationDbContext>(options =>
+                builder.Services.AddDbContextPool<ApplicationDbContext, SqlServerApplicationDbContext>(options =>
                     options.UseSqlServer(RequireConnectionString(connectionString, provider)).UseOpenIddict().QuietConnectionErrors());
                 break;
             case DatabaseProvider.PostgreSql:
-                builder.Services.AddDbContext<ApplicationDbContext, PostgreSqlApplicationDbContext>(options =>
+                builder.Services.AddDbContextPool<ApplicationDbContext, PostgreSqlApplicationDbContext>(options =>
                     options.UseNpgsql(RequireConnectionString(connectionString, provider)).UseOpenIddict().QuietConnectionErrors());
                 break;
         }

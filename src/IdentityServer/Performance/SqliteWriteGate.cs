@@ -1,3 +1,4 @@
+using IdentityServer.Data;
 using System.Data.Common;
 using System.Runtime.CompilerServices;
 using Microsoft.EntityFrameworkCore;
@@ -12,7 +13,7 @@ namespace IdentityServer.Performance;
 /// colliding in SQLite. Readers are not gated (write-ahead logging lets them read while one writer writes).
 /// Registered for SQLite only.
 /// </summary>
-public sealed class SqliteWriteGate : ISaveChangesInterceptor, IDbTransactionInterceptor, IDbCommandInterceptor, IDbConnectionInterceptor
+public sealed class SqliteWriteGate : ISaveChangesInterceptor, IDbTransactionInterceptor, IDbCommandInterceptor, IDbConnectionInterceptor, IDbContextDisposalObserver
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly ConditionalWeakTable<DbContext, Holder> _holders = [];
@@ -156,6 +157,34 @@ public sealed class SqliteWriteGate : ISaveChangesInterceptor, IDbTransactionInt
         Exit(eventData.Context, owner: null);
         return Task.CompletedTask;
     }
+
+    // A transaction disposed without commit or rollback does not always close the connection, and a pooled context
+    // is reset without interceptor events: the context's end releases whatever it still holds, after rolling back a
+    // transaction still open (so the next writer does not meet SQLite's lock). A context that holds nothing (an idle
+    // pooled one included) is not touched.
+    public void ContextDisposing(DbContext context)
+    {
+        if (Holds(context))
+        {
+            context.Database.CurrentTransaction?.Rollback();
+            Exit(context, owner: null);
+        }
+    }
+
+    public async ValueTask ContextDisposingAsync(DbContext context)
+    {
+        if (Holds(context))
+        {
+            if (context.Database.CurrentTransaction is { } transaction)
+            {
+                await transaction.RollbackAsync();
+            }
+
+            Exit(context, owner: null);
+        }
+    }
+
+    private bool Holds(DbContext context) => _holders.TryGetValue(context, out var holder) && holder.Owner != Owner.None;
 
     private static bool IsUngatedWrite(DbContext? context, DbCommand command) =>
         context?.Database.CurrentTransaction is null
