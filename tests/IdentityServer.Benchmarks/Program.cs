@@ -11,6 +11,7 @@ using IdentityServer.Tests.Infrastructure;
 // dotnet run -c Release --project tests/IdentityServer.Benchmarks -- [--database sqlite|postgres] [--duration 10]
 //     [--concurrency 32] [--warmup 10] [--scenarios client_credentials,refresh_token,...] [--output benchmark-results]
 //     [--set Section:Key=value ...]   (extra server settings, e.g. --set Performance:EntityCacheLifetime=0)
+//     [--no-ready-to-run]             (run the plain build output instead of the ReadyToRun publish)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 var options = BenchmarkOptions.Parse(args);
 if (options is null)
@@ -39,6 +40,13 @@ var settings = new Dictionary<string, string>(seed.Settings())
 foreach (var (key, value) in options.Settings)
 {
     settings[key] = value;
+}
+
+if (options.ReadyToRun)
+{
+    Console.Write("Publishing the server (Release, ReadyToRun) ... ");
+    await ServerUnderTest.PublishReadyToRunAsync();
+    Console.WriteLine("done");
 }
 
 Console.WriteLine($"Server: {ServerUnderTest.AssemblyPath}");
@@ -175,12 +183,12 @@ static async Task<TimeSpan> MeasureColdStartAsync(Dictionary<string, string> set
 }
 
 public sealed record BenchmarkOptions(string Database, TimeSpan Duration, TimeSpan Warmup, int Concurrency, HashSet<string>? Scenarios, string Output,
-    Dictionary<string, string> Settings)
+    Dictionary<string, string> Settings, bool ReadyToRun = true)
 {
     public const string Usage =
         "usage: dotnet run -c Release --project tests/IdentityServer.Benchmarks -- [--database sqlite|postgres] [--duration 10] " +
         "[--concurrency 32] [--warmup 10] [--scenarios discovery,jwks,client_credentials,introspection,refresh_token,sign-in] [--output benchmark-results] " +
-        "[--set Section:Key=value ...]";
+        "[--set Section:Key=value ...] [--no-ready-to-run]";
 
     public static BenchmarkOptions? Parse(string[] args)
     {
@@ -211,6 +219,10 @@ public sealed record BenchmarkOptions(string Database, TimeSpan Duration, TimeSp
                 case "--output" when value is not null:
                     options = options with { Output = value };
                     break;
+                case "--no-ready-to-run":
+                    // The plain build output instead of the ReadyToRun publish: JIT-compiled at run time.
+                    options = options with { ReadyToRun = false };
+                    continue;
                 default:
                     return null;
             }

@@ -40,6 +40,11 @@ public static class TokenTransaction
                 // On SQLite this is BEGIN IMMEDIATE: the write lock is taken now, so the transaction cannot fail
                 // later on a snapshot another writer has moved past.
                 await db.Database.BeginTransactionAsync(context.CancellationToken);
+
+                // OpenIddict saves each step (the redemption, each new token) with its own SaveChanges; inside a
+                // transaction EF Core would wrap each in a savepoint, two more statements apiece, only to let the
+                // transaction go on after a failed step. Here a failed step fails the request and rolls back.
+                db.Database.AutoSavepointsEnabled = false;
             }
         }
     }
