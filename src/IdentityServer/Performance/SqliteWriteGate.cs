@@ -1,6 +1,6 @@
-using IdentityServer.Data;
 using System.Data.Common;
 using System.Runtime.CompilerServices;
+using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 
