@@ -107,7 +107,8 @@ var report = new BenchmarkReport(
     ceiling,
     results,
     peakOverall,
-    coldStart.TotalMilliseconds);
+    coldStart.TotalMilliseconds,
+    options.ReadyToRun ? "ReadyToRun publish" : "plain build (JIT)");
 
 var markdown = report.ToMarkdown();
 Console.WriteLine();
@@ -345,12 +346,13 @@ public sealed record BenchmarkReport(
     double SigningCeilingPerSecond,
     IReadOnlyList<ScenarioResult> Scenarios,
     long ServerPeakWorkingSetBytes,
-    double ColdStartMilliseconds)
+    double ColdStartMilliseconds,
+    string ServerBuild)
 {
     public string ToMarkdown()
     {
         var text = new StringBuilder();
-        text.AppendLine($"{Machine.Cores} cores ({Machine.Cpu}), {Database}, concurrency {Concurrency}, {DurationSeconds:0} s per scenario, {Timestamp:yyyy-MM-dd}");
+        text.AppendLine($"{Machine.Cores} cores ({Machine.Cpu}), {Database}, concurrency {Concurrency}, {DurationSeconds:0} s per scenario, server: {ServerBuild}, {Timestamp:yyyy-MM-dd}");
         text.AppendLine($"RS256 signing ceiling: {SigningCeilingPerSecond:0}/s at the start (each scenario is compared with the ceiling measured just before it)");
         text.AppendLine();
         text.AppendLine("| scenario | operations/s | ceiling/s | × ceiling | target | p50 ms | p99 ms | errors | server peak WS MB | server CPU ms/op | × signature CPU |");
