@@ -1,3 +1,4 @@
+using IdentityServer.Performance;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
@@ -21,7 +22,7 @@ public static class TokenTransaction
         .AddEventHandler(Commit.Descriptor);
 
     /// <summary>Before the presented grant is redeemed (and after the request and client were validated).</summary>
-    public sealed class Begin(ApplicationDbContext db) : IOpenIddictServerHandler<ProcessSignInContext>
+    public sealed class Begin(ApplicationDbContext db, IServiceProvider services) : IOpenIddictServerHandler<ProcessSignInContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessSignInContext>()
             .UseScopedHandler<Begin>()
@@ -37,6 +38,11 @@ public static class TokenTransaction
             if (context.EndpointType == OpenIddictServerEndpointType.Token && db.Database.CurrentTransaction is null
                 && context.Request is { } request && (request.IsAuthorizationCodeGrantType() || request.IsRefreshTokenGrantType() || request.IsDeviceCodeGrantType()))
             {
+                if (services.GetService<SqliteWriteGate>() is { } gate)
+                {
+                    await gate.EnterBeforeTransactionAsync(db, context.CancellationToken);
+                }
+
                 // On SQLite this is BEGIN IMMEDIATE: the write lock is taken now, so the transaction cannot fail
                 // later on a snapshot another writer has moved past.
                 await db.Database.BeginTransactionAsync(context.CancellationToken);

@@ -21,7 +21,8 @@ public static class PerformanceExtensions
         builder.Services.AddOpenIddict().AddCore(core => core
             .ReplaceApplicationManager<OpenIddictEntityFrameworkCoreApplication, CachingApplicationManager>()
             .ReplaceScopeManager<OpenIddictEntityFrameworkCoreScope, CachingScopeManager>()
-            .ReplaceTokenStore<OpenIddictEntityFrameworkCoreToken, BatchingTokenStore>());
+            .ReplaceTokenStore<OpenIddictEntityFrameworkCoreToken, BatchingTokenStore>())
+            .AddServer(server => server.AddEventHandler(IdentityTokenStorage.Descriptor));
 
         var serialize = builder.Configuration.GetValue($"{PerformanceOptions.Section}:{nameof(PerformanceOptions.SerializeSqliteWrites)}", true);
         if (serialize && DataExtensions.ReadProvider(builder.Configuration) == DatabaseProvider.Sqlite)

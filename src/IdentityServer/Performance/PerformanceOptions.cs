@@ -29,6 +29,12 @@ public sealed class PerformanceOptions
     /// <summary>On SQLite, writes from this process take turns in memory (true) rather than meeting on SQLite's lock (false).</summary>
     public bool SerializeSqliteWrites { get; set; } = true;
 
+    /// <summary>
+    /// Whether identity tokens get a token entry like access and refresh tokens (false: they do not; see
+    /// <see cref="IdentityTokenStorage"/>).
+    /// </summary>
+    public bool StoreIdentityTokens { get; set; }
+
     /// <summary>The most token entries written in one transaction by the group-commit writer.</summary>
     [Range(1, 10_000)]
     public int TokenWriteBatchLimit { get; set; } = 256;

@@ -1,3 +1,5 @@
+using OpenIddict.Abstractions;
+using Microsoft.Extensions.DependencyInjection;
 using System.Net;
 using IdentityServer.Tests.Infrastructure;
 
@@ -50,6 +52,28 @@ public abstract class RefreshTokenTests<TFixture>(TFixture server) where TFixtur
         // The rotated token works in its turn.
         var third = await OAuth.RefreshAsync(server, client, second.GetProperty("refresh_token").GetString()!);
         Assert.True(third.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(third)).ToString());
+    }
+
+    [SkippableFact]
+    public async Task Access_and_refresh_tokens_are_stored_and_identity_tokens_are_not()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var first = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        Assert.True((await OAuth.RefreshAsync(server, client, first.GetProperty("refresh_token").GetString()!)).IsSuccessStatusCode);
+
+        var types = new List<string?>();
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var tokens = scope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+            await foreach (var token in tokens.FindBySubjectAsync(user.Id))
+            {
+                types.Add((await tokens.GetTypeAsync(token))?.Split(':')[^1]);
+            }
+        }
+
+        Assert.Equal(["access_token", "access_token", "authorization_code", "refresh_token", "refresh_token"], types.Order());
+        Assert.True(first.TryGetProperty("id_token", out _), first.ToString());
     }
 
     [SkippableFact]
