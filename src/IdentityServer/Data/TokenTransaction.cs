@@ -71,6 +71,8 @@ public static class TokenTransaction
         {
             if (db.Database.CurrentTransaction is { } transaction)
             {
+                // The new token entries were added to the context as they were created; they are written here.
+                await db.SaveChangesAsync(context.CancellationToken);
                 await transaction.CommitAsync(context.CancellationToken);
             }
         }

@@ -40,9 +40,20 @@ public sealed class BatchingTokenStore(
         ArgumentNullException.ThrowIfNull(token);
         var owners = NewEntries.TryGetValue(token, out var known) ? known : new Owners();
         var db = await Context.GetDbContextAsync(cancellationToken);
-        if (db.Database.CurrentTransaction is not null || !performance.Value.GroupCommitTokenWrites)
+        if (db.Database.CurrentTransaction is not null)
         {
-            // Inside a caller's transaction the entry must be part of it: the stock path.
+            // Inside a caller's transaction (a redeeming token request) the entry must be part of it. It is added
+            // now and written by the transaction's commit (TokenTransaction.Commit), together with the request's other
+            // new entries: one SaveChanges instead of one per token.
+            var entry = db.Add(token);
+            entry.Property("ApplicationId").CurrentValue = owners.ApplicationId ?? token.Application?.Id;
+            entry.Property("AuthorizationId").CurrentValue = owners.AuthorizationId ?? token.Authorization?.Id;
+            owners.Written = true;
+            return;
+        }
+
+        if (!performance.Value.GroupCommitTokenWrites)
+        {
             await LoadOwnersAsync(token, owners, cancellationToken);
             await base.CreateAsync(token, cancellationToken);
             return;
