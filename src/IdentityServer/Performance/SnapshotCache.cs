@@ -15,7 +15,8 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
 
     public bool Enabled => options.Value.EntityCacheLifetime > TimeSpan.Zero;
 
-    public bool TryGet(string key, out T value)
+    /// <summary>True when <paramref name="key"/> is cached: its snapshot, or null for a remembered miss.</summary>
+    public bool TryGet(string key, out T? value)
     {
         if (_entries.TryGetValue(key, out var entry) && entry.ExpiresAt > clock.GetUtcNow())
         {
@@ -23,11 +24,11 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
             return true;
         }
 
-        value = null!;
+        value = null;
         return false;
     }
 
-    public void Set(string key, T value)
+    public void Set(string key, T? value)
     {
         if (!Enabled)
         {
@@ -47,24 +48,34 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     {
         foreach (var (key, entry) in _entries)
         {
-            if (predicate(entry.Value))
+            if (entry.Value is not null && predicate(entry.Value))
             {
                 _entries.TryRemove(key, out _);
             }
         }
     }
 
+    public void Remove(string key) => _entries.TryRemove(key, out _);
+
     public void Clear() => _entries.Clear();
 
     /// <summary>
     /// Finds an entity through the cache: on a hit, the request's own instance (the one <paramref name="db"/> already
     /// tracks, or a copy attached to it as unchanged, so that a later query, update or delete in the same request sees
-    /// one instance, as without the cache); on a miss, <paramref name="load"/>s it and keeps a copy.
+    /// one instance, as without the cache); on a miss, <paramref name="load"/>s it and keeps a copy. With
+    /// <paramref name="rememberMisses"/>, that nothing was found is kept too (the caller drops the key when it creates
+    /// the entity).
     /// </summary>
-    public async ValueTask<T?> FindAsync(string key, DbContext db, Func<T, T> copy, Func<T, string?> id, Func<ValueTask<T?>> load)
+    public async ValueTask<T?> FindAsync(string key, DbContext db, Func<T, T> copy, Func<T, string?> id, Func<ValueTask<T?>> load,
+        bool rememberMisses = false)
     {
         if (TryGet(key, out var snapshot))
         {
+            if (snapshot is null)
+            {
+                return null;
+            }
+
             if (TrackedEntities.Find<T>(db, id(snapshot)) is { } tracked)
             {
                 return tracked;
@@ -76,9 +87,9 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
         }
 
         var entity = await load();
-        if (entity is not null)
+        if (entity is not null || rememberMisses)
         {
-            Set(key, copy(entity));
+            Set(key, entity is null ? null : copy(entity));
         }
 
         return entity;
@@ -98,5 +109,5 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
         }
     }
 
-    private sealed record Entry(T Value, DateTimeOffset ExpiresAt);
+    private sealed record Entry(T? Value, DateTimeOffset ExpiresAt);
 }

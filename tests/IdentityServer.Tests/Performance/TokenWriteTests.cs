@@ -114,6 +114,43 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
         Assert.Equal(["https://after.example"], Jwt.Strings(Jwt.Payload(await ScopedTokenAsync(client, scopeName)).GetProperty("aud")));
     }
 
+    [SkippableFact]
+    public async Task A_scope_name_looked_up_before_it_existed_is_found_once_created_or_renamed_to()
+    {
+        var created = Unique.Name("scope");
+        var renamedTo = Unique.Name("scope");
+        Assert.Null(await FindScopeAsync(created));
+        Assert.Null(await FindScopeAsync(renamedTo));
+
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var scopes = scope.ServiceProvider.GetRequiredService<IOpenIddictScopeManager>();
+            await scopes.CreateAsync(new OpenIddictScopeDescriptor { Name = created });
+        }
+
+        Assert.NotNull(await FindScopeAsync(created));
+
+        var existing = await server.CreateScopeAsync("https://rename.example");
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var scopes = scope.ServiceProvider.GetRequiredService<IOpenIddictScopeManager>();
+            var entity = await scopes.FindByNameAsync(existing);
+            var descriptor = new OpenIddictScopeDescriptor();
+            await scopes.PopulateAsync(descriptor, entity!);
+            descriptor.Name = renamedTo;
+            await scopes.UpdateAsync(entity!, descriptor);
+        }
+
+        Assert.NotNull(await FindScopeAsync(renamedTo));
+        Assert.Null(await FindScopeAsync(existing));
+    }
+
+    private async Task<object?> FindScopeAsync(string name)
+    {
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<IOpenIddictScopeManager>().FindByNameAsync(name);
+    }
+
     /// <summary>With HTTP Basic client authentication a refused client gets 401 (RFC 6749 section 5.2).</summary>
     private static async Task AssertInvalidClientAsync(HttpResponseMessage response)
     {
