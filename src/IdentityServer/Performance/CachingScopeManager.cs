@@ -31,12 +31,22 @@ public sealed class CachingScopeManager(
     public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByNameAsync(string name, CancellationToken cancellationToken = default) =>
         snapshots.FindAsync(NameKey(name), db, Copy, s => s.Id, () => base.FindByNameAsync(name, cancellationToken), rememberMisses: true);
 
+    /// <remarks>
+    /// The remembered miss is dropped whatever the outcome: a creation refused because another instance created the
+    /// scope first (two instances seeding at once) must find that scope when it looks again.
+    /// </remarks>
     public override async ValueTask CreateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
     {
-        await base.CreateAsync(scope, cancellationToken);
-        if (scope.Name is not null)
+        try
         {
-            snapshots.Remove(NameKey(scope.Name));
+            await base.CreateAsync(scope, cancellationToken);
+        }
+        finally
+        {
+            if (scope.Name is not null)
+            {
+                snapshots.Remove(NameKey(scope.Name));
+            }
         }
     }
 
