@@ -94,7 +94,8 @@ public sealed class BatchingTokenStore(
     {
         if (token.Authorization is null)
         {
-            if (NewEntries.TryGetValue(token, out var owners) && owners.AuthorizationId is not null)
+            // A new entry's owners are recorded here (none for a client credentials token): nothing to look up.
+            if (NewEntries.TryGetValue(token, out var owners))
             {
                 return owners.AuthorizationId;
             }
