@@ -8,4 +8,3 @@ public interface IBuiltInSeed
 {
     Task EnsureAsync(CancellationToken cancellationToken);
 }
-

@@ -25,6 +25,9 @@ public sealed class BatchingTokenStore(
     /// <summary>Compiled per model: a compiled query refuses a context of another model (the tests run several providers).</summary>
     private static readonly ConditionalWeakTable<IModel, Func<DbContext, string, CancellationToken, Task<OpenIddictEntityFrameworkCoreToken?>>> TokenById = [];
 
+    /// <summary>The token entity's shadow foreign keys to its client and authorization.</summary>
+    private const string ApplicationIdProperty = "ApplicationId", AuthorizationIdProperty = "AuthorizationId";
+
     /// <summary>The client and authorization ids of entries not yet written (their navigations are not loaded).</summary>
     private static readonly ConditionalWeakTable<OpenIddictEntityFrameworkCoreToken, Owners> NewEntries = [];
 
@@ -45,9 +48,7 @@ public sealed class BatchingTokenStore(
             // Inside a caller's transaction (a redeeming token request) the entry must be part of it. It is added
             // now and written by the transaction's commit (TokenTransaction.Commit), together with the request's other
             // new entries: one SaveChanges instead of one per token.
-            var entry = db.Add(token);
-            entry.Property("ApplicationId").CurrentValue = owners.ApplicationId ?? token.Application?.Id;
-            entry.Property("AuthorizationId").CurrentValue = owners.AuthorizationId ?? token.Authorization?.Id;
+            AddWithOwnerIds(db, token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id);
             owners.Written = true;
             return;
         }
@@ -104,7 +105,7 @@ public sealed class BatchingTokenStore(
             // stock store's change-detecting DbContext.Entry and reference load.
             var db = await Context.GetDbContextAsync(cancellationToken);
             var entry = TrackedEntities.Entry(db, token);
-            if (entry.State != EntityState.Detached && entry.Property("AuthorizationId").CurrentValue is null)
+            if (entry.State != EntityState.Detached && entry.Property(AuthorizationIdProperty).CurrentValue is null)
             {
                 return null;
             }
@@ -160,6 +161,14 @@ public sealed class BatchingTokenStore(
 
     /// <summary>Instantiated by this store and not yet written (entities get their id when instantiated, so the id cannot tell).</summary>
     private static bool IsNew(OpenIddictEntityFrameworkCoreToken token) => NewEntries.TryGetValue(token, out var owners) && !owners.Written;
+
+    /// <summary>Adds a new entry to <paramref name="db"/> with its client and authorization referenced by id only.</summary>
+    internal static void AddWithOwnerIds(DbContext db, OpenIddictEntityFrameworkCoreToken token, string? applicationId, string? authorizationId)
+    {
+        var entry = db.Add(token);
+        entry.Property(ApplicationIdProperty).CurrentValue = applicationId;
+        entry.Property(AuthorizationIdProperty).CurrentValue = authorizationId;
+    }
 
     private sealed class Owners
     {

@@ -94,9 +94,7 @@ public sealed class TokenWriteQueue : IAsyncDisposable
                 // Only the token row: its client and authorization exist already and are referenced by id.
                 pending.Token.Application = null;
                 pending.Token.Authorization = null;
-                var entry = db.Add(pending.Token);
-                entry.Property("ApplicationId").CurrentValue = pending.ApplicationId;
-                entry.Property("AuthorizationId").CurrentValue = pending.AuthorizationId;
+                BatchingTokenStore.AddWithOwnerIds(db, pending.Token, pending.ApplicationId, pending.AuthorizationId);
             }
 
             // One SaveChanges: one transaction, one commit, the inserts batched into as few commands as the provider allows.
