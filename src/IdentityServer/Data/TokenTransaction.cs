@@ -1,4 +1,3 @@
-using IdentityServer.Performance;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
@@ -12,17 +11,25 @@ namespace IdentityServer.Data;
 /// OpenIddict redeems the presented code or refresh token, then creates the new token entries, each in its own
 /// SaveChanges: a crash between the two would leave the client's refresh token redeemed with no successor ever
 /// delivered (its retry then counts as reuse and revokes the whole chain), or a code redeemed with no tokens.
-/// With the transaction a crash before the commit leaves the grant as it was, and whatever the client received
-/// (committed first) is stored.
+/// Here the redemption and the new entries are only recorded in the request's DbContext as they happen
+/// (<see cref="DeferredTokenWrites"/>) and written by one SaveChanges just before the answer: a crash before it leaves
+/// the grant as it was, and whatever the client received was stored first.
+/// Writing at the end rather than holding a transaction open also keeps the database's write lock (SQLite has one
+/// for the whole file) out of the signing of the new tokens: it was held for most of a refresh, so refreshes ran one
+/// at a time.
 /// </summary>
 public static class TokenTransaction
 {
-    public static OpenIddictServerBuilder UseTokenTransactions(this OpenIddictServerBuilder server) => server
-        .AddEventHandler(Begin.Descriptor)
-        .AddEventHandler(Commit.Descriptor);
+    public static OpenIddictServerBuilder UseTokenTransactions(this OpenIddictServerBuilder server)
+    {
+        server.Services.AddScoped<DeferredTokenWrites>();
+        return server
+            .AddEventHandler(Begin.Descriptor)
+            .AddEventHandler(Commit.Descriptor);
+    }
 
     /// <summary>Before the presented grant is redeemed (and after the request and client were validated).</summary>
-    public sealed class Begin(ApplicationDbContext db, IServiceProvider services) : IOpenIddictServerHandler<ProcessSignInContext>
+    public sealed class Begin(DeferredTokenWrites writes) : IOpenIddictServerHandler<ProcessSignInContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessSignInContext>()
             .UseScopedHandler<Begin>()
@@ -30,36 +37,26 @@ public static class TokenTransaction
             .SetType(OpenIddictServerHandlerType.Custom)
             .Build();
 
-        public async ValueTask HandleAsync(ProcessSignInContext context)
+        public ValueTask HandleAsync(ProcessSignInContext context)
         {
-            // Only grants that redeem something (a code, a refresh token, a device code) need the two writes to
-            // commit together; client credentials write one new entry and stay off the transaction (and so can be
-            // group-committed with other requests' entries).
-            if (context.EndpointType == OpenIddictServerEndpointType.Token && db.Database.CurrentTransaction is null
+            // Only grants that redeem something (a code, a refresh token, a device code) need the writes to commit
+            // together; client credentials write one new entry and stay on the group-commit writer with other
+            // requests' entries.
+            if (context.EndpointType == OpenIddictServerEndpointType.Token
                 && context.Request is { } request && (request.IsAuthorizationCodeGrantType() || request.IsRefreshTokenGrantType() || request.IsDeviceCodeGrantType()))
             {
-                if (services.GetService<SqliteWriteGate>() is { } gate)
-                {
-                    await gate.EnterBeforeTransactionAsync(db, context.CancellationToken);
-                }
-
-                // On SQLite this is BEGIN IMMEDIATE: the write lock is taken now, so the transaction cannot fail
-                // later on a snapshot another writer has moved past.
-                await db.Database.BeginTransactionAsync(context.CancellationToken);
-
-                // OpenIddict saves each step (the redemption, each new token) with its own SaveChanges; inside a
-                // transaction EF Core would wrap each in a savepoint, two more statements apiece, only to let the
-                // transaction go on after a failed step. Here a failed step fails the request and rolls back.
-                db.Database.AutoSavepointsEnabled = false;
+                writes.Active = true;
             }
+
+            return ValueTask.CompletedTask;
         }
     }
 
     /// <summary>
-    /// Before the response (tokens or an error) is written. Without a commit (an exception on the way) the
-    /// transaction is rolled back when the request's DbContext is disposed.
+    /// Before the response (tokens or an error) is written. Without it (an exception on the way) nothing was written
+    /// and the recorded changes go with the request's DbContext.
     /// </summary>
-    public sealed class Commit(ApplicationDbContext db) : IOpenIddictServerHandler<ApplyTokenResponseContext>
+    public sealed class Commit(ApplicationDbContext db, DeferredTokenWrites writes, ILogger<Commit> logger) : IOpenIddictServerHandler<ApplyTokenResponseContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ApplyTokenResponseContext>()
             .UseScopedHandler<Commit>()
@@ -69,12 +66,46 @@ public static class TokenTransaction
 
         public async ValueTask HandleAsync(ApplyTokenResponseContext context)
         {
-            if (db.Database.CurrentTransaction is { } transaction)
+            if (!writes.Active)
             {
-                // The new token entries were added to the context as they were created; they are written here.
+                return;
+            }
+
+            writes.Active = false;
+            if (!string.IsNullOrEmpty(context.Response.Error))
+            {
+                // Refused after all: nothing of this request is written.
+                db.ChangeTracker.Clear();
+                return;
+            }
+
+            try
+            {
+                // One SaveChanges is one transaction: the redemption and the new entries commit together.
                 await db.SaveChangesAsync(context.CancellationToken);
-                await transaction.CommitAsync(context.CancellationToken);
+            }
+            catch (DbUpdateConcurrencyException)
+            {
+                // The redemption's concurrency check failed: another request redeemed the same code or refresh token
+                // (or revoked it) after this one validated it. The tokens made here are never delivered.
+                db.ChangeTracker.Clear();
+                logger.LogWarning("A {GrantType} grant for client {ClientId} was redeemed by a concurrent request; this request's tokens were discarded.",
+                    context.Request?.GrantType, context.Request?.ClientId);
+                context.Response = new OpenIddictResponse
+                {
+                    Error = OpenIddictConstants.Errors.InvalidGrant,
+                    ErrorDescription = "The specified grant has already been redeemed.",
+                };
             }
         }
     }
+}
+
+/// <summary>
+/// Whether this request's token writes (the redemption of the presented grant and the new token entries) are
+/// recorded in its DbContext and written by <see cref="TokenTransaction.Commit"/>, instead of each one at once.
+/// </summary>
+public sealed class DeferredTokenWrites
+{
+    public bool Active { get; set; }
 }

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.Caching.Memory;
+using IdentityServer.Data;
 using Microsoft.Extensions.Options;
 using OpenIddict.EntityFrameworkCore;
 using OpenIddict.EntityFrameworkCore.Models;
@@ -11,14 +12,16 @@ namespace IdentityServer.Performance;
 /// <summary>
 /// OpenIddict's EF Core token store, except that new token entries are written by the group-commit
 /// <see cref="TokenWriteQueue"/> instead of each request's own SaveChanges, and a new entry's client and authorization
-/// are recorded by id rather than loaded from the database first. Everything else (reads, redemption, revocation,
-/// pruning) is the stock store.
+/// are recorded by id rather than loaded from the database first; in a redeeming token request
+/// (<see cref="DeferredTokenWrites"/>) new entries and updates are only recorded, and written together when the request
+/// commits. Everything else (reads, revocation, pruning) is the stock store.
 /// </summary>
 public sealed class BatchingTokenStore(
     IMemoryCache cache,
     IOpenIddictEntityFrameworkCoreContext context,
     IOptionsMonitor<OpenIddictEntityFrameworkCoreOptions> options,
     TokenWriteQueue writer,
+    DeferredTokenWrites deferred,
     Microsoft.Extensions.Options.IOptions<PerformanceOptions> performance)
     : OpenIddictEntityFrameworkCoreTokenStore(cache, context, options)
 {
@@ -42,12 +45,11 @@ public sealed class BatchingTokenStore(
     {
         ArgumentNullException.ThrowIfNull(token);
         var owners = NewEntries.TryGetValue(token, out var known) ? known : new Owners();
-        var db = await Context.GetDbContextAsync(cancellationToken);
-        if (db.Database.CurrentTransaction is not null)
+        if (deferred.Active)
         {
-            // Inside a caller's transaction (a redeeming token request) the entry must be part of it. It is added
-            // now and written by the transaction's commit (TokenTransaction.Commit), together with the request's other
-            // new entries: one SaveChanges instead of one per token.
+            // A redeeming token request: the entry is added now and written by TokenTransaction.Commit with the
+            // redemption and the request's other new entries, in one SaveChanges.
+            var db = await Context.GetDbContextAsync(cancellationToken);
             AddWithOwnerIds(db, token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id);
             owners.Written = true;
             return;
@@ -136,12 +138,41 @@ public sealed class BatchingTokenStore(
     /// </summary>
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
     {
+        if (deferred.Active)
+        {
+            await RecordUpdateAsync(token, cancellationToken);
+            return;
+        }
+
         if (NewEntries.TryGetValue(token, out var owners))
         {
             await LoadOwnersAsync(token, owners, cancellationToken);
         }
 
         await base.UpdateAsync(token, cancellationToken);
+    }
+
+    /// <summary>
+    /// The stock update (a new concurrency token, every column written) recorded for the request's commit rather than
+    /// saved now. The update's WHERE clause still holds the concurrency token the entry was read with, so when another
+    /// request redeemed or revoked the entry in between, the commit fails as the stock store's immediate save would.
+    /// An entry added by this request stays added (it is inserted with its latest values).
+    /// </summary>
+    private async ValueTask RecordUpdateAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
+    {
+        var db = await Context.GetDbContextAsync(cancellationToken);
+        var state = TrackedEntities.Entry(db, token).State;
+        if (state == EntityState.Detached)
+        {
+            // Attached first, as the stock store does, so the concurrency token it was read with is the original value.
+            db.Attach(token);
+        }
+
+        token.ConcurrencyToken = Guid.NewGuid().ToString();
+        if (state != EntityState.Added)
+        {
+            db.Update(token);
+        }
     }
 
     private async ValueTask LoadOwnersAsync(OpenIddictEntityFrameworkCoreToken token, Owners owners, CancellationToken cancellationToken)

@@ -61,15 +61,6 @@ public sealed class SqliteWriteGate : ISaveChangesInterceptor, IDbTransactionInt
         return Task.CompletedTask;
     }
 
-    /// <summary>
-    /// Takes the gate for a transaction <paramref name="context"/> is about to begin, before its connection is opened:
-    /// EF Core opens the connection before it raises the transaction event, so a request that waits there holds an open
-    /// SQLite connection (with its own schema copy and page cache) the whole time: under the benchmark's load that was 33
-    /// open connections, where 4 to 7 now do. The transaction's end releases the gate as usual.
-    /// </summary>
-    public ValueTask EnterBeforeTransactionAsync(DbContext context, CancellationToken cancellationToken) =>
-        EnterAsync(context, Owner.Transaction, cancellationToken);
-
     // Explicit transactions (BEGIN IMMEDIATE on SQLite: they take the write lock at once) hold the gate until they end.
     public InterceptionResult<DbTransaction> TransactionStarting(DbConnection connection, TransactionStartingEventData eventData, InterceptionResult<DbTransaction> result)
     {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using IdentityServer.Authorization;
+using IdentityServer.Data;
 using IdentityServer.Hosting;
 using OpenIddict.Server;
 using OpenIddict.Server.AspNetCore;
@@ -36,8 +37,9 @@ public static class TelemetryExtensions
         builder.Services.AddSingleton<ILoggerProvider, SecurityEventMetrics>();
         builder.Logging.AddFilter<SecurityEventMetrics>(null, LogLevel.None);
         builder.Logging.AddFilter<SecurityEventMetrics>("IdentityServer", LogLevel.Information);
+        // Counted after the token request's writes commit: a commit that loses a redemption race answers an error instead.
         builder.Services.AddOpenIddict().AddServer(server => server.AddEventHandler<ApplyTokenResponseContext>(handler =>
-            handler.UseSingletonHandler<TokenResponseMetrics>().SetOrder(int.MinValue + 50_000).SetType(OpenIddictServerHandlerType.Custom)));
+            handler.UseSingletonHandler<TokenResponseMetrics>().SetOrder(TokenTransaction.Commit.Descriptor.Order + 1).SetType(OpenIddictServerHandlerType.Custom)));
 
         var telemetry = builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService(options.ServiceName))

@@ -56,6 +56,46 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
         Assert.True(next.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(next)).ToString());
     }
 
+    /// <summary>
+    /// Two requests redeem one refresh token: the first is held after it recorded the redemption and made its tokens,
+    /// while the second completes on another instance. The first's write then finds the entry changed and it answers
+    /// invalid_grant (its tokens were never stored nor delivered); the second's tokens stay good. While a request held
+    /// the database's write lock from the redemption to its answer, the second could not write at all.
+    /// </summary>
+    [SkippableFact]
+    public async Task Of_two_racing_redemptions_of_a_refresh_token_the_one_that_writes_second_gets_invalid_grant()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var refreshToken = tokens.GetProperty("refresh_token").GetString()!;
+
+        HttpResponseMessage? second = null;
+        await using var holding = server.Factory.WithWebHostBuilder(builder => builder.ConfigureServices(services =>
+            services.AddOpenIddict().AddServer(options => options.AddEventHandler<ProcessSignInContext>(handler => handler
+                .UseInlineHandler(async context =>
+                {
+                    if (context.EndpointType == OpenIddictServerEndpointType.Token && second is null)
+                    {
+                        second = await OAuth.RefreshAsync(server, client, refreshToken);
+                    }
+                })
+                .SetOrder(OpenIddictServerHandlers.AttachSignInParameters.Descriptor.Order - 500)))));
+
+        var first = await PostTokenAsync(holding, new() { ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = refreshToken });
+
+        var secondJson = await OAuth.ReadJsonAsync(second!);
+        Assert.True(second!.StatusCode == HttpStatusCode.OK, secondJson.ToString());
+        var firstJson = await OAuth.ReadJsonAsync(first);
+        Assert.Equal(HttpStatusCode.BadRequest, first.StatusCode);
+        Assert.Equal("invalid_grant", firstJson.GetProperty("error").GetString());
+
+        // The winner's chain is intact: its access token is accepted and its refresh token refreshes in turn.
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, secondJson.GetProperty("access_token").GetString()!)).StatusCode);
+        var next = await OAuth.RefreshAsync(server, client, secondJson.GetProperty("refresh_token").GetString()!);
+        Assert.True(next.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(next)).ToString());
+    }
+
     [SkippableFact]
     public async Task A_code_redemption_that_dies_before_answering_leaves_the_code_redeemable()
     {
