@@ -41,6 +41,7 @@ public static class AccountsExtensions
                 options.SignIn.RequireConfirmedEmail = accounts.EmailConfirmationRequired(builder.Environment);
             })
             .AddEntityFrameworkStores<ApplicationDbContext>()
+            .AddUserStore<ApplicationUserStore>()
             .AddDefaultTokenProviders()
             .AddPasswordValidator<PasswordNotPersonalValidator>()
             .AddUserValidator<OptionalUniqueEmailValidator>();

@@ -1,5 +1,7 @@
+using IdentityServer.Performance;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
+using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
 using OpenIddict.Server.AspNetCore;
 using static OpenIddict.Server.OpenIddictServerEvents;
@@ -17,6 +19,8 @@ namespace IdentityServer.Data;
 /// Writing at the end rather than holding a transaction open also keeps the database's write lock (SQLite has one
 /// for the whole file) out of the signing of the new tokens: it was held for most of a refresh, so refreshes ran one
 /// at a time.
+/// The authorization endpoint's new code is held the same way (<see cref="ReleaseHeldEntries"/>) and inserted once,
+/// with its payload, before the response carrying it is written.
 /// </summary>
 public static class TokenTransaction
 {
@@ -25,7 +29,8 @@ public static class TokenTransaction
         server.Services.AddScoped<DeferredTokenWrites>();
         return server
             .AddEventHandler(Begin.Descriptor)
-            .AddEventHandler(Commit.Descriptor);
+            .AddEventHandler(Commit.Descriptor)
+            .AddEventHandler(ReleaseHeldEntries.Descriptor);
     }
 
     /// <summary>Before the presented grant is redeemed (and after the request and client were validated).</summary>
@@ -45,7 +50,11 @@ public static class TokenTransaction
             if (context.EndpointType == OpenIddictServerEndpointType.Token
                 && context.Request is { } request && (request.IsAuthorizationCodeGrantType() || request.IsRefreshTokenGrantType() || request.IsDeviceCodeGrantType()))
             {
-                writes.Active = true;
+                writes.RecordsUntilCommit = true;
+            }
+            else if (context.EndpointType == OpenIddictServerEndpointType.Authorization)
+            {
+                writes.HoldsNewEntries = true;
             }
 
             return ValueTask.CompletedTask;
@@ -66,12 +75,12 @@ public static class TokenTransaction
 
         public async ValueTask HandleAsync(ApplyTokenResponseContext context)
         {
-            if (!writes.Active)
+            if (!writes.RecordsUntilCommit)
             {
                 return;
             }
 
-            writes.Active = false;
+            writes.RecordsUntilCommit = false;
             if (!string.IsNullOrEmpty(context.Response.Error))
             {
                 // Refused after all: nothing of this request is written.
@@ -99,13 +108,53 @@ public static class TokenTransaction
             }
         }
     }
+
+    /// <summary>
+    /// Before an authorization response (a redirect or form carrying the code) is written: the held entries are
+    /// written and committed first, so a client never receives a code the token endpoint cannot find.
+    /// </summary>
+    public sealed class ReleaseHeldEntries(DeferredTokenWrites writes, TokenWriteQueue writer) : IOpenIddictServerHandler<ApplyAuthorizationResponseContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ApplyAuthorizationResponseContext>()
+            .UseScopedHandler<ReleaseHeldEntries>()
+            .SetOrder(OpenIddictServerAspNetCoreHandlers.Authentication.ProcessSelfRedirection.Descriptor.Order - 1000)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(ApplyAuthorizationResponseContext context)
+        {
+            writes.HoldsNewEntries = false;
+            if (writes.Held.Count == 0 || !string.IsNullOrEmpty(context.Response.Error))
+            {
+                return;
+            }
+
+            // All at once, so they share one of the writer's batches.
+            await Task.WhenAll(writes.Held.Select(entry => writer.InsertAsync(entry.Token, entry.ApplicationId, entry.AuthorizationId, context.CancellationToken)));
+            writes.Held.Clear();
+        }
+    }
 }
 
-/// <summary>
-/// Whether this request's token writes (the redemption of the presented grant and the new token entries) are
-/// recorded in its DbContext and written by <see cref="TokenTransaction.Commit"/>, instead of each one at once.
-/// </summary>
+/// <summary>How this request's token writes are deferred (see <see cref="TokenTransaction"/>).</summary>
 public sealed class DeferredTokenWrites
 {
-    public bool Active { get; set; }
+    /// <summary>
+    /// A redeeming token request: the redemption of the presented grant and the new token entries are recorded in
+    /// the request's DbContext and written by <see cref="TokenTransaction.Commit"/>, instead of each one at once.
+    /// </summary>
+    public bool RecordsUntilCommit { get; set; }
+
+    /// <summary>
+    /// An authorization response: its new entries (the code) are held until the response is about to be written and
+    /// then handed to the group-commit writer once, with the payload they got after being created (the stock flow
+    /// inserts a code, then updates it with its payload: two writes).
+    /// </summary>
+    public bool HoldsNewEntries { get; set; }
+
+    internal List<HeldEntry> Held { get; } = [];
+
+    internal bool IsHeld(OpenIddictEntityFrameworkCoreToken token) => Held.Exists(entry => ReferenceEquals(entry.Token, token));
+
+    internal sealed record HeldEntry(OpenIddictEntityFrameworkCoreToken Token, string? ApplicationId, string? AuthorizationId);
 }

@@ -28,6 +28,9 @@ public sealed class BatchingTokenStore(
     /// <summary>Compiled per model: a compiled query refuses a context of another model (the tests run several providers).</summary>
     private static readonly ConditionalWeakTable<IModel, Func<DbContext, string, CancellationToken, Task<OpenIddictEntityFrameworkCoreToken?>>> TokenById = [];
 
+    /// <summary>As <see cref="TokenById"/>, by reference id.</summary>
+    private static readonly ConditionalWeakTable<IModel, Func<DbContext, string, CancellationToken, Task<OpenIddictEntityFrameworkCoreToken?>>> TokenByReferenceId = [];
+
     /// <summary>The token entity's shadow foreign keys to its client and authorization.</summary>
     private const string ApplicationIdProperty = "ApplicationId", AuthorizationIdProperty = "AuthorizationId";
 
@@ -45,12 +48,21 @@ public sealed class BatchingTokenStore(
     {
         ArgumentNullException.ThrowIfNull(token);
         var owners = NewEntries.TryGetValue(token, out var known) ? known : new Owners();
-        if (deferred.Active)
+        if (deferred.RecordsUntilCommit)
         {
             // A redeeming token request: the entry is added now and written by TokenTransaction.Commit with the
             // redemption and the request's other new entries, in one SaveChanges.
             var db = await Context.GetDbContextAsync(cancellationToken);
             AddWithOwnerIds(db, token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id);
+            owners.Written = true;
+            return;
+        }
+
+        if (deferred.HoldsNewEntries && performance.Value.GroupCommitTokenWrites)
+        {
+            // An authorization code: held until the response is written (TokenTransaction.ReleaseHeldEntries), by
+            // which time its payload is attached, and then inserted once.
+            deferred.Held.Add(new(token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id));
             owners.Written = true;
             return;
         }
@@ -133,14 +145,36 @@ public sealed class BatchingTokenStore(
     }
 
     /// <summary>
+    /// As <see cref="FindByIdAsync"/>, by reference id: an authorization code is looked up this way when it is redeemed,
+    /// and once when it is made (OpenIddict checks its new reference id is not taken).
+    /// </summary>
+    public override async ValueTask<OpenIddictEntityFrameworkCoreToken?> FindByReferenceIdAsync(string identifier, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(identifier);
+        var db = await Context.GetDbContextAsync(cancellationToken);
+        return TrackedEntities.FirstOrDefault<OpenIddictEntityFrameworkCoreToken>(db, token => string.Equals(token.ReferenceId, identifier, StringComparison.Ordinal))
+            ?? await TokenByReferenceId.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string referenceId, CancellationToken ct) =>
+                context.Set<OpenIddictEntityFrameworkCoreToken>().AsTracking()
+                    .Include(token => token.Application).Include(token => token.Authorization)
+                    .FirstOrDefault(token => token.ReferenceId == referenceId)))(db, identifier, cancellationToken);
+    }
+
+    /// <summary>
     /// An entry created in this request and updated again (reference tokens get their payload after creation): load
     /// its client and authorization now, so the update keeps the foreign keys the writer stored.
     /// </summary>
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
     {
-        if (deferred.Active)
+        if (deferred.RecordsUntilCommit)
         {
             await RecordUpdateAsync(token, cancellationToken);
+            return;
+        }
+
+        if (deferred.IsHeld(token))
+        {
+            // Not written yet: it is inserted with whatever it holds when released.
+            token.ConcurrencyToken = Guid.NewGuid().ToString();
             return;
         }
 

@@ -15,6 +15,10 @@ public static class TrackedEntities
     public static T? Find<T>(DbContext db, string? key) where T : class =>
         key is null ? null : WithoutChangeDetection(db, () => db.Set<T>().Local.FindEntry(key)?.Entity);
 
+    /// <summary>The first tracked <typeparamref name="T"/> that matches, by a scan of the change tracker.</summary>
+    public static T? FirstOrDefault<T>(DbContext db, Func<T, bool> predicate) where T : class =>
+        WithoutChangeDetection(db, () => db.ChangeTracker.Entries<T>().Select(entry => entry.Entity).FirstOrDefault(predicate));
+
     /// <summary>The entity's entry as last detected (its state, its shadow foreign keys).</summary>
     public static EntityEntry<T> Entry<T>(DbContext db, T entity) where T : class =>
         WithoutChangeDetection(db, () => db.Entry(entity));
