@@ -1,5 +1,8 @@
 using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using OpenIddict.Server;
 using OpenIddict.EntityFrameworkCore.Models;
 
 namespace IdentityServer.Performance;
@@ -8,8 +11,8 @@ public static class PerformanceExtensions
 {
     /// <summary>
     /// What keeps the token endpoint from waiting on the database or a slow hash: process-wide caches of clients and
-    /// scopes, remembered secret verifications, group commit of new token entries, and on SQLite one in-process
-    /// writer at a time. Call after <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers and token store).
+    /// scopes, remembered secret verifications, group commit of new token entries, on SQLite one in-process writer at
+    /// a time, and a dispatcher that looks each OpenIddict event's handlers up once. Call after <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers and token store).
     /// </summary>
     public static WebApplicationBuilder AddPerformance(this WebApplicationBuilder builder)
     {
@@ -17,6 +20,10 @@ public static class PerformanceExtensions
         builder.Services.AddSingleton(typeof(SnapshotCache<>));
         builder.Services.AddSingleton<SecretVerificationCache>();
         builder.Services.AddSingleton<TokenWriteQueue>();
+        var registrations = builder.Services;
+        builder.Services.AddSingleton(services => new ServerHandlerTable(
+            services.GetRequiredService<IOptionsMonitor<OpenIddictServerOptions>>(), services, registrations));
+        builder.Services.Replace(ServiceDescriptor.Scoped<IOpenIddictServerDispatcher, ServerEventDispatcher>());
 
         builder.Services.AddOpenIddict().AddCore(core => core
             .ReplaceApplicationManager<OpenIddictEntityFrameworkCoreApplication, CachingApplicationManager>()
