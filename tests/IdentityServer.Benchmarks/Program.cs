@@ -186,9 +186,12 @@ static async Task<TimeSpan> MeasureColdStartAsync(Dictionary<string, string> set
 public sealed record BenchmarkOptions(string Database, TimeSpan Duration, TimeSpan Warmup, int Concurrency, HashSet<string>? Scenarios, string Output,
     Dictionary<string, string> Settings, bool ReadyToRun = true)
 {
-    public const string Usage =
+    /// <summary>The scenarios' names (the first word of each scenario's <c>Name</c>), in the order they run.</summary>
+    public static readonly string[] ScenarioNames = ["discovery", "jwks", "client_credentials", "introspection", "refresh_token", "sign-in"];
+
+    public static readonly string Usage =
         "usage: dotnet run -c Release --project tests/IdentityServer.Benchmarks -- [--database sqlite|postgres] [--duration 10] " +
-        "[--concurrency 32] [--warmup 10] [--scenarios discovery,jwks,client_credentials,introspection,refresh_token,sign-in] [--output benchmark-results] " +
+        $"[--concurrency 32] [--warmup 10] [--scenarios {string.Join(',', ScenarioNames)}] [--output benchmark-results] " +
         "[--set Section:Key=value ...] [--no-ready-to-run]";
 
     public static BenchmarkOptions? Parse(string[] args)
@@ -211,8 +214,10 @@ public sealed record BenchmarkOptions(string Database, TimeSpan Duration, TimeSp
                 case "--concurrency" when int.TryParse(value, CultureInfo.InvariantCulture, out var concurrency) && concurrency > 0:
                     options = options with { Concurrency = concurrency };
                     break;
-                case "--scenarios" when value is not null:
-                    options = options with { Scenarios = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet() };
+                case "--scenarios" when value?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } names
+                    && names.All(ScenarioNames.Contains):
+                    // An unknown name is refused rather than measuring nothing.
+                    options = options with { Scenarios = names.ToHashSet() };
                     break;
                 case "--set" when value?.Split('=', 2) is [{ Length: > 0 } key, var setting]:
                     options.Settings[key] = setting;
