@@ -2,8 +2,8 @@ using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using OpenIddict.Server;
 using OpenIddict.EntityFrameworkCore.Models;
+using OpenIddict.Server;
 
 namespace IdentityServer.Performance;
 
@@ -12,7 +12,8 @@ public static class PerformanceExtensions
     /// <summary>
     /// What keeps the token endpoint from waiting on the database or a slow hash: process-wide caches of clients and
     /// scopes, remembered secret verifications, group commit of new token entries, on SQLite one in-process writer at
-    /// a time, and a dispatcher that looks each OpenIddict event's handlers up once. Call after <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers and token store).
+    /// a time, and a dispatcher that looks each OpenIddict event's handlers up once. Call after
+    /// <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers, token store and dispatcher).
     /// </summary>
     public static WebApplicationBuilder AddPerformance(this WebApplicationBuilder builder)
     {
