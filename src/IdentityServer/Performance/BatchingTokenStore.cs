@@ -32,7 +32,7 @@ public sealed class BatchingTokenStore(
     private static readonly ConditionalWeakTable<IModel, Func<DbContext, string, CancellationToken, Task<OpenIddictEntityFrameworkCoreToken?>>> TokenByReferenceId = [];
 
     /// <summary>The token entity's shadow foreign keys to its client and authorization.</summary>
-    private const string ApplicationIdProperty = "ApplicationId", AuthorizationIdProperty = "AuthorizationId";
+    internal const string ApplicationIdProperty = "ApplicationId", AuthorizationIdProperty = "AuthorizationId";
 
     /// <summary>The client and authorization ids of entries not yet written (their navigations are not loaded).</summary>
     private static readonly ConditionalWeakTable<OpenIddictEntityFrameworkCoreToken, Owners> NewEntries = [];

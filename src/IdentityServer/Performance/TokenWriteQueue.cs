@@ -89,6 +89,12 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
         try
         {
+            if (TokenRowInserter.Supports(db))
+            {
+                await TokenRowInserter.InsertAsync(db, [.. batch.Select(p => (p.Token, p.ApplicationId, p.AuthorizationId))], CancellationToken.None);
+                return;
+            }
+
             foreach (var pending in batch)
             {
                 // Only the token row: its client and authorization exist already and are referenced by id.

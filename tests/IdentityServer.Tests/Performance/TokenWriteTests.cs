@@ -41,6 +41,36 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
         Assert.All(afterwards, json => Assert.False(json.GetProperty("active").GetBoolean(), json.ToString()));
     }
 
+    /// <summary>
+    /// The writer inserts rows itself (not through SaveChanges): what it stored must read back through OpenIddict's
+    /// store as what the token says, with the dates in the provider's format (expiry and pruning compare them).
+    /// </summary>
+    [SkippableFact]
+    public async Task A_written_entry_reads_back_as_the_token_it_was_issued_for()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        var payload = Jwt.Payload(await TokenAsync(client));
+
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var tokens = scope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+        var entries = new List<object>();
+        await foreach (var entry in tokens.FindBySubjectAsync(client.ClientId))
+        {
+            entries.Add(entry);
+        }
+
+        var stored = Assert.Single(entries);
+        Assert.Equal(await applications.GetIdAsync((await applications.FindByClientIdAsync(client.ClientId))!), await tokens.GetApplicationIdAsync(stored));
+        Assert.Null(await tokens.GetAuthorizationIdAsync(stored));
+        Assert.Equal(OpenIddictConstants.Statuses.Valid, await tokens.GetStatusAsync(stored));
+        Assert.Equal(OpenIddictConstants.TokenTypeIdentifiers.AccessToken, await tokens.GetTypeAsync(stored));
+        Assert.Equal(payload.GetProperty("iat").GetInt64(), (await tokens.GetCreationDateAsync(stored))?.ToUnixTimeSeconds());
+        Assert.Equal(payload.GetProperty("exp").GetInt64(), (await tokens.GetExpirationDateAsync(stored))?.ToUnixTimeSeconds());
+        Assert.Null(await tokens.GetRedemptionDateAsync(stored));
+        Assert.Equal(payload.GetProperty("oi_tkn_id").GetString(), await tokens.GetIdAsync(stored));
+    }
+
     [SkippableFact]
     public async Task A_wrong_secret_is_refused_right_after_the_right_one_was_accepted()
     {
