@@ -28,17 +28,20 @@ public sealed class CachingApplicationManager(
     SecretVerificationCache verifications)
     : OpenIddictApplicationManager<OpenIddictEntityFrameworkCoreApplication>(cache, logger, options, store)
 {
+    /// <summary>This request's copies of cached clients, by id (the manager is scoped: one per request).</summary>
+    private readonly Dictionary<string, OpenIddictEntityFrameworkCoreApplication> _requestCopies = new(StringComparer.Ordinal);
+
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByClientIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync("client_id:" + identifier, db, Copy, a => a.Id, () => base.FindByClientIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync("client_id:" + identifier, db, _requestCopies, Copy, a => a.Id, () => base.FindByClientIdAsync(identifier, cancellationToken));
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync("id:" + identifier, db, Copy, a => a.Id, () => base.FindByIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync("id:" + identifier, db, _requestCopies, Copy, a => a.Id, () => base.FindByIdAsync(identifier, cancellationToken));
 
     public override ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default) =>
-        snapshots.ChangeAsync(SameAs(application), () => base.UpdateAsync(application, cancellationToken));
+        snapshots.ChangeAsync(db, application, a => a.Id, SameAs(application), () => base.UpdateAsync(application, cancellationToken));
 
     public override ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default) =>
-        snapshots.ChangeAsync(SameAs(application), () => base.DeleteAsync(application, cancellationToken));
+        snapshots.ChangeAsync(db, application, a => a.Id, SameAs(application), () => base.DeleteAsync(application, cancellationToken));
 
     protected override async ValueTask<bool> ValidateClientSecretAsync(string secret, string comparand, CancellationToken cancellationToken = default)
     {
@@ -59,7 +62,7 @@ public sealed class CachingApplicationManager(
     private static Func<OpenIddictEntityFrameworkCoreApplication, bool> SameAs(OpenIddictEntityFrameworkCoreApplication application) =>
         cached => cached.Id == application.Id || cached.ClientId == application.ClientId;
 
-    /// <summary>A detached copy: callers may change or update it without touching the cached snapshot.</summary>
+    /// <summary>A copy: callers may change or update it without touching the cached snapshot.</summary>
     private static OpenIddictEntityFrameworkCoreApplication Copy(OpenIddictEntityFrameworkCoreApplication source) => new()
     {
         Id = source.Id,

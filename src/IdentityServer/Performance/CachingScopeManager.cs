@@ -23,13 +23,16 @@ public sealed class CachingScopeManager(
     SnapshotCache<OpenIddictEntityFrameworkCoreScope> snapshots)
     : OpenIddictScopeManager<OpenIddictEntityFrameworkCoreScope>(cache, logger, options, store)
 {
+    /// <summary>This request's copies of cached scopes, by id (the manager is scoped: one per request).</summary>
+    private readonly Dictionary<string, OpenIddictEntityFrameworkCoreScope> _requestCopies = new(StringComparer.Ordinal);
+
     /// <remarks>
     /// Names with no stored scope are remembered too: the protocol scopes (openid, profile, offline_access...) are
     /// requested at every sign-in and looked up for their resources, and are not stored (measured: three queries and
     /// 6% of a sign-in's CPU).
     /// </remarks>
     public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByNameAsync(string name, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync(NameKey(name), db, Copy, s => s.Id, () => base.FindByNameAsync(name, cancellationToken), rememberMisses: true);
+        snapshots.FindAsync(NameKey(name), db, _requestCopies, Copy, s => s.Id, () => base.FindByNameAsync(name, cancellationToken), rememberMisses: true);
 
     /// <remarks>
     /// The remembered miss is dropped whatever the outcome: a creation refused because another instance created the
@@ -51,7 +54,7 @@ public sealed class CachingScopeManager(
     }
 
     public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync("id:" + identifier, db, Copy, s => s.Id, () => base.FindByIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync("id:" + identifier, db, _requestCopies, Copy, s => s.Id, () => base.FindByIdAsync(identifier, cancellationToken));
 
     public override IAsyncEnumerable<OpenIddictEntityFrameworkCoreScope> FindByNamesAsync(ImmutableArray<string> names, CancellationToken cancellationToken = default) =>
         snapshots.Enabled ? FindEachAsync(names, cancellationToken) : base.FindByNamesAsync(names, cancellationToken);
@@ -61,7 +64,7 @@ public sealed class CachingScopeManager(
 
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
     {
-        await snapshots.ChangeAsync(SameAs(scope), () => base.UpdateAsync(scope, cancellationToken));
+        await snapshots.ChangeAsync(db, scope, s => s.Id, SameAs(scope), () => base.UpdateAsync(scope, cancellationToken));
         if (scope.Name is not null)
         {
             snapshots.Remove(NameKey(scope.Name));
@@ -69,7 +72,7 @@ public sealed class CachingScopeManager(
     }
 
     public override ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default) =>
-        snapshots.ChangeAsync(SameAs(scope), () => base.DeleteAsync(scope, cancellationToken));
+        snapshots.ChangeAsync(db, scope, s => s.Id, SameAs(scope), () => base.DeleteAsync(scope, cancellationToken));
 
     private async IAsyncEnumerable<OpenIddictEntityFrameworkCoreScope> FindEachAsync(ImmutableArray<string> names, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -102,7 +105,7 @@ public sealed class CachingScopeManager(
     private static Func<OpenIddictEntityFrameworkCoreScope, bool> SameAs(OpenIddictEntityFrameworkCoreScope scope) =>
         cached => cached.Id == scope.Id || cached.Name == scope.Name;
 
-    /// <summary>A detached copy: callers may change or update it without touching the cached snapshot.</summary>
+    /// <summary>A copy: callers may change or update it without touching the cached snapshot.</summary>
     private static OpenIddictEntityFrameworkCoreScope Copy(OpenIddictEntityFrameworkCoreScope source) => new()
     {
         Id = source.Id,
