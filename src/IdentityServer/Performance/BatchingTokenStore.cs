@@ -141,12 +141,8 @@ public sealed class BatchingTokenStore(
     }
 
     /// <summary>A tracked entry's shadow foreign key, read without the stock store's change detection and reference load.</summary>
-    private async ValueTask<(bool Tracked, string? Value)> ForeignKeyAsync(OpenIddictEntityFrameworkCoreToken token, string property, CancellationToken cancellationToken)
-    {
-        var db = await Context.GetDbContextAsync(cancellationToken);
-        var entry = TrackedEntities.Entry(db, token);
-        return entry.State == EntityState.Detached ? (false, null) : (true, entry.Property(property).CurrentValue as string);
-    }
+    private async ValueTask<(bool Tracked, string? Value)> ForeignKeyAsync(OpenIddictEntityFrameworkCoreToken token, string property, CancellationToken cancellationToken) =>
+        TrackedEntities.ForeignKey(await Context.GetDbContextAsync(cancellationToken), token, property);
 
     /// <summary>
     /// The stock lookup (the tracked instance, else the stored entry), as a query compiled once per model and without a

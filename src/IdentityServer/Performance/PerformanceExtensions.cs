@@ -29,7 +29,8 @@ public static class PerformanceExtensions
         builder.Services.AddOpenIddict().AddCore(core => core
             .ReplaceApplicationManager<OpenIddictEntityFrameworkCoreApplication, CachingApplicationManager>()
             .ReplaceScopeManager<OpenIddictEntityFrameworkCoreScope, CachingScopeManager>()
-            .ReplaceTokenStore<OpenIddictEntityFrameworkCoreToken, BatchingTokenStore>())
+            .ReplaceTokenStore<OpenIddictEntityFrameworkCoreToken, BatchingTokenStore>()
+            .ReplaceAuthorizationStore<OpenIddictEntityFrameworkCoreAuthorization, AuthorizationLookupStore>())
             .AddServer(server => server.AddEventHandler(IdentityTokenStorage.Descriptor));
 
         var serialize = builder.Configuration.GetValue($"{PerformanceOptions.Section}:{nameof(PerformanceOptions.SerializeSqliteWrites)}", true);

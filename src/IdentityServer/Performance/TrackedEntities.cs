@@ -19,6 +19,16 @@ public static class TrackedEntities
     public static T? FirstOrDefault<T>(DbContext db, Func<T, bool> predicate) where T : class =>
         WithoutChangeDetection(db, () => db.ChangeTracker.Entries<T>().Select(entry => entry.Entity).FirstOrDefault(predicate));
 
+    /// <summary>
+    /// A tracked entity's foreign key as stored (its navigation need not be loaded): whether <paramref name="entity"/> is
+    /// tracked, and the key's value.
+    /// </summary>
+    public static (bool Tracked, string? Value) ForeignKey<T>(DbContext db, T entity, string property) where T : class
+    {
+        var entry = Entry(db, entity);
+        return entry.State == EntityState.Detached ? (false, null) : (true, entry.Property(property).CurrentValue as string);
+    }
+
     /// <summary>The entity's entry as last detected (its state, its shadow foreign keys).</summary>
     public static EntityEntry<T> Entry<T>(DbContext db, T entity) where T : class =>
         WithoutChangeDetection(db, () => db.Entry(entity));
