@@ -19,11 +19,35 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
 {
     private sealed class CrashBeforeAnswering : Exception;
 
-    /// <summary>Another instance on the same database that throws once the tokens are made, before anything is written back.</summary>
-    private WebApplicationFactory<Program> CrashingInstance() => server.Factory.WithWebHostBuilder(builder => builder.ConfigureServices(services =>
-        services.AddOpenIddict().AddServer(options => options.AddEventHandler<ProcessSignInContext>(handler => handler
-            .UseInlineHandler(context => context.EndpointType == OpenIddictServerEndpointType.Token ? throw new CrashBeforeAnswering() : ValueTask.CompletedTask)
+    /// <summary>
+    /// Another instance on the same database that runs <paramref name="step"/> in each token request once the tokens
+    /// are made, before anything is written back.
+    /// </summary>
+    private WebApplicationFactory<Program> InstanceThatStepsInAfterTokensAreMade(Func<ValueTask> step) => server.Factory.WithWebHostBuilder(builder =>
+        builder.ConfigureServices(services => services.AddOpenIddict().AddServer(options => options.AddEventHandler<ProcessSignInContext>(handler => handler
+            .UseInlineHandler(context => context.EndpointType == OpenIddictServerEndpointType.Token ? step() : ValueTask.CompletedTask)
             .SetOrder(OpenIddictServerHandlers.AttachSignInParameters.Descriptor.Order - 500)))));
+
+    private WebApplicationFactory<Program> CrashingInstance() => InstanceThatStepsInAfterTokensAreMade(() => throw new CrashBeforeAnswering());
+
+    /// <summary>A new user signed in to a new public client: the client and the refresh token it got.</summary>
+    private async Task<(TestClient Client, string RefreshToken)> SignedInAsync()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, await server.CreateUserAsync(), "openid offline_access");
+        return (client, tokens.GetProperty("refresh_token").GetString()!);
+    }
+
+    private static Dictionary<string, string> RefreshForm(TestClient client, string refreshToken) =>
+        new() { ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = refreshToken };
+
+    /// <summary>The chain is intact: the new access token is accepted, and the new refresh token refreshes in turn.</summary>
+    private async Task AssertChainIntactAsync(TestClient client, JsonElement tokens)
+    {
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, tokens.GetProperty("access_token").GetString()!)).StatusCode);
+        var next = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
+        Assert.True(next.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(next)).ToString());
+    }
 
     private async Task<HttpResponseMessage> PostTokenAsync(WebApplicationFactory<Program> instance, Dictionary<string, string> form)
     {
@@ -34,26 +58,18 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
     [SkippableFact]
     public async Task A_refresh_that_dies_before_answering_leaves_the_refresh_token_usable()
     {
-        var client = await server.CreatePublicClientAsync();
-        var user = await server.CreateUserAsync();
-        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
-        var refreshToken = tokens.GetProperty("refresh_token").GetString()!;
-        var form = new Dictionary<string, string> { ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = refreshToken };
+        var (client, refreshToken) = await SignedInAsync();
 
         await using (var crashing = CrashingInstance())
         {
-            var died = await PostTokenAsync(crashing, form);
+            var died = await PostTokenAsync(crashing, RefreshForm(client, refreshToken));
             Assert.Equal(HttpStatusCode.InternalServerError, died.StatusCode);
         }
 
         var retried = await OAuth.RefreshAsync(server, client, refreshToken);
         var json = await OAuth.ReadJsonAsync(retried);
         Assert.True(retried.StatusCode == HttpStatusCode.OK, json.ToString());
-
-        // The chain is intact: the new access token is good, and the new refresh token refreshes in turn.
-        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, json.GetProperty("access_token").GetString()!)).StatusCode);
-        var next = await OAuth.RefreshAsync(server, client, json.GetProperty("refresh_token").GetString()!);
-        Assert.True(next.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(next)).ToString());
+        await AssertChainIntactAsync(client, json);
     }
 
     /// <summary>
@@ -65,35 +81,19 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
     [SkippableFact]
     public async Task Of_two_racing_redemptions_of_a_refresh_token_the_one_that_writes_second_gets_invalid_grant()
     {
-        var client = await server.CreatePublicClientAsync();
-        var user = await server.CreateUserAsync();
-        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
-        var refreshToken = tokens.GetProperty("refresh_token").GetString()!;
+        var (client, refreshToken) = await SignedInAsync();
 
         HttpResponseMessage? second = null;
-        await using var holding = server.Factory.WithWebHostBuilder(builder => builder.ConfigureServices(services =>
-            services.AddOpenIddict().AddServer(options => options.AddEventHandler<ProcessSignInContext>(handler => handler
-                .UseInlineHandler(async context =>
-                {
-                    if (context.EndpointType == OpenIddictServerEndpointType.Token && second is null)
-                    {
-                        second = await OAuth.RefreshAsync(server, client, refreshToken);
-                    }
-                })
-                .SetOrder(OpenIddictServerHandlers.AttachSignInParameters.Descriptor.Order - 500)))));
+        await using var holding = InstanceThatStepsInAfterTokensAreMade(async () => second ??= await OAuth.RefreshAsync(server, client, refreshToken));
 
-        var first = await PostTokenAsync(holding, new() { ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = refreshToken });
+        var first = await PostTokenAsync(holding, RefreshForm(client, refreshToken));
 
         var secondJson = await OAuth.ReadJsonAsync(second!);
         Assert.True(second!.StatusCode == HttpStatusCode.OK, secondJson.ToString());
         var firstJson = await OAuth.ReadJsonAsync(first);
         Assert.Equal(HttpStatusCode.BadRequest, first.StatusCode);
         Assert.Equal("invalid_grant", firstJson.GetProperty("error").GetString());
-
-        // The winner's chain is intact: its access token is accepted and its refresh token refreshes in turn.
-        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, secondJson.GetProperty("access_token").GetString()!)).StatusCode);
-        var next = await OAuth.RefreshAsync(server, client, secondJson.GetProperty("refresh_token").GetString()!);
-        Assert.True(next.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(next)).ToString());
+        await AssertChainIntactAsync(client, secondJson);
     }
 
     [SkippableFact]
