@@ -74,9 +74,15 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     {
         if (TryGet(key, out var snapshot))
         {
-            if (snapshot is null || id(snapshot) is not { } entityId)
+            if (snapshot is null)
             {
-                return snapshot is null ? null : copy(snapshot);
+                return null;
+            }
+
+            if (id(snapshot) is not { } entityId)
+            {
+                // Not expected (stored entities have ids): nothing to share within the request by.
+                return copy(snapshot);
             }
 
             if (TrackedEntities.Find<T>(db, entityId) is { } tracked)
