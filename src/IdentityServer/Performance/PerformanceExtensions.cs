@@ -12,8 +12,9 @@ public static class PerformanceExtensions
     /// <summary>
     /// What keeps the token endpoint from waiting on the database or a slow hash: process-wide caches of clients and
     /// scopes, remembered secret verifications, group commit of new token entries, on SQLite one in-process writer at
-    /// a time, and a dispatcher that looks each OpenIddict event's handlers up once. Call after
-    /// <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers, token store and dispatcher).
+    /// a time, a dispatcher that looks each OpenIddict event's handlers up once, and endpoint matching without building
+    /// URIs. Call after <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers, token store, dispatcher and
+    /// endpoint matching).
     /// </summary>
     public static WebApplicationBuilder AddPerformance(this WebApplicationBuilder builder)
     {
@@ -31,7 +32,9 @@ public static class PerformanceExtensions
             .ReplaceScopeManager<OpenIddictEntityFrameworkCoreScope, CachingScopeManager>()
             .ReplaceTokenStore<OpenIddictEntityFrameworkCoreToken, BatchingTokenStore>()
             .ReplaceAuthorizationStore<OpenIddictEntityFrameworkCoreAuthorization, AuthorizationLookupStore>())
-            .AddServer(server => server.AddEventHandler(IdentityTokenStorage.Descriptor));
+            .AddServer(server => server.AddEventHandler(IdentityTokenStorage.Descriptor)
+                .RemoveEventHandler(OpenIddictServerHandlers.InferEndpointType.Descriptor)
+                .AddEventHandler(EndpointTypeResolver.Descriptor));
 
         var serialize = builder.Configuration.GetValue($"{PerformanceOptions.Section}:{nameof(PerformanceOptions.SerializeSqliteWrites)}", true);
         if (serialize && DataExtensions.ReadProvider(builder.Configuration) == DatabaseProvider.Sqlite)
