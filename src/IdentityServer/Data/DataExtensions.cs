@@ -1,7 +1,9 @@
 using IdentityServer.Hosting;
+using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Npgsql;
 
 namespace IdentityServer.Data;
 
@@ -35,7 +37,7 @@ public static class DataExtensions
                 break;
             case DatabaseProvider.PostgreSql:
                 builder.Services.AddDbContextPool<ApplicationDbContext, PostgreSqlApplicationDbContext>(options =>
-                    options.UseNpgsql(RequireConnectionString(connectionString, provider)).UseOpenIddict().QuietConnectionErrors());
+                    options.UseNpgsql(PostgreSqlConnectionString(RequireConnectionString(connectionString, provider))).UseOpenIddict().QuietConnectionErrors());
                 break;
         }
 
@@ -81,6 +83,22 @@ public static class DataExtensions
             ? throw new StartupConfigurationException(
                 $"Database:Provider is {provider} but ConnectionStrings:{DatabaseOptions.ConnectionStringName} is not set.")
             : connectionString;
+
+    /// <summary>
+    /// Unless the connection string says otherwise, Npgsql prepares a statement on the server once a connection has run
+    /// it twice (auto-prepare), so the lookups every token request makes skip PostgreSQL's parsing and planning.
+    /// </summary>
+    private static string PostgreSqlConnectionString(string configured)
+    {
+        if (new DbConnectionStringBuilder { ConnectionString = configured }.ContainsKey(MaxAutoPrepareKeyword))
+        {
+            return configured;
+        }
+
+        return new NpgsqlConnectionStringBuilder(configured) { MaxAutoPrepare = 64 }.ToString();
+    }
+
+    private const string MaxAutoPrepareKeyword = "Max Auto Prepare";
 
     /// <summary>Without a connection string, the SQLite file lives in the app's data folder (App_Data).</summary>
     private static string SqliteConnectionString(string? configured, string contentRoot)

@@ -1,0 +1,56 @@
+using IdentityServer.Data;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using OpenIddict.EntityFrameworkCore.Models;
+
+namespace IdentityServer.Tests.Data;
+
+/// <summary>
+/// On PostgreSQL the server's connections prepare the statements they run repeatedly (Npgsql's auto-prepare), unless
+/// the operator's connection string sets <c>Max Auto Prepare</c> itself (for example 0 behind a pooler that cannot
+/// keep prepared statements).
+/// </summary>
+public sealed class PostgreSqlPreparedStatementTests(PostgreSqlServerFixture server) : IClassFixture<PostgreSqlServerFixture>
+{
+    [SkippableFact]
+    public async Task A_query_run_repeatedly_on_a_connection_is_prepared_on_the_server()
+    {
+        Assert.True(await PreparedStatementsAfterRepeatedQueryAsync(server.Factory.Services) > 0);
+    }
+
+    [SkippableFact]
+    public async Task A_connection_string_that_sets_max_auto_prepare_is_kept()
+    {
+        var connectionString = new NpgsqlConnectionStringBuilder(server.Settings["ConnectionStrings:IdentityServer"]) { MaxAutoPrepare = 0 };
+        await using var unprepared = server.StartServer(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:IdentityServer"] = connectionString.ToString(),
+        });
+
+        Assert.Equal(0, await PreparedStatementsAfterRepeatedQueryAsync(unprepared.Services));
+    }
+
+    /// <summary>Runs one token lookup five times on one connection, then asks PostgreSQL how many statements that session has prepared.</summary>
+    private static async Task<long> PreparedStatementsAfterRepeatedQueryAsync(IServiceProvider services)
+    {
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        await db.Database.OpenConnectionAsync();
+        try
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                var id = Guid.NewGuid().ToString();
+                _ = await db.Set<OpenIddictEntityFrameworkCoreToken>().AnyAsync(token => token.Id == id);
+            }
+
+            return await db.Database.SqlQuery<long>($"SELECT count(*) AS \"Value\" FROM pg_prepared_statements").SingleAsync();
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+}
