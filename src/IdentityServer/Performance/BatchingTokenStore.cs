@@ -22,6 +22,7 @@ public sealed class BatchingTokenStore(
     IOptionsMonitor<OpenIddictEntityFrameworkCoreOptions> options,
     TokenWriteQueue writer,
     DeferredTokenWrites deferred,
+    SqliteTokenReader sqliteReader,
     Microsoft.Extensions.Options.IOptions<PerformanceOptions> performance)
     : OpenIddictEntityFrameworkCoreTokenStore(cache, context, options)
 {
@@ -156,8 +157,14 @@ public sealed class BatchingTokenStore(
     {
         ArgumentException.ThrowIfNullOrEmpty(identifier);
         var db = await Context.GetDbContextAsync(cancellationToken);
-        return TrackedEntities.Find<OpenIddictEntityFrameworkCoreToken>(db, identifier)
-            ?? await TokenById.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string id, CancellationToken ct) =>
+        if (TrackedEntities.Find<OpenIddictEntityFrameworkCoreToken>(db, identifier) is { } tracked)
+        {
+            return tracked;
+        }
+
+        return sqliteReader.Supports(db)
+            ? sqliteReader.Find(db, SqliteTokenReader.Key.Id, identifier)
+            : await TokenById.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string id, CancellationToken ct) =>
                 context.Set<OpenIddictEntityFrameworkCoreToken>().AsTracking().Include(token => token.Authorization)
                     .FirstOrDefault(token => token.Id == id)))(db, identifier, cancellationToken);
     }
@@ -170,8 +177,14 @@ public sealed class BatchingTokenStore(
     {
         ArgumentException.ThrowIfNullOrEmpty(identifier);
         var db = await Context.GetDbContextAsync(cancellationToken);
-        return TrackedEntities.FirstOrDefault<OpenIddictEntityFrameworkCoreToken>(db, token => string.Equals(token.ReferenceId, identifier, StringComparison.Ordinal))
-            ?? await TokenByReferenceId.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string referenceId, CancellationToken ct) =>
+        if (TrackedEntities.FirstOrDefault<OpenIddictEntityFrameworkCoreToken>(db, token => string.Equals(token.ReferenceId, identifier, StringComparison.Ordinal)) is { } tracked)
+        {
+            return tracked;
+        }
+
+        return sqliteReader.Supports(db)
+            ? sqliteReader.Find(db, SqliteTokenReader.Key.ReferenceId, identifier)
+            : await TokenByReferenceId.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string referenceId, CancellationToken ct) =>
                 context.Set<OpenIddictEntityFrameworkCoreToken>().AsTracking().Include(token => token.Authorization)
                     .FirstOrDefault(token => token.ReferenceId == referenceId)))(db, identifier, cancellationToken);
     }
