@@ -31,13 +31,12 @@ public sealed class SqliteTokenReader : IDisposable
     public enum Key { Id, ReferenceId }
 
     /// <summary>Whether lookups on this context go through the reader: SQLite, with the token and authorization columns it knows.</summary>
-    public bool Supports(DbContext db) =>
-        db.Database.ProviderName == "Microsoft.EntityFrameworkCore.Sqlite" && LayoutOf(db.Model) is not null;
+    public bool Supports(DbContext db) => LayoutOf(db) is not null;
 
     /// <summary>The entry whose <paramref name="key"/> is <paramref name="value"/>, attached to <paramref name="db"/> with its authorization; null if there is none.</summary>
     public OpenIddictEntityFrameworkCoreToken? Find(DbContext db, Key key, string value)
     {
-        var layout = LayoutOf(db.Model) ?? throw new InvalidOperationException("The token reader does not support this model.");
+        var layout = LayoutOf(db) ?? throw new InvalidOperationException("The token reader does not support this model.");
         var connectionString = db.Database.GetConnectionString()
             ?? throw new InvalidOperationException("The context has no connection string.");
 
@@ -106,16 +105,22 @@ public sealed class SqliteTokenReader : IDisposable
         return entity;
     }
 
-    private Layout? LayoutOf(IModel model) => _layouts.GetOrAdd(model, m =>
+    /// <summary>Decided once per model (each provider has a model of its own): SQLite, and columns the reader knows.</summary>
+    private Layout? LayoutOf(DbContext db) => _layouts.GetOrAdd(db.Model, static (model, state) =>
     {
-        var layout = Layout.From(m, out var problem);
+        if (state.Db.Database.ProviderName != "Microsoft.EntityFrameworkCore.Sqlite")
+        {
+            return null;
+        }
+
+        var layout = Layout.From(model, out var problem);
         if (layout is null)
         {
-            _logger.LogWarning("Token lookups on SQLite use EF Core queries: {Problem}", problem);
+            state.Logger.LogWarning("Token lookups on SQLite use EF Core queries: {Problem}", problem);
         }
 
         return layout;
-    });
+    }, (Db: db, Logger: _logger));
 
     public void Dispose()
     {
