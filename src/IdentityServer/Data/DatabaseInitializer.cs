@@ -36,7 +36,7 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
         {
             // On PostgreSQL, EF Core's migration lock lasts one migration's transaction, so two instances starting
             // together could both apply the second of several migrations. A session lock covers the whole run.
-            var postgreSql = db.Database.IsNpgsql();
+            var postgreSql = options.Value.Provider == DatabaseProvider.PostgreSql;
             if (postgreSql)
             {
                 await db.Database.OpenConnectionAsync(cancellationToken);
@@ -61,7 +61,7 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
                 }
             }
 
-            if (db.Database.IsSqlite())
+            if (options.Value.Provider == DatabaseProvider.Sqlite)
             {
                 // Write-ahead logging lets readers go on while a token is written; the setting persists in the file.
                 await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
