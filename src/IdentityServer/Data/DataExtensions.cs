@@ -86,7 +86,7 @@ public static class DataExtensions
 
     /// <summary>
     /// Unless the connection string says otherwise, Npgsql prepares a statement on the server once a connection has run
-    /// it twice (auto-prepare), so the lookups every token request makes skip PostgreSQL's parsing and planning.
+    /// it five times (auto-prepare), so the lookups every token request makes skip PostgreSQL's parsing and planning.
     /// </summary>
     private static string PostgreSqlConnectionString(string configured)
     {
