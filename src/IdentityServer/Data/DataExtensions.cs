@@ -1,5 +1,5 @@
-using IdentityServer.Hosting;
 using System.Data.Common;
+using IdentityServer.Hosting;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -84,6 +84,8 @@ public static class DataExtensions
                 $"Database:Provider is {provider} but ConnectionStrings:{DatabaseOptions.ConnectionStringName} is not set.")
             : connectionString;
 
+    private const string MaxAutoPrepareKeyword = "Max Auto Prepare";
+
     /// <summary>
     /// Unless the connection string says otherwise, Npgsql prepares a statement on the server once a connection has run
     /// it five times (auto-prepare), so the lookups every token request makes skip PostgreSQL's parsing and planning.
@@ -97,8 +99,6 @@ public static class DataExtensions
 
         return new NpgsqlConnectionStringBuilder(configured) { MaxAutoPrepare = 64 }.ToString();
     }
-
-    private const string MaxAutoPrepareKeyword = "Max Auto Prepare";
 
     /// <summary>Without a connection string, the SQLite file lives in the app's data folder (App_Data).</summary>
     private static string SqliteConnectionString(string? configured, string contentRoot)

@@ -230,12 +230,14 @@ public sealed class SqliteTokenReader : IDisposable
                 return null;
             }
 
+            string TokenColumn(string property) => tokenColumns[Array.IndexOf(TokenProperties, property)];
             var select = $"SELECT {string.Join(", ", tokenColumns.Select(c => "t." + c).Concat(authorizationColumns.Select(c => "a." + c)))} "
-                + $"FROM {Table(token)} AS t LEFT JOIN {Table(authorization)} AS a ON a.{authorizationColumns[0]} = t.{tokenColumns[2]} WHERE t.";
+                + $"FROM {Table(token)} AS t LEFT JOIN {Table(authorization)} AS a "
+                + $"ON a.{authorizationColumns[0]} = t.{TokenColumn(BatchingTokenStore.AuthorizationIdProperty)} WHERE t.";
             problem = null;
             return new Layout(
-                select + tokenColumns[0] + " = @value LIMIT 1",
-                select + tokenColumns[Array.IndexOf(TokenProperties, nameof(OpenIddictEntityFrameworkCoreToken.ReferenceId))] + " = @value LIMIT 1");
+                select + TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.Id)) + " = @value LIMIT 1",
+                select + TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.ReferenceId)) + " = @value LIMIT 1");
         }
 
         /// <summary>The quoted column names of <paramref name="properties"/>, if the entity maps exactly those, as text or dates without conversion.</summary>
