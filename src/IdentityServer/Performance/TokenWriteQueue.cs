@@ -1,5 +1,7 @@
 using System.Threading.Channels;
+using System.Diagnostics;
 using IdentityServer.Data;
+using IdentityServer.Telemetry;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using OpenIddict.EntityFrameworkCore.Models;
@@ -19,13 +21,15 @@ public sealed class TokenWriteQueue : IAsyncDisposable
     private readonly Channel<PendingToken> _queue = Channel.CreateUnbounded<PendingToken>(new UnboundedChannelOptions { SingleReader = true });
     private readonly IServiceScopeFactory _scopes;
     private readonly IOptions<PerformanceOptions> _options;
+    private readonly ServerMetrics _metrics;
     private readonly ILogger<TokenWriteQueue> _logger;
     private readonly Task _writer;
 
-    public TokenWriteQueue(IServiceScopeFactory scopes, IOptions<PerformanceOptions> options, ILogger<TokenWriteQueue> logger)
+    public TokenWriteQueue(IServiceScopeFactory scopes, IOptions<PerformanceOptions> options, ServerMetrics metrics, ILogger<TokenWriteQueue> logger)
     {
         _scopes = scopes;
         _options = options;
+        _metrics = metrics;
         _logger = logger;
         _writer = Task.Run(WriteAsync);
     }
@@ -84,6 +88,21 @@ public sealed class TokenWriteQueue : IAsyncDisposable
     }
 
     private async Task InsertBatchAsync(IReadOnlyList<PendingToken> batch)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var committed = false;
+        try
+        {
+            await InsertAsync(batch);
+            committed = true;
+        }
+        finally
+        {
+            _metrics.TokenEntriesWritten(batch.Count, Stopwatch.GetElapsedTime(started).TotalSeconds, committed);
+        }
+    }
+
+    private async Task InsertAsync(IReadOnlyList<PendingToken> batch)
     {
         await using var scope = _scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
@@ -145,5 +164,5 @@ public sealed class TokenWriteQueue : IAsyncDisposable
 
 public static class PerformanceEvents
 {
-    public static readonly EventId TokenWriteFailed = new(7001, nameof(TokenWriteFailed));
+    public static readonly EventId TokenWriteFailed = new(8001, nameof(TokenWriteFailed));
 }

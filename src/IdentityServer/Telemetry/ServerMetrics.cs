@@ -36,6 +36,14 @@ public sealed class ServerMetrics
         "Time to answer a request, by protocol endpoint or page.",
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
 
+    private static readonly Histogram<int> TokenWriteBatchSize = Meter.CreateHistogram<int>("identityserver.token_writes.batch_size", "{entry}",
+        "New token entries written together by the group-commit writer, per commit.",
+        advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128, 256] });
+
+    private static readonly Histogram<double> TokenWriteDuration = Meter.CreateHistogram<double>("identityserver.token_writes.duration", "s",
+        "Time the group-commit writer took to write and commit one batch of token entries, which token requests wait for.",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] });
+
     public void TokenIssued(string? grantType, string? clientId, string tokenType) =>
         TokensIssued.Add(1, new TagList { { "grant_type", GrantType(grantType) }, { "client_id", clientId ?? "" }, { "token_type", tokenType } });
 
@@ -50,6 +58,14 @@ public sealed class ServerMetrics
         {
             PrunedRows.Add(count, new KeyValuePair<string, object?>("kind", kind));
         }
+    }
+
+    /// <summary>One batch of the group-commit writer: its size, how long it took, and whether it committed (<c>committed</c>, <c>failed</c>).</summary>
+    public void TokenEntriesWritten(int entries, double seconds, bool committed)
+    {
+        var outcome = new KeyValuePair<string, object?>("outcome", committed ? "committed" : "failed");
+        TokenWriteBatchSize.Record(entries, outcome);
+        TokenWriteDuration.Record(seconds, outcome);
     }
 
     public void EndpointAnswered(string endpoint, int statusCode, double seconds) =>

@@ -99,6 +99,21 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task A_stored_token_entry_is_recorded_as_a_committed_batch_of_the_group_commit_writer()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        var batches = HistogramCount("identityserver.token_writes.batch_size", ("outcome", "committed"));
+
+        var response = await HttpProtocol.ClientCredentialsAsync(Http, client.ClientId, client.ClientSecret!);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await Eventually.TrueAsync(() => Task.FromResult(
+            HistogramCount("identityserver.token_writes.batch_size", ("outcome", "committed")) > batches
+            && HistogramCount("identityserver.token_writes.duration", ("outcome", "committed")) > 0),
+            TimeSpan.FromSeconds(10), "the writer's batch size and commit time to be recorded");
+    }
+
+    [SkippableFact]
     public async Task A_refused_token_request_moves_the_errors_counter_for_its_error_code()
     {
         var client = await server.CreateConfidentialClientAsync();
