@@ -22,7 +22,7 @@ public sealed class BatchingTokenStore(
     IOptionsMonitor<OpenIddictEntityFrameworkCoreOptions> options,
     TokenWriteQueue writer,
     DeferredTokenWrites deferred,
-    SqliteTokenReader sqliteReader,
+    PreparedTokenReader preparedReader,
     Microsoft.Extensions.Options.IOptions<PerformanceOptions> performance)
     : OpenIddictEntityFrameworkCoreTokenStore(cache, context, options)
 {
@@ -162,8 +162,8 @@ public sealed class BatchingTokenStore(
             return tracked;
         }
 
-        return sqliteReader.Supports(db)
-            ? sqliteReader.Find(db, SqliteTokenReader.Key.Id, identifier)
+        return preparedReader.Supports(db)
+            ? await preparedReader.FindAsync(db, PreparedTokenReader.Key.Id, identifier, cancellationToken)
             : await TokenById.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string id, CancellationToken ct) =>
                 context.Set<OpenIddictEntityFrameworkCoreToken>().AsTracking().Include(token => token.Authorization)
                     .FirstOrDefault(token => token.Id == id)))(db, identifier, cancellationToken);
@@ -182,8 +182,8 @@ public sealed class BatchingTokenStore(
             return tracked;
         }
 
-        return sqliteReader.Supports(db)
-            ? sqliteReader.Find(db, SqliteTokenReader.Key.ReferenceId, identifier)
+        return preparedReader.Supports(db)
+            ? await preparedReader.FindAsync(db, PreparedTokenReader.Key.ReferenceId, identifier, cancellationToken)
             : await TokenByReferenceId.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string referenceId, CancellationToken ct) =>
                 context.Set<OpenIddictEntityFrameworkCoreToken>().AsTracking().Include(token => token.Authorization)
                     .FirstOrDefault(token => token.ReferenceId == referenceId)))(db, identifier, cancellationToken);

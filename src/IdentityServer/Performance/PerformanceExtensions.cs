@@ -22,7 +22,7 @@ public static class PerformanceExtensions
         builder.Services.AddSingleton(typeof(SnapshotCache<>));
         builder.Services.AddSingleton<SecretVerificationCache>();
         builder.Services.AddSingleton<TokenWriteQueue>();
-        builder.Services.AddSingleton<SqliteTokenReader>();
+        builder.Services.AddSingleton<PreparedTokenReader>();
         var registrations = builder.Services;
         builder.Services.AddSingleton(services => new ServerHandlerTable(
             services.GetRequiredService<IOptionsMonitor<OpenIddictServerOptions>>(), services, registrations));

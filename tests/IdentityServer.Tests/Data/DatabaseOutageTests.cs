@@ -56,7 +56,22 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         // so only an unread one makes the authorization endpoint need the database.
         var unread = await fixture.CreateConfidentialClientAsync(c => c.Scope = null);
         var authorizeUrl = await OAuth.AuthorizeUrlAsync(fixture, unread.ClientId, "openid", Pkce.Create());
-        Assert.Equal(HttpStatusCode.OK, (await HttpProtocol.ClientCredentialsAsync(http, client.ClientId, client.ClientSecret!, tokenEndpoint: tokenEndpoint)).StatusCode);
+        var issued = await HttpProtocol.ClientCredentialsAsync(http, client.ClientId, client.ClientSecret!, tokenEndpoint: tokenEndpoint);
+        Assert.Equal(HttpStatusCode.OK, issued.StatusCode);
+        var accessToken = (await OAuth.ReadJsonAsync(issued)).GetProperty("access_token").GetString()!;
+        // Token lookups keep connections of their own open (PreparedTokenReader): they must fail and recover like the rest.
+        var introspectionEndpoint = await fixture.EndpointAsync("introspection_endpoint");
+        Task<HttpResponseMessage> IntrospectAsync()
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, introspectionEndpoint)
+            {
+                Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["token"] = accessToken }),
+            };
+            request.Headers.Authorization = OAuth.BasicAuth(client);
+            return http.SendAsync(request);
+        }
+
+        Assert.True((await OAuth.ReadJsonAsync(await IntrospectAsync())).GetProperty("active").GetBoolean());
 
         await _cluster!.StopServerAsync();
 
@@ -65,6 +80,10 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.ServiceUnavailable, token.StatusCode);
         Assert.Equal("temporarily_unavailable", System.Text.Json.JsonDocument.Parse(tokenBody).RootElement.GetProperty("error").GetString());
         Assert.DoesNotContain("   at ", tokenBody);
+
+        var introspection = await IntrospectAsync();
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, introspection.StatusCode);
+        Assert.Equal("temporarily_unavailable", (await OAuth.ReadJsonAsync(introspection)).GetProperty("error").GetString());
 
         var page = await http.GetAsync(authorizeUrl);
         var pageBody = await page.Content.ReadAsStringAsync();
@@ -85,5 +104,8 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
             (await HttpProtocol.ClientCredentialsAsync(http, client.ClientId, client.ClientSecret!, tokenEndpoint: tokenEndpoint)).StatusCode == HttpStatusCode.OK,
             TimeSpan.FromSeconds(30), "the token endpoint to work again");
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/ready")).StatusCode);
+        await Eventually.TrueAsync(async () =>
+            await IntrospectAsync() is { StatusCode: HttpStatusCode.OK } response && (await OAuth.ReadJsonAsync(response)).GetProperty("active").GetBoolean(),
+            TimeSpan.FromSeconds(30), "the token issued before the outage to introspect as active again");
     }
 }

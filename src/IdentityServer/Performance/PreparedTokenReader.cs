@@ -1,46 +1,49 @@
 using System.Collections.Concurrent;
+using System.Data;
+using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
+using Npgsql;
 using OpenIddict.EntityFrameworkCore.Models;
 
 namespace IdentityServer.Performance;
 
 /// <summary>
-/// On SQLite, the lookup made for every token presented (by id: introspection, refresh; by reference id: a code being
-/// redeemed) reads from a few connections kept open with the statement prepared once, and the entry and its
+/// On SQLite and PostgreSQL, the lookup made for every token presented (by id: introspection, refresh; by reference id:
+/// a code being redeemed) runs on a few connections kept open with the statement prepared once, and the entry and its
 /// authorization are then attached to the request's context, unchanged, as EF Core's tracking query would have left
-/// them. Through EF Core each lookup opened a pooled connection (registering EF Core's SQL functions on it and removing
-/// them again on close), parsed and planned the SQL again and ran the query pipeline: about a third of an
-/// introspection's CPU. Reads only: writes stay with EF Core and the write gate. Write-ahead logging lets these
-/// connections read what is committed while a writer writes, and every entry a request can present was committed
-/// before it was handed out.
+/// them. Through EF Core each lookup took a pooled connection (on SQLite registering EF Core's SQL functions on it and
+/// removing them again on close), had the SQL parsed and planned again and ran the query pipeline: about a third of an
+/// introspection's CPU on SQLite. Reads only: writes stay with EF Core (and on SQLite the write gate). These
+/// connections read what is committed, and every entry a request can present was committed before it was handed out.
+/// Other providers (SQL Server) keep EF Core's compiled queries.
 /// </summary>
-public sealed class SqliteTokenReader : IDisposable
+public sealed class PreparedTokenReader : IAsyncDisposable
 {
     /// <summary>Idle connections kept per database; more are opened under a burst and closed when returned.</summary>
     private static readonly int MaxIdleSessions = Math.Max(2, Environment.ProcessorCount * 2);
 
     private readonly ConcurrentDictionary<string, ConcurrentBag<Session>> _idle = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<IModel, Layout?> _layouts = new();
-    private readonly ILogger<SqliteTokenReader> _logger;
+    private readonly ILogger<PreparedTokenReader> _logger;
     private bool _disposed;
 
-    public SqliteTokenReader(ILogger<SqliteTokenReader> logger) => _logger = logger;
+    public PreparedTokenReader(ILogger<PreparedTokenReader> logger) => _logger = logger;
 
     public enum Key { Id, ReferenceId }
 
-    /// <summary>Whether lookups on this context go through the reader: SQLite, with the token and authorization columns it knows.</summary>
+    /// <summary>Whether lookups on this context go through the reader: SQLite or PostgreSQL, with the token and authorization columns it knows.</summary>
     public bool Supports(DbContext db) => LayoutOf(db) is not null;
 
     /// <summary>The entry whose <paramref name="key"/> is <paramref name="value"/>, attached to <paramref name="db"/> with its authorization; null if there is none.</summary>
-    public OpenIddictEntityFrameworkCoreToken? Find(DbContext db, Key key, string value)
+    public async Task<OpenIddictEntityFrameworkCoreToken?> FindAsync(DbContext db, Key key, string value, CancellationToken cancellationToken)
     {
         var layout = LayoutOf(db) ?? throw new InvalidOperationException("The token reader does not support this model.");
         var connectionString = db.Database.GetConnectionString()
             ?? throw new InvalidOperationException("The context has no connection string.");
 
-        var (token, authorization) = Read(connectionString, layout, key, value);
+        var (token, authorization) = await ReadAsync(connectionString, layout, key, value, cancellationToken);
         if (token is null)
         {
             return null;
@@ -61,31 +64,36 @@ public sealed class SqliteTokenReader : IDisposable
         return Attach(db, token.Entity, BatchingTokenStore.ApplicationIdProperty, token.ApplicationId, BatchingTokenStore.AuthorizationIdProperty, token.AuthorizationId);
     }
 
-    private (Row<OpenIddictEntityFrameworkCoreToken>? Token, Row<OpenIddictEntityFrameworkCoreAuthorization>? Authorization) Read(
-        string connectionString, Layout layout, Key key, string value)
+    private async Task<(Row<OpenIddictEntityFrameworkCoreToken>? Token, Row<OpenIddictEntityFrameworkCoreAuthorization>? Authorization)> ReadAsync(
+        string connectionString, Layout layout, Key key, string value, CancellationToken cancellationToken)
     {
         var idle = _idle.GetOrAdd(connectionString, static _ => []);
-        var session = idle.TryTake(out var available) ? available : Session.Open(connectionString, layout);
+        var session = idle.TryTake(out var available) ? available : await Session.OpenAsync(connectionString, layout, cancellationToken);
         var healthy = false;
         try
         {
             var command = key == Key.Id ? session.ById : session.ByReferenceId;
             command.Parameters[0].Value = value;
-            using var reader = command.ExecuteReader();
-            var result = reader.Read() ? (layout.ReadToken(reader), layout.ReadAuthorization(reader)) : (null, null);
+            (Row<OpenIddictEntityFrameworkCoreToken>?, Row<OpenIddictEntityFrameworkCoreAuthorization>?) result;
+            await using (var reader = await command.ExecuteReaderAsync(CommandBehavior.SingleRow, cancellationToken))
+            {
+                result = await reader.ReadAsync(cancellationToken) ? (layout.ReadToken(reader), layout.ReadAuthorization(reader)) : (null, null);
+            }
+
             healthy = true;
             return result;
         }
         finally
         {
-            // A connection that failed (the database gone, say) is not kept: the next lookup opens a new one.
+            // A connection that failed or was cancelled mid-read (the database gone, say) is not kept: the next lookup
+            // opens a new one.
             if (healthy && !_disposed && idle.Count < MaxIdleSessions)
             {
                 idle.Add(session);
             }
             else
             {
-                session.Dispose();
+                await session.DisposeAsync();
             }
         }
     }
@@ -105,31 +113,39 @@ public sealed class SqliteTokenReader : IDisposable
         return entity;
     }
 
-    /// <summary>Decided once per model (each provider has a model of its own): SQLite, and columns the reader knows.</summary>
+    /// <summary>Decided once per model (each provider has a model of its own): SQLite or PostgreSQL, and columns the reader knows.</summary>
     private Layout? LayoutOf(DbContext db) => _layouts.GetOrAdd(db.Model, static (model, state) =>
     {
-        if (state.Db.Database.ProviderName != "Microsoft.EntityFrameworkCore.Sqlite")
+        var provider = state.Db.Database.ProviderName switch
+        {
+            "Microsoft.EntityFrameworkCore.Sqlite" => Provider.Sqlite,
+            "Npgsql.EntityFrameworkCore.PostgreSQL" => Provider.PostgreSql,
+            _ => (Provider?)null,
+        };
+        if (provider is null)
         {
             return null;
         }
 
-        var layout = Layout.From(model, out var problem);
+        var layout = Layout.From(model, provider.Value, out var problem);
         if (layout is null)
         {
-            state.Logger.LogWarning("Token lookups on SQLite use EF Core queries: {Problem}", problem);
+            state.Logger.LogWarning("Token lookups use EF Core queries: {Problem}", problem);
         }
 
         return layout;
     }, (Db: db, Logger: _logger));
 
-    public void Dispose()
+    private enum Provider { Sqlite, PostgreSql }
+
+    public async ValueTask DisposeAsync()
     {
         _disposed = true;
         foreach (var idle in _idle.Values)
         {
             while (idle.TryTake(out var session))
             {
-                session.Dispose();
+                await session.DisposeAsync();
             }
         }
     }
@@ -137,41 +153,46 @@ public sealed class SqliteTokenReader : IDisposable
     private sealed record Row<T>(T Entity, string? ApplicationId, string? AuthorizationId);
 
     /// <summary>An open connection with both lookups prepared.</summary>
-    private sealed class Session(SqliteConnection connection, SqliteCommand byId, SqliteCommand byReferenceId) : IDisposable
+    private sealed class Session(DbConnection connection, DbCommand byId, DbCommand byReferenceId) : IAsyncDisposable
     {
-        public SqliteCommand ById { get; } = byId;
+        public DbCommand ById { get; } = byId;
 
-        public SqliteCommand ByReferenceId { get; } = byReferenceId;
+        public DbCommand ByReferenceId { get; } = byReferenceId;
 
-        public static Session Open(string connectionString, Layout layout)
+        public static async Task<Session> OpenAsync(string connectionString, Layout layout, CancellationToken cancellationToken)
         {
-            var connection = new SqliteConnection(connectionString);
+            DbConnection connection = layout.Provider == Provider.Sqlite ? new SqliteConnection(connectionString) : new NpgsqlConnection(connectionString);
             try
             {
-                connection.Open();
-                return new Session(connection, Prepare(connection, layout.SelectById), Prepare(connection, layout.SelectByReferenceId));
+                await connection.OpenAsync(cancellationToken);
+                return new Session(connection,
+                    await PrepareAsync(connection, layout.SelectById, cancellationToken),
+                    await PrepareAsync(connection, layout.SelectByReferenceId, cancellationToken));
             }
             catch
             {
-                connection.Dispose();
+                await connection.DisposeAsync();
                 throw;
             }
         }
 
-        private static SqliteCommand Prepare(SqliteConnection connection, string sql)
+        private static async Task<DbCommand> PrepareAsync(DbConnection connection, string sql, CancellationToken cancellationToken)
         {
             var command = connection.CreateCommand();
             command.CommandText = sql;
-            command.Parameters.Add(new SqliteParameter("@value", SqliteType.Text));
-            command.Prepare();
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = "@value";
+            parameter.DbType = DbType.String;
+            command.Parameters.Add(parameter);
+            await command.PrepareAsync(cancellationToken);
             return command;
         }
 
-        public void Dispose()
+        public async ValueTask DisposeAsync()
         {
-            ById.Dispose();
-            ByReferenceId.Dispose();
-            connection.Dispose();
+            await ById.DisposeAsync();
+            await ByReferenceId.DisposeAsync();
+            await connection.DisposeAsync();
         }
     }
 
@@ -203,17 +224,20 @@ public sealed class SqliteTokenReader : IDisposable
         /// <summary>The authorization's columns follow the token's; the readers below go by these positions.</summary>
         private static readonly int AuthorizationOffset = TokenProperties.Length;
 
-        private Layout(string selectById, string selectByReferenceId)
+        private Layout(Provider provider, string selectById, string selectByReferenceId)
         {
+            Provider = provider;
             SelectById = selectById;
             SelectByReferenceId = selectByReferenceId;
         }
+
+        public Provider Provider { get; }
 
         public string SelectById { get; }
 
         public string SelectByReferenceId { get; }
 
-        public static Layout? From(IModel model, out string? problem)
+        public static Layout? From(IModel model, Provider provider, out string? problem)
         {
             var token = model.FindEntityType(typeof(OpenIddictEntityFrameworkCoreToken));
             var authorization = model.FindEntityType(typeof(OpenIddictEntityFrameworkCoreAuthorization));
@@ -235,7 +259,7 @@ public sealed class SqliteTokenReader : IDisposable
                 + $"FROM {Table(token)} AS t LEFT JOIN {Table(authorization)} AS a "
                 + $"ON a.{authorizationColumns[0]} = t.{TokenColumn(BatchingTokenStore.AuthorizationIdProperty)} WHERE t.";
             problem = null;
-            return new Layout(
+            return new Layout(provider,
                 select + TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.Id)) + " = @value LIMIT 1",
                 select + TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.ReferenceId)) + " = @value LIMIT 1");
         }
@@ -267,7 +291,7 @@ public sealed class SqliteTokenReader : IDisposable
 
         private static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
-        public Row<OpenIddictEntityFrameworkCoreToken> ReadToken(SqliteDataReader reader) => new(
+        public Row<OpenIddictEntityFrameworkCoreToken> ReadToken(DbDataReader reader) => new(
             new OpenIddictEntityFrameworkCoreToken
             {
                 Id = reader.GetString(0),
@@ -286,7 +310,7 @@ public sealed class SqliteTokenReader : IDisposable
             Text(reader, 2));
 
         /// <summary>The joined authorization, or null when the entry has none.</summary>
-        public Row<OpenIddictEntityFrameworkCoreAuthorization>? ReadAuthorization(SqliteDataReader reader) =>
+        public Row<OpenIddictEntityFrameworkCoreAuthorization>? ReadAuthorization(DbDataReader reader) =>
             reader.IsDBNull(AuthorizationOffset) ? null : new(
                 new OpenIddictEntityFrameworkCoreAuthorization
                 {
@@ -302,8 +326,8 @@ public sealed class SqliteTokenReader : IDisposable
                 Text(reader, AuthorizationOffset + 1),
                 null);
 
-        private static string? Text(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+        private static string? Text(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
-        private static DateTime? Date(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetDateTime(ordinal);
+        private static DateTime? Date(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetDateTime(ordinal);
     }
 }
