@@ -27,7 +27,7 @@ public sealed class AdminRequirementHandler(
     /// Resolved on first use. The fallback policy makes ASP.NET Core build every authorization handler on every
     /// request, token requests included, and a user manager is costly to build (about 1% of a token request's CPU).
     /// </summary>
-    private UserManager<ApplicationUser> users => services.GetRequiredService<UserManager<ApplicationUser>>();
+    private UserManager<ApplicationUser> Users => services.GetRequiredService<UserManager<ApplicationUser>>();
 
     protected override async Task HandleRequirementAsync(AuthorizationHandlerContext context, AdminRequirement requirement)
     {
@@ -45,7 +45,7 @@ public sealed class AdminRequirementHandler(
         }
         else
         {
-            var user = await users.GetUserAsync(principal);
+            var user = await Users.GetUserAsync(principal);
             refusal = user is null ? "unknown user" : await CheckPersonAsync(user);
         }
 
@@ -80,18 +80,18 @@ public sealed class AdminRequirementHandler(
         }
 
         // A person's token through a client allowed the admin scope: only while that person is an admin.
-        var user = await users.FindByIdAsync(subject);
+        var user = await Users.FindByIdAsync(subject);
         return user is null ? "the token's user no longer exists" : await CheckPersonAsync(user);
     }
 
     private async Task<string?> CheckPersonAsync(ApplicationUser user)
     {
-        if (await users.IsLockedOutAsync(user))
+        if (await Users.IsLockedOutAsync(user))
         {
             return "the user is locked out";
         }
 
-        return await users.IsInRoleAsync(user, AdminApi.Role) ? null : $"the user is not in the '{AdminApi.Role}' role";
+        return await Users.IsInRoleAsync(user, AdminApi.Role) ? null : $"the user is not in the '{AdminApi.Role}' role";
     }
 }
 
