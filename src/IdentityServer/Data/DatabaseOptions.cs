@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.EntityFrameworkCore;
 
 namespace IdentityServer.Data;
 
@@ -7,6 +8,18 @@ public enum DatabaseProvider
     Sqlite,
     SqlServer,
     PostgreSql,
+}
+
+public static class DatabaseProviders
+{
+    /// <summary>Which of ours a context runs on, from EF Core's provider name; null for any other provider.</summary>
+    public static DatabaseProvider? Of(DbContext db) => db.Database.ProviderName switch
+    {
+        "Microsoft.EntityFrameworkCore.Sqlite" => DatabaseProvider.Sqlite,
+        "Microsoft.EntityFrameworkCore.SqlServer" => DatabaseProvider.SqlServer,
+        "Npgsql.EntityFrameworkCore.PostgreSQL" => DatabaseProvider.PostgreSql,
+        _ => null,
+    };
 }
 
 /// <summary>The <c>Database</c> configuration section.</summary>

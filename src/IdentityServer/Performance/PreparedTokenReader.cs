@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Data;
 using System.Data.Common;
+using IdentityServer.Data;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
@@ -116,13 +117,8 @@ public sealed class PreparedTokenReader : IAsyncDisposable
     /// <summary>Decided once per model (each provider has a model of its own): SQLite or PostgreSQL, and columns the reader knows.</summary>
     private Layout? LayoutOf(DbContext db) => _layouts.GetOrAdd(db.Model, static (model, state) =>
     {
-        var provider = state.Db.Database.ProviderName switch
-        {
-            "Microsoft.EntityFrameworkCore.Sqlite" => Provider.Sqlite,
-            "Npgsql.EntityFrameworkCore.PostgreSQL" => Provider.PostgreSql,
-            _ => (Provider?)null,
-        };
-        if (provider is null)
+        var provider = DatabaseProviders.Of(state.Db);
+        if (provider is not (DatabaseProvider.Sqlite or DatabaseProvider.PostgreSql))
         {
             return null;
         }
@@ -135,8 +131,6 @@ public sealed class PreparedTokenReader : IAsyncDisposable
 
         return layout;
     }, (Db: db, Logger: _logger));
-
-    private enum Provider { Sqlite, PostgreSql }
 
     public async ValueTask DisposeAsync()
     {
@@ -161,7 +155,7 @@ public sealed class PreparedTokenReader : IAsyncDisposable
 
         public static async Task<Session> OpenAsync(string connectionString, Layout layout, CancellationToken cancellationToken)
         {
-            DbConnection connection = layout.Provider == Provider.Sqlite ? new SqliteConnection(connectionString) : new NpgsqlConnection(connectionString);
+            DbConnection connection = layout.Provider == DatabaseProvider.Sqlite ? new SqliteConnection(connectionString) : new NpgsqlConnection(connectionString);
             try
             {
                 await connection.OpenAsync(cancellationToken);
@@ -224,20 +218,20 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         /// <summary>The authorization's columns follow the token's; the readers below go by these positions.</summary>
         private static readonly int AuthorizationOffset = TokenProperties.Length;
 
-        private Layout(Provider provider, string selectById, string selectByReferenceId)
+        private Layout(DatabaseProvider provider, string selectById, string selectByReferenceId)
         {
             Provider = provider;
             SelectById = selectById;
             SelectByReferenceId = selectByReferenceId;
         }
 
-        public Provider Provider { get; }
+        public DatabaseProvider Provider { get; }
 
         public string SelectById { get; }
 
         public string SelectByReferenceId { get; }
 
-        public static Layout? From(IModel model, Provider provider, out string? problem)
+        public static Layout? From(IModel model, DatabaseProvider provider, out string? problem)
         {
             var token = model.FindEntityType(typeof(OpenIddictEntityFrameworkCoreToken));
             var authorization = model.FindEntityType(typeof(OpenIddictEntityFrameworkCoreAuthorization));

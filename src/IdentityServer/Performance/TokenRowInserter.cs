@@ -1,6 +1,7 @@
 using System.Data.Common;
 using System.Runtime.CompilerServices;
 using System.Text;
+using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
@@ -23,7 +24,7 @@ public static class TokenRowInserter
     private static readonly ConditionalWeakTable<IModel, Table> Tables = [];
 
     public static bool Supports(DbContext db) =>
-        db.Database.ProviderName is "Microsoft.EntityFrameworkCore.Sqlite" or "Npgsql.EntityFrameworkCore.PostgreSQL";
+        DatabaseProviders.Of(db) is DatabaseProvider.Sqlite or DatabaseProvider.PostgreSql;
 
     /// <summary>
     /// Writes the rows and commits. The transaction is EF Core's, so the SQLite write gate (an EF Core interceptor)
