@@ -60,16 +60,8 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, issued.StatusCode);
         var accessToken = (await OAuth.ReadJsonAsync(issued)).GetProperty("access_token").GetString()!;
         // Token lookups keep connections of their own open (PreparedTokenReader): they must fail and recover like the rest.
-        var introspectionEndpoint = await fixture.EndpointAsync("introspection_endpoint");
-        Task<HttpResponseMessage> IntrospectAsync()
-        {
-            var request = new HttpRequestMessage(HttpMethod.Post, introspectionEndpoint)
-            {
-                Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["token"] = accessToken }),
-            };
-            request.Headers.Authorization = OAuth.BasicAuth(client);
-            return http.SendAsync(request);
-        }
+        Task<HttpResponseMessage> IntrospectAsync() =>
+            OAuth.PostFormAsync(fixture, "introspection_endpoint", new Dictionary<string, string> { ["token"] = accessToken }, client, http);
 
         Assert.True((await OAuth.ReadJsonAsync(await IntrospectAsync())).GetProperty("active").GetBoolean());
 

@@ -157,9 +157,12 @@ public static class OAuth
     public static Dictionary<string, string> QueryOf(Uri uri) =>
         QueryHelpers.ParseQuery(uri.Query).ToDictionary(p => p.Key, p => p.Value.ToString());
 
-    /// <summary>Posts a form to an endpoint named in discovery, optionally with HTTP Basic client authentication.</summary>
+    /// <summary>
+    /// Posts a form to an endpoint named in discovery, optionally with HTTP Basic client authentication, through
+    /// <paramref name="http"/> if given (say, one with a short timeout), else a new client of the server.
+    /// </summary>
     public static async Task<HttpResponseMessage> PostFormAsync(ServerFixture server, string endpoint, IDictionary<string, string> form,
-        TestClient? basicAuth = null)
+        TestClient? basicAuth = null, HttpClient? http = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, await server.EndpointAsync(endpoint))
         {
@@ -170,7 +173,7 @@ public static class OAuth
             request.Headers.Authorization = BasicAuth(basicAuth);
         }
 
-        return await server.CreateClient().SendAsync(request);
+        return await (http ?? server.CreateClient()).SendAsync(request);
     }
 
     /// <summary>Calls userinfo with a bearer access token.</summary>
