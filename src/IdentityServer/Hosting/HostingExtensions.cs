@@ -98,6 +98,7 @@ public static class HostingExtensions
         app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = HandleExceptionAsync });
         app.UseWhen(context => !ProtocolRoutes.IsProtocolApi(context.Request.Path) && !context.Request.Path.StartsWithSegments("/api"),
             pages => pages.UseStatusCodePagesWithReExecute("/error", "?status={0}"));
+        app.UseFormBodyValidation();
 
         if (!app.Environment.IsDevelopment())
         {

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Headers;
 using System.Text;
 using IdentityServer.Tests.Infrastructure;
 
@@ -220,6 +221,8 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         "token: garbage refresh token",
         "token: NUL character",
         "token: too many fields",
+        "token: multipart body without its boundary",
+        "introspection: multipart body without its boundary",
         "authorize: no parameters",
         "authorize: garbage",
         "authorize: unknown response_type",
@@ -235,6 +238,10 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         "par: empty body",
         "par: garbage request_uri at authorize",
         "end session: garbage",
+        "end session: multipart body without its boundary",
+        "login page: multipart body without its boundary",
+        "registration page: multipart body without its boundary",
+        "authorize: multipart body without its boundary",
     ];
 
     [SkippableTheory]
@@ -274,6 +281,12 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
             "par: garbage request_uri at authorize" => Get(authorize + "?client_id=" + Uri.EscapeDataString(client.ClientId)
                 + "&request_uri=" + Uri.EscapeDataString("urn:ietf:params:oauth:request_uri:garbage")),
             "end session: garbage" => Get(await server.EndpointAsync("end_session_endpoint") + "?id_token_hint=%%%&post_logout_redirect_uri=javascript:alert(1)"),
+            "token: multipart body without its boundary" => Post(token, MultipartWithoutBoundary()),
+            "introspection: multipart body without its boundary" => Post(await server.EndpointAsync("introspection_endpoint"), MultipartWithoutBoundary()),
+            "end session: multipart body without its boundary" => Post(await server.EndpointAsync("end_session_endpoint"), MultipartWithoutBoundary()),
+            "login page: multipart body without its boundary" => Post(await server.EndpointAsync("issuer") + "Account/Login", MultipartWithoutBoundary()),
+            "registration page: multipart body without its boundary" => Post(await server.EndpointAsync("issuer") + "Account/Register", MultipartWithoutBoundary()),
+            "authorize: multipart body without its boundary" => Post(authorize, MultipartWithoutBoundary()),
             _ => throw new ArgumentOutOfRangeException(nameof(name)),
         };
 
@@ -337,6 +350,14 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
     }
 
     /// <summary>A form body that may repeat a name (FormUrlEncodedContent keeps duplicates).</summary>
+    /// <summary>A body that says it is multipart but never contains its boundary: the form reader fails on it.</summary>
+    private static StringContent MultipartWithoutBoundary()
+    {
+        var content = new StringContent("grant_type=client_credentials&client_id=x");
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("multipart/form-data; boundary=x");
+        return content;
+    }
+
     private static FormUrlEncodedContent Form(params (string Name, string Value)[] fields) =>
         new(fields.Select(f => KeyValuePair.Create(f.Name, f.Value)));
 }
