@@ -71,7 +71,8 @@ public sealed class RoleAdmin(ApplicationDbContext db, RoleManager<IdentityRole>
         }
 
         await using var transaction = await audit.BeginAsync(ct);
-        var role = await roles.FindByNameAsync(name);
+        // The page's delete form posts the name; an emptied field binds as null, which Identity refuses to look up.
+        var role = string.IsNullOrEmpty(name) ? null : await roles.FindByNameAsync(name);
         if (role is null)
         {
             return AdminResult<RoleView>.NotFound($"There is no role '{name}'.");

@@ -235,6 +235,9 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
         var roles = await browser.NavigateAsync(Url("/admin/roles"));
         roles = await browser.SubmitAsync(roles, "form.wide-form", new Dictionary<string, string[]> { ["NewRole"] = [roleName] });
         Assert.Contains($"Role {roleName} created.", roles.Document.QuerySelector(".notice")?.TextContent);
+        var noName = await browser.SubmitAsync(roles, "form.inline", new Dictionary<string, string[]> { ["name"] = [" "] });
+        Assert.True(noName.Status == HttpStatusCode.OK, $"{(int)noName.Status}: {noName.Body}");
+        Assert.Contains("There is no role", noName.Body);
 
         var userForm = await browser.NavigateAsync(Url("/admin/users/new"));
         var weak = await browser.SubmitAsync(userForm, "form.wide-form", new Dictionary<string, string[]>

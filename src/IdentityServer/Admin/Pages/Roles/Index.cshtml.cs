@@ -25,9 +25,9 @@ public sealed class IndexModel(RoleAdmin roles) : AdminPageModel
         return Redirect("/admin/roles");
     }
 
-    public async Task<IActionResult> OnPostDeleteAsync(string name, CancellationToken ct)
+    public async Task<IActionResult> OnPostDeleteAsync(string? name, CancellationToken ct)
     {
-        var result = await roles.DeleteAsync(name, Actor, ct);
+        var result = await roles.DeleteAsync(name ?? string.Empty, Actor, ct);
         if (!result.Succeeded)
         {
             FormError = string.Join(" ", result.Errors.Select(e => e.Description));
