@@ -23,7 +23,7 @@ public sealed class UserDocument
 
     /// <summary>Existing role names; the user is given exactly these.</summary>
     [JsonPropertyName("roles")]
-    public List<string> Roles { get; set; } = [];
+    public List<string> Roles { get; set => field = value ?? []; } = [];
 
     /// <summary>The user cannot sign in until then (UTC); null or past to unlock.</summary>
     [JsonPropertyName("lockout_end")]

@@ -52,6 +52,17 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         Assert.Empty(created.GetProperty("roles").EnumerateArray());
     }
 
+    [SkippableFact]
+    public async Task Null_roles_are_no_roles()
+    {
+        var admin = await AdminAsync(server);
+
+        var created = await (await admin.PostJsonAsync(UsersUrl, Json(new { user_name = Unique.Name("noroles"), roles = (string[]?)null })))
+            .ExpectAsync(HttpStatusCode.Created);
+
+        Assert.Empty(created.GetProperty("roles").EnumerateArray());
+    }
+
     [SkippableTheory]
     [InlineData("""{"user_name":"NAME","password":"short"}""", HttpStatusCode.BadRequest, "invalid_request", "password")]
     [InlineData("""{"password":"long enough password"}""", HttpStatusCode.BadRequest, "invalid_request", "user_name")]
