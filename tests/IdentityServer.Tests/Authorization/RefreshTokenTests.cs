@@ -55,6 +55,35 @@ public abstract class RefreshTokenTests<TFixture>(TFixture server) where TFixtur
     }
 
     [SkippableFact]
+    public async Task Each_claim_goes_to_the_tokens_it_is_meant_for_before_and_after_a_refresh()
+    {
+        const string scope = "openid profile email offline_access";
+        var client = await server.CreatePublicClientAsync(scope);
+        var user = await server.CreateUserAsync();
+        var first = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, scope);
+        var refreshed = await OAuth.RefreshAsync(server, client, first.GetProperty("refresh_token").GetString()!);
+        var second = await OAuth.ReadJsonAsync(refreshed);
+        Assert.True(refreshed.IsSuccessStatusCode, second.ToString());
+
+        foreach (var tokens in new[] { first, second })
+        {
+            var access = Jwt.Payload(tokens.GetProperty("access_token").GetString()!);
+            var id = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+
+            // The user's claims go to both tokens; when the user signed in goes to the client only.
+            foreach (var payload in new[] { access, id })
+            {
+                Assert.Equal(user.UserName, payload.GetProperty("preferred_username").GetString());
+                Assert.Equal(user.Email, payload.GetProperty("email").GetString());
+                Assert.False(payload.TryGetProperty("AspNet.Identity.SecurityStamp", out _), payload.ToString());
+            }
+
+            Assert.True(id.TryGetProperty("auth_time", out _), id.ToString());
+            Assert.False(access.TryGetProperty("auth_time", out _), access.ToString());
+        }
+    }
+
+    [SkippableFact]
     public async Task Access_and_refresh_tokens_are_stored_and_identity_tokens_are_not()
     {
         var client = await server.CreatePublicClientAsync();
