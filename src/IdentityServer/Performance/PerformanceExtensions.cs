@@ -4,6 +4,8 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
+using static OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers;
+using static OpenIddict.Server.OpenIddictServerEvents;
 
 namespace IdentityServer.Performance;
 
@@ -12,9 +14,9 @@ public static class PerformanceExtensions
     /// <summary>
     /// What keeps the token endpoint from waiting on the database or a slow hash: process-wide caches of clients and
     /// scopes, remembered secret verifications, group commit of new token entries, on SQLite one in-process writer at
-    /// a time, a dispatcher that looks each OpenIddict event's handlers up once, and endpoint matching without building
-    /// URIs. Call after <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers, token store, dispatcher and
-    /// endpoint matching).
+    /// a time, a dispatcher that looks each OpenIddict event's handlers up once, endpoint matching without building
+    /// URIs, and token and introspection responses written into pooled buffers. Call after <c>AddAuthorizationServer</c>
+    /// (it replaces OpenIddict's managers, token store, dispatcher, endpoint matching and those two response writers).
     /// </summary>
     public static WebApplicationBuilder AddPerformance(this WebApplicationBuilder builder)
     {
@@ -35,7 +37,11 @@ public static class PerformanceExtensions
             .ReplaceAuthorizationStore<OpenIddictEntityFrameworkCoreAuthorization, AuthorizationLookupStore>())
             .AddServer(server => server.AddEventHandler(IdentityTokenStorage.Descriptor)
                 .RemoveEventHandler(OpenIddictServerHandlers.InferEndpointType.Descriptor)
-                .AddEventHandler(EndpointTypeResolver.Descriptor));
+                .AddEventHandler(EndpointTypeResolver.Descriptor)
+                .RemoveEventHandler(ProcessJsonResponse<ApplyTokenResponseContext>.Descriptor)
+                .AddEventHandler(PooledJsonResponseWriter<ApplyTokenResponseContext>.Descriptor)
+                .RemoveEventHandler(ProcessJsonResponse<ApplyIntrospectionResponseContext>.Descriptor)
+                .AddEventHandler(PooledJsonResponseWriter<ApplyIntrospectionResponseContext>.Descriptor));
 
         var serialize = builder.Configuration.GetValue($"{PerformanceOptions.Section}:{nameof(PerformanceOptions.SerializeSqliteWrites)}", true);
         if (serialize && DataExtensions.ReadProvider(builder.Configuration) == DatabaseProvider.Sqlite)
