@@ -71,7 +71,7 @@ public sealed class RoleAdmin(ApplicationDbContext db, RoleManager<IdentityRole>
         }
 
         await using var transaction = await audit.BeginAsync(ct);
-        // The page's delete form posts the name; an emptied field binds as null, which Identity refuses to look up.
+        // A name can arrive empty (the roles page's delete form with its field emptied); Identity refuses to look that up.
         var role = string.IsNullOrEmpty(name) ? null : await roles.FindByNameAsync(name);
         if (role is null)
         {

@@ -74,7 +74,7 @@ public sealed class PooledJsonResponseWriter<TContext>(IOptionsMonitor<OpenIddic
             return _array.AsSpan(WrittenCount);
         }
 
-        public void Dispose() => ArrayPool<byte>.Shared.Return(_array);
+        public void Dispose() => Return(_array);
 
         /// <summary>Makes room for at least <paramref name="sizeHint"/> (or one) more bytes.</summary>
         private void Reserve(int sizeHint)
@@ -84,9 +84,16 @@ public sealed class PooledJsonResponseWriter<TContext>(IOptionsMonitor<OpenIddic
             {
                 var larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, _array.Length * 2));
                 _array.AsSpan(0, WrittenCount).CopyTo(larger);
-                ArrayPool<byte>.Shared.Return(_array);
+                Return(_array);
                 _array = larger;
             }
+        }
+
+        /// <summary>The written bytes hold tokens, so they are wiped before the array goes back to the shared pool.</summary>
+        private void Return(byte[] array)
+        {
+            array.AsSpan(0, Math.Min(WrittenCount, array.Length)).Clear();
+            ArrayPool<byte>.Shared.Return(array);
         }
     }
 }
