@@ -127,45 +127,81 @@ public static class HostingExtensions
     private static async Task HandleExceptionAsync(HttpContext context)
     {
         var exception = context.Features.Get<IExceptionHandlerFeature>()?.Error;
-        var databaseDown = IsDatabaseUnavailable(exception);
-        var malformed = !databaseDown && IsMalformedRequest(exception);
+        var failure = Classify(exception);
         var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("IdentityServer.Errors");
-        if (malformed)
+        switch (failure)
         {
-            logger.LogWarning(HostingEvents.MalformedRequest, exception, "Request {Method} {Path} is malformed ({RequestId})",
-                context.Request.Method, context.Request.Path, context.TraceIdentifier);
-        }
-        else
-        {
-            logger.LogError(HostingEvents.UnhandledException, exception, "Request {Method} {Path} failed ({RequestId})",
-                context.Request.Method, context.Request.Path, context.TraceIdentifier);
+            case Failure.Malformed:
+                logger.LogWarning(HostingEvents.MalformedRequest, exception, "Request {Method} {Path} is malformed ({RequestId})",
+                    context.Request.Method, context.Request.Path, context.TraceIdentifier);
+                break;
+            case Failure.OwnerDeleted:
+                logger.LogWarning(HostingEvents.OwnerDeleted, exception,
+                    "Request {Method} {Path} lost a race: what it was writing for was deleted meanwhile ({RequestId})",
+                    context.Request.Method, context.Request.Path, context.TraceIdentifier);
+                break;
+            default:
+                logger.LogError(HostingEvents.UnhandledException, exception, "Request {Method} {Path} failed ({RequestId})",
+                    context.Request.Method, context.Request.Path, context.TraceIdentifier);
+                break;
         }
 
-        context.Response.StatusCode = databaseDown ? StatusCodes.Status503ServiceUnavailable
-            : malformed ? StatusCodes.Status400BadRequest
-            : StatusCodes.Status500InternalServerError;
-        if (ProtocolRoutes.IsProtocolApi(context.Request.Path) || context.Request.Path.StartsWithSegments("/api"))
+        var adminApi = context.Request.Path.StartsWithSegments("/api");
+        context.Response.StatusCode = failure switch
         {
+            Failure.DatabaseDown => StatusCodes.Status503ServiceUnavailable,
+            Failure.Malformed => StatusCodes.Status400BadRequest,
+            Failure.OwnerDeleted => adminApi ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest,
+            _ => StatusCodes.Status500InternalServerError,
+        };
+        if (ProtocolRoutes.IsProtocolApi(context.Request.Path) || adminApi)
+        {
+            var (error, description) = failure switch
+            {
+                Failure.DatabaseDown => (Errors.TemporarilyUnavailable, "The server cannot reach its database; try again shortly."),
+                Failure.Malformed => (Errors.InvalidRequest, "The request is malformed (it cannot be parsed)."),
+                Failure.OwnerDeleted => (adminApi ? "conflict" : Errors.InvalidGrant,
+                    "The client, user or authorization this request was for was deleted while it was being handled."),
+                _ => (Errors.ServerError, $"The server could not complete the request (request id {context.TraceIdentifier})."),
+            };
             context.Response.ContentType = "application/json";
             await context.Response.WriteAsync(JsonSerializer.Serialize(new Dictionary<string, string>
             {
-                [Parameters.Error] = databaseDown ? Errors.TemporarilyUnavailable : malformed ? Errors.InvalidRequest : Errors.ServerError,
-                [Parameters.ErrorDescription] = databaseDown
-                    ? "The server cannot reach its database; try again shortly."
-                    : malformed
-                        ? "The request is malformed (it cannot be parsed)."
-                        : $"The server could not complete the request (request id {context.TraceIdentifier}).",
+                [Parameters.Error] = error,
+                [Parameters.ErrorDescription] = description,
             }));
             return;
         }
 
+        var message = failure switch
+        {
+            Failure.DatabaseDown => "The server is temporarily unavailable. Try again in a moment.",
+            Failure.Malformed => "The server could not understand this request.",
+            Failure.OwnerDeleted => "The application or account this request was for no longer exists.",
+            _ => "The server could not complete your request.",
+        };
         context.Response.ContentType = "text/html; charset=utf-8";
         await context.Response.WriteAsync(
             $"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Something went wrong</title>" +
             $"<link rel=\"stylesheet\" href=\"/site.css\"></head><body><main><h1>Something went wrong</h1>" +
-            $"<p>{(databaseDown ? "The server is temporarily unavailable. Try again in a moment." : malformed ? "The server could not understand this request." : "The server could not complete your request.")}</p>" +
+            $"<p>{message}</p>" +
             $"<p>If you contact support, quote this request id: <code>{WebUtility.HtmlEncode(context.TraceIdentifier)}</code></p></main></body></html>");
     }
+
+    private enum Failure
+    {
+        Unexpected,
+        DatabaseDown,
+        Malformed,
+        OwnerDeleted,
+    }
+
+    /// <summary>A write that lost a race with a deletion is a database exception too, so it is told apart first.</summary>
+    private static Failure Classify(Exception? exception) =>
+        ForeignKeyViolation.IsIn(exception) ? Failure.OwnerDeleted
+        : IsDatabaseUnavailable(exception) ? Failure.DatabaseDown
+        : IsMalformedRequest(exception) ? Failure.Malformed
+        : Failure.Unexpected;
 
     /// <summary>
     /// A request the framework cannot parse (a form with a NUL character or too many fields, a body over the limit):
@@ -204,4 +240,5 @@ public static class HostingEvents
     public static readonly EventId UnhandledException = new(9001, nameof(UnhandledException));
     public static readonly EventId MalformedRequest = new(9002, nameof(MalformedRequest));
     public static readonly EventId RateLimited = new(9003, nameof(RateLimited));
+    public static readonly EventId OwnerDeleted = new(9004, nameof(OwnerDeleted));
 }

@@ -1,6 +1,8 @@
 using System.Net;
 using IdentityServer.Clients;
+using IdentityServer.Data;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using OpenIddict.Abstractions;
 
@@ -39,6 +41,55 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
 
         var afterwards = await Task.WhenAll(tokens.Select(t => OAuth.IntrospectAsync(server, client, t)));
         Assert.All(afterwards, json => Assert.False(json.GetProperty("active").GetBoolean(), json.ToString()));
+    }
+
+    /// <summary>
+    /// A client deleted after its token request was validated but before the entry was written: the insert fails on
+    /// the foreign key. That is a race the request lost, answered <c>invalid_grant</c>, not an outage (503); the
+    /// writer goes on. A trigger deletes the client just before its entry is inserted, so the race happens every time
+    /// (the failed insert then takes the delete back with it).
+    /// </summary>
+    [SkippableFact]
+    public async Task A_client_deleted_while_its_token_entry_is_written_gets_invalid_grant_not_an_outage()
+    {
+        var doomed = await server.CreateConfidentialClientAsync();
+        var bystander = await server.CreateConfidentialClientAsync();
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+        var applicationId = await applications.GetIdAsync((await applications.FindByClientIdAsync(doomed.ClientId))!);
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        var trigger = Unique.Name("delete_client").Replace('-', '_');
+        string[] create = server.Provider == DatabaseProvider.PostgreSql
+            ? [
+                $$"""CREATE FUNCTION {{trigger}}() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN IF NEW."ApplicationId" = '{{applicationId}}' THEN DELETE FROM "OpenIddictApplications" WHERE "Id" = NEW."ApplicationId"; END IF; RETURN NEW; END $f$""",
+                $$"""CREATE TRIGGER {{trigger}} BEFORE INSERT ON "OpenIddictTokens" FOR EACH ROW EXECUTE FUNCTION {{trigger}}()""",
+            ]
+            : [$$"""CREATE TRIGGER {{trigger}} BEFORE INSERT ON OpenIddictTokens WHEN NEW.ApplicationId = '{{applicationId}}' BEGIN DELETE FROM OpenIddictApplications WHERE Id = NEW.ApplicationId; END"""];
+        foreach (var sql in create)
+        {
+            await db.Database.ExecuteSqlRawAsync(sql);
+        }
+
+        try
+        {
+            var response = await HttpProtocol.ClientCredentialsAsync(server.CreateClient(), doomed.ClientId, doomed.ClientSecret!,
+                tokenEndpoint: await server.EndpointAsync("token_endpoint"));
+
+            var json = await OAuth.ReadJsonAsync(response);
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {json}");
+            Assert.Equal("invalid_grant", json.GetProperty("error").GetString());
+            Assert.False(json.TryGetProperty("access_token", out _));
+        }
+        finally
+        {
+            await db.Database.ExecuteSqlRawAsync(server.Provider == DatabaseProvider.PostgreSql
+                ? $"""DROP TRIGGER {trigger} ON "OpenIddictTokens"; DROP FUNCTION {trigger}()"""
+                : $"DROP TRIGGER {trigger}");
+        }
+
+        // The failed insert was rolled back with the trigger's delete, and the writer goes on for everyone.
+        Assert.False(string.IsNullOrEmpty(await TokenAsync(doomed)));
+        Assert.False(string.IsNullOrEmpty(await TokenAsync(bystander)));
     }
 
     /// <summary>
