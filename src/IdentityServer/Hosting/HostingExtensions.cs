@@ -95,7 +95,13 @@ public static class HostingExtensions
 
         // Never a stack trace to a client, in Development too: protocol endpoints answer OAuth error JSON,
         // pages the friendly error page with a request id; the details go to the log.
-        app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = HandleExceptionAsync });
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            ExceptionHandler = HandleExceptionAsync,
+            // The client's mistakes and lost races are logged by HandleExceptionAsync as warnings; the framework would
+            // also log each as an unhandled-exception error.
+            SuppressDiagnosticsCallback = context => Classify(context.Exception) is Failure.Malformed or Failure.OwnerDeleted,
+        });
         app.UseWhen(context => !ProtocolRoutes.IsProtocolApi(context.Request.Path) && !context.Request.Path.StartsWithSegments("/api"),
             pages => pages.UseStatusCodePagesWithReExecute("/error", "?status={0}"));
         app.UseFormBodyValidation();
