@@ -1,3 +1,4 @@
+using IdentityServer.Authorization;
 using IdentityServer.Performance;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
@@ -98,7 +99,8 @@ public static class TokenTransaction
                 // The redemption's concurrency check failed: another request redeemed the same code or refresh token
                 // (or revoked it) after this one validated it. The tokens made here are never delivered.
                 db.ChangeTracker.Clear();
-                logger.LogWarning("A {GrantType} grant for client {ClientId} was redeemed by a concurrent request; this request's tokens were discarded.",
+                logger.LogWarning(TokenEvents.ConcurrentRedemption,
+                    "A {GrantType} grant for client {ClientId} was redeemed by a concurrent request; this request's tokens were discarded.",
                     context.Request?.GrantType, context.Request?.ClientId);
                 context.Response = new OpenIddictResponse
                 {
