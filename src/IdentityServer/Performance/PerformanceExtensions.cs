@@ -2,6 +2,7 @@ using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
 using static OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers;
@@ -15,8 +16,9 @@ public static class PerformanceExtensions
     /// What keeps the token endpoint from waiting on the database or a slow hash: process-wide caches of clients and
     /// scopes, remembered secret verifications, group commit of new token entries, on SQLite one in-process writer at
     /// a time, a dispatcher that looks each OpenIddict event's handlers up once, endpoint matching without building
-    /// URIs, and token and introspection responses written into pooled buffers. Call after <c>AddAuthorizationServer</c>
-    /// (it replaces OpenIddict's managers, token store, dispatcher, endpoint matching and those two response writers).
+    /// URIs, token and introspection responses written into pooled buffers, and OpenIddict's per-request entity caches
+    /// made only when used. Call after <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers, token store,
+    /// dispatcher, endpoint matching, entity caches and those two response writers).
     /// </summary>
     public static WebApplicationBuilder AddPerformance(this WebApplicationBuilder builder)
     {
@@ -29,6 +31,10 @@ public static class PerformanceExtensions
         builder.Services.AddSingleton(services => new ServerHandlerTable(
             services.GetRequiredService<IOptionsMonitor<OpenIddictServerOptions>>(), services, registrations));
         builder.Services.Replace(ServiceDescriptor.Scoped<IOpenIddictServerDispatcher, ServerEventDispatcher>());
+        builder.Services.Replace(ServiceDescriptor.Scoped(typeof(IOpenIddictApplicationCache<>), typeof(LazyApplicationCache<>)));
+        builder.Services.Replace(ServiceDescriptor.Scoped(typeof(IOpenIddictAuthorizationCache<>), typeof(LazyAuthorizationCache<>)));
+        builder.Services.Replace(ServiceDescriptor.Scoped(typeof(IOpenIddictScopeCache<>), typeof(LazyScopeCache<>)));
+        builder.Services.Replace(ServiceDescriptor.Scoped(typeof(IOpenIddictTokenCache<>), typeof(LazyTokenCache<>)));
 
         builder.Services.AddOpenIddict().AddCore(core => core
             .ReplaceApplicationManager<OpenIddictEntityFrameworkCoreApplication, CachingApplicationManager>()

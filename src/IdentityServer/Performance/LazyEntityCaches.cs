@@ -1,0 +1,112 @@
+using System.Collections.Immutable;
+using Microsoft.Extensions.Options;
+using OpenIddict.Abstractions;
+using OpenIddict.Core;
+
+namespace IdentityServer.Performance;
+
+// OpenIddict's per-request entity caches, each made the first time it is used. OpenIddict's managers take their cache
+// in their constructors, so every request that touches a manager built all four, a MemoryCache and its dictionaries
+// each (5% of the bytes a client credentials token allocated), though most requests use one or none: clients and scopes
+// come from our process-wide caches. Made on first use, each is OpenIddict's own cache, with its behaviour; removing an
+// entry from a cache not yet made has nothing to remove.
+
+public sealed class LazyApplicationCache<TApplication>(IOptionsMonitor<OpenIddictCoreOptions> options, IOpenIddictApplicationStore<TApplication> store)
+    : IOpenIddictApplicationCache<TApplication>, IDisposable where TApplication : class
+{
+    private OpenIddictApplicationCache<TApplication>? _cache;
+
+    private OpenIddictApplicationCache<TApplication> Cache => _cache ??= new(options, store);
+
+    public ValueTask AddAsync(TApplication application, CancellationToken cancellationToken) => Cache.AddAsync(application, cancellationToken);
+
+    public ValueTask<TApplication?> FindByClientIdAsync(string identifier, CancellationToken cancellationToken) => Cache.FindByClientIdAsync(identifier, cancellationToken);
+
+    public ValueTask<TApplication?> FindByIdAsync(string identifier, CancellationToken cancellationToken) => Cache.FindByIdAsync(identifier, cancellationToken);
+
+    public IAsyncEnumerable<TApplication> FindByPostLogoutRedirectUriAsync(string uri, CancellationToken cancellationToken) =>
+        Cache.FindByPostLogoutRedirectUriAsync(uri, cancellationToken);
+
+    public IAsyncEnumerable<TApplication> FindByRedirectUriAsync(string uri, CancellationToken cancellationToken) => Cache.FindByRedirectUriAsync(uri, cancellationToken);
+
+    public ValueTask RemoveAsync(TApplication application, CancellationToken cancellationToken) =>
+        _cache?.RemoveAsync(application, cancellationToken) ?? ValueTask.CompletedTask;
+
+    public void Dispose() => _cache?.Dispose();
+}
+
+public sealed class LazyAuthorizationCache<TAuthorization>(IOptionsMonitor<OpenIddictCoreOptions> options, IOpenIddictAuthorizationStore<TAuthorization> store)
+    : IOpenIddictAuthorizationCache<TAuthorization>, IDisposable where TAuthorization : class
+{
+    private OpenIddictAuthorizationCache<TAuthorization>? _cache;
+
+    private OpenIddictAuthorizationCache<TAuthorization> Cache => _cache ??= new(options, store);
+
+    public ValueTask AddAsync(TAuthorization authorization, CancellationToken cancellationToken) => Cache.AddAsync(authorization, cancellationToken);
+
+    public IAsyncEnumerable<TAuthorization> FindAsync(string? subject, string? client, string? status, string? type, ImmutableArray<string>? scopes,
+        CancellationToken cancellationToken) => Cache.FindAsync(subject, client, status, type, scopes, cancellationToken);
+
+    public IAsyncEnumerable<TAuthorization> FindByApplicationIdAsync(string identifier, CancellationToken cancellationToken) =>
+        Cache.FindByApplicationIdAsync(identifier, cancellationToken);
+
+    public ValueTask<TAuthorization?> FindByIdAsync(string identifier, CancellationToken cancellationToken) => Cache.FindByIdAsync(identifier, cancellationToken);
+
+    public IAsyncEnumerable<TAuthorization> FindBySubjectAsync(string subject, CancellationToken cancellationToken) => Cache.FindBySubjectAsync(subject, cancellationToken);
+
+    public ValueTask RemoveAsync(TAuthorization authorization, CancellationToken cancellationToken) =>
+        _cache?.RemoveAsync(authorization, cancellationToken) ?? ValueTask.CompletedTask;
+
+    public void Dispose() => _cache?.Dispose();
+}
+
+public sealed class LazyScopeCache<TScope>(IOptionsMonitor<OpenIddictCoreOptions> options, IOpenIddictScopeStore<TScope> store)
+    : IOpenIddictScopeCache<TScope>, IDisposable where TScope : class
+{
+    private OpenIddictScopeCache<TScope>? _cache;
+
+    private OpenIddictScopeCache<TScope> Cache => _cache ??= new(options, store);
+
+    public ValueTask AddAsync(TScope scope, CancellationToken cancellationToken) => Cache.AddAsync(scope, cancellationToken);
+
+    public ValueTask<TScope?> FindByIdAsync(string identifier, CancellationToken cancellationToken) => Cache.FindByIdAsync(identifier, cancellationToken);
+
+    public ValueTask<TScope?> FindByNameAsync(string name, CancellationToken cancellationToken) => Cache.FindByNameAsync(name, cancellationToken);
+
+    public IAsyncEnumerable<TScope> FindByNamesAsync(ImmutableArray<string> names, CancellationToken cancellationToken) => Cache.FindByNamesAsync(names, cancellationToken);
+
+    public IAsyncEnumerable<TScope> FindByResourceAsync(string resource, CancellationToken cancellationToken) => Cache.FindByResourceAsync(resource, cancellationToken);
+
+    public ValueTask RemoveAsync(TScope scope, CancellationToken cancellationToken) => _cache?.RemoveAsync(scope, cancellationToken) ?? ValueTask.CompletedTask;
+
+    public void Dispose() => _cache?.Dispose();
+}
+
+public sealed class LazyTokenCache<TToken>(IOptionsMonitor<OpenIddictCoreOptions> options, IOpenIddictTokenStore<TToken> store)
+    : IOpenIddictTokenCache<TToken>, IDisposable where TToken : class
+{
+    private OpenIddictTokenCache<TToken>? _cache;
+
+    private OpenIddictTokenCache<TToken> Cache => _cache ??= new(options, store);
+
+    public ValueTask AddAsync(TToken token, CancellationToken cancellationToken) => Cache.AddAsync(token, cancellationToken);
+
+    public IAsyncEnumerable<TToken> FindAsync(string? subject, string? client, string? status, string? type, CancellationToken cancellationToken) =>
+        Cache.FindAsync(subject, client, status, type, cancellationToken);
+
+    public IAsyncEnumerable<TToken> FindByApplicationIdAsync(string identifier, CancellationToken cancellationToken) =>
+        Cache.FindByApplicationIdAsync(identifier, cancellationToken);
+
+    public IAsyncEnumerable<TToken> FindByAuthorizationIdAsync(string identifier, CancellationToken cancellationToken) =>
+        Cache.FindByAuthorizationIdAsync(identifier, cancellationToken);
+
+    public ValueTask<TToken?> FindByIdAsync(string identifier, CancellationToken cancellationToken) => Cache.FindByIdAsync(identifier, cancellationToken);
+
+    public ValueTask<TToken?> FindByReferenceIdAsync(string identifier, CancellationToken cancellationToken) => Cache.FindByReferenceIdAsync(identifier, cancellationToken);
+
+    public IAsyncEnumerable<TToken> FindBySubjectAsync(string subject, CancellationToken cancellationToken) => Cache.FindBySubjectAsync(subject, cancellationToken);
+
+    public ValueTask RemoveAsync(TToken token, CancellationToken cancellationToken) => _cache?.RemoveAsync(token, cancellationToken) ?? ValueTask.CompletedTask;
+
+    public void Dispose() => _cache?.Dispose();
+}
