@@ -1,4 +1,5 @@
 using System.Net;
+using IdentityServer.Tests.Admin;
 using IdentityServer.Tests.Infrastructure;
 
 namespace IdentityServer.Tests.Accounts;
@@ -128,6 +129,31 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         var refresh = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
         Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
         Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refresh)).GetProperty("error").GetString());
+    }
+
+    /// <summary>An admin's lockout is how a user is disabled: resetting one's own password must not lift it.</summary>
+    [SkippableFact]
+    public async Task A_user_locked_out_by_an_admin_stays_locked_out_after_resetting_the_password()
+    {
+        var user = await server.CreateUserAsync();
+        var admin = await AdminApiCalls.AdminAsync(server);
+        var locked = await admin.PutJsonAsync(AdminApiCalls.Path(AdminApiCalls.UsersUrl, user.Id),
+            AdminApiCalls.Json(new { email = user.Email, email_verified = true, lockout_end = DateTimeOffset.UtcNow.AddDays(30) }));
+        Assert.True((await locked.ExpectAsync(HttpStatusCode.OK)).GetProperty("locked_out").GetBoolean());
+        var browser = server.CreateBrowser();
+
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/forgot-password"),
+            new Dictionary<string, string> { ["Input.Email"] = user.Email });
+        var link = Mailbox.Link(await Mailbox.WaitForAsync(server, user.Email, "Reset your password"), "/account/reset-password");
+        const string newPassword = "a-brand-new-passphrase";
+        var done = await browser.SubmitAsync(await browser.NavigateAsync(link),
+            new Dictionary<string, string> { ["Input.Password"] = newPassword, ["Input.ConfirmPassword"] = newPassword });
+        Assert.Contains("Password changed", done.Body);
+
+        var read = await admin.GetAsync(AdminApiCalls.Path(AdminApiCalls.UsersUrl, user.Id));
+        Assert.True((await read.ExpectAsync(HttpStatusCode.OK)).GetProperty("locked_out").GetBoolean());
+        var signIn = await AccountPages.SignInAsync(server.CreateBrowser(), user.UserName, newPassword);
+        Assert.Equal("/account/login", signIn.Uri.AbsolutePath);
     }
 
     [SkippableFact]

@@ -77,8 +77,8 @@ public sealed class ResetPasswordModel(
         }
 
         logger.LogInformation(AccountEvents.PasswordReset, "User {UserId} reset the password", user.Id);
-        // A reset means the old password may be known to someone else: end every session, and unlock the account.
-        await users.SetLockoutEndDateAsync(user, null);
+        // A reset means the old password may be known to someone else: end every session. A lockout stays: an admin's
+        // is how a user is disabled, and one after wrong passwords ends by itself (Accounts:Lockout:Duration).
         await users.ResetAccessFailedCountAsync(user);
         await sessions.EndOtherSessionsAsync(user, includingThisOne: true, "password reset", stampAlreadyUpdated: true);
         if (user.Email is not null)
