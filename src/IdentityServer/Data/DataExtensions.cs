@@ -27,17 +27,19 @@ public static class DataExtensions
             case DatabaseProvider.Sqlite:
                 connectionString = SqliteConnectionString(connectionString, builder.Environment.ContentRootPath);
                 builder.Services.AddDbContextPool<ApplicationDbContext, SqliteApplicationDbContext>(options =>
-                    options.UseSqlite(connectionString).UseOpenIddict().QuietConnectionErrors());
+                    options.UseSqlite(connectionString).UseOpenIddict().QuietConnectionErrors().AddInterceptors(AfterCommit.Interceptor));
                 break;
             case DatabaseProvider.SqlServer:
                 // No retrying execution strategy: OpenIddict's stores open their own transactions, which a
                 // retrying strategy refuses, and an outage must be answered within seconds, not after retries.
                 builder.Services.AddDbContextPool<ApplicationDbContext, SqlServerApplicationDbContext>(options =>
-                    options.UseSqlServer(RequireConnectionString(connectionString, provider)).UseOpenIddict().QuietConnectionErrors());
+                    options.UseSqlServer(RequireConnectionString(connectionString, provider)).UseOpenIddict().QuietConnectionErrors()
+                        .AddInterceptors(AfterCommit.Interceptor));
                 break;
             case DatabaseProvider.PostgreSql:
                 builder.Services.AddDbContextPool<ApplicationDbContext, PostgreSqlApplicationDbContext>(options =>
-                    options.UseNpgsql(PostgreSqlConnectionString(RequireConnectionString(connectionString, provider))).UseOpenIddict().QuietConnectionErrors());
+                    options.UseNpgsql(PostgreSqlConnectionString(RequireConnectionString(connectionString, provider))).UseOpenIddict().QuietConnectionErrors()
+                        .AddInterceptors(AfterCommit.Interceptor));
                 break;
         }
 

@@ -46,9 +46,10 @@ public sealed class CachingScopeManager(
         }
         finally
         {
-            if (scope.Name is not null)
+            if (scope.Name is { } name)
             {
-                snapshots.Remove(NameKey(scope.Name));
+                snapshots.Remove(NameKey(name));
+                AfterCommit.Run(db, () => snapshots.Remove(NameKey(name)));
             }
         }
     }
@@ -65,9 +66,10 @@ public sealed class CachingScopeManager(
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
     {
         await snapshots.ChangeAsync(db, scope, s => s.Id, SameAs(scope), () => base.UpdateAsync(scope, cancellationToken));
-        if (scope.Name is not null)
+        if (scope.Name is { } name)
         {
-            snapshots.Remove(NameKey(scope.Name));
+            snapshots.Remove(NameKey(name));
+            AfterCommit.Run(db, () => snapshots.Remove(NameKey(name)));
         }
     }
 

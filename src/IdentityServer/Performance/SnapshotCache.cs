@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.EntityFrameworkCore;
+using IdentityServer.Data;
 using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Performance;
@@ -12,6 +13,9 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
 {
     private const int Capacity = 10_000;
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+
+    // Counts removals: a lookup that loaded an entity before a removal must not cache it after (it may be the old row).
+    private long _removals;
 
     public bool Enabled => options.Value.EntityCacheLifetime > TimeSpan.Zero;
 
@@ -46,6 +50,7 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     /// <summary>Removes every entry whose value matches (e.g. the same entity id under any key).</summary>
     public void RemoveWhere(Func<T, bool> predicate)
     {
+        Interlocked.Increment(ref _removals);
         foreach (var (key, entry) in _entries)
         {
             if (entry.Value is not null && predicate(entry.Value))
@@ -55,9 +60,17 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
         }
     }
 
-    public void Remove(string key) => _entries.TryRemove(key, out _);
+    public void Remove(string key)
+    {
+        Interlocked.Increment(ref _removals);
+        _entries.TryRemove(key, out _);
+    }
 
-    public void Clear() => _entries.Clear();
+    public void Clear()
+    {
+        Interlocked.Increment(ref _removals);
+        _entries.Clear();
+    }
 
     /// <summary>
     /// Finds an entity through the cache. On a hit, the request's own instance: the one <paramref name="db"/> already
@@ -98,10 +111,16 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
             return mine;
         }
 
+        var removals = Interlocked.Read(ref _removals);
         var entity = await load();
         if (entity is not null || rememberMisses)
         {
             Set(key, entity is null ? null : copy(entity));
+            if (Interlocked.Read(ref _removals) != removals)
+            {
+                // Something was removed while this was loading: what was loaded may be what it removed.
+                _entries.TryRemove(key, out _);
+            }
         }
 
         return entity;
@@ -133,6 +152,8 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
         finally
         {
             RemoveWhere(isSameEntity);
+            // Inside a transaction (an admin change and its audit entry) others still read the old row until the commit.
+            AfterCommit.Run(db, () => RemoveWhere(isSameEntity));
         }
     }
 

@@ -157,6 +157,42 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
         await TokenAsync(client with { ClientSecret = newSecret });
     }
 
+    /// <summary>
+    /// Admin changes run in a transaction with their audit entry. A lookup between the change and the commit reads
+    /// the old, committed row, and the cache must not keep serving it once the change is committed.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_secret_changed_in_a_transaction_is_the_only_one_accepted_once_committed()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        var newSecret = Unique.Secret();
+        await using var admin = server.Factory.Services.CreateAsyncScope();
+        var db = admin.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        var applications = admin.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+
+        await using (var transaction = await db.Database.BeginTransactionAsync())
+        {
+            var application = await applications.FindByClientIdAsync(client.ClientId);
+            var descriptor = new OpenIddictApplicationDescriptor();
+            await applications.PopulateAsync(descriptor, application!);
+            descriptor.ClientSecret = newSecret;
+            await applications.UpdateAsync(application!, descriptor);
+
+            // Another request looks the client up now: it reads the row as committed, with the old secret.
+            await using (var other = server.Factory.Services.CreateAsyncScope())
+            {
+                Assert.NotNull(await other.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>().FindByClientIdAsync(client.ClientId));
+            }
+
+            await transaction.CommitAsync();
+        }
+
+        var old = await HttpProtocol.ClientCredentialsAsync(server.CreateClient(), client.ClientId, client.ClientSecret!,
+            tokenEndpoint: await server.EndpointAsync("token_endpoint"));
+        await AssertInvalidClientAsync(old);
+        await TokenAsync(client with { ClientSecret = newSecret });
+    }
+
     [SkippableFact]
     public async Task A_deleted_client_gets_no_more_tokens()
     {
