@@ -1,6 +1,7 @@
 using System.Net;
 using IdentityServer.Tests.Admin;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace IdentityServer.Tests.Accounts;
 
@@ -83,6 +84,44 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         Assert.Equal("/account/register/check-email", answer.Uri.AbsolutePath);
         var notice = await Mailbox.WaitForAsync(server, existing.Email, "You already have an account");
         Assert.Contains("/account/forgot-password", notice.TextBody);
+    }
+
+    /// <summary>
+    /// Addresses the form's check lets through but no email can be sent to (MimeKit cannot parse them), and a user
+    /// name that is another account's email (the login page takes either): refused on the form, no account made.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("a(@example.test", null)]
+    [InlineData("\"@example.test", null)]
+    [InlineData("a b@example.test", null)]
+    [InlineData(null, "existing-email")]
+    public async Task Registration_refuses_an_undeliverable_address_and_a_user_name_that_is_another_account_s_email(string? email, string? userNameIs)
+    {
+        var existing = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var userName = userNameIs is null ? Unique.Name("odd") : existing.Email;
+        const string password = "a long enough password";
+
+        var answer = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/register"), new Dictionary<string, string>
+        {
+            ["Input.UserName"] = userName, ["Input.Email"] = email ?? $"{Unique.Name("own")}@example.test",
+            ["Input.Password"] = password, ["Input.ConfirmPassword"] = password,
+        });
+
+        Assert.True(answer.Status == HttpStatusCode.OK, $"{(int)answer.Status}: {answer.Body}");
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var users = scope.ServiceProvider.GetRequiredService<Microsoft.AspNetCore.Identity.UserManager<IdentityServer.Accounts.ApplicationUser>>();
+        Assert.Null(await users.FindByNameAsync(userName));
+        if (email is not null)
+        {
+            Assert.Equal("/account/register", answer.Uri.AbsolutePath);
+        }
+        else
+        {
+            // Answered as for an address in use (nothing told about the other account), and its owner still signs in with it.
+            Assert.Equal("/account/register/check-email", answer.Uri.AbsolutePath);
+            Assert.Equal("/", (await AccountPages.SignInAsync(server.CreateBrowser(), existing.Email, existing.Password)).Uri.AbsolutePath);
+        }
     }
 
     [SkippableFact]

@@ -95,9 +95,16 @@ public sealed class AccountEmails(
 
     private void Send(string to, string subject, string text, string link)
     {
+        if (!MailboxAddress.TryParse(to, out var recipient))
+        {
+            // Accounts made before addresses were checked with MimeKit's parser may hold one it cannot read.
+            logger.LogError(AccountEvents.EmailFailed, "Email {Subject} to {To} not sent: the address cannot be parsed", subject, to);
+            return;
+        }
+
         var message = new MimeMessage();
         message.From.Add(MailboxAddress.Parse(email.Value.From));
-        message.To.Add(MailboxAddress.Parse(to));
+        message.To.Add(recipient);
         message.Subject = subject;
         message.Body = new TextPart("plain") { Text = text };
         if (environment.IsDevelopment())

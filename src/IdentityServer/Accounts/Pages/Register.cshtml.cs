@@ -58,7 +58,9 @@ public sealed class RegisterModel(
         }
 
         var confirmationRequired = identity.Value.SignIn.RequireConfirmedEmail;
-        var existing = await users.FindByEmailAsync(user.Email) ?? await users.FindByNameAsync(user.UserName);
+        // The login page takes a user name or an email, so each is checked against both.
+        var existing = await users.FindByEmailAsync(user.Email) ?? await users.FindByNameAsync(user.UserName)
+            ?? await users.FindByEmailAsync(user.UserName) ?? await users.FindByNameAsync(user.Email);
         if (existing is not null && confirmationRequired)
         {
             // As long as creating an account takes (hashing the password), so timing tells nothing either.
