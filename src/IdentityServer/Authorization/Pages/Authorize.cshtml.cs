@@ -181,7 +181,8 @@ public sealed class AuthorizeModel(
             return false;
         }
 
-        if (request.MaxAge is { } maxAge && clock.GetUtcNow() - authTime.Value > TimeSpan.FromSeconds(maxAge))
+        // Compared in seconds: a max_age beyond what a TimeSpan holds (any client may send one) is simply never reached.
+        if (request.MaxAge is { } maxAge && (clock.GetUtcNow() - authTime.Value).TotalSeconds > maxAge)
         {
             return true;
         }
