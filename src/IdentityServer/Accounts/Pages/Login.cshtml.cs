@@ -73,8 +73,11 @@ public sealed class LoginModel(
         }
 
         var result = await signInManager.CheckPasswordSignInAsync(user, Input.Password, lockoutOnFailure: true);
-        if (result.IsLockedOut)
+        // Identity answers "not allowed" (email not confirmed) before it looks at the lockout: a lockout holds either way.
+        if (result.IsLockedOut || (result.IsNotAllowed && await users.IsLockedOutAsync(user)))
         {
+            // Identity does not check the password of a locked-out account: spend that time anyway, as for an unknown one.
+            users.PasswordHasher.VerifyHashedPassword(new ApplicationUser(), DummyHash.Value, Input.Password);
             logger.LogWarning(AccountEvents.LockedOut, "Sign-in refused for {UserId}: account locked out", user.Id);
             return Fail("locked out", user.Id);
         }
