@@ -134,6 +134,25 @@ public abstract class EndSessionTests<TFixture>(TFixture server) where TFixture 
         await AssertAskedToConfirmAsync(browser, client, page);
     }
 
+    /// <summary>Anyone can get a valid id token for their own account: one for another user does not sign this one out unasked.</summary>
+    [SkippableFact]
+    public async Task A_valid_id_token_hint_for_another_user_asks_before_signing_out()
+    {
+        var (browser, client, _) = await SignInAsync();
+        var (_, _, anotherUsersIdToken) = await SignInAsync();
+
+        var page = await browser.NavigateAsync(await EndSessionUrlAsync(new()
+        {
+            ["id_token_hint"] = anotherUsersIdToken,
+            ["post_logout_redirect_uri"] = SignedOutUri,
+            ["state"] = Unique.Name("state"),
+        }), stopAt: uri => uri.Host != TestServerFactory.Authority.Host);
+
+        Assert.True(page.RedirectTarget is null && page.Status == HttpStatusCode.OK, $"{(int)page.Status} at {page.Uri} -> {page.RedirectTarget}:\n{page.Body}");
+        Assert.NotNull(page.Document.QuerySelector("form button[name=confirm_sign_out]"));
+        await AssertSignedInAsync(browser, client);
+    }
+
     /// <summary>A confirmation page, no sign-out on GET; confirming signs out and redirects to no client.</summary>
     private async Task AssertAskedToConfirmAsync(Browser browser, TestClient client, BrowserPage page)
     {

@@ -1,3 +1,4 @@
+using System.Security.Claims;
 using IdentityServer.Accounts;
 using Microsoft.AspNetCore;
 using Microsoft.AspNetCore.Antiforgery;
@@ -7,14 +8,17 @@ using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 using Microsoft.Extensions.Primitives;
+using OpenIddict.Abstractions;
 using OpenIddict.Server.AspNetCore;
+using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace IdentityServer.Authorization.Pages;
 
 /// <summary>
-/// RP-initiated logout (pass-through). With a valid <c>id_token_hint</c> the session ends at once and OpenIddict
-/// redirects to the client's registered <c>post_logout_redirect_uri</c> (with <c>state</c>). Without one (missing,
-/// tampered, unsigned) the user is asked first, so a forged link cannot sign anyone out silently.
+/// RP-initiated logout (pass-through). With a valid <c>id_token_hint</c> for the signed-in user the session ends at
+/// once and OpenIddict redirects to the client's registered <c>post_logout_redirect_uri</c> (with <c>state</c>).
+/// Without one (missing, tampered, unsigned, or another user's) the user is asked first, so a forged link cannot sign
+/// anyone out silently.
 /// </summary>
 [AllowAnonymous]
 [IgnoreAntiforgeryToken] // Clients may POST logout requests; the confirmation form is checked by hand.
@@ -31,7 +35,7 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
 
     public async Task<IActionResult> OnGetAsync()
     {
-        if (await HasValidIdTokenHintAsync())
+        if (await HintNamesThisSessionsUserAsync())
         {
             return await SignOutAsync();
         }
@@ -49,17 +53,35 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
         return await OnGetAsync();
     }
 
-    private async Task<bool> HasValidIdTokenHintAsync()
+    private async Task<bool> HasValidIdTokenHintAsync() => await ValidIdTokenHintAsync() is not null;
+
+    /// <summary>
+    /// A valid hint whose subject is the user signed in here (or no one is): anyone can get a valid id token for their
+    /// own account, so a hint for someone else must not sign this user out unasked.
+    /// </summary>
+    private async Task<bool> HintNamesThisSessionsUserAsync()
+    {
+        if (await ValidIdTokenHintAsync() is not { } hint)
+        {
+            return false;
+        }
+
+        var session = await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme);
+        return session.Principal is not { } user
+            || string.Equals(signInManager.UserManager.GetUserId(user), hint.GetClaim(Claims.Subject), StringComparison.Ordinal);
+    }
+
+    private async Task<ClaimsPrincipal?> ValidIdTokenHintAsync()
     {
         if (HttpContext.GetOpenIddictServerResponse()?.Error is not null || HttpContext.GetOpenIddictServerRequest() is null)
         {
-            return false;
+            return null;
         }
 
         // OpenIddict has validated the hint's signature and issuer. When the hint is missing or invalid it still
         // "succeeds", with an empty, unauthenticated principal (never null), so test the identity, not the principal.
         var hint = await HttpContext.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
-        return hint.Principal?.Identity?.IsAuthenticated == true;
+        return hint.Principal?.Identity?.IsAuthenticated == true ? hint.Principal : null;
     }
 
     private async Task<IActionResult> SignOutAsync()
