@@ -25,7 +25,7 @@ public sealed class PreparedTokenReader : IAsyncDisposable
     /// <summary>Idle connections kept per database; more are opened under a burst and closed when returned.</summary>
     private static readonly int MaxIdleSessions = Math.Max(2, Environment.ProcessorCount * 2);
 
-    private readonly ConcurrentDictionary<string, ConcurrentBag<Session>> _idle = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IdleSessions> _idle = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<IModel, Layout?> _layouts = new();
     private readonly ILogger<PreparedTokenReader> _logger;
     private bool _disposed;
@@ -68,8 +68,8 @@ public sealed class PreparedTokenReader : IAsyncDisposable
     private async Task<(Row<OpenIddictEntityFrameworkCoreToken>? Token, Row<OpenIddictEntityFrameworkCoreAuthorization>? Authorization)> ReadAsync(
         string connectionString, Layout layout, Key key, string value, CancellationToken cancellationToken)
     {
-        var idle = _idle.GetOrAdd(connectionString, static _ => []);
-        var session = idle.TryTake(out var available) ? available : await Session.OpenAsync(connectionString, layout, cancellationToken);
+        var idle = _idle.GetOrAdd(connectionString, static (connectionString, provider) => new IdleSessions(IdleLimit(connectionString, provider)), layout.Provider);
+        var session = idle.Bag.TryTake(out var available) ? available : await Session.OpenAsync(connectionString, layout, cancellationToken);
         var healthy = false;
         try
         {
@@ -88,9 +88,9 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         {
             // A connection that failed or was cancelled mid-read (the database gone, say) is not kept: the next lookup
             // opens a new one.
-            if (healthy && !_disposed && idle.Count < MaxIdleSessions)
+            if (healthy && !_disposed && idle.Bag.Count < idle.Limit)
             {
-                idle.Add(session);
+                idle.Bag.Add(session);
             }
             else
             {
@@ -137,7 +137,7 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         _disposed = true;
         foreach (var idle in _idle.Values)
         {
-            while (idle.TryTake(out var session))
+            while (idle.Bag.TryTake(out var session))
             {
                 await session.DisposeAsync();
             }
@@ -147,6 +147,21 @@ public sealed class PreparedTokenReader : IAsyncDisposable
     private sealed record Row<T>(T Entity, string? ApplicationId, string? AuthorizationId);
 
     /// <summary>An open connection with both lookups prepared.</summary>
+    /// <summary>
+    /// How many connections may wait open for the next lookup. On PostgreSQL they come out of the pool EF Core draws
+    /// from too, so at most a quarter of it: kept open, a small pool's every connection could otherwise sit here,
+    /// and every other query of the server would wait for one until it timed out.
+    /// </summary>
+    private static int IdleLimit(string connectionString, DatabaseProvider provider) =>
+        provider == DatabaseProvider.PostgreSql ? Math.Clamp(PostgreSqlPoolSize(connectionString) / 4, 1, MaxIdleSessions) : MaxIdleSessions;
+
+    private static int PostgreSqlPoolSize(string connectionString) => new NpgsqlConnectionStringBuilder(connectionString).MaxPoolSize;
+
+    private sealed record IdleSessions(int Limit)
+    {
+        public ConcurrentBag<Session> Bag { get; } = [];
+    }
+
     private sealed class Session(DbConnection connection, DbCommand byId, DbCommand byReferenceId) : IAsyncDisposable
     {
         public DbCommand ById { get; } = byId;
