@@ -146,7 +146,6 @@ public sealed class PreparedTokenReader : IAsyncDisposable
 
     private sealed record Row<T>(T Entity, string? ApplicationId, string? AuthorizationId);
 
-    /// <summary>An open connection with both lookups prepared.</summary>
     /// <summary>
     /// How many connections may wait open for the next lookup. On PostgreSQL they come out of the pool EF Core draws
     /// from too, so at most a quarter of it: kept open, a small pool's every connection could otherwise sit here,
@@ -162,6 +161,7 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         public ConcurrentBag<Session> Bag { get; } = [];
     }
 
+    /// <summary>An open connection with both lookups prepared.</summary>
     private sealed class Session(DbConnection connection, DbCommand byId, DbCommand byReferenceId) : IAsyncDisposable
     {
         public DbCommand ById { get; } = byId;
