@@ -101,11 +101,23 @@ public static class TelemetryExtensions
             var scrape = app.MapPrometheusScrapingEndpoint("/metrics").AllowAnonymous();
             if (!options.Prometheus.OnPublicListener && options.Prometheus.Url is { } url)
             {
-                scrape.RequireHost($"*:{url.Port}");
+                var port = url.Port;
+                scrape.RequireHost($"*:{port}").Add(endpoint =>
+                {
+                    // The Host header is the client's to write: the connection itself must have come in on the metrics listener.
+                    var scrapeMetrics = endpoint.RequestDelegate!;
+                    endpoint.RequestDelegate = context => context.Connection.LocalPort == port ? scrapeMetrics(context) : NotFound(context);
+                });
             }
         }
 
         return app;
+    }
+
+    private static Task NotFound(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status404NotFound;
+        return Task.CompletedTask;
     }
 
     private static string EndpointOf(PathString path) => path.Value switch

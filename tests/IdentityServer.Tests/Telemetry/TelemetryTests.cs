@@ -166,6 +166,34 @@ public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<
         Assert.Contains("OpenTelemetry:Prometheus:Url", error.GetBaseException().Message);
     }
 
+    /// <summary>On a listener of its own, the scrape answers there only: a Host header naming that port does not reach it from the public one.</summary>
+    [Fact]
+    public async Task On_its_own_listener_the_scrape_is_not_reached_from_the_public_one_whatever_the_Host_header()
+    {
+        var metricsPort = FreePort();
+        await using var process = await ServerProcess.StartHealthyAsync(new Dictionary<string, string?>
+        {
+            ["OpenTelemetry:Prometheus:Enabled"] = "true",
+            ["OpenTelemetry:Prometheus:Url"] = $"http://127.0.0.1:{metricsPort}",
+        });
+        using var http = new HttpClient();
+
+        using var spoofed = new HttpRequestMessage(HttpMethod.Get, new Uri(process.BaseAddress, "/metrics"));
+        spoofed.Headers.Host = $"127.0.0.1:{metricsPort}";
+        using var fromPublic = await http.SendAsync(spoofed);
+        using var fromOwn = await http.GetAsync($"http://127.0.0.1:{metricsPort}/metrics");
+
+        Assert.NotEqual(HttpStatusCode.OK, fromPublic.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, fromOwn.StatusCode);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
     [Fact]
     public async Task Enabled_on_the_public_listener_the_scrape_shows_the_server_s_counters()
     {
