@@ -104,7 +104,6 @@ public static class HostingExtensions
         });
         app.UseWhen(context => !ProtocolRoutes.IsProtocolApi(context.Request.Path) && !context.Request.Path.StartsWithSegments("/api"),
             pages => pages.UseStatusCodePagesWithReExecute("/error", "?status={0}"));
-        app.UseFormBodyValidation();
 
         if (!app.Environment.IsDevelopment())
         {
@@ -112,6 +111,7 @@ public static class HostingExtensions
         }
 
         app.UseSecurityHeaders();
+        app.UseFormBodyValidation(); // after the security headers, so its 400s carry them too
         app.UseProtocolDocumentCache();
         app.UseStaticFiles();
         app.UseRouting();

@@ -295,6 +295,11 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         var body = await response.Content.ReadAsStringAsync();
         Assert.True((int)response.StatusCode < 500, $"{name}: {(int)response.StatusCode}\n{body}");
         Assert.DoesNotContain("   at ", body); // no stack trace
+        if (name.Contains("multipart", StringComparison.Ordinal))
+        {
+            // Refused before anything else reads the body, but after the security headers are in place.
+            Assert.Equal("nosniff", string.Join(",", response.Headers.GetValues("X-Content-Type-Options")));
+        }
         if (name.StartsWith("token:", StringComparison.Ordinal))
         {
             Assert.True((int)response.StatusCode is >= 400 and < 500, $"{name}: {(int)response.StatusCode}\n{body}");
