@@ -65,17 +65,18 @@ public sealed class RoleAdmin(ApplicationDbContext db, RoleManager<IdentityRole>
     /// <summary>Deletes a role; its users simply no longer have it. The admin role cannot be deleted.</summary>
     public async Task<AdminResult<RoleView>> DeleteAsync(string name, AdminActor actor, CancellationToken ct)
     {
-        if (name == AdminApi.Role)
-        {
-            return AdminResult<RoleView>.Conflict("name", $"the '{AdminApi.Role}' role is built in (it guards the admin pages) and cannot be deleted.");
-        }
-
         await using var transaction = await audit.BeginAsync(ct);
         // A name can arrive empty (the roles page's delete form with its field emptied); Identity refuses to look that up.
         var role = string.IsNullOrEmpty(name) ? null : await roles.FindByNameAsync(name);
         if (role is null)
         {
             return AdminResult<RoleView>.NotFound($"There is no role '{name}'.");
+        }
+
+        // Compared as Identity finds roles (normalized), so "ADMIN" or "Admin" is the built-in role too.
+        if (role.NormalizedName == roles.NormalizeKey(AdminApi.Role))
+        {
+            return AdminResult<RoleView>.Conflict("name", $"the '{AdminApi.Role}' role is built in (it guards the admin pages) and cannot be deleted.");
         }
 
         var before = new RoleView(role.Name!, await db.UserRoles.CountAsync(r => r.RoleId == role.Id, ct));

@@ -259,6 +259,21 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal(["role.deleted", "role.created"], (await AuditForAsync(admin, "role", role)).EnumerateArray().Select(e => e.GetProperty("action").GetString()));
     }
 
+    /// <summary>Identity finds roles whatever the case, so the built-in role is protected whatever the case too.</summary>
+    [SkippableTheory]
+    [InlineData("admin")]
+    [InlineData("ADMIN")]
+    [InlineData("Admin")]
+    public async Task The_admin_role_cannot_be_deleted_under_any_spelling(string spelling)
+    {
+        var admin = await AdminAsync(server);
+
+        var response = await admin.DeleteAsync(Path(RolesUrl, spelling), null);
+
+        Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
+        Assert.Contains((await admin.GetJsonAsync(RolesUrl)).EnumerateArray(), r => r.GetProperty("name").GetString() == "admin");
+    }
+
     private static async Task<string> CreateRoleAsync(HttpClient admin)
     {
         var role = Unique.Name("role");
