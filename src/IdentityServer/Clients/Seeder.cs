@@ -137,6 +137,7 @@ public sealed class Seeder(
             await applications.PopulateAsync(descriptor, existing, ct);
         }
 
+        var storedSecret = descriptor.ClientSecret;
         ClientDescriptorMapper.Populate(descriptor, client);
         if (existing is null)
         {
@@ -145,7 +146,13 @@ public sealed class Seeder(
         }
         else
         {
-            // The manager re-hashes the secret only when the descriptor carries a new plain one.
+            // The seed's secret is the client's first one only: once stored it may have been rotated (leaked, say), and
+            // the seed cannot tell, so the stored one stays (given back as stored, the manager keeps it as it is).
+            if (storedSecret is not null)
+            {
+                descriptor.ClientSecret = storedSecret;
+            }
+
             await applications.UpdateAsync(existing, descriptor, ct);
         }
     }
