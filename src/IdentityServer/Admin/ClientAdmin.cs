@@ -94,6 +94,10 @@ public sealed class ClientAdmin(
             // Another request registered the same client_id between our check and our insert.
             return Duplicate(document.ClientId!);
         }
+        catch (OpenIddictExceptions.ValidationException e)
+        {
+            return RefusedByOpenIddict<ClientWithSecret>(e);
+        }
 
         var entry = await EntryAsync(application, ct);
         audit.Record(actor, AuditAction.ClientCreated, entry.Document.ClientId!, before: null, after: entry.Document);
@@ -151,6 +155,10 @@ public sealed class ClientAdmin(
         catch (OpenIddictExceptions.ConcurrencyException)
         {
             return AdminResult<ClientWithSecret>.Stale(null);
+        }
+        catch (OpenIddictExceptions.ValidationException e)
+        {
+            return RefusedByOpenIddict<ClientWithSecret>(e);
         }
 
         var entry = await EntryAsync(application, ct);
@@ -228,6 +236,14 @@ public sealed class ClientAdmin(
         await audit.CommitAsync(transaction, ct);
         return AdminResult<ClientWithSecret>.Ok(new ClientWithSecret(entry, secret), entry.ETag);
     }
+
+    /// <summary>
+    /// OpenIddict validates a client once more when it is stored, with a few rules of its own (no <c>iss</c> parameter
+    /// in a redirect URI, a signing key in a <c>private_key_jwt</c> key set): what it refuses is the caller's error.
+    /// </summary>
+    private static AdminResult<T> RefusedByOpenIddict<T>(OpenIddictExceptions.ValidationException exception) =>
+        AdminResult<T>.Invalid([.. exception.Results.Select(result =>
+            new FieldError("invalid_client_metadata", string.Join(",", result.MemberNames), result.ErrorMessage ?? exception.Message))]);
 
     private static bool NeedsSecret(ClientDocument document) =>
         (document.TokenEndpointAuthMethod ?? ClientAuthenticationMethods.ClientSecretBasic)

@@ -110,7 +110,7 @@ public sealed class UserAdmin(
             Email = Blank(document.Email),
             EmailConfirmed = document.EmailVerified,
             LockoutEnabled = true,
-            LockoutEnd = document.LockoutEnd,
+            LockoutEnd = document.LockoutEnd?.ToUniversalTime(),
         };
 
         IdentityResult created;
@@ -174,7 +174,7 @@ public sealed class UserAdmin(
 
         user.Email = Blank(document.Email);
         user.EmailConfirmed = document.EmailVerified;
-        user.LockoutEnd = document.LockoutEnd;
+        user.LockoutEnd = document.LockoutEnd?.ToUniversalTime(); // PostgreSQL stores timestamptz in UTC only
         user.LockoutEnabled = true;
         var updated = await users.UpdateAsync(user);
         if (!updated.Succeeded)

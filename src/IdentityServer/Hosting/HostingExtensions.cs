@@ -204,7 +204,7 @@ public static class HostingExtensions
 
     /// <summary>A write that lost a race with a deletion is a database exception too, so it is told apart first.</summary>
     private static Failure Classify(Exception? exception) =>
-        ForeignKeyViolation.IsIn(exception) ? Failure.OwnerDeleted
+        DatabaseErrors.IsForeignKeyViolation(exception) ? Failure.OwnerDeleted
         : IsDatabaseUnavailable(exception) ? Failure.DatabaseDown
         : IsMalformedRequest(exception) ? Failure.Malformed
         : Failure.Unexpected;

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using IdentityServer.Data;
 using IdentityServer.Tests.Infrastructure;
@@ -197,6 +198,26 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.Equal([$"{tag}-1", $"{tag}-2", $"{tag}-3", named], ids);
         var byName = await admin.GetJsonAsync($"{ClientsUrl}?search=payroll%20{tag}");
         Assert.Equal([named], byName.GetProperty("items").EnumerateArray().Select(c => c.GetProperty("client_id").GetString()));
+    }
+
+    /// <summary>What only OpenIddict refuses when it stores the client (an iss parameter in a redirect URI) is a 400 too, not a 500.</summary>
+    [SkippableFact]
+    public async Task A_client_OpenIddict_refuses_to_store_is_refused_as_invalid_metadata()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("iss");
+
+        var response = await admin.PostJsonAsync(ClientsUrl, Json(new
+        {
+            client_id = clientId,
+            token_endpoint_auth_method = "none",
+            grant_types = new[] { "authorization_code" },
+            redirect_uris = new[] { "https://app.example.com/cb?iss=a" },
+        }));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("invalid_client_metadata", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetString());
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Path(ClientsUrl, clientId))).StatusCode);
     }
 
     [SkippableTheory]

@@ -52,6 +52,21 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         Assert.Empty(created.GetProperty("roles").EnumerateArray());
     }
 
+    /// <summary>A lockout end with an offset is the same moment in UTC (PostgreSQL stores only UTC).</summary>
+    [SkippableFact]
+    public async Task A_lockout_end_with_an_offset_is_kept_as_that_moment()
+    {
+        var admin = await AdminAsync(server);
+        var user = await server.CreateUserAsync();
+        var lockoutEnd = new DateTimeOffset(2999, 1, 1, 2, 0, 0, TimeSpan.FromHours(2));
+
+        var locked = await admin.PutJsonAsync(Path(UsersUrl, user.Id), Json(new { email = user.Email, email_verified = true, lockout_end = lockoutEnd }));
+
+        var body = await locked.ExpectAsync(HttpStatusCode.OK);
+        Assert.True(body.GetProperty("locked_out").GetBoolean());
+        Assert.Equal(lockoutEnd, body.GetProperty("lockout_end").GetDateTimeOffset());
+    }
+
     [SkippableFact]
     public async Task Null_roles_are_no_roles()
     {

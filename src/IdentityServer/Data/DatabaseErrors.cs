@@ -1,0 +1,45 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+
+namespace IdentityServer.Data;
+
+/// <summary>Tells the database failures that are races a request lost from real faults, on every provider.</summary>
+public static class DatabaseErrors
+{
+    private const int SqliteForeignKeyConstraint = 787; // SQLITE_CONSTRAINT_FOREIGNKEY
+    private const string PostgreSqlForeignKeyViolation = "23503";
+    private const int SqlServerConstraintConflict = 547;
+
+    /// <summary>A unique-index violation: someone created the same entry at the same moment.</summary>
+    public static bool IsUniqueViolation(DbUpdateException exception) => exception.GetBaseException() switch
+    {
+        Npgsql.PostgresException postgres => postgres.SqlState == Npgsql.PostgresErrorCodes.UniqueViolation,
+        SqliteException sqlite => sqlite.SqliteErrorCode == 19, // SQLITE_CONSTRAINT
+        Microsoft.Data.SqlClient.SqlException sqlServer => sqlServer.Number is 2601 or 2627,
+        _ => false,
+    };
+
+    /// <summary>
+    /// A write that refers to a row that is gone: a client, user or authorization deleted while a request that had
+    /// already loaded it was still writing its token entry. That is a race the request lost, not a database outage.
+    /// </summary>
+    public static bool IsForeignKeyViolation(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            switch (e)
+            {
+                case SqliteException { SqliteExtendedErrorCode: SqliteForeignKeyConstraint }:
+                case DbException { SqlState: PostgreSqlForeignKeyViolation }:
+                    return true;
+                // Matched by name and read by reflection so that SQL Server's client library is loaded only where it is used.
+                case DbException when e.GetType().FullName == "Microsoft.Data.SqlClient.SqlException"
+                    && e.GetType().GetProperty("Number")?.GetValue(e) is SqlServerConstraintConflict:
+                    return true;
+            }
+        }
+
+        return false;
+    }
+}
