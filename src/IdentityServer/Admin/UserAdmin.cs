@@ -66,6 +66,9 @@ public sealed class UserAdmin(
     TimeProvider clock,
     AuditLog audit)
 {
+    /// <summary>The PostgreSQL advisory lock that serializes changes which could remove the last admin.</summary>
+    private const long AdminChangesLockKey = 727_001;
+
     public async Task<PageOf<UserView>> ListAsync(string? search, int? page, int? pageSize, CancellationToken ct)
     {
         var (number, size) = PageOf<UserView>.Normalize(page, pageSize);
@@ -305,12 +308,27 @@ public sealed class UserAdmin(
         return errors;
     }
 
-    /// <summary>Whether this user is the only one left who is in the admin role and not locked out.</summary>
+    /// <summary>
+    /// Whether this user is the only one left who is in the admin role and not locked out. Two requests demoting the
+    /// last two admins at once would each see the other still there, so the check holds a database lock until the
+    /// request's transaction ends (on SQLite the server's write gate already runs transactions one at a time).
+    /// </summary>
     private async Task<bool> IsLastActiveAdminAsync(ApplicationUser user, UserView current)
     {
         if (!current.Roles.Contains(AdminApi.Role) || current.LockedOut)
         {
             return false;
+        }
+
+        switch (DatabaseProviders.Of(db))
+        {
+            case DatabaseProvider.PostgreSql:
+                await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_xact_lock({AdminChangesLockKey})");
+                break;
+            case DatabaseProvider.SqlServer:
+                await db.Database.ExecuteSqlRawAsync(
+                    "EXEC sp_getapplock @Resource = N'identityserver:admins', @LockMode = N'Exclusive', @LockOwner = N'Transaction'");
+                break;
         }
 
         var now = clock.GetUtcNow();

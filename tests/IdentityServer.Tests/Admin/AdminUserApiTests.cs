@@ -225,6 +225,32 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal(user.UserName, audit.GetProperty("before").GetProperty("user_name").GetString());
     }
 
+    /// <summary>The last two admins demoted at the same moment: each request alone would see the other still an admin.</summary>
+    [SkippableFact]
+    public async Task The_last_two_admins_demoted_at_once_leave_one_admin()
+    {
+        var admin = await AdminAsync(server);
+        for (var round = 0; round < 6; round++)
+        {
+            var pair = new[] { await server.CreateUserAsync(null, "admin"), await server.CreateUserAsync(null, "admin") };
+            var others = (await admin.GetJsonAsync($"{UsersUrl}?page_size=200")).GetProperty("items").EnumerateArray()
+                .Where(u => pair.All(p => p.Id != u.GetProperty("id").GetString()) && AdminClientApiTests<TFixture>.Strings(u, "roles").Contains("admin"));
+            foreach (var other in others)
+            {
+                await (await admin.PutJsonAsync(Path(UsersUrl, other.GetProperty("id").GetString()!),
+                    Json(new { email = other.GetProperty("email").GetString(), roles = Array.Empty<string>() }))).ExpectAsync(HttpStatusCode.OK);
+            }
+
+            var demotions = await Task.WhenAll(pair.Select(user =>
+                admin.PutJsonAsync(Path(UsersUrl, user.Id), Json(new { email = user.Email, roles = Array.Empty<string>() }))));
+
+            Assert.Contains(demotions, d => d.StatusCode == HttpStatusCode.Conflict);
+            var admins = (await admin.GetJsonAsync($"{UsersUrl}?page_size=200")).GetProperty("items").EnumerateArray()
+                .Count(u => AdminClientApiTests<TFixture>.Strings(u, "roles").Contains("admin") && !u.GetProperty("locked_out").GetBoolean());
+            Assert.Equal(1, admins);
+        }
+    }
+
     [SkippableFact]
     public async Task The_last_active_admin_can_be_neither_demoted_nor_locked_out_nor_deleted()
     {
