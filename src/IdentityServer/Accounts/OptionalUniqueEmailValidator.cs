@@ -38,6 +38,6 @@ public sealed class OptionalUniqueEmailValidator : IUserValidator<ApplicationUse
     }
 
     /// <summary>Whether MimeKit reads <paramref name="address"/> as exactly that one mailbox (what sending needs).</summary>
-    public static bool IsDeliverable(string address) =>
+    private static bool IsDeliverable(string address) =>
         MailboxAddress.TryParse(address, out var mailbox) && string.Equals(mailbox.Address, address, StringComparison.Ordinal);
 }

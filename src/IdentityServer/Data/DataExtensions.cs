@@ -27,19 +27,17 @@ public static class DataExtensions
             case DatabaseProvider.Sqlite:
                 connectionString = SqliteConnectionString(connectionString, builder.Environment.ContentRootPath);
                 builder.Services.AddDbContextPool<ApplicationDbContext, SqliteApplicationDbContext>(options =>
-                    options.UseSqlite(connectionString).UseOpenIddict().QuietConnectionErrors().AddInterceptors(AfterCommit.Interceptor));
+                    options.UseSqlite(connectionString).ForServer());
                 break;
             case DatabaseProvider.SqlServer:
                 // No retrying execution strategy: OpenIddict's stores open their own transactions, which a
                 // retrying strategy refuses, and an outage must be answered within seconds, not after retries.
                 builder.Services.AddDbContextPool<ApplicationDbContext, SqlServerApplicationDbContext>(options =>
-                    options.UseSqlServer(RequireConnectionString(connectionString, provider)).UseOpenIddict().QuietConnectionErrors()
-                        .AddInterceptors(AfterCommit.Interceptor));
+                    options.UseSqlServer(RequireConnectionString(connectionString, provider)).ForServer());
                 break;
             case DatabaseProvider.PostgreSql:
                 builder.Services.AddDbContextPool<ApplicationDbContext, PostgreSqlApplicationDbContext>(options =>
-                    options.UseNpgsql(PostgreSqlConnectionString(RequireConnectionString(connectionString, provider))).UseOpenIddict().QuietConnectionErrors()
-                        .AddInterceptors(AfterCommit.Interceptor));
+                    options.UseNpgsql(PostgreSqlConnectionString(RequireConnectionString(connectionString, provider))).ForServer());
                 break;
         }
 
@@ -51,6 +49,10 @@ public static class DataExtensions
         builder.Services.Insert(0, ServiceDescriptor.Singleton<IHostedService, DatabaseInitializer>());
         return builder;
     }
+
+    /// <summary>What every provider's context gets: OpenIddict's entities, quiet connection errors, caches told of commits.</summary>
+    private static DbContextOptionsBuilder ForServer(this DbContextOptionsBuilder options) =>
+        options.UseOpenIddict().QuietConnectionErrors().AddInterceptors(AfterCommit.Interceptor);
 
     /// <summary>
     /// A database that cannot be reached is reported once, by whoever handles it (the start-up line, the error
