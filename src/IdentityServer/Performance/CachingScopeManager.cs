@@ -46,10 +46,9 @@ public sealed class CachingScopeManager(
         }
         finally
         {
-            if (scope.Name is { } name)
+            if (scope.Name is not null)
             {
-                snapshots.Remove(NameKey(name));
-                AfterCommit.Run(db, () => snapshots.Remove(NameKey(name)));
+                snapshots.RemoveNowAndAfterCommit(db, NameKey(scope.Name));
             }
         }
     }
@@ -66,10 +65,9 @@ public sealed class CachingScopeManager(
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
     {
         await snapshots.ChangeAsync(db, scope, s => s.Id, SameAs(scope), () => base.UpdateAsync(scope, cancellationToken));
-        if (scope.Name is { } name)
+        if (scope.Name is not null)
         {
-            snapshots.Remove(NameKey(name));
-            AfterCommit.Run(db, () => snapshots.Remove(NameKey(name)));
+            snapshots.RemoveNowAndAfterCommit(db, NameKey(scope.Name));
         }
     }
 

@@ -66,6 +66,12 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
         _entries.TryRemove(key, out _);
     }
 
+    /// <summary>
+    /// Removes <paramref name="key"/> now and, when <paramref name="db"/> is in a transaction (an admin change and its
+    /// audit entry), again once it commits: until then other requests still read, and could cache, the old row.
+    /// </summary>
+    public void RemoveNowAndAfterCommit(DbContext db, string key) => NowAndAfterCommit(db, () => Remove(key));
+
     public void Clear()
     {
         Interlocked.Increment(ref _removals);
@@ -151,9 +157,16 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
         }
         finally
         {
-            RemoveWhere(isSameEntity);
-            // Inside a transaction (an admin change and its audit entry) others still read the old row until the commit.
-            AfterCommit.Run(db, () => RemoveWhere(isSameEntity));
+            NowAndAfterCommit(db, () => RemoveWhere(isSameEntity));
+        }
+    }
+
+    private static void NowAndAfterCommit(DbContext db, Action remove)
+    {
+        remove();
+        if (db.Database.CurrentTransaction is not null)
+        {
+            AfterCommit.Run(db, remove);
         }
     }
 
