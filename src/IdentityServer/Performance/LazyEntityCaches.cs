@@ -11,12 +11,25 @@ namespace IdentityServer.Performance;
 // come from our process-wide caches. Made on first use, each is OpenIddict's own cache, with its behaviour; removing an
 // entry from a cache not yet made has nothing to remove.
 
-public sealed class LazyApplicationCache<TApplication>(IOptionsMonitor<OpenIddictCoreOptions> options, IOpenIddictApplicationStore<TApplication> store)
-    : IOpenIddictApplicationCache<TApplication>, IDisposable where TApplication : class
+/// <summary>Holds one of OpenIddict's caches, made by <see cref="Create"/> the first time <see cref="Cache"/> is read.</summary>
+public abstract class LazyEntityCache<TCache> : IDisposable where TCache : class, IDisposable
 {
-    private OpenIddictApplicationCache<TApplication>? _cache;
+    private TCache? _cache;
 
-    private OpenIddictApplicationCache<TApplication> Cache => _cache ??= new(options, store);
+    protected TCache Cache => _cache ??= Create();
+
+    /// <summary>The cache if it was made, else null (nothing cached yet, so nothing to remove).</summary>
+    protected TCache? Made => _cache;
+
+    public void Dispose() => _cache?.Dispose();
+
+    protected abstract TCache Create();
+}
+
+public sealed class LazyApplicationCache<TApplication>(IOptionsMonitor<OpenIddictCoreOptions> options, IOpenIddictApplicationStore<TApplication> store)
+    : LazyEntityCache<OpenIddictApplicationCache<TApplication>>, IOpenIddictApplicationCache<TApplication> where TApplication : class
+{
+    protected override OpenIddictApplicationCache<TApplication> Create() => new(options, store);
 
     public ValueTask AddAsync(TApplication application, CancellationToken cancellationToken) => Cache.AddAsync(application, cancellationToken);
 
@@ -30,17 +43,13 @@ public sealed class LazyApplicationCache<TApplication>(IOptionsMonitor<OpenIddic
     public IAsyncEnumerable<TApplication> FindByRedirectUriAsync(string uri, CancellationToken cancellationToken) => Cache.FindByRedirectUriAsync(uri, cancellationToken);
 
     public ValueTask RemoveAsync(TApplication application, CancellationToken cancellationToken) =>
-        _cache?.RemoveAsync(application, cancellationToken) ?? ValueTask.CompletedTask;
-
-    public void Dispose() => _cache?.Dispose();
+        Made?.RemoveAsync(application, cancellationToken) ?? ValueTask.CompletedTask;
 }
 
 public sealed class LazyAuthorizationCache<TAuthorization>(IOptionsMonitor<OpenIddictCoreOptions> options, IOpenIddictAuthorizationStore<TAuthorization> store)
-    : IOpenIddictAuthorizationCache<TAuthorization>, IDisposable where TAuthorization : class
+    : LazyEntityCache<OpenIddictAuthorizationCache<TAuthorization>>, IOpenIddictAuthorizationCache<TAuthorization> where TAuthorization : class
 {
-    private OpenIddictAuthorizationCache<TAuthorization>? _cache;
-
-    private OpenIddictAuthorizationCache<TAuthorization> Cache => _cache ??= new(options, store);
+    protected override OpenIddictAuthorizationCache<TAuthorization> Create() => new(options, store);
 
     public ValueTask AddAsync(TAuthorization authorization, CancellationToken cancellationToken) => Cache.AddAsync(authorization, cancellationToken);
 
@@ -55,17 +64,13 @@ public sealed class LazyAuthorizationCache<TAuthorization>(IOptionsMonitor<OpenI
     public IAsyncEnumerable<TAuthorization> FindBySubjectAsync(string subject, CancellationToken cancellationToken) => Cache.FindBySubjectAsync(subject, cancellationToken);
 
     public ValueTask RemoveAsync(TAuthorization authorization, CancellationToken cancellationToken) =>
-        _cache?.RemoveAsync(authorization, cancellationToken) ?? ValueTask.CompletedTask;
-
-    public void Dispose() => _cache?.Dispose();
+        Made?.RemoveAsync(authorization, cancellationToken) ?? ValueTask.CompletedTask;
 }
 
 public sealed class LazyScopeCache<TScope>(IOptionsMonitor<OpenIddictCoreOptions> options, IOpenIddictScopeStore<TScope> store)
-    : IOpenIddictScopeCache<TScope>, IDisposable where TScope : class
+    : LazyEntityCache<OpenIddictScopeCache<TScope>>, IOpenIddictScopeCache<TScope> where TScope : class
 {
-    private OpenIddictScopeCache<TScope>? _cache;
-
-    private OpenIddictScopeCache<TScope> Cache => _cache ??= new(options, store);
+    protected override OpenIddictScopeCache<TScope> Create() => new(options, store);
 
     public ValueTask AddAsync(TScope scope, CancellationToken cancellationToken) => Cache.AddAsync(scope, cancellationToken);
 
@@ -77,17 +82,13 @@ public sealed class LazyScopeCache<TScope>(IOptionsMonitor<OpenIddictCoreOptions
 
     public IAsyncEnumerable<TScope> FindByResourceAsync(string resource, CancellationToken cancellationToken) => Cache.FindByResourceAsync(resource, cancellationToken);
 
-    public ValueTask RemoveAsync(TScope scope, CancellationToken cancellationToken) => _cache?.RemoveAsync(scope, cancellationToken) ?? ValueTask.CompletedTask;
-
-    public void Dispose() => _cache?.Dispose();
+    public ValueTask RemoveAsync(TScope scope, CancellationToken cancellationToken) => Made?.RemoveAsync(scope, cancellationToken) ?? ValueTask.CompletedTask;
 }
 
 public sealed class LazyTokenCache<TToken>(IOptionsMonitor<OpenIddictCoreOptions> options, IOpenIddictTokenStore<TToken> store)
-    : IOpenIddictTokenCache<TToken>, IDisposable where TToken : class
+    : LazyEntityCache<OpenIddictTokenCache<TToken>>, IOpenIddictTokenCache<TToken> where TToken : class
 {
-    private OpenIddictTokenCache<TToken>? _cache;
-
-    private OpenIddictTokenCache<TToken> Cache => _cache ??= new(options, store);
+    protected override OpenIddictTokenCache<TToken> Create() => new(options, store);
 
     public ValueTask AddAsync(TToken token, CancellationToken cancellationToken) => Cache.AddAsync(token, cancellationToken);
 
@@ -106,7 +107,5 @@ public sealed class LazyTokenCache<TToken>(IOptionsMonitor<OpenIddictCoreOptions
 
     public IAsyncEnumerable<TToken> FindBySubjectAsync(string subject, CancellationToken cancellationToken) => Cache.FindBySubjectAsync(subject, cancellationToken);
 
-    public ValueTask RemoveAsync(TToken token, CancellationToken cancellationToken) => _cache?.RemoveAsync(token, cancellationToken) ?? ValueTask.CompletedTask;
-
-    public void Dispose() => _cache?.Dispose();
+    public ValueTask RemoveAsync(TToken token, CancellationToken cancellationToken) => Made?.RemoveAsync(token, cancellationToken) ?? ValueTask.CompletedTask;
 }
