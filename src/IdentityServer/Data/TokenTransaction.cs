@@ -1,6 +1,8 @@
 using IdentityServer.Authorization;
 using IdentityServer.Performance;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking;
+using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
@@ -15,8 +17,9 @@ namespace IdentityServer.Data;
 /// SaveChanges: a crash between the two would leave the client's refresh token redeemed with no successor ever
 /// delivered (its retry then counts as reuse and revokes the whole chain), or a code redeemed with no tokens.
 /// Here the redemption and the new entries are only recorded in the request's DbContext as they happen
-/// (<see cref="DeferredTokenWrites"/>) and written by one SaveChanges just before the answer: a crash before it leaves
-/// the grant as it was, and whatever the client received was stored first.
+/// (<see cref="DeferredTokenWrites"/>) and written together just before the answer, in one transaction (the
+/// group-commit writer's, shared with other requests' writes; or the request's own SaveChanges): a crash before it
+/// leaves the grant as it was, and whatever the client received was stored first.
 /// Writing at the end rather than holding a transaction open also keeps the database's write lock (SQLite has one
 /// for the whole file) out of the signing of the new tokens: it was held for most of a refresh, so refreshes ran one
 /// at a time.
@@ -66,7 +69,8 @@ public static class TokenTransaction
     /// Before the response (tokens or an error) is written. Without it (an exception on the way) nothing was written
     /// and the recorded changes go with the request's DbContext.
     /// </summary>
-    public sealed class Commit(ApplicationDbContext db, DeferredTokenWrites writes, ILogger<Commit> logger) : IOpenIddictServerHandler<ApplyTokenResponseContext>
+    public sealed class Commit(ApplicationDbContext db, DeferredTokenWrites writes, TokenWriteQueue writer, IOptions<PerformanceOptions> performance,
+        ILogger<Commit> logger) : IOpenIddictServerHandler<ApplyTokenResponseContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ApplyTokenResponseContext>()
             .UseScopedHandler<Commit>()
@@ -89,26 +93,86 @@ public static class TokenTransaction
                 return;
             }
 
+            if (await WriteAsync(context.CancellationToken))
+            {
+                return;
+            }
+
+            // The redemption's concurrency check failed: another request redeemed the same code or refresh token
+            // (or revoked it) after this one validated it. The tokens made here are never delivered.
+            db.ChangeTracker.Clear();
+            logger.LogWarning(TokenEvents.ConcurrentRedemption,
+                "A {GrantType} grant for client {ClientId} was redeemed by a concurrent request; this request's tokens were discarded.",
+                context.Request?.GrantType, context.Request?.ClientId);
+            context.Response = new OpenIddictResponse
+            {
+                Error = OpenIddictConstants.Errors.InvalidGrant,
+                ErrorDescription = "The specified grant has already been redeemed.",
+            };
+        }
+
+        /// <summary>
+        /// Writes the redemption and the new entries together, in one transaction; false if the redeemed entry changed
+        /// since it was read. They go to the group-commit writer with other requests' writes when they are token
+        /// entries only, else through the request's own SaveChanges.
+        /// </summary>
+        private async Task<bool> WriteAsync(CancellationToken cancellationToken)
+        {
+            if (performance.Value.GroupCommitTokenWrites && TokenRowWriter.Supports(db) && TokenChangesOf(db) is { } changes)
+            {
+                if (!await writer.WriteAsync(changes, cancellationToken))
+                {
+                    return false;
+                }
+
+                db.ChangeTracker.AcceptAllChanges();
+                return true;
+            }
+
             try
             {
-                // One SaveChanges is one transaction: the redemption and the new entries commit together.
-                await db.SaveChangesAsync(context.CancellationToken);
+                await db.SaveChangesAsync(cancellationToken);
+                return true;
             }
             catch (DbUpdateConcurrencyException)
             {
-                // The redemption's concurrency check failed: another request redeemed the same code or refresh token
-                // (or revoked it) after this one validated it. The tokens made here are never delivered.
-                db.ChangeTracker.Clear();
-                logger.LogWarning(TokenEvents.ConcurrentRedemption,
-                    "A {GrantType} grant for client {ClientId} was redeemed by a concurrent request; this request's tokens were discarded.",
-                    context.Request?.GrantType, context.Request?.ClientId);
-                context.Response = new OpenIddictResponse
-                {
-                    Error = OpenIddictConstants.Errors.InvalidGrant,
-                    ErrorDescription = "The specified grant has already been redeemed.",
-                };
+                return false;
             }
         }
+
+        /// <summary>
+        /// The request's pending writes as the writer takes them: new token entries and at most one changed one (the
+        /// redeemed grant). Null when anything else is pending, which then keeps SaveChanges.
+        /// </summary>
+        private static TokenChanges? TokenChangesOf(ApplicationDbContext db)
+        {
+            var inserts = new List<TokenRow>(2);
+            TokenRow? update = null;
+            string? expectedConcurrencyToken = null;
+            foreach (var entry in db.ChangeTracker.Entries())
+            {
+                switch (entry)
+                {
+                    case { State: EntityState.Unchanged }:
+                        continue;
+                    case { State: EntityState.Added, Entity: OpenIddictEntityFrameworkCoreToken token }:
+                        inserts.Add(RowOf(entry, token));
+                        continue;
+                    case { State: EntityState.Modified, Entity: OpenIddictEntityFrameworkCoreToken token } when update is null:
+                        update = RowOf(entry, token);
+                        expectedConcurrencyToken = (string?)entry.OriginalValues[nameof(OpenIddictEntityFrameworkCoreToken.ConcurrencyToken)];
+                        continue;
+                    default:
+                        return null;
+                }
+            }
+
+            return new TokenChanges(inserts, update, expectedConcurrencyToken);
+        }
+
+        private static TokenRow RowOf(EntityEntry entry, OpenIddictEntityFrameworkCoreToken token) => new(token,
+            (string?)entry.Property(BatchingTokenStore.ApplicationIdProperty).CurrentValue,
+            (string?)entry.Property(BatchingTokenStore.AuthorizationIdProperty).CurrentValue);
     }
 
     /// <summary>

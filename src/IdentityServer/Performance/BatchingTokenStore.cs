@@ -52,7 +52,7 @@ public sealed class BatchingTokenStore(
         if (deferred.RecordsUntilCommit)
         {
             // A redeeming token request: the entry is added now and written by TokenTransaction.Commit with the
-            // redemption and the request's other new entries, in one SaveChanges.
+            // redemption and the request's other new entries, in one transaction.
             var db = await Context.GetDbContextAsync(cancellationToken);
             AddWithOwnerIds(db, token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id);
             owners.Written = true;

@@ -23,7 +23,10 @@ public sealed class PerformanceOptions
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan SecretVerificationCacheLifetime { get; set; } = TimeSpan.FromMinutes(10);
 
-    /// <summary>New token entries are written by one group-commit writer (true) or by each request itself (false).</summary>
+    /// <summary>
+    /// Token entries (new ones, and a redeemed code or refresh token with the entries that replace it) are written by one
+    /// group-commit writer (true) or by each request itself (false).
+    /// </summary>
     public bool GroupCommitTokenWrites { get; set; } = true;
 
     /// <summary>On SQLite, writes from this process take turns in memory (true) rather than meeting on SQLite's lock (false).</summary>
@@ -35,7 +38,7 @@ public sealed class PerformanceOptions
     /// </summary>
     public bool StoreIdentityTokens { get; set; }
 
-    /// <summary>The most token entries written in one transaction by the group-commit writer.</summary>
+    /// <summary>The most requests whose token entries the group-commit writer writes in one transaction.</summary>
     [Range(1, 10_000)]
     public int TokenWriteBatchLimit { get; set; } = 256;
 }

@@ -9,16 +9,17 @@ using OpenIddict.EntityFrameworkCore.Models;
 namespace IdentityServer.Performance;
 
 /// <summary>
-/// Group commit for new token entries. Requests hand their new token entry to one writer and wait; the writer takes
-/// every entry waiting at that moment and inserts them in one transaction, then answers each request once its row is
-/// committed (or with the error, after retrying a failed batch one entry at a time so one bad entry fails alone).
-/// So concurrent token requests never collide on SQLite's single write lock, a burst costs one commit (one fsync)
-/// instead of one per token, and nothing is acknowledged before it is durable. On PostgreSQL and SQL Server the same
-/// batching saves round trips and commits.
+/// Group commit for token entries. Requests hand their writes to one writer and wait: a new entry, or everything a
+/// redeeming token request writes (the redeemed code or refresh token and the new entries, <see cref="TokenChanges"/>).
+/// The writer takes every write waiting at that moment and makes them in one transaction, then answers each request
+/// once its rows are committed (or with the error, after retrying a failed batch one request at a time so one bad
+/// entry fails alone). So concurrent token requests never collide on SQLite's single write lock, a burst costs one
+/// commit (one fsync) instead of one per request, and nothing is acknowledged before it is durable. On PostgreSQL and
+/// SQL Server the same batching saves round trips and commits.
 /// </summary>
 public sealed class TokenWriteQueue : IAsyncDisposable
 {
-    private readonly Channel<PendingToken> _queue = Channel.CreateUnbounded<PendingToken>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<PendingWrite> _queue = Channel.CreateUnbounded<PendingWrite>(new UnboundedChannelOptions { SingleReader = true });
     private readonly IServiceScopeFactory _scopes;
     private readonly IOptions<PerformanceOptions> _options;
     private readonly ServerMetrics _metrics;
@@ -35,21 +36,29 @@ public sealed class TokenWriteQueue : IAsyncDisposable
     }
 
     /// <summary>Completes when the entry is committed (the token's <c>Id</c> is then set).</summary>
-    public Task InsertAsync(OpenIddictEntityFrameworkCoreToken token, string? applicationId, string? authorizationId, CancellationToken cancellationToken)
+    public Task InsertAsync(OpenIddictEntityFrameworkCoreToken token, string? applicationId, string? authorizationId, CancellationToken cancellationToken) =>
+        WriteAsync(new TokenChanges([new TokenRow(token, applicationId, authorizationId)]), cancellationToken);
+
+    /// <summary>
+    /// Completes when the changes are committed, with true; or with false, and nothing written, when the changes'
+    /// update found its entry changed since it was read (another request redeemed or revoked it first). Updates are
+    /// only written on the providers <see cref="TokenRowWriter"/> supports.
+    /// </summary>
+    public Task<bool> WriteAsync(TokenChanges changes, CancellationToken cancellationToken)
     {
-        var pending = new PendingToken(token, applicationId, authorizationId);
+        var pending = new PendingWrite(changes);
         if (!_queue.Writer.TryWrite(pending))
         {
-            throw new InvalidOperationException("The server is shutting down; the token entry was not written.");
+            throw new InvalidOperationException("The server is shutting down; the token entries were not written.");
         }
 
-        // Once queued the entry is written whatever happens to the request; the request just stops waiting.
-        return pending.Committed.Task.WaitAsync(cancellationToken);
+        // Once queued the changes are written whatever happens to the request; the request just stops waiting.
+        return pending.Written.Task.WaitAsync(cancellationToken);
     }
 
     private async Task WriteAsync()
     {
-        var batch = new List<PendingToken>();
+        var batch = new List<PendingWrite>();
         while (await _queue.Reader.WaitToReadAsync())
         {
             while (batch.Count < _options.Value.TokenWriteBatchLimit && _queue.Reader.TryRead(out var pending))
@@ -59,8 +68,11 @@ public sealed class TokenWriteQueue : IAsyncDisposable
 
             try
             {
-                await InsertBatchAsync(batch);
-                batch.ForEach(p => p.Committed.TrySetResult());
+                var written = await WriteBatchAsync(batch);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    batch[i].Written.TrySetResult(written[i]);
+                }
             }
             catch (Exception) when (batch.Count > 1)
             {
@@ -69,79 +81,90 @@ public sealed class TokenWriteQueue : IAsyncDisposable
                 {
                     try
                     {
-                        await InsertBatchAsync([pending]);
-                        pending.Committed.TrySetResult();
+                        pending.Written.TrySetResult((await WriteBatchAsync([pending]))[0]);
                     }
                     catch (Exception e)
                     {
-                        pending.Committed.TrySetException(e);
+                        pending.Written.TrySetException(e);
                     }
                 }
             }
             catch (Exception e)
             {
-                batch.ForEach(p => p.Committed.TrySetException(e));
+                batch.ForEach(p => p.Written.TrySetException(e));
             }
 
             batch.Clear();
         }
     }
 
-    private async Task InsertBatchAsync(IReadOnlyList<PendingToken> batch)
+    private async Task<bool[]> WriteBatchAsync(IReadOnlyList<PendingWrite> batch)
     {
         var started = Stopwatch.GetTimestamp();
         var committed = false;
         try
         {
-            await InsertAsync(batch);
+            var written = await WriteAsync(batch);
             committed = true;
+            return written;
         }
         finally
         {
-            _metrics.TokenEntriesWritten(batch.Count, Stopwatch.GetElapsedTime(started).TotalSeconds, committed);
+            _metrics.TokenEntriesWritten(batch.Sum(p => p.Changes.Inserts.Count + (p.Changes.Update is null ? 0 : 1)),
+                Stopwatch.GetElapsedTime(started).TotalSeconds, committed);
         }
     }
 
-    private async Task InsertAsync(IReadOnlyList<PendingToken> batch)
+    private async Task<bool[]> WriteAsync(IReadOnlyList<PendingWrite> batch)
     {
         await using var scope = _scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
         try
         {
-            if (TokenRowInserter.Supports(db))
+            if (TokenRowWriter.Supports(db))
             {
-                await TokenRowInserter.InsertAsync(db, [.. batch.Select(p => (p.Token, p.ApplicationId, p.AuthorizationId))], CancellationToken.None);
-                return;
+                return await TokenRowWriter.WriteAsync(db, [.. batch.Select(p => p.Changes)], CancellationToken.None);
             }
 
-            foreach (var pending in batch)
-            {
-                // Only the token row: its client and authorization exist already and are referenced by id.
-                pending.Token.Application = null;
-                pending.Token.Authorization = null;
-                BatchingTokenStore.AddWithOwnerIds(db, pending.Token, pending.ApplicationId, pending.AuthorizationId);
-            }
-
-            // One SaveChanges: one transaction, one commit, the inserts batched into as few commands as the provider allows.
-            await db.SaveChangesAsync();
+            await SaveInsertsAsync(db, [.. batch.Select(p => p.Changes.Update is null ? p.Changes.Inserts
+                : throw new InvalidOperationException("Token entry updates go through the writer only on the providers the row writer supports."))
+                .SelectMany(inserts => inserts)]);
+            return [.. batch.Select(_ => true)];
         }
         catch (Exception e)
         {
             if (batch.Count == 1)
             {
-                _logger.LogWarning(PerformanceEvents.TokenWriteFailed, e, "Writing a token entry failed");
+                _logger.LogWarning(PerformanceEvents.TokenWriteFailed, e, "Writing token entries failed");
             }
 
             throw;
+        }
+    }
+
+    /// <summary>Other providers: the new rows through one SaveChanges (one transaction, as few commands as the provider allows).</summary>
+    private static async Task SaveInsertsAsync(ApplicationDbContext db, IReadOnlyList<TokenRow> rows)
+    {
+        var owners = rows.Select(row => (row.Token.Application, row.Token.Authorization)).ToList();
+        try
+        {
+            foreach (var (token, applicationId, authorizationId) in rows)
+            {
+                // Only the token row: its client and authorization exist already and are referenced by id.
+                token.Application = null;
+                token.Authorization = null;
+                BatchingTokenStore.AddWithOwnerIds(db, token, applicationId, authorizationId);
+            }
+
+            await db.SaveChangesAsync();
         }
         finally
         {
             // The entities go back to their requests, free to be attached to the requests' own contexts.
             db.ChangeTracker.Clear();
-            foreach (var pending in batch)
+            for (var i = 0; i < rows.Count; i++)
             {
-                pending.Token.Application = pending.Application;
-                pending.Token.Authorization = pending.Authorization;
+                (rows[i].Token.Application, rows[i].Token.Authorization) = owners[i];
             }
         }
     }
@@ -152,13 +175,9 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         await _writer;
     }
 
-    private sealed record PendingToken(OpenIddictEntityFrameworkCoreToken Token, string? ApplicationId, string? AuthorizationId)
+    private sealed record PendingWrite(TokenChanges Changes)
     {
-        public OpenIddictEntityFrameworkCoreApplication? Application { get; } = Token.Application;
-
-        public OpenIddictEntityFrameworkCoreAuthorization? Authorization { get; } = Token.Authorization;
-
-        public TaskCompletionSource Committed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<bool> Written { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }
 

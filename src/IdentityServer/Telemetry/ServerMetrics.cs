@@ -37,7 +37,7 @@ public sealed class ServerMetrics
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
 
     private static readonly Histogram<int> TokenWriteBatchSize = Meter.CreateHistogram<int>("identityserver.token_writes.batch_size", "{entry}",
-        "New token entries written together by the group-commit writer, per commit.",
+        "Token entries written together (inserted, or updated when redeemed) by the group-commit writer, per commit.",
         advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128, 256] });
 
     private static readonly Histogram<double> TokenWriteDuration = Meter.CreateHistogram<double>("identityserver.token_writes.duration", "s",

@@ -4,6 +4,7 @@ using IdentityServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Abstractions;
 using OpenIddict.Server;
 using static OpenIddict.Server.OpenIddictServerEvents;
 
@@ -96,6 +97,76 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
         await AssertChainIntactAsync(client, secondJson);
     }
 
+    /// <summary>
+    /// Several requests redeem one refresh token, all of them validated before any writes (each waits, once its tokens
+    /// are made, until all have arrived), so their writes reach the group-commit writer together, mostly in one batch:
+    /// the concurrency check lets exactly one through, the others answer invalid_grant, and the winner's chain is good.
+    /// </summary>
+    [SkippableFact]
+    public async Task Of_many_redemptions_of_one_refresh_token_written_together_exactly_one_succeeds()
+    {
+        const int Requests = 8;
+        var (client, refreshToken) = await SignedInAsync();
+        var arrived = 0;
+        var allArrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var gathering = InstanceThatStepsInAfterTokensAreMade(async () =>
+        {
+            if (Interlocked.Increment(ref arrived) == Requests)
+            {
+                allArrived.SetResult();
+            }
+
+            await allArrived.Task.WaitAsync(TimeSpan.FromMinutes(1));
+        });
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, Requests).Select(_ => PostTokenAsync(gathering, RefreshForm(client, refreshToken))));
+
+        var answers = await Task.WhenAll(responses.Select(async response => (response.StatusCode, Json: await OAuth.ReadJsonAsync(response))));
+        var winner = Assert.Single(answers, answer => answer.StatusCode == HttpStatusCode.OK);
+        Assert.All(answers.Where(answer => answer.StatusCode != HttpStatusCode.OK), answer =>
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, answer.StatusCode);
+            Assert.Equal("invalid_grant", answer.Json.GetProperty("error").GetString());
+        });
+        await AssertChainIntactAsync(client, winner.Json);
+    }
+
+    /// <summary>
+    /// The redeemed refresh token's entry is overwritten by the writer's own UPDATE (not SaveChanges): it must read back
+    /// redeemed, with its client and authorization kept, beside its successor.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_redeemed_refresh_token_s_entry_reads_back_redeemed_with_its_client_and_authorization()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var refreshed = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
+        Assert.True(refreshed.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(refreshed)).ToString());
+
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var manager = scope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        var refreshEntries = new List<object>();
+        await foreach (var entry in manager.FindBySubjectAsync(user.Id))
+        {
+            if (await manager.GetTypeAsync(entry) == OpenIddictConstants.TokenTypeIdentifiers.RefreshToken)
+            {
+                refreshEntries.Add(entry);
+            }
+        }
+
+        Assert.Equal(2, refreshEntries.Count);
+        var statuses = await Task.WhenAll(refreshEntries.Select(async entry => await manager.GetStatusAsync(entry)));
+        var redeemed = refreshEntries[Array.IndexOf(statuses, OpenIddictConstants.Statuses.Redeemed)];
+        var successor = refreshEntries[Array.IndexOf(statuses, OpenIddictConstants.Statuses.Valid)];
+        Assert.NotNull(await manager.GetRedemptionDateAsync(redeemed));
+        Assert.Null(await manager.GetRedemptionDateAsync(successor));
+        Assert.NotNull(await manager.GetApplicationIdAsync(redeemed));
+        Assert.Equal(await manager.GetApplicationIdAsync(successor), await manager.GetApplicationIdAsync(redeemed));
+        Assert.NotNull(await manager.GetAuthorizationIdAsync(redeemed));
+        Assert.Equal(await manager.GetAuthorizationIdAsync(successor), await manager.GetAuthorizationIdAsync(redeemed));
+    }
+
     [SkippableFact]
     public async Task A_code_redemption_that_dies_before_answering_leaves_the_code_redeemable()
     {
@@ -138,8 +209,24 @@ public sealed class PostgreSqlNoReuseLeewayServerFixture : PostgreSqlServerFixtu
     public PostgreSqlNoReuseLeewayServerFixture() => Settings["Tokens:RefreshTokenReuseLeeway"] = "00:00:00";
 }
 
+/// <summary>
+/// No reuse leeway, and each redeeming request writes through its own SaveChanges instead of the group-commit writer:
+/// the path SQL Server takes, and any provider with <c>Performance:GroupCommitTokenWrites</c> off.
+/// </summary>
+public sealed class SqliteSaveChangesServerFixture : SqliteServerFixture
+{
+    public SqliteSaveChangesServerFixture()
+    {
+        Settings["Tokens:RefreshTokenReuseLeeway"] = "00:00:00";
+        Settings["Performance:GroupCommitTokenWrites"] = "false";
+    }
+}
+
 public sealed class SqliteTokenTransactionTests(SqliteNoReuseLeewayServerFixture s)
     : TokenTransactionTests<SqliteNoReuseLeewayServerFixture>(s), IClassFixture<SqliteNoReuseLeewayServerFixture>;
 
 public sealed class PostgreSqlTokenTransactionTests(PostgreSqlNoReuseLeewayServerFixture s)
     : TokenTransactionTests<PostgreSqlNoReuseLeewayServerFixture>(s), IClassFixture<PostgreSqlNoReuseLeewayServerFixture>;
+
+public sealed class SqliteSaveChangesTokenTransactionTests(SqliteSaveChangesServerFixture s)
+    : TokenTransactionTests<SqliteSaveChangesServerFixture>(s), IClassFixture<SqliteSaveChangesServerFixture>;
