@@ -196,7 +196,8 @@ public static class TokenTransaction
             }
 
             // All at once, so they share one of the writer's batches.
-            await Task.WhenAll(writes.Held.Select(entry => writer.InsertAsync(entry.Token, entry.ApplicationId, entry.AuthorizationId, context.CancellationToken)));
+            await Task.WhenAll(writes.Held.Select(entry => writer.InsertAsync(entry.Token, entry.Owners.ApplicationId, entry.Owners.AuthorizationId, context.CancellationToken)));
+            writes.Held.ForEach(entry => entry.Owners.Written = true);
             writes.Held.Clear();
         }
     }
@@ -222,5 +223,6 @@ public sealed class DeferredTokenWrites
 
     internal bool IsHeld(OpenIddictEntityFrameworkCoreToken token) => Held.Exists(entry => ReferenceEquals(entry.Token, token));
 
-    internal sealed record HeldEntry(OpenIddictEntityFrameworkCoreToken Token, string? ApplicationId, string? AuthorizationId);
+    /// <summary>A held new entry, with its client and authorization by id as last set (<see cref="NewTokenOwners"/>).</summary>
+    internal sealed record HeldEntry(OpenIddictEntityFrameworkCoreToken Token, NewTokenOwners Owners);
 }

@@ -36,19 +36,19 @@ public sealed class BatchingTokenStore(
     internal const string ApplicationIdProperty = "ApplicationId", AuthorizationIdProperty = "AuthorizationId";
 
     /// <summary>The client and authorization ids of entries not yet written (their navigations are not loaded).</summary>
-    private static readonly ConditionalWeakTable<OpenIddictEntityFrameworkCoreToken, Owners> NewEntries = [];
+    private static readonly ConditionalWeakTable<OpenIddictEntityFrameworkCoreToken, NewTokenOwners> NewEntries = [];
 
     public override async ValueTask<OpenIddictEntityFrameworkCoreToken> InstantiateAsync(CancellationToken cancellationToken)
     {
         var token = await base.InstantiateAsync(cancellationToken);
-        NewEntries.AddOrUpdate(token, new Owners());
+        NewEntries.AddOrUpdate(token, new NewTokenOwners());
         return token;
     }
 
     public override async ValueTask CreateAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(token);
-        var owners = NewEntries.TryGetValue(token, out var known) ? known : new Owners();
+        var owners = NewEntries.GetValue(token, _ => new NewTokenOwners());
         if (deferred.RecordsUntilCommit)
         {
             // A redeeming token request: the entry is added now and written by TokenTransaction.Commit with the
@@ -62,9 +62,12 @@ public sealed class BatchingTokenStore(
         if (deferred.HoldsNewEntries && performance.Value.GroupCommitTokenWrites)
         {
             // An authorization code: held until the response is written (TokenTransaction.ReleaseHeldEntries), by
-            // which time its payload is attached, and then inserted once.
-            deferred.Held.Add(new(token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id));
-            owners.Written = true;
+            // which time its payload is attached, and then inserted once. Until then it is new: its client and
+            // authorization stay recorded by id when OpenIddict sets them again with the payload (the stock store
+            // would load both entities from the database).
+            owners.ApplicationId ??= token.Application?.Id;
+            owners.AuthorizationId ??= token.Authorization?.Id;
+            deferred.Held.Add(new(token, owners));
             return;
         }
 
@@ -239,7 +242,7 @@ public sealed class BatchingTokenStore(
         }
     }
 
-    private async ValueTask LoadOwnersAsync(OpenIddictEntityFrameworkCoreToken token, Owners owners, CancellationToken cancellationToken)
+    private async ValueTask LoadOwnersAsync(OpenIddictEntityFrameworkCoreToken token, NewTokenOwners owners, CancellationToken cancellationToken)
     {
         if (token.Application is null && owners.ApplicationId is not null)
         {
@@ -264,13 +267,14 @@ public sealed class BatchingTokenStore(
         entry.Property(ApplicationIdProperty).CurrentValue = applicationId;
         entry.Property(AuthorizationIdProperty).CurrentValue = authorizationId;
     }
+}
 
-    private sealed class Owners
-    {
-        public string? ApplicationId { get; set; }
+/// <summary>The client and authorization of a token entry instantiated by <see cref="BatchingTokenStore"/>, by id, until it is written.</summary>
+public sealed class NewTokenOwners
+{
+    public string? ApplicationId { get; set; }
 
-        public string? AuthorizationId { get; set; }
+    public string? AuthorizationId { get; set; }
 
-        public bool Written { get; set; }
-    }
+    public bool Written { get; set; }
 }
