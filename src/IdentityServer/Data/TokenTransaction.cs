@@ -1,7 +1,6 @@
 using IdentityServer.Authorization;
 using IdentityServer.Performance;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.ChangeTracking;
 using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore.Models;
@@ -90,17 +89,20 @@ public static class TokenTransaction
             {
                 // Refused after all: nothing of this request is written.
                 db.ChangeTracker.Clear();
+                writes.Held.Clear();
                 return;
             }
 
             if (await WriteAsync(context.CancellationToken))
             {
+                writes.HeldWereWritten();
                 return;
             }
 
             // The redemption's concurrency check failed: another request redeemed the same code or refresh token
             // (or revoked it) after this one validated it. The tokens made here are never delivered.
             db.ChangeTracker.Clear();
+            writes.Held.Clear();
             logger.LogWarning(TokenEvents.ConcurrentRedemption,
                 "A {GrantType} grant for client {ClientId} was redeemed by a concurrent request; this request's tokens were discarded.",
                 context.Request?.GrantType, context.Request?.ClientId);
@@ -118,7 +120,7 @@ public static class TokenTransaction
         /// </summary>
         private async Task<bool> WriteAsync(CancellationToken cancellationToken)
         {
-            if (performance.Value.GroupCommitTokenWrites && TokenRowWriter.Supports(db) && TokenChangesOf(db) is { } changes)
+            if (performance.Value.GroupCommitTokenWrites && TokenRowWriter.Supports(db) && TokenChangesOf(db, writes.Held) is { } changes)
             {
                 if (!await writer.WriteAsync(changes, cancellationToken))
                 {
@@ -127,6 +129,11 @@ public static class TokenTransaction
 
                 db.ChangeTracker.AcceptAllChanges();
                 return true;
+            }
+
+            foreach (var held in writes.Held)
+            {
+                BatchingTokenStore.AddWithOwnerIds(db, held.Token, held.Owners.ApplicationId, held.Owners.AuthorizationId);
             }
 
             try
@@ -141,12 +148,11 @@ public static class TokenTransaction
         }
 
         /// <summary>
-        /// The request's pending writes as the writer takes them: new token entries and at most one changed one (the
-        /// redeemed grant). Null when anything else is pending, which then keeps SaveChanges.
+        /// The request's writes as the writer takes them: its held new entries and at most one changed stored entry
+        /// (the redeemed grant). Null when anything else is pending in its context, which then keeps SaveChanges.
         /// </summary>
-        private static TokenChanges? TokenChangesOf(ApplicationDbContext db)
+        private static TokenChanges? TokenChangesOf(ApplicationDbContext db, IReadOnlyList<DeferredTokenWrites.HeldEntry> held)
         {
-            var inserts = new List<TokenRow>(2);
             TokenRow? update = null;
             string? expectedConcurrencyToken = null;
             foreach (var entry in db.ChangeTracker.Entries())
@@ -155,11 +161,10 @@ public static class TokenTransaction
                 {
                     case { State: EntityState.Unchanged }:
                         continue;
-                    case { State: EntityState.Added, Entity: OpenIddictEntityFrameworkCoreToken token }:
-                        inserts.Add(RowOf(entry, token));
-                        continue;
                     case { State: EntityState.Modified, Entity: OpenIddictEntityFrameworkCoreToken token } when update is null:
-                        update = RowOf(entry, token);
+                        update = new TokenRow(token,
+                            (string?)entry.Property(BatchingTokenStore.ApplicationIdProperty).CurrentValue,
+                            (string?)entry.Property(BatchingTokenStore.AuthorizationIdProperty).CurrentValue);
                         expectedConcurrencyToken = (string?)entry.OriginalValues[nameof(OpenIddictEntityFrameworkCoreToken.ConcurrencyToken)];
                         continue;
                     default:
@@ -167,12 +172,9 @@ public static class TokenTransaction
                 }
             }
 
-            return new TokenChanges(inserts, update, expectedConcurrencyToken);
+            return new TokenChanges([.. held.Select(entry => new TokenRow(entry.Token, entry.Owners.ApplicationId, entry.Owners.AuthorizationId))],
+                update, expectedConcurrencyToken);
         }
-
-        private static TokenRow RowOf(EntityEntry entry, OpenIddictEntityFrameworkCoreToken token) => new(token,
-            (string?)entry.Property(BatchingTokenStore.ApplicationIdProperty).CurrentValue,
-            (string?)entry.Property(BatchingTokenStore.AuthorizationIdProperty).CurrentValue);
     }
 
     /// <summary>
@@ -197,8 +199,7 @@ public static class TokenTransaction
 
             // All at once, so they share one of the writer's batches.
             await Task.WhenAll(writes.Held.Select(entry => writer.InsertAsync(entry.Token, entry.Owners.ApplicationId, entry.Owners.AuthorizationId, context.CancellationToken)));
-            writes.Held.ForEach(entry => entry.Owners.Written = true);
-            writes.Held.Clear();
+            writes.HeldWereWritten();
         }
     }
 }
@@ -207,8 +208,8 @@ public static class TokenTransaction
 public sealed class DeferredTokenWrites
 {
     /// <summary>
-    /// A redeeming token request: the redemption of the presented grant and the new token entries are recorded in
-    /// the request's DbContext and written by <see cref="TokenTransaction.Commit"/>, instead of each one at once.
+    /// A redeeming token request: the redemption of the presented grant is recorded in the request's DbContext and the
+    /// new token entries are held, and all are written by <see cref="TokenTransaction.Commit"/>, instead of each one at once.
     /// </summary>
     public bool RecordsUntilCommit { get; set; }
 
@@ -219,7 +220,15 @@ public sealed class DeferredTokenWrites
     /// </summary>
     public bool HoldsNewEntries { get; set; }
 
+    /// <summary>New entries not written yet (see <see cref="RecordsUntilCommit"/> and <see cref="HoldsNewEntries"/>).</summary>
     internal List<HeldEntry> Held { get; } = [];
+
+    /// <summary>The held entries are stored: from now on they are entries like any other.</summary>
+    internal void HeldWereWritten()
+    {
+        Held.ForEach(entry => entry.Owners.Written = true);
+        Held.Clear();
+    }
 
     internal bool IsHeld(OpenIddictEntityFrameworkCoreToken token) => Held.Exists(entry => ReferenceEquals(entry.Token, token));
 

@@ -49,22 +49,13 @@ public sealed class BatchingTokenStore(
     {
         ArgumentNullException.ThrowIfNull(token);
         var owners = NewEntries.GetValue(token, _ => new NewTokenOwners());
-        if (deferred.RecordsUntilCommit)
+        if (deferred.RecordsUntilCommit || (deferred.HoldsNewEntries && performance.Value.GroupCommitTokenWrites))
         {
-            // A redeeming token request: the entry is added now and written by TokenTransaction.Commit with the
-            // redemption and the request's other new entries, in one transaction.
-            var db = await Context.GetDbContextAsync(cancellationToken);
-            AddWithOwnerIds(db, token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id);
-            owners.Written = true;
-            return;
-        }
-
-        if (deferred.HoldsNewEntries && performance.Value.GroupCommitTokenWrites)
-        {
-            // An authorization code: held until the response is written (TokenTransaction.ReleaseHeldEntries), by
-            // which time its payload is attached, and then inserted once. Until then it is new: its client and
-            // authorization stay recorded by id when OpenIddict sets them again with the payload (the stock store
-            // would load both entities from the database).
+            // Held until the response is about to be written, then written once, with whatever the entry holds by
+            // then: a redeeming token request's new entries by TokenTransaction.Commit, in one transaction with the
+            // redemption; an authorization code, whose payload is attached after it is created, by
+            // TokenTransaction.ReleaseHeldEntries. Until then it is new: its client and authorization stay recorded by
+            // id when OpenIddict sets them again with the payload (the stock store would load both from the database).
             owners.ApplicationId ??= token.Application?.Id;
             owners.AuthorizationId ??= token.Authorization?.Id;
             deferred.Held.Add(new(token, owners));
@@ -198,16 +189,16 @@ public sealed class BatchingTokenStore(
     /// </summary>
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
     {
-        if (deferred.RecordsUntilCommit)
-        {
-            await RecordUpdateAsync(token, cancellationToken);
-            return;
-        }
-
         if (deferred.IsHeld(token))
         {
             // Not written yet: it is inserted with whatever it holds when released.
             token.ConcurrencyToken = Guid.NewGuid().ToString();
+            return;
+        }
+
+        if (deferred.RecordsUntilCommit)
+        {
+            await RecordUpdateAsync(token, cancellationToken);
             return;
         }
 
@@ -223,23 +214,19 @@ public sealed class BatchingTokenStore(
     /// The stock update (a new concurrency token, every column written) recorded for the request's commit rather than
     /// saved now. The update's WHERE clause still holds the concurrency token the entry was read with, so when another
     /// request redeemed or revoked the entry in between, the commit fails as the stock store's immediate save would.
-    /// An entry added by this request stays added (it is inserted with its latest values).
+    /// (Entries this request made are held, not tracked, and never come here.)
     /// </summary>
     private async ValueTask RecordUpdateAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
     {
         var db = await Context.GetDbContextAsync(cancellationToken);
-        var state = TrackedEntities.Entry(db, token).State;
-        if (state == EntityState.Detached)
+        if (TrackedEntities.Entry(db, token).State == EntityState.Detached)
         {
             // Attached first, as the stock store does, so the concurrency token it was read with is the original value.
             db.Attach(token);
         }
 
         token.ConcurrencyToken = Guid.NewGuid().ToString();
-        if (state != EntityState.Added)
-        {
-            db.Update(token);
-        }
+        db.Update(token);
     }
 
     private async ValueTask LoadOwnersAsync(OpenIddictEntityFrameworkCoreToken token, NewTokenOwners owners, CancellationToken cancellationToken)
