@@ -15,8 +15,8 @@ namespace IdentityServer.Data;
 /// OpenIddict redeems the presented code or refresh token, then creates the new token entries, each in its own
 /// SaveChanges: a crash between the two would leave the client's refresh token redeemed with no successor ever
 /// delivered (its retry then counts as reuse and revokes the whole chain), or a code redeemed with no tokens.
-/// Here the redemption and the new entries are only recorded in the request's DbContext as they happen
-/// (<see cref="DeferredTokenWrites"/>) and written together just before the answer, in one transaction (the
+/// Here the redemption is only recorded in the request's DbContext and the new entries are held as they happen
+/// (<see cref="DeferredTokenWrites"/>), and all are written together just before the answer, in one transaction (the
 /// group-commit writer's, shared with other requests' writes; or the request's own SaveChanges): a crash before it
 /// leaves the grant as it was, and whatever the client received was stored first.
 /// Writing at the end rather than holding a transaction open also keeps the database's write lock (SQLite has one

@@ -32,7 +32,7 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         _options = options;
         _metrics = metrics;
         _logger = logger;
-        _writer = Task.Run(WriteAsync);
+        _writer = Task.Run(RunWriterAsync);
     }
 
     /// <summary>Completes when the entry is committed (the token's <c>Id</c> is then set).</summary>
@@ -56,7 +56,8 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         return pending.Written.Task.WaitAsync(cancellationToken);
     }
 
-    private async Task WriteAsync()
+    /// <summary>The writer: one batch at a time, of every write waiting when it starts.</summary>
+    private async Task RunWriterAsync()
     {
         var batch = new List<PendingWrite>();
         while (await _queue.Reader.WaitToReadAsync())
@@ -104,7 +105,7 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         var committed = false;
         try
         {
-            var written = await WriteAsync(batch);
+            var written = await WriteToDatabaseAsync(batch);
             committed = true;
             return written;
         }
@@ -115,7 +116,7 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         }
     }
 
-    private async Task<bool[]> WriteAsync(IReadOnlyList<PendingWrite> batch)
+    private async Task<bool[]> WriteToDatabaseAsync(IReadOnlyList<PendingWrite> batch)
     {
         await using var scope = _scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
