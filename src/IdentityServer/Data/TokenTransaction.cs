@@ -154,7 +154,7 @@ public static class TokenTransaction
         private static TokenChanges? TokenChangesOf(ApplicationDbContext db, IReadOnlyList<DeferredTokenWrites.HeldEntry> held)
         {
             TokenRow? update = null;
-            string? expectedConcurrencyToken = null;
+            string? expectedConcurrencyToken = null, expectedStatus = null;
             foreach (var entry in db.ChangeTracker.Entries())
             {
                 switch (entry)
@@ -166,6 +166,7 @@ public static class TokenTransaction
                             (string?)entry.Property(BatchingTokenStore.ApplicationIdProperty).CurrentValue,
                             (string?)entry.Property(BatchingTokenStore.AuthorizationIdProperty).CurrentValue);
                         expectedConcurrencyToken = (string?)entry.OriginalValues[nameof(OpenIddictEntityFrameworkCoreToken.ConcurrencyToken)];
+                        expectedStatus = (string?)entry.OriginalValues[nameof(OpenIddictEntityFrameworkCoreToken.Status)];
                         continue;
                     default:
                         return null;
@@ -173,7 +174,7 @@ public static class TokenTransaction
             }
 
             return new TokenChanges([.. held.Select(entry => new TokenRow(entry.Token, entry.Owners.ApplicationId, entry.Owners.AuthorizationId))],
-                update, expectedConcurrencyToken);
+                update, expectedConcurrencyToken, expectedStatus);
         }
     }
 

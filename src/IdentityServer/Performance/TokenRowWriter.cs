@@ -15,9 +15,12 @@ public readonly record struct TokenRow(OpenIddictEntityFrameworkCoreToken Token,
 
 /// <summary>
 /// What one request writes: its new entries, and at most one stored entry it changed (the code or refresh token it
-/// redeemed), which is only overwritten if it still holds the concurrency token it was read with.
+/// redeemed), which is only overwritten if it still holds the concurrency token and the status it was read with.
+/// The status is checked too because OpenIddict's bulk revocations (sign out everywhere, a replayed code or refresh
+/// token) change it without a new concurrency token: a redemption read before them must not write "redeemed" over
+/// "revoked" and store the successors of a revoked token.
 /// </summary>
-public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Update = null, string? ExpectedConcurrencyToken = null);
+public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Update = null, string? ExpectedConcurrencyToken = null, string? ExpectedStatus = null);
 
 /// <summary>
 /// Writes the token entries of several requests in one transaction: each request's update as one UPDATE guarded by
@@ -52,7 +55,7 @@ public static class TokenRowWriter
         for (var i = 0; i < changes.Count; i++)
         {
             written[i] = changes[i].Update is not { } update
-                || await UpdateAsync(db, transaction, table, update, changes[i].ExpectedConcurrencyToken, cancellationToken);
+                || await UpdateAsync(db, transaction, table, update, changes[i].ExpectedConcurrencyToken, changes[i].ExpectedStatus, cancellationToken);
             if (written[i])
             {
                 inserts.AddRange(changes[i].Inserts);
@@ -65,9 +68,9 @@ public static class TokenRowWriter
     }
 
     private static async Task<bool> UpdateAsync(DbContext db, IDbContextTransaction transaction, Table table, TokenRow row, string? expectedConcurrencyToken,
-        CancellationToken cancellationToken)
+        string? expectedStatus, CancellationToken cancellationToken)
     {
-        await using var command = NewCommand(db, transaction, table.UpdateStatement(expectedConcurrencyToken is null));
+        await using var command = NewCommand(db, transaction, table.UpdateStatement(expectedConcurrencyToken is null, expectedStatus is null));
         for (var column = 0; column < table.Updated.Length; column++)
         {
             AddParameter(command, table.Updated[column], $"@p{column}", table.Updated[column].Read(row));
@@ -77,6 +80,11 @@ public static class TokenRowWriter
         if (expectedConcurrencyToken is not null)
         {
             AddParameter(command, table.Concurrency, "@expected", expectedConcurrencyToken);
+        }
+
+        if (expectedStatus is not null)
+        {
+            AddParameter(command, table.Status, "@expectedStatus", expectedStatus);
         }
 
         return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
@@ -114,7 +122,7 @@ public static class TokenRowWriter
 
     private sealed record Column(string Name, RelationalTypeMapping Mapping, Func<TokenRow, object?> Read);
 
-    private sealed class Table(string name, Column[] columns, Column key, Column concurrency)
+    private sealed class Table(string name, Column[] columns, Column key, Column concurrency, Column status)
     {
         private readonly string _insertPrefix = $"INSERT INTO {name} ({string.Join(", ", columns.Select(column => column.Name))}) VALUES ";
 
@@ -128,9 +136,12 @@ public static class TokenRowWriter
 
         public Column Concurrency { get; } = concurrency;
 
-        public string UpdateStatement(bool expectsNoConcurrencyToken) =>
+        public Column Status { get; } = status;
+
+        public string UpdateStatement(bool expectsNoConcurrencyToken, bool expectsNoStatus) =>
             $"UPDATE {name} SET {string.Join(", ", Updated.Select((column, i) => $"{column.Name} = @p{i}"))} " +
-            $"WHERE {Key.Name} = @key AND {Concurrency.Name} {(expectsNoConcurrencyToken ? "IS NULL" : "= @expected")}";
+            $"WHERE {Key.Name} = @key AND {Concurrency.Name} {(expectsNoConcurrencyToken ? "IS NULL" : "= @expected")} " +
+            $"AND {Status.Name} {(expectsNoStatus ? "IS NULL" : "= @expectedStatus")}";
 
         public string InsertStatement(int rows)
         {
@@ -168,7 +179,8 @@ public static class TokenRowWriter
                 : throw new InvalidOperationException("The token entity's key is not a single column; the row writer does not support it.");
             var concurrency = properties.SingleOrDefault(property => property.IsConcurrencyToken) is { } concurrencyProperty ? columns[Array.IndexOf(properties, concurrencyProperty)]
                 : throw new InvalidOperationException("The token entity has no single concurrency token; the row writer does not support it.");
-            return new Table(sql.DelimitIdentifier(store.Name, store.Schema), columns, key, concurrency);
+            var status = columns[Array.FindIndex(properties, property => property.Name == nameof(OpenIddictEntityFrameworkCoreToken.Status))];
+            return new Table(sql.DelimitIdentifier(store.Name, store.Schema), columns, key, concurrency, status);
         }
 
         private static Func<TokenRow, object?> Reader(IProperty property) => property.Name switch

@@ -46,13 +46,14 @@ public sealed class TokenWriteQueue : IAsyncDisposable
     /// </summary>
     public Task<bool> WriteAsync(TokenChanges changes, CancellationToken cancellationToken)
     {
-        var pending = new PendingWrite(changes);
+        cancellationToken.ThrowIfCancellationRequested();
+        var pending = new PendingWrite(changes, cancellationToken);
         if (!_queue.Writer.TryWrite(pending))
         {
             throw new InvalidOperationException("The server is shutting down; the token entries were not written.");
         }
 
-        // Once queued the changes are written whatever happens to the request; the request just stops waiting.
+        // Once the writer has taken them the changes are written whatever happens to the request, which just stops waiting.
         return pending.Written.Task.WaitAsync(cancellationToken);
     }
 
@@ -64,7 +65,20 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         {
             while (batch.Count < _options.Value.TokenWriteBatchLimit && _queue.Reader.TryRead(out var pending))
             {
+                if (pending.RequestAborted.IsCancellationRequested)
+                {
+                    // The request stopped waiting (its client went away) before its turn: it never answers with these
+                    // tokens, and a redemption left unwritten keeps the grant usable for the client's retry.
+                    pending.Written.TrySetCanceled(pending.RequestAborted);
+                    continue;
+                }
+
                 batch.Add(pending);
+            }
+
+            if (batch.Count == 0)
+            {
+                continue;
             }
 
             try
@@ -176,7 +190,7 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         await _writer;
     }
 
-    private sealed record PendingWrite(TokenChanges Changes)
+    private sealed record PendingWrite(TokenChanges Changes, CancellationToken RequestAborted)
     {
         public TaskCompletionSource<bool> Written { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Microsoft.AspNetCore;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
@@ -18,15 +19,20 @@ namespace IdentityServer.Tests.Data;
 /// </summary>
 public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
+    private protected TFixture Server => server;
+
     private sealed class CrashBeforeAnswering : Exception;
 
     /// <summary>
     /// Another instance on the same database that runs <paramref name="step"/> in each token request once the tokens
     /// are made, before anything is written back.
     /// </summary>
-    private WebApplicationFactory<Program> InstanceThatStepsInAfterTokensAreMade(Func<ValueTask> step) => server.Factory.WithWebHostBuilder(builder =>
+    private protected WebApplicationFactory<Program> InstanceThatStepsInAfterTokensAreMade(Func<ValueTask> step) =>
+        InstanceThatStepsInAfterTokensAreMade(_ => step());
+
+    private protected WebApplicationFactory<Program> InstanceThatStepsInAfterTokensAreMade(Func<ProcessSignInContext, ValueTask> step) => server.Factory.WithWebHostBuilder(builder =>
         builder.ConfigureServices(services => services.AddOpenIddict().AddServer(options => options.AddEventHandler<ProcessSignInContext>(handler => handler
-            .UseInlineHandler(context => context.EndpointType == OpenIddictServerEndpointType.Token ? step() : ValueTask.CompletedTask)
+            .UseInlineHandler(context => context.EndpointType == OpenIddictServerEndpointType.Token ? step(context) : ValueTask.CompletedTask)
             .SetOrder(OpenIddictServerHandlers.AttachSignInParameters.Descriptor.Order - 500)))));
 
     private WebApplicationFactory<Program> CrashingInstance() => InstanceThatStepsInAfterTokensAreMade(() => throw new CrashBeforeAnswering());
@@ -39,7 +45,7 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
         return (client, tokens.GetProperty("refresh_token").GetString()!);
     }
 
-    private static Dictionary<string, string> RefreshForm(TestClient client, string refreshToken) =>
+    private protected static Dictionary<string, string> RefreshForm(TestClient client, string refreshToken) =>
         new() { ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = refreshToken };
 
     /// <summary>The chain is intact: the new access token is accepted, and the new refresh token refreshes in turn.</summary>
@@ -50,10 +56,11 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
         Assert.True(next.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(next)).ToString());
     }
 
-    private async Task<HttpResponseMessage> PostTokenAsync(WebApplicationFactory<Program> instance, Dictionary<string, string> form)
+    private protected async Task<HttpResponseMessage> PostTokenAsync(WebApplicationFactory<Program> instance, Dictionary<string, string> form,
+        CancellationToken cancellationToken = default)
     {
         using var http = instance.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
-        return await http.PostAsync(await server.EndpointAsync("token_endpoint"), new FormUrlEncodedContent(form));
+        return await http.PostAsync(await server.EndpointAsync("token_endpoint"), new FormUrlEncodedContent(form), cancellationToken);
     }
 
     [SkippableFact]
@@ -167,6 +174,33 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
         Assert.Equal(await manager.GetAuthorizationIdAsync(successor), await manager.GetAuthorizationIdAsync(redeemed));
     }
 
+    /// <summary>
+    /// A refresh whose client goes away once its tokens are made (the request is aborted before it writes) leaves the
+    /// refresh token as it was: nothing is written for a request that will never answer, so the client's retry works.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_refresh_abandoned_by_its_client_before_it_writes_leaves_the_refresh_token_usable()
+    {
+        var (client, refreshToken) = await SignedInAsync();
+        using var clientGoesAway = new CancellationTokenSource();
+        await using (var abandoned = InstanceThatStepsInAfterTokensAreMade(async context =>
+        {
+            var requestAborted = context.Transaction.GetHttpRequest()!.HttpContext.RequestAborted;
+            var aborted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            using var registration = requestAborted.Register(aborted.SetResult);
+            await clientGoesAway.CancelAsync();
+            await aborted.Task.WaitAsync(TimeSpan.FromMinutes(1));
+        }))
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => PostTokenAsync(abandoned, RefreshForm(client, refreshToken), clientGoesAway.Token));
+        }
+
+        var retried = await OAuth.RefreshAsync(server, client, refreshToken);
+        var json = await OAuth.ReadJsonAsync(retried);
+        Assert.True(retried.StatusCode == HttpStatusCode.OK, json.ToString());
+        await AssertChainIntactAsync(client, json);
+    }
+
     [SkippableFact]
     public async Task A_code_redemption_that_dies_before_answering_leaves_the_code_redeemable()
     {
@@ -197,6 +231,41 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
     }
 }
 
+/// <summary>What only the group-commit writer's redemptions guarantee (SQLite and PostgreSQL, group commit on).</summary>
+public abstract class GroupCommittedTokenTransactionTests<TFixture>(TFixture fixture) : TokenTransactionTests<TFixture>(fixture) where TFixture : ServerFixture
+{
+    /// <summary>
+    /// The user signs out everywhere (every token of theirs revoked, which changes the entries' status but not their
+    /// concurrency token) while a refresh of theirs runs: the refresh must not write "redeemed" over "revoked" and
+    /// store a valid successor, which would keep the session alive. It answers invalid_grant and no token stays valid.
+    /// OpenIddict's own SaveChanges path (SQL Server, group commit off) checks the concurrency token only.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_refresh_whose_token_is_revoked_while_it_runs_stores_nothing_and_gets_invalid_grant()
+    {
+        var client = await Server.CreatePublicClientAsync();
+        var user = await Server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(Server, Server.CreateBrowser(), client, user, "openid offline_access");
+        await using var revoking = InstanceThatStepsInAfterTokensAreMade(async () =>
+        {
+            await using var scope = Server.Factory.Services.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>().RevokeBySubjectAsync(user.Id);
+        });
+
+        var refreshed = await PostTokenAsync(revoking, RefreshForm(client, tokens.GetProperty("refresh_token").GetString()!));
+
+        var json = await OAuth.ReadJsonAsync(refreshed);
+        Assert.True(refreshed.StatusCode == HttpStatusCode.BadRequest, json.ToString());
+        Assert.Equal("invalid_grant", json.GetProperty("error").GetString());
+        await using var check = Server.Factory.Services.CreateAsyncScope();
+        var manager = check.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        await foreach (var entry in manager.FindBySubjectAsync(user.Id))
+        {
+            Assert.NotEqual(OpenIddictConstants.Statuses.Valid, await manager.GetStatusAsync(entry));
+        }
+    }
+}
+
 /// <summary>No reuse leeway, so only an untouched refresh token can be redeemed again.</summary>
 public sealed class SqliteNoReuseLeewayServerFixture : SqliteServerFixture
 {
@@ -223,10 +292,10 @@ public sealed class SqliteSaveChangesServerFixture : SqliteServerFixture
 }
 
 public sealed class SqliteTokenTransactionTests(SqliteNoReuseLeewayServerFixture s)
-    : TokenTransactionTests<SqliteNoReuseLeewayServerFixture>(s), IClassFixture<SqliteNoReuseLeewayServerFixture>;
+    : GroupCommittedTokenTransactionTests<SqliteNoReuseLeewayServerFixture>(s), IClassFixture<SqliteNoReuseLeewayServerFixture>;
 
 public sealed class PostgreSqlTokenTransactionTests(PostgreSqlNoReuseLeewayServerFixture s)
-    : TokenTransactionTests<PostgreSqlNoReuseLeewayServerFixture>(s), IClassFixture<PostgreSqlNoReuseLeewayServerFixture>;
+    : GroupCommittedTokenTransactionTests<PostgreSqlNoReuseLeewayServerFixture>(s), IClassFixture<PostgreSqlNoReuseLeewayServerFixture>;
 
 public sealed class SqliteSaveChangesTokenTransactionTests(SqliteSaveChangesServerFixture s)
     : TokenTransactionTests<SqliteSaveChangesServerFixture>(s), IClassFixture<SqliteSaveChangesServerFixture>;
