@@ -4,6 +4,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
+using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore;
 using OpenIddict.EntityFrameworkCore.Models;
 
@@ -242,6 +243,49 @@ public sealed class BatchingTokenStore(
         }
 
         NewEntries.Remove(token);
+    }
+
+    // The stock bulk revocations set the status only. Each here also gives the revoked entries a new concurrency token,
+    // so that a redemption read before the revocation and written after it (a refresh already running when its user
+    // signs out everywhere, or when a replayed token revokes its authorization's tokens) fails its concurrency check,
+    // on every write path, instead of writing "redeemed" over "revoked" and storing a valid successor.
+
+    public override async ValueTask<long> RevokeBySubjectAsync(string subject, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(subject);
+        return await RevokeAsync(token => token.Subject == subject && token.Status != OpenIddictConstants.Statuses.Revoked, cancellationToken);
+    }
+
+    public override async ValueTask<long> RevokeByAuthorizationIdAsync(string identifier, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(identifier);
+        return await RevokeAsync(token => EF.Property<string>(token, AuthorizationIdProperty) == identifier
+            && token.Status != OpenIddictConstants.Statuses.Revoked, cancellationToken);
+    }
+
+    public override async ValueTask<long> RevokeByApplicationIdAsync(string identifier, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(identifier);
+        return await RevokeAsync(token => EF.Property<string>(token, ApplicationIdProperty) == identifier
+            && token.Status != OpenIddictConstants.Statuses.Revoked, cancellationToken);
+    }
+
+    public override async ValueTask<long> RevokeAsync(string? subject, string? client, string? status, string? type, CancellationToken cancellationToken)
+    {
+        // The stock filters: each one given, none for a criterion left empty.
+        return await RevokeAsync(token => (string.IsNullOrEmpty(subject) || token.Subject == subject)
+            && (string.IsNullOrEmpty(client) || EF.Property<string>(token, ApplicationIdProperty) == client)
+            && (string.IsNullOrEmpty(status) || token.Status == status)
+            && (string.IsNullOrEmpty(type) || token.Type == type), cancellationToken);
+    }
+
+    private async ValueTask<long> RevokeAsync(System.Linq.Expressions.Expression<Func<OpenIddictEntityFrameworkCoreToken, bool>> which, CancellationToken cancellationToken)
+    {
+        var db = await Context.GetDbContextAsync(cancellationToken);
+        var concurrencyToken = Guid.NewGuid().ToString();
+        return await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(which).ExecuteUpdateAsync(entries => entries
+            .SetProperty(token => token.Status, OpenIddictConstants.Statuses.Revoked)
+            .SetProperty(token => token.ConcurrencyToken, concurrencyToken), cancellationToken);
     }
 
     /// <summary>Instantiated by this store and not yet written (entities get their id when instantiated, so the id cannot tell).</summary>

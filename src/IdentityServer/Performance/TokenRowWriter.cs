@@ -16,9 +16,9 @@ public readonly record struct TokenRow(OpenIddictEntityFrameworkCoreToken Token,
 /// <summary>
 /// What one request writes: its new entries, and at most one stored entry it changed (the code or refresh token it
 /// redeemed), which is only overwritten if it still holds the concurrency token and the status it was read with.
-/// The status is checked too because OpenIddict's bulk revocations (sign out everywhere, a replayed code or refresh
-/// token) change it without a new concurrency token: a redemption read before them must not write "redeemed" over
-/// "revoked" and store the successors of a revoked token.
+/// The status is checked too: this server's revocations give revoked entries a new concurrency token
+/// (<see cref="BatchingTokenStore"/>), but OpenIddict's own bulk revocations change the status alone, and a redemption
+/// read before a revocation must never write "redeemed" over "revoked" and store the successors of a revoked token.
 /// </summary>
 public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Update = null, string? ExpectedConcurrencyToken = null, string? ExpectedStatus = null);
 
