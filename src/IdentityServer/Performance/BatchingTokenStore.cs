@@ -14,8 +14,9 @@ namespace IdentityServer.Performance;
 /// OpenIddict's EF Core token store, except that new token entries are written by the group-commit
 /// <see cref="TokenWriteQueue"/> instead of each request's own SaveChanges, and a new entry's client and authorization
 /// are recorded by id rather than loaded from the database first; in a redeeming token request
-/// (<see cref="DeferredTokenWrites"/>) new entries and updates are only recorded, and written together when the request
-/// commits. Everything else (reads, revocation, pruning) is the stock store.
+/// (<see cref="DeferredTokenWrites"/>) new entries are held and updates recorded, and all are written together when the
+/// request commits; token lookups are compiled or prepared; bulk revocations also renew the revoked entries'
+/// concurrency token. Everything else (pruning, searches, single updates) is the stock store.
 /// </summary>
 public sealed class BatchingTokenStore(
     IMemoryCache cache,
