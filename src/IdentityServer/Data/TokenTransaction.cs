@@ -88,8 +88,7 @@ public static class TokenTransaction
             if (!string.IsNullOrEmpty(context.Response.Error))
             {
                 // Refused after all: nothing of this request is written.
-                db.ChangeTracker.Clear();
-                writes.Held.Clear();
+                Discard();
                 return;
             }
 
@@ -101,8 +100,7 @@ public static class TokenTransaction
 
             // The redemption's concurrency check failed: another request redeemed the same code or refresh token
             // (or revoked it) after this one validated it. The tokens made here are never delivered.
-            db.ChangeTracker.Clear();
-            writes.Held.Clear();
+            Discard();
             logger.LogWarning(TokenEvents.ConcurrentRedemption,
                 "A {GrantType} grant for client {ClientId} was redeemed by a concurrent request; this request's tokens were discarded.",
                 context.Request?.GrantType, context.Request?.ClientId);
@@ -133,7 +131,7 @@ public static class TokenTransaction
 
             foreach (var held in writes.Held)
             {
-                BatchingTokenStore.AddWithOwnerIds(db, held.Token, held.Owners.ApplicationId, held.Owners.AuthorizationId);
+                BatchingTokenStore.AddWithOwnerIds(db, held.Row);
             }
 
             try
@@ -173,8 +171,14 @@ public static class TokenTransaction
                 }
             }
 
-            return new TokenChanges([.. held.Select(entry => new TokenRow(entry.Token, entry.Owners.ApplicationId, entry.Owners.AuthorizationId))],
-                update, expectedConcurrencyToken, expectedStatus);
+            return new TokenChanges([.. held.Select(entry => entry.Row)], update, expectedConcurrencyToken, expectedStatus);
+        }
+
+        /// <summary>Nothing this request recorded or held is written.</summary>
+        private void Discard()
+        {
+            db.ChangeTracker.Clear();
+            writes.Held.Clear();
         }
     }
 
@@ -198,8 +202,8 @@ public static class TokenTransaction
                 return;
             }
 
-            // All at once, so they share one of the writer's batches.
-            await Task.WhenAll(writes.Held.Select(entry => writer.InsertAsync(entry.Token, entry.Owners.ApplicationId, entry.Owners.AuthorizationId, context.CancellationToken)));
+            // All in one write, so they share one of the writer's batches.
+            await writer.WriteAsync(new TokenChanges([.. writes.Held.Select(entry => entry.Row)]), context.CancellationToken);
             writes.HeldWereWritten();
         }
     }
@@ -234,5 +238,9 @@ public sealed class DeferredTokenWrites
     internal bool IsHeld(OpenIddictEntityFrameworkCoreToken token) => Held.Exists(entry => ReferenceEquals(entry.Token, token));
 
     /// <summary>A held new entry, with its client and authorization by id as last set (<see cref="NewTokenOwners"/>).</summary>
-    internal sealed record HeldEntry(OpenIddictEntityFrameworkCoreToken Token, NewTokenOwners Owners);
+    internal sealed record HeldEntry(OpenIddictEntityFrameworkCoreToken Token, NewTokenOwners Owners)
+    {
+        /// <summary>The entry as the writer takes it, with its client and authorization as they are now.</summary>
+        public TokenRow Row => new(Token, Owners.ApplicationId, Owners.AuthorizationId);
+    }
 }

@@ -293,11 +293,11 @@ public sealed class BatchingTokenStore(
     private static bool IsNew(OpenIddictEntityFrameworkCoreToken token) => NewEntries.TryGetValue(token, out var owners) && !owners.Written;
 
     /// <summary>Adds a new entry to <paramref name="db"/> with its client and authorization referenced by id only.</summary>
-    internal static void AddWithOwnerIds(DbContext db, OpenIddictEntityFrameworkCoreToken token, string? applicationId, string? authorizationId)
+    internal static void AddWithOwnerIds(DbContext db, TokenRow row)
     {
-        var entry = db.Add(token);
-        entry.Property(ApplicationIdProperty).CurrentValue = applicationId;
-        entry.Property(AuthorizationIdProperty).CurrentValue = authorizationId;
+        var entry = db.Add(row.Token);
+        entry.Property(ApplicationIdProperty).CurrentValue = row.ApplicationId;
+        entry.Property(AuthorizationIdProperty).CurrentValue = row.AuthorizationId;
     }
 }
 

@@ -20,7 +20,11 @@ public readonly record struct TokenRow(OpenIddictEntityFrameworkCoreToken Token,
 /// (<see cref="BatchingTokenStore"/>), but OpenIddict's own bulk revocations change the status alone, and a redemption
 /// read before a revocation must never write "redeemed" over "revoked" and store the successors of a revoked token.
 /// </summary>
-public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Update = null, string? ExpectedConcurrencyToken = null, string? ExpectedStatus = null);
+public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Update = null, string? ExpectedConcurrencyToken = null, string? ExpectedStatus = null)
+{
+    /// <summary>How many rows these changes write: the new ones and the updated one.</summary>
+    public int Rows => Inserts.Count + (Update is null ? 0 : 1);
+}
 
 /// <summary>
 /// Writes the token entries of several requests in one transaction: each request's update as one UPDATE guarded by

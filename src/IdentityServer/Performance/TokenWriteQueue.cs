@@ -125,8 +125,7 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         }
         finally
         {
-            _metrics.TokenEntriesWritten(batch.Sum(p => p.Changes.Inserts.Count + (p.Changes.Update is null ? 0 : 1)),
-                Stopwatch.GetElapsedTime(started).TotalSeconds, committed);
+            _metrics.TokenEntriesWritten(batch.Sum(p => p.Changes.Rows), Stopwatch.GetElapsedTime(started).TotalSeconds, committed);
         }
     }
 
@@ -141,9 +140,12 @@ public sealed class TokenWriteQueue : IAsyncDisposable
                 return await TokenRowWriter.WriteAsync(db, [.. batch.Select(p => p.Changes)], CancellationToken.None);
             }
 
-            await SaveInsertsAsync(db, [.. batch.Select(p => p.Changes.Update is null ? p.Changes.Inserts
-                : throw new InvalidOperationException("Token entry updates go through the writer only on the providers the row writer supports."))
-                .SelectMany(inserts => inserts)]);
+            if (batch.Any(p => p.Changes.Update is not null))
+            {
+                throw new InvalidOperationException("Token entry updates go through the writer only on the providers the row writer supports.");
+            }
+
+            await SaveInsertsAsync(db, [.. batch.SelectMany(p => p.Changes.Inserts)]);
             return [.. batch.Select(_ => true)];
         }
         catch (Exception e)
@@ -163,12 +165,12 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         var owners = rows.Select(row => (row.Token.Application, row.Token.Authorization)).ToList();
         try
         {
-            foreach (var (token, applicationId, authorizationId) in rows)
+            foreach (var row in rows)
             {
                 // Only the token row: its client and authorization exist already and are referenced by id.
-                token.Application = null;
-                token.Authorization = null;
-                BatchingTokenStore.AddWithOwnerIds(db, token, applicationId, authorizationId);
+                row.Token.Application = null;
+                row.Token.Authorization = null;
+                BatchingTokenStore.AddWithOwnerIds(db, row);
             }
 
             await db.SaveChangesAsync();
