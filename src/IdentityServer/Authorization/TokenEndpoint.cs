@@ -70,6 +70,6 @@ public static class TokenEvents
     public static readonly EventId GrantRefused = new(5001, nameof(GrantRefused));
     public static readonly EventId AuthorizationGranted = new(5002, nameof(AuthorizationGranted));
     public static readonly EventId AuthorizationDenied = new(5003, nameof(AuthorizationDenied));
-    public static readonly EventId ConcurrentRedemption = new(5005, nameof(ConcurrentRedemption));
     public static readonly EventId AuthorizationRefused = new(5004, nameof(AuthorizationRefused));
+    public static readonly EventId ConcurrentRedemption = new(5005, nameof(ConcurrentRedemption));
 }
