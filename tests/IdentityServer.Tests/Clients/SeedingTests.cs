@@ -106,12 +106,7 @@ public abstract class SeedingTests<TFixture>(TFixture server) where TFixture : S
         await using (var first = server.StartServer(seed.Settings))
         {
             await using var scope = first.Services.CreateAsyncScope();
-            var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
-            var application = await applications.FindByClientIdAsync(seed.ClientId);
-            var descriptor = new OpenIddictApplicationDescriptor();
-            await applications.PopulateAsync(descriptor, application!);
-            descriptor.ClientSecret = rotated;
-            await applications.UpdateAsync(application!, descriptor);
+            await scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>().SetClientSecretAsync(seed.ClientId, rotated);
         }
 
         await using var second = server.StartServer(seed.Settings);

@@ -143,12 +143,7 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
 
         await using (var scope = server.Factory.Services.CreateAsyncScope())
         {
-            var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
-            var application = await applications.FindByClientIdAsync(client.ClientId);
-            var descriptor = new OpenIddictApplicationDescriptor();
-            await applications.PopulateAsync(descriptor, application!);
-            descriptor.ClientSecret = newSecret;
-            await applications.UpdateAsync(application!, descriptor);
+            await scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>().SetClientSecretAsync(client.ClientId, newSecret);
         }
 
         var old = await HttpProtocol.ClientCredentialsAsync(server.CreateClient(), client.ClientId, client.ClientSecret!,
@@ -172,11 +167,7 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
 
         await using (var transaction = await db.Database.BeginTransactionAsync())
         {
-            var application = await applications.FindByClientIdAsync(client.ClientId);
-            var descriptor = new OpenIddictApplicationDescriptor();
-            await applications.PopulateAsync(descriptor, application!);
-            descriptor.ClientSecret = newSecret;
-            await applications.UpdateAsync(application!, descriptor);
+            await applications.SetClientSecretAsync(client.ClientId, newSecret);
 
             // Another request looks the client up now: it reads the row as committed, with the old secret.
             await using (var other = server.Factory.Services.CreateAsyncScope())
