@@ -15,8 +15,9 @@ namespace IdentityServer.Performance;
 /// <see cref="TokenWriteQueue"/> instead of each request's own SaveChanges, and a new entry's client and authorization
 /// are recorded by id rather than loaded from the database first; in a redeeming token request
 /// (<see cref="DeferredTokenWrites"/>) new entries are held and updates recorded, and all are written together when the
-/// request commits; token lookups are compiled or prepared; bulk revocations also renew the revoked entries'
-/// concurrency token. Everything else (pruning, searches, single updates) is the stock store.
+/// request commits; token lookups are compiled or prepared, and on SQLite and PostgreSQL leave the entry detached
+/// until it is about to be written; bulk revocations also renew the revoked entries' concurrency token. Everything
+/// else (pruning, searches, single updates) is the stock store.
 /// </summary>
 public sealed class BatchingTokenStore(
     IMemoryCache cache,
@@ -40,6 +41,16 @@ public sealed class BatchingTokenStore(
     /// <summary>The client and authorization ids of entries not yet written (their navigations are not loaded).</summary>
     private static readonly ConditionalWeakTable<OpenIddictEntityFrameworkCoreToken, NewTokenOwners> NewEntries = [];
 
+    // This store is scoped: the two maps below are the request's. Its single-entry lookups are not cached by OpenIddict
+    // (LazyTokenCache sends them here), so they are this request's identity map for entries its context does not track:
+    // each lookup of one entry gives the same instance, as the cache did.
+
+    /// <summary>Entries read by the prepared reader and left detached (<see cref="PreparedTokenReader"/>), by id.</summary>
+    private readonly Dictionary<string, ReadEntry> _read = new(StringComparer.Ordinal);
+
+    /// <summary>Entries this request made, by id: held ones and the group-commit writer's are not in its context.</summary>
+    private readonly Dictionary<string, OpenIddictEntityFrameworkCoreToken> _made = new(StringComparer.Ordinal);
+
     public override async ValueTask<OpenIddictEntityFrameworkCoreToken> InstantiateAsync(CancellationToken cancellationToken)
     {
         var token = await base.InstantiateAsync(cancellationToken);
@@ -61,40 +72,47 @@ public sealed class BatchingTokenStore(
             owners.ApplicationId ??= token.Application?.Id;
             owners.AuthorizationId ??= token.Authorization?.Id;
             deferred.Held.Add(new(token, owners));
-            return;
         }
-
-        if (!performance.Value.GroupCommitTokenWrites)
+        else if (!performance.Value.GroupCommitTokenWrites)
         {
             await LoadOwnersAsync(token, owners, cancellationToken);
             await base.CreateAsync(token, cancellationToken);
-            return;
+        }
+        else
+        {
+            await writer.InsertAsync(token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id, cancellationToken);
+            owners.Written = true;
         }
 
-        await writer.InsertAsync(token, owners.ApplicationId ?? token.Application?.Id, owners.AuthorizationId ?? token.Authorization?.Id, cancellationToken);
-        owners.Written = true;
+        if (token.Id is { } id)
+        {
+            _made[id] = token;
+        }
     }
 
-    public override ValueTask SetApplicationIdAsync(OpenIddictEntityFrameworkCoreToken token, string? identifier, CancellationToken cancellationToken)
+    public override async ValueTask SetApplicationIdAsync(OpenIddictEntityFrameworkCoreToken token, string? identifier, CancellationToken cancellationToken)
     {
         if (IsNew(token) && token.Application is null)
         {
             NewEntries.GetOrCreateValue(token).ApplicationId = string.IsNullOrEmpty(identifier) ? null : identifier;
-            return ValueTask.CompletedTask;
+            return;
         }
 
-        return base.SetApplicationIdAsync(token, identifier, cancellationToken);
+        // The stock setter works on the tracked entry (it loads the current reference to clear it).
+        await AttachIfReadAsync(token, cancellationToken);
+        await base.SetApplicationIdAsync(token, identifier, cancellationToken);
     }
 
-    public override ValueTask SetAuthorizationIdAsync(OpenIddictEntityFrameworkCoreToken token, string? identifier, CancellationToken cancellationToken)
+    public override async ValueTask SetAuthorizationIdAsync(OpenIddictEntityFrameworkCoreToken token, string? identifier, CancellationToken cancellationToken)
     {
         if (IsNew(token) && token.Authorization is null)
         {
             NewEntries.GetOrCreateValue(token).AuthorizationId = string.IsNullOrEmpty(identifier) ? null : identifier;
-            return ValueTask.CompletedTask;
+            return;
         }
 
-        return base.SetAuthorizationIdAsync(token, identifier, cancellationToken);
+        await AttachIfReadAsync(token, cancellationToken);
+        await base.SetAuthorizationIdAsync(token, identifier, cancellationToken);
     }
 
     public override async ValueTask<string?> GetApplicationIdAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
@@ -107,6 +125,11 @@ public sealed class BatchingTokenStore(
             }
 
             // A stored entry is read without its client (see FindByIdAsync): its foreign key is the client's id.
+            if (DetachedRead(token) is { } read)
+            {
+                return read.ApplicationId;
+            }
+
             if (await ForeignKeyAsync(token, ApplicationIdProperty, cancellationToken) is { Tracked: true } key)
             {
                 return key.Value;
@@ -128,6 +151,11 @@ public sealed class BatchingTokenStore(
 
             // A stored entry with no authorization loaded: its foreign key is the authorization's id, or null for a
             // token that has none (a client credentials token).
+            if (DetachedRead(token) is { } read)
+            {
+                return read.AuthorizationId;
+            }
+
             if (await ForeignKeyAsync(token, AuthorizationIdProperty, cancellationToken) is { Tracked: true } key)
             {
                 return key.Value;
@@ -142,16 +170,27 @@ public sealed class BatchingTokenStore(
         TrackedEntities.ForeignKey(await Context.GetDbContextAsync(cancellationToken), token, property);
 
     /// <summary>
-    /// The stock lookup (the tracked instance, else the stored entry), as a query compiled once per model and without a
-    /// change-detection pass: it runs for every token presented (introspection, refresh, code redemption), where
-    /// translating the LINQ expression again was a tenth of an introspection's CPU. Unlike the stock query it does not
-    /// join and materialize the entry's client (a wide row: about 14% of an introspection's CPU): what the server asks
-    /// of it is its id, which the entry's foreign key holds (<see cref="GetApplicationIdAsync"/>). The authorization
-    /// is still joined: validating a refresh token or code reads it next, and would otherwise query it again.
+    /// The stock lookup (the instance this request already has, else the stored entry), as a prepared statement or a
+    /// query compiled once per model and without a change-detection pass: it runs for every token presented
+    /// (introspection, refresh, code redemption), where translating the LINQ expression again was a tenth of an
+    /// introspection's CPU. Unlike the stock query it does not join and materialize the entry's client (a wide row:
+    /// about 14% of an introspection's CPU): what the server asks of it is its id, which the entry's foreign key holds
+    /// (<see cref="GetApplicationIdAsync"/>). The authorization is still joined: validating a refresh token or code
+    /// reads it next, and would otherwise query it again.
     /// </summary>
     public override async ValueTask<OpenIddictEntityFrameworkCoreToken?> FindByIdAsync(string identifier, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(identifier);
+        if (_read.TryGetValue(identifier, out var read))
+        {
+            return read.Token;
+        }
+
+        if (_made.TryGetValue(identifier, out var made))
+        {
+            return made;
+        }
+
         var db = await Context.GetDbContextAsync(cancellationToken);
         if (TrackedEntities.Find<OpenIddictEntityFrameworkCoreToken>(db, identifier) is { } tracked)
         {
@@ -159,7 +198,7 @@ public sealed class BatchingTokenStore(
         }
 
         return preparedReader.Supports(db)
-            ? await preparedReader.FindAsync(db, PreparedTokenReader.Key.Id, identifier, cancellationToken)
+            ? Remember(await preparedReader.FindAsync(db, PreparedTokenReader.Key.Id, identifier, cancellationToken))
             : await TokenById.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string id, CancellationToken ct) =>
                 context.Set<OpenIddictEntityFrameworkCoreToken>().AsTracking().Include(token => token.Authorization)
                     .FirstOrDefault(token => token.Id == id)))(db, identifier, cancellationToken);
@@ -172,14 +211,20 @@ public sealed class BatchingTokenStore(
     public override async ValueTask<OpenIddictEntityFrameworkCoreToken?> FindByReferenceIdAsync(string identifier, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(identifier);
+        bool HasReferenceId(OpenIddictEntityFrameworkCoreToken token) => string.Equals(token.ReferenceId, identifier, StringComparison.Ordinal);
+        if (_read.Values.Select(read => read.Token).Concat(_made.Values).FirstOrDefault(HasReferenceId) is { } known)
+        {
+            return known;
+        }
+
         var db = await Context.GetDbContextAsync(cancellationToken);
-        if (TrackedEntities.FirstOrDefault<OpenIddictEntityFrameworkCoreToken>(db, token => string.Equals(token.ReferenceId, identifier, StringComparison.Ordinal)) is { } tracked)
+        if (TrackedEntities.FirstOrDefault<OpenIddictEntityFrameworkCoreToken>(db, HasReferenceId) is { } tracked)
         {
             return tracked;
         }
 
         return preparedReader.Supports(db)
-            ? await preparedReader.FindAsync(db, PreparedTokenReader.Key.ReferenceId, identifier, cancellationToken)
+            ? Remember(await preparedReader.FindAsync(db, PreparedTokenReader.Key.ReferenceId, identifier, cancellationToken))
             : await TokenByReferenceId.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string referenceId, CancellationToken ct) =>
                 context.Set<OpenIddictEntityFrameworkCoreToken>().AsTracking().Include(token => token.Authorization)
                     .FirstOrDefault(token => token.ReferenceId == referenceId)))(db, identifier, cancellationToken);
@@ -198,6 +243,8 @@ public sealed class BatchingTokenStore(
             return;
         }
 
+        // Without its foreign keys, the stock update would write none.
+        await AttachIfReadAsync(token, cancellationToken);
         if (deferred.RecordsUntilCommit)
         {
             await RecordUpdateAsync(token, cancellationToken);
@@ -209,7 +256,23 @@ public sealed class BatchingTokenStore(
             await LoadOwnersAsync(token, owners, cancellationToken);
         }
 
-        await base.UpdateAsync(token, cancellationToken);
+        try
+        {
+            await base.UpdateAsync(token, cancellationToken);
+        }
+        catch (OpenIddictExceptions.ConcurrencyException)
+        {
+            // The stock store detached it: the next lookup reads what is stored now.
+            Forget(token);
+            throw;
+        }
+    }
+
+    public override async ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
+    {
+        await AttachIfReadAsync(token, cancellationToken);
+        Forget(token);
+        await base.DeleteAsync(token, cancellationToken);
     }
 
     /// <summary>
@@ -287,6 +350,72 @@ public sealed class BatchingTokenStore(
         return await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(which).ExecuteUpdateAsync(entries => entries
             .SetProperty(token => token.Status, OpenIddictConstants.Statuses.Revoked)
             .SetProperty(token => token.ConcurrencyToken, concurrencyToken), cancellationToken);
+    }
+
+    /// <summary>Keeps a detached read (the prepared reader's) as this request's instance of the entry.</summary>
+    private OpenIddictEntityFrameworkCoreToken? Remember(PreparedTokenReader.ReadToken? read)
+    {
+        if (read is { Tracked: false, Entity.Id: { } id })
+        {
+            _read[id] = new ReadEntry(read.Entity, read.ApplicationId, read.AuthorizationId);
+        }
+
+        return read?.Entity;
+    }
+
+    private void Forget(OpenIddictEntityFrameworkCoreToken token)
+    {
+        if (token.Id is { } id)
+        {
+            _read.Remove(id);
+            _made.Remove(id);
+        }
+    }
+
+    /// <summary>The read this instance came from, while it is still detached.</summary>
+    private ReadEntry? DetachedRead(OpenIddictEntityFrameworkCoreToken token) =>
+        token.Id is { } id && _read.TryGetValue(id, out var read) && ReferenceEquals(read.Token, token) && !read.Attached ? read : null;
+
+    /// <summary>
+    /// Attaches a detached read entry, unchanged, with the foreign keys it was read with, before a write. Its original
+    /// concurrency token and status are the ones read: OpenIddict has already changed the entry (its status, its
+    /// redemption date) when it asks for the update, and the write's concurrency check must compare what was read.
+    /// </summary>
+    private async ValueTask AttachIfReadAsync(OpenIddictEntityFrameworkCoreToken token, CancellationToken cancellationToken)
+    {
+        if (DetachedRead(token) is not { } read)
+        {
+            return;
+        }
+
+        var entry = TrackedEntities.Entry(await Context.GetDbContextAsync(cancellationToken), token);
+        if (entry.State == EntityState.Detached)
+        {
+            entry.Property(ApplicationIdProperty).CurrentValue = read.ApplicationId;
+            entry.Property(AuthorizationIdProperty).CurrentValue = read.AuthorizationId;
+            entry.State = EntityState.Unchanged;
+            entry.Property(token => token.ConcurrencyToken).OriginalValue = read.ConcurrencyToken;
+            entry.Property(token => token.Status).OriginalValue = read.Status;
+        }
+
+        read.Attached = true;
+    }
+
+    /// <summary>A stored entry as the prepared reader read it, before OpenIddict changed anything on it.</summary>
+    private sealed class ReadEntry(OpenIddictEntityFrameworkCoreToken token, string? applicationId, string? authorizationId)
+    {
+        public OpenIddictEntityFrameworkCoreToken Token { get; } = token;
+
+        public string? ApplicationId { get; } = applicationId;
+
+        public string? AuthorizationId { get; } = authorizationId;
+
+        public string? ConcurrencyToken { get; } = token.ConcurrencyToken;
+
+        public string? Status { get; } = token.Status;
+
+        /// <summary>Attached to the request's context for a write; from then on the context has its foreign keys.</summary>
+        public bool Attached { get; set; }
     }
 
     /// <summary>Instantiated by this store and not yet written (entities get their id when instantiated, so the id cannot tell).</summary>

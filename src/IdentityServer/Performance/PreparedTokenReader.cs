@@ -12,13 +12,15 @@ namespace IdentityServer.Performance;
 
 /// <summary>
 /// On SQLite and PostgreSQL, the lookup made for every token presented (by id: introspection, refresh; by reference id:
-/// a code being redeemed) runs on a few connections kept open with the statement prepared once, and the entry and its
-/// authorization are then attached to the request's context, unchanged, as EF Core's tracking query would have left
-/// them. Through EF Core each lookup took a pooled connection (on SQLite registering EF Core's SQL functions on it and
-/// removing them again on close), had the SQL parsed and planned again and ran the query pipeline: about a third of an
-/// introspection's CPU on SQLite. Reads only: writes stay with EF Core (and on SQLite the write gate). These
-/// connections read what is committed, and every entry a request can present was committed before it was handed out.
-/// Other providers (SQL Server) keep EF Core's compiled queries.
+/// a code being redeemed) runs on a few connections kept open with the statement prepared once. The entry's
+/// authorization is then attached to the request's context, unchanged, as EF Core's tracking query would have left it;
+/// the entry itself is handed back detached, with its foreign keys, and <see cref="BatchingTokenStore"/> attaches it only
+/// if it is about to be written (most presented tokens are only read: attaching was about a tenth of an
+/// introspection's CPU). Through EF Core each lookup took a pooled connection (on SQLite registering EF Core's SQL
+/// functions on it and removing them again on close), had the SQL parsed and planned again and ran the query pipeline:
+/// about a third of an introspection's CPU on SQLite. Reads only: writes stay with EF Core (and on SQLite the write
+/// gate). These connections read what is committed, and every entry a request can present was committed before it was
+/// handed out. Other providers (SQL Server) keep EF Core's compiled queries.
 /// </summary>
 public sealed class PreparedTokenReader : IAsyncDisposable
 {
@@ -37,8 +39,14 @@ public sealed class PreparedTokenReader : IAsyncDisposable
     /// <summary>Whether lookups on this context go through the reader: SQLite or PostgreSQL, with the token and authorization columns it knows.</summary>
     public bool Supports(DbContext db) => LayoutOf(db) is not null;
 
-    /// <summary>The entry whose <paramref name="key"/> is <paramref name="value"/>, attached to <paramref name="db"/> with its authorization; null if there is none.</summary>
-    public async Task<OpenIddictEntityFrameworkCoreToken?> FindAsync(DbContext db, Key key, string value, CancellationToken cancellationToken)
+    /// <summary>A token entry as read: the instance the context already tracks, or a new one left detached, with its foreign keys.</summary>
+    public sealed record ReadToken(OpenIddictEntityFrameworkCoreToken Entity, string? ApplicationId, string? AuthorizationId, bool Tracked);
+
+    /// <summary>
+    /// The entry whose <paramref name="key"/> is <paramref name="value"/>, with its authorization attached to
+    /// <paramref name="db"/>; null if there is none.
+    /// </summary>
+    public async Task<ReadToken?> FindAsync(DbContext db, Key key, string value, CancellationToken cancellationToken)
     {
         var layout = LayoutOf(db) ?? throw new InvalidOperationException("The token reader does not support this model.");
         var connectionString = db.Database.GetConnectionString()
@@ -53,16 +61,16 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         // Identity resolution, as a tracking query does: instances the context already tracks win over what was read.
         if (TrackedEntities.Find<OpenIddictEntityFrameworkCoreToken>(db, token.Entity.Id) is { } tracked)
         {
-            return tracked;
+            return new ReadToken(tracked, null, null, Tracked: true);
         }
 
         if (authorization is not null)
         {
             token.Entity.Authorization = TrackedEntities.Find<OpenIddictEntityFrameworkCoreAuthorization>(db, authorization.Entity.Id)
-                ?? Attach(db, authorization.Entity, BatchingTokenStore.ApplicationIdProperty, authorization.ApplicationId, null, null);
+                ?? Attach(db, authorization.Entity, authorization.ApplicationId);
         }
 
-        return Attach(db, token.Entity, BatchingTokenStore.ApplicationIdProperty, token.ApplicationId, BatchingTokenStore.AuthorizationIdProperty, token.AuthorizationId);
+        return new ReadToken(token.Entity, token.ApplicationId, token.AuthorizationId, Tracked: false);
     }
 
     private async Task<(Row<OpenIddictEntityFrameworkCoreToken>? Token, Row<OpenIddictEntityFrameworkCoreAuthorization>? Authorization)> ReadAsync(
@@ -99,19 +107,13 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts tracking a read entity as unchanged, its shadow foreign keys set first, so they are its original values.</summary>
-    private static T Attach<T>(DbContext db, T entity, string foreignKey, string? foreignKeyValue, string? otherForeignKey, string? otherForeignKeyValue)
-        where T : class
+    /// <summary>Starts tracking a read authorization as unchanged, its shadow foreign key set first, so it is its original value.</summary>
+    private static OpenIddictEntityFrameworkCoreAuthorization Attach(DbContext db, OpenIddictEntityFrameworkCoreAuthorization authorization, string? applicationId)
     {
-        var entry = TrackedEntities.Entry(db, entity);
-        entry.Property(foreignKey).CurrentValue = foreignKeyValue;
-        if (otherForeignKey is not null)
-        {
-            entry.Property(otherForeignKey).CurrentValue = otherForeignKeyValue;
-        }
-
+        var entry = TrackedEntities.Entry(db, authorization);
+        entry.Property(BatchingTokenStore.ApplicationIdProperty).CurrentValue = applicationId;
         entry.State = EntityState.Unchanged;
-        return entity;
+        return authorization;
     }
 
     /// <summary>Decided once per model (each provider has a model of its own): SQLite or PostgreSQL, and columns the reader knows.</summary>

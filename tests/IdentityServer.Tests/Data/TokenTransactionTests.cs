@@ -179,6 +179,43 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
     }
 
     /// <summary>
+    /// In one scope (one request) each lookup of an entry gives the same instance, whether it was read from the
+    /// database or made in this scope and written by the group-commit writer (neither is in the scope's context), and a
+    /// change made through one lookup is seen by the next.
+    /// </summary>
+    [SkippableFact]
+    public async Task Every_lookup_of_an_entry_in_a_request_gives_the_same_instance()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var accessTokenId = Jwt.Payload(tokens.GetProperty("access_token").GetString()!).GetProperty("oi_tkn_id").GetString()!;
+
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var manager = scope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        var read = await manager.FindByIdAsync(accessTokenId);
+        Assert.NotNull(read);
+        Assert.Same(read, await manager.FindByIdAsync(accessTokenId));
+        Assert.True(await manager.TryRevokeAsync(read));
+        Assert.Equal(OpenIddictConstants.Statuses.Revoked, await manager.GetStatusAsync((await manager.FindByIdAsync(accessTokenId))!));
+
+        var made = await manager.CreateAsync(new OpenIddictTokenDescriptor
+        {
+            Subject = user.Id,
+            Type = OpenIddictConstants.TokenTypeIdentifiers.AccessToken,
+            Status = OpenIddictConstants.Statuses.Valid,
+            ExpirationDate = DateTimeOffset.UtcNow.AddMinutes(5),
+        });
+        var madeId = (await manager.GetIdAsync(made))!;
+        Assert.Same(made, await manager.FindByIdAsync(madeId));
+
+        await using var otherScope = server.Factory.Services.CreateAsyncScope();
+        var otherManager = otherScope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        Assert.Equal(OpenIddictConstants.Statuses.Revoked, await otherManager.GetStatusAsync((await otherManager.FindByIdAsync(accessTokenId))!));
+        Assert.Equal(OpenIddictConstants.Statuses.Valid, await otherManager.GetStatusAsync((await otherManager.FindByIdAsync(madeId))!));
+    }
+
+    /// <summary>
     /// A refresh whose client goes away once its tokens are made (the request is aborted before it writes) leaves the
     /// refresh token as it was: nothing is written for a request that will never answer, so the client's retry works.
     /// </summary>
