@@ -181,6 +181,15 @@ public sealed class BatchingTokenStore(
     public override async ValueTask<OpenIddictEntityFrameworkCoreToken?> FindByIdAsync(string identifier, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(identifier);
+
+        // The tracked instance first: a search since the entry was read (searches are tracking queries) may have loaded
+        // it into the context, and that instance is the one a write can attach.
+        var db = await Context.GetDbContextAsync(cancellationToken);
+        if (TrackedEntities.Find<OpenIddictEntityFrameworkCoreToken>(db, identifier) is { } tracked)
+        {
+            return tracked;
+        }
+
         if (_read.TryGetValue(identifier, out var read))
         {
             return read.Token;
@@ -189,12 +198,6 @@ public sealed class BatchingTokenStore(
         if (_made.TryGetValue(identifier, out var made))
         {
             return made;
-        }
-
-        var db = await Context.GetDbContextAsync(cancellationToken);
-        if (TrackedEntities.Find<OpenIddictEntityFrameworkCoreToken>(db, identifier) is { } tracked)
-        {
-            return tracked;
         }
 
         return preparedReader.Supports(db)
@@ -212,15 +215,15 @@ public sealed class BatchingTokenStore(
     {
         ArgumentException.ThrowIfNullOrEmpty(identifier);
         bool HasReferenceId(OpenIddictEntityFrameworkCoreToken token) => string.Equals(token.ReferenceId, identifier, StringComparison.Ordinal);
-        if (_read.Values.Select(read => read.Token).Concat(_made.Values).FirstOrDefault(HasReferenceId) is { } known)
-        {
-            return known;
-        }
-
         var db = await Context.GetDbContextAsync(cancellationToken);
         if (TrackedEntities.FirstOrDefault<OpenIddictEntityFrameworkCoreToken>(db, HasReferenceId) is { } tracked)
         {
             return tracked;
+        }
+
+        if (_read.Values.Select(read => read.Token).Concat(_made.Values).FirstOrDefault(HasReferenceId) is { } known)
+        {
+            return known;
         }
 
         return preparedReader.Supports(db)
@@ -262,7 +265,9 @@ public sealed class BatchingTokenStore(
         }
         catch (OpenIddictExceptions.ConcurrencyException)
         {
-            // The stock store detached it: the next lookup reads what is stored now.
+            // The stock store leaves the entry tracked with the values it failed to write: the next lookup reads what
+            // is stored now instead.
+            TrackedEntities.Entry(await Context.GetDbContextAsync(cancellationToken), token).State = EntityState.Detached;
             Forget(token);
             throw;
         }

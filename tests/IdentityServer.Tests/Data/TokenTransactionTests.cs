@@ -216,6 +216,61 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
     }
 
     /// <summary>
+    /// A search (a tracking query) that loads an entry already looked up in the request holds a second instance, the
+    /// one the context tracks: later lookups give that one, so a write attaches it instead of failing on two instances.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_lookup_after_a_search_that_loaded_the_entry_gives_the_searched_instance()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var accessTokenId = Jwt.Payload(tokens.GetProperty("access_token").GetString()!).GetProperty("oi_tkn_id").GetString()!;
+
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var manager = scope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        Assert.NotNull(await manager.FindByIdAsync(accessTokenId));
+        object? searched = null;
+        await foreach (var entry in manager.FindBySubjectAsync(user.Id))
+        {
+            searched = await manager.GetIdAsync(entry) == accessTokenId ? entry : searched;
+        }
+
+        Assert.NotNull(searched);
+        Assert.Same(searched, await manager.FindByIdAsync(accessTokenId));
+        Assert.True(await manager.TryRevokeAsync(searched));
+
+        await using var otherScope = server.Factory.Services.CreateAsyncScope();
+        var otherManager = otherScope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        var stored = (await otherManager.FindByIdAsync(accessTokenId))!;
+        Assert.Equal(OpenIddictConstants.Statuses.Revoked, await otherManager.GetStatusAsync(stored));
+        Assert.NotNull(await otherManager.GetApplicationIdAsync(stored));
+    }
+
+    /// <summary>A write that lost a race (another request changed the entry first) leaves nothing stale: the next lookup reads what is stored.</summary>
+    [SkippableFact]
+    public async Task After_a_write_that_lost_a_race_the_next_lookup_in_the_request_reads_what_is_stored()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var accessTokenId = Jwt.Payload(tokens.GetProperty("access_token").GetString()!).GetProperty("oi_tkn_id").GetString()!;
+
+        await using var loser = server.Factory.Services.CreateAsyncScope();
+        var losingManager = loser.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+        var readBeforeTheRace = (await losingManager.FindByIdAsync(accessTokenId))!;
+        await using (var winner = server.Factory.Services.CreateAsyncScope())
+        {
+            var winningManager = winner.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+            Assert.True(await winningManager.TryRevokeAsync((await winningManager.FindByIdAsync(accessTokenId))!));
+        }
+
+        Assert.False(await losingManager.TryRedeemAsync(readBeforeTheRace));
+
+        Assert.Equal(OpenIddictConstants.Statuses.Revoked, await losingManager.GetStatusAsync((await losingManager.FindByIdAsync(accessTokenId))!));
+    }
+
+    /// <summary>
     /// A refresh whose client goes away once its tokens are made (the request is aborted before it writes) leaves the
     /// refresh token as it was: nothing is written for a request that will never answer, so the client's retry works.
     /// </summary>
