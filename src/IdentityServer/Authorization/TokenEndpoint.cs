@@ -72,4 +72,5 @@ public static class TokenEvents
     public static readonly EventId AuthorizationDenied = new(5003, nameof(AuthorizationDenied));
     public static readonly EventId AuthorizationRefused = new(5004, nameof(AuthorizationRefused));
     public static readonly EventId ConcurrentRedemption = new(5005, nameof(ConcurrentRedemption));
+    public static readonly EventId RedemptionNotRecorded = new(5006, nameof(RedemptionNotRecorded));
 }

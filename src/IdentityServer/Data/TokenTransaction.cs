@@ -92,6 +92,23 @@ public static class TokenTransaction
                 return;
             }
 
+            if (!RedemptionRecorded())
+            {
+                // OpenIddict redeems the grant with TryRedeemAsync, which answers false on a failure (for a refresh
+                // token the answer is not even checked): new tokens without the redemption would leave the grant
+                // usable again. Nothing is written, and the grant stays as it was.
+                Discard();
+                logger.LogError(TokenEvents.RedemptionNotRecorded,
+                    "A {GrantType} grant for client {ClientId} was not recorded as redeemed; this request's tokens were discarded.",
+                    context.Request?.GrantType, context.Request?.ClientId);
+                context.Response = new OpenIddictResponse
+                {
+                    Error = OpenIddictConstants.Errors.InvalidGrant,
+                    ErrorDescription = "The specified grant could not be redeemed.",
+                };
+                return;
+            }
+
             if (await WriteAsync(context.CancellationToken))
             {
                 writes.HeldWereWritten();
@@ -173,6 +190,10 @@ public static class TokenTransaction
 
             return new TokenChanges([.. held.Select(entry => entry.Row)], update, expectedConcurrencyToken, expectedStatus);
         }
+
+        /// <summary>Whether the presented grant's entry was changed (redeemed) in the request's context.</summary>
+        private bool RedemptionRecorded() =>
+            db.ChangeTracker.Entries<OpenIddictEntityFrameworkCoreToken>().Any(entry => entry.State == EntityState.Modified);
 
         /// <summary>Nothing this request recorded or held is written.</summary>
         private void Discard()

@@ -7,6 +7,10 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
+using OpenIddict.Server.AspNetCore;
+using OpenIddict.EntityFrameworkCore.Models;
+using IdentityServer.Data;
+using Microsoft.EntityFrameworkCore;
 using static OpenIddict.Server.OpenIddictServerEvents;
 
 namespace IdentityServer.Tests.Data;
@@ -96,6 +100,37 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
         {
             var died = await PostTokenAsync(crashing, RefreshForm(client, refreshToken));
             Assert.Equal(HttpStatusCode.InternalServerError, died.StatusCode);
+        }
+
+        await AssertRefreshTokenStillRefreshesAsync(client, refreshToken);
+    }
+
+    /// <summary>
+    /// A refresh whose redemption is missing when the request commits (OpenIddict's TryRedeemAsync answers false on a
+    /// failure, and for a refresh token nothing checks it; here the recorded redemption is dropped after the tokens are
+    /// made) writes nothing and answers invalid_grant: new tokens without the redemption would have left the refresh
+    /// token usable again and again.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_refresh_whose_redemption_was_not_recorded_gets_invalid_grant_and_leaves_the_refresh_token_as_it_was()
+    {
+        var (client, refreshToken) = await SignedInAsync();
+
+        await using (var forgetful = InstanceThatStepsInAfterTokensAreMade(context =>
+        {
+            var db = context.Transaction.GetHttpRequest()!.HttpContext.RequestServices.GetRequiredService<ApplicationDbContext>();
+            foreach (var redeemed in db.ChangeTracker.Entries<OpenIddictEntityFrameworkCoreToken>().Where(entry => entry.State == EntityState.Modified).ToList())
+            {
+                redeemed.State = EntityState.Detached;
+            }
+
+            return ValueTask.CompletedTask;
+        }))
+        {
+            var refused = await PostTokenAsync(forgetful, RefreshForm(client, refreshToken));
+            var json = await OAuth.ReadJsonAsync(refused);
+            Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, json.ToString());
+            Assert.Equal("invalid_grant", json.GetProperty("error").GetString());
         }
 
         await AssertRefreshTokenStillRefreshesAsync(client, refreshToken);
