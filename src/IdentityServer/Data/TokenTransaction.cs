@@ -191,9 +191,8 @@ public static class TokenTransaction
             return new TokenChanges([.. held.Select(entry => entry.Row)], update, expectedConcurrencyToken, expectedStatus);
         }
 
-        /// <summary>Whether the presented grant's entry was changed (redeemed) in the request's context.</summary>
-        private bool RedemptionRecorded() =>
-            db.ChangeTracker.Entries<OpenIddictEntityFrameworkCoreToken>().Any(entry => entry.State == EntityState.Modified);
+        /// <summary>Whether the presented grant's entry was recorded as changed (redeemed: the store's update marks it modified).</summary>
+        private bool RedemptionRecorded() => TrackedEntities.AnyIn<OpenIddictEntityFrameworkCoreToken>(db, EntityState.Modified);
 
         /// <summary>Nothing this request recorded or held is written.</summary>
         private void Discard()
