@@ -96,7 +96,9 @@ public static class TokenTransaction
             {
                 // OpenIddict redeems the grant with TryRedeemAsync, which answers false on a failure (for a refresh
                 // token the answer is not even checked): new tokens without the redemption would leave the grant
-                // usable again. Nothing is written, and the grant stays as it was.
+                // usable again. Nothing is written, and the grant stays as it was. (Every grant Begin marks is redeemed
+                // with this server's options: token storage and rolling refresh tokens are on. Turning either off
+                // would need Begin to stop marking what OpenIddict no longer redeems.)
                 Discard();
                 logger.LogError(TokenEvents.RedemptionNotRecorded,
                     "A {GrantType} grant for client {ClientId} was not recorded as redeemed; this request's tokens were discarded.",
