@@ -54,6 +54,7 @@ public static class TokenTransaction
                 && context.Request is { } request && (request.IsAuthorizationCodeGrantType() || request.IsRefreshTokenGrantType() || request.IsDeviceCodeGrantType()))
             {
                 writes.RecordsUntilCommit = true;
+                writes.GrantToRedeem = PresentedGrant(context, request)?.GetTokenId();
             }
             else if (context.EndpointType == OpenIddictServerEndpointType.Authorization)
             {
@@ -61,6 +62,19 @@ public static class TokenTransaction
             }
 
             return ValueTask.CompletedTask;
+        }
+
+        /// <summary>The presented grant OpenIddict's RedeemTokenEntry redeems next (a refresh token only while refresh tokens roll).</summary>
+        private static System.Security.Claims.ClaimsPrincipal? PresentedGrant(ProcessSignInContext context, OpenIddictRequest request)
+        {
+            var authentication = context.Transaction.GetProperty<ProcessAuthenticationContext>(typeof(ProcessAuthenticationContext).FullName!);
+            return request switch
+            {
+                _ when request.IsAuthorizationCodeGrantType() => authentication?.AuthorizationCodePrincipal,
+                _ when request.IsDeviceCodeGrantType() => authentication?.DeviceCodePrincipal,
+                _ when request.IsRefreshTokenGrantType() && !context.Options.DisableRollingRefreshTokens => authentication?.RefreshTokenPrincipal,
+                _ => null,
+            };
         }
     }
 
@@ -85,6 +99,8 @@ public static class TokenTransaction
             }
 
             writes.RecordsUntilCommit = false;
+            var grant = writes.GrantToRedeem;
+            writes.GrantToRedeem = null;
             if (!string.IsNullOrEmpty(context.Response.Error))
             {
                 // Refused after all: nothing of this request is written.
@@ -92,13 +108,11 @@ public static class TokenTransaction
                 return;
             }
 
-            if (!RedemptionRecorded())
+            if (grant is not null && !RedemptionRecorded(grant))
             {
                 // OpenIddict redeems the grant with TryRedeemAsync, which answers false on a failure (for a refresh
                 // token the answer is not even checked): new tokens without the redemption would leave the grant
-                // usable again. Nothing is written, and the grant stays as it was. (Every grant Begin marks is redeemed
-                // with this server's options: token storage and rolling refresh tokens are on. Turning either off
-                // would need Begin to stop marking what OpenIddict no longer redeems.)
+                // usable again. Nothing is written, and the grant stays as it was.
                 Discard();
                 logger.LogError(TokenEvents.RedemptionNotRecorded,
                     "A {GrantType} grant for client {ClientId} was not recorded as redeemed; this request's tokens were discarded.",
@@ -194,7 +208,8 @@ public static class TokenTransaction
         }
 
         /// <summary>Whether the presented grant's entry was recorded as changed (redeemed: the store's update marks it modified).</summary>
-        private bool RedemptionRecorded() => TrackedEntities.AnyIn<OpenIddictEntityFrameworkCoreToken>(db, EntityState.Modified);
+        private bool RedemptionRecorded(string grant) =>
+            TrackedEntities.Find<OpenIddictEntityFrameworkCoreToken>(db, grant) is { } entry && TrackedEntities.Entry(db, entry).State == EntityState.Modified;
 
         /// <summary>Nothing this request recorded or held is written.</summary>
         private void Discard()
@@ -246,6 +261,12 @@ public sealed class DeferredTokenWrites
     /// inserts a code, then updates it with its payload: two writes).
     /// </summary>
     public bool HoldsNewEntries { get; set; }
+
+    /// <summary>
+    /// With <see cref="RecordsUntilCommit"/>: the id of the presented grant's entry, which must be recorded as redeemed
+    /// before anything is written (null when OpenIddict redeems nothing).
+    /// </summary>
+    public string? GrantToRedeem { get; set; }
 
     /// <summary>New entries not written yet (see <see cref="RecordsUntilCommit"/> and <see cref="HoldsNewEntries"/>).</summary>
     internal List<HeldEntry> Held { get; } = [];

@@ -19,10 +19,6 @@ public static class TrackedEntities
     public static T? FirstOrDefault<T>(DbContext db, Func<T, bool> predicate) where T : class =>
         WithoutChangeDetection(db, () => db.ChangeTracker.Entries<T>().Select(entry => entry.Entity).FirstOrDefault(predicate));
 
-    /// <summary>Whether any tracked <typeparamref name="T"/> is in <paramref name="state"/> as last detected (a state set explicitly, as an update's, is there).</summary>
-    public static bool AnyIn<T>(DbContext db, EntityState state) where T : class =>
-        WithoutChangeDetection(db, () => db.ChangeTracker.Entries<T>().Any(entry => entry.State == state));
-
     /// <summary>
     /// A tracked entity's foreign key as stored (its navigation need not be loaded): whether <paramref name="entity"/> is
     /// tracked, and the key's value.

@@ -112,19 +112,33 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
     /// token usable again and again.
     /// </summary>
     [SkippableFact]
-    public async Task A_refresh_whose_redemption_was_not_recorded_gets_invalid_grant_and_leaves_the_refresh_token_as_it_was()
+    public async Task A_refresh_whose_redemption_was_not_recorded_gets_invalid_grant_and_leaves_the_refresh_token_as_it_was() =>
+        await AssertRefreshRefusedWhenRedemptionIsReplacedAsync(static (_, _) => Task.CompletedTask);
+
+    /// <summary>As above, with another of the user's entries changed instead: only the presented grant's redemption counts.</summary>
+    [SkippableFact]
+    public async Task A_refresh_that_changed_another_entry_instead_of_redeeming_its_own_gets_invalid_grant() =>
+        await AssertRefreshRefusedWhenRedemptionIsReplacedAsync(static async (db, redeemed) =>
+        {
+            var other = await db.Set<OpenIddictEntityFrameworkCoreToken>().AsTracking()
+                .FirstAsync(token => token.Subject == redeemed.Subject && token.Id != redeemed.Id);
+            db.Entry(other).State = EntityState.Modified;
+        });
+
+    /// <summary>
+    /// A refresh on an instance that, once the tokens are made, drops the recorded redemption of the presented refresh
+    /// token and then runs <paramref name="instead"/>: it answers invalid_grant, and the refresh token still refreshes.
+    /// </summary>
+    private async Task AssertRefreshRefusedWhenRedemptionIsReplacedAsync(Func<ApplicationDbContext, OpenIddictEntityFrameworkCoreToken, Task> instead)
     {
         var (client, refreshToken) = await SignedInAsync();
 
-        await using (var forgetful = InstanceThatStepsInAfterTokensAreMade(context =>
+        await using (var forgetful = InstanceThatStepsInAfterTokensAreMade(async context =>
         {
             var db = context.Transaction.GetHttpRequest()!.HttpContext.RequestServices.GetRequiredService<ApplicationDbContext>();
-            foreach (var redeemed in db.ChangeTracker.Entries<OpenIddictEntityFrameworkCoreToken>().Where(entry => entry.State == EntityState.Modified).ToList())
-            {
-                redeemed.State = EntityState.Detached;
-            }
-
-            return ValueTask.CompletedTask;
+            var redeemed = db.ChangeTracker.Entries<OpenIddictEntityFrameworkCoreToken>().Single(entry => entry.State == EntityState.Modified);
+            redeemed.State = EntityState.Detached;
+            await instead(db, redeemed.Entity);
         }))
         {
             var refused = await PostTokenAsync(forgetful, RefreshForm(client, refreshToken));
