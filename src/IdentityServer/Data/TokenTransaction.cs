@@ -113,15 +113,10 @@ public static class TokenTransaction
                 // OpenIddict redeems the grant with TryRedeemAsync, which answers false on a failure (for a refresh
                 // token the answer is not even checked): new tokens without the redemption would leave the grant
                 // usable again. Nothing is written, and the grant stays as it was.
-                Discard();
                 logger.LogError(TokenEvents.RedemptionNotRecorded,
                     "A {GrantType} grant for client {ClientId} was not recorded as redeemed; this request's tokens were discarded.",
                     context.Request?.GrantType, context.Request?.ClientId);
-                context.Response = new OpenIddictResponse
-                {
-                    Error = OpenIddictConstants.Errors.InvalidGrant,
-                    ErrorDescription = "The specified grant could not be redeemed.",
-                };
+                RefuseGrant(context, "The specified grant could not be redeemed.");
                 return;
             }
 
@@ -133,15 +128,17 @@ public static class TokenTransaction
 
             // The redemption's concurrency check failed: another request redeemed the same code or refresh token
             // (or revoked it) after this one validated it. The tokens made here are never delivered.
-            Discard();
             logger.LogWarning(TokenEvents.ConcurrentRedemption,
                 "A {GrantType} grant for client {ClientId} was redeemed by a concurrent request; this request's tokens were discarded.",
                 context.Request?.GrantType, context.Request?.ClientId);
-            context.Response = new OpenIddictResponse
-            {
-                Error = OpenIddictConstants.Errors.InvalidGrant,
-                ErrorDescription = "The specified grant has already been redeemed.",
-            };
+            RefuseGrant(context, "The specified grant has already been redeemed.");
+        }
+
+        /// <summary>Nothing of this request is written, and it answers invalid_grant instead of the tokens it made.</summary>
+        private void RefuseGrant(ApplyTokenResponseContext context, string description)
+        {
+            Discard();
+            context.Response = new OpenIddictResponse { Error = OpenIddictConstants.Errors.InvalidGrant, ErrorDescription = description };
         }
 
         /// <summary>
