@@ -22,7 +22,7 @@ namespace IdentityServer.Performance;
 /// gate). These connections read what is committed, and every entry a request can present was committed before it was
 /// handed out. Other providers (SQL Server) keep EF Core's compiled queries.
 /// </summary>
-public sealed class PreparedTokenReader : IAsyncDisposable
+public sealed partial class PreparedTokenReader : IAsyncDisposable
 {
     /// <summary>Idle connections kept per database; more are opened under a burst and closed when returned.</summary>
     private static readonly int MaxIdleSessions = Math.Max(2, Environment.ProcessorCount * 2);
@@ -76,8 +76,13 @@ public sealed class PreparedTokenReader : IAsyncDisposable
     private async Task<(Row<OpenIddictEntityFrameworkCoreToken>? Token, Row<OpenIddictEntityFrameworkCoreAuthorization>? Authorization)> ReadAsync(
         string connectionString, Layout layout, Key key, string value, CancellationToken cancellationToken)
     {
-        var idle = _idle.GetOrAdd(connectionString, static (connectionString, provider) => new IdleSessions(IdleLimit(connectionString, provider)), layout.Provider);
-        var session = idle.Bag.TryTake(out var available) ? available : await Session.OpenAsync(connectionString, layout, cancellationToken);
+        var idle = _idle.GetOrAdd(connectionString, static (connectionString, state) => new IdleSessions(state.Reader, connectionString, state.Layout), (Reader: this, Layout: layout));
+        if (idle.Grouped(key) is { } grouped)
+        {
+            return await grouped.FindAsync(value, cancellationToken);
+        }
+
+        var session = await RentAsync(idle, cancellationToken);
         var healthy = false;
         try
         {
@@ -94,16 +99,26 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         }
         finally
         {
-            // A connection that failed or was cancelled mid-read (the database gone, say) is not kept: the next lookup
-            // opens a new one.
-            if (healthy && !_disposed && idle.Bag.Count < idle.Limit)
-            {
-                idle.Bag.Add(session);
-            }
-            else
-            {
-                await session.DisposeAsync();
-            }
+            await ReturnAsync(idle, session, healthy);
+        }
+    }
+
+    private static async ValueTask<Session> RentAsync(IdleSessions idle, CancellationToken cancellationToken) =>
+        idle.Bag.TryTake(out var available) ? available : await Session.OpenAsync(idle.ConnectionString, idle.Layout, cancellationToken);
+
+    /// <summary>
+    /// A connection that failed or was cancelled mid-read (the database gone, say) is not kept: the next lookup opens a
+    /// new one.
+    /// </summary>
+    private async ValueTask ReturnAsync(IdleSessions idle, Session session, bool healthy)
+    {
+        if (healthy && !_disposed && idle.Bag.Count < idle.Limit)
+        {
+            idle.Bag.Add(session);
+        }
+        else
+        {
+            await session.DisposeAsync();
         }
     }
 
@@ -139,6 +154,11 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         _disposed = true;
         foreach (var idle in _idle.Values)
         {
+            foreach (var grouped in idle.Started)
+            {
+                await grouped.DisposeAsync();
+            }
+
             while (idle.Bag.TryTake(out var session))
             {
                 await session.DisposeAsync();
@@ -158,17 +178,49 @@ public sealed class PreparedTokenReader : IAsyncDisposable
 
     private static int PostgreSqlPoolSize(string connectionString) => new NpgsqlConnectionStringBuilder(connectionString).MaxPoolSize;
 
-    private sealed record IdleSessions(int Limit)
+    /// <summary>The open connections of one database, and on PostgreSQL its grouped lookups by id, started at first use.</summary>
+    private sealed class IdleSessions
     {
+        private readonly Lazy<GroupedLookups>? _byId, _byReferenceId;
+
+        public IdleSessions(PreparedTokenReader reader, string connectionString, Layout layout)
+        {
+            ConnectionString = connectionString;
+            Layout = layout;
+            Limit = IdleLimit(connectionString, layout.Provider);
+            if (layout.Grouped)
+            {
+                _byId = new Lazy<GroupedLookups>(() => new GroupedLookups(reader, this, Key.Id));
+                _byReferenceId = new Lazy<GroupedLookups>(() => new GroupedLookups(reader, this, Key.ReferenceId));
+            }
+        }
+
+        public string ConnectionString { get; }
+
+        public Layout Layout { get; }
+
+        public int Limit { get; }
+
         public ConcurrentBag<Session> Bag { get; } = [];
+
+        /// <summary>Null where lookups go one by one (SQLite: in process, there is no round trip to save).</summary>
+        public GroupedLookups? Grouped(Key key) => (key == Key.Id ? _byId : _byReferenceId)?.Value;
+
+        public IEnumerable<GroupedLookups> Started =>
+            new[] { _byId, _byReferenceId }.Where(lookups => lookups is { IsValueCreated: true }).Select(lookups => lookups!.Value);
     }
 
-    /// <summary>An open connection with both lookups prepared.</summary>
-    private sealed class Session(DbConnection connection, DbCommand byId, DbCommand byReferenceId) : IAsyncDisposable
+    /// <summary>An open connection with its lookups prepared.</summary>
+    private sealed class Session(DbConnection connection, DbCommand byId, DbCommand byReferenceId, DbCommand? byIds, DbCommand? byReferenceIds) : IAsyncDisposable
     {
         public DbCommand ById { get; } = byId;
 
         public DbCommand ByReferenceId { get; } = byReferenceId;
+
+        /// <summary>On PostgreSQL: the entries whose id (or reference id) is any of an array's.</summary>
+        public DbCommand? ByIds { get; } = byIds;
+
+        public DbCommand? ByReferenceIds { get; } = byReferenceIds;
 
         public static async Task<Session> OpenAsync(string connectionString, Layout layout, CancellationToken cancellationToken)
         {
@@ -177,8 +229,10 @@ public sealed class PreparedTokenReader : IAsyncDisposable
             {
                 await connection.OpenAsync(cancellationToken);
                 return new Session(connection,
-                    await PrepareAsync(connection, layout.SelectById, cancellationToken),
-                    await PrepareAsync(connection, layout.SelectByReferenceId, cancellationToken));
+                    await PrepareAsync(connection, layout.SelectById, textArray: false, cancellationToken),
+                    await PrepareAsync(connection, layout.SelectByReferenceId, textArray: false, cancellationToken),
+                    layout.Grouped ? await PrepareAsync(connection, layout.SelectByIds!, textArray: true, cancellationToken) : null,
+                    layout.Grouped ? await PrepareAsync(connection, layout.SelectByReferenceIds!, textArray: true, cancellationToken) : null);
             }
             catch
             {
@@ -187,13 +241,22 @@ public sealed class PreparedTokenReader : IAsyncDisposable
             }
         }
 
-        private static async Task<DbCommand> PrepareAsync(DbConnection connection, string sql, CancellationToken cancellationToken)
+        /// <param name="textArray">PostgreSQL's <c>text[]</c> (which <see cref="DbType"/> cannot name) rather than text.</param>
+        private static async Task<DbCommand> PrepareAsync(DbConnection connection, string sql, bool textArray, CancellationToken cancellationToken)
         {
             var command = connection.CreateCommand();
             command.CommandText = sql;
             var parameter = command.CreateParameter();
             parameter.ParameterName = "@value";
-            parameter.DbType = DbType.String;
+            if (textArray)
+            {
+                ((NpgsqlParameter)parameter).NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text;
+            }
+            else
+            {
+                parameter.DbType = DbType.String;
+            }
+
             command.Parameters.Add(parameter);
             await command.PrepareAsync(cancellationToken);
             return command;
@@ -203,6 +266,8 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         {
             await ById.DisposeAsync();
             await ByReferenceId.DisposeAsync();
+            await (ByIds?.DisposeAsync() ?? ValueTask.CompletedTask);
+            await (ByReferenceIds?.DisposeAsync() ?? ValueTask.CompletedTask);
             await connection.DisposeAsync();
         }
     }
@@ -235,11 +300,13 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         /// <summary>The authorization's columns follow the token's; the readers below go by these positions.</summary>
         private static readonly int AuthorizationOffset = TokenProperties.Length;
 
-        private Layout(DatabaseProvider provider, string selectById, string selectByReferenceId)
+        private Layout(DatabaseProvider provider, string selectById, string selectByReferenceId, string? selectByIds, string? selectByReferenceIds)
         {
             Provider = provider;
             SelectById = selectById;
             SelectByReferenceId = selectByReferenceId;
+            SelectByIds = selectByIds;
+            SelectByReferenceIds = selectByReferenceIds;
         }
 
         public DatabaseProvider Provider { get; }
@@ -247,6 +314,19 @@ public sealed class PreparedTokenReader : IAsyncDisposable
         public string SelectById { get; }
 
         public string SelectByReferenceId { get; }
+
+        /// <summary>PostgreSQL only, for grouped lookups: the entries whose id is any of the array <c>@value</c>'s.</summary>
+        public string? SelectByIds { get; }
+
+        /// <summary>As <see cref="SelectByIds"/>, by reference id.</summary>
+        public string? SelectByReferenceIds { get; }
+
+        /// <summary>Whether lookups are grouped (<see cref="GroupedLookups"/>).</summary>
+        public bool Grouped => SelectByIds is not null;
+
+        /// <summary>The column of a row read that holds the key looked up.</summary>
+        public static int KeyOrdinal(Key key) => Array.IndexOf(TokenProperties,
+            key == Key.Id ? nameof(OpenIddictEntityFrameworkCoreToken.Id) : nameof(OpenIddictEntityFrameworkCoreToken.ReferenceId));
 
         public static Layout? From(IModel model, DatabaseProvider provider, out string? problem)
         {
@@ -270,9 +350,14 @@ public sealed class PreparedTokenReader : IAsyncDisposable
                 + $"FROM {Table(token)} AS t LEFT JOIN {Table(authorization)} AS a "
                 + $"ON a.{authorizationColumns[0]} = t.{TokenColumn(BatchingTokenStore.AuthorizationIdProperty)} WHERE t.";
             problem = null;
+            var id = TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.Id));
+            var referenceId = TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.ReferenceId));
+            var grouped = provider == DatabaseProvider.PostgreSql;
             return new Layout(provider,
-                select + TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.Id)) + " = @value LIMIT 1",
-                select + TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.ReferenceId)) + " = @value LIMIT 1");
+                select + id + " = @value LIMIT 1",
+                select + referenceId + " = @value LIMIT 1",
+                grouped ? select + id + " = ANY(@value)" : null,
+                grouped ? select + referenceId + " = ANY(@value)" : null);
         }
 
         /// <summary>The quoted column names of <paramref name="properties"/>, if the entity maps exactly those, as text or dates without conversion.</summary>

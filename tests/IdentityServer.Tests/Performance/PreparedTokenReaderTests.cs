@@ -16,8 +16,10 @@ namespace IdentityServer.Tests.Performance;
 /// </summary>
 public abstract class PreparedTokenReaderTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
+    protected TFixture Server => server;
+
     /// <summary>A user's signed-in client: its code, access and refresh token entries (with their authorization), plus a client credentials token.</summary>
-    private async Task<string[]> IssueTokensAsync()
+    protected async Task<string[]> IssueTokensAsync()
     {
         var client = await server.CreatePublicClientAsync();
         var user = await server.CreateUserAsync();
@@ -120,7 +122,7 @@ public abstract class PreparedTokenReaderTests<TFixture>(TFixture server) where 
         Assert.Same(tracked, read.Entity);
     }
 
-    private async Task<StoredToken> ReadWithEfCoreAsync(string id)
+    protected async Task<StoredToken> ReadWithEfCoreAsync(string id)
     {
         await using var scope = server.Factory.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
@@ -130,7 +132,7 @@ public abstract class PreparedTokenReaderTests<TFixture>(TFixture server) where 
             entry.Property<string?>("AuthorizationId").CurrentValue, Tracked: true));
     }
 
-    private static StoredToken Describe(DbContext db, PreparedTokenReader.ReadToken read)
+    protected static StoredToken Describe(DbContext db, PreparedTokenReader.ReadToken read)
     {
         var token = read.Entity;
         var authorization = token.Authorization is { } a ? db.Entry(a) : null;
@@ -142,11 +144,157 @@ public abstract class PreparedTokenReaderTests<TFixture>(TFixture server) where 
                 authorization.Entity.Scopes, authorization.Entity.Status, authorization.Entity.Subject, authorization.Entity.Type));
     }
 
-    private sealed record StoredToken(string? Id, string? ApplicationId, string? AuthorizationId, string? ConcurrencyToken, DateTime? CreationDate,
+    protected sealed record StoredToken(string? Id, string? ApplicationId, string? AuthorizationId, string? ConcurrencyToken, DateTime? CreationDate,
         DateTimeKind? CreationDateKind, DateTime? ExpirationDate, string? Payload, string? Properties, DateTime? RedemptionDate, string? ReferenceId,
         string? Status, string? Subject, string? Type, string? Authorization);
 }
 
 public sealed class SqlitePreparedTokenReaderTests(SqliteServerFixture server) : PreparedTokenReaderTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
 
-public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture server) : PreparedTokenReaderTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;
+/// <summary>
+/// On PostgreSQL, lookups waiting at the same moment go to the database as one statement (<c>= ANY(@value)</c>). These
+/// tests make them wait together: a transaction holding the token table's exclusive lock blocks the lookups already
+/// sent, while the rest queue behind them.
+/// </summary>
+public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture server) : PreparedTokenReaderTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>
+{
+    private const string GroupedStatement = "= ANY(";
+
+    /// <summary>Not a timing assertion: a lookup left waiting forever fails the test instead of hanging the run.</summary>
+    private static readonly TimeSpan Hang = TimeSpan.FromSeconds(30);
+
+    [SkippableFact]
+    public async Task Lookups_waiting_together_each_get_their_own_entry_or_null()
+    {
+        var expected = await Task.WhenAll((await IssueTokensAsync()).Select(ReadWithEfCoreAsync));
+        // Each entry twice by id, those with a reference id once by it, and an unknown id and reference id.
+        Lookup[] lookups =
+        [
+            .. expected.SelectMany(token => new[] { new Lookup(PreparedTokenReader.Key.Id, token.Id!, token), new Lookup(PreparedTokenReader.Key.Id, token.Id!, token) }),
+            .. expected.Where(token => token.ReferenceId is not null).Select(token => new Lookup(PreparedTokenReader.Key.ReferenceId, token.ReferenceId!, token)),
+            new(PreparedTokenReader.Key.Id, Guid.NewGuid().ToString(), null),
+            new(PreparedTokenReader.Key.ReferenceId, Guid.NewGuid().ToString(), null),
+        ];
+        var scopes = lookups.Select(_ => Server.Factory.Services.CreateAsyncScope()).ToArray();
+        try
+        {
+            Task<PreparedTokenReader.ReadToken?>[] reads;
+            await using (var table = await LockTokenTableAsync())
+            {
+                reads = [.. lookups.Select((lookup, i) => Reader(scopes[i]).FindAsync(Db(scopes[i]), lookup.Key, lookup.Value, CancellationToken.None))];
+                await table.WaitForBlockedLookupAsync();
+            }
+
+            var read = await Task.WhenAll(reads).WaitAsync(Hang);
+            for (var i = 0; i < lookups.Length; i++)
+            {
+                Assert.Equal(lookups[i].Expected, read[i] is null ? null : Describe(Db(scopes[i]), read[i]!));
+            }
+
+            // The same entry looked up twice at once: each request gets an instance of its own.
+            Assert.NotSame(read[0]!.Entity, read[1]!.Entity);
+        }
+        finally
+        {
+            foreach (var scope in scopes)
+            {
+                await scope.DisposeAsync();
+            }
+        }
+    }
+
+    [SkippableFact]
+    public async Task Lookups_whose_connection_is_lost_fail_and_the_next_lookups_find_their_entry()
+    {
+        var id = (await IssueTokensAsync())[0];
+        await using var scope = Server.Factory.Services.CreateAsyncScope();
+        Task<PreparedTokenReader.ReadToken?>[] reads;
+        await using (var table = await LockTokenTableAsync())
+        {
+            reads = [.. Enumerable.Range(0, 8).Select(_ => Reader(scope).FindAsync(Db(scope), PreparedTokenReader.Key.Id, id, CancellationToken.None))];
+            await table.WaitForBlockedLookupAsync();
+            await table.TerminateBlockedLookupsAsync();
+        }
+
+        var outcomes = await Task.WhenAll(reads.Select(async read =>
+        {
+            try
+            {
+                return await read.WaitAsync(Hang) is null ? "null" : "found";
+            }
+            catch (Exception e) when (e is Npgsql.NpgsqlException or InvalidOperationException)
+            {
+                return "failed";
+            }
+        }));
+        Assert.Contains("failed", outcomes);
+        Assert.DoesNotContain("null", outcomes);
+
+        await using var after = Server.Factory.Services.CreateAsyncScope();
+        Assert.NotNull(await Reader(after).FindAsync(Db(after), PreparedTokenReader.Key.Id, id, CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task A_lookup_whose_request_is_aborted_stops_waiting_and_the_others_find_their_entry()
+    {
+        var id = (await IssueTokensAsync())[0];
+        await using var scope = Server.Factory.Services.CreateAsyncScope();
+        using var aborted = new CancellationTokenSource();
+        Task<PreparedTokenReader.ReadToken?> abandoned, waiting;
+        await using (var table = await LockTokenTableAsync())
+        {
+            waiting = Reader(scope).FindAsync(Db(scope), PreparedTokenReader.Key.Id, id, CancellationToken.None);
+            abandoned = Reader(scope).FindAsync(Db(scope), PreparedTokenReader.Key.Id, id, aborted.Token);
+            await table.WaitForBlockedLookupAsync();
+            await aborted.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => abandoned.WaitAsync(Hang));
+        }
+
+        Assert.NotNull(await waiting.WaitAsync(Hang));
+    }
+
+    private sealed record Lookup(PreparedTokenReader.Key Key, string Value, StoredToken? Expected);
+
+    private static PreparedTokenReader Reader(AsyncServiceScope scope) => scope.ServiceProvider.GetRequiredService<PreparedTokenReader>();
+
+    private static ApplicationDbContext Db(AsyncServiceScope scope) => scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+
+    private async Task<TokenTableLock> LockTokenTableAsync()
+    {
+        await using var scope = Server.Factory.Services.CreateAsyncScope();
+        var connection = new Npgsql.NpgsqlConnection(Db(scope).Database.GetConnectionString());
+        await connection.OpenAsync();
+        var transaction = await connection.BeginTransactionAsync();
+        await using (var command = new Npgsql.NpgsqlCommand("LOCK TABLE \"OpenIddictTokens\" IN ACCESS EXCLUSIVE MODE", connection, transaction))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+
+        return new TokenTableLock(connection, transaction);
+    }
+
+    /// <summary>The token table locked until disposed; the lock's own connection looks at the lookups it blocks.</summary>
+    private sealed class TokenTableLock(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction transaction) : IAsyncDisposable
+    {
+        private const string BlockedLookups =
+            $"FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%{GroupedStatement}%'";
+
+        /// <summary>Until a grouped lookup waits on the lock (so the rest are queued behind it).</summary>
+        public Task WaitForBlockedLookupAsync() => Eventually.TrueAsync(
+            async () => (long)(await ScalarAsync($"SELECT count(*) {BlockedLookups}"))! > 0, TimeSpan.FromSeconds(30), "a grouped lookup blocked by the lock");
+
+        public Task TerminateBlockedLookupsAsync() => ScalarAsync($"SELECT count(pg_terminate_backend(pid)) {BlockedLookups}");
+
+        private async Task<object?> ScalarAsync(string sql)
+        {
+            await using var command = new Npgsql.NpgsqlCommand(sql, connection, transaction);
+            return await command.ExecuteScalarAsync();
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await transaction.CommitAsync();
+            await connection.DisposeAsync();
+        }
+    }
+}
