@@ -100,7 +100,7 @@ public sealed partial class PreparedTokenReader
             var healthy = false;
             try
             {
-                var command = (_key == Key.Id ? session.ByIds : session.ByReferenceIds)!;
+                var command = _key == Key.Id ? session.ById : session.ByReferenceId;
                 command.Parameters[0].Value = group.Keys.ToArray();
                 await using (var reader = await command.ExecuteReaderAsync())
                 {

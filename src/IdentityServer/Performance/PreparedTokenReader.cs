@@ -131,6 +131,13 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
         return authorization;
     }
 
+    /// <summary>For tests: the statement a lookup by <paramref name="key"/> runs on this context's database, and what its connections set first.</summary>
+    internal (string Sql, string? Settings) StatementOf(DbContext db, Key key)
+    {
+        var layout = LayoutOf(db) ?? throw new InvalidOperationException("The token reader does not support this model.");
+        return (key == Key.Id ? layout.SelectById : layout.SelectByReferenceId, layout.Grouped ? Session.PointLookupPlans : null);
+    }
+
     /// <summary>Decided once per model (each provider has a model of its own): SQLite or PostgreSQL, and columns the reader knows.</summary>
     private Layout? LayoutOf(DbContext db) => _layouts.GetOrAdd(db.Model, static (model, state) =>
     {
@@ -210,17 +217,23 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
             new[] { _byId, _byReferenceId }.Where(lookups => lookups is { IsValueCreated: true }).Select(lookups => lookups!.Value);
     }
 
-    /// <summary>An open connection with its lookups prepared.</summary>
-    private sealed class Session(DbConnection connection, DbCommand byId, DbCommand byReferenceId, DbCommand? byIds, DbCommand? byReferenceIds) : IAsyncDisposable
+    /// <summary>An open connection with both lookups prepared (on PostgreSQL, grouped: their parameter is an array).</summary>
+    private sealed class Session(DbConnection connection, DbCommand byId, DbCommand byReferenceId) : IAsyncDisposable
     {
+        /// <summary>
+        /// Planner settings for the reader's own connections on PostgreSQL. Its statements are point lookups, whose best
+        /// plan is always an index probe; but PostgreSQL keeps the generic plan of a prepared statement made while the
+        /// token table was small (a sequential scan: right for ten rows, not for the table a fresh server grows to
+        /// before its first automatic ANALYZE, when each grouped lookup read every row, 4-6 ms).
+        /// </summary>
+        public const string PointLookupPlans = "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
+
+        /// <summary>Back to the server's settings before the connection returns to the pool EF Core draws from.</summary>
+        private const string DefaultPlans = "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin";
+
         public DbCommand ById { get; } = byId;
 
         public DbCommand ByReferenceId { get; } = byReferenceId;
-
-        /// <summary>On PostgreSQL: the entries whose id (or reference id) is any of an array's.</summary>
-        public DbCommand? ByIds { get; } = byIds;
-
-        public DbCommand? ByReferenceIds { get; } = byReferenceIds;
 
         public static async Task<Session> OpenAsync(string connectionString, Layout layout, CancellationToken cancellationToken)
         {
@@ -228,17 +241,27 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
             try
             {
                 await connection.OpenAsync(cancellationToken);
+                if (layout.Provider == DatabaseProvider.PostgreSql)
+                {
+                    await ExecuteAsync(connection, PointLookupPlans, cancellationToken);
+                }
+
                 return new Session(connection,
-                    await PrepareAsync(connection, layout.SelectById, textArray: false, cancellationToken),
-                    await PrepareAsync(connection, layout.SelectByReferenceId, textArray: false, cancellationToken),
-                    layout.Grouped ? await PrepareAsync(connection, layout.SelectByIds!, textArray: true, cancellationToken) : null,
-                    layout.Grouped ? await PrepareAsync(connection, layout.SelectByReferenceIds!, textArray: true, cancellationToken) : null);
+                    await PrepareAsync(connection, layout.SelectById, layout.Grouped, cancellationToken),
+                    await PrepareAsync(connection, layout.SelectByReferenceId, layout.Grouped, cancellationToken));
             }
             catch
             {
                 await connection.DisposeAsync();
                 throw;
             }
+        }
+
+        private static async Task ExecuteAsync(DbConnection connection, string sql, CancellationToken cancellationToken)
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            await command.ExecuteNonQueryAsync(cancellationToken);
         }
 
         /// <param name="textArray">PostgreSQL's <c>text[]</c> (which <see cref="DbType"/> cannot name) rather than text.</param>
@@ -266,8 +289,19 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
         {
             await ById.DisposeAsync();
             await ByReferenceId.DisposeAsync();
-            await (ByIds?.DisposeAsync() ?? ValueTask.CompletedTask);
-            await (ByReferenceIds?.DisposeAsync() ?? ValueTask.CompletedTask);
+            if (connection is NpgsqlConnection && connection.State == ConnectionState.Open)
+            {
+                try
+                {
+                    // Npgsql resets a connection returned to its pool unless No Reset On Close is set; this does not rely on it.
+                    await ExecuteAsync(connection, DefaultPlans, CancellationToken.None);
+                }
+                catch (DbException)
+                {
+                    // A broken connection: the pool does not reuse it.
+                }
+            }
+
             await connection.DisposeAsync();
         }
     }
@@ -300,13 +334,11 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
         /// <summary>The authorization's columns follow the token's; the readers below go by these positions.</summary>
         private static readonly int AuthorizationOffset = TokenProperties.Length;
 
-        private Layout(DatabaseProvider provider, string selectById, string selectByReferenceId, string? selectByIds, string? selectByReferenceIds)
+        private Layout(DatabaseProvider provider, string selectById, string selectByReferenceId)
         {
             Provider = provider;
             SelectById = selectById;
             SelectByReferenceId = selectByReferenceId;
-            SelectByIds = selectByIds;
-            SelectByReferenceIds = selectByReferenceIds;
         }
 
         public DatabaseProvider Provider { get; }
@@ -315,14 +347,11 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
 
         public string SelectByReferenceId { get; }
 
-        /// <summary>PostgreSQL only, for grouped lookups: the entries whose id is any of the array <c>@value</c>'s.</summary>
-        public string? SelectByIds { get; }
-
-        /// <summary>As <see cref="SelectByIds"/>, by reference id.</summary>
-        public string? SelectByReferenceIds { get; }
-
-        /// <summary>Whether lookups are grouped (<see cref="GroupedLookups"/>).</summary>
-        public bool Grouped => SelectByIds is not null;
+        /// <summary>
+        /// Whether lookups are grouped (<see cref="GroupedLookups"/>), on PostgreSQL: the statements then read the entries
+        /// whose key is any of the array <c>@value</c>'s.
+        /// </summary>
+        public bool Grouped => Provider == DatabaseProvider.PostgreSql;
 
         /// <summary>The column of a row read that holds the key looked up.</summary>
         public static int KeyOrdinal(Key key) => Array.IndexOf(TokenProperties,
@@ -352,12 +381,8 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
             problem = null;
             var id = TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.Id));
             var referenceId = TokenColumn(nameof(OpenIddictEntityFrameworkCoreToken.ReferenceId));
-            var grouped = provider == DatabaseProvider.PostgreSql;
-            return new Layout(provider,
-                select + id + " = @value LIMIT 1",
-                select + referenceId + " = @value LIMIT 1",
-                grouped ? select + id + " = ANY(@value)" : null,
-                grouped ? select + referenceId + " = ANY(@value)" : null);
+            var match = provider == DatabaseProvider.PostgreSql ? " = ANY(@value)" : " = @value LIMIT 1";
+            return new Layout(provider, select + id + match, select + referenceId + match);
         }
 
         /// <summary>The quoted column names of <paramref name="properties"/>, if the entity maps exactly those, as text or dates without conversion.</summary>

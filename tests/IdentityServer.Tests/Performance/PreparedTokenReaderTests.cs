@@ -253,6 +253,62 @@ public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture s
         Assert.NotNull(await waiting.WaitAsync(Hang));
     }
 
+    /// <summary>
+    /// PostgreSQL keeps a prepared statement's generic plan: one made while the token table was small (a sequential
+    /// scan) would read every row of the table the server grows to before statistics catch up.
+    /// </summary>
+    [SkippableFact]
+    public async Task Grouped_lookups_probe_the_indexes_whatever_the_statistics_knew_when_they_were_planned()
+    {
+        await IssueTokensAsync();
+        await using var scope = Server.Factory.Services.CreateAsyncScope();
+        await using var connection = new Npgsql.NpgsqlConnection(Db(scope).Database.GetConnectionString());
+        await connection.OpenAsync();
+        foreach (var key in new[] { PreparedTokenReader.Key.Id, PreparedTokenReader.Key.ReferenceId })
+        {
+            var (sql, settings) = Reader(scope).StatementOf(Db(scope), key);
+            var name = $"lookup_{key}".ToLowerInvariant();
+            await ExecuteAsync(connection, settings!);
+            await ExecuteAsync(connection, "ANALYZE \"OpenIddictTokens\"; ANALYZE \"OpenIddictAuthorizations\"");
+            await ExecuteAsync(connection, $"PREPARE {name}(text[]) AS {sql.Replace("@value", "$1", StringComparison.Ordinal)}");
+            for (var i = 0; i < 6; i++)
+            {
+                // After five runs PostgreSQL settles on the generic plan.
+                await ExecuteAsync(connection, $"EXECUTE {name}(ARRAY['none'])");
+            }
+
+            var grown = Unique.Name("unplanned");
+            try
+            {
+                await ExecuteAsync(connection, $"INSERT INTO \"OpenIddictTokens\" (\"Id\", \"ReferenceId\", \"Type\", \"Status\") " +
+                    $"SELECT '{grown}-' || g, '{grown}-' || g, 'access_token', 'valid' FROM generate_series(1, 20000) AS g");
+
+                var plan = new List<string>();
+                await using (var explain = new Npgsql.NpgsqlCommand($"EXPLAIN EXECUTE {name}(ARRAY['none'])", connection))
+                await using (var rows = await explain.ExecuteReaderAsync())
+                {
+                    while (await rows.ReadAsync())
+                    {
+                        plan.Add(rows.GetString(0));
+                    }
+                }
+
+                Assert.DoesNotContain(plan, line => line.Contains("Seq Scan", StringComparison.Ordinal));
+                Assert.Contains(plan, line => line.Contains("Index", StringComparison.Ordinal));
+            }
+            finally
+            {
+                await ExecuteAsync(connection, $"DELETE FROM \"OpenIddictTokens\" WHERE \"Id\" LIKE '{grown}-%'; DEALLOCATE {name}");
+            }
+        }
+    }
+
+    private static async Task ExecuteAsync(Npgsql.NpgsqlConnection connection, string sql)
+    {
+        await using var command = new Npgsql.NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
+    }
+
     private sealed record Lookup(PreparedTokenReader.Key Key, string Value, StoredToken? Expected);
 
     private static PreparedTokenReader Reader(AsyncServiceScope scope) => scope.ServiceProvider.GetRequiredService<PreparedTokenReader>();
