@@ -1,3 +1,5 @@
+using System.Data.Common;
+using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using OpenIddict.EntityFrameworkCore.Models;
 
@@ -34,10 +36,10 @@ public sealed partial class PreparedTokenReader
             _workers = [.. Enumerable.Range(0, Math.Clamp(Environment.ProcessorCount, 1, idle.Limit)).Select(_ => Task.Run(RunWorkerAsync))];
         }
 
-        public Task<(Row<OpenIddictEntityFrameworkCoreToken>?, Row<OpenIddictEntityFrameworkCoreAuthorization>?)> FindAsync(string id, CancellationToken cancellationToken)
+        public Task<(Row<OpenIddictEntityFrameworkCoreToken>?, Row<OpenIddictEntityFrameworkCoreAuthorization>?)> FindAsync(string key, CancellationToken cancellationToken)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var pending = new PendingLookup(id);
+            var pending = new PendingLookup(key, cancellationToken);
             if (!_queue.Writer.TryWrite(pending))
             {
                 throw new ObjectDisposedException(nameof(PreparedTokenReader));
@@ -48,29 +50,20 @@ public sealed partial class PreparedTokenReader
 
         private async Task RunWorkerAsync()
         {
-            var group = new Dictionary<string, PendingLookup>(StringComparer.Ordinal);
-
-            // The same id twice (one token presented by two requests at once) waits for the next group: each request
-            // gets instances of its own.
-            var again = new List<PendingLookup>();
-            while (again.Count > 0 || await _queue.Reader.WaitToReadAsync())
+            // Waiters by key: one token presented by several requests at once is read once, into instances for each.
+            var group = new Dictionary<string, List<PendingLookup>>(StringComparer.Ordinal);
+            while (await _queue.Reader.WaitToReadAsync())
             {
-                PendingLookup[] waited = [.. again];
-                again.Clear();
-                foreach (var pending in waited)
-                {
-                    if (!group.TryAdd(pending.Id, pending))
-                    {
-                        again.Add(pending);
-                    }
-                }
-
                 while (group.Count < GroupLimit && _queue.Reader.TryRead(out var pending))
                 {
-                    if (!group.TryAdd(pending.Id, pending))
+                    if (pending.RequestAborted.IsCancellationRequested)
                     {
-                        again.Add(pending);
+                        // Its request stopped waiting (its client went away): nothing to read for it.
+                        pending.Found.TrySetCanceled(pending.RequestAborted);
+                        continue;
                     }
+
+                    (CollectionsMarshal.GetValueRefOrAddDefault(group, pending.Key, out _) ??= []).Add(pending);
                 }
 
                 if (group.Count == 0)
@@ -84,7 +77,8 @@ public sealed partial class PreparedTokenReader
                 }
                 catch (Exception e)
                 {
-                    foreach (var pending in group.Values)
+                    // Completing a lookup twice does nothing: those already answered keep their answer.
+                    foreach (var pending in group.Values.SelectMany(waiters => waiters))
                     {
                         pending.Found.TrySetException(e);
                     }
@@ -94,37 +88,63 @@ public sealed partial class PreparedTokenReader
             }
         }
 
-        private async Task ReadGroupAsync(Dictionary<string, PendingLookup> group)
+        /// <summary>
+        /// On a connection kept open, then once more on a new one if that failed: a connection left idle may have been
+        /// closed by the server meanwhile (a restart, a failover), and the group's lookups should not all fail for it.
+        /// </summary>
+        private async Task ReadGroupAsync(Dictionary<string, List<PendingLookup>> group)
         {
-            var session = await RentAsync(_idle, CancellationToken.None);
+            if (_idle.Bag.TryTake(out var kept))
+            {
+                try
+                {
+                    await ReadGroupAsync(kept, group);
+                    await _reader.ReturnAsync(_idle, kept, healthy: true);
+                    return;
+                }
+                catch (DbException)
+                {
+                    await _reader.ReturnAsync(_idle, kept, healthy: false);
+                }
+            }
+
+            var session = await Session.OpenAsync(_idle.ConnectionString, _idle.Layout, CancellationToken.None);
             var healthy = false;
             try
             {
-                var command = _key == Key.Id ? session.ById : session.ByReferenceId;
-                command.Parameters[0].Value = group.Keys.ToArray();
-                await using (var reader = await command.ExecuteReaderAsync())
-                {
-                    var keyOrdinal = Layout.KeyOrdinal(_key);
-                    while (await reader.ReadAsync())
-                    {
-                        // Reference ids are unique (a unique index); the first row of a key answers its lookup.
-                        if (group.Remove(reader.GetString(keyOrdinal), out var pending))
-                        {
-                            pending.Found.TrySetResult((_idle.Layout.ReadToken(reader), _idle.Layout.ReadAuthorization(reader)));
-                        }
-                    }
-                }
-
-                foreach (var notFound in group.Values)
-                {
-                    notFound.Found.TrySetResult((null, null));
-                }
-
+                await ReadGroupAsync(session, group);
                 healthy = true;
             }
             finally
             {
                 await _reader.ReturnAsync(_idle, session, healthy);
+            }
+        }
+
+        private async Task ReadGroupAsync(Session session, Dictionary<string, List<PendingLookup>> group)
+        {
+            var command = _key == Key.Id ? session.ById : session.ByReferenceId;
+            command.Parameters[0].Value = group.Keys.ToArray();
+            await using (var reader = await command.ExecuteReaderAsync())
+            {
+                await _idle.Layout.SkipToRowsAsync(reader);
+                var keyOrdinal = Layout.KeyOrdinal(_key);
+                while (await reader.ReadAsync())
+                {
+                    // Reference ids are unique (a unique index), like ids: one row per key.
+                    if (group.TryGetValue(reader.GetString(keyOrdinal), out var waiters))
+                    {
+                        foreach (var pending in waiters)
+                        {
+                            pending.Found.TrySetResult((_idle.Layout.ReadToken(reader), _idle.Layout.ReadAuthorization(reader)));
+                        }
+                    }
+                }
+            }
+
+            foreach (var notFound in group.Values.SelectMany(waiters => waiters))
+            {
+                notFound.Found.TrySetResult((null, null));
             }
         }
 
@@ -134,7 +154,7 @@ public sealed partial class PreparedTokenReader
             await Task.WhenAll(_workers);
         }
 
-        private sealed record PendingLookup(string Id)
+        private sealed record PendingLookup(string Key, CancellationToken RequestAborted)
         {
             public TaskCompletionSource<(Row<OpenIddictEntityFrameworkCoreToken>?, Row<OpenIddictEntityFrameworkCoreAuthorization>?)> Found { get; } =
                 new(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -30,7 +30,7 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
     private readonly ConcurrentDictionary<string, IdleSessions> _idle = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<IModel, Layout?> _layouts = new();
     private readonly ILogger<PreparedTokenReader> _logger;
-    private bool _disposed;
+    private volatile bool _disposed;
 
     public PreparedTokenReader(ILogger<PreparedTokenReader> logger) => _logger = logger;
 
@@ -131,11 +131,11 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
         return authorization;
     }
 
-    /// <summary>For tests: the statement a lookup by <paramref name="key"/> runs on this context's database, and what its connections set first.</summary>
-    internal (string Sql, string? Settings) StatementOf(DbContext db, Key key)
+    /// <summary>For tests: what a session prepares for a lookup by <paramref name="key"/> on this context's database, and the query in it.</summary>
+    internal (string CommandText, string Lookup) StatementOf(DbContext db, Key key)
     {
         var layout = LayoutOf(db) ?? throw new InvalidOperationException("The token reader does not support this model.");
-        return (key == Key.Id ? layout.SelectById : layout.SelectByReferenceId, layout.Grouped ? Session.PointLookupPlans : null);
+        return (layout.CommandText(key), layout.Lookup(key));
     }
 
     /// <summary>Decided once per model (each provider has a model of its own): SQLite or PostgreSQL, and columns the reader knows.</summary>
@@ -190,8 +190,11 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
     {
         private readonly Lazy<GroupedLookups>? _byId, _byReferenceId;
 
+        private readonly PreparedTokenReader _reader;
+
         public IdleSessions(PreparedTokenReader reader, string connectionString, Layout layout)
         {
+            _reader = reader;
             ConnectionString = connectionString;
             Layout = layout;
             Limit = IdleLimit(connectionString, layout.Provider);
@@ -211,7 +214,12 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
         public ConcurrentBag<Session> Bag { get; } = [];
 
         /// <summary>Null where lookups go one by one (SQLite: in process, there is no round trip to save).</summary>
-        public GroupedLookups? Grouped(Key key) => (key == Key.Id ? _byId : _byReferenceId)?.Value;
+        public GroupedLookups? Grouped(Key key)
+        {
+            // Not started after the reader is disposed: nothing would stop them.
+            ObjectDisposedException.ThrowIf(_reader._disposed, _reader);
+            return (key == Key.Id ? _byId : _byReferenceId)?.Value;
+        }
 
         public IEnumerable<GroupedLookups> Started =>
             new[] { _byId, _byReferenceId }.Where(lookups => lookups is { IsValueCreated: true }).Select(lookups => lookups!.Value);
@@ -220,17 +228,6 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
     /// <summary>An open connection with both lookups prepared (on PostgreSQL, grouped: their parameter is an array).</summary>
     private sealed class Session(DbConnection connection, DbCommand byId, DbCommand byReferenceId) : IAsyncDisposable
     {
-        /// <summary>
-        /// Planner settings for the reader's own connections on PostgreSQL. Its statements are point lookups, whose best
-        /// plan is always an index probe; but PostgreSQL keeps the generic plan of a prepared statement made while the
-        /// token table was small (a sequential scan: right for ten rows, not for the table a fresh server grows to
-        /// before its first automatic ANALYZE, when each grouped lookup read every row, 4-6 ms).
-        /// </summary>
-        public const string PointLookupPlans = "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
-
-        /// <summary>Back to the server's settings before the connection returns to the pool EF Core draws from.</summary>
-        private const string DefaultPlans = "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin";
-
         public DbCommand ById { get; } = byId;
 
         public DbCommand ByReferenceId { get; } = byReferenceId;
@@ -241,27 +238,15 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
             try
             {
                 await connection.OpenAsync(cancellationToken);
-                if (layout.Provider == DatabaseProvider.PostgreSql)
-                {
-                    await ExecuteAsync(connection, PointLookupPlans, cancellationToken);
-                }
-
                 return new Session(connection,
-                    await PrepareAsync(connection, layout.SelectById, layout.Grouped, cancellationToken),
-                    await PrepareAsync(connection, layout.SelectByReferenceId, layout.Grouped, cancellationToken));
+                    await PrepareAsync(connection, layout.CommandText(Key.Id), layout.Grouped, cancellationToken),
+                    await PrepareAsync(connection, layout.CommandText(Key.ReferenceId), layout.Grouped, cancellationToken));
             }
             catch
             {
                 await connection.DisposeAsync();
                 throw;
             }
-        }
-
-        private static async Task ExecuteAsync(DbConnection connection, string sql, CancellationToken cancellationToken)
-        {
-            await using var command = connection.CreateCommand();
-            command.CommandText = sql;
-            await command.ExecuteNonQueryAsync(cancellationToken);
         }
 
         /// <param name="textArray">PostgreSQL's <c>text[]</c> (which <see cref="DbType"/> cannot name) rather than text.</param>
@@ -289,19 +274,6 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
         {
             await ById.DisposeAsync();
             await ByReferenceId.DisposeAsync();
-            if (connection is NpgsqlConnection && connection.State == ConnectionState.Open)
-            {
-                try
-                {
-                    // Npgsql resets a connection returned to its pool unless No Reset On Close is set; this does not rely on it.
-                    await ExecuteAsync(connection, DefaultPlans, CancellationToken.None);
-                }
-                catch (DbException)
-                {
-                    // A broken connection: the pool does not reuse it.
-                }
-            }
-
             await connection.DisposeAsync();
         }
     }
@@ -334,18 +306,45 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
         /// <summary>The authorization's columns follow the token's; the readers below go by these positions.</summary>
         private static readonly int AuthorizationOffset = TokenProperties.Length;
 
-        private Layout(DatabaseProvider provider, string selectById, string selectByReferenceId)
+        /// <summary>
+        /// Planner settings for the grouped lookups on PostgreSQL, for their transaction only. They are point lookups,
+        /// whose best plan is always an index probe; but PostgreSQL keeps the generic plan of a prepared statement made
+        /// while the token table was small (a sequential scan: right for ten rows, not for the table a fresh server
+        /// grows to before its first automatic ANALYZE, when each grouped lookup read every row, 4-6 ms). Set per
+        /// transaction rather than per connection, so nothing is left on a connection returned to the pool or behind a
+        /// connection pooler.
+        /// </summary>
+        public const string PointLookupPlans =
+            "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)";
+
+        private readonly string _byId, _byReferenceId;
+
+        private Layout(DatabaseProvider provider, string byId, string byReferenceId)
         {
             Provider = provider;
-            SelectById = selectById;
-            SelectByReferenceId = selectByReferenceId;
+            _byId = byId;
+            _byReferenceId = byReferenceId;
         }
 
         public DatabaseProvider Provider { get; }
 
-        public string SelectById { get; }
+        /// <summary>The query alone.</summary>
+        public string Lookup(Key key) => key == Key.Id ? _byId : _byReferenceId;
 
-        public string SelectByReferenceId { get; }
+        /// <summary>What a session prepares: on PostgreSQL the query in a transaction with its planner settings, one round trip.</summary>
+        public string CommandText(Key key) => Grouped ? $"BEGIN; {PointLookupPlans}; {Lookup(key)}; COMMIT" : Lookup(key);
+
+        /// <summary>Moves past the planner settings' result to the query's rows.</summary>
+        public async Task SkipToRowsAsync(DbDataReader reader)
+        {
+            while (reader.FieldCount != TokenProperties.Length + AuthorizationProperties.Length)
+            {
+                if (!await reader.NextResultAsync())
+                {
+                    throw new InvalidOperationException("The token lookup returned no rows.");
+                }
+            }
+        }
 
         /// <summary>
         /// Whether lookups are grouped (<see cref="GroupedLookups"/>), on PostgreSQL: the statements then read the entries
