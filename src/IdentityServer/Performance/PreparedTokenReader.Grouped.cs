@@ -8,16 +8,16 @@ namespace IdentityServer.Performance;
 public sealed partial class PreparedTokenReader
 {
     /// <summary>
-    /// On PostgreSQL, lookups by id (or reference id) that are waiting at the same moment go to the database together, as one prepared
-    /// statement for all their ids (<c>WHERE id = ANY(@value)</c>). One lookup per round trip cost the server more than
-    /// its query (the socket's send and receive, the wake-up after the answer) and PostgreSQL as much again per
-    /// statement: under introspection load about 40% of the machine's CPU went to the lookups. A few workers take
-    /// everything queued when they are free, so a lone lookup still goes at once, and each runs after its request
-    /// asked: it reads what is committed by then, as a lookup of its own would.
+    /// On PostgreSQL, lookups by id (or by reference id) that are waiting at the same moment go to the database
+    /// together, as one prepared statement for all their keys (<c>WHERE "Id" = ANY(@value)</c>). One round trip per
+    /// lookup cost the server more than the query (the socket's send and receive, the wake-up after the answer) and
+    /// PostgreSQL as much again: under introspection load about 40% of the machine's CPU went to the lookups. Workers
+    /// take everything queued when they are free, so a lone lookup still goes at once, and each lookup runs after its
+    /// request asked: it reads what was committed by then, as a lookup of its own would.
     /// </summary>
     private sealed class GroupedLookups : IAsyncDisposable
     {
-        /// <summary>Ids per statement, at most; more wait for the next.</summary>
+        /// <summary>Keys per statement, at most; more wait for the next.</summary>
         private const int GroupLimit = 64;
 
         private readonly Channel<PendingLookup> _queue = Channel.CreateUnbounded<PendingLookup>();
@@ -32,8 +32,10 @@ public sealed partial class PreparedTokenReader
             _idle = idle;
             _key = key;
 
-            // One group in the database while the next gathers; no more than the connections the reader may keep.
-            _workers = [.. Enumerable.Range(0, Math.Clamp(Environment.ProcessorCount, 1, idle.Limit)).Select(_ => Task.Run(RunWorkerAsync))];
+            // One group in the database while the next gathers; both keys' workers together within the connections the
+            // reader keeps (but one each at least).
+            var workers = Math.Clamp(Environment.ProcessorCount, 1, Math.Max(1, idle.Limit / 2));
+            _workers = [.. Enumerable.Range(0, workers).Select(_ => Task.Run(RunWorkerAsync))];
         }
 
         public Task<(Row<OpenIddictEntityFrameworkCoreToken>?, Row<OpenIddictEntityFrameworkCoreAuthorization>?)> FindAsync(string key, CancellationToken cancellationToken)

@@ -20,7 +20,8 @@ namespace IdentityServer.Performance;
 /// functions on it and removing them again on close), had the SQL parsed and planned again and ran the query pipeline:
 /// about a third of an introspection's CPU on SQLite. Reads only: writes stay with EF Core (and on SQLite the write
 /// gate). These connections read what is committed, and every entry a request can present was committed before it was
-/// handed out. Other providers (SQL Server) keep EF Core's compiled queries.
+/// handed out. On PostgreSQL lookups waiting at the same moment share one statement (<see cref="GroupedLookups"/>).
+/// Other providers (SQL Server) keep EF Core's compiled queries.
 /// </summary>
 public sealed partial class PreparedTokenReader : IAsyncDisposable
 {
@@ -185,7 +186,7 @@ public sealed partial class PreparedTokenReader : IAsyncDisposable
 
     private static int PostgreSqlPoolSize(string connectionString) => new NpgsqlConnectionStringBuilder(connectionString).MaxPoolSize;
 
-    /// <summary>The open connections of one database, and on PostgreSQL its grouped lookups by id, started at first use.</summary>
+    /// <summary>The open connections of one database, and on PostgreSQL its grouped lookups (by id, by reference id), started at first use.</summary>
     private sealed class IdleSessions
     {
         private readonly Lazy<GroupedLookups>? _byId, _byReferenceId;
