@@ -175,74 +175,42 @@ public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture s
             new(PreparedTokenReader.Key.Id, Guid.NewGuid().ToString(), null),
             new(PreparedTokenReader.Key.ReferenceId, Guid.NewGuid().ToString(), null),
         ];
-        var scopes = lookups.Select(_ => Server.Factory.Services.CreateAsyncScope()).ToArray();
-        try
-        {
-            Task<PreparedTokenReader.ReadToken?>[] reads;
-            await using (var table = await LockTokenTableAsync())
-            {
-                reads = [.. lookups.Select((lookup, i) => Reader(scopes[i]).FindAsync(Db(scopes[i]), lookup.Key, lookup.Value, CancellationToken.None))];
-                await table.WaitForBlockedLookupAsync();
-            }
+        await using var inFlight = await LookUpWhileLockedAsync(lookups, whileLocked: _ => Task.CompletedTask);
 
-            var read = await Task.WhenAll(reads).WaitAsync(Hang);
-            for (var i = 0; i < lookups.Length; i++)
-            {
-                Assert.Equal(lookups[i].Expected, read[i] is null ? null : Describe(Db(scopes[i]), read[i]!));
-            }
-
-            // The same entry looked up twice at once: each request gets an instance of its own.
-            Assert.NotSame(read[0]!.Entity, read[1]!.Entity);
-        }
-        finally
+        var read = await Task.WhenAll(inFlight.Reads).WaitAsync(Hang);
+        for (var i = 0; i < lookups.Length; i++)
         {
-            foreach (var scope in scopes)
-            {
-                await scope.DisposeAsync();
-            }
+            Assert.Equal(lookups[i].Expected, read[i] is null ? null : Describe(inFlight.Db(i), read[i]!));
         }
+
+        // The same entry looked up twice at once: each request gets an instance of its own.
+        Assert.NotSame(read[0]!.Entity, read[1]!.Entity);
     }
 
     [SkippableFact]
     public async Task Lookups_whose_connection_is_lost_are_answered_and_the_next_lookups_find_their_entry()
     {
         var ids = await IssueTokensAsync();
-        var scopes = ids.Select(_ => Server.Factory.Services.CreateAsyncScope()).ToArray();
-        try
-        {
-            Task<PreparedTokenReader.ReadToken?>[] reads;
-            await using (var table = await LockTokenTableAsync())
-            {
-                reads = [.. ids.Select((id, i) => Reader(scopes[i]).FindAsync(Db(scopes[i]), PreparedTokenReader.Key.Id, id, CancellationToken.None))];
-                await table.WaitForBlockedLookupAsync();
-                await table.TerminateBlockedLookupsAsync();
-            }
+        await using var inFlight = await LookUpWhileLockedAsync([.. ids.Select(id => new Lookup(PreparedTokenReader.Key.Id, id, null))],
+            whileLocked: table => table.TerminateBlockedLookupsAsync());
 
-            // Each lookup is read again on a new connection or fails with the database's error; none is left waiting or
-            // told its entry does not exist.
-            var outcomes = await Task.WhenAll(reads.Select(async read =>
-            {
-                try
-                {
-                    return await read.WaitAsync(Hang) is null ? "not found" : "found";
-                }
-                catch (Npgsql.NpgsqlException)
-                {
-                    return "failed";
-                }
-            }));
-            Assert.DoesNotContain("not found", outcomes);
-
-            await using var after = Server.Factory.Services.CreateAsyncScope();
-            Assert.NotNull(await Reader(after).FindAsync(Db(after), PreparedTokenReader.Key.Id, ids[0], CancellationToken.None));
-        }
-        finally
+        // Each lookup is read again on a new connection or fails with the database's error; none is left waiting or told
+        // its entry does not exist.
+        var outcomes = await Task.WhenAll(inFlight.Reads.Select(async read =>
         {
-            foreach (var scope in scopes)
+            try
             {
-                await scope.DisposeAsync();
+                return await read.WaitAsync(Hang) is null ? "not found" : "found";
             }
-        }
+            catch (Npgsql.NpgsqlException)
+            {
+                return "failed";
+            }
+        }));
+        Assert.DoesNotContain("not found", outcomes);
+
+        await using var after = Server.Factory.Services.CreateAsyncScope();
+        Assert.NotNull(await Reader(after).FindAsync(Db(after), PreparedTokenReader.Key.Id, ids[0], CancellationToken.None));
     }
 
     /// <summary>A restart or failover closes the connections the reader keeps open: a lookup must not fail for it.</summary>
@@ -355,6 +323,35 @@ public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture s
     }
 
     private sealed record Lookup(PreparedTokenReader.Key Key, string Value, StoredToken? Expected);
+
+    /// <summary>
+    /// Starts each lookup, in a request scope of its own, while the token table is locked; once one waits on the lock
+    /// (the rest queued behind it), does <paramref name="whileLocked"/>, then lets go of the lock.
+    /// </summary>
+    private async Task<LookupsInFlight> LookUpWhileLockedAsync(IReadOnlyList<Lookup> lookups, Func<TokenTableLock, Task> whileLocked)
+    {
+        var scopes = lookups.Select(_ => Server.Factory.Services.CreateAsyncScope()).ToArray();
+        await using var table = await LockTokenTableAsync();
+        var reads = lookups.Select((lookup, i) => Reader(scopes[i]).FindAsync(Db(scopes[i]), lookup.Key, lookup.Value, CancellationToken.None)).ToArray();
+        await table.WaitForBlockedLookupAsync();
+        await whileLocked(table);
+        return new LookupsInFlight(scopes, reads);
+    }
+
+    private sealed class LookupsInFlight(AsyncServiceScope[] scopes, Task<PreparedTokenReader.ReadToken?>[] reads) : IAsyncDisposable
+    {
+        public Task<PreparedTokenReader.ReadToken?>[] Reads { get; } = reads;
+
+        public ApplicationDbContext Db(int lookup) => PostgreSqlPreparedTokenReaderTests.Db(scopes[lookup]);
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var scope in scopes)
+            {
+                await scope.DisposeAsync();
+            }
+        }
+    }
 
     private static PreparedTokenReader Reader(AsyncServiceScope scope) => scope.ServiceProvider.GetRequiredService<PreparedTokenReader>();
 
