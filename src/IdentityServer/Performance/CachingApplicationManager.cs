@@ -31,17 +31,56 @@ public sealed class CachingApplicationManager(
     /// <summary>This request's copies of cached clients, by id (the manager is scoped: one per request).</summary>
     private readonly Dictionary<string, OpenIddictEntityFrameworkCoreApplication> _requestCopies = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Clients this request found, by lookup key: a request that found its client goes on with it. OpenIddict looks the
+    /// client up several times per request and treats a later miss as a bug (a 500): a client deleted by another
+    /// request in between must not change its mind halfway (the request's writes then meet the deletion and fail as
+    /// such).
+    /// </summary>
+    private readonly Dictionary<string, OpenIddictEntityFrameworkCoreApplication> _foundInRequest = new(StringComparer.Ordinal);
+
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByClientIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync("client_id:" + identifier, db, _requestCopies, Copy, a => a.Id, () => base.FindByClientIdAsync(identifier, cancellationToken));
+        FindAsync("client_id:" + identifier, () => base.FindByClientIdAsync(identifier, cancellationToken));
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync("id:" + identifier, db, _requestCopies, Copy, a => a.Id, () => base.FindByIdAsync(identifier, cancellationToken));
+        FindAsync("id:" + identifier, () => base.FindByIdAsync(identifier, cancellationToken));
 
-    public override ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default) =>
-        snapshots.ChangeAsync(db, application, a => a.Id, SameAs(application), () => base.UpdateAsync(application, cancellationToken));
+    public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default)
+    {
+        Forget(application);
+        await snapshots.ChangeAsync(db, application, a => a.Id, SameAs(application), () => base.UpdateAsync(application, cancellationToken));
+    }
 
-    public override ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default) =>
-        snapshots.ChangeAsync(db, application, a => a.Id, SameAs(application), () => base.DeleteAsync(application, cancellationToken));
+    public override async ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default)
+    {
+        Forget(application);
+        await snapshots.ChangeAsync(db, application, a => a.Id, SameAs(application), () => base.DeleteAsync(application, cancellationToken));
+    }
+
+    private async ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindAsync(string key, Func<ValueTask<OpenIddictEntityFrameworkCoreApplication?>> load)
+    {
+        if (_foundInRequest.TryGetValue(key, out var found))
+        {
+            return found;
+        }
+
+        found = await snapshots.FindAsync(key, db, _requestCopies, Copy, a => a.Id, load);
+        if (found is not null)
+        {
+            _foundInRequest[key] = found;
+        }
+
+        return found;
+    }
+
+    /// <summary>This request changes the client itself: later lookups see what it made of it.</summary>
+    private void Forget(OpenIddictEntityFrameworkCoreApplication application)
+    {
+        foreach (var key in _foundInRequest.Where(found => ReferenceEquals(found.Value, application) || found.Value.Id == application.Id).Select(found => found.Key).ToList())
+        {
+            _foundInRequest.Remove(key);
+        }
+    }
 
     protected override async ValueTask<bool> ValidateClientSecretAsync(string secret, string comparand, CancellationToken cancellationToken = default)
     {
