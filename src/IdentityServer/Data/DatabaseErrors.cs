@@ -21,6 +21,23 @@ public static class DatabaseErrors
     };
 
     /// <summary>
+    /// Text PostgreSQL cannot hold (a NUL character, say, in a client_id a request sent): the request's fault, not the
+    /// database's. SQLite and SQL Server store such text and simply find nothing.
+    /// </summary>
+    public static bool IsUnstorableText(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is DbException { SqlState: "22021" or "22P05" }) // character_not_in_repertoire, untranslatable_character
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
     /// A write that refers to a row that is gone: a client, user or authorization deleted while a request that had
     /// already loaded it was still writing its token entry. That is a race the request lost, not a database outage.
     /// </summary>

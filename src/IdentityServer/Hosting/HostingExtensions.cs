@@ -202,9 +202,13 @@ public static class HostingExtensions
         OwnerDeleted,
     }
 
-    /// <summary>A write that lost a race with a deletion is a database exception too, so it is told apart first.</summary>
+    /// <summary>
+    /// A write that lost a race with a deletion, and text the database refused, are database exceptions too, so they are
+    /// told apart first.
+    /// </summary>
     private static Failure Classify(Exception? exception) =>
         DatabaseErrors.IsForeignKeyViolation(exception) ? Failure.OwnerDeleted
+        : DatabaseErrors.IsUnstorableText(exception) ? Failure.Malformed
         : IsDatabaseUnavailable(exception) ? Failure.DatabaseDown
         : IsMalformedRequest(exception) ? Failure.Malformed
         : Failure.Unexpected;

@@ -232,6 +232,9 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         "authorize: request object",
         "authorize: NUL character",
         "authorize: POST with a NUL character",
+        "authorize: NUL character in client_id",
+        "token: NUL character in client_id",
+        "end session: NUL character in client_id",
         "userinfo: garbage bearer",
         "revocation: no token",
         "introspection: anonymous",
@@ -274,6 +277,11 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
             "authorize: request object" => Get(validAuthorize + "&request=eyJhbGciOiJub25lIn0.e30."),
             "authorize: NUL character" => Get(validAuthorize + "&state=a%00b"),
             "authorize: POST with a NUL character" => Post(authorize, Form(("client_id", client.ClientId), ("state", "a\u0000b"))),
+
+            // PostgreSQL cannot hold a NUL character: looking the client up fails in the database, not for want of a client.
+            "authorize: NUL character in client_id" => Get(authorize + "?response_type=code&client_id=a%00b"),
+            "token: NUL character in client_id" => Post(token, Form(("grant_type", "client_credentials"), ("client_id", "a\u0000b"), ("client_secret", "x"))),
+            "end session: NUL character in client_id" => Get(await server.EndpointAsync("end_session_endpoint") + "?client_id=a%00b"),
             "userinfo: garbage bearer" => Bearer(await server.EndpointAsync("userinfo_endpoint"), "garbage"),
             "revocation: no token" => Post(await server.EndpointAsync("revocation_endpoint"), Form(("client_id", client.ClientId))),
             "introspection: anonymous" => Post(await server.EndpointAsync("introspection_endpoint"), Form(("token", "garbage"))),
