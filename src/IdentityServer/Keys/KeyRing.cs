@@ -321,12 +321,14 @@ public sealed class KeyRing(
         {
             var ecdsa = ECDsa.Create();
             ecdsa.ImportPkcs8PrivateKey(material, out _);
-            return new SigningCredentials(new ECDsaSecurityKey(ecdsa) { KeyId = row.Id }, SecurityAlgorithms.EcdsaSha256);
+            return new SigningCredentials(new ECDsaSecurityKey(ecdsa) { KeyId = row.Id, CryptoProviderFactory = new RememberingCryptoProviderFactory() },
+                SecurityAlgorithms.EcdsaSha256);
         }
 
         var rsa = RSA.Create();
         rsa.ImportPkcs8PrivateKey(material, out _);
-        return new SigningCredentials(new RsaSecurityKey(rsa) { KeyId = row.Id }, SecurityAlgorithms.RsaSha256);
+        return new SigningCredentials(new RsaSecurityKey(rsa) { KeyId = row.Id, CryptoProviderFactory = new RememberingCryptoProviderFactory() },
+            SecurityAlgorithms.RsaSha256);
     }
 
     private SigningCredentials? LoadSigningCertificate()
@@ -338,7 +340,8 @@ public sealed class KeyRing(
         }
 
         logger.LogInformation(KeyEvents.CertificateLoaded, "Signing with certificate {Thumbprint}", certificate.Thumbprint);
-        return new SigningCredentials(new X509SecurityKey(certificate), SecurityAlgorithms.RsaSha256);
+        return new SigningCredentials(new X509SecurityKey(certificate) { CryptoProviderFactory = new RememberingCryptoProviderFactory() },
+            SecurityAlgorithms.RsaSha256);
     }
 
     private async Task<IReadOnlyList<EncryptingCredentials>> LoadEncryptionAsync(ApplicationDbContext db, IDataProtector protector, CancellationToken ct)

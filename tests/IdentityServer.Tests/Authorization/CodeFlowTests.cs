@@ -1,4 +1,6 @@
+using System.Buffers.Text;
 using System.Net;
+using System.Text;
 using IdentityServer.Tests.Infrastructure;
 
 namespace IdentityServer.Tests.Authorization;
@@ -220,6 +222,46 @@ public abstract class CodeFlowTests<TFixture>(TFixture server) where TFixture : 
         Assert.False(inactive.GetProperty("active").GetBoolean(), inactive.ToString());
         Assert.False(inactive.TryGetProperty("sub", out _));
         Assert.Equal(HttpStatusCode.Unauthorized, (await OAuth.UserInfoAsync(server, accessToken)).StatusCode);
+    }
+
+    /// <summary>
+    /// The server remembers the signatures it has verified (a resource server introspects the same token on each of
+    /// its calls): a token changed after it was introspected, its claims with the old signature or the other way round,
+    /// must still be checked in full, and refused.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_token_changed_after_it_was_introspected_is_inactive_while_the_original_stays_active()
+    {
+        var api = await server.CreateConfidentialClientAsync();
+        var apiScope = await server.CreateScopeAsync(api.ClientId);
+        var client = await server.CreatePublicClientAsync($"openid {apiScope}");
+        var user = await server.CreateUserAsync();
+        var other = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, $"openid {apiScope}");
+        var accessToken = tokens.GetProperty("access_token").GetString()!;
+        Assert.True((await OAuth.IntrospectAsync(server, api, accessToken)).GetProperty("active").GetBoolean());
+
+        var parts = accessToken.Split('.');
+        var payload = Encoding.UTF8.GetString(Base64Url.DecodeFromChars(parts[1]));
+        Assert.Contains(user.Id, payload);
+        var otherUsersClaims = Base64Url.EncodeToString(Encoding.UTF8.GetBytes(payload.Replace(user.Id, other.Id, StringComparison.Ordinal)));
+        var signature = Base64Url.DecodeFromChars(parts[2]);
+        signature[0] ^= 1;
+        string[] changed =
+        [
+            string.Join('.', parts[0], otherUsersClaims, parts[2]),
+            string.Join('.', parts[0], parts[1], Base64Url.EncodeToString(signature)),
+        ];
+
+        foreach (var token in changed)
+        {
+            var result = await OAuth.IntrospectAsync(server, api, token);
+            Assert.False(result.GetProperty("active").GetBoolean(), result.ToString());
+        }
+
+        var again = await OAuth.IntrospectAsync(server, api, accessToken);
+        Assert.True(again.GetProperty("active").GetBoolean(), again.ToString());
+        Assert.Equal(user.Id, again.GetProperty("sub").GetString());
     }
 
     [SkippableFact]
