@@ -199,13 +199,7 @@ public abstract class CodeFlowTests<TFixture>(TFixture server) where TFixture : 
     [SkippableFact]
     public async Task Introspection_shows_a_valid_access_token_as_active_until_it_is_revoked()
     {
-        // The API introspects tokens issued for it: its client id is the resource of the scope the app asks for.
-        var api = await server.CreateConfidentialClientAsync();
-        var apiScope = await server.CreateScopeAsync(api.ClientId);
-        var client = await server.CreatePublicClientAsync($"openid profile {apiScope}");
-        var user = await server.CreateUserAsync();
-        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, $"openid {apiScope}");
-        var accessToken = tokens.GetProperty("access_token").GetString()!;
+        var (api, apiScope, client, user, accessToken) = await SignedInForAnApiAsync();
 
         var active = await OAuth.IntrospectAsync(server, api, accessToken);
         Assert.True(active.GetProperty("active").GetBoolean(), active.ToString());
@@ -232,13 +226,8 @@ public abstract class CodeFlowTests<TFixture>(TFixture server) where TFixture : 
     [SkippableFact]
     public async Task A_token_changed_after_it_was_introspected_is_inactive_while_the_original_stays_active()
     {
-        var api = await server.CreateConfidentialClientAsync();
-        var apiScope = await server.CreateScopeAsync(api.ClientId);
-        var client = await server.CreatePublicClientAsync($"openid {apiScope}");
-        var user = await server.CreateUserAsync();
+        var (api, _, _, user, accessToken) = await SignedInForAnApiAsync();
         var other = await server.CreateUserAsync();
-        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, $"openid {apiScope}");
-        var accessToken = tokens.GetProperty("access_token").GetString()!;
         Assert.True((await OAuth.IntrospectAsync(server, api, accessToken)).GetProperty("active").GetBoolean());
 
         var parts = accessToken.Split('.');
@@ -290,6 +279,20 @@ public abstract class CodeFlowTests<TFixture>(TFixture server) where TFixture : 
 
         Assert.False(result.GetProperty("active").GetBoolean(), result.ToString());
         Assert.False(result.TryGetProperty("sub", out _));
+    }
+
+    /// <summary>
+    /// A user signed in to an app whose scope names an API: the API introspects tokens issued for it (its client id is
+    /// the resource of the scope).
+    /// </summary>
+    private async Task<(TestClient Api, string ApiScope, TestClient Client, TestUser User, string AccessToken)> SignedInForAnApiAsync()
+    {
+        var api = await server.CreateConfidentialClientAsync();
+        var apiScope = await server.CreateScopeAsync(api.ClientId);
+        var client = await server.CreatePublicClientAsync($"openid profile {apiScope}");
+        var user = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, $"openid {apiScope}");
+        return (api, apiScope, client, user, tokens.GetProperty("access_token").GetString()!);
     }
 
     private static void AssertConsentPage(BrowserPage page)

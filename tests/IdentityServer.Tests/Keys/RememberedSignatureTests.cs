@@ -18,10 +18,7 @@ public sealed class RememberedSignatureTests
     [InlineData(SecurityAlgorithms.EcdsaSha256)]
     public void A_signature_moved_partly_into_the_signed_bytes_is_refused_after_the_original_verified(string algorithm)
     {
-        var key = NewKey(algorithm);
-        var signature = Sign(key, algorithm);
-        var verifier = key.CryptoProviderFactory.CreateForVerifying(key, algorithm);
-        Assert.True(verifier.Verify(Signed, signature));
+        var (verifier, signature) = VerifiedOnce(algorithm);
 
         // The same bytes end to end, split elsewhere: the first byte of the signature moved to the end of the signed bytes.
         Assert.False(verifier.Verify([.. Signed, signature[0]], signature[1..]));
@@ -33,10 +30,7 @@ public sealed class RememberedSignatureTests
     [InlineData(SecurityAlgorithms.EcdsaSha256)]
     public void A_changed_signature_or_changed_bytes_are_refused_after_the_original_verified(string algorithm)
     {
-        var key = NewKey(algorithm);
-        var signature = Sign(key, algorithm);
-        var verifier = key.CryptoProviderFactory.CreateForVerifying(key, algorithm);
-        Assert.True(verifier.Verify(Signed, signature));
+        var (verifier, signature) = VerifiedOnce(algorithm);
 
         var changedSignature = signature.ToArray();
         changedSignature[^1] ^= 1;
@@ -60,6 +54,16 @@ public sealed class RememberedSignatureTests
         Assert.Equal("RememberingVerifier", verifier.GetType().Name); // still remembering for its own algorithm
         Assert.True(verifier.Verify(Signed, signature));
         Assert.Same(verifier, key.CryptoProviderFactory.CreateForVerifying(key, SecurityAlgorithms.RsaSha256));
+    }
+
+    /// <summary>A new key's verifier after it verified <see cref="Signed"/> with the key's own signature once.</summary>
+    private static (SignatureProvider Verifier, byte[] Signature) VerifiedOnce(string algorithm)
+    {
+        var key = NewKey(algorithm);
+        var signature = Sign(key, algorithm);
+        var verifier = key.CryptoProviderFactory.CreateForVerifying(key, algorithm);
+        Assert.True(verifier.Verify(Signed, signature));
+        return (verifier, signature);
     }
 
     private static AsymmetricSecurityKey NewKey(string algorithm) => algorithm == SecurityAlgorithms.EcdsaSha256
