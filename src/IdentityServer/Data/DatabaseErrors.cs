@@ -1,4 +1,5 @@
 using System.Data.Common;
+using IdentityServer.Shared;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
@@ -24,39 +25,21 @@ public static class DatabaseErrors
     /// Text PostgreSQL cannot hold (a NUL character, say, in a client_id a request sent): the request's fault, not the
     /// database's. SQLite and SQL Server store such text and simply find nothing.
     /// </summary>
-    public static bool IsUnstorableText(Exception? exception)
-    {
-        for (var e = exception; e is not null; e = e.InnerException)
-        {
-            if (e is DbException { SqlState: "22021" or "22P05" }) // character_not_in_repertoire, untranslatable_character
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
+    public static bool IsUnstorableText(Exception? exception) =>
+        // character_not_in_repertoire, untranslatable_character
+        exception.AndItsCauses().Any(e => e is DbException { SqlState: "22021" or "22P05" });
 
     /// <summary>
     /// A write that refers to a row that is gone: a client, user or authorization deleted while a request that had
     /// already loaded it was still writing its token entry. That is a race the request lost, not a database outage.
     /// </summary>
-    public static bool IsForeignKeyViolation(Exception? exception)
+    public static bool IsForeignKeyViolation(Exception? exception) => exception.AndItsCauses().Any(e => e switch
     {
-        for (var e = exception; e is not null; e = e.InnerException)
-        {
-            switch (e)
-            {
-                case SqliteException { SqliteExtendedErrorCode: SqliteForeignKeyConstraint }:
-                case DbException { SqlState: PostgreSqlForeignKeyViolation }:
-                    return true;
-                // Matched by name and read by reflection so that SQL Server's client library is loaded only where it is used.
-                case DbException when e.GetType().FullName == "Microsoft.Data.SqlClient.SqlException"
-                    && e.GetType().GetProperty("Number")?.GetValue(e) is SqlServerConstraintConflict:
-                    return true;
-            }
-        }
-
-        return false;
-    }
+        SqliteException { SqliteExtendedErrorCode: SqliteForeignKeyConstraint } => true,
+        DbException { SqlState: PostgreSqlForeignKeyViolation } => true,
+        // Matched by name and read by reflection so that SQL Server's client library is loaded only where it is used.
+        DbException when e.GetType().FullName == "Microsoft.Data.SqlClient.SqlException" =>
+            e.GetType().GetProperty("Number")?.GetValue(e) is SqlServerConstraintConflict,
+        _ => false,
+    });
 }

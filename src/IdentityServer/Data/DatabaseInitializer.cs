@@ -1,6 +1,7 @@
 using IdentityServer.Clients;
 using IdentityServer.Hosting;
 using IdentityServer.Keys;
+using IdentityServer.Shared;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -99,18 +100,8 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
     /// <summary>An arbitrary application-wide key for PostgreSQL's advisory lock around migrations.</summary>
     private const long MigrationLockKey = 7_402_118_337;
 
-    private static bool IsConnectionFailure(Exception exception)
-    {
-        for (var e = exception; e is not null; e = e.InnerException)
-        {
-            if (e is System.Data.Common.DbException or System.Net.Sockets.SocketException or TimeoutException)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
+    private static bool IsConnectionFailure(Exception exception) =>
+        exception.AndItsCauses().Any(e => e is System.Data.Common.DbException or System.Net.Sockets.SocketException or TimeoutException);
 
     /// <summary>
     /// Instances starting together on one database may seed the same entry at the same moment; the loser's

@@ -4,6 +4,7 @@ using System.Text.Json;
 using IdentityServer.Authorization;
 using IdentityServer.Data;
 using IdentityServer.Performance;
+using IdentityServer.Shared;
 using IdentityServer.Telemetry;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Cors.Infrastructure;
@@ -218,31 +219,11 @@ public static class HostingExtensions
     /// the client's fault, so a 400, not a 500. These surface as exceptions from whoever reads the form first
     /// (often OpenIddict, inside the authentication middleware), so they are mapped here.
     /// </summary>
-    private static bool IsMalformedRequest(Exception? exception)
-    {
-        for (var e = exception; e is not null; e = e.InnerException)
-        {
-            if (e is InvalidDataException or Microsoft.AspNetCore.Http.BadHttpRequestException)
-            {
-                return true;
-            }
-        }
+    private static bool IsMalformedRequest(Exception? exception) =>
+        exception.AndItsCauses().Any(e => e is InvalidDataException or Microsoft.AspNetCore.Http.BadHttpRequestException);
 
-        return false;
-    }
-
-    private static bool IsDatabaseUnavailable(Exception? exception)
-    {
-        for (var e = exception; e is not null; e = e.InnerException)
-        {
-            if (e is DbException or RetryLimitExceededException or TimeoutException)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
+    private static bool IsDatabaseUnavailable(Exception? exception) =>
+        exception.AndItsCauses().Any(e => e is DbException or RetryLimitExceededException or TimeoutException);
 }
 
 public static class HostingEvents
