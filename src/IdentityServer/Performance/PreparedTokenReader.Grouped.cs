@@ -96,26 +96,31 @@ public sealed partial class PreparedTokenReader
         /// </summary>
         private async Task ReadGroupAsync(Dictionary<string, List<PendingLookup>> group)
         {
-            if (_idle.Bag.TryTake(out var kept))
+            if (_idle.Bag.TryTake(out var kept) && await TryReadGroupAsync(kept, group, retryOnDatabaseError: true))
             {
-                try
-                {
-                    await ReadGroupAsync(kept, group);
-                    await _reader.ReturnAsync(_idle, kept, healthy: true);
-                    return;
-                }
-                catch (DbException)
-                {
-                    await _reader.ReturnAsync(_idle, kept, healthy: false);
-                }
+                return;
             }
 
             var session = await Session.OpenAsync(_idle.ConnectionString, _idle.Layout, CancellationToken.None);
+            await TryReadGroupAsync(session, group, retryOnDatabaseError: false);
+        }
+
+        /// <summary>
+        /// Reads the group on the session, then gives the session back, to be kept if the read worked; false for a
+        /// database error left to the caller to retry.
+        /// </summary>
+        private async Task<bool> TryReadGroupAsync(Session session, Dictionary<string, List<PendingLookup>> group, bool retryOnDatabaseError)
+        {
             var healthy = false;
             try
             {
                 await ReadGroupAsync(session, group);
                 healthy = true;
+                return true;
+            }
+            catch (DbException) when (retryOnDatabaseError)
+            {
+                return false;
             }
             finally
             {
