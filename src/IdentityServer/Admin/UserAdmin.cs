@@ -3,6 +3,7 @@ using IdentityServer.Accounts;
 using IdentityServer.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using OpenIddict.Abstractions;
 
 namespace IdentityServer.Admin;
@@ -143,9 +144,22 @@ public sealed class UserAdmin(
     }
 
     /// <summary>Replaces the editable fields: email, email_verified, roles and lockout_end.</summary>
-    public async Task<AdminResult<UserView>> UpdateAsync(string id, UserDocument document, string? ifMatch, AdminActor actor, CancellationToken ct)
+    public Task<AdminResult<UserView>> UpdateAsync(string id, UserDocument document, string? ifMatch, AdminActor actor, CancellationToken ct) =>
+        audit.InTransactionAsync(transaction => UpdateAsync(transaction, id, document, ifMatch, actor, ct), ct);
+
+    public Task<AdminResult<UserView>> DeleteAsync(string id, string? ifMatch, AdminActor actor, CancellationToken ct) =>
+        audit.InTransactionAsync(transaction => DeleteAsync(transaction, id, ifMatch, actor, ct), ct);
+
+    /// <summary>Sets a new password (it must meet the policy); the user's sessions end and their tokens are revoked.</summary>
+    public Task<AdminResult<UserView>> ResetPasswordAsync(string id, string? password, string? ifMatch, AdminActor actor, CancellationToken ct) =>
+        audit.InTransactionAsync(transaction => ResetPasswordAsync(transaction, id, password, ifMatch, actor, ct), ct);
+
+    // Each of the three changes above can revoke the user's tokens, so each runs in InTransactionAsync, which runs it
+    // again if the database aborts it to break a deadlock with token writes in flight.
+
+    private async Task<AdminResult<UserView>> UpdateAsync(IDbContextTransaction transaction, string id, UserDocument document, string? ifMatch,
+        AdminActor actor, CancellationToken ct)
     {
-        await using var transaction = await audit.BeginAsync(ct);
         var user = await users.FindByIdAsync(id);
         if (user is null)
         {
@@ -210,9 +224,8 @@ public sealed class UserAdmin(
         return AdminResult<UserView>.Ok(view, ETags.Format(user.ConcurrencyStamp));
     }
 
-    public async Task<AdminResult<UserView>> DeleteAsync(string id, string? ifMatch, AdminActor actor, CancellationToken ct)
+    private async Task<AdminResult<UserView>> DeleteAsync(IDbContextTransaction transaction, string id, string? ifMatch, AdminActor actor, CancellationToken ct)
     {
-        await using var transaction = await audit.BeginAsync(ct);
         var user = await users.FindByIdAsync(id);
         if (user is null)
         {
@@ -242,10 +255,9 @@ public sealed class UserAdmin(
         return AdminResult<UserView>.Ok(before);
     }
 
-    /// <summary>Sets a new password (it must meet the policy); the user's sessions end and their tokens are revoked.</summary>
-    public async Task<AdminResult<UserView>> ResetPasswordAsync(string id, string? password, string? ifMatch, AdminActor actor, CancellationToken ct)
+    private async Task<AdminResult<UserView>> ResetPasswordAsync(IDbContextTransaction transaction, string id, string? password, string? ifMatch,
+        AdminActor actor, CancellationToken ct)
     {
-        await using var transaction = await audit.BeginAsync(ct);
         var user = await users.FindByIdAsync(id);
         if (user is null)
         {

@@ -11,6 +11,7 @@ public static class DatabaseErrors
     private const int SqliteForeignKeyConstraint = 787; // SQLITE_CONSTRAINT_FOREIGNKEY
     private const string PostgreSqlForeignKeyViolation = "23503";
     private const int SqlServerConstraintConflict = 547;
+    private const int SqlServerDeadlockVictim = 1205;
 
     /// <summary>A unique-index violation: someone created the same entry at the same moment.</summary>
     public static bool IsUniqueViolation(DbUpdateException exception) => exception.GetBaseException() switch
@@ -37,9 +38,24 @@ public static class DatabaseErrors
     {
         SqliteException { SqliteExtendedErrorCode: SqliteForeignKeyConstraint } => true,
         DbException { SqlState: PostgreSqlForeignKeyViolation } => true,
-        // Matched by name and read by reflection so that SQL Server's client library is loaded only where it is used.
-        DbException when e.GetType().FullName == "Microsoft.Data.SqlClient.SqlException" =>
-            e.GetType().GetProperty("Number")?.GetValue(e) is SqlServerConstraintConflict,
-        _ => false,
+        _ => SqlServerErrorNumber(e) == SqlServerConstraintConflict,
     });
+
+    /// <summary>
+    /// The database broke a lock cycle by aborting this transaction (two writers that took the same rows in opposite
+    /// orders, say an admin revoking a user's tokens while a batch of token writes updates some of them). Nothing of
+    /// the transaction was kept, and running it again from the start normally succeeds.
+    /// </summary>
+    public static bool IsDeadlock(Exception? exception) => exception.AndItsCauses().Any(e =>
+        // deadlock_detected, serialization_failure
+        e is DbException { SqlState: "40P01" or "40001" } || SqlServerErrorNumber(e) == SqlServerDeadlockVictim);
+
+    /// <summary>
+    /// SQL Server's error number, matched by type name and read by reflection so that SQL Server's client library is
+    /// loaded only where it is used.
+    /// </summary>
+    private static int? SqlServerErrorNumber(Exception e) =>
+        e is DbException && e.GetType().FullName == "Microsoft.Data.SqlClient.SqlException"
+            ? e.GetType().GetProperty("Number")?.GetValue(e) as int?
+            : null;
 }
