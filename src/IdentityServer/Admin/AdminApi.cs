@@ -48,5 +48,4 @@ public static class AdminEvents
     public static readonly EventId RoleDeleted = new(6032, nameof(RoleDeleted));
     public static readonly EventId BuiltInCreated = new(6040, nameof(BuiltInCreated));
     public static readonly EventId AccessRefused = new(6050, nameof(AccessRefused));
-    public static readonly EventId DeadlockRetried = new(6060, nameof(DeadlockRetried));
 }

@@ -54,35 +54,23 @@ public sealed class AuditLog(ApplicationDbContext db, TimeProvider clock, ILogge
 
     private readonly List<(AuditEntry Entry, AdminActor Actor)> _pending = [];
 
-    /// <summary>How many times a change the database aborted to break a deadlock is tried in all.</summary>
-    private const int DeadlockAttempts = 3;
-
     public Task<IDbContextTransaction> BeginAsync(CancellationToken ct) => db.Database.BeginTransactionAsync(ct);
 
     /// <summary>
     /// Runs <paramref name="change"/> in a transaction of its own, from the start again if the database aborted it to
-    /// break a deadlock. That happens to changes that revoke a user's tokens while requests in flight are writing some
-    /// of them (PostgreSQL and SQL Server lock rows; SQLite runs one writer at a time). The change must read everything
-    /// it decides on inside the transaction: a retry starts from an empty context, with nothing of the aborted attempt.
+    /// break a deadlock (<see cref="DeadlockRetry"/>), as a change that revokes a user's tokens can be. The change
+    /// must read everything it decides on inside the transaction: a retry starts from an empty context.
     /// </summary>
-    public async Task<T> InTransactionAsync<T>(Func<IDbContextTransaction, Task<T>> change, CancellationToken ct)
-    {
-        for (var attempt = 1; ; attempt++)
+    public Task<T> InTransactionAsync<T>(Func<IDbContextTransaction, Task<T>> change, CancellationToken ct) =>
+        DeadlockRetry.RunAsync(async () =>
         {
-            try
-            {
-                await using var transaction = await db.Database.BeginTransactionAsync(ct);
-                return await change(transaction);
-            }
-            catch (Exception e) when (attempt < DeadlockAttempts && DatabaseErrors.IsDeadlock(e))
-            {
-                logger.LogWarning(AdminEvents.DeadlockRetried, e, "An admin change was aborted by the database to break a deadlock; trying again (attempt {Attempt})",
-                    attempt + 1);
-                db.ChangeTracker.Clear();
-                _pending.Clear();
-            }
-        }
-    }
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            return await change(transaction);
+        }, logger, "An admin change", beforeRetry: () =>
+        {
+            db.ChangeTracker.Clear();
+            _pending.Clear();
+        });
 
     /// <summary>Adds an entry to the current transaction; it is saved and logged by <see cref="CommitAsync"/>.</summary>
     public void Record(AdminActor actor, AuditAction action, string targetId, object? before, object? after)

@@ -146,4 +146,5 @@ public static class DataEvents
     public static readonly EventId Migrating = new(1001, nameof(Migrating));
     public static readonly EventId SeedRetried = new(1002, nameof(SeedRetried));
     public static readonly EventId MigrationRetried = new(1003, nameof(MigrationRetried));
+    public static readonly EventId DeadlockRetried = new(1004, nameof(DeadlockRetried));
 }

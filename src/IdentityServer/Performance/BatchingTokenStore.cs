@@ -26,7 +26,8 @@ public sealed class BatchingTokenStore(
     TokenWriteQueue writer,
     DeferredTokenWrites deferred,
     PreparedTokenReader preparedReader,
-    Microsoft.Extensions.Options.IOptions<PerformanceOptions> performance)
+    Microsoft.Extensions.Options.IOptions<PerformanceOptions> performance,
+    ILogger<BatchingTokenStore> logger)
     : OpenIddictEntityFrameworkCoreTokenStore(cache, context, options)
 {
     /// <summary>Compiled per model: a compiled query refuses a context of another model (the tests run several providers).</summary>
@@ -351,10 +352,20 @@ public sealed class BatchingTokenStore(
     private async ValueTask<long> RevokeAsync(System.Linq.Expressions.Expression<Func<OpenIddictEntityFrameworkCoreToken, bool>> which, CancellationToken cancellationToken)
     {
         var db = await Context.GetDbContextAsync(cancellationToken);
-        var concurrencyToken = Guid.NewGuid().ToString();
-        return await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(which).ExecuteUpdateAsync(entries => entries
-            .SetProperty(token => token.Status, OpenIddictConstants.Statuses.Revoked)
-            .SetProperty(token => token.ConcurrencyToken, concurrencyToken), cancellationToken);
+        Task<int> RevokeOnceAsync()
+        {
+            var concurrencyToken = Guid.NewGuid().ToString();
+            return db.Set<OpenIddictEntityFrameworkCoreToken>().Where(which).ExecuteUpdateAsync(entries => entries
+                .SetProperty(token => token.Status, OpenIddictConstants.Statuses.Revoked)
+                .SetProperty(token => token.ConcurrencyToken, concurrencyToken), cancellationToken);
+        }
+
+        // One statement that locks each entry it revokes, in its own order: it can deadlock with token writes in flight
+        // (PostgreSQL, SQL Server). Run alone, it is run again; in a caller's transaction, the whole transaction is
+        // aborted, and whoever began it decides (the admin changes run again from the start).
+        return db.Database.CurrentTransaction is null
+            ? await DeadlockRetry.RunAsync(RevokeOnceAsync, logger, "A revocation of token entries")
+            : await RevokeOnceAsync();
     }
 
     /// <summary>Keeps a detached read (the prepared reader's) as this request's instance of the entry.</summary>

@@ -355,64 +355,26 @@ public sealed class PostgreSqlAdminUserApiTests(PostgreSqlServerFixture server)
         var user = await Server.CreateUserAsync();
         await SignInAsync(user);
         var read = await admin.GetAsync(Path(UsersUrl, user.Id));
-        await using var monitor = await OpenConnectionAsync();
-        Assert.True((long)(await ScalarAsync(monitor, "SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value", user.Id))! > 0);
-        var deadlocksBefore = await DeadlocksAsync(monitor);
-        await using var writer = await OpenConnectionAsync();
-        await using var transaction = await writer.BeginTransactionAsync();
-        // This writer waits long before it looks for a deadlock, so the admin's change (1 s, the default) finds it.
-        await ExecuteAsync(writer, "SET LOCAL deadlock_timeout = '5min'");
-        await ExecuteAsync(writer, "SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
+        await using var monitor = await PostgreSqlSession.OpenAsync(Server);
+        Assert.True(await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value", user.Id) > 0);
+        var deadlocksBefore = await monitor.DeadlocksAsync();
+        await using var writer = await PostgreSqlSession.OpenAsync(Server);
+        await writer.BeginAsync();
+        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
 
         var deletion = admin.DeleteAsync(Path(UsersUrl, user.Id), ETagOf(read));
-        await Eventually.TrueAsync(async () => (long)(await ScalarAsync(monitor,
-                "SELECT count(*) FROM pg_stat_activity WHERE @value = ANY(pg_blocking_pids(pid))", writer.ProcessID))! > 0,
-            TimeSpan.FromSeconds(30), "the deletion waiting for the user's tokens");
+        await monitor.WaitUntilBlockedByAsync(writer, "the deletion waiting for the user's tokens");
         // The deletion holds the user's authorizations: this wait closes the cycle, and returns once the deletion's
         // first attempt is aborted. Its next attempt then waits for this writer, which lets go.
-        await ExecuteAsync(writer, "SELECT 1 FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
-        await transaction.CommitAsync();
+        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
+        await writer.CommitAsync();
 
         Assert.Equal(HttpStatusCode.NoContent, (await deletion).StatusCode);
-        await Eventually.TrueAsync(async () => await DeadlocksAsync(monitor) > deadlocksBefore, TimeSpan.FromSeconds(30),
+        await Eventually.TrueAsync(async () => await monitor.DeadlocksAsync() > deadlocksBefore, TimeSpan.FromSeconds(30),
             "PostgreSQL counting the deadlock it broke");
         await (await admin.GetAsync(Path(UsersUrl, user.Id))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
         Assert.Single((await AuditForAsync(admin, "user", user.Id)).EnumerateArray(), e => e.GetProperty("action").GetString() == "user.deleted");
-        Assert.Equal(0L, await ScalarAsync(monitor,
+        Assert.Equal(0L, await monitor.ScalarAsync<long>(
             "SELECT count(*) FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value AND \"Status\" <> 'revoked'", user.Id));
-    }
-
-    private static async Task<long> DeadlocksAsync(Npgsql.NpgsqlConnection connection) =>
-        (long)(await ScalarAsync(connection, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"))!;
-
-    private async Task<Npgsql.NpgsqlConnection> OpenConnectionAsync()
-    {
-        var connection = new Npgsql.NpgsqlConnection(Server.Settings["ConnectionStrings:IdentityServer"]);
-        await connection.OpenAsync();
-        return connection;
-    }
-
-    private static async Task ExecuteAsync(Npgsql.NpgsqlConnection connection, string sql, object? value = null)
-    {
-        await using var command = Command(connection, sql, value);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private static async Task<object?> ScalarAsync(Npgsql.NpgsqlConnection connection, string sql, object? value = null)
-    {
-        await using var command = Command(connection, sql, value);
-        return await command.ExecuteScalarAsync();
-    }
-
-    /// <summary>A command on the connection (in its transaction, if it has one), with <paramref name="value"/> as @value.</summary>
-    private static Npgsql.NpgsqlCommand Command(Npgsql.NpgsqlConnection connection, string sql, object? value)
-    {
-        var command = new Npgsql.NpgsqlCommand(sql, connection);
-        if (value is not null)
-        {
-            command.Parameters.AddWithValue("value", value);
-        }
-
-        return command;
     }
 }
