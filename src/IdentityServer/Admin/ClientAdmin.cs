@@ -1,6 +1,7 @@
 using IdentityServer.Clients;
 using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore.Models;
 using static OpenIddict.Abstractions.OpenIddictConstants;
@@ -168,10 +169,16 @@ public sealed class ClientAdmin(
         return AdminResult<ClientWithSecret>.Ok(new ClientWithSecret(entry, generated), entry.ETag);
     }
 
-    /// <summary>Deletes a client, with every token and authorization issued to it.</summary>
-    public async Task<AdminResult<ClientEntry>> DeleteAsync(string clientId, string? ifMatch, AdminActor actor, CancellationToken ct)
+    /// <summary>
+    /// Deletes a client, with every token and authorization issued to it; run again if the database aborts it to break
+    /// a deadlock with token writes in flight for the client.
+    /// </summary>
+    public Task<AdminResult<ClientEntry>> DeleteAsync(string clientId, string? ifMatch, AdminActor actor, CancellationToken ct) =>
+        audit.InTransactionAsync(transaction => DeleteAsync(transaction, clientId, ifMatch, actor, ct), ct);
+
+    private async Task<AdminResult<ClientEntry>> DeleteAsync(IDbContextTransaction transaction, string clientId, string? ifMatch, AdminActor actor,
+        CancellationToken ct)
     {
-        await using var transaction = await audit.BeginAsync(ct);
         var application = await FindAsync(clientId, ct);
         if (application is null)
         {
