@@ -388,8 +388,7 @@ public sealed class PostgreSqlSelfServiceTests(PostgreSqlAccountsFixture server)
         await writer.CommitAsync();
 
         Assert.Contains("Every session of your account has been signed out", (await signOut).Body);
-        await Eventually.TrueAsync(async () => await monitor.DeadlocksAsync() > deadlocksBefore, TimeSpan.FromSeconds(30),
-            "PostgreSQL counting the deadlock it broke");
+        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
         Assert.Equal(0L, await monitor.ScalarAsync<long>($"SELECT count(*) {UsersLiveEntries}", user.Id));
         var refresh = await OAuth.RefreshAsync(Server, client, tokens.GetProperty("refresh_token").GetString()!);
         Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refresh)).GetProperty("error").GetString());

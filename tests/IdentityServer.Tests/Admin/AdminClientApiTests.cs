@@ -518,8 +518,7 @@ public sealed class PostgreSqlAdminClientApiTests(PostgreSqlServerFixture server
         await writer.CommitAsync();
 
         Assert.Equal(HttpStatusCode.NoContent, (await deletion).StatusCode);
-        await Eventually.TrueAsync(async () => await monitor.DeadlocksAsync() > deadlocksBefore, TimeSpan.FromSeconds(30),
-            "PostgreSQL counting the deadlock it broke");
+        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
         await (await admin.GetAsync(Path(ClientsUrl, client.ClientId))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
         Assert.Single((await AuditForAsync(admin, "client", client.ClientId)).EnumerateArray(), e => e.GetProperty("action").GetString() == "client.deleted");
         Assert.Equal(HttpStatusCode.Unauthorized, (await ClientCredentialsAsync(Server, client.ClientId, client.ClientSecret!, scope)).StatusCode);

@@ -370,8 +370,7 @@ public sealed class PostgreSqlAdminUserApiTests(PostgreSqlServerFixture server)
         await writer.CommitAsync();
 
         Assert.Equal(HttpStatusCode.NoContent, (await deletion).StatusCode);
-        await Eventually.TrueAsync(async () => await monitor.DeadlocksAsync() > deadlocksBefore, TimeSpan.FromSeconds(30),
-            "PostgreSQL counting the deadlock it broke");
+        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
         await (await admin.GetAsync(Path(UsersUrl, user.Id))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
         Assert.Single((await AuditForAsync(admin, "user", user.Id)).EnumerateArray(), e => e.GetProperty("action").GetString() == "user.deleted");
         Assert.Equal(0L, await monitor.ScalarAsync<long>(

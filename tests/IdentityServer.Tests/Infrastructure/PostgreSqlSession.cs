@@ -51,8 +51,12 @@ public sealed class PostgreSqlSession(NpgsqlConnection connection) : IAsyncDispo
                 "SELECT count(*) FROM pg_stat_activity WHERE @value = ANY(pg_blocking_pids(pid))", holder.ProcessId) > 0,
             TimeSpan.FromSeconds(30), what);
 
-    /// <summary>How many deadlocks PostgreSQL has broken in this database (its statistics can lag a little).</summary>
+    /// <summary>How many deadlocks PostgreSQL has broken in this database.</summary>
     public Task<long> DeadlocksAsync() => ScalarAsync<long>("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()");
+
+    /// <summary>Until PostgreSQL has counted a deadlock after the <paramref name="before"/> it had (its statistics lag a little).</summary>
+    public Task WaitUntilDeadlockAfterAsync(long before) =>
+        Eventually.TrueAsync(async () => await DeadlocksAsync() > before, TimeSpan.FromSeconds(30), "PostgreSQL counting the deadlock it broke");
 
     private NpgsqlCommand Command(string sql, object? value)
     {
