@@ -59,9 +59,10 @@ public sealed class AuditLog(ApplicationDbContext db, TimeProvider clock, ILogge
     /// <summary>
     /// Runs <paramref name="change"/> in a transaction of its own, from the start again if the database aborted it to
     /// break a deadlock (<see cref="DeadlockRetry"/>), as a change that revokes a user's tokens can be. The change
-    /// must read everything it decides on inside the transaction: a retry starts from an empty context.
+    /// must read everything it decides on inside the transaction: a retry starts from an empty context, and
+    /// <paramref name="forgetReads"/> makes the request's own caches forget what the aborted attempt read.
     /// </summary>
-    public Task<T> InTransactionAsync<T>(Func<IDbContextTransaction, Task<T>> change, CancellationToken ct) =>
+    public Task<T> InTransactionAsync<T>(Func<IDbContextTransaction, Task<T>> change, CancellationToken ct, Action? forgetReads = null) =>
         DeadlockRetry.RunAsync(async () =>
         {
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
@@ -70,6 +71,7 @@ public sealed class AuditLog(ApplicationDbContext db, TimeProvider clock, ILogge
         {
             db.ChangeTracker.Clear();
             _pending.Clear();
+            forgetReads?.Invoke();
         });
 
     /// <summary>Adds an entry to the current transaction; it is saved and logged by <see cref="CommitAsync"/>.</summary>

@@ -174,7 +174,9 @@ public sealed class ClientAdmin(
     /// a deadlock with token writes in flight for the client.
     /// </summary>
     public Task<AdminResult<ClientEntry>> DeleteAsync(string clientId, string? ifMatch, AdminActor actor, CancellationToken ct) =>
-        audit.InTransactionAsync(transaction => DeleteAsync(transaction, clientId, ifMatch, actor, ct), ct);
+        audit.InTransactionAsync(transaction => DeleteAsync(transaction, clientId, ifMatch, actor, ct), ct,
+            // The manager keeps this request's copies of the clients it found (Performance): a retry reads afresh.
+            forgetReads: () => (applications as Performance.CachingApplicationManager)?.ForgetThisRequest());
 
     private async Task<AdminResult<ClientEntry>> DeleteAsync(IDbContextTransaction transaction, string clientId, string? ifMatch, AdminActor actor,
         CancellationToken ct)

@@ -73,6 +73,16 @@ public sealed class CachingApplicationManager(
         return found;
     }
 
+    /// <summary>
+    /// Forgets every client this request found and its copies of them: the request's transaction was rolled back
+    /// (to be run again), so what it read may have changed since.
+    /// </summary>
+    public void ForgetThisRequest()
+    {
+        _foundInRequest.Clear();
+        _requestCopies.Clear();
+    }
+
     /// <summary>This request changes the client itself: later lookups see what it made of it.</summary>
     private void Forget(OpenIddictEntityFrameworkCoreApplication application)
     {

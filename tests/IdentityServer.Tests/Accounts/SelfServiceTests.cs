@@ -11,8 +11,6 @@ namespace IdentityServer.Tests.Accounts;
 /// </summary>
 public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
-    protected TFixture Server => server;
-
     private const string Neutral = "The user name or password is incorrect.";
 
     [SkippableFact]
@@ -356,41 +354,4 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
 
 public sealed class SqliteSelfServiceTests(SqliteAccountsFixture server) : SelfServiceTests<SqliteAccountsFixture>(server), IClassFixture<SqliteAccountsFixture>;
 
-public sealed class PostgreSqlSelfServiceTests(PostgreSqlAccountsFixture server) : SelfServiceTests<PostgreSqlAccountsFixture>(server), IClassFixture<PostgreSqlAccountsFixture>
-{
-    /// <summary>
-    /// Signing out everywhere revokes the user's token entries with one statement, which locks them one after the other.
-    /// A writer that holds the last of them and then wants the others (a batch of token writes can) closes a lock
-    /// cycle, and PostgreSQL aborts one side. When that is the revocation, it is run again, not answered with an error.
-    /// </summary>
-    [SkippableFact]
-    public async Task A_sign_out_everywhere_the_database_aborts_to_break_a_deadlock_is_run_again()
-    {
-        const string UsersLiveEntries = "FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value AND \"Status\" <> 'revoked'";
-        var user = await Server.CreateUserAsync();
-        var client = await Server.CreatePublicClientAsync();
-        var tokens = await OAuth.SignInAndRedeemAsync(Server, Server.CreateBrowser(), client, user, "openid offline_access");
-        var browser = Server.CreateBrowser();
-        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
-        var signOutPage = await AccountPages.OpenAsync(browser, "/account/sessions");
-        await using var monitor = await PostgreSqlSession.OpenAsync(Server);
-        Assert.True(await monitor.ScalarAsync<long>($"SELECT count(*) {UsersLiveEntries}", user.Id) > 1);
-        var deadlocksBefore = await monitor.DeadlocksAsync();
-        await using var writer = await PostgreSqlSession.OpenAsync(Server);
-        await writer.BeginAsync();
-        // The revocation takes the entries in the table's order: this writer holds the last one.
-        await writer.ExecuteAsync($"SELECT 1 {UsersLiveEntries} ORDER BY ctid DESC LIMIT 1 FOR UPDATE", user.Id);
-
-        var signOut = browser.SubmitAsync(signOutPage);
-        await monitor.WaitUntilBlockedByAsync(writer, "the revocation waiting for the last entry");
-        // The revocation holds the others: this wait closes the cycle, and returns once the revocation is aborted.
-        await writer.ExecuteAsync($"SELECT 1 {UsersLiveEntries} ORDER BY ctid FOR UPDATE", user.Id);
-        await writer.CommitAsync();
-
-        Assert.Contains("Every session of your account has been signed out", (await signOut).Body);
-        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
-        Assert.Equal(0L, await monitor.ScalarAsync<long>($"SELECT count(*) {UsersLiveEntries}", user.Id));
-        var refresh = await OAuth.RefreshAsync(Server, client, tokens.GetProperty("refresh_token").GetString()!);
-        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refresh)).GetProperty("error").GetString());
-    }
-}
+public sealed class PostgreSqlSelfServiceTests(PostgreSqlAccountsFixture server) : SelfServiceTests<PostgreSqlAccountsFixture>(server), IClassFixture<PostgreSqlAccountsFixture>;

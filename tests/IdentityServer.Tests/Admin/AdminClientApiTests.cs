@@ -16,8 +16,6 @@ namespace IdentityServer.Tests.Admin;
 /// </summary>
 public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
-    protected TFixture Server => server;
-
     [SkippableFact]
     public async Task A_confidential_client_created_without_a_secret_gets_a_strong_generated_one_shown_only_once()
     {
@@ -488,39 +486,4 @@ public sealed class SqliteAdminClientApiTests(SqliteServerFixture server)
     : AdminClientApiTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
 
 public sealed class PostgreSqlAdminClientApiTests(PostgreSqlServerFixture server)
-    : AdminClientApiTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>
-{
-    /// <summary>
-    /// Deleting a client deletes its token entries, then the client. A writer that has written a token entry for the
-    /// client (its foreign key check holds the client's row) and then wants one of the client's entries (a batch of
-    /// token writes can) closes a lock cycle, and PostgreSQL aborts one side. When that is the deletion, it is run
-    /// again, not answered with a 503.
-    /// </summary>
-    [SkippableFact]
-    public async Task A_client_deletion_the_database_aborts_to_break_a_deadlock_is_run_again()
-    {
-        const string TheClient = "FROM \"OpenIddictApplications\" WHERE \"ClientId\" = @value";
-        var admin = await AdminAsync(Server);
-        var scope = await Server.CreateScopeAsync(TestApi.NewAudience());
-        var client = await Server.CreateConfidentialClientAsync(c => c.Scope = scope);
-        await TokenAsync(Server, client.ClientId, client.ClientSecret!, scope);
-        await using var monitor = await PostgreSqlSession.OpenAsync(Server);
-        var deadlocksBefore = await monitor.DeadlocksAsync();
-        await using var writer = await PostgreSqlSession.OpenAsync(Server);
-        await writer.BeginAsync();
-        await writer.ExecuteAsync($"SELECT 1 {TheClient} FOR KEY SHARE", client.ClientId);
-
-        var deletion = admin.DeleteAsync(Path(ClientsUrl, client.ClientId));
-        await monitor.WaitUntilBlockedByAsync(writer, "the deletion, its entries deleted, waiting for the client's row");
-        // The deletion holds the client's entries: this wait closes the cycle, and returns once the deletion's first
-        // attempt is aborted. Its next attempt then waits for this writer, which lets go.
-        await writer.ExecuteAsync($"SELECT 1 FROM \"OpenIddictTokens\" WHERE \"ApplicationId\" = (SELECT \"Id\" {TheClient}) FOR UPDATE", client.ClientId);
-        await writer.CommitAsync();
-
-        Assert.Equal(HttpStatusCode.NoContent, (await deletion).StatusCode);
-        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
-        await (await admin.GetAsync(Path(ClientsUrl, client.ClientId))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
-        Assert.Single((await AuditForAsync(admin, "client", client.ClientId)).EnumerateArray(), e => e.GetProperty("action").GetString() == "client.deleted");
-        Assert.Equal(HttpStatusCode.Unauthorized, (await ClientCredentialsAsync(Server, client.ClientId, client.ClientSecret!, scope)).StatusCode);
-    }
-}
+    : AdminClientApiTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;

@@ -11,8 +11,6 @@ namespace IdentityServer.Tests.Admin;
 /// </summary>
 public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
-    protected TFixture Server => server;
-
     [SkippableFact]
     public async Task A_user_created_with_a_password_can_sign_in_and_the_password_is_never_returned()
     {
@@ -327,7 +325,7 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
     }
 
     /// <summary>Signs the user in through the login page with a public client; the token response plus the client's id.</summary>
-    protected async Task<JsonElement> SignInAsync(TestUser user)
+    private async Task<JsonElement> SignInAsync(TestUser user)
     {
         var client = await server.CreatePublicClientAsync("openid offline_access");
         var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
@@ -341,39 +339,4 @@ public sealed class SqliteAdminUserApiTests(SqliteServerFixture server)
     : AdminUserApiTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
 
 public sealed class PostgreSqlAdminUserApiTests(PostgreSqlServerFixture server)
-    : AdminUserApiTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>
-{
-    /// <summary>
-    /// Deleting a user revokes their authorizations, then their tokens. A writer that holds some of those tokens and
-    /// then wants the authorizations (a batch of token writes can) closes a lock cycle; PostgreSQL aborts one side.
-    /// When that is the admin's change, it is run again, not answered with a 503.
-    /// </summary>
-    [SkippableFact]
-    public async Task A_user_deletion_the_database_aborts_to_break_a_deadlock_is_run_again()
-    {
-        var admin = await AdminAsync(Server);
-        var user = await Server.CreateUserAsync();
-        await SignInAsync(user);
-        var read = await admin.GetAsync(Path(UsersUrl, user.Id));
-        await using var monitor = await PostgreSqlSession.OpenAsync(Server);
-        Assert.True(await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value", user.Id) > 0);
-        var deadlocksBefore = await monitor.DeadlocksAsync();
-        await using var writer = await PostgreSqlSession.OpenAsync(Server);
-        await writer.BeginAsync();
-        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
-
-        var deletion = admin.DeleteAsync(Path(UsersUrl, user.Id), ETagOf(read));
-        await monitor.WaitUntilBlockedByAsync(writer, "the deletion waiting for the user's tokens");
-        // The deletion holds the user's authorizations: this wait closes the cycle, and returns once the deletion's
-        // first attempt is aborted. Its next attempt then waits for this writer, which lets go.
-        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
-        await writer.CommitAsync();
-
-        Assert.Equal(HttpStatusCode.NoContent, (await deletion).StatusCode);
-        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
-        await (await admin.GetAsync(Path(UsersUrl, user.Id))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
-        Assert.Single((await AuditForAsync(admin, "user", user.Id)).EnumerateArray(), e => e.GetProperty("action").GetString() == "user.deleted");
-        Assert.Equal(0L, await monitor.ScalarAsync<long>(
-            "SELECT count(*) FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value AND \"Status\" <> 'revoked'", user.Id));
-    }
-}
+    : AdminUserApiTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;

@@ -21,8 +21,8 @@ public sealed class PostgreSqlSession(NpgsqlConnection connection) : IAsyncDispo
     }
 
     /// <summary>
-    /// Begins a transaction that waits <paramref name="deadlockTimeout"/> before it looks for a deadlock (the server's
-    /// connections look after 1 s, the default), so in a lock cycle with the server the server's side is aborted.
+    /// Begins a transaction that waits <paramref name="deadlockTimeout"/> before it looks for a deadlock, longer than
+    /// the server's connections do, so in a lock cycle with the server the server's side is aborted.
     /// </summary>
     public async Task BeginAsync(string deadlockTimeout = "5min")
     {

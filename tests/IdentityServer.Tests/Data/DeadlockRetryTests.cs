@@ -1,0 +1,124 @@
+using System.Net;
+using IdentityServer.Tests.Accounts;
+using IdentityServer.Tests.Infrastructure;
+using static IdentityServer.Tests.Admin.AdminApiCalls;
+
+namespace IdentityServer.Tests.Data;
+
+/// <summary>
+/// A server whose connections wait 5 s, not PostgreSQL's default 1 s, before they look for a deadlock: PostgreSQL looks
+/// once per wait, so a test that sees the server waiting has that long to close the lock cycle, even on a busy machine.
+/// </summary>
+public sealed class PostgreSqlSlowDeadlockCheckFixture : PostgreSqlServerFixture
+{
+    public PostgreSqlSlowDeadlockCheckFixture() => AccountSettings.Apply(this);
+
+    protected override async Task<string> CreateDatabaseAsync() => $"{await base.CreateDatabaseAsync()};Options=-c deadlock_timeout=5s";
+}
+
+/// <summary>
+/// Revoking or deleting many token entries at once can deadlock with token writes in flight (PostgreSQL, SQL Server):
+/// the database aborts one side. When that is the revocation, it is run again, not answered with an error. Each test
+/// makes the deadlock on purpose: a connection of its own takes row locks the way a batch of token writes would, waits
+/// until the server's side waits for it, then closes the cycle; its own transaction waits minutes before it looks for
+/// a deadlock, so the server's side is the one aborted.
+/// </summary>
+public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixture server) : IClassFixture<PostgreSqlSlowDeadlockCheckFixture>
+{
+    /// <summary>Deleting a user revokes their authorizations, then their tokens; the writer holds the tokens, then wants the authorizations.</summary>
+    [SkippableFact]
+    public async Task A_user_deletion_the_database_aborts_to_break_a_deadlock_is_run_again()
+    {
+        var admin = await AdminAsync(server);
+        var user = await server.CreateUserAsync();
+        var client = await server.CreatePublicClientAsync("openid offline_access");
+        await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var read = await admin.GetAsync(Path(UsersUrl, user.Id));
+        await using var monitor = await PostgreSqlSession.OpenAsync(server);
+        Assert.True(await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value", user.Id) > 0);
+        var deadlocksBefore = await monitor.DeadlocksAsync();
+        await using var writer = await PostgreSqlSession.OpenAsync(server);
+        await writer.BeginAsync();
+        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
+
+        var deletion = admin.DeleteAsync(Path(UsersUrl, user.Id), ETagOf(read));
+        await monitor.WaitUntilBlockedByAsync(writer, "the deletion waiting for the user's tokens");
+        // The deletion holds the user's authorizations: this wait closes the cycle, and returns once the deletion's
+        // first attempt is aborted. Its next attempt then waits for this writer, which lets go.
+        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
+        await writer.CommitAsync();
+
+        Assert.Equal(HttpStatusCode.NoContent, (await deletion).StatusCode);
+        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
+        await (await admin.GetAsync(Path(UsersUrl, user.Id))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+        Assert.Single((await AuditForAsync(admin, "user", user.Id)).EnumerateArray(), e => e.GetProperty("action").GetString() == "user.deleted");
+        Assert.Equal(0L, await monitor.ScalarAsync<long>(
+            "SELECT count(*) FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value AND \"Status\" <> 'revoked'", user.Id));
+    }
+
+    /// <summary>
+    /// Deleting a client deletes its token entries, then the client; the writer holds the client's row (as a token
+    /// insert's foreign key check does), then wants one of the client's entries.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_client_deletion_the_database_aborts_to_break_a_deadlock_is_run_again()
+    {
+        const string TheClient = "FROM \"OpenIddictApplications\" WHERE \"ClientId\" = @value";
+        var admin = await AdminAsync(server);
+        var scope = await server.CreateScopeAsync(TestApi.NewAudience());
+        var client = await server.CreateConfidentialClientAsync(c => c.Scope = scope);
+        await TokenAsync(server, client.ClientId, client.ClientSecret!, scope);
+        await using var monitor = await PostgreSqlSession.OpenAsync(server);
+        var deadlocksBefore = await monitor.DeadlocksAsync();
+        await using var writer = await PostgreSqlSession.OpenAsync(server);
+        await writer.BeginAsync();
+        await writer.ExecuteAsync($"SELECT 1 {TheClient} FOR KEY SHARE", client.ClientId);
+
+        var deletion = admin.DeleteAsync(Path(ClientsUrl, client.ClientId));
+        await monitor.WaitUntilBlockedByAsync(writer, "the deletion, its entries deleted, waiting for the client's row");
+        // The deletion holds the client's entries: this wait closes the cycle, and returns once the deletion's first
+        // attempt is aborted. Its next attempt then waits for this writer, which lets go.
+        await writer.ExecuteAsync($"SELECT 1 FROM \"OpenIddictTokens\" WHERE \"ApplicationId\" = (SELECT \"Id\" {TheClient}) FOR UPDATE", client.ClientId);
+        await writer.CommitAsync();
+
+        Assert.Equal(HttpStatusCode.NoContent, (await deletion).StatusCode);
+        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
+        await (await admin.GetAsync(Path(ClientsUrl, client.ClientId))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+        Assert.Single((await AuditForAsync(admin, "client", client.ClientId)).EnumerateArray(), e => e.GetProperty("action").GetString() == "client.deleted");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await ClientCredentialsAsync(server, client.ClientId, client.ClientSecret!, scope)).StatusCode);
+    }
+
+    /// <summary>
+    /// Signing out everywhere revokes the user's token entries with one statement, which locks them one after the other
+    /// in the table's order; the writer holds the last of them, then wants the others.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_sign_out_everywhere_the_database_aborts_to_break_a_deadlock_is_run_again()
+    {
+        const string UsersLiveEntries = "FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value AND \"Status\" <> 'revoked'";
+        var user = await server.CreateUserAsync();
+        var client = await server.CreatePublicClientAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var signOutPage = await AccountPages.OpenAsync(browser, "/account/sessions");
+        await using var monitor = await PostgreSqlSession.OpenAsync(server);
+        Assert.True(await monitor.ScalarAsync<long>($"SELECT count(*) {UsersLiveEntries}", user.Id) > 1);
+        var deadlocksBefore = await monitor.DeadlocksAsync();
+        await using var writer = await PostgreSqlSession.OpenAsync(server);
+        await writer.BeginAsync();
+        await writer.ExecuteAsync($"SELECT 1 {UsersLiveEntries} ORDER BY ctid DESC LIMIT 1 FOR UPDATE", user.Id);
+
+        var signOut = browser.SubmitAsync(signOutPage);
+        await monitor.WaitUntilBlockedByAsync(writer, "the revocation waiting for the last entry");
+        // The revocation holds the others: this wait closes the cycle, and returns once the revocation is aborted.
+        await writer.ExecuteAsync($"SELECT 1 {UsersLiveEntries} ORDER BY ctid FOR UPDATE", user.Id);
+        await writer.CommitAsync();
+
+        Assert.Contains("Every session of your account has been signed out", (await signOut).Body);
+        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
+        Assert.Equal(0L, await monitor.ScalarAsync<long>($"SELECT count(*) {UsersLiveEntries}", user.Id));
+        var refresh = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
+        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refresh)).GetProperty("error").GetString());
+    }
+}
