@@ -13,6 +13,9 @@ public sealed class PostgreSqlSession(NpgsqlConnection connection) : IAsyncDispo
     /// <summary>The PostgreSQL process serving this session.</summary>
     public int ProcessId => connection.ProcessID;
 
+    /// <summary>For what the helpers below do not cover (reading several result sets, say).</summary>
+    public NpgsqlConnection Connection => connection;
+
     public static async Task<PostgreSqlSession> OpenAsync(ServerFixture server)
     {
         var connection = new NpgsqlConnection(server.Settings["ConnectionStrings:IdentityServer"]);

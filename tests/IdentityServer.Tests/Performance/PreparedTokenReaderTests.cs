@@ -264,7 +264,7 @@ public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture s
     {
         await IssueTokensAsync();
         await using var scope = Server.Factory.Services.CreateAsyncScope();
-        await using var connection = await OpenAdminConnectionAsync();
+        await using var session = await PostgreSqlSession.OpenAsync(Server);
         foreach (var key in new[] { PreparedTokenReader.Key.Id, PreparedTokenReader.Key.ReferenceId })
         {
             var (commandText, lookup) = Reader(scope).StatementOf(Db(scope), key);
@@ -272,22 +272,22 @@ public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture s
 
             // As the reader runs it, with whatever it runs around the query (its planner settings).
             string AsTheReaderRunsIt(string statement) => commandText.Replace(lookup, statement, StringComparison.Ordinal);
-            await ExecuteAsync(connection, "ANALYZE \"OpenIddictTokens\"; ANALYZE \"OpenIddictAuthorizations\"");
-            await ExecuteAsync(connection, $"PREPARE {name}(text[]) AS {lookup.Replace("@value", "$1", StringComparison.Ordinal)}");
+            await session.ExecuteAsync("ANALYZE \"OpenIddictTokens\"; ANALYZE \"OpenIddictAuthorizations\"");
+            await session.ExecuteAsync($"PREPARE {name}(text[]) AS {lookup.Replace("@value", "$1", StringComparison.Ordinal)}");
             for (var i = 0; i < 6; i++)
             {
                 // After five runs PostgreSQL settles on the generic plan.
-                await ExecuteAsync(connection, AsTheReaderRunsIt($"EXECUTE {name}(ARRAY['none'])"));
+                await session.ExecuteAsync(AsTheReaderRunsIt($"EXECUTE {name}(ARRAY['none'])"));
             }
 
             var grown = Unique.Name("unplanned");
             try
             {
-                await ExecuteAsync(connection, $"INSERT INTO \"OpenIddictTokens\" (\"Id\", \"ReferenceId\", \"Type\", \"Status\") " +
+                await session.ExecuteAsync($"INSERT INTO \"OpenIddictTokens\" (\"Id\", \"ReferenceId\", \"Type\", \"Status\") " +
                     $"SELECT '{grown}-' || g, '{grown}-' || g, 'access_token', 'valid' FROM generate_series(1, 20000) AS g");
 
                 var plan = new List<string>();
-                await using (var explain = new Npgsql.NpgsqlCommand(AsTheReaderRunsIt($"EXPLAIN EXECUTE {name}(ARRAY['none'])"), connection))
+                await using (var explain = new Npgsql.NpgsqlCommand(AsTheReaderRunsIt($"EXPLAIN EXECUTE {name}(ARRAY['none'])"), session.Connection))
                 await using (var rows = await explain.ExecuteReaderAsync())
                 {
                     // Past the settings' result, to the plan's.
@@ -303,23 +303,9 @@ public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture s
             }
             finally
             {
-                await ExecuteAsync(connection, $"DELETE FROM \"OpenIddictTokens\" WHERE \"Id\" LIKE '{grown}-%'; DEALLOCATE {name}");
+                await session.ExecuteAsync($"DELETE FROM \"OpenIddictTokens\" WHERE \"Id\" LIKE '{grown}-%'; DEALLOCATE {name}");
             }
         }
-    }
-
-    private async Task<Npgsql.NpgsqlConnection> OpenAdminConnectionAsync()
-    {
-        await using var scope = Server.Factory.Services.CreateAsyncScope();
-        var connection = new Npgsql.NpgsqlConnection(Db(scope).Database.GetConnectionString());
-        await connection.OpenAsync();
-        return connection;
-    }
-
-    private static async Task ExecuteAsync(Npgsql.NpgsqlConnection connection, string sql)
-    {
-        await using var command = new Npgsql.NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
     }
 
     private sealed record Lookup(PreparedTokenReader.Key Key, string Value, StoredToken? Expected);
@@ -359,18 +345,14 @@ public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture s
 
     private async Task<TokenTableLock> LockTokenTableAsync()
     {
-        var connection = await OpenAdminConnectionAsync();
-        var transaction = await connection.BeginTransactionAsync();
-        await using (var command = new Npgsql.NpgsqlCommand("LOCK TABLE \"OpenIddictTokens\" IN ACCESS EXCLUSIVE MODE", connection, transaction))
-        {
-            await command.ExecuteNonQueryAsync();
-        }
-
-        return new TokenTableLock(connection, transaction);
+        var session = await PostgreSqlSession.OpenAsync(Server);
+        await session.BeginAsync();
+        await session.ExecuteAsync("LOCK TABLE \"OpenIddictTokens\" IN ACCESS EXCLUSIVE MODE");
+        return new TokenTableLock(session);
     }
 
     /// <summary>The token table locked until disposed; the lock's own connection looks at the lookups it blocks.</summary>
-    private sealed class TokenTableLock(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction transaction) : IAsyncDisposable
+    private sealed class TokenTableLock(PostgreSqlSession session) : IAsyncDisposable
     {
         private const string BlockedLookups =
             $"FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%{GroupedStatement}%'";
@@ -392,16 +374,14 @@ public sealed class PostgreSqlPreparedTokenReaderTests(PostgreSqlServerFixture s
         private async Task<object?> ScalarAsync(string sql)
         {
             // Within a transaction PostgreSQL answers pg_stat_activity from a snapshot taken at its first use: a new one each time.
-            await using var command = new Npgsql.NpgsqlCommand($"SELECT pg_stat_clear_snapshot(); {sql}", connection, transaction);
-            await using var reader = await command.ExecuteReaderAsync();
-            await reader.NextResultAsync();
-            return await reader.ReadAsync() ? reader.GetValue(0) : null;
+            await session.ExecuteAsync("SELECT pg_stat_clear_snapshot()");
+            return await session.ScalarAsync<object?>(sql);
         }
 
         public async ValueTask DisposeAsync()
         {
-            await transaction.CommitAsync();
-            await connection.DisposeAsync();
+            await session.CommitAsync();
+            await session.DisposeAsync();
         }
     }
 }
