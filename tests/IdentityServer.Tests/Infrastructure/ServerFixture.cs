@@ -4,6 +4,7 @@ using IdentityServer.Accounts;
 using IdentityServer.Clients;
 using IdentityServer.Data;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc.Testing.Handlers;
 using Microsoft.Extensions.DependencyInjection;
 using OpenIddict.Abstractions;
 
@@ -98,9 +99,12 @@ public abstract class ServerFixture : IAsyncLifetime
         await DropDatabaseAsync();
     }
 
-    public HttpClient CreateClient() => Factory.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
+    /// <summary>A client of the server that keeps cookies and does not follow redirects; a 500 fails with the server's log.</summary>
+    public HttpClient CreateClient() =>
+        new(new CookieContainerHandler { InnerHandler = Factory.CreateReportingHandler() }) { BaseAddress = TestServerFactory.Authority };
 
-    public Browser CreateBrowser() => new(new() { [TestServerFactory.Authority.Host] = Factory.Server.CreateHandler() });
+    /// <summary>A browser on the server; a 500 fails with the server's log.</summary>
+    public Browser CreateBrowser() => new(new() { [TestServerFactory.Authority.Host] = Factory.CreateReportingHandler() });
 
     /// <summary>An endpoint's address, read from the discovery document as a client would.</summary>
     public async Task<string> EndpointAsync(string name)

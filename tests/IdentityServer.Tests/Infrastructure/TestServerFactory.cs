@@ -13,6 +13,9 @@ public sealed class TestServerFactory(IReadOnlyDictionary<string, string?> setti
 {
     public static readonly Uri Authority = new("https://localhost/");
 
+    /// <summary>What this server logged at error level.</summary>
+    public ServerErrorLog Errors { get; } = new();
+
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment(environment);
@@ -21,8 +24,11 @@ public sealed class TestServerFactory(IReadOnlyDictionary<string, string?> setti
             builder.UseSetting(key, value);
         }
 
-        builder.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+        builder.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning).AddProvider(Errors));
     }
+
+    /// <summary>A handler into this server that turns a 500 into an exception carrying what the server logged.</summary>
+    public HttpMessageHandler CreateReportingHandler() => new ServerErrorReporter(Errors, Server.CreateHandler());
 
     protected override void ConfigureClient(HttpClient client)
     {
