@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using IdentityServer.Data;
 using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
 
@@ -21,9 +22,13 @@ public sealed class TokenPruner(
         var stopwatch = Stopwatch.StartNew();
         var threshold = clock.GetUtcNow() - options.Value.Retention;
 
-        // Tokens first: an authorization is only prunable once its tokens are gone.
-        var prunedTokens = await tokens.PruneAsync(threshold, cancellationToken);
-        var prunedAuthorizations = await authorizations.PruneAsync(threshold, cancellationToken);
+        // Tokens first: an authorization is only prunable once its tokens are gone. A batch the database aborted to
+        // break a deadlock with token writes in flight (PostgreSQL, SQL Server) fails the whole call once the other
+        // batches are done (OpenIddict gathers the failures): the call is run again, as deleting by criteria is safe to
+        // repeat. What an aborted call had pruned is not counted then.
+        var prunedTokens = await DeadlockRetry.RunAsync(() => tokens.PruneAsync(threshold, cancellationToken).AsTask(), logger, "Pruning tokens");
+        var prunedAuthorizations = await DeadlockRetry.RunAsync(() => authorizations.PruneAsync(threshold, cancellationToken).AsTask(), logger,
+            "Pruning authorizations");
 
         logger.LogInformation(JobEvents.TokensPruned,
             "Pruned {Tokens} token(s) and {Authorizations} authorization(s) older than {Threshold} in {ElapsedMs} ms",

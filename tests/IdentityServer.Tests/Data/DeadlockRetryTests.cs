@@ -1,6 +1,8 @@
 using System.Net;
+using IdentityServer.Jobs;
 using IdentityServer.Tests.Accounts;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
 
 namespace IdentityServer.Tests.Data;
@@ -120,5 +122,48 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
         Assert.Equal(0L, await monitor.ScalarAsync<long>($"SELECT count(*) {UsersLiveEntries}", user.Id));
         var refresh = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
         Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refresh)).GetProperty("error").GetString());
+    }
+
+    /// <summary>
+    /// Pruning deletes unusable entries in batches, locking them in order; the writer holds the last, then wants the
+    /// others. OpenIddict goes on with the next batches and then fails the whole call; it is run again, and the
+    /// authorizations are pruned after it as usual.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_pruning_run_the_database_aborts_to_break_a_deadlock_is_run_again()
+    {
+        var old = DateTime.UtcNow.AddDays(-30);
+        var ids = Enumerable.Range(1, 3).Select(i => $"{Unique.Name("prunable")}-{i}").ToList();
+        var authorization = Unique.Name("prunable-authorization");
+        await using var monitor = await PostgreSqlSession.OpenAsync(server);
+        foreach (var id in ids) // one after the other: the table's order and the ids' order agree, whichever the plan follows
+        {
+            await monitor.ExecuteAsync("INSERT INTO \"OpenIddictTokens\" (\"Id\", \"CreationDate\", \"Status\", \"Type\") " +
+                $"VALUES ('{id}', @value, 'revoked', 'refresh_token')", old);
+        }
+
+        await monitor.ExecuteAsync("INSERT INTO \"OpenIddictAuthorizations\" (\"Id\", \"CreationDate\", \"Status\", \"Type\") " +
+            $"VALUES ('{authorization}', @value, 'revoked', 'ad-hoc')", old);
+        var deadlocksBefore = await monitor.DeadlocksAsync();
+        await using var writer = await PostgreSqlSession.OpenAsync(server);
+        await writer.BeginAsync();
+        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Id\" = @value FOR UPDATE", ids[^1]);
+
+        var pruning = PruneAsync();
+        await monitor.WaitUntilBlockedByAsync(writer, "the pruning waiting for the last entry");
+        // The pruning holds the others: this wait closes the cycle, and returns once the pruning's batch is aborted.
+        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Id\" = ANY(@value) ORDER BY \"Id\" FOR UPDATE", ids[..^1].ToArray());
+        await writer.CommitAsync();
+
+        await pruning;
+        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
+        Assert.Equal(0L, await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictTokens\" WHERE \"Id\" = ANY(@value)", ids.ToArray()));
+        Assert.Equal(0L, await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Id\" = @value", authorization));
+
+        async Task PruneAsync()
+        {
+            await using var scope = server.Factory.Services.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+        }
     }
 }
