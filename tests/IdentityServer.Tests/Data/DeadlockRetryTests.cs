@@ -125,18 +125,20 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
     }
 
     /// <summary>
-    /// Pruning deletes unusable entries in batches, locking them in order; the writer holds the last, then wants the
-    /// others. OpenIddict goes on with the next batches and then fails the whole call; it is run again, and the
-    /// authorizations are pruned after it as usual.
+    /// Pruning deletes unusable entries in batches, each with one statement, which (on a table this small) locks them
+    /// one after the other in the table's order; the writer holds the last of them, then wants the others. OpenIddict
+    /// goes on with the next batches and then fails the whole call; it is run again, and the authorizations are pruned
+    /// after it as usual.
     /// </summary>
     [SkippableFact]
     public async Task A_pruning_run_the_database_aborts_to_break_a_deadlock_is_run_again()
     {
+        const string Prunable = "FROM \"OpenIddictTokens\" WHERE \"Id\" = ANY(@value)";
         var old = DateTime.UtcNow.AddDays(-30);
         var ids = Enumerable.Range(1, 3).Select(i => $"{Unique.Name("prunable")}-{i}").ToList();
         var authorization = Unique.Name("prunable-authorization");
         await using var monitor = await PostgreSqlSession.OpenAsync(server);
-        foreach (var id in ids) // one after the other: the table's order and the ids' order agree, whichever the plan follows
+        foreach (var id in ids)
         {
             await monitor.ExecuteAsync("INSERT INTO \"OpenIddictTokens\" (\"Id\", \"CreationDate\", \"Status\", \"Type\") " +
                 $"VALUES ('{id}', @value, 'revoked', 'refresh_token')", old);
@@ -147,17 +149,17 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
         var deadlocksBefore = await monitor.DeadlocksAsync();
         await using var writer = await PostgreSqlSession.OpenAsync(server);
         await writer.BeginAsync();
-        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Id\" = @value FOR UPDATE", ids[^1]);
+        await writer.ExecuteAsync($"SELECT 1 {Prunable} ORDER BY ctid DESC LIMIT 1 FOR UPDATE", ids.ToArray());
 
         var pruning = PruneAsync();
         await monitor.WaitUntilBlockedByAsync(writer, "the pruning waiting for the last entry");
         // The pruning holds the others: this wait closes the cycle, and returns once the pruning's batch is aborted.
-        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Id\" = ANY(@value) ORDER BY \"Id\" FOR UPDATE", ids[..^1].ToArray());
+        await writer.ExecuteAsync($"SELECT 1 {Prunable} ORDER BY ctid FOR UPDATE", ids.ToArray());
         await writer.CommitAsync();
 
         await pruning;
         await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
-        Assert.Equal(0L, await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictTokens\" WHERE \"Id\" = ANY(@value)", ids.ToArray()));
+        Assert.Equal(0L, await monitor.ScalarAsync<long>($"SELECT count(*) {Prunable}", ids.ToArray()));
         Assert.Equal(0L, await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Id\" = @value", authorization));
 
         async Task PruneAsync()
