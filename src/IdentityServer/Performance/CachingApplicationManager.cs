@@ -28,69 +28,32 @@ public sealed class CachingApplicationManager(
     SecretVerificationCache verifications)
     : OpenIddictApplicationManager<OpenIddictEntityFrameworkCoreApplication>(cache, logger, options, store)
 {
-    /// <summary>This request's copies of cached clients, by id (the manager is scoped: one per request).</summary>
-    private readonly Dictionary<string, OpenIddictEntityFrameworkCoreApplication> _requestCopies = new(StringComparer.Ordinal);
-
-    /// <summary>
-    /// Clients this request found, by lookup key: a request that found its client goes on with it. OpenIddict looks the
-    /// client up several times per request and treats a later miss as a bug (a 500): a client deleted by another
-    /// request in between must not change its mind halfway (the request's writes then meet the deletion and fail as
-    /// such).
-    /// </summary>
-    private readonly Dictionary<string, OpenIddictEntityFrameworkCoreApplication> _foundInRequest = new(StringComparer.Ordinal);
+    /// <summary>The clients this request found (the manager is scoped: one per request).</summary>
+    private readonly RequestLookups<OpenIddictEntityFrameworkCoreApplication> _request = snapshots.NewRequest(a => a.Id);
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByClientIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        FindAsync("client_id:" + identifier, () => base.FindByClientIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync("client_id:" + identifier, db, _request, Copy, () => base.FindByClientIdAsync(identifier, cancellationToken));
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        FindAsync("id:" + identifier, () => base.FindByIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync("id:" + identifier, db, _request, Copy, () => base.FindByIdAsync(identifier, cancellationToken));
 
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default)
     {
-        Forget(application);
+        _request.Forget(application);
         await snapshots.ChangeAsync(db, application, a => a.Id, SameAs(application), () => base.UpdateAsync(application, cancellationToken));
     }
 
     public override async ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default)
     {
-        Forget(application);
+        _request.Forget(application);
         await snapshots.ChangeAsync(db, application, a => a.Id, SameAs(application), () => base.DeleteAsync(application, cancellationToken));
-    }
-
-    private async ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindAsync(string key, Func<ValueTask<OpenIddictEntityFrameworkCoreApplication?>> load)
-    {
-        if (_foundInRequest.TryGetValue(key, out var found))
-        {
-            return found;
-        }
-
-        found = await snapshots.FindAsync(key, db, _requestCopies, Copy, a => a.Id, load);
-        if (found is not null)
-        {
-            _foundInRequest[key] = found;
-        }
-
-        return found;
     }
 
     /// <summary>
     /// Forgets every client this request found and its copies of them: the request's transaction was rolled back
     /// (to be run again), so what it read may have changed since.
     /// </summary>
-    public void ForgetThisRequest()
-    {
-        _foundInRequest.Clear();
-        _requestCopies.Clear();
-    }
-
-    /// <summary>This request changes the client itself: later lookups see what it made of it.</summary>
-    private void Forget(OpenIddictEntityFrameworkCoreApplication application)
-    {
-        foreach (var key in _foundInRequest.Where(found => ReferenceEquals(found.Value, application) || found.Value.Id == application.Id).Select(found => found.Key).ToList())
-        {
-            _foundInRequest.Remove(key);
-        }
-    }
+    public void ForgetThisRequest() => _request.Clear();
 
     protected override async ValueTask<bool> ValidateClientSecretAsync(string secret, string comparand, CancellationToken cancellationToken = default)
     {

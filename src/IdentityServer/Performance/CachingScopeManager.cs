@@ -23,8 +23,8 @@ public sealed class CachingScopeManager(
     SnapshotCache<OpenIddictEntityFrameworkCoreScope> snapshots)
     : OpenIddictScopeManager<OpenIddictEntityFrameworkCoreScope>(cache, logger, options, store)
 {
-    /// <summary>This request's copies of cached scopes, by id (the manager is scoped: one per request).</summary>
-    private readonly Dictionary<string, OpenIddictEntityFrameworkCoreScope> _requestCopies = new(StringComparer.Ordinal);
+    /// <summary>The scopes this request found (the manager is scoped: one per request).</summary>
+    private readonly RequestLookups<OpenIddictEntityFrameworkCoreScope> _request = snapshots.NewRequest(s => s.Id);
 
     /// <remarks>
     /// Names with no stored scope are remembered too: the protocol scopes (openid, profile, offline_access...) are
@@ -32,7 +32,7 @@ public sealed class CachingScopeManager(
     /// 6% of a sign-in's CPU).
     /// </remarks>
     public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByNameAsync(string name, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync(NameKey(name), db, _requestCopies, Copy, s => s.Id, () => base.FindByNameAsync(name, cancellationToken), rememberMisses: true);
+        snapshots.FindAsync(NameKey(name), db, _request, Copy, () => base.FindByNameAsync(name, cancellationToken), rememberMisses: true);
 
     /// <remarks>
     /// The remembered miss is dropped whatever the outcome: a creation refused because another instance created the
@@ -54,7 +54,7 @@ public sealed class CachingScopeManager(
     }
 
     public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync("id:" + identifier, db, _requestCopies, Copy, s => s.Id, () => base.FindByIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync("id:" + identifier, db, _request, Copy, () => base.FindByIdAsync(identifier, cancellationToken));
 
     public override IAsyncEnumerable<OpenIddictEntityFrameworkCoreScope> FindByNamesAsync(ImmutableArray<string> names, CancellationToken cancellationToken = default) =>
         snapshots.Enabled ? FindEachAsync(names, cancellationToken) : base.FindByNamesAsync(names, cancellationToken);
@@ -64,6 +64,7 @@ public sealed class CachingScopeManager(
 
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
     {
+        _request.Forget(scope);
         await snapshots.ChangeAsync(db, scope, s => s.Id, SameAs(scope), () => base.UpdateAsync(scope, cancellationToken));
         if (scope.Name is not null)
         {
@@ -71,8 +72,11 @@ public sealed class CachingScopeManager(
         }
     }
 
-    public override ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default) =>
-        snapshots.ChangeAsync(db, scope, s => s.Id, SameAs(scope), () => base.DeleteAsync(scope, cancellationToken));
+    public override ValueTask DeleteAsync(OpenIddictEntityFrameworkCoreScope scope, CancellationToken cancellationToken = default)
+    {
+        _request.Forget(scope);
+        return snapshots.ChangeAsync(db, scope, s => s.Id, SameAs(scope), () => base.DeleteAsync(scope, cancellationToken));
+    }
 
     private async IAsyncEnumerable<OpenIddictEntityFrameworkCoreScope> FindEachAsync(ImmutableArray<string> names, [EnumeratorCancellation] CancellationToken cancellationToken)
     {

@@ -14,8 +14,12 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     private const int Capacity = 10_000;
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
 
-    // Counts removals: a lookup that loaded an entity before a removal must not cache it after (it may be the old row).
+    // Counts removals: a request that may have read an entity before a removal must not cache it after (it may be the
+    // old row).
     private long _removals;
+
+    /// <summary>A new request's lookups (for a scoped manager).</summary>
+    public RequestLookups<T> NewRequest(Func<T, string?> id) => new(id, Interlocked.Read(ref _removals));
 
     public bool Enabled => options.Value.EntityCacheLifetime > TimeSpan.Zero;
 
@@ -79,17 +83,35 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     }
 
     /// <summary>
-    /// Finds an entity through the cache. On a hit, the request's own instance: the one <paramref name="db"/> already
+    /// Finds an entity through the cache, for one request: what this request already found under <paramref name="key"/>
+    /// (<see cref="RequestLookups{T}"/>), else on a hit the request's own instance: the one <paramref name="db"/> already
     /// tracks (a query in this request loaded it), else this request's copy of the snapshot, made once per request and
-    /// kept in <paramref name="requestCopies"/> (the caller's, a scoped service's), so that repeated lookups in one
-    /// request see one instance, as without the cache. The copy is not attached to <paramref name="db"/>: attaching it
-    /// (EF Core's change-tracking snapshot of every property) was 5% of a client credentials token's CPU, for entities
-    /// the protocol endpoints only read; a change attaches it first (<see cref="ChangeAsync"/>). On a miss,
+    /// kept in <paramref name="request"/>, so that repeated lookups in one request see one instance, as without the
+    /// cache. The copy is not attached to <paramref name="db"/>: attaching it (EF Core's change-tracking snapshot of
+    /// every property) was 5% of a client credentials token's CPU, for entities the protocol endpoints only read; a
+    /// change attaches it first (<see cref="ChangeAsync"/>). On a miss,
     /// <paramref name="load"/>s it and keeps a copy. With <paramref name="rememberMisses"/>, that nothing was found is
     /// kept too (the caller drops the key when it creates the entity).
     /// </summary>
-    public async ValueTask<T?> FindAsync(string key, DbContext db, Dictionary<string, T> requestCopies, Func<T, T> copy, Func<T, string?> id,
-        Func<ValueTask<T?>> load, bool rememberMisses = false)
+    public async ValueTask<T?> FindAsync(string key, DbContext db, RequestLookups<T> request, Func<T, T> copy, Func<ValueTask<T?>> load,
+        bool rememberMisses = false)
+    {
+        if (request.Found.TryGetValue(key, out var found))
+        {
+            return found;
+        }
+
+        found = await FindForRequestAsync(key, db, request, copy, load, rememberMisses);
+        if (found is not null)
+        {
+            request.Found[key] = found;
+        }
+
+        return found;
+    }
+
+    private async ValueTask<T?> FindForRequestAsync(string key, DbContext db, RequestLookups<T> request, Func<T, T> copy,
+        Func<ValueTask<T?>> load, bool rememberMisses)
     {
         if (TryGet(key, out var snapshot))
         {
@@ -98,7 +120,7 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
                 return null;
             }
 
-            if (id(snapshot) is not { } entityId)
+            if (request.Id(snapshot) is not { } entityId)
             {
                 // Not expected (stored entities have ids): nothing to share within the request by.
                 return copy(snapshot);
@@ -109,22 +131,22 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
                 return tracked;
             }
 
-            if (!requestCopies.TryGetValue(entityId, out var mine))
+            if (!request.Copies.TryGetValue(entityId, out var mine))
             {
-                requestCopies[entityId] = mine = copy(snapshot);
+                request.Copies[entityId] = mine = copy(snapshot);
             }
 
             return mine;
         }
 
-        var removals = Interlocked.Read(ref _removals);
         var entity = await load();
         if (entity is not null || rememberMisses)
         {
             Set(key, entity is null ? null : copy(entity));
-            if (Interlocked.Read(ref _removals) != removals)
+            if (Interlocked.Read(ref _removals) != request.RemovalsAtStart)
             {
-                // Something was removed while this was loading: what was loaded may be what it removed.
+                // Something was removed since the request began: what it loaded may be what was removed, read before
+                // (OpenIddict keeps what a request read, by id and by name, and answers later lookups from that).
                 _entries.TryRemove(key, out _);
             }
         }
@@ -171,4 +193,46 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     }
 
     private sealed record Entry(T? Value, DateTimeOffset ExpiresAt);
+}
+
+/// <summary>
+/// What one request found through a <see cref="SnapshotCache{T}"/> (a scoped manager keeps one): its copies of cached
+/// entities, by id, and what each lookup key found. A request that found an entity goes on with it: OpenIddict looks a
+/// request's client and scopes up several times, and treats a client missing at a later lookup as a bug (a 500). An
+/// entity deleted by another request in between must not change this request's mind halfway; its writes then meet
+/// the deletion and fail as such.
+/// </summary>
+public sealed class RequestLookups<T> where T : class
+{
+    internal RequestLookups(Func<T, string?> id, long removalsAtStart)
+    {
+        Id = id;
+        RemovalsAtStart = removalsAtStart;
+    }
+
+    /// <summary>An entity's id.</summary>
+    internal Func<T, string?> Id { get; }
+
+    /// <summary>The cache's count of removals when the request began.</summary>
+    internal long RemovalsAtStart { get; }
+
+    internal Dictionary<string, T> Copies { get; } = new(StringComparer.Ordinal);
+
+    internal Dictionary<string, T> Found { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>This request changes the entity itself: later lookups see what it made of it.</summary>
+    public void Forget(T entity)
+    {
+        foreach (var key in Found.Where(found => ReferenceEquals(found.Value, entity) || Id(found.Value) == Id(entity)).Select(found => found.Key).ToList())
+        {
+            Found.Remove(key);
+        }
+    }
+
+    /// <summary>Forgets everything: the request's transaction was rolled back (to be run again), so what it read may have changed since.</summary>
+    public void Clear()
+    {
+        Found.Clear();
+        Copies.Clear();
+    }
 }

@@ -325,6 +325,26 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.Null(await next.ServiceProvider.GetRequiredService<OpenIddict.Abstractions.IOpenIddictApplicationManager>().FindByClientIdAsync(client.ClientId));
     }
 
+    /// <summary>
+    /// What a request read before a client was deleted stays that request's: looked up again there under another key
+    /// (by id, as the token endpoint does), it must not go back into the cache the other requests read.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_client_a_request_read_before_its_deletion_is_not_cached_again_for_other_requests()
+    {
+        var admin = await AdminAsync(server);
+        var client = await server.CreateConfidentialClientAsync();
+        await using var request = server.Factory.Services.CreateAsyncScope();
+        var applications = request.ServiceProvider.GetRequiredService<OpenIddict.Abstractions.IOpenIddictApplicationManager>();
+        var id = await applications.GetIdAsync((await applications.FindByClientIdAsync(client.ClientId))!);
+
+        await (await admin.DeleteAsync(Path(ClientsUrl, client.ClientId))).ExpectAsync(HttpStatusCode.NoContent);
+        await applications.FindByIdAsync(id!);
+
+        await using var next = server.Factory.Services.CreateAsyncScope();
+        Assert.Null(await next.ServiceProvider.GetRequiredService<OpenIddict.Abstractions.IOpenIddictApplicationManager>().FindByIdAsync(id!));
+    }
+
     [SkippableFact]
     public async Task A_replace_cannot_rename_the_client_and_is_validated_like_a_creation()
     {

@@ -1,5 +1,7 @@
 using System.Net;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Abstractions;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
 
 namespace IdentityServer.Tests.Admin;
@@ -121,6 +123,30 @@ public abstract class AdminScopeApiTests<TFixture>(TFixture server) where TFixtu
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync(Path(ScopesUrl, name), ETagOf(created))).StatusCode);
         await (await admin.GetAsync(Path(ScopesUrl, name))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
         Assert.Equal(["scope.deleted", "scope.created"], (await AuditForAsync(admin, "scope", name)).EnumerateArray().Select(e => e.GetProperty("action").GetString()));
+    }
+
+    /// <summary>
+    /// A token request validates its scopes, then reads their resources for the audience: a scope deleted by another
+    /// request in between must not vanish halfway, leaving a token with the scope but without its audience.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_request_that_found_its_scope_keeps_it_and_its_audience_when_another_request_deletes_it()
+    {
+        var admin = await AdminAsync(server);
+        var name = Unique.Name("going");
+        var audience = TestApi.NewAudience();
+        await (await admin.PostJsonAsync(ScopesUrl, Json(new { name, resources = new[] { audience } }))).ExpectAsync(HttpStatusCode.Created);
+        await using var request = server.Factory.Services.CreateAsyncScope();
+        var scopes = request.ServiceProvider.GetRequiredService<IOpenIddictScopeManager>();
+        var found = await scopes.FindByNameAsync(name);
+        Assert.NotNull(found);
+
+        await (await admin.DeleteAsync(Path(ScopesUrl, name), null)).ExpectAsync(HttpStatusCode.NoContent);
+
+        Assert.Same(found, await scopes.FindByNameAsync(name));
+        Assert.Equal([audience], await scopes.ListResourcesAsync([name]).ToListAsync());
+        await using var next = server.Factory.Services.CreateAsyncScope();
+        Assert.Null(await next.ServiceProvider.GetRequiredService<IOpenIddictScopeManager>().FindByNameAsync(name));
     }
 
     [SkippableFact]
