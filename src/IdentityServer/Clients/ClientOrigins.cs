@@ -9,20 +9,34 @@ namespace IdentityServer.Clients;
 public sealed class ClientOrigins(IServiceScopeFactory scopes, TimeProvider clock)
 {
     private static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(30);
-    private volatile Snapshot? _snapshot;
+    private Snapshot? _snapshot;
+
+    // Counts invalidations: origins read before a client changed must not be kept after it.
+    private long _invalidations;
 
     public async ValueTask<bool> IsAllowedAsync(string origin, CancellationToken ct)
     {
-        var snapshot = _snapshot;
+        var snapshot = Volatile.Read(ref _snapshot);
         if (snapshot is null || clock.GetUtcNow() - snapshot.LoadedAt > Lifetime)
         {
-            snapshot = _snapshot = new Snapshot(await LoadAsync(ct), clock.GetUtcNow());
+            var invalidations = Interlocked.Read(ref _invalidations);
+            snapshot = new Snapshot(await LoadAsync(ct), clock.GetUtcNow());
+            Volatile.Write(ref _snapshot, snapshot);
+            if (Interlocked.Read(ref _invalidations) != invalidations)
+            {
+                // A client changed while this was reading: what it read answers this request only.
+                Interlocked.CompareExchange(ref _snapshot, null, snapshot);
+            }
         }
 
         return snapshot.Origins.Contains(origin);
     }
 
-    public void Invalidate() => _snapshot = null;
+    public void Invalidate()
+    {
+        Interlocked.Increment(ref _invalidations);
+        Volatile.Write(ref _snapshot, null);
+    }
 
     private async Task<HashSet<string>> LoadAsync(CancellationToken ct)
     {

@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Http.Headers;
+using IdentityServer.Clients;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.AspNetCore.WebUtilities;
 
 namespace IdentityServer.Tests.Authorization;
@@ -167,6 +169,51 @@ public abstract class CorsTests<TFixture>(TFixture server) where TFixture : Serv
                 ["token"] = "not-a-token",
             });
             AssertNoCors(revocation, $"revocation from {origin}");
+        }
+    }
+
+    /// <summary>
+    /// The origins are read from every client now and then; a client registered while they were being read is allowed
+    /// at once afterwards, not once the read's (stale) copy expires.
+    /// </summary>
+    [SkippableFact]
+    public async Task Origins_read_while_a_client_is_registered_are_not_kept_after_it()
+    {
+        var origin = $"https://{Unique.Name("late")}.test";
+        var scopes = new ScopesHeldAtTheEnd(server.Factory.Services.GetRequiredService<IServiceScopeFactory>());
+        var origins = new ClientOrigins(scopes, TimeProvider.System);
+        var reading = origins.IsAllowedAsync(origin, CancellationToken.None).AsTask();
+        await scopes.Ended.Task; // every client read, the new one not among them
+
+        await server.CreatePublicClientAsync(redirectUri: $"{origin}/callback");
+        origins.Invalidate(); // as the admin API does after a change
+        scopes.Release.SetResult();
+
+        Assert.False(await reading);
+        Assert.True(await origins.IsAllowedAsync(origin, CancellationToken.None));
+    }
+
+    /// <summary>Real scopes, whose end waits for <see cref="Release"/> once it has said it was reached.</summary>
+    private sealed class ScopesHeldAtTheEnd(IServiceScopeFactory inner) : IServiceScopeFactory
+    {
+        public TaskCompletionSource Ended { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public IServiceScope CreateScope() => new HeldScope(inner.CreateScope(), this);
+
+        private sealed class HeldScope(IServiceScope scope, ScopesHeldAtTheEnd owner) : IServiceScope, IAsyncDisposable
+        {
+            public IServiceProvider ServiceProvider => scope.ServiceProvider;
+
+            public void Dispose() => scope.Dispose();
+
+            public async ValueTask DisposeAsync()
+            {
+                owner.Ended.TrySetResult();
+                await owner.Release.Task;
+                await ((IAsyncDisposable)scope).DisposeAsync();
+            }
         }
     }
 
