@@ -29,13 +29,13 @@ public sealed class CachingApplicationManager(
     : OpenIddictApplicationManager<OpenIddictEntityFrameworkCoreApplication>(cache, logger, options, store)
 {
     /// <summary>The clients this request found (the manager is scoped: one per request).</summary>
-    private readonly RequestLookups<OpenIddictEntityFrameworkCoreApplication> _request = snapshots.NewRequest(a => a.Id);
+    private readonly RequestLookups<OpenIddictEntityFrameworkCoreApplication> _request = snapshots.NewRequest(a => a.Id, KeysOf);
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByClientIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync("client_id:" + identifier, db, _request, Copy, () => base.FindByClientIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync(ClientIdKey(identifier), db, _request, Copy, () => base.FindByClientIdAsync(identifier, cancellationToken));
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync("id:" + identifier, db, _request, Copy, () => base.FindByIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync(IdKey(identifier), db, _request, Copy, () => base.FindByIdAsync(identifier, cancellationToken));
 
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default)
     {
@@ -70,6 +70,13 @@ public sealed class CachingApplicationManager(
         verifications.Remember(comparand, secret);
         return true;
     }
+
+    private static string ClientIdKey(string clientId) => "client_id:" + clientId;
+
+    private static string IdKey(string id) => "id:" + id;
+
+    private static IEnumerable<string> KeysOf(OpenIddictEntityFrameworkCoreApplication application) =>
+        new[] { application.ClientId is { } clientId ? ClientIdKey(clientId) : null, application.Id is { } id ? IdKey(id) : null }.OfType<string>();
 
     private static Func<OpenIddictEntityFrameworkCoreApplication, bool> SameAs(OpenIddictEntityFrameworkCoreApplication application) =>
         cached => cached.Id == application.Id || cached.ClientId == application.ClientId;

@@ -14,12 +14,15 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     private const int Capacity = 10_000;
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
 
-    // Counts removals: a request that may have read an entity before a removal must not cache it after (it may be the
+    // Counts removals: a manager that may have read an entity before a removal must not cache it after (it may be the
     // old row).
     private long _removals;
 
-    /// <summary>A new request's lookups (for a scoped manager).</summary>
-    public RequestLookups<T> NewRequest(Func<T, string?> id) => new(id, Interlocked.Read(ref _removals));
+    /// <summary>
+    /// A new scoped manager's lookups, for one request. <paramref name="keys"/> are every lookup key of an entity
+    /// (by id, by client_id or name): found under one, it is this request's under all of them.
+    /// </summary>
+    public RequestLookups<T> NewRequest(Func<T, string?> id, Func<T, IEnumerable<string>> keys) => new(id, keys, Interlocked.Read(ref _removals));
 
     public bool Enabled => options.Value.EntityCacheLifetime > TimeSpan.Zero;
 
@@ -105,6 +108,10 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
         if (found is not null)
         {
             request.Found[key] = found;
+            foreach (var other in request.Keys(found))
+            {
+                request.Found.TryAdd(other, found);
+            }
         }
 
         return found;
@@ -139,14 +146,15 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
             return mine;
         }
 
+        // Something removed since this request's manager was made may be what the load returns, read before: OpenIddict
+        // keeps what a request read and answers its later lookups (by another key, say) from that. Such a load is this
+        // request's alone; the check after the Set catches a removal made meanwhile.
         var entity = await load();
-        if (entity is not null || rememberMisses)
+        if ((entity is not null || rememberMisses) && Interlocked.Read(ref _removals) == request.RemovalsAtStart)
         {
             Set(key, entity is null ? null : copy(entity));
             if (Interlocked.Read(ref _removals) != request.RemovalsAtStart)
             {
-                // Something was removed since the request began: what it loaded may be what was removed, read before
-                // (OpenIddict keeps what a request read, by id and by name, and answers later lookups from that).
                 _entries.TryRemove(key, out _);
             }
         }
@@ -197,23 +205,27 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
 
 /// <summary>
 /// What one request found through a <see cref="SnapshotCache{T}"/> (a scoped manager keeps one): its copies of cached
-/// entities, by id, and what each lookup key found. A request that found an entity goes on with it: OpenIddict looks a
-/// request's client and scopes up several times, and treats a client missing at a later lookup as a bug (a 500). An
-/// entity deleted by another request in between must not change this request's mind halfway; its writes then meet
-/// the deletion and fail as such.
+/// entities, by id, and what it found under each lookup key (an entity found under one of its keys counts as found
+/// under all). A request that found an entity goes on with it: OpenIddict looks a request's client up several times,
+/// by client_id and by id, and treats a client missing at a later lookup as a bug (a 500). An entity deleted by another
+/// request in between must not change this request's mind halfway; its writes then meet the deletion and fail as such.
 /// </summary>
 public sealed class RequestLookups<T> where T : class
 {
-    internal RequestLookups(Func<T, string?> id, long removalsAtStart)
+    internal RequestLookups(Func<T, string?> id, Func<T, IEnumerable<string>> keys, long removalsAtStart)
     {
         Id = id;
+        Keys = keys;
         RemovalsAtStart = removalsAtStart;
     }
 
     /// <summary>An entity's id.</summary>
     internal Func<T, string?> Id { get; }
 
-    /// <summary>The cache's count of removals when the request began.</summary>
+    /// <summary>Every lookup key of an entity.</summary>
+    internal Func<T, IEnumerable<string>> Keys { get; }
+
+    /// <summary>The cache's count of removals when the manager was made (before its first lookup in the request).</summary>
     internal long RemovalsAtStart { get; }
 
     internal Dictionary<string, T> Copies { get; } = new(StringComparer.Ordinal);
