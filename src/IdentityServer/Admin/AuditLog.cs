@@ -65,7 +65,7 @@ public sealed class AuditLog(ApplicationDbContext db, TimeProvider clock, ILogge
     public Task<T> InTransactionAsync<T>(Func<IDbContextTransaction, Task<T>> change, CancellationToken ct, Action? forgetReads = null) =>
         DeadlockRetry.RunAsync(async () =>
         {
-            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            await using var transaction = await BeginAsync(ct);
             return await change(transaction);
         }, logger, "An admin change", beforeRetry: () =>
         {

@@ -29,13 +29,15 @@ public sealed class CachingApplicationManager(
     : OpenIddictApplicationManager<OpenIddictEntityFrameworkCoreApplication>(cache, logger, options, store)
 {
     /// <summary>The clients this request found (the manager is scoped: one per request).</summary>
-    private readonly RequestLookups<OpenIddictEntityFrameworkCoreApplication> _request = snapshots.NewRequest(a => a.Id, KeysOf);
+    private readonly RequestLookups<OpenIddictEntityFrameworkCoreApplication> _request =
+        snapshots.NewRequest(a => a.Id, a => a.ClientId is { } clientId ? ClientIdKey(clientId) : null);
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByClientIdAsync(string identifier, CancellationToken cancellationToken = default) =>
         snapshots.FindAsync(ClientIdKey(identifier), db, _request, Copy, () => base.FindByClientIdAsync(identifier, cancellationToken));
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync(IdKey(identifier), db, _request, Copy, () => base.FindByIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync(SnapshotCache<OpenIddictEntityFrameworkCoreApplication>.IdKey(identifier), db, _request, Copy,
+            () => base.FindByIdAsync(identifier, cancellationToken));
 
     public override async ValueTask UpdateAsync(OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default)
     {
@@ -72,11 +74,6 @@ public sealed class CachingApplicationManager(
     }
 
     private static string ClientIdKey(string clientId) => "client_id:" + clientId;
-
-    private static string IdKey(string id) => "id:" + id;
-
-    private static IEnumerable<string> KeysOf(OpenIddictEntityFrameworkCoreApplication application) =>
-        new[] { application.ClientId is { } clientId ? ClientIdKey(clientId) : null, application.Id is { } id ? IdKey(id) : null }.OfType<string>();
 
     private static Func<OpenIddictEntityFrameworkCoreApplication, bool> SameAs(OpenIddictEntityFrameworkCoreApplication application) =>
         cached => cached.Id == application.Id || cached.ClientId == application.ClientId;

@@ -24,7 +24,8 @@ public sealed class CachingScopeManager(
     : OpenIddictScopeManager<OpenIddictEntityFrameworkCoreScope>(cache, logger, options, store)
 {
     /// <summary>The scopes this request found (the manager is scoped: one per request).</summary>
-    private readonly RequestLookups<OpenIddictEntityFrameworkCoreScope> _request = snapshots.NewRequest(s => s.Id, KeysOf);
+    private readonly RequestLookups<OpenIddictEntityFrameworkCoreScope> _request =
+        snapshots.NewRequest(s => s.Id, s => s.Name is { } name ? NameKey(name) : null);
 
     /// <remarks>
     /// Names with no stored scope are remembered too: the protocol scopes (openid, profile, offline_access...) are
@@ -54,7 +55,8 @@ public sealed class CachingScopeManager(
     }
 
     public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        snapshots.FindAsync(IdKey(identifier), db, _request, Copy, () => base.FindByIdAsync(identifier, cancellationToken));
+        snapshots.FindAsync(SnapshotCache<OpenIddictEntityFrameworkCoreScope>.IdKey(identifier), db, _request, Copy,
+            () => base.FindByIdAsync(identifier, cancellationToken));
 
     public override IAsyncEnumerable<OpenIddictEntityFrameworkCoreScope> FindByNamesAsync(ImmutableArray<string> names, CancellationToken cancellationToken = default) =>
         snapshots.Enabled ? FindEachAsync(names, cancellationToken) : base.FindByNamesAsync(names, cancellationToken);
@@ -105,11 +107,6 @@ public sealed class CachingScopeManager(
     }
 
     private static string NameKey(string name) => "name:" + name;
-
-    private static string IdKey(string id) => "id:" + id;
-
-    private static IEnumerable<string> KeysOf(OpenIddictEntityFrameworkCoreScope scope) =>
-        new[] { scope.Name is { } name ? NameKey(name) : null, scope.Id is { } id ? IdKey(id) : null }.OfType<string>();
 
     private static Func<OpenIddictEntityFrameworkCoreScope, bool> SameAs(OpenIddictEntityFrameworkCoreScope scope) =>
         cached => cached.Id == scope.Id || cached.Name == scope.Name;

@@ -18,11 +18,15 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     // old row).
     private long _removals;
 
+    /// <summary>The lookup key of an entity by id.</summary>
+    public static string IdKey(string id) => "id:" + id;
+
     /// <summary>
-    /// A new scoped manager's lookups, for one request. <paramref name="keys"/> are every lookup key of an entity
-    /// (by id, by client_id or name): found under one, it is this request's under all of them.
+    /// A new scoped manager's lookups, for one request. An entity has two lookup keys, <see cref="IdKey"/> of its
+    /// <paramref name="id"/> and its <paramref name="naturalKey"/> (by client_id, by name): found under one, it is this
+    /// request's under both.
     /// </summary>
-    public RequestLookups<T> NewRequest(Func<T, string?> id, Func<T, IEnumerable<string>> keys) => new(id, keys, Interlocked.Read(ref _removals));
+    public RequestLookups<T> NewRequest(Func<T, string?> id, Func<T, string?> naturalKey) => new(id, naturalKey, Interlocked.Read(ref _removals));
 
     public bool Enabled => options.Value.EntityCacheLifetime > TimeSpan.Zero;
 
@@ -108,9 +112,14 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
         if (found is not null)
         {
             request.Found[key] = found;
-            foreach (var other in request.Keys(found))
+            if (request.Id(found) is { } id)
             {
-                request.Found.TryAdd(other, found);
+                request.Found.TryAdd(IdKey(id), found);
+            }
+
+            if (request.NaturalKey(found) is { } naturalKey)
+            {
+                request.Found.TryAdd(naturalKey, found);
             }
         }
 
@@ -212,18 +221,18 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
 /// </summary>
 public sealed class RequestLookups<T> where T : class
 {
-    internal RequestLookups(Func<T, string?> id, Func<T, IEnumerable<string>> keys, long removalsAtStart)
+    internal RequestLookups(Func<T, string?> id, Func<T, string?> naturalKey, long removalsAtStart)
     {
         Id = id;
-        Keys = keys;
+        NaturalKey = naturalKey;
         RemovalsAtStart = removalsAtStart;
     }
 
     /// <summary>An entity's id.</summary>
     internal Func<T, string?> Id { get; }
 
-    /// <summary>Every lookup key of an entity.</summary>
-    internal Func<T, IEnumerable<string>> Keys { get; }
+    /// <summary>An entity's lookup key other than by id (by client_id, by name).</summary>
+    internal Func<T, string?> NaturalKey { get; }
 
     /// <summary>The cache's count of removals when the manager was made (before its first lookup in the request).</summary>
     internal long RemovalsAtStart { get; }
