@@ -44,20 +44,13 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
         var read = await admin.GetAsync(Path(UsersUrl, user.Id));
         await using var monitor = await PostgreSqlSession.OpenAsync(server);
         Assert.True(await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value", user.Id) > 0);
-        var deadlocksBefore = await monitor.DeadlocksAsync();
-        await using var writer = await PostgreSqlSession.OpenAsync(server);
-        await writer.BeginAsync();
-        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
 
-        var deletion = admin.DeleteAsync(Path(UsersUrl, user.Id), ETagOf(read));
-        await monitor.WaitUntilBlockedByAsync(writer, "the deletion waiting for the user's tokens");
-        // The deletion holds the user's authorizations: this wait closes the cycle, and returns once the deletion's
-        // first attempt is aborted. Its next attempt then waits for this writer, which lets go.
-        await writer.ExecuteAsync("SELECT 1 FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value FOR UPDATE", user.Id);
-        await writer.CommitAsync();
+        var deletion = await InDeadlockAsync(() => admin.DeleteAsync(Path(UsersUrl, user.Id), ETagOf(read)), user.Id,
+            holdFirst: "SELECT 1 FROM \"OpenIddictTokens\" WHERE \"Subject\" = @value FOR UPDATE",
+            thenWant: "SELECT 1 FROM \"OpenIddictAuthorizations\" WHERE \"Subject\" = @value FOR UPDATE",
+            waiting: "the deletion waiting for the user's tokens");
 
-        Assert.Equal(HttpStatusCode.NoContent, (await deletion).StatusCode);
-        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
+        Assert.Equal(HttpStatusCode.NoContent, deletion.StatusCode);
         await (await admin.GetAsync(Path(UsersUrl, user.Id))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
         Assert.Single((await AuditForAsync(admin, "user", user.Id)).EnumerateArray(), e => e.GetProperty("action").GetString() == "user.deleted");
         Assert.Equal(0L, await monitor.ScalarAsync<long>(
@@ -76,21 +69,13 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
         var scope = await server.CreateScopeAsync(TestApi.NewAudience());
         var client = await server.CreateConfidentialClientAsync(c => c.Scope = scope);
         await TokenAsync(server, client.ClientId, client.ClientSecret!, scope);
-        await using var monitor = await PostgreSqlSession.OpenAsync(server);
-        var deadlocksBefore = await monitor.DeadlocksAsync();
-        await using var writer = await PostgreSqlSession.OpenAsync(server);
-        await writer.BeginAsync();
-        await writer.ExecuteAsync($"SELECT 1 {TheClient} FOR KEY SHARE", client.ClientId);
 
-        var deletion = admin.DeleteAsync(Path(ClientsUrl, client.ClientId));
-        await monitor.WaitUntilBlockedByAsync(writer, "the deletion, its entries deleted, waiting for the client's row");
-        // The deletion holds the client's entries: this wait closes the cycle, and returns once the deletion's first
-        // attempt is aborted. Its next attempt then waits for this writer, which lets go.
-        await writer.ExecuteAsync($"SELECT 1 FROM \"OpenIddictTokens\" WHERE \"ApplicationId\" = (SELECT \"Id\" {TheClient}) FOR UPDATE", client.ClientId);
-        await writer.CommitAsync();
+        var deletion = await InDeadlockAsync(() => admin.DeleteAsync(Path(ClientsUrl, client.ClientId)), client.ClientId,
+            holdFirst: $"SELECT 1 {TheClient} FOR KEY SHARE",
+            thenWant: $"SELECT 1 FROM \"OpenIddictTokens\" WHERE \"ApplicationId\" = (SELECT \"Id\" {TheClient}) FOR UPDATE",
+            waiting: "the deletion, its entries deleted, waiting for the client's row");
 
-        Assert.Equal(HttpStatusCode.NoContent, (await deletion).StatusCode);
-        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
+        Assert.Equal(HttpStatusCode.NoContent, deletion.StatusCode);
         await (await admin.GetAsync(Path(ClientsUrl, client.ClientId))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
         Assert.Single((await AuditForAsync(admin, "client", client.ClientId)).EnumerateArray(), e => e.GetProperty("action").GetString() == "client.deleted");
         Assert.Equal(HttpStatusCode.Unauthorized, (await ClientCredentialsAsync(server, client.ClientId, client.ClientSecret!, scope)).StatusCode);
@@ -112,19 +97,13 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
         var signOutPage = await AccountPages.OpenAsync(browser, "/account/sessions");
         await using var monitor = await PostgreSqlSession.OpenAsync(server);
         Assert.True(await monitor.ScalarAsync<long>($"SELECT count(*) {UsersLiveEntries}", user.Id) > 1);
-        var deadlocksBefore = await monitor.DeadlocksAsync();
-        await using var writer = await PostgreSqlSession.OpenAsync(server);
-        await writer.BeginAsync();
-        await writer.ExecuteAsync($"SELECT 1 {UsersLiveEntries} ORDER BY ctid DESC LIMIT 1 FOR UPDATE", user.Id);
 
-        var signOut = browser.SubmitAsync(signOutPage);
-        await monitor.WaitUntilBlockedByAsync(writer, "the revocation waiting for the last entry");
-        // The revocation holds the others: this wait closes the cycle, and returns once the revocation is aborted.
-        await writer.ExecuteAsync($"SELECT 1 {UsersLiveEntries} ORDER BY ctid FOR UPDATE", user.Id);
-        await writer.CommitAsync();
+        var signOut = await InDeadlockAsync(() => browser.SubmitAsync(signOutPage), user.Id,
+            holdFirst: $"SELECT 1 {UsersLiveEntries} ORDER BY ctid DESC LIMIT 1 FOR UPDATE",
+            thenWant: $"SELECT 1 {UsersLiveEntries} ORDER BY ctid FOR UPDATE",
+            waiting: "the revocation waiting for the last entry");
 
-        Assert.Contains("Every session of your account has been signed out", (await signOut).Body);
-        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
+        Assert.Contains("Every session of your account has been signed out", signOut.Body);
         Assert.Equal(0L, await monitor.ScalarAsync<long>($"SELECT count(*) {UsersLiveEntries}", user.Id));
         var refresh = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
         Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refresh)).GetProperty("error").GetString());
@@ -153,27 +132,45 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
 
         await monitor.ExecuteAsync("INSERT INTO \"OpenIddictAuthorizations\" (\"Id\", \"CreationDate\", \"Status\", \"Type\") " +
             $"VALUES ('{authorization}', @value, 'revoked', 'ad-hoc')", old);
-        var deadlocksBefore = await monitor.DeadlocksAsync();
-        await using var writer = await PostgreSqlSession.OpenAsync(server);
-        await writer.BeginAsync();
-        await writer.ExecuteAsync($"SELECT 1 {Prunable} ORDER BY ctid DESC LIMIT 1 FOR UPDATE", ids.ToArray());
 
-        var pruning = PruneAsync();
-        await monitor.WaitUntilBlockedByAsync(writer, "the pruning waiting for the last entry");
-        // The pruning holds the others: this wait closes the cycle, and returns once the pruning's batch is aborted.
-        await writer.ExecuteAsync($"SELECT 1 {Prunable} ORDER BY ctid FOR UPDATE", ids.ToArray());
-        await writer.CommitAsync();
+        await InDeadlockAsync(PruneAsync, ids.ToArray(),
+            holdFirst: $"SELECT 1 {Prunable} ORDER BY ctid DESC LIMIT 1 FOR UPDATE",
+            thenWant: $"SELECT 1 {Prunable} ORDER BY ctid FOR UPDATE",
+            waiting: "the pruning waiting for the last entry");
 
-        await pruning;
-        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
         Assert.Equal(0L, await monitor.ScalarAsync<long>($"SELECT count(*) {Prunable}", ids.ToArray()));
         Assert.Equal(0L, await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Id\" = @value", authorization));
 
-        async Task PruneAsync()
+        async Task<(long, long)> PruneAsync()
         {
             await using var scope = server.Factory.Services.CreateAsyncScope();
-            await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+            return await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
         }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="operation"/> into a deadlock on purpose: a writer of the test's own holds the rows of
+    /// <paramref name="holdFirst"/>, waits until the operation waits for it, then asks for <paramref name="thenWant"/>,
+    /// rows the operation holds by then. That closes the cycle, and returns once the operation's side is aborted (the
+    /// writer looks for a deadlock only after minutes); the writer then commits, letting the operation's next attempt
+    /// through. Returns the operation's result once PostgreSQL has counted the deadlock.
+    /// </summary>
+    private async Task<T> InDeadlockAsync<T>(Func<Task<T>> operation, object value, string holdFirst, string thenWant, string waiting)
+    {
+        await using var monitor = await PostgreSqlSession.OpenAsync(server);
+        var deadlocksBefore = await monitor.DeadlocksAsync();
+        await using var writer = await PostgreSqlSession.OpenAsync(server);
+        await writer.BeginAsync();
+        await writer.ExecuteAsync(holdFirst, value);
+
+        var running = operation();
+        await monitor.WaitUntilBlockedByAsync(writer, waiting);
+        await writer.ExecuteAsync(thenWant, value);
+        await writer.CommitAsync();
+
+        var result = await running;
+        await monitor.WaitUntilDeadlockAfterAsync(deadlocksBefore);
+        return result;
     }
 }
 
