@@ -33,6 +33,8 @@ public sealed record ScenarioResult(
     long PeakWorkingSetBytes,
     double CeilingPerSecond,
     double ServerCpuMillisecondsPerOperation,
+    double LoadGeneratorCpuMillisecondsPerOperation,
+    double MachineBusyMillisecondsPerOperation,
     double? CpuRatioToSignature,
     double? RatioToCeiling,
     double? TargetRatio,
@@ -66,13 +68,25 @@ public static class LoadGenerator
         var peak = 0L;
         TimeSpan? cpuFrom = null;
         var cpuTo = TimeSpan.Zero;
+        var self = Process.GetCurrentProcess();
+        var generatorFrom = TimeSpan.Zero;
+        var generatorTo = TimeSpan.Zero;
+        var machineFrom = TimeSpan.Zero;
+        var machineTo = TimeSpan.Zero;
         var sampler = Task.Run(async () =>
         {
             while (Stopwatch.GetTimestamp() < measureTo)
             {
                 if (Stopwatch.GetTimestamp() >= measureFrom)
                 {
-                    cpuFrom ??= server.CpuTime();
+                    if (cpuFrom is null)
+                    {
+                        cpuFrom = server.CpuTime();
+                        self.Refresh();
+                        generatorFrom = self.TotalProcessorTime;
+                        machineFrom = MachineBusyTime();
+                    }
+
                     peak = Math.Max(peak, server.WorkingSet());
                 }
 
@@ -80,6 +94,9 @@ public static class LoadGenerator
             }
 
             cpuTo = server.CpuTime();
+            self.Refresh();
+            generatorTo = self.TotalProcessorTime;
+            machineTo = MachineBusyTime();
         });
 
         var tasks = new Task[concurrency];
@@ -130,7 +147,8 @@ public static class LoadGenerator
         var operations = all.LongLength;
         var seconds = duration.TotalSeconds;
         var opsPerSecond = operations / seconds;
-        var cpuPerOperation = operations == 0 ? 0 : (cpuTo - (cpuFrom ?? cpuTo)).TotalMilliseconds / operations;
+        double PerOperation(TimeSpan used) => operations == 0 ? 0 : used.TotalMilliseconds / operations;
+        var cpuPerOperation = PerOperation(cpuTo - (cpuFrom ?? cpuTo));
         double Percentile(double p) => all.Length == 0 ? 0 : all[Math.Min(all.Length - 1, (int)Math.Ceiling(p * all.Length) - 1)] * 1000 / frequency;
         return new ScenarioResult(
             scenario.Name,
@@ -143,9 +161,27 @@ public static class LoadGenerator
             peak,
             ceiling,
             cpuPerOperation,
+            PerOperation(generatorTo - generatorFrom),
+            PerOperation(machineTo - machineFrom),
             cpuPerOperation > 0 ? signatureCpuMilliseconds / cpuPerOperation : null,
             ceiling > 0 ? opsPerSecond / ceiling : null,
             scenario.TargetRatio,
             firstError);
+    }
+
+    /// <summary>CPU time all cores have spent busy since boot (the first line of /proc/stat less idle and iowait).</summary>
+    private static TimeSpan MachineBusyTime()
+    {
+        try
+        {
+            var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            // cpu user nice system idle iowait irq softirq steal ..., in clock ticks of 1/100 s.
+            var ticks = fields.Skip(1).Take(8).Select(long.Parse).ToArray();
+            return TimeSpan.FromSeconds((ticks.Sum() - ticks[3] - ticks[4]) / 100.0);
+        }
+        catch (IOException)
+        {
+            return TimeSpan.Zero;
+        }
     }
 }

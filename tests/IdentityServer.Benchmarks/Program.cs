@@ -83,7 +83,7 @@ await using (var server = ServerUnderTest.Start(settings))
         Console.Write($"{scenario.Name} (ceiling now {moment:0}/s) ... ");
         var result = await LoadGenerator.RunAsync(scenario, client, server, options.Concurrency, options.Warmup, options.Duration, moment, momentCpu);
         results.Add(result);
-        Console.WriteLine($"{result.OperationsPerSecond:0}/s, {result.ServerCpuMillisecondsPerOperation:0.000} CPU ms/op, p99 {result.P99Milliseconds:0.0} ms, {result.Errors} errors{(result.FirstError is null ? "" : $" (first: {Truncate(result.FirstError)})")}");
+        Console.WriteLine($"{result.OperationsPerSecond:0}/s, {result.ServerCpuMillisecondsPerOperation:0.000} CPU ms/op (load generator {result.LoadGeneratorCpuMillisecondsPerOperation:0.000}, whole machine busy {result.MachineBusyMillisecondsPerOperation:0.000}), p99 {result.P99Milliseconds:0.0} ms, {result.Errors} errors{(result.FirstError is null ? "" : $" (first: {Truncate(result.FirstError)})")}");
         if (server.HasExited)
         {
             throw new InvalidOperationException($"The server exited during {scenario.Name}:\n{server.Output}");
