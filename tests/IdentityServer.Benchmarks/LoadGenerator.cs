@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace IdentityServer.Benchmarks;
 
 /// <summary>One client's repeated operation (one or more HTTP requests); per-worker state lives in the implementation.</summary>
-public interface IWorker
+public interface IWorker : IDisposable
 {
     /// <summary>Runs the operation once; returns null on success, or what went wrong.</summary>
     Task<string?> RunOnceAsync(CancellationToken cancellationToken);
@@ -141,6 +141,10 @@ public static class LoadGenerator
 
         await Task.WhenAll(tasks);
         await sampler;
+        foreach (var worker in workers)
+        {
+            worker.Dispose();
+        }
 
         var all = latencies.SelectMany(l => l).ToArray();
         Array.Sort(all);

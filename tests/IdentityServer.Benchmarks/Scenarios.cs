@@ -49,15 +49,17 @@ public sealed class BenchmarkSeed
 }
 
 /// <summary>
-/// The load generator's HTTP client: one pool of keep-alive connections to the server, no cookies container (the
-/// session cookie is sent as a header), no redirects followed, and <c>X-Forwarded-Proto: https</c> on every request
-/// since the server runs as it would behind a TLS-terminating proxy.
+/// What the workers share: the server's address, the seed's credentials and the signed-in user's session cookie.
+/// The workers send their requests over <see cref="LoopbackHttpConnection"/>s of their own; <see cref="Http"/> (no
+/// cookies container, no redirects followed, <c>X-Forwarded-Proto: https</c> on every request since the server runs
+/// as it would behind a TLS-terminating proxy) is for setting up: the health check, the login page, a first token.
 /// </summary>
 public sealed class BenchmarkClient : IDisposable
 {
     public BenchmarkClient(Uri baseAddress, int connections, BenchmarkSeed seed)
     {
         Seed = seed;
+        BaseAddress = baseAddress;
         Http = new HttpClient(new SocketsHttpHandler
         {
             MaxConnectionsPerServer = connections,
@@ -72,15 +74,18 @@ public sealed class BenchmarkClient : IDisposable
             Timeout = TimeSpan.FromSeconds(30),
         };
         Http.DefaultRequestHeaders.Add("X-Forwarded-Proto", "https");
-        MachineAuthorization = new AuthenticationHeaderValue("Basic",
-            Convert.ToBase64String(Encoding.UTF8.GetBytes($"{BenchmarkSeed.MachineClientId}:{Uri.EscapeDataString(seed.MachineSecret)}")));
+        MachineAuthorization = "Basic " +
+            Convert.ToBase64String(Encoding.UTF8.GetBytes($"{BenchmarkSeed.MachineClientId}:{Uri.EscapeDataString(seed.MachineSecret)}"));
     }
+
+    public Uri BaseAddress { get; }
 
     public HttpClient Http { get; }
 
     public BenchmarkSeed Seed { get; }
 
-    public AuthenticationHeaderValue MachineAuthorization { get; }
+    /// <summary>The machine client's HTTP Basic authorization header value.</summary>
+    public string MachineAuthorization { get; }
 
     /// <summary>The session cookie header of the signed-in benchmark user (after <see cref="SignInAsync"/>).</summary>
     public string? SessionCookie { get; private set; }
@@ -89,9 +94,10 @@ public sealed class BenchmarkClient : IDisposable
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "connect/token")
         {
-            Content = Form(("grant_type", "client_credentials"), ("scope", BenchmarkSeed.ApiScope)),
+            Content = new StringContent(Form(("grant_type", "client_credentials"), ("scope", BenchmarkSeed.ApiScope)),
+                Encoding.ASCII, "application/x-www-form-urlencoded"),
         };
-        request.Headers.Authorization = MachineAuthorization;
+        request.Headers.TryAddWithoutValidation("Authorization", MachineAuthorization);
         using var response = await Http.SendAsync(request, ct);
         var body = await response.Content.ReadAsStringAsync(ct);
         return response.StatusCode == HttpStatusCode.OK ? JsonDocument.Parse(body).RootElement.GetProperty("access_token").GetString() : null;
@@ -130,8 +136,11 @@ public sealed class BenchmarkClient : IDisposable
         SessionCookie = cookie;
     }
 
-    /// <summary>Authorize with the session cookie, then redeem the code with PKCE. Returns the token response, or an error.</summary>
-    public async Task<(JsonElement? Tokens, string? Error)> AuthorizeAndRedeemAsync(CancellationToken ct)
+    /// <summary>
+    /// Authorize with the session cookie, then redeem the code with PKCE, over the given connection. Returns the token
+    /// response's body (valid until the connection's next request), or an error.
+    /// </summary>
+    public async Task<(ReadOnlyMemory<byte> Tokens, string? Error)> AuthorizeAndRedeemAsync(LoopbackHttpConnection connection, CancellationToken ct)
     {
         var verifier = BenchmarkSeed.Base64Url(RandomNumberGenerator.GetBytes(32));
         var challenge = BenchmarkSeed.Base64Url(SHA256.HashData(Encoding.ASCII.GetBytes(verifier)));
@@ -139,57 +148,74 @@ public sealed class BenchmarkClient : IDisposable
         var url = $"connect/authorize?response_type=code&client_id={BenchmarkSeed.AppClientId}" +
             $"&redirect_uri={Uri.EscapeDataString(BenchmarkSeed.AppRedirectUri)}&scope={Uri.EscapeDataString(BenchmarkSeed.AppScope)}" +
             $"&state={state}&nonce={state}&code_challenge={challenge}&code_challenge_method=S256";
-        using var authorize = new HttpRequestMessage(HttpMethod.Get, url);
-        authorize.Headers.Add("Cookie", SessionCookie ?? throw new InvalidOperationException("Not signed in."));
-        using var redirect = await Http.SendAsync(authorize, ct);
-        await redirect.Content.ReadAsStringAsync(ct);
-        var location = redirect.Headers.Location;
-        if (redirect.StatusCode != HttpStatusCode.Redirect || location is null || !location.ToString().StartsWith(BenchmarkSeed.AppRedirectUri, StringComparison.Ordinal))
+        var redirect = await connection.SendAsync(LoopbackRequest.Build(BaseAddress, "GET", url, form: null,
+            ("Cookie", SessionCookie ?? throw new InvalidOperationException("Not signed in."))), ct);
+        var location = redirect.Location;
+        if (redirect.Status != (int)HttpStatusCode.Redirect || location is null || !location.StartsWith(BenchmarkSeed.AppRedirectUri, StringComparison.Ordinal))
         {
-            return (null, $"authorize answered {(int)redirect.StatusCode} to {location}");
+            return (default, $"authorize answered {redirect.Status} to {location}");
         }
 
-        var code = Regex.Match(location.Query, "[?&]code=([^&]+)");
+        var code = Regex.Match(location, "[?&]code=([^&]+)");
         if (!code.Success)
         {
-            return (null, $"authorize redirected without a code: {location}");
+            return (default, $"authorize redirected without a code: {location}");
         }
 
-        using var token = new HttpRequestMessage(HttpMethod.Post, "connect/token")
-        {
-            Content = Form(("grant_type", "authorization_code"), ("client_id", BenchmarkSeed.AppClientId),
-                ("code", Uri.UnescapeDataString(code.Groups[1].Value)), ("redirect_uri", BenchmarkSeed.AppRedirectUri), ("code_verifier", verifier)),
-        };
-        return await ReadTokensAsync(await Http.SendAsync(token, ct), ct);
+        var form = Form(("grant_type", "authorization_code"), ("client_id", BenchmarkSeed.AppClientId),
+            ("code", Uri.UnescapeDataString(code.Groups[1].Value)), ("redirect_uri", BenchmarkSeed.AppRedirectUri), ("code_verifier", verifier));
+        return Tokens(await connection.SendAsync(LoopbackRequest.Build(BaseAddress, "POST", "connect/token", form), ct));
     }
 
-    public async Task<(JsonElement? Tokens, string? Error)> RefreshAsync(string refreshToken, CancellationToken ct)
+    public async Task<(ReadOnlyMemory<byte> Tokens, string? Error)> RefreshAsync(LoopbackHttpConnection connection, string refreshToken, CancellationToken ct)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "connect/token")
-        {
-            Content = Form(("grant_type", "refresh_token"), ("client_id", BenchmarkSeed.AppClientId), ("refresh_token", refreshToken)),
-        };
-        return await ReadTokensAsync(await Http.SendAsync(request, ct), ct);
+        var form = Form(("grant_type", "refresh_token"), ("client_id", BenchmarkSeed.AppClientId), ("refresh_token", refreshToken));
+        return Tokens(await connection.SendAsync(LoopbackRequest.Build(BaseAddress, "POST", "connect/token", form), ct));
     }
 
-    private static async Task<(JsonElement? Tokens, string? Error)> ReadTokensAsync(HttpResponseMessage response, CancellationToken ct)
+    /// <summary>A new keep-alive connection to the server, for one worker.</summary>
+    public LoopbackHttpConnection Connect() => new(new IPEndPoint(IPAddress.Parse(BaseAddress.Host), BaseAddress.Port));
+
+    /// <summary>The string value of a top-level property of a JSON object, or null.</summary>
+    public static string? JsonString(ReadOnlySpan<byte> json, ReadOnlySpan<byte> property)
     {
-        using (response)
+        var reader = new Utf8JsonReader(json);
+        return ReadTo(ref reader, property) && reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+    }
+
+    /// <summary>Whether a top-level property of a JSON object is <c>true</c>.</summary>
+    public static bool JsonIsTrue(ReadOnlySpan<byte> json, ReadOnlySpan<byte> property)
+    {
+        var reader = new Utf8JsonReader(json);
+        return ReadTo(ref reader, property) && reader.TokenType == JsonTokenType.True;
+    }
+
+    private static bool ReadTo(ref Utf8JsonReader reader, ReadOnlySpan<byte> property)
+    {
+        try
         {
-            var body = await response.Content.ReadAsStringAsync(ct);
-            return response.StatusCode == HttpStatusCode.OK
-                ? (JsonDocument.Parse(body).RootElement, null)
-                : (null, $"token endpoint answered {(int)response.StatusCode}: {body}");
+            while (reader.Read())
+            {
+                if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1 && reader.ValueTextEquals(property))
+                {
+                    return reader.Read();
+                }
+            }
         }
+        catch (JsonException)
+        {
+        }
+
+        return false;
     }
 
-    public static ByteArrayContent Form(params (string Name, string Value)[] fields)
-    {
-        var content = new ByteArrayContent(Encoding.ASCII.GetBytes(string.Join('&',
-            fields.Select(f => $"{Uri.EscapeDataString(f.Name)}={Uri.EscapeDataString(f.Value)}"))));
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/x-www-form-urlencoded");
-        return content;
-    }
+    private static (ReadOnlyMemory<byte> Tokens, string? Error) Tokens(LoopbackHttpResponse response) =>
+        response.Status == (int)HttpStatusCode.OK
+            ? (response.Body, null)
+            : (default, $"token endpoint answered {response.Status}: {response.BodyText}");
+
+    public static string Form(params (string Name, string Value)[] fields) =>
+        string.Join('&', fields.Select(f => $"{Uri.EscapeDataString(f.Name)}={Uri.EscapeDataString(f.Value)}"));
 
     private static string CookieHeader(HttpResponseMessage response) =>
         string.Join("; ", response.Headers.TryGetValues("Set-Cookie", out var cookies)
@@ -206,43 +232,41 @@ public sealed class GetScenario(string name, string path, double target) : Scena
     public override double? TargetRatio => target;
 
     public override Task<IWorker> CreateWorkerAsync(BenchmarkClient client, CancellationToken cancellationToken) =>
-        Task.FromResult<IWorker>(new Worker(client.Http, path));
+        Task.FromResult<IWorker>(new Worker(client.Connect(), LoopbackRequest.Build(client.BaseAddress, "GET", path), path));
 
-    private sealed class Worker(HttpClient http, string path) : IWorker
+    private sealed class Worker(LoopbackHttpConnection connection, byte[] request, string path) : IWorker
     {
         public async Task<string?> RunOnceAsync(CancellationToken ct)
         {
-            using var response = await http.GetAsync(path, ct);
-            await response.Content.ReadAsByteArrayAsync(ct);
-            return response.StatusCode == HttpStatusCode.OK ? null : $"GET {path} answered {(int)response.StatusCode}";
+            var response = await connection.SendAsync(request, ct);
+            return response.Status == (int)HttpStatusCode.OK ? null : $"GET {path} answered {response.Status}";
         }
+
+        public void Dispose() => connection.Dispose();
     }
 }
 
 public sealed class ClientCredentialsScenario : Scenario
 {
-    private static readonly byte[] Body = Encoding.ASCII.GetBytes($"grant_type=client_credentials&scope={BenchmarkSeed.ApiScope}");
-
     public override string Name => "client_credentials";
 
     public override double? TargetRatio => 0.5;
 
     public override Task<IWorker> CreateWorkerAsync(BenchmarkClient client, CancellationToken cancellationToken) =>
-        Task.FromResult<IWorker>(new Worker(client));
+        Task.FromResult<IWorker>(new Worker(client.Connect(), LoopbackRequest.Build(client.BaseAddress, "POST", "connect/token",
+            $"grant_type=client_credentials&scope={BenchmarkSeed.ApiScope}", ("Authorization", client.MachineAuthorization))));
 
-    private sealed class Worker(BenchmarkClient client) : IWorker
+    private sealed class Worker(LoopbackHttpConnection connection, byte[] request) : IWorker
     {
         public async Task<string?> RunOnceAsync(CancellationToken ct)
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, "connect/token") { Content = new ByteArrayContent(Body) };
-            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-www-form-urlencoded");
-            request.Headers.Authorization = client.MachineAuthorization;
-            using var response = await client.Http.SendAsync(request, ct);
-            var body = await response.Content.ReadAsByteArrayAsync(ct);
-            return response.StatusCode == HttpStatusCode.OK && body.AsSpan().IndexOf("\"access_token\""u8) >= 0
+            var response = await connection.SendAsync(request, ct);
+            return response.Status == (int)HttpStatusCode.OK && response.Body.Span.IndexOf("\"access_token\""u8) >= 0
                 ? null
-                : $"token endpoint answered {(int)response.StatusCode}: {Encoding.UTF8.GetString(body)}";
+                : $"token endpoint answered {response.Status}: {response.BodyText}";
         }
+
+        public void Dispose() => connection.Dispose();
     }
 }
 
@@ -257,22 +281,21 @@ public sealed class IntrospectionScenario : Scenario
     {
         var token = await client.ClientCredentialsAsync(cancellationToken)
             ?? throw new InvalidOperationException("Could not get an access token to introspect.");
-        return new Worker(client, Encoding.ASCII.GetBytes($"token={token}&token_type_hint=access_token"));
+        return new Worker(client.Connect(), LoopbackRequest.Build(client.BaseAddress, "POST", "connect/introspect",
+            $"token={token}&token_type_hint=access_token", ("Authorization", client.MachineAuthorization)));
     }
 
-    private sealed class Worker(BenchmarkClient client, byte[] body) : IWorker
+    private sealed class Worker(LoopbackHttpConnection connection, byte[] request) : IWorker
     {
         public async Task<string?> RunOnceAsync(CancellationToken ct)
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, "connect/introspect") { Content = new ByteArrayContent(body) };
-            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-www-form-urlencoded");
-            request.Headers.Authorization = client.MachineAuthorization;
-            using var response = await client.Http.SendAsync(request, ct);
-            var answer = await response.Content.ReadAsByteArrayAsync(ct);
-            return response.StatusCode == HttpStatusCode.OK && JsonDocument.Parse(answer).RootElement.GetProperty("active").GetBoolean()
+            var response = await connection.SendAsync(request, ct);
+            return response.Status == (int)HttpStatusCode.OK && BenchmarkClient.JsonIsTrue(response.Body.Span, "active"u8)
                 ? null
-                : $"introspection answered {(int)response.StatusCode}: {Encoding.UTF8.GetString(answer)}";
+                : $"introspection answered {response.Status}: {response.BodyText}";
         }
+
+        public void Dispose() => connection.Dispose();
     }
 }
 
@@ -285,23 +308,32 @@ public sealed class RefreshScenario : Scenario
 
     public override async Task<IWorker> CreateWorkerAsync(BenchmarkClient client, CancellationToken cancellationToken)
     {
-        var (tokens, error) = await client.AuthorizeAndRedeemAsync(cancellationToken);
-        return new Worker(client, tokens?.GetProperty("refresh_token").GetString() ?? throw new InvalidOperationException(error));
+        var connection = client.Connect();
+        var (tokens, error) = await client.AuthorizeAndRedeemAsync(connection, cancellationToken);
+        var refreshToken = error is null ? BenchmarkClient.JsonString(tokens.Span, "refresh_token"u8) : null;
+        return new Worker(client, connection, refreshToken ?? throw new InvalidOperationException(error ?? "no refresh token in the response"));
     }
 
-    private sealed class Worker(BenchmarkClient client, string refreshToken) : IWorker
+    private sealed class Worker(BenchmarkClient client, LoopbackHttpConnection connection, string refreshToken) : IWorker
     {
         public async Task<string?> RunOnceAsync(CancellationToken ct)
         {
-            var (tokens, error) = await client.RefreshAsync(refreshToken, ct);
-            if (tokens?.TryGetProperty("refresh_token", out var next) == true && tokens.Value.TryGetProperty("access_token", out _))
+            var (tokens, error) = await client.RefreshAsync(connection, refreshToken, ct);
+            if (error is not null)
             {
-                refreshToken = next.GetString()!;
-                return null;
+                return error;
             }
 
-            return error ?? "no refresh token in the response";
+            if (BenchmarkClient.JsonString(tokens.Span, "refresh_token"u8) is not { } next || tokens.Span.IndexOf("\"access_token\""u8) < 0)
+            {
+                return "no refresh or access token in the response";
+            }
+
+            refreshToken = next;
+            return null;
         }
+
+        public void Dispose() => connection.Dispose();
     }
 }
 
@@ -315,14 +347,16 @@ public sealed class SignInScenario : Scenario
     public override double? TargetRatio => 0.15;
 
     public override Task<IWorker> CreateWorkerAsync(BenchmarkClient client, CancellationToken cancellationToken) =>
-        Task.FromResult<IWorker>(new Worker(client));
+        Task.FromResult<IWorker>(new Worker(client, client.Connect()));
 
-    private sealed class Worker(BenchmarkClient client) : IWorker
+    private sealed class Worker(BenchmarkClient client, LoopbackHttpConnection connection) : IWorker
     {
         public async Task<string?> RunOnceAsync(CancellationToken ct)
         {
-            var (tokens, error) = await client.AuthorizeAndRedeemAsync(ct);
-            return tokens?.TryGetProperty("id_token", out _) == true ? null : error ?? "no id_token in the response";
+            var (tokens, error) = await client.AuthorizeAndRedeemAsync(connection, ct);
+            return error ?? (tokens.Span.IndexOf("\"id_token\""u8) >= 0 ? null : "no id_token in the response");
         }
+
+        public void Dispose() => connection.Dispose();
     }
 }
