@@ -8,11 +8,11 @@ using OpenIddict.EntityFrameworkCore.Models;
 namespace IdentityServer.Tests.Data;
 
 /// <summary>
-/// On PostgreSQL the server's connections prepare the statements they run repeatedly (Npgsql's auto-prepare), unless
-/// the operator's connection string sets <c>Max Auto Prepare</c> itself (for example 0 behind a pooler that cannot
-/// keep prepared statements).
+/// On PostgreSQL the server's connections prepare the statements they run repeatedly (Npgsql's auto-prepare) and go
+/// back to the pool without Npgsql's reset, unless the operator's connection string sets <c>Max Auto Prepare</c> (for
+/// example 0 behind a pooler that cannot keep prepared statements) or <c>No Reset On Close</c> itself.
 /// </summary>
-public sealed class PostgreSqlPreparedStatementTests(PostgreSqlServerFixture server) : IClassFixture<PostgreSqlServerFixture>
+public sealed class PostgreSqlConnectionDefaultsTests(PostgreSqlServerFixture server) : IClassFixture<PostgreSqlServerFixture>
 {
     [SkippableFact]
     public async Task A_query_run_repeatedly_on_a_connection_is_prepared_on_the_server()
@@ -30,6 +30,20 @@ public sealed class PostgreSqlPreparedStatementTests(PostgreSqlServerFixture ser
         });
 
         Assert.Equal(0, await PreparedStatementsAfterRepeatedQueryAsync(unprepared.Services));
+    }
+
+    [SkippableFact]
+    public async Task A_pooled_connection_is_reused_without_a_reset()
+    {
+        Assert.Equal("kept", await SessionSettingAfterReturnToPoolAsync(new NpgsqlConnectionStringBuilder(server.Settings["ConnectionStrings:IdentityServer"])));
+    }
+
+    [SkippableFact]
+    public async Task A_connection_string_that_asks_for_the_reset_is_kept()
+    {
+        var connectionString = new NpgsqlConnectionStringBuilder(server.Settings["ConnectionStrings:IdentityServer"]) { NoResetOnClose = false };
+
+        Assert.Equal("", await SessionSettingAfterReturnToPoolAsync(connectionString));
     }
 
     /// <summary>
@@ -64,6 +78,30 @@ public sealed class PostgreSqlPreparedStatementTests(PostgreSqlServerFixture ser
         var json = await OAuth.ReadJsonAsync(response);
         Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode}: {json}");
         return json.GetProperty("access_token").GetString()!;
+    }
+
+    /// <summary>
+    /// On a server whose pool holds one connection: sets a session setting on it, gives it back to the pool, takes it
+    /// again and reads the setting (empty after Npgsql's reset, which runs RESET ALL).
+    /// </summary>
+    private async Task<string> SessionSettingAfterReturnToPoolAsync(NpgsqlConnectionStringBuilder connectionString)
+    {
+        connectionString.MaxPoolSize = 1;
+        await using var factory = server.StartServer(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:IdentityServer"] = connectionString.ToString(),
+        });
+        await using (var scope = factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+            _ = await db.Database.SqlQuery<string>($"SELECT set_config('identityserver.test_marker', 'kept', false) AS \"Value\"").SingleAsync();
+        }
+
+        await using (var scope = factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+            return await db.Database.SqlQuery<string>($"SELECT current_setting('identityserver.test_marker', true) AS \"Value\"").SingleAsync() ?? "";
+        }
     }
 
     /// <summary>Runs one token lookup five times on one connection, then asks PostgreSQL how many statements that session has prepared.</summary>
