@@ -35,30 +35,15 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
     {
         if (options.Value.MigrateOnStartup)
         {
-            // On PostgreSQL, EF Core's migration lock lasts one migration's transaction, so two instances starting
-            // together could both apply the second of several migrations. A session lock covers the whole run.
-            var postgreSql = options.Value.Provider == DatabaseProvider.PostgreSql;
-            if (postgreSql)
-            {
-                await db.Database.OpenConnectionAsync(cancellationToken);
-                await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_lock({MigrationLockKey})", cancellationToken);
-            }
-
-            try
+            // EF Core's own lock on PostgreSQL lasts one migration's transaction: two instances starting together could
+            // both apply the second of several migrations.
+            await using (await MigrationLock.TakeAsync(db, options.Value.Provider, cancellationToken))
             {
                 var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
                 if (pending.Count > 0)
                 {
                     logger.LogInformation(DataEvents.Migrating, "Applying {Count} migration(s): {Migrations}", pending.Count, pending);
                     await MigrateAsync(db, cancellationToken);
-                }
-            }
-            finally
-            {
-                if (postgreSql)
-                {
-                    await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None);
-                    await db.Database.CloseConnectionAsync();
                 }
             }
 
@@ -96,9 +81,6 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
             }
         }
     }
-
-    /// <summary>An arbitrary application-wide key for PostgreSQL's advisory lock around migrations.</summary>
-    private const long MigrationLockKey = 7_402_118_337;
 
     private static bool IsConnectionFailure(Exception exception) =>
         exception.AndItsCauses().Any(e => e is System.Data.Common.DbException or System.Net.Sockets.SocketException or TimeoutException);

@@ -84,6 +84,14 @@ public sealed class ScaleOutTests(PostgreSqlServerFixture instanceA) : IClassFix
                 var keys = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().StoredKeys.AsNoTracking().ToListAsync();
                 Assert.Single(keys, k => k.Use == StoredKey.SigningUse);
                 Assert.Single(keys, k => k.Use == StoredKey.EncryptionUse);
+
+                // The migration lock went with its own connection: nothing pooled still holds it.
+                var advisoryLocks = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Database
+                    .SqlQuery<long>($"""
+                        SELECT count(*) AS "Value" FROM pg_locks
+                        WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                        """).SingleAsync();
+                Assert.Equal(0, advisoryLocks);
             }
 
             foreach (var server in servers)
