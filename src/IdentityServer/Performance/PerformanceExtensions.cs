@@ -27,6 +27,7 @@ public static class PerformanceExtensions
         builder.Services.AddSingleton<SecretVerificationCache>();
         builder.Services.AddSingleton<TokenWriteQueue>();
         builder.Services.AddSingleton<PreparedTokenReader>();
+        builder.Services.AddHostedService<NativeHeapTrimmer>();
         var registrations = builder.Services;
         builder.Services.AddSingleton(services => new ServerHandlerTable(
             services.GetRequiredService<IOptionsMonitor<OpenIddictServerOptions>>(), services, registrations));

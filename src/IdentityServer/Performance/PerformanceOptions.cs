@@ -41,4 +41,11 @@ public sealed class PerformanceOptions
     /// <summary>The most requests whose token entries the group-commit writer writes in one transaction.</summary>
     [Range(1, 10_000)]
     public int TokenWriteBatchLimit { get; set; } = 256;
+
+    /// <summary>
+    /// How often the C heap's freed memory is handed back to the operating system (Linux with glibc; see
+    /// <see cref="NativeHeapTrimmer"/>). Zero turns it off.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
+    public TimeSpan NativeHeapTrimInterval { get; set; } = TimeSpan.FromSeconds(5);
 }

@@ -19,6 +19,8 @@ public sealed class TestServerFactory(IReadOnlyDictionary<string, string?> setti
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment(environment);
+        // Every test server lives in the test process: only the trimmer's own test trims the process's C heap.
+        builder.UseSetting("Performance:NativeHeapTrimInterval", "00:00:00");
         foreach (var (key, value) in settings)
         {
             builder.UseSetting(key, value);

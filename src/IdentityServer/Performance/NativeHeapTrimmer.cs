@@ -1,0 +1,38 @@
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Options;
+
+namespace IdentityServer.Performance;
+
+/// <summary>
+/// Hands the C heap's free memory back to the operating system every <see cref="PerformanceOptions.NativeHeapTrimInterval"/>
+/// (glibc's <c>malloc_trim</c>). glibc keeps what its per-thread arenas once held: the JIT compiling methods in the
+/// background, OpenSSL and SQLite free their memory, but the arenas' freed pages stay resident. Only on Linux with glibc.
+/// </summary>
+public sealed class NativeHeapTrimmer(IOptions<PerformanceOptions> options, ILogger<NativeHeapTrimmer> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var interval = options.Value.NativeHeapTrimInterval;
+        if (interval <= TimeSpan.Zero || !OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        using var timer = new PeriodicTimer(interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                MallocTrim(0);
+            }
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // musl (Alpine) has no malloc_trim: nothing to trim there.
+            logger.LogDebug(e, "The C library has no malloc_trim; the native heap is not trimmed.");
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int MallocTrim(nuint pad);
+}
