@@ -33,6 +33,7 @@ public sealed class NativeHeapTrimmer(IOptions<PerformanceOptions> options, ILog
         }
     }
 
-    [DllImport("libc", EntryPoint = "malloc_trim")]
+    // glibc's soname: present on every glibc system, development packages or not; musl has no malloc_trim.
+    [DllImport("libc.so.6", EntryPoint = "malloc_trim")]
     private static extern int MallocTrim(nuint pad);
 }
