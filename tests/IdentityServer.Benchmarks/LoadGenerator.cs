@@ -120,7 +120,7 @@ public static class LoadGenerator
                     {
                         error = await worker.RunOnceAsync(stop.Token);
                     }
-                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException)
+                    catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException or System.Net.Sockets.SocketException)
                     {
                         error = $"{e.GetType().Name}: {e.Message}";
                     }

@@ -97,7 +97,7 @@ public static class DataExtensions
     /// ALL, pg_advisory_unlock_all() and the rest) run on the connection's next use, and EF Core takes a connection
     /// from the pool for each query: about a tenth of PostgreSQL's CPU per refresh (measured, README). Nothing here
     /// leaves session state behind: the token lookups' planner settings are local to their transaction, and the
-    /// migration lock is released in a finally block.</item>
+    /// migration lock has a connection of its own outside the pool (<see cref="MigrationLock"/>).</item>
     /// </list>
     /// </summary>
     private static string PostgreSqlConnectionString(string configured)

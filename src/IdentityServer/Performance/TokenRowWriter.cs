@@ -33,8 +33,8 @@ public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Upd
 /// its concurrency token, then every new row in multi-row INSERT statements (on PostgreSQL one INSERT from an array
 /// per column), with the table, columns and parameter conversions taken from the EF Core model. For the group-commit
 /// writer: going through SaveChanges (change tracking, a modification command per row) was two thirds of the writer's
-/// CPU and 6% of a client credentials token's, and a redeeming request's own SaveChanges 12% of a refresh's. Used on SQLite and PostgreSQL, where the tests run it;
-/// other providers keep SaveChanges.
+/// CPU and 6% of a client credentials token's, and a redeeming request's own SaveChanges 12% of a refresh's. Used on
+/// SQLite and PostgreSQL, where the tests run it; other providers keep SaveChanges.
 /// </summary>
 public static class TokenRowWriter
 {
