@@ -103,13 +103,15 @@ public static class DataExtensions
     private static string PostgreSqlConnectionString(string configured)
     {
         var keywords = new DbConnectionStringBuilder { ConnectionString = configured };
+        // Npgsql takes each keyword with or without its spaces.
+        bool Sets(string keyword) => keywords.ContainsKey(keyword) || keywords.ContainsKey(keyword.Replace(" ", "", StringComparison.Ordinal));
         var builder = new NpgsqlConnectionStringBuilder(configured);
-        if (!keywords.ContainsKey("Max Auto Prepare") && !keywords.ContainsKey("MaxAutoPrepare"))
+        if (!Sets("Max Auto Prepare"))
         {
             builder.MaxAutoPrepare = 64;
         }
 
-        if (!keywords.ContainsKey("No Reset On Close") && !keywords.ContainsKey("NoResetOnClose"))
+        if (!Sets("No Reset On Close"))
         {
             builder.NoResetOnClose = true;
         }
