@@ -31,6 +31,13 @@ public sealed class AuthorizationLookupStore(
     /// <summary>The authorization entity's shadow foreign key to its client.</summary>
     private const string ApplicationIdProperty = "ApplicationId";
 
+    public override async ValueTask<OpenIddictEntityFrameworkCoreAuthorization> InstantiateAsync(CancellationToken cancellationToken)
+    {
+        var authorization = await base.InstantiateAsync(cancellationToken);
+        authorization.Id = TimeOrderedIds.New();
+        return authorization;
+    }
+
     public override async ValueTask<OpenIddictEntityFrameworkCoreAuthorization?> FindByIdAsync(string identifier, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(identifier);

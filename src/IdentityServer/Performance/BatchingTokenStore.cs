@@ -55,6 +55,7 @@ public sealed class BatchingTokenStore(
     public override async ValueTask<OpenIddictEntityFrameworkCoreToken> InstantiateAsync(CancellationToken cancellationToken)
     {
         var token = await base.InstantiateAsync(cancellationToken);
+        token.Id = TimeOrderedIds.New();
         NewEntries.AddOrUpdate(token, new NewTokenOwners());
         return token;
     }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using IdentityServer.Clients;
 using IdentityServer.Data;
@@ -5,6 +6,7 @@ using IdentityServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using OpenIddict.Abstractions;
+using OpenIddict.EntityFrameworkCore.Models;
 
 namespace IdentityServer.Tests.Performance;
 
@@ -120,6 +122,34 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
         Assert.Equal(payload.GetProperty("exp").GetInt64(), (await tokens.GetExpirationDateAsync(stored))?.ToUnixTimeSeconds());
         Assert.Null(await tokens.GetRedemptionDateAsync(stored));
         Assert.Equal(payload.GetProperty("oi_tkn_id").GetString(), await tokens.GetIdAsync(stored));
+    }
+
+    /// <summary>
+    /// Token entries and authorizations get ids of UUID version 7, whose text sorts by creation time, so that each
+    /// insert lands at the end of the primary key's index instead of on a random page of it.
+    /// </summary>
+    [SkippableFact]
+    public async Task New_token_entries_and_authorizations_get_ids_that_sort_by_creation_time()
+    {
+        var machine = await server.CreateConfidentialClientAsync();
+        var issued = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            issued.Add(Jwt.Payload(await TokenAsync(machine)).GetProperty("oi_tkn_id").GetString()!);
+        }
+
+        var app = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), app, user, "openid offline_access");
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        var userTokens = await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(t => t.Subject == user.Id).Select(t => t.Id!).ToListAsync();
+        var authorization = await db.Set<OpenIddictEntityFrameworkCoreAuthorization>().Where(a => a.Subject == user.Id).Select(a => a.Id!).SingleAsync();
+
+        Assert.Equal(3, userTokens.Count); // the code, the access token and the refresh token
+        Assert.All([.. issued, .. userTokens, authorization], id => Assert.Equal(7, Guid.Parse(id).Version));
+        var milliseconds = issued.Select(id => long.Parse(id.Replace("-", "")[..12], NumberStyles.HexNumber)).ToList();
+        Assert.Equal(milliseconds.Order(), milliseconds);
     }
 
     [SkippableFact]
