@@ -44,22 +44,32 @@ public static class HostingExtensions
         builder.AddRequestRateLimits();
 
         var hosting = builder.Configuration.GetSection(HostingOptions.Section).Get<HostingOptions>() ?? new HostingOptions();
+        // Checked whether or not the proxy mode is on, so that a typo is found before the day it is turned on.
+        var proxies = ParseEach<IPAddress>(hosting.KnownProxies, "Hosting:KnownProxies", "an IP address", IPAddress.TryParse);
+        var networks = ParseEach<System.Net.IPNetwork>(hosting.KnownNetworks, "Hosting:KnownNetworks", "a network in CIDR notation (such as 10.0.0.0/8)",
+            System.Net.IPNetwork.TryParse);
         if (hosting.TlsTerminatedByProxy)
         {
             builder.Services.Configure<ForwardedHeadersOptions>(options =>
             {
                 options.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto;
+                // ASP.NET Core trusts only loopback by default; here exactly what is configured (or, with nothing, anyone).
                 options.KnownIPNetworks.Clear();
                 options.KnownProxies.Clear();
-                foreach (var proxy in hosting.KnownProxies)
-                {
-                    options.KnownProxies.Add(IPAddress.Parse(proxy));
-                }
+                proxies.ForEach(options.KnownProxies.Add);
+                networks.ForEach(options.KnownIPNetworks.Add);
             });
         }
 
         return builder;
     }
+
+    private delegate bool TryParse<T>(string? text, out T? value);
+
+    private static List<T> ParseEach<T>(string[] texts, string setting, string expected, TryParse<T> tryParse) =>
+        [.. texts.Select((text, index) => tryParse(text.Trim(), out var value)
+            ? value!
+            : throw new StartupConfigurationException($"{setting}:{index}: '{text}' is not {expected}."))];
 
     /// <summary>
     /// In Development, the repository's top-level <c>appsettings.Development.json</c> (copied next to the binaries
@@ -92,6 +102,14 @@ public static class HostingExtensions
         if (hosting.TlsTerminatedByProxy)
         {
             app.UseForwardedHeaders();
+        }
+
+        if (hosting.TrustsAnySender)
+        {
+            app.Logger.LogWarning(HostingEvents.ForwardedHeadersFromAnySender,
+                "Hosting:TlsTerminatedByProxy is set without Hosting:KnownProxies or Hosting:KnownNetworks: X-Forwarded-For and " +
+                "X-Forwarded-Proto are trusted from any sender, so whoever reaches the server without the proxy chooses the " +
+                "client address that rate limits and logs see. Set the proxy's address or network.");
         }
 
         // Never a stack trace to a client, in Development too: protocol endpoints answer OAuth error JSON,
@@ -232,4 +250,5 @@ public static class HostingEvents
     public static readonly EventId MalformedRequest = new(9002, nameof(MalformedRequest));
     public static readonly EventId RateLimited = new(9003, nameof(RateLimited));
     public static readonly EventId OwnerDeleted = new(9004, nameof(OwnerDeleted));
+    public static readonly EventId ForwardedHeadersFromAnySender = new(9005, nameof(ForwardedHeadersFromAnySender));
 }

@@ -11,6 +11,15 @@ public sealed class HostingOptions
     /// </summary>
     public bool TlsTerminatedByProxy { get; set; }
 
-    /// <summary>The proxies' addresses; empty trusts any sender of forwarded headers (only behind a proxy that strips them).</summary>
+    /// <summary>
+    /// The proxies' addresses. With neither these nor <see cref="KnownNetworks"/>, forwarded headers are trusted from
+    /// any sender (only safe where nothing but the proxy can reach the server), and the start-up log says so.
+    /// </summary>
     public string[] KnownProxies { get; set; } = [];
+
+    /// <summary>The proxies' networks in CIDR notation (<c>10.0.0.0/8</c>), for proxies without a fixed address (containers, Kubernetes).</summary>
+    public string[] KnownNetworks { get; set; } = [];
+
+    /// <summary>Forwarded headers are trusted from any sender: proxy mode without a known proxy or network.</summary>
+    public bool TrustsAnySender => TlsTerminatedByProxy && KnownProxies.Length == 0 && KnownNetworks.Length == 0;
 }

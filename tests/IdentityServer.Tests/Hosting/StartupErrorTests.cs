@@ -14,6 +14,8 @@ public sealed class StartupErrorTests
         { "Seed__Clients__0__redirect_uri_typo", "https://app.test/callback", "Seed:Clients:0", "redirect_uri_typo" },
         { "Seed__Users__0__password", "short", "Seed:Users:0", "password" },
         { "Database__Provider", "Oracle", "Database:Provider", "Oracle" },
+        { "Hosting__KnownProxies__0", "proxy.internal", "Hosting:KnownProxies:0", "proxy.internal" },
+        { "Hosting__KnownNetworks__0", "10.1.0.0/99", "Hosting:KnownNetworks:0", "10.1.0.0/99" },
         // Nothing listens on port 1: the database is unreachable.
         { "ConnectionStrings__IdentityServer", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=3", "PostgreSql database", "ConnectionStrings:IdentityServer" },
     };
