@@ -31,6 +31,15 @@ public static class DatabaseErrors
         exception.AndItsCauses().Any(e => e is DbException { SqlState: "22021" or "22P05" });
 
     /// <summary>
+    /// Whether a name a request sent (a client_id, a scope) can be looked up at all: no stored name holds a NUL, and
+    /// PostgreSQL refuses one with an error. That error must not happen: a statement that fails on the use Npgsql
+    /// prepares it on leaves the connection's prepared statement broken (npgsql/npgsql#6391), and a later request
+    /// that gets the same connection from the pool fails with "Received unexpected backend message DataRow" (a 500).
+    /// Such names are not found, without a query.
+    /// </summary>
+    public static bool CanBeStoredName(string name) => !name.Contains('\0');
+
+    /// <summary>
     /// A write that refers to a row that is gone: a client, user or authorization deleted while a request that had
     /// already loaded it was still writing its token entry. That is a race the request lost, not a database outage.
     /// </summary>

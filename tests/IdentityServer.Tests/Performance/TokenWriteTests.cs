@@ -152,6 +152,29 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
         Assert.Equal(milliseconds.Order(), milliseconds);
     }
 
+    /// <summary>
+    /// A client_id or scope with a NUL (a query string's <c>%00</c>, an HTTP Basic header) is not found, without a
+    /// query: PostgreSQL would refuse it with an error, and an error on the use Npgsql prepares a statement on breaks
+    /// that statement for the next request on the same connection (npgsql/npgsql#6391).
+    /// </summary>
+    [SkippableFact]
+    public async Task A_client_id_or_scope_name_with_a_NUL_is_not_found_and_sends_no_query()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+        var scopes = scope.ServiceProvider.GetRequiredService<IOpenIddictScopeManager>();
+
+        Assert.Null(await applications.FindByClientIdAsync(client.ClientId + "\0"));
+        Assert.Null(await scopes.FindByNameAsync("api\0"));
+        Assert.NotNull(await applications.FindByClientIdAsync(client.ClientId));
+
+        var response = await HttpProtocol.ClientCredentialsAsync(server.CreateClient(), client.ClientId + "\0", client.ClientSecret!,
+            tokenEndpoint: await server.EndpointAsync("token_endpoint"));
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("invalid_client", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
+    }
+
     [SkippableFact]
     public async Task A_wrong_secret_is_refused_right_after_the_right_one_was_accepted()
     {
