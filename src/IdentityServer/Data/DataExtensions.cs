@@ -37,7 +37,8 @@ public static class DataExtensions
                 break;
             case DatabaseProvider.PostgreSql:
                 builder.Services.AddDbContextPool<ApplicationDbContext, PostgreSqlApplicationDbContext>(options =>
-                    options.UseNpgsql(PostgreSqlConnectionString(RequireConnectionString(connectionString, provider))).ForServer());
+                    options.UseNpgsql(PostgreSqlConnectionString(RequireConnectionString(connectionString, provider))).ForServer()
+                        .AddInterceptors(new PreparedStatementRepair()));
                 break;
         }
 

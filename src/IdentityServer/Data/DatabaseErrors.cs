@@ -32,9 +32,8 @@ public static class DatabaseErrors
 
     /// <summary>
     /// Whether a name a request sent (a client_id, a scope) can be looked up at all: no stored name holds a NUL, and
-    /// PostgreSQL refuses one with an error. That error must not happen: a statement that fails on the use Npgsql
-    /// prepares it on leaves the connection's prepared statement broken (npgsql/npgsql#6391), and a later request
-    /// that gets the same connection from the pool fails with "Received unexpected backend message DataRow" (a 500).
+    /// PostgreSQL refuses one with an error, which anyone could set off at will (and which, on the use Npgsql prepares
+    /// the lookup on, used to break the connection for the next request: see <see cref="PreparedStatementRepair"/>).
     /// Such names are not found, without a query.
     /// </summary>
     public static bool CanBeStoredName(string name) => !name.Contains('\0');

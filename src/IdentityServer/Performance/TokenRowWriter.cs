@@ -148,7 +148,16 @@ public static class TokenRowWriter
             command.Parameters.Add(new NpgsqlParameter($"@p{column}", NpgsqlDbType.Array | arrays[column].Type) { Value = values });
         }
 
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        try
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        catch (Exception e)
+        {
+            // Not an EF Core command, so not seen by its interceptor.
+            PreparedStatementRepair.Repair(command, e);
+            throw;
+        }
     }
 
     private static DbCommand NewCommand(DbContext db, IDbContextTransaction transaction, string sql)

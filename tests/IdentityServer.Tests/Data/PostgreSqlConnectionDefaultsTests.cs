@@ -20,6 +20,34 @@ public sealed class PostgreSqlConnectionDefaultsTests(PostgreSqlServerFixture se
         Assert.True(await PreparedStatementsAfterRepeatedQueryAsync(server.Factory.Services) > 0);
     }
 
+    /// <summary>
+    /// A statement that fails in the database on the use Npgsql auto-prepares it on (the fifth) leaves the connection's
+    /// prepared statement broken (npgsql/npgsql#6391): its next use failed with "Received unexpected backend message
+    /// DataRow". The server unprepares the connection's statements after such a failure.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_statement_that_fails_on_the_use_it_is_prepared_on_still_runs_on_that_connection_afterwards()
+    {
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        await db.Database.OpenConnectionAsync();
+        async Task<int> DivideAsync(int divisor) =>
+            await db.Database.SqlQueryRaw<int>("SELECT 12 / {0} AS \"Value\"", divisor).SingleAsync();
+
+        for (var use = 1; use <= 4; use++)
+        {
+            Assert.Equal(12, await DivideAsync(1));
+        }
+
+        var failure = await Assert.ThrowsAsync<PostgresException>(() => DivideAsync(0));
+        Assert.Equal(PostgresErrorCodes.DivisionByZero, failure.SqlState);
+
+        for (var use = 6; use <= 10; use++)
+        {
+            Assert.Equal(6, await DivideAsync(2));
+        }
+    }
+
     [SkippableFact]
     public async Task A_connection_string_that_sets_max_auto_prepare_is_kept()
     {
