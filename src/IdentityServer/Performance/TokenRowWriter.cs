@@ -93,7 +93,7 @@ public static class TokenRowWriter
             AddParameter(command, table.Status, "@expectedStatus", expectedStatus);
         }
 
-        return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
+        return await ExecuteAsync(command, cancellationToken) == 1;
     }
 
     private static async Task InsertAsync(DbContext db, IDbContextTransaction transaction, Table table, List<TokenRow> rows, CancellationToken cancellationToken)
@@ -122,7 +122,7 @@ public static class TokenRowWriter
                 }
             }
 
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            await ExecuteAsync(command, cancellationToken);
         }
     }
 
@@ -148,13 +148,18 @@ public static class TokenRowWriter
             command.Parameters.Add(new NpgsqlParameter($"@p{column}", NpgsqlDbType.Array | arrays[column].Type) { Value = values });
         }
 
+        await ExecuteAsync(command, cancellationToken);
+    }
+
+    /// <summary>Runs a command of the writer's own: not an EF Core command, so a failure is not seen by its interceptor.</summary>
+    private static async Task<int> ExecuteAsync(DbCommand command, CancellationToken cancellationToken)
+    {
         try
         {
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            return await command.ExecuteNonQueryAsync(cancellationToken);
         }
         catch (Exception e)
         {
-            // Not an EF Core command, so not seen by its interceptor.
             PreparedStatementRepair.Repair(command, e);
             throw;
         }
