@@ -34,6 +34,21 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
         var tokens = await Task.WhenAll(Enumerable.Range(0, count).Select(_ => TokenAsync(client)));
 
         Assert.Equal(count, tokens.Distinct().Count());
+
+        // Each entry of a batch holds its own token's values, not another row's of the same statement.
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var manager = scope.ServiceProvider.GetRequiredService<IOpenIddictTokenManager>();
+            var stored = new Dictionary<string, long?>();
+            await foreach (var entry in manager.FindBySubjectAsync(client.ClientId))
+            {
+                stored.Add((await manager.GetIdAsync(entry))!, (await manager.GetExpirationDateAsync(entry))?.ToUnixTimeSeconds());
+            }
+
+            var issued = tokens.Select(Jwt.Payload).ToDictionary(p => p.GetProperty("oi_tkn_id").GetString()!, p => (long?)p.GetProperty("exp").GetInt64());
+            Assert.Equal(issued.OrderBy(p => p.Key), stored.OrderBy(p => p.Key));
+        }
+
         var active = await Task.WhenAll(tokens.Select(t => OAuth.IntrospectAsync(server, client, t)));
         Assert.All(active, json => Assert.True(json.GetProperty("active").GetBoolean(), json.ToString()));
 
