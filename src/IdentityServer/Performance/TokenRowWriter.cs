@@ -109,8 +109,9 @@ public static class TokenRowWriter
     }
 
     /// <summary>
-    /// SQLite: one single-row INSERT, prepared once per batch and run for each row with its values. SQLite runs in
-    /// process, so a statement per row costs no round trip, where a multi-row VALUES list was a new statement for each
+    /// SQLite (and a token table PostgreSQL could not take as arrays, which this model never has): one single-row
+    /// INSERT, prepared once per batch and run for each row with its values. SQLite runs in process, so a statement per
+    /// row costs no round trip, where a multi-row VALUES list was a new statement for each
     /// batch size, parsed on every commit, whose named parameters SQLite looks up one by one through a list of all of
     /// them (a batch of 15 entries binds 210, about 22,000 name comparisons).
     /// </summary>
@@ -193,11 +194,11 @@ public static class TokenRowWriter
         /// <summary>The parameter of each column, by its position: <c>@p0</c>, <c>@p1</c>, ...</summary>
         public string[] ParameterNames { get; } = [.. columns.Select((_, i) => ParameterName(i))];
 
-        public string InsertFromArraysStatement { get; } =
-            $"INSERT INTO {name} ({ColumnList(columns)}) SELECT * FROM unnest({string.Join(", ", columns.Select((_, i) => ParameterName(i)))})";
+        /// <summary>PostgreSQL's INSERT of a whole batch, one array parameter per column.</summary>
+        public string InsertFromArraysStatement { get; } = $"INSERT INTO {name} ({ColumnList(columns)}) SELECT * FROM unnest({ParameterList(columns)})";
 
-        public string InsertRowStatement { get; } =
-            $"INSERT INTO {name} ({ColumnList(columns)}) VALUES ({string.Join(", ", columns.Select((_, i) => ParameterName(i)))})";
+        /// <summary>The INSERT of one row, one parameter per column.</summary>
+        public string InsertRowStatement { get; } = $"INSERT INTO {name} ({ColumnList(columns)}) VALUES ({ParameterList(columns)})";
 
         /// <summary>Every column, in the order of the INSERT's values.</summary>
         public Column[] Columns { get; } = columns;
@@ -214,6 +215,8 @@ public static class TokenRowWriter
         private static string ParameterName(int position) => $"@p{position}";
 
         private static string ColumnList(Column[] columns) => string.Join(", ", columns.Select(column => column.Name));
+
+        private static string ParameterList(Column[] columns) => string.Join(", ", columns.Select((_, i) => ParameterName(i)));
 
         public string UpdateStatement(bool expectsNoConcurrencyToken, bool expectsNoStatus) =>
             $"UPDATE {name} SET {string.Join(", ", Updated.Select((column, i) => $"{column.Name} = {ParameterName(i)}"))} " +
