@@ -28,6 +28,7 @@ public static class AdminExtensions
             validation.UseAspNetCore();
             validation.EnableTokenEntryValidation();
         });
+        BearerOnlyValidationHandler.Register(builder.Services);
 
         builder.Services.AddAuthentication()
             .AddPolicyScheme(AdminApi.ApiScheme, "Admin API", options =>
