@@ -7,8 +7,8 @@ namespace IdentityServer.Admin;
 /// OpenIddict validation's ASP.NET Core handler, asked to take part in a request only when the request carries a bearer
 /// token. As an <see cref="IAuthenticationRequestHandler"/> the stock handler runs on every request the server gets
 /// (token, authorize and login requests too): it starts a validation transaction, builds the request's absolute URI and
-/// runs its request pipeline, about 0.6% of a client_credentials token's CPU and 4% of the bytes it allocates, for a
-/// scheme that only the admin API uses, and only for bearer requests (<see cref="AdminAccess.IsBearerRequest"/>; the
+/// runs its request pipeline through OpenIddict's stock dispatcher (a client_credentials token took 7% less server CPU
+/// without it, in five alternating benchmark pairs), for a scheme that only the admin API uses, and only for bearer requests (<see cref="AdminAccess.IsBearerRequest"/>; the
 /// others go to the admin session). Without a bearer token there is nothing for it to validate: OpenIddict's handler is
 /// not even made; authenticating gives "no result", and a challenge or forbid answers 401 or 403 without a body.
 /// </summary>
