@@ -33,9 +33,7 @@ public sealed class CachingApplicationManager(
         snapshots.NewRequest(a => a.Id, a => a.ClientId is { } clientId ? ClientIdKey(clientId) : null);
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByClientIdAsync(string identifier, CancellationToken cancellationToken = default) =>
-        DatabaseErrors.CanBeStoredName(identifier)
-            ? snapshots.FindAsync(ClientIdKey(identifier), db, _request, Copy, () => base.FindByClientIdAsync(identifier, cancellationToken))
-            : ValueTask.FromResult<OpenIddictEntityFrameworkCoreApplication?>(null);
+        snapshots.FindAsync(ClientIdKey(identifier), db, _request, Copy, () => base.FindByClientIdAsync(identifier, cancellationToken));
 
     public override ValueTask<OpenIddictEntityFrameworkCoreApplication?> FindByIdAsync(string identifier, CancellationToken cancellationToken = default) =>
         snapshots.FindAsync(SnapshotCache<OpenIddictEntityFrameworkCoreApplication>.IdKey(identifier), db, _request, Copy,

@@ -33,9 +33,7 @@ public sealed class CachingScopeManager(
     /// 6% of a sign-in's CPU).
     /// </remarks>
     public override ValueTask<OpenIddictEntityFrameworkCoreScope?> FindByNameAsync(string name, CancellationToken cancellationToken = default) =>
-        DatabaseErrors.CanBeStoredName(name)
-            ? snapshots.FindAsync(NameKey(name), db, _request, Copy, () => base.FindByNameAsync(name, cancellationToken), rememberMisses: true)
-            : ValueTask.FromResult<OpenIddictEntityFrameworkCoreScope?>(null);
+        snapshots.FindAsync(NameKey(name), db, _request, Copy, () => base.FindByNameAsync(name, cancellationToken), rememberMisses: true);
 
     /// <remarks>
     /// The remembered miss is dropped whatever the outcome: a creation refused because another instance created the

@@ -98,11 +98,17 @@ public sealed class SnapshotCache<T>(IOptions<PerformanceOptions> options, TimeP
     /// every property) was 5% of a client credentials token's CPU, for entities the protocol endpoints only read; a
     /// change attaches it first (<see cref="ChangeAsync"/>). On a miss,
     /// <paramref name="load"/>s it and keeps a copy. With <paramref name="rememberMisses"/>, that nothing was found is
-    /// kept too (the caller drops the key when it creates the entity).
+    /// kept too (the caller drops the key when it creates the entity). A key with a NUL (a client_id or scope name a
+    /// request sent) is not found, without a query (<see cref="DatabaseErrors.CanBeStoredName"/>).
     /// </summary>
     public async ValueTask<T?> FindAsync(string key, DbContext db, RequestLookups<T> request, Func<T, T> copy, Func<ValueTask<T?>> load,
         bool rememberMisses = false)
     {
+        if (!DatabaseErrors.CanBeStoredName(key))
+        {
+            return null;
+        }
+
         if (request.Found.TryGetValue(key, out var found))
         {
             return found;
