@@ -31,8 +31,7 @@ public sealed class BearerOnlyValidationTests(SqliteServerFixture server) : ICla
         {
             Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = "admin" }),
         };
-        tokenRequest.Headers.Authorization = new AuthenticationHeaderValue("Basic",
-            Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes($"{Uri.EscapeDataString(client.ClientId)}:{Uri.EscapeDataString(client.ClientSecret!)}")));
+        tokenRequest.Headers.Authorization = OAuth.BasicAuth(client);
         var tokenResponse = await http.SendAsync(tokenRequest);
         var token = (await OAuth.ReadJsonAsync(tokenResponse)).GetProperty("access_token").GetString()!;
 

@@ -173,7 +173,7 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
     /// that statement for the next request on the same connection (npgsql/npgsql#6391).
     /// </summary>
     [SkippableFact]
-    public async Task A_client_id_or_scope_name_with_a_NUL_is_not_found_and_sends_no_query()
+    public async Task A_client_id_or_scope_name_with_a_NUL_is_not_found_and_the_client_is_refused()
     {
         var client = await server.CreateConfidentialClientAsync();
         await using var scope = server.Factory.Services.CreateAsyncScope();
