@@ -93,8 +93,7 @@ public sealed class BenchmarkClient : IDisposable
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "connect/token")
         {
-            Content = new StringContent(Form(("grant_type", "client_credentials"), ("scope", BenchmarkSeed.ApiScope)),
-                Encoding.ASCII, "application/x-www-form-urlencoded"),
+            Content = new StringContent(ClientCredentialsForm, Encoding.ASCII, "application/x-www-form-urlencoded"),
         };
         request.Headers.TryAddWithoutValidation("Authorization", MachineAuthorization);
         using var response = await Http.SendAsync(request, ct);
@@ -213,6 +212,9 @@ public sealed class BenchmarkClient : IDisposable
             ? (response.Body, null)
             : (default, $"token endpoint answered {response.Status}: {response.BodyText}");
 
+    /// <summary>The machine client's token request body (it authenticates with <see cref="MachineAuthorization"/>).</summary>
+    public static string ClientCredentialsForm => Form(("grant_type", "client_credentials"), ("scope", BenchmarkSeed.ApiScope));
+
     public static string Form(params (string Name, string Value)[] fields) =>
         string.Join('&', fields.Select(f => $"{Uri.EscapeDataString(f.Name)}={Uri.EscapeDataString(f.Value)}"));
 
@@ -253,7 +255,7 @@ public sealed class ClientCredentialsScenario : Scenario
 
     public override Task<IWorker> CreateWorkerAsync(BenchmarkClient client, CancellationToken cancellationToken) =>
         Task.FromResult<IWorker>(new Worker(client.Connect(), LoopbackRequest.Build(client.BaseAddress, "POST", "connect/token",
-            $"grant_type=client_credentials&scope={BenchmarkSeed.ApiScope}", ("Authorization", client.MachineAuthorization))));
+            BenchmarkClient.ClientCredentialsForm, ("Authorization", client.MachineAuthorization))));
 
     private sealed class Worker(LoopbackHttpConnection connection, byte[] request) : IWorker
     {

@@ -12,6 +12,7 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.EntityFrameworkCore.Storage;
+using Microsoft.Extensions.Options;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace IdentityServer.Hosting;
@@ -98,7 +99,7 @@ public static class HostingExtensions
     public static WebApplication UseHosting(this WebApplication app)
     {
         app.UseEndpointMetrics();
-        var hosting = app.Configuration.GetSection(HostingOptions.Section).Get<HostingOptions>() ?? new HostingOptions();
+        var hosting = app.Services.GetRequiredService<IOptions<HostingOptions>>().Value;
         if (hosting.TlsTerminatedByProxy)
         {
             app.UseForwardedHeaders();
