@@ -295,6 +295,11 @@ public sealed class UserAdmin(
         {
             errors.Add(FieldError.Request("user_name", "is required."));
         }
+        else if (document.UserName?.Trim() is { Length: > 256 })
+        {
+            // Identity's column: SQLite would store a longer name, PostgreSQL and SQL Server refuse it.
+            errors.Add(FieldError.Request("user_name", "must be at most 256 characters."));
+        }
 
         if (!creating && document.Password is not null)
         {

@@ -23,12 +23,16 @@ public static class DatabaseErrors
     };
 
     /// <summary>
-    /// Text PostgreSQL cannot hold (a NUL character, say, in a client_id a request sent): the request's fault, not the
-    /// database's. SQLite and SQL Server store such text and simply find nothing.
+    /// Text the database cannot hold: a NUL character (say, in a client_id a request sent), which PostgreSQL refuses
+    /// and SQLite and SQL Server store (and simply find nothing), or text longer than its column, which PostgreSQL and
+    /// SQL Server refuse and SQLite stores. The request's fault, not the database's: the fields a request can set are
+    /// checked before they are written, and this keeps any that is not from answering "database unavailable".
     /// </summary>
-    public static bool IsUnstorableText(Exception? exception) =>
-        // character_not_in_repertoire, untranslatable_character
-        exception.AndItsCauses().Any(e => e is DbException { SqlState: "22021" or "22P05" });
+    public static bool IsUnstorableText(Exception? exception) => exception.AndItsCauses().Any(e =>
+        // character_not_in_repertoire, untranslatable_character, string_data_right_truncation
+        e is DbException { SqlState: "22021" or "22P05" or "22001" }
+        // String or binary data would be truncated
+        || SqlServerErrorNumber(e) is 2628 or 8152);
 
     /// <summary>
     /// Whether a name a request sent (a client_id, a scope) can be looked up at all: no stored name holds a NUL, and

@@ -96,6 +96,21 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
     }
 
     [SkippableFact]
+    public async Task A_user_name_longer_than_its_column_is_refused_naming_the_field()
+    {
+        // 256 is Identity's column; SQLite would store a longer name, PostgreSQL and SQL Server refuse it.
+        var admin = await AdminAsync(server);
+        var userName = Unique.Name("long");
+
+        await (await admin.PostJsonAsync(UsersUrl, Json(new { user_name = userName.PadRight(257, 'a'), password = "long enough password" })))
+            .ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_request", "user_name");
+
+        Assert.Equal(0, (await admin.GetJsonAsync($"{UsersUrl}?search={userName}")).GetProperty("total").GetInt32());
+        await (await admin.PostJsonAsync(UsersUrl, Json(new { user_name = userName.PadRight(256, 'a'), password = "long enough password" })))
+            .ExpectAsync(HttpStatusCode.Created);
+    }
+
+    [SkippableFact]
     public async Task A_user_name_in_use_is_a_conflict_and_an_unknown_user_is_not_found()
     {
         var admin = await AdminAsync(server);
