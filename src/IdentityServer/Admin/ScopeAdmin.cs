@@ -1,5 +1,6 @@
 using IdentityServer.Clients;
 using IdentityServer.Data;
+using IdentityServer.Shared;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore.Models;
@@ -82,7 +83,7 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
 
         for (var i = 0; i < scope.Resources.Count; i++)
         {
-            if (scope.Resources[i] is not { Length: <= 2000 } resource || !Uri.TryCreate(resource, UriKind.Absolute, out _))
+            if (!AbsoluteUris.TryParse(scope.Resources[i], out _))
             {
                 errors.Add(FieldError.Request($"resources[{i}]", $"'{scope.Resources[i]}' is not an absolute URI (the audience an API checks, e.g. https://api.example.com)."));
             }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using IdentityServer.Shared;
 using Microsoft.IdentityModel.Tokens;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 
@@ -237,7 +238,7 @@ public static class ClientDocumentValidator
     /// </summary>
     internal static string? RedirectUriProblem(string? value, bool isNative)
     {
-        if (value is null || value.Length > 2000 || !Uri.TryCreate(value, UriKind.Absolute, out var uri))
+        if (!AbsoluteUris.TryParse(value, out var uri))
         {
             return "is not an absolute URI.";
         }

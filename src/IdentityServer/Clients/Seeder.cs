@@ -1,6 +1,7 @@
 using IdentityServer.Accounts;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
+using IdentityServer.Shared;
 using Microsoft.AspNetCore.Identity;
 using OpenIddict.Abstractions;
 using static OpenIddict.Abstractions.OpenIddictConstants;
@@ -42,7 +43,7 @@ public sealed class Seeder(
                 throw new StartupConfigurationException($"{path}: name is required and has no spaces.");
             }
 
-            var bad = scope.Resources.FirstOrDefault(r => !Uri.TryCreate(r, UriKind.Absolute, out _));
+            var bad = scope.Resources.FirstOrDefault(r => !AbsoluteUris.TryParse(r, out _));
             if (bad is not null)
             {
                 throw new StartupConfigurationException($"{path} (scope '{scope.Name}'): resources: '{bad}' is not an absolute URI.");

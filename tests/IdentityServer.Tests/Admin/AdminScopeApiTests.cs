@@ -55,6 +55,7 @@ public abstract class AdminScopeApiTests<TFixture>(TFixture server) where TFixtu
     [InlineData("""{"name":"openid"}""", "name")]
     [InlineData("""{}""", "name")]
     [InlineData("""{"name":"NAME","resources":["not absolute"]}""", "resources[0]")]
+    [InlineData("""{"name":"NAME","resources":["https://api.example.com/\u0007"]}""", "resources[0]")]
     [InlineData("""{"name":"NAME","colour":"blue"}""", "colour")]
     [InlineData("""{"name":"NAME","resources":"https://api.example.com"}""", "resources")]
     public async Task An_invalid_scope_is_refused_naming_the_field(string json, string field)
