@@ -8,9 +8,10 @@ namespace IdentityServer.Admin;
 /// token. As an <see cref="IAuthenticationRequestHandler"/> the stock handler runs on every request the server gets
 /// (token, authorize and login requests too): it starts a validation transaction, builds the request's absolute URI and
 /// runs its request pipeline through OpenIddict's stock dispatcher (a client_credentials token took 7% less server CPU
-/// without it, in five alternating benchmark pairs), for a scheme that only the admin API uses, and only for bearer requests (<see cref="AdminAccess.IsBearerRequest"/>; the
-/// others go to the admin session). Without a bearer token there is nothing for it to validate: OpenIddict's handler is
-/// not even made; authenticating gives "no result", and a challenge or forbid answers 401 or 403 without a body.
+/// without it, in five alternating benchmark pairs), for a scheme that only the admin API uses, and only for bearer
+/// requests (<see cref="AdminAccess.IsBearerRequest"/>; the others go to the admin session). Without a bearer token
+/// there is nothing for it to validate: OpenIddict's handler is not even made; authenticating gives "no result", and a
+/// challenge or forbid answers 401 or 403 without a body.
 /// </summary>
 public sealed class BearerOnlyValidationHandler(IServiceProvider services) : IAuthenticationRequestHandler
 {

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using IdentityServer.Accounts;
 using IdentityServer.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
@@ -30,9 +31,9 @@ public sealed class RoleAdmin(ApplicationDbContext db, RoleManager<IdentityRole>
     public async Task<AdminResult<RoleView>> CreateAsync(RoleDocument document, AdminActor actor, CancellationToken ct)
     {
         var name = document.Name?.Trim();
-        if (string.IsNullOrEmpty(name) || name.Length > 256 || name.Any(char.IsControl) || name.Contains('/'))
+        if (string.IsNullOrEmpty(name) || name.Length > ApplicationUser.NameColumnLength || name.Any(char.IsControl) || name.Contains('/'))
         {
-            return AdminResult<RoleView>.Invalid("name", "is required: at most 256 characters, no control characters or /.");
+            return AdminResult<RoleView>.Invalid("name", $"is required: at most {ApplicationUser.NameColumnLength} characters, no control characters or /.");
         }
 
         await using var transaction = await audit.BeginAsync(ct);

@@ -295,10 +295,9 @@ public sealed class UserAdmin(
         {
             errors.Add(FieldError.Request("user_name", "is required."));
         }
-        else if (document.UserName?.Trim() is { Length: > 256 })
+        else if (document.UserName?.Trim() is { Length: > ApplicationUser.NameColumnLength })
         {
-            // Identity's column: SQLite would store a longer name, PostgreSQL and SQL Server refuse it.
-            errors.Add(FieldError.Request("user_name", "must be at most 256 characters."));
+            errors.Add(FieldError.Request("user_name", $"must be at most {ApplicationUser.NameColumnLength} characters."));
         }
 
         if (!creating && document.Password is not null)
@@ -306,9 +305,9 @@ public sealed class UserAdmin(
             errors.Add(FieldError.Request("password", "is set on creation only; use POST /api/admin/users/{id}/password to reset it."));
         }
 
-        if (document.Email is { Length: > 256 })
+        if (document.Email is { Length: > ApplicationUser.NameColumnLength })
         {
-            errors.Add(FieldError.Request("email", "must be at most 256 characters."));
+            errors.Add(FieldError.Request("email", $"must be at most {ApplicationUser.NameColumnLength} characters."));
         }
         else if (!string.IsNullOrWhiteSpace(document.Email)
             && !(System.Net.Mail.MailAddress.TryCreate(document.Email.Trim(), out var address) && address.Address == document.Email.Trim()))

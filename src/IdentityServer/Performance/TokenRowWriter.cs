@@ -30,10 +30,10 @@ public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Upd
 /// <summary>
 /// Writes the token entries of several requests in one transaction: each request's update as one UPDATE guarded by
 /// its concurrency token, then the new rows (on SQLite one prepared single-row INSERT per row, on PostgreSQL one INSERT
-/// from an array per column), with the table, columns and parameter conversions taken from the EF Core model. For the group-commit
-/// writer: going through SaveChanges (change tracking, a modification command per row) was two thirds of the writer's
-/// CPU and 6% of a client credentials token's, and a redeeming request's own SaveChanges 12% of a refresh's. Used on
-/// SQLite and PostgreSQL, where the tests run it; other providers keep SaveChanges.
+/// from an array per column), with the table, columns and parameter conversions taken from the EF Core model. For the
+/// group-commit writer: going through SaveChanges (change tracking, a modification command per row) was two thirds of
+/// the writer's CPU and 6% of a client credentials token's, and a redeeming request's own SaveChanges 12% of a
+/// refresh's. Used on SQLite and PostgreSQL, where the tests run it; other providers keep SaveChanges.
 /// </summary>
 public static class TokenRowWriter
 {
@@ -111,9 +111,9 @@ public static class TokenRowWriter
     /// <summary>
     /// SQLite (and a token table PostgreSQL could not take as arrays, which this model never has): one single-row
     /// INSERT, prepared once per batch and run for each row with its values. SQLite runs in process, so a statement per
-    /// row costs no round trip, where a multi-row VALUES list was a new statement for each
-    /// batch size, parsed on every commit, whose named parameters SQLite looks up one by one through a list of all of
-    /// them (a batch of 15 entries binds 210, about 22,000 name comparisons).
+    /// row costs no round trip, where a multi-row VALUES list was a new statement for each batch size, parsed on every
+    /// commit, whose named parameters SQLite looks up one by one through a list of all of them (a batch of 15 entries
+    /// binds 210, about 22,000 name comparisons).
     /// </summary>
     private static async Task InsertRowByRowAsync(DbContext db, IDbContextTransaction transaction, Table table, List<TokenRow> rows, CancellationToken cancellationToken)
     {
