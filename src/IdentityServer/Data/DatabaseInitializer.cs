@@ -11,7 +11,12 @@ namespace IdentityServer.Data;
 /// Runs before the server takes requests: applies migrations, loads (or creates) the keys, applies the seed.
 /// A hosted service rather than code in Program so that test hosts run it too.
 /// </summary>
-public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing keys, IOptions<DatabaseOptions> options, ILogger<DatabaseInitializer> logger)
+public sealed class DatabaseInitializer(
+    IServiceScopeFactory scopes,
+    KeyRingProtection keyRingProtection,
+    KeyRing keys,
+    IOptions<DatabaseOptions> options,
+    ILogger<DatabaseInitializer> logger)
     : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -54,6 +59,7 @@ public sealed class DatabaseInitializer(IServiceScopeFactory scopes, KeyRing key
             }
         }
 
+        await keyRingProtection.EnsureAsync(db, cancellationToken);
         await keys.LoadAsync(db, cancellationToken);
     }
 

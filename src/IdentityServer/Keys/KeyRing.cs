@@ -1,9 +1,10 @@
 using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
+using System.Text;
 using IdentityServer.Authorization;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
@@ -27,7 +28,8 @@ public sealed class KeyRing(
     TimeProvider clock,
     ILogger<KeyRing> logger)
 {
-    private const string ProtectorPurpose = "IdentityServer.Keys.StoredKey.v1";
+    /// <summary>The Data Protection purpose of every stored key's private part.</summary>
+    internal const string ProtectorPurpose = "IdentityServer.Keys.StoredKey.v1";
 
     private readonly SemaphoreSlim _refresh = new(1, 1);
     private readonly Dictionary<string, SigningCredentials> _parsed = new(StringComparer.Ordinal);
@@ -316,7 +318,7 @@ public sealed class KeyRing(
 
     private SigningCredentials Parse(StoredKey row, IDataProtector protector)
     {
-        var material = Convert.FromBase64String(protector.Unprotect(row.ProtectedKey));
+        var material = Convert.FromBase64String(Unprotect(protector, row.Id, row.ProtectedKey));
         if (row.Algorithm == SecurityAlgorithms.EcdsaSha256)
         {
             var ecdsa = ECDsa.Create();
@@ -333,7 +335,7 @@ public sealed class KeyRing(
 
     private SigningCredentials? LoadSigningCertificate()
     {
-        var certificate = LoadCertificate(options.Value.SigningCertificate, "Keys:SigningCertificate");
+        var certificate = CertificateFiles.Load(options.Value.SigningCertificate, "Keys:SigningCertificate");
         if (certificate is null)
         {
             return null;
@@ -346,7 +348,7 @@ public sealed class KeyRing(
 
     private async Task<IReadOnlyList<EncryptingCredentials>> LoadEncryptionAsync(ApplicationDbContext db, IDataProtector protector, CancellationToken ct)
     {
-        var certificate = LoadCertificate(options.Value.EncryptionCertificate, "Keys:EncryptionCertificate");
+        var certificate = CertificateFiles.Load(options.Value.EncryptionCertificate, "Keys:EncryptionCertificate");
         if (certificate is not null)
         {
             return [new EncryptingCredentials(new X509SecurityKey(certificate), SecurityAlgorithms.RsaOAEP, SecurityAlgorithms.Aes256CbcHmacSha512)];
@@ -355,7 +357,7 @@ public sealed class KeyRing(
         // Encryption keys never leave the server (codes and refresh tokens are read only by us), so a
         // symmetric key does the job and costs far less than RSA per token.
         var stored = await GetOrCreateSymmetricAsync(db, protector, StoredKey.EncryptionUse, SecurityAlgorithms.Aes256KW, ct);
-        var key = new SymmetricSecurityKey(Convert.FromBase64String(protector.Unprotect(stored.ProtectedKey)))
+        var key = new SymmetricSecurityKey(Convert.FromBase64String(Unprotect(protector, stored.Id, stored.ProtectedKey)))
         {
             KeyId = stored.Id,
             CryptoProviderFactory = new ReusingCryptoProviderFactory(),
@@ -371,7 +373,7 @@ public sealed class KeyRing(
     private async Task<SigningCredentials> LoadInternalKeyAsync(ApplicationDbContext db, IDataProtector protector, CancellationToken ct)
     {
         var stored = await GetOrCreateSymmetricAsync(db, protector, StoredKey.InternalSigningUse, SecurityAlgorithms.HmacSha256, ct);
-        var key = new SymmetricSecurityKey(Convert.FromBase64String(protector.Unprotect(stored.ProtectedKey))) { KeyId = stored.Id };
+        var key = new SymmetricSecurityKey(Convert.FromBase64String(Unprotect(protector, stored.Id, stored.ProtectedKey))) { KeyId = stored.Id };
         return new SigningCredentials(key, SecurityAlgorithms.HmacSha256);
     }
 
@@ -408,6 +410,27 @@ public sealed class KeyRing(
         }
     }
 
+    /// <summary>
+    /// A stored key's private part (<paramref name="evenIfRevoked"/>: also when its Data Protection key was revoked).
+    /// One this server cannot read stops the start with the likely cause: its Data Protection key is gone or encrypted
+    /// with a certificate this server does not have.
+    /// </summary>
+    internal static string Unprotect(IDataProtector protector, string keyId, string protectedKey, bool evenIfRevoked = false)
+    {
+        try
+        {
+            return evenIfRevoked && protector is IPersistedDataProtector persisted
+                ? Encoding.UTF8.GetString(persisted.DangerousUnprotect(WebEncoders.Base64UrlDecode(protectedKey), ignoreRevocationErrors: true, out _, out _))
+                : protector.Unprotect(protectedKey);
+        }
+        catch (CryptographicException e)
+        {
+            throw new StartupConfigurationException(
+                $"cannot read stored key {keyId}: the Data Protection key that protects it is missing or encrypted with a certificate " +
+                $"this server was not given (Keys:KeyRingCertificate, and Keys:PreviousKeyRingCertificates for a replaced one): {e.Message}", e);
+        }
+    }
+
     private static string NewKeyId() => Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(16));
 
     private static byte[] CreateRsaKey()
@@ -420,28 +443,6 @@ public sealed class KeyRing(
     {
         using var ecdsa = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         return ecdsa.ExportPkcs8PrivateKey();
-    }
-
-    private static X509Certificate2? LoadCertificate(CertificateOptions? certificate, string section)
-    {
-        if (string.IsNullOrWhiteSpace(certificate?.Path))
-        {
-            return null;
-        }
-
-        try
-        {
-            var loaded = string.IsNullOrWhiteSpace(certificate.KeyPath)
-                ? X509CertificateLoader.LoadPkcs12FromFile(certificate.Path, certificate.Password)
-                : X509Certificate2.CreateFromPemFile(certificate.Path, certificate.KeyPath);
-            return loaded.HasPrivateKey
-                ? loaded
-                : throw new StartupConfigurationException($"{section}: '{certificate.Path}' has no private key.");
-        }
-        catch (Exception e) when (e is CryptographicException or IOException or UnauthorizedAccessException)
-        {
-            throw new StartupConfigurationException($"{section}: cannot load '{certificate.Path}': {e.Message}", e);
-        }
     }
 
     private sealed record LoadedKey(StoredKey Row, SigningCredentials Credentials, DateTimeOffset ActivatesAt, DateTimeOffset? RetiresAt);
@@ -472,4 +473,7 @@ public static class KeyEvents
     public static readonly EventId KeyRemoved = new(3003, nameof(KeyRemoved));
     public static readonly EventId RotatedNow = new(3004, nameof(RotatedNow));
     public static readonly EventId RefreshFailed = new(3005, nameof(RefreshFailed));
+    public static readonly EventId KeyRingUnencrypted = new(3006, nameof(KeyRingUnencrypted));
+    public static readonly EventId KeyRingEncrypted = new(3007, nameof(KeyRingEncrypted));
+    public static readonly EventId StoredKeysReprotected = new(3008, nameof(StoredKeysReprotected));
 }

@@ -1,4 +1,6 @@
+using System.Security.Cryptography.X509Certificates;
 using IdentityServer.Data;
+using IdentityServer.Hosting;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 using OpenIddict.Server;
@@ -21,12 +23,48 @@ public static class KeysExtensions
 
         // Data Protection keys (cookies, antiforgery, our protected signing keys) live in the shared database,
         // so every instance reads what another wrote and nothing is lost on restart.
-        builder.Services.AddDataProtection()
+        var dataProtection = builder.Services.AddDataProtection()
             .SetApplicationName("IdentityServer")
             .PersistKeysToDbContext<ApplicationDbContext>();
+        var keyRingCertificate = builder.ProtectDataProtectionKeys(dataProtection);
+        builder.Services.AddSingleton(new KeyRingCertificate(keyRingCertificate));
+        builder.Services.AddSingleton<KeyRingProtection>();
         builder.Services.AddSingleton<IConfigureOptions<OpenIddictServerOptions>, UseKeyRingForOpenIddict>();
         builder.Services.AddOpenIddict().AddServer(server => server.UseKeyRing());
         return builder;
+    }
+
+    /// <summary>
+    /// With <c>Keys:KeyRingCertificate</c>, Data Protection encrypts the keys it stores with that certificate, and reads
+    /// keys encrypted with it or with one of <c>Keys:PreviousKeyRingCertificates</c> (certificates are read here, at
+    /// composition, so a file that cannot be used stops the start). Returns the certificate, or null.
+    /// </summary>
+    private static X509Certificate2? ProtectDataProtectionKeys(this WebApplicationBuilder builder, IDataProtectionBuilder dataProtection)
+    {
+        const string current = $"{KeysOptions.Section}:{nameof(KeysOptions.KeyRingCertificate)}";
+        const string previous = $"{KeysOptions.Section}:{nameof(KeysOptions.PreviousKeyRingCertificates)}";
+        var certificate = CertificateFiles.Load(builder.Configuration.GetSection(current).Get<CertificateOptions>(), current);
+        X509Certificate2[] readable =
+        [
+            .. certificate is null ? [] : new[] { certificate },
+            .. (builder.Configuration.GetSection(previous).Get<List<CertificateOptions>>() ?? [])
+                .Select((options, i) => CertificateFiles.Load(options, $"{previous}:{i}")).OfType<X509Certificate2>(),
+        ];
+        if (certificate is not null)
+        {
+            // XML encryption wraps each key's secret with the certificate's RSA public key.
+            using var rsa = certificate.GetRSAPublicKey()
+                ?? throw new StartupConfigurationException($"{current}: '{certificate.Subject}' is not an RSA certificate.");
+            dataProtection.ProtectKeysWithCertificate(certificate);
+        }
+
+        if (readable.Length > 0)
+        {
+            // Given explicitly: on Linux Data Protection would otherwise look for them in the X.509 store.
+            dataProtection.UnprotectKeysWithAnyCertificate(readable);
+        }
+
+        return certificate;
     }
 
     /// <summary>

@@ -14,6 +14,16 @@ public sealed class KeysOptions
 
     public CertificateOptions? EncryptionCertificate { get; set; }
 
+    /// <summary>
+    /// The certificate that encrypts Data Protection's own keys where they are stored (the database). Data Protection
+    /// protects the stored keys' private parts, the login cookie and form tokens; without this certificate its keys
+    /// are stored in plain text beside what they protect.
+    /// </summary>
+    public CertificateOptions? KeyRingCertificate { get; set; }
+
+    /// <summary>Certificates that encrypted Data Protection keys before <see cref="KeyRingCertificate"/> replaced them: still needed to read those keys.</summary>
+    public List<CertificateOptions> PreviousKeyRingCertificates { get; set; } = [];
+
     /// <summary>The algorithm of newly generated signing keys: <c>RS256</c> (RSA-2048) or <c>ES256</c> (ECDSA P-256).</summary>
     public string Algorithm { get; set; } = "RS256";
 

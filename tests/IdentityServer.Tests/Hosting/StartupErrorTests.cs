@@ -16,6 +16,9 @@ public sealed class StartupErrorTests
         { "Database__Provider", "Oracle", "Database:Provider", "Oracle" },
         { "Hosting__KnownProxies__0", "proxy.internal", "Hosting:KnownProxies:0", "proxy.internal" },
         { "Hosting__KnownNetworks__0", "10.1.0.0/99", "Hosting:KnownNetworks:0", "10.1.0.0/99" },
+        { "Keys__SigningCertificate__Path", "/nonexistent/signing.pfx", "Keys:SigningCertificate", "/nonexistent/signing.pfx" },
+        { "Keys__KeyRingCertificate__Path", "/nonexistent/key-ring.pfx", "Keys:KeyRingCertificate", "/nonexistent/key-ring.pfx" },
+        { "Keys__PreviousKeyRingCertificates__0__Path", "/nonexistent/old.pfx", "Keys:PreviousKeyRingCertificates:0", "/nonexistent/old.pfx" },
         // Nothing listens on port 1: the database is unreachable.
         { "ConnectionStrings__IdentityServer", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=3", "PostgreSql database", "ConnectionStrings:IdentityServer" },
     };
