@@ -1,10 +1,8 @@
 using System.Security.Cryptography;
-using System.Text;
 using IdentityServer.Authorization;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
 using Microsoft.AspNetCore.DataProtection;
-using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
@@ -411,23 +409,20 @@ public sealed class KeyRing(
     }
 
     /// <summary>
-    /// A stored key's private part (<paramref name="evenIfRevoked"/>: also when its Data Protection key was revoked).
-    /// One this server cannot read stops the start with the likely cause: its Data Protection key is gone or encrypted
-    /// with a certificate this server does not have.
+    /// A stored key's private part. One this server cannot read stops the start with the likely cause: its Data
+    /// Protection key is gone, revoked, or encrypted with a certificate this server was not given.
     /// </summary>
-    internal static string Unprotect(IDataProtector protector, string keyId, string protectedKey, bool evenIfRevoked = false)
+    internal static string Unprotect(IDataProtector protector, string keyId, string protectedKey)
     {
         try
         {
-            return evenIfRevoked && protector is IPersistedDataProtector persisted
-                ? Encoding.UTF8.GetString(persisted.DangerousUnprotect(WebEncoders.Base64UrlDecode(protectedKey), ignoreRevocationErrors: true, out _, out _))
-                : protector.Unprotect(protectedKey);
+            return protector.Unprotect(protectedKey);
         }
         catch (CryptographicException e)
         {
             throw new StartupConfigurationException(
-                $"cannot read stored key {keyId}: the Data Protection key that protects it is missing or encrypted with a certificate " +
-                $"this server was not given (Keys:KeyRingCertificate, and Keys:PreviousKeyRingCertificates for a replaced one): {e.Message}", e);
+                $"cannot read stored key {keyId}: the Data Protection key that protects it is missing, revoked or encrypted with a " +
+                $"certificate this server was not given (Keys:KeyRingCertificate, and Keys:PreviousKeyRingCertificates for a replaced one): {e.Message}", e);
         }
     }
 

@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using System.Xml;
 using System.Xml.Linq;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
@@ -11,17 +10,20 @@ using Microsoft.EntityFrameworkCore;
 
 namespace IdentityServer.Keys;
 
-/// <summary>The certificate that encrypts Data Protection's keys where they are stored (<c>Keys:KeyRingCertificate</c>), if any.</summary>
-public sealed record KeyRingCertificate(X509Certificate2? Certificate);
+/// <summary>
+/// The certificate that encrypts Data Protection's keys where they are stored (<c>Keys:KeyRingCertificate</c>), if
+/// any, and the certificates it replaced (<c>Keys:PreviousKeyRingCertificates</c>), which only the start uses.
+/// </summary>
+public sealed record KeyRingCertificate(X509Certificate2? Certificate, IReadOnlyList<X509Certificate2> Replaced);
 
 /// <summary>
-/// Runs at start, before the stored keys are loaded. With <c>Keys:KeyRingCertificate</c> set, Data Protection encrypts
-/// every key it creates with the certificate; but keys created before the setting (or under another certificate) stay
-/// as they were stored, and whoever reads them from a copy of the database could forge login cookies and read the
-/// stored signing keys. So at the first start with the certificate, every Data Protection key not encrypted with it is
-/// revoked (a new, encrypted one takes over: sessions and open forms from before end), and every stored key protected
-/// by such a key is protected again under the new one. Stored keys are all read first, so a key this server cannot
-/// read stops the start with nothing changed.
+/// Runs at start, before the stored keys are loaded. With <c>Keys:KeyRingCertificate</c> set, Data Protection trusts
+/// only keys encrypted with the certificate (and makes one if there is none). Stored keys whose private part is
+/// protected by any other Data Protection key (from before the setting, or from a replaced certificate) are read
+/// through a read-only view of every stored Data Protection key and protected again under the trusted one; the
+/// keys left behind are revoked. Stored keys are all read before anything changes, so one this server cannot read
+/// stops the start with nothing changed. Without the setting, a database whose keys are encrypted stops the start
+/// before Data Protection can write a plain-text key beside them.
 /// </summary>
 public sealed class KeyRingProtection(
     KeyRingCertificate keyRingCertificate,
@@ -35,52 +37,44 @@ public sealed class KeyRingProtection(
 
     public async Task EnsureAsync(ApplicationDbContext db, CancellationToken cancellationToken)
     {
+        var stored = (await db.DataProtectionKeys.AsNoTracking().Select(k => k.Xml).ToListAsync(cancellationToken))
+            .Select(DataProtectionKeyXml.TryParse).OfType<XElement>().ToList();
         if (keyRingCertificate.Certificate is not { } certificate)
         {
-            if (!environment.IsDevelopment())
-            {
-                logger.LogWarning(KeyEvents.KeyRingUnencrypted,
-                    "Keys:KeyRingCertificate is not set: Data Protection's keys are stored unencrypted in the database, beside the " +
-                    "signing and encryption keys they protect, so whoever reads the database or a backup can read both.");
-            }
-
+            CheckWithoutCertificate(stored);
             return;
         }
 
         var protector = dataProtection.CreateProtector(KeyRing.ProtectorPurpose);
-        // First what Data Protection protects with now (on a new database this creates its first key, encrypted).
+        // Data Protection sees only keys encrypted with the certificate; with none, this makes the first.
         var current = ProtectingKeyId(protector.Protect("probe"));
-        var encrypted = await KeysEncryptedWithAsync(db, certificate, cancellationToken);
-        var stale = (await db.StoredKeys.AsNoTracking().Select(k => new { k.Id, k.ProtectedKey }).ToListAsync(cancellationToken))
-            .Where(row => !encrypted.Contains(ProtectingKeyId(row.ProtectedKey)))
-            .Select(row => (row.Id, row.ProtectedKey, Material: KeyRing.Unprotect(protector, row.Id, row.ProtectedKey, evenIfRevoked: true)))
-            .ToList();
+        var usable = keyManager.GetAllKeys().Where(key => !key.IsRevoked).Select(key => key.KeyId).ToHashSet();
+        var rows = await db.StoredKeys.AsNoTracking().Select(k => new { k.Id, k.ProtectedKey }).ToListAsync(cancellationToken);
+        var stale = rows.Where(row => !usable.Contains(ProtectingKeyId(row.ProtectedKey))).ToList();
+        var materials = stale.Count == 0 ? [] : ReadThroughEveryStoredKey(stored, stale.Select(row => (row.Id, row.ProtectedKey)));
 
-        // Data Protection reads (and so would accept) whatever any key it holds protected, not only what its current key did.
-        var revoked = keyManager.GetAllKeys().Where(key => !key.IsRevoked && !encrypted.Contains(key.KeyId)).Select(key => key.KeyId).ToList();
-        if (revoked.Count > 0)
+        var revoked = stored.Select(DataProtectionKeyXml.RevokedKeyId).OfType<Guid>().ToHashSet();
+        var untrusted = stored.Where(key => DataProtectionKeyXml.KeyId(key) is { } id && !revoked.Contains(id) && !DataProtectionKeyXml.IsEncryptedWith(key, certificate))
+            .Select(key => DataProtectionKeyXml.KeyId(key)!.Value).ToList();
+        foreach (var keyId in untrusted)
         {
-            foreach (var keyId in revoked)
-            {
-                keyManager.RevokeKey(keyId, "Not encrypted with Keys:KeyRingCertificate");
-            }
+            // Not trusted here anyway; revoked so that an instance still running without the certificate stops trusting it too.
+            keyManager.RevokeKey(keyId, "Not encrypted with Keys:KeyRingCertificate");
+        }
 
-            current = await KeyTakingOverAsync(protector, revoked, cancellationToken);
-            if (!(await KeysEncryptedWithAsync(db, certificate, cancellationToken)).Contains(current))
-            {
-                throw new InvalidOperationException($"Data Protection protects with key {current}, which is not encrypted with the key ring certificate.");
-            }
-
+        if (untrusted.Count > 0)
+        {
             logger.LogWarning(KeyEvents.KeyRingEncrypted,
                 "Revoked {Count} Data Protection key(s) not encrypted with the key ring certificate {Thumbprint}: {KeyIds}. Key {KeyId}, " +
-                "encrypted with it, protects from now on; sessions and open forms from before have ended.",
-                revoked.Count, certificate.Thumbprint, revoked, current);
+                "encrypted with it, protects from now on; sessions and forms protected by the revoked keys have ended.",
+                untrusted.Count, certificate.Thumbprint, untrusted, current);
         }
 
         var reprotected = 0;
-        foreach (var (id, protectedKey, material) in stale)
+        for (var i = 0; i < stale.Count; i++)
         {
-            var again = protector.Protect(material);
+            var (id, protectedKey) = (stale[i].Id, stale[i].ProtectedKey);
+            var again = protector.Protect(materials[i]);
             // Only if no other instance starting at the same moment protected it again first.
             reprotected += await db.StoredKeys.Where(k => k.Id == id && k.ProtectedKey == protectedKey)
                 .ExecuteUpdateAsync(setters => setters.SetProperty(k => k.ProtectedKey, again), cancellationToken);
@@ -94,27 +88,44 @@ public sealed class KeyRingProtection(
     }
 
     /// <summary>
-    /// The key Data Protection protects with once it has seen the revocations: it then creates one (encrypted with the
-    /// certificate). It rebuilds its key ring in the background and answers with the previous one meanwhile, so this
-    /// waits for the new default key, for at most half a minute.
+    /// Without the certificate: keys encrypted with one mean the setting was dropped (or this instance was started
+    /// without it); Data Protection would find no key it can read and store a plain-text one. So stop first.
     /// </summary>
-    private static async Task<Guid> KeyTakingOverAsync(IDataProtector protector, IReadOnlyCollection<Guid> revoked, CancellationToken cancellationToken)
+    private void CheckWithoutCertificate(IReadOnlyList<XElement> stored)
     {
-        for (var attempt = 1; ; attempt++)
+        if (stored.Any(key => DataProtectionKeyXml.KeyId(key) is not null && DataProtectionKeyXml.IsEncrypted(key)))
         {
-            var current = ProtectingKeyId(protector.Protect("probe"));
-            if (!revoked.Contains(current))
-            {
-                return current;
-            }
-
-            if (attempt == 600)
-            {
-                throw new InvalidOperationException($"Data Protection still protects with revoked key {current}.");
-            }
-
-            await Task.Delay(TimeSpan.FromMilliseconds(50), cancellationToken);
+            throw new StartupConfigurationException(
+                "Keys:KeyRingCertificate is not set, but Data Protection's keys in the database are encrypted with a certificate: " +
+                "give this instance the certificate.");
         }
+
+        if (!environment.IsDevelopment())
+        {
+            logger.LogWarning(KeyEvents.KeyRingUnencrypted,
+                "Keys:KeyRingCertificate is not set: Data Protection's keys are stored unencrypted in the database, beside the " +
+                "signing and encryption keys they protect, so whoever reads the database or a backup can read both.");
+        }
+    }
+
+    /// <summary>
+    /// The private parts of <paramref name="rows"/>, read through a Data Protection of their own that holds every stored
+    /// key (revocations left out, so a start interrupted after revoking can still read what it had not yet protected
+    /// again) and every configured certificate.
+    /// </summary>
+    private List<string> ReadThroughEveryStoredKey(IEnumerable<XElement> stored, IEnumerable<(string Id, string ProtectedKey)> rows)
+    {
+        var services = new ServiceCollection().AddLogging();
+        X509Certificate2[] certificates = [keyRingCertificate.Certificate!, .. keyRingCertificate.Replaced];
+        services.AddDataProtection()
+            .SetApplicationName(KeysExtensions.DataProtectionApplicationName)
+            .DisableAutomaticKeyGeneration()
+            .UnprotectKeysWithAnyCertificate(certificates);
+        services.Configure<KeyManagementOptions>(options =>
+            options.XmlRepository = new ReadOnlyXmlRepository(stored.Where(e => DataProtectionKeyXml.KeyId(e) is not null)));
+        using var provider = services.BuildServiceProvider();
+        var everyKey = provider.GetRequiredService<IDataProtectionProvider>().CreateProtector(KeyRing.ProtectorPurpose);
+        return [.. rows.Select(row => KeyRing.Unprotect(everyKey, row.Id, row.ProtectedKey))];
     }
 
     /// <summary>The id of the Data Protection key that made <paramref name="protectedPayload"/> (a base64url Data Protection payload).</summary>
@@ -127,48 +138,5 @@ public sealed class KeyRingProtection(
         }
 
         return new Guid(bytes.AsSpan(4, 16));
-    }
-
-    /// <summary>The ids of the stored Data Protection keys whose secret is encrypted with <paramref name="certificate"/>.</summary>
-    internal static async Task<HashSet<Guid>> KeysEncryptedWithAsync(ApplicationDbContext db, X509Certificate2 certificate, CancellationToken cancellationToken)
-    {
-        var ids = new HashSet<Guid>();
-        foreach (var xml in await db.DataProtectionKeys.AsNoTracking().Select(k => k.Xml).ToListAsync(cancellationToken))
-        {
-            if (xml is null || !TryParse(xml, out var key) || key.Name.LocalName != "key" || !Guid.TryParse((string?)key.Attribute("id"), out var id))
-            {
-                continue;
-            }
-
-            // An encrypted secret names the certificate it was encrypted for (XML encryption's X509Data).
-            var encryptedForCertificate = key.Descendants().Any(e => e.Name.LocalName == "encryptedSecret")
-                && key.Descendants().Any(e => e.Name.LocalName == "X509Certificate" && IsCertificate(e.Value, certificate));
-            if (encryptedForCertificate)
-            {
-                ids.Add(id);
-            }
-        }
-
-        return ids;
-    }
-
-    private static bool TryParse(string xml, out XElement element)
-    {
-        try
-        {
-            element = XElement.Parse(xml);
-            return true;
-        }
-        catch (XmlException)
-        {
-            element = new XElement("unreadable");
-            return false;
-        }
-    }
-
-    private static bool IsCertificate(string base64, X509Certificate2 certificate)
-    {
-        var buffer = new byte[base64.Length];
-        return Convert.TryFromBase64String(base64.Trim(), buffer, out var written) && buffer.AsSpan(0, written).SequenceEqual(certificate.RawData);
     }
 }

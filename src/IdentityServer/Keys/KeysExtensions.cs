@@ -2,6 +2,7 @@ using System.Security.Cryptography.X509Certificates;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.Extensions.Options;
 using OpenIddict.Server;
 
@@ -9,6 +10,9 @@ namespace IdentityServer.Keys;
 
 public static class KeysExtensions
 {
+    /// <summary>Data Protection's application name: instances with the same one share keys (and read each other's cookies).</summary>
+    public const string DataProtectionApplicationName = "IdentityServer";
+
     public static WebApplicationBuilder AddKeys(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<KeysOptions>().BindConfiguration(KeysOptions.Section)
@@ -24,10 +28,9 @@ public static class KeysExtensions
         // Data Protection keys (cookies, antiforgery, our protected signing keys) live in the shared database,
         // so every instance reads what another wrote and nothing is lost on restart.
         var dataProtection = builder.Services.AddDataProtection()
-            .SetApplicationName("IdentityServer")
+            .SetApplicationName(DataProtectionApplicationName)
             .PersistKeysToDbContext<ApplicationDbContext>();
-        var keyRingCertificate = builder.ProtectDataProtectionKeys(dataProtection);
-        builder.Services.AddSingleton(new KeyRingCertificate(keyRingCertificate));
+        builder.Services.AddSingleton(builder.ProtectDataProtectionKeys(dataProtection));
         builder.Services.AddSingleton<KeyRingProtection>();
         builder.Services.AddSingleton<IConfigureOptions<OpenIddictServerOptions>, UseKeyRingForOpenIddict>();
         builder.Services.AddOpenIddict().AddServer(server => server.UseKeyRing());
@@ -35,36 +38,33 @@ public static class KeysExtensions
     }
 
     /// <summary>
-    /// With <c>Keys:KeyRingCertificate</c>, Data Protection encrypts the keys it stores with that certificate, and reads
-    /// keys encrypted with it or with one of <c>Keys:PreviousKeyRingCertificates</c> (certificates are read here, at
-    /// composition, so a file that cannot be used stops the start). Returns the certificate, or null.
+    /// With <c>Keys:KeyRingCertificate</c>, Data Protection encrypts the keys it stores with that certificate and
+    /// trusts only keys so encrypted (<see cref="CertificateEncryptedKeysOnly"/>). Certificates are read here, at
+    /// composition, so a file that cannot be used stops the start.
     /// </summary>
-    private static X509Certificate2? ProtectDataProtectionKeys(this WebApplicationBuilder builder, IDataProtectionBuilder dataProtection)
+    private static KeyRingCertificate ProtectDataProtectionKeys(this WebApplicationBuilder builder, IDataProtectionBuilder dataProtection)
     {
         const string current = $"{KeysOptions.Section}:{nameof(KeysOptions.KeyRingCertificate)}";
         const string previous = $"{KeysOptions.Section}:{nameof(KeysOptions.PreviousKeyRingCertificates)}";
         var certificate = CertificateFiles.Load(builder.Configuration.GetSection(current).Get<CertificateOptions>(), current);
-        X509Certificate2[] readable =
-        [
-            .. certificate is null ? [] : new[] { certificate },
-            .. (builder.Configuration.GetSection(previous).Get<List<CertificateOptions>>() ?? [])
-                .Select((options, i) => CertificateFiles.Load(options, $"{previous}:{i}")).OfType<X509Certificate2>(),
-        ];
-        if (certificate is not null)
+        var replaced = (builder.Configuration.GetSection(previous).Get<List<CertificateOptions>>() ?? [])
+            .Select((options, i) => CertificateFiles.Load(options, $"{previous}:{i}")).OfType<X509Certificate2>().ToList();
+        if (certificate is null)
         {
-            // XML encryption wraps each key's secret with the certificate's RSA public key.
-            using var rsa = certificate.GetRSAPublicKey()
-                ?? throw new StartupConfigurationException($"{current}: '{certificate.Subject}' is not an RSA certificate.");
-            dataProtection.ProtectKeysWithCertificate(certificate);
+            return new KeyRingCertificate(null, replaced);
         }
 
-        if (readable.Length > 0)
+        // XML encryption wraps each key's secret with the certificate's RSA public key.
+        using (var rsa = certificate.GetRSAPublicKey())
         {
-            // Given explicitly: on Linux Data Protection would otherwise look for them in the X.509 store.
-            dataProtection.UnprotectKeysWithAnyCertificate(readable);
+            _ = rsa ?? throw new StartupConfigurationException($"{current}: '{certificate.Subject}' is not an RSA certificate.");
         }
 
-        return certificate;
+        // The certificate is given explicitly: on Linux Data Protection would otherwise look for it in the X.509 store.
+        dataProtection.ProtectKeysWithCertificate(certificate).UnprotectKeysWithAnyCertificate(certificate);
+        builder.Services.PostConfigure<KeyManagementOptions>(options => options.XmlRepository =
+            new CertificateEncryptedKeysOnly(options.XmlRepository ?? throw new InvalidOperationException("No Data Protection key repository."), certificate));
+        return new KeyRingCertificate(certificate, replaced);
     }
 
     /// <summary>

@@ -76,6 +76,8 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
         var withoutIt = new Dictionary<string, string?> { ["Keys:KeyRingCertificate:Path"] = "" };
         var refused = Assert.ThrowsAny<Exception>(() => server.StartServer(withoutIt));
         Assert.Contains(refused.AndItsCauses(), e => e is StartupConfigurationException && e.Message.Contains("Keys:KeyRingCertificate", StringComparison.Ordinal));
+        await server.RestartAsync();
+        Assert.Equal(again.DataProtectionKeys, (await ReadDatabaseAsync()).DataProtectionKeys);
     }
 
     private async Task<IReadOnlyList<string>> PublishedKeyIdsAsync()
@@ -84,60 +86,18 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
         return [.. new JsonWebKeySet(jwks).Keys.Select(k => k.Kid).Order()];
     }
 
-    private async Task<(List<string> DataProtectionKeys, List<string> StoredKeys)> ReadDatabaseAsync()
-    {
-        await using var scope = server.Factory.Services.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
-        return (await db.DataProtectionKeys.AsNoTracking().OrderBy(k => k.Id).Select(k => k.Xml!).ToListAsync(),
-            await db.StoredKeys.AsNoTracking().OrderBy(k => k.Id).Select(k => k.ProtectedKey).ToListAsync());
-    }
+    private Task<StoredKeyReader.Rows> ReadDatabaseAsync() => StoredKeyReader.ReadAsync(server);
 
-    /// <summary>For each stored key: whether a reader of the database without the certificate can unprotect it.</summary>
-    private async Task<bool[]> ReadableWithoutTheCertificateAsync()
-    {
-        var (dataProtectionKeys, storedKeys) = await ReadDatabaseAsync();
-        var services = new ServiceCollection().AddLogging();
-        services.AddDataProtection().SetApplicationName("IdentityServer").DisableAutomaticKeyGeneration();
-        // Such a reader has every key not encrypted with the certificate, and ignores revocations.
-        var readable = dataProtectionKeys.Where(xml => XElement.Parse(xml).Name.LocalName == "key" && !IsEncrypted(xml));
-        services.Configure<KeyManagementOptions>(o => o.XmlRepository = new CopiedKeys(readable));
-        await using var provider = services.BuildServiceProvider();
-        var protector = provider.GetRequiredService<IDataProtectionProvider>().CreateProtector(KeyRing.ProtectorPurpose);
-        return [.. storedKeys.Select(protectedKey =>
-        {
-            try
-            {
-                protector.Unprotect(protectedKey);
-                return true;
-            }
-            catch (CryptographicException)
-            {
-                return false;
-            }
-        })];
-    }
+    private async Task<bool[]> ReadableWithoutTheCertificateAsync() => await StoredKeyReader.ReadableAsync(await ReadDatabaseAsync(), certificate: null);
 
-    private static IEnumerable<Guid> KeyIds(IEnumerable<string> rows) =>
-        rows.Select(XElement.Parse).Where(e => e.Name.LocalName == "key").Select(e => Guid.Parse((string)e.Attribute("id")!));
+    private static IEnumerable<Guid> KeyIds(IEnumerable<string> rows) => StoredKeyReader.KeyIds(rows);
+
+    private static bool IsEncrypted(string keyXml) => StoredKeyReader.IsEncrypted(keyXml);
 
     private static IEnumerable<Guid> RevokedKeyIds(IEnumerable<string> rows) =>
         rows.Select(XElement.Parse).Where(e => e.Name.LocalName == "revocation")
             .Select(e => Guid.Parse((string)e.Element("key")!.Attribute("id")!));
 
-    private static bool IsEncrypted(string keyXml) =>
-        XElement.Parse(keyXml).Descendants().Any(e => e.Name.LocalName == "encryptedSecret")
-        && !XElement.Parse(keyXml).Descendants().Any(e => e.Name.LocalName == "masterKey");
-
-    private sealed class CopiedKeys(IEnumerable<string> xml) : IXmlRepository
-    {
-        private readonly List<XElement> _elements = [.. xml.Select(XElement.Parse)];
-
-        public IReadOnlyCollection<XElement> GetAllElements() => _elements;
-
-        public void StoreElement(XElement element, string friendlyName) => throw new NotSupportedException("A copy is only read.");
-    }
-
-    internal static bool AllEncrypted(IEnumerable<string> keyXml) => keyXml.All(IsEncrypted);
 }
 
 public sealed class SqliteKeyRingCertificateTests(SqliteServerFixture server)
@@ -166,7 +126,87 @@ public sealed class SqliteEncryptedKeyRingTests(SqliteEncryptedKeyRingFixture se
         var keys = await db.DataProtectionKeys.AsNoTracking().Select(k => k.Xml!).ToListAsync();
 
         Assert.NotEmpty(keys);
-        Assert.True(KeyRingCertificateTests<SqliteEncryptedKeyRingFixture>.AllEncrypted(keys), string.Join("\n", keys));
+        Assert.True(keys.All(StoredKeyReader.IsEncrypted), string.Join("\n", keys));
+    }
+}
+
+/// <summary>Replacing the key ring certificate: the old one is needed once, then no more.</summary>
+public sealed class KeyRingCertificateReplacementTests(SqliteServerFixture server) : IClassFixture<SqliteServerFixture>
+{
+    // The only test of the class: it changes the class's server's settings.
+    [Fact]
+    public async Task After_the_first_start_with_a_new_certificate_the_stored_keys_need_only_the_new_one()
+    {
+        var (first, second) = (KeyRingTestCertificate.Create(), KeyRingTestCertificate.Create());
+        KeyRingTestCertificate.Apply(server.Settings, first);
+        await server.RestartAsync();
+        var kids = await PublishedKeyIdsAsync();
+        var underFirst = await StoredKeyReader.ReadAsync(server);
+        Assert.All(await StoredKeyReader.ReadableAsync(underFirst, first.Certificate), readable => Assert.True(readable));
+
+        KeyRingTestCertificate.Apply(server.Settings, second);
+        KeyRingTestCertificate.ApplyPrevious(server.Settings, first);
+        await server.RestartAsync();
+
+        var underSecond = await StoredKeyReader.ReadAsync(server);
+        Assert.All(await StoredKeyReader.ReadableAsync(underSecond, first.Certificate), readable => Assert.False(readable));
+        Assert.All(await StoredKeyReader.ReadableAsync(underSecond, second.Certificate), readable => Assert.True(readable));
+        Assert.Equal(kids, await PublishedKeyIdsAsync());
+
+        // From now on the old certificate is not needed.
+        server.Settings.Remove("Keys:PreviousKeyRingCertificates:0:Path");
+        await server.RestartAsync();
+        Assert.Equal(kids, await PublishedKeyIdsAsync());
+    }
+
+    private async Task<IReadOnlyList<string>> PublishedKeyIdsAsync() =>
+        [.. new JsonWebKeySet(await server.CreateClient().GetStringAsync(await server.EndpointAsync("jwks_uri"))).Keys.Select(k => k.Kid).Order()];
+}
+
+/// <summary>
+/// With the certificate, a Data Protection key stored in plain text (by an instance started without the setting, or
+/// by whoever can write to the database) is not trusted: what it protects is refused, and the next start revokes it.
+/// </summary>
+public sealed class UntrustedDataProtectionKeyTests(SqliteEncryptedKeyRingFixture server) : IClassFixture<SqliteEncryptedKeyRingFixture>
+{
+    [Fact]
+    public async Task A_plain_text_key_added_to_the_database_is_not_trusted()
+    {
+        // A key made outside the server, stored beside its keys, and a payload it protects.
+        var outside = new ServiceCollection().AddLogging();
+        var repository = new OutsideKeys();
+        outside.AddDataProtection().SetApplicationName("IdentityServer");
+        outside.Configure<KeyManagementOptions>(o => o.XmlRepository = repository);
+        await using (var provider = outside.BuildServiceProvider())
+        {
+            var forged = provider.GetRequiredService<IDataProtectionProvider>().CreateProtector(KeyRing.ProtectorPurpose).Protect("forged");
+            var planted = Assert.Single(repository.Stored);
+            await using (var scope = server.Factory.Services.CreateAsyncScope())
+            {
+                var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+                db.DataProtectionKeys.Add(new() { FriendlyName = "planted", Xml = planted.ToString(SaveOptions.DisableFormatting) });
+                await db.SaveChangesAsync();
+            }
+
+            await server.RestartAsync();
+
+            var keyManager = server.Factory.Services.GetRequiredService<IKeyManager>();
+            var plantedId = Guid.Parse((string)planted.Attribute("id")!);
+            Assert.DoesNotContain(keyManager.GetAllKeys(), key => key.KeyId == plantedId);
+            var serverProtector = server.Factory.Services.GetRequiredService<IDataProtectionProvider>().CreateProtector(KeyRing.ProtectorPurpose);
+            Assert.ThrowsAny<CryptographicException>(() => serverProtector.Unprotect(forged));
+            var rows = await StoredKeyReader.ReadAsync(server);
+            Assert.Contains(rows.DataProtectionKeys, xml => xml.Contains("<revocation", StringComparison.Ordinal) && xml.Contains(plantedId.ToString(), StringComparison.Ordinal));
+        }
+    }
+
+    private sealed class OutsideKeys : IXmlRepository
+    {
+        public List<XElement> Stored { get; } = [];
+
+        public IReadOnlyCollection<XElement> GetAllElements() => Stored;
+
+        public void StoreElement(XElement element, string friendlyName) => Stored.Add(element);
     }
 }
 
@@ -200,26 +240,102 @@ public sealed class KeyRingCertificateConfigurationTests
     }
 }
 
-/// <summary>A self-signed certificate in a PFX file, made once per test run, and the settings that name it.</summary>
+/// <summary>Self-signed RSA certificates in PFX files, and the settings that name one.</summary>
 public static class KeyRingTestCertificate
 {
     private const string Password = "key-ring-test";
 
-    private static readonly Lazy<string> File = new(() =>
+    private static readonly Lazy<TestCertificate> Shared = new(Create);
+
+    public sealed record TestCertificate(string Path, X509Certificate2 Certificate);
+
+    public static TestCertificate Create()
     {
         using var rsa = RSA.Create(2048);
         var request = new CertificateRequest("CN=identity server key ring test", rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
-        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(1));
-        var folder = Path.Combine(Path.GetTempPath(), "idsrv-tests");
+        var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(1));
+        var folder = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "idsrv-tests");
         Directory.CreateDirectory(folder);
-        var path = Path.Combine(folder, $"key-ring-{Guid.NewGuid():N}.pfx");
-        System.IO.File.WriteAllBytes(path, certificate.Export(X509ContentType.Pfx, Password));
-        return path;
-    });
+        var path = System.IO.Path.Combine(folder, $"key-ring-{Guid.NewGuid():N}.pfx");
+        File.WriteAllBytes(path, certificate.Export(X509ContentType.Pfx, Password));
+        return new TestCertificate(path, certificate);
+    }
 
-    public static void Apply(IDictionary<string, string?> settings)
+    /// <summary>Names <paramref name="certificate"/> (by default one shared by the test run) as <c>Keys:KeyRingCertificate</c>.</summary>
+    public static void Apply(IDictionary<string, string?> settings, TestCertificate? certificate = null)
     {
-        settings["Keys:KeyRingCertificate:Path"] = File.Value;
+        settings["Keys:KeyRingCertificate:Path"] = (certificate ?? Shared.Value).Path;
         settings["Keys:KeyRingCertificate:Password"] = Password;
+    }
+
+    public static void ApplyPrevious(IDictionary<string, string?> settings, TestCertificate certificate)
+    {
+        settings["Keys:PreviousKeyRingCertificates:0:Path"] = certificate.Path;
+        settings["Keys:PreviousKeyRingCertificates:0:Password"] = Password;
+    }
+}
+
+/// <summary>
+/// What a reader of a copy of the database can do with the stored keys: a Data Protection of its own over the copied
+/// key rows it can read (those in plain text, and those encrypted with the certificate it may hold), ignoring revocations.
+/// </summary>
+public static class StoredKeyReader
+{
+    public sealed record Rows(List<string> DataProtectionKeys, List<string> StoredKeys);
+
+    public static async Task<Rows> ReadAsync(ServerFixture server)
+    {
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        return new Rows(await db.DataProtectionKeys.AsNoTracking().OrderBy(k => k.Id).Select(k => k.Xml!).ToListAsync(),
+            await db.StoredKeys.AsNoTracking().OrderBy(k => k.Id).Select(k => k.ProtectedKey).ToListAsync());
+    }
+
+    /// <summary>For each stored key: whether such a reader, holding <paramref name="certificate"/> or none, can unprotect it.</summary>
+    public static async Task<bool[]> ReadableAsync(Rows rows, X509Certificate2? certificate)
+    {
+        var services = new ServiceCollection().AddLogging();
+        var dataProtection = services.AddDataProtection().SetApplicationName("IdentityServer").DisableAutomaticKeyGeneration();
+        if (certificate is not null)
+        {
+            dataProtection.UnprotectKeysWithAnyCertificate(certificate);
+        }
+
+        var readable = rows.DataProtectionKeys.Select(XElement.Parse)
+            .Where(key => key.Name.LocalName == "key" && (!IsEncrypted(key.ToString()) || certificate is not null && IsEncryptedFor(key, certificate)));
+        services.Configure<KeyManagementOptions>(o => o.XmlRepository = new CopiedKeys(readable));
+        await using var provider = services.BuildServiceProvider();
+        var protector = provider.GetRequiredService<IDataProtectionProvider>().CreateProtector(KeyRing.ProtectorPurpose);
+        return [.. rows.StoredKeys.Select(protectedKey =>
+        {
+            try
+            {
+                protector.Unprotect(protectedKey);
+                return true;
+            }
+            catch (CryptographicException)
+            {
+                return false;
+            }
+        })];
+    }
+
+    public static IEnumerable<Guid> KeyIds(IEnumerable<string> rows) =>
+        rows.Select(XElement.Parse).Where(e => e.Name.LocalName == "key").Select(e => Guid.Parse((string)e.Attribute("id")!));
+
+    public static bool IsEncrypted(string keyXml) =>
+        XElement.Parse(keyXml).Descendants().Any(e => e.Name.LocalName == "encryptedSecret")
+        && !XElement.Parse(keyXml).Descendants().Any(e => e.Name.LocalName == "masterKey");
+
+    public static bool IsEncryptedFor(XElement key, X509Certificate2 certificate) =>
+        key.Descendants().Any(e => e.Name.LocalName == "X509Certificate" && Convert.FromBase64String(e.Value).AsSpan().SequenceEqual(certificate.RawData));
+
+    private sealed class CopiedKeys(IEnumerable<XElement> keys) : IXmlRepository
+    {
+        private readonly List<XElement> _elements = [.. keys];
+
+        public IReadOnlyCollection<XElement> GetAllElements() => _elements;
+
+        public void StoreElement(XElement element, string friendlyName) => throw new NotSupportedException("A copy is only read.");
     }
 }
