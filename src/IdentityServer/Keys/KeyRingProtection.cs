@@ -54,8 +54,8 @@ public sealed class KeyRingProtection(
         var materials = stale.Count == 0 ? [] : ReadThroughEveryStoredKey(stored, stale.Select(row => (row.Id, row.ProtectedKey)));
 
         var revoked = stored.Select(DataProtectionKeyXml.RevokedKeyId).OfType<Guid>().ToHashSet();
-        var untrusted = stored.Where(key => DataProtectionKeyXml.KeyId(key) is { } id && !revoked.Contains(id) && !DataProtectionKeyXml.IsEncryptedWith(key, certificate))
-            .Select(key => DataProtectionKeyXml.KeyId(key)!.Value).ToList();
+        var untrusted = stored.Where(key => !DataProtectionKeyXml.IsEncryptedWith(key, certificate))
+            .Select(DataProtectionKeyXml.KeyId).OfType<Guid>().Where(id => !revoked.Contains(id)).ToList();
         foreach (var keyId in untrusted)
         {
             // Not trusted here anyway; revoked so that an instance still running without the certificate stops trusting it too.
