@@ -17,8 +17,10 @@ public static class KeysAdminExtensions
     public static RouteGroupBuilder MapKeysAdmin(this RouteGroupBuilder adminApi)
     {
         var keys = adminApi.MapGroup("/keys").WithTags("Keys");
-        keys.MapGet("", (KeyRing ring) => Results.Ok(new KeyList([.. ring.Describe().Select(KeyDocument.From)])))
-            .WithName("ListKeys").WithSummary("Signing keys with their state (next, active, retired)").Produces<KeyList>();
+        keys.MapGet("", (KeyRing ring, KeyRingCertificate keyRing) =>
+                Results.Ok(new KeyList([.. ring.Describe().Select(KeyDocument.From)], KeyRingDocument.From(keyRing))))
+            .WithName("ListKeys").WithSummary("Signing keys with their state (next, active, retired), and whether Data Protection's keys are encrypted")
+            .Produces<KeyList>();
         keys.MapPost("/rotate", async (KeyRing ring, AuditLog audit, HttpContext context) =>
             await RotateNowAsync(ring, audit, AdminAccess.ActorOf(context), context.RequestAborted) is { } active
                 ? Results.Ok(active)
@@ -50,7 +52,18 @@ public static class KeysAdminExtensions
         return active;
     }
 
-    public sealed record KeyList([property: JsonPropertyName("keys")] IReadOnlyList<KeyDocument> Keys);
+    public sealed record KeyList(
+        [property: JsonPropertyName("keys")] IReadOnlyList<KeyDocument> Keys,
+        [property: JsonPropertyName("key_ring")] KeyRingDocument KeyRing);
+
+    /// <summary>Whether Data Protection's keys (which protect the stored keys and the login cookie) are stored encrypted, and with which certificate.</summary>
+    public sealed record KeyRingDocument(
+        [property: JsonPropertyName("encrypted")] bool Encrypted,
+        [property: JsonPropertyName("certificate_thumbprint")] string? CertificateThumbprint)
+    {
+        public static KeyRingDocument From(KeyRingCertificate keyRing) =>
+            new(keyRing.Certificate is not null, keyRing.Certificate?.Thumbprint);
+    }
 
     public sealed record KeyDocument(
         [property: JsonPropertyName("kid")] string KeyId,

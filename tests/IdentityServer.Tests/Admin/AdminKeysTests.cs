@@ -56,6 +56,18 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
         Assert.Equal(jwksAfter, await JwksKeyIdsAsync());
     }
 
+    [SkippableFact]
+    public async Task Without_a_key_ring_certificate_the_key_list_and_page_say_the_key_ring_is_stored_unencrypted()
+    {
+        var keyRing = (await (await AdminAsync(server)).GetFromJsonAsync<JsonElement>("/api/admin/keys")).GetProperty("key_ring");
+        Assert.False(keyRing.GetProperty("encrypted").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, keyRing.GetProperty("certificate_thumbprint").ValueKind);
+
+        var browser = await AdminPages.SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var page = await browser.NavigateAsync(AdminPages.Url("/admin/keys"));
+        Assert.Contains("Stored unencrypted in the database", page.Body);
+    }
+
     private async Task<string[]> JwksKeyIdsAsync()
     {
         var jwks = await server.CreateClient().GetFromJsonAsync<JsonElement>(await server.EndpointAsync("jwks_uri"));

@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
+using System.Net.Http.Json;
 using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
 using System.Xml.Linq;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
@@ -128,6 +130,17 @@ public sealed class SqliteEncryptedKeyRingTests(SqliteEncryptedKeyRingFixture se
         Assert.NotEmpty(keys);
         Assert.True(keys.All(StoredKeyReader.IsEncrypted), string.Join("\n", keys));
     }
+
+    [Fact]
+    public async Task The_admin_key_list_says_the_key_ring_is_encrypted_and_with_which_certificate()
+    {
+        var admin = await Admin.AdminApiCalls.AdminAsync(server);
+
+        var keyRing = (await admin.GetFromJsonAsync<JsonElement>("/api/admin/keys")).GetProperty("key_ring");
+
+        Assert.True(keyRing.GetProperty("encrypted").GetBoolean());
+        Assert.Equal(KeyRingTestCertificate.Default.Certificate.Thumbprint, keyRing.GetProperty("certificate_thumbprint").GetString());
+    }
 }
 
 /// <summary>Replacing the key ring certificate: the old one is needed once, then no more.</summary>
@@ -246,6 +259,9 @@ public static class KeyRingTestCertificate
     private const string Password = "key-ring-test";
 
     private static readonly Lazy<TestCertificate> Shared = new(Create);
+
+    /// <summary>The certificate <see cref="Apply"/> names by default.</summary>
+    public static TestCertificate Default => Shared.Value;
 
     public sealed record TestCertificate(string Path, X509Certificate2 Certificate);
 

@@ -4,8 +4,10 @@ using Microsoft.AspNetCore.Mvc;
 namespace IdentityServer.Admin.Pages.Keys;
 
 /// <summary>The signing keys with their state, and rotate-now (for emergencies such as a suspected leak).</summary>
-public sealed class IndexModel(KeyRing ring, AuditLog audit) : AdminPageModel
+public sealed class IndexModel(KeyRing ring, KeyRingCertificate keyRing, AuditLog audit) : AdminPageModel
 {
+    public KeysAdminExtensions.KeyRingDocument KeyRing { get; } = KeysAdminExtensions.KeyRingDocument.From(keyRing);
+
     public IReadOnlyList<KeysAdminExtensions.KeyDocument> Keys { get; private set; } = [];
 
     public bool Rotates => ring.Rotates;
