@@ -1,5 +1,5 @@
-using System.Security.Cryptography;
 using System.Net.Http.Json;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using System.Xml.Linq;
@@ -39,7 +39,7 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
         var browser = server.CreateBrowser();
         var signedIn = await OAuth.SignInAndRedeemAsync(server, browser, app, user, "openid offline_access");
         var kids = await PublishedKeyIdsAsync();
-        var keysBefore = KeyIds((await ReadDatabaseAsync()).DataProtectionKeys);
+        var keysBefore = StoredKeyReader.KeyIds((await ReadDatabaseAsync()).DataProtectionKeys).ToList();
 
         // Without the certificate, whoever holds the database reads every stored key: this is what the setting is for.
         Assert.All(await ReadableWithoutTheCertificateAsync(), readable => Assert.True(readable));
@@ -50,9 +50,9 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
         // The stored keys are now protected by a key encrypted with the certificate; the keys from before are revoked.
         var after = await ReadDatabaseAsync();
         Assert.All(await ReadableWithoutTheCertificateAsync(), readable => Assert.False(readable));
-        var newKeys = KeyIds(after.DataProtectionKeys).Except(keysBefore).ToList();
+        var newKeys = StoredKeyReader.KeyIds(after.DataProtectionKeys).Except(keysBefore).ToList();
         Assert.Single(newKeys);
-        Assert.True(IsEncrypted(after.DataProtectionKeys.Single(xml => KeyIds([xml]).Contains(newKeys[0]))));
+        Assert.True(StoredKeyReader.IsEncrypted(after.DataProtectionKeys.Single(xml => StoredKeyReader.KeyIds([xml]).Contains(newKeys[0]))));
         Assert.Equal(keysBefore.Order(), RevokedKeyIds(after.DataProtectionKeys).Order());
 
         // The same signing and encryption keys: published kids unchanged, tokens issued before still good.
@@ -92,14 +92,9 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
 
     private async Task<bool[]> ReadableWithoutTheCertificateAsync() => await StoredKeyReader.ReadableAsync(await ReadDatabaseAsync(), certificate: null);
 
-    private static IEnumerable<Guid> KeyIds(IEnumerable<string> rows) => StoredKeyReader.KeyIds(rows);
-
-    private static bool IsEncrypted(string keyXml) => StoredKeyReader.IsEncrypted(keyXml);
-
     private static IEnumerable<Guid> RevokedKeyIds(IEnumerable<string> rows) =>
         rows.Select(XElement.Parse).Where(e => e.Name.LocalName == "revocation")
             .Select(e => Guid.Parse((string)e.Element("key")!.Attribute("id")!));
-
 }
 
 public sealed class SqliteKeyRingCertificateTests(SqliteServerFixture server)
