@@ -57,11 +57,11 @@ public sealed class CertificateEncryptedKeysOnly(IXmlRepository stored, X509Cert
 {
     public IReadOnlyCollection<XElement> GetAllElements()
     {
-        var elements = stored.GetAllElements();
-        var trusted = elements.Where(e => DataProtectionKeyXml.IsEncryptedWith(e, certificate)).Select(DataProtectionKeyXml.KeyId).ToHashSet();
-        return [.. elements.Where(e => DataProtectionKeyXml.KeyId(e) is { } key
-            ? trusted.Contains(key)
-            : DataProtectionKeyXml.RevokedKeyId(e) is not { } revoked || trusted.Contains(revoked))];
+        // Each key element on its own merits: a plain-text element reusing a trusted key's id is left out too.
+        var trusted = stored.GetAllElements()
+            .Where(e => DataProtectionKeyXml.KeyId(e) is null || DataProtectionKeyXml.IsEncryptedWith(e, certificate)).ToList();
+        var trustedIds = trusted.Select(DataProtectionKeyXml.KeyId).OfType<Guid>().ToHashSet();
+        return [.. trusted.Where(e => DataProtectionKeyXml.RevokedKeyId(e) is not { } revoked || trustedIds.Contains(revoked))];
     }
 
     public void StoreElement(XElement element, string friendlyName) => stored.StoreElement(element, friendlyName);

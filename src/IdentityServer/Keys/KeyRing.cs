@@ -420,9 +420,11 @@ public sealed class KeyRing(
         }
         catch (CryptographicException e)
         {
+            var dataProtectionKey = KeyRingProtection.ProtectingKeyId(protectedKey, $"stored key {keyId}");
             throw new StartupConfigurationException(
-                $"cannot read stored key {keyId}: the Data Protection key that protects it is missing, revoked or encrypted with a " +
-                $"certificate this server was not given (Keys:KeyRingCertificate, and Keys:PreviousKeyRingCertificates for a replaced one): {e.Message}", e);
+                $"cannot read stored key {keyId}: Data Protection key {dataProtectionKey}, which protects it, is missing, revoked or encrypted with a " +
+                $"certificate this server was not given (Keys:KeyRingCertificate; Keys:PreviousKeyRingCertificates for a replaced one): " +
+                e.GetBaseException().Message, e);
         }
     }
 

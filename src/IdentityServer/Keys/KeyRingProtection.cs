@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Xml.Linq;
 using IdentityServer.Data;
@@ -21,9 +20,10 @@ public sealed record KeyRingCertificate(X509Certificate2? Certificate, IReadOnly
 /// only keys encrypted with the certificate (and makes one if there is none). Stored keys whose private part is
 /// protected by any other Data Protection key (from before the setting, or from a replaced certificate) are read
 /// through a read-only view of every stored Data Protection key and protected again under the trusted one; the
-/// keys left behind are revoked. Stored keys are all read before anything changes, so one this server cannot read
-/// stops the start with nothing changed. Without the setting, a database whose keys are encrypted stops the start
-/// before Data Protection can write a plain-text key beside them.
+/// Data Protection keys left behind are deleted. Stored keys are all read before any is changed, so one this server
+/// cannot read stops the start with only the new Data Protection key written. Without the setting, a database whose
+/// keys are encrypted stops the start before Data Protection can write a plain-text key beside them. This protects
+/// copies of the database (and backups) made from then on; whoever can write to the database is not kept out by it.
 /// </summary>
 public sealed class KeyRingProtection(
     KeyRingCertificate keyRingCertificate,
@@ -37,38 +37,22 @@ public sealed class KeyRingProtection(
 
     public async Task EnsureAsync(ApplicationDbContext db, CancellationToken cancellationToken)
     {
-        var stored = (await db.DataProtectionKeys.AsNoTracking().Select(k => k.Xml).ToListAsync(cancellationToken))
-            .Select(DataProtectionKeyXml.TryParse).OfType<XElement>().ToList();
+        var stored = (await db.DataProtectionKeys.AsNoTracking().Select(k => new { k.Id, k.Xml }).ToListAsync(cancellationToken))
+            .Select(row => (row.Id, Element: DataProtectionKeyXml.TryParse(row.Xml))).Where(row => row.Element is not null)
+            .Select(row => (row.Id, Element: row.Element!)).ToList();
         if (keyRingCertificate.Certificate is not { } certificate)
         {
-            CheckWithoutCertificate(stored);
+            CheckWithoutCertificate(stored.Select(row => row.Element));
             return;
         }
 
         var protector = dataProtection.CreateProtector(KeyRing.ProtectorPurpose);
         // Data Protection sees only keys encrypted with the certificate; with none, this makes the first.
-        var current = ProtectingKeyId(protector.Protect("probe"));
+        var current = ProtectingKeyId(protector.Protect("probe"), "a new payload");
         var usable = keyManager.GetAllKeys().Where(key => !key.IsRevoked).Select(key => key.KeyId).ToHashSet();
         var rows = await db.StoredKeys.AsNoTracking().Select(k => new { k.Id, k.ProtectedKey }).ToListAsync(cancellationToken);
-        var stale = rows.Where(row => !usable.Contains(ProtectingKeyId(row.ProtectedKey))).ToList();
-        var materials = stale.Count == 0 ? [] : ReadThroughEveryStoredKey(stored, stale.Select(row => (row.Id, row.ProtectedKey)));
-
-        var revoked = stored.Select(DataProtectionKeyXml.RevokedKeyId).OfType<Guid>().ToHashSet();
-        var untrusted = stored.Where(key => !DataProtectionKeyXml.IsEncryptedWith(key, certificate))
-            .Select(DataProtectionKeyXml.KeyId).OfType<Guid>().Where(id => !revoked.Contains(id)).ToList();
-        foreach (var keyId in untrusted)
-        {
-            // Not trusted here anyway; revoked so that an instance still running without the certificate stops trusting it too.
-            keyManager.RevokeKey(keyId, "Not encrypted with Keys:KeyRingCertificate");
-        }
-
-        if (untrusted.Count > 0)
-        {
-            logger.LogWarning(KeyEvents.KeyRingEncrypted,
-                "Revoked {Count} Data Protection key(s) not encrypted with the key ring certificate {Thumbprint}: {KeyIds}. Key {KeyId}, " +
-                "encrypted with it, protects from now on; sessions and forms protected by the revoked keys have ended.",
-                untrusted.Count, certificate.Thumbprint, untrusted, current);
-        }
+        var stale = rows.Where(row => !usable.Contains(ProtectingKeyId(row.ProtectedKey, $"stored key {row.Id}"))).ToList();
+        var materials = stale.Count == 0 ? [] : ReadThroughEveryStoredKey(stored.Select(row => row.Element), stale.Select(row => (row.Id, row.ProtectedKey)));
 
         var reprotected = 0;
         for (var i = 0; i < stale.Count; i++)
@@ -85,13 +69,25 @@ public sealed class KeyRingProtection(
             logger.LogInformation(KeyEvents.StoredKeysReprotected,
                 "Protected {Count} stored key(s) again under Data Protection key {KeyId}, encrypted with the key ring certificate", reprotected, current);
         }
+
+        // Nothing needs the other keys now, and a later copy of the database should not hold them.
+        var untrusted = stored.Where(row => DataProtectionKeyXml.KeyId(row.Element) is not null && !DataProtectionKeyXml.IsEncryptedWith(row.Element, certificate)).ToList();
+        if (untrusted.Count > 0)
+        {
+            var rowIds = untrusted.Select(row => row.Id).ToList();
+            await db.DataProtectionKeys.Where(k => rowIds.Contains(k.Id)).ExecuteDeleteAsync(cancellationToken);
+            logger.LogWarning(KeyEvents.KeyRingEncrypted,
+                "Deleted {Count} Data Protection key(s) not encrypted with the key ring certificate {Thumbprint}: {KeyIds}. Key {KeyId}, " +
+                "encrypted with it, protects from now on; sessions, forms and emailed links protected by the deleted keys have ended.",
+                untrusted.Count, certificate.Thumbprint, untrusted.Select(row => DataProtectionKeyXml.KeyId(row.Element)), current);
+        }
     }
 
     /// <summary>
     /// Without the certificate: keys encrypted with one mean the setting was dropped (or this instance was started
     /// without it); Data Protection would find no key it can read and store a plain-text one. So stop first.
     /// </summary>
-    private void CheckWithoutCertificate(IReadOnlyList<XElement> stored)
+    private void CheckWithoutCertificate(IEnumerable<XElement> stored)
     {
         if (stored.Any(key => DataProtectionKeyXml.KeyId(key) is not null && DataProtectionKeyXml.IsEncrypted(key)))
         {
@@ -110,8 +106,8 @@ public sealed class KeyRingProtection(
 
     /// <summary>
     /// The private parts of <paramref name="rows"/>, read through a Data Protection of their own that holds every stored
-    /// key (revocations left out, so a start interrupted after revoking can still read what it had not yet protected
-    /// again) and every configured certificate.
+    /// key, whether trusted or not, with revocations left out (a key revoked since it protected a stored key still
+    /// reads it here), and every configured certificate.
     /// </summary>
     private List<string> ReadThroughEveryStoredKey(IEnumerable<XElement> stored, IEnumerable<(string Id, string ProtectedKey)> rows)
     {
@@ -129,14 +125,21 @@ public sealed class KeyRingProtection(
     }
 
     /// <summary>The id of the Data Protection key that made <paramref name="protectedPayload"/> (a base64url Data Protection payload).</summary>
-    internal static Guid ProtectingKeyId(string protectedPayload)
+    internal static Guid ProtectingKeyId(string protectedPayload, string what)
     {
-        var bytes = WebEncoders.Base64UrlDecode(protectedPayload);
-        if (bytes.Length < 20 || System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(bytes) != PayloadMagicHeader)
+        try
         {
-            throw new CryptographicException("The value is not a Data Protection payload.");
+            var bytes = WebEncoders.Base64UrlDecode(protectedPayload);
+            if (bytes.Length >= 20 && System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(bytes) == PayloadMagicHeader)
+            {
+                return new Guid(bytes.AsSpan(4, 16));
+            }
+        }
+        catch (FormatException)
+        {
+            // Reported below.
         }
 
-        return new Guid(bytes.AsSpan(4, 16));
+        throw new StartupConfigurationException($"{what} is not a Data Protection payload; the database's StoredKeys table holds something this server did not write.");
     }
 }

@@ -47,13 +47,13 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
         KeyRingTestCertificate.Apply(server.Settings);
         await server.RestartAsync();
 
-        // The stored keys are now protected by a key encrypted with the certificate; the keys from before are revoked.
+        // The stored keys are now protected by a key encrypted with the certificate; the keys from before are gone.
         var after = await ReadDatabaseAsync();
         Assert.All(await ReadableWithoutTheCertificateAsync(), readable => Assert.False(readable));
-        var newKeys = StoredKeyReader.KeyIds(after.DataProtectionKeys).Except(keysBefore).ToList();
-        Assert.Single(newKeys);
-        Assert.True(StoredKeyReader.IsEncrypted(after.DataProtectionKeys.Single(xml => StoredKeyReader.KeyIds([xml]).Contains(newKeys[0]))));
-        Assert.Equal(keysBefore.Order(), RevokedKeyIds(after.DataProtectionKeys).Order());
+        var keysAfter = StoredKeyReader.KeyIds(after.DataProtectionKeys).ToList();
+        Assert.Single(keysAfter);
+        Assert.DoesNotContain(keysAfter[0], keysBefore);
+        Assert.All(after.DataProtectionKeys, xml => Assert.True(StoredKeyReader.IsEncrypted(xml), xml));
 
         // The same signing and encryption keys: published kids unchanged, tokens issued before still good.
         Assert.Equal(kids, await PublishedKeyIdsAsync());
@@ -89,12 +89,8 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
     }
 
     private Task<StoredKeyReader.Rows> ReadDatabaseAsync() => StoredKeyReader.ReadAsync(server);
-
     private async Task<bool[]> ReadableWithoutTheCertificateAsync() => await StoredKeyReader.ReadableAsync(await ReadDatabaseAsync(), certificate: null);
 
-    private static IEnumerable<Guid> RevokedKeyIds(IEnumerable<string> rows) =>
-        rows.Select(XElement.Parse).Where(e => e.Name.LocalName == "revocation")
-            .Select(e => Guid.Parse((string)e.Element("key")!.Attribute("id")!));
 }
 
 public sealed class SqliteKeyRingCertificateTests(SqliteServerFixture server)
@@ -172,40 +168,41 @@ public sealed class KeyRingCertificateReplacementTests(SqliteServerFixture serve
 }
 
 /// <summary>
-/// With the certificate, a Data Protection key stored in plain text (by an instance started without the setting, or
-/// by whoever can write to the database) is not trusted: what it protects is refused, and the next start revokes it.
+/// With the certificate, a Data Protection key stored in plain text (by an instance started without the setting, say)
+/// is not trusted: Data Protection does not see it, what it protects is refused, and the next start deletes it.
 /// </summary>
 public sealed class UntrustedDataProtectionKeyTests(SqliteEncryptedKeyRingFixture server) : IClassFixture<SqliteEncryptedKeyRingFixture>
 {
     [Fact]
-    public async Task A_plain_text_key_added_to_the_database_is_not_trusted()
+    public async Task A_plain_text_key_added_to_the_database_is_not_trusted_and_the_next_start_deletes_it()
     {
-        // A key made outside the server, stored beside its keys, and a payload it protects.
+        // A key made outside the server, stored beside its keys while it runs, and a payload that key protects.
         var outside = new ServiceCollection().AddLogging();
         var repository = new OutsideKeys();
         outside.AddDataProtection().SetApplicationName("IdentityServer");
         outside.Configure<KeyManagementOptions>(o => o.XmlRepository = repository);
+        string forged;
         await using (var provider = outside.BuildServiceProvider())
         {
-            var forged = provider.GetRequiredService<IDataProtectionProvider>().CreateProtector(KeyRing.ProtectorPurpose).Protect("forged");
-            var planted = Assert.Single(repository.Stored);
-            await using (var scope = server.Factory.Services.CreateAsyncScope())
-            {
-                var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
-                db.DataProtectionKeys.Add(new() { FriendlyName = "planted", Xml = planted.ToString(SaveOptions.DisableFormatting) });
-                await db.SaveChangesAsync();
-            }
-
-            await server.RestartAsync();
-
-            var keyManager = server.Factory.Services.GetRequiredService<IKeyManager>();
-            var plantedId = Guid.Parse((string)planted.Attribute("id")!);
-            Assert.DoesNotContain(keyManager.GetAllKeys(), key => key.KeyId == plantedId);
-            var serverProtector = server.Factory.Services.GetRequiredService<IDataProtectionProvider>().CreateProtector(KeyRing.ProtectorPurpose);
-            Assert.ThrowsAny<CryptographicException>(() => serverProtector.Unprotect(forged));
-            var rows = await StoredKeyReader.ReadAsync(server);
-            Assert.Contains(rows.DataProtectionKeys, xml => xml.Contains("<revocation", StringComparison.Ordinal) && xml.Contains(plantedId.ToString(), StringComparison.Ordinal));
+            forged = provider.GetRequiredService<IDataProtectionProvider>().CreateProtector(KeyRing.ProtectorPurpose).Protect("forged");
         }
+
+        var planted = Assert.Single(repository.Stored);
+        var plantedId = Guid.Parse((string)planted.Attribute("id")!);
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+            db.DataProtectionKeys.Add(new() { FriendlyName = "planted", Xml = planted.ToString(SaveOptions.DisableFormatting) });
+            await db.SaveChangesAsync();
+        }
+
+        // Data Protection reads its key repository afresh here: the planted key is left out.
+        Assert.DoesNotContain(server.Factory.Services.GetRequiredService<IKeyManager>().GetAllKeys(), key => key.KeyId == plantedId);
+        var protector = server.Factory.Services.GetRequiredService<IDataProtectionProvider>().CreateProtector(KeyRing.ProtectorPurpose);
+        Assert.ThrowsAny<CryptographicException>(() => protector.Unprotect(forged));
+
+        await server.RestartAsync();
+        Assert.DoesNotContain(plantedId, StoredKeyReader.KeyIds((await StoredKeyReader.ReadAsync(server)).DataProtectionKeys));
     }
 
     private sealed class OutsideKeys : IXmlRepository
