@@ -39,7 +39,8 @@ public static class DataProtectionKeyXml
             .SelectMany(secret => secret.Descendants().Where(e => e.Name.LocalName == "X509Certificate"))
             .Any(e => IsCertificate(e.Value, certificate));
 
-    public static bool IsEncrypted(XElement key) => key.Descendants().Any(e => e.Name.LocalName == "encryptedSecret");
+    /// <summary>Whether the element is a key whose secret is stored encrypted (with whatever certificate).</summary>
+    public static bool IsEncrypted(XElement key) => KeyId(key) is not null && key.Descendants().Any(e => e.Name.LocalName == "encryptedSecret");
 
     private static bool IsCertificate(string base64, X509Certificate2 certificate)
     {

@@ -37,9 +37,15 @@ public sealed class KeyRingProtection(
 
     public async Task EnsureAsync(ApplicationDbContext db, CancellationToken cancellationToken)
     {
-        var stored = (await db.DataProtectionKeys.AsNoTracking().Select(k => new { k.Id, k.Xml }).ToListAsync(cancellationToken))
-            .Select(row => (row.Id, Element: DataProtectionKeyXml.TryParse(row.Xml))).Where(row => row.Element is not null)
-            .Select(row => (row.Id, Element: row.Element!)).ToList();
+        var stored = new List<(int Id, XElement Element)>();
+        foreach (var row in await db.DataProtectionKeys.AsNoTracking().Select(k => new { k.Id, k.Xml }).ToListAsync(cancellationToken))
+        {
+            if (DataProtectionKeyXml.TryParse(row.Xml) is { } element)
+            {
+                stored.Add((row.Id, element));
+            }
+        }
+
         if (keyRingCertificate.Certificate is not { } certificate)
         {
             CheckWithoutCertificate(stored.Select(row => row.Element));
@@ -89,7 +95,7 @@ public sealed class KeyRingProtection(
     /// </summary>
     private void CheckWithoutCertificate(IEnumerable<XElement> stored)
     {
-        if (stored.Any(key => DataProtectionKeyXml.KeyId(key) is not null && DataProtectionKeyXml.IsEncrypted(key)))
+        if (stored.Any(DataProtectionKeyXml.IsEncrypted))
         {
             throw new StartupConfigurationException(
                 "Keys:KeyRingCertificate is not set, but Data Protection's keys in the database are encrypted with a certificate: " +

@@ -55,10 +55,8 @@ public static class KeysExtensions
         }
 
         // XML encryption wraps each key's secret with the certificate's RSA public key.
-        using (var rsa = certificate.GetRSAPublicKey())
-        {
-            _ = rsa ?? throw new StartupConfigurationException($"{current}: '{certificate.Subject}' is not an RSA certificate.");
-        }
+        using var rsa = certificate.GetRSAPublicKey()
+            ?? throw new StartupConfigurationException($"{current}: '{certificate.Subject}' is not an RSA certificate.");
 
         // The certificate is given explicitly: on Linux Data Protection would otherwise look for it in the X.509 store.
         dataProtection.ProtectKeysWithCertificate(certificate).UnprotectKeysWithAnyCertificate(certificate);

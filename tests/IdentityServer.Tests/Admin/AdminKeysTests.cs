@@ -38,7 +38,7 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
     [SkippableFact]
     public async Task An_admin_sees_the_keys_page_and_rotates_from_it_and_a_non_admin_cannot_open_it()
     {
-        var jwksBefore = await JwksKeyIdsAsync();
+        var jwksBefore = await server.PublishedKeyIdsAsync();
         var browser = await AdminPages.SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
 
         var page = await browser.NavigateAsync(AdminPages.Url("/admin/keys"));
@@ -47,13 +47,13 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
 
         var after = await browser.SubmitAsync(page, "form[action*=Rotate], form:has(button.danger)");
         Assert.Equal("/admin/keys", after.Uri.AbsolutePath);
-        var jwksAfter = await JwksKeyIdsAsync();
+        var jwksAfter = await server.PublishedKeyIdsAsync();
         var added = Assert.Single(jwksAfter.Except(jwksBefore));
         Assert.Contains($"Key {added} signs from now on.", after.Body);
 
         var user = await AdminPages.SignedInAsync(server, await server.CreateUserAsync());
         Assert.Equal("/account/access-denied", (await user.NavigateAsync(AdminPages.Url("/admin/keys"))).Uri.AbsolutePath);
-        Assert.Equal(jwksAfter, await JwksKeyIdsAsync());
+        Assert.Equal(jwksAfter, await server.PublishedKeyIdsAsync());
     }
 
     [SkippableFact]
@@ -66,12 +66,6 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
         var browser = await AdminPages.SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
         var page = await browser.NavigateAsync(AdminPages.Url("/admin/keys"));
         Assert.Contains("Stored unencrypted in the database", page.Body);
-    }
-
-    private async Task<string[]> JwksKeyIdsAsync()
-    {
-        var jwks = await server.CreateClient().GetFromJsonAsync<JsonElement>(await server.EndpointAsync("jwks_uri"));
-        return [.. jwks.GetProperty("keys").EnumerateArray().Select(k => k.GetProperty("kid").GetString()!).Order()];
     }
 }
 

@@ -6,6 +6,7 @@ using IdentityServer.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc.Testing.Handlers;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
 
 namespace IdentityServer.Tests.Infrastructure;
@@ -112,6 +113,10 @@ public abstract class ServerFixture : IAsyncLifetime
         _discovery ??= await CreateClient().GetFromJsonAsync<JsonElement>("/.well-known/openid-configuration");
         return _discovery.Value.GetProperty(name).GetString()!;
     }
+
+    /// <summary>The key ids the JWKS publishes, in order.</summary>
+    public async Task<string[]> PublishedKeyIdsAsync() =>
+        [.. new JsonWebKeySet(await CreateClient().GetStringAsync(await EndpointAsync("jwks_uri"))).Keys.Select(k => k.Kid).Order()];
 
     public async Task<TestClient> CreateClientAsync(Action<ClientDocument> configure)
     {

@@ -13,7 +13,6 @@ using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.AspNetCore.DataProtection.Repositories;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.IdentityModel.Tokens;
 
 namespace IdentityServer.Tests.Keys;
 
@@ -38,7 +37,7 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
         var user = await server.CreateUserAsync();
         var browser = server.CreateBrowser();
         var signedIn = await OAuth.SignInAndRedeemAsync(server, browser, app, user, "openid offline_access");
-        var kids = await PublishedKeyIdsAsync();
+        var kids = await server.PublishedKeyIdsAsync();
         var keysBefore = StoredKeyReader.KeyIds((await ReadDatabaseAsync()).DataProtectionKeys).ToList();
 
         // Without the certificate, whoever holds the database reads every stored key: this is what the setting is for.
@@ -56,7 +55,7 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
         Assert.All(after.DataProtectionKeys, xml => Assert.True(StoredKeyReader.IsEncrypted(xml), xml));
 
         // The same signing and encryption keys: published kids unchanged, tokens issued before still good.
-        Assert.Equal(kids, await PublishedKeyIdsAsync());
+        Assert.Equal(kids, await server.PublishedKeyIdsAsync());
         var validated = await OAuth.ValidateJwtAsync(server, accessToken, resource);
         Assert.True(validated.IsValid, validated.Exception?.ToString());
         var refreshed = await OAuth.RefreshAsync(server, app, signedIn.GetProperty("refresh_token").GetString()!);
@@ -80,12 +79,6 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
         Assert.Contains(refused.AndItsCauses(), e => e is StartupConfigurationException && e.Message.Contains("Keys:KeyRingCertificate", StringComparison.Ordinal));
         await server.RestartAsync();
         Assert.Equal(again.DataProtectionKeys, (await ReadDatabaseAsync()).DataProtectionKeys);
-    }
-
-    private async Task<IReadOnlyList<string>> PublishedKeyIdsAsync()
-    {
-        var jwks = await server.CreateClient().GetStringAsync(await server.EndpointAsync("jwks_uri"));
-        return [.. new JsonWebKeySet(jwks).Keys.Select(k => k.Kid).Order()];
     }
 
     private Task<StoredKeyReader.Rows> ReadDatabaseAsync() => StoredKeyReader.ReadAsync(server);
@@ -144,7 +137,7 @@ public sealed class KeyRingCertificateReplacementTests(SqliteServerFixture serve
         var (first, second) = (KeyRingTestCertificate.Create(), KeyRingTestCertificate.Create());
         KeyRingTestCertificate.Apply(server.Settings, first);
         await server.RestartAsync();
-        var kids = await PublishedKeyIdsAsync();
+        var kids = await server.PublishedKeyIdsAsync();
         var underFirst = await StoredKeyReader.ReadAsync(server);
         Assert.All(await StoredKeyReader.ReadableAsync(underFirst, first.Certificate), readable => Assert.True(readable));
 
@@ -155,16 +148,13 @@ public sealed class KeyRingCertificateReplacementTests(SqliteServerFixture serve
         var underSecond = await StoredKeyReader.ReadAsync(server);
         Assert.All(await StoredKeyReader.ReadableAsync(underSecond, first.Certificate), readable => Assert.False(readable));
         Assert.All(await StoredKeyReader.ReadableAsync(underSecond, second.Certificate), readable => Assert.True(readable));
-        Assert.Equal(kids, await PublishedKeyIdsAsync());
+        Assert.Equal(kids, await server.PublishedKeyIdsAsync());
 
         // From now on the old certificate is not needed.
         server.Settings.Remove("Keys:PreviousKeyRingCertificates:0:Path");
         await server.RestartAsync();
-        Assert.Equal(kids, await PublishedKeyIdsAsync());
+        Assert.Equal(kids, await server.PublishedKeyIdsAsync());
     }
-
-    private async Task<IReadOnlyList<string>> PublishedKeyIdsAsync() =>
-        [.. new JsonWebKeySet(await server.CreateClient().GetStringAsync(await server.EndpointAsync("jwks_uri"))).Keys.Select(k => k.Kid).Order()];
 }
 
 /// <summary>
