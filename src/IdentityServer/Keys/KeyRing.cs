@@ -14,8 +14,11 @@ namespace IdentityServer.Keys;
 /// stored in the database, where the signing key rotates by itself: a new key is created and published
 /// <see cref="KeysOptions.PublishAhead"/> before it starts signing, signs for <see cref="KeysOptions.RotationPeriod"/>,
 /// and stays published after it retires for the longest access or id token lifetime plus
-/// <see cref="KeysOptions.RetirementMargin"/>. Every instance reads the same rows and derives the same active key
-/// from their activation times; a unique (use, slot) index makes sure racing instances create one key per slot.
+/// <see cref="KeysOptions.RetirementMargin"/>. The internal keys (the HMAC key of codes and refresh tokens, and their
+/// encryption key unless a certificate is configured) rotate on the same schedule: created the same time ahead, so
+/// every instance holds a new key before any uses it, and kept until every token they protected has expired.
+/// Every instance reads the same rows and derives the same active keys from their activation times; a unique
+/// (use, slot) index makes sure racing instances create one key per slot.
 /// Loaded at start by the database initializer and refreshed every <see cref="KeysOptions.CheckInterval"/>.
 /// </summary>
 public sealed class KeyRing(
@@ -30,7 +33,8 @@ public sealed class KeyRing(
     internal const string ProtectorPurpose = "IdentityServer.Keys.StoredKey.v1";
 
     private readonly SemaphoreSlim _refresh = new(1, 1);
-    private readonly Dictionary<string, SigningCredentials> _parsed = new(StringComparer.Ordinal);
+    /// <summary>Credentials already read from stored keys, by key id (reading one means unprotecting and importing it).</summary>
+    private readonly Dictionary<string, object> _parsed = new(StringComparer.Ordinal);
     private volatile Snapshot? _snapshot;
 
     private long _version;
@@ -74,38 +78,38 @@ public sealed class KeyRing(
     /// <summary>The signing credentials published at start (what OpenIddict's own configuration checks).</summary>
     public IReadOnlyList<SigningCredentials> SigningCredentials => Published();
 
-    public IReadOnlyList<EncryptingCredentials> EncryptionCredentials => Current.Encryption;
+    /// <summary>The encryption credentials at start (what OpenIddict's own configuration checks).</summary>
+    public IReadOnlyList<EncryptingCredentials> EncryptionCredentials => [ActiveEncryptionCredentials];
 
     /// <summary>What signs access and id tokens now: the latest key whose activation time has come.</summary>
-    public SigningCredentials ActiveSigningCredentials
-    {
-        get
-        {
-            var snapshot = Current;
-            if (snapshot.Certificate is { } certificate)
-            {
-                return certificate;
-            }
+    public SigningCredentials ActiveSigningCredentials => Current.Certificate ?? ActiveOf(Current.Signing);
 
-            var now = clock.GetUtcNow();
-            var active = snapshot.Signing[0];
-            foreach (var key in snapshot.Signing)
-            {
-                if (key.ActivatesAt <= now)
-                {
-                    active = key;
-                }
-            }
+    /// <summary>What signs the tokens only this server reads (codes, refresh tokens, device and user codes) now: HMAC-SHA256.</summary>
+    public SigningCredentials InternalSigningCredentials => ActiveOf(Current.Internal);
 
-            return active.Credentials;
-        }
-    }
+    /// <summary>What encrypts the tokens only this server reads now: the configured certificate, or the active stored key.</summary>
+    public EncryptingCredentials ActiveEncryptionCredentials => Current.EncryptionCertificate ?? ActiveOf(Current.Encryption);
 
-    /// <summary>What signs the tokens only this server reads (codes, refresh tokens, device and user codes): HMAC-SHA256.</summary>
-    public SigningCredentials InternalSigningCredentials => Current.Internal;
-
-    /// <summary>Every key a token of ours may be signed with: all stored signing keys (published or not yet removed) and the internal key.</summary>
+    /// <summary>Every key a token of ours may be signed with: all stored signing keys (published or not yet removed) and the internal keys.</summary>
     public IReadOnlyList<SecurityKey> ValidationKeys => Current.ValidationKeys;
+
+    /// <summary>Every key a token of ours may be encrypted with: the certificate, or every stored encryption key not yet removed.</summary>
+    public IReadOnlyList<SecurityKey> DecryptionKeys => Current.DecryptionKeys;
+
+    private T ActiveOf<T>(IReadOnlyList<LoadedKey<T>> keys)
+    {
+        var now = clock.GetUtcNow();
+        var active = keys[0];
+        foreach (var key in keys)
+        {
+            if (key.ActivatesAt <= now)
+            {
+                active = key;
+            }
+        }
+
+        return active.Credentials;
+    }
 
     /// <summary>The signing keys in the JWKS now: the next key, the active one, and retired ones until their tokens have expired.</summary>
     public IReadOnlyList<SigningCredentials> Published()
@@ -124,28 +128,42 @@ public sealed class KeyRing(
     public IReadOnlyList<SigningKeyState> Describe()
     {
         var snapshot = Current;
-        var now = clock.GetUtcNow();
         if (snapshot.Certificate is { } certificate)
         {
             return [new SigningKeyState(certificate.Kid ?? "", certificate.Algorithm, 0, "active", null, null, null, null)];
         }
 
-        var active = ActiveSigningCredentials;
-        return [.. snapshot.Signing.Select(k => new SigningKeyState(
-            k.Row.Id, k.Row.Algorithm, k.Row.Slot,
-            k.ActivatesAt > now ? "next" : ReferenceEquals(k.Credentials, active) ? "active" : "retired",
+        return [.. snapshot.Signing.Select(k => new SigningKeyState(k.Row.Id, k.Row.Algorithm, k.Row.Slot, StateOf(k, ActiveSigningCredentials),
             k.Row.CreatedAt, k.ActivatesAt, k.RetiresAt, k.RetiresAt + PublishedAfterRetirement))];
     }
+
+    /// <summary>Every stored internal key (HMAC, and encryption unless a certificate encrypts) with its state now, for operators.</summary>
+    public IReadOnlyList<InternalKeyState> DescribeInternal()
+    {
+        var snapshot = Current;
+        var hmac = snapshot.Internal.Select(k => Describe(k, InternalSigningCredentials));
+        var encryption = snapshot.Encryption.Select(k => Describe(k, ActiveEncryptionCredentials));
+        return [.. hmac.Concat(encryption)];
+
+        InternalKeyState Describe<T>(LoadedKey<T> key, T active) => new(key.Row.Id, key.Row.Use, key.Row.Algorithm, key.Row.Slot,
+            StateOf(key, active), key.Row.CreatedAt, key.ActivatesAt, key.RetiresAt, key.RetiresAt + KeptAfterRetirement);
+    }
+
+    private string StateOf<T>(LoadedKey<T> key, T active) =>
+        key.ActivatesAt > clock.GetUtcNow() ? "next" : ReferenceEquals(key.Credentials, active) ? "active" : "retired";
 
     /// <summary>Retired keys stay published for the longest lifetime of what they signed (access and id tokens) plus the margin.</summary>
     private TimeSpan PublishedAfterRetirement =>
         (tokens.Value.AccessTokenLifetime > tokens.Value.IdentityTokenLifetime ? tokens.Value.AccessTokenLifetime : tokens.Value.IdentityTokenLifetime)
         + options.Value.RetirementMargin;
 
-    /// <summary>Retired keys are deleted once nothing they may have signed (refresh tokens included) can still be presented.</summary>
+    /// <summary>Retired keys are deleted once nothing they may have signed or encrypted (refresh tokens included) can still be presented.</summary>
     private TimeSpan KeptAfterRetirement =>
-        new[] { tokens.Value.AccessTokenLifetime, tokens.Value.IdentityTokenLifetime, tokens.Value.RefreshTokenLifetime }.Max()
-        + options.Value.RetirementMargin;
+        new[]
+        {
+            tokens.Value.AccessTokenLifetime, tokens.Value.IdentityTokenLifetime, tokens.Value.RefreshTokenLifetime,
+            tokens.Value.AuthorizationCodeLifetime, tokens.Value.DeviceCodeLifetime,
+        }.Max() + options.Value.RetirementMargin;
 
     /// <summary>At start: creates what is missing (first keys, a due rotation) and loads everything.</summary>
     public async Task LoadAsync(ApplicationDbContext db, CancellationToken cancellationToken)
@@ -170,7 +188,9 @@ public sealed class KeyRing(
 
     /// <summary>
     /// Starts signing with a new key now (an operator's decision, e.g. a suspected leak): the waiting next key if there
-    /// is one (it is already published), otherwise a new key. Tokens signed by the previous key stay valid while it is published.
+    /// is one (it is already published), otherwise a new key. Tokens signed by the previous key stay valid while it is
+    /// published. The internal keys rotate too, two checks from now rather than at once: every instance must hold a
+    /// key before any instance issues a code or refresh token with it.
     /// </summary>
     public async Task<SigningKeyState> RotateNowAsync(CancellationToken cancellationToken)
     {
@@ -185,20 +205,15 @@ public sealed class KeyRing(
         try
         {
             var now = clock.GetUtcNow();
-            var keys = await SigningRowsAsync(db, cancellationToken);
-            var latest = keys[^1];
-            if (ActivationOf(latest) > now)
+            var internalFrom = now + 2 * options.Value.CheckInterval;
+            await BringRotationForwardAsync(db, StoredKey.SigningUse, now, cancellationToken);
+            await BringRotationForwardAsync(db, StoredKey.InternalSigningUse, internalFrom, cancellationToken);
+            if (Current.EncryptionCertificate is null)
             {
-                var tracked = await db.StoredKeys.SingleAsync(k => k.Id == latest.Id, cancellationToken);
-                tracked.ActivatesAt = now;
-                await db.SaveChangesAsync(cancellationToken);
-            }
-            else
-            {
-                await CreateSigningKeyAsync(db, latest.Slot + 1, now, cancellationToken);
+                await BringRotationForwardAsync(db, StoredKey.EncryptionUse, internalFrom, cancellationToken);
             }
 
-            logger.LogWarning(KeyEvents.RotatedNow, "Signing key rotated now by an operator");
+            logger.LogWarning(KeyEvents.RotatedNow, "Signing key rotated now by an operator; internal keys rotate at {InternalFrom:O}", internalFrom);
             db.ChangeTracker.Clear();
             await LoadCoreAsync(db, cancellationToken);
             return Describe().Single(k => k.State == "active");
@@ -209,89 +224,123 @@ public sealed class KeyRing(
         }
     }
 
+    /// <summary>Makes the next key of a use take over at <paramref name="activatesAt"/>: the waiting one if there is one (sooner), otherwise a new one.</summary>
+    private async Task BringRotationForwardAsync(ApplicationDbContext db, string use, DateTimeOffset activatesAt, CancellationToken cancellationToken)
+    {
+        var latest = (await RowsAsync(db, use, cancellationToken))[^1];
+        if (ActivationOf(latest) <= clock.GetUtcNow())
+        {
+            await CreateKeyAsync(db, use, latest.Slot + 1, activatesAt, cancellationToken);
+        }
+        else if (ActivationOf(latest) > activatesAt)
+        {
+            var tracked = await db.StoredKeys.SingleAsync(k => k.Id == latest.Id, cancellationToken);
+            tracked.ActivatesAt = activatesAt;
+            await db.SaveChangesAsync(cancellationToken);
+        }
+    }
+
     private async Task LoadCoreAsync(ApplicationDbContext db, CancellationToken cancellationToken)
     {
         var protector = dataProtection.CreateProtector(ProtectorPurpose);
         var certificate = _snapshot?.Certificate ?? LoadSigningCertificate();
-        var encryption = _snapshot?.Encryption ?? await LoadEncryptionAsync(db, protector, cancellationToken);
-        var internalKey = _snapshot?.Internal ?? await LoadInternalKeyAsync(db, protector, cancellationToken);
+        var encryptionCertificate = _snapshot?.EncryptionCertificate ?? LoadEncryptionCertificate();
 
-        var loaded = new List<LoadedKey>();
-        if (certificate is null)
+        var signing = certificate is null ? await LoadRotatingAsync(db, StoredKey.SigningUse, row => ParseSigning(row, protector), cancellationToken) : [];
+        var hmac = await LoadRotatingAsync(db, StoredKey.InternalSigningUse, row => ParseHmac(row, protector), cancellationToken);
+        var encryption = encryptionCertificate is null
+            ? await LoadRotatingAsync(db, StoredKey.EncryptionUse, row => ParseEncryption(row, protector), cancellationToken)
+            : [];
+
+        var loadedIds = signing.Select(k => k.Row.Id).Concat(hmac.Select(k => k.Row.Id)).Concat(encryption.Select(k => k.Row.Id)).ToHashSet();
+        foreach (var gone in _parsed.Keys.Where(id => !loadedIds.Contains(id)).ToList())
         {
-            var rows = await RotateIfDueAsync(db, cancellationToken);
-            for (var i = 0; i < rows.Count; i++)
-            {
-                var row = rows[i];
-                if (!_parsed.TryGetValue(row.Id, out var credentials))
-                {
-                    credentials = _parsed[row.Id] = Parse(row, protector);
-                }
-
-                loaded.Add(new LoadedKey(row, credentials, ActivationOf(row), i + 1 < rows.Count ? ActivationOf(rows[i + 1]) : null));
-            }
-
-            foreach (var gone in _parsed.Keys.Except(rows.Select(r => r.Id)).ToList())
-            {
-                _parsed.Remove(gone);
-            }
+            _parsed.Remove(gone);
         }
 
-        var validation = new List<SecurityKey> { internalKey.Key };
-        validation.AddRange(certificate is not null ? [certificate.Key] : loaded.Select(k => k.Credentials.Key));
+        var validation = new List<SecurityKey>(hmac.Select(k => k.Credentials.Key));
+        validation.AddRange(certificate is not null ? [certificate.Key] : signing.Select(k => k.Credentials.Key));
+        List<SecurityKey> decryption = encryptionCertificate is not null ? [encryptionCertificate.Key] : [.. encryption.Select(k => k.Credentials.Key)];
         var previous = _snapshot;
-        _snapshot = new Snapshot(loaded, certificate, internalKey, encryption, validation);
-        if (previous is not null && !previous.Signing.Select(k => (k.Row.Id, k.ActivatesAt)).SequenceEqual(loaded.Select(k => (k.Row.Id, k.ActivatesAt))))
+        _snapshot = new Snapshot(signing, certificate, hmac, encryption, encryptionCertificate, validation, decryption);
+        if (previous is not null && !previous.Signing.Select(k => (k.Row.Id, k.ActivatesAt)).SequenceEqual(signing.Select(k => (k.Row.Id, k.ActivatesAt))))
         {
             Interlocked.Increment(ref _version);
             Changed?.Invoke();
         }
     }
 
+    /// <summary>The stored keys of one use, rotated if due, each with when it activates and retires.</summary>
+    private async Task<IReadOnlyList<LoadedKey<T>>> LoadRotatingAsync<T>(ApplicationDbContext db, string use, Func<StoredKey, T> parse,
+        CancellationToken cancellationToken) where T : class
+    {
+        var rows = await RotateIfDueAsync(db, use, cancellationToken);
+        var loaded = new List<LoadedKey<T>>(rows.Count);
+        for (var i = 0; i < rows.Count; i++)
+        {
+            var row = rows[i];
+            if (!_parsed.TryGetValue(row.Id, out var credentials))
+            {
+                credentials = _parsed[row.Id] = parse(row);
+            }
+
+            loaded.Add(new LoadedKey<T>(row, (T)credentials, ActivationOf(row), i + 1 < rows.Count ? ActivationOf(rows[i + 1]) : null));
+        }
+
+        return loaded;
+    }
+
     /// <summary>Creates the first key, or the next one when the active key's rotation is due; deletes keys nothing can use any more.</summary>
-    private async Task<List<StoredKey>> RotateIfDueAsync(ApplicationDbContext db, CancellationToken cancellationToken)
+    private async Task<List<StoredKey>> RotateIfDueAsync(ApplicationDbContext db, string use, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
-        var keys = await SigningRowsAsync(db, cancellationToken);
+        var keys = await RowsAsync(db, use, cancellationToken);
         if (keys.Count == 0)
         {
-            // First start: nothing can have been published ahead, so the first key signs at once.
-            await CreateSigningKeyAsync(db, 0, now, cancellationToken);
-            return await SigningRowsAsync(db, cancellationToken);
+            // First start: nothing can have been published ahead, so the first key is used at once.
+            await CreateKeyAsync(db, use, 0, now, cancellationToken);
+            return await RowsAsync(db, use, cancellationToken);
         }
 
         var latest = keys[^1];
         var activation = ActivationOf(latest);
         if (activation <= now && now >= activation + options.Value.RotationPeriod - options.Value.PublishAhead)
         {
-            // Never sooner than PublishAhead from now: relying parties must have had the chance to fetch it.
+            // Never sooner than PublishAhead from now: relying parties must have had the chance to fetch a signing key,
+            // and every instance to load an internal one.
             var next = activation + options.Value.RotationPeriod;
-            await CreateSigningKeyAsync(db, latest.Slot + 1, next > now + options.Value.PublishAhead ? next : now + options.Value.PublishAhead, cancellationToken);
-            keys = await SigningRowsAsync(db, cancellationToken);
+            await CreateKeyAsync(db, use, latest.Slot + 1, next > now + options.Value.PublishAhead ? next : now + options.Value.PublishAhead, cancellationToken);
+            keys = await RowsAsync(db, use, cancellationToken);
         }
 
         var expired = keys.Where((k, i) => i + 1 < keys.Count && ActivationOf(keys[i + 1]) + KeptAfterRetirement <= now).ToList();
         if (expired.Count > 0)
         {
-            await db.StoredKeys.Where(k => k.Use == StoredKey.SigningUse && expired.Select(e => e.Id).Contains(k.Id)).ExecuteDeleteAsync(cancellationToken);
-            logger.LogInformation(KeyEvents.KeyRemoved, "Removed {Count} retired signing key(s): {KeyIds}", expired.Count, expired.Select(e => e.Id));
-            keys = await SigningRowsAsync(db, cancellationToken);
+            await db.StoredKeys.Where(k => k.Use == use && expired.Select(e => e.Id).Contains(k.Id)).ExecuteDeleteAsync(cancellationToken);
+            logger.LogInformation(KeyEvents.KeyRemoved, "Removed {Count} retired {Use} key(s): {KeyIds}", expired.Count, use, expired.Select(e => e.Id));
+            keys = await RowsAsync(db, use, cancellationToken);
         }
 
         return keys;
     }
 
-    private async Task CreateSigningKeyAsync(ApplicationDbContext db, int slot, DateTimeOffset activatesAt, CancellationToken cancellationToken)
+    private async Task CreateKeyAsync(ApplicationDbContext db, string use, int slot, DateTimeOffset activatesAt, CancellationToken cancellationToken)
     {
-        var algorithm = options.Value.Algorithm;
+        var (algorithm, material) = use switch
+        {
+            StoredKey.SigningUse when options.Value.Algorithm == SecurityAlgorithms.EcdsaSha256 => (SecurityAlgorithms.EcdsaSha256, CreateEcdsaKey()),
+            StoredKey.SigningUse => (SecurityAlgorithms.RsaSha256, CreateRsaKey()),
+            StoredKey.InternalSigningUse => (SecurityAlgorithms.HmacSha256, RandomNumberGenerator.GetBytes(32)),
+            StoredKey.EncryptionUse => (SecurityAlgorithms.Aes256KW, RandomNumberGenerator.GetBytes(32)),
+            _ => throw new ArgumentOutOfRangeException(nameof(use), use, "Not a stored key use."),
+        };
         var key = new StoredKey
         {
             Id = NewKeyId(),
-            Use = StoredKey.SigningUse,
+            Use = use,
             Algorithm = algorithm,
             Slot = slot,
-            ProtectedKey = dataProtection.CreateProtector(ProtectorPurpose).Protect(Convert.ToBase64String(
-                algorithm == SecurityAlgorithms.EcdsaSha256 ? CreateEcdsaKey() : CreateRsaKey())),
+            ProtectedKey = dataProtection.CreateProtector(ProtectorPurpose).Protect(Convert.ToBase64String(material)),
             CreatedAt = clock.GetUtcNow(),
             ActivatesAt = activatesAt,
         };
@@ -299,8 +348,8 @@ public sealed class KeyRing(
         try
         {
             await db.SaveChangesAsync(cancellationToken);
-            logger.LogInformation(KeyEvents.KeyCreated, "Created signing key {KeyId} ({Algorithm}, slot {Slot}), signing from {ActivatesAt:O}",
-                key.Id, algorithm, slot, activatesAt);
+            logger.LogInformation(KeyEvents.KeyCreated, "Created {Use} key {KeyId} ({Algorithm}, slot {Slot}), in use from {ActivatesAt:O}",
+                use, key.Id, algorithm, slot, activatesAt);
         }
         catch (DbUpdateException)
         {
@@ -309,12 +358,12 @@ public sealed class KeyRing(
         }
     }
 
-    private static Task<List<StoredKey>> SigningRowsAsync(ApplicationDbContext db, CancellationToken ct) =>
-        db.StoredKeys.AsNoTracking().Where(k => k.Use == StoredKey.SigningUse).OrderBy(k => k.Slot).ToListAsync(ct);
+    private static Task<List<StoredKey>> RowsAsync(ApplicationDbContext db, string use, CancellationToken ct) =>
+        db.StoredKeys.AsNoTracking().Where(k => k.Use == use).OrderBy(k => k.Slot).ToListAsync(ct);
 
     private static DateTimeOffset ActivationOf(StoredKey key) => key.ActivatesAt ?? key.CreatedAt;
 
-    private SigningCredentials Parse(StoredKey row, IDataProtector protector)
+    private static SigningCredentials ParseSigning(StoredKey row, IDataProtector protector)
     {
         var material = Convert.FromBase64String(Unprotect(protector, row.Id, row.ProtectedKey));
         if (row.Algorithm == SecurityAlgorithms.EcdsaSha256)
@@ -331,6 +380,29 @@ public sealed class KeyRing(
             SecurityAlgorithms.RsaSha256);
     }
 
+    /// <summary>
+    /// Codes, refresh tokens and device codes are read only by this server (and are encrypted as well), so they are
+    /// signed with HMAC-SHA256 under a 256-bit key of ours rather than with the published asymmetric key: a fraction
+    /// of the cost, and they never depend on a key that rotates out of the JWKS.
+    /// </summary>
+    private static SigningCredentials ParseHmac(StoredKey row, IDataProtector protector) =>
+        new(new SymmetricSecurityKey(Convert.FromBase64String(Unprotect(protector, row.Id, row.ProtectedKey))) { KeyId = row.Id },
+            SecurityAlgorithms.HmacSha256);
+
+    /// <summary>
+    /// Encryption keys never leave the server (codes and refresh tokens are read only by us), so a symmetric key does
+    /// the job and costs far less than RSA per token.
+    /// </summary>
+    private static EncryptingCredentials ParseEncryption(StoredKey row, IDataProtector protector)
+    {
+        var key = new SymmetricSecurityKey(Convert.FromBase64String(Unprotect(protector, row.Id, row.ProtectedKey)))
+        {
+            KeyId = row.Id,
+            CryptoProviderFactory = new ReusingCryptoProviderFactory(),
+        };
+        return new EncryptingCredentials(key, SecurityAlgorithms.Aes256KW, SecurityAlgorithms.Aes256CbcHmacSha512);
+    }
+
     private SigningCredentials? LoadSigningCertificate()
     {
         var certificate = CertificateFiles.Load(options.Value.SigningCertificate, "Keys:SigningCertificate");
@@ -344,69 +416,10 @@ public sealed class KeyRing(
             SecurityAlgorithms.RsaSha256);
     }
 
-    private async Task<IReadOnlyList<EncryptingCredentials>> LoadEncryptionAsync(ApplicationDbContext db, IDataProtector protector, CancellationToken ct)
-    {
-        var certificate = CertificateFiles.Load(options.Value.EncryptionCertificate, "Keys:EncryptionCertificate");
-        if (certificate is not null)
-        {
-            return [new EncryptingCredentials(new X509SecurityKey(certificate), SecurityAlgorithms.RsaOAEP, SecurityAlgorithms.Aes256CbcHmacSha512)];
-        }
-
-        // Encryption keys never leave the server (codes and refresh tokens are read only by us), so a
-        // symmetric key does the job and costs far less than RSA per token.
-        var stored = await GetOrCreateSymmetricAsync(db, protector, StoredKey.EncryptionUse, SecurityAlgorithms.Aes256KW, ct);
-        var key = new SymmetricSecurityKey(Convert.FromBase64String(Unprotect(protector, stored.Id, stored.ProtectedKey)))
-        {
-            KeyId = stored.Id,
-            CryptoProviderFactory = new ReusingCryptoProviderFactory(),
-        };
-        return [new EncryptingCredentials(key, SecurityAlgorithms.Aes256KW, SecurityAlgorithms.Aes256CbcHmacSha512)];
-    }
-
-    /// <summary>
-    /// Codes, refresh tokens and device codes are read only by this server (and are encrypted as well), so they are
-    /// signed with HMAC-SHA256 under a 256-bit key of ours rather than with the published asymmetric key: a fraction
-    /// of the cost, and they never depend on a key that rotates out of the JWKS.
-    /// </summary>
-    private async Task<SigningCredentials> LoadInternalKeyAsync(ApplicationDbContext db, IDataProtector protector, CancellationToken ct)
-    {
-        var stored = await GetOrCreateSymmetricAsync(db, protector, StoredKey.InternalSigningUse, SecurityAlgorithms.HmacSha256, ct);
-        var key = new SymmetricSecurityKey(Convert.FromBase64String(Unprotect(protector, stored.Id, stored.ProtectedKey))) { KeyId = stored.Id };
-        return new SigningCredentials(key, SecurityAlgorithms.HmacSha256);
-    }
-
-    private async Task<StoredKey> GetOrCreateSymmetricAsync(ApplicationDbContext db, IDataProtector protector, string use, string algorithm, CancellationToken ct)
-    {
-        var existing = await db.StoredKeys.AsNoTracking().Where(k => k.Use == use).OrderByDescending(k => k.Slot).FirstOrDefaultAsync(ct);
-        if (existing is not null)
-        {
-            return existing;
-        }
-
-        var key = new StoredKey
-        {
-            Id = NewKeyId(),
-            Use = use,
-            Algorithm = algorithm,
-            Slot = 0,
-            ProtectedKey = protector.Protect(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))),
-            CreatedAt = clock.GetUtcNow(),
-        };
-        db.StoredKeys.Add(key);
-        try
-        {
-            await db.SaveChangesAsync(ct);
-            logger.LogInformation(KeyEvents.KeyCreated, "Created {Use} key {KeyId} ({Algorithm})", use, key.Id, algorithm);
-            return key;
-        }
-        catch (DbUpdateException)
-        {
-            // Another instance created the key for this slot at the same moment: use theirs.
-            db.ChangeTracker.Clear();
-            return await db.StoredKeys.AsNoTracking().Where(k => k.Use == use).OrderByDescending(k => k.Slot).FirstOrDefaultAsync(ct)
-                ?? throw new InvalidOperationException($"Could not create or read the {use} key.");
-        }
-    }
+    private EncryptingCredentials? LoadEncryptionCertificate() =>
+        CertificateFiles.Load(options.Value.EncryptionCertificate, "Keys:EncryptionCertificate") is { } certificate
+            ? new EncryptingCredentials(new X509SecurityKey(certificate), SecurityAlgorithms.RsaOAEP, SecurityAlgorithms.Aes256CbcHmacSha512)
+            : null;
 
     /// <summary>
     /// A stored key's private part. One this server cannot read stops the start with the likely cause: its Data
@@ -442,15 +455,33 @@ public sealed class KeyRing(
         return ecdsa.ExportPkcs8PrivateKey();
     }
 
-    private sealed record LoadedKey(StoredKey Row, SigningCredentials Credentials, DateTimeOffset ActivatesAt, DateTimeOffset? RetiresAt);
+    /// <summary>A stored key read, with when it starts being used and when the next key of its use replaces it.</summary>
+    private sealed record LoadedKey<T>(StoredKey Row, T Credentials, DateTimeOffset ActivatesAt, DateTimeOffset? RetiresAt);
 
     private sealed record Snapshot(
-        IReadOnlyList<LoadedKey> Signing,
+        IReadOnlyList<LoadedKey<SigningCredentials>> Signing,
         SigningCredentials? Certificate,
-        SigningCredentials Internal,
-        IReadOnlyList<EncryptingCredentials> Encryption,
-        IReadOnlyList<SecurityKey> ValidationKeys);
+        IReadOnlyList<LoadedKey<SigningCredentials>> Internal,
+        IReadOnlyList<LoadedKey<EncryptingCredentials>> Encryption,
+        EncryptingCredentials? EncryptionCertificate,
+        IReadOnlyList<SecurityKey> ValidationKeys,
+        IReadOnlyList<SecurityKey> DecryptionKeys);
 }
+
+/// <summary>
+/// An internal key as operators see it: the HMAC key (<c>mac</c>) or encryption key (<c>enc</c>) of the tokens only
+/// this server reads, <c>next</c>, <c>active</c> or <c>retired</c>, and when it is deleted.
+/// </summary>
+public sealed record InternalKeyState(
+    string KeyId,
+    string Use,
+    string Algorithm,
+    int Slot,
+    string State,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset ActivatesAt,
+    DateTimeOffset? RetiresAt,
+    DateTimeOffset? DeletedAfter);
 
 /// <summary>A signing key as operators see it: <c>next</c> (published, not yet signing), <c>active</c> or <c>retired</c>.</summary>
 public sealed record SigningKeyState(

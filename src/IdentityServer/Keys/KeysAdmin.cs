@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 namespace IdentityServer.Keys;
 
 /// <summary>
-/// The admin API for signing keys: <c>GET /api/admin/keys</c> lists them with their state, <c>POST /api/admin/keys/rotate</c>
+/// The admin API for keys: <c>GET /api/admin/keys</c> lists them with their state, <c>POST /api/admin/keys/rotate</c>
 /// starts signing with a new key now. Part of the admin API group, so it has that API's access rules.
 /// </summary>
 public static class KeysAdminExtensions
@@ -18,8 +18,10 @@ public static class KeysAdminExtensions
     {
         var keys = adminApi.MapGroup("/keys").WithTags("Keys");
         keys.MapGet("", (KeyRing ring, KeyRingCertificate keyRing) =>
-                Results.Ok(new KeyList([.. ring.Describe().Select(KeyDocument.From)], KeyRingDocument.From(keyRing))))
-            .WithName("ListKeys").WithSummary("Signing keys with their state (next, active, retired), and whether Data Protection's keys are encrypted")
+                Results.Ok(new KeyList([.. ring.Describe().Select(KeyDocument.From)], [.. ring.DescribeInternal().Select(InternalKeyDocument.From)],
+                    KeyRingDocument.From(keyRing))))
+            .WithName("ListKeys")
+            .WithSummary("Signing and internal keys with their state (next, active, retired), and whether Data Protection's keys are encrypted")
             .Produces<KeyList>();
         keys.MapPost("/rotate", async (KeyRing ring, AuditLog audit, HttpContext context) =>
             await RotateNowAsync(ring, audit, AdminAccess.ActorOf(context), context.RequestAborted) is { } active
@@ -29,7 +31,8 @@ public static class KeysAdminExtensions
                     ["error"] = "not_supported",
                     ["error_description"] = NotRotatable,
                 }, statusCode: StatusCodes.Status409Conflict))
-            .WithName("RotateKeyNow").WithSummary("Start signing with a new key now").Produces<KeyDocument>();
+            .WithName("RotateKeyNow").WithSummary("Start signing with a new key now (the internal keys follow two key checks later)")
+            .Produces<KeyDocument>();
         return adminApi;
     }
 
@@ -54,7 +57,24 @@ public static class KeysAdminExtensions
 
     public sealed record KeyList(
         [property: JsonPropertyName("keys")] IReadOnlyList<KeyDocument> Keys,
+        [property: JsonPropertyName("internal_keys")] IReadOnlyList<InternalKeyDocument> InternalKeys,
         [property: JsonPropertyName("key_ring")] KeyRingDocument KeyRing);
+
+    /// <summary>A key of the tokens only this server reads: <c>mac</c> signs codes and refresh tokens, <c>enc</c> encrypts them.</summary>
+    public sealed record InternalKeyDocument(
+        [property: JsonPropertyName("kid")] string KeyId,
+        [property: JsonPropertyName("use")] string Use,
+        [property: JsonPropertyName("alg")] string Algorithm,
+        [property: JsonPropertyName("slot")] int Slot,
+        [property: JsonPropertyName("state")] string State,
+        [property: JsonPropertyName("created_at")] DateTimeOffset CreatedAt,
+        [property: JsonPropertyName("activates_at")] DateTimeOffset ActivatesAt,
+        [property: JsonPropertyName("retires_at")] DateTimeOffset? RetiresAt,
+        [property: JsonPropertyName("deleted_after")] DateTimeOffset? DeletedAfter)
+    {
+        public static InternalKeyDocument From(InternalKeyState key) =>
+            new(key.KeyId, key.Use, key.Algorithm, key.Slot, key.State, key.CreatedAt, key.ActivatesAt, key.RetiresAt, key.DeletedAfter);
+    }
 
     /// <summary>Whether Data Protection's keys (which protect the stored keys and the login cookie) are stored encrypted, and with which certificate.</summary>
     public sealed record KeyRingDocument(

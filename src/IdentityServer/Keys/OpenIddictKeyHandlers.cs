@@ -26,7 +26,8 @@ public static class OpenIddictKeyHandlers
 
     /// <summary>
     /// Access and id tokens (read by others, validated against the JWKS) are signed with the active key; the tokens only
-    /// this server reads (codes, refresh tokens, device and user codes, pushed requests) with the internal HMAC key.
+    /// this server reads (codes, refresh tokens, device and user codes, pushed requests) with the active internal HMAC
+    /// key, and those OpenIddict encrypts with the active encryption key.
     /// </summary>
     public sealed class SignWithCurrentKey(KeyRing keys) : IOpenIddictServerHandler<GenerateTokenContext>
     {
@@ -38,6 +39,11 @@ public static class OpenIddictKeyHandlers
                     or TokenTypeIdentifiers.Private.UserCode or TokenTypeIdentifiers.Private.RequestToken => keys.InternalSigningCredentials,
                 _ => keys.ActiveSigningCredentials,
             };
+            if (context.EncryptionCredentials is not null)
+            {
+                context.EncryptionCredentials = keys.ActiveEncryptionCredentials;
+            }
+
             return ValueTask.CompletedTask;
         }
     }
@@ -51,6 +57,7 @@ public static class OpenIddictKeyHandlers
                 && !(context.ValidTokenTypes.Count == 1 && context.ValidTokenTypes.Contains(TokenTypeIdentifiers.Private.ClientAssertion)))
             {
                 parameters.IssuerSigningKeys = keys.ValidationKeys;
+                parameters.TokenDecryptionKeys = keys.DecryptionKeys;
             }
 
             return ValueTask.CompletedTask;

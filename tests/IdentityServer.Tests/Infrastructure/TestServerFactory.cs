@@ -1,14 +1,18 @@
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace IdentityServer.Tests.Infrastructure;
 
 /// <summary>
-/// The real server in memory, configured through settings exactly as an operator would (no service replaced).
+/// The real server in memory, configured through settings exactly as an operator would. No service is replaced,
+/// except by the tests that must move time (<paramref name="testServices"/>: the key rotation tests' clock).
 /// Its base address is https, as outside Development the server requires TLS.
 /// </summary>
-public sealed class TestServerFactory(IReadOnlyDictionary<string, string?> settings, string environment = "Testing")
+public sealed class TestServerFactory(IReadOnlyDictionary<string, string?> settings, string environment = "Testing",
+    Action<IServiceCollection>? testServices = null)
     : WebApplicationFactory<Program>
 {
     public static readonly Uri Authority = new("https://localhost/");
@@ -27,6 +31,10 @@ public sealed class TestServerFactory(IReadOnlyDictionary<string, string?> setti
         }
 
         builder.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning).AddProvider(Errors));
+        if (testServices is not null)
+        {
+            builder.ConfigureTestServices(testServices);
+        }
     }
 
     /// <summary>A handler into this server that turns a 500 into an exception carrying what the server logged.</summary>

@@ -4,8 +4,6 @@ using System.Text.Json;
 using IdentityServer.Data;
 using IdentityServer.Keys;
 using IdentityServer.Tests.Infrastructure;
-using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.AspNetCore.TestHost;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.JsonWebTokens;
@@ -63,16 +61,18 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         };
     }
 
-    private static Server Start(Dictionary<string, string?> settings, TestClock clock)
+    private Server Start(Dictionary<string, string?> settings, TestClock clock)
     {
-        var root = new TestServerFactory(settings);
-        var factory = root.WithWebHostBuilder(web => web.ConfigureTestServices(services => services.AddSingleton<TimeProvider>(clock)));
+        var factory = new TestServerFactory(settings, testServices: services => services.AddSingleton<TimeProvider>(clock));
         _ = factory.Server;
-        return new Server(root, factory);
+        return new Server(factory, fixture.Provider);
     }
 
-    private sealed class Server(TestServerFactory root, WebApplicationFactory<Program> factory) : IAsyncDisposable
+    private sealed class Server(TestServerFactory factory, DatabaseProvider provider) : IAsyncDisposable
     {
+        /// <summary>The fixture's helpers (clients, users, browsers) over this server.</summary>
+        public AttachedServer Fixture { get; } = new(factory, provider);
+
         public IServiceProvider Services => factory.Services;
 
         public KeyRing Keys => factory.Services.GetRequiredService<KeyRing>();
@@ -80,6 +80,20 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         public HttpMessageHandler Handler => factory.Server.CreateHandler();
 
         public HttpClient CreateClient() => factory.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
+
+        public async Task<List<StoredKey>> StoredKeysAsync(string use)
+        {
+            await using var scope = Services.CreateAsyncScope();
+            return await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().StoredKeys.AsNoTracking().Where(k => k.Use == use).ToListAsync();
+        }
+
+        /// <summary>The ids of the keys that sign (inside) and encrypt (outside) one of the tokens only this server reads.</summary>
+        public (string Hmac, string Encryption) ProtectingKeyIdsOf(string token)
+        {
+            var encrypted = new JsonWebToken(token);
+            var signed = new JsonWebTokenHandler().DecryptToken(encrypted, new TokenValidationParameters { TokenDecryptionKeys = Keys.DecryptionKeys });
+            return (new JsonWebToken(signed).Kid, encrypted.Kid);
+        }
 
         public async Task<string[]> PublishedKeyIdsAsync() =>
             [.. (await JwksAsync()).Keys.Select(k => k.Kid).Order()];
@@ -112,14 +126,60 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
             return result.IsValid;
         }
 
-        public async ValueTask DisposeAsync()
-        {
-            await factory.DisposeAsync();
-            await root.DisposeAsync();
-        }
+        public ValueTask DisposeAsync() => factory.DisposeAsync();
     }
 
     private static string KeyIdOf(string token) => Jwt.Header(token).GetProperty("kid").GetString()!;
+
+    [SkippableFact]
+    public async Task The_internal_keys_rotate_on_the_same_schedule_and_a_refresh_token_they_protected_still_redeems_until_it_expires()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using var server = Start(await FreshDatabaseAsync(), clock);
+        var first = server.Keys.DescribeInternal();
+        Assert.Equal([StoredKey.EncryptionUse, StoredKey.InternalSigningUse], first.Select(k => k.Use).Order());
+        Assert.All(first, k => Assert.Equal("active", k.State));
+
+        // From 88 days on the next internal keys are stored, for every instance to load, but not used yet: at 89 days
+        // they take over 2 days later (never sooner than the publish-ahead time from when they are created).
+        clock.Advance(TimeSpan.FromDays(89));
+        await server.Keys.RefreshAsync(default);
+        var next = server.Keys.DescribeInternal().Where(k => k.State == "next").ToList();
+        Assert.Equal([StoredKey.EncryptionUse, StoredKey.InternalSigningUse], next.Select(k => k.Use).Order());
+        Assert.All(next, k => Assert.Equal(clock.GetUtcNow() + TimeSpan.FromDays(2), k.ActivatesAt, TimeSpan.FromMilliseconds(1)));
+        var client = await server.Fixture.CreatePublicClientAsync();
+        var user = await server.Fixture.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server.Fixture, server.Fixture.CreateBrowser(), client, user, "openid offline_access");
+        var before = tokens.GetProperty("refresh_token").GetString()!;
+        Assert.Equal(KeyIds(first), server.ProtectingKeyIdsOf(before));
+
+        // When they take over, the refresh token the previous keys protect still redeems, and its successor uses the new keys.
+        clock.Advance(TimeSpan.FromDays(2) + Minute);
+        var response = await OAuth.RefreshAsync(server.Fixture, client, before);
+        var refreshed = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.IsSuccessStatusCode, refreshed.ToString());
+        var successor = refreshed.GetProperty("refresh_token").GetString()!;
+        Assert.Equal(KeyIds(next), server.ProtectingKeyIdsOf(successor));
+        var again = await OAuth.RefreshAsync(server.Fixture, client, successor);
+        Assert.True(again.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(again)).ToString());
+        Assert.All(server.Keys.DescribeInternal(), k => Assert.Equal(next.Any(n => n.KeyId == k.KeyId) ? "active" : "retired", k.State));
+
+        // The previous keys are deleted once every token they protected has expired: the refresh token lifetime (14 days)
+        // plus the margin (1 day) after they retired.
+        clock.Advance(TimeSpan.FromDays(15) - 2 * Minute);
+        await server.Keys.RefreshAsync(default);
+        Assert.Equal(4, (await server.StoredKeysAsync(StoredKey.InternalSigningUse)).Count + (await server.StoredKeysAsync(StoredKey.EncryptionUse)).Count);
+        clock.Advance(2 * Minute);
+        await server.Keys.RefreshAsync(default);
+        Assert.Equal(KeyIds(next), (
+            (await server.StoredKeysAsync(StoredKey.InternalSigningUse)).Single().Id,
+            (await server.StoredKeysAsync(StoredKey.EncryptionUse)).Single().Id));
+        Assert.Equal(KeyIds(next), KeyIds(server.Keys.DescribeInternal()));
+    }
+
+    /// <summary>The ids of the HMAC key and the encryption key among internal keys of one generation.</summary>
+    private static (string Hmac, string Encryption) KeyIds(IReadOnlyList<InternalKeyState> keys) =>
+        (keys.Single(k => k.Use == StoredKey.InternalSigningUse).KeyId, keys.Single(k => k.Use == StoredKey.EncryptionUse).KeyId);
 
     [SkippableFact]
     public async Task A_new_key_is_published_ahead_signs_from_its_time_and_the_old_key_leaves_the_jwks_after_its_tokens_expire()
@@ -174,11 +234,9 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         await Task.WhenAll(Task.Run(() => one.Keys.RefreshAsync(default)), Task.Run(() => two.Keys.RefreshAsync(default)));
         await Task.WhenAll(one.Keys.RefreshAsync(default), two.Keys.RefreshAsync(default));
 
-        await using (var scope = one.Services.CreateAsyncScope())
+        foreach (var use in new[] { StoredKey.SigningUse, StoredKey.InternalSigningUse, StoredKey.EncryptionUse })
         {
-            var signing = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().StoredKeys.AsNoTracking()
-                .Where(k => k.Use == StoredKey.SigningUse).ToListAsync();
-            Assert.Equal([0, 1], signing.Select(k => k.Slot).Order());
+            Assert.Equal([0, 1], (await one.StoredKeysAsync(use)).Select(k => k.Slot).Order());
         }
 
         Assert.Equal(await one.PublishedKeyIdsAsync(), await two.PublishedKeyIdsAsync());
@@ -241,6 +299,18 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
             .ToDictionary(k => k.GetProperty("kid").GetString()!, k => k.GetProperty("state").GetString());
         Assert.Equal("retired", states[before]);
         Assert.Equal("active", states[now!]);
+
+        // The internal keys follow two key checks (1 minute each) later, once every instance holds them.
+        var rotatedAt = clock.GetUtcNow();
+        var waiting = server.Keys.DescribeInternal().Where(k => k.State == "next").ToList();
+        Assert.Equal([StoredKey.EncryptionUse, StoredKey.InternalSigningUse], waiting.Select(k => k.Use).Order());
+        Assert.All(waiting, k => Assert.Equal(rotatedAt + 2 * Minute, k.ActivatesAt, TimeSpan.FromMilliseconds(1)));
+        clock.Advance(2 * Minute);
+        Assert.All(server.Keys.DescribeInternal(), k => Assert.Equal(waiting.Any(w => w.KeyId == k.KeyId) ? "active" : "retired", k.State));
+        var listedInternal = (await (await browser.SendAsync(new HttpRequestMessage(HttpMethod.Get, "https://localhost/api/admin/keys")))
+            .Content.ReadFromJsonAsync<JsonElement>()).GetProperty("internal_keys").EnumerateArray()
+            .Where(k => k.GetProperty("state").GetString() == "active").Select(k => k.GetProperty("kid").GetString()).Order();
+        Assert.Equal(waiting.Select(k => k.KeyId).Order(), listedInternal);
     }
 
     [SkippableFact]

@@ -10,9 +10,15 @@ public sealed class IndexModel(KeyRing ring, KeyRingCertificate keyRing, AuditLo
 
     public IReadOnlyList<KeysAdminExtensions.KeyDocument> Keys { get; private set; } = [];
 
+    public IReadOnlyList<KeysAdminExtensions.InternalKeyDocument> InternalKeys { get; private set; } = [];
+
     public bool Rotates => ring.Rotates;
 
-    public void OnGet() => Keys = [.. ring.Describe().Select(KeysAdminExtensions.KeyDocument.From)];
+    public void OnGet()
+    {
+        Keys = [.. ring.Describe().Select(KeysAdminExtensions.KeyDocument.From)];
+        InternalKeys = [.. ring.DescribeInternal().Select(KeysAdminExtensions.InternalKeyDocument.From)];
+    }
 
     public async Task<IActionResult> OnPostRotateAsync(CancellationToken ct)
     {
