@@ -27,10 +27,10 @@ public sealed class KeysOptions
     /// <summary>The algorithm of newly generated signing keys: <c>RS256</c> (RSA-2048) or <c>ES256</c> (ECDSA P-256).</summary>
     public string Algorithm { get; set; } = "RS256";
 
-    /// <summary>How long a new signing key is published in the JWKS before it starts signing.</summary>
+    /// <summary>How long a new signing key is published in the JWKS before it starts signing (and a new internal key stored before it is used).</summary>
     public TimeSpan PublishAhead { get; set; } = TimeSpan.FromDays(2);
 
-    /// <summary>How long a signing key signs before the next one takes over.</summary>
+    /// <summary>How long a signing key signs (and an internal key is used) before the next one takes over.</summary>
     public TimeSpan RotationPeriod { get; set; } = TimeSpan.FromDays(90);
 
     /// <summary>

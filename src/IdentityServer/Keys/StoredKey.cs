@@ -12,7 +12,7 @@ public sealed class StoredKey
     /// <summary>The key id (<c>kid</c>) published in the JWKS.</summary>
     public required string Id { get; set; }
 
-    /// <summary><see cref="SigningUse"/> or <see cref="EncryptionUse"/>.</summary>
+    /// <summary><see cref="SigningUse"/>, <see cref="InternalSigningUse"/> or <see cref="EncryptionUse"/>.</summary>
     public required string Use { get; set; }
 
     /// <summary>The JOSE algorithm the key serves (RS256 or ES256 for signing, HS256 for internal signing, A256KW for encryption).</summary>
@@ -27,8 +27,8 @@ public sealed class StoredKey
     public DateTimeOffset CreatedAt { get; set; }
 
     /// <summary>
-    /// For a signing key: when it starts signing (it is published from <see cref="CreatedAt"/>). It signs until the next
-    /// slot's key activates. Null for keys created before rotation existed: active since <see cref="CreatedAt"/>.
+    /// When it starts being used (a signing key is published from <see cref="CreatedAt"/>). It is used until the next
+    /// slot's key of its use activates. Null for keys created before rotation existed: active since <see cref="CreatedAt"/>.
     /// </summary>
     public DateTimeOffset? ActivatesAt { get; set; }
 }

@@ -259,11 +259,11 @@ public static class KeyRingTestCertificate
         return new TestCertificate(path, certificate);
     }
 
-    /// <summary>Names <paramref name="certificate"/> (by default one shared by the test run) as <c>Keys:KeyRingCertificate</c>.</summary>
-    public static void Apply(IDictionary<string, string?> settings, TestCertificate? certificate = null)
+    /// <summary>Names <paramref name="certificate"/> (by default one shared by the test run) as <paramref name="setting"/>.</summary>
+    public static void Apply(IDictionary<string, string?> settings, TestCertificate? certificate = null, string setting = "Keys:KeyRingCertificate")
     {
-        settings["Keys:KeyRingCertificate:Path"] = (certificate ?? Shared.Value).Path;
-        settings["Keys:KeyRingCertificate:Password"] = Password;
+        settings[$"{setting}:Path"] = (certificate ?? Shared.Value).Path;
+        settings[$"{setting}:Password"] = Password;
     }
 
     public static void ApplyPrevious(IDictionary<string, string?> settings, TestCertificate certificate)

@@ -177,6 +177,30 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.Equal(KeyIds(next), KeyIds(server.Keys.DescribeInternal()));
     }
 
+    [SkippableFact]
+    public async Task With_an_encryption_certificate_refresh_tokens_are_encrypted_to_it_and_only_the_HMAC_key_is_stored_and_rotates()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var settings = await FreshDatabaseAsync();
+        KeyRingTestCertificate.Apply(settings, setting: "Keys:EncryptionCertificate");
+        await using var server = Start(settings, clock);
+        var client = await server.Fixture.CreatePublicClientAsync();
+        var user = await server.Fixture.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server.Fixture, server.Fixture.CreateBrowser(), client, user, "openid offline_access");
+        var refreshToken = tokens.GetProperty("refresh_token").GetString()!;
+
+        Assert.Equal(SecurityAlgorithms.RsaOAEP, new JsonWebToken(refreshToken).Alg);
+        var refreshed = await OAuth.RefreshAsync(server.Fixture, client, refreshToken);
+        Assert.True(refreshed.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(refreshed)).ToString());
+        Assert.Empty(await server.StoredKeysAsync(StoredKey.EncryptionUse));
+
+        clock.Advance(TimeSpan.FromDays(89));
+        await server.Keys.RefreshAsync(default);
+        Assert.Equal([("active", StoredKey.InternalSigningUse), ("next", StoredKey.InternalSigningUse)],
+            server.Keys.DescribeInternal().Select(k => (k.State, k.Use)));
+        Assert.Empty(await server.StoredKeysAsync(StoredKey.EncryptionUse));
+    }
+
     /// <summary>The ids of the HMAC key and the encryption key among internal keys of one generation.</summary>
     private static (string Hmac, string Encryption) KeyIds(IReadOnlyList<InternalKeyState> keys) =>
         (keys.Single(k => k.Use == StoredKey.InternalSigningUse).KeyId, keys.Single(k => k.Use == StoredKey.EncryptionUse).KeyId);
