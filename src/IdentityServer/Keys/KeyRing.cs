@@ -189,8 +189,7 @@ public sealed class KeyRing(
     /// <summary>
     /// Starts signing with a new key now (an operator's decision, e.g. a suspected leak): the waiting next key if there
     /// is one (it is already published), otherwise a new key. Tokens signed by the previous key stay valid while it is
-    /// published. The internal keys rotate too, two checks from now rather than at once: every instance must hold a
-    /// key before any instance issues a code or refresh token with it.
+    /// published. The internal keys rotate too, <see cref="InternalKeyLead"/> from now rather than at once.
     /// </summary>
     public async Task<SigningKeyState> RotateNowAsync(CancellationToken cancellationToken)
     {
@@ -205,7 +204,7 @@ public sealed class KeyRing(
         try
         {
             var now = clock.GetUtcNow();
-            var internalFrom = now + 2 * options.Value.CheckInterval;
+            var internalFrom = now + InternalKeyLead;
             await BringRotationForwardAsync(db, StoredKey.SigningUse, now, cancellationToken);
             await BringRotationForwardAsync(db, StoredKey.InternalSigningUse, internalFrom, cancellationToken);
             if (Current.EncryptionCertificate is null)
@@ -224,15 +223,28 @@ public sealed class KeyRing(
         }
     }
 
+    /// <summary>
+    /// The least time between storing an internal key and using it: five key checks, so that every instance has loaded
+    /// it before any instance issues a code or refresh token with it, even if one of its checks failed or ran late.
+    /// </summary>
+    private TimeSpan InternalKeyLead => 5 * options.Value.CheckInterval;
+
     /// <summary>Makes the next key of a use take over at <paramref name="activatesAt"/>: the waiting one if there is one (sooner), otherwise a new one.</summary>
     private async Task BringRotationForwardAsync(ApplicationDbContext db, string use, DateTimeOffset activatesAt, CancellationToken cancellationToken)
     {
         var latest = (await RowsAsync(db, use, cancellationToken))[^1];
         if (ActivationOf(latest) <= clock.GetUtcNow())
         {
-            await CreateKeyAsync(db, use, latest.Slot + 1, activatesAt, cancellationToken);
+            if (await CreateKeyAsync(db, use, latest.Slot + 1, activatesAt, cancellationToken))
+            {
+                return;
+            }
+
+            // Another instance's scheduled rotation created the next key at the same moment: bring that one forward.
+            latest = (await RowsAsync(db, use, cancellationToken))[^1];
         }
-        else if (ActivationOf(latest) > activatesAt)
+
+        if (ActivationOf(latest) > activatesAt)
         {
             var tracked = await db.StoredKeys.SingleAsync(k => k.Id == latest.Id, cancellationToken);
             tracked.ActivatesAt = activatesAt;
@@ -304,12 +316,14 @@ public sealed class KeyRing(
 
         var latest = keys[^1];
         var activation = ActivationOf(latest);
-        if (activation <= now && now >= activation + options.Value.RotationPeriod - options.Value.PublishAhead)
+        // Never sooner than the lead from now: relying parties must have had the chance to fetch a signing key, and
+        // every instance to load an internal one.
+        var publishAhead = options.Value.PublishAhead;
+        var lead = use == StoredKey.SigningUse ? publishAhead : (publishAhead > InternalKeyLead ? publishAhead : InternalKeyLead);
+        if (activation <= now && now >= activation + options.Value.RotationPeriod - lead)
         {
-            // Never sooner than PublishAhead from now: relying parties must have had the chance to fetch a signing key,
-            // and every instance to load an internal one.
             var next = activation + options.Value.RotationPeriod;
-            await CreateKeyAsync(db, use, latest.Slot + 1, next > now + options.Value.PublishAhead ? next : now + options.Value.PublishAhead, cancellationToken);
+            await CreateKeyAsync(db, use, latest.Slot + 1, next > now + lead ? next : now + lead, cancellationToken);
             keys = await RowsAsync(db, use, cancellationToken);
         }
 
@@ -324,7 +338,8 @@ public sealed class KeyRing(
         return keys;
     }
 
-    private async Task CreateKeyAsync(ApplicationDbContext db, string use, int slot, DateTimeOffset activatesAt, CancellationToken cancellationToken)
+    /// <summary>Stores a new key for a slot; false when another instance stored one for that slot first (theirs is the one).</summary>
+    private async Task<bool> CreateKeyAsync(ApplicationDbContext db, string use, int slot, DateTimeOffset activatesAt, CancellationToken cancellationToken)
     {
         var (algorithm, material) = use switch
         {
@@ -350,11 +365,12 @@ public sealed class KeyRing(
             await db.SaveChangesAsync(cancellationToken);
             logger.LogInformation(KeyEvents.KeyCreated, "Created {Use} key {KeyId} ({Algorithm}, slot {Slot}), in use from {ActivatesAt:O}",
                 use, key.Id, algorithm, slot, activatesAt);
+            return true;
         }
         catch (DbUpdateException)
         {
-            // Another instance created the key for this slot at the same moment: theirs is the one.
             db.ChangeTracker.Clear();
+            return false;
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Server;
 using static OpenIddict.Abstractions.OpenIddictConstants;
@@ -57,12 +58,25 @@ public static class OpenIddictKeyHandlers
                 && !(context.ValidTokenTypes.Count == 1 && context.ValidTokenTypes.Contains(TokenTypeIdentifiers.Private.ClientAssertion)))
             {
                 parameters.IssuerSigningKeys = keys.ValidationKeys;
+                parameters.IssuerSigningKeyValidator = HmacOnlyForInternalTokens;
                 parameters.TokenDecryptionKeys = keys.DecryptionKeys;
             }
 
             return ValueTask.CompletedTask;
         }
     }
+
+    /// <summary>
+    /// The internal HMAC keys are accepted only on the tokens they sign (codes, refresh tokens, device and user codes,
+    /// pushed requests), never on an access or id token: whoever came to hold one cannot make a token an API or the
+    /// admin API would accept, and a retired one, kept readable for refresh tokens, signs nothing else.
+    /// </summary>
+    internal static bool HmacOnlyForInternalTokens(SecurityKey key, SecurityToken token, TokenValidationParameters parameters) =>
+        key is not SymmetricSecurityKey || token is JsonWebToken
+        {
+            Typ: JsonWebTokenTypes.Private.AuthorizationCode or JsonWebTokenTypes.Private.RefreshToken or JsonWebTokenTypes.Private.DeviceCode
+                or JsonWebTokenTypes.Private.UserCode or JsonWebTokenTypes.Private.RequestToken,
+        };
 
     /// <summary>The JWKS: the public parts of the published signing keys, never a private or symmetric key.</summary>
     public sealed class PublishKeyRing(KeyRing keys) : IOpenIddictServerHandler<HandleJsonWebKeySetRequestContext>

@@ -22,6 +22,7 @@ public static class ValidationKeyHandlers
             if (context.TokenValidationParameters is { } parameters)
             {
                 parameters.IssuerSigningKeys = keys.ValidationKeys;
+                parameters.IssuerSigningKeyValidator = OpenIddictKeyHandlers.HmacOnlyForInternalTokens;
             }
 
             return ValueTask.CompletedTask;

@@ -1,7 +1,12 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json;
+using IdentityServer.Keys;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
 
 namespace IdentityServer.Tests.Admin;
@@ -66,6 +71,27 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
         var browser = await AdminPages.SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
         var page = await browser.NavigateAsync(AdminPages.Url("/admin/keys"));
         Assert.Contains("Stored unencrypted in the database", page.Body);
+    }
+
+    [SkippableFact]
+    public async Task An_access_token_signed_with_the_internal_HMAC_key_is_refused_by_the_admin_api_and_introspection()
+    {
+        var client = await server.CreateConfidentialClientAsync(c => c.Scope = "admin");
+        var genuine = await TokenAsync(server, client.ClientId, client.ClientSecret!, "admin");
+        var forged = SignedWith(genuine, server.Factory.Services.GetRequiredService<KeyRing>().InternalSigningCredentials);
+
+        Assert.Equal(HttpStatusCode.OK, (await WithBearer(server, genuine).GetAsync(ClientsUrl)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await WithBearer(server, forged).GetAsync(ClientsUrl)).StatusCode);
+        Assert.True((await OAuth.IntrospectAsync(server, client, genuine)).GetProperty("active").GetBoolean());
+        Assert.False((await OAuth.IntrospectAsync(server, client, forged)).GetProperty("active").GetBoolean());
+    }
+
+    /// <summary>The same payload and token type, signed with other credentials (their algorithm and key id in the header).</summary>
+    private static string SignedWith(string token, SigningCredentials credentials)
+    {
+        var jwt = new JsonWebToken(token);
+        var payload = Encoding.UTF8.GetString(Base64UrlEncoder.DecodeBytes(jwt.EncodedPayload));
+        return new JsonWebTokenHandler().CreateToken(payload, credentials, new Dictionary<string, object> { ["typ"] = jwt.Typ });
     }
 }
 

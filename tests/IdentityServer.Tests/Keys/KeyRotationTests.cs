@@ -147,34 +147,47 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         var next = server.Keys.DescribeInternal().Where(k => k.State == "next").ToList();
         Assert.Equal([StoredKey.EncryptionUse, StoredKey.InternalSigningUse], next.Select(k => k.Use).Order());
         Assert.All(next, k => Assert.Equal(clock.GetUtcNow() + TimeSpan.FromDays(2), k.ActivatesAt, TimeSpan.FromMilliseconds(1)));
+        // Two refresh tokens issued a minute before the new keys take over are protected by the previous keys.
+        clock.Advance(TimeSpan.FromDays(2) - Minute);
         var client = await server.Fixture.CreatePublicClientAsync();
         var user = await server.Fixture.CreateUserAsync();
-        var tokens = await OAuth.SignInAndRedeemAsync(server.Fixture, server.Fixture.CreateBrowser(), client, user, "openid offline_access");
-        var before = tokens.GetProperty("refresh_token").GetString()!;
-        Assert.Equal(KeyIds(first), server.ProtectingKeyIdsOf(before));
+        var browser = server.Fixture.CreateBrowser();
+        var (early, late) = (await RefreshTokenAsync(), await RefreshTokenAsync());
+        Assert.Equal(KeyIds(first), server.ProtectingKeyIdsOf(early));
+        Assert.Equal(KeyIds(first), server.ProtectingKeyIdsOf(late));
 
-        // When they take over, the refresh token the previous keys protect still redeems, and its successor uses the new keys.
-        clock.Advance(TimeSpan.FromDays(2) + Minute);
-        var response = await OAuth.RefreshAsync(server.Fixture, client, before);
-        var refreshed = await OAuth.ReadJsonAsync(response);
-        Assert.True(response.IsSuccessStatusCode, refreshed.ToString());
-        var successor = refreshed.GetProperty("refresh_token").GetString()!;
+        // Once the new keys are in use, the first still redeems, and its successor uses and redeems with the new keys.
+        clock.Advance(2 * Minute);
+        var successor = await RedeemAsync(early);
         Assert.Equal(KeyIds(next), server.ProtectingKeyIdsOf(successor));
-        var again = await OAuth.RefreshAsync(server.Fixture, client, successor);
-        Assert.True(again.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(again)).ToString());
+        await RedeemAsync(successor);
         Assert.All(server.Keys.DescribeInternal(), k => Assert.Equal(next.Any(n => n.KeyId == k.KeyId) ? "active" : "retired", k.State));
 
-        // The previous keys are deleted once every token they protected has expired: the refresh token lifetime (14 days)
-        // plus the margin (1 day) after they retired.
-        clock.Advance(TimeSpan.FromDays(15) - 2 * Minute);
+        // The previous keys stay until every token they protected has expired: the second token still redeems a
+        // minute before its 14 days are over. They are deleted at the refresh token lifetime plus the margin (1 day)
+        // after they retired.
+        clock.Advance(TimeSpan.FromDays(14) - 3 * Minute);
+        await RedeemAsync(late);
+        clock.Advance(TimeSpan.FromDays(1));
         await server.Keys.RefreshAsync(default);
         Assert.Equal(4, (await server.StoredKeysAsync(StoredKey.InternalSigningUse)).Count + (await server.StoredKeysAsync(StoredKey.EncryptionUse)).Count);
-        clock.Advance(2 * Minute);
+        clock.Advance(3 * Minute);
         await server.Keys.RefreshAsync(default);
         Assert.Equal(KeyIds(next), (
             (await server.StoredKeysAsync(StoredKey.InternalSigningUse)).Single().Id,
             (await server.StoredKeysAsync(StoredKey.EncryptionUse)).Single().Id));
         Assert.Equal(KeyIds(next), KeyIds(server.Keys.DescribeInternal()));
+
+        async Task<string> RefreshTokenAsync() =>
+            (await OAuth.SignInAndRedeemAsync(server.Fixture, browser, client, user, "openid offline_access")).GetProperty("refresh_token").GetString()!;
+
+        async Task<string> RedeemAsync(string refreshToken)
+        {
+            var response = await OAuth.RefreshAsync(server.Fixture, client, refreshToken);
+            var json = await OAuth.ReadJsonAsync(response);
+            Assert.True(response.IsSuccessStatusCode, json.ToString());
+            return json.GetProperty("refresh_token").GetString()!;
+        }
     }
 
     [SkippableFact]
@@ -324,12 +337,12 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.Equal("retired", states[before]);
         Assert.Equal("active", states[now!]);
 
-        // The internal keys follow two key checks (1 minute each) later, once every instance holds them.
+        // The internal keys follow five key checks (1 minute each) later, once every instance holds them.
         var rotatedAt = clock.GetUtcNow();
         var waiting = server.Keys.DescribeInternal().Where(k => k.State == "next").ToList();
         Assert.Equal([StoredKey.EncryptionUse, StoredKey.InternalSigningUse], waiting.Select(k => k.Use).Order());
-        Assert.All(waiting, k => Assert.Equal(rotatedAt + 2 * Minute, k.ActivatesAt, TimeSpan.FromMilliseconds(1)));
-        clock.Advance(2 * Minute);
+        Assert.All(waiting, k => Assert.Equal(rotatedAt + 5 * Minute, k.ActivatesAt, TimeSpan.FromMilliseconds(1)));
+        clock.Advance(5 * Minute);
         Assert.All(server.Keys.DescribeInternal(), k => Assert.Equal(waiting.Any(w => w.KeyId == k.KeyId) ? "active" : "retired", k.State));
         var listedInternal = (await (await browser.SendAsync(new HttpRequestMessage(HttpMethod.Get, "https://localhost/api/admin/keys")))
             .Content.ReadFromJsonAsync<JsonElement>()).GetProperty("internal_keys").EnumerateArray()
