@@ -31,7 +31,7 @@ public static class KeysAdminExtensions
                     ["error"] = "not_supported",
                     ["error_description"] = NotRotatable,
                 }, statusCode: StatusCodes.Status409Conflict))
-            .WithName("RotateKeyNow").WithSummary("Start signing with a new key now (the internal keys follow two key checks later)")
+            .WithName("RotateKeyNow").WithSummary("Start signing with a new key now (the internal keys follow five key checks later)")
             .Produces<KeyDocument>();
         return adminApi;
     }
