@@ -158,16 +158,16 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
 
         // Once the new keys are in use, the first still redeems, and its successor uses and redeems with the new keys.
         clock.Advance(2 * Minute);
-        var successor = await RedeemAsync(early);
+        var successor = await RedeemAsync(server, client, early);
         Assert.Equal(KeyIds(next), server.ProtectingKeyIdsOf(successor));
-        await RedeemAsync(successor);
+        await RedeemAsync(server, client, successor);
         Assert.All(server.Keys.DescribeInternal(), k => Assert.Equal(next.Any(n => n.KeyId == k.KeyId) ? "active" : "retired", k.State));
 
         // The previous keys stay until every token they protected has expired: the second token still redeems a
         // minute before its 14 days are over. They are deleted at the refresh token lifetime plus the margin (1 day)
         // after they retired.
         clock.Advance(TimeSpan.FromDays(14) - 3 * Minute);
-        await RedeemAsync(late);
+        await RedeemAsync(server, client, late);
         clock.Advance(TimeSpan.FromDays(1));
         await server.Keys.RefreshAsync(default);
         Assert.Equal(4, (await server.StoredKeysAsync(StoredKey.InternalSigningUse)).Count + (await server.StoredKeysAsync(StoredKey.EncryptionUse)).Count);
@@ -180,14 +180,15 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
 
         async Task<string> RefreshTokenAsync() =>
             (await OAuth.SignInAndRedeemAsync(server.Fixture, browser, client, user, "openid offline_access")).GetProperty("refresh_token").GetString()!;
+    }
 
-        async Task<string> RedeemAsync(string refreshToken)
-        {
-            var response = await OAuth.RefreshAsync(server.Fixture, client, refreshToken);
-            var json = await OAuth.ReadJsonAsync(response);
-            Assert.True(response.IsSuccessStatusCode, json.ToString());
-            return json.GetProperty("refresh_token").GetString()!;
-        }
+    /// <summary>Redeems a refresh token (asserting success) and returns its successor.</summary>
+    private static async Task<string> RedeemAsync(Server server, TestClient client, string refreshToken)
+    {
+        var response = await OAuth.RefreshAsync(server.Fixture, client, refreshToken);
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.IsSuccessStatusCode, json.ToString());
+        return json.GetProperty("refresh_token").GetString()!;
     }
 
     [SkippableFact]
@@ -266,6 +267,7 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         var settings = await FreshDatabaseAsync();
         await using var one = Start(settings, clock);
         await using var two = Start(settings, clock);
+        var firstKey = KeyIdOf(await one.TokenAsync());
         clock.Advance(TimeSpan.FromDays(89));
 
         await Task.WhenAll(Task.Run(() => one.Keys.RefreshAsync(default)), Task.Run(() => two.Keys.RefreshAsync(default)));
@@ -279,13 +281,23 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.Equal(await one.PublishedKeyIdsAsync(), await two.PublishedKeyIdsAsync());
         Assert.Equal(2, (await one.PublishedKeyIdsAsync()).Length);
 
-        // Both switch to the new key at its time, and each accepts the other's tokens.
-        clock.Advance(TimeSpan.FromDays(1) + Minute);
+        // A refresh token from one instance, protected by the internal keys before the rotation.
+        var client = await one.Fixture.CreatePublicClientAsync();
+        var user = await one.Fixture.CreateUserAsync();
+        var refreshToken = (await OAuth.SignInAndRedeemAsync(one.Fixture, one.Fixture.CreateBrowser(), client, user, "openid offline_access"))
+            .GetProperty("refresh_token").GetString()!;
+
+        // Both switch to the new keys at their time (2 days after they were created), and each accepts the other's tokens.
+        clock.Advance(TimeSpan.FromDays(2) + Minute);
         var fromOne = await one.TokenAsync();
         var fromTwo = await two.TokenAsync();
+        Assert.NotEqual(firstKey, KeyIdOf(fromOne));
         Assert.Equal(KeyIdOf(fromOne), KeyIdOf(fromTwo));
         Assert.True(await two.AcceptsAsync(fromOne));
         Assert.True(await one.AcceptsAsync(fromTwo));
+        var successor = await RedeemAsync(two, client, refreshToken);
+        Assert.NotEqual(one.ProtectingKeyIdsOf(refreshToken), two.ProtectingKeyIdsOf(successor));
+        Assert.Equal(two.ProtectingKeyIdsOf(successor), one.ProtectingKeyIdsOf(await RedeemAsync(one, client, successor)));
     }
 
     [SkippableFact]
