@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
 using IdentityServer.Authorization;
 using IdentityServer.Data;
@@ -32,7 +33,13 @@ public sealed class KeyRing(
     /// <summary>The Data Protection purpose of every stored key's private part.</summary>
     internal const string ProtectorPurpose = "IdentityServer.Keys.StoredKey.v1";
 
+    /// <summary>However many tokens name an unknown key, the keys are reloaded for them at most this often.</summary>
+    private static readonly TimeSpan UnknownKeyReloadInterval = TimeSpan.FromSeconds(5);
+
     private readonly SemaphoreSlim _refresh = new(1, 1);
+    private readonly Lock _unknownKeyReloadGate = new();
+    private Task _unknownKeyReload = Task.CompletedTask;
+    private long _unknownKeyReloadStarted;
     /// <summary>Credentials already read from stored keys, by key id (reading one means unprotecting and importing it).</summary>
     private readonly Dictionary<string, object> _parsed = new(StringComparer.Ordinal);
     private volatile Snapshot? _snapshot;
@@ -95,6 +102,42 @@ public sealed class KeyRing(
 
     /// <summary>Every key a token of ours may be encrypted with: the certificate, or every stored encryption key not yet removed.</summary>
     public IReadOnlyList<SecurityKey> DecryptionKeys => Current.DecryptionKeys;
+
+    /// <summary>Whether <paramref name="keyId"/> names a key this instance has loaded.</summary>
+    public bool Knows(string keyId) => Current.KeyIds.Contains(keyId);
+
+    /// <summary>
+    /// A token names a key this instance has not loaded: another instance may have just created it (rotate-now signs
+    /// with a new key at once, and this instance would otherwise learn of it only at its next check). Reloads the keys,
+    /// at most once every <see cref="UnknownKeyReloadInterval"/> however many such tokens arrive, so made-up key ids do
+    /// not turn into database load; requests arriving during a reload wait for it. A reload that fails is logged and
+    /// the token is then judged with the keys in memory.
+    /// </summary>
+    public Task LoadUnknownKeyAsync()
+    {
+        lock (_unknownKeyReloadGate)
+        {
+            if (_unknownKeyReload.IsCompleted && Stopwatch.GetElapsedTime(_unknownKeyReloadStarted) >= UnknownKeyReloadInterval)
+            {
+                _unknownKeyReloadStarted = Stopwatch.GetTimestamp();
+                _unknownKeyReload = ReloadAsync();
+            }
+
+            return _unknownKeyReload;
+        }
+
+        async Task ReloadAsync()
+        {
+            try
+            {
+                await RefreshAsync(CancellationToken.None);
+            }
+            catch (Exception e)
+            {
+                logger.LogWarning(KeyEvents.RefreshFailed, e, "Reloading the keys for a token naming an unknown key failed");
+            }
+        }
+    }
 
     private T ActiveOf<T>(IReadOnlyList<LoadedKey<T>> keys)
     {
@@ -273,8 +316,9 @@ public sealed class KeyRing(
         var validation = new List<SecurityKey>(hmac.Select(k => k.Credentials.Key));
         validation.AddRange(certificate is not null ? [certificate.Key] : signing.Select(k => k.Credentials.Key));
         List<SecurityKey> decryption = encryptionCertificate is not null ? [encryptionCertificate.Key] : [.. encryption.Select(k => k.Credentials.Key)];
+        var keyIds = validation.Concat(decryption).Select(k => k.KeyId).OfType<string>().ToHashSet(StringComparer.Ordinal);
         var previous = _snapshot;
-        _snapshot = new Snapshot(signing, certificate, hmac, encryption, encryptionCertificate, validation, decryption);
+        _snapshot = new Snapshot(signing, certificate, hmac, encryption, encryptionCertificate, validation, decryption, keyIds);
         if (previous is not null && !previous.Signing.Select(k => (k.Row.Id, k.ActivatesAt)).SequenceEqual(signing.Select(k => (k.Row.Id, k.ActivatesAt))))
         {
             Interlocked.Increment(ref _version);
@@ -481,7 +525,8 @@ public sealed class KeyRing(
         IReadOnlyList<LoadedKey<EncryptingCredentials>> Encryption,
         EncryptingCredentials? EncryptionCertificate,
         IReadOnlyList<SecurityKey> ValidationKeys,
-        IReadOnlyList<SecurityKey> DecryptionKeys);
+        IReadOnlyList<SecurityKey> DecryptionKeys,
+        IReadOnlySet<string> KeyIds);
 }
 
 /// <summary>

@@ -49,22 +49,28 @@ public static class OpenIddictKeyHandlers
         }
     }
 
-    /// <summary>Our own tokens validate against every stored key (not client assertions, which use the client's keys).</summary>
+    /// <summary>
+    /// Our own tokens validate against every stored key (not client assertions, which use the client's keys), after
+    /// loading a key the token names that another instance may have just created.
+    /// </summary>
     public sealed class ValidateWithStoredKeys(KeyRing keys) : IOpenIddictServerHandler<ValidateTokenContext>
     {
-        public ValueTask HandleAsync(ValidateTokenContext context)
+        public async ValueTask HandleAsync(ValidateTokenContext context)
         {
             if (context.TokenValidationParameters is { } parameters
                 && !(context.ValidTokenTypes.Count == 1 && context.ValidTokenTypes.Contains(TokenTypeIdentifiers.Private.ClientAssertion)))
             {
+                await LoadKeyNamedByAsync(keys, context.Token);
                 parameters.IssuerSigningKeys = keys.ValidationKeys;
                 parameters.IssuerSigningKeyValidator = HmacOnlyForInternalTokens;
                 parameters.TokenDecryptionKeys = keys.DecryptionKeys;
             }
-
-            return ValueTask.CompletedTask;
         }
     }
+
+    /// <summary>Reloads the key ring when <paramref name="token"/> names a key it does not hold (see <see cref="KeyRing.LoadUnknownKeyAsync"/>).</summary>
+    internal static Task LoadKeyNamedByAsync(KeyRing keys, string? token) =>
+        token is not null && TokenKeyId.Of(token) is { } keyId && !keys.Knows(keyId) ? keys.LoadUnknownKeyAsync() : Task.CompletedTask;
 
     /// <summary>
     /// The internal HMAC keys are accepted only on the tokens they sign (codes, refresh tokens, device and user codes,

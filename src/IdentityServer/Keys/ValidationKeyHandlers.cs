@@ -17,15 +17,14 @@ public static class ValidationKeyHandlers
 
     public sealed class ValidateWithCurrentKeys(KeyRing keys) : IOpenIddictValidationHandler<ValidateTokenContext>
     {
-        public ValueTask HandleAsync(ValidateTokenContext context)
+        public async ValueTask HandleAsync(ValidateTokenContext context)
         {
             if (context.TokenValidationParameters is { } parameters)
             {
+                await OpenIddictKeyHandlers.LoadKeyNamedByAsync(keys, context.Token);
                 parameters.IssuerSigningKeys = keys.ValidationKeys;
                 parameters.IssuerSigningKeyValidator = OpenIddictKeyHandlers.HmacOnlyForInternalTokens;
             }
-
-            return ValueTask.CompletedTask;
         }
     }
 }

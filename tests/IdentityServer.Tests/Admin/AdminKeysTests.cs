@@ -93,6 +93,27 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
         var payload = Encoding.UTF8.GetString(Base64UrlEncoder.DecodeBytes(jwt.EncodedPayload));
         return new JsonWebTokenHandler().CreateToken(payload, credentials, new Dictionary<string, object> { ["typ"] = jwt.Typ });
     }
+
+    [SkippableFact]
+    public async Task Tokens_with_malformed_headers_or_unknown_key_ids_are_refused_without_a_server_error()
+    {
+        var client = await server.CreateConfidentialClientAsync(c => c.Scope = "admin");
+        string[] tokens =
+        [
+            ".", "a.b.c", "!!!.e30.", Header("{") + ".e30.", Header("[]") + ".e30.", Header("{\"kid\":5}") + ".e30.x",
+            Header("{\"alg\":\"RS256\",\"kid\":\"nobody\"}") + ".e30.x", Header(new string('[', 600)) + ".e30.",
+            Header("{\"alg\":\"RS256\",\"kid\":\"" + new string('k', 2000) + "\"}") + ".e30.x",
+            Header("{\"alg\":\"dir\",\"enc\":\"A256CBC-HS512\",\"kid\":\"nobody\"}") + "..x.y.z",
+        ];
+
+        foreach (var token in tokens)
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, (await WithBearer(server, token).GetAsync(ClientsUrl)).StatusCode);
+            Assert.False((await OAuth.IntrospectAsync(server, client, token)).GetProperty("active").GetBoolean());
+        }
+
+        static string Header(string json) => Base64UrlEncoder.Encode(json);
+    }
 }
 
 public sealed class SqliteAdminKeysTests(SqliteServerFixture server) : AdminKeysTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;

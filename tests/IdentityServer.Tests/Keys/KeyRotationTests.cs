@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using IdentityServer.Data;
 using IdentityServer.Keys;
+using IdentityServer.Tests.Admin;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -298,6 +299,27 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         var successor = await RedeemAsync(two, client, refreshToken);
         Assert.NotEqual(one.ProtectingKeyIdsOf(refreshToken), two.ProtectingKeyIdsOf(successor));
         Assert.Equal(two.ProtectingKeyIdsOf(successor), one.ProtectingKeyIdsOf(await RedeemAsync(one, client, successor)));
+    }
+
+    [SkippableFact]
+    public async Task After_a_rotation_now_on_one_instance_another_accepts_the_new_keys_tokens_without_waiting_for_its_next_check()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var settings = await FreshDatabaseAsync();
+        await using var one = Start(settings, clock);
+        await using var two = Start(settings, clock);
+        await using var three = Start(settings, clock);
+        var client = await one.Fixture.CreateConfidentialClientAsync(c => c.Scope = "admin");
+        var before = await AdminApiCalls.TokenAsync(one.Fixture, client.ClientId, client.ClientSecret!, "admin");
+
+        await one.Keys.RotateNowAsync(default);
+        var after = await AdminApiCalls.TokenAsync(one.Fixture, client.ClientId, client.ClientSecret!, "admin");
+
+        Assert.NotEqual(KeyIdOf(before), KeyIdOf(after));
+        Assert.False(two.Keys.Knows(KeyIdOf(after)));
+        Assert.False(three.Keys.Knows(KeyIdOf(after)));
+        Assert.Equal(HttpStatusCode.OK, (await AdminApiCalls.WithBearer(two.Fixture, after).GetAsync(AdminApiCalls.ClientsUrl)).StatusCode);
+        Assert.True((await OAuth.IntrospectAsync(three.Fixture, client, after)).GetProperty("active").GetBoolean());
     }
 
     [SkippableFact]
