@@ -16,8 +16,9 @@ namespace IdentityServer.Keys;
 /// <see cref="KeysOptions.PublishAhead"/> before it starts signing, signs for <see cref="KeysOptions.RotationPeriod"/>,
 /// and stays published after it retires for the longest access or id token lifetime plus
 /// <see cref="KeysOptions.RetirementMargin"/>. The internal keys (the HMAC key of codes and refresh tokens, and their
-/// encryption key unless a certificate is configured) rotate on the same schedule: created the same time ahead, so
-/// every instance holds a new key before any uses it, and kept until every token they protected has expired.
+/// encryption key unless a certificate is configured) rotate on the same schedule: stored at least as far ahead (and
+/// never less than five checks), so every instance holds a new key before any uses it, and kept until every token
+/// they protected has expired. A token naming a key this instance has not loaded yet reloads the keys at once.
 /// Every instance reads the same rows and derives the same active keys from their activation times; a unique
 /// (use, slot) index makes sure racing instances create one key per slot.
 /// Loaded at start by the database initializer and refreshed every <see cref="KeysOptions.CheckInterval"/>.
@@ -40,6 +41,7 @@ public sealed class KeyRing(
     private readonly Lock _unknownKeyReloadGate = new();
     private Task _unknownKeyReload = Task.CompletedTask;
     private long _unknownKeyReloadStarted;
+
     /// <summary>Credentials already read from stored keys, by key id (reading one means unprotecting and importing it).</summary>
     private readonly Dictionary<string, object> _parsed = new(StringComparer.Ordinal);
     private volatile Snapshot? _snapshot;
