@@ -130,6 +130,8 @@ public sealed class KeyRing(
 
         async Task ReloadAsync()
         {
+            // Off the lock: on SQLite the reload may otherwise run to its end synchronously while the lock is held.
+            await Task.Yield();
             try
             {
                 await RefreshAsync(CancellationToken.None);

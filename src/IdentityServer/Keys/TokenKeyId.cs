@@ -52,8 +52,9 @@ public static class TokenKeyId
 
             return null;
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
+            // Malformed JSON, or an escape that does not unescape (a lone surrogate) or invalid UTF-8 in a string.
             return null;
         }
         finally

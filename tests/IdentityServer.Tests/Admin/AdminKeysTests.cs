@@ -104,6 +104,8 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
             Header("{\"alg\":\"RS256\",\"kid\":\"nobody\"}") + ".e30.x", Header(new string('[', 600)) + ".e30.",
             Header("{\"alg\":\"RS256\",\"kid\":\"" + new string('k', 2000) + "\"}") + ".e30.x",
             Header("{\"alg\":\"dir\",\"enc\":\"A256CBC-HS512\",\"kid\":\"nobody\"}") + "..x.y.z",
+            Header("{\"alg\":\"RS256\",\"kid\":\"\\ud800\"}") + ".e30.x", Header("{\"\\udc00\":1,\"kid\":\"x\"}") + ".e30.x",
+            Base64UrlEncoder.Encode([.. "{\"alg\":\"RS256\",\"kid\":\""u8, 0xff, 0xfe, .. "\"}"u8]) + ".e30.x",
         ];
 
         foreach (var token in tokens)

@@ -320,6 +320,12 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.False(three.Keys.Knows(KeyIdOf(after)));
         Assert.Equal(HttpStatusCode.OK, (await AdminApiCalls.WithBearer(two.Fixture, after).GetAsync(AdminApiCalls.ClientsUrl)).StatusCode);
         Assert.True((await OAuth.IntrospectAsync(three.Fixture, client, after)).GetProperty("active").GetBoolean());
+
+        // However many tokens name unknown keys, one reload serves them all (at most one every few seconds).
+        var reload = one.Keys.LoadUnknownKeyAsync();
+        Assert.Same(reload, one.Keys.LoadUnknownKeyAsync());
+        await reload;
+        Assert.Same(reload, one.Keys.LoadUnknownKeyAsync());
     }
 
     [SkippableFact]
