@@ -102,7 +102,7 @@ public sealed class KeyRing(
     /// <summary>Every key a token of ours may be signed with: all stored signing keys (published or not yet removed) and the internal keys.</summary>
     public IReadOnlyList<SecurityKey> ValidationKeys => Current.ValidationKeys;
 
-    /// <summary>Every key a token of ours may be encrypted with: the certificate, or every stored encryption key not yet removed.</summary>
+    /// <summary>Every key a token of ours may be encrypted with: the certificate if configured, and every stored encryption key not yet removed.</summary>
     public IReadOnlyList<SecurityKey> DecryptionKeys => Current.DecryptionKeys;
 
     /// <summary>Whether <paramref name="keyId"/> names a key this instance has loaded.</summary>
@@ -184,7 +184,10 @@ public sealed class KeyRing(
             k.Row.CreatedAt, k.ActivatesAt, k.RetiresAt, k.RetiresAt + PublishedAfterRetirement))];
     }
 
-    /// <summary>Every stored internal key (HMAC, and encryption unless a certificate encrypts) with its state now, for operators.</summary>
+    /// <summary>
+    /// Every stored internal key (HMAC and encryption) with its state now, for operators. With an encryption
+    /// certificate, stored encryption keys are retired: they only decrypt what they encrypted before it.
+    /// </summary>
     public IReadOnlyList<InternalKeyState> DescribeInternal()
     {
         var snapshot = Current;
@@ -307,9 +310,9 @@ public sealed class KeyRing(
 
         var signing = certificate is null ? await LoadRotatingAsync(db, StoredKey.SigningUse, row => ParseSigning(row, protector), cancellationToken) : [];
         var hmac = await LoadRotatingAsync(db, StoredKey.InternalSigningUse, row => ParseHmac(row, protector), cancellationToken);
-        var encryption = encryptionCertificate is null
-            ? await LoadRotatingAsync(db, StoredKey.EncryptionUse, row => ParseEncryption(row, protector), cancellationToken)
-            : [];
+        // With an encryption certificate, stored encryption keys only decrypt what they encrypted before it was configured.
+        var encryption = await LoadRotatingAsync(db, StoredKey.EncryptionUse, row => ParseEncryption(row, protector), cancellationToken,
+            rotate: encryptionCertificate is null);
 
         var loadedIds = signing.Select(k => k.Row.Id).Concat(hmac.Select(k => k.Row.Id)).Concat(encryption.Select(k => k.Row.Id)).ToHashSet();
         foreach (var gone in _parsed.Keys.Where(id => !loadedIds.Contains(id)).ToList())
@@ -319,7 +322,12 @@ public sealed class KeyRing(
 
         var validation = new List<SecurityKey>(hmac.Select(k => k.Credentials.Key));
         validation.AddRange(certificate is not null ? [certificate.Key] : signing.Select(k => k.Credentials.Key));
-        List<SecurityKey> decryption = encryptionCertificate is not null ? [encryptionCertificate.Key] : [.. encryption.Select(k => k.Credentials.Key)];
+        List<SecurityKey> decryption = [.. encryption.Select(k => k.Credentials.Key)];
+        if (encryptionCertificate is not null)
+        {
+            decryption.Insert(0, encryptionCertificate.Key);
+        }
+
         var keyIds = validation.Concat(decryption).Select(k => k.KeyId).OfType<string>().ToHashSet(StringComparer.Ordinal);
         var previous = _snapshot;
         _snapshot = new Snapshot(signing, certificate, hmac, encryption, encryptionCertificate, validation, decryption, keyIds);
@@ -330,11 +338,11 @@ public sealed class KeyRing(
         }
     }
 
-    /// <summary>The stored keys of one use, rotated if due, each with when it activates and retires.</summary>
+    /// <summary>The stored keys of one use, rotated if due (unless <paramref name="rotate"/> is false), each with when it activates and retires.</summary>
     private async Task<IReadOnlyList<LoadedKey<T>>> LoadRotatingAsync<T>(ApplicationDbContext db, string use, Func<StoredKey, T> parse,
-        CancellationToken cancellationToken) where T : class
+        CancellationToken cancellationToken, bool rotate = true) where T : class
     {
-        var rows = await RotateIfDueAsync(db, use, cancellationToken);
+        var rows = rotate ? await RotateIfDueAsync(db, use, cancellationToken) : await RowsAsync(db, use, cancellationToken);
         var loaded = new List<LoadedKey<T>>(rows.Count);
         for (var i = 0; i < rows.Count; i++)
         {

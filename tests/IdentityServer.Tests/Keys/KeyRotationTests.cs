@@ -216,6 +216,31 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.Empty(await server.StoredKeysAsync(StoredKey.EncryptionUse));
     }
 
+    [SkippableFact]
+    public async Task After_an_encryption_certificate_is_configured_a_refresh_token_encrypted_before_still_redeems()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var settings = await FreshDatabaseAsync();
+        TestClient client;
+        string refreshToken;
+        await using (var before = Start(settings, clock))
+        {
+            client = await before.Fixture.CreatePublicClientAsync();
+            var user = await before.Fixture.CreateUserAsync();
+            refreshToken = (await OAuth.SignInAndRedeemAsync(before.Fixture, before.Fixture.CreateBrowser(), client, user, "openid offline_access"))
+                .GetProperty("refresh_token").GetString()!;
+        }
+
+        KeyRingTestCertificate.Apply(settings, setting: "Keys:EncryptionCertificate");
+        await using var after = Start(settings, clock);
+        var successor = await RedeemAsync(after, client, refreshToken);
+
+        Assert.Equal(SecurityAlgorithms.Aes256KW, new JsonWebToken(refreshToken).Alg);
+        Assert.Equal(SecurityAlgorithms.RsaOAEP, new JsonWebToken(successor).Alg);
+        await RedeemAsync(after, client, successor);
+        Assert.Equal("retired", Assert.Single(after.Keys.DescribeInternal(), k => k.Use == StoredKey.EncryptionUse).State);
+    }
+
     /// <summary>The ids of the HMAC key and the encryption key among internal keys of one generation.</summary>
     private static (string Hmac, string Encryption) KeyIds(IReadOnlyList<InternalKeyState> keys) =>
         (keys.Single(k => k.Use == StoredKey.InternalSigningUse).KeyId, keys.Single(k => k.Use == StoredKey.EncryptionUse).KeyId);
