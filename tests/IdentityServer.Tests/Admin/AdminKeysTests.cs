@@ -74,6 +74,21 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
     }
 
     [SkippableFact]
+    public async Task The_key_list_and_page_show_the_internal_keys_with_their_state()
+    {
+        var listed = (await (await AdminAsync(server)).GetFromJsonAsync<JsonElement>("/api/admin/keys")).GetProperty("internal_keys")
+            .EnumerateArray().Where(k => k.GetProperty("state").GetString() == "active")
+            .ToDictionary(k => k.GetProperty("use").GetString()!, k => k.GetProperty("kid").GetString()!);
+        var keys = server.Factory.Services.GetRequiredService<KeyRing>();
+
+        Assert.Equal(keys.InternalSigningCredentials.Kid, listed["mac"]);
+        Assert.Equal(keys.ActiveEncryptionCredentials.Key.KeyId, listed["enc"]);
+        var browser = await AdminPages.SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var page = await browser.NavigateAsync(AdminPages.Url("/admin/keys"));
+        Assert.All(listed.Values, kid => Assert.Contains(kid, page.Body));
+    }
+
+    [SkippableFact]
     public async Task An_access_token_signed_with_the_internal_HMAC_key_is_refused_by_the_admin_api_and_introspection()
     {
         var client = await server.CreateConfidentialClientAsync(c => c.Scope = "admin");
