@@ -24,8 +24,9 @@ public sealed class TestClock(DateTimeOffset start) : TimeProvider
 
 /// <summary>
 /// Signing keys rotate by themselves (defaults: published 2 days ahead, signing for 90 days, retired keys published for
-/// the access token lifetime of 1 hour plus a margin of 1 day), every instance agrees through the database, and an
-/// operator can list the keys and rotate at once. Each test runs servers of its own on a fresh database.
+/// the access token lifetime of 1 hour plus a margin of 1 day), and so do the internal keys of codes and refresh tokens
+/// (kept until those have expired); every instance agrees through the database, and an operator can list the keys and
+/// rotate at once. Each test runs servers of its own on a fresh database.
 /// </summary>
 public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixture : ServerFixture
 {
@@ -148,6 +149,7 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         var next = server.Keys.DescribeInternal().Where(k => k.State == "next").ToList();
         Assert.Equal([StoredKey.EncryptionUse, StoredKey.InternalSigningUse], next.Select(k => k.Use).Order());
         Assert.All(next, k => Assert.Equal(clock.GetUtcNow() + TimeSpan.FromDays(2), k.ActivatesAt, TimeSpan.FromMilliseconds(1)));
+
         // Two refresh tokens issued a minute before the new keys take over are protected by the previous keys.
         clock.Advance(TimeSpan.FromDays(2) - Minute);
         var client = await server.Fixture.CreatePublicClientAsync();
