@@ -243,6 +243,26 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.Equal("retired", Assert.Single(after.Keys.DescribeInternal(), k => k.Use == StoredKey.EncryptionUse).State);
     }
 
+    [SkippableFact]
+    public async Task With_a_signing_certificate_tokens_are_signed_with_it_it_is_not_rotated_and_the_internal_keys_still_rotate()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var settings = await FreshDatabaseAsync();
+        KeyRingTestCertificate.Apply(settings, setting: "Keys:SigningCertificate");
+        await using var server = Start(settings, clock);
+
+        var token = await server.TokenAsync();
+        Assert.True(server.Keys.Knows(KeyIdOf(token)), "a token signed with the certificate would reload the keys on every check");
+        Assert.Equal([KeyIdOf(token)], await server.PublishedKeyIdsAsync());
+        Assert.True(await server.AcceptsAsync(token));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => server.Keys.RotateNowAsync(default));
+
+        clock.Advance(TimeSpan.FromDays(89));
+        await server.Keys.RefreshAsync(default);
+        Assert.Equal([KeyIdOf(token)], await server.PublishedKeyIdsAsync());
+        Assert.Equal(2, server.Keys.DescribeInternal().Count(k => k.State == "next"));
+    }
+
     /// <summary>The ids of the HMAC key and the encryption key among internal keys of one generation.</summary>
     private static (string Hmac, string Encryption) KeyIds(IReadOnlyList<InternalKeyState> keys) =>
         (keys.Single(k => k.Use == StoredKey.InternalSigningUse).KeyId, keys.Single(k => k.Use == StoredKey.EncryptionUse).KeyId);
