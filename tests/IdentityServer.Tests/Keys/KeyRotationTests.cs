@@ -207,6 +207,7 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         var refreshToken = tokens.GetProperty("refresh_token").GetString()!;
 
         Assert.Equal(SecurityAlgorithms.RsaOAEP, new JsonWebToken(refreshToken).Alg);
+        Assert.True(server.Keys.Knows(new JsonWebToken(refreshToken).Kid));
         var refreshed = await OAuth.RefreshAsync(server.Fixture, client, refreshToken);
         Assert.True(refreshed.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(refreshed)).ToString());
         Assert.Empty(await server.StoredKeysAsync(StoredKey.EncryptionUse));
