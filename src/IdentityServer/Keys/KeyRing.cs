@@ -180,7 +180,8 @@ public sealed class KeyRing(
             return [new SigningKeyState(certificate.Kid ?? "", certificate.Algorithm, 0, "active", null, null, null, null)];
         }
 
-        return [.. snapshot.Signing.Select(k => new SigningKeyState(k.Row.Id, k.Row.Algorithm, k.Row.Slot, StateOf(k, ActiveSigningCredentials),
+        var active = ActiveSigningCredentials;
+        return [.. snapshot.Signing.Select(k => new SigningKeyState(k.Row.Id, k.Row.Algorithm, k.Row.Slot, StateOf(k, active),
             k.Row.CreatedAt, k.ActivatesAt, k.RetiresAt, k.RetiresAt + PublishedAfterRetirement))];
     }
 
@@ -191,11 +192,10 @@ public sealed class KeyRing(
     public IReadOnlyList<InternalKeyState> DescribeInternal()
     {
         var snapshot = Current;
-        var hmac = snapshot.Internal.Select(k => Describe(k, InternalSigningCredentials));
-        var encryption = snapshot.Encryption.Select(k => Describe(k, ActiveEncryptionCredentials));
-        return [.. hmac.Concat(encryption)];
+        var (activeHmac, activeEncryption) = (InternalSigningCredentials, ActiveEncryptionCredentials);
+        return [.. snapshot.Internal.Select(k => StateOfInternal(k, activeHmac)), .. snapshot.Encryption.Select(k => StateOfInternal(k, activeEncryption))];
 
-        InternalKeyState Describe<T>(LoadedKey<T> key, T active) => new(key.Row.Id, key.Row.Use, key.Row.Algorithm, key.Row.Slot,
+        InternalKeyState StateOfInternal<T>(LoadedKey<T> key, T active) => new(key.Row.Id, key.Row.Use, key.Row.Algorithm, key.Row.Slot,
             StateOf(key, active), key.Row.CreatedAt, key.ActivatesAt, key.RetiresAt, key.RetiresAt + KeptAfterRetirement);
     }
 
@@ -308,17 +308,11 @@ public sealed class KeyRing(
         var certificate = _snapshot?.Certificate ?? LoadSigningCertificate();
         var encryptionCertificate = _snapshot?.EncryptionCertificate ?? LoadEncryptionCertificate();
 
-        var signing = certificate is null ? await LoadRotatingAsync(db, StoredKey.SigningUse, row => ParseSigning(row, protector), cancellationToken) : [];
-        var hmac = await LoadRotatingAsync(db, StoredKey.InternalSigningUse, row => ParseHmac(row, protector), cancellationToken);
+        var signing = certificate is null ? await LoadStoredAsync(db, StoredKey.SigningUse, row => ParseSigning(row, protector), cancellationToken) : [];
+        var hmac = await LoadStoredAsync(db, StoredKey.InternalSigningUse, row => ParseHmac(row, protector), cancellationToken);
         // With an encryption certificate, stored encryption keys only decrypt what they encrypted before it was configured.
-        var encryption = await LoadRotatingAsync(db, StoredKey.EncryptionUse, row => ParseEncryption(row, protector), cancellationToken,
+        var encryption = await LoadStoredAsync(db, StoredKey.EncryptionUse, row => ParseEncryption(row, protector), cancellationToken,
             rotate: encryptionCertificate is null);
-
-        var loadedIds = signing.Select(k => k.Row.Id).Concat(hmac.Select(k => k.Row.Id)).Concat(encryption.Select(k => k.Row.Id)).ToHashSet();
-        foreach (var gone in _parsed.Keys.Where(id => !loadedIds.Contains(id)).ToList())
-        {
-            _parsed.Remove(gone);
-        }
 
         var validation = new List<SecurityKey>(hmac.Select(k => k.Credentials.Key));
         validation.AddRange(certificate is not null ? [certificate.Key] : signing.Select(k => k.Credentials.Key));
@@ -328,7 +322,13 @@ public sealed class KeyRing(
             decryption.Insert(0, encryptionCertificate.Key);
         }
 
+        // A stored key's key id is its row's id: what is parsed but no longer loaded was deleted.
         var keyIds = validation.Concat(decryption).Select(k => k.KeyId).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        foreach (var gone in _parsed.Keys.Where(id => !keyIds.Contains(id)).ToList())
+        {
+            _parsed.Remove(gone);
+        }
+
         var previous = _snapshot;
         _snapshot = new Snapshot(signing, certificate, hmac, encryption, encryptionCertificate, validation, decryption, keyIds);
         if (previous is not null && !previous.Signing.Select(k => (k.Row.Id, k.ActivatesAt)).SequenceEqual(signing.Select(k => (k.Row.Id, k.ActivatesAt))))
@@ -339,7 +339,7 @@ public sealed class KeyRing(
     }
 
     /// <summary>The stored keys of one use, rotated if due (unless <paramref name="rotate"/> is false), each with when it activates and retires.</summary>
-    private async Task<IReadOnlyList<LoadedKey<T>>> LoadRotatingAsync<T>(ApplicationDbContext db, string use, Func<StoredKey, T> parse,
+    private async Task<IReadOnlyList<LoadedKey<T>>> LoadStoredAsync<T>(ApplicationDbContext db, string use, Func<StoredKey, T> parse,
         CancellationToken cancellationToken, bool rotate = true) where T : class
     {
         var rows = rotate ? await RotateIfDueAsync(db, use, cancellationToken) : await RowsAsync(db, use, cancellationToken);

@@ -83,6 +83,15 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
 
         public HttpClient CreateClient() => factory.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
 
+        /// <summary>A new public client and user, signed in through the code flow: the client and its refresh token.</summary>
+        public async Task<(TestClient Client, string RefreshToken)> SignedInRefreshTokenAsync()
+        {
+            var client = await Fixture.CreatePublicClientAsync();
+            var user = await Fixture.CreateUserAsync();
+            var tokens = await OAuth.SignInAndRedeemAsync(Fixture, Fixture.CreateBrowser(), client, user, "openid offline_access");
+            return (client, tokens.GetProperty("refresh_token").GetString()!);
+        }
+
         public async Task<List<StoredKey>> StoredKeysAsync(string use)
         {
             await using var scope = Services.CreateAsyncScope();
@@ -201,15 +210,11 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         var settings = await FreshDatabaseAsync();
         KeyRingTestCertificate.Apply(settings, setting: "Keys:EncryptionCertificate");
         await using var server = Start(settings, clock);
-        var client = await server.Fixture.CreatePublicClientAsync();
-        var user = await server.Fixture.CreateUserAsync();
-        var tokens = await OAuth.SignInAndRedeemAsync(server.Fixture, server.Fixture.CreateBrowser(), client, user, "openid offline_access");
-        var refreshToken = tokens.GetProperty("refresh_token").GetString()!;
+        var (client, refreshToken) = await server.SignedInRefreshTokenAsync();
 
         Assert.Equal(SecurityAlgorithms.RsaOAEP, new JsonWebToken(refreshToken).Alg);
         Assert.True(server.Keys.Knows(new JsonWebToken(refreshToken).Kid));
-        var refreshed = await OAuth.RefreshAsync(server.Fixture, client, refreshToken);
-        Assert.True(refreshed.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(refreshed)).ToString());
+        await RedeemAsync(server, client, refreshToken);
         Assert.Empty(await server.StoredKeysAsync(StoredKey.EncryptionUse));
 
         clock.Advance(TimeSpan.FromDays(89));
@@ -228,10 +233,7 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         string refreshToken;
         await using (var before = Start(settings, clock))
         {
-            client = await before.Fixture.CreatePublicClientAsync();
-            var user = await before.Fixture.CreateUserAsync();
-            refreshToken = (await OAuth.SignInAndRedeemAsync(before.Fixture, before.Fixture.CreateBrowser(), client, user, "openid offline_access"))
-                .GetProperty("refresh_token").GetString()!;
+            (client, refreshToken) = await before.SignedInRefreshTokenAsync();
         }
 
         KeyRingTestCertificate.Apply(settings, setting: "Keys:EncryptionCertificate");
@@ -331,10 +333,7 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.Equal(2, (await one.PublishedKeyIdsAsync()).Length);
 
         // A refresh token from one instance, protected by the internal keys before the rotation.
-        var client = await one.Fixture.CreatePublicClientAsync();
-        var user = await one.Fixture.CreateUserAsync();
-        var refreshToken = (await OAuth.SignInAndRedeemAsync(one.Fixture, one.Fixture.CreateBrowser(), client, user, "openid offline_access"))
-            .GetProperty("refresh_token").GetString()!;
+        var (client, refreshToken) = await one.SignedInRefreshTokenAsync();
 
         // Both switch to the new keys at their time (2 days after they were created), and each accepts the other's tokens.
         clock.Advance(TimeSpan.FromDays(2) + Minute);
