@@ -25,7 +25,7 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
 {
     // The only test of the class: it changes the class's server's settings.
     [SkippableFact]
-    public async Task Setting_the_certificate_on_an_existing_database_revokes_the_plain_keys_and_protects_the_stored_keys_again_keeping_issued_tokens()
+    public async Task Setting_the_certificate_on_an_existing_database_deletes_the_plain_keys_and_protects_the_stored_keys_again_keeping_issued_tokens()
     {
         // Issued before the setting: an access token, a refresh token and a browser session.
         const string resource = "https://key-ring-api.test";
@@ -61,7 +61,7 @@ public abstract class KeyRingCertificateTests<TFixture>(TFixture server) where T
         var refreshed = await OAuth.RefreshAsync(server, app, signedIn.GetProperty("refresh_token").GetString()!);
         Assert.True(refreshed.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(refreshed)).ToString());
 
-        // But the session cookie from before was protected by a revoked key: the user signs in again.
+        // But the session cookie from before was protected by a deleted key: the user signs in again.
         browser.AddHost(TestServerFactory.Authority.Host, server.Factory.Server.CreateHandler());
         var silent = await OAuth.AuthorizeAsync(browser,
             await OAuth.AuthorizeUrlAsync(server, app.ClientId, "openid", Pkce.Create(), extra: new Dictionary<string, string?> { ["prompt"] = "none" }), user: null);
