@@ -7,7 +7,8 @@ namespace IdentityServer.Performance;
 /// Hands the C heap's free memory back to the operating system every <see cref="PerformanceOptions.NativeHeapTrimInterval"/>
 /// (glibc's <c>malloc_trim</c>). The JIT compiling in the background, OpenSSL and SQLite free what they allocate, but
 /// glibc keeps the freed pages of its per-thread arenas resident unless they sit at an arena's end: under load one
-/// arena held 18 MB that way (README, thirteenth round). Only on Linux with glibc.
+/// arena held 18 MB that way (benchmark history, thirteenth round: tests/IdentityServer.Benchmarks/HISTORY.md). Only
+/// on Linux with glibc.
 /// </summary>
 public sealed class NativeHeapTrimmer(IOptions<PerformanceOptions> options, ILogger<NativeHeapTrimmer> logger) : BackgroundService
 {

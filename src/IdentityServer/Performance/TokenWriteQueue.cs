@@ -195,7 +195,8 @@ public sealed class TokenWriteQueue : IAsyncDisposable
     private sealed record PendingWrite(TokenChanges Changes, CancellationToken RequestAborted)
     {
         // Each waiting request goes on on the thread pool, not on the writer's thread: finishing a batch's requests
-        // there one after another measured about 20% fewer tokens a second (README, seventeenth round).
+        // there one after another measured about 20% fewer tokens a second (benchmark history, seventeenth round:
+        // tests/IdentityServer.Benchmarks/HISTORY.md).
         public TaskCompletionSource<bool> Written { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }
