@@ -19,6 +19,9 @@ public abstract class Scenario
     /// <summary>The target, as a multiple of the RS256 signing ceiling (null: no target).</summary>
     public abstract double? TargetRatio { get; }
 
+    /// <summary>The p99 latency the target also requires, in milliseconds (null: none).</summary>
+    public virtual double? TargetP99Milliseconds => null;
+
     public abstract Task<IWorker> CreateWorkerAsync(BenchmarkClient client, CancellationToken cancellationToken);
 }
 
@@ -38,7 +41,14 @@ public sealed record ScenarioResult(
     double? CpuRatioToSignature,
     double? RatioToCeiling,
     double? TargetRatio,
-    string? FirstError);
+    double? TargetP99Milliseconds,
+    string? FirstError)
+{
+    /// <summary>Null without a target; else whether the ratio, and the p99 where the target names one, are met.</summary>
+    public bool? MeetsTarget => TargetRatio is { } ratio
+        ? RatioToCeiling >= ratio && (TargetP99Milliseconds is not { } p99 || P99Milliseconds < p99)
+        : null;
+}
 
 /// <summary>
 /// A closed-loop load generator: <c>concurrency</c> workers, each sending its next operation as soon as the last
@@ -170,6 +180,7 @@ public static class LoadGenerator
             cpuPerOperation > 0 ? signatureCpuMilliseconds / cpuPerOperation : null,
             ceiling > 0 ? opsPerSecond / ceiling : null,
             scenario.TargetRatio,
+            scenario.TargetP99Milliseconds,
             firstError);
     }
 

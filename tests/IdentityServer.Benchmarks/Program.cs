@@ -365,7 +365,9 @@ public sealed record BenchmarkReport(
         foreach (var s in Scenarios)
         {
             var ratio = s.RatioToCeiling is { } r ? $"{r:0.00}" : "";
-            var target = s.TargetRatio is { } t ? $"≥ {t:0.##}{(s.RatioToCeiling >= t ? " ✓" : " ✗")}" : "";
+            var target = s.TargetRatio is { } t
+                ? $"≥ {t:0.##}{(s.TargetP99Milliseconds is { } p99 ? $", p99 < {p99:0} ms" : "")}{(s.MeetsTarget == true ? " ✓" : " ✗")}"
+                : "";
             text.AppendLine($"| {s.Name} | {s.OperationsPerSecond:0} | {s.CeilingPerSecond:0} | {ratio} | {target} | {s.P50Milliseconds:0.0} | {s.P99Milliseconds:0.0} | {s.Errors} | {s.PeakWorkingSetBytes / 1048576.0:0} | {s.ServerCpuMillisecondsPerOperation:0.000} | {s.CpuRatioToSignature:0.00} |");
         }
 

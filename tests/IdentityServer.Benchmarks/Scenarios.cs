@@ -253,6 +253,8 @@ public sealed class ClientCredentialsScenario : Scenario
 
     public override double? TargetRatio => 0.5;
 
+    public override double? TargetP99Milliseconds => 50;
+
     public override Task<IWorker> CreateWorkerAsync(BenchmarkClient client, CancellationToken cancellationToken) =>
         Task.FromResult<IWorker>(new Worker(client.Connect(), LoopbackRequest.Build(client.BaseAddress, "POST", "connect/token",
             BenchmarkClient.ClientCredentialsForm, ("Authorization", client.MachineAuthorization))));
