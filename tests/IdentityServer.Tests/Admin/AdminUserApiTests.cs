@@ -221,6 +221,30 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal("user.password_reset", (await AuditForAsync(admin, "user", user.Id)).EnumerateArray().First().GetProperty("action").GetString());
     }
 
+    /// <summary>
+    /// The reset revokes the user's tokens, and the session cookie is checked again only after
+    /// <c>Accounts:SessionValidationInterval</c>: a code issued to that session in the meantime would have brought
+    /// refresh tokens that outlive the reset. The authorization endpoint checks the session's stamp on every request.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_password_reset_ends_the_users_session_at_the_authorization_endpoint_at_once()
+    {
+        var admin = await AdminAsync(server);
+        var user = await server.CreateUserAsync();
+        var client = await server.CreatePublicClientAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid offline_access");
+
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.PostJsonAsync(Path(UsersUrl, user.Id) + "/password", Json(new { password = "a brand new password" }))).StatusCode);
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid offline_access", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "none" }), OAuth.IsApp);
+
+        Assert.NotNull(page.RedirectTarget);
+        var answer = OAuth.QueryOf(page.RedirectTarget!);
+        Assert.False(answer.ContainsKey("code"), "The ended session was given a code");
+        Assert.Equal("login_required", answer["error"]);
+    }
+
     [SkippableFact]
     public async Task A_deleted_user_is_gone_and_their_refresh_token_stops_working()
     {

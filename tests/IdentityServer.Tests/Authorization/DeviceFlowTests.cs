@@ -1,6 +1,9 @@
 using System.Net;
 using System.Text.Json;
+using IdentityServer.Accounts;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace IdentityServer.Tests.Authorization;
 
@@ -44,6 +47,33 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         var again = await PollAsync(client, device);
         Assert.Equal(HttpStatusCode.BadRequest, again.Status);
         Assert.Equal("invalid_grant", again.Json.GetProperty("error").GetString());
+    }
+
+    /// <summary>
+    /// A session ended elsewhere (a password reset, "sign out everywhere": a new security stamp) may still be within
+    /// its cookie's check interval; approving a device with it would hand out tokens that outlive the revocation.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_session_whose_security_stamp_changed_cannot_approve_a_device()
+    {
+        var client = await CreateDeviceClientAsync();
+        var user = await server.CreateUserAsync();
+        var device = await RequestCodesAsync(client, "openid offline_access");
+        var browser = server.CreateBrowser();
+        var page = await OAuth.SignInAsync(browser, await browser.NavigateAsync(device.GetProperty("verification_uri_complete").GetString()!), user,
+            stopAt: _ => false);
+        Assert.NotNull(page.Document.QuerySelector(ApproveButton));
+
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+            await users.UpdateSecurityStampAsync((await users.FindByIdAsync(user.Id))!);
+        }
+
+        page = await browser.SubmitAsync(page, button: ApproveButton);
+
+        Assert.Equal("/account/login", page.Uri.AbsolutePath);
+        await AssertPollErrorAsync(client, device, "authorization_pending");
     }
 
     [SkippableFact]
