@@ -78,8 +78,9 @@ public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, Ti
         var response = context.Response;
         response.Headers.CacheControl = CacheControl;
         response.Headers.ETag = document.ETag;
-        if (context.Request.Headers.IfNoneMatch.ToString() is { Length: > 0 } match
-            && match.Split(',').Any(tag => tag.Trim() == document.ETag || tag.Trim() == "*"))
+        // A cached copy of this answer has no CORS headers: a browser or proxy must not hand it to a CORS request.
+        response.Headers.Vary = HeaderNames.Origin;
+        if (context.Request.Headers.IfNoneMatch.ToString() is { Length: > 0 } match && match.Split(',').Any(tag => Matches(tag.Trim(), document.ETag)))
         {
             response.StatusCode = StatusCodes.Status304NotModified;
             return Task.CompletedTask;
@@ -90,6 +91,10 @@ public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, Ti
         response.ContentLength = document.Body.Length;
         return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(document.Body, context.RequestAborted).AsTask();
     }
+
+    /// <summary>If-None-Match compares weakly (RFC 9110, 13.1.2): a proxy that compressed the answer may have weakened the tag.</summary>
+    private static bool Matches(string tag, string etag) =>
+        tag == "*" || (tag.StartsWith("W/", StringComparison.Ordinal) ? tag[2..] : tag) == etag;
 
     private sealed record Document(byte[] Body, string ContentType, string ETag, long Version, DateTimeOffset ValidUntil);
 }

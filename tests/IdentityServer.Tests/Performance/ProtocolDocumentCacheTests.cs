@@ -24,12 +24,19 @@ public abstract class ProtocolDocumentCacheTests<TFixture>(TFixture server) wher
         var etag = first.Headers.ETag ?? throw new Xunit.Sdk.XunitException("no ETag");
         Assert.Equal(etag, second.Headers.ETag);
         Assert.Equal("nosniff", string.Join(",", second.Headers.GetValues("X-Content-Type-Options")));
+        // The cached answer has no CORS headers, so caches must keep it apart from answers to CORS requests.
+        Assert.Contains("Origin", first.Headers.Vary);
 
         using var conditional = new HttpRequestMessage(HttpMethod.Get, path);
         conditional.Headers.IfNoneMatch.Add(etag);
         var notModified = await http.SendAsync(conditional);
         Assert.Equal(HttpStatusCode.NotModified, notModified.StatusCode);
         Assert.Empty(await notModified.Content.ReadAsByteArrayAsync());
+
+        // Compared weakly, as RFC 9110 says for If-None-Match: a compressing proxy may have weakened the tag.
+        using var weak = new HttpRequestMessage(HttpMethod.Get, path);
+        weak.Headers.IfNoneMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue(etag.Tag, isWeak: true));
+        Assert.Equal(HttpStatusCode.NotModified, (await http.SendAsync(weak)).StatusCode);
 
         using var stale = new HttpRequestMessage(HttpMethod.Get, path);
         stale.Headers.IfNoneMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue("\"something-else\""));
