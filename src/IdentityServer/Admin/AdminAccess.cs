@@ -73,8 +73,18 @@ public sealed class AdminRequirementHandler(
             return "the access token has no subject";
         }
 
+        // The client the token was issued to must still be allowed the admin scope: taking the scope away from a
+        // client ends its admin access at once, not when its tokens expire.
+        var client = token.GetPresenters().FirstOrDefault();
+        var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
+        if (client is null || await applications.FindByClientIdAsync(client) is not { } application
+            || !await applications.HasPermissionAsync(application, Permissions.Prefixes.Scope + AdminApi.Scope))
+        {
+            return $"the client {client ?? "(none)"} is no longer allowed the '{AdminApi.Scope}' scope";
+        }
+
         // A machine client's own token (client credentials): the client is its subject.
-        if (token.GetPresenters().Contains(subject))
+        if (client == subject)
         {
             return null;
         }

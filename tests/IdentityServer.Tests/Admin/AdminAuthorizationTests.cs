@@ -102,6 +102,23 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
     }
 
     [SkippableFact]
+    public async Task A_clients_token_is_refused_once_the_client_is_no_longer_allowed_the_admin_scope()
+    {
+        var admin = await AdminAsync(server);
+        var otherScope = await server.CreateScopeAsync(TestApi.NewAudience());
+        var client = await server.CreateConfidentialClientAsync(c => c.Scope = "admin");
+        var token = await TokenAsync(server, client.ClientId, client.ClientSecret!, "admin");
+        Assert.Equal(HttpStatusCode.OK, (await WithBearer(server, token).GetAsync(ClientsUrl)).StatusCode);
+
+        var read = await admin.GetAsync(Path(ClientsUrl, client.ClientId));
+        var document = System.Text.Json.Nodes.JsonNode.Parse(await read.Content.ReadAsStringAsync())!.AsObject();
+        document["scope"] = otherScope;
+        await (await admin.PutJsonAsync(Path(ClientsUrl, client.ClientId), document.ToJsonString(), ETagOf(read))).ExpectAsync(HttpStatusCode.OK);
+
+        Assert.Equal(HttpStatusCode.Forbidden, (await WithBearer(server, token).GetAsync(ClientsUrl)).StatusCode);
+    }
+
+    [SkippableFact]
     public async Task A_token_of_another_api_is_refused_even_for_a_user_in_the_admin_role()
     {
         var audience = TestApi.NewAudience();
