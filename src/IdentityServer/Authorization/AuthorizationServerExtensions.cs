@@ -61,6 +61,11 @@ public static class AuthorizationServerExtensions
                         return default;
                     }).SetOrder(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers.Authentication.ProcessFormPostResponse.Descriptor.Order - 1));
 
+                // An introspection answer describes a token and its user: no cache may keep it (OpenIddict says so for
+                // token responses only).
+                server.AddEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers
+                    .AttachCacheControlHeader<OpenIddict.Server.OpenIddictServerEvents.ApplyIntrospectionResponseContext>.Descriptor);
+
                 // Plain signed JWTs (RFC 9068), so any API validates them with a stock JWT library.
                 server.DisableAccessTokenEncryption();
 

@@ -32,6 +32,9 @@ public static class UserInfoEndpoint
                 [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
         }
 
+        // The user's profile: no cache may keep it.
+        context.Response.Headers.CacheControl = "no-store";
+        context.Response.Headers.Pragma = "no-cache";
         return Results.Ok(await principals.GetUserInfoAsync(user, token));
     }
 }

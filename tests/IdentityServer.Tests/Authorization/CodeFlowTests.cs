@@ -152,6 +152,22 @@ public abstract class CodeFlowTests<TFixture>(TFixture server) where TFixture : 
         Assert.True(info.GetProperty("email_verified").GetBoolean());
     }
 
+    /// <summary>Both answers describe a user and a token: no browser or proxy cache may keep them.</summary>
+    [SkippableFact]
+    public async Task Userinfo_and_introspection_answers_may_not_be_cached()
+    {
+        var (api, _, _, _, accessToken) = await SignedInForAnApiAsync();
+
+        var userInfo = await OAuth.UserInfoAsync(server, accessToken);
+        var introspection = await OAuth.PostFormAsync(server, "introspection_endpoint", new Dictionary<string, string> { ["token"] = accessToken }, api);
+
+        foreach (var response in new[] { userInfo, introspection })
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.True(response.Headers.CacheControl?.NoStore == true, $"{response.RequestMessage?.RequestUri}: Cache-Control {response.Headers.CacheControl}");
+        }
+    }
+
     [SkippableFact]
     public async Task Userinfo_leaves_out_the_claims_of_scopes_that_were_not_granted()
     {
