@@ -98,6 +98,7 @@ public static class HostingExtensions
 
     public static WebApplication UseHosting(this WebApplication app)
     {
+        app.UseMetricsListener();
         app.UseEndpointMetrics();
         var hosting = app.Services.GetRequiredService<IOptions<HostingOptions>>().Value;
         if (hosting.TlsTerminatedByProxy)

@@ -25,6 +25,8 @@ public static class TelemetryExtensions
         builder.Services.AddOptions<TelemetryOptions>().BindConfiguration(TelemetryOptions.Section)
             .Validate(o => o.Protocol is "grpc" or "http/protobuf", "OpenTelemetry:Protocol must be grpc or http/protobuf.")
             .ValidateOnStart();
+        // Before binding: a value that is not a URI at all would fail the binder with a stack trace.
+        CheckMetricsUrl(builder.Configuration[MetricsUrlSetting]);
         var options = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
         if (options.Prometheus.Enabled && options.Prometheus.Url is null && !options.Prometheus.OnPublicListener)
         {
@@ -68,11 +70,108 @@ public static class TelemetryExtensions
 
         if (options.Prometheus is { Enabled: true, Url: { } url })
         {
-            var current = builder.WebHost.GetSetting(WebHostDefaults.ServerUrlsKey);
-            builder.WebHost.UseUrls([.. (string.IsNullOrWhiteSpace(current) ? "http://localhost:5000" : current).Split(';', StringSplitOptions.RemoveEmptyEntries), url.GetLeftPart(UriPartial.Authority)]);
+            AddMetricsListener(builder, url);
         }
 
         return builder;
+    }
+
+    private const string MetricsUrlSetting = $"{TelemetryOptions.Section}:Prometheus:Url";
+
+    /// <summary>The Kestrel endpoint added for the metrics listener when Kestrel's endpoints come from configuration.</summary>
+    private const string MetricsEndpointName = "IdentityServer-PrometheusMetricsListener";
+
+    private static void CheckMetricsUrl(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return;
+        }
+
+        // The listener is told apart by its port (MapTelemetry, UseMetricsListener), so it needs one of its own, not 0.
+        if (!Uri.TryCreate(text.Trim(), UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https")
+            || url.AbsolutePath != "/" || url.Query.Length > 0 || url.Fragment.Length > 0 || url.UserInfo.Length > 0 || url.Port == 0)
+        {
+            throw new StartupConfigurationException(
+                $"{MetricsUrlSetting}: '{text}' is not an http or https URL of scheme, host and port only, with a fixed port (such as http://0.0.0.0:9464).");
+        }
+    }
+
+    /// <summary>
+    /// Adds the metrics listener beside the public ones, which must stay where they were configured: Kestrel takes
+    /// either its configured endpoints or the server URLs (<c>urls</c>, else <c>http_ports</c>/<c>https_ports</c>),
+    /// and setting URLs here would otherwise replace the port settings.
+    /// </summary>
+    private static void AddMetricsListener(WebApplicationBuilder builder, Uri url)
+    {
+        var listener = url.GetLeftPart(UriPartial.Authority);
+        var urls = builder.WebHost.GetSetting(WebHostDefaults.ServerUrlsKey);
+        var preferUrls = builder.WebHost.GetSetting(WebHostDefaults.PreferHostingUrlsKey)?.Trim() is { } prefer
+            && (prefer == "1" || prefer.Equals("true", StringComparison.OrdinalIgnoreCase));
+        var endpoints = builder.Configuration.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e["Url"]).OfType<string>().ToList();
+        List<string> publicAddresses;
+        if (endpoints.Count > 0 && !(preferUrls && !string.IsNullOrWhiteSpace(urls)))
+        {
+            // Kestrel ignores the server URLs when its configuration names endpoints: the listener becomes one more.
+            publicAddresses = endpoints;
+            builder.Configuration.AddInMemoryCollection([new($"Kestrel:Endpoints:{MetricsEndpointName}:Url", listener)]);
+        }
+        else
+        {
+            publicAddresses = string.IsNullOrWhiteSpace(urls)
+                ? [.. ExpandPorts(builder.WebHost.GetSetting(WebHostDefaults.HttpPortsKey), "http"), .. ExpandPorts(builder.WebHost.GetSetting(WebHostDefaults.HttpsPortsKey), "https")]
+                : [.. urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+            if (publicAddresses.Count == 0)
+            {
+                publicAddresses = ["http://localhost:5000"]; // Kestrel's own default
+            }
+
+            builder.WebHost.UseUrls([.. publicAddresses, listener]);
+        }
+
+        // Kestrel would stop with AddressInUse, or the public listener would answer only /metrics.
+        foreach (var address in publicAddresses)
+        {
+            if (PortOf(address) == url.Port)
+            {
+                throw new StartupConfigurationException(
+                    $"{MetricsUrlSetting}: port {url.Port} is also the public listener {address}; the metrics listener needs a port of its own.");
+            }
+        }
+    }
+
+    /// <summary>As ASP.NET Core reads <c>http_ports</c> and <c>https_ports</c> when <c>urls</c> is not set.</summary>
+    private static IEnumerable<string> ExpandPorts(string? ports, string scheme) =>
+        (ports ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(port => $"{scheme}://*:{port}");
+
+    private static int? PortOf(string address)
+    {
+        try
+        {
+            var binding = BindingAddress.Parse(address);
+            return binding.IsUnixPipe || binding.IsNamedPipe ? null : binding.Port;
+        }
+        catch (FormatException)
+        {
+            return null; // Kestrel reports it when it binds
+        }
+    }
+
+    /// <summary>
+    /// The metrics listener answers <c>/metrics</c> and nothing else: the rest of the server (its issuer, sign-in,
+    /// tokens, the admin API) belongs on the public listener. First in the pipeline, before anything spends work on it.
+    /// </summary>
+    public static IApplicationBuilder UseMetricsListener(this WebApplication app)
+    {
+        var options = app.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
+        if (options.Prometheus is { Enabled: true, Url: { } url })
+        {
+            // The port the connection came in on, not the Host header, which the client writes.
+            var port = url.Port;
+            app.Use((context, next) => context.Connection.LocalPort == port && context.Request.Path != "/metrics" ? NotFound(context) : next(context));
+        }
+
+        return app;
     }
 
     /// <summary>Times every request, tagged with the protocol endpoint or page it was for (first in the pipeline).</summary>
