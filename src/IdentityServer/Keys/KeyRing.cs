@@ -256,13 +256,15 @@ public sealed class KeyRing(
             var now = clock.GetUtcNow();
             var internalFrom = now + InternalKeyLead;
             await BringRotationForwardAsync(db, StoredKey.SigningUse, now, cancellationToken);
-            await BringRotationForwardAsync(db, StoredKey.InternalSigningUse, internalFrom, cancellationToken);
+            // An earlier rotate-now may have scheduled them sooner: the log says when they actually switch.
+            var internalAt = await BringRotationForwardAsync(db, StoredKey.InternalSigningUse, internalFrom, cancellationToken);
             if (Current.EncryptionCertificate is null)
             {
-                await BringRotationForwardAsync(db, StoredKey.EncryptionUse, internalFrom, cancellationToken);
+                var encryptionAt = await BringRotationForwardAsync(db, StoredKey.EncryptionUse, internalFrom, cancellationToken);
+                internalAt = encryptionAt > internalAt ? encryptionAt : internalAt;
             }
 
-            logger.LogWarning(KeyEvents.RotatedNow, "Signing key rotated now by an operator; internal keys rotate at {InternalFrom:O}", internalFrom);
+            logger.LogWarning(KeyEvents.RotatedNow, "Signing key rotated now by an operator; internal keys rotate by {InternalFrom:O}", internalAt);
             db.ChangeTracker.Clear();
             await LoadCoreAsync(db, cancellationToken);
             return Describe().Single(k => k.State == "active");
@@ -280,14 +282,15 @@ public sealed class KeyRing(
     private TimeSpan InternalKeyLead => 5 * options.Value.CheckInterval;
 
     /// <summary>Makes the next key of a use take over at <paramref name="activatesAt"/>: the waiting one if there is one (sooner), otherwise a new one.</summary>
-    private async Task BringRotationForwardAsync(ApplicationDbContext db, string use, DateTimeOffset activatesAt, CancellationToken cancellationToken)
+    /// <returns>When the use's newest key starts being used: <paramref name="activatesAt"/>, or sooner if it was already due sooner.</returns>
+    private async Task<DateTimeOffset> BringRotationForwardAsync(ApplicationDbContext db, string use, DateTimeOffset activatesAt, CancellationToken cancellationToken)
     {
         var latest = (await RowsAsync(db, use, cancellationToken))[^1];
         if (ActivationOf(latest) <= clock.GetUtcNow())
         {
             if (await CreateKeyAsync(db, use, latest.Slot + 1, activatesAt, cancellationToken))
             {
-                return;
+                return activatesAt;
             }
 
             // Another instance's scheduled rotation created the next key at the same moment: bring that one forward.
@@ -299,7 +302,10 @@ public sealed class KeyRing(
             var tracked = await db.StoredKeys.SingleAsync(k => k.Id == latest.Id, cancellationToken);
             tracked.ActivatesAt = activatesAt;
             await db.SaveChangesAsync(cancellationToken);
+            return activatesAt;
         }
+
+        return ActivationOf(latest);
     }
 
     private async Task LoadCoreAsync(ApplicationDbContext db, CancellationToken cancellationToken)
