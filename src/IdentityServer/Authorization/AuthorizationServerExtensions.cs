@@ -61,6 +61,20 @@ public static class AuthorizationServerExtensions
                         return default;
                     }).SetOrder(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers.Authentication.ProcessFormPostResponse.Descriptor.Order - 1));
 
+                // max_age is a number of seconds (OpenID Connect Core 3.1.2.1); anything else is refused rather than
+                // ignored, which would have let a client believe the session's age was checked. Last, so that the
+                // error goes back to the client's validated redirect URI.
+                server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidateAuthorizationRequestContext>(handler =>
+                    handler.UseInlineHandler(context =>
+                    {
+                        if (context.Request.HasParameter(Parameters.MaxAge) && context.Request.MaxAge is null or < 0)
+                        {
+                            context.Reject(Errors.InvalidRequest, "The max_age parameter must be a whole number of seconds, 0 or more.");
+                        }
+
+                        return default;
+                    }).SetOrder(int.MaxValue));
+
                 // An introspection answer describes a token and its user: no cache may keep it (OpenIddict says so for
                 // token responses only).
                 server.AddEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers

@@ -71,6 +71,20 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         Assert.Equal(state, form.QuerySelector("input[name=state]")?.GetAttribute("value"));
     }
 
+    [SkippableTheory]
+    [InlineData("abc")]
+    [InlineData("-5")]
+    [InlineData("1.5")]
+    public async Task A_max_age_that_is_not_a_number_of_seconds_is_sent_back_as_invalid_request(string maxAge)
+    {
+        var client = await server.CreatePublicClientAsync();
+
+        var result = await AuthorizeErrorAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["max_age"] = maxAge, ["state"] = Unique.Name("state") }));
+
+        Assert.Equal("invalid_request", result["error"]);
+    }
+
     [SkippableFact]
     public async Task The_plain_code_challenge_method_is_refused()
     {
