@@ -43,10 +43,12 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         Assert.Equal(user.Id, idToken.GetProperty("sub").GetString());
         Assert.Equal(client.ClientId, idToken.GetProperty("aud").GetString());
 
-        // The device code is used up.
+        // The device code is used up, and presenting it again revokes what it brought (as a replayed code does).
         var again = await PollAsync(client, device);
         Assert.Equal(HttpStatusCode.BadRequest, again.Status);
         Assert.Equal("invalid_grant", again.Json.GetProperty("error").GetString());
+        var refreshed = await OAuth.RefreshAsync(server, client, json.GetProperty("refresh_token").GetString()!);
+        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refreshed)).GetProperty("error").GetString());
     }
 
     /// <summary>
