@@ -12,7 +12,7 @@ namespace IdentityServer.Performance;
 /// with <c>Cache-Control</c> and a strong <c>ETag</c> (a matching <c>If-None-Match</c> gets 304). Requests with an
 /// <c>Origin</c> (CORS) or a query string take the normal path.
 /// </summary>
-public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, TimeProvider clock)
+public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, TimeProvider clock, Microsoft.Extensions.Options.IOptions<TokenOptions> tokens)
 {
     /// <summary>How long clients and proxies may keep the documents. A new key is published two days before it signs.</summary>
     public const string CacheControl = "public, max-age=3600";
@@ -31,8 +31,10 @@ public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, Ti
             return;
         }
 
-        // The issuer (and every endpoint in discovery) follows the address the request came to.
-        var key = $"{request.Scheme}://{request.Host}{request.PathBase}{request.Path}";
+        // Without a configured issuer, the issuer (and every endpoint in discovery) follows the address the request
+        // came to. With one, the documents are the same whatever the Host header says, so made-up hosts cannot fill
+        // the cache's places.
+        var key = tokens.Value.Issuer is null ? $"{request.Scheme}://{request.Host}{request.PathBase}{request.Path}" : request.Path.Value!;
         var version = keys.Version;
         var now = clock.GetUtcNow();
         if (_documents.TryGetValue(key, out var document) && document.Version == version && now < document.ValidUntil)

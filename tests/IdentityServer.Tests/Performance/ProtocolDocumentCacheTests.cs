@@ -68,6 +68,29 @@ public abstract class ProtocolDocumentCacheTests<TFixture>(TFixture server) wher
         Assert.Equal("https://localhost/", plain.GetProperty("issuer").GetString());
         Assert.Equal("https://other.example/", otherHost.GetProperty("issuer").GetString());
     }
+
+    /// <summary>
+    /// With a configured issuer the documents do not depend on the address asked: every Host gets the one cached
+    /// document, whatever other hosts were asked first (made-up hosts cannot crowd the real one out of the cache).
+    /// </summary>
+    [SkippableFact]
+    public async Task With_a_configured_issuer_every_host_gets_the_same_discovery_document()
+    {
+        await using var configured = server.StartServer(new Dictionary<string, string?> { ["Tokens:Issuer"] = "https://login.example/" });
+        var http = configured.CreateClient();
+
+        var answers = new List<HttpResponseMessage>();
+        for (var i = 0; i < 40; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, $"https://made-up-{i}.example/.well-known/openid-configuration");
+            answers.Add(await http.SendAsync(request));
+        }
+
+        answers.Add(await http.GetAsync("/.well-known/openid-configuration"));
+        Assert.All(answers, answer => Assert.Equal(HttpStatusCode.OK, answer.StatusCode));
+        Assert.Single(answers.Select(answer => answer.Headers.ETag?.Tag).Distinct());
+        Assert.Equal("https://login.example/", (await OAuth.ReadJsonAsync(answers[^1])).GetProperty("issuer").GetString());
+    }
 }
 
 public sealed class SqliteProtocolDocumentCacheTests(SqliteServerFixture server) : ProtocolDocumentCacheTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
