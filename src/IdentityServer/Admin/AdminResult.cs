@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using Microsoft.EntityFrameworkCore;
 
 namespace IdentityServer.Admin;
 
@@ -84,6 +85,20 @@ public sealed record PageOf<T>(
 
     public static (int Page, int PageSize) Normalize(int? page, int? pageSize) =>
         (Math.Max(1, page ?? 1), Math.Clamp(pageSize ?? DefaultPageSize, 1, MaxPageSize));
+}
+
+public static class Paging
+{
+    /// <summary>
+    /// One page of an ordered query, and the total. The offset is computed in long, since (page - 1) * size
+    /// overflows int for large page numbers; a page past the end is empty and never reaches the database.
+    /// </summary>
+    public static async Task<(List<T> Items, int Total)> PageAsync<T>(this IOrderedQueryable<T> query, int page, int pageSize, CancellationToken ct)
+    {
+        var total = await query.CountAsync(ct);
+        var offset = (long)(page - 1) * pageSize;
+        return offset >= total ? ([], total) : (await query.Skip((int)offset).Take(pageSize).ToListAsync(ct), total);
+    }
 }
 
 /// <summary>Entity tags for optimistic concurrency: the stored concurrency token, quoted.</summary>

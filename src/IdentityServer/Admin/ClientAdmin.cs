@@ -35,8 +35,7 @@ public sealed class ClientAdmin(
             query = query.Where(a => a.ClientId!.ToLower().Contains(term) || (a.DisplayName != null && a.DisplayName.ToLower().Contains(term)));
         }
 
-        var total = await query.CountAsync(ct);
-        var found = await query.OrderBy(a => a.ClientId).Skip((number - 1) * size).Take(size).ToListAsync(ct);
+        var (found, total) = await query.OrderBy(a => a.ClientId).PageAsync(number, size, ct);
         var items = new List<ClientEntry>(found.Count);
         foreach (var application in found)
         {

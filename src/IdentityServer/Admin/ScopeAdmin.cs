@@ -27,8 +27,7 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
             query = query.Where(s => s.Name!.ToLower().Contains(term) || (s.DisplayName != null && s.DisplayName.ToLower().Contains(term)));
         }
 
-        var total = await query.CountAsync(ct);
-        var found = await query.OrderBy(s => s.Name).Skip((number - 1) * size).Take(size).ToListAsync(ct);
+        var (found, total) = await query.OrderBy(s => s.Name).PageAsync(number, size, ct);
         var items = new List<ScopeEntry>(found.Count);
         foreach (var scope in found)
         {

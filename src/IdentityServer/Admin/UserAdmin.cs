@@ -80,8 +80,7 @@ public sealed class UserAdmin(
             query = query.Where(u => u.NormalizedUserName!.Contains(term) || (u.NormalizedEmail != null && u.NormalizedEmail.Contains(term)));
         }
 
-        var total = await query.CountAsync(ct);
-        var found = await query.OrderBy(u => u.NormalizedUserName).Skip((number - 1) * size).Take(size).ToListAsync(ct);
+        var (found, total) = await query.OrderBy(u => u.NormalizedUserName).PageAsync(number, size, ct);
         var ids = found.Select(u => u.Id).ToList();
         var rolesByUser = (await (from userRole in db.UserRoles
                                   join role in db.Roles on userRole.RoleId equals role.Id

@@ -96,6 +96,23 @@ public static class AdminApiCalls
         return json;
     }
 
+    /// <summary>
+    /// Lists <paramref name="collection"/> (one entry matches <paramref name="search"/>) past its end, with page numbers
+    /// whose offset, (page - 1) * page_size, does not fit an int: each page is empty, never the first page again.
+    /// </summary>
+    public static async Task AssertPagesPastTheEndAreEmptyAsync(HttpClient admin, string collection, string search)
+    {
+        foreach (var (page, size) in new[] { (2, 200), (10737420, 200), (int.MaxValue, 200), (int.MaxValue, 1) })
+        {
+            var json = await admin.GetJsonAsync($"{collection}?search={search}&page={page}&page_size={size}");
+            Assert.True(json.GetProperty("items").GetArrayLength() == 0, $"page={page}&page_size={size}: {json}");
+            Assert.Equal(1, json.GetProperty("total").GetInt32());
+            Assert.Equal(page, json.GetProperty("page").GetInt32());
+        }
+
+        Assert.Equal(1, (await admin.GetJsonAsync($"{collection}?search={search}&page=1")).GetProperty("items").GetArrayLength());
+    }
+
     public static string ETagOf(HttpResponseMessage response) =>
         response.Headers.ETag?.ToString() ?? throw new InvalidOperationException("The response has no ETag.");
 

@@ -200,6 +200,17 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.Equal([named], byName.GetProperty("items").EnumerateArray().Select(c => c.GetProperty("client_id").GetString()));
     }
 
+    [SkippableFact]
+    public async Task A_client_page_past_the_end_is_empty_however_large_its_number()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("far");
+        await (await admin.PostJsonAsync(ClientsUrl, Json(new { client_id = clientId, grant_types = new[] { "client_credentials" } })))
+            .ExpectAsync(HttpStatusCode.Created);
+
+        await AssertPagesPastTheEndAreEmptyAsync(admin, ClientsUrl, clientId);
+    }
+
     /// <summary>What only OpenIddict refuses when it stores the client (an iss parameter in a redirect URI) is a 400 too, not a 500.</summary>
     [SkippableFact]
     public async Task A_client_OpenIddict_refuses_to_store_is_refused_as_invalid_metadata()

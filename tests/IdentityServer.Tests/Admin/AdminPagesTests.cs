@@ -213,6 +213,29 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
     }
 
     [SkippableFact]
+    public async Task A_list_page_past_the_end_shows_no_entries_however_large_its_number()
+    {
+        var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var client = await server.CreateConfidentialClientAsync();
+        var scope = await server.CreateScopeAsync();
+        var user = await server.CreateUserAsync();
+
+        foreach (var (list, search, link) in new[]
+                 {
+                     ("clients", client.ClientId, $"/admin/clients/{client.ClientId}"),
+                     ("scopes", scope, $"/admin/scopes/{scope}"),
+                     ("users", user.UserName, $"/admin/users/{user.Id}"),
+                 })
+        {
+            var first = await browser.NavigateAsync(Url($"/admin/{list}?search={search}&p=1"));
+            Assert.NotNull(first.Document.QuerySelector($"a[href='{link}']"));
+            var far = await browser.NavigateAsync(Url($"/admin/{list}?search={search}&p={int.MaxValue}"));
+            Assert.True(far.Status == HttpStatusCode.OK, $"{list}: {(int)far.Status}");
+            Assert.Null(far.Document.QuerySelector($"a[href='{link}']"));
+        }
+    }
+
+    [SkippableFact]
     public async Task Scopes_users_and_roles_are_managed_from_their_pages_and_show_in_the_audit_log()
     {
         var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));

@@ -50,6 +50,16 @@ public abstract class AdminScopeApiTests<TFixture>(TFixture server) where TFixtu
         Assert.Contains((await admin.GetJsonAsync($"{ScopesUrl}?search=admin")).GetProperty("items").EnumerateArray(), s => s.GetProperty("name").GetString() == "admin");
     }
 
+    [SkippableFact]
+    public async Task A_scope_page_past_the_end_is_empty_however_large_its_number()
+    {
+        var admin = await AdminAsync(server);
+        var name = Unique.Name("far");
+        await (await admin.PostJsonAsync(ScopesUrl, Json(new { name }))).ExpectAsync(HttpStatusCode.Created);
+
+        await AssertPagesPastTheEndAreEmptyAsync(admin, ScopesUrl, name);
+    }
+
     [SkippableTheory]
     [InlineData("""{"name":"has space"}""", "name")]
     [InlineData("""{"name":"openid"}""", "name")]

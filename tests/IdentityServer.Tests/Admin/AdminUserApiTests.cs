@@ -125,6 +125,16 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
     }
 
     [SkippableFact]
+    public async Task A_user_page_past_the_end_is_empty_however_large_its_number()
+    {
+        var admin = await AdminAsync(server);
+        var userName = Unique.Name("far");
+        await (await admin.PostJsonAsync(UsersUrl, Json(new { user_name = userName }))).ExpectAsync(HttpStatusCode.Created);
+
+        await AssertPagesPastTheEndAreEmptyAsync(admin, UsersUrl, userName);
+    }
+
+    [SkippableFact]
     public async Task Users_are_searched_by_user_name_or_email_a_page_at_a_time()
     {
         var admin = await AdminAsync(server);
