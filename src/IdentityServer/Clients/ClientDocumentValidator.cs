@@ -109,9 +109,9 @@ public static class ClientDocumentValidator
             {
                 Metadata("jwks", "is only used with token_endpoint_auth_method 'private_key_jwt'.");
             }
-            else if (JwksProblem(jwks) is { } problem)
+            else
             {
-                Metadata("jwks", problem);
+                CheckJwks(jwks, Metadata);
             }
         }
 
@@ -177,42 +177,32 @@ public static class ClientDocumentValidator
 
     private static readonly char[] ClientIdForbidden = ['/', '\\', '?', '#', '%'];
 
-    /// <summary>A key set must parse, hold at least one key, and carry public keys only (no private or symmetric parts).</summary>
-    private static string? JwksProblem(JsonElement jwks)
+    /// <summary>
+    /// Every key must be able to verify the client's assertions (<see cref="ClientJsonWebKeys"/>); then the set must
+    /// also parse as IdentityModel reads it when the client authenticates.
+    /// </summary>
+    private static void CheckJwks(JsonElement jwks, Action<string, string> metadata)
     {
-        if (jwks.ValueKind != JsonValueKind.Object || !jwks.TryGetProperty("keys", out var keys) || keys.ValueKind != JsonValueKind.Array
-            || keys.GetArrayLength() == 0)
+        var problems = ClientJsonWebKeys.Problems(jwks);
+        foreach (var (field, description) in problems)
         {
-            return "must be a JSON Web Key Set: an object with a non-empty 'keys' array.";
+            metadata(field, description);
         }
 
-        foreach (var key in keys.EnumerateArray())
+        if (problems.Count > 0)
         {
-            if (key.ValueKind != JsonValueKind.Object)
-            {
-                return "each entry of 'keys' must be a JSON Web Key object.";
-            }
-
-            if (PrivateKeyParameters.Any(p => key.TryGetProperty(p, out _)))
-            {
-                return "must hold public keys only: remove the private parts (d, p, q, dp, dq, qi, k) and keep them on the client.";
-            }
+            return;
         }
 
         try
         {
-            var set = JsonWebKeySet.Create(jwks.GetRawText());
-            return set.Keys.Count == 0 || set.Keys.Any(k => k.Kty is not (JsonWebAlgorithmsKeyTypes.RSA or JsonWebAlgorithmsKeyTypes.EllipticCurve))
-                ? "keys must be RSA or EC public keys."
-                : null;
+            _ = JsonWebKeySet.Create(jwks.GetRawText());
         }
         catch (Exception e) when (e is ArgumentException or JsonException or InvalidOperationException)
         {
-            return "is not a valid JSON Web Key Set.";
+            metadata("jwks", "is not a valid JSON Web Key Set.");
         }
     }
-
-    private static readonly string[] PrivateKeyParameters = ["d", "p", "q", "dp", "dq", "qi", "k"];
 
     private static void CheckRedirectUris(List<string> uris, string field, bool isNative, List<ClientDocumentError> errors)
     {

@@ -1,10 +1,13 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Security.Cryptography;
 using System.Text.Json;
 using IdentityServer.Data;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
 using OpenIddict.EntityFrameworkCore.Models;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
 
@@ -160,6 +163,146 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         await (await admin.PostAsync(Path(ClientsUrl, clientId) + "/secret", null)).ExpectErrorAsync(HttpStatusCode.Conflict, "invalid_client_metadata");
     }
 
+    /// <summary>Keys that could never verify a client assertion, each with the field its error names.</summary>
+    public static TheoryData<string, string, string> UnusableKeys()
+    {
+        var rsa = RsaJwk(2048);
+        var ec = EcJwk(ECCurve.NamedCurves.nistP256, "P-256");
+        var offCurve = new Dictionary<string, object>(ec) { ["y"] = ec["x"] };
+        return new()
+        {
+            { "RSA modulus too short to be base64url of a key", KeySet(With(rsa, "n", "abc")), "jwks.keys[0]" },
+            { "RSA modulus not base64url", KeySet(With(rsa, "n", "ab+/" + (string)rsa["n"])), "jwks.keys[0]" },
+            { "RSA modulus padded", KeySet(With(rsa, "n", (string)rsa["n"] + "==")), "jwks.keys[0]" },
+            { "RSA-1024", KeySet(RsaJwk(1024)), "jwks.keys[0]" },
+            { "RSA without e", KeySet(With(rsa, "e", null)), "jwks.keys[0]" },
+            { "RSA with an even e", KeySet(With(rsa, "e", "AQAA")), "jwks.keys[0]" },
+            { "RSA with e = 1", KeySet(With(rsa, "e", "AQ")), "jwks.keys[0]" },
+            { "RSA with d", KeySet(With(rsa, "d", "AQAB")), "jwks.keys[0]" },
+            { "RSA with p and q", KeySet(With(With(rsa, "p", "AQAB"), "q", "AQAB")), "jwks.keys[0]" },
+            { "RSA for encryption", KeySet(With(rsa, "use", "enc")), "jwks.keys[0]" },
+            { "RSA whose key_ops do not verify", KeySet(With(rsa, "key_ops", new[] { "encrypt" })), "jwks.keys[0]" },
+            { "RSA with an EC algorithm", KeySet(With(rsa, "alg", "ES256")), "jwks.keys[0]" },
+            { "EC on an unsupported curve", KeySet(With(ec, "crv", "P-192")), "jwks.keys[0]" },
+            { "EC without crv", KeySet(With(ec, "crv", null)), "jwks.keys[0]" },
+            { "EC point off the curve", KeySet(offCurve), "jwks.keys[0]" },
+            { "EC P-256 point named P-384", KeySet(With(ec, "crv", "P-384")), "jwks.keys[0]" },
+            { "EC without y", KeySet(With(ec, "y", null)), "jwks.keys[0]" },
+            { "EC with d", KeySet(With(ec, "d", ec["x"])), "jwks.keys[0]" },
+            { "EC with another curve's algorithm", KeySet(With(ec, "alg", "ES384")), "jwks.keys[0]" },
+            { "symmetric key", KeySet(new Dictionary<string, object> { ["kty"] = "oct", ["k"] = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0" }), "jwks.keys[0]" },
+            { "oct without k", KeySet(new Dictionary<string, object> { ["kty"] = "oct" }), "jwks.keys[0]" },
+            { "OKP", KeySet(new Dictionary<string, object> { ["kty"] = "OKP", ["crv"] = "Ed25519", ["x"] = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" }), "jwks.keys[0]" },
+            { "no kty", KeySet(With(rsa, "kty", null)), "jwks.keys[0]" },
+            { "a key that is not an object", """{"keys":["RSA"]}""", "jwks.keys[0]" },
+            { "a good key, then a bad one", KeySet(rsa, With(ec, "use", "enc")), "jwks.keys[1]" },
+            { "no keys", """{"keys":[]}""", "jwks" },
+        };
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(UnusableKeys))]
+    public async Task A_client_key_that_cannot_verify_its_assertions_is_refused_naming_the_key(string unusable, string jwks, string field)
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("keys");
+
+        var response = await admin.PostJsonAsync(ClientsUrl,
+            $$"""{"client_id":"{{clientId}}","grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks":{{jwks}}}""");
+
+        var error = await response.ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_client_metadata", field);
+        Assert.True(error.GetProperty("errors").GetArrayLength() == 1, $"{unusable}: {error}");
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Path(ClientsUrl, clientId))).StatusCode);
+    }
+
+    [SkippableTheory]
+    [InlineData("RSA")]
+    [InlineData("EC")]
+    public async Task An_rsa_2048_or_ec_p256_public_key_is_accepted_and_authenticates_the_client(string kty)
+    {
+        var admin = await AdminAsync(server);
+        var scope = await server.CreateScopeAsync(TestApi.NewAudience());
+        var clientId = Unique.Name("signed");
+        using var rsa = RSA.Create(2048);
+        using var ecdsa = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var (key, alg, jwk) = kty == "RSA"
+            ? ((SecurityKey)new RsaSecurityKey(rsa) { KeyId = "r1" }, SecurityAlgorithms.RsaSha256, PublicJwk(rsa.ExportParameters(false), "r1"))
+            : (new ECDsaSecurityKey(ecdsa) { KeyId = "e1" }, SecurityAlgorithms.EcdsaSha256, PublicJwk(ecdsa.ExportParameters(false), "e1"));
+
+        await (await admin.PostJsonAsync(ClientsUrl, Json(new
+        {
+            client_id = clientId,
+            grant_types = new[] { "client_credentials" },
+            token_endpoint_auth_method = "private_key_jwt",
+            scope,
+            jwks = new { keys = new[] { jwk } },
+        }))).ExpectAsync(HttpStatusCode.Created);
+
+        var issuer = await server.EndpointAsync("issuer");
+        var assertion = new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            // Typed, and addressed to the issuer, as draft-ietf-oauth-rfc7523bis asks (OpenIddict 7 accepts this form).
+            TokenType = "client-authentication+jwt",
+            Issuer = clientId,
+            Audience = issuer,
+            Claims = new Dictionary<string, object> { ["sub"] = clientId, ["jti"] = Guid.NewGuid().ToString("N") },
+            Expires = DateTime.UtcNow.AddMinutes(2),
+            SigningCredentials = new SigningCredentials(key, alg),
+        });
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "client_credentials",
+            ["client_id"] = clientId,
+            ["scope"] = scope,
+            ["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ["client_assertion"] = assertion,
+        });
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode}: {json}");
+        Assert.False(string.IsNullOrEmpty(json.GetProperty("access_token").GetString()));
+    }
+
+    private static string B64(byte[] bytes) => Base64UrlEncoder.Encode(bytes);
+
+    private static Dictionary<string, object> RsaJwk(int bits)
+    {
+        using var rsa = RSA.Create(bits);
+        return PublicJwk(rsa.ExportParameters(false), null);
+    }
+
+    private static Dictionary<string, object> EcJwk(ECCurve curve, string crv)
+    {
+        using var ecdsa = ECDsa.Create(curve);
+        return PublicJwk(ecdsa.ExportParameters(false), null);
+    }
+
+    private static Dictionary<string, object> PublicJwk(RSAParameters key, string? kid) =>
+        WithKid(new() { ["kty"] = "RSA", ["n"] = B64(key.Modulus!), ["e"] = B64(key.Exponent!) }, kid);
+
+    private static Dictionary<string, object> PublicJwk(ECParameters key, string? kid) =>
+        WithKid(new() { ["kty"] = "EC", ["crv"] = "P-256", ["x"] = B64(key.Q.X!), ["y"] = B64(key.Q.Y!) }, kid);
+
+    private static Dictionary<string, object> WithKid(Dictionary<string, object> jwk, string? kid) =>
+        kid is null ? jwk : With(jwk, "kid", kid);
+
+    /// <summary>A copy of the key with one member set (or removed, for null).</summary>
+    private static Dictionary<string, object> With(Dictionary<string, object> jwk, string member, object? value)
+    {
+        var copy = new Dictionary<string, object>(jwk);
+        if (value is null)
+        {
+            copy.Remove(member);
+        }
+        else
+        {
+            copy[member] = value;
+        }
+
+        return copy;
+    }
+
+    private static string KeySet(params Dictionary<string, object>[] keys) => Json(new { keys });
+
     [SkippableFact]
     public async Task An_unknown_client_is_a_404_with_an_error_body()
     {
@@ -249,7 +392,7 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
     [InlineData("""{"grant_types":["client_credentials"],"consent_type":"sometimes"}""", "invalid_client_metadata", "consent_type")]
     [InlineData("""{"grant_types":["client_credentials"],"application_type":"desktop"}""", "invalid_client_metadata", "application_type")]
     [InlineData("""{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt"}""", "invalid_client_metadata", "jwks")]
-    [InlineData("""{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQAB"}]}}""", "invalid_client_metadata", "jwks")]
+    [InlineData("""{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQAB"}]}}""", "invalid_client_metadata", "jwks.keys[0]")]
     [InlineData("""{"grant_types":["client_credentials"],"jwks_uri":"https://keys.example.com"}""", "invalid_client_metadata", "jwks_uri")]
     [InlineData("""{"grant_types":["client_credentials"],"colour":"blue"}""", "invalid_client_metadata", "colour")]
     [InlineData("""{"grant_types":"client_credentials"}""", "invalid_client_metadata", "grant_types")]

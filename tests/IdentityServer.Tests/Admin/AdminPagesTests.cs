@@ -236,6 +236,26 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
     }
 
     [SkippableFact]
+    public async Task A_client_key_that_cannot_verify_is_shown_next_to_the_keys_field()
+    {
+        var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var clientId = Unique.Name("signed");
+        var form = await browser.NavigateAsync(Url("/admin/clients/new?kind=machine"));
+
+        var refused = await browser.SubmitAsync(form, "form.wide-form", new Dictionary<string, string[]>
+        {
+            ["Form.ClientId"] = [clientId],
+            ["Form.TokenEndpointAuthMethod"] = ["private_key_jwt"],
+            ["Form.Jwks"] = ["""{"keys":[{"kty":"RSA","n":"abc","e":"AQAB"}]}"""],
+        });
+
+        Assert.Equal(HttpStatusCode.OK, refused.Status);
+        Assert.Contains(FieldErrors(refused), e => e.StartsWith("jwks.keys[0]:", StringComparison.Ordinal) && e.Contains("2048"));
+        Assert.Equal("Form.Jwks", refused.Document.QuerySelector(".field-error")!.PreviousElementSibling?.PreviousElementSibling?.GetAttribute("name"));
+        Assert.Equal(HttpStatusCode.NotFound, (await (await AdminAsync(server)).GetAsync(Path(ClientsUrl, clientId))).StatusCode);
+    }
+
+    [SkippableFact]
     public async Task Scopes_users_and_roles_are_managed_from_their_pages_and_show_in_the_audit_log()
     {
         var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));

@@ -26,10 +26,11 @@ public abstract class AdminPageModel : PageModel
     {
         foreach (var error in errors)
         {
-            var field = error.Field.Split('[')[0];
+            // redirect_uris[1] and jwks.keys[0] belong to the redirect_uris and jwks fields.
+            var field = error.Field.Split('[', '.')[0];
             if (fields.TryGetValue(field, out var property))
             {
-                ModelState.AddModelError(prefix.Length == 0 ? property : $"{prefix}.{property}", error.Field.Contains('[') ? $"{error.Field}: {error.Description}" : error.Description);
+                ModelState.AddModelError(prefix.Length == 0 ? property : $"{prefix}.{property}", error.Field != field ? $"{error.Field}: {error.Description}" : error.Description);
             }
             else
             {
