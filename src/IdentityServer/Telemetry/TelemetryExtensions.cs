@@ -174,7 +174,7 @@ public static class TelemetryExtensions
         return app;
     }
 
-    /// <summary>Times every request, tagged with the protocol endpoint or page it was for (first in the pipeline).</summary>
+    /// <summary>Times every request, tagged with the protocol endpoint or page it was for (first in the pipeline after <see cref="UseMetricsListener"/>).</summary>
     public static IApplicationBuilder UseEndpointMetrics(this IApplicationBuilder app)
     {
         var metrics = app.ApplicationServices.GetRequiredService<ServerMetrics>();

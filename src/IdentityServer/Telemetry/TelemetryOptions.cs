@@ -23,8 +23,8 @@ public sealed class PrometheusOptions
     public bool Enabled { get; set; }
 
     /// <summary>
-    /// A listener of its own for <c>/metrics</c>, e.g. <c>http://0.0.0.0:9464</c> (added to the server's URLs); the
-    /// endpoint answers only there.
+    /// A listener of its own for <c>/metrics</c>, e.g. <c>http://0.0.0.0:9464</c> (added beside the public listeners);
+    /// the endpoint answers only there, and the listener answers nothing else.
     /// </summary>
     public Uri? Url { get; set; }
 

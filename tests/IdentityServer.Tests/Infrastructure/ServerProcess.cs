@@ -71,9 +71,10 @@ public sealed class ServerProcess : IAsyncDisposable
     /// either <c>Seed__Clients__0__client_id</c> or <c>Seed:Clients:0:client_id</c> form; a null value removes one).
     /// Unless given, the process gets <c>ASPNETCORE_ENVIRONMENT=Development</c> (plain http on loopback), a free
     /// port, and a fresh SQLite file in a temporary folder. <paramref name="assemblyPath"/> runs another build of the
-    /// server (a publish output) instead of <see cref="ServerAssemblyPath"/>.
+    /// server (a publish output) instead of <see cref="ServerAssemblyPath"/>. <paramref name="port"/> is the port
+    /// <see cref="BaseAddress"/> names, for an environment that sets the listener some other way than <c>ASPNETCORE_URLS</c>.
     /// </summary>
-    public static ServerProcess Start(IReadOnlyDictionary<string, string?>? environment = null, string? assemblyPath = null)
+    public static ServerProcess Start(IReadOnlyDictionary<string, string?>? environment = null, string? assemblyPath = null, int? port = null)
     {
         assemblyPath ??= ServerAssemblyPath;
         var variables = (environment ?? new Dictionary<string, string?>())
@@ -89,9 +90,9 @@ public sealed class ServerProcess : IAsyncDisposable
             variables["ConnectionStrings__IdentityServer"] = $"Data Source={database}";
         }
 
-        var port = FreePort();
+        var listening = port ?? FreePort();
         variables.TryAdd("ASPNETCORE_ENVIRONMENT", "Development");
-        variables.TryAdd("ASPNETCORE_URLS", $"http://127.0.0.1:{port}");
+        variables.TryAdd("ASPNETCORE_URLS", $"http://127.0.0.1:{listening}");
 
         var start = new ProcessStartInfo(DotnetHost())
         {
@@ -119,14 +120,14 @@ public sealed class ServerProcess : IAsyncDisposable
         }
 
         var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {assemblyPath}.");
-        return new ServerProcess(process, port, folder, database);
+        return new ServerProcess(process, listening, folder, database);
     }
 
     /// <summary>Starts the server and waits until <c>/health</c> answers 200.</summary>
     public static async Task<ServerProcess> StartHealthyAsync(IReadOnlyDictionary<string, string?>? environment = null, TimeSpan? timeout = null,
-        string? assemblyPath = null)
+        string? assemblyPath = null, int? port = null)
     {
-        var server = Start(environment, assemblyPath);
+        var server = Start(environment, assemblyPath, port);
         try
         {
             await server.WaitUntilHealthyAsync(timeout);
@@ -272,7 +273,7 @@ public sealed class ServerProcess : IAsyncDisposable
         }
     }
 
-    private static int FreePort()
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

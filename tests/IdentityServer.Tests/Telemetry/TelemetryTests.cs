@@ -187,11 +187,122 @@ public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<
         Assert.Equal(HttpStatusCode.OK, fromOwn.StatusCode);
     }
 
-    private static int FreePort()
+    private static int FreePort() => ServerProcess.FreePort();
+
+    /// <summary>The container images' way (ASPNETCORE_HTTP_PORTS, no URLs): the public port stays, the metrics listener is added.</summary>
+    [Fact]
+    public async Task With_the_public_port_from_http_ports_both_listeners_answer()
     {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        var publicPort = FreePort();
+        var metricsPort = FreePort();
+        await using var process = await ServerProcess.StartHealthyAsync(new Dictionary<string, string?>
+        {
+            ["ASPNETCORE_URLS"] = null,
+            ["ASPNETCORE_HTTP_PORTS"] = publicPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["OpenTelemetry:Prometheus:Enabled"] = "true",
+            ["OpenTelemetry:Prometheus:Url"] = $"http://127.0.0.1:{metricsPort}",
+        }, port: publicPort);
+
+        await AssertBothListenersAnswerAsync(process, metricsPort);
+    }
+
+    /// <summary>Kestrel ignores the server URLs when its configuration names endpoints: the metrics listener is one more endpoint.</summary>
+    [Fact]
+    public async Task With_the_public_listener_a_configured_Kestrel_endpoint_both_listeners_answer()
+    {
+        var publicPort = FreePort();
+        var metricsPort = FreePort();
+        await using var process = await ServerProcess.StartHealthyAsync(new Dictionary<string, string?>
+        {
+            ["ASPNETCORE_URLS"] = null,
+            ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{publicPort}",
+            ["OpenTelemetry:Prometheus:Enabled"] = "true",
+            ["OpenTelemetry:Prometheus:Url"] = $"http://127.0.0.1:{metricsPort}",
+        }, port: publicPort);
+
+        await AssertBothListenersAnswerAsync(process, metricsPort);
+    }
+
+    private static async Task AssertBothListenersAnswerAsync(ServerProcess process, int metricsPort)
+    {
+        using var http = process.CreateClient();
+        using var discovery = await http.GetAsync("/.well-known/openid-configuration");
+        using var scrape = await http.GetAsync($"http://127.0.0.1:{metricsPort}/metrics");
+
+        Assert.True(discovery.StatusCode == HttpStatusCode.OK, $"Discovery on the public port: {discovery.StatusCode}.\n{process.Output}");
+        Assert.True(scrape.StatusCode == HttpStatusCode.OK, $"/metrics on the metrics port: {scrape.StatusCode}.\n{process.Output}");
+    }
+
+    /// <summary>The metrics listener is not a second public listener: no discovery (with its own address as issuer), no tokens.</summary>
+    [Fact]
+    public async Task The_metrics_listener_answers_only_metrics()
+    {
+        var metricsPort = FreePort();
+        await using var process = await ServerProcess.StartHealthyAsync(new Dictionary<string, string?>
+        {
+            ["OpenTelemetry:Prometheus:Enabled"] = "true",
+            ["OpenTelemetry:Prometheus:Url"] = $"http://127.0.0.1:{metricsPort}",
+        });
+        using var http = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = new Uri($"http://127.0.0.1:{metricsPort}/") };
+
+        using var discovery = await http.GetAsync("/.well-known/openid-configuration");
+        // Development's demo client (appsettings.Development.json), which the public listener gives a token.
+        using var token = await HttpProtocol.ClientCredentialsAsync(http, "demo-machine", "demo-machine-secret-change-me", tokenEndpoint: "/connect/token");
+        using var publicToken = await HttpProtocol.ClientCredentialsAsync(process.CreateClient(), "demo-machine", "demo-machine-secret-change-me");
+        using var login = await http.GetAsync("/account/login");
+        using var admin = await http.GetAsync("/api/admin/clients");
+        using var scrape = await http.GetAsync("/metrics");
+        using var publicDiscovery = await process.CreateClient().GetAsync("/.well-known/openid-configuration");
+
+        Assert.Equal(HttpStatusCode.NotFound, discovery.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, token.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, login.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, admin.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, scrape.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, publicDiscovery.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, publicToken.StatusCode);
+    }
+
+    public static readonly TheoryData<string> MalformedUrls = ["notaurl", "/metrics", "ftp://127.0.0.1:9465", "http://127.0.0.1:9465/scrape", "http://127.0.0.1:0"];
+
+    [Theory]
+    [MemberData(nameof(MalformedUrls))]
+    public async Task A_malformed_metrics_url_stops_the_process_with_one_clear_line(string url)
+    {
+        await using var process = ServerProcess.Start(new Dictionary<string, string?>
+        {
+            ["OpenTelemetry:Prometheus:Enabled"] = "true",
+            ["OpenTelemetry:Prometheus:Url"] = url,
+        });
+
+        await AssertStopsWithOneLineAsync(process, "OpenTelemetry:Prometheus:Url", url);
+    }
+
+    [Fact]
+    public async Task A_metrics_url_on_the_public_port_stops_the_process_with_one_clear_line()
+    {
+        var port = FreePort();
+        await using var process = ServerProcess.Start(new Dictionary<string, string?>
+        {
+            ["OpenTelemetry:Prometheus:Enabled"] = "true",
+            ["OpenTelemetry:Prometheus:Url"] = $"http://127.0.0.1:{port}",
+        }, port: port);
+
+        await AssertStopsWithOneLineAsync(process, "OpenTelemetry:Prometheus:Url", $"port {port}");
+    }
+
+    /// <summary>As <see cref="Hosting.StartupErrorTests"/>: exit code 1, one line on stderr naming the setting, no stack trace.</summary>
+    private static async Task AssertStopsWithOneLineAsync(ServerProcess process, string setting, string detail)
+    {
+        var exitCode = await process.WaitForExitAsync();
+
+        Assert.True(exitCode == 1, $"Exit code {exitCode}.\n{process.Output}");
+        var lines = process.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.True(lines.Length == 1, $"Expected one line on stderr.\n{process.Output}");
+        Assert.StartsWith("Identity server cannot start:", lines[0]);
+        Assert.Contains(setting, lines[0]);
+        Assert.Contains(detail, lines[0]);
+        Assert.DoesNotContain("   at ", process.Output);
     }
 
     [Fact]
