@@ -50,15 +50,7 @@ public sealed class StartupErrorTests
         }
 
         await using var server = ServerProcess.Start(environment);
-        var exitCode = await server.WaitForExitAsync();
 
-        Assert.True(exitCode == 1, $"Exit code {exitCode}.\n{server.Output}");
-        var lines = server.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        Assert.True(lines.Length == 1, $"Expected one line on stderr.\n{server.Output}");
-        Assert.StartsWith("Identity server cannot start:", lines[0]);
-        Assert.Contains(entry, lines[0]);
-        Assert.Contains(field, lines[0]);
-        Assert.DoesNotContain("   at ", server.Output);
-        Assert.DoesNotContain("Exception", server.StandardError);
+        await StartupErrors.AssertStopsWithOneLineAsync(server, entry, field);
     }
 }

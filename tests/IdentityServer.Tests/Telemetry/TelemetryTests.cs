@@ -275,7 +275,7 @@ public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<
             ["OpenTelemetry:Prometheus:Url"] = url,
         });
 
-        await AssertStopsWithOneLineAsync(process, "OpenTelemetry:Prometheus:Url", url);
+        await StartupErrors.AssertStopsWithOneLineAsync(process, "OpenTelemetry:Prometheus:Url", url);
     }
 
     [Fact]
@@ -288,21 +288,7 @@ public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<
             ["OpenTelemetry:Prometheus:Url"] = $"http://127.0.0.1:{port}",
         }, port: port);
 
-        await AssertStopsWithOneLineAsync(process, "OpenTelemetry:Prometheus:Url", $"port {port}");
-    }
-
-    /// <summary>As <see cref="Hosting.StartupErrorTests"/>: exit code 1, one line on stderr naming the setting, no stack trace.</summary>
-    private static async Task AssertStopsWithOneLineAsync(ServerProcess process, string setting, string detail)
-    {
-        var exitCode = await process.WaitForExitAsync();
-
-        Assert.True(exitCode == 1, $"Exit code {exitCode}.\n{process.Output}");
-        var lines = process.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        Assert.True(lines.Length == 1, $"Expected one line on stderr.\n{process.Output}");
-        Assert.StartsWith("Identity server cannot start:", lines[0]);
-        Assert.Contains(setting, lines[0]);
-        Assert.Contains(detail, lines[0]);
-        Assert.DoesNotContain("   at ", process.Output);
+        await StartupErrors.AssertStopsWithOneLineAsync(process, "OpenTelemetry:Prometheus:Url", $"port {port}");
     }
 
     [Fact]
