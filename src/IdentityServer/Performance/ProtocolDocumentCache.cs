@@ -2,17 +2,19 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using IdentityServer.Authorization;
 using IdentityServer.Keys;
+using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 
 namespace IdentityServer.Performance;
 
 /// <summary>
 /// The discovery document and the JWKS change only with the keys (and the configuration, which needs a restart), so
-/// they are produced by OpenIddict once per issuer address and served from memory until the published keys change,
+/// they are produced by OpenIddict once per address asked and served from memory until the published keys change,
 /// with <c>Cache-Control</c> and a strong <c>ETag</c> (a matching <c>If-None-Match</c> gets 304). Requests with an
-/// <c>Origin</c> (CORS) or a query string take the normal path.
+/// <c>Origin</c> (CORS) or a query string take the normal path, and so does any address but the issuer's when
+/// <c>Tokens:Issuer</c> is set.
 /// </summary>
-public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, TimeProvider clock, Microsoft.Extensions.Options.IOptions<TokenOptions> tokens)
+public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, TimeProvider clock, IOptions<TokenOptions> tokens)
 {
     /// <summary>How long clients and proxies may keep the documents. A new key is published two days before it signs.</summary>
     public const string CacheControl = "public, max-age=3600";
@@ -31,10 +33,18 @@ public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, Ti
             return;
         }
 
-        // Without a configured issuer, the issuer (and every endpoint in discovery) follows the address the request
-        // came to. With one, the documents are the same whatever the Host header says, so made-up hosts cannot fill
-        // the cache's places.
-        var key = tokens.Value.Issuer is null ? $"{request.Scheme}://{request.Host}{request.PathBase}{request.Path}" : request.Path.Value!;
+        // OpenIddict builds discovery's endpoint addresses from the address asked (a configured issuer sets only the
+        // issuer), so each address has its own document. With a configured issuer only its own address is cached:
+        // answers for other Host headers are made per request, and made-up hosts cannot take the cache's places.
+        var origin = $"{request.Scheme}://{request.Host}{request.PathBase}";
+        if (tokens.Value.Issuer is { } issuer && !string.Equals($"{origin}/", issuer.AbsoluteUri, StringComparison.OrdinalIgnoreCase))
+        {
+            await next(context);
+            return;
+        }
+
+        // The route's own spelling: the routes match any case, and each casing must not take a place of its own.
+        var key = origin + (request.Path == ProtocolRoutes.Discovery ? ProtocolRoutes.Discovery : ProtocolRoutes.Jwks);
         var version = keys.Version;
         var now = clock.GetUtcNow();
         if (_documents.TryGetValue(key, out var document) && document.Version == version && now < document.ValidUntil)
@@ -65,10 +75,13 @@ public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, Ti
         var body = buffer.ToArray();
         document = new Document(body, context.Response.ContentType ?? "application/json;charset=UTF-8",
             $"\"{Convert.ToBase64String(SHA256.HashData(body), 0, 16).TrimEnd('=')}\"", version, keys.PublishedUntil());
-        if (_documents.Count < Capacity || _documents.ContainsKey(key))
+        if (_documents.Count >= Capacity && !_documents.ContainsKey(key))
         {
-            _documents[key] = document;
+            // Full (many addresses asked without a configured issuer): start again rather than refuse new addresses.
+            _documents.Clear();
         }
+
+        _documents[key] = document;
 
         context.Response.Headers.Remove(HeaderNames.Pragma);
         context.Response.Headers.Remove(HeaderNames.Expires);
