@@ -8,7 +8,7 @@ namespace IdentityServer.Accounts;
 /// <summary>
 /// Every way of signing in ends here, so that each session cookie carries <c>auth_time</c> and the right <c>amr</c>
 /// (<see cref="SessionClaims"/>), and every way of ending sessions (sign out everywhere, a password change or reset)
-/// ends them the same way: a new security stamp (other cookies end within <c>Accounts:SessionValidationInterval</c>)
+/// ends them the same way: a new security stamp (other cookies are refused at their next request, <see cref="SessionUser"/>)
 /// and the user's tokens revoked (refresh tokens stop working at once).
 /// </summary>
 public sealed class AccountSessions(

@@ -83,6 +83,7 @@ public static class AccountsExtensions
             cookie.LoginPath = LoginPath;
             cookie.LogoutPath = LogoutPath;
             cookie.AccessDeniedPath = AccessDeniedPath;
+            cookie.Events.OnValidatePrincipal = SessionUser.RefuseEndedSessionsAsync;
         });
         builder.Services.Configure<CookieAuthenticationOptions>(IdentityConstants.TwoFactorUserIdScheme, cookie =>
         {
@@ -110,7 +111,8 @@ public static class AccountsExtensions
 
         builder.Services.Configure<SecurityStampValidatorOptions>(options =>
         {
-            // How soon "sign out everywhere" and a password change end the other sessions of the user.
+            // How often a session's claims (name, roles) are renewed from the account. Ended sessions are refused at
+            // once whatever this says (SessionUser).
             options.ValidationInterval = accounts.SessionValidationInterval;
 
             // A re-validated session keeps when and how the user signed in.

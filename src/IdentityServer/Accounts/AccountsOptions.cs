@@ -12,8 +12,8 @@ public sealed class AccountsOptions
     public TimeSpan SessionIdleTimeout { get; set; } = TimeSpan.FromMinutes(20);
 
     /// <summary>
-    /// How often a session cookie is checked against the user's security stamp: after "sign out everywhere" or a
-    /// password change, other sessions end within this interval. Zero checks on every request.
+    /// How often a session cookie is renewed with the user's current claims (name, roles). A session the user's new
+    /// security stamp ended ("sign out everywhere", a password change) is refused at its next request regardless.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan SessionValidationInterval { get; set; } = TimeSpan.FromMinutes(1);

@@ -1,26 +1,46 @@
 using System.Security.Claims;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
 
 namespace IdentityServer.Accounts;
 
 /// <summary>
-/// The user a session cookie belongs to, only while the session is still theirs: its security stamp is the user's
-/// current one. The cookie handler checks the stamp only every <c>Accounts:SessionValidationInterval</c>; the pages
-/// that hand out grants (authorization, device approval) check it on every request, because a code issued by a
-/// session that a password reset or "sign out everywhere" has just ended would outlive the revocation of the user's
-/// tokens. It costs nothing extra: finding the user is the same lookup.
+/// A session cookie is refused on the first request after its user's security stamp changed: sign out everywhere,
+/// a password change or reset, a lockout. ASP.NET Core Identity's own validator looks only every
+/// <c>Accounts:SessionValidationInterval</c>, and in that gap an ended session could still get codes, approve
+/// devices, change the account, or renew itself from the account pages (they re-issue the cookie with the current
+/// stamp). The check reads the user, which the pages read next anyway: the store hands back the instance it tracks.
 /// </summary>
 public static class SessionUser
 {
-    public static async Task<ApplicationUser?> GetSessionUserAsync(this UserManager<ApplicationUser> users, ClaimsPrincipal? session)
+    public static async Task RefuseEndedSessionsAsync(CookieValidatePrincipalContext context)
     {
-        var user = session is null ? null : await users.GetUserAsync(session);
+        // Identity's validator first: every interval it re-reads the account and renews the cookie's claims.
+        await SecurityStampValidator.ValidatePrincipalAsync(context);
+        if (context.Principal is not { } session)
+        {
+            return;
+        }
+
+        var users = context.HttpContext.RequestServices.GetRequiredService<UserManager<ApplicationUser>>();
+        if (await users.GetSessionUserAsync(session) is null)
+        {
+            context.RejectPrincipal();
+            await context.HttpContext.SignOutAsync(IdentityConstants.ApplicationScheme);
+        }
+    }
+
+    /// <summary>The session's user, or null when there is none or the session's security stamp is no longer theirs.</summary>
+    public static async Task<ApplicationUser?> GetSessionUserAsync(this UserManager<ApplicationUser> users, ClaimsPrincipal session)
+    {
+        var user = await users.GetUserAsync(session);
         if (user is null || !users.SupportsUserSecurityStamp)
         {
             return user;
         }
 
-        var stamp = session!.FindFirstValue(users.Options.ClaimsIdentity.SecurityStampClaimType);
+        var stamp = session.FindFirstValue(users.Options.ClaimsIdentity.SecurityStampClaimType);
         return string.Equals(stamp, await users.GetSecurityStampAsync(user), StringComparison.Ordinal) ? user : null;
     }
 }

@@ -319,6 +319,8 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         var changed = await AccountPages.OpenAndConfirmAsync(browser, link);
 
         Assert.Contains("Email address changed", changed.Body);
+        // The change gave the account a new security stamp; the browser that confirmed it stays signed in.
+        Assert.Contains(newEmail, (await AccountPages.OpenAsync(browser, "/account")).Body);
         Assert.Equal("/", (await AccountPages.SignInAsync(server.CreateBrowser(), newEmail, user.Password)).Uri.AbsolutePath);
         Assert.Contains("This link cannot be used", (await AccountPages.OpenAndConfirmAsync(browser, link)).Body);
     }

@@ -255,6 +255,30 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal("login_required", answer["error"]);
     }
 
+    /// <summary>
+    /// Within the cookie's check interval an ended session could open the account pages, and the authenticator page
+    /// re-issues the cookie with the account's new stamp: a stolen session would have come back to life, and with
+    /// it the authorization endpoint. Every request with a session cookie checks the stamp.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_password_reset_ends_the_users_session_on_the_account_pages_too()
+    {
+        var admin = await AdminAsync(server);
+        var user = await server.CreateUserAsync();
+        var client = await server.CreatePublicClientAsync();
+        var browser = server.CreateBrowser();
+        await Accounts.AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        Assert.Equal("/account", (await Accounts.AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.PostJsonAsync(Path(UsersUrl, user.Id) + "/password", Json(new { password = "a brand new password" }))).StatusCode);
+
+        Assert.Equal("/account/login", (await Accounts.AccountPages.OpenAsync(browser, "/account/two-factor/authenticator")).Uri.AbsolutePath);
+        Assert.Equal("/account/login", (await Accounts.AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "none" }), OAuth.IsApp);
+        Assert.Equal("login_required", OAuth.QueryOf(page.RedirectTarget!)["error"]);
+    }
+
     [SkippableFact]
     public async Task A_deleted_user_is_gone_and_their_refresh_token_stops_working()
     {

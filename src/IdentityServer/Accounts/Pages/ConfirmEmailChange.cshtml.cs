@@ -7,7 +7,8 @@ namespace IdentityServer.Accounts.Pages;
 
 /// <summary>The link sent to a new email address. A GET only shows a button; the POST makes the change.</summary>
 [AllowAnonymous]
-public sealed class ConfirmEmailChangeModel(UserManager<ApplicationUser> users, ILogger<ConfirmEmailChangeModel> logger) : PageModel
+public sealed class ConfirmEmailChangeModel(UserManager<ApplicationUser> users, AccountSessions sessions, ILogger<ConfirmEmailChangeModel> logger)
+    : PageModel
 {
     [BindProperty(SupportsGet = true)]
     public string? UserId { get; set; }
@@ -33,6 +34,11 @@ public sealed class ConfirmEmailChangeModel(UserManager<ApplicationUser> users, 
         if (Changed == true)
         {
             logger.LogInformation(AccountEvents.EmailChanged, "User {UserId} changed the email address", user!.Id);
+            if (users.GetUserId(User) == user.Id)
+            {
+                // The change gave the account a new security stamp: this browser's own session carries on.
+                await sessions.RefreshAsync(user);
+            }
         }
 
         return Page();

@@ -84,7 +84,7 @@ public sealed class AuthorizeModel(
         }
 
         var session = await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme);
-        var user = session.Succeeded ? await users.GetSessionUserAsync(session.Principal) : null;
+        var user = session.Succeeded ? await users.GetUserAsync(session.Principal) : null;
         if (user is null || NeedsFreshSignIn(request, session.Principal!))
         {
             if (request.HasPromptValue(PromptValues.None))

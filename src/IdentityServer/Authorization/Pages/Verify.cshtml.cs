@@ -5,7 +5,6 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.AspNetCore.WebUtilities;
 using OpenIddict.Abstractions;
 using OpenIddict.Server.AspNetCore;
 using static OpenIddict.Abstractions.OpenIddictConstants;
@@ -56,17 +55,10 @@ public sealed class VerifyModel(
     public async Task<IActionResult> OnPostApproveAsync()
     {
         var code = await AuthenticateUserCodeAsync();
-        if (code is null)
+        var user = await users.GetUserAsync(User);
+        if (code is null || user is null)
         {
             return Page();
-        }
-
-        var user = await users.GetSessionUserAsync(User);
-        if (user is null)
-        {
-            // A session ended elsewhere (password reset, sign out everywhere) within the cookie's check interval.
-            var again = QueryHelpers.AddQueryString($"{Request.PathBase}{Request.Path}", Parameters.UserCode, UserCode ?? string.Empty);
-            return Challenge(new AuthenticationProperties { RedirectUri = again }, IdentityConstants.ApplicationScheme);
         }
 
         var session = (await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Principal ?? User;

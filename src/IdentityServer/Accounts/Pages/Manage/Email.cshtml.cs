@@ -14,6 +14,7 @@ namespace IdentityServer.Accounts.Pages.Manage;
 /// </summary>
 public sealed class EmailModel(
     UserManager<ApplicationUser> users,
+    AccountSessions sessions,
     AccountEmails emails,
     ILogger<EmailModel> logger) : PageModel
 {
@@ -44,10 +45,17 @@ public sealed class EmailModel(
             return Page();
         }
 
+        var stamp = user.SecurityStamp;
         if (!await users.CheckPasswordAsync(user, Input.Password))
         {
             ModelState.AddModelError("Input.Password", "The password is incorrect.");
             return Page();
+        }
+
+        if (user.SecurityStamp != stamp)
+        {
+            // The check re-hashed a password stored in an older format, which gives the account a new security stamp.
+            await sessions.RefreshAsync(user);
         }
 
         var newEmail = Input.NewEmail.Trim();

@@ -1,15 +1,12 @@
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Accounts.Pages.Manage;
 
 /// <summary>"Sign out everywhere": every session of the account ends, this one included, and every refresh token is revoked.</summary>
-public sealed class SessionsModel(UserManager<ApplicationUser> users, AccountSessions sessions, IOptions<AccountsOptions> accounts) : PageModel
+public sealed class SessionsModel(UserManager<ApplicationUser> users, AccountSessions sessions) : PageModel
 {
-    public TimeSpan ValidationInterval => accounts.Value.SessionValidationInterval;
-
     public IActionResult OnGet() => Page();
 
     public async Task<IActionResult> OnPostAsync()
