@@ -91,7 +91,7 @@ public static class Paging
 {
     /// <summary>
     /// One page of an ordered query, and the total. The offset is computed in long, since (page - 1) * size
-    /// overflows int for large page numbers; a page past the end is empty and never reaches the database.
+    /// overflows int for large page numbers; a page past the end is empty without a second query, so no overflowed offset reaches the database.
     /// </summary>
     public static async Task<(List<T> Items, int Total)> PageAsync<T>(this IOrderedQueryable<T> query, int page, int pageSize, CancellationToken ct)
     {

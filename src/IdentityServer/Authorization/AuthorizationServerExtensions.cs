@@ -64,14 +64,17 @@ public static class AuthorizationServerExtensions
                 // max_age is a number of seconds (OpenID Connect Core 3.1.2.1); anything else is refused rather than
                 // ignored, which would have let a client believe the session's age was checked. Last, so that the
                 // error goes back to the client's validated redirect URI.
+                // A pushed request is checked when it is pushed, so the client hears of it then.
                 server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidateAuthorizationRequestContext>(handler =>
                     handler.UseInlineHandler(context =>
                     {
-                        if (context.Request.HasParameter(Parameters.MaxAge) && context.Request.MaxAge is null or < 0)
-                        {
-                            context.Reject(Errors.InvalidRequest, "The max_age parameter must be a whole number of seconds, 0 or more.");
-                        }
-
+                        RefuseMalformedMaxAge(context);
+                        return default;
+                    }).SetOrder(int.MaxValue));
+                server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidatePushedAuthorizationRequestContext>(handler =>
+                    handler.UseInlineHandler(context =>
+                    {
+                        RefuseMalformedMaxAge(context);
                         return default;
                     }).SetOrder(int.MaxValue));
 
@@ -122,6 +125,16 @@ public static class AuthorizationServerExtensions
     }
 
     private static string Relative(string route) => route.TrimStart('/');
+
+    /// <summary>A max_age sent empty counts as absent (RFC 6749 3.1); any other value must be whole seconds, 0 or more.</summary>
+    private static void RefuseMalformedMaxAge(OpenIddict.Server.OpenIddictServerEvents.BaseValidatingContext context)
+    {
+        var request = context.Transaction.Request;
+        if (request?.GetParameter(Parameters.MaxAge)?.ToString() is { Length: > 0 } && request.MaxAge is null or < 0)
+        {
+            context.Reject(Errors.InvalidRequest, "The max_age parameter must be a whole number of seconds, 0 or more.");
+        }
+    }
 
     public static WebApplication MapAuthorizationServer(this WebApplication app)
     {

@@ -264,7 +264,7 @@ public sealed class KeyRing(
                 internalAt = encryptionAt > internalAt ? encryptionAt : internalAt;
             }
 
-            logger.LogWarning(KeyEvents.RotatedNow, "Signing key rotated now by an operator; internal keys rotate by {InternalFrom:O}", internalAt);
+            logger.LogWarning(KeyEvents.RotatedNow, "Signing key rotated now by an operator; internal keys rotate by {InternalAt:O}", internalAt);
             db.ChangeTracker.Clear();
             await LoadCoreAsync(db, cancellationToken);
             return Describe().Single(k => k.State == "active");

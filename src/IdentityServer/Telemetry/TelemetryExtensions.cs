@@ -90,12 +90,17 @@ public static class TelemetryExtensions
 
         // The listener is told apart by its port (MapTelemetry, UseMetricsListener), so it needs one of its own, not 0.
         if (!Uri.TryCreate(text.Trim(), UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https")
-            || url.AbsolutePath != "/" || url.Query.Length > 0 || url.Fragment.Length > 0 || url.UserInfo.Length > 0 || url.Port == 0)
+            || url.AbsolutePath != "/" || url.Query.Length > 0 || url.Fragment.Length > 0 || url.UserInfo.Length > 0 || url.Port == 0
+            || !HasExplicitPort(text.Trim(), url))
         {
             throw new StartupConfigurationException(
                 $"{MetricsUrlSetting}: '{text}' is not an http or https URL of scheme, host and port only, with a fixed port (such as http://0.0.0.0:9464).");
         }
     }
+
+    /// <summary>Whether the URL names its port (http://0.0.0.0 means port 80, which is not what anyone means here).</summary>
+    private static bool HasExplicitPort(string text, Uri url) =>
+        !url.IsDefaultPort || text.Contains($":{url.Port}", StringComparison.Ordinal);
 
     /// <summary>
     /// Adds the metrics listener beside the public ones, which must stay where they were configured: Kestrel takes
@@ -200,10 +205,11 @@ public static class TelemetryExtensions
             var scrape = app.MapPrometheusScrapingEndpoint("/metrics").AllowAnonymous();
             if (!options.Prometheus.OnPublicListener && options.Prometheus.Url is { } url)
             {
+                // By the port the connection came in on, not the Host header: the client writes that, and a scrape
+                // through a mapped port (a container's, a Kubernetes Service's) names another port there.
                 var port = url.Port;
-                scrape.RequireHost($"*:{port}").Add(endpoint =>
+                scrape.Add(endpoint =>
                 {
-                    // The Host header is the client's to write: the connection itself must have come in on the metrics listener.
                     var scrapeMetrics = endpoint.RequestDelegate!;
                     endpoint.RequestDelegate = context => context.Connection.LocalPort == port ? scrapeMetrics(context) : NotFound(context);
                 });

@@ -86,6 +86,26 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
     }
 
     [SkippableFact]
+    public async Task A_pushed_request_with_a_malformed_max_age_is_refused_when_it_is_pushed_and_an_empty_one_counts_as_absent()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var pkce = Pkce.Create();
+        var parameters = new Dictionary<string, string>
+        {
+            ["response_type"] = "code", ["redirect_uri"] = OAuth.AppRedirectUri, ["scope"] = "openid",
+            ["code_challenge"] = pkce.Challenge, ["code_challenge_method"] = "S256",
+        };
+
+        var refused = await OAuth.PostFormAsync(server, "pushed_authorization_request_endpoint",
+            new Dictionary<string, string>(parameters) { ["client_id"] = client.ClientId, ["max_age"] = "abc" });
+        var empty = await OAuth.PostFormAsync(server, "pushed_authorization_request_endpoint",
+            new Dictionary<string, string>(parameters) { ["client_id"] = client.ClientId, ["max_age"] = "" });
+
+        await AssertErrorAsync(refused, HttpStatusCode.BadRequest, "invalid_request");
+        Assert.Equal(HttpStatusCode.Created, empty.StatusCode);
+    }
+
+    [SkippableFact]
     public async Task The_plain_code_challenge_method_is_refused()
     {
         var client = await server.CreatePublicClientAsync();

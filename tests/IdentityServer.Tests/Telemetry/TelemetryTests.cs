@@ -252,6 +252,10 @@ public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<
         using var login = await http.GetAsync("/account/login");
         using var admin = await http.GetAsync("/api/admin/clients");
         using var scrape = await http.GetAsync("/metrics");
+        // Scraped through a mapped port (a container's, a Kubernetes Service's), the Host header names another port.
+        using var mapped = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+        mapped.Headers.Host = "metrics.internal:9100";
+        using var throughMappedPort = await http.SendAsync(mapped);
         using var publicDiscovery = await process.CreateClient().GetAsync("/.well-known/openid-configuration");
 
         Assert.Equal(HttpStatusCode.NotFound, discovery.StatusCode);
@@ -259,11 +263,12 @@ public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<
         Assert.Equal(HttpStatusCode.NotFound, login.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, admin.StatusCode);
         Assert.Equal(HttpStatusCode.OK, scrape.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, throughMappedPort.StatusCode);
         Assert.Equal(HttpStatusCode.OK, publicDiscovery.StatusCode);
         Assert.Equal(HttpStatusCode.OK, publicToken.StatusCode);
     }
 
-    public static readonly TheoryData<string> MalformedUrls = ["notaurl", "/metrics", "ftp://127.0.0.1:9465", "http://127.0.0.1:9465/scrape", "http://127.0.0.1:0"];
+    public static readonly TheoryData<string> MalformedUrls = ["notaurl", "/metrics", "ftp://127.0.0.1:9465", "http://127.0.0.1:9465/scrape", "http://127.0.0.1:0", "http://127.0.0.1"];
 
     [Theory]
     [MemberData(nameof(MalformedUrls))]
