@@ -112,11 +112,16 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
 
         var browser = server.CreateBrowser();
         var page = await browser.NavigateAsync(device.GetProperty("verification_uri_complete").GetString()!);
-        page = await OAuth.SignInAsync(browser, page, user, stopAt: _ => false);
-        page = await ApproveOrDenyAsync(browser, page, device, DenyButton);
+        var approval = await OAuth.SignInAsync(browser, page, user, stopAt: _ => false);
+        page = await ApproveOrDenyAsync(browser, approval, device, DenyButton);
         Assert.Contains("Request denied", page.Body);
 
         await AssertPollErrorAsync(client, device, "access_denied");
+
+        // Pressing Deny again (the code is no longer waiting) is told so, as Approve is.
+        var again = await browser.SubmitAsync(approval, button: DenyButton);
+        Assert.Equal(HttpStatusCode.OK, again.Status);
+        Assert.Contains(InvalidCodeMessage, again.Body);
     }
 
     [SkippableFact]

@@ -68,8 +68,15 @@ public sealed class VerifyModel(
             OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
     }
 
-    public IActionResult OnPostDeny()
+    public async Task<IActionResult> OnPostDenyAsync()
     {
+        // Only a code that is still waiting can be denied: OpenIddict cannot reject one it does not know (a second
+        // press of the button, a mistyped code).
+        if (await AuthenticateUserCodeAsync() is null)
+        {
+            return Page();
+        }
+
         logger.LogInformation(TokenEvents.AuthorizationDenied, "User {UserId} denied a device code", users.GetUserId(User));
         return Forbid(new AuthenticationProperties { RedirectUri = CompletedPath + "?approved=false" },
             OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
