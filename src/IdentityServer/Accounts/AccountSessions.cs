@@ -70,6 +70,25 @@ public sealed class AccountSessions(
     }
 
     /// <summary>
+    /// A wrong password typed on an account page counts towards the lockout as one typed at the login page does, or a
+    /// session (a stolen one, say) could try passwords there without limit. Once locked out, this session ends too.
+    /// </summary>
+    /// <returns>Whether the account is now locked out (and this browser signed out).</returns>
+    public async Task<bool> WrongPasswordAsync(ApplicationUser user)
+    {
+        var users = signInManager.UserManager;
+        await users.AccessFailedAsync(user);
+        if (!await users.IsLockedOutAsync(user))
+        {
+            return false;
+        }
+
+        logger.LogWarning(AccountEvents.LockedOut, "User {UserId} locked out after wrong passwords on an account page", user.Id);
+        await signInManager.SignOutAsync();
+        return true;
+    }
+
+    /// <summary>
     /// Ends every other session of the user: a new security stamp, and every token issued to the user revoked.
     /// This browser's own session is re-issued unless <paramref name="includingThisOne"/>.
     /// </summary>

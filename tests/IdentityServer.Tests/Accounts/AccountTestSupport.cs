@@ -15,8 +15,6 @@ public static class AccountSettings
         fixture.Settings["Email:PickupDirectory"] = folder;
         fixture.Settings["Accounts:AllowRegistration"] = "true";
         fixture.Settings["Accounts:RequireConfirmedEmail"] = "true";
-        // Other sessions are checked against the security stamp on every request, so "signed out elsewhere" needs no wait.
-        fixture.Settings["Accounts:SessionValidationInterval"] = "00:00:00";
     }
 }
 

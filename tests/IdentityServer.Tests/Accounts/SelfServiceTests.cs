@@ -283,6 +283,38 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         await Mailbox.WaitForAsync(server, user.Email, "Your password was changed");
     }
 
+    /// <summary>
+    /// The account pages that ask for the password count wrong ones towards the lockout, as the login page does: a
+    /// session (a stolen one) cannot try passwords there without limit.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("/account/password")]
+    [InlineData("/account/email")]
+    public async Task Wrong_passwords_on_an_account_page_lock_the_account_out_and_end_the_session(string path)
+    {
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var fields = path == "/account/password"
+            ? new Dictionary<string, string> { ["Input.CurrentPassword"] = "not-the-password-1", ["Input.NewPassword"] = "a-new-passphrase-1", ["Input.ConfirmPassword"] = "a-new-passphrase-1" }
+            : new Dictionary<string, string> { ["Input.NewEmail"] = $"{Unique.Name("new")}@example.test", ["Input.Password"] = "not-the-password-1" };
+
+        BrowserPage page;
+        var attempts = 0;
+        do
+        {
+            page = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, path), fields);
+            attempts++;
+        }
+        while (page.Uri.AbsolutePath == path && attempts < 10);
+
+        Assert.Equal(5, attempts); // Accounts:Lockout:MaxFailedAttempts
+        Assert.Equal("/account/login", page.Uri.AbsolutePath);
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+        var again = await AccountPages.SignInAsync(server.CreateBrowser(), user.UserName, user.Password);
+        Assert.Equal("/account/login", again.Uri.AbsolutePath);
+    }
+
     [SkippableFact]
     public async Task Sign_out_everywhere_ends_every_session_and_revokes_refresh_tokens()
     {

@@ -48,6 +48,11 @@ public sealed class EmailModel(
         var stamp = user.SecurityStamp;
         if (!await users.CheckPasswordAsync(user, Input.Password))
         {
+            if (await sessions.WrongPasswordAsync(user))
+            {
+                return LocalRedirect(AccountsExtensions.LoginPath);
+            }
+
             ModelState.AddModelError("Input.Password", "The password is incorrect.");
             return Page();
         }

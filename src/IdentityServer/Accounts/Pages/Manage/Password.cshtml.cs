@@ -36,6 +36,11 @@ public sealed class PasswordModel(
         }
 
         var result = await users.ChangePasswordAsync(user, Input.CurrentPassword, Input.NewPassword);
+        if (result.Errors.Any(e => e.Code == nameof(IdentityErrorDescriber.PasswordMismatch)) && await sessions.WrongPasswordAsync(user))
+        {
+            return LocalRedirect(AccountsExtensions.LoginPath);
+        }
+
         if (!result.Succeeded)
         {
             foreach (var error in result.Errors)
