@@ -22,6 +22,40 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
         Assert.False(result.ContainsKey("code"));
     }
 
+    /// <summary>
+    /// id_token_hint names the user the client expects: the signed-in user gets a code only if it is theirs. Another
+    /// user's hint (or one that is not our identity token) gets login_required with prompt=none, and otherwise the
+    /// login page, where the hinted user can sign in.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_id_token_hint_for_another_user_is_not_answered_with_the_signed_in_users_code()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var signedIn = await server.CreateUserAsync();
+        var other = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var own = (await OAuth.SignInAndRedeemAsync(server, browser, client, signedIn, "openid")).GetProperty("id_token").GetString()!;
+        var others = (await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, other, "openid")).GetProperty("id_token").GetString()!;
+
+        async Task<BrowserPage> AuthorizeAsync(string hint, string? prompt) =>
+            await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+                extra: new Dictionary<string, string?> { ["prompt"] = prompt, ["id_token_hint"] = hint }), OAuth.IsApp);
+
+        var mismatched = await AuthorizeAsync(others, "none");
+        var garbage = await AuthorizeAsync("not-a-token", "none");
+        var matching = await AuthorizeAsync(own, "none");
+        var interactive = await AuthorizeAsync(others, null);
+
+        Assert.Equal("login_required", OAuth.QueryOf(mismatched.RedirectTarget!)["error"]);
+        Assert.Equal("login_required", OAuth.QueryOf(garbage.RedirectTarget!)["error"]);
+        Assert.True(OAuth.QueryOf(matching.RedirectTarget!).ContainsKey("code"), matching.RedirectTarget!.ToString());
+        Assert.Null(interactive.RedirectTarget);
+        Assert.Equal("/account/login", interactive.Uri.AbsolutePath);
+        // The hinted user signs in, and the client gets their code; the signed-in user again would get login_required.
+        var callback = await OAuth.SignInAsync(browser, interactive, other);
+        Assert.True(OAuth.QueryOf(callback.RedirectTarget!).ContainsKey("code"), callback.RedirectTarget!.ToString());
+    }
+
     [SkippableFact]
     public async Task Prompt_none_with_a_session_returns_a_code_without_any_page()
     {

@@ -95,11 +95,24 @@ public sealed class AuthorizeModel(
             return Challenge(new AuthenticationProperties { RedirectUri = ReturnUrlForSignIn() }, IdentityConstants.ApplicationScheme);
         }
 
+        // id_token_hint names the user the client expects (OpenID Connect Core 3.1.2.1): another user signed in here
+        // must not be handed that client's tokens silently. The user is asked to sign in once; still another user
+        // (or a hint that is not one of our identity tokens), and the client hears login_required.
+        if (!string.IsNullOrEmpty(request.IdTokenHint) && await HintedSubjectAsync() != user.Id)
+        {
+            if (request.HasPromptValue(PromptValues.None) || SignedInSinceSentToSignIn(session.Principal!))
+            {
+                return Refuse(Errors.LoginRequired, "The signed-in user is not the user id_token_hint names.");
+            }
+
+            return Challenge(new AuthenticationProperties { RedirectUri = ReturnUrlForSignIn() }, IdentityConstants.ApplicationScheme);
+        }
+
         // acr_values asking for more than the session has (a second factor, a passkey): sign in again, more strongly.
         var requestedLevels = RequestedLevels(request);
         if (!AuthenticationLevels.Meets(requestedLevels, SessionClaims.GetMethods(session.Principal!)))
         {
-            if (signInMarker.Read(RequestParameters()) is { } sentToSignInAt && SessionClaims.GetAuthenticationTime(session.Principal!) >= sentToSignInAt)
+            if (SignedInSinceSentToSignIn(session.Principal!))
             {
                 return Refuse(UnmetAuthenticationRequirements, "The user did not sign in as strongly as the application asks (acr_values).");
             }
@@ -159,6 +172,20 @@ public sealed class AuthorizeModel(
                 await ShowConsentAsync(application, requestedScopes);
                 return Page();
         }
+    }
+
+    /// <summary>Whether the user signed in after this very request sent them to the login page.</summary>
+    private bool SignedInSinceSentToSignIn(System.Security.Claims.ClaimsPrincipal session) =>
+        signInMarker.Read(RequestParameters()) is { } sentToSignInAt && SessionClaims.GetAuthenticationTime(session) >= sentToSignInAt;
+
+    /// <summary>
+    /// The subject of the request's id_token_hint, once OpenIddict validated it (signature, issuer; not its lifetime);
+    /// null for a hint it could not validate, which yields an unauthenticated principal.
+    /// </summary>
+    private async Task<string?> HintedSubjectAsync()
+    {
+        var hint = await HttpContext.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+        return hint.Principal?.Identity?.IsAuthenticated == true ? hint.Principal.GetClaim(Claims.Subject) : null;
     }
 
     /// <summary>
