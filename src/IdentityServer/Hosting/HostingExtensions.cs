@@ -132,6 +132,11 @@ public static class HostingExtensions
         }
 
         app.UseSecurityHeaders();
+        if (!app.Environment.IsDevelopment())
+        {
+            app.UseHttpsOnlyPages(); // after the security headers, so its answers carry them too
+        }
+
         app.UseFormBodyValidation(); // after the security headers, so its 400s carry them too
         app.UseProtocolDocumentCache();
         app.UseStaticFiles();

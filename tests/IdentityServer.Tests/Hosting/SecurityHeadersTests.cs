@@ -10,6 +10,34 @@ namespace IdentityServer.Tests.Hosting;
 /// <summary>Security headers on every page, the form_post page's CSP, and the __Host- cookies outside Development.</summary>
 public abstract class SecurityHeadersTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
+    /// <summary>
+    /// Outside Development (the tests run as Testing) the pages' cookies are Secure: a page reached over plain HTTP
+    /// sends a browser to HTTPS, and refuses anything else, instead of failing in antiforgery with a 500. The protocol
+    /// APIs answer with their own OAuth error; health checks stay reachable for load balancers.
+    /// </summary>
+    [SkippableFact]
+    public async Task Over_plain_HTTP_pages_send_browsers_to_HTTPS_and_nothing_fails()
+    {
+        using var http = new HttpClient(server.Factory.CreateReportingHandler()) { BaseAddress = new Uri("http://localhost/") };
+
+        var login = await http.GetAsync("/account/login?ReturnUrl=%2Faccount");
+        var posted = await http.PostAsync("/account/login", new FormUrlEncodedContent(new Dictionary<string, string> { ["Input.UserName"] = "x" }));
+        var endSession = await http.GetAsync("/connect/endsession");
+        var admin = await http.PostAsync("/api/admin/clients", new StringContent("{}", Encoding.UTF8, "application/json"));
+        var token = await http.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string> { ["grant_type"] = "client_credentials" }));
+        var health = await http.GetAsync("/health");
+
+        Assert.Equal(HttpStatusCode.MovedPermanently, login.StatusCode);
+        Assert.Equal("https://localhost/account/login?ReturnUrl=%2Faccount", login.Headers.Location?.ToString());
+        Assert.Equal(HttpStatusCode.MovedPermanently, endSession.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, posted.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, admin.StatusCode);
+        Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(admin)).GetProperty("error").GetString());
+        Assert.Equal(HttpStatusCode.BadRequest, token.StatusCode);
+        Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(token)).GetProperty("error").GetString());
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+    }
+
     [SkippableFact]
     public async Task Every_page_has_a_CSP_without_inline_scripts_and_the_other_security_headers()
     {
