@@ -106,6 +106,14 @@ public static class HostingExtensions
             app.UseForwardedHeaders();
         }
 
+        if (!app.Environment.IsDevelopment() && app.Configuration["Accounts:PublicOrigin"] is null && app.Configuration["Tokens:Issuer"] is null)
+        {
+            // Before the forwarded-headers warning, which the tests wait for.
+            app.Logger.LogWarning(HostingEvents.LinksFromHostHeader,
+                "Neither Accounts:PublicOrigin nor Tokens:Issuer is set: links in emails (password reset, confirmation) take the " +
+                "address from each request's Host header, so a forged Host can send a user a link to another site. Set one of them.");
+        }
+
         if (hosting.TrustsAnySender)
         {
             app.Logger.LogWarning(HostingEvents.ForwardedHeadersFromAnySender,
@@ -258,4 +266,5 @@ public static class HostingEvents
     public static readonly EventId RateLimited = new(9003, nameof(RateLimited));
     public static readonly EventId OwnerDeleted = new(9004, nameof(OwnerDeleted));
     public static readonly EventId ForwardedHeadersFromAnySender = new(9005, nameof(ForwardedHeadersFromAnySender));
+    public static readonly EventId LinksFromHostHeader = new(9006, nameof(LinksFromHostHeader));
 }

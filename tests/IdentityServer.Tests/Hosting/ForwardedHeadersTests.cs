@@ -55,5 +55,24 @@ public sealed class ForwardedHeadersTests(SqliteServerFixture server) : IClassFi
             TimeSpan.FromSeconds(30), "warning 9005 in the server's output");
 
         Assert.Contains("trusted from any sender", process.StandardOutput);
+        // Nor is any public address configured: emailed links would follow the Host header.
+        Assert.Contains("[9006]", process.StandardOutput);
+    }
+
+    [Fact]
+    public async Task With_a_configured_issuer_emailed_links_raise_no_warning_at_start()
+    {
+        await using var process = await ServerProcess.StartHealthyAsync(new Dictionary<string, string?>
+        {
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            ["Hosting__TlsTerminatedByProxy"] = "true",
+            ["Tokens__Issuer"] = "https://login.example/",
+        });
+
+        // Warning 9006 would come before 9005, which is logged at the same point of the start.
+        await Eventually.TrueAsync(() => Task.FromResult(process.StandardOutput.Contains("[9005]", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(30), "warning 9005 in the server's output");
+
+        Assert.DoesNotContain("[9006]", process.StandardOutput);
     }
 }
