@@ -43,6 +43,8 @@ public static class AccountsExtensions
             .AddEntityFrameworkStores<ApplicationDbContext>()
             .AddUserStore<ApplicationUserStore>()
             .AddDefaultTokenProviders()
+            // In place of Identity's authenticator provider (same name): each code is accepted once.
+            .AddTokenProvider<OneUseAuthenticatorCodes>(TokenOptions.DefaultAuthenticatorProvider)
             .AddPasswordValidator<PasswordNotPersonalValidator>()
             .AddUserValidator<OptionalUniqueEmailValidator>();
 

@@ -63,6 +63,13 @@ public static class Mailbox
 /// <summary>RFC 6238 TOTP codes, as an authenticator app computes them from the shared key.</summary>
 public static class Totp
 {
+    /// <summary>
+    /// The code of the 30-second step after the current one, which the server accepts too (it allows 90 seconds
+    /// either way). It accepts each step once, so after a code of this step was used (to turn the authenticator on,
+    /// say) the next sign-in needs a later one, as it would a moment later in real life.
+    /// </summary>
+    public static string NextCode(string base32Key) => Code(base32Key, DateTimeOffset.UtcNow.AddSeconds(30));
+
     public static string Code(string base32Key, DateTimeOffset? at = null)
     {
         var key = Base32(base32Key.Replace(" ", string.Empty, StringComparison.Ordinal).ToUpperInvariant());

@@ -24,7 +24,7 @@ public abstract class SecondFactorTests<TFixture>(TFixture server) where TFixtur
 
         var wrong = await browser.SubmitAsync(codePage, new Dictionary<string, string> { ["Input.Code"] = WrongCode(key) }, stopAt: OAuth.IsApp);
         Assert.Contains("That code is not valid.", wrong.Body);
-        var callback = await browser.SubmitAsync(wrong, new Dictionary<string, string> { ["Input.Code"] = Totp.Code(key) }, stopAt: OAuth.IsApp);
+        var callback = await browser.SubmitAsync(wrong, new Dictionary<string, string> { ["Input.Code"] = Totp.NextCode(key) }, stopAt: OAuth.IsApp);
 
         Assert.True(callback.RedirectTarget is not null && OAuth.IsApp(callback.RedirectTarget), $"{(int)callback.Status} at {callback.Uri}:\n{callback.Body}");
         var id = Jwt.Payload((await OAuth.RedeemAsync(server, client, OAuth.QueryOf(callback.RedirectTarget!)["code"], pkce)).GetProperty("id_token").GetString()!);
@@ -66,7 +66,7 @@ public abstract class SecondFactorTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal("/account/login", login.Uri.AbsolutePath);
         Assert.Contains("The application asks for a stronger sign-in", login.Body);
         var codePage = await OAuth.SignInAsync(browser, login, user);
-        var callback = await browser.SubmitAsync(codePage, new Dictionary<string, string> { ["Input.Code"] = Totp.Code(key) }, stopAt: OAuth.IsApp);
+        var callback = await browser.SubmitAsync(codePage, new Dictionary<string, string> { ["Input.Code"] = Totp.NextCode(key) }, stopAt: OAuth.IsApp);
 
         var id = Jwt.Payload((await OAuth.RedeemAsync(server, client, OAuth.QueryOf(callback.RedirectTarget!)["code"], pkce)).GetProperty("id_token").GetString()!);
         Assert.Equal("mfa", id.GetProperty("acr").GetString());
@@ -126,6 +126,31 @@ public abstract class SecondFactorTests<TFixture>(TFixture server) where TFixtur
         var refused = await OAuth.RefreshAsync(server, removed, removedTokens.GetProperty("refresh_token").GetString()!);
         Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refused)).GetProperty("error").GetString());
         Assert.True((await OAuth.RefreshAsync(server, kept, keptTokens.GetProperty("refresh_token").GetString()!)).IsSuccessStatusCode);
+    }
+
+    /// <summary>RFC 6238 5.2: a code that signed in once does not sign in again, in another browser or the same one.</summary>
+    [SkippableFact]
+    public async Task An_authenticator_code_that_was_used_is_refused_the_second_time()
+    {
+        var user = await server.CreateUserAsync();
+        var setup = server.CreateBrowser();
+        await AccountPages.SignInAsync(setup, user.UserName, user.Password);
+        var (key, _) = await AccountPages.EnableAuthenticatorAsync(setup);
+        var code = Totp.NextCode(key);
+
+        var first = server.CreateBrowser();
+        var firstCodePage = await AccountPages.SignInAsync(first, user.UserName, user.Password);
+        var signedIn = await first.SubmitAsync(firstCodePage, new Dictionary<string, string> { ["Input.Code"] = code });
+        var second = server.CreateBrowser();
+        var secondCodePage = await AccountPages.SignInAsync(second, user.UserName, user.Password);
+        var replayed = await second.SubmitAsync(secondCodePage, new Dictionary<string, string> { ["Input.Code"] = code });
+
+        Assert.Equal("/", signedIn.Uri.AbsolutePath);
+        Assert.Equal("/account/login/two-factor", replayed.Uri.AbsolutePath);
+        Assert.Contains("That code is not valid.", replayed.Body);
+        // A later code still works: the refusal is the replay's, not a lockout.
+        var later = await second.SubmitAsync(replayed, new Dictionary<string, string> { ["Input.Code"] = Totp.Code(key, DateTimeOffset.UtcNow.AddSeconds(60)) });
+        Assert.Equal("/", later.Uri.AbsolutePath);
     }
 
     private static string[] Amr(JsonElement idToken) => [.. idToken.GetProperty("amr").EnumerateArray().Select(e => e.GetString()!).Order(StringComparer.Ordinal)];

@@ -1,0 +1,95 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Identity;
+
+namespace IdentityServer.Accounts;
+
+/// <summary>
+/// The authenticator app's codes (RFC 6238), each accepted once. ASP.NET Core Identity's provider accepts a code as
+/// long as its 30-second step is within 90 seconds of now, however often it is typed, so an observed or phished code
+/// signed in again. RFC 6238 (5.2) asks the verifier not to accept a code twice: the step of the last code accepted
+/// is kept with the user's tokens (no schema change), and only a later step is accepted after it. Two requests racing
+/// with the same code update the same user row, and the second fails its concurrency check.
+/// </summary>
+public sealed class OneUseAuthenticatorCodes(TimeProvider clock) : IUserTwoFactorTokenProvider<ApplicationUser>
+{
+    private const string TokenStore = "[OneUseAuthenticatorCodes]";
+    private const string LastAcceptedStep = "LastAcceptedStep";
+
+    /// <summary>Steps of 30 seconds either side of now that are accepted, as Identity's own provider does.</summary>
+    private const int Window = 2;
+
+    public async Task<bool> CanGenerateTwoFactorTokenAsync(UserManager<ApplicationUser> manager, ApplicationUser user) =>
+        !string.IsNullOrWhiteSpace(await manager.GetAuthenticatorKeyAsync(user));
+
+    /// <summary>The app computes the codes; the server never sends one.</summary>
+    public Task<string> GenerateAsync(string purpose, UserManager<ApplicationUser> manager, ApplicationUser user) => Task.FromResult(string.Empty);
+
+    public async Task<bool> ValidateAsync(string purpose, string token, UserManager<ApplicationUser> manager, ApplicationUser user)
+    {
+        var key = await manager.GetAuthenticatorKeyAsync(user);
+        if (string.IsNullOrWhiteSpace(key) || token.Length != 6 || !token.All(char.IsAsciiDigit) || Base32(key) is not { } secret)
+        {
+            return false;
+        }
+
+        var now = clock.GetUtcNow().ToUnixTimeSeconds() / 30;
+        long? matched = null;
+        for (var step = now - Window; step <= now + Window && matched is null; step++)
+        {
+            if (CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(Code(secret, step)), Encoding.ASCII.GetBytes(token)))
+            {
+                matched = step;
+            }
+        }
+
+        var last = long.TryParse(await manager.GetAuthenticationTokenAsync(user, TokenStore, LastAcceptedStep), CultureInfo.InvariantCulture, out var stored)
+            ? stored
+            : long.MinValue;
+        if (matched is not { } accepted || accepted <= last)
+        {
+            return false;
+        }
+
+        return (await manager.SetAuthenticationTokenAsync(user, TokenStore, LastAcceptedStep, accepted.ToString(CultureInfo.InvariantCulture))).Succeeded;
+    }
+
+    /// <summary>RFC 6238 with HMAC-SHA1 and six digits, as authenticator apps compute it.</summary>
+    private static string Code(byte[] secret, long step)
+    {
+        Span<byte> counter = stackalloc byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(counter, step);
+        Span<byte> hash = stackalloc byte[20];
+        HMACSHA1.HashData(secret, counter, hash);
+        var offset = hash[^1] & 0x0f;
+        var binary = ((hash[offset] & 0x7f) << 24) | (hash[offset + 1] << 16) | (hash[offset + 2] << 8) | hash[offset + 3];
+        return (binary % 1_000_000).ToString("D6", CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>The key as Identity stores it (RFC 4648 base32); null if it is not.</summary>
+    private static byte[]? Base32(string key)
+    {
+        const string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        var output = new List<byte>(key.Length * 5 / 8);
+        int buffer = 0, bits = 0;
+        foreach (var c in key.TrimEnd('='))
+        {
+            var value = alphabet.IndexOf(char.ToUpperInvariant(c), StringComparison.Ordinal);
+            if (value < 0)
+            {
+                return null;
+            }
+
+            buffer = (buffer << 5) | value;
+            bits += 5;
+            if (bits >= 8)
+            {
+                output.Add((byte)(buffer >> (bits - 8)));
+                bits -= 8;
+            }
+        }
+
+        return [.. output];
+    }
+}
