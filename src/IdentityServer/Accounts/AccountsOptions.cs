@@ -12,6 +12,13 @@ public sealed class AccountsOptions
     public TimeSpan SessionIdleTimeout { get; set; } = TimeSpan.FromMinutes(20);
 
     /// <summary>
+    /// The login session ends this long after the user signed in, however active it stays: a stolen session cookie
+    /// cannot be kept alive by using it. Signing in again starts a new one.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:01:00", "30.00:00:00")]
+    public TimeSpan SessionMaxLifetime { get; set; } = TimeSpan.FromHours(10);
+
+    /// <summary>
     /// How often a session cookie is renewed with the user's current claims (name, roles). A session the user's new
     /// security stamp ended ("sign out everywhere", a password change) is refused at its next request regardless.
     /// </summary>

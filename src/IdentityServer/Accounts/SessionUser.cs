@@ -2,6 +2,7 @@ using System.Security.Claims;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Accounts;
 
@@ -11,6 +12,7 @@ namespace IdentityServer.Accounts;
 /// <c>Accounts:SessionValidationInterval</c>, and in that gap an ended session could still get codes, approve
 /// devices, change the account, or renew itself from the account pages (they re-issue the cookie with the current
 /// stamp). The check reads the user, which the pages read next anyway: the store hands back the instance it tracks.
+/// A session also ends <c>Accounts:SessionMaxLifetime</c> after the sign-in, however active it stays.
 /// </summary>
 public static class SessionUser
 {
@@ -23,8 +25,11 @@ public static class SessionUser
             return;
         }
 
-        var users = context.HttpContext.RequestServices.GetRequiredService<UserManager<ApplicationUser>>();
-        if (await users.GetSessionUserAsync(session) is null)
+        var services = context.HttpContext.RequestServices;
+        var maxLifetime = services.GetRequiredService<IOptions<AccountsOptions>>().Value.SessionMaxLifetime;
+        var tooOld = SessionClaims.GetAuthenticationTime(session) is { } signedInAt
+            && services.GetRequiredService<TimeProvider>().GetUtcNow() - signedInAt > maxLifetime;
+        if (tooOld || await services.GetRequiredService<UserManager<ApplicationUser>>().GetSessionUserAsync(session) is null)
         {
             context.RejectPrincipal();
             await context.HttpContext.SignOutAsync(IdentityConstants.ApplicationScheme);

@@ -1,0 +1,41 @@
+using IdentityServer.Tests.Infrastructure;
+using IdentityServer.Tests.Keys;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace IdentityServer.Tests.Accounts;
+
+/// <summary>
+/// A login session ends <c>Accounts:SessionMaxLifetime</c> after the sign-in however active it stays, so a stolen
+/// session cookie cannot be kept alive by using it. The server's clock is moved, not waited for.
+/// </summary>
+public abstract class SessionLifetimeTests<TFixture>(TFixture fixture) where TFixture : ServerFixture
+{
+    [SkippableFact]
+    public async Task A_session_in_use_ends_at_its_maximum_lifetime()
+    {
+        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var settings = new Dictionary<string, string?>(fixture.Settings)
+        {
+            ["Accounts:SessionIdleTimeout"] = "1.00:00:00",
+            ["Accounts:SessionMaxLifetime"] = "01:00:00",
+        };
+        await using var factory = new TestServerFactory(settings, testServices: services => services.AddSingleton<TimeProvider>(clock));
+        var server = new AttachedServer(factory, fixture.Provider);
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        clock.Advance(TimeSpan.FromMinutes(59));
+        var inTime = await AccountPages.OpenAsync(browser, "/account");
+        clock.Advance(TimeSpan.FromMinutes(2));
+        var tooLate = await AccountPages.OpenAsync(browser, "/account");
+
+        Assert.Equal("/account", inTime.Uri.AbsolutePath);
+        Assert.Equal("/account/login", tooLate.Uri.AbsolutePath);
+    }
+}
+
+public sealed class SqliteSessionLifetimeTests(SqliteServerFixture fixture) : SessionLifetimeTests<SqliteServerFixture>(fixture), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlSessionLifetimeTests(PostgreSqlServerFixture fixture) : SessionLifetimeTests<PostgreSqlServerFixture>(fixture), IClassFixture<PostgreSqlServerFixture>;
