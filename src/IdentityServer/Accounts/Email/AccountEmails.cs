@@ -26,7 +26,7 @@ public sealed class AccountEmails(
 
         {link}
 
-        The link works once and expires in {Lifetime}. If you did not create an account, ignore this email.
+        The link expires in {Lifetime}. If you did not create an account, ignore this email.
         """, link);
 
     public void SendAlreadyRegistered(string to, string loginLink, string resetLink) => Send(to, "You already have an account",
