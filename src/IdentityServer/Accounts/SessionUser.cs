@@ -37,7 +37,7 @@ public static class SessionUser
     }
 
     /// <summary>The session's user, or null when there is none or the session's security stamp is no longer theirs.</summary>
-    public static async Task<ApplicationUser?> GetSessionUserAsync(this UserManager<ApplicationUser> users, ClaimsPrincipal session)
+    private static async Task<ApplicationUser?> GetSessionUserAsync(this UserManager<ApplicationUser> users, ClaimsPrincipal session)
     {
         var user = await users.GetUserAsync(session);
         if (user is null || !users.SupportsUserSecurityStamp)
