@@ -70,22 +70,41 @@ public sealed class AccountSessions(
     }
 
     /// <summary>
-    /// A wrong password typed on an account page counts towards the lockout as one typed at the login page does, or a
-    /// session (a stolen one, say) could try passwords there without limit. Once locked out, this session ends too.
+    /// The password typed on an account page, checked as the login page checks it: a locked-out account is refused
+    /// without a check, a wrong password counts towards the lockout, a right one clears the count. Otherwise a session
+    /// (a stolen one, say) could try passwords there without limit. The lockout gives the account a new security
+    /// stamp, so every session ends, a copy of this cookie included, and not only this browser's.
     /// </summary>
-    /// <returns>Whether the account is now locked out (and this browser signed out).</returns>
-    public async Task<bool> WrongPasswordAsync(ApplicationUser user)
+    public async Task<PasswordCheck> CheckPasswordAsync(ApplicationUser user, string password)
     {
-        var users = signInManager.UserManager;
-        await users.AccessFailedAsync(user);
-        if (!await users.IsLockedOutAsync(user))
+        var result = await signInManager.CheckPasswordSignInAsync(user, password, lockoutOnFailure: true);
+        if (result.Succeeded)
         {
-            return false;
+            return PasswordCheck.Right;
         }
 
-        logger.LogWarning(AccountEvents.LockedOut, "User {UserId} locked out after wrong passwords on an account page", user.Id);
+        if (!result.IsLockedOut)
+        {
+            return PasswordCheck.Wrong;
+        }
+
+        logger.LogWarning(AccountEvents.LockedOut, "User {UserId} locked out by wrong passwords on an account page; every session ends", user.Id);
+        await signInManager.UserManager.UpdateSecurityStampAsync(user);
         await signInManager.SignOutAsync();
-        return true;
+        return PasswordCheck.LockedOut;
+    }
+
+    /// <summary>
+    /// After a change the user made in this browser: if it gave the account a new security stamp (Identity does for
+    /// some changes, such as a password re-hashed in a newer format), this browser's session is re-issued, since
+    /// every request checks the stamp.
+    /// </summary>
+    public async Task KeepThisSessionAsync(ApplicationUser user, string? stampBefore)
+    {
+        if (!string.Equals(user.SecurityStamp, stampBefore, StringComparison.Ordinal))
+        {
+            await RefreshAsync(user);
+        }
     }
 
     /// <summary>
@@ -111,4 +130,14 @@ public sealed class AccountSessions(
 
         logger.LogInformation(AccountEvents.SignedOutEverywhere, "Sessions of user {UserId} ended ({Reason}); {Count} tokens revoked", user.Id, reason, revoked);
     }
+}
+
+/// <summary>What an account page's password check found.</summary>
+public enum PasswordCheck
+{
+    Right,
+    Wrong,
+
+    /// <summary>Locked out, now or before: every session of the account has ended.</summary>
+    LockedOut,
 }

@@ -1,7 +1,9 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using IdentityServer.Data;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
 
 namespace IdentityServer.Accounts;
 
@@ -9,10 +11,12 @@ namespace IdentityServer.Accounts;
 /// The authenticator app's codes (RFC 6238), each accepted once. ASP.NET Core Identity's provider accepts a code as
 /// long as its 30-second step is within 90 seconds of now, however often it is typed, so an observed or phished code
 /// signed in again. RFC 6238 (5.2) asks the verifier not to accept a code twice: the step of the last code accepted
-/// is kept with the user's tokens (no schema change), and only a later step is accepted after it. Two requests racing
-/// with the same code update the same user row, and the second fails its concurrency check.
+/// is kept in the user's tokens table (no schema change), tagged with the key it was for (a new key starts afresh),
+/// and only a later step is accepted after it. It is written directly, not through the user manager, which would
+/// rewrite the user's row (and its concurrency stamp, the admin API's ETag) on every sign-in; the write succeeds only
+/// if the stored step is still the one read, so two requests racing with one code cannot both pass.
 /// </summary>
-public sealed class OneUseAuthenticatorCodes(TimeProvider clock) : IUserTwoFactorTokenProvider<ApplicationUser>
+public sealed class OneUseAuthenticatorCodes(TimeProvider clock, ApplicationDbContext db) : IUserTwoFactorTokenProvider<ApplicationUser>
 {
     private const string TokenStore = "[OneUseAuthenticatorCodes]";
     private const string LastAcceptedStep = "LastAcceptedStep";
@@ -44,16 +48,41 @@ public sealed class OneUseAuthenticatorCodes(TimeProvider clock) : IUserTwoFacto
             }
         }
 
-        var last = long.TryParse(await manager.GetAuthenticationTokenAsync(user, TokenStore, LastAcceptedStep), CultureInfo.InvariantCulture, out var stored)
-            ? stored
-            : long.MinValue;
-        if (matched is not { } accepted || accepted <= last)
+        if (matched is not { } accepted)
         {
             return false;
         }
 
-        return (await manager.SetAuthenticationTokenAsync(user, TokenStore, LastAcceptedStep, accepted.ToString(CultureInfo.InvariantCulture))).Succeeded;
+        var keyTag = Convert.ToHexString(SHA256.HashData(secret), 0, 4);
+        var stored = await LastAccepted(user.Id).AsNoTracking().Select(t => t.Value).SingleOrDefaultAsync();
+        if (stored?.Split(':') is [var lastStep, var tag] && tag == keyTag
+            && long.TryParse(lastStep, CultureInfo.InvariantCulture, out var last) && last >= accepted)
+        {
+            return false;
+        }
+
+        var value = string.Create(CultureInfo.InvariantCulture, $"{accepted}:{keyTag}");
+        if (stored is not null)
+        {
+            return await LastAccepted(user.Id).Where(t => t.Value == stored).ExecuteUpdateAsync(set => set.SetProperty(t => t.Value, value)) == 1;
+        }
+
+        var row = db.UserTokens.Add(new IdentityUserToken<string> { UserId = user.Id, LoginProvider = TokenStore, Name = LastAcceptedStep, Value = value });
+        try
+        {
+            await db.SaveChangesAsync();
+            return true;
+        }
+        catch (DbUpdateException)
+        {
+            // Another request stored its step first.
+            row.State = EntityState.Detached;
+            return false;
+        }
     }
+
+    private IQueryable<IdentityUserToken<string>> LastAccepted(string userId) =>
+        db.UserTokens.Where(t => t.UserId == userId && t.LoginProvider == TokenStore && t.Name == LastAcceptedStep);
 
     /// <summary>RFC 6238 with HMAC-SHA1 and six digits, as authenticator apps compute it.</summary>
     private static string Code(byte[] secret, long step)

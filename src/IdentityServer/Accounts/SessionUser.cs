@@ -8,7 +8,7 @@ namespace IdentityServer.Accounts;
 
 /// <summary>
 /// A session cookie is refused on the first request after its user's security stamp changed: sign out everywhere,
-/// a password change or reset, a lockout. ASP.NET Core Identity's own validator looks only every
+/// a password change or reset, an admin's lockout or one from wrong passwords on the account pages. ASP.NET Core Identity's own validator looks only every
 /// <c>Accounts:SessionValidationInterval</c>, and in that gap an ended session could still get codes, approve
 /// devices, change the account, or renew itself from the account pages (they re-issue the cookie with the current
 /// stamp). The check reads the user, which the pages read next anyway: the store hands back the instance it tracks.
@@ -27,8 +27,9 @@ public static class SessionUser
 
         var services = context.HttpContext.RequestServices;
         var maxLifetime = services.GetRequiredService<IOptions<AccountsOptions>>().Value.SessionMaxLifetime;
-        var tooOld = SessionClaims.GetAuthenticationTime(session) is { } signedInAt
-            && services.GetRequiredService<TimeProvider>().GetUtcNow() - signedInAt > maxLifetime;
+        // Every sign-in records auth_time; a session without it has no age to trust.
+        var tooOld = SessionClaims.GetAuthenticationTime(session) is not { } signedInAt
+            || services.GetRequiredService<TimeProvider>().GetUtcNow() - signedInAt > maxLifetime;
         if (tooOld || await services.GetRequiredService<UserManager<ApplicationUser>>().GetSessionUserAsync(session) is null)
         {
             context.RejectPrincipal();

@@ -106,9 +106,9 @@ public static class HostingExtensions
             app.UseForwardedHeaders();
         }
 
-        if (!app.Environment.IsDevelopment() && app.Configuration["Accounts:PublicOrigin"] is null && app.Configuration["Tokens:Issuer"] is null)
+        if (!app.Environment.IsDevelopment() && app.Services.GetRequiredService<IOptions<Accounts.AccountsOptions>>().Value.PublicOrigin is null
+            && app.Services.GetRequiredService<IOptions<Authorization.TokenOptions>>().Value.Issuer is null)
         {
-            // Before the forwarded-headers warning, which the tests wait for.
             app.Logger.LogWarning(HostingEvents.LinksFromHostHeader,
                 "Neither Accounts:PublicOrigin nor Tokens:Issuer is set: links in emails (password reset, confirmation) take the " +
                 "address from each request's Host header, so a forged Host can send a user a link to another site. Set one of them.");

@@ -151,6 +151,11 @@ public abstract class SecondFactorTests<TFixture>(TFixture server) where TFixtur
         // A later code still works: the refusal is the replay's, not a lockout.
         var later = await second.SubmitAsync(replayed, new Dictionary<string, string> { ["Input.Code"] = Totp.Code(key, DateTimeOffset.UtcNow.AddSeconds(60)) });
         Assert.Equal("/", later.Uri.AbsolutePath);
+
+        // A new key starts afresh: turned off and on again at once, its current code (an earlier step) is accepted.
+        await setup.SubmitAsync(await AccountPages.OpenAsync(setup, "/account/two-factor"), selector: "form[action*='handler=Disable']");
+        var (newKey, _) = await AccountPages.EnableAuthenticatorAsync(setup);
+        Assert.NotEqual(key, newKey);
     }
 
     private static string[] Amr(JsonElement idToken) => [.. idToken.GetProperty("amr").EnumerateArray().Select(e => e.GetString()!).Order(StringComparer.Ordinal)];

@@ -295,6 +295,9 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         var user = await server.CreateUserAsync();
         var browser = server.CreateBrowser();
         await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        // Another session of the account, standing for a copy of this one's cookie that ignores being signed out.
+        var copy = server.CreateBrowser();
+        await AccountPages.SignInAsync(copy, user.UserName, user.Password);
         var fields = path == "/account/password"
             ? new Dictionary<string, string> { ["Input.CurrentPassword"] = "not-the-password-1", ["Input.NewPassword"] = "a-new-passphrase-1", ["Input.ConfirmPassword"] = "a-new-passphrase-1" }
             : new Dictionary<string, string> { ["Input.NewEmail"] = $"{Unique.Name("new")}@example.test", ["Input.Password"] = "not-the-password-1" };
@@ -311,6 +314,7 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         Assert.Equal(5, attempts); // Accounts:Lockout:MaxFailedAttempts
         Assert.Equal("/account/login", page.Uri.AbsolutePath);
         Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(copy, "/account")).Uri.AbsolutePath);
         var again = await AccountPages.SignInAsync(server.CreateBrowser(), user.UserName, user.Password);
         Assert.Equal("/account/login", again.Uri.AbsolutePath);
     }

@@ -24,6 +24,7 @@ public abstract class SecurityHeadersTests<TFixture>(TFixture server) where TFix
         var posted = await http.PostAsync("/account/login", new FormUrlEncodedContent(new Dictionary<string, string> { ["Input.UserName"] = "x" }));
         var endSession = await http.GetAsync("/connect/endsession");
         var admin = await http.PostAsync("/api/admin/clients", new StringContent("{}", Encoding.UTF8, "application/json"));
+        var adminRead = await http.GetAsync("/api/admin/clients");
         var token = await http.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string> { ["grant_type"] = "client_credentials" }));
         var health = await http.GetAsync("/health");
 
@@ -33,6 +34,8 @@ public abstract class SecurityHeadersTests<TFixture>(TFixture server) where TFix
         Assert.Equal(HttpStatusCode.BadRequest, posted.StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, admin.StatusCode);
         Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(admin)).GetProperty("error").GetString());
+        // Never redirected: a client following it would drop its Authorization header.
+        Assert.Equal(HttpStatusCode.BadRequest, adminRead.StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, token.StatusCode);
         Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(token)).GetProperty("error").GetString());
         Assert.Equal(HttpStatusCode.OK, health.StatusCode);

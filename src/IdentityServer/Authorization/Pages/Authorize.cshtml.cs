@@ -96,11 +96,12 @@ public sealed class AuthorizeModel(
         }
 
         // id_token_hint names the user the client expects (OpenID Connect Core 3.1.2.1): another user signed in here
-        // must not be handed that client's tokens silently. The user is asked to sign in once; still another user
-        // (or a hint that is not one of our identity tokens), and the client hears login_required.
-        if (!string.IsNullOrEmpty(request.IdTokenHint) && await HintedSubjectAsync() != user.Id)
+        // must not be handed that client's tokens silently. The user is asked to sign in once; still another user,
+        // or a hint that is not one of our identity tokens (no sign-in can match it), and the client hears
+        // login_required.
+        if (!string.IsNullOrEmpty(request.IdTokenHint) && await HintedSubjectAsync() is var hinted && hinted != user.Id)
         {
-            if (request.HasPromptValue(PromptValues.None) || SignedInSinceSentToSignIn(session.Principal!))
+            if (hinted is null || request.HasPromptValue(PromptValues.None) || SignedInSinceSentToSignIn(session.Principal!))
             {
                 return Refuse(Errors.LoginRequired, "The signed-in user is not the user id_token_hint names.");
             }

@@ -46,22 +46,17 @@ public sealed class EmailModel(
         }
 
         var stamp = user.SecurityStamp;
-        if (!await users.CheckPasswordAsync(user, Input.Password))
+        switch (await sessions.CheckPasswordAsync(user, Input.Password))
         {
-            if (await sessions.WrongPasswordAsync(user))
-            {
+            case PasswordCheck.LockedOut:
                 return LocalRedirect(AccountsExtensions.LoginPath);
-            }
-
-            ModelState.AddModelError("Input.Password", "The password is incorrect.");
-            return Page();
+            case PasswordCheck.Wrong:
+                ModelState.AddModelError("Input.Password", "The password is incorrect.");
+                return Page();
         }
 
-        if (user.SecurityStamp != stamp)
-        {
-            // The check re-hashed a password stored in an older format, which gives the account a new security stamp.
-            await sessions.RefreshAsync(user);
-        }
+        // The check may have re-hashed a password stored in an older format, which gives the account a new stamp.
+        await sessions.KeepThisSessionAsync(user, stamp);
 
         var newEmail = Input.NewEmail.Trim();
         if (await users.FindByEmailAsync(newEmail) is null)

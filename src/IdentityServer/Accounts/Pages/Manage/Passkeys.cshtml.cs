@@ -13,6 +13,7 @@ namespace IdentityServer.Accounts.Pages.Manage;
 public sealed class PasskeysModel(
     UserManager<ApplicationUser> users,
     SignInManager<ApplicationUser> signInManager,
+    AccountSessions sessions,
     ILogger<PasskeysModel> logger) : PageModel
 {
     public const int MaximumPasskeys = 20;
@@ -92,7 +93,9 @@ public sealed class PasskeysModel(
         }
 
         attestation.Passkey.Name = string.IsNullOrWhiteSpace(Name) ? $"Passkey added {DateTime.UtcNow:yyyy-MM-dd}" : Name.Trim();
+        var stamp = user.SecurityStamp;
         var result = await users.AddOrUpdatePasskeyAsync(user, attestation.Passkey);
+        await sessions.KeepThisSessionAsync(user, stamp);
         if (!result.Succeeded)
         {
             ErrorMessage = "The passkey could not be added: " + string.Join(" ", result.Errors.Select(e => e.Description));
@@ -114,7 +117,9 @@ public sealed class PasskeysModel(
         if (await FindAsync(user) is { } passkey && !string.IsNullOrWhiteSpace(Name) && ModelState.IsValid)
         {
             passkey.Name = Name.Trim();
+            var stamp = user.SecurityStamp;
             await users.AddOrUpdatePasskeyAsync(user, passkey);
+            await sessions.KeepThisSessionAsync(user, stamp);
             logger.LogInformation(AccountEvents.PasskeyRenamed, "User {UserId} renamed a passkey to {Name}", user.Id, passkey.Name);
             StatusMessage = "The passkey has been renamed.";
         }
@@ -131,7 +136,9 @@ public sealed class PasskeysModel(
 
         if (await FindAsync(user) is { } passkey)
         {
+            var stamp = user.SecurityStamp;
             await users.RemovePasskeyAsync(user, passkey.CredentialId);
+            await sessions.KeepThisSessionAsync(user, stamp);
             logger.LogWarning(AccountEvents.PasskeyRemoved, "User {UserId} removed a passkey ({Name})", user.Id, passkey.Name);
             StatusMessage = "The passkey has been removed.";
         }

@@ -35,18 +35,21 @@ public sealed class PasswordModel(
             return Page();
         }
 
-        var result = await users.ChangePasswordAsync(user, Input.CurrentPassword, Input.NewPassword);
-        if (result.Errors.Any(e => e.Code == nameof(IdentityErrorDescriber.PasswordMismatch)) && await sessions.WrongPasswordAsync(user))
+        switch (await sessions.CheckPasswordAsync(user, Input.CurrentPassword))
         {
-            return LocalRedirect(AccountsExtensions.LoginPath);
+            case PasswordCheck.LockedOut:
+                return LocalRedirect(AccountsExtensions.LoginPath);
+            case PasswordCheck.Wrong:
+                ModelState.AddModelError("Input.CurrentPassword", "The current password is incorrect.");
+                return Page();
         }
 
+        var result = await users.ChangePasswordAsync(user, Input.CurrentPassword, Input.NewPassword);
         if (!result.Succeeded)
         {
             foreach (var error in result.Errors)
             {
-                ModelState.AddModelError(error.Code == nameof(IdentityErrorDescriber.PasswordMismatch) ? "Input.CurrentPassword" : "Input.NewPassword",
-                    error.Code == nameof(IdentityErrorDescriber.PasswordMismatch) ? "The current password is incorrect." : error.Description);
+                ModelState.AddModelError("Input.NewPassword", error.Description);
             }
 
             return Page();
