@@ -267,4 +267,5 @@ public static class HostingEvents
     public static readonly EventId OwnerDeleted = new(9004, nameof(OwnerDeleted));
     public static readonly EventId ForwardedHeadersFromAnySender = new(9005, nameof(ForwardedHeadersFromAnySender));
     public static readonly EventId LinksFromHostHeader = new(9006, nameof(LinksFromHostHeader));
+    public static readonly EventId ForwardedProtoIgnored = new(9007, nameof(ForwardedProtoIgnored));
 }

@@ -22,9 +22,21 @@ public static class HttpsOnlyPages
         var services = app.ApplicationServices;
         var configured = services.GetRequiredService<IOptions<AccountsOptions>>().Value.PublicOrigin
             ?? services.GetRequiredService<IOptions<TokenOptions>>().Value.Issuer;
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(HttpsOnlyPages));
         return app.MapWhen(NeedsHttps, plain => plain.Run(context =>
         {
             var request = context.Request;
+            if (string.Equals(request.Headers["X-Forwarded-Proto"], "https", StringComparison.OrdinalIgnoreCase))
+            {
+                // A proxy said HTTPS but was not believed: redirecting would send the browser round in a loop.
+                logger.LogWarning(HostingEvents.ForwardedProtoIgnored,
+                    "A request came through a proxy over HTTPS, but its X-Forwarded-Proto was not believed: set Hosting:TlsTerminatedByProxy " +
+                    "and the proxy's address in Hosting:KnownProxies or Hosting:KnownNetworks");
+                context.Response.StatusCode = StatusCodes.Status400BadRequest;
+                context.Response.ContentType = "text/plain; charset=utf-8";
+                return context.Response.WriteAsync("This server does not trust its proxy's X-Forwarded-Proto; see its log.", context.RequestAborted);
+            }
+
             var origin = configured?.GetLeftPart(UriPartial.Authority) ?? (request.Host.HasValue ? $"https://{request.Host.Host}" : null);
             if (origin is not null && !request.Path.StartsWithSegments("/api") && (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)))
             {

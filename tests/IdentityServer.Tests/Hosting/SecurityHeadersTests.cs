@@ -27,6 +27,10 @@ public abstract class SecurityHeadersTests<TFixture>(TFixture server) where TFix
         var adminRead = await http.GetAsync("/api/admin/clients");
         var token = await http.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string> { ["grant_type"] = "client_credentials" }));
         var health = await http.GetAsync("/health");
+        // A proxy that said HTTPS but is not believed (not configured as trusted): told so, not sent round in a loop.
+        using var proxied = new HttpRequestMessage(HttpMethod.Get, "/account/login");
+        proxied.Headers.Add("X-Forwarded-Proto", "https");
+        var untrustedProxy = await http.SendAsync(proxied);
 
         Assert.Equal(HttpStatusCode.MovedPermanently, login.StatusCode);
         Assert.Equal("https://localhost/account/login?ReturnUrl=%2Faccount", login.Headers.Location?.ToString());
@@ -39,6 +43,8 @@ public abstract class SecurityHeadersTests<TFixture>(TFixture server) where TFix
         Assert.Equal(HttpStatusCode.BadRequest, token.StatusCode);
         Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(token)).GetProperty("error").GetString());
         Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, untrustedProxy.StatusCode);
+        Assert.Contains("X-Forwarded-Proto", await untrustedProxy.Content.ReadAsStringAsync());
     }
 
     [SkippableFact]
