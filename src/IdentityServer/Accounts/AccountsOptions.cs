@@ -19,6 +19,13 @@ public sealed class AccountsOptions
     public TimeSpan SessionMaxLifetime { get; set; } = TimeSpan.FromHours(10);
 
     /// <summary>
+    /// How recent a sign-in must be to change how the account signs in (authenticator, recovery codes, passkeys);
+    /// an older session is asked to sign in again first.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:30", "1.00:00:00")]
+    public TimeSpan RecentSignIn { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
     /// How often a session cookie is renewed with the user's current claims (name, roles). A session the user's new
     /// security stamp ended ("sign out everywhere", a password change) is refused at its next request regardless.
     /// </summary>

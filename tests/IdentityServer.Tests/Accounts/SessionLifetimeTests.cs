@@ -34,6 +34,31 @@ public abstract class SessionLifetimeTests<TFixture>(TFixture fixture) where TFi
         Assert.Equal("/account", inTime.Uri.AbsolutePath);
         Assert.Equal("/account/login", tooLate.Uri.AbsolutePath);
     }
+
+    /// <summary>
+    /// Changing how the account signs in needs a recent sign-in: an older session is sent to sign in again, then comes
+    /// back to the page.
+    /// </summary>
+    [SkippableFact]
+    public async Task Setting_up_an_authenticator_asks_an_older_session_to_sign_in_again()
+    {
+        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using var factory = new TestServerFactory(new Dictionary<string, string?>(fixture.Settings),
+            testServices: services => services.AddSingleton<TimeProvider>(clock));
+        var server = new AttachedServer(factory, fixture.Provider);
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        clock.Advance(TimeSpan.FromMinutes(6)); // Accounts:RecentSignIn is 5 minutes
+        var asked = await AccountPages.OpenAsync(browser, "/account/two-factor/authenticator");
+        var back = await browser.SubmitAsync(asked, new Dictionary<string, string> { ["Input.UserName"] = user.UserName, ["Input.Password"] = user.Password });
+
+        Assert.Equal("/account/login", asked.Uri.AbsolutePath);
+        Assert.Equal("/account/two-factor/authenticator", back.Uri.AbsolutePath);
+        Assert.NotNull(back.Document.QuerySelector("#shared-key"));
+    }
 }
 
 public sealed class SqliteSessionLifetimeTests(SqliteServerFixture fixture) : SessionLifetimeTests<SqliteServerFixture>(fixture), IClassFixture<SqliteServerFixture>;

@@ -12,6 +12,7 @@ namespace IdentityServer.Accounts.Pages.Manage;
 /// Authenticator enrolment: the shared key as a QR code (rendered here as SVG) and as text; two-factor sign-in is
 /// turned on only after a code from the app checks out; then ten recovery codes are shown once.
 /// </summary>
+[RequireRecentSignIn(IncludingGet = true)] // its GET makes a new key when there is none
 public sealed class AuthenticatorModel(
     UserManager<ApplicationUser> users,
     AccountSessions sessions,

@@ -10,6 +10,7 @@ namespace IdentityServer.Accounts.Pages.Manage;
 /// The account's passkeys (ASP.NET Core Identity's WebAuthn support): add one (passkeys.js asks the browser to create
 /// it with the options from <see cref="OnPostCreationOptionsAsync"/>), rename, remove.
 /// </summary>
+[RequireRecentSignIn]
 public sealed class PasskeysModel(
     UserManager<ApplicationUser> users,
     SignInManager<ApplicationUser> signInManager,

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace IdentityServer.Accounts.Pages.Manage;
 
 /// <summary>Two-factor status: turn the authenticator off, make new recovery codes, forget this device.</summary>
+[RequireRecentSignIn]
 public sealed class TwoFactorModel(
     UserManager<ApplicationUser> users,
     SignInManager<ApplicationUser> signInManager,
