@@ -73,13 +73,16 @@ public sealed class AccountSessions(
     /// The password typed on an account page, checked as the login page checks it: a locked-out account is refused
     /// without a check, a wrong password counts towards the lockout, a right one clears the count. Otherwise a session
     /// (a stolen one, say) could try passwords there without limit. The lockout gives the account a new security
-    /// stamp, so every session ends, a copy of this cookie included, and not only this browser's.
+    /// stamp, so every session ends, a copy of this cookie included, and not only this browser's. A right password
+    /// stored in an older format is re-hashed, which also gives the account a new stamp: this session carries on.
     /// </summary>
     public async Task<PasswordCheck> CheckPasswordAsync(ApplicationUser user, string password)
     {
+        var stamp = user.SecurityStamp;
         var result = await signInManager.CheckPasswordSignInAsync(user, password, lockoutOnFailure: true);
         if (result.Succeeded)
         {
+            await KeepThisSessionAsync(user, stamp);
             return PasswordCheck.Right;
         }
 
@@ -96,8 +99,7 @@ public sealed class AccountSessions(
 
     /// <summary>
     /// After a change the user made in this browser: if it gave the account a new security stamp (Identity does for
-    /// some changes, such as a password re-hashed in a newer format), this browser's session is re-issued, since
-    /// every request checks the stamp.
+    /// some changes), this browser's session is re-issued, since every request checks the stamp.
     /// </summary>
     public async Task KeepThisSessionAsync(ApplicationUser user, string? stampBefore)
     {

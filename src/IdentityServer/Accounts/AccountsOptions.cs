@@ -50,6 +50,12 @@ public sealed class AccountsOptions
     /// </summary>
     public Uri? PublicOrigin { get; set; }
 
+    /// <summary>
+    /// The server's public address as configured: <see cref="PublicOrigin"/>, else <c>Tokens:Issuer</c>. Null when
+    /// neither is set, and each request's own address (its <c>Host</c> header) is all there is.
+    /// </summary>
+    public Uri? ConfiguredPublicAddress(Authorization.TokenOptions tokens) => PublicOrigin ?? tokens.Issuer;
+
     /// <summary>The name authenticator apps show for this server's TOTP entries.</summary>
     [Required]
     public string AuthenticatorIssuer { get; set; } = "Identity Server";

@@ -106,8 +106,9 @@ public static class HostingExtensions
             app.UseForwardedHeaders();
         }
 
-        if (!app.Environment.IsDevelopment() && app.Services.GetRequiredService<IOptions<Accounts.AccountsOptions>>().Value.PublicOrigin is null
-            && app.Services.GetRequiredService<IOptions<Authorization.TokenOptions>>().Value.Issuer is null)
+        var publicAddress = app.Services.GetRequiredService<IOptions<Accounts.AccountsOptions>>().Value
+            .ConfiguredPublicAddress(app.Services.GetRequiredService<IOptions<Authorization.TokenOptions>>().Value);
+        if (!app.Environment.IsDevelopment() && publicAddress is null)
         {
             app.Logger.LogWarning(HostingEvents.LinksFromHostHeader,
                 "Neither Accounts:PublicOrigin nor Tokens:Issuer is set: links in emails (password reset, confirmation) take the " +
@@ -142,7 +143,7 @@ public static class HostingExtensions
         app.UseSecurityHeaders();
         if (!app.Environment.IsDevelopment())
         {
-            app.UseHttpsOnlyPages(); // after the security headers, so its answers carry them too
+            app.UseHttpsOnlyPages(publicAddress); // after the security headers, so its answers carry them too
         }
 
         app.UseFormBodyValidation(); // after the security headers, so its 400s carry them too

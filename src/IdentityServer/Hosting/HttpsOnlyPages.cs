@@ -1,6 +1,5 @@
 using IdentityServer.Accounts;
 using IdentityServer.Authorization;
-using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Hosting;
 
@@ -15,14 +14,13 @@ public static class HttpsOnlyPages
 {
     private const string HttpsOnly = "This server only accepts HTTPS requests.";
 
-    public static IApplicationBuilder UseHttpsOnlyPages(this IApplicationBuilder app)
+    /// <param name="publicAddress">
+    /// Where browsers are sent (<see cref="AccountsOptions.ConfiguredPublicAddress"/>); when none is configured, the
+    /// host the browser asked for, on HTTPS's own port (the port it asked on is the plain-HTTP one).
+    /// </param>
+    public static IApplicationBuilder UseHttpsOnlyPages(this IApplicationBuilder app, Uri? publicAddress)
     {
-        // The public address when one is configured; else the host the browser asked for, on HTTPS's own port (the
-        // port it asked on is the plain-HTTP one).
-        var services = app.ApplicationServices;
-        var configured = services.GetRequiredService<IOptions<AccountsOptions>>().Value.PublicOrigin
-            ?? services.GetRequiredService<IOptions<TokenOptions>>().Value.Issuer;
-        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(HttpsOnlyPages));
+        var logger = app.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(HttpsOnlyPages));
         return app.MapWhen(NeedsHttps, plain => plain.Run(context =>
         {
             var request = context.Request;
@@ -37,8 +35,9 @@ public static class HttpsOnlyPages
                 return context.Response.WriteAsync("This server does not trust its proxy's X-Forwarded-Proto; see its log.", context.RequestAborted);
             }
 
-            var origin = configured?.GetLeftPart(UriPartial.Authority) ?? (request.Host.HasValue ? $"https://{request.Host.Host}" : null);
-            if (origin is not null && !request.Path.StartsWithSegments("/api") && (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)))
+            var api = request.Path.StartsWithSegments("/api");
+            var origin = publicAddress?.GetLeftPart(UriPartial.Authority) ?? (request.Host.HasValue ? $"https://{request.Host.Host}" : null);
+            if (origin is not null && !api && (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)))
             {
                 context.Response.Redirect($"{origin}{request.PathBase}{request.Path}{request.QueryString}", permanent: true);
                 return Task.CompletedTask;
@@ -46,7 +45,7 @@ public static class HttpsOnlyPages
 
             // The admin API answers in JSON, as its other errors do; anything else in plain text.
             context.Response.StatusCode = StatusCodes.Status400BadRequest;
-            if (request.Path.StartsWithSegments("/api"))
+            if (api)
             {
                 return context.Response.WriteAsJsonAsync(new { error = "invalid_request", error_description = HttpsOnly }, context.RequestAborted);
             }

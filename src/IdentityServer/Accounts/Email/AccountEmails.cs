@@ -75,7 +75,7 @@ public sealed class AccountEmails(
     /// <summary>An absolute link to <paramref name="path"/> on this server, with <paramref name="query"/>.</summary>
     public string Link(string path, IDictionary<string, string?>? query = null)
     {
-        var origin = accounts.Value.PublicOrigin ?? tokens.Value.Issuer ?? RequestOrigin();
+        var origin = accounts.Value.ConfiguredPublicAddress(tokens.Value) ?? RequestOrigin();
         var url = new Uri(origin, origin.AbsolutePath.TrimEnd('/') + path).AbsoluteUri;
         return query is null ? url : QueryHelpers.AddQueryString(url, query);
     }

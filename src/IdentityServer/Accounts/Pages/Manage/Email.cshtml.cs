@@ -45,7 +45,6 @@ public sealed class EmailModel(
             return Page();
         }
 
-        var stamp = user.SecurityStamp;
         switch (await sessions.CheckPasswordAsync(user, Input.Password))
         {
             case PasswordCheck.LockedOut:
@@ -54,9 +53,6 @@ public sealed class EmailModel(
                 ModelState.AddModelError("Input.Password", "The password is incorrect.");
                 return Page();
         }
-
-        // The check may have re-hashed a password stored in an older format, which gives the account a new stamp.
-        await sessions.KeepThisSessionAsync(user, stamp);
 
         var newEmail = Input.NewEmail.Trim();
         if (await users.FindByEmailAsync(newEmail) is null)
