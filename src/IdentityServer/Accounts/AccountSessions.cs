@@ -9,10 +9,12 @@ namespace IdentityServer.Accounts;
 /// Every way of signing in ends here, so that each session cookie carries <c>auth_time</c> and the right <c>amr</c>
 /// (<see cref="SessionClaims"/>), and every way of ending sessions (sign out everywhere, a password change or reset)
 /// ends them the same way: a new security stamp (other cookies are refused at their next request, <see cref="SessionUser"/>)
-/// and the user's tokens revoked (refresh tokens stop working at once).
+/// and the user's tokens revoked (refresh tokens stop working at once). Each session has its row on the server
+/// (<see cref="UserSession"/>), so signing out ends it for a copy of its cookie too.
 /// </summary>
 public sealed class AccountSessions(
     SignInManager<ApplicationUser> signInManager,
+    UserSessions sessionRows,
     IOpenIddictTokenManager tokens,
     IHttpContextAccessor http,
     TimeProvider clock,
@@ -25,8 +27,36 @@ public sealed class AccountSessions(
     /// <summary>A fresh session cookie (never an upgrade of the one the browser held) that records how the user signed in.</summary>
     public async Task SignInAsync(ApplicationUser user, string description, params string[] methods)
     {
-        await signInManager.SignInWithClaimsAsync(user, isPersistent: false, SessionClaims.ForSignIn(clock.GetUtcNow(), methods));
-        logger.LogInformation(AccountEvents.SignedIn, "User {UserId} signed in with {Method} (amr {Amr})", user.Id, description, string.Join(' ', methods));
+        // A session the browser held before (another account's, say) ends here rather than lingering on the server.
+        await EndThisSessionAsync();
+        var session = await sessionRows.StartAsync(user, clock.GetUtcNow(), methods, Context.Request.Headers.UserAgent.ToString(), Context.RequestAborted);
+        await signInManager.SignInWithClaimsAsync(user, isPersistent: false, SessionClaims.ForSignIn(session));
+        logger.LogInformation(AccountEvents.SignedIn, "User {UserId} signed in with {Method} (amr {Amr}), session {SessionId}",
+            user.Id, description, session.Methods, session.Id);
+    }
+
+    /// <summary>Signs this browser out and ends its session on the server, so a copy of its cookie stops working too.</summary>
+    public async Task SignOutAsync()
+    {
+        await EndThisSessionAsync();
+        await signInManager.SignOutAsync();
+    }
+
+    /// <summary>The id of this browser's session, whether or not the page itself required a signed-in user.</summary>
+    public async Task<string?> GetThisSessionIdAsync()
+    {
+        var current = await Context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
+        return current.Principal is { } session ? SessionClaims.GetSessionId(session) : null;
+    }
+
+    private async Task EndThisSessionAsync()
+    {
+        var current = await Context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
+        if (current.Principal is { } session && SessionClaims.GetSessionId(session) is { } sessionId
+            && signInManager.UserManager.GetUserId(session) is { } userId)
+        {
+            await sessionRows.EndAsync(userId, sessionId, CancellationToken.None);
+        }
     }
 
     /// <summary>
@@ -93,6 +123,7 @@ public sealed class AccountSessions(
 
         logger.LogWarning(AccountEvents.LockedOut, "User {UserId} locked out by wrong passwords on an account page; every session ends", user.Id);
         await signInManager.UserManager.UpdateSecurityStampAsync(user);
+        await sessionRows.EndAllAsync(user.Id, keep: null, CancellationToken.None);
         await signInManager.SignOutAsync();
         return PasswordCheck.LockedOut;
     }
@@ -121,6 +152,7 @@ public sealed class AccountSessions(
         }
 
         var revoked = await tokens.RevokeBySubjectAsync(user.Id, Context.RequestAborted);
+        await sessionRows.EndAllAsync(user.Id, keep: includingThisOne ? null : await GetThisSessionIdAsync(), CancellationToken.None);
         if (includingThisOne)
         {
             await signInManager.SignOutAsync();

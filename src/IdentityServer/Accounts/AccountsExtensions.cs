@@ -86,6 +86,7 @@ public static class AccountsExtensions
             cookie.LogoutPath = LogoutPath;
             cookie.AccessDeniedPath = AccessDeniedPath;
             cookie.Events.OnValidatePrincipal = SessionUser.RefuseEndedSessionsAsync;
+            cookie.Events.OnCheckSlidingExpiration = SessionUser.RecordRenewalAsync;
         });
         builder.Services.Configure<CookieAuthenticationOptions>(IdentityConstants.TwoFactorUserIdScheme, cookie =>
         {
@@ -136,6 +137,7 @@ public static class AccountsExtensions
         });
 
         builder.Services.AddScoped<AccountSessions>();
+        builder.Services.AddScoped<UserSessions>();
         builder.Services.AddScoped<ConnectedApps>();
         builder.AddAccountEmail();
         return builder;

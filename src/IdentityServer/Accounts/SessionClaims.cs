@@ -19,20 +19,26 @@ public static class SessionClaims
     public const string AuthenticationMethod = Claims.AuthenticationMethodReference;
     public const string AuthenticationTime = Claims.AuthenticationTime;
 
+    /// <summary>The session's row on the server (<see cref="UserSession"/>); never copied into tokens.</summary>
+    public const string SessionId = "sid";
+
     public const string Password = "pwd";
     public const string OneTimePassword = "otp";
     public const string MultipleFactors = "mfa";
     public const string HardwareKey = "hwk";
     public const string SoftwareKey = "swk";
 
-    public static Claim[] ForSignIn(DateTimeOffset now, params string[] methods) =>
+    public static Claim[] ForSignIn(UserSession session) =>
     [
-        new(AuthenticationTime, now.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture), ClaimValueTypes.Integer64),
-        .. methods.Distinct(StringComparer.Ordinal).Select(method => new Claim(AuthenticationMethod, method)),
+        new(SessionId, session.Id),
+        new(AuthenticationTime, new DateTimeOffset(session.SignedInAt, TimeSpan.Zero).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture), ClaimValueTypes.Integer64),
+        .. session.Methods.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(method => new Claim(AuthenticationMethod, method)),
     ];
 
     /// <summary>Whether <paramref name="claim"/> describes the sign-in (and so must survive a cookie refresh).</summary>
-    public static bool IsSessionClaim(Claim claim) => claim.Type is AuthenticationTime or AuthenticationMethod;
+    public static bool IsSessionClaim(Claim claim) => claim.Type is SessionId or AuthenticationTime or AuthenticationMethod;
+
+    public static string? GetSessionId(ClaimsPrincipal principal) => principal.FindFirst(SessionId)?.Value;
 
     public static DateTimeOffset? GetAuthenticationTime(ClaimsPrincipal principal) =>
         long.TryParse(principal.FindFirst(AuthenticationTime)?.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds)

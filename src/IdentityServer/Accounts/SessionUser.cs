@@ -7,12 +7,19 @@ using Microsoft.Extensions.Options;
 namespace IdentityServer.Accounts;
 
 /// <summary>
-/// A session cookie is refused on the first request after its user's security stamp changed: sign out everywhere,
-/// a password change or reset, an admin's lockout or one from wrong passwords on the account pages. ASP.NET Core Identity's own validator looks only every
+/// A session cookie is refused on the first request after its session ended:
+/// <list type="bullet">
+/// <item>its row on the server is gone (<see cref="UserSession"/>): signed out, here or from another browser's
+/// sessions page, so a copy of the cookie is refused too;</item>
+/// <item>its user's security stamp changed: sign out everywhere, a password change or reset, an admin's lockout or one
+/// from wrong passwords on the account pages. ASP.NET Core Identity's own validator looks only every
 /// <c>Accounts:SessionValidationInterval</c>, and in that gap an ended session could still get codes, approve
 /// devices, change the account, or renew itself from the account pages (they re-issue the cookie with the current
-/// stamp). The check reads the user, which the pages read next anyway: the store hands back the instance it tracks.
-/// A session also ends <c>Accounts:SessionMaxLifetime</c> after the sign-in, however active it stays.
+/// stamp);</item>
+/// <item><c>Accounts:SessionMaxLifetime</c> after the sign-in, however active it stays.</item>
+/// </list>
+/// The check is one query for the user and the session's row; the pages read the user next anyway, and the store hands
+/// back the instance it tracks.
 /// </summary>
 public static class SessionUser
 {
@@ -30,17 +37,35 @@ public static class SessionUser
         // Every sign-in records auth_time; a session without it has no age to trust.
         var tooOld = SessionClaims.GetAuthenticationTime(session) is not { } signedInAt
             || services.GetRequiredService<TimeProvider>().GetUtcNow() - signedInAt > maxLifetime;
-        if (tooOld || await services.GetRequiredService<UserManager<ApplicationUser>>().GetSessionUserAsync(session) is null)
+        if (tooOld || await GetSessionUserAsync(services, session, CancellationToken.None) is null)
         {
             context.RejectPrincipal();
             await context.HttpContext.SignOutAsync(IdentityConstants.ApplicationScheme);
         }
     }
 
-    /// <summary>The session's user, or null when there is none or the session's security stamp is no longer theirs.</summary>
-    private static async Task<ApplicationUser?> GetSessionUserAsync(this UserManager<ApplicationUser> users, ClaimsPrincipal session)
+    /// <summary>A renewed cookie (sliding expiration) marks its session as seen, so the sessions page can leave out idle ones.</summary>
+    public static async Task RecordRenewalAsync(CookieSlidingExpirationContext context)
     {
-        var user = await users.GetUserAsync(session);
+        if (context.ShouldRenew && SessionClaims.GetSessionId(context.Principal!) is { } sessionId)
+        {
+            await context.HttpContext.RequestServices.GetRequiredService<UserSessions>().SeenAsync(sessionId, CancellationToken.None);
+        }
+    }
+
+    /// <summary>
+    /// The session's user, or null when there is none, the session's row is gone (a cookie from before sessions had
+    /// rows has none) or the session's security stamp is no longer the user's.
+    /// </summary>
+    private static async Task<ApplicationUser?> GetSessionUserAsync(IServiceProvider services, ClaimsPrincipal session, CancellationToken ct)
+    {
+        var users = services.GetRequiredService<UserManager<ApplicationUser>>();
+        if (users.GetUserId(session) is not { } userId || SessionClaims.GetSessionId(session) is not { } sessionId)
+        {
+            return null;
+        }
+
+        var user = await services.GetRequiredService<UserSessions>().FindUserAsync(userId, sessionId, ct);
         if (user is null || !users.SupportsUserSecurityStamp)
         {
             return user;

@@ -64,6 +64,7 @@ public sealed class UserAdmin(
     UserManager<ApplicationUser> users,
     IOpenIddictAuthorizationManager authorizations,
     IOpenIddictTokenManager tokens,
+    UserSessions sessionRows,
     TimeProvider clock,
     AuditLog audit)
 {
@@ -351,8 +352,10 @@ public sealed class UserAdmin(
             .Any(u => u.Id != user.Id && (u.LockoutEnd is null || u.LockoutEnd <= now));
     }
 
+    /// <summary>The user's consents and tokens revoked and their sessions' rows deleted (they end at their next request).</summary>
     private async Task RevokeAsync(ApplicationUser user, CancellationToken ct)
     {
+        await sessionRows.EndAllAsync(user.Id, keep: null, ct);
         await authorizations.RevokeBySubjectAsync(user.Id, ct);
         await tokens.RevokeBySubjectAsync(user.Id, ct);
     }

@@ -64,6 +64,7 @@ public abstract class ApplicationDbContext(DbContextOptions options)
             key.HasIndex(k => new { k.Use, k.Slot }).IsUnique();
         });
         AuditEntry.Configure(builder);
+        UserSession.Configure(builder);
     }
 }
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using IdentityServer.Accounts;
 using IdentityServer.Data;
 using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
@@ -8,16 +9,18 @@ namespace IdentityServer.Jobs;
 /// <summary>
 /// Removes OpenIddict tokens and authorizations that can no longer be used (expired, redeemed, revoked, invalid,
 /// or ad-hoc authorizations left without tokens) and were created before the retention period. Valid entries
-/// and permanent consents are kept whatever their age.
+/// and permanent consents are kept whatever their age. Also removes the rows of login sessions past their maximum
+/// lifetime (<see cref="UserSession"/>), which no cookie can use any more.
 /// </summary>
 public sealed class TokenPruner(
     IOpenIddictTokenManager tokens,
     IOpenIddictAuthorizationManager authorizations,
+    UserSessions sessions,
     IOptions<TokenPruningOptions> options,
     TimeProvider clock,
     ILogger<TokenPruner> logger)
 {
-    public async Task<(long Tokens, long Authorizations)> PruneAsync(CancellationToken cancellationToken)
+    public async Task<(long Tokens, long Authorizations, long Sessions)> PruneAsync(CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
         var threshold = clock.GetUtcNow() - options.Value.Retention;
@@ -29,11 +32,12 @@ public sealed class TokenPruner(
         var prunedTokens = await DeadlockRetry.RunAsync(() => tokens.PruneAsync(threshold, cancellationToken).AsTask(), logger, "Pruning tokens");
         var prunedAuthorizations = await DeadlockRetry.RunAsync(() => authorizations.PruneAsync(threshold, cancellationToken).AsTask(), logger,
             "Pruning authorizations");
+        var prunedSessions = await sessions.PruneAsync(cancellationToken);
 
         logger.LogInformation(JobEvents.TokensPruned,
-            "Pruned {Tokens} token(s) and {Authorizations} authorization(s) older than {Threshold} in {ElapsedMs} ms",
-            prunedTokens, prunedAuthorizations, threshold, stopwatch.ElapsedMilliseconds);
-        return (prunedTokens, prunedAuthorizations);
+            "Pruned {Tokens} token(s) and {Authorizations} authorization(s) older than {Threshold}, and {Sessions} ended session(s), in {ElapsedMs} ms",
+            prunedTokens, prunedAuthorizations, threshold, prunedSessions, stopwatch.ElapsedMilliseconds);
+        return (prunedTokens, prunedAuthorizations, prunedSessions);
     }
 }
 

@@ -329,7 +329,7 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         var browser = server.CreateBrowser();
         await AccountPages.SignInAsync(browser, user.UserName, user.Password);
 
-        var done = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sessions"));
+        var done = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sessions"), selector: "#sign-out-everywhere");
 
         Assert.Contains("Every session of your account has been signed out", done.Body);
         Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);

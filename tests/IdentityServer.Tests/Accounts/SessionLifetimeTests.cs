@@ -36,6 +36,34 @@ public abstract class SessionLifetimeTests<TFixture>(TFixture fixture) where TFi
     }
 
     /// <summary>
+    /// The sessions page lists the sessions still in use: a cookie renewed by use marks its session as seen, and one
+    /// left idle past <c>Accounts:SessionIdleTimeout</c> (20 minutes), whose cookie no longer works, drops off the list.
+    /// </summary>
+    [SkippableFact]
+    public async Task The_sessions_page_leaves_out_sessions_left_idle_past_the_idle_timeout()
+    {
+        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using var factory = new TestServerFactory(new Dictionary<string, string?>(fixture.Settings),
+            testServices: services => services.AddSingleton<TimeProvider>(clock));
+        var server = new AttachedServer(factory, fixture.Provider);
+        var user = await server.CreateUserAsync();
+        var idle = server.CreateBrowser();
+        await AccountPages.SignInAsync(idle, user.UserName, user.Password);
+        var active = server.CreateBrowser();
+        await AccountPages.SignInAsync(active, user.UserName, user.Password);
+
+        clock.Advance(TimeSpan.FromMinutes(15));
+        Assert.Equal(2, (await AccountPages.OpenAsync(active, "/account/sessions")).Document.QuerySelectorAll("ul.sessions li").Length);
+        clock.Advance(TimeSpan.FromMinutes(10));
+        var list = await AccountPages.OpenAsync(active, "/account/sessions");
+
+        var entry = Assert.Single(list.Document.QuerySelectorAll("ul.sessions li"));
+        Assert.NotNull(entry.QuerySelector(".this-session"));
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(idle, "/account")).Uri.AbsolutePath);
+    }
+
+    /// <summary>
     /// Changing how the account signs in needs a recent sign-in: an older session is sent to sign in again, then comes
     /// back to the page.
     /// </summary>

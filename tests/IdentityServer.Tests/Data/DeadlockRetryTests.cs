@@ -98,7 +98,7 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
         await using var monitor = await PostgreSqlSession.OpenAsync(server);
         Assert.True(await monitor.ScalarAsync<long>($"SELECT count(*) {UsersLiveEntries}", user.Id) > 1);
 
-        var signOut = await InDeadlockAsync(() => browser.SubmitAsync(signOutPage), user.Id,
+        var signOut = await InDeadlockAsync(() => browser.SubmitAsync(signOutPage, selector: "#sign-out-everywhere"), user.Id,
             holdFirst: $"SELECT 1 {UsersLiveEntries} ORDER BY ctid DESC LIMIT 1 FOR UPDATE",
             thenWant: $"SELECT 1 {UsersLiveEntries} ORDER BY ctid FOR UPDATE",
             waiting: "the revocation waiting for the last entry");
@@ -141,7 +141,7 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
         Assert.Equal(0L, await monitor.ScalarAsync<long>($"SELECT count(*) {Prunable}", ids.ToArray()));
         Assert.Equal(0L, await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Id\" = @value", authorization));
 
-        async Task<(long, long)> PruneAsync()
+        async Task<(long, long, long)> PruneAsync()
         {
             await using var scope = server.Factory.Services.CreateAsyncScope();
             return await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);

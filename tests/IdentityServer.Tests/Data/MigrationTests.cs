@@ -43,7 +43,7 @@ public sealed class MigrationTests
         string[] tables =
         [
             "OpenIddictApplications", "OpenIddictAuthorizations", "OpenIddictScopes", "OpenIddictTokens",
-            "AspNetUsers", "AspNetRoles", "AspNetUserRoles", "DataProtectionKeys", "StoredKeys",
+            "AspNetUsers", "AspNetRoles", "AspNetUserRoles", "DataProtectionKeys", "StoredKeys", "UserSessions",
         ];
         foreach (var table in tables)
         {
@@ -54,6 +54,7 @@ public sealed class MigrationTests
         Assert.Contains("IF NOT EXISTS (\n    SELECT * FROM [__EFMigrationsHistory]", script.ReplaceLineEndings("\n"));
         Assert.Contains("CREATE UNIQUE INDEX [IX_OpenIddictApplications_ClientId]", script);
         Assert.Contains("CREATE UNIQUE INDEX [IX_StoredKeys_Use_Slot]", script);
+        Assert.Contains("CONSTRAINT [FK_UserSessions_AspNetUsers_UserId] FOREIGN KEY ([UserId]) REFERENCES [AspNetUsers] ([Id]) ON DELETE CASCADE", script);
     }
 
     private static ApplicationDbContext Create(string context) => context switch

@@ -1,5 +1,8 @@
+using IdentityServer.Accounts;
+using IdentityServer.Data;
 using IdentityServer.Jobs;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using OpenIddict.Abstractions;
 using Quartz;
@@ -51,6 +54,39 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
         {
             await using var scope = services.CreateAsyncScope();
             await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+        }
+    }
+
+    [SkippableFact]
+    public async Task Pruning_removes_the_rows_of_sessions_past_their_lifetime_and_keeps_the_others()
+    {
+        var user = await _server.CreateUserAsync();
+        var now = DateTime.UtcNow;
+        UserSession Row(TimeSpan expiresIn) => new()
+        {
+            Id = Guid.NewGuid().ToString("N"), UserId = user.Id, Methods = "pwd",
+            SignedInAt = now.AddHours(-11), LastSeenAt = now.AddHours(-11), ExpiresAt = now + expiresIn,
+        };
+        var ended = Row(TimeSpan.FromMinutes(-1));
+        var live = Row(TimeSpan.FromMinutes(5));
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+            db.AddRange(ended, live);
+            await db.SaveChangesAsync();
+        }
+
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var pruned = await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+            Assert.True(pruned.Sessions >= 1, $"Pruned {pruned.Sessions} sessions");
+        }
+
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSession>()
+                .Where(s => s.UserId == user.Id).Select(s => s.Id).ToListAsync();
+            Assert.Equal([live.Id], remaining);
         }
     }
 

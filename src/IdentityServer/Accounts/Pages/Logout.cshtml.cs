@@ -7,7 +7,7 @@ namespace IdentityServer.Accounts.Pages;
 
 /// <summary>Signing out of our own pages: a GET only asks, so a link cannot sign anyone out.</summary>
 [AllowAnonymous]
-public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, ILogger<LogoutModel> logger) : PageModel
+public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, AccountSessions sessions, ILogger<LogoutModel> logger) : PageModel
 {
     public bool SignedOut { get; private set; }
 
@@ -24,7 +24,7 @@ public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, IL
             logger.LogInformation(AccountEvents.SignedOut, "User {UserId} signed out", signInManager.UserManager.GetUserId(User));
         }
 
-        await signInManager.SignOutAsync();
+        await sessions.SignOutAsync();
         SignedOut = true;
         return Page();
     }

@@ -22,7 +22,8 @@ namespace IdentityServer.Authorization.Pages;
 /// </summary>
 [AllowAnonymous]
 [IgnoreAntiforgeryToken] // Clients may POST logout requests; the confirmation form is checked by hand.
-public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager, IAntiforgery antiforgery, ILogger<EndSessionModel> logger) : PageModel
+public sealed class EndSessionModel(
+    SignInManager<ApplicationUser> signInManager, AccountSessions sessions, IAntiforgery antiforgery, ILogger<EndSessionModel> logger) : PageModel
 {
     private const string ConfirmField = "confirm_sign_out";
 
@@ -91,7 +92,7 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
             logger.LogInformation(AccountEvents.SignedOut, "Session ended through the end session endpoint");
         }
 
-        await signInManager.SignOutAsync();
+        await sessions.SignOutAsync();
         var request = HttpContext.GetOpenIddictServerRequest();
         if (HttpContext.GetOpenIddictServerResponse()?.Error is not null || request is null
             || (string.IsNullOrEmpty(request.ClientId) && !await HasValidIdTokenHintAsync()))

@@ -4,10 +4,53 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace IdentityServer.Accounts.Pages.Manage;
 
-/// <summary>"Sign out everywhere": every session of the account ends, this one included, and every refresh token is revoked.</summary>
-public sealed class SessionsModel(UserManager<ApplicationUser> users, AccountSessions sessions) : PageModel
+/// <summary>
+/// The account's signed-in browsers: each can be signed out from here (its cookie stops working at its next request),
+/// or all of them at once with "sign out everywhere", which also revokes every refresh token.
+/// </summary>
+public sealed class SessionsModel(
+    UserManager<ApplicationUser> users, AccountSessions sessions, UserSessions sessionRows, ILogger<SessionsModel> logger) : PageModel
 {
-    public IActionResult OnGet() => Page();
+    public IReadOnlyList<UserSession> Sessions { get; private set; } = [];
+
+    public string? ThisSessionId { get; private set; }
+
+    [TempData]
+    public string? StatusMessage { get; set; }
+
+    public async Task<IActionResult> OnGetAsync()
+    {
+        if (await users.GetUserAsync(User) is not { } user)
+        {
+            return Challenge();
+        }
+
+        Sessions = await sessionRows.ListAsync(user.Id, HttpContext.RequestAborted);
+        ThisSessionId = SessionClaims.GetSessionId(User);
+        return Page();
+    }
+
+    /// <summary>Signs one other browser out; this browser signs out through the sign-out page.</summary>
+    public async Task<IActionResult> OnPostEndAsync(string? id)
+    {
+        if (await users.GetUserAsync(User) is not { } user)
+        {
+            return Challenge();
+        }
+
+        if (!string.IsNullOrEmpty(id) && id != SessionClaims.GetSessionId(User))
+        {
+            var ended = await sessionRows.EndAsync(user.Id, id, CancellationToken.None) > 0;
+            if (ended)
+            {
+                logger.LogInformation(AccountEvents.SignedOut, "User {UserId} signed out their session {SessionId} from the sessions page", user.Id, id);
+            }
+
+            StatusMessage = ended ? "That browser has been signed out." : "That session had already ended.";
+        }
+
+        return RedirectToPage();
+    }
 
     public async Task<IActionResult> OnPostAsync()
     {
@@ -18,5 +61,14 @@ public sealed class SessionsModel(UserManager<ApplicationUser> users, AccountSes
 
         await sessions.EndOtherSessionsAsync(user, includingThisOne: true, "sign out everywhere");
         return RedirectToPage("/Accounts/Pages/Logout", new { everywhere = true });
+    }
+
+    /// <summary>How the user signed in, in words.</summary>
+    public static string Describe(string methods)
+    {
+        var amr = methods.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return amr.Contains(SessionClaims.HardwareKey) || amr.Contains(SessionClaims.SoftwareKey) ? "a passkey"
+            : amr.Contains(SessionClaims.OneTimePassword) ? "password and a second factor"
+            : "password";
     }
 }

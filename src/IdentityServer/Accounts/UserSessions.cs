@@ -1,0 +1,76 @@
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using IdentityServer.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata;
+using Microsoft.Extensions.Options;
+
+namespace IdentityServer.Accounts;
+
+/// <summary>The rows of <see cref="UserSession"/>: started at sign-in, checked on every request with a session cookie, deleted at sign-out.</summary>
+public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IOptions<AccountsOptions> options)
+{
+    /// <summary>Compiled per model: a compiled query refuses a context of another model (the tests run several providers).</summary>
+    private static readonly ConditionalWeakTable<IModel, Func<DbContext, string, string, DateTime, CancellationToken, Task<ApplicationUser?>>> UserOfLiveSession = [];
+
+    public async Task<UserSession> StartAsync(ApplicationUser user, DateTimeOffset signedInAt, IEnumerable<string> methods, string? browser, CancellationToken ct)
+    {
+        var session = new UserSession
+        {
+            Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
+            UserId = user.Id,
+            SignedInAt = signedInAt.UtcDateTime,
+            ExpiresAt = (signedInAt + options.Value.SessionMaxLifetime).UtcDateTime,
+            LastSeenAt = signedInAt.UtcDateTime,
+            Methods = string.Join(' ', methods.Distinct(StringComparer.Ordinal)),
+            Browser = browser is { Length: > UserSession.BrowserMaxLength } ? browser[..UserSession.BrowserMaxLength] : browser,
+        };
+        db.Add(session);
+        await db.SaveChangesAsync(ct);
+        db.Entry(session).State = EntityState.Detached;
+        return session;
+    }
+
+    /// <summary>
+    /// The session's user when the session is still on record and within its lifetime, else null; one query, the user
+    /// tracked as Identity's own lookup would (so the page's next lookup of the user costs nothing).
+    /// </summary>
+    public Task<ApplicationUser?> FindUserAsync(string userId, string sessionId, CancellationToken ct) =>
+        UserOfLiveSession.GetValue(db.Model, static _ => EF.CompileAsyncQuery((DbContext context, string user, string session, DateTime now, CancellationToken token) =>
+            context.Set<ApplicationUser>().AsTracking().FirstOrDefault(u => u.Id == user
+                && context.Set<UserSession>().Any(s => s.Id == session && s.UserId == u.Id && s.ExpiresAt > now))))(
+            db, userId, sessionId, clock.GetUtcNow().UtcDateTime, ct);
+
+    /// <summary>The user's sessions that have not ended, neither at their lifetime nor idle past <c>Accounts:SessionIdleTimeout</c>; newest first.</summary>
+    public async Task<List<UserSession>> ListAsync(string userId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        var idleSince = now - options.Value.SessionIdleTimeout;
+        return await db.Set<UserSession>().AsNoTracking()
+            .Where(s => s.UserId == userId && s.ExpiresAt > now && s.LastSeenAt > idleSince)
+            .OrderByDescending(s => s.SignedInAt)
+            .ToListAsync(ct);
+    }
+
+    /// <summary>Records that the session's cookie was renewed, for <see cref="ListAsync"/>.</summary>
+    public Task SeenAsync(string sessionId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        return db.Set<UserSession>().Where(s => s.Id == sessionId).ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSeenAt, now), ct);
+    }
+
+    /// <summary>Ends one session of the user (only theirs: the id comes from a form).</summary>
+    public Task<int> EndAsync(string userId, string sessionId, CancellationToken ct) =>
+        db.Set<UserSession>().Where(s => s.Id == sessionId && s.UserId == userId).ExecuteDeleteAsync(ct);
+
+    /// <summary>Ends every session of the user but <paramref name="keep"/>.</summary>
+    public Task<int> EndAllAsync(string userId, string? keep, CancellationToken ct) =>
+        db.Set<UserSession>().Where(s => s.UserId == userId && s.Id != keep).ExecuteDeleteAsync(ct);
+
+    /// <summary>Deletes the rows of sessions past their lifetime (the token pruning job).</summary>
+    public Task<int> PruneAsync(CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        return db.Set<UserSession>().Where(s => s.ExpiresAt <= now).ExecuteDeleteAsync(ct);
+    }
+}

@@ -1,0 +1,169 @@
+using System.Globalization;
+using System.Net;
+using System.Security.Claims;
+using IdentityServer.Accounts;
+using IdentityServer.Data;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace IdentityServer.Tests.Accounts;
+
+/// <summary>
+/// Each login session has its row on the server: signing out deletes it, and a cookie whose row is gone is refused,
+/// so a copy of the cookie (stolen, or left in another tab of a shared computer) stops working at sign-out too.
+/// </summary>
+public abstract class ServerSideSessionTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    [SkippableFact]
+    public async Task Signing_out_ends_the_session_for_a_copy_of_its_cookie_too()
+    {
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var copy = CopyOf(browser);
+        Assert.Equal("/account", (await AccountPages.OpenAsync(copy, "/account")).Uri.AbsolutePath);
+
+        var signedOut = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
+
+        Assert.Contains("You are signed out", signedOut.Body);
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(copy, "/account")).Uri.AbsolutePath);
+        Assert.Empty(await SessionRowsAsync(user.Id));
+    }
+
+    [SkippableFact]
+    public async Task Signing_out_at_the_end_session_endpoint_ends_the_session_for_a_copy_of_its_cookie_too()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var copy = CopyOf(browser);
+
+        var endSession = await server.EndpointAsync("end_session_endpoint") + "?id_token_hint=" + tokens.GetProperty("id_token").GetString();
+        await browser.NavigateAsync(endSession);
+
+        var page = await copy.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create()), OAuth.IsApp);
+        Assert.True(page.RedirectTarget is null && page.Uri.AbsolutePath == "/account/login",
+            $"Expected the login page, got {(int)page.Status} at {page.Uri} -> {page.RedirectTarget}");
+    }
+
+    [SkippableFact]
+    public async Task The_sessions_page_lists_each_browser_and_signs_one_out_without_the_others()
+    {
+        var user = await server.CreateUserAsync();
+        var phone = server.CreateBrowser();
+        await AccountPages.SignInAsync(phone, user.UserName, user.Password);
+        var laptop = server.CreateBrowser();
+        await AccountPages.SignInAsync(laptop, user.UserName, user.Password);
+
+        var list = await AccountPages.OpenAsync(laptop, "/account/sessions");
+        var entries = list.Document.QuerySelectorAll("ul.sessions li");
+        Assert.Equal(2, entries.Length);
+        Assert.Single(entries, e => e.QuerySelector(".this-session") is not null);
+        var ended = await laptop.SubmitAsync(list, selector: "ul.sessions form");
+
+        Assert.Contains("That browser has been signed out", ended.Body);
+        Assert.Single(ended.Document.QuerySelectorAll("ul.sessions li"));
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(phone, "/account")).Uri.AbsolutePath);
+        Assert.Equal("/account", (await AccountPages.OpenAsync(laptop, "/account")).Uri.AbsolutePath);
+    }
+
+    [SkippableFact]
+    public async Task A_user_cannot_end_another_users_session_by_its_id()
+    {
+        var victim = await server.CreateUserAsync();
+        var victimBrowser = server.CreateBrowser();
+        await AccountPages.SignInAsync(victimBrowser, victim.UserName, victim.Password);
+        var victimSession = Assert.Single(await SessionRowsAsync(victim.Id));
+        var other = await server.CreateUserAsync();
+        await AccountPages.SignInAsync(server.CreateBrowser(), other.UserName, other.Password); // so the list has a form to post
+        var otherBrowser = server.CreateBrowser();
+        await AccountPages.SignInAsync(otherBrowser, other.UserName, other.Password);
+
+        var list = await AccountPages.OpenAsync(otherBrowser, "/account/sessions");
+        var answer = await otherBrowser.SubmitAsync(list, new Dictionary<string, string> { ["id"] = victimSession.Id }, selector: "ul.sessions form");
+
+        Assert.Contains("That session had already ended", answer.Body);
+        Assert.Equal("/account", (await AccountPages.OpenAsync(victimBrowser, "/account")).Uri.AbsolutePath);
+    }
+
+    /// <summary>
+    /// A session cookie the server itself made (so properly encrypted and signed) is refused without a session id, as
+    /// cookies from before sessions had rows are, or with the id of a row that does not exist; the same cookie with
+    /// its row's id is accepted, so the refusals are the row check's doing.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_session_cookie_is_accepted_only_while_its_row_exists()
+    {
+        var user = await server.CreateUserAsync();
+        await AccountPages.SignInAsync(server.CreateBrowser(), user.UserName, user.Password);
+        var row = Assert.Single(await SessionRowsAsync(user.Id));
+
+        Assert.Equal("/account", await OpenWithCookieAsync(user.Id, row.Id));
+        Assert.Equal("/account/login", await OpenWithCookieAsync(user.Id, sessionId: null));
+        Assert.Equal("/account/login", await OpenWithCookieAsync(user.Id, "0123456789abcdef0123456789abcdef"));
+    }
+
+    [SkippableFact]
+    public async Task Sign_out_everywhere_deletes_every_session_row_of_the_account()
+    {
+        var user = await server.CreateUserAsync();
+        await AccountPages.SignInAsync(server.CreateBrowser(), user.UserName, user.Password);
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        Assert.Equal(2, (await SessionRowsAsync(user.Id)).Count);
+
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sessions"), selector: "#sign-out-everywhere");
+
+        Assert.Empty(await SessionRowsAsync(user.Id));
+    }
+
+    private Browser CopyOf(Browser browser)
+    {
+        var copy = server.CreateBrowser();
+        copy.Cookies.Add(browser.Cookies.GetAllCookies());
+        return copy;
+    }
+
+    private async Task<List<UserSession>> SessionRowsAsync(string userId)
+    {
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSession>()
+            .AsNoTracking().Where(s => s.UserId == userId).ToListAsync();
+    }
+
+    /// <summary>Opens /account with a session cookie made by the server's own cookie format; answers where the browser ended up.</summary>
+    private async Task<string> OpenWithCookieAsync(string userId, string? sessionId)
+    {
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+        var principal = await scope.ServiceProvider.GetRequiredService<SignInManager<ApplicationUser>>()
+            .CreateUserPrincipalAsync((await users.FindByIdAsync(userId))!);
+        var identity = (ClaimsIdentity)principal.Identity!;
+        var now = DateTimeOffset.UtcNow;
+        identity.AddClaim(new Claim(SessionClaims.AuthenticationTime, now.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture)));
+        identity.AddClaim(new Claim(SessionClaims.AuthenticationMethod, SessionClaims.Password));
+        if (sessionId is not null)
+        {
+            identity.AddClaim(new Claim(SessionClaims.SessionId, sessionId));
+        }
+
+        var cookie = scope.ServiceProvider.GetRequiredService<IOptionsMonitor<CookieAuthenticationOptions>>().Get(IdentityConstants.ApplicationScheme);
+        var ticket = new AuthenticationTicket(principal,
+            new AuthenticationProperties { IssuedUtc = now, ExpiresUtc = now.AddMinutes(10) }, IdentityConstants.ApplicationScheme);
+        var browser = server.CreateBrowser();
+        browser.Cookies.Add(new Cookie(cookie.Cookie.Name!, cookie.TicketDataFormat.Protect(ticket), "/", TestServerFactory.Authority.Host));
+        return (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath;
+    }
+}
+
+public sealed class SqliteServerSideSessionTests(SqliteAccountsFixture server)
+    : ServerSideSessionTests<SqliteAccountsFixture>(server), IClassFixture<SqliteAccountsFixture>;
+
+public sealed class PostgreSqlServerSideSessionTests(PostgreSqlAccountsFixture server)
+    : ServerSideSessionTests<PostgreSqlAccountsFixture>(server), IClassFixture<PostgreSqlAccountsFixture>;
