@@ -226,12 +226,18 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
     }
 
     [SkippableFact]
-    public async Task An_unknown_admin_path_is_a_json_404_for_an_admin()
+    public async Task An_unknown_admin_path_is_a_json_404_and_an_unknown_method_a_json_405_naming_the_allowed_ones()
     {
         var admin = await AdminAsync(server);
 
         await (await admin.GetAsync("/api/admin/no-such-thing")).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
-        await (await admin.SendJsonAsync(HttpMethod.Patch, Path(ClientsUrl, "any"), "{}")).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+        await (await admin.SendJsonAsync(HttpMethod.Patch, Path(ClientsUrl, "any") + "/no-such-thing", "{}")).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+        var patch = await admin.SendJsonAsync(HttpMethod.Patch, Path(ClientsUrl, "any"), "{}");
+        Assert.Equal("DELETE, GET, PUT", string.Join(", ", patch.Content.Headers.Allow));
+        await patch.ExpectErrorAsync(HttpStatusCode.MethodNotAllowed, "method_not_allowed");
+        var putList = await admin.SendJsonAsync(HttpMethod.Put, ClientsUrl, "{}");
+        Assert.Equal("GET, POST", string.Join(", ", putList.Content.Headers.Allow));
+        await putList.ExpectErrorAsync(HttpStatusCode.MethodNotAllowed, "method_not_allowed");
     }
 
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ServerFixture, Task<string>> OtherScopeTokens = new();

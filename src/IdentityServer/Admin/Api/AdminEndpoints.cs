@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using IdentityServer.Clients;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Routing.Template;
 
 namespace IdentityServer.Admin;
 
@@ -61,10 +62,37 @@ public static class AdminEndpoints
             .WithDescription("Every admin change: who, what, when, and the entry before and after (never a secret). Page back with before=next_before.")
             .Produces<AuditPage>();
 
-        // Anything else under the API answers as the API does (JSON), not with the login page or an HTML error.
-        api.Map("/{**path}", () => AdminResults.Error(StatusCodes.Status404NotFound, "not_found", "There is no such admin API operation."))
+        // Anything else under the API answers as the API does (JSON), not with the login page or an HTML error. This
+        // catch-all matches every method, so it answers 405 itself for a path whose operations take other methods.
+        api.Map("/{**path}", (HttpContext http, EndpointDataSource endpoints) =>
+            {
+                if (MethodsAt(endpoints, http.Request.Path) is { Count: > 0 } allowed)
+                {
+                    http.Response.Headers.Allow = string.Join(", ", allowed);
+                    return AdminResults.Error(StatusCodes.Status405MethodNotAllowed, "method_not_allowed",
+                        $"This admin API operation takes {string.Join(", ", allowed)}, not {http.Request.Method}.");
+                }
+
+                return AdminResults.Error(StatusCodes.Status404NotFound, "not_found", "There is no such admin API operation.");
+            })
             .ExcludeFromDescription();
         return api;
+    }
+
+    /// <summary>The methods of the operations whose route matches <paramref name="path"/>, for a 405's <c>Allow</c>; empty when none does.</summary>
+    private static SortedSet<string> MethodsAt(EndpointDataSource endpoints, PathString path)
+    {
+        var methods = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var endpoint in endpoints.Endpoints.OfType<RouteEndpoint>())
+        {
+            if (endpoint.Metadata.GetMetadata<IHttpMethodMetadata>() is { HttpMethods.Count: > 0 } operation
+                && new TemplateMatcher(new RouteTemplate(endpoint.RoutePattern), []).TryMatch(path, []))
+            {
+                methods.UnionWith(operation.HttpMethods);
+            }
+        }
+
+        return methods;
     }
 
     private static void MapClients(RouteGroupBuilder clients)
