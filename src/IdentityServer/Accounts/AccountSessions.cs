@@ -42,13 +42,6 @@ public sealed class AccountSessions(
         await signInManager.SignOutAsync();
     }
 
-    /// <summary>The id of this browser's session, whether or not the page itself required a signed-in user.</summary>
-    public async Task<string?> GetThisSessionIdAsync()
-    {
-        var current = await Context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
-        return current.Principal is { } session ? SessionClaims.GetSessionId(session) : null;
-    }
-
     private async Task EndThisSessionAsync()
     {
         var current = await Context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
@@ -91,13 +84,24 @@ public sealed class AccountSessions(
         await SignInAsync(user, $"a second factor ({secondFactor})", [.. methodsSoFar, SessionClaims.OneTimePassword, SessionClaims.MultipleFactors]);
     }
 
-    /// <summary>Re-issues this browser's cookie for the user's new security stamp, keeping when and how they signed in.</summary>
+    /// <summary>
+    /// The account has a new security stamp, which has ended every session of it: re-issues this browser's cookie for
+    /// the new stamp, keeping when and how the user signed in, and deletes the other sessions' rows.
+    /// </summary>
     public async Task RefreshAsync(ApplicationUser user)
     {
         var current = await Context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
         var kept = current.Principal?.Claims.Where(SessionClaims.IsSessionClaim).Select(c => new Claim(c.Type, c.Value, c.ValueType)).ToList() ?? [];
         await signInManager.SignInWithClaimsAsync(user, current.Properties ?? new AuthenticationProperties(), kept);
+        await ForgetEndedSessionsAsync(user, keep: current.Principal is { } session ? SessionClaims.GetSessionId(session) : null);
     }
+
+    /// <summary>
+    /// Deletes the rows of the user's sessions but <paramref name="keep"/>, after a new security stamp ended them (their
+    /// cookies are refused either way; this keeps the sessions page true).
+    /// </summary>
+    public Task ForgetEndedSessionsAsync(ApplicationUser user, string? keep = null) =>
+        sessionRows.EndAllAsync(user.Id, keep, CancellationToken.None);
 
     /// <summary>
     /// The password typed on an account page, checked as the login page checks it: a locked-out account is refused
@@ -123,7 +127,7 @@ public sealed class AccountSessions(
 
         logger.LogWarning(AccountEvents.LockedOut, "User {UserId} locked out by wrong passwords on an account page; every session ends", user.Id);
         await signInManager.UserManager.UpdateSecurityStampAsync(user);
-        await sessionRows.EndAllAsync(user.Id, keep: null, CancellationToken.None);
+        await ForgetEndedSessionsAsync(user);
         await signInManager.SignOutAsync();
         return PasswordCheck.LockedOut;
     }
@@ -152,10 +156,11 @@ public sealed class AccountSessions(
         }
 
         var revoked = await tokens.RevokeBySubjectAsync(user.Id, Context.RequestAborted);
-        await sessionRows.EndAllAsync(user.Id, keep: includingThisOne ? null : await GetThisSessionIdAsync(), CancellationToken.None);
         if (includingThisOne)
         {
-            await signInManager.SignOutAsync();
+            await ForgetEndedSessionsAsync(user);
+            // This browser's session may be another account's (a reset link opened where someone else is signed in).
+            await SignOutAsync();
         }
         else
         {

@@ -86,7 +86,7 @@ public static class AccountsExtensions
             cookie.LogoutPath = LogoutPath;
             cookie.AccessDeniedPath = AccessDeniedPath;
             cookie.Events.OnValidatePrincipal = SessionUser.RefuseEndedSessionsAsync;
-            cookie.Events.OnCheckSlidingExpiration = SessionUser.RecordRenewalAsync;
+            cookie.Events.OnCheckSlidingExpiration = SessionUser.NoteSlidingRenewal;
         });
         builder.Services.Configure<CookieAuthenticationOptions>(IdentityConstants.TwoFactorUserIdScheme, cookie =>
         {
@@ -176,4 +176,5 @@ public static class AccountEvents
     public static readonly EventId RegistrationRefused = new(2022, nameof(RegistrationRefused));
     public static readonly EventId EmailChangeRequested = new(2023, nameof(EmailChangeRequested));
     public static readonly EventId PasskeyRenamed = new(2024, nameof(PasskeyRenamed));
+    public static readonly EventId EndedSessionRefused = new(2025, nameof(EndedSessionRefused));
 }

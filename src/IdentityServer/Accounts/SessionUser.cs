@@ -23,6 +23,8 @@ namespace IdentityServer.Accounts;
 /// </summary>
 public static class SessionUser
 {
+    private const string RenewingKey = "IdentityServer.Accounts.SessionRenewing";
+
     public static async Task RefuseEndedSessionsAsync(CookieValidatePrincipalContext context)
     {
         // Identity's validator first: every interval it re-reads the account and renews the cookie's claims.
@@ -37,27 +39,37 @@ public static class SessionUser
         // Every sign-in records auth_time; a session without it has no age to trust.
         var tooOld = SessionClaims.GetAuthenticationTime(session) is not { } signedInAt
             || services.GetRequiredService<TimeProvider>().GetUtcNow() - signedInAt > maxLifetime;
-        if (tooOld || await GetSessionUserAsync(services, session, CancellationToken.None) is null)
+        if (tooOld || await GetSessionUserAsync(services, session) is null)
         {
             context.RejectPrincipal();
             await context.HttpContext.SignOutAsync(IdentityConstants.ApplicationScheme);
+            return;
+        }
+
+        // A cookie about to be re-issued (by Identity's validator every interval, or by sliding expiration) marks its
+        // session as active, for the sessions page; only once the session is known to be live.
+        if (context.ShouldRenew || context.HttpContext.Items.ContainsKey(RenewingKey))
+        {
+            await services.GetRequiredService<UserSessions>().SeenAsync(SessionClaims.GetSessionId(session)!, CancellationToken.None);
         }
     }
 
-    /// <summary>A renewed cookie (sliding expiration) marks its session as seen, so the sessions page can leave out idle ones.</summary>
-    public static async Task RecordRenewalAsync(CookieSlidingExpirationContext context)
+    /// <summary>Sliding expiration is decided before the principal is validated: note it for <see cref="RefuseEndedSessionsAsync"/>.</summary>
+    public static Task NoteSlidingRenewal(CookieSlidingExpirationContext context)
     {
-        if (context.ShouldRenew && SessionClaims.GetSessionId(context.Principal!) is { } sessionId)
+        if (context.ShouldRenew)
         {
-            await context.HttpContext.RequestServices.GetRequiredService<UserSessions>().SeenAsync(sessionId, CancellationToken.None);
+            context.HttpContext.Items[RenewingKey] = true;
         }
+
+        return Task.CompletedTask;
     }
 
     /// <summary>
     /// The session's user, or null when there is none, the session's row is gone (a cookie from before sessions had
     /// rows has none) or the session's security stamp is no longer the user's.
     /// </summary>
-    private static async Task<ApplicationUser?> GetSessionUserAsync(IServiceProvider services, ClaimsPrincipal session, CancellationToken ct)
+    private static async Task<ApplicationUser?> GetSessionUserAsync(IServiceProvider services, ClaimsPrincipal session)
     {
         var users = services.GetRequiredService<UserManager<ApplicationUser>>();
         if (users.GetUserId(session) is not { } userId || SessionClaims.GetSessionId(session) is not { } sessionId)
@@ -65,8 +77,17 @@ public static class SessionUser
             return null;
         }
 
-        var user = await services.GetRequiredService<UserSessions>().FindUserAsync(userId, sessionId, ct);
-        if (user is null || !users.SupportsUserSecurityStamp)
+        var user = await services.GetRequiredService<UserSessions>().FindUserAsync(userId, sessionId, CancellationToken.None);
+        if (user is null)
+        {
+            // Signed out (a copy of the cookie, or the browser ended from the sessions page), ended by a change to the
+            // account, or the user deleted: worth seeing when a cookie keeps coming back.
+            services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(SessionUser)).LogInformation(AccountEvents.EndedSessionRefused,
+                "A cookie of session {SessionId} of user {UserId} was refused: the session has ended", sessionId, userId);
+            return null;
+        }
+
+        if (!users.SupportsUserSecurityStamp)
         {
             return user;
         }

@@ -9,8 +9,9 @@ namespace IdentityServer.Accounts;
 public sealed class UserSession
 {
     public const int BrowserMaxLength = 256;
+    public const int IdLength = 32;
 
-    /// <summary>128 random bits, hex.</summary>
+    /// <summary>128 random bits, hex (<see cref="IdLength"/> characters).</summary>
     public required string Id { get; init; }
 
     public required string UserId { get; init; }
@@ -34,7 +35,7 @@ public sealed class UserSession
     {
         session.ToTable("UserSessions");
         session.HasKey(s => s.Id);
-        session.Property(s => s.Id).HasMaxLength(32);
+        session.Property(s => s.Id).HasMaxLength(IdLength);
         session.Property(s => s.Methods).HasMaxLength(64);
         session.Property(s => s.Browser).HasMaxLength(BrowserMaxLength);
         // Deleting a user deletes their sessions.

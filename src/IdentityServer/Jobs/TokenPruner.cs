@@ -32,7 +32,7 @@ public sealed class TokenPruner(
         var prunedTokens = await DeadlockRetry.RunAsync(() => tokens.PruneAsync(threshold, cancellationToken).AsTask(), logger, "Pruning tokens");
         var prunedAuthorizations = await DeadlockRetry.RunAsync(() => authorizations.PruneAsync(threshold, cancellationToken).AsTask(), logger,
             "Pruning authorizations");
-        var prunedSessions = await sessions.PruneAsync(cancellationToken);
+        var prunedSessions = await DeadlockRetry.RunAsync(() => sessions.PruneAsync(cancellationToken), logger, "Pruning sessions");
 
         logger.LogInformation(JobEvents.TokensPruned,
             "Pruned {Tokens} token(s) and {Authorizations} authorization(s) older than {Threshold}, and {Sessions} ended session(s), in {ElapsedMs} ms",

@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using MimeKit;
 
 namespace IdentityServer.Tests.Accounts;
@@ -134,5 +136,16 @@ public static class AccountPages
         var codes = done.Document.QuerySelectorAll("ul.codes code").Select(c => c.TextContent.Trim()).ToArray();
         Assert.True(codes.Length == 10, $"Expected ten recovery codes:\n{done.Body}");
         return (key, codes);
+    }
+}
+
+/// <summary>The login sessions the server has on record for a user (<c>UserSessions</c>).</summary>
+public static class SessionRows
+{
+    public static async Task<List<IdentityServer.Accounts.UserSession>> OfAsync(ServerFixture server, string userId)
+    {
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>().Set<IdentityServer.Accounts.UserSession>()
+            .AsNoTracking().Where(s => s.UserId == userId).ToListAsync();
     }
 }

@@ -315,6 +315,7 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         Assert.Equal("/account/login", page.Uri.AbsolutePath);
         Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
         Assert.Equal("/account/login", (await AccountPages.OpenAsync(copy, "/account")).Uri.AbsolutePath);
+        Assert.Empty(await SessionRows.OfAsync(server, user.Id));
         var again = await AccountPages.SignInAsync(server.CreateBrowser(), user.UserName, user.Password);
         Assert.Equal("/account/login", again.Uri.AbsolutePath);
     }

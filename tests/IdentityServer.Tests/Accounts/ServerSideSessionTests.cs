@@ -2,12 +2,10 @@ using System.Globalization;
 using System.Net;
 using System.Security.Claims;
 using IdentityServer.Accounts;
-using IdentityServer.Data;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
@@ -123,6 +121,42 @@ public abstract class ServerSideSessionTests<TFixture>(TFixture server) where TF
         Assert.Empty(await SessionRowsAsync(user.Id));
     }
 
+    [SkippableFact]
+    public async Task Signing_in_again_in_the_same_browser_ends_its_earlier_session()
+    {
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var first = Assert.Single(await SessionRowsAsync(user.Id));
+
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        Assert.NotEqual(first.Id, Assert.Single(await SessionRowsAsync(user.Id)).Id);
+    }
+
+    /// <summary>
+    /// A change that gives the account a new security stamp ends its other sessions (their cookies are refused); their
+    /// rows go too, so the sessions page does not list them, and the browser that made the change keeps its own.
+    /// </summary>
+    [SkippableFact]
+    public async Task Changing_the_password_deletes_the_rows_of_the_sessions_it_ended_and_keeps_this_one()
+    {
+        var user = await server.CreateUserAsync();
+        await AccountPages.SignInAsync(server.CreateBrowser(), user.UserName, user.Password);
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var thisSession = (await SessionRowsAsync(user.Id)).MaxBy(s => s.SignedInAt)!;
+
+        const string newPassword = "changed-passphrase-2";
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/password"), new Dictionary<string, string>
+        {
+            ["Input.CurrentPassword"] = user.Password, ["Input.NewPassword"] = newPassword, ["Input.ConfirmPassword"] = newPassword,
+        });
+
+        Assert.Equal(thisSession.Id, Assert.Single(await SessionRowsAsync(user.Id)).Id);
+        Assert.Single((await AccountPages.OpenAsync(browser, "/account/sessions")).Document.QuerySelectorAll("ul.sessions li"));
+    }
+
     private Browser CopyOf(Browser browser)
     {
         var copy = server.CreateBrowser();
@@ -130,12 +164,7 @@ public abstract class ServerSideSessionTests<TFixture>(TFixture server) where TF
         return copy;
     }
 
-    private async Task<List<UserSession>> SessionRowsAsync(string userId)
-    {
-        await using var scope = server.Factory.Services.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSession>()
-            .AsNoTracking().Where(s => s.UserId == userId).ToListAsync();
-    }
+    private Task<List<UserSession>> SessionRowsAsync(string userId) => SessionRows.OfAsync(server, userId);
 
     /// <summary>Opens /account with a session cookie made by the server's own cookie format; answers where the browser ended up.</summary>
     private async Task<string> OpenWithCookieAsync(string userId, string? sessionId)

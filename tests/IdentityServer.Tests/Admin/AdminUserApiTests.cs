@@ -272,6 +272,7 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
 
         Assert.Equal(HttpStatusCode.NoContent, (await admin.PostJsonAsync(Path(UsersUrl, user.Id) + "/password", Json(new { password = "a brand new password" }))).StatusCode);
 
+        Assert.Empty(await Accounts.SessionRows.OfAsync(server, user.Id));
         Assert.Equal("/account/login", (await Accounts.AccountPages.OpenAsync(browser, "/account/two-factor/authenticator")).Uri.AbsolutePath);
         Assert.Equal("/account/login", (await Accounts.AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
         var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),

@@ -34,10 +34,14 @@ public sealed class ConfirmEmailChangeModel(UserManager<ApplicationUser> users, 
         if (Changed == true)
         {
             logger.LogInformation(AccountEvents.EmailChanged, "User {UserId} changed the email address", user!.Id);
+            // The change gave the account a new security stamp, which ended its sessions; this browser's own carries on.
             if (users.GetUserId(User) == user.Id)
             {
-                // The change gave the account a new security stamp: this browser's own session carries on.
                 await sessions.RefreshAsync(user);
+            }
+            else
+            {
+                await sessions.ForgetEndedSessionsAsync(user);
             }
         }
 

@@ -30,7 +30,7 @@ public sealed class SessionsModel(
         return Page();
     }
 
-    /// <summary>Signs one other browser out; this browser signs out through the sign-out page.</summary>
+    /// <summary>Signs one other browser out (its refresh tokens stay: see the page); this browser signs out through the sign-out page.</summary>
     public async Task<IActionResult> OnPostEndAsync(string? id)
     {
         if (await users.GetUserAsync(User) is not { } user)
@@ -38,7 +38,11 @@ public sealed class SessionsModel(
             return Challenge();
         }
 
-        if (!string.IsNullOrEmpty(id) && id != SessionClaims.GetSessionId(User))
+        if (id == SessionClaims.GetSessionId(User))
+        {
+            StatusMessage = "To sign this browser out, use Sign out.";
+        }
+        else if (id is { Length: > 0 and <= UserSession.IdLength })
         {
             var ended = await sessionRows.EndAsync(user.Id, id, CancellationToken.None) > 0;
             if (ended)
