@@ -143,6 +143,27 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
         await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.sign_ins", ("result", "success")) >= successes + 1),
             TimeSpan.FromSeconds(10), "the successful sign-in to be counted");
     }
+
+    [SkippableFact]
+    public async Task Pruned_rows_are_counted_by_kind()
+    {
+        var user = await server.CreateUserAsync();
+        var before = Counter("identityserver.pruned", ("kind", "session"));
+        await using (var scope = _instrumented!.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>();
+            var longAgo = DateTime.UtcNow.AddDays(-1);
+            db.Add(new IdentityServer.Accounts.UserSession
+            {
+                Id = Guid.NewGuid().ToString("N"), UserId = user.Id, Methods = "pwd", SignedInAt = longAgo, LastSeenAt = longAgo, ExpiresAt = longAgo.AddHours(10),
+            });
+            await db.SaveChangesAsync();
+            await scope.ServiceProvider.GetRequiredService<IdentityServer.Jobs.TokenPruner>().PruneAsync(CancellationToken.None);
+        }
+
+        await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.pruned", ("kind", "session")) >= before + 1),
+            TimeSpan.FromSeconds(10), "the pruned session row to be counted");
+    }
 }
 
 public sealed class SqliteTelemetryTests(SqliteServerFixture server) : TelemetryTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
