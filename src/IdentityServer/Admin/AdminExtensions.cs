@@ -54,6 +54,7 @@ public static class AdminExtensions
         builder.Services.AddScoped<ClientAdmin>();
         builder.Services.AddScoped<ScopeAdmin>();
         builder.Services.AddScoped<UserAdmin>();
+        builder.Services.AddScoped<UserSessionAdmin>();
         builder.Services.AddScoped<RoleAdmin>();
         builder.Services.AddScoped<IBuiltInSeed, AdminBootstrap>();
 

@@ -21,6 +21,30 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
     }
 
     [SkippableFact]
+    public async Task A_users_page_lists_their_sessions_and_ends_one_or_all()
+    {
+        var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var user = await server.CreateUserAsync();
+        var first = server.CreateBrowser();
+        await Accounts.AccountPages.SignInAsync(first, user.UserName, user.Password);
+        var second = server.CreateBrowser();
+        await Accounts.AccountPages.SignInAsync(second, user.UserName, user.Password);
+
+        var page = await browser.NavigateAsync(Url($"/admin/users/{user.Id}"));
+        Assert.Equal(2, page.Document.QuerySelectorAll("table.sessions tbody tr").Length);
+        var ended = await browser.SubmitAsync(page, "table.sessions form");
+        Assert.Contains("The session has ended.", ended.Document.QuerySelector(".notice")?.TextContent);
+        Assert.Single(ended.Document.QuerySelectorAll("table.sessions tbody tr"));
+        Assert.Equal("/account", (await Accounts.AccountPages.OpenAsync(first, "/account")).Uri.AbsolutePath);
+        Assert.Equal("/account/login", (await Accounts.AccountPages.OpenAsync(second, "/account")).Uri.AbsolutePath);
+
+        var all = await browser.SubmitAsync(ended, "#end-all-sessions");
+        Assert.Contains("Every session of this user has ended", all.Document.QuerySelector(".notice")?.TextContent);
+        Assert.Contains("Not signed in anywhere.", all.Body);
+        Assert.Equal("/account/login", (await Accounts.AccountPages.OpenAsync(first, "/account")).Uri.AbsolutePath);
+    }
+
+    [SkippableFact]
     public async Task A_signed_in_user_without_the_admin_role_is_refused_every_admin_page_and_change()
     {
         var browser = await SignedInAsync(server, await server.CreateUserAsync());

@@ -280,6 +280,44 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal("login_required", OAuth.QueryOf(page.RedirectTarget!)["error"]);
     }
 
+    /// <summary>
+    /// An admin sees where a user is signed in, ends one session (that browser is signed out, the others are not), or
+    /// ends them all as the user's "sign out everywhere" does (refresh tokens revoked too); each end is audited.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_users_sessions_are_listed_and_ended_one_at_a_time_or_all_at_once()
+    {
+        var admin = await AdminAsync(server);
+        var user = await server.CreateUserAsync();
+        var client = await server.CreatePublicClientAsync();
+        var phone = server.CreateBrowser();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, phone, client, user, "openid offline_access");
+        var laptop = server.CreateBrowser();
+        await Accounts.AccountPages.SignInAsync(laptop, user.UserName, user.Password);
+        var sessionsUrl = Path(UsersUrl, user.Id) + "/sessions";
+
+        var listed = (await admin.GetJsonAsync(sessionsUrl)).EnumerateArray().ToList();
+        Assert.Equal(2, listed.Count);
+        Assert.All(listed, s => Assert.Equal(["pwd"], s.GetProperty("amr").EnumerateArray().Select(m => m.GetString()!).ToArray()));
+        var laptopSession = listed[0].GetProperty("id").GetString()!; // newest first
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"{sessionsUrl}/{laptopSession}", null)).StatusCode);
+        await (await admin.DeleteAsync($"{sessionsUrl}/{laptopSession}", null)).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+
+        Assert.Equal("/account/login", (await Accounts.AccountPages.OpenAsync(laptop, "/account")).Uri.AbsolutePath);
+        Assert.Equal("/account", (await Accounts.AccountPages.OpenAsync(phone, "/account")).Uri.AbsolutePath);
+        Assert.Single((await admin.GetJsonAsync(sessionsUrl)).EnumerateArray());
+
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync(sessionsUrl, null)).StatusCode);
+
+        Assert.Empty((await admin.GetJsonAsync(sessionsUrl)).EnumerateArray());
+        Assert.Equal("/account/login", (await Accounts.AccountPages.OpenAsync(phone, "/account")).Uri.AbsolutePath);
+        var refresh = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
+        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refresh)).GetProperty("error").GetString());
+        var actions = (await AuditForAsync(admin, "user", user.Id)).EnumerateArray().Select(e => e.GetProperty("action").GetString()).ToList();
+        Assert.Equal(["user.sessions_ended", "user.session_ended"], actions.Take(2));
+        await (await admin.GetAsync(Path(UsersUrl, "no-such-user") + "/sessions")).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
+    }
+
     [SkippableFact]
     public async Task A_deleted_user_is_gone_and_their_refresh_token_stops_working()
     {

@@ -281,6 +281,27 @@ public static class AdminEndpoints
             .AcceptsJson<PasswordDocument>()
             .Produces(StatusCodes.Status204NoContent)
             .Produces<AdminError>(StatusCodes.Status400BadRequest).Produces<AdminError>(StatusCodes.Status404NotFound);
+
+        users.MapGet("/{id}/sessions", async (HttpContext http, UserSessionAdmin admin, string id, CancellationToken ct) =>
+                AdminResults.From(http, await admin.ListAsync(id, ct), s => s))
+            .WithName("ListUserSessions").WithSummary("The user's live login sessions, newest first")
+            .Produces<IReadOnlyList<SessionView>>().Produces<AdminError>(StatusCodes.Status404NotFound);
+
+        users.MapDelete("/{id}/sessions", async (HttpContext http, UserSessionAdmin admin, string id, CancellationToken ct) =>
+            {
+                var result = await admin.EndAllAsync(id, AdminAccess.ActorOf(http), ct);
+                return result.Succeeded ? Results.NoContent() : AdminResults.Failure(http, result);
+            })
+            .WithName("EndUserSessions").WithSummary("End every session of the user and revoke the user's tokens, as the user's own \"sign out everywhere\"")
+            .Produces(StatusCodes.Status204NoContent).Produces<AdminError>(StatusCodes.Status404NotFound);
+
+        users.MapDelete("/{id}/sessions/{sessionId}", async (HttpContext http, UserSessionAdmin admin, string id, string sessionId, CancellationToken ct) =>
+            {
+                var result = await admin.EndAsync(id, sessionId, AdminAccess.ActorOf(http), ct);
+                return result.Succeeded ? Results.NoContent() : AdminResults.Failure(http, result);
+            })
+            .WithName("EndUserSession").WithSummary("End one session of the user (its browser is signed out at its next request)")
+            .Produces(StatusCodes.Status204NoContent).Produces<AdminError>(StatusCodes.Status404NotFound);
     }
 
     private static void MapRoles(RouteGroupBuilder roles)

@@ -2,7 +2,7 @@ using Microsoft.AspNetCore.Mvc;
 
 namespace IdentityServer.Admin.Pages.Users;
 
-public sealed class EditModel(UserAdmin users) : AdminPageModel
+public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : AdminPageModel
 {
     [BindProperty(SupportsGet = true)]
     public string Id { get; set; } = string.Empty;
@@ -13,6 +13,8 @@ public sealed class EditModel(UserAdmin users) : AdminPageModel
     public IReadOnlyList<string> Roles { get; private set; } = [];
 
     public bool HasPassword { get; private set; }
+
+    public IReadOnlyList<SessionView> Sessions { get; private set; } = [];
 
     public async Task<IActionResult> OnGetAsync(CancellationToken ct)
     {
@@ -25,7 +27,29 @@ public sealed class EditModel(UserAdmin users) : AdminPageModel
         Form = UserForm.From(result.Value!, result.ETag);
         HasPassword = result.Value!.HasPassword;
         Roles = await users.RoleNamesAsync(ct);
+        Sessions = (await sessions.ListAsync(Id, ct)).Value ?? [];
         return Page();
+    }
+
+    /// <summary>Ends one session of the user: that browser is signed out at its next request.</summary>
+    public async Task<IActionResult> OnPostEndSessionAsync(string? sessionId, CancellationToken ct)
+    {
+        var result = await sessions.EndAsync(Id, sessionId ?? string.Empty, Actor, ct);
+        Notice = result.Succeeded ? "The session has ended." : "That session had already ended.";
+        return Redirect($"/admin/users/{Uri.EscapeDataString(Id)}");
+    }
+
+    /// <summary>Ends every session of the user and revokes the user's tokens, as "sign out everywhere" does.</summary>
+    public async Task<IActionResult> OnPostEndAllSessionsAsync(CancellationToken ct)
+    {
+        var result = await sessions.EndAllAsync(Id, Actor, ct);
+        if (result.Outcome == AdminOutcome.NotFound)
+        {
+            return NotFound();
+        }
+
+        Notice = "Every session of this user has ended, and their tokens are revoked.";
+        return Redirect($"/admin/users/{Uri.EscapeDataString(Id)}");
     }
 
     public async Task<IActionResult> OnPostAsync(CancellationToken ct)
@@ -38,6 +62,7 @@ public sealed class EditModel(UserAdmin users) : AdminPageModel
         }
 
         HasPassword = current.Value!.HasPassword;
+        Sessions = (await sessions.ListAsync(Id, ct)).Value ?? [];
         Form.UserName = current.Value.UserName;
         var (document, error) = Form.ToDocument();
         var result = document is null ? AdminResult<UserView>.Invalid([error!]) : await users.UpdateAsync(Id, document, Form.ETag, Actor, ct);
