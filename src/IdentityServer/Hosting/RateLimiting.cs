@@ -6,6 +6,7 @@ using System.Security.Claims;
 using System.Text;
 using System.Text.Json;
 using System.Threading.RateLimiting;
+using IdentityServer.Accounts;
 using IdentityServer.Authorization;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
@@ -24,7 +25,7 @@ public sealed class RateLimitingOptions
     /// <summary>Sign-in, registration, forgot-password and second-factor posts from one IP address.</summary>
     public Limit PerIp { get; set; } = new() { PermitLimit = 100, Window = TimeSpan.FromMinutes(1) };
 
-    /// <summary>The same posts naming one account (user name or email, or the account in its second-factor step).</summary>
+    /// <summary>The same posts naming one account, by its user name, its email or in its second-factor step alike.</summary>
     public Limit PerAccount { get; set; } = new() { PermitLimit = 20, Window = TimeSpan.FromMinutes(1) };
 
     /// <summary>
@@ -93,7 +94,7 @@ public static class RateLimiting
         {
             if (IsAccountPost(context))
             {
-                context.Items[AccountKey] = await AccountNameAsync(context) is { Length: > 0 } name ? "account:" + name.ToUpperInvariant() : null;
+                context.Items[AccountKey] = await AccountPartitionAsync(context);
             }
             else if (HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Token))
             {
@@ -108,12 +109,17 @@ public static class RateLimiting
     private static bool IsAccountPost(HttpContext context) =>
         HttpMethods.IsPost(context.Request.Method) && AccountPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase));
 
-    private static async Task<string?> AccountNameAsync(HttpContext context)
+    /// <summary>
+    /// The account a post names, so that its user name, its email and its second-factor step share one limit: the
+    /// account's id when the name is one (user name first, then email, as the login page looks it up), else the name
+    /// as typed (an unknown name, or a registration's new one).
+    /// </summary>
+    private static async Task<string?> AccountPartitionAsync(HttpContext context)
     {
         if (SecondFactorPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase)))
         {
             var pending = await context.AuthenticateAsync(IdentityConstants.TwoFactorUserIdScheme);
-            return pending.Principal?.FindFirstValue(ClaimTypes.Name);
+            return pending.Principal?.FindFirstValue(ClaimTypes.Name) is { } userId ? "user:" + userId : null;
         }
 
         if (!context.Request.HasFormContentType)
@@ -123,7 +129,18 @@ public static class RateLimiting
 
         var form = await context.Request.ReadFormAsync(context.RequestAborted);
         var name = form["Input.UserName"].ToString();
-        return (string.IsNullOrWhiteSpace(name) ? form["Input.Email"].ToString() : name).Trim();
+        name = (string.IsNullOrWhiteSpace(name) ? form["Input.Email"].ToString() : name).Trim();
+        if (name.Length == 0)
+        {
+            return null;
+        }
+
+        // A name no account can have (a NUL, which PostgreSQL refuses in text, or over the column) is not looked up.
+        var users = context.RequestServices.GetRequiredService<UserManager<ApplicationUser>>();
+        var user = name.Length <= ApplicationUser.NameColumnLength && IdentityServer.Data.DatabaseErrors.CanBeStoredName(name)
+            ? await users.FindByNameAsync(name) ?? await users.FindByEmailAsync(name)
+            : null;
+        return user is not null ? "user:" + user.Id : "name:" + name.ToUpperInvariant();
     }
 
     /// <summary>The client of a token request: from HTTP Basic authentication, else the form's <c>client_id</c>.</summary>

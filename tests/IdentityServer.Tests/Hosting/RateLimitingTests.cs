@@ -27,6 +27,33 @@ public abstract class RateLimitingTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal("/", (await AccountPages.SignInAsync(server.CreateBrowser(), other.UserName, other.Password)).Uri.AbsolutePath);
     }
 
+    /// <summary>The user name and the email of one account share its limit: switching between them buys no attempts.</summary>
+    [SkippableFact]
+    public async Task Sign_ins_by_user_name_and_by_email_count_towards_one_limit_for_the_account()
+    {
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var statuses = new List<HttpStatusCode>();
+        foreach (var name in new[] { user.UserName, user.Email, user.UserName, user.Email })
+        {
+            statuses.Add((await AccountPages.SignInAsync(browser, name, "wrong-password-x")).Status);
+        }
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
+    }
+
+    /// <summary>A name longer than any account's is not looked up, and a NUL (which PostgreSQL refuses in text) is the client's error.</summary>
+    [SkippableFact]
+    public async Task A_sign_in_with_a_name_no_account_can_have_is_answered_not_failed()
+    {
+        var tooLong = await AccountPages.SignInAsync(server.CreateBrowser(), Unique.Name("long") + new string('x', 300), "wrong-password-x");
+        var nul = await AccountPages.SignInAsync(server.CreateBrowser(), "nul\0name", "wrong-password-x");
+
+        Assert.Equal(HttpStatusCode.OK, tooLong.Status);
+        Assert.Equal("/account/login", tooLong.Uri.AbsolutePath);
+        Assert.Equal(HttpStatusCode.BadRequest, nul.Status);
+    }
+
     [SkippableFact]
     public async Task A_burst_of_token_requests_from_one_client_gets_429_with_OAuth_error_JSON()
     {
