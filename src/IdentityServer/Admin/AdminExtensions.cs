@@ -39,6 +39,7 @@ public static class AdminExtensions
 
         builder.Services.AddHttpContextAccessor();
         builder.Services.AddScoped<IAuthorizationHandler, AdminRequirementHandler>();
+        builder.Services.AddSingleton<IAuthorizationMiddlewareResultHandler, AdminApiRefusals>();
         builder.Services.AddAuthorizationBuilder()
             .AddPolicy(AdminApi.ApiPolicy, policy => policy
                 .AddAuthenticationSchemes(AdminApi.ApiScheme)

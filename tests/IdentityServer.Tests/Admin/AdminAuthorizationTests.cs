@@ -44,10 +44,9 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
     {
         var response = await server.CreateClient().SendJsonAsync(new HttpMethod(method), path, method is "POST" or "PUT" ? "{}" : null);
 
-        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         Assert.Equal("Bearer", response.Headers.WwwAuthenticate.Single().Scheme);
         Assert.Null(response.Headers.Location);
-        Assert.DoesNotContain("<html", await response.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
+        await response.ExpectErrorAsync(HttpStatusCode.Unauthorized, "unauthorized");
     }
 
     [SkippableTheory]
@@ -58,8 +57,8 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
 
         var response = await other.SendJsonAsync(new HttpMethod(method), path, method is "POST" or "PUT" ? "{}" : null);
 
-        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
         Assert.Contains("insufficient_access", response.Headers.WwwAuthenticate.Single().ToString());
+        await response.ExpectErrorAsync(HttpStatusCode.Forbidden, "insufficient_access");
     }
 
     [SkippableFact]
@@ -87,8 +86,8 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
         signature[signature.Length / 2] = signature[signature.Length / 2] == 'A' ? 'B' : 'A';
 
         var tampered = await WithBearer(server, $"{parts[0]}.{parts[1]}.{new string(signature)}").GetAsync(ClientsUrl);
-        Assert.Equal(HttpStatusCode.Unauthorized, tampered.StatusCode);
         Assert.Contains("invalid_token", tampered.Headers.WwwAuthenticate.Single().ToString());
+        await tampered.ExpectErrorAsync(HttpStatusCode.Unauthorized, "invalid_token");
         Assert.Equal(HttpStatusCode.OK, (await WithBearer(server, token).GetAsync(ClientsUrl)).StatusCode);
 
         var revoked = await OAuth.PostFormAsync(server, "revocation_endpoint", new Dictionary<string, string> { ["token"] = token }, client);
