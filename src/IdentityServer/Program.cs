@@ -7,6 +7,7 @@ using IdentityServer.Data;
 using IdentityServer.Hosting;
 using IdentityServer.Jobs;
 using IdentityServer.Keys;
+using IdentityServer.Logout;
 using IdentityServer.Performance;
 using IdentityServer.Telemetry;
 using Microsoft.Extensions.Options;
@@ -22,6 +23,7 @@ try
         .AddAccounts()
         .AddClients()
         .AddAuthorizationServer()
+        .AddBackChannelLogout()
         .AddAdmin()
         .AddPerformance()
         .AddTelemetry()

@@ -19,7 +19,7 @@ public static class SessionClaims
     public const string AuthenticationMethod = Claims.AuthenticationMethodReference;
     public const string AuthenticationTime = Claims.AuthenticationTime;
 
-    /// <summary>The session's row on the server (<see cref="UserSession"/>); never copied into tokens.</summary>
+    /// <summary>The session's row on the server (<see cref="UserSession"/>); also the <c>sid</c> of identity tokens and logout tokens.</summary>
     public const string SessionId = "sid";
 
     public const string Password = "pwd";

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using IdentityServer.Data;
+using IdentityServer.Logout;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.Options;
@@ -8,7 +9,7 @@ using Microsoft.Extensions.Options;
 namespace IdentityServer.Accounts;
 
 /// <summary>The rows of <see cref="UserSession"/>: started at sign-in, checked on every request with a session cookie, deleted at sign-out.</summary>
-public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IOptions<AccountsOptions> options)
+public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IOptions<AccountsOptions> options, BackChannelLogoutSender logouts)
 {
     /// <summary>Compiled per model: a compiled query refuses a context of another model (the tests run several providers).</summary>
     private static readonly ConditionalWeakTable<IModel, Func<DbContext, string, string, DateTime, CancellationToken, Task<ApplicationUser?>>> UserOfLiveSession = [];
@@ -61,11 +62,30 @@ public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IO
 
     /// <summary>Ends one session of the user (only theirs: the id comes from a form).</summary>
     public Task<int> EndAsync(string userId, string sessionId, CancellationToken ct) =>
-        db.Set<UserSession>().Where(s => s.Id == sessionId && s.UserId == userId).ExecuteDeleteAsync(ct);
+        EndWhereAsync(db.Set<UserSession>().Where(s => s.Id == sessionId && s.UserId == userId), ct);
 
     /// <summary>Ends every session of the user but <paramref name="keep"/>.</summary>
     public Task<int> EndAllAsync(string userId, string? keep, CancellationToken ct) =>
-        db.Set<UserSession>().Where(s => s.UserId == userId && s.Id != keep).ExecuteDeleteAsync(ct);
+        EndWhereAsync(db.Set<UserSession>().Where(s => s.UserId == userId && s.Id != keep), ct);
+
+    /// <summary>
+    /// Deletes the sessions' rows; the clients that signed in through them and have a back-channel logout URI are told,
+    /// once the deletion is committed (an admin change deletes inside its own transaction).
+    /// </summary>
+    private async Task<int> EndWhereAsync(IQueryable<UserSession> ending, CancellationToken ct)
+    {
+        var notices = await (
+            from client in db.Set<UserSessionClient>()
+            join session in ending on client.SessionId equals session.Id
+            select new LogoutNotice(client.ClientId, client.Issuer, session.UserId, session.Id)).ToListAsync(ct);
+        var ended = await ending.ExecuteDeleteAsync(ct);
+        if (notices.Count > 0)
+        {
+            AfterCommit.Run(db, () => logouts.Enqueue(notices));
+        }
+
+        return ended;
+    }
 
     /// <summary>Deletes the rows of sessions past their lifetime (the token pruning job).</summary>
     public Task<int> PruneAsync(CancellationToken ct)

@@ -243,6 +243,8 @@ public sealed class UserAdmin(
             return LastAdmin();
         }
 
+        // Before the user goes (the deletion would take the sessions' rows with it), so their clients are told.
+        await sessionRows.EndAllAsync(user.Id, keep: null, ct);
         var deleted = await users.DeleteAsync(user);
         if (!deleted.Succeeded)
         {

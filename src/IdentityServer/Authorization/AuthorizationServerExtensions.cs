@@ -40,13 +40,16 @@ public static class AuthorizationServerExtensions
                 server.RegisterScopes(Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.Roles, Scopes.OfflineAccess);
                 server.RegisterClaims(Claims.Subject, Claims.Name, Claims.PreferredUsername, Claims.Email,
                     Claims.EmailVerified, Claims.Role, Claims.AuthenticationTime, Claims.AuthenticationMethodReference,
-                    Claims.AuthenticationContextReference);
+                    Claims.AuthenticationContextReference, IdentityServer.Accounts.SessionClaims.SessionId);
 
-                // acr_values_supported (the levels of Accounts/AuthenticationLevels), and the form_post page's CSP.
+                // acr_values_supported (the levels of Accounts/AuthenticationLevels), back-channel logout, and the form_post page's CSP.
                 server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.HandleConfigurationRequestContext>(handler =>
                     handler.UseInlineHandler(context =>
                     {
                         context.Metadata[Metadata.AcrValuesSupported] = new OpenIddict.Abstractions.OpenIddictParameter([.. IdentityServer.Accounts.AuthenticationLevels.Supported]);
+                        // OpenID Connect Back-Channel Logout 1.0 (Logout/BackChannelLogoutSender): sid in identity and logout tokens.
+                        context.Metadata["backchannel_logout_supported"] = true;
+                        context.Metadata["backchannel_logout_session_supported"] = true;
                         return default;
                     }));
                 server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ApplyAuthorizationResponseContext>(handler =>

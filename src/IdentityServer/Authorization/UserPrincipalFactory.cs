@@ -27,7 +27,7 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
     {
         var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
         identity.SetClaim(Claims.Subject, user.Id);
-        foreach (var claim in session.Claims.Where(c => c.Type is SessionClaims.AuthenticationTime or SessionClaims.AuthenticationMethod))
+        foreach (var claim in session.Claims.Where(c => c.Type is SessionClaims.AuthenticationTime or SessionClaims.AuthenticationMethod or SessionClaims.SessionId))
         {
             identity.AddClaim(new Claim(claim.Type, claim.Value, claim.ValueType));
         }
@@ -104,12 +104,13 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
 
     /// <summary>
     /// User claims are only added under the scope that grants them, so each goes to both tokens; how and when
-    /// the user signed in is for the client (id token), not for APIs; Identity's security stamp goes nowhere.
+    /// the user signed in, and the session (<c>sid</c>, which back-channel logout tokens name), are for the client
+    /// (id token), not for APIs; Identity's security stamp goes nowhere.
     /// </summary>
     private static string? DestinationsOf(Claim claim) => claim.Type switch
     {
         _ when UserClaimTypes.Contains(claim.Type) => BothTokens,
-        Claims.AuthenticationTime or Claims.AuthenticationMethodReference or Claims.AuthenticationContextReference => IdentityTokenOnly,
+        Claims.AuthenticationTime or Claims.AuthenticationMethodReference or Claims.AuthenticationContextReference or SessionClaims.SessionId => IdentityTokenOnly,
         "AspNet.Identity.SecurityStamp" => null,
         _ => AccessTokenOnly,
     };

@@ -14,6 +14,11 @@ public static class ClientDescriptorMapper
     /// <summary>Where the document's auth method is kept, so the document round-trips.</summary>
     public const string AuthMethodProperty = "token_endpoint_auth_method";
 
+    /// <summary>Where the back-channel logout settings are kept (the application's properties, by their metadata names).</summary>
+    public const string BackChannelLogoutUriProperty = "backchannel_logout_uri";
+
+    public const string BackChannelLogoutSessionRequiredProperty = "backchannel_logout_session_required";
+
     public static string[] SplitScopes(string? scope) =>
         scope?.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
 
@@ -40,6 +45,13 @@ public static class ClientDescriptorMapper
 
         descriptor.JsonWebKeySet = client.Jwks is { } jwks ? JsonWebKeySet.Create(jwks.GetRawText()) : null;
         descriptor.Properties[AuthMethodProperty] = JsonSerializer.SerializeToElement(method);
+        descriptor.Properties.Remove(BackChannelLogoutUriProperty);
+        descriptor.Properties.Remove(BackChannelLogoutSessionRequiredProperty);
+        if (!string.IsNullOrEmpty(client.BackChannelLogoutUri))
+        {
+            descriptor.Properties[BackChannelLogoutUriProperty] = JsonSerializer.SerializeToElement(client.BackChannelLogoutUri);
+            descriptor.Properties[BackChannelLogoutSessionRequiredProperty] = JsonSerializer.SerializeToElement(client.BackChannelLogoutSessionRequired ?? false);
+        }
 
         descriptor.RedirectUris.Clear();
         descriptor.RedirectUris.UnionWith(client.RedirectUris.Select(u => new Uri(u, UriKind.Absolute)));
@@ -117,8 +129,17 @@ public static class ClientDescriptorMapper
             ConsentType = descriptor.ConsentType ?? ConsentTypes.Explicit,
             ApplicationType = descriptor.ApplicationType ?? ApplicationTypes.Web,
             Jwks = descriptor.JsonWebKeySet is { } jwks ? PublicJwks(jwks) : null,
+            BackChannelLogoutUri = BackChannelLogoutUriOf(descriptor.Properties),
+            BackChannelLogoutSessionRequired = BackChannelLogoutUriOf(descriptor.Properties) is null ? null
+                : descriptor.Properties.TryGetValue(BackChannelLogoutSessionRequiredProperty, out var required) && required.ValueKind == JsonValueKind.True,
         };
     }
+
+    /// <summary>The client's back-channel logout URI, from its stored properties; null when it has none.</summary>
+    public static string? BackChannelLogoutUriOf(IReadOnlyDictionary<string, JsonElement> properties) =>
+        properties.TryGetValue(BackChannelLogoutUriProperty, out var uri) && uri.ValueKind == JsonValueKind.String && uri.GetString() is { Length: > 0 } value
+            ? value
+            : null;
 
     private static string AuthMethodOf(OpenIddictApplicationDescriptor descriptor)
     {

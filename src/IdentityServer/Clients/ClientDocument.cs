@@ -5,7 +5,8 @@ namespace IdentityServer.Clients;
 
 /// <summary>
 /// A client application as users write it everywhere (seed, admin API, export): the OAuth dynamic client
-/// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c> and <c>application_type</c>.
+/// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c> and <c>application_type</c>, and the
+/// back-channel logout names of OpenID Connect Back-Channel Logout 1.0 section 2.2.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class ClientDocument
@@ -25,6 +26,14 @@ public sealed class ClientDocument
 
     [JsonPropertyName("post_logout_redirect_uris")]
     public List<string> PostLogoutRedirectUris { get; set => field = value ?? []; } = [];
+
+    /// <summary>Where this server posts a logout token when a session the client signed in through ends (OpenID Connect Back-Channel Logout).</summary>
+    [JsonPropertyName("backchannel_logout_uri")]
+    public string? BackChannelLogoutUri { get; set; }
+
+    /// <summary>Whether the client needs the session id (<c>sid</c>) in its logout tokens; this server always sends it.</summary>
+    [JsonPropertyName("backchannel_logout_session_required")]
+    public bool? BackChannelLogoutSessionRequired { get; set; }
 
     [JsonPropertyName("grant_types")]
     public List<string> GrantTypes { get; set => field = value ?? []; } = [];

@@ -154,6 +154,14 @@ public static class ClientDocumentValidator
 
         CheckRedirectUris(client.RedirectUris, "redirect_uris", isNative, errors);
         CheckRedirectUris(client.PostLogoutRedirectUris, "post_logout_redirect_uris", isNative, errors);
+        if (client.BackChannelLogoutUri is { } backChannel && BackChannelLogoutUriProblem(backChannel) is { } problem)
+        {
+            Metadata("backchannel_logout_uri", $"'{backChannel}' {problem}");
+        }
+        else if (client.BackChannelLogoutSessionRequired == true && string.IsNullOrEmpty(client.BackChannelLogoutUri))
+        {
+            Metadata("backchannel_logout_session_required", "needs a backchannel_logout_uri.");
+        }
 
         foreach (var scope in ClientDescriptorMapper.SplitScopes(client.Scope).Where(s => !scopeExists(s)))
         {
@@ -220,6 +228,20 @@ public static class ClientDocumentValidator
                 errors.Add(new(ClientDocumentError.InvalidRedirectUri, $"{field}[{i}]", $"'{uris[i]}' {problem}"));
             }
         }
+    }
+
+    /// <summary>
+    /// The server itself posts to it: an absolute https URI (loopback http for development) without a fragment
+    /// (OpenID Connect Back-Channel Logout 1.0 section 2.2), at most 2,000 characters.
+    /// </summary>
+    private static string? BackChannelLogoutUriProblem(string value)
+    {
+        if (value.Length > 2000)
+        {
+            return "must be at most 2000 characters.";
+        }
+
+        return RedirectUriProblem(value, isNative: false);
     }
 
     /// <summary>

@@ -65,6 +65,7 @@ public abstract class ApplicationDbContext(DbContextOptions options)
         });
         AuditEntry.Configure(builder);
         UserSession.Configure(builder);
+        Logout.UserSessionClient.Configure(builder);
     }
 }
 

@@ -38,6 +38,7 @@ public sealed class AuthorizeModel(
     SignInMarker signInMarker,
     TimeProvider clock,
     IOptionsMonitor<OpenIddictServerOptions> serverOptions,
+    Logout.SessionClients sessionClients,
     ILogger<AuthorizeModel> logger) : PageModel
 {
     private const string DecisionField = "consent_decision";
@@ -248,6 +249,7 @@ public sealed class AuthorizeModel(
         authorization ??= await authorizations.CreateAsync(principal, user.Id, applicationId!, AuthorizationTypes.Permanent,
             principal.GetScopes(), HttpContext.RequestAborted);
         principal.SetAuthorizationId(await authorizations.GetIdAsync(authorization, HttpContext.RequestAborted));
+        await sessionClients.RecordAsync(HttpContext, session, request?.ClientId, serverOptions.CurrentValue, HttpContext.RequestAborted);
 
         logger.LogInformation(TokenEvents.AuthorizationGranted, "User {UserId} authorized {ApplicationId} for {Scopes}", user.Id, applicationId, scopes);
         return SignIn(principal, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
@@ -306,7 +308,7 @@ public sealed class AuthorizeModel(
             return null;
         }
 
-        var issuer = serverOptions.CurrentValue.Issuer ?? HttpContext.Features.Get<OpenIddictServerAspNetCoreFeature>()?.Transaction?.BaseUri;
+        var issuer = Logout.SessionClients.IssuerOf(HttpContext, serverOptions.CurrentValue);
         var parameters = new List<KeyValuePair<string, string?>> { new(OpenIddictConstants.Parameters.Error, error) };
         if (!string.IsNullOrEmpty(description))
         {

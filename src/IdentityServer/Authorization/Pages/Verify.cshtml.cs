@@ -5,7 +5,9 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
+using OpenIddict.Server;
 using OpenIddict.Server.AspNetCore;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 
@@ -19,6 +21,8 @@ public sealed class VerifyModel(
     IOpenIddictApplicationManager applications,
     UserManager<ApplicationUser> users,
     UserPrincipalFactory principals,
+    Logout.SessionClients sessionClients,
+    IOptionsMonitor<OpenIddictServerOptions> serverOptions,
     ILogger<VerifyModel> logger) : PageModel
 {
     public const string CompletedPath = "/connect/verify/done";
@@ -63,6 +67,7 @@ public sealed class VerifyModel(
 
         var session = (await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Principal ?? User;
         var principal = await principals.CreateAsync(user, code.GetScopes(), session, HttpContext.RequestAborted);
+        await sessionClients.RecordAsync(HttpContext, session, code.GetClaim(Claims.ClientId), serverOptions.CurrentValue, HttpContext.RequestAborted);
         logger.LogInformation(TokenEvents.AuthorizationGranted, "User {UserId} approved device code for {ClientId}", user.Id, code.GetClaim(Claims.ClientId));
         return SignIn(principal, new AuthenticationProperties { RedirectUri = CompletedPath + "?approved=true" },
             OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);

@@ -24,6 +24,10 @@ public sealed class ClientForm
 
     public string? PostLogoutRedirectUris { get; set; }
 
+    public string? BackChannelLogoutUri { get; set; }
+
+    public bool BackChannelLogoutSessionRequired { get; set; }
+
     public List<string>? Scopes { get; set; }
 
     public string? ConsentType { get; set; }
@@ -47,6 +51,8 @@ public sealed class ClientForm
         ["grant_types"] = nameof(GrantTypes),
         ["redirect_uris"] = nameof(RedirectUris),
         ["post_logout_redirect_uris"] = nameof(PostLogoutRedirectUris),
+        ["backchannel_logout_uri"] = nameof(BackChannelLogoutUri),
+        ["backchannel_logout_session_required"] = nameof(BackChannelLogoutUri),
         ["scope"] = nameof(Scopes),
         ["consent_type"] = nameof(ConsentType),
         ["client_secret"] = nameof(ClientSecret),
@@ -63,6 +69,8 @@ public sealed class ClientForm
         GrantTypes = [.. document.GrantTypes],
         RedirectUris = AdminHtml.Lines(document.RedirectUris),
         PostLogoutRedirectUris = AdminHtml.Lines(document.PostLogoutRedirectUris),
+        BackChannelLogoutUri = document.BackChannelLogoutUri,
+        BackChannelLogoutSessionRequired = document.BackChannelLogoutSessionRequired == true,
         Scopes = [.. ClientDescriptorMapper.SplitScopes(document.Scope)],
         ConsentType = document.ConsentType,
         Jwks = document.Jwks is { } jwks ? JsonSerializer.Serialize(jwks, new JsonSerializerOptions { WriteIndented = true }) : null,
@@ -94,6 +102,8 @@ public sealed class ClientForm
             GrantTypes = [.. (GrantTypes ?? []).Distinct()],
             RedirectUris = AdminHtml.SplitLines(RedirectUris),
             PostLogoutRedirectUris = AdminHtml.SplitLines(PostLogoutRedirectUris),
+            BackChannelLogoutUri = string.IsNullOrWhiteSpace(BackChannelLogoutUri) ? null : BackChannelLogoutUri.Trim(),
+            BackChannelLogoutSessionRequired = string.IsNullOrWhiteSpace(BackChannelLogoutUri) ? null : BackChannelLogoutSessionRequired,
             Scope = Scopes is { Count: > 0 } ? string.Join(' ', Scopes.Distinct()) : null,
             ConsentType = ConsentType,
             ClientSecret = string.IsNullOrEmpty(ClientSecret) ? null : ClientSecret,

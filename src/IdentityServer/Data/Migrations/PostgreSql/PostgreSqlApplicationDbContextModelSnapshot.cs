@@ -226,6 +226,26 @@ namespace IdentityServer.Data.Migrations.PostgreSql
                     b.ToTable("StoredKeys", (string)null);
                 });
 
+            modelBuilder.Entity("IdentityServer.Logout.UserSessionClient", b =>
+                {
+                    b.Property<string>("SessionId")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)");
+
+                    b.Property<string>("ClientId")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)");
+
+                    b.Property<string>("Issuer")
+                        .IsRequired()
+                        .HasMaxLength(400)
+                        .HasColumnType("character varying(400)");
+
+                    b.HasKey("SessionId", "ClientId");
+
+                    b.ToTable("UserSessionClients", (string)null);
+                });
+
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>
                 {
                     b.Property<int>("Id")
@@ -611,6 +631,15 @@ namespace IdentityServer.Data.Migrations.PostgreSql
                     b.HasOne("IdentityServer.Accounts.ApplicationUser", null)
                         .WithMany()
                         .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("IdentityServer.Logout.UserSessionClient", b =>
+                {
+                    b.HasOne("IdentityServer.Accounts.UserSession", null)
+                        .WithMany()
+                        .HasForeignKey("SessionId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });

@@ -227,6 +227,26 @@ namespace IdentityServer.Data.Migrations.SqlServer
                     b.ToTable("StoredKeys", (string)null);
                 });
 
+            modelBuilder.Entity("IdentityServer.Logout.UserSessionClient", b =>
+                {
+                    b.Property<string>("SessionId")
+                        .HasMaxLength(32)
+                        .HasColumnType("nvarchar(32)");
+
+                    b.Property<string>("ClientId")
+                        .HasMaxLength(100)
+                        .HasColumnType("nvarchar(100)");
+
+                    b.Property<string>("Issuer")
+                        .IsRequired()
+                        .HasMaxLength(400)
+                        .HasColumnType("nvarchar(400)");
+
+                    b.HasKey("SessionId", "ClientId");
+
+                    b.ToTable("UserSessionClients", (string)null);
+                });
+
             modelBuilder.Entity("Microsoft.AspNetCore.DataProtection.EntityFrameworkCore.DataProtectionKey", b =>
                 {
                     b.Property<int>("Id")
@@ -616,6 +636,15 @@ namespace IdentityServer.Data.Migrations.SqlServer
                     b.HasOne("IdentityServer.Accounts.ApplicationUser", null)
                         .WithMany()
                         .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("IdentityServer.Logout.UserSessionClient", b =>
+                {
+                    b.HasOne("IdentityServer.Accounts.UserSession", null)
+                        .WithMany()
+                        .HasForeignKey("SessionId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });

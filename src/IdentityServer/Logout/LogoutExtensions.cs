@@ -1,0 +1,18 @@
+namespace IdentityServer.Logout;
+
+public static class LogoutExtensions
+{
+    /// <summary>OpenID Connect Back-Channel Logout: which clients signed in through which session, and the logout tokens they get.</summary>
+    public static WebApplicationBuilder AddBackChannelLogout(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<BackChannelLogoutOptions>().BindConfiguration(BackChannelLogoutOptions.Section)
+            .ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddScoped<SessionClients>();
+        builder.Services.AddSingleton<BackChannelLogoutSender>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<BackChannelLogoutSender>());
+        // A client's answer is its status; a redirect is not followed (the token is for the registered URI only).
+        builder.Services.AddHttpClient(BackChannelLogoutSender.HttpClientName)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false });
+        return builder;
+    }
+}

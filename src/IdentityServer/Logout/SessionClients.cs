@@ -1,0 +1,50 @@
+using System.Security.Claims;
+using IdentityServer.Accounts;
+using IdentityServer.Clients;
+using IdentityServer.Data;
+using Microsoft.AspNetCore;
+using Microsoft.EntityFrameworkCore;
+using OpenIddict.Abstractions;
+using OpenIddict.Server;
+
+namespace IdentityServer.Logout;
+
+/// <summary>Remembers which clients with a back-channel logout URI signed in through which session (<see cref="UserSessionClient"/>).</summary>
+public sealed class SessionClients(ApplicationDbContext db, IOpenIddictApplicationManager applications)
+{
+    /// <summary>
+    /// Called as the client is given a code (or a device is approved) through <paramref name="session"/>. Nothing is
+    /// written for a client without a back-channel logout URI, nor twice for one session and client.
+    /// </summary>
+    public async Task RecordAsync(HttpContext http, ClaimsPrincipal session, string? clientId, OpenIddictServerOptions server, CancellationToken ct)
+    {
+        // An issuer too long to store (a forged Host header when Tokens:Issuer is not set) is not recorded.
+        if (SessionClaims.GetSessionId(session) is not { } sessionId || string.IsNullOrEmpty(clientId)
+            || IssuerOf(http, server)?.AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
+            || await applications.FindByClientIdAsync(clientId, ct) is not { } application
+            || ClientDescriptorMapper.BackChannelLogoutUriOf(await applications.GetPropertiesAsync(application, ct)) is null
+            || await db.Set<UserSessionClient>().AnyAsync(c => c.SessionId == sessionId && c.ClientId == clientId, ct))
+        {
+            return;
+        }
+
+        var row = new UserSessionClient { SessionId = sessionId, ClientId = clientId, Issuer = issuer };
+        db.Add(row);
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e) || DatabaseErrors.IsForeignKeyViolation(e))
+        {
+            // Recorded by a concurrent request of the same session, or the session ended meanwhile: nothing to add.
+        }
+        finally
+        {
+            db.Entry(row).State = EntityState.Detached;
+        }
+    }
+
+    /// <summary>The issuer OpenIddict names in this request's tokens: the configured one, else the request's base address.</summary>
+    public static Uri? IssuerOf(HttpContext http, OpenIddictServerOptions server) =>
+        server.Issuer ?? http.Features.Get<OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreFeature>()?.Transaction?.BaseUri;
+}

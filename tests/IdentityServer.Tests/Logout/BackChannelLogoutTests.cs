@@ -1,0 +1,215 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using IdentityServer.Logout;
+using IdentityServer.Tests.Accounts;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.JsonWebTokens;
+using static IdentityServer.Tests.Admin.AdminApiCalls;
+
+namespace IdentityServer.Tests.Logout;
+
+/// <summary>
+/// OpenID Connect Back-Channel Logout 1.0: when a session ends, each client with a back-channel logout URI that signed
+/// in through it gets a signed logout token naming the user and the session, posted to a real listener.
+/// </summary>
+public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsyncLifetime where TFixture : ServerFixture
+{
+    private LogoutReceiver _receiver = null!;
+
+    public async Task InitializeAsync() => _receiver = await LogoutReceiver.StartAsync();
+
+    public async Task DisposeAsync() => await _receiver.DisposeAsync();
+
+    [SkippableFact]
+    public async Task Signing_out_posts_a_logout_token_to_each_client_that_signed_in_through_the_session()
+    {
+        var first = await ClientWithLogoutAsync("/first");
+        var second = await ClientWithLogoutAsync("/second");
+        await ClientWithLogoutAsync("/never-used");
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var firstTokens = await OAuth.SignInAndRedeemAsync(server, browser, first, user, "openid");
+        var secondTokens = await OAuth.SignInAndRedeemAsync(server, browser, second, user, "openid");
+        var sessionId = Assert.Single(await SessionRows.OfAsync(server, user.Id)).Id;
+        Assert.Equal(new[] { first.ClientId, second.ClientId }.Order(StringComparer.Ordinal), (await RecordedClientsAsync(sessionId)).Order(StringComparer.Ordinal));
+
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
+
+        await WaitForTokensAsync("/first", 1);
+        await WaitForTokensAsync("/second", 1);
+        var firstLogout = await AssertLogoutTokenAsync(_receiver.TokensAt("/first").Single(), first, user, firstTokens);
+        await AssertLogoutTokenAsync(_receiver.TokensAt("/second").Single(), second, user, secondTokens);
+        Assert.Equal(sessionId, firstLogout.GetClaim("sid").Value);
+        Assert.Empty(await RecordedClientsAsync(sessionId));
+    }
+
+    [SkippableFact]
+    public async Task The_identity_token_names_the_session_and_the_access_token_does_not()
+    {
+        var client = await ClientWithLogoutAsync("/sid");
+        var user = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var sessionId = Assert.Single(await SessionRows.OfAsync(server, user.Id)).Id;
+
+        Assert.Equal(sessionId, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sid").GetString());
+        Assert.False(Jwt.Payload(tokens.GetProperty("access_token").GetString()!).TryGetProperty("sid", out _));
+        var refreshed = await OAuth.ReadJsonAsync(await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!));
+        Assert.Equal(sessionId, Jwt.Payload(refreshed.GetProperty("id_token").GetString()!).GetProperty("sid").GetString());
+    }
+
+    [SkippableFact]
+    public async Task Ending_the_session_at_the_end_session_endpoint_posts_a_logout_token()
+    {
+        var client = await ClientWithLogoutAsync("/end-session");
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+
+        await browser.NavigateAsync(await server.EndpointAsync("end_session_endpoint") + "?id_token_hint=" + tokens.GetProperty("id_token").GetString());
+
+        await WaitForTokensAsync("/end-session", 1);
+        await AssertLogoutTokenAsync(_receiver.TokensAt("/end-session").Single(), client, user, tokens);
+    }
+
+    /// <summary>An admin ending every session runs in a transaction with its audit entry: the tokens go once it commits.</summary>
+    [SkippableFact]
+    public async Task An_admin_ending_a_users_sessions_posts_a_logout_token_for_each()
+    {
+        var client = await ClientWithLogoutAsync("/admin-ended");
+        var user = await server.CreateUserAsync();
+        var phone = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid");
+        var laptop = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid");
+        var admin = await AdminAsync(server);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync(Path(UsersUrl, user.Id) + "/sessions", null)).StatusCode);
+
+        await WaitForTokensAsync("/admin-ended", 2);
+        var sids = _receiver.TokensAt("/admin-ended").Select(t => new JsonWebToken(t).GetClaim("sid").Value).Order(StringComparer.Ordinal);
+        Assert.Equal(new[] { phone, laptop }.Select(t => Jwt.Payload(t.GetProperty("id_token").GetString()!).GetProperty("sid").GetString()!)
+            .Order(StringComparer.Ordinal), sids);
+    }
+
+    [SkippableFact]
+    public async Task A_client_that_answers_500_is_tried_again()
+    {
+        var client = await ClientWithLogoutAsync("/flaky");
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        _receiver.FailNext(1);
+
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
+
+        await WaitForTokensAsync("/flaky", 1);
+        Assert.Equal(1, _receiver.Refused);
+    }
+
+    [SkippableFact]
+    public async Task Discovery_advertises_back_channel_logout_with_sessions()
+    {
+        var discovery = await server.CreateClient().GetFromJsonAsync<JsonElement>("/.well-known/openid-configuration");
+
+        Assert.True(discovery.GetProperty("backchannel_logout_supported").GetBoolean());
+        Assert.True(discovery.GetProperty("backchannel_logout_session_supported").GetBoolean());
+        Assert.Contains("sid", discovery.GetProperty("claims_supported").EnumerateArray().Select(c => c.GetString()));
+    }
+
+    [SkippableTheory]
+    [InlineData("http://rp.example.com/logout", "backchannel_logout_uri")]
+    [InlineData("https://rp.example.com/logout#fragment", "backchannel_logout_uri")]
+    [InlineData("not a uri", "backchannel_logout_uri")]
+    [InlineData(null, "backchannel_logout_session_required")]
+    public async Task The_admin_API_refuses_an_unusable_back_channel_logout_registration(string? uri, string field)
+    {
+        var admin = await AdminAsync(server);
+        var document = new Dictionary<string, object?>
+        {
+            ["client_id"] = Unique.Name("rp"), ["token_endpoint_auth_method"] = "none", ["grant_types"] = new[] { "authorization_code" },
+            ["redirect_uris"] = new[] { "https://rp.example.com/callback" }, ["scope"] = "openid",
+            ["backchannel_logout_uri"] = uri, ["backchannel_logout_session_required"] = true,
+        };
+
+        await (await admin.PostJsonAsync(ClientsUrl, Json(document))).ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_client_metadata", field);
+    }
+
+    [SkippableFact]
+    public async Task A_back_channel_logout_registration_round_trips_through_the_admin_API()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("rp");
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(new Dictionary<string, object?>
+        {
+            ["client_id"] = clientId, ["token_endpoint_auth_method"] = "none", ["grant_types"] = new[] { "authorization_code" },
+            ["redirect_uris"] = new[] { "https://rp.example.com/callback" }, ["scope"] = "openid",
+            ["backchannel_logout_uri"] = "https://rp.example.com/backchannel?tenant=1", ["backchannel_logout_session_required"] = true,
+        }));
+        await created.ExpectAsync(HttpStatusCode.Created);
+
+        var read = await admin.GetJsonAsync(Path(ClientsUrl, clientId));
+
+        Assert.Equal("https://rp.example.com/backchannel?tenant=1", read.GetProperty("backchannel_logout_uri").GetString());
+        Assert.True(read.GetProperty("backchannel_logout_session_required").GetBoolean());
+    }
+
+    private Task<TestClient> ClientWithLogoutAsync(string path) => server.CreateClientAsync(c =>
+    {
+        c.TokenEndpointAuthMethod = "none";
+        c.GrantTypes = ["authorization_code", "refresh_token"];
+        c.RedirectUris = [OAuth.AppRedirectUri];
+        c.Scope = "openid offline_access";
+        c.ConsentType = "implicit";
+        c.BackChannelLogoutUri = _receiver.Url(path);
+    });
+
+    private async Task<List<string>> RecordedClientsAsync(string sessionId)
+    {
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>().Set<UserSessionClient>()
+            .Where(c => c.SessionId == sessionId).Select(c => c.ClientId).ToListAsync();
+    }
+
+    private Task WaitForTokensAsync(string path, int count) =>
+        Eventually.TrueAsync(() => Task.FromResult(_receiver.TokensAt(path).Count >= count), TimeSpan.FromSeconds(15), $"{count} logout token(s) at {path}");
+
+    /// <summary>Checks the token as a relying party must (section 2.6) and returns it.</summary>
+    private async Task<JsonWebToken> AssertLogoutTokenAsync(string token, TestClient client, TestUser user, JsonElement signedIn)
+    {
+        var validated = await OAuth.ValidateJwtAsync(server, token, client.ClientId, "logout+jwt");
+        Assert.True(validated.IsValid, validated.Exception?.ToString());
+        var jwt = new JsonWebToken(token);
+        var idToken = new JsonWebToken(signedIn.GetProperty("id_token").GetString()!);
+        Assert.Equal(idToken.Issuer, jwt.Issuer);
+        Assert.Equal(user.Id, jwt.Subject);
+        Assert.Equal(idToken.GetClaim("sid").Value, jwt.GetClaim("sid").Value);
+        Assert.False(string.IsNullOrEmpty(jwt.Id));
+        Assert.False(jwt.TryGetPayloadValue<string>("nonce", out _));
+        var events = Jwt.Payload(token).GetProperty("events");
+        Assert.Equal(JsonValueKind.Object, events.GetProperty(BackChannelLogoutSender.LogoutEvent).ValueKind);
+        Assert.True(jwt.IssuedAt > DateTime.UtcNow.AddMinutes(-5));
+        return jwt;
+    }
+}
+
+public static class BackChannelLogoutSettings
+{
+    public static void Apply(ServerFixture fixture) => fixture.Settings["BackChannelLogout:RetryDelay"] = "00:00:00";
+}
+
+public sealed class SqliteBackChannelLogoutFixture : SqliteServerFixture
+{
+    public SqliteBackChannelLogoutFixture() => BackChannelLogoutSettings.Apply(this);
+}
+
+public sealed class PostgreSqlBackChannelLogoutFixture : PostgreSqlServerFixture
+{
+    public PostgreSqlBackChannelLogoutFixture() => BackChannelLogoutSettings.Apply(this);
+}
+
+public sealed class SqliteBackChannelLogoutTests(SqliteBackChannelLogoutFixture server)
+    : BackChannelLogoutTests<SqliteBackChannelLogoutFixture>(server), IClassFixture<SqliteBackChannelLogoutFixture>;
+
+public sealed class PostgreSqlBackChannelLogoutTests(PostgreSqlBackChannelLogoutFixture server)
+    : BackChannelLogoutTests<PostgreSqlBackChannelLogoutFixture>(server), IClassFixture<PostgreSqlBackChannelLogoutFixture>;
