@@ -24,12 +24,22 @@ public sealed class AccountSessions(
 
     private HttpContext Context => http.HttpContext ?? throw new InvalidOperationException("No current request.");
 
-    /// <summary>A fresh session cookie (never an upgrade of the one the browser held) that records how the user signed in.</summary>
+    /// <summary>
+    /// A fresh session cookie (never an upgrade of the one the browser held) that records how the user signed in. The
+    /// same user signing in again (a step-up, an application asking for a fresh sign-in) continues the session on the
+    /// server, so the applications signed in through it are not logged out; another account's session ends.
+    /// </summary>
     public async Task SignInAsync(ApplicationUser user, string description, params string[] methods)
     {
-        // A session the browser held before (another account's, say) ends here rather than lingering on the server.
-        await EndThisSessionAsync();
-        var session = await sessionRows.StartAsync(user, clock.GetUtcNow(), methods, Context.Request.Headers.UserAgent.ToString(), Context.RequestAborted);
+        var current = await Context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
+        var continuing = current.Principal is { } held && signInManager.UserManager.GetUserId(held) == user.Id ? SessionClaims.GetSessionId(held) : null;
+        if (continuing is null)
+        {
+            await EndThisSessionAsync();
+        }
+
+        var session = await sessionRows.StartAsync(user, clock.GetUtcNow(), methods, Context.Request.Headers.UserAgent.ToString(), continuing,
+            Context.RequestAborted);
         await signInManager.SignInWithClaimsAsync(user, isPersistent: false, SessionClaims.ForSignIn(session));
         logger.LogInformation(AccountEvents.SignedIn, "User {UserId} signed in with {Method} (amr {Amr}), session {SessionId}",
             user.Id, description, session.Methods, session.Id);

@@ -31,6 +31,21 @@ public sealed class UserSession
     /// <summary>The browser's User-Agent at sign-in, cut to <see cref="BrowserMaxLength"/>, only for the user to recognise it.</summary>
     public string? Browser { get; init; }
 
+    /// <summary>
+    /// A User-Agent as stored: none when empty, control characters left out (PostgreSQL refuses NUL), cut to
+    /// <see cref="BrowserMaxLength"/> on a whole character (half of a surrogate pair is not valid text either).
+    /// </summary>
+    public static string? BrowserName(string? userAgent)
+    {
+        var name = userAgent is null ? string.Empty : new string([.. userAgent.Where(c => !char.IsControl(c))]).Trim();
+        if (name.Length > BrowserMaxLength)
+        {
+            name = name[..(char.IsHighSurrogate(name[BrowserMaxLength - 1]) ? BrowserMaxLength - 1 : BrowserMaxLength)];
+        }
+
+        return name.Length == 0 ? null : name;
+    }
+
     internal static void Configure(ModelBuilder builder) => builder.Entity<UserSession>(session =>
     {
         session.ToTable("UserSessions");

@@ -14,18 +14,37 @@ public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IO
     /// <summary>Compiled per model: a compiled query refuses a context of another model (the tests run several providers).</summary>
     private static readonly ConditionalWeakTable<IModel, Func<DbContext, string, string, DateTime, CancellationToken, Task<ApplicationUser?>>> UserOfLiveSession = [];
 
-    public async Task<UserSession> StartAsync(ApplicationUser user, DateTimeOffset signedInAt, IEnumerable<string> methods, string? browser, CancellationToken ct)
+    /// <summary>
+    /// A sign-in: a new session, or, when <paramref name="continuing"/> names a live session of the same user (signing
+    /// in again to step up or because an application asked for a fresh sign-in), that session with the new sign-in's
+    /// time and methods, so that the applications signed in through it carry on (no logout tokens).
+    /// </summary>
+    public async Task<UserSession> StartAsync(ApplicationUser user, DateTimeOffset signedInAt, IEnumerable<string> methods, string? browser,
+        string? continuing, CancellationToken ct)
     {
         var session = new UserSession
         {
-            Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
+            Id = continuing ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
             UserId = user.Id,
             SignedInAt = signedInAt.UtcDateTime,
             ExpiresAt = (signedInAt + options.Value.SessionMaxLifetime).UtcDateTime,
             LastSeenAt = signedInAt.UtcDateTime,
             Methods = string.Join(' ', methods.Distinct(StringComparer.Ordinal)),
-            Browser = browser is { Length: > UserSession.BrowserMaxLength } ? browser[..UserSession.BrowserMaxLength] : browser,
+            Browser = UserSession.BrowserName(browser),
         };
+        if (continuing is not null && await db.Set<UserSession>().Where(s => s.Id == continuing && s.UserId == user.Id)
+                .ExecuteUpdateAsync(s => s.SetProperty(x => x.SignedInAt, session.SignedInAt).SetProperty(x => x.ExpiresAt, session.ExpiresAt)
+                    .SetProperty(x => x.LastSeenAt, session.LastSeenAt).SetProperty(x => x.Methods, session.Methods)
+                    .SetProperty(x => x.Browser, session.Browser), ct) == 1)
+        {
+            return session;
+        }
+
+        if (continuing is not null)
+        {
+            return await StartAsync(user, signedInAt, methods, browser, continuing: null, ct);
+        }
+
         db.Add(session);
         await db.SaveChangesAsync(ct);
         db.Entry(session).State = EntityState.Detached;

@@ -154,7 +154,7 @@ public static class ClientDocumentValidator
 
         CheckRedirectUris(client.RedirectUris, "redirect_uris", isNative, errors);
         CheckRedirectUris(client.PostLogoutRedirectUris, "post_logout_redirect_uris", isNative, errors);
-        if (client.BackChannelLogoutUri is { } backChannel && BackChannelLogoutUriProblem(backChannel) is { } problem)
+        if (client.BackChannelLogoutUri is { } backChannel && BackChannelLogoutUriProblem(backChannel, isPublic) is { } problem)
         {
             Metadata("backchannel_logout_uri", $"'{backChannel}' {problem}");
         }
@@ -231,14 +231,19 @@ public static class ClientDocumentValidator
     }
 
     /// <summary>
-    /// The server itself posts to it: an absolute https URI (loopback http for development) without a fragment
-    /// (OpenID Connect Back-Channel Logout 1.0 section 2.2), at most 2,000 characters.
+    /// The server itself posts to it: an absolute https URI without a fragment, at most 2,000 characters; http only on
+    /// loopback and only for a confidential client (OpenID Connect Back-Channel Logout 1.0 section 2.2).
     /// </summary>
-    private static string? BackChannelLogoutUriProblem(string value)
+    private static string? BackChannelLogoutUriProblem(string value, bool isPublic)
     {
         if (value.Length > 2000)
         {
             return "must be at most 2000 characters.";
+        }
+
+        if (isPublic && AbsoluteUris.TryParse(value, out var uri) && uri.Scheme == Uri.UriSchemeHttp)
+        {
+            return "must use https (http is allowed only for a confidential client, on loopback).";
         }
 
         return RedirectUriProblem(value, isNative: false);

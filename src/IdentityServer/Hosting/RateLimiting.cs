@@ -69,16 +69,26 @@ public static class RateLimiting
             .Validate(o => IsValid(o.PerIp) && IsValid(o.PerAccount) && IsValid(o.PerClient), "RateLimiting: a PermitLimit or Window is out of range.")
             .ValidateOnStart();
         var limits = builder.Configuration.GetSection(RateLimitingOptions.Section).Get<RateLimitingOptions>() ?? new RateLimitingOptions();
+        var perIp = new PerIpLimit(Partitioned(limits.PerIp,
+            context => IsAccountPost(context) ? "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown") : null));
+        builder.Services.AddSingleton(perIp);
         builder.Services.AddRateLimiter(options =>
         {
             options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
             options.OnRejected = RejectAsync;
             options.GlobalLimiter = PartitionedRateLimiter.CreateChained(
-                Partitioned(limits.PerIp, context => IsAccountPost(context) ? "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown") : null),
+                perIp.Limiter,
                 Partitioned(limits.PerAccount, context => context.Items[AccountKey] as string),
                 Partitioned(limits.PerClient, context => context.Items[ClientKey] as string));
         });
         return builder;
+    }
+
+    /// <summary>The per-IP limit of account posts, also asked on its own before an account is looked up.</summary>
+    private sealed record PerIpLimit(PartitionedRateLimiter<HttpContext> Limiter)
+    {
+        /// <summary>Whether this address has used up its account posts, so that a refused request costs no database lookup.</summary>
+        public bool IsExhausted(HttpContext context) => Limiter.GetStatistics(context) is { CurrentAvailablePermits: <= 0 };
     }
 
     /// <summary>Reads who a limited request names (the form is read asynchronously here, and kept for the page), then limits.</summary>
@@ -90,11 +100,13 @@ public static class RateLimiting
             return app;
         }
 
+        var perIp = app.ApplicationServices.GetRequiredService<PerIpLimit>();
+
         app.Use(async (context, next) =>
         {
             if (IsAccountPost(context))
             {
-                context.Items[AccountKey] = await AccountPartitionAsync(context);
+                context.Items[AccountKey] = await AccountPartitionAsync(context, lookUp: !perIp.IsExhausted(context));
             }
             else if (HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Token))
             {
@@ -112,9 +124,10 @@ public static class RateLimiting
     /// <summary>
     /// The account a post names, so that its user name, its email and its second-factor step share one limit: the
     /// account's id when the name is one (user name first, then email, as the login page looks it up), else the name
-    /// as typed (an unknown name, or a registration's new one).
+    /// as typed (an unknown name, or a registration's new one). Not looked up when <paramref name="lookUp"/> is false
+    /// (the address is over its own limit, so the request is refused anyway).
     /// </summary>
-    private static async Task<string?> AccountPartitionAsync(HttpContext context)
+    private static async Task<string?> AccountPartitionAsync(HttpContext context, bool lookUp)
     {
         if (SecondFactorPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase)))
         {
@@ -137,7 +150,7 @@ public static class RateLimiting
 
         // A name no account can have (a NUL, which PostgreSQL refuses in text, or over the column) is not looked up.
         var users = context.RequestServices.GetRequiredService<UserManager<ApplicationUser>>();
-        var user = name.Length <= ApplicationUser.NameColumnLength && IdentityServer.Data.DatabaseErrors.CanBeStoredName(name)
+        var user = lookUp && name.Length <= ApplicationUser.NameColumnLength && IdentityServer.Data.DatabaseErrors.CanBeStoredName(name)
             ? await users.FindByNameAsync(name) ?? await users.FindByEmailAsync(name)
             : null;
         return user is not null ? "user:" + user.Id : "name:" + name.ToUpperInvariant();

@@ -31,9 +31,10 @@ public sealed class BackChannelLogoutOptions
 /// OpenID Connect Back-Channel Logout 1.0: when a session ends, each client with a back-channel logout URI that signed
 /// in through it gets a logout token (a JWT signed with the active signing key, <c>typ</c> <c>logout+jwt</c>, naming the
 /// user and the session: <c>sub</c>, <c>sid</c>), posted in the background so that signing out never waits on a client.
-/// A client that cannot be reached or answers 5xx is tried again (<see cref="BackChannelLogoutOptions"/>); one that
-/// answers 4xx has refused the token, and is not. The queue is in memory: tokens not yet delivered when the process
-/// stops are lost (logged as they are queued).
+/// A client that cannot be reached, or answers 408, 429 or 5xx, is tried again later with a fresh token
+/// (<see cref="BackChannelLogoutOptions"/>); the wait holds no sender, so an unreachable client delays no other. Any
+/// other answer is final: 2xx delivered, the rest refused. The queue is in memory: tokens not yet delivered when the
+/// process stops are lost (each is logged as it is queued).
 /// </summary>
 public sealed class BackChannelLogoutSender(
     IServiceScopeFactory scopes,
@@ -49,7 +50,7 @@ public sealed class BackChannelLogoutSender(
     /// <summary>How many clients are posted to at once, so that one slow client does not hold up the others.</summary>
     private const int ParallelPosts = 4;
 
-    private readonly Channel<LogoutNotice> _queue = Channel.CreateUnbounded<LogoutNotice>(new UnboundedChannelOptions { SingleReader = false });
+    private readonly Channel<(LogoutNotice Notice, int Attempt)> _queue = Channel.CreateUnbounded<(LogoutNotice, int)>();
 
     public void Enqueue(IReadOnlyCollection<LogoutNotice> notices)
     {
@@ -57,15 +58,16 @@ public sealed class BackChannelLogoutSender(
         {
             logger.LogInformation(LogoutEvents.LogoutQueued, "Logout token for client {ClientId} queued: session {SessionId} of user {UserId} ended",
                 notice.ClientId, notice.SessionId, notice.Subject);
-            _queue.Writer.TryWrite(notice);
+            _queue.Writer.TryWrite((notice, 1));
         }
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         Parallel.ForEachAsync(_queue.Reader.ReadAllAsync(stoppingToken),
-            new ParallelOptions { MaxDegreeOfParallelism = ParallelPosts, CancellationToken = stoppingToken }, DeliverAsync);
+            new ParallelOptions { MaxDegreeOfParallelism = ParallelPosts, CancellationToken = stoppingToken },
+            (item, ct) => DeliverAsync(item.Notice, item.Attempt, ct));
 
-    private async ValueTask DeliverAsync(LogoutNotice notice, CancellationToken stoppingToken)
+    private async ValueTask DeliverAsync(LogoutNotice notice, int attempt, CancellationToken stoppingToken)
     {
         try
         {
@@ -75,13 +77,34 @@ public sealed class BackChannelLogoutSender(
                 return;
             }
 
-            await PostAsync(notice, uri, CreateLogoutToken(notice), stoppingToken);
+            var (delivered, retry, outcome) = await PostAsync(uri, CreateLogoutToken(notice), stoppingToken);
+            if (delivered)
+            {
+                logger.LogInformation(LogoutEvents.LogoutSent, "Logout token for session {SessionId} delivered to client {ClientId}", notice.SessionId, notice.ClientId);
+            }
+            else if (retry && attempt < options.Value.Attempts)
+            {
+                RetryLater(notice, attempt, stoppingToken);
+            }
+            else
+            {
+                logger.LogWarning(LogoutEvents.LogoutFailed, "Logout token for session {SessionId} not delivered to client {ClientId} at {Endpoint} after {Attempts} attempt(s): {Outcome}",
+                    notice.SessionId, notice.ClientId, WithoutQuery(uri), attempt, outcome);
+            }
         }
         catch (Exception e) when (!stoppingToken.IsCancellationRequested)
         {
             // One notice going wrong must not stop the queue.
             logger.LogError(LogoutEvents.LogoutFailed, e, "Logout token for client {ClientId} could not be sent", notice.ClientId);
         }
+    }
+
+    /// <summary>Queues the next attempt after the retry delay (doubled for each attempt made), without holding a sender meanwhile.</summary>
+    private void RetryLater(LogoutNotice notice, int attempt, CancellationToken stoppingToken)
+    {
+        var delay = options.Value.RetryDelay * Math.Pow(2, attempt - 1);
+        _ = Task.Delay(delay, clock, stoppingToken).ContinueWith(
+            _ => _queue.Writer.TryWrite((notice, attempt + 1)), stoppingToken, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
     }
 
     /// <summary>The client's URI as it is now: a client changed or deleted since the sign-in is not posted to.</summary>
@@ -94,46 +117,30 @@ public sealed class BackChannelLogoutSender(
             : null;
     }
 
-    private async Task PostAsync(LogoutNotice notice, string uri, string token, CancellationToken stoppingToken)
+    /// <summary>One post: whether it was delivered, whether trying again could help, and what happened.</summary>
+    private async Task<(bool Delivered, bool Retry, string Outcome)> PostAsync(string uri, string token, CancellationToken stoppingToken)
     {
-        var settings = options.Value;
-        var http = httpClients.CreateClient(HttpClientName);
-        string outcome = "no answer";
-        for (var attempt = 1; attempt <= settings.Attempts; attempt++)
+        var timeout = options.Value.Timeout;
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        cancel.CancelAfter(timeout);
+        try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-            timeout.CancelAfter(settings.Timeout);
-            try
-            {
-                using var response = await http.PostAsync(uri, new FormUrlEncodedContent([KeyValuePair.Create("logout_token", token)]), timeout.Token);
-                if (response.IsSuccessStatusCode)
-                {
-                    logger.LogInformation(LogoutEvents.LogoutSent, "Logout token for session {SessionId} delivered to client {ClientId}", notice.SessionId, notice.ClientId);
-                    return;
-                }
-
-                outcome = $"HTTP {(int)response.StatusCode}";
-                if ((int)response.StatusCode < 500)
-                {
-                    break; // The client refused this token; sending it again would not change that.
-                }
-            }
-            catch (Exception e) when (e is HttpRequestException or OperationCanceledException && !stoppingToken.IsCancellationRequested)
-            {
-                outcome = e is OperationCanceledException ? $"no answer within {settings.Timeout.TotalSeconds:0.#} s" : e.Message;
-            }
-
-            if (attempt < settings.Attempts)
-            {
-                await Task.Delay(settings.RetryDelay * Math.Pow(2, attempt - 1), clock, stoppingToken);
-            }
+            using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Content = new FormUrlEncodedContent([KeyValuePair.Create("logout_token", token)]) };
+            // Only the status matters: the body is not read.
+            using var response = await httpClients.CreateClient(HttpClientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+            var status = (int)response.StatusCode;
+            return (response.IsSuccessStatusCode, status is 408 or 429 or >= 500, $"HTTP {status}");
         }
-
-        logger.LogWarning(LogoutEvents.LogoutFailed, "Logout token for session {SessionId} not delivered to client {ClientId} at {Uri}: {Outcome}",
-            notice.SessionId, notice.ClientId, uri, outcome);
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException && !stoppingToken.IsCancellationRequested)
+        {
+            return (false, true, e is OperationCanceledException ? $"no answer within {timeout.TotalSeconds:0.#} s" : e.Message);
+        }
     }
 
-    /// <summary>The logout token (section 2.4): no nonce, a jti, the logout event, a short lifetime.</summary>
+    /// <summary>The URI for the log: a query string may carry something the client considers secret.</summary>
+    private static string WithoutQuery(string uri) => uri.Split('?', 2)[0];
+
+    /// <summary>The logout token (section 2.4): no nonce, a jti, the logout event, a short lifetime; made afresh for each attempt.</summary>
     private string CreateLogoutToken(LogoutNotice notice)
     {
         var now = clock.GetUtcNow().UtcDateTime;

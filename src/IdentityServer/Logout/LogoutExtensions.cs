@@ -11,8 +11,10 @@ public static class LogoutExtensions
         builder.Services.AddSingleton<BackChannelLogoutSender>();
         builder.Services.AddHostedService(services => services.GetRequiredService<BackChannelLogoutSender>());
         // A client's answer is its status; a redirect is not followed (the token is for the registered URI only).
+        // Its own log lines name the client, never the full URI (a query string may hold a secret): no request logging.
         builder.Services.AddHttpClient(BackChannelLogoutSender.HttpClientName)
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false });
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false })
+            .RemoveAllLoggers();
         return builder;
     }
 }

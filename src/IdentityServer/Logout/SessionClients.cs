@@ -10,26 +10,34 @@ using OpenIddict.Server;
 namespace IdentityServer.Logout;
 
 /// <summary>Remembers which clients with a back-channel logout URI signed in through which session (<see cref="UserSessionClient"/>).</summary>
-public sealed class SessionClients(ApplicationDbContext db, IOpenIddictApplicationManager applications)
+public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictApplicationManager applications)
 {
     /// <summary>
-    /// Called as the client is given a code (or a device is approved) through <paramref name="session"/>. Nothing is
-    /// written for a client without a back-channel logout URI, nor twice for one session and client.
+    /// Called as the client is given a code (or a device is approved) through <paramref name="session"/> for
+    /// <paramref name="granted"/>. Nothing is written for a client without a back-channel logout URI, for a grant without
+    /// <c>openid</c> (no identity token, so no <c>sid</c> for a logout token to name), nor twice for one session and client.
     /// </summary>
-    public async Task RecordAsync(HttpContext http, ClaimsPrincipal session, string? clientId, OpenIddictServerOptions server, CancellationToken ct)
+    public async Task RecordAsync(HttpContext http, ClaimsPrincipal session, ClaimsPrincipal granted, string? clientId, OpenIddictServerOptions server,
+        CancellationToken ct)
     {
         // An issuer too long to store (a forged Host header when Tokens:Issuer is not set) is not recorded.
-        if (SessionClaims.GetSessionId(session) is not { } sessionId || string.IsNullOrEmpty(clientId)
+        if (SessionClaims.GetSessionId(session) is not { } sessionId || string.IsNullOrEmpty(clientId) || !granted.HasScope(OpenIddictConstants.Scopes.OpenId)
             || IssuerOf(http, server)?.AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
             || await applications.FindByClientIdAsync(clientId, ct) is not { } application
-            || ClientDescriptorMapper.BackChannelLogoutUriOf(await applications.GetPropertiesAsync(application, ct)) is null
-            || await db.Set<UserSessionClient>().AnyAsync(c => c.SessionId == sessionId && c.ClientId == clientId, ct))
+            || ClientDescriptorMapper.BackChannelLogoutUriOf(await applications.GetPropertiesAsync(application, ct)) is null)
         {
             return;
         }
 
-        var row = new UserSessionClient { SessionId = sessionId, ClientId = clientId, Issuer = issuer };
-        db.Add(row);
+        // A context of its own: the request's may hold changes that are not this method's to save.
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        if (await db.Set<UserSessionClient>().AnyAsync(c => c.SessionId == sessionId && c.ClientId == clientId, ct))
+        {
+            return;
+        }
+
+        db.Add(new UserSessionClient { SessionId = sessionId, ClientId = clientId, Issuer = issuer });
         try
         {
             await db.SaveChangesAsync(ct);
@@ -37,10 +45,6 @@ public sealed class SessionClients(ApplicationDbContext db, IOpenIddictApplicati
         catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e) || DatabaseErrors.IsForeignKeyViolation(e))
         {
             // Recorded by a concurrent request of the same session, or the session ended meanwhile: nothing to add.
-        }
-        finally
-        {
-            db.Entry(row).State = EntityState.Detached;
         }
     }
 

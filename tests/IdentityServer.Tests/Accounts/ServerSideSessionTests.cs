@@ -71,6 +71,49 @@ public abstract class ServerSideSessionTests<TFixture>(TFixture server) where TF
         Assert.Equal("/account", (await AccountPages.OpenAsync(laptop, "/account")).Uri.AbsolutePath);
     }
 
+    /// <summary>
+    /// The browser's name is its User-Agent, kept to 256 characters without splitting a character (PostgreSQL refuses
+    /// half of a surrogate pair); a browser that sends none is listed as unknown.
+    /// </summary>
+    [SkippableFact]
+    public async Task The_sessions_page_names_each_browser_by_its_user_agent_whatever_it_sends()
+    {
+        var user = await server.CreateUserAsync();
+        var emoji = server.CreateBrowser();
+        emoji.UserAgent = new string('a', 255) + "\U0001F600tail";
+        await AccountPages.SignInAsync(emoji, user.UserName, user.Password);
+        var silent = server.CreateBrowser();
+        await AccountPages.SignInAsync(silent, user.UserName, user.Password);
+
+        var names = (await AccountPages.OpenAsync(silent, "/account/sessions")).Document.QuerySelectorAll(".session-browser").Select(e => e.TextContent).ToList();
+
+        Assert.Equal(["Unknown browser", new string('a', 255)], names);
+    }
+
+    /// <summary>
+    /// Opening the authenticator page makes a key to scan but changes nothing that signs in, so it ends no session (a
+    /// link from another site can open it); turning the authenticator on does end the other sessions.
+    /// </summary>
+    [SkippableFact]
+    public async Task Opening_the_authenticator_page_ends_no_session_and_turning_it_on_ends_the_others()
+    {
+        var user = await server.CreateUserAsync();
+        var other = server.CreateBrowser();
+        await AccountPages.SignInAsync(other, user.UserName, user.Password);
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        var setup = await AccountPages.OpenAsync(browser, "/account/two-factor/authenticator");
+        Assert.NotNull(setup.Document.QuerySelector("#shared-key"));
+        Assert.Equal("/account", (await AccountPages.OpenAsync(other, "/account")).Uri.AbsolutePath);
+        Assert.Equal(2, (await SessionRowsAsync(user.Id)).Count);
+
+        await AccountPages.EnableAuthenticatorAsync(browser);
+
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(other, "/account")).Uri.AbsolutePath);
+        Assert.Single(await SessionRowsAsync(user.Id));
+    }
+
     [SkippableFact]
     public async Task A_user_cannot_end_another_users_session_by_its_id()
     {
@@ -121,17 +164,27 @@ public abstract class ServerSideSessionTests<TFixture>(TFixture server) where TF
         Assert.Empty(await SessionRowsAsync(user.Id));
     }
 
+    /// <summary>
+    /// Signing in again as the same user continues the session (a step-up must not log the user out of the applications
+    /// signed in through it); signing in as someone else in that browser ends the earlier session.
+    /// </summary>
     [SkippableFact]
-    public async Task Signing_in_again_in_the_same_browser_ends_its_earlier_session()
+    public async Task Signing_in_again_continues_the_session_and_another_account_ends_it()
     {
         var user = await server.CreateUserAsync();
+        var other = await server.CreateUserAsync();
         var browser = server.CreateBrowser();
         await AccountPages.SignInAsync(browser, user.UserName, user.Password);
         var first = Assert.Single(await SessionRowsAsync(user.Id));
 
         await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var again = Assert.Single(await SessionRowsAsync(user.Id));
+        await AccountPages.SignInAsync(browser, other.UserName, other.Password);
 
-        Assert.NotEqual(first.Id, Assert.Single(await SessionRowsAsync(user.Id)).Id);
+        Assert.Equal(first.Id, again.Id);
+        Assert.True(again.SignedInAt >= first.SignedInAt);
+        Assert.Empty(await SessionRowsAsync(user.Id));
+        Assert.Single(await SessionRowsAsync(other.Id));
     }
 
     /// <summary>

@@ -306,6 +306,8 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal("/account/login", (await Accounts.AccountPages.OpenAsync(laptop, "/account")).Uri.AbsolutePath);
         Assert.Equal("/account", (await Accounts.AccountPages.OpenAsync(phone, "/account")).Uri.AbsolutePath);
         Assert.Single((await admin.GetJsonAsync(sessionsUrl)).EnumerateArray());
+        await (await admin.DeleteAsync(sessionsUrl + "/", null)).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found"); // an empty session id
+        Assert.Single((await admin.GetJsonAsync(sessionsUrl)).EnumerateArray());
 
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync(sessionsUrl, null)).StatusCode);
 

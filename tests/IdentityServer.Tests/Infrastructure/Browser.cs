@@ -14,6 +14,9 @@ public sealed class Browser(Dictionary<string, HttpMessageHandler> hosts)
 
     public CookieContainer Cookies { get; } = new();
 
+    /// <summary>Sent as the User-Agent header of every request, when set.</summary>
+    public string? UserAgent { get; set; }
+
     /// <summary>Maps <paramref name="host"/> to a server, replacing any earlier one (e.g. after a restart); cookies are kept.</summary>
     public void AddHost(string host, HttpMessageHandler handler)
     {
@@ -30,6 +33,11 @@ public sealed class Browser(Dictionary<string, HttpMessageHandler> hosts)
         if (!_invokers.TryGetValue(uri.Host, out var invoker))
         {
             invoker = _invokers[uri.Host] = new HttpMessageInvoker(hosts[uri.Host], disposeHandler: false);
+        }
+
+        if (UserAgent is not null)
+        {
+            request.Headers.TryAddWithoutValidation("User-Agent", UserAgent);
         }
 
         var cookies = Cookies.GetCookieHeader(uri);

@@ -31,8 +31,8 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         await ClientWithLogoutAsync("/never-used");
         var user = await server.CreateUserAsync();
         var browser = server.CreateBrowser();
-        var firstTokens = await OAuth.SignInAndRedeemAsync(server, browser, first, user, "openid");
-        var secondTokens = await OAuth.SignInAndRedeemAsync(server, browser, second, user, "openid");
+        var firstTokens = await SignInAsync(browser, first, user);
+        var secondTokens = await SignInAsync(browser, second, user);
         var sessionId = Assert.Single(await SessionRows.OfAsync(server, user.Id)).Id;
         Assert.Equal(new[] { first.ClientId, second.ClientId }.Order(StringComparer.Ordinal), (await RecordedClientsAsync(sessionId)).Order(StringComparer.Ordinal));
 
@@ -46,17 +46,65 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         Assert.Empty(await RecordedClientsAsync(sessionId));
     }
 
+    /// <summary>
+    /// Signing in again as the same user (a step-up, or an application asking for a fresh sign-in) continues the
+    /// session: the applications signed in through it are not logged out, and a later sign-out names the same session.
+    /// </summary>
+    [SkippableFact]
+    public async Task Signing_in_again_as_the_same_user_continues_the_session_without_logging_the_applications_out()
+    {
+        var client = await ClientWithLogoutAsync("/again");
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var tokens = await SignInAsync(browser, client, user);
+        var sessionId = Assert.Single(await SessionRows.OfAsync(server, user.Id)).Id;
+
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        Assert.Equal(sessionId, Assert.Single(await SessionRows.OfAsync(server, user.Id)).Id);
+        Assert.Equal([client.ClientId], await RecordedClientsAsync(sessionId));
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
+        await WaitForTokensAsync("/again", 1);
+        await AssertLogoutTokenAsync(_receiver.TokensAt("/again").Single(), client, user, tokens);
+    }
+
+    /// <summary>A device approved through a browser session is told when that session ends (the device flow's sign-in is that session's).</summary>
+    [SkippableFact]
+    public async Task A_device_approved_through_a_session_gets_a_logout_token_when_it_ends()
+    {
+        var client = await ClientWithLogoutAsync("/device", "urn:ietf:params:oauth:grant-type:device_code");
+        var user = await server.CreateUserAsync();
+        var codes = await OAuth.ReadJsonAsync(await OAuth.PostFormAsync(server, "device_authorization_endpoint",
+            new Dictionary<string, string> { ["scope"] = "openid" }, client));
+        var browser = server.CreateBrowser();
+        var page = await OAuth.SignInAsync(browser, await browser.NavigateAsync(codes.GetProperty("verification_uri_complete").GetString()!), user,
+            stopAt: _ => false);
+        Assert.Equal("/connect/verify/done", (await browser.SubmitAsync(page, button: "button[formaction*='Approve']")).Uri.AbsolutePath);
+        var tokens = await OAuth.ReadJsonAsync(await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "urn:ietf:params:oauth:grant-type:device_code", ["device_code"] = codes.GetProperty("device_code").GetString()!,
+        }, client));
+
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
+
+        await WaitForTokensAsync("/device", 1);
+        await AssertLogoutTokenAsync(_receiver.TokensAt("/device").Single(), client, user, tokens);
+    }
+
     [SkippableFact]
     public async Task The_identity_token_names_the_session_and_the_access_token_does_not()
     {
         var client = await ClientWithLogoutAsync("/sid");
         var user = await server.CreateUserAsync();
-        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var tokens = await SignInAsync(server.CreateBrowser(), client, user, "openid offline_access");
         var sessionId = Assert.Single(await SessionRows.OfAsync(server, user.Id)).Id;
 
         Assert.Equal(sessionId, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sid").GetString());
         Assert.False(Jwt.Payload(tokens.GetProperty("access_token").GetString()!).TryGetProperty("sid", out _));
-        var refreshed = await OAuth.ReadJsonAsync(await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!));
+        var refreshed = await OAuth.ReadJsonAsync(await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["refresh_token"] = tokens.GetProperty("refresh_token").GetString()!,
+        }, client));
         Assert.Equal(sessionId, Jwt.Payload(refreshed.GetProperty("id_token").GetString()!).GetProperty("sid").GetString());
     }
 
@@ -66,7 +114,7 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         var client = await ClientWithLogoutAsync("/end-session");
         var user = await server.CreateUserAsync();
         var browser = server.CreateBrowser();
-        var tokens = await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var tokens = await SignInAsync(browser, client, user);
 
         await browser.NavigateAsync(await server.EndpointAsync("end_session_endpoint") + "?id_token_hint=" + tokens.GetProperty("id_token").GetString());
 
@@ -80,8 +128,8 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
     {
         var client = await ClientWithLogoutAsync("/admin-ended");
         var user = await server.CreateUserAsync();
-        var phone = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid");
-        var laptop = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid");
+        var phone = await SignInAsync(server.CreateBrowser(), client, user);
+        var laptop = await SignInAsync(server.CreateBrowser(), client, user);
         var admin = await AdminAsync(server);
 
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync(Path(UsersUrl, user.Id) + "/sessions", null)).StatusCode);
@@ -98,7 +146,7 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         var client = await ClientWithLogoutAsync("/flaky");
         var user = await server.CreateUserAsync();
         var browser = server.CreateBrowser();
-        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        await SignInAsync(browser, client, user);
         _receiver.FailNext(1);
 
         await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
@@ -121,6 +169,7 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
     [InlineData("http://rp.example.com/logout", "backchannel_logout_uri")]
     [InlineData("https://rp.example.com/logout#fragment", "backchannel_logout_uri")]
     [InlineData("not a uri", "backchannel_logout_uri")]
+    [InlineData("http://127.0.0.1:5000/logout", "backchannel_logout_uri")] // loopback http, but for a public client
     [InlineData(null, "backchannel_logout_session_required")]
     public async Task The_admin_API_refuses_an_unusable_back_channel_logout_registration(string? uri, string field)
     {
@@ -154,15 +203,32 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         Assert.True(read.GetProperty("backchannel_logout_session_required").GetBoolean());
     }
 
-    private Task<TestClient> ClientWithLogoutAsync(string path) => server.CreateClientAsync(c =>
+    /// <summary>A web app with a server (a confidential client: plain http on loopback is allowed only for one).</summary>
+    private Task<TestClient> ClientWithLogoutAsync(string path, params string[] grants) => server.CreateClientAsync(c =>
     {
-        c.TokenEndpointAuthMethod = "none";
-        c.GrantTypes = ["authorization_code", "refresh_token"];
+        c.ClientSecret = Unique.Secret();
+        c.TokenEndpointAuthMethod = "client_secret_basic";
+        c.GrantTypes = grants.Length > 0 ? [.. grants] : ["authorization_code", "refresh_token"];
         c.RedirectUris = [OAuth.AppRedirectUri];
         c.Scope = "openid offline_access";
         c.ConsentType = "implicit";
         c.BackChannelLogoutUri = _receiver.Url(path);
     });
+
+    /// <summary>The code flow for a confidential client in <paramref name="browser"/>; returns the token response.</summary>
+    private async Task<JsonElement> SignInAsync(Browser browser, TestClient client, TestUser user, string scope = "openid")
+    {
+        var pkce = Pkce.Create();
+        var answer = await OAuth.AuthorizeAsync(browser, await OAuth.AuthorizeUrlAsync(server, client.ClientId, scope, pkce), user);
+        Assert.True(answer.ContainsKey("code"), string.Join(", ", answer));
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code", ["code"] = answer["code"], ["redirect_uri"] = OAuth.AppRedirectUri, ["code_verifier"] = pkce.Verifier,
+        }, client);
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.IsSuccessStatusCode, json.ToString());
+        return json;
+    }
 
     private async Task<List<string>> RecordedClientsAsync(string sessionId)
     {
@@ -182,6 +248,7 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         var jwt = new JsonWebToken(token);
         var idToken = new JsonWebToken(signedIn.GetProperty("id_token").GetString()!);
         Assert.Equal(idToken.Issuer, jwt.Issuer);
+        Assert.Equal(idToken.Kid, jwt.Kid);
         Assert.Equal(user.Id, jwt.Subject);
         Assert.Equal(idToken.GetClaim("sid").Value, jwt.GetClaim("sid").Value);
         Assert.False(string.IsNullOrEmpty(jwt.Id));

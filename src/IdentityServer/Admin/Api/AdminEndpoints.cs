@@ -289,6 +289,12 @@ public static class AdminEndpoints
 
         users.MapDelete("/{id}/sessions", async (HttpContext http, UserSessionAdmin admin, string id, CancellationToken ct) =>
             {
+                // ".../sessions/" is a script's empty session id, not a request to end them all (routing ignores the slash).
+                if (http.Request.Path.Value?.EndsWith('/') == true)
+                {
+                    return AdminResults.Error(StatusCodes.Status404NotFound, "not_found", "No session id was given; to end every session, leave out the trailing slash.");
+                }
+
                 var result = await admin.EndAllAsync(id, AdminAccess.ActorOf(http), ct);
                 return result.Succeeded ? Results.NoContent() : AdminResults.Failure(http, result);
             })

@@ -249,7 +249,7 @@ public sealed class AuthorizeModel(
         authorization ??= await authorizations.CreateAsync(principal, user.Id, applicationId!, AuthorizationTypes.Permanent,
             principal.GetScopes(), HttpContext.RequestAborted);
         principal.SetAuthorizationId(await authorizations.GetIdAsync(authorization, HttpContext.RequestAborted));
-        await sessionClients.RecordAsync(HttpContext, session, request?.ClientId, serverOptions.CurrentValue, HttpContext.RequestAborted);
+        await sessionClients.RecordAsync(HttpContext, session, principal, request?.ClientId, serverOptions.CurrentValue, HttpContext.RequestAborted);
 
         logger.LogInformation(TokenEvents.AuthorizationGranted, "User {UserId} authorized {ApplicationId} for {Scopes}", user.Id, applicationId, scopes);
         return SignIn(principal, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);

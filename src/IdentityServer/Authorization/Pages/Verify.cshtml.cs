@@ -67,7 +67,7 @@ public sealed class VerifyModel(
 
         var session = (await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Principal ?? User;
         var principal = await principals.CreateAsync(user, code.GetScopes(), session, HttpContext.RequestAborted);
-        await sessionClients.RecordAsync(HttpContext, session, code.GetClaim(Claims.ClientId), serverOptions.CurrentValue, HttpContext.RequestAborted);
+        await sessionClients.RecordAsync(HttpContext, session, principal, code.GetClaim(Claims.ClientId), serverOptions.CurrentValue, HttpContext.RequestAborted);
         logger.LogInformation(TokenEvents.AuthorizationGranted, "User {UserId} approved device code for {ClientId}", user.Id, code.GetClaim(Claims.ClientId));
         return SignIn(principal, new AuthenticationProperties { RedirectUri = CompletedPath + "?approved=true" },
             OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);

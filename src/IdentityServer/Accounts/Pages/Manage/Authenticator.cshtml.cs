@@ -82,9 +82,15 @@ public sealed class AuthenticatorModel(
         var key = await users.GetAuthenticatorKeyAsync(user);
         if (string.IsNullOrEmpty(key))
         {
-            await users.ResetAuthenticatorKeyAsync(user);
-            await sessions.RefreshAsync(user);
-            key = await users.GetAuthenticatorKeyAsync(user) ?? throw new InvalidOperationException("No authenticator key.");
+            // A key for the user to scan, not yet in use: stored without a new security stamp (Identity's reset gives one),
+            // so opening this page (a link from anywhere can open it) ends no session. Turning it on gives the new stamp.
+            key = users.GenerateNewAuthenticatorKey();
+            var store = (IUserAuthenticatorKeyStore<ApplicationUser>)HttpContext.RequestServices.GetRequiredService<IUserStore<ApplicationUser>>();
+            await store.SetAuthenticatorKeyAsync(user, key, HttpContext.RequestAborted);
+            if (await users.UpdateAsync(user) is { Succeeded: false } failed)
+            {
+                throw new InvalidOperationException($"The authenticator key could not be stored: {string.Join("; ", failed.Errors.Select(e => e.Description))}");
+            }
         }
 
         SharedKey = string.Join(' ', key.ToLowerInvariant().Chunk(4).Select(c => new string(c)));

@@ -52,7 +52,7 @@ public sealed class ClientForm
         ["redirect_uris"] = nameof(RedirectUris),
         ["post_logout_redirect_uris"] = nameof(PostLogoutRedirectUris),
         ["backchannel_logout_uri"] = nameof(BackChannelLogoutUri),
-        ["backchannel_logout_session_required"] = nameof(BackChannelLogoutUri),
+        ["backchannel_logout_session_required"] = nameof(BackChannelLogoutUri), // the checkbox's errors show under the URI
         ["scope"] = nameof(Scopes),
         ["consent_type"] = nameof(ConsentType),
         ["client_secret"] = nameof(ClientSecret),
@@ -103,7 +103,7 @@ public sealed class ClientForm
             RedirectUris = AdminHtml.SplitLines(RedirectUris),
             PostLogoutRedirectUris = AdminHtml.SplitLines(PostLogoutRedirectUris),
             BackChannelLogoutUri = string.IsNullOrWhiteSpace(BackChannelLogoutUri) ? null : BackChannelLogoutUri.Trim(),
-            BackChannelLogoutSessionRequired = string.IsNullOrWhiteSpace(BackChannelLogoutUri) ? null : BackChannelLogoutSessionRequired,
+            BackChannelLogoutSessionRequired = BackChannelLogoutSessionRequired ? true : string.IsNullOrWhiteSpace(BackChannelLogoutUri) ? null : false,
             Scope = Scopes is { Count: > 0 } ? string.Join(' ', Scopes.Distinct()) : null,
             ConsentType = ConsentType,
             ClientSecret = string.IsNullOrEmpty(ClientSecret) ? null : ClientSecret,
