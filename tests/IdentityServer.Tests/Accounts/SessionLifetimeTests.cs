@@ -13,16 +13,9 @@ public abstract class SessionLifetimeTests<TFixture>(TFixture fixture) where TFi
     [SkippableFact]
     public async Task A_session_in_use_ends_at_its_maximum_lifetime()
     {
-        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
         var clock = new TestClock(DateTimeOffset.UtcNow);
-        var settings = new Dictionary<string, string?>(fixture.Settings)
-        {
-            ["Accounts:SessionIdleTimeout"] = "1.00:00:00",
-            ["Accounts:SessionMaxLifetime"] = "01:00:00",
-        };
-        await using var factory = new TestServerFactory(settings, testServices: services => services.AddSingleton<TimeProvider>(clock));
-        var server = new AttachedServer(factory, fixture.Provider);
-        var user = await server.CreateUserAsync();
+        await using var factory = StartWithClock(clock, ("Accounts:SessionIdleTimeout", "1.00:00:00"), ("Accounts:SessionMaxLifetime", "01:00:00"));
+        var (server, user) = await WithUserAsync(factory);
         var browser = server.CreateBrowser();
         await AccountPages.SignInAsync(browser, user.UserName, user.Password);
 
@@ -44,12 +37,9 @@ public abstract class SessionLifetimeTests<TFixture>(TFixture fixture) where TFi
     [SkippableFact]
     public async Task The_sessions_page_keeps_sessions_in_use_and_leaves_out_those_left_idle_past_the_idle_timeout()
     {
-        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
         var clock = new TestClock(DateTimeOffset.UtcNow);
-        await using var factory = new TestServerFactory(new Dictionary<string, string?>(fixture.Settings),
-            testServices: services => services.AddSingleton<TimeProvider>(clock));
-        var server = new AttachedServer(factory, fixture.Provider);
-        var user = await server.CreateUserAsync();
+        await using var factory = StartWithClock(clock);
+        var (server, user) = await WithUserAsync(factory);
         var idle = server.CreateBrowser();
         await AccountPages.SignInAsync(idle, user.UserName, user.Password);
         var active = server.CreateBrowser();
@@ -77,12 +67,9 @@ public abstract class SessionLifetimeTests<TFixture>(TFixture fixture) where TFi
     [SkippableFact]
     public async Task Setting_up_an_authenticator_asks_an_older_session_to_sign_in_again()
     {
-        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
         var clock = new TestClock(DateTimeOffset.UtcNow);
-        await using var factory = new TestServerFactory(new Dictionary<string, string?>(fixture.Settings),
-            testServices: services => services.AddSingleton<TimeProvider>(clock));
-        var server = new AttachedServer(factory, fixture.Provider);
-        var user = await server.CreateUserAsync();
+        await using var factory = StartWithClock(clock);
+        var (server, user) = await WithUserAsync(factory);
         var browser = server.CreateBrowser();
         await AccountPages.SignInAsync(browser, user.UserName, user.Password);
 
@@ -93,6 +80,25 @@ public abstract class SessionLifetimeTests<TFixture>(TFixture fixture) where TFi
         Assert.Equal("/account/login", asked.Uri.AbsolutePath);
         Assert.Equal("/account/two-factor/authenticator", back.Uri.AbsolutePath);
         Assert.NotNull(back.Document.QuerySelector("#shared-key"));
+    }
+
+    /// <summary>A server of its own on the fixture's database, whose clock the test moves.</summary>
+    private TestServerFactory StartWithClock(TestClock clock, params (string Key, string Value)[] settings)
+    {
+        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
+        var all = new Dictionary<string, string?>(fixture.Settings);
+        foreach (var (key, value) in settings)
+        {
+            all[key] = value;
+        }
+
+        return new TestServerFactory(all, testServices: services => services.AddSingleton<TimeProvider>(clock));
+    }
+
+    private async Task<(AttachedServer Server, TestUser User)> WithUserAsync(TestServerFactory factory)
+    {
+        var server = new AttachedServer(factory, fixture.Provider);
+        return (server, await server.CreateUserAsync());
     }
 }
 
