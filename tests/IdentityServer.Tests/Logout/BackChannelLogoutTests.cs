@@ -140,6 +140,21 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
             .Order(StringComparer.Ordinal), sids);
     }
 
+    /// <summary>Deleting a user would take the sessions' rows with it: they are ended first, so their clients are told.</summary>
+    [SkippableFact]
+    public async Task Deleting_a_user_posts_a_logout_token_for_their_session()
+    {
+        var client = await ClientWithLogoutAsync("/deleted");
+        var user = await server.CreateUserAsync();
+        var tokens = await SignInAsync(server.CreateBrowser(), client, user);
+        var admin = await AdminAsync(server);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync(Path(UsersUrl, user.Id), null)).StatusCode);
+
+        await WaitForTokensAsync("/deleted", 1);
+        await AssertLogoutTokenAsync(_receiver.TokensAt("/deleted").Single(), client, user, tokens);
+    }
+
     [SkippableFact]
     public async Task A_client_that_answers_500_is_tried_again()
     {
