@@ -103,14 +103,21 @@ public sealed class AccountSessions(
         var current = await Context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
         var kept = current.Principal?.Claims.Where(SessionClaims.IsSessionClaim).Select(c => new Claim(c.Type, c.Value, c.ValueType)).ToList() ?? [];
         await signInManager.SignInWithClaimsAsync(user, current.Properties ?? new AuthenticationProperties(), kept);
-        await ForgetEndedSessionsAsync(user, keep: current.Principal is { } session ? SessionClaims.GetSessionId(session) : null);
+        var thisSession = current.Principal is { } session ? SessionClaims.GetSessionId(session) : null;
+        await EndSessionsOnServerAsync(user, keep: thisSession);
+        if (thisSession is not null)
+        {
+            await sessionRows.SeenAsync(thisSession, CancellationToken.None); // the cookie was just re-issued
+        }
     }
 
     /// <summary>
-    /// Deletes the rows of the user's sessions but <paramref name="keep"/>, after a new security stamp ended them (their
-    /// cookies are refused either way; this keeps the sessions page true).
+    /// Ends the user's sessions but <paramref name="keep"/> on the server, after a new security stamp ended them: their
+    /// cookies are refused either way, but this deletes their rows (the sessions page lists only live sessions) and
+    /// tells the clients signed in through them (back-channel logout). Not only tidying: leave it out and those
+    /// clients are never told.
     /// </summary>
-    public Task ForgetEndedSessionsAsync(ApplicationUser user, string? keep = null) =>
+    public Task EndSessionsOnServerAsync(ApplicationUser user, string? keep = null) =>
         sessionRows.EndAllAsync(user.Id, keep, CancellationToken.None);
 
     /// <summary>
@@ -137,7 +144,7 @@ public sealed class AccountSessions(
 
         logger.LogWarning(AccountEvents.LockedOut, "User {UserId} locked out by wrong passwords on an account page; every session ends", user.Id);
         await signInManager.UserManager.UpdateSecurityStampAsync(user);
-        await ForgetEndedSessionsAsync(user);
+        await EndSessionsOnServerAsync(user);
         await signInManager.SignOutAsync();
         return PasswordCheck.LockedOut;
     }
@@ -168,7 +175,7 @@ public sealed class AccountSessions(
         var revoked = await tokens.RevokeBySubjectAsync(user.Id, Context.RequestAborted);
         if (includingThisOne)
         {
-            await ForgetEndedSessionsAsync(user);
+            await EndSessionsOnServerAsync(user);
             // This browser's session may be another account's (a reset link opened where someone else is signed in).
             await SignOutAsync();
         }

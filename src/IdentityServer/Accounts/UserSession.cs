@@ -22,7 +22,7 @@ public sealed class UserSession
     /// <summary>When <c>Accounts:SessionMaxLifetime</c> ends it, however active it stays: the row can go then.</summary>
     public DateTime ExpiresAt { get; init; }
 
-    /// <summary>When the cookie was last renewed (sliding expiration), so a list of sessions can leave out idle ones.</summary>
+    /// <summary>When the cookie was last re-issued (sliding expiration, Identity's periodic check, signing in again), so a list of sessions can leave out idle ones.</summary>
     public DateTime LastSeenAt { get; set; }
 
     /// <summary>How the user signed in: the session's <c>amr</c> values, space-separated.</summary>

@@ -72,7 +72,11 @@ public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IO
             .ToListAsync(ct);
     }
 
-    /// <summary>Records that the session's cookie was renewed, for <see cref="ListAsync"/>.</summary>
+    /// <summary>One session of the user, whether or not <see cref="ListAsync"/> would list it.</summary>
+    public Task<UserSession?> FindAsync(string userId, string sessionId, CancellationToken ct) =>
+        db.Set<UserSession>().AsNoTracking().FirstOrDefaultAsync(s => s.Id == sessionId && s.UserId == userId, ct);
+
+    /// <summary>Records that the session's cookie was re-issued, for <see cref="ListAsync"/>.</summary>
     public Task SeenAsync(string sessionId, CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;

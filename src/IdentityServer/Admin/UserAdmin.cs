@@ -244,14 +244,13 @@ public sealed class UserAdmin(
         }
 
         // Before the user goes (the deletion would take the sessions' rows with it), so their clients are told.
-        await sessionRows.EndAllAsync(user.Id, keep: null, ct);
+        await RevokeAsync(user, ct);
         var deleted = await users.DeleteAsync(user);
         if (!deleted.Succeeded)
         {
             return Failure(deleted);
         }
 
-        await RevokeAsync(user, ct);
         audit.Record(actor, AuditAction.UserDeleted, user.Id, before, after: null);
         await audit.CommitAsync(transaction, ct);
         return AdminResult<UserView>.Ok(before);

@@ -39,15 +39,15 @@ public sealed class UserSessionAdmin(UserManager<ApplicationUser> users, UserSes
                 return NoUser(userId);
             }
 
-            var before = await ViewsAsync(user, ct);
-            if (before.FirstOrDefault(s => s.Id == sessionId) is not { } ended || await sessions.EndAsync(user.Id, sessionId, ct) == 0)
+            // The row itself, not the list: a session the list leaves out as idle may still be live.
+            if (await sessions.FindAsync(user.Id, sessionId, ct) is not { } ended || await sessions.EndAsync(user.Id, sessionId, ct) == 0)
             {
                 return AdminResult<IReadOnlyList<SessionView>>.NotFound($"User '{userId}' has no session '{sessionId}'.");
             }
 
-            audit.Record(actor, AuditAction.UserSessionEnded, user.Id, before: ended, after: null);
+            audit.Record(actor, AuditAction.UserSessionEnded, user.Id, before: SessionView.From(ended), after: null);
             await audit.CommitAsync(transaction, ct);
-            return AdminResult<IReadOnlyList<SessionView>>.Ok([.. before.Where(s => s.Id != sessionId)]);
+            return AdminResult<IReadOnlyList<SessionView>>.Ok(await ViewsAsync(user, ct));
         }, ct);
 
     /// <summary>Revokes tokens too, so it runs in <see cref="AuditLog.InTransactionAsync{T}"/>, which retries after a deadlock with token writes.</summary>

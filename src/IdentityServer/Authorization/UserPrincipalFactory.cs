@@ -27,7 +27,7 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
     {
         var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
         identity.SetClaim(Claims.Subject, user.Id);
-        foreach (var claim in session.Claims.Where(c => c.Type is SessionClaims.AuthenticationTime or SessionClaims.AuthenticationMethod or SessionClaims.SessionId))
+        foreach (var claim in session.Claims.Where(SessionClaims.IsSessionClaim))
         {
             identity.AddClaim(new Claim(claim.Type, claim.Value, claim.ValueType));
         }

@@ -148,9 +148,9 @@ public static class RateLimiting
             return null;
         }
 
-        // A name no account can have (a NUL, which PostgreSQL refuses in text, or over the column) is not looked up.
+        // A name longer than any account's is not looked up. (A NUL never gets here: such a form is refused first.)
         var users = context.RequestServices.GetRequiredService<UserManager<ApplicationUser>>();
-        var user = lookUp && name.Length <= ApplicationUser.NameColumnLength && IdentityServer.Data.DatabaseErrors.CanBeStoredName(name)
+        var user = lookUp && name.Length <= ApplicationUser.NameColumnLength
             ? await users.FindByNameAsync(name) ?? await users.FindByEmailAsync(name)
             : null;
         return user is not null ? "user:" + user.Id : "name:" + name.ToUpperInvariant();

@@ -18,7 +18,7 @@ public sealed class BackChannelLogoutOptions
     [System.ComponentModel.DataAnnotations.Range(typeof(TimeSpan), "00:00:01", "00:01:00")]
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Posts per logout token when the client cannot be reached or answers 5xx.</summary>
+    /// <summary>Posts per logout token when the client cannot be reached or answers 408, 429 or 5xx.</summary>
     [System.ComponentModel.DataAnnotations.Range(1, 10)]
     public int Attempts { get; set; } = 3;
 

@@ -1,8 +1,8 @@
 using System.Security.Claims;
 using IdentityServer.Accounts;
+using IdentityServer.Authorization;
 using IdentityServer.Clients;
 using IdentityServer.Data;
-using Microsoft.AspNetCore;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
@@ -22,7 +22,7 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
     {
         // An issuer too long to store (a forged Host header when Tokens:Issuer is not set) is not recorded.
         if (SessionClaims.GetSessionId(session) is not { } sessionId || string.IsNullOrEmpty(clientId) || !granted.HasScope(OpenIddictConstants.Scopes.OpenId)
-            || IssuerOf(http, server)?.AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
+            || ServerIssuer.Of(http, server)?.AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
             || await applications.FindByClientIdAsync(clientId, ct) is not { } application
             || ClientDescriptorMapper.BackChannelLogoutUriOf(await applications.GetPropertiesAsync(application, ct)) is null)
         {
@@ -47,8 +47,4 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
             // Recorded by a concurrent request of the same session, or the session ended meanwhile: nothing to add.
         }
     }
-
-    /// <summary>The issuer OpenIddict names in this request's tokens: the configured one, else the request's base address.</summary>
-    public static Uri? IssuerOf(HttpContext http, OpenIddictServerOptions server) =>
-        server.Issuer ?? http.Features.Get<OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreFeature>()?.Transaction?.BaseUri;
 }

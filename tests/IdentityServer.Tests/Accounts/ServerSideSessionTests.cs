@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Security.Claims;
+using System.Security.Cryptography;
 using IdentityServer.Accounts;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.Authentication;
@@ -112,6 +113,47 @@ public abstract class ServerSideSessionTests<TFixture>(TFixture server) where TF
 
         Assert.Equal("/account/login", (await AccountPages.OpenAsync(other, "/account")).Uri.AbsolutePath);
         Assert.Single(await SessionRowsAsync(user.Id));
+    }
+
+    /// <summary>A passkey is removed because its device is lost: the sessions it may have started end, this browser's does not.</summary>
+    [SkippableFact]
+    public async Task Removing_a_passkey_ends_the_other_sessions_of_the_account()
+    {
+        var user = await server.CreateUserAsync();
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+            var passkey = new UserPasskeyInfo(RandomNumberGenerator.GetBytes(16), RandomNumberGenerator.GetBytes(77), DateTimeOffset.UtcNow, 0, [],
+                isUserVerified: true, isBackupEligible: false, isBackedUp: false, attestationObject: [], clientDataJson: []) { Name = "Lost phone" };
+            Assert.True((await users.AddOrUpdatePasskeyAsync((await users.FindByIdAsync(user.Id))!, passkey)).Succeeded);
+        }
+
+        var lost = server.CreateBrowser();
+        await AccountPages.SignInAsync(lost, user.UserName, user.Password);
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        var removed = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/passkeys"), selector: "form[action*='handler=Remove']");
+
+        Assert.Contains("The passkey has been removed", removed.Body);
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(lost, "/account")).Uri.AbsolutePath);
+        Assert.Equal("/account", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+        Assert.Single(await SessionRowsAsync(user.Id));
+    }
+
+    /// <summary>Opened twice at once before a key exists, the authenticator page shows both the same key (one of the two saves loses).</summary>
+    [SkippableFact]
+    public async Task The_authenticator_page_opened_twice_at_once_shows_one_key()
+    {
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        var pages = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => AccountPages.OpenAsync(browser, "/account/two-factor/authenticator")));
+
+        Assert.All(pages, page => Assert.Equal(HttpStatusCode.OK, page.Status));
+        Assert.Single(pages.Select(page => page.Document.QuerySelector("#shared-key")?.TextContent).Distinct());
+        Assert.NotNull(pages[0].Document.QuerySelector("#shared-key"));
     }
 
     [SkippableFact]

@@ -42,18 +42,6 @@ public abstract class RateLimitingTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
     }
 
-    /// <summary>A name longer than any account's is not looked up, and a NUL (which PostgreSQL refuses in text) is the client's error.</summary>
-    [SkippableFact]
-    public async Task A_sign_in_with_a_name_no_account_can_have_is_answered_not_failed()
-    {
-        var tooLong = await AccountPages.SignInAsync(server.CreateBrowser(), Unique.Name("long") + new string('x', 300), "wrong-password-x");
-        var nul = await AccountPages.SignInAsync(server.CreateBrowser(), "nul\0name", "wrong-password-x");
-
-        Assert.Equal(HttpStatusCode.OK, tooLong.Status);
-        Assert.Equal("/account/login", tooLong.Uri.AbsolutePath);
-        Assert.Equal(HttpStatusCode.BadRequest, nul.Status);
-    }
-
     [SkippableFact]
     public async Task A_burst_of_token_requests_from_one_client_gets_429_with_OAuth_error_JSON()
     {

@@ -41,7 +41,7 @@ public sealed class ConfirmEmailChangeModel(UserManager<ApplicationUser> users, 
             }
             else
             {
-                await sessions.ForgetEndedSessionsAsync(user);
+                await sessions.EndSessionsOnServerAsync(user);
             }
         }
 

@@ -308,7 +308,7 @@ public sealed class AuthorizeModel(
             return null;
         }
 
-        var issuer = Logout.SessionClients.IssuerOf(HttpContext, serverOptions.CurrentValue);
+        var issuer = ServerIssuer.Of(HttpContext, serverOptions.CurrentValue);
         var parameters = new List<KeyValuePair<string, string?>> { new(OpenIddictConstants.Parameters.Error, error) };
         if (!string.IsNullOrEmpty(description))
         {

@@ -3,6 +3,7 @@ using System.Text;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using QRCoder;
 
@@ -45,8 +46,7 @@ public sealed class AuthenticatorModel(
             return RedirectToPage("/Accounts/Pages/Manage/TwoFactor");
         }
 
-        await LoadKeyAsync(user);
-        return Page();
+        return await LoadKeyAsync(user) ? Page() : RedirectToPage();
     }
 
     public async Task<IActionResult> OnPostAsync()
@@ -58,16 +58,14 @@ public sealed class AuthenticatorModel(
 
         if (!ModelState.IsValid)
         {
-            await LoadKeyAsync(user);
-            return Page();
+            return await LoadKeyAsync(user) ? Page() : RedirectToPage();
         }
 
         var code = Code.Replace(" ", string.Empty, StringComparison.Ordinal).Replace("-", string.Empty, StringComparison.Ordinal);
         if (!await users.VerifyTwoFactorTokenAsync(user, users.Options.Tokens.AuthenticatorTokenProvider, code))
         {
             ModelState.AddModelError(nameof(Code), "That code is not valid. Check the time on your phone and try the next code.");
-            await LoadKeyAsync(user);
-            return Page();
+            return await LoadKeyAsync(user) ? Page() : RedirectToPage();
         }
 
         await users.SetTwoFactorEnabledAsync(user, true);
@@ -77,7 +75,11 @@ public sealed class AuthenticatorModel(
         return Page();
     }
 
-    private async Task LoadKeyAsync(ApplicationUser user)
+    /// <summary>
+    /// Shows the user's pending key, making one if there is none. False when another request made one at the same
+    /// moment (this one's save lost): the page is asked again, and shows that key.
+    /// </summary>
+    private async Task<bool> LoadKeyAsync(ApplicationUser user)
     {
         var key = await users.GetAuthenticatorKeyAsync(user);
         if (string.IsNullOrEmpty(key))
@@ -87,9 +89,16 @@ public sealed class AuthenticatorModel(
             key = users.GenerateNewAuthenticatorKey();
             var store = (IUserAuthenticatorKeyStore<ApplicationUser>)HttpContext.RequestServices.GetRequiredService<IUserStore<ApplicationUser>>();
             await store.SetAuthenticatorKeyAsync(user, key, HttpContext.RequestAborted);
-            if (await users.UpdateAsync(user) is { Succeeded: false } failed)
+            try
             {
-                throw new InvalidOperationException($"The authenticator key could not be stored: {string.Join("; ", failed.Errors.Select(e => e.Description))}");
+                if (!(await users.UpdateAsync(user)).Succeeded)
+                {
+                    return false; // a concurrency failure: the user changed meanwhile
+                }
+            }
+            catch (DbUpdateException)
+            {
+                return false; // the other request's key row is there
             }
         }
 
@@ -100,5 +109,6 @@ public sealed class AuthenticatorModel(
         using var data = QRCodeGenerator.GenerateQrCode(AuthenticatorUri, QRCodeGenerator.ECCLevel.M);
         var svg = new SvgQRCode(data).GetGraphic(4);
         QrCodeImage = "data:image/svg+xml;base64," + Convert.ToBase64String(Encoding.UTF8.GetBytes(svg));
+        return true;
     }
 }

@@ -137,9 +137,10 @@ public sealed class PasskeysModel(
 
         if (await FindAsync(user) is { } passkey)
         {
-            var stamp = user.SecurityStamp;
             await users.RemovePasskeyAsync(user, passkey.CredentialId);
-            await sessions.KeepThisSessionAsync(user, stamp);
+            // A passkey is removed because its device is lost or not trusted: the sessions it may have started end, as
+            // after a password change (Identity gives no new security stamp for it). This browser stays signed in.
+            await sessions.EndOtherSessionsAsync(user, includingThisOne: false, "passkey removed");
             logger.LogWarning(AccountEvents.PasskeyRemoved, "User {UserId} removed a passkey ({Name})", user.Id, passkey.Name);
             StatusMessage = "The passkey has been removed.";
         }
