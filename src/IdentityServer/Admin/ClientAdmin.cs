@@ -201,6 +201,8 @@ public sealed class ClientAdmin(
             return AdminResult<ClientEntry>.Stale(null);
         }
 
+        // A client registered later under the same id must not be told about this one's sessions (back-channel logout).
+        await db.Set<Logout.UserSessionClient>().Where(c => c.ClientId == clientId).ExecuteDeleteAsync(ct);
         audit.Record(actor, AuditAction.ClientDeleted, clientId, entry.Document, after: null);
         await audit.CommitAsync(transaction, ct);
         origins.Invalidate();

@@ -1,6 +1,8 @@
 using System.Text.Json.Serialization;
 using IdentityServer.Accounts;
+using IdentityServer.Data;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
 
 namespace IdentityServer.Admin;
@@ -24,7 +26,8 @@ public sealed record SessionView(
 /// them all as the user's own "sign out everywhere" does (a new security stamp, every row deleted, every token of the
 /// user revoked). Each end is audited.
 /// </summary>
-public sealed class UserSessionAdmin(UserManager<ApplicationUser> users, UserSessions sessions, IOpenIddictTokenManager tokens, AuditLog audit)
+public sealed class UserSessionAdmin(
+    ApplicationDbContext db, UserManager<ApplicationUser> users, UserSessions sessions, IOpenIddictTokenManager tokens, AuditLog audit)
 {
     public async Task<AdminResult<IReadOnlyList<SessionView>>> ListAsync(string userId, CancellationToken ct) =>
         await users.FindByIdAsync(userId) is { } user
@@ -60,7 +63,12 @@ public sealed class UserSessionAdmin(UserManager<ApplicationUser> users, UserSes
             }
 
             var before = await ViewsAsync(user, ct);
-            await users.UpdateSecurityStampAsync(user);
+            // A new stamp whatever else changed the user meanwhile (Identity's update would fail its concurrency check
+            // when the user or another admin ends the sessions at the same moment): any new stamp ends every session.
+            await db.Users.Where(u => u.Id == user.Id).ExecuteUpdateAsync(u => u
+                .SetProperty(x => x.SecurityStamp, Guid.NewGuid().ToString("N").ToUpperInvariant())
+                .SetProperty(x => x.ConcurrencyStamp, Guid.NewGuid().ToString()), ct);
+
             await sessions.EndAllAsync(user.Id, keep: null, ct);
             await tokens.RevokeBySubjectAsync(user.Id, ct);
             audit.Record(actor, AuditAction.UserSessionsEnded, user.Id, before: new { sessions = before }, after: null);

@@ -156,7 +156,7 @@ public static class ClientDocumentValidator
         CheckRedirectUris(client.PostLogoutRedirectUris, "post_logout_redirect_uris", isNative, errors);
         if (client.BackChannelLogoutUri is { } backChannel && BackChannelLogoutUriProblem(backChannel, isPublic) is { } problem)
         {
-            Metadata("backchannel_logout_uri", $"'{backChannel}' {problem}");
+            Metadata("backchannel_logout_uri", $"'{Echo(backChannel)}' {problem}");
         }
         else if (client.BackChannelLogoutSessionRequired == true && string.IsNullOrEmpty(client.BackChannelLogoutUri))
         {
@@ -184,6 +184,9 @@ public static class ClientDocumentValidator
     }
 
     private static readonly char[] ClientIdForbidden = ['/', '\\', '?', '#', '%'];
+
+    /// <summary>A value as an error message quotes it: its start only, so a huge value does not make a huge answer.</summary>
+    private static string Echo(string? value) => value is { Length: > 100 } ? value[..100] + "..." : value ?? string.Empty;
 
     /// <summary>
     /// Every key must be able to verify the client's assertions (<see cref="ClientJsonWebKeys"/>); then the set must
@@ -225,7 +228,7 @@ public static class ClientDocumentValidator
             var problem = RedirectUriProblem(uris[i], isNative);
             if (problem is not null)
             {
-                errors.Add(new(ClientDocumentError.InvalidRedirectUri, $"{field}[{i}]", $"'{uris[i]}' {problem}"));
+                errors.Add(new(ClientDocumentError.InvalidRedirectUri, $"{field}[{i}]", $"'{Echo(uris[i])}' {problem}"));
             }
         }
     }
@@ -241,7 +244,12 @@ public static class ClientDocumentValidator
             return "must be at most 2000 characters.";
         }
 
-        if (isPublic && AbsoluteUris.TryParse(value, out var uri) && uri.Scheme == Uri.UriSchemeHttp)
+        if (AbsoluteUris.TryParse(value, out var uri) && uri.UserInfo.Length > 0)
+        {
+            return "must not contain user information (a user name or password before the host).";
+        }
+
+        if (isPublic && uri is not null && uri.Scheme == Uri.UriSchemeHttp)
         {
             return "must use https (http is allowed only for a confidential client, on loopback).";
         }

@@ -32,8 +32,8 @@ public sealed class BackChannelLogoutOptions
 /// in through it gets a logout token (a JWT signed with the active signing key, <c>typ</c> <c>logout+jwt</c>, naming the
 /// user and the session: <c>sub</c>, <c>sid</c>), posted in the background so that signing out never waits on a client.
 /// A client that cannot be reached, or answers 408, 429 or 5xx, is tried again later with a fresh token
-/// (<see cref="BackChannelLogoutOptions"/>); the wait holds no sender, so an unreachable client delays no other. Any
-/// other answer is final: 2xx delivered, the rest refused. The queue is in memory: tokens not yet delivered when the
+/// (<see cref="BackChannelLogoutOptions"/>); the wait holds no sender, and a client is posted to by one sender at a
+/// time, so an unreachable client holds up no other. Any other answer is final: 2xx delivered, the rest refused. The queue is in memory: tokens not yet delivered when the
 /// process stops are lost (each is logged as it is queued).
 /// </summary>
 public sealed class BackChannelLogoutSender(
@@ -52,6 +52,9 @@ public sealed class BackChannelLogoutSender(
 
     private readonly Channel<(LogoutNotice Notice, int Attempt)> _queue = Channel.CreateUnbounded<(LogoutNotice, int)>();
 
+    /// <summary>The clients being posted to, each with the tokens waiting for it: one post at a time per client.</summary>
+    private readonly Dictionary<string, Queue<(LogoutNotice Notice, int Attempt)>> _busy = new(StringComparer.Ordinal);
+
     public void Enqueue(IReadOnlyCollection<LogoutNotice> notices)
     {
         foreach (var notice in notices)
@@ -65,7 +68,43 @@ public sealed class BackChannelLogoutSender(
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         Parallel.ForEachAsync(_queue.Reader.ReadAllAsync(stoppingToken),
             new ParallelOptions { MaxDegreeOfParallelism = ParallelPosts, CancellationToken = stoppingToken },
-            (item, ct) => DeliverAsync(item.Notice, item.Attempt, ct));
+            (item, ct) => DeliverInTurnAsync(item, ct));
+
+    /// <summary>
+    /// One client at a time per sender: a token for a client already being posted to waits behind that post, in the same
+    /// sender, so a slow or unreachable client (or one with many sessions ending at once) holds at most one sender and
+    /// the others go on with the other clients.
+    /// </summary>
+    private async ValueTask DeliverInTurnAsync((LogoutNotice Notice, int Attempt) item, CancellationToken stoppingToken)
+    {
+        var client = item.Notice.ClientId;
+        lock (_busy)
+        {
+            if (_busy.TryGetValue(client, out var waiting))
+            {
+                waiting.Enqueue(item);
+                return;
+            }
+
+            _busy[client] = new Queue<(LogoutNotice, int)>();
+        }
+
+        while (true)
+        {
+            await DeliverAsync(item.Notice, item.Attempt, stoppingToken);
+            lock (_busy)
+            {
+                var waiting = _busy[client];
+                if (waiting.Count == 0 || stoppingToken.IsCancellationRequested)
+                {
+                    _busy.Remove(client);
+                    return;
+                }
+
+                item = waiting.Dequeue();
+            }
+        }
+    }
 
     private async ValueTask DeliverAsync(LogoutNotice notice, int attempt, CancellationToken stoppingToken)
     {
@@ -137,8 +176,9 @@ public sealed class BackChannelLogoutSender(
         }
     }
 
-    /// <summary>The URI for the log: a query string may carry something the client considers secret.</summary>
-    private static string WithoutQuery(string uri) => uri.Split('?', 2)[0];
+    /// <summary>The URI for the log: a query string or user information may carry something the client considers secret.</summary>
+    private static string WithoutQuery(string uri) =>
+        Uri.TryCreate(uri, UriKind.Absolute, out var parsed) ? $"{parsed.Scheme}://{parsed.Authority}{parsed.AbsolutePath}" : "(not a URI)";
 
     /// <summary>The logout token (section 2.4): no nonce, a jti, the logout event, a short lifetime; made afresh for each attempt.</summary>
     private string CreateLogoutToken(LogoutNotice notice)

@@ -155,6 +155,65 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         await AssertLogoutTokenAsync(_receiver.TokensAt("/deleted").Single(), client, user, tokens);
     }
 
+    /// <summary>A client registered again under a deleted client's id is not told about the old one's sessions.</summary>
+    [SkippableFact]
+    public async Task Deleting_a_client_forgets_the_sessions_it_signed_in_through()
+    {
+        var client = await ClientWithLogoutAsync("/deleted-client");
+        var user = await server.CreateUserAsync();
+        await SignInAsync(server.CreateBrowser(), client, user);
+        var sessionId = Assert.Single(await SessionRows.OfAsync(server, user.Id)).Id;
+        Assert.Equal([client.ClientId], await RecordedClientsAsync(sessionId));
+
+        Assert.Equal(HttpStatusCode.NoContent, (await (await AdminAsync(server)).DeleteAsync(Path(ClientsUrl, client.ClientId), null)).StatusCode);
+
+        Assert.Empty(await RecordedClientsAsync(sessionId));
+    }
+
+    /// <summary>Admins (or an admin and the user) ending a user's sessions at once: each answers, none fails on the other's change.</summary>
+    [SkippableFact]
+    public async Task Ending_a_users_sessions_twice_at_once_succeeds_both_times()
+    {
+        var client = await ClientWithLogoutAsync("/twice");
+        var user = await server.CreateUserAsync();
+        await SignInAsync(server.CreateBrowser(), client, user);
+        var admin = await AdminAsync(server);
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => admin.DeleteAsync(Path(UsersUrl, user.Id) + "/sessions", null)));
+
+        Assert.All(answers, answer => Assert.Equal(HttpStatusCode.NoContent, answer.StatusCode));
+        await WaitForTokensAsync("/twice", 1);
+    }
+
+    /// <summary>
+    /// A client that never answers, with many sessions ending at once, holds one sender: another client's token is
+    /// delivered while its posts still hang (with all four senders taken, it would wait for their timeout, a minute).
+    /// </summary>
+    [SkippableFact]
+    public async Task A_client_that_never_answers_holds_up_no_other_client()
+    {
+        var stuck = await ClientWithLogoutAsync("/hang/stuck");
+        var healthy = await ClientWithLogoutAsync("/healthy");
+        var many = await server.CreateUserAsync();
+        for (var i = 0; i < 6; i++)
+        {
+            await SignInAsync(server.CreateBrowser(), stuck, many);
+        }
+
+        var other = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await SignInAsync(browser, healthy, other);
+        var admin = await AdminAsync(server);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync(Path(UsersUrl, many.Id) + "/sessions", null)).StatusCode);
+        await Eventually.TrueAsync(() => Task.FromResult(_receiver.Hanging >= 1), TimeSpan.FromSeconds(15), "a post to the stuck client");
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
+
+        await WaitForTokensAsync("/healthy", 1);
+        Assert.True(_receiver.Hanging >= 1, "the stuck client's post was answered meanwhile");
+        _receiver.ReleaseHanging();
+    }
+
     [SkippableFact]
     public async Task A_client_that_answers_500_is_tried_again()
     {
@@ -185,6 +244,7 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
     [InlineData("https://rp.example.com/logout#fragment", "backchannel_logout_uri")]
     [InlineData("not a uri", "backchannel_logout_uri")]
     [InlineData("http://127.0.0.1:5000/logout", "backchannel_logout_uri")] // loopback http, but for a public client
+    [InlineData("https://user:secret@rp.example.com/logout", "backchannel_logout_uri")]
     [InlineData(null, "backchannel_logout_session_required")]
     public async Task The_admin_API_refuses_an_unusable_back_channel_logout_registration(string? uri, string field)
     {
@@ -277,7 +337,13 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
 
 public static class BackChannelLogoutSettings
 {
-    public static void Apply(ServerFixture fixture) => fixture.Settings["BackChannelLogout:RetryDelay"] = "00:00:00";
+    public static void Apply(ServerFixture fixture)
+    {
+        fixture.Settings["BackChannelLogout:RetryDelay"] = "00:00:00";
+        fixture.Settings["BackChannelLogout:Attempts"] = "2";
+        // Long enough that a client which never answers holds its post for the whole of a test.
+        fixture.Settings["BackChannelLogout:Timeout"] = "00:01:00";
+    }
 }
 
 public sealed class SqliteBackChannelLogoutFixture : SqliteServerFixture

@@ -17,7 +17,9 @@ namespace IdentityServer.Tests.Logout;
 public sealed class LogoutReceiver : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _failuresLeft;
+    private int _hanging;
 
     private LogoutReceiver(WebApplication app) => _app = app;
 
@@ -33,6 +35,11 @@ public sealed class LogoutReceiver : IAsyncDisposable
 
     public void FailNext(int posts) => _failuresLeft = posts;
 
+    /// <summary>Posts to a path under <c>/hang</c> not yet answered: each waits until <see cref="ReleaseHanging"/>.</summary>
+    public int Hanging => Volatile.Read(ref _hanging);
+
+    public void ReleaseHanging() => _release.TrySetResult();
+
     public IReadOnlyList<string> TokensAt(string path) => [.. Received.Where(r => r.Path == path).Select(r => r.Token)];
 
     public static async Task<LogoutReceiver> StartAsync()
@@ -44,6 +51,14 @@ public sealed class LogoutReceiver : IAsyncDisposable
         var receiver = new LogoutReceiver(app);
         app.MapPost("/{**path}", async (HttpContext http) =>
         {
+            if (http.Request.Path.StartsWithSegments("/hang"))
+            {
+                Interlocked.Increment(ref receiver._hanging);
+                await receiver._release.Task.WaitAsync(http.RequestAborted).ContinueWith(_ => { });
+                Interlocked.Decrement(ref receiver._hanging);
+                return Results.StatusCode(StatusCodes.Status503ServiceUnavailable);
+            }
+
             if (Interlocked.Decrement(ref receiver._failuresLeft) >= 0)
             {
                 receiver.Refused++;
@@ -60,6 +75,7 @@ public sealed class LogoutReceiver : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        ReleaseHanging();
         await _app.StopAsync();
         await _app.DisposeAsync();
     }
