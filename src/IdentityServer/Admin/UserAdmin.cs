@@ -145,17 +145,37 @@ public sealed class UserAdmin(
 
     /// <summary>Replaces the editable fields: email, email_verified, roles and lockout_end.</summary>
     public Task<AdminResult<UserView>> UpdateAsync(string id, UserDocument document, string? ifMatch, AdminActor actor, CancellationToken ct) =>
-        audit.InTransactionAsync(transaction => UpdateAsync(transaction, id, document, ifMatch, actor, ct), ct);
+        ChangeAsync(ifMatch, transaction => UpdateAsync(transaction, id, document, ifMatch, actor, ct), ct);
 
     public Task<AdminResult<UserView>> DeleteAsync(string id, string? ifMatch, AdminActor actor, CancellationToken ct) =>
-        audit.InTransactionAsync(transaction => DeleteAsync(transaction, id, ifMatch, actor, ct), ct);
+        ChangeAsync(ifMatch, transaction => DeleteAsync(transaction, id, ifMatch, actor, ct), ct);
 
     /// <summary>Sets a new password (it must meet the policy); the user's sessions end and their tokens are revoked.</summary>
     public Task<AdminResult<UserView>> ResetPasswordAsync(string id, string? password, string? ifMatch, AdminActor actor, CancellationToken ct) =>
-        audit.InTransactionAsync(transaction => ResetPasswordAsync(transaction, id, password, ifMatch, actor, ct), ct);
+        ChangeAsync(ifMatch, transaction => ResetPasswordAsync(transaction, id, password, ifMatch, actor, ct), ct);
 
     // Each of the three changes above can revoke the user's tokens, so each runs in InTransactionAsync, which runs it
     // again if the database aborts it to break a deadlock with token writes in flight.
+
+    /// <summary>
+    /// Runs a change in its transaction. Without If-Match a change is unconditional, so one that lost Identity's
+    /// concurrency check to a change made at the same moment (the user signing in, an admin ending their sessions) is
+    /// made again on top of it, rather than answered 412.
+    /// </summary>
+    private async Task<AdminResult<UserView>> ChangeAsync(string? ifMatch, Func<IDbContextTransaction, Task<AdminResult<UserView>>> change,
+        CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var result = await audit.InTransactionAsync(change, ct);
+            if (result.Outcome != AdminOutcome.PreconditionFailed || ifMatch is not null || attempt == 3)
+            {
+                return result;
+            }
+
+            db.ChangeTracker.Clear();
+        }
+    }
 
     private async Task<AdminResult<UserView>> UpdateAsync(IDbContextTransaction transaction, string id, UserDocument document, string? ifMatch,
         AdminActor actor, CancellationToken ct)
