@@ -33,8 +33,8 @@ public sealed class BackChannelLogoutOptions
 /// user and the session: <c>sub</c>, <c>sid</c>), posted in the background so that signing out never waits on a client.
 /// A client that cannot be reached, or answers 408, 429 or 5xx, is tried again later with a fresh token
 /// (<see cref="BackChannelLogoutOptions"/>); the wait holds no sender, and a client is posted to by one sender at a
-/// time, so an unreachable client holds up no other. Any other answer is final: 2xx delivered, the rest refused. The queue is in memory: tokens not yet delivered when the
-/// process stops are lost (each is logged as it is queued).
+/// time, so an unreachable client holds up no other. Any other answer is final: 2xx delivered, the rest refused. The
+/// queue is in memory: tokens not yet delivered when the process stops are lost (each is logged as it is queued).
 /// </summary>
 public sealed class BackChannelLogoutSender(
     IServiceScopeFactory scopes,
