@@ -32,7 +32,7 @@ public static class SessionClaims
     [
         new(SessionId, session.Id),
         new(AuthenticationTime, new DateTimeOffset(session.SignedInAt, TimeSpan.Zero).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture), ClaimValueTypes.Integer64),
-        .. session.Methods.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(method => new Claim(AuthenticationMethod, method)),
+        .. session.MethodList().Select(method => new Claim(AuthenticationMethod, method)),
     ];
 
     /// <summary>Whether <paramref name="claim"/> describes the sign-in (and so must survive a cookie refresh).</summary>

@@ -28,6 +28,9 @@ public sealed class UserSession
     /// <summary>How the user signed in: the session's <c>amr</c> values, space-separated.</summary>
     public required string Methods { get; init; }
 
+    /// <summary>The <c>amr</c> values of <see cref="Methods"/>, one by one.</summary>
+    public string[] MethodList() => Methods.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+
     /// <summary>The browser's User-Agent at sign-in, cut to <see cref="BrowserMaxLength"/>, only for the user to recognise it.</summary>
     public string? Browser { get; init; }
 

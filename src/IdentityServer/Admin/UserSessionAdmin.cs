@@ -18,7 +18,7 @@ public sealed record SessionView(
 {
     public static SessionView From(UserSession session) => new(session.Id,
         new DateTimeOffset(session.SignedInAt, TimeSpan.Zero), new DateTimeOffset(session.LastSeenAt, TimeSpan.Zero),
-        new DateTimeOffset(session.ExpiresAt, TimeSpan.Zero), session.Methods.Split(' ', StringSplitOptions.RemoveEmptyEntries), session.Browser);
+        new DateTimeOffset(session.ExpiresAt, TimeSpan.Zero), session.MethodList(), session.Browser);
 }
 
 /// <summary>

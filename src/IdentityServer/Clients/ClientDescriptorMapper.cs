@@ -111,6 +111,7 @@ public static class ClientDescriptorMapper
     public static ClientDocument ToDocument(OpenIddictApplicationDescriptor descriptor)
     {
         var permissions = descriptor.Permissions;
+        var backChannelLogoutUri = BackChannelLogoutUriOf(descriptor.Properties);
         var grants = ClientDocumentValidator.SupportedGrantTypes
             .Where(g => permissions.Contains(Permissions.Prefixes.GrantType + g))
             .ToList();
@@ -129,8 +130,8 @@ public static class ClientDescriptorMapper
             ConsentType = descriptor.ConsentType ?? ConsentTypes.Explicit,
             ApplicationType = descriptor.ApplicationType ?? ApplicationTypes.Web,
             Jwks = descriptor.JsonWebKeySet is { } jwks ? PublicJwks(jwks) : null,
-            BackChannelLogoutUri = BackChannelLogoutUriOf(descriptor.Properties),
-            BackChannelLogoutSessionRequired = BackChannelLogoutUriOf(descriptor.Properties) is null ? null
+            BackChannelLogoutUri = backChannelLogoutUri,
+            BackChannelLogoutSessionRequired = backChannelLogoutUri is null ? null
                 : descriptor.Properties.TryGetValue(BackChannelLogoutSessionRequiredProperty, out var required) && required.ValueKind == JsonValueKind.True,
         };
     }

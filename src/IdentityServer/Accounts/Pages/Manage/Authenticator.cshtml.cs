@@ -16,6 +16,7 @@ namespace IdentityServer.Accounts.Pages.Manage;
 [RequireRecentSignIn(IncludingGet = true)] // its GET makes a new key when there is none
 public sealed class AuthenticatorModel(
     UserManager<ApplicationUser> users,
+    IUserStore<ApplicationUser> userStore,
     AccountSessions sessions,
     IOptions<AccountsOptions> accounts,
     ILogger<AuthenticatorModel> logger) : PageModel
@@ -87,8 +88,7 @@ public sealed class AuthenticatorModel(
             // A key for the user to scan, not yet in use: stored without a new security stamp (Identity's reset gives one),
             // so opening this page (a link from anywhere can open it) ends no session. Turning it on gives the new stamp.
             key = users.GenerateNewAuthenticatorKey();
-            var store = (IUserAuthenticatorKeyStore<ApplicationUser>)HttpContext.RequestServices.GetRequiredService<IUserStore<ApplicationUser>>();
-            await store.SetAuthenticatorKeyAsync(user, key, HttpContext.RequestAborted);
+            await ((IUserAuthenticatorKeyStore<ApplicationUser>)userStore).SetAuthenticatorKeyAsync(user, key, HttpContext.RequestAborted);
             try
             {
                 if (!(await users.UpdateAsync(user)).Succeeded)

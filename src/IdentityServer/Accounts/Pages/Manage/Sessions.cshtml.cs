@@ -68,9 +68,9 @@ public sealed class SessionsModel(
     }
 
     /// <summary>How the user signed in, in words.</summary>
-    public static string Describe(string methods)
+    public static string Describe(UserSession session)
     {
-        var amr = methods.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var amr = session.MethodList();
         return amr.Contains(SessionClaims.HardwareKey) || amr.Contains(SessionClaims.SoftwareKey) ? "a passkey"
             : amr.Contains(SessionClaims.OneTimePassword) ? "password and a second factor"
             : "password";

@@ -36,7 +36,7 @@ public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : Admi
     {
         var result = await sessions.EndAsync(Id, sessionId ?? string.Empty, Actor, ct);
         Notice = result.Succeeded ? "The session has ended." : "That session had already ended.";
-        return Redirect($"/admin/users/{Uri.EscapeDataString(Id)}");
+        return ThisUsersPage();
     }
 
     /// <summary>Ends every session of the user and revokes the user's tokens, as "sign out everywhere" does.</summary>
@@ -49,7 +49,7 @@ public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : Admi
         }
 
         Notice = "Every session of this user has ended, and their tokens are revoked.";
-        return Redirect($"/admin/users/{Uri.EscapeDataString(Id)}");
+        return ThisUsersPage();
     }
 
     public async Task<IActionResult> OnPostAsync(CancellationToken ct)
@@ -70,7 +70,7 @@ public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : Admi
         {
             case AdminOutcome.Ok:
                 Notice = "Changes saved.";
-                return Redirect($"/admin/users/{Uri.EscapeDataString(Id)}");
+                return ThisUsersPage();
             case AdminOutcome.NotFound:
                 return NotFound();
             case AdminOutcome.PreconditionFailed:
@@ -83,4 +83,6 @@ public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : Admi
                 return Page();
         }
     }
+
+    private RedirectResult ThisUsersPage() => Redirect($"/admin/users/{Uri.EscapeDataString(Id)}");
 }
