@@ -9,7 +9,8 @@ using Microsoft.Extensions.Options;
 namespace IdentityServer.Accounts;
 
 /// <summary>The rows of <see cref="UserSession"/>: started at sign-in, checked on every request with a session cookie, deleted at sign-out.</summary>
-public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IOptions<AccountsOptions> options, BackChannelLogoutSender logouts)
+public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IOptions<AccountsOptions> options, BackChannelLogoutSender logouts,
+    ILogger<UserSessions> logger)
 {
     /// <summary>Compiled per model: a compiled query refuses a context of another model (the tests run several providers).</summary>
     private static readonly ConditionalWeakTable<IModel, Func<DbContext, string, string, DateTime, CancellationToken, Task<ApplicationUser?>>> UserOfLiveSession = [];
@@ -85,35 +86,63 @@ public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IO
 
     /// <summary>Ends one session of the user (only theirs: the id comes from a form).</summary>
     public Task<int> EndAsync(string userId, string sessionId, CancellationToken ct) =>
-        EndWhereAsync(db.Set<UserSession>().Where(s => s.Id == sessionId && s.UserId == userId), ct);
+        EndWhereAsync(userId, db.Set<UserSession>().Where(s => s.Id == sessionId && s.UserId == userId), ct);
 
     /// <summary>Ends every session of the user but <paramref name="keep"/>.</summary>
     public Task<int> EndAllAsync(string userId, string? keep, CancellationToken ct) =>
-        EndWhereAsync(db.Set<UserSession>().Where(s => s.UserId == userId && s.Id != keep), ct);
+        EndWhereAsync(userId, db.Set<UserSession>().Where(s => s.UserId == userId && s.Id != keep), ct);
 
     /// <summary>
-    /// Deletes the sessions' rows; the clients that signed in through them and have a back-channel logout URI are told,
-    /// once the deletion is committed (an admin change deletes inside its own transaction).
+    /// Deletes the sessions' rows, and makes the logout tokens of the clients that signed in through them due, in one
+    /// transaction (the caller's when it is in one: an admin change ends sessions with its audit entry). Of endings
+    /// racing over one session only the first finds its clients not yet due, so each client is told once. The sender
+    /// is woken once the ending has committed.
     /// </summary>
-    private async Task<int> EndWhereAsync(IQueryable<UserSession> ending, CancellationToken ct)
+    private async Task<int> EndWhereAsync(string userId, IQueryable<UserSession> ending, CancellationToken ct)
     {
-        var notices = await (
-            from client in db.Set<UserSessionClient>()
-            join session in ending on client.SessionId equals session.Id
-            select new LogoutNotice(client.ClientId, client.Issuer, session.UserId, session.Id)).ToListAsync(ct);
-        var ended = await ending.ExecuteDeleteAsync(ct);
-        if (notices.Count > 0)
+        var ids = await ending.Select(s => s.Id).ToListAsync(ct);
+        if (ids.Count == 0)
         {
-            AfterCommit.Run(db, () => logouts.Enqueue(notices));
+            return 0;
+        }
+
+        await using var transaction = db.Database.CurrentTransaction is null ? await db.Database.BeginTransactionAsync(ct) : null;
+        // The session rows go first: a client being recorded meanwhile waits on their locks, then finds the session
+        // gone and makes its own row due (SessionClients.RecordAsync).
+        var ended = await db.Set<UserSession>().Where(s => ids.Contains(s.Id)).ExecuteDeleteAsync(ct);
+        var now = clock.GetUtcNow().UtcDateTime;
+        var due = await db.Set<UserSessionClient>().Where(c => ids.Contains(c.SessionId) && c.NotifyAt == null)
+            .ExecuteUpdateAsync(c => c.SetProperty(x => x.NotifyAt, now), ct);
+        if (due > 0)
+        {
+            AfterCommit.Run(db, () =>
+            {
+                logger.LogInformation(LogoutEvents.LogoutQueued, "{Count} logout token(s) due: {Ended} session(s) of user {UserId} ended", due, ended, userId);
+                logouts.Wake();
+            });
+        }
+
+        if (transaction is not null)
+        {
+            await transaction.CommitAsync(ct);
         }
 
         return ended;
     }
 
-    /// <summary>Deletes the rows of sessions past their lifetime (the token pruning job).</summary>
-    public Task<int> PruneAsync(CancellationToken ct)
+    /// <summary>
+    /// Deletes the rows of sessions past their lifetime (the token pruning job), and what was recorded of the clients
+    /// that signed in through a session no longer on record and whose logout is not due (an expired session's; one
+    /// recorded in the last minute may still be on its way to being made due).
+    /// </summary>
+    public async Task<int> PruneAsync(CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
-        return db.Set<UserSession>().Where(s => s.ExpiresAt <= now).ExecuteDeleteAsync(ct);
+        var pruned = await db.Set<UserSession>().Where(s => s.ExpiresAt <= now).ExecuteDeleteAsync(ct);
+        var settled = now.AddMinutes(-1);
+        await db.Set<UserSessionClient>()
+            .Where(c => c.NotifyAt == null && c.RecordedAt < settled && !db.Set<UserSession>().Any(s => s.Id == c.SessionId))
+            .ExecuteDeleteAsync(ct);
+        return pruned;
     }
 }

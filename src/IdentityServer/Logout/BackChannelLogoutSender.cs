@@ -1,6 +1,8 @@
 using System.Threading.Channels;
 using IdentityServer.Clients;
+using IdentityServer.Data;
 using IdentityServer.Keys;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -31,11 +33,17 @@ public sealed class BackChannelLogoutOptions
 /// OpenID Connect Back-Channel Logout 1.0: when a session ends, each client with a back-channel logout URI that signed
 /// in through it gets a logout token (a JWT signed with the active signing key, <c>typ</c> <c>logout+jwt</c>, naming the
 /// user and the session: <c>sub</c>, <c>sid</c>), posted in the background so that signing out never waits on a client.
-/// A client that cannot be reached, or answers 408, 429 or 5xx, is tried again later with a fresh token
-/// (<see cref="BackChannelLogoutOptions"/>); the wait holds no sender, and a client is posted to by one sender at a
-/// time, so an unreachable client holds up no other. Any other answer is final: 2xx delivered, the rest refused. The
-/// queue is in memory: tokens not yet delivered when the process stops are lost (each is logged as it is queued).
 /// </summary>
+/// <remarks>
+/// The work lives in the database, not in memory: ending a session makes its clients' rows due
+/// (<see cref="UserSessionClient.NotifyAt"/>) in the same transaction, and this sender takes due rows, posts, and
+/// deletes each row once it is settled. A token not yet delivered when the process stops is sent after the next start,
+/// by this instance or any other. A sender takes a row by a conditional update that moves it a lease ahead, so two
+/// instances never post the same attempt, and a crashed instance's row is taken again once its lease ends. A client
+/// that cannot be reached, or answers 408, 429 or 5xx, is tried again later with a fresh token
+/// (<see cref="BackChannelLogoutOptions"/>); any other answer is final: 2xx delivered, the rest refused. Each client
+/// is posted to by one sender at a time and at most four clients at once, so an unreachable client holds up no other.
+/// </remarks>
 public sealed class BackChannelLogoutSender(
     IServiceScopeFactory scopes,
     IHttpClientFactory httpClients,
@@ -50,100 +58,198 @@ public sealed class BackChannelLogoutSender(
     /// <summary>How many clients are posted to at once, so that one slow client does not hold up the others.</summary>
     private const int ParallelPosts = 4;
 
-    private readonly Channel<(LogoutNotice Notice, int Attempt)> _queue = Channel.CreateUnbounded<(LogoutNotice, int)>();
+    /// <summary>How many due rows one look at the table reads; a post settling looks again.</summary>
+    private const int LookAhead = 100;
 
-    /// <summary>The clients being posted to, each with the tokens waiting for it: one post at a time per client.</summary>
-    private readonly Dictionary<string, Queue<(LogoutNotice Notice, int Attempt)>> _busy = new(StringComparer.Ordinal);
+    /// <summary>How often the table is read without a wake-up: for rows another instance left when it stopped or crashed.</summary>
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMinutes(1);
 
-    public void Enqueue(IReadOnlyCollection<LogoutNotice> notices)
+    /// <summary>A taken row's lease beyond the post's own timeout: long enough for the post to settle, short enough to pick up a crashed sender's work soon.</summary>
+    private static readonly TimeSpan LeaseMargin = TimeSpan.FromSeconds(30);
+
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>The clients this instance is posting to now, each with its post.</summary>
+    private readonly Dictionary<string, Task> _posting = new(StringComparer.Ordinal);
+
+    /// <summary>Looks at the table now: called once a session ending that made logout tokens due has committed, and as a post settles.</summary>
+    public void Wake() => _wake.Writer.TryWrite(true);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        foreach (var notice in notices)
+        while (!stoppingToken.IsCancellationRequested)
         {
-            logger.LogInformation(LogoutEvents.LogoutQueued, "Logout token for client {ClientId} queued: session {SessionId} of user {UserId} ended",
-                notice.ClientId, notice.SessionId, notice.Subject);
-            _queue.Writer.TryWrite((notice, 1));
-        }
-    }
-
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        Parallel.ForEachAsync(_queue.Reader.ReadAllAsync(stoppingToken),
-            new ParallelOptions { MaxDegreeOfParallelism = ParallelPosts, CancellationToken = stoppingToken },
-            (item, ct) => DeliverInTurnAsync(item, ct));
-
-    /// <summary>
-    /// One client at a time per sender: a token for a client already being posted to waits behind that post, in the same
-    /// sender, so a slow or unreachable client (or one with many sessions ending at once) holds at most one sender and
-    /// the others go on with the other clients.
-    /// </summary>
-    private async ValueTask DeliverInTurnAsync((LogoutNotice Notice, int Attempt) item, CancellationToken stoppingToken)
-    {
-        var client = item.Notice.ClientId;
-        lock (_busy)
-        {
-            if (_busy.TryGetValue(client, out var waiting))
+            DateTime? next = null;
+            try
             {
-                waiting.Enqueue(item);
-                return;
+                next = await StartDuePostsAsync(stoppingToken);
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                // The database being away must not stop the sender: the rows wait, and the next look finds them.
+                logger.LogWarning(LogoutEvents.LogoutFailed, e, "Could not read the logout tokens due; trying again within {Interval}", PollInterval);
             }
 
-            _busy[client] = new Queue<(LogoutNotice, int)>();
+            await WaitAsync(next, stoppingToken);
         }
 
-        while (true)
+        Task[] posting;
+        lock (_posting)
         {
-            await DeliverAsync(item.Notice, item.Attempt, stoppingToken);
-            lock (_busy)
+            posting = [.. _posting.Values];
+        }
+
+        await Task.WhenAll(posting);
+    }
+
+    /// <summary>Takes due rows, one per client not already being posted to, up to the free senders; returns when the next row not yet due is due.</summary>
+    private async Task<DateTime?> StartDuePostsAsync(CancellationToken stoppingToken)
+    {
+        string[] busy;
+        lock (_posting)
+        {
+            busy = [.. _posting.Keys];
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var rows = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSessionClient>();
+        var now = clock.GetUtcNow().UtcDateTime;
+        if (busy.Length < ParallelPosts)
+        {
+            var due = await rows.AsNoTracking().Where(c => c.NotifyAt != null && c.NotifyAt <= now && !busy.Contains(c.ClientId))
+                .OrderBy(c => c.NotifyAt).Take(LookAhead).ToListAsync(stoppingToken);
+            foreach (var row in due.DistinctBy(c => c.ClientId).Take(ParallelPosts - busy.Length))
             {
-                var waiting = _busy[client];
-                if (waiting.Count == 0 || stoppingToken.IsCancellationRequested)
+                if (await TakeAsync(rows, row, now, stoppingToken))
                 {
-                    _busy.Remove(client);
-                    return;
+                    lock (_posting)
+                    {
+                        _posting[row.ClientId] = PostAndSettleAsync(row, row.Attempts + 1, stoppingToken);
+                    }
                 }
-
-                item = waiting.Dequeue();
             }
+        }
+
+        return await rows.Where(c => c.NotifyAt > now).MinAsync(c => c.NotifyAt, stoppingToken);
+    }
+
+    /// <summary>Takes the row for one attempt, unless another sender took it since it was read.</summary>
+    private async Task<bool> TakeAsync(DbSet<UserSessionClient> rows, UserSessionClient row, DateTime now, CancellationToken ct)
+    {
+        var leaseEnd = now + options.Value.Timeout + LeaseMargin;
+        return await rows.Where(c => c.SessionId == row.SessionId && c.ClientId == row.ClientId && c.Attempts == row.Attempts && c.NotifyAt <= now)
+            .ExecuteUpdateAsync(c => c.SetProperty(x => x.Attempts, row.Attempts + 1).SetProperty(x => x.NotifyAt, leaseEnd), ct) == 1;
+    }
+
+    private async Task WaitAsync(DateTime? next, CancellationToken stoppingToken)
+    {
+        var delay = PollInterval;
+        if (next is { } due)
+        {
+            var untilDue = due - clock.GetUtcNow().UtcDateTime;
+            delay = untilDue < TimeSpan.Zero ? TimeSpan.Zero : untilDue < delay ? untilDue : delay;
+        }
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        await Task.WhenAny(_wake.Reader.WaitToReadAsync(stop.Token).AsTask(), Task.Delay(delay, clock, stop.Token));
+        await stop.CancelAsync();
+        _wake.Reader.TryRead(out _);
+    }
+
+    /// <summary>One attempt, then the row's fate: deleted once settled, due again later for a retry.</summary>
+    private async Task PostAndSettleAsync(UserSessionClient row, int attempt, CancellationToken stoppingToken)
+    {
+        await Task.Yield(); // the look at the table goes on meanwhile
+        var notice = new LogoutNotice(row.ClientId, row.Issuer, row.UserId, row.SessionId);
+        DateTime? retryAt = null;
+        try
+        {
+            retryAt = await DeliverAsync(notice, attempt, stoppingToken);
+            await SettleAsync(row, attempt, retryAt, CancellationToken.None);
+        }
+        catch (Exception e) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping in the middle of a post: the row is due again at once, for the next start (or another instance).
+            logger.LogDebug(e, "Logout token post for client {ClientId} interrupted by the server stopping", row.ClientId);
+            await SettleQuietlyAsync(row, attempt, clock.GetUtcNow().UtcDateTime);
+        }
+        catch (Exception e)
+        {
+            // One notice going wrong must not stop the others; its row is taken again when its lease ends.
+            logger.LogError(LogoutEvents.LogoutFailed, e, "Logout token for client {ClientId} could not be sent", row.ClientId);
+        }
+        finally
+        {
+            lock (_posting)
+            {
+                _posting.Remove(row.ClientId);
+            }
+
+            Wake();
         }
     }
 
-    private async ValueTask DeliverAsync(LogoutNotice notice, int attempt, CancellationToken stoppingToken)
+    /// <summary>Settles a row on a best-effort basis while stopping: if it fails, the lease ends and the row is taken again anyway.</summary>
+    private async Task SettleQuietlyAsync(UserSessionClient row, int attempt, DateTime retryAt)
     {
         try
         {
-            if (await CurrentUriAsync(notice.ClientId, stoppingToken) is not { } uri)
-            {
-                logger.LogInformation(LogoutEvents.LogoutSkipped, "Client {ClientId} no longer has a back-channel logout URI: no logout token sent", notice.ClientId);
-                return;
-            }
-
-            var (delivered, retry, outcome) = await PostAsync(uri, CreateLogoutToken(notice), stoppingToken);
-            if (delivered)
-            {
-                logger.LogInformation(LogoutEvents.LogoutSent, "Logout token for session {SessionId} delivered to client {ClientId}", notice.SessionId, notice.ClientId);
-            }
-            else if (retry && attempt < options.Value.Attempts)
-            {
-                RetryLater(notice, attempt, stoppingToken);
-            }
-            else
-            {
-                logger.LogWarning(LogoutEvents.LogoutFailed, "Logout token for session {SessionId} not delivered to client {ClientId} at {Endpoint} after {Attempts} attempt(s): {Outcome}",
-                    notice.SessionId, notice.ClientId, WithoutQuery(uri), attempt, outcome);
-            }
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            await SettleAsync(row, attempt, retryAt, timeout.Token);
         }
-        catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+        catch (Exception e)
         {
-            // One notice going wrong must not stop the queue.
-            logger.LogError(LogoutEvents.LogoutFailed, e, "Logout token for client {ClientId} could not be sent", notice.ClientId);
+            logger.LogDebug(e, "Could not release the logout token row for client {ClientId}; it is taken again when its lease ends", row.ClientId);
         }
     }
 
-    /// <summary>Queues the next attempt after the retry delay (doubled for each attempt made), without holding a sender meanwhile.</summary>
-    private void RetryLater(LogoutNotice notice, int attempt, CancellationToken stoppingToken)
+    /// <summary>Deletes the row (<paramref name="retryAt"/> null), or makes it due then; only while it is still this attempt's.</summary>
+    private async Task SettleAsync(UserSessionClient row, int attempt, DateTime? retryAt, CancellationToken ct)
     {
-        var delay = options.Value.RetryDelay * Math.Pow(2, attempt - 1);
-        _ = Task.Delay(delay, clock, stoppingToken).ContinueWith(
-            _ => _queue.Writer.TryWrite((notice, attempt + 1)), stoppingToken, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+        await using var scope = scopes.CreateAsyncScope();
+        var mine = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSessionClient>()
+            .Where(c => c.SessionId == row.SessionId && c.ClientId == row.ClientId && c.Attempts == attempt);
+        _ = retryAt is { } at
+            ? await mine.ExecuteUpdateAsync(c => c.SetProperty(x => x.NotifyAt, at), ct)
+            : await mine.ExecuteDeleteAsync(ct);
+    }
+
+    /// <summary>Posts one logout token; returns when to try again, or null when settled (delivered, refused, given up, or no longer wanted).</summary>
+    private async Task<DateTime?> DeliverAsync(LogoutNotice notice, int attempt, CancellationToken stoppingToken)
+    {
+        if (attempt > options.Value.Attempts)
+        {
+            // Only after a sender stopped or crashed mid-post on the last attempt: that post may have gone through.
+            logger.LogWarning(LogoutEvents.LogoutFailed, "Logout token for session {SessionId} not delivered to client {ClientId}: {Attempts} attempt(s) made, the last one interrupted",
+                notice.SessionId, notice.ClientId, options.Value.Attempts);
+            return null;
+        }
+
+        if (await CurrentUriAsync(notice.ClientId, stoppingToken) is not { } uri)
+        {
+            logger.LogInformation(LogoutEvents.LogoutSkipped, "Client {ClientId} no longer has a back-channel logout URI: no logout token sent", notice.ClientId);
+            return null;
+        }
+
+        var (delivered, retry, outcome) = await PostAsync(uri, CreateLogoutToken(notice), stoppingToken);
+        if (delivered)
+        {
+            logger.LogInformation(LogoutEvents.LogoutSent, "Logout token for session {SessionId} delivered to client {ClientId}", notice.SessionId, notice.ClientId);
+            return null;
+        }
+
+        if (retry && attempt < options.Value.Attempts)
+        {
+            // The wait doubles with each attempt made.
+            var retryAt = clock.GetUtcNow().UtcDateTime + options.Value.RetryDelay * Math.Pow(2, attempt - 1);
+            logger.LogInformation(LogoutEvents.LogoutRetrying, "Logout token for session {SessionId} not delivered to client {ClientId} at {Endpoint} (attempt {Attempt}): {Outcome}; trying again at {RetryAt:O}",
+                notice.SessionId, notice.ClientId, WithoutQuery(uri), attempt, outcome, retryAt);
+            return retryAt;
+        }
+
+        logger.LogWarning(LogoutEvents.LogoutFailed, "Logout token for session {SessionId} not delivered to client {ClientId} at {Endpoint} after {Attempts} attempt(s): {Outcome}",
+            notice.SessionId, notice.ClientId, WithoutQuery(uri), attempt, outcome);
+        return null;
     }
 
     /// <summary>The client's URI as it is now: a client changed or deleted since the sign-in is not posted to.</summary>
@@ -209,4 +315,5 @@ public static class LogoutEvents
     public static readonly EventId LogoutSent = new(2102, nameof(LogoutSent));
     public static readonly EventId LogoutFailed = new(2103, nameof(LogoutFailed));
     public static readonly EventId LogoutSkipped = new(2104, nameof(LogoutSkipped));
+    public static readonly EventId LogoutRetrying = new(2105, nameof(LogoutRetrying));
 }

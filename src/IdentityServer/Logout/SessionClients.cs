@@ -10,7 +10,7 @@ using OpenIddict.Server;
 namespace IdentityServer.Logout;
 
 /// <summary>Remembers which clients with a back-channel logout URI signed in through which session (<see cref="UserSessionClient"/>).</summary>
-public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictApplicationManager applications)
+public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictApplicationManager applications, TimeProvider clock, BackChannelLogoutSender logouts)
 {
     /// <summary>
     /// Called as the client is given a code (or a device is approved) through <paramref name="session"/> for
@@ -22,6 +22,7 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
     {
         // An issuer too long to store (a forged Host header when Tokens:Issuer is not set) is not recorded.
         if (SessionClaims.GetSessionId(session) is not { } sessionId || string.IsNullOrEmpty(clientId) || !granted.HasScope(OpenIddictConstants.Scopes.OpenId)
+            || granted.GetClaim(OpenIddictConstants.Claims.Subject) is not { } userId
             || ServerIssuer.Of(http, server)?.AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
             || await applications.FindByClientIdAsync(clientId, ct) is not { } application
             || ClientDescriptorMapper.BackChannelLogoutUriOf(await applications.GetPropertiesAsync(application, ct)) is null)
@@ -32,19 +33,30 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
         // A context of its own: the request's may hold changes that are not this method's to save.
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
-        if (await db.Set<UserSessionClient>().AnyAsync(c => c.SessionId == sessionId && c.ClientId == clientId, ct))
+        var recorded = db.Set<UserSessionClient>().Where(c => c.SessionId == sessionId && c.ClientId == clientId);
+        if (await recorded.AnyAsync(ct))
         {
             return;
         }
 
-        db.Add(new UserSessionClient { SessionId = sessionId, ClientId = clientId, Issuer = issuer });
+        db.Add(new UserSessionClient { SessionId = sessionId, ClientId = clientId, UserId = userId, Issuer = issuer, RecordedAt = clock.GetUtcNow().UtcDateTime });
         try
         {
             await db.SaveChangesAsync(ct);
         }
-        catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e) || DatabaseErrors.IsForeignKeyViolation(e))
+        catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e))
         {
-            // Recorded by a concurrent request of the same session, or the session ended meanwhile: nothing to add.
+            return; // recorded by a concurrent request of the same session
+        }
+
+        // The session may have ended since this request checked it, too late for the ending to see this row. Touching
+        // the session's row waits for an ending still under way (it holds that row's lock) and finds no row once it
+        // committed: then this row is due at once, as the ending would have made it.
+        var live = await db.Set<UserSession>().Where(s => s.Id == sessionId).ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSeenAt, x => x.LastSeenAt), ct);
+        if (live == 0 && await recorded.Where(c => c.NotifyAt == null)
+                .ExecuteUpdateAsync(c => c.SetProperty(x => x.NotifyAt, clock.GetUtcNow().UtcDateTime), ct) > 0)
+        {
+            logouts.Wake();
         }
     }
 }

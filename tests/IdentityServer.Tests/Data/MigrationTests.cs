@@ -3,6 +3,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.DependencyInjection;
+using IdentityServer.Tests.Infrastructure;
 
 namespace IdentityServer.Tests.Data;
 
@@ -44,6 +45,7 @@ public sealed class MigrationTests
         [
             "OpenIddictApplications", "OpenIddictAuthorizations", "OpenIddictScopes", "OpenIddictTokens",
             "AspNetUsers", "AspNetRoles", "AspNetUserRoles", "DataProtectionKeys", "StoredKeys", "UserSessions",
+            "UserSessionClients",
         ];
         foreach (var table in tables)
         {
@@ -55,6 +57,42 @@ public sealed class MigrationTests
         Assert.Contains("CREATE UNIQUE INDEX [IX_OpenIddictApplications_ClientId]", script);
         Assert.Contains("CREATE UNIQUE INDEX [IX_StoredKeys_Use_Slot]", script);
         Assert.Contains("CONSTRAINT [FK_UserSessions_AspNetUsers_UserId] FOREIGN KEY ([UserId]) REFERENCES [AspNetUsers] ([Id]) ON DELETE CASCADE", script);
+        Assert.Contains("CREATE INDEX [IX_UserSessionClients_NotifyAt]", script);
+        Assert.Contains("UPDATE [UserSessionClients] SET [UserId] = (SELECT s.[UserId] FROM [UserSessions] s", script);
+    }
+
+    /// <summary>
+    /// A client recorded for a live session before logout tokens were kept in the database carries over: it gets the
+    /// session's user, so its logout token can still name them once the session (or the user) is gone.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(DatabaseProvider.Sqlite)]
+    [InlineData(DatabaseProvider.PostgreSql)]
+    public async Task Upgrading_keeps_the_clients_recorded_for_live_sessions(DatabaseProvider provider)
+    {
+        Skip.If(provider == DatabaseProvider.PostgreSql && !PostgreSqlCluster.IsAvailable, PostgreSqlCluster.InstallHint);
+        var connectionString = await TestDatabases.CreateAsync(provider);
+        await using var db = Create(provider == DatabaseProvider.PostgreSql ? nameof(PostgreSqlApplicationDbContext) : nameof(SqliteApplicationDbContext));
+        db.Database.SetConnectionString(connectionString);
+        var migrator = db.GetService<IMigrator>();
+        await migrator.MigrateAsync(db.Database.GetMigrations().Single(m => m.EndsWith("_BackChannelLogout", StringComparison.Ordinal)));
+        var signedIn = new DateTime(2026, 11, 1, 8, 0, 0, DateTimeKind.Utc);
+        await db.Database.ExecuteSqlAsync($"""
+            INSERT INTO "AspNetUsers" ("Id", "AccessFailedCount", "EmailConfirmed", "LockoutEnabled", "PhoneNumberConfirmed", "TwoFactorEnabled")
+            VALUES ('user-1', 0, FALSE, TRUE, FALSE, FALSE)
+            """);
+        await db.Database.ExecuteSqlAsync($"""
+            INSERT INTO "UserSessions" ("Id", "UserId", "SignedInAt", "ExpiresAt", "LastSeenAt", "Methods")
+            VALUES ('0123456789abcdef0123456789abcdef', 'user-1', {signedIn}, {signedIn.AddHours(10)}, {signedIn}, 'pwd')
+            """);
+        await db.Database.ExecuteSqlRawAsync("""
+            INSERT INTO "UserSessionClients" ("SessionId", "ClientId", "Issuer") VALUES ('0123456789abcdef0123456789abcdef', 'rp', 'https://id.example.com/')
+            """);
+
+        await migrator.MigrateAsync();
+
+        var row = Assert.Single(await db.Set<IdentityServer.Logout.UserSessionClient>().AsNoTracking().ToListAsync());
+        Assert.Equal(("user-1", signedIn, null, 0), (row.UserId, row.RecordedAt, row.NotifyAt, row.Attempts));
     }
 
     private static ApplicationDbContext Create(string context) => context switch

@@ -1,6 +1,7 @@
 using IdentityServer.Accounts;
 using IdentityServer.Data;
 using IdentityServer.Jobs;
+using IdentityServer.Logout;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -58,6 +59,10 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
     }
 
     [SkippableFact]
+    /// <summary>
+    /// What was recorded of an expired session's clients goes with it; a logout token waiting to be sent, a live
+    /// session's clients, and a client recorded a moment ago for a session just ended (about to be made due) stay.
+    /// </summary>
     public async Task Pruning_removes_the_rows_of_sessions_past_their_lifetime_and_keeps_the_others()
     {
         var user = await _server.CreateUserAsync();
@@ -69,10 +74,23 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
         };
         var ended = Row(TimeSpan.FromMinutes(-1));
         var live = Row(TimeSpan.FromMinutes(5));
+        UserSessionClient Client(string sessionId, string name, TimeSpan recordedAgo, DateTime? notifyAt = null) => new()
+        {
+            SessionId = sessionId, ClientId = name, UserId = user.Id, Issuer = "https://localhost/", RecordedAt = now - recordedAgo, NotifyAt = notifyAt,
+        };
+        var gone = Guid.NewGuid().ToString("N");
+        var clients = new[]
+        {
+            Client(ended.Id, "of-the-expired-session", TimeSpan.FromHours(11)),
+            Client(live.Id, "of-the-live-session", TimeSpan.FromHours(11)),
+            Client(gone, "waiting-to-be-told", TimeSpan.FromHours(11), notifyAt: now.AddMinutes(1)),
+            Client(Guid.NewGuid().ToString("N"), "recorded-just-now", TimeSpan.FromSeconds(1)),
+        };
         await using (var scope = _server.Factory.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
             db.AddRange(ended, live);
+            db.AddRange(clients);
             await db.SaveChangesAsync();
         }
 
@@ -87,6 +105,9 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
             var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSession>()
                 .Where(s => s.UserId == user.Id).Select(s => s.Id).ToListAsync();
             Assert.Equal([live.Id], remaining);
+            var remainingClients = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSessionClient>()
+                .Where(c => c.UserId == user.Id).Select(c => c.ClientId).ToListAsync();
+            Assert.Equal(["of-the-live-session", "recorded-just-now", "waiting-to-be-told"], remainingClients.Order(StringComparer.Ordinal));
         }
     }
 

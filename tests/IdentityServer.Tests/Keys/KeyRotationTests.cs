@@ -41,22 +41,10 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
             throw new SkipException(reason);
         }
 
-        string connectionString;
-        if (fixture.Provider == DatabaseProvider.PostgreSql)
-        {
-            connectionString = await (await PostgreSqlCluster.SharedAsync()).CreateDatabaseAsync();
-        }
-        else
-        {
-            var folder = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"));
-            Directory.CreateDirectory(folder);
-            connectionString = $"Data Source={Path.Combine(folder, "identity.db")}";
-        }
-
         return new()
         {
             ["Database:Provider"] = fixture.Provider.ToString(),
-            ["ConnectionStrings:IdentityServer"] = connectionString,
+            ["ConnectionStrings:IdentityServer"] = await TestDatabases.CreateAsync(fixture.Provider),
             ["Seed:Clients:0:client_id"] = ClientId,
             ["Seed:Clients:0:client_secret"] = ClientSecret,
             ["Seed:Clients:0:grant_types:0"] = "client_credentials",

@@ -43,7 +43,7 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         var firstLogout = await AssertLogoutTokenAsync(_receiver.TokensAt("/first").Single(), first, user, firstTokens);
         await AssertLogoutTokenAsync(_receiver.TokensAt("/second").Single(), second, user, secondTokens);
         Assert.Equal(sessionId, firstLogout.GetClaim("sid").Value);
-        Assert.Empty(await RecordedClientsAsync(sessionId));
+        await Eventually.TrueAsync(async () => (await RecordedClientsAsync(sessionId)).Count == 0, TimeSpan.FromSeconds(15), "the delivered tokens' rows deleted");
     }
 
     /// <summary>
@@ -183,6 +183,53 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
 
         Assert.All(answers, answer => Assert.Equal(HttpStatusCode.NoContent, answer.StatusCode));
         await WaitForTokensAsync("/twice", 1);
+        await WaitUntilSettledAsync(server);
+        Assert.Single(_receiver.TokensAt("/twice"));
+    }
+
+    /// <summary>
+    /// The logout tokens to send live in the database: one still waiting for a retry when the server stops is sent
+    /// after the next start, and only once when two instances start together on that database.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_logout_token_still_waiting_when_the_server_stops_is_sent_once_after_the_next_start()
+    {
+        Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
+        var settings = new Dictionary<string, string?>(server.Settings)
+        {
+            ["ConnectionStrings:IdentityServer"] = await TestDatabases.CreateAsync(server.Provider),
+            ["BackChannelLogout:RetryDelay"] = "00:10:00",
+        };
+        var clock = new IdentityServer.Tests.Keys.TestClock(DateTimeOffset.UtcNow);
+        TestServerFactory Start() => new(settings, testServices: services => services.AddSingleton<TimeProvider>(clock));
+        TestClient client;
+        TestUser user;
+        JsonElement tokens;
+        await using (var before = Start())
+        {
+            var first = new AttachedServer(before, server.Provider);
+            client = await ClientWithLogoutAsync(first, "/after-restart");
+            user = await first.CreateUserAsync();
+            var browser = first.CreateBrowser();
+            tokens = await SignInAsync(first, browser, client, user);
+            _receiver.FailNext(1);
+            await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
+            await Eventually.TrueAsync(async () => (await RowsAsync(first)).SingleOrDefault() is { Attempts: 1 } row && row.NotifyAt > clock.GetUtcNow().UtcDateTime.AddMinutes(5),
+                TimeSpan.FromSeconds(15), "the refused token waiting for its retry");
+        }
+
+        Assert.Equal(1, _receiver.Refused);
+        Assert.Empty(_receiver.TokensAt("/after-restart"));
+        clock.Advance(TimeSpan.FromMinutes(11));
+        await using var after = Start();
+        await using var alongside = Start();
+        var second = new AttachedServer(after, server.Provider);
+        await Task.WhenAll(Task.Run(() => after.Server), Task.Run(() => alongside.Server));
+
+        await WaitForTokensAsync("/after-restart", 1);
+        await WaitUntilSettledAsync(second);
+        await AssertLogoutTokenAsync(second, Assert.Single(_receiver.TokensAt("/after-restart")), client, user, tokens);
+        Assert.Empty(await RowsAsync(second));
     }
 
     /// <summary>
@@ -279,7 +326,9 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
     }
 
     /// <summary>A web app with a server (a confidential client: plain http on loopback is allowed only for one).</summary>
-    private Task<TestClient> ClientWithLogoutAsync(string path, params string[] grants) => server.CreateClientAsync(c =>
+    private Task<TestClient> ClientWithLogoutAsync(string path, params string[] grants) => ClientWithLogoutAsync(server, path, grants);
+
+    private Task<TestClient> ClientWithLogoutAsync(ServerFixture on, string path, params string[] grants) => on.CreateClientAsync(c =>
     {
         c.ClientSecret = Unique.Secret();
         c.TokenEndpointAuthMethod = "client_secret_basic";
@@ -291,12 +340,15 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
     });
 
     /// <summary>The code flow for a confidential client in <paramref name="browser"/>; returns the token response.</summary>
-    private async Task<JsonElement> SignInAsync(Browser browser, TestClient client, TestUser user, string scope = "openid")
+    private Task<JsonElement> SignInAsync(Browser browser, TestClient client, TestUser user, string scope = "openid") =>
+        SignInAsync(server, browser, client, user, scope);
+
+    private static async Task<JsonElement> SignInAsync(ServerFixture on, Browser browser, TestClient client, TestUser user, string scope = "openid")
     {
         var pkce = Pkce.Create();
-        var answer = await OAuth.AuthorizeAsync(browser, await OAuth.AuthorizeUrlAsync(server, client.ClientId, scope, pkce), user);
+        var answer = await OAuth.AuthorizeAsync(browser, await OAuth.AuthorizeUrlAsync(on, client.ClientId, scope, pkce), user);
         Assert.True(answer.ContainsKey("code"), string.Join(", ", answer));
-        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        var response = await OAuth.PostTokenAsync(on, new Dictionary<string, string>
         {
             ["grant_type"] = "authorization_code", ["code"] = answer["code"], ["redirect_uri"] = OAuth.AppRedirectUri, ["code_verifier"] = pkce.Verifier,
         }, client);
@@ -305,20 +357,30 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         return json;
     }
 
-    private async Task<List<string>> RecordedClientsAsync(string sessionId)
+    private async Task<List<string>> RecordedClientsAsync(string sessionId) =>
+        [.. (await RowsAsync(server)).Where(c => c.SessionId == sessionId).Select(c => c.ClientId)];
+
+    /// <summary>What the server has recorded of clients and sessions, logout tokens waiting to be sent included.</summary>
+    private static async Task<List<UserSessionClient>> RowsAsync(ServerFixture on)
     {
-        await using var scope = server.Factory.Services.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>().Set<UserSessionClient>()
-            .Where(c => c.SessionId == sessionId).Select(c => c.ClientId).ToListAsync();
+        await using var scope = on.Factory.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>().Set<UserSessionClient>().AsNoTracking().ToListAsync();
     }
+
+    /// <summary>Waits until no logout token is waiting to be sent: every one delivered, or given up on.</summary>
+    private static Task WaitUntilSettledAsync(ServerFixture on) =>
+        Eventually.TrueAsync(async () => !(await RowsAsync(on)).Any(c => c.NotifyAt is not null), TimeSpan.FromSeconds(15), "every logout token settled");
 
     private Task WaitForTokensAsync(string path, int count) =>
         Eventually.TrueAsync(() => Task.FromResult(_receiver.TokensAt(path).Count >= count), TimeSpan.FromSeconds(15), $"{count} logout token(s) at {path}");
 
     /// <summary>Checks the token as a relying party must (section 2.6) and returns it.</summary>
-    private async Task<JsonWebToken> AssertLogoutTokenAsync(string token, TestClient client, TestUser user, JsonElement signedIn)
+    private Task<JsonWebToken> AssertLogoutTokenAsync(string token, TestClient client, TestUser user, JsonElement signedIn) =>
+        AssertLogoutTokenAsync(server, token, client, user, signedIn);
+
+    private static async Task<JsonWebToken> AssertLogoutTokenAsync(ServerFixture on, string token, TestClient client, TestUser user, JsonElement signedIn)
     {
-        var validated = await OAuth.ValidateJwtAsync(server, token, client.ClientId, "logout+jwt");
+        var validated = await OAuth.ValidateJwtAsync(on, token, client.ClientId, "logout+jwt");
         Assert.True(validated.IsValid, validated.Exception?.ToString());
         var jwt = new JsonWebToken(token);
         var idToken = new JsonWebToken(signedIn.GetProperty("id_token").GetString()!);

@@ -236,12 +236,28 @@ namespace IdentityServer.Data.Migrations.PostgreSql
                         .HasMaxLength(100)
                         .HasColumnType("character varying(100)");
 
+                    b.Property<int>("Attempts")
+                        .HasColumnType("integer");
+
                     b.Property<string>("Issuer")
                         .IsRequired()
                         .HasMaxLength(400)
                         .HasColumnType("character varying(400)");
 
+                    b.Property<DateTime?>("NotifyAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<DateTime>("RecordedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("UserId")
+                        .IsRequired()
+                        .HasMaxLength(450)
+                        .HasColumnType("character varying(450)");
+
                     b.HasKey("SessionId", "ClientId");
+
+                    b.HasIndex("NotifyAt");
 
                     b.ToTable("UserSessionClients", (string)null);
                 });
@@ -631,15 +647,6 @@ namespace IdentityServer.Data.Migrations.PostgreSql
                     b.HasOne("IdentityServer.Accounts.ApplicationUser", null)
                         .WithMany()
                         .HasForeignKey("UserId")
-                        .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired();
-                });
-
-            modelBuilder.Entity("IdentityServer.Logout.UserSessionClient", b =>
-                {
-                    b.HasOne("IdentityServer.Accounts.UserSession", null)
-                        .WithMany()
-                        .HasForeignKey("SessionId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });

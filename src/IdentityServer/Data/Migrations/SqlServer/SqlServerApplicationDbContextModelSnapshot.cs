@@ -237,12 +237,28 @@ namespace IdentityServer.Data.Migrations.SqlServer
                         .HasMaxLength(100)
                         .HasColumnType("nvarchar(100)");
 
+                    b.Property<int>("Attempts")
+                        .HasColumnType("int");
+
                     b.Property<string>("Issuer")
                         .IsRequired()
                         .HasMaxLength(400)
                         .HasColumnType("nvarchar(400)");
 
+                    b.Property<DateTime?>("NotifyAt")
+                        .HasColumnType("datetime2");
+
+                    b.Property<DateTime>("RecordedAt")
+                        .HasColumnType("datetime2");
+
+                    b.Property<string>("UserId")
+                        .IsRequired()
+                        .HasMaxLength(450)
+                        .HasColumnType("nvarchar(450)");
+
                     b.HasKey("SessionId", "ClientId");
+
+                    b.HasIndex("NotifyAt");
 
                     b.ToTable("UserSessionClients", (string)null);
                 });
@@ -636,15 +652,6 @@ namespace IdentityServer.Data.Migrations.SqlServer
                     b.HasOne("IdentityServer.Accounts.ApplicationUser", null)
                         .WithMany()
                         .HasForeignKey("UserId")
-                        .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired();
-                });
-
-            modelBuilder.Entity("IdentityServer.Logout.UserSessionClient", b =>
-                {
-                    b.HasOne("IdentityServer.Accounts.UserSession", null)
-                        .WithMany()
-                        .HasForeignKey("SessionId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });

@@ -229,12 +229,28 @@ namespace IdentityServer.Data.Migrations.Sqlite
                         .HasMaxLength(100)
                         .HasColumnType("TEXT");
 
+                    b.Property<int>("Attempts")
+                        .HasColumnType("INTEGER");
+
                     b.Property<string>("Issuer")
                         .IsRequired()
                         .HasMaxLength(400)
                         .HasColumnType("TEXT");
 
+                    b.Property<DateTime?>("NotifyAt")
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime>("RecordedAt")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("UserId")
+                        .IsRequired()
+                        .HasMaxLength(450)
+                        .HasColumnType("TEXT");
+
                     b.HasKey("SessionId", "ClientId");
+
+                    b.HasIndex("NotifyAt");
 
                     b.ToTable("UserSessionClients", (string)null);
                 });
@@ -618,15 +634,6 @@ namespace IdentityServer.Data.Migrations.Sqlite
                     b.HasOne("IdentityServer.Accounts.ApplicationUser", null)
                         .WithMany()
                         .HasForeignKey("UserId")
-                        .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired();
-                });
-
-            modelBuilder.Entity("IdentityServer.Logout.UserSessionClient", b =>
-                {
-                    b.HasOne("IdentityServer.Accounts.UserSession", null)
-                        .WithMany()
-                        .HasForeignKey("SessionId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });
