@@ -15,6 +15,7 @@ namespace IdentityServer.Accounts;
 public sealed class AccountSessions(
     SignInManager<ApplicationUser> signInManager,
     UserSessions sessionRows,
+    SecurityStamps stamps,
     IOpenIddictTokenManager tokens,
     IHttpContextAccessor http,
     TimeProvider clock,
@@ -143,7 +144,7 @@ public sealed class AccountSessions(
         }
 
         logger.LogWarning(AccountEvents.LockedOut, "User {UserId} locked out by wrong passwords on an account page; every session ends", user.Id);
-        await signInManager.UserManager.UpdateSecurityStampAsync(user);
+        await stamps.RenewAsync(user, CancellationToken.None);
         await EndSessionsOnServerAsync(user);
         await signInManager.SignOutAsync();
         return PasswordCheck.LockedOut;
@@ -169,7 +170,7 @@ public sealed class AccountSessions(
     {
         if (!stampAlreadyUpdated)
         {
-            await signInManager.UserManager.UpdateSecurityStampAsync(user);
+            await stamps.RenewAsync(user, CancellationToken.None);
         }
 
         var revoked = await tokens.RevokeBySubjectAsync(user.Id, Context.RequestAborted);

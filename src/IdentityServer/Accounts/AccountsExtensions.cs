@@ -138,6 +138,7 @@ public static class AccountsExtensions
 
         builder.Services.AddScoped<AccountSessions>();
         builder.Services.AddScoped<UserSessions>();
+        builder.Services.AddScoped<SecurityStamps>();
         builder.Services.AddScoped<ConnectedApps>();
         builder.AddAccountEmail();
         return builder;

@@ -65,6 +65,7 @@ public sealed class UserAdmin(
     IOpenIddictAuthorizationManager authorizations,
     IOpenIddictTokenManager tokens,
     UserSessions sessionRows,
+    SecurityStamps stamps,
     TimeProvider clock,
     AuditLog audit)
 {
@@ -234,7 +235,7 @@ public sealed class UserAdmin(
         if (locking)
         {
             // Locked out means out now: sessions end at their next check and the user's tokens stop working.
-            await users.UpdateSecurityStampAsync(user);
+            await stamps.RenewAsync(user, ct);
             await RevokeAsync(user, ct);
         }
 

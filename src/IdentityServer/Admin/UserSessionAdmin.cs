@@ -27,7 +27,7 @@ public sealed record SessionView(
 /// user revoked). Each end is audited.
 /// </summary>
 public sealed class UserSessionAdmin(
-    ApplicationDbContext db, UserManager<ApplicationUser> users, UserSessions sessions, IOpenIddictTokenManager tokens, AuditLog audit)
+    UserManager<ApplicationUser> users, UserSessions sessions, SecurityStamps stamps, IOpenIddictTokenManager tokens, AuditLog audit)
 {
     public async Task<AdminResult<IReadOnlyList<SessionView>>> ListAsync(string userId, CancellationToken ct) =>
         await users.FindByIdAsync(userId) is { } user
@@ -63,11 +63,8 @@ public sealed class UserSessionAdmin(
             }
 
             var before = await ViewsAsync(user, ct);
-            // A new stamp whatever else changed the user meanwhile (Identity's update would fail its concurrency check
-            // when the user or another admin ends the sessions at the same moment): any new stamp ends every session.
-            await db.Users.Where(u => u.Id == user.Id).ExecuteUpdateAsync(u => u
-                .SetProperty(x => x.SecurityStamp, Guid.NewGuid().ToString("N").ToUpperInvariant())
-                .SetProperty(x => x.ConcurrencyStamp, Guid.NewGuid().ToString()), ct);
+            // The user or another admin may end the sessions at the same moment: any new stamp ends every session.
+            await stamps.RenewAsync(user, ct);
 
             await sessions.EndAllAsync(user.Id, keep: null, ct);
             await tokens.RevokeBySubjectAsync(user.Id, ct);
