@@ -9,8 +9,8 @@ using Microsoft.Extensions.Options;
 namespace IdentityServer.Accounts;
 
 /// <summary>The rows of <see cref="UserSession"/>: started at sign-in, checked on every request with a session cookie, deleted at sign-out.</summary>
-public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IOptions<AccountsOptions> options, BackChannelLogoutSender logouts,
-    ILogger<UserSessions> logger)
+public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IOptions<AccountsOptions> options, LogoutTokenQueue logoutTokens,
+    BackChannelLogoutSender logouts, ILogger<UserSessions> logger)
 {
     /// <summary>Compiled per model: a compiled query refuses a context of another model (the tests run several providers).</summary>
     private static readonly ConditionalWeakTable<IModel, Func<DbContext, string, string, DateTime, CancellationToken, Task<ApplicationUser?>>> UserOfLiveSession = [];
@@ -98,21 +98,17 @@ public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IO
     /// racing over one session only the first finds its clients not yet due, so each client is told once. The sender
     /// is woken once the ending has committed.
     /// </summary>
-    private async Task<int> EndWhereAsync(string userId, IQueryable<UserSession> ending, CancellationToken ct)
-    {
-        var ids = await ending.Select(s => s.Id).ToListAsync(ct);
-        if (ids.Count == 0)
-        {
-            return 0;
-        }
+    private async Task<int> EndWhereAsync(string userId, IQueryable<UserSession> ending, CancellationToken ct) =>
+        await ending.Select(s => s.Id).ToListAsync(ct) is { Count: > 0 } ids ? await EndByIdsAsync(userId, ids, ct) : 0;
 
+    /// <summary>Ends the sessions <paramref name="ids"/> of the user, as read a moment ago: another ending may have ended some since.</summary>
+    internal async Task<int> EndByIdsAsync(string userId, IReadOnlyCollection<string> ids, CancellationToken ct)
+    {
         await using var transaction = db.Database.CurrentTransaction is null ? await db.Database.BeginTransactionAsync(ct) : null;
         // The session rows go first: a client being recorded meanwhile waits on their locks, then finds the session
         // gone and makes its own row due (SessionClients.RecordAsync).
         var ended = await db.Set<UserSession>().Where(s => ids.Contains(s.Id)).ExecuteDeleteAsync(ct);
-        var now = clock.GetUtcNow().UtcDateTime;
-        var due = await db.Set<UserSessionClient>().Where(c => ids.Contains(c.SessionId) && c.NotifyAt == null)
-            .ExecuteUpdateAsync(c => c.SetProperty(x => x.NotifyAt, now), ct);
+        var due = await logoutTokens.MakeDueAsync(ids, clock.GetUtcNow().UtcDateTime, ct);
         if (due > 0)
         {
             AfterCommit.Run(db, () =>
@@ -139,10 +135,7 @@ public sealed class UserSessions(ApplicationDbContext db, TimeProvider clock, IO
     {
         var now = clock.GetUtcNow().UtcDateTime;
         var pruned = await db.Set<UserSession>().Where(s => s.ExpiresAt <= now).ExecuteDeleteAsync(ct);
-        var settled = now.AddMinutes(-1);
-        await db.Set<UserSessionClient>()
-            .Where(c => c.NotifyAt == null && c.RecordedAt < settled && !db.Set<UserSession>().Any(s => s.Id == c.SessionId))
-            .ExecuteDeleteAsync(ct);
+        await logoutTokens.ForgetEndedAsync(now, ct);
         return pruned;
     }
 }

@@ -1,8 +1,6 @@
 using System.Threading.Channels;
 using IdentityServer.Clients;
-using IdentityServer.Data;
 using IdentityServer.Keys;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -77,29 +75,39 @@ public sealed class BackChannelLogoutSender(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        try
         {
-            DateTime? next = null;
-            try
+            while (!stoppingToken.IsCancellationRequested)
             {
-                next = await StartDuePostsAsync(stoppingToken);
-            }
-            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
-            {
-                // The database being away must not stop the sender: the rows wait, and the next look finds them.
-                logger.LogWarning(LogoutEvents.LogoutFailed, e, "Could not read the logout tokens due; trying again within {Interval}", PollInterval);
-            }
+                DateTime? next = null;
+                try
+                {
+                    next = await StartDuePostsAsync(stoppingToken);
+                }
+                catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+                {
+                    // The database being away must not stop the sender: the rows wait, and the next look finds them.
+                    logger.LogWarning(LogoutEvents.LogoutFailed, e, "Could not read the logout tokens due; trying again within {Interval}", PollInterval);
+                }
 
-            await WaitAsync(next, stoppingToken);
+                await WaitAsync(next, stoppingToken);
+            }
         }
-
-        Task[] posting;
-        lock (_posting)
+        catch (Exception) when (stoppingToken.IsCancellationRequested)
         {
-            posting = [.. _posting.Values];
+            // Stopping (a database call cut short may surface as the provider's own exception): nothing to report.
         }
+        finally
+        {
+            // The posts under way give their rows back before the host lets go of the services they use.
+            Task[] posting;
+            lock (_posting)
+            {
+                posting = [.. _posting.Values];
+            }
 
-        await Task.WhenAll(posting);
+            await Task.WhenAll(posting);
+        }
     }
 
     /// <summary>Takes due rows, one per client not already being posted to, up to the free senders; returns when the next row not yet due is due.</summary>
@@ -112,15 +120,15 @@ public sealed class BackChannelLogoutSender(
         }
 
         await using var scope = scopes.CreateAsyncScope();
-        var rows = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSessionClient>();
+        var queue = scope.ServiceProvider.GetRequiredService<LogoutTokenQueue>();
         var now = clock.GetUtcNow().UtcDateTime;
         if (busy.Length < ParallelPosts)
         {
-            var due = await rows.AsNoTracking().Where(c => c.NotifyAt != null && c.NotifyAt <= now && !busy.Contains(c.ClientId))
-                .OrderBy(c => c.NotifyAt).Take(LookAhead).ToListAsync(stoppingToken);
+            var due = await queue.DueAsync(now, busy, LookAhead, stoppingToken);
+            var leaseEnd = now + options.Value.Timeout + LeaseMargin;
             foreach (var row in due.DistinctBy(c => c.ClientId).Take(ParallelPosts - busy.Length))
             {
-                if (await TakeAsync(rows, row, now, stoppingToken))
+                if (await queue.TakeAsync(row, now, leaseEnd, stoppingToken))
                 {
                     lock (_posting)
                     {
@@ -130,15 +138,7 @@ public sealed class BackChannelLogoutSender(
             }
         }
 
-        return await rows.Where(c => c.NotifyAt > now).MinAsync(c => c.NotifyAt, stoppingToken);
-    }
-
-    /// <summary>Takes the row for one attempt, unless another sender took it since it was read.</summary>
-    private async Task<bool> TakeAsync(DbSet<UserSessionClient> rows, UserSessionClient row, DateTime now, CancellationToken ct)
-    {
-        var leaseEnd = now + options.Value.Timeout + LeaseMargin;
-        return await rows.Where(c => c.SessionId == row.SessionId && c.ClientId == row.ClientId && c.Attempts == row.Attempts && c.NotifyAt <= now)
-            .ExecuteUpdateAsync(c => c.SetProperty(x => x.Attempts, row.Attempts + 1).SetProperty(x => x.NotifyAt, leaseEnd), ct) == 1;
+        return await queue.NextDueAfterAsync(now, stoppingToken);
     }
 
     private async Task WaitAsync(DateTime? next, CancellationToken stoppingToken)
@@ -160,18 +160,17 @@ public sealed class BackChannelLogoutSender(
     private async Task PostAndSettleAsync(UserSessionClient row, int attempt, CancellationToken stoppingToken)
     {
         await Task.Yield(); // the look at the table goes on meanwhile
-        var notice = new LogoutNotice(row.ClientId, row.Issuer, row.UserId, row.SessionId);
-        DateTime? retryAt = null;
         try
         {
-            retryAt = await DeliverAsync(notice, attempt, stoppingToken);
-            await SettleAsync(row, attempt, retryAt, CancellationToken.None);
+            var retryAt = await DeliverAsync(new LogoutNotice(row.ClientId, row.Issuer, row.UserId, row.SessionId), attempt, stoppingToken);
+            await WithQueueAsync(queue => queue.SettleAsync(row, attempt, retryAt, CancellationToken.None));
         }
         catch (Exception e) when (stoppingToken.IsCancellationRequested)
         {
-            // Stopping in the middle of a post: the row is due again at once, for the next start (or another instance).
+            // Stopping in the middle of a post: the row is due again at once, this attempt not counted, for the next
+            // start or another instance (a post cut short may have arrived: a client may then be told twice).
             logger.LogDebug(e, "Logout token post for client {ClientId} interrupted by the server stopping", row.ClientId);
-            await SettleQuietlyAsync(row, attempt, clock.GetUtcNow().UtcDateTime);
+            await ReleaseQuietlyAsync(row, attempt);
         }
         catch (Exception e)
         {
@@ -189,29 +188,24 @@ public sealed class BackChannelLogoutSender(
         }
     }
 
-    /// <summary>Settles a row on a best-effort basis while stopping: if it fails, the lease ends and the row is taken again anyway.</summary>
-    private async Task SettleQuietlyAsync(UserSessionClient row, int attempt, DateTime retryAt)
+    /// <summary>Best effort while stopping: if it fails, the lease ends and the row is taken again anyway.</summary>
+    private async Task ReleaseQuietlyAsync(UserSessionClient row, int attempt)
     {
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            await SettleAsync(row, attempt, retryAt, timeout.Token);
+            await WithQueueAsync(queue => queue.ReleaseAsync(row, attempt, clock.GetUtcNow().UtcDateTime, timeout.Token));
         }
         catch (Exception e)
         {
-            logger.LogDebug(e, "Could not release the logout token row for client {ClientId}; it is taken again when its lease ends", row.ClientId);
+            logger.LogDebug(e, "Could not give back the logout token row for client {ClientId}; it is taken again when its lease ends", row.ClientId);
         }
     }
 
-    /// <summary>Deletes the row (<paramref name="retryAt"/> null), or makes it due then; only while it is still this attempt's.</summary>
-    private async Task SettleAsync(UserSessionClient row, int attempt, DateTime? retryAt, CancellationToken ct)
+    private async Task WithQueueAsync(Func<LogoutTokenQueue, Task<int>> change)
     {
         await using var scope = scopes.CreateAsyncScope();
-        var mine = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSessionClient>()
-            .Where(c => c.SessionId == row.SessionId && c.ClientId == row.ClientId && c.Attempts == attempt);
-        _ = retryAt is { } at
-            ? await mine.ExecuteUpdateAsync(c => c.SetProperty(x => x.NotifyAt, at), ct)
-            : await mine.ExecuteDeleteAsync(ct);
+        await change(scope.ServiceProvider.GetRequiredService<LogoutTokenQueue>());
     }
 
     /// <summary>Posts one logout token; returns when to try again, or null when settled (delivered, refused, given up, or no longer wanted).</summary>
@@ -290,6 +284,19 @@ public sealed class BackChannelLogoutSender(
     private string CreateLogoutToken(LogoutNotice notice)
     {
         var now = clock.GetUtcNow().UtcDateTime;
+        var claims = new Dictionary<string, object>
+        {
+            ["sid"] = notice.SessionId,
+            [Claims.JwtId] = Guid.NewGuid().ToString("N"),
+            ["events"] = new Dictionary<string, object> { [LogoutEvent] = new Dictionary<string, object>() },
+        };
+        // A row recorded by an instance still on the previous version during an upgrade has no user; sid alone is
+        // enough (section 2.4 asks for sub, sid, or both).
+        if (!string.IsNullOrEmpty(notice.Subject))
+        {
+            claims[Claims.Subject] = notice.Subject;
+        }
+
         return new JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false }.CreateToken(new SecurityTokenDescriptor
         {
             Issuer = notice.Issuer,
@@ -298,13 +305,7 @@ public sealed class BackChannelLogoutSender(
             Expires = now.AddMinutes(2),
             TokenType = "logout+jwt",
             SigningCredentials = keys.ActiveSigningCredentials,
-            Claims = new Dictionary<string, object>
-            {
-                [Claims.Subject] = notice.Subject,
-                ["sid"] = notice.SessionId,
-                [Claims.JwtId] = Guid.NewGuid().ToString("N"),
-                ["events"] = new Dictionary<string, object> { [LogoutEvent] = new Dictionary<string, object>() },
-            },
+            Claims = claims,
         });
     }
 }

@@ -8,6 +8,7 @@ public static class LogoutExtensions
         builder.Services.AddOptions<BackChannelLogoutOptions>().BindConfiguration(BackChannelLogoutOptions.Section)
             .ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddScoped<SessionClients>();
+        builder.Services.AddScoped<LogoutTokenQueue>();
         builder.Services.AddSingleton<BackChannelLogoutSender>();
         builder.Services.AddHostedService(services => services.GetRequiredService<BackChannelLogoutSender>());
         // A client's answer is its status; a redirect is not followed (the token is for the registered URI only).

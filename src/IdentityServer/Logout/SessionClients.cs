@@ -39,10 +39,12 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
             return;
         }
 
+        // From here on the request going away must not stop halfway: a row left behind for a session that ended would
+        // never be made due, and its client never told.
         db.Add(new UserSessionClient { SessionId = sessionId, ClientId = clientId, UserId = userId, Issuer = issuer, RecordedAt = clock.GetUtcNow().UtcDateTime });
         try
         {
-            await db.SaveChangesAsync(ct);
+            await db.SaveChangesAsync(CancellationToken.None);
         }
         catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e))
         {
@@ -51,10 +53,10 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
 
         // The session may have ended since this request checked it, too late for the ending to see this row. Touching
         // the session's row waits for an ending still under way (it holds that row's lock) and finds no row once it
-        // committed: then this row is due at once, as the ending would have made it.
-        var live = await db.Set<UserSession>().Where(s => s.Id == sessionId).ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSeenAt, x => x.LastSeenAt), ct);
-        if (live == 0 && await recorded.Where(c => c.NotifyAt == null)
-                .ExecuteUpdateAsync(c => c.SetProperty(x => x.NotifyAt, clock.GetUtcNow().UtcDateTime), ct) > 0)
+        // committed: then the session's clients are made due here, as the ending would have.
+        var live = await db.Set<UserSession>().Where(s => s.Id == sessionId)
+            .ExecuteUpdateAsync(s => s.SetProperty(x => x.LastSeenAt, x => x.LastSeenAt), CancellationToken.None);
+        if (live == 0 && await scope.ServiceProvider.GetRequiredService<LogoutTokenQueue>().MakeDueAsync([sessionId], clock.GetUtcNow().UtcDateTime, CancellationToken.None) > 0)
         {
             logouts.Wake();
         }

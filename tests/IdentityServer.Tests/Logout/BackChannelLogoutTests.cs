@@ -1,12 +1,14 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using IdentityServer.Accounts;
 using IdentityServer.Logout;
 using IdentityServer.Tests.Accounts;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.JsonWebTokens;
+using OpenIddict.Abstractions;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
 
 namespace IdentityServer.Tests.Logout;
@@ -274,6 +276,97 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
 
         await WaitForTokensAsync("/flaky", 1);
         Assert.Equal(1, _receiver.Refused);
+    }
+
+    /// <summary>
+    /// Two endings of one session that both read it before either deleted it: the second must leave alone the token the
+    /// first made due, which a sender may have taken meanwhile (made due again, it would be taken and sent twice).
+    /// </summary>
+    [SkippableFact]
+    public async Task An_ending_that_read_a_session_just_ended_leaves_its_logout_token_alone()
+    {
+        var client = await ClientWithLogoutAsync("/hang/ended-twice");
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await SignInAsync(browser, client, user);
+        var sessionId = Assert.Single(await SessionRows.OfAsync(server, user.Id)).Id;
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
+        await Eventually.TrueAsync(() => Task.FromResult(_receiver.Hanging >= 1), TimeSpan.FromSeconds(15), "the logout token's post under way");
+        var taken = Assert.Single(await RowsAsync(server), c => c.SessionId == sessionId);
+
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            Assert.Equal(0, await scope.ServiceProvider.GetRequiredService<UserSessions>().EndByIdsAsync(user.Id, [sessionId], CancellationToken.None));
+        }
+
+        var after = Assert.Single(await RowsAsync(server), c => c.SessionId == sessionId);
+        Assert.Equal((1, taken.NotifyAt), (after.Attempts, after.NotifyAt));
+        Assert.True(after.NotifyAt > DateTime.UtcNow.AddSeconds(30), "the row keeps the sender's lease");
+        _receiver.ReleaseHanging();
+    }
+
+    /// <summary>Two senders (two instances) that read the same due row: one takes it, the other leaves it.</summary>
+    [SkippableFact]
+    public async Task Two_senders_that_read_the_same_due_token_take_it_once()
+    {
+        // Due far in the future, so that the server's own sender leaves it to this test.
+        var dueAt = new DateTime(2100, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        var row = new UserSessionClient
+        {
+            SessionId = Guid.NewGuid().ToString("N"), ClientId = Unique.Name("no-such-client"), UserId = "someone", Issuer = "https://localhost/",
+            RecordedAt = DateTime.UtcNow, NotifyAt = dueAt,
+        };
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>();
+            db.Add(row);
+            await db.SaveChangesAsync();
+        }
+
+        var now = dueAt.AddMinutes(1);
+        await using var first = server.Factory.Services.CreateAsyncScope();
+        await using var second = server.Factory.Services.CreateAsyncScope();
+        var queues = new[] { first, second }.Select(s => s.ServiceProvider.GetRequiredService<LogoutTokenQueue>()).ToArray();
+        var read = await Task.WhenAll(queues.Select(async q => (await q.DueAsync(now, [], 1000, CancellationToken.None)).Single(c => c.SessionId == row.SessionId)));
+
+        var took = new[] { await queues[0].TakeAsync(read[0], now, now.AddMinutes(1), CancellationToken.None), await queues[1].TakeAsync(read[1], now, now.AddMinutes(1), CancellationToken.None) };
+
+        Assert.Equal([true, false], took);
+        Assert.Equal(1, (await RowsAsync(server)).Single(c => c.SessionId == row.SessionId).Attempts);
+        Assert.Equal(0, await queues[1].SettleAsync(read[1], attempt: 2, retryAt: null, CancellationToken.None)); // not its attempt
+        Assert.Equal(1, await queues[0].SettleAsync(read[0], attempt: 1, retryAt: null, CancellationToken.None));
+    }
+
+    /// <summary>
+    /// A client recorded for a session that ended while its request was under way (after the request's check, before
+    /// the record): the ending could not see it, so recording it makes it due, and the client is told.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_client_recorded_for_a_session_that_has_just_ended_is_told()
+    {
+        var client = await ClientWithLogoutAsync("/recorded-late");
+        var sessionId = Guid.NewGuid().ToString("N"); // no longer on record
+        var session = new System.Security.Claims.ClaimsPrincipal(new System.Security.Claims.ClaimsIdentity([new System.Security.Claims.Claim("sid", sessionId)], "test"));
+        var granted = new System.Security.Claims.ClaimsPrincipal(new System.Security.Claims.ClaimsIdentity("test"));
+        granted.SetClaim(OpenIddictConstants.Claims.Subject, "the-user").SetScopes("openid");
+        var http = new Microsoft.AspNetCore.Http.DefaultHttpContext();
+        http.Request.Scheme = "https";
+        http.Request.Host = new Microsoft.AspNetCore.Http.HostString("localhost");
+        // As during an authorization request: OpenIddict's transaction says which issuer the client's tokens name.
+        http.Features.Set(new OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreFeature
+        {
+            Transaction = new OpenIddict.Server.OpenIddictServerTransaction { BaseUri = TestServerFactory.Authority },
+        });
+
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var options = scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptionsMonitor<OpenIddict.Server.OpenIddictServerOptions>>().CurrentValue;
+            await scope.ServiceProvider.GetRequiredService<SessionClients>().RecordAsync(http, session, granted, client.ClientId, options, CancellationToken.None);
+        }
+
+        await WaitForTokensAsync("/recorded-late", 1);
+        var token = new JsonWebToken(_receiver.TokensAt("/recorded-late").Single());
+        Assert.Equal((sessionId, "the-user"), (token.GetClaim("sid").Value, token.Subject));
     }
 
     [SkippableFact]

@@ -45,9 +45,11 @@ namespace IdentityServer.Data.Migrations.SqlServer
 
             // Rows recorded before this migration: their user and time come from their session (every one has one:
             // until now, ending a session deleted its clients' rows with it).
+            // EXEC: SQL Server compiles a batch before running it, and in a script this statement shares its batch with
+            // the ALTER TABLE that adds the columns (an "Invalid column name" then). EXEC compiles it when it runs.
             migrationBuilder.Sql(
-                "UPDATE [UserSessionClients] SET [UserId] = (SELECT s.[UserId] FROM [UserSessions] s WHERE s.[Id] = [UserSessionClients].[SessionId]), " +
-                "[RecordedAt] = (SELECT s.[SignedInAt] FROM [UserSessions] s WHERE s.[Id] = [UserSessionClients].[SessionId])");
+                "EXEC(N'UPDATE [UserSessionClients] SET [UserId] = (SELECT s.[UserId] FROM [UserSessions] s WHERE s.[Id] = [UserSessionClients].[SessionId]), " +
+                "[RecordedAt] = (SELECT s.[SignedInAt] FROM [UserSessions] s WHERE s.[Id] = [UserSessionClients].[SessionId])')");
 
             migrationBuilder.CreateIndex(
                 name: "IX_UserSessionClients_NotifyAt",
