@@ -50,8 +50,9 @@ public static class AuthorizationServerExtensions
                         // OpenID Connect Back-Channel Logout 1.0 (Logout/BackChannelLogoutSender): sid in identity and logout tokens.
                         context.Metadata["backchannel_logout_supported"] = true;
                         context.Metadata["backchannel_logout_session_supported"] = true;
+                        DescribeClientAuthentication(context);
                         return default;
-                    }));
+                    }).SetOrder(OpenIddict.Server.OpenIddictServerHandlers.Discovery.AttachClientAuthenticationMethods.Descriptor.Order + 1));
                 server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ApplyAuthorizationResponseContext>(handler =>
                     handler.UseInlineHandler(context =>
                     {
@@ -85,6 +86,9 @@ public static class AuthorizationServerExtensions
                 // token responses only).
                 server.AddEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers
                     .AttachCacheControlHeader<OpenIddict.Server.OpenIddictServerEvents.ApplyIntrospectionResponseContext>.Descriptor);
+
+                server.RequireTokenParties();
+                server.AcceptBodilessUserInfoPosts();
 
                 // Plain signed JWTs (RFC 9068), so any API validates them with a stock JWT library.
                 server.DisableAccessTokenEncryption();
@@ -128,6 +132,39 @@ public static class AuthorizationServerExtensions
     }
 
     private static string Relative(string route) => route.TrimStart('/');
+
+    /// <summary>The algorithms a client's own keys (its registered JWKS: RSA or EC P-256) sign its assertions with.</summary>
+    private static readonly string[] ClientAssertionAlgorithms = [Algorithms.RsaSha256, Algorithms.EcdsaSha256];
+
+    /// <summary>
+    /// Completes OpenIddict's client authentication metadata (RFC 8414 2): <c>none</c> where public clients identify
+    /// themselves with their client_id alone (every endpoint but introspection, which they cannot use), and the signing
+    /// algorithms of <c>private_key_jwt</c> assertions, which must be listed wherever that method is.
+    /// </summary>
+    private static void DescribeClientAuthentication(OpenIddict.Server.OpenIddictServerEvents.HandleConfigurationRequestContext context)
+    {
+        foreach (var methods in new[] { context.TokenEndpointAuthenticationMethods, context.RevocationEndpointAuthenticationMethods,
+            context.DeviceAuthorizationEndpointAuthenticationMethods, context.PushedAuthorizationEndpointAuthenticationMethods })
+        {
+            if (methods.Count > 0)
+            {
+                methods.Add(ClientAuthenticationMethods.None);
+            }
+        }
+
+        foreach (var (methods, metadata) in new[]
+        {
+            (context.TokenEndpointAuthenticationMethods, "token_endpoint_auth_signing_alg_values_supported"),
+            (context.RevocationEndpointAuthenticationMethods, "revocation_endpoint_auth_signing_alg_values_supported"),
+            (context.IntrospectionEndpointAuthenticationMethods, "introspection_endpoint_auth_signing_alg_values_supported"),
+        })
+        {
+            if (methods.Contains(ClientAuthenticationMethods.PrivateKeyJwt))
+            {
+                context.Metadata[metadata] = new OpenIddict.Abstractions.OpenIddictParameter([.. ClientAssertionAlgorithms]);
+            }
+        }
+    }
 
     /// <summary>A max_age sent empty counts as absent (RFC 6749 3.1); any other value must be whole seconds, 0 or more.</summary>
     private static void RefuseMalformedMaxAge(OpenIddict.Server.OpenIddictServerEvents.BaseValidatingContext context)

@@ -21,14 +21,36 @@ public static class UserInfoEndpoint
         return endpoints;
     }
 
+    /// <summary>
+    /// A POST with the access token in its Authorization header and no body at all is a userinfo request too (OpenID
+    /// Connect Core 5.3.1), but OpenIddict reads every POST as a form and refuses one without a content type.
+    /// </summary>
+    public static OpenIddictServerBuilder AcceptBodilessUserInfoPosts(this OpenIddictServerBuilder server) =>
+        server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ExtractUserInfoRequestContext>(handler => handler.UseInlineHandler(context =>
+        {
+            if (context.Transaction.GetHttpRequest() is { } request && HttpMethods.IsPost(request.Method) && string.IsNullOrEmpty(request.ContentType)
+                && (request.ContentLength == 0 || (request.ContentLength is null && !request.Headers.ContainsKey(Microsoft.Net.Http.Headers.HeaderNames.TransferEncoding))))
+            {
+                request.ContentType = "application/x-www-form-urlencoded";
+            }
+
+            return default;
+        }).SetOrder(OpenIddictServerAspNetCoreHandlers.ExtractGetOrPostRequest<OpenIddict.Server.OpenIddictServerEvents.ExtractUserInfoRequestContext>.Descriptor.Order - 1));
+
     private static async Task<IResult> GetAsync(HttpContext context, UserManager<ApplicationUser> users, UserPrincipalFactory principals)
     {
         var token = (await context.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)).Principal;
-        var user = token?.GetClaim(Claims.Subject) is { } subject ? await users.FindByIdAsync(subject) : null;
-        if (token is null || user is null || !token.HasScope(Scopes.OpenId))
+        if (token is not null && !token.HasScope(Scopes.OpenId))
         {
-            return Results.Challenge(
-                ProtocolErrors.Properties(Errors.InvalidToken, "The access token is not valid for userinfo (unknown user or no openid scope)."),
+            // A valid token, but not for this (a machine's, say): 403 insufficient_scope (RFC 6750 3.1).
+            return Results.Forbid(ProtocolErrors.Properties(Errors.InsufficientScope, "The access token was not granted the openid scope."),
+                [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
+        }
+
+        var user = token?.GetClaim(Claims.Subject) is { } subject ? await users.FindByIdAsync(subject) : null;
+        if (token is null || user is null)
+        {
+            return Results.Challenge(ProtocolErrors.Properties(Errors.InvalidToken, "The access token is not valid for userinfo (unknown user)."),
                 [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
         }
 

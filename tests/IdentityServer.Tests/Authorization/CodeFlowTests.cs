@@ -193,7 +193,9 @@ public abstract class CodeFlowTests<TFixture>(TFixture server) where TFixture : 
 
         var response = await OAuth.UserInfoAsync(server, tokens.GetProperty("access_token").GetString()!);
 
-        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        // A valid token, but not for userinfo: RFC 6750 3.1.
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        Assert.Contains("error=\"insufficient_scope\"", response.Headers.WwwAuthenticate.ToString());
     }
 
     [SkippableFact]
