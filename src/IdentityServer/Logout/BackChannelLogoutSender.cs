@@ -87,7 +87,7 @@ public sealed class BackChannelLogoutSender(
                 catch (Exception e) when (!stoppingToken.IsCancellationRequested)
                 {
                     // The database being away must not stop the sender: the rows wait, and the next look finds them.
-                    logger.LogWarning(LogoutEvents.LogoutFailed, e, "Could not read the logout tokens due; trying again within {Interval}", PollInterval);
+                    logger.LogWarning(LogoutEvents.QueueUnreadable, e, "Could not read the logout tokens due; trying again within {Interval}", PollInterval);
                 }
 
                 await WaitAsync(next, stoppingToken);
@@ -175,7 +175,7 @@ public sealed class BackChannelLogoutSender(
         catch (Exception e)
         {
             // One notice going wrong must not stop the others; its row is taken again when its lease ends.
-            logger.LogError(LogoutEvents.LogoutFailed, e, "Logout token for client {ClientId} could not be sent", row.ClientId);
+            logger.LogError(LogoutEvents.LogoutError, e, "Logout token for client {ClientId} could not be sent; tried again when its lease ends", row.ClientId);
         }
         finally
         {
@@ -317,4 +317,6 @@ public static class LogoutEvents
     public static readonly EventId LogoutFailed = new(2103, nameof(LogoutFailed));
     public static readonly EventId LogoutSkipped = new(2104, nameof(LogoutSkipped));
     public static readonly EventId LogoutRetrying = new(2105, nameof(LogoutRetrying));
+    public static readonly EventId QueueUnreadable = new(2106, nameof(QueueUnreadable));
+    public static readonly EventId LogoutError = new(2107, nameof(LogoutError));
 }

@@ -1,11 +1,13 @@
 using IdentityServer.Accounts;
 using IdentityServer.Jobs;
+using IdentityServer.Logout;
 
 namespace IdentityServer.Telemetry;
 
 /// <summary>
 /// Turns the server's stable security log events into counters, so features only log (as they must anyway) and the
-/// metrics follow: sign-ins by result (AccountEvents.SignedIn, SignInFailed, LockedOut) and pruned rows (JobEvents.TokensPruned).
+/// metrics follow: sign-ins by result (AccountEvents.SignedIn, SignInFailed, LockedOut), pruned rows (JobEvents.TokensPruned)
+/// and back-channel logout posts (LogoutEvents).
 /// Sees only the server's own categories (<c>IdentityServer.*</c>), at Information and above, whatever the console's level.
 /// </summary>
 public sealed class SecurityEventMetrics(ServerMetrics metrics) : ILoggerProvider
@@ -36,6 +38,10 @@ public sealed class SecurityEventMetrics(ServerMetrics metrics) : ILoggerProvide
             {
                 metrics.SignIn("locked_out");
             }
+            else if (LogoutResult(eventId.Id) is { } result)
+            {
+                metrics.LogoutToken(result);
+            }
             else if (eventId.Id == JobEvents.TokensPruned.Id && state is IReadOnlyList<KeyValuePair<string, object?>> values)
             {
                 metrics.Pruned("token", Count(values, "Tokens"));
@@ -43,6 +49,13 @@ public sealed class SecurityEventMetrics(ServerMetrics metrics) : ILoggerProvide
                 metrics.Pruned("session", Count(values, "Sessions"));
             }
         }
+
+        private static string? LogoutResult(int eventId) =>
+            eventId == LogoutEvents.LogoutSent.Id ? "delivered"
+            : eventId == LogoutEvents.LogoutRetrying.Id ? "retrying"
+            : eventId == LogoutEvents.LogoutFailed.Id ? "failed"
+            : eventId == LogoutEvents.LogoutSkipped.Id ? "skipped"
+            : null;
 
         private static long Count(IReadOnlyList<KeyValuePair<string, object?>> values, string name)
         {

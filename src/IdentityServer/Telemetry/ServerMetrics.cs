@@ -30,7 +30,10 @@ public sealed class ServerMetrics
         "Password sign-ins on the login page, by result (success, failure, locked_out).");
 
     private static readonly Counter<long> PrunedRows = Meter.CreateCounter<long>("identityserver.pruned", "{row}",
-        "Rows removed by the pruning job, by kind (token, authorization).");
+        "Rows removed by the pruning job, by kind (token, authorization, session).");
+
+    private static readonly Counter<long> LogoutTokens = Meter.CreateCounter<long>("identityserver.logout_tokens", "{token}",
+        "Back-channel logout token posts, by result (delivered, retrying, failed, skipped).");
 
     private static readonly Histogram<double> EndpointDuration = Meter.CreateHistogram<double>("identityserver.endpoint.duration", "s",
         "Time to answer a request, by protocol endpoint or page.",
@@ -51,6 +54,8 @@ public sealed class ServerMetrics
         TokenErrors.Add(1, new TagList { { "error", error }, { "grant_type", GrantType(grantType) } });
 
     public void SignIn(string result) => SignIns.Add(1, new KeyValuePair<string, object?>("result", result));
+
+    public void LogoutToken(string result) => LogoutTokens.Add(1, new KeyValuePair<string, object?>("result", result));
 
     public void Pruned(string kind, long count)
     {

@@ -164,6 +164,33 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
         await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.pruned", ("kind", "session")) >= before + 1),
             TimeSpan.FromSeconds(10), "the pruned session row to be counted");
     }
+
+    [SkippableFact]
+    public async Task Back_channel_logout_tokens_are_counted_by_result()
+    {
+        await using var receiver = await IdentityServer.Tests.Logout.LogoutReceiver.StartAsync();
+        var client = await server.CreateClientAsync(c =>
+        {
+            c.ClientSecret = Unique.Secret();
+            c.TokenEndpointAuthMethod = "client_secret_basic";
+            c.GrantTypes = ["authorization_code"];
+            c.RedirectUris = [OAuth.AppRedirectUri];
+            c.Scope = "openid";
+            c.ConsentType = "implicit";
+            c.BackChannelLogoutUri = receiver.Url("/counted");
+        });
+        var user = await server.CreateUserAsync();
+        var delivered = Counter("identityserver.logout_tokens", ("result", "delivered"));
+        var browser = new Browser(new() { [TestServerFactory.Authority.Host] = _instrumented!.Server.CreateHandler() });
+        var answer = await OAuth.AuthorizeAsync(browser, await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create()), user);
+        Assert.True(answer.ContainsKey("code"), string.Join(", ", answer));
+
+        await browser.SubmitAsync(await browser.NavigateAsync("https://localhost/account/logout"));
+
+        await Eventually.TrueAsync(() => Task.FromResult(receiver.TokensAt("/counted").Count == 1), TimeSpan.FromSeconds(15), "the logout token");
+        await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.logout_tokens", ("result", "delivered")) >= delivered + 1),
+            TimeSpan.FromSeconds(10), "the delivered logout token to be counted");
+    }
 }
 
 public sealed class SqliteTelemetryTests(SqliteServerFixture server) : TelemetryTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
