@@ -45,7 +45,7 @@ public sealed class MigrationTests
         [
             "OpenIddictApplications", "OpenIddictAuthorizations", "OpenIddictScopes", "OpenIddictTokens",
             "AspNetUsers", "AspNetRoles", "AspNetUserRoles", "DataProtectionKeys", "StoredKeys", "UserSessions",
-            "UserSessionClients",
+            "UserSessionClients", "OutgoingEmails",
         ];
         foreach (var table in tables)
         {

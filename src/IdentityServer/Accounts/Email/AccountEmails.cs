@@ -128,6 +128,7 @@ public static class AccountEmailExtensions
             .ValidateOnStart();
         builder.Services.AddHttpContextAccessor();
         builder.Services.AddSingleton<EmailQueue>();
+        builder.Services.AddScoped<EmailOutbox>();
         builder.Services.AddHostedService<EmailDelivery>();
         builder.Services.AddScoped<AccountEmails>();
         return builder;

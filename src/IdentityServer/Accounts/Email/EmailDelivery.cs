@@ -1,32 +1,187 @@
+using System.Security.Cryptography;
+using System.Threading.Channels;
 using MailKit.Net.Smtp;
 using MailKit.Security;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 using MimeKit;
 
 namespace IdentityServer.Accounts.Email;
 
-/// <summary>Sends the queued emails: to the pickup directory as <c>.eml</c> files, or through SMTP with MailKit.</summary>
-public sealed class EmailDelivery(EmailQueue queue, IOptions<EmailOptions> options, ILogger<EmailDelivery> logger) : BackgroundService
+/// <summary>
+/// Sends the queued emails: to the pickup directory as <c>.eml</c> files, or through SMTP with MailKit. Each email
+/// taken from the in-memory queue is first stored (<see cref="OutgoingEmail"/>), then sent from the database: an SMTP
+/// server that is down, or answers with a temporary error, is tried again later (<c>Email:Attempts</c>,
+/// <c>Email:RetryDelay</c>), and an email not yet sent when the process stops is sent after the next start, by this
+/// instance or another. A permanent refusal (5xx) is final.
+/// </summary>
+public sealed class EmailDelivery(
+    EmailQueue queue,
+    IServiceScopeFactory scopes,
+    IDataProtectionProvider protection,
+    TimeProvider clock,
+    IOptions<EmailOptions> options,
+    ILogger<EmailDelivery> logger) : BackgroundService
 {
+    /// <summary>How often the table is read without a wake-up: for emails another instance left when it stopped or crashed.</summary>
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMinutes(1);
+
+    private readonly IDataProtector _protector = protection.CreateProtector("IdentityServer.Accounts.Email.OutgoingEmail");
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>A taken email's lease: longer than the three timed steps of one SMTP conversation.</summary>
+    private TimeSpan Lease => options.Value.Smtp.Timeout * 4 + TimeSpan.FromSeconds(30);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
         {
-            await foreach (var message in queue.Reader.ReadAllAsync(stoppingToken))
+            await Task.WhenAll(StoreQueuedAsync(stoppingToken), SendStoredAsync(stoppingToken));
+        }
+        catch (Exception) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping: what is stored is sent after the next start.
+        }
+    }
+
+    /// <summary>Moves each queued email into the database (the queue only spares the page the write's time).</summary>
+    private async Task StoreQueuedAsync(CancellationToken stoppingToken)
+    {
+        await foreach (var message in queue.Reader.ReadAllAsync(stoppingToken))
+        {
+            var now = clock.GetUtcNow().UtcDateTime;
+            using var mime = new MemoryStream();
+            await message.WriteToAsync(mime, stoppingToken);
+            var email = new OutgoingEmail
             {
-                try
+                Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
+                Subject = Cut(message.Subject ?? string.Empty, 200),
+                To = Cut(message.To.ToString(), 320),
+                Message = _protector.Protect(mime.ToArray()),
+                QueuedAt = now,
+                SendAt = now,
+            };
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                await scope.ServiceProvider.GetRequiredService<EmailOutbox>().AddAsync(email, stoppingToken);
+                _wake.Writer.TryWrite(true);
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                // The database is away: one attempt now rather than none.
+                logger.LogWarning(AccountEvents.EmailFailed, e, "Email {Subject} to {To} could not be stored; sending it once without retries", email.Subject, email.To);
+                await TrySendAsync(message, email, stoppingToken);
+            }
+        }
+    }
+
+    private async Task SendStoredAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            DateTime? next = null;
+            try
+            {
+                next = await SendDueAsync(stoppingToken);
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                logger.LogWarning(AccountEvents.EmailFailed, e, "Could not read the emails due; trying again within {Interval}", PollInterval);
+            }
+
+            var delay = next is { } due ? Clamp(due - clock.GetUtcNow().UtcDateTime) : PollInterval;
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            await Task.WhenAny(_wake.Reader.WaitToReadAsync(stop.Token).AsTask(), Task.Delay(delay, clock, stop.Token));
+            await stop.CancelAsync();
+            _wake.Reader.TryRead(out _);
+        }
+    }
+
+    /// <summary>Sends the emails due, one after the other; returns when the next one not yet due is due.</summary>
+    private async Task<DateTime?> SendDueAsync(CancellationToken stoppingToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var outbox = scope.ServiceProvider.GetRequiredService<EmailOutbox>();
+        List<OutgoingEmail> due;
+        do
+        {
+            var now = clock.GetUtcNow().UtcDateTime;
+            due = await outbox.DueAsync(now, 20, stoppingToken);
+            foreach (var email in due)
+            {
+                if (await outbox.TakeAsync(email, now, now + Lease, stoppingToken))
                 {
-                    await DeliverAsync(message, stoppingToken);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    logger.LogError(AccountEvents.EmailFailed, e, "Email {Subject} to {To} could not be delivered", message.Subject, message.To.ToString());
+                    var attempt = email.Attempts + 1;
+                    DateTime? retryAt;
+                    try
+                    {
+                        retryAt = await SendAsync(email, attempt, stoppingToken);
+                    }
+                    catch (Exception) when (stoppingToken.IsCancellationRequested)
+                    {
+                        // Stopping mid-send: due again at once, for the next start or another instance.
+                        using var settle = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                        await outbox.SettleAsync(email, attempt, clock.GetUtcNow().UtcDateTime, settle.Token);
+                        throw;
+                    }
+
+                    await outbox.SettleAsync(email, attempt, retryAt, CancellationToken.None);
                 }
             }
         }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        while (due.Count > 0 && !stoppingToken.IsCancellationRequested);
+
+        return await outbox.NextDueAfterAsync(clock.GetUtcNow().UtcDateTime, stoppingToken);
+    }
+
+    /// <summary>One attempt; returns when to try again, or null when settled (sent, refused for good, or given up on).</summary>
+    private async Task<DateTime?> SendAsync(OutgoingEmail email, int attempt, CancellationToken stoppingToken)
+    {
+        MimeMessage message;
+        try
         {
-            // Stopping.
+            message = await MimeMessage.LoadAsync(new MemoryStream(_protector.Unprotect(email.Message)), stoppingToken);
+        }
+        catch (CryptographicException e)
+        {
+            logger.LogError(AccountEvents.EmailFailed, e, "Email {Subject} to {To} dropped: it cannot be read with this server's data protection keys", email.Subject, email.To);
+            return null;
+        }
+
+        if (await TrySendAsync(message, email, stoppingToken) is not { } failure)
+        {
+            return null;
+        }
+
+        if (attempt < options.Value.Attempts)
+        {
+            var retryAt = clock.GetUtcNow().UtcDateTime + options.Value.RetryDelay * Math.Pow(2, attempt - 1);
+            logger.LogWarning(AccountEvents.EmailFailed, failure, "Email {Subject} to {To} not delivered (attempt {Attempt}); trying again at {RetryAt:O}",
+                email.Subject, email.To, attempt, retryAt);
+            return retryAt;
+        }
+
+        logger.LogError(AccountEvents.EmailFailed, failure, "Email {Subject} to {To} not delivered after {Attempts} attempt(s); given up", email.Subject, email.To, attempt);
+        return null;
+    }
+
+    /// <summary>Delivers the message; returns the failure worth another attempt, or null (delivered, or refused for good, which is logged here).</summary>
+    private async Task<Exception?> TrySendAsync(MimeMessage message, OutgoingEmail email, CancellationToken stoppingToken)
+    {
+        try
+        {
+            await DeliverAsync(message, stoppingToken);
+            return null;
+        }
+        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500)
+        {
+            logger.LogError(AccountEvents.EmailFailed, e, "Email {Subject} to {To} refused by the SMTP server ({Status}); not tried again", email.Subject, email.To, (int)e.StatusCode);
+            return null;
+        }
+        catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+        {
+            return e;
         }
     }
 
@@ -44,7 +199,7 @@ public sealed class EmailDelivery(EmailQueue queue, IOptions<EmailOptions> optio
         }
         else if (!string.IsNullOrWhiteSpace(settings.Smtp.Host))
         {
-            using var smtp = new SmtpClient();
+            using var smtp = new SmtpClient { Timeout = (int)settings.Smtp.Timeout.TotalMilliseconds };
             var security = !settings.Smtp.UseTls ? SecureSocketOptions.None
                 : settings.Smtp.Port == 465 ? SecureSocketOptions.SslOnConnect : SecureSocketOptions.StartTls;
             await smtp.ConnectAsync(settings.Smtp.Host, settings.Smtp.Port, security, ct);
@@ -65,4 +220,8 @@ public sealed class EmailDelivery(EmailQueue queue, IOptions<EmailOptions> optio
 
         logger.LogInformation(AccountEvents.EmailSent, "Email {Subject} delivered to {To}", message.Subject, message.To.ToString());
     }
+
+    private static TimeSpan Clamp(TimeSpan untilDue) => untilDue < TimeSpan.Zero ? TimeSpan.Zero : untilDue < PollInterval ? untilDue : PollInterval;
+
+    private static string Cut(string text, int length) => text.Length <= length ? text : text[..length];
 }

@@ -16,6 +16,14 @@ public sealed class EmailOptions
 
     public SmtpSettings Smtp { get; set; } = new();
 
+    /// <summary>Attempts per email when the SMTP server cannot be reached or answers with a temporary (4xx) error.</summary>
+    [Range(1, 20)]
+    public int Attempts { get; set; } = 5;
+
+    /// <summary>The wait before the second attempt, doubled before each later one (1, 2, 4, 8 minutes by default).</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMinutes(1);
+
     public sealed class SmtpSettings
     {
         /// <summary>The SMTP server; unset (and no pickup directory) means emails are not delivered, only logged as such.</summary>
@@ -30,5 +38,9 @@ public sealed class EmailOptions
 
         /// <summary>TLS required: implicit TLS on port 465, STARTTLS otherwise. False only for a local relay.</summary>
         public bool UseTls { get; set; } = true;
+
+        /// <summary>How long each step of talking to the server (connect, authenticate, send) may take.</summary>
+        [Range(typeof(TimeSpan), "00:00:01", "00:05:00")]
+        public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
     }
 }

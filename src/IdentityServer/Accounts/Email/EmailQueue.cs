@@ -6,7 +6,7 @@ namespace IdentityServer.Accounts.Email;
 /// <summary>
 /// Account emails are queued and sent in the background, so a page answers in the same time whether or not it
 /// sent one (forgot password for an unknown address answers as fast as for a known one) and a slow SMTP server
-/// never holds a request. A message still queued when the process stops is lost; the user asks again.
+/// never holds a request. <see cref="EmailDelivery"/> stores each one in the database at once and sends it from there.
 /// </summary>
 public sealed class EmailQueue
 {
