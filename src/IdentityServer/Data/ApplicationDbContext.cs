@@ -66,6 +66,7 @@ public abstract class ApplicationDbContext(DbContextOptions options)
         AuditEntry.Configure(builder);
         UserSession.Configure(builder);
         Logout.UserSessionClient.Configure(builder);
+        Clients.UsedClientAssertion.Configure(builder);
     }
 }
 
