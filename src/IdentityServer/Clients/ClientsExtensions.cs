@@ -2,11 +2,12 @@ namespace IdentityServer.Clients;
 
 public static class ClientsExtensions
 {
-    /// <summary>Client documents: seeding from configuration and the registered browser origins.</summary>
+    /// <summary>Client documents: seeding from configuration and the registered browser origins; client assertions used once.</summary>
     public static WebApplicationBuilder AddClients(this WebApplicationBuilder builder)
     {
         builder.Services.AddScoped<Seeder>();
         builder.Services.AddSingleton<ClientOrigins>();
+        builder.Services.AddOpenIddict().AddServer(server => server.UseClientAssertionReplayProtection());
         return builder;
     }
 }

@@ -67,6 +67,7 @@ public abstract class ApplicationDbContext(DbContextOptions options)
         UserSession.Configure(builder);
         Logout.UserSessionClient.Configure(builder);
         Accounts.Email.OutgoingEmail.Configure(builder);
+        Clients.UsedClientAssertion.Configure(builder);
     }
 }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using IdentityServer.Accounts;
+using IdentityServer.Clients;
 using IdentityServer.Data;
 using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
@@ -10,17 +11,19 @@ namespace IdentityServer.Jobs;
 /// Removes OpenIddict tokens and authorizations that can no longer be used (expired, redeemed, revoked, invalid,
 /// or ad-hoc authorizations left without tokens) and were created before the retention period. Valid entries
 /// and permanent consents are kept whatever their age. Also removes the rows of login sessions past their maximum
-/// lifetime (<see cref="UserSession"/>), which no cookie can use any more.
+/// lifetime (<see cref="UserSession"/>), which no cookie can use any more, and the records of client assertions past
+/// their expiry (<see cref="UsedClientAssertion"/>), which are refused as expired anyway.
 /// </summary>
 public sealed class TokenPruner(
     IOpenIddictTokenManager tokens,
     IOpenIddictAuthorizationManager authorizations,
     UserSessions sessions,
+    UsedClientAssertions clientAssertions,
     IOptions<TokenPruningOptions> options,
     TimeProvider clock,
     ILogger<TokenPruner> logger)
 {
-    public async Task<(long Tokens, long Authorizations, long Sessions)> PruneAsync(CancellationToken cancellationToken)
+    public async Task<(long Tokens, long Authorizations, long Sessions, long ClientAssertions)> PruneAsync(CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
         var threshold = clock.GetUtcNow() - options.Value.Retention;
@@ -33,11 +36,13 @@ public sealed class TokenPruner(
         var prunedAuthorizations = await DeadlockRetry.RunAsync(() => authorizations.PruneAsync(threshold, cancellationToken).AsTask(), logger,
             "Pruning authorizations");
         var prunedSessions = await DeadlockRetry.RunAsync(() => sessions.PruneAsync(cancellationToken), logger, "Pruning sessions");
+        var prunedAssertions = await DeadlockRetry.RunAsync(() => clientAssertions.PruneAsync(cancellationToken), logger, "Pruning client assertions");
 
         logger.LogInformation(JobEvents.TokensPruned,
-            "Pruned {Tokens} token(s) and {Authorizations} authorization(s) older than {Threshold}, and {Sessions} ended session(s), in {ElapsedMs} ms",
-            prunedTokens, prunedAuthorizations, threshold, prunedSessions, stopwatch.ElapsedMilliseconds);
-        return (prunedTokens, prunedAuthorizations, prunedSessions);
+            "Pruned {Tokens} token(s) and {Authorizations} authorization(s) older than {Threshold}, {Sessions} ended session(s) "
+            + "and {ClientAssertions} expired client assertion(s), in {ElapsedMs} ms",
+            prunedTokens, prunedAuthorizations, threshold, prunedSessions, prunedAssertions, stopwatch.ElapsedMilliseconds);
+        return (prunedTokens, prunedAuthorizations, prunedSessions, prunedAssertions);
     }
 }
 

@@ -47,6 +47,7 @@ public sealed class SecurityEventMetrics(ServerMetrics metrics) : ILoggerProvide
                 metrics.Pruned("token", Count(values, "Tokens"));
                 metrics.Pruned("authorization", Count(values, "Authorizations"));
                 metrics.Pruned("session", Count(values, "Sessions"));
+                metrics.Pruned("client_assertion", Count(values, "ClientAssertions"));
             }
         }
 

@@ -45,7 +45,7 @@ public sealed class MigrationTests
         [
             "OpenIddictApplications", "OpenIddictAuthorizations", "OpenIddictScopes", "OpenIddictTokens",
             "AspNetUsers", "AspNetRoles", "AspNetUserRoles", "DataProtectionKeys", "StoredKeys", "UserSessions",
-            "UserSessionClients", "OutgoingEmails",
+            "UserSessionClients", "OutgoingEmails", "UsedClientAssertions",
         ];
         foreach (var table in tables)
         {
@@ -58,6 +58,7 @@ public sealed class MigrationTests
         Assert.Contains("CREATE UNIQUE INDEX [IX_StoredKeys_Use_Slot]", script);
         Assert.Contains("CONSTRAINT [FK_UserSessions_AspNetUsers_UserId] FOREIGN KEY ([UserId]) REFERENCES [AspNetUsers] ([Id]) ON DELETE CASCADE", script);
         Assert.Contains("CREATE INDEX [IX_UserSessionClients_NotifyAt]", script);
+        Assert.Contains("CONSTRAINT [PK_UsedClientAssertions] PRIMARY KEY ([ClientId], [JtiHash])", script);
         // In the batch that adds its columns: only run through EXEC does SQL Server compile it after they exist.
         Assert.Contains("EXEC(N'UPDATE [UserSessionClients] SET [UserId] = (SELECT s.[UserId] FROM [UserSessions] s", script);
     }

@@ -1,4 +1,5 @@
 using IdentityServer.Accounts;
+using IdentityServer.Clients;
 using IdentityServer.Data;
 using IdentityServer.Jobs;
 using IdentityServer.Logout;
@@ -108,6 +109,34 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
             var remainingClients = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UserSessionClient>()
                 .Where(c => c.UserId == user.Id).Select(c => c.ClientId).ToListAsync();
             Assert.Equal(["of-the-live-session", "recorded-just-now", "waiting-to-be-told"], remainingClients.Order(StringComparer.Ordinal));
+        }
+    }
+
+    /// <summary>A used client assertion is remembered until its expiry (its exp and a margin), then forgotten.</summary>
+    [SkippableFact]
+    public async Task Pruning_removes_the_client_assertion_records_past_their_expiry_and_keeps_the_others()
+    {
+        var clientId = Unique.Name("pkj");
+        var now = DateTime.UtcNow;
+        UsedClientAssertion Record(string name, TimeSpan expiresIn) => new() { ClientId = clientId, JtiHash = name.PadRight(64, '0'), ExpiresAt = now + expiresIn };
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+            db.AddRange(Record("expired", TimeSpan.FromMinutes(-1)), Record("long-expired", TimeSpan.FromDays(-1)), Record("live", TimeSpan.FromMinutes(5)));
+            await db.SaveChangesAsync();
+        }
+
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var pruned = await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+            Assert.True(pruned.ClientAssertions >= 2, $"Pruned {pruned.ClientAssertions} client assertions");
+        }
+
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedClientAssertion>()
+                .Where(a => a.ClientId == clientId).Select(a => a.JtiHash).ToListAsync();
+            Assert.Equal(["live".PadRight(64, '0')], remaining);
         }
     }
 

@@ -149,6 +149,7 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
     {
         var user = await server.CreateUserAsync();
         var before = Counter("identityserver.pruned", ("kind", "session"));
+        var assertionsBefore = Counter("identityserver.pruned", ("kind", "client_assertion"));
         await using (var scope = _instrumented!.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>();
@@ -157,12 +158,15 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
             {
                 Id = Guid.NewGuid().ToString("N"), UserId = user.Id, Methods = "pwd", SignedInAt = longAgo, LastSeenAt = longAgo, ExpiresAt = longAgo.AddHours(10),
             });
+            db.Add(new IdentityServer.Clients.UsedClientAssertion { ClientId = Unique.Name("pkj"), JtiHash = new string('0', 64), ExpiresAt = longAgo });
             await db.SaveChangesAsync();
             await scope.ServiceProvider.GetRequiredService<IdentityServer.Jobs.TokenPruner>().PruneAsync(CancellationToken.None);
         }
 
         await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.pruned", ("kind", "session")) >= before + 1),
             TimeSpan.FromSeconds(10), "the pruned session row to be counted");
+        await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.pruned", ("kind", "client_assertion")) >= assertionsBefore + 1),
+            TimeSpan.FromSeconds(10), "the pruned client assertion record to be counted");
     }
 
     [SkippableFact]

@@ -1,0 +1,131 @@
+using System.Security.Cryptography;
+using System.Text;
+using IdentityServer.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.IdentityModel.Tokens;
+using OpenIddict.Abstractions;
+using OpenIddict.Server;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+using static OpenIddict.Server.OpenIddictServerEvents;
+
+namespace IdentityServer.Clients;
+
+/// <summary>
+/// A client assertion authenticates its client once (OpenID Connect Core 1.0 section 9; RFC 7523 section 3 item 7):
+/// its <c>jti</c> is recorded for its client (<see cref="UsedClientAssertion"/>) and a second use is refused with
+/// <c>invalid_client</c>. OpenIddict checks the assertion itself (signature with the client's registered keys, <c>typ</c>,
+/// <c>iss</c> = <c>sub</c> = the client, <c>aud</c>, <c>exp</c>) but keeps no record of it.
+/// </summary>
+public static class ClientAssertionReplay
+{
+    /// <summary>
+    /// How far ahead of the server's clock an assertion's <c>exp</c> may be. Its record is kept until then, so an
+    /// assertion without a bound would be tracked for as long as its client liked; clients make them for a minute or two.
+    /// </summary>
+    public static readonly TimeSpan MaxLifetime = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// How long a record outlives its assertion's <c>exp</c>: OpenIddict still accepts an assertion for its clock skew
+    /// (<see cref="TokenValidationParameters.DefaultClockSkew"/>, 5 minutes) after <c>exp</c>, plus a minute for instances
+    /// whose clocks disagree.
+    /// </summary>
+    public static readonly TimeSpan KeptAfterExpiry = TokenValidationParameters.DefaultClockSkew + TimeSpan.FromMinutes(1);
+
+    public static OpenIddictServerBuilder UseClientAssertionReplayProtection(this OpenIddictServerBuilder server)
+    {
+        server.Services.AddSingleton<UsedClientAssertions>();
+        return server.AddEventHandler(RefuseReusedAssertion.Descriptor);
+    }
+
+    /// <summary>
+    /// Runs during client authentication at every endpoint that takes a client assertion (token, introspection,
+    /// revocation, pushed authorization, device authorization), once OpenIddict has accepted the assertion and the
+    /// client (so an assertion it refuses is never recorded), and before any grant is looked at.
+    /// </summary>
+    public sealed class RefuseReusedAssertion(UsedClientAssertions used, TimeProvider clock, ILogger<RefuseReusedAssertion> logger)
+        : IOpenIddictServerHandler<ProcessAuthenticationContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessAuthenticationContext>()
+            .AddFilter<OpenIddictServerHandlerFilters.RequireClientAssertionPrincipal>()
+            .UseSingletonHandler<RefuseReusedAssertion>()
+            .SetOrder(OpenIddictServerHandlers.ValidateClientCertificate.Descriptor.Order + 500)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(ProcessAuthenticationContext context)
+        {
+            var assertion = context.ClientAssertionPrincipal!;
+            var clientId = context.ClientId ?? assertion.GetClaim(Claims.Issuer)!;
+            var jti = assertion.GetClaim(Claims.JwtId);
+            var expires = assertion.GetExpirationDate();
+
+            // OpenIddict already refuses an assertion without exp; without a jti or a near exp one cannot be tracked.
+            var untrackable = string.IsNullOrEmpty(jti) ? "The client assertion has no 'jti' claim: each assertion is used once, and its jti tells it apart."
+                : expires is null ? "The client assertion has no 'exp' claim."
+                : expires.Value - clock.GetUtcNow() > MaxLifetime ? $"The client assertion's 'exp' is more than {MaxLifetime.TotalMinutes} minutes ahead."
+                : null;
+            if (untrackable is not null)
+            {
+                logger.LogWarning(ClientAssertionEvents.AssertionUntrackable, "Client assertion of {ClientId} refused: {Reason}", clientId, untrackable);
+                context.Reject(Errors.InvalidClient, untrackable);
+                return;
+            }
+
+            if (!await used.TryRecordAsync(clientId, jti!, expires!.Value + KeptAfterExpiry, context.CancellationToken))
+            {
+                // The jti is not logged: until it expires it is half of what a replay needs.
+                logger.LogWarning(ClientAssertionEvents.AssertionReplayed, "Client assertion of {ClientId} refused: it was already used", clientId);
+                context.Reject(Errors.InvalidClient, "The client assertion was already used.");
+            }
+        }
+    }
+}
+
+/// <summary>The record of used client assertions: the first use inserts, a replay finds the key taken.</summary>
+public sealed class UsedClientAssertions(IServiceScopeFactory scopes, TimeProvider clock)
+{
+    /// <summary>
+    /// Records the first use of <paramref name="jti"/> by <paramref name="clientId"/> until <paramref name="keepUntil"/>;
+    /// false if it was already recorded. Insert or fail, never a read then a write: of concurrent requests with the same
+    /// assertion, on any number of instances, exactly one inserts.
+    /// </summary>
+    public async Task<bool> TryRecordAsync(string clientId, string jti, DateTimeOffset keepUntil, CancellationToken ct)
+    {
+        var jtiHash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(jti)));
+        var until = keepUntil.UtcDateTime;
+
+        // A context of its own: the request's may hold changes that are not this method's to save.
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        db.Add(new UsedClientAssertion { ClientId = clientId, JtiHash = jtiHash, ExpiresAt = until });
+        try
+        {
+            await db.SaveChangesAsync(ct);
+            return true;
+        }
+        catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e))
+        {
+            // Taken. By a live assertion, that is a replay; by one long expired whose row awaits pruning, the jti is
+            // free again (the old assertion is refused as expired). Of racing requests only one moves an expired row on.
+            var now = clock.GetUtcNow().UtcDateTime;
+            return await db.Set<UsedClientAssertion>()
+                .Where(a => a.ClientId == clientId && a.JtiHash == jtiHash && a.ExpiresAt <= now)
+                .ExecuteUpdateAsync(a => a.SetProperty(x => x.ExpiresAt, until), ct) == 1;
+        }
+    }
+
+    /// <summary>Deletes the records past their expiry (the token pruning job); their assertions are refused as expired anyway.</summary>
+    public async Task<int> PruneAsync(CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        await using var scope = scopes.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedClientAssertion>()
+            .Where(a => a.ExpiresAt <= now).ExecuteDeleteAsync(ct);
+    }
+}
+
+public static class ClientAssertionEvents
+{
+    public static readonly EventId AssertionReplayed = new(5007, nameof(AssertionReplayed));
+    public static readonly EventId AssertionUntrackable = new(5008, nameof(AssertionUntrackable));
+}

@@ -1,0 +1,325 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using IdentityServer.Clients;
+using IdentityServer.Data;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.Tokens;
+
+namespace IdentityServer.Tests.Clients;
+
+/// <summary>
+/// A private_key_jwt client's assertion authenticates it once (OpenID Connect Core 1.0 section 9): a second use, at any
+/// endpoint and on any instance, is refused with invalid_client; an assertion whose use cannot be tracked (no jti, an
+/// exp too far ahead) is refused too.
+/// </summary>
+public abstract class ClientAssertionTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    [SkippableFact]
+    public async Task A_replayed_assertion_is_refused_with_invalid_client_after_its_first_use_got_a_token()
+    {
+        var client = await SigningClient.CreateAsync(server);
+        var assertion = await client.AssertionAsync();
+
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client, assertion));
+
+        await ExpectInvalidClientAsync(await ClientCredentialsAsync(server, client, assertion), "already used");
+    }
+
+    [SkippableFact]
+    public async Task Two_assertions_with_different_jtis_both_get_a_token()
+    {
+        var client = await SigningClient.CreateAsync(server);
+
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client, await client.AssertionAsync()));
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client, await client.AssertionAsync()));
+    }
+
+    [SkippableFact]
+    public async Task The_same_jti_is_used_once_per_client_not_once_for_all()
+    {
+        var (first, second) = (await SigningClient.CreateAsync(server), await SigningClient.CreateAsync(server));
+        var jti = Guid.NewGuid().ToString("N");
+
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, first, await first.AssertionAsync(payload: p => p["jti"] = jti)));
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, second, await second.AssertionAsync(payload: p => p["jti"] = jti)));
+    }
+
+    /// <summary>Requests with one assertion at the same moment, half of them on a second instance: one gets a token.</summary>
+    [SkippableFact]
+    public async Task Of_concurrent_requests_with_one_assertion_on_two_instances_exactly_one_succeeds()
+    {
+        await using var secondFactory = server.StartServer();
+        var second = new AttachedServer(secondFactory, server.Provider);
+        var client = await SigningClient.CreateAsync(server);
+        var assertion = await client.AssertionAsync();
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 12)
+            .Select(i => ClientCredentialsAsync(i % 2 == 0 ? server : second, client, assertion)));
+
+        var statuses = responses.Select(r => r.StatusCode).ToList();
+        Assert.True(statuses.Count(s => s == HttpStatusCode.OK) == 1, string.Join(", ", statuses));
+        foreach (var refused in responses.Where(r => r.StatusCode != HttpStatusCode.OK))
+        {
+            await ExpectInvalidClientAsync(refused, "already used");
+        }
+    }
+
+    /// <summary>The record is in the database: another instance (or this one after a restart) refuses the replay.</summary>
+    [SkippableFact]
+    public async Task An_assertion_used_on_one_instance_is_refused_by_another()
+    {
+        var client = await SigningClient.CreateAsync(server);
+        var assertion = await client.AssertionAsync();
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client, assertion));
+
+        await using var secondFactory = server.StartServer();
+        await ExpectInvalidClientAsync(await ClientCredentialsAsync(new AttachedServer(secondFactory, server.Provider), client, assertion), "already used");
+    }
+
+    /// <summary>
+    /// Every endpoint that authenticates clients records the assertion: used there first, it is refused there again and
+    /// at the token endpoint.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("introspection_endpoint", HttpStatusCode.OK)]
+    [InlineData("revocation_endpoint", HttpStatusCode.OK)]
+    [InlineData("pushed_authorization_request_endpoint", HttpStatusCode.Created)]
+    [InlineData("device_authorization_endpoint", HttpStatusCode.OK)]
+    public async Task An_assertion_used_at_any_endpoint_is_refused_there_and_at_the_token_endpoint(string endpoint, HttpStatusCode success)
+    {
+        var client = await SigningClient.CreateAsync(server, c =>
+        {
+            c.GrantTypes = ["client_credentials", "authorization_code", "urn:ietf:params:oauth:grant-type:device_code"];
+            c.RedirectUris = [OAuth.AppRedirectUri];
+            c.Scope = "openid";
+        });
+        var assertion = await client.AssertionAsync();
+        var pkce = Pkce.Create();
+        Dictionary<string, string> Form() => new(endpoint switch
+        {
+            "introspection_endpoint" or "revocation_endpoint" => new Dictionary<string, string> { ["token"] = "not-a-token" },
+            "pushed_authorization_request_endpoint" => new Dictionary<string, string>
+            {
+                ["response_type"] = "code", ["redirect_uri"] = OAuth.AppRedirectUri, ["scope"] = "openid",
+                ["code_challenge"] = pkce.Challenge, ["code_challenge_method"] = "S256",
+            },
+            _ => new Dictionary<string, string> { ["scope"] = "openid" },
+        })
+        {
+            ["client_id"] = client.ClientId,
+            ["client_assertion_type"] = SigningClient.AssertionType,
+            ["client_assertion"] = assertion,
+        };
+
+        var first = await OAuth.PostFormAsync(server, endpoint, Form());
+        Assert.True(first.StatusCode == success, $"{(int)first.StatusCode}: {await first.Content.ReadAsStringAsync()}");
+
+        await ExpectInvalidClientAsync(await OAuth.PostFormAsync(server, endpoint, Form()), "already used");
+        await ExpectInvalidClientAsync(await ClientCredentialsAsync(server, client, assertion), "already used");
+    }
+
+    [SkippableFact]
+    public async Task An_assertion_without_a_jti_is_refused_with_invalid_client()
+    {
+        var client = await SigningClient.CreateAsync(server);
+
+        await ExpectInvalidClientAsync(await ClientCredentialsAsync(server, client, await client.AssertionAsync(payload: p => p.Remove("jti"))), "jti");
+    }
+
+    /// <summary>OpenIddict refuses an assertion without exp itself, before its client is known (400 invalid_request).</summary>
+    [SkippableFact]
+    public async Task An_assertion_without_an_exp_is_refused()
+    {
+        var client = await SigningClient.CreateAsync(server);
+
+        var response = await ClientCredentialsAsync(server, client, await client.AssertionAsync(payload: p => p.Remove("exp")));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
+    }
+
+    [SkippableFact]
+    public async Task An_assertion_that_expires_more_than_ten_minutes_ahead_is_refused_and_one_within_them_is_accepted()
+    {
+        var client = await SigningClient.CreateAsync(server);
+        long In(TimeSpan span) => DateTimeOffset.UtcNow.Add(span).ToUnixTimeSeconds();
+
+        await ExpectInvalidClientAsync(await ClientCredentialsAsync(server, client,
+            await client.AssertionAsync(payload: p => p["exp"] = In(TimeSpan.FromMinutes(11)))), "exp");
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client,
+            await client.AssertionAsync(payload: p => p["exp"] = In(TimeSpan.FromMinutes(9)))));
+    }
+
+    /// <summary>A record past its expiry (not pruned yet) no longer holds its jti: the old assertion is refused as expired anyway.</summary>
+    [SkippableFact]
+    public async Task A_jti_whose_record_expired_can_be_used_again_once()
+    {
+        var client = await SigningClient.CreateAsync(server);
+        var jti = Guid.NewGuid().ToString("N");
+        var jtiHash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(jti)));
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+            db.Add(new UsedClientAssertion { ClientId = client.ClientId, JtiHash = jtiHash, ExpiresAt = DateTime.UtcNow.AddMinutes(-1) });
+            await db.SaveChangesAsync();
+        }
+
+        var assertion = await client.AssertionAsync(payload: p => p["jti"] = jti);
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client, assertion));
+        await ExpectInvalidClientAsync(await ClientCredentialsAsync(server, client, assertion), "already used");
+
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var record = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedClientAssertion>()
+                .SingleAsync(a => a.ClientId == client.ClientId && a.JtiHash == jtiHash);
+            Assert.True(record.ExpiresAt > DateTime.UtcNow.AddMinutes(5), $"Kept until {record.ExpiresAt:O}");
+        }
+    }
+
+    /// <summary>
+    /// What OpenIddict 7 accepts, and so what clients must send (README): header typ client-authentication+jwt and aud the
+    /// issuer (RFC 10070). An assertion OpenIddict refuses is refused before it is recorded: its jti stays unused.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("typ JWT", HttpStatusCode.Unauthorized, "invalid_client")]
+    [InlineData("no typ", HttpStatusCode.Unauthorized, "invalid_client")]
+    [InlineData("aud token endpoint", HttpStatusCode.BadRequest, "invalid_token")]
+    public async Task An_assertion_not_typed_client_authentication_jwt_or_not_addressed_to_the_issuer_is_refused_and_not_recorded(
+        string form, HttpStatusCode status, string error)
+    {
+        var client = await SigningClient.CreateAsync(server);
+        var jti = Guid.NewGuid().ToString("N");
+        var tokenEndpoint = await server.EndpointAsync("token_endpoint");
+        var refused = await client.AssertionAsync(
+            header: h =>
+            {
+                if (form == "typ JWT")
+                {
+                    h["typ"] = "JWT";
+                }
+                else if (form == "no typ")
+                {
+                    h.Remove("typ");
+                }
+            },
+            payload: p =>
+            {
+                p["jti"] = jti;
+                if (form == "aud token endpoint")
+                {
+                    p["aud"] = tokenEndpoint;
+                }
+            });
+
+        var response = await ClientCredentialsAsync(server, client, refused);
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == status, $"{(int)response.StatusCode}: {json}");
+        Assert.Equal(error, json.GetProperty("error").GetString());
+
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client, await client.AssertionAsync(payload: p => p["jti"] = jti)));
+    }
+
+    /// <summary>The other forms RFC 10070 allows, which OpenIddict 7 accepts too (README).</summary>
+    [SkippableTheory]
+    [InlineData("typ application/client-authentication+jwt")]
+    [InlineData("aud an array of the issuer")]
+    public async Task An_assertion_typed_with_the_media_type_or_with_the_issuer_in_an_array_gets_a_token(string form)
+    {
+        var client = await SigningClient.CreateAsync(server);
+        var issuer = await server.EndpointAsync("issuer");
+
+        var assertion = form.StartsWith("typ", StringComparison.Ordinal)
+            ? await client.AssertionAsync(header: h => h["typ"] = "application/client-authentication+jwt")
+            : await client.AssertionAsync(payload: p => p["aud"] = new[] { issuer });
+
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client, assertion));
+    }
+
+    private static Task<HttpResponseMessage> ClientCredentialsAsync(ServerFixture server, SigningClient client, string assertion) =>
+        OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "client_credentials",
+            ["client_id"] = client.ClientId,
+            ["client_assertion_type"] = SigningClient.AssertionType,
+            ["client_assertion"] = assertion,
+        });
+
+    private static async Task ExpectTokenAsync(HttpResponseMessage response)
+    {
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {json}");
+        Assert.False(string.IsNullOrEmpty(json.GetProperty("access_token").GetString()));
+    }
+
+    private static async Task ExpectInvalidClientAsync(HttpResponseMessage response, string description)
+    {
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.Unauthorized, $"{(int)response.StatusCode}: {json}");
+        Assert.Equal("invalid_client", json.GetProperty("error").GetString());
+        Assert.Contains(description, json.GetProperty("error_description").GetString());
+    }
+}
+
+/// <summary>A private_key_jwt client with an RSA key of its own, and the assertions it signs with it.</summary>
+public sealed class SigningClient
+{
+    public const string AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+    private readonly RSA _key = RSA.Create(2048);
+    private readonly string _keyId = Guid.NewGuid().ToString("N");
+    private ServerFixture _server = null!;
+
+    public string ClientId { get; private set; } = null!;
+
+    public static async Task<SigningClient> CreateAsync(ServerFixture server, Action<ClientDocument>? configure = null)
+    {
+        var client = new SigningClient { _server = server };
+        var key = client._key.ExportParameters(false);
+        var jwk = new Dictionary<string, string>
+        {
+            ["kty"] = "RSA", ["use"] = "sig", ["kid"] = client._keyId,
+            ["n"] = Base64UrlEncoder.Encode(key.Modulus!), ["e"] = Base64UrlEncoder.Encode(key.Exponent!),
+        };
+        var created = await server.CreateClientAsync(c =>
+        {
+            c.ClientId = Unique.Name("pkj");
+            c.TokenEndpointAuthMethod = "private_key_jwt";
+            c.GrantTypes = ["client_credentials"];
+            c.Jwks = JsonSerializer.SerializeToElement(new { keys = new[] { jwk } });
+            configure?.Invoke(c);
+        });
+        client.ClientId = created.ClientId;
+        return client;
+    }
+
+    /// <summary>
+    /// An assertion as OpenIddict 7 accepts it (typ client-authentication+jwt; iss and sub the client; aud the issuer; a
+    /// new jti; exp in two minutes), signed with RS256, after <paramref name="header"/> and <paramref name="payload"/>
+    /// changed what they like. Written by hand so that any member can be left out, typ included.
+    /// </summary>
+    public async Task<string> AssertionAsync(Action<Dictionary<string, object>>? header = null, Action<Dictionary<string, object>>? payload = null)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var headerMembers = new Dictionary<string, object> { ["alg"] = "RS256", ["kid"] = _keyId, ["typ"] = "client-authentication+jwt" };
+        var claims = new Dictionary<string, object>
+        {
+            ["iss"] = ClientId, ["sub"] = ClientId, ["aud"] = await _server.EndpointAsync("issuer"), ["jti"] = Guid.NewGuid().ToString("N"),
+            ["iat"] = now.ToUnixTimeSeconds(), ["exp"] = now.AddMinutes(2).ToUnixTimeSeconds(),
+        };
+        header?.Invoke(headerMembers);
+        payload?.Invoke(claims);
+        var signed = $"{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(headerMembers))}.{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(claims))}";
+        var signature = _key.SignData(Encoding.ASCII.GetBytes(signed), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        return $"{signed}.{Base64UrlEncoder.Encode(signature)}";
+    }
+}
+
+public sealed class SqliteClientAssertionTests(SqliteServerFixture server)
+    : ClientAssertionTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlClientAssertionTests(PostgreSqlServerFixture server)
+    : ClientAssertionTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;
