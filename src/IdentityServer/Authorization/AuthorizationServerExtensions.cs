@@ -81,6 +81,9 @@ public static class AuthorizationServerExtensions
                         return default;
                     }).SetOrder(int.MaxValue));
 
+                // A repeated parameter is refused, not silently dropped (RFC 6749 3.1).
+                server.RefuseRepeatedParameters();
+
                 // An introspection answer describes a token and its user: no cache may keep it (OpenIddict says so for
                 // token responses only).
                 server.AddEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers
