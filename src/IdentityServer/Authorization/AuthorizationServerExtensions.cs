@@ -82,6 +82,10 @@ public static class AuthorizationServerExtensions
                         return default;
                     }).SetOrder(int.MaxValue));
 
+                // A repeated parameter is refused, not silently dropped (RFC 6749 3.1); scope problems are
+                // invalid_scope, as RFC 6749 names them, where OpenIddict says invalid_request or invalid_grant.
+                server.RefuseRepeatedParameters().RefuseScopesAsInvalidScope();
+
                 // An introspection answer describes a token and its user: no cache may keep it (OpenIddict says so for
                 // token responses only).
                 server.AddEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers

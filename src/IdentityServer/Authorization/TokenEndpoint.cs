@@ -73,4 +73,5 @@ public static class TokenEvents
     public static readonly EventId AuthorizationRefused = new(5004, nameof(AuthorizationRefused));
     public static readonly EventId ConcurrentRedemption = new(5005, nameof(ConcurrentRedemption));
     public static readonly EventId RedemptionNotRecorded = new(5006, nameof(RedemptionNotRecorded));
+    public static readonly EventId RequestRefused = new(5009, nameof(RequestRefused));
 }

@@ -245,6 +245,81 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
     }
 
     /// <summary>
+    /// A scope that exists but that the client may not ask for is invalid_scope (RFC 6749 4.1.2.1 and 5.2), wherever
+    /// it is asked for; OpenIddict alone said invalid_request.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_scope_the_client_is_not_allowed_is_refused_with_invalid_scope_at_every_endpoint()
+    {
+        var client = await server.CreatePublicClientAsync("openid");
+        var machine = await server.CreateConfidentialClientAsync(c => c.Scope = "openid");
+        var device = await server.CreateClientAsync(c =>
+        {
+            c.TokenEndpointAuthMethod = "none";
+            c.ApplicationType = "native";
+            c.GrantTypes = ["urn:ietf:params:oauth:grant-type:device_code"];
+            c.Scope = "openid";
+        });
+        var pkce = Pkce.Create();
+        var otherScope = await server.CreateScopeAsync();
+
+        var authorize = await AuthorizeErrorAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, $"openid {otherScope}", pkce));
+        var pushed = await OAuth.PostFormAsync(server, "pushed_authorization_request_endpoint", new Dictionary<string, string>
+        {
+            ["client_id"] = client.ClientId, ["response_type"] = "code", ["redirect_uri"] = OAuth.AppRedirectUri,
+            ["scope"] = $"openid {otherScope}", ["code_challenge"] = pkce.Challenge, ["code_challenge_method"] = "S256",
+        });
+        var token = await OAuth.PostTokenAsync(server, new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = "admin" }, machine);
+        var deviceCodes = await OAuth.PostFormAsync(server, "device_authorization_endpoint",
+            new Dictionary<string, string> { ["client_id"] = device.ClientId, ["scope"] = $"openid {otherScope}" });
+
+        Assert.Equal("invalid_scope", authorize["error"]);
+        Assert.Contains(otherScope, authorize["error_description"]);
+        await AssertErrorAsync(pushed, HttpStatusCode.BadRequest, "invalid_scope");
+        await AssertErrorAsync(token, HttpStatusCode.BadRequest, "invalid_scope");
+        Assert.Contains("'admin'", (await OAuth.ReadJsonAsync(token)).GetProperty("error_description").GetString());
+        await AssertErrorAsync(deviceCodes, HttpStatusCode.BadRequest, "invalid_scope");
+    }
+
+    /// <summary>offline_access from a client without the refresh token grant is a scope it may not have, too.</summary>
+    [SkippableFact]
+    public async Task Offline_access_for_a_client_without_the_refresh_token_grant_is_sent_back_as_invalid_scope()
+    {
+        var client = await server.CreateClientAsync(c =>
+        {
+            c.TokenEndpointAuthMethod = "none";
+            c.GrantTypes = ["authorization_code"];
+            c.RedirectUris = [OAuth.AppRedirectUri];
+            c.Scope = "openid offline_access";
+        });
+
+        var result = await AuthorizeErrorAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid offline_access", Pkce.Create()));
+
+        Assert.Equal("invalid_scope", result["error"]);
+        Assert.Contains("offline_access", result["error_description"]);
+    }
+
+    /// <summary>Other refusals keep their own error: a client not allowed the flow at all is still unauthorized_client.</summary>
+    [SkippableFact]
+    public async Task A_client_not_allowed_the_grant_still_gets_unauthorized_client_whatever_scope_it_asks_for()
+    {
+        var web = await server.CreateConfidentialClientAsync(c =>
+        {
+            c.GrantTypes = ["authorization_code"];
+            c.RedirectUris = [OAuth.AppRedirectUri];
+            c.Scope = "openid";
+        });
+
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "client_credentials",
+            ["scope"] = "admin offline_access",
+        }, web);
+
+        await AssertErrorAsync(response, HttpStatusCode.BadRequest, "unauthorized_client");
+    }
+
+    /// <summary>
     /// The client document accepts the token exchange grant (the document format names it), but the token endpoint
     /// does not serve it: a client registered with it is told so in OAuth's terms, and gets no token.
     /// </summary>

@@ -1,9 +1,11 @@
 using System.Net;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Abstractions;
 
 namespace IdentityServer.Tests.Authorization;
 
-/// <summary><c>prompt=none</c>, <c>prompt=login</c> and <c>max_age</c> as OpenID Connect Core (3.1.2.1) says.</summary>
+/// <summary><c>prompt</c> (none, login, consent, select_account) and <c>max_age</c> as OpenID Connect Core (3.1.2.1) says.</summary>
 public abstract class PromptTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
     [SkippableFact]
@@ -177,6 +179,192 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
             Assert.True(page.RedirectTarget is null && page.Uri.AbsolutePath == "/account/login",
                 $"marker '{marker}': expected the login page, got {(int)page.Status} at {page.Uri} -> {page.RedirectTarget}");
         }
+    }
+
+    /// <summary>prompt=consent asks even a client whose consent type would not (implicit); the code comes only once accepted.</summary>
+    [SkippableFact]
+    public async Task Prompt_consent_shows_the_consent_page_for_an_implicit_consent_client()
+    {
+        var client = await server.CreatePublicClientAsync(consentType: "implicit");
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var state = Unique.Name("state");
+
+        async Task<BrowserPage> ConsentPageAsync()
+        {
+            var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid profile", Pkce.Create(),
+                extra: new Dictionary<string, string?> { ["prompt"] = "consent", ["state"] = state }), OAuth.IsApp);
+            Assert.True(page.RedirectTarget is null && page.Document.QuerySelector("button[value=accept]") is not null,
+                $"Expected the consent page, got {(int)page.Status} at {page.Uri} -> {page.RedirectTarget}");
+            return page;
+        }
+
+        var denied = await browser.SubmitAsync(await ConsentPageAsync(), button: "button[value=deny]", stopAt: OAuth.IsApp);
+        var accepted = await browser.SubmitAsync(await ConsentPageAsync(), button: "button[value=accept]", stopAt: OAuth.IsApp);
+
+        Assert.Equal("access_denied", OAuth.QueryOf(denied.RedirectTarget!)["error"]);
+        var result = OAuth.QueryOf(accepted.RedirectTarget!);
+        Assert.True(result.ContainsKey("code"), string.Join(", ", result));
+        Assert.Equal(state, result["state"]);
+    }
+
+    /// <summary>
+    /// An external client is granted by an administrator only: prompt=consent asks the user to confirm (or decline) that
+    /// grant, and without one the client still hears consent_required, page or not.
+    /// </summary>
+    [SkippableFact]
+    public async Task Prompt_consent_for_an_external_consent_client_asks_the_user_to_confirm_what_an_administrator_granted()
+    {
+        var client = await server.CreatePublicClientAsync(consentType: "external");
+        var granted = await server.CreateUserAsync();
+        var notGranted = await server.CreateUserAsync();
+        await GrantAsAdministratorAsync(client, granted, "openid", "profile");
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, granted, "openid profile");
+        var otherBrowser = server.CreateBrowser();
+        var login = await otherBrowser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create()), OAuth.IsApp);
+        var refused = await OAuth.SignInAsync(otherBrowser, login, notGranted);
+
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid profile", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "consent" }), OAuth.IsApp);
+        var stillRefused = await otherBrowser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "consent" }), OAuth.IsApp);
+
+        Assert.Equal("consent_required", OAuth.QueryOf(refused.RedirectTarget!)["error"]);
+        Assert.Equal("consent_required", OAuth.QueryOf(stillRefused.RedirectTarget!)["error"]);
+        Assert.True(page.RedirectTarget is null && page.Document.QuerySelector("button[value=accept]") is not null,
+            $"Expected the consent page, got {(int)page.Status} at {page.Uri} -> {page.RedirectTarget}");
+        var accepted = await browser.SubmitAsync(page, button: "button[value=accept]", stopAt: OAuth.IsApp);
+        Assert.True(OAuth.QueryOf(accepted.RedirectTarget!).ContainsKey("code"), accepted.RedirectTarget!.ToString());
+    }
+
+    [SkippableFact]
+    public async Task Prompt_select_account_with_a_session_asks_and_continuing_returns_the_signed_in_users_code()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var pkce = Pkce.Create();
+        var state = Unique.Name("state");
+
+        var chooser = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "select_account", ["state"] = state }), OAuth.IsApp);
+        Assert.True(chooser.RedirectTarget is null && chooser.Status == HttpStatusCode.OK, $"{(int)chooser.Status} at {chooser.Uri} -> {chooser.RedirectTarget}");
+        Assert.Contains(user.UserName, chooser.Document.QuerySelector("button[value=continue]")?.TextContent);
+        Assert.NotNull(chooser.Document.QuerySelector("button[value=another]"));
+
+        var callback = await browser.SubmitAsync(chooser, button: "button[value=continue]", stopAt: OAuth.IsApp);
+
+        Assert.True(callback.RedirectTarget is not null && OAuth.IsApp(callback.RedirectTarget), $"{(int)callback.Status} at {callback.Uri}:\n{callback.Body}");
+        var result = OAuth.QueryOf(callback.RedirectTarget!);
+        Assert.Equal(state, result["state"]);
+        var tokens = await OAuth.RedeemAsync(server, client, result["code"], pkce);
+        Assert.Equal(user.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
+        var discovery = await OAuth.ReadJsonAsync(await server.CreateClient().GetAsync("/.well-known/openid-configuration"));
+        Assert.Contains("select_account", discovery.GetProperty("prompt_values_supported").EnumerateArray().Select(v => v.GetString()));
+    }
+
+    [SkippableFact]
+    public async Task Prompt_select_account_then_another_account_signs_in_that_user_and_returns_their_code()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var first = await server.CreateUserAsync();
+        var second = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, first, "openid");
+        var pkce = Pkce.Create();
+
+        var chooser = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "select_account" }), OAuth.IsApp);
+        var login = await browser.SubmitAsync(chooser, button: "button[value=another]", stopAt: OAuth.IsApp);
+        Assert.True(login.RedirectTarget is null && login.Uri.AbsolutePath == "/account/login", $"{(int)login.Status} at {login.Uri} -> {login.RedirectTarget}");
+
+        // Signed in from the login page, the user has chosen: no second question.
+        var callback = await OAuth.SignInAsync(browser, login, second);
+
+        Assert.True(callback.RedirectTarget is not null && OAuth.IsApp(callback.RedirectTarget), $"{(int)callback.Status} at {callback.Uri}:\n{callback.Body}");
+        var tokens = await OAuth.RedeemAsync(server, client, OAuth.QueryOf(callback.RedirectTarget!)["code"], pkce);
+        Assert.Equal(second.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
+    }
+
+    [SkippableFact]
+    public async Task Prompt_select_account_without_a_session_goes_to_the_login_page_and_asks_nothing_more()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "select_account" }), OAuth.IsApp);
+        Assert.Equal("/account/login", login.Uri.AbsolutePath);
+        var callback = await OAuth.SignInAsync(browser, login, user);
+
+        Assert.True(callback.RedirectTarget is not null && OAuth.QueryOf(callback.RedirectTarget).ContainsKey("code"),
+            $"{(int)callback.Status} at {callback.Uri}:\n{callback.Body}");
+    }
+
+    /// <summary>The choice counts only from the page's own form: in a link, or posted without its antiforgery token, it is not taken.</summary>
+    [SkippableFact]
+    public async Task The_account_choice_cannot_be_made_for_the_user_by_a_link_or_a_forged_post()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var url = await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "select_account" });
+
+        var linked = await browser.NavigateAsync(url + "&x_account=continue", OAuth.IsApp);
+        var chooser = await browser.NavigateAsync(url, OAuth.IsApp);
+        var forged = await browser.SubmitAsync(chooser, values: new Dictionary<string, string> { ["__RequestVerificationToken"] = "forged" },
+            button: "button[value=continue]", stopAt: OAuth.IsApp);
+
+        Assert.True(linked.RedirectTarget is null && linked.Document.QuerySelector("button[value=continue]") is not null,
+            $"{(int)linked.Status} at {linked.Uri} -> {linked.RedirectTarget}");
+        Assert.True(forged.RedirectTarget is null, $"Redirected to {forged.RedirectTarget}");
+        Assert.Equal(HttpStatusCode.BadRequest, forged.Status);
+    }
+
+    /// <summary>An explicit client's consent page follows the account choice, and accepting it does not ask for the account again.</summary>
+    [SkippableFact]
+    public async Task Prompt_select_account_for_an_explicit_consent_client_asks_for_the_account_then_consent_once_each()
+    {
+        var signInClient = await server.CreatePublicClientAsync();
+        var client = await server.CreatePublicClientAsync(consentType: "explicit");
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, signInClient, user, "openid");
+
+        var chooser = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["prompt"] = "select_account" }), OAuth.IsApp);
+        var consent = await browser.SubmitAsync(chooser, button: "button[value=continue]", stopAt: OAuth.IsApp);
+        Assert.True(consent.RedirectTarget is null && consent.Document.QuerySelector("button[value=accept]") is not null,
+            $"Expected the consent page, got {(int)consent.Status} at {consent.Uri} -> {consent.RedirectTarget}");
+        var callback = await browser.SubmitAsync(consent, button: "button[value=accept]", stopAt: OAuth.IsApp);
+
+        Assert.True(callback.RedirectTarget is not null && OAuth.QueryOf(callback.RedirectTarget).ContainsKey("code"),
+            $"{(int)callback.Status} at {callback.Uri}:\n{callback.Body}");
+    }
+
+    /// <summary>What an administrator's grant looks like: a permanent authorization of the client for the user and scopes.</summary>
+    private async Task GrantAsAdministratorAsync(TestClient client, TestUser user, params string[] scopes)
+    {
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+        var authorizations = scope.ServiceProvider.GetRequiredService<IOpenIddictAuthorizationManager>();
+        var application = await applications.FindByClientIdAsync(client.ClientId);
+        var descriptor = new OpenIddictAuthorizationDescriptor
+        {
+            ApplicationId = await applications.GetIdAsync(application!),
+            Subject = user.Id,
+            Status = OpenIddictConstants.Statuses.Valid,
+            Type = OpenIddictConstants.AuthorizationTypes.Permanent,
+            CreationDate = DateTimeOffset.UtcNow,
+        };
+        descriptor.Scopes.UnionWith(scopes);
+        await authorizations.CreateAsync(descriptor);
     }
 }
 

@@ -105,6 +105,34 @@ public abstract class RefreshTokenTests<TFixture>(TFixture server) where TFixtur
         Assert.True(first.TryGetProperty("id_token", out _), first.ToString());
     }
 
+    /// <summary>A refresh may narrow its scopes but not widen them (RFC 6749 6); asking for more is invalid_scope (5.2).</summary>
+    [SkippableFact]
+    public async Task A_refresh_asking_for_a_scope_not_granted_is_refused_with_invalid_scope_and_one_asking_for_fewer_is_not()
+    {
+        var client = await server.CreatePublicClientAsync("openid profile offline_access");
+        var user = await server.CreateUserAsync();
+        var first = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        var refreshToken = first.GetProperty("refresh_token").GetString()!;
+
+        var wider = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = refreshToken, ["scope"] = "openid profile offline_access",
+        });
+        var json = await OAuth.ReadJsonAsync(wider);
+        Assert.True(wider.StatusCode == HttpStatusCode.BadRequest, json.ToString());
+        Assert.Equal("invalid_scope", json.GetProperty("error").GetString());
+        Assert.Contains("'profile'", json.GetProperty("error_description").GetString());
+
+        // Refused before anything was redeemed: the same refresh token still works, and may ask for fewer scopes.
+        var narrower = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = refreshToken, ["scope"] = "openid",
+        });
+        var narrowed = await OAuth.ReadJsonAsync(narrower);
+        Assert.True(narrower.IsSuccessStatusCode, narrowed.ToString());
+        Assert.Equal("openid", Jwt.Payload(narrowed.GetProperty("access_token").GetString()!).GetProperty("scope").GetString());
+    }
+
     [SkippableFact]
     public async Task Refresh_token_reuse_is_refused_and_revokes_the_chain()
     {

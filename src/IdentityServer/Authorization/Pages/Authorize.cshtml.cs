@@ -22,12 +22,13 @@ namespace IdentityServer.Authorization.Pages;
 
 /// <summary>
 /// The authorization endpoint (pass-through). OpenIddict has validated the request (client, redirect_uri, PKCE,
-/// scopes); this page decides whether the user must sign in, whether they must consent, and then signs in
-/// through OpenIddict, which writes the response (query or form_post). Consent is this page's own form,
-/// posted back here with the request's parameters.
+/// scopes); this page decides whether the user must sign in, which account to use (<c>prompt=select_account</c>),
+/// whether they must consent, and then signs in through OpenIddict, which writes the response (query or
+/// form_post). The account choice and consent are this page's own forms, posted back here with the request's
+/// parameters.
 /// </summary>
 [AllowAnonymous]
-[IgnoreAntiforgeryToken] // Clients may POST authorization requests; the consent form is checked by hand below.
+[IgnoreAntiforgeryToken] // Clients may POST authorization requests; our own forms are checked by hand below.
 public sealed class AuthorizeModel(
     IOpenIddictApplicationManager applications,
     IOpenIddictAuthorizationManager authorizations,
@@ -43,7 +44,17 @@ public sealed class AuthorizeModel(
 {
     private const string DecisionField = "consent_decision";
 
+    /// <summary>The account choice (continue or another), kept by the consent form so it is not asked twice.</summary>
+    private const string AccountField = "x_account";
+
+    public const string ContinueAsSignedIn = "continue";
+
+    public const string UseAnotherAccount = "another";
+
     public ProtocolError? Error { get; private set; }
+
+    /// <summary>Set when the page asks which account to use: the signed-in user's name.</summary>
+    public string? SignedInAs { get; private set; }
 
     public string ClientName { get; private set; } = string.Empty;
 
@@ -54,24 +65,27 @@ public sealed class AuthorizeModel(
 
     public string DecisionFieldName => DecisionField;
 
+    public string AccountFieldName => AccountField;
+
     public Task<IActionResult> OnGetAsync() => HandleAsync();
 
     public async Task<IActionResult> OnPostAsync()
     {
-        if (Request.HasFormContentType && Request.Form.TryGetValue(DecisionField, out var decision))
+        // Our own forms' answers count only with their antiforgery token: a client's POST (or a GET) cannot carry them.
+        if (Request.HasFormContentType && (Request.Form.ContainsKey(DecisionField) || Request.Form.ContainsKey(AccountField)))
         {
             if (!await antiforgery.IsRequestValidAsync(HttpContext))
             {
-                return ShowError(Errors.InvalidRequest, "The consent form expired. Go back to the application and try again.");
+                return ShowError(Errors.InvalidRequest, "The form expired. Go back to the application and try again.");
             }
 
-            return await HandleAsync(decision.ToString());
+            return await HandleAsync(Request.Form[DecisionField].FirstOrDefault(), Request.Form[AccountField].FirstOrDefault());
         }
 
         return await HandleAsync();
     }
 
-    private async Task<IActionResult> HandleAsync(string? consentDecision = null)
+    private async Task<IActionResult> HandleAsync(string? consentDecision = null, string? accountChoice = null)
     {
         if (HttpContext.GetOpenIddictServerResponse() is { Error: { } error } response)
         {
@@ -134,6 +148,19 @@ public sealed class AuthorizeModel(
             return ShowError(Errors.InvalidClient, "The application is not registered.");
         }
 
+        // prompt=select_account (OpenID Connect Core 3.1.2.1): the user picks the signed-in account or signs in with
+        // another. Asked once: not after this request sent them to the login page, where they picked one already.
+        if (request.HasPromptValue(PromptValues.SelectAccount) && accountChoice != ContinueAsSignedIn && !SignedInSinceSentToSignIn(session.Principal!))
+        {
+            if (accountChoice == UseAnotherAccount)
+            {
+                return Challenge(new AuthenticationProperties { RedirectUri = ReturnUrlForSignIn() }, IdentityConstants.ApplicationScheme);
+            }
+
+            await ShowAccountChoiceAsync(application, user);
+            return Page();
+        }
+
         var applicationId = await applications.GetIdAsync(application, HttpContext.RequestAborted);
         var requestedScopes = request.GetScopes();
         var existing = await authorizations.FindAsync(
@@ -157,23 +184,31 @@ public sealed class AuthorizeModel(
             return await GrantAsync(user, session.Principal!, applicationId, requestedScopes, existing.LastOrDefault());
         }
 
-        switch (consentType)
+        if (consentType == ConsentTypes.External && existing.Count == 0)
         {
-            case ConsentTypes.External when existing.Count == 0:
-                return Refuse(Errors.ConsentRequired, "An administrator must grant this application access.");
-
-            case ConsentTypes.Implicit:
-            case ConsentTypes.External:
-            case ConsentTypes.Explicit when existing.Count > 0 && !request.HasPromptValue(PromptValues.Consent):
-                return await GrantAsync(user, session.Principal!, applicationId, requestedScopes, existing.LastOrDefault());
-
-            case ConsentTypes.Explicit or ConsentTypes.Systematic when request.HasPromptValue(PromptValues.None):
-                return Refuse(Errors.ConsentRequired, "The user must consent to this application first.");
-
-            default:
-                await ShowConsentAsync(application, requestedScopes);
-                return Page();
+            return Refuse(Errors.ConsentRequired, "An administrator must grant this application access.");
         }
+
+        // prompt=consent asks, whatever the consent type (OpenID Connect Core 3.1.2.1). For an external client the user
+        // confirms or declines what an administrator granted: they cannot grant more, but may always say no.
+        var ask = request.HasPromptValue(PromptValues.Consent) || consentType switch
+        {
+            ConsentTypes.Implicit or ConsentTypes.External => false,
+            ConsentTypes.Explicit => existing.Count == 0,
+            _ => true, // systematic: every time
+        };
+        if (!ask)
+        {
+            return await GrantAsync(user, session.Principal!, applicationId, requestedScopes, existing.LastOrDefault());
+        }
+
+        if (request.HasPromptValue(PromptValues.None))
+        {
+            return Refuse(Errors.ConsentRequired, "The user must consent to this application first.");
+        }
+
+        await ShowConsentAsync(application, requestedScopes);
+        return Page();
     }
 
     /// <summary>Whether the user signed in after this very request sent them to the login page.</summary>
@@ -223,7 +258,8 @@ public sealed class AuthorizeModel(
     private string ReturnUrlForSignIn(string? level = null)
     {
         var parameters = RequestParameters()
-            .Where(p => p.Key is not SignInMarker.Parameter and not Accounts.Pages.LoginModel.LevelParameter and not DecisionField and not "__RequestVerificationToken")
+            .Where(p => p.Key is not SignInMarker.Parameter and not Accounts.Pages.LoginModel.LevelParameter and not DecisionField
+                and not AccountField and not "__RequestVerificationToken")
             .SelectMany(p => p.Value.Select(v => KeyValuePair.Create(p.Key, v)))
             .Append(KeyValuePair.Create(SignInMarker.Parameter, (string?)signInMarker.Create(RequestParameters(), clock.GetUtcNow())));
         if (level is not null)
@@ -255,10 +291,21 @@ public sealed class AuthorizeModel(
         return SignIn(principal, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
     }
 
+    private async Task ShowAccountChoiceAsync(object application, ApplicationUser user)
+    {
+        ClientName = await DisplayNameAsync(application);
+        SignedInAs = user.UserName ?? user.Email ?? user.Id;
+        Parameters = RequestParameters().Where(p => p.Key is not DecisionField and not AccountField and not "__RequestVerificationToken")
+            .SelectMany(p => p.Value.Select(v => KeyValuePair.Create(p.Key, v ?? string.Empty))).ToList();
+    }
+
+    private async Task<string> DisplayNameAsync(object application) =>
+        await applications.GetLocalizedDisplayNameAsync(application, HttpContext.RequestAborted)
+            ?? await applications.GetClientIdAsync(application, HttpContext.RequestAborted) ?? "This application";
+
     private async Task ShowConsentAsync(object application, ImmutableArray<string> requestedScopes)
     {
-        ClientName = await applications.GetLocalizedDisplayNameAsync(application, HttpContext.RequestAborted)
-            ?? await applications.GetClientIdAsync(application, HttpContext.RequestAborted) ?? "This application";
+        ClientName = await DisplayNameAsync(application);
         var described = new List<(string, string)>();
         foreach (var scope in requestedScopes)
         {

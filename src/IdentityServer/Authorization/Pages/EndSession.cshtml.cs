@@ -30,6 +30,9 @@ public sealed class EndSessionModel(
     /// <summary>Whether the request itself was refused (then the confirmation signs out here, with no redirect).</summary>
     public bool RequestRefused { get; private set; }
 
+    /// <summary>Why the request was refused, shown so the person (or a developer) can tell.</summary>
+    public string? Refusal { get; private set; }
+
     public IReadOnlyList<KeyValuePair<string, string>> Parameters { get; private set; } = [];
 
     public string ConfirmFieldName => ConfirmField;
@@ -107,7 +110,9 @@ public sealed class EndSessionModel(
 
     private PageResult AskForConfirmation()
     {
-        RequestRefused = HttpContext.GetOpenIddictServerResponse()?.Error is not null;
+        var response = HttpContext.GetOpenIddictServerResponse();
+        RequestRefused = response?.Error is not null;
+        Refusal = RequestRefused ? $"{response!.Error}{(string.IsNullOrEmpty(response.ErrorDescription) ? "" : ": " + response.ErrorDescription)}" : null;
         IEnumerable<KeyValuePair<string, StringValues>> source = Request.HasFormContentType ? Request.Form : Request.Query;
         Parameters = RequestRefused
             ? []

@@ -1,0 +1,81 @@
+using System.Collections.Frozen;
+using System.Collections.Immutable;
+using OpenIddict.Server;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+using static OpenIddict.Server.OpenIddictServerEvents;
+
+namespace IdentityServer.Authorization;
+
+/// <summary>
+/// RFC 6749 3.1: request parameters must not be included more than once. OpenIddict reads a repeated query or form
+/// key as one array-valued parameter, and its typed accessors (state, prompt, response_type...) then read nothing:
+/// the values were silently dropped (a state not echoed, a prompt=login not honoured, "response_type is missing").
+/// Refused with invalid_request naming the parameter, before any other check reads the request.
+/// </summary>
+public static class RepeatedParameters
+{
+    /// <summary>
+    /// Defined as repeatable: <c>resource</c> (RFC 8707) and <c>audience</c> (RFC 8693), both read by OpenIddict as
+    /// lists. OpenIddict refuses <c>audience</c> outside token exchange, which this server does not serve.
+    /// </summary>
+    public static readonly FrozenSet<string> Repeatable = FrozenSet.Create(StringComparer.Ordinal, Parameters.Resource, Parameters.Audience);
+
+    public static OpenIddictServerBuilder RefuseRepeatedParameters(this OpenIddictServerBuilder server) => server
+        .AddEventHandler(Refuse<ValidateAuthorizationRequestContext>.Descriptor)
+        .AddEventHandler(Refuse<ValidatePushedAuthorizationRequestContext>.Descriptor)
+        .AddEventHandler(Refuse<ValidateTokenRequestContext>.Descriptor)
+        .AddEventHandler(Refuse<ValidateDeviceAuthorizationRequestContext>.Descriptor)
+        .AddEventHandler(Refuse<ValidateIntrospectionRequestContext>.Descriptor)
+        .AddEventHandler(Refuse<ValidateRevocationRequestContext>.Descriptor)
+        .AddEventHandler(Refuse<ValidateUserInfoRequestContext>.Descriptor)
+        .AddEventHandler(Refuse<ValidateEndSessionRequestContext>.Descriptor);
+
+    /// <summary>The first repeated parameter of a request, or null.</summary>
+    public static string? FindRepeated(OpenIddict.Abstractions.OpenIddictRequest request)
+    {
+        foreach (var (name, value) in request.GetParameters())
+        {
+            if (value.GetRawValue() is ImmutableArray<string?> && !Repeatable.Contains(name))
+            {
+                return name;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// First of the endpoint's validation handlers (OpenIddict's own start at int.MinValue + 100,000). At the
+    /// authorization endpoint the error then reaches the page, which sends it to the client only once it has checked
+    /// the client and the exact redirect_uri itself; a repeated client_id or redirect_uri reads as absent there, so
+    /// it gets the error page, and a repeated state reads as absent too, so it is never echoed.
+    /// </summary>
+    public sealed class Refuse<TContext>(ILogger<Refuse<TContext>> logger) : IOpenIddictServerHandler<TContext>
+        where TContext : BaseValidatingContext
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<TContext>()
+            .UseSingletonHandler<Refuse<TContext>>()
+            .SetOrder(int.MinValue + 50_000)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public ValueTask HandleAsync(TContext context)
+        {
+            if (context.Transaction.Request is { } request && FindRepeated(request) is { } name)
+            {
+                var description = IsPrintable(name)
+                    ? $"The '{name}' parameter must not be sent more than once."
+                    : "A parameter was sent more than once.";
+                logger.LogInformation(TokenEvents.RequestRefused, "{Endpoint} request refused: {Error} {Description}",
+                    context.EndpointType, Errors.InvalidRequest, description);
+                context.Reject(Errors.InvalidRequest, description);
+            }
+
+            return ValueTask.CompletedTask;
+        }
+
+        /// <summary>error_description allows printable ASCII but for '"' and '\' (RFC 6749 5.2); any name may be sent.</summary>
+        private static bool IsPrintable(string name) =>
+            name.Length <= 64 && name.All(c => c is >= '\x20' and <= '\x7e' and not '"' and not '\\');
+    }
+}
