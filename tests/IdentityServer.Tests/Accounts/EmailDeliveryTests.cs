@@ -17,16 +17,7 @@ public abstract class EmailDeliveryTests<TFixture>(TFixture fixture) where TFixt
     [SkippableFact]
     public async Task An_email_not_delivered_before_the_server_stops_is_delivered_after_the_next_start()
     {
-        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
-        var pickup = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"), "mail");
-        Directory.CreateDirectory(Path.GetDirectoryName(pickup)!);
-        await File.WriteAllTextAsync(pickup, "a file where the folder should be: every delivery fails");
-        var settings = new Dictionary<string, string?>(fixture.Settings)
-        {
-            ["ConnectionStrings:IdentityServer"] = await TestDatabases.CreateAsync(fixture.Provider),
-            ["Email:PickupDirectory"] = pickup,
-            ["Email:RetryDelay"] = "00:10:00",
-        };
+        var (settings, pickup) = await BlockedDeliverySettingsAsync();
         var clock = new TestClock(DateTimeOffset.UtcNow);
         TestServerFactory Start() => new(settings, testServices: services => services.AddSingleton<TimeProvider>(clock));
 
@@ -61,16 +52,7 @@ public abstract class EmailDeliveryTests<TFixture>(TFixture fixture) where TFixt
     [SkippableFact]
     public async Task A_stored_email_does_not_show_its_link_in_the_database()
     {
-        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
-        var pickup = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"), "mail");
-        Directory.CreateDirectory(Path.GetDirectoryName(pickup)!);
-        await File.WriteAllTextAsync(pickup, "blocks delivery");
-        var settings = new Dictionary<string, string?>(fixture.Settings)
-        {
-            ["ConnectionStrings:IdentityServer"] = await TestDatabases.CreateAsync(fixture.Provider),
-            ["Email:PickupDirectory"] = pickup,
-            ["Email:RetryDelay"] = "00:10:00",
-        };
+        var (settings, _) = await BlockedDeliverySettingsAsync();
         await using var factory = new TestServerFactory(settings);
         var server = new AttachedServer(factory, fixture.Provider);
         var user = await server.CreateUserAsync();
@@ -83,6 +65,21 @@ public abstract class EmailDeliveryTests<TFixture>(TFixture fixture) where TFixt
         var raw = System.Text.Encoding.Latin1.GetString(stored.Message);
         Assert.DoesNotContain("reset-password", raw);
         Assert.DoesNotContain(user.Email, raw);
+    }
+
+    /// <summary>A fresh database, and a pickup folder with a file in its place, so that every delivery fails until the file goes; retries 10 minutes apart.</summary>
+    private async Task<(Dictionary<string, string?> Settings, string Pickup)> BlockedDeliverySettingsAsync()
+    {
+        Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
+        var pickup = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"), "mail");
+        Directory.CreateDirectory(Path.GetDirectoryName(pickup)!);
+        await File.WriteAllTextAsync(pickup, "a file where the folder should be: every delivery fails");
+        return (new Dictionary<string, string?>(fixture.Settings)
+        {
+            ["ConnectionStrings:IdentityServer"] = await TestDatabases.CreateAsync(fixture.Provider),
+            ["Email:PickupDirectory"] = pickup,
+            ["Email:RetryDelay"] = "00:10:00",
+        }, pickup);
     }
 
     private static async Task<List<OutgoingEmail>> StoredAsync(ServerFixture server)
