@@ -10,7 +10,10 @@ namespace IdentityServer.Authorization;
 /// RFC 6749 3.1: request parameters must not be included more than once. OpenIddict reads a repeated query or form
 /// key as one array-valued parameter, and its typed accessors (state, prompt, response_type...) then read nothing:
 /// the values were silently dropped (a state not echoed, a prompt=login not honoured, "response_type is missing").
-/// Refused with invalid_request naming the parameter, before any other check reads the request.
+/// Refused with invalid_request naming the parameter: where clients authenticate (and at userinfo), as soon as the
+/// request is read, before OpenIddict takes the client's credentials (or the access token) from it (a repeated
+/// client_secret next to Basic credentials would otherwise read as absent and pass); at the authorization and
+/// end-session endpoints first of the validation handlers (below).
 /// </summary>
 public static class RepeatedParameters
 {
@@ -22,12 +25,12 @@ public static class RepeatedParameters
 
     public static OpenIddictServerBuilder RefuseRepeatedParameters(this OpenIddictServerBuilder server) => server
         .AddEventHandler(Refuse<ValidateAuthorizationRequestContext>.Descriptor)
-        .AddEventHandler(Refuse<ValidatePushedAuthorizationRequestContext>.Descriptor)
-        .AddEventHandler(Refuse<ValidateTokenRequestContext>.Descriptor)
-        .AddEventHandler(Refuse<ValidateDeviceAuthorizationRequestContext>.Descriptor)
-        .AddEventHandler(Refuse<ValidateIntrospectionRequestContext>.Descriptor)
-        .AddEventHandler(Refuse<ValidateRevocationRequestContext>.Descriptor)
-        .AddEventHandler(Refuse<ValidateUserInfoRequestContext>.Descriptor)
+        .AddEventHandler(Refuse<ExtractPushedAuthorizationRequestContext>.OnceRead)
+        .AddEventHandler(Refuse<ExtractTokenRequestContext>.OnceRead)
+        .AddEventHandler(Refuse<ExtractDeviceAuthorizationRequestContext>.OnceRead)
+        .AddEventHandler(Refuse<ExtractIntrospectionRequestContext>.OnceRead)
+        .AddEventHandler(Refuse<ExtractRevocationRequestContext>.OnceRead)
+        .AddEventHandler(Refuse<ExtractUserInfoRequestContext>.OnceRead)
         .AddEventHandler(Refuse<ValidateEndSessionRequestContext>.Descriptor);
 
     /// <summary>The first repeated parameter of a request, or null.</summary>
@@ -56,6 +59,13 @@ public static class RepeatedParameters
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<TContext>()
             .UseSingletonHandler<Refuse<TContext>>()
             .SetOrder(int.MinValue + 50_000)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        /// <summary>Right after the request is read from the query or form, before its credentials are taken from it.</summary>
+        public static OpenIddictServerHandlerDescriptor OnceRead { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<TContext>()
+            .UseSingletonHandler<Refuse<TContext>>()
+            .SetOrder(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers.ExtractBasicAuthenticationCredentials<ExtractTokenRequestContext>.Descriptor.Order - 1)
             .SetType(OpenIddictServerHandlerType.Custom)
             .Build();
 

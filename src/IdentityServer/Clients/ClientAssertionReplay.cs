@@ -19,8 +19,9 @@ namespace IdentityServer.Clients;
 public static class ClientAssertionReplay
 {
     /// <summary>
-    /// How far ahead of the server's clock an assertion's <c>exp</c> may be. Its record is kept until then, so an
-    /// assertion without a bound would be tracked for as long as its client liked; clients make them for a minute or two.
+    /// How far ahead of the server's clock an assertion's <c>exp</c> may be, give or take the clock skew OpenIddict allows
+    /// (a client whose clock runs a little ahead makes a 10-minute assertion, as MSAL does). Its record is kept until
+    /// then, so an assertion without a bound would be tracked for as long as its client liked.
     /// </summary>
     public static readonly TimeSpan MaxLifetime = TimeSpan.FromMinutes(10);
 
@@ -62,7 +63,8 @@ public static class ClientAssertionReplay
             // OpenIddict already refuses an assertion without exp; without a jti or a near exp one cannot be tracked.
             var untrackable = string.IsNullOrEmpty(jti) ? "The client assertion has no 'jti' claim: each assertion is used once, and its jti tells it apart."
                 : expires is null ? "The client assertion has no 'exp' claim."
-                : expires.Value - clock.GetUtcNow() > MaxLifetime ? $"The client assertion's 'exp' is more than {MaxLifetime.TotalMinutes} minutes ahead."
+                : expires.Value - clock.GetUtcNow() > MaxLifetime + TokenValidationParameters.DefaultClockSkew
+                    ? $"The client assertion's 'exp' is more than {MaxLifetime.TotalMinutes} minutes ahead."
                 : null;
             if (untrackable is not null)
             {

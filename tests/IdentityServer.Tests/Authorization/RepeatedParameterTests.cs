@@ -200,6 +200,24 @@ public abstract class RepeatedParameterTests<TFixture>(TFixture server) where TF
     }
 
     /// <summary>Posts fields as given, a name repeated if it is listed twice (FormUrlEncodedContent keeps duplicates).</summary>
+    /// <summary>
+    /// Checked before OpenIddict takes the credentials from the request: a repeated client_secret next to Basic
+    /// credentials read as absent there, so the request passed, where a single one is refused as a second set.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_repeated_client_secret_next_to_basic_credentials_is_refused()
+    {
+        var machine = await server.CreateConfidentialClientAsync(c => c.Scope = "openid");
+
+        var response = await Post("token_endpoint",
+            [new("grant_type", "client_credentials"), new("client_secret", "x"), new("client_secret", "y")], machine);
+
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {json}");
+        Assert.Equal("invalid_request", json.GetProperty("error").GetString());
+        Assert.Contains("'client_secret'", json.GetProperty("error_description").GetString());
+    }
+
     private async Task<HttpResponseMessage> Post(string endpoint, KeyValuePair<string, string>[] fields, TestClient? basicAuth = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, await server.EndpointAsync(endpoint)) { Content = new FormUrlEncodedContent(fields) };
