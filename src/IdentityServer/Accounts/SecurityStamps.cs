@@ -13,8 +13,10 @@ public sealed class SecurityStamps(ApplicationDbContext db)
 {
     /// <summary>
     /// Writes a new stamp, and a new concurrency stamp so that a change still based on the old row fails its check
-    /// rather than put the old stamp back, whatever else changed the user meanwhile. <paramref name="user"/> takes both
-    /// as saved values; call this after the request's other changes to the user, which it does not save.
+    /// rather than put the old stamp back, whatever else changed the user meanwhile. A tracked <paramref name="user"/>
+    /// is then read again, so a later change to it in this request starts from the stored row (a concurrent admin
+    /// change included) and not from what this request read before; call this after the request's own changes to the
+    /// user are saved.
     /// </summary>
     public async Task RenewAsync(ApplicationUser user, CancellationToken ct)
     {
@@ -25,12 +27,14 @@ public sealed class SecurityStamps(ApplicationDbContext db)
             .SetProperty(x => x.ConcurrencyStamp, concurrency), ct);
 
         var entry = db.Entry(user);
-        user.SecurityStamp = stamp;
-        user.ConcurrencyStamp = concurrency;
-        if (entry.State != EntityState.Detached)
+        if (entry.State == EntityState.Detached)
         {
-            entry.Property(u => u.SecurityStamp).OriginalValue = stamp;
-            entry.Property(u => u.ConcurrencyStamp).OriginalValue = concurrency;
+            user.SecurityStamp = stamp;
+            user.ConcurrencyStamp = concurrency;
+        }
+        else
+        {
+            await entry.ReloadAsync(ct);
         }
     }
 }

@@ -30,7 +30,7 @@ public sealed class ServerMetrics
         "Password sign-ins on the login page, by result (success, failure, locked_out).");
 
     private static readonly Counter<long> PrunedRows = Meter.CreateCounter<long>("identityserver.pruned", "{row}",
-        "Rows removed by the pruning job, by kind (token, authorization, session).");
+        "Rows removed by the pruning job, by kind (token, authorization, session, client_assertion).");
 
     private static readonly Counter<long> LogoutTokens = Meter.CreateCounter<long>("identityserver.logout_tokens", "{token}",
         "Back-channel logout token posts, by result (delivered, retrying, failed, skipped).");

@@ -65,6 +65,11 @@ public abstract class EmailDeliveryTests<TFixture>(TFixture fixture) where TFixt
         var raw = System.Text.Encoding.Latin1.GetString(stored.Message);
         Assert.DoesNotContain("reset-password", raw);
         Assert.DoesNotContain(user.Email, raw);
+        // ...yet it is all there for the server's keys.
+        var protector = factory.Services.GetRequiredService<Microsoft.AspNetCore.DataProtection.IDataProtectionProvider>()
+            .CreateProtector(EmailDelivery.ProtectionPurpose);
+        var message = await MimeMessage.LoadAsync(new MemoryStream(protector.Unprotect(stored.Message)));
+        Assert.Contains("/account/reset-password", message.TextBody);
     }
 
     /// <summary>A fresh database, and a pickup folder with a file in its place, so that every delivery fails until the file goes; retries 10 minutes apart.</summary>

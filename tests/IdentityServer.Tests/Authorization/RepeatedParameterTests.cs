@@ -160,7 +160,7 @@ public abstract class RepeatedParameterTests<TFixture>(TFixture server) where TF
 
         Assert.True(page.RedirectTarget is null, $"Redirected to {page.RedirectTarget}");
         Assert.Contains("invalid_request", page.Body);
-        Assert.Contains("&#x27;state&#x27;", page.Body);
+        Assert.DoesNotContain("&#x27;state&#x27;", page.Body); // the code only: a description may carry the request's own words
         // Still signed in: the next authorization request gets a code without the login page.
         var again = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create()), OAuth.IsApp);
         Assert.True(again.RedirectTarget is not null && OAuth.QueryOf(again.RedirectTarget).ContainsKey("code"), $"{(int)again.Status} at {again.Uri}");

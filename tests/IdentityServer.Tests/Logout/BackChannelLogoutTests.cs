@@ -339,7 +339,9 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
 
     /// <summary>
     /// A client recorded for a session that ended while its request was under way (after the request's check, before
-    /// the record): the ending could not see it, so recording it makes it due, and the client is told.
+    /// the record): the ending could not see it, so recording it makes it due, and the client is told. The session here
+    /// is gone before the record; the case of an ending still under way, whose lock the record waits on, is the same
+    /// once the ending commits, and is not timed here.
     /// </summary>
     [SkippableFact]
     public async Task A_client_recorded_for_a_session_that_has_just_ended_is_told()

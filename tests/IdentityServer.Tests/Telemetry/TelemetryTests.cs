@@ -170,7 +170,7 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
     }
 
     [SkippableFact]
-    public async Task Back_channel_logout_tokens_are_counted_by_result()
+    public async Task A_delivered_back_channel_logout_token_is_counted_as_delivered()
     {
         await using var receiver = await IdentityServer.Tests.Logout.LogoutReceiver.StartAsync();
         var client = await server.CreateClientAsync(c =>

@@ -26,11 +26,14 @@ public sealed class EmailDelivery(
     /// <summary>How often the table is read without a wake-up: for emails another instance left when it stopped or crashed.</summary>
     private static readonly TimeSpan PollInterval = TimeSpan.FromMinutes(1);
 
-    private readonly IDataProtector _protector = protection.CreateProtector("IdentityServer.Accounts.Email.OutgoingEmail");
+    /// <summary>The data protection purpose of stored messages.</summary>
+    public const string ProtectionPurpose = "IdentityServer.Accounts.Email.OutgoingEmail";
+
+    private readonly IDataProtector _protector = protection.CreateProtector(ProtectionPurpose);
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
 
-    /// <summary>A taken email's lease: longer than the three timed steps of one SMTP conversation.</summary>
-    private TimeSpan Lease => options.Value.Smtp.Timeout * 4 + TimeSpan.FromSeconds(30);
+    /// <summary>A taken email's lease: longer than one whole SMTP conversation may take.</summary>
+    private TimeSpan Lease => options.Value.Smtp.Timeout + TimeSpan.FromSeconds(30);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -44,35 +47,56 @@ public sealed class EmailDelivery(
         }
     }
 
-    /// <summary>Moves each queued email into the database (the queue only spares the page the write's time).</summary>
+    /// <summary>
+    /// Moves each queued email into the database (the queue only spares the page the write's time). When the server
+    /// stops, what is still queued is stored before it goes, within a few seconds.
+    /// </summary>
     private async Task StoreQueuedAsync(CancellationToken stoppingToken)
     {
-        await foreach (var message in queue.Reader.ReadAllAsync(stoppingToken))
+        try
         {
-            var now = clock.GetUtcNow().UtcDateTime;
+            await foreach (var message in queue.Reader.ReadAllAsync(stoppingToken))
+            {
+                await StoreAsync(message, stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            using var drain = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            while (!drain.IsCancellationRequested && queue.Reader.TryRead(out var message))
+            {
+                await StoreAsync(message, drain.Token);
+            }
+        }
+    }
+
+    private async Task StoreAsync(MimeMessage message, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        var subject = Cut(message.Subject ?? string.Empty, 200);
+        var to = Cut(message.To.ToString(), 320);
+        try
+        {
             using var mime = new MemoryStream();
-            await message.WriteToAsync(mime, stoppingToken);
+            await message.WriteToAsync(mime, ct);
             var email = new OutgoingEmail
             {
                 Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
-                Subject = Cut(message.Subject ?? string.Empty, 200),
-                To = Cut(message.To.ToString(), 320),
+                Subject = subject,
+                To = to,
                 Message = _protector.Protect(mime.ToArray()),
                 QueuedAt = now,
                 SendAt = now,
             };
-            try
-            {
-                await using var scope = scopes.CreateAsyncScope();
-                await scope.ServiceProvider.GetRequiredService<EmailOutbox>().AddAsync(email, stoppingToken);
-                _wake.Writer.TryWrite(true);
-            }
-            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
-            {
-                // The database is away: one attempt now rather than none.
-                logger.LogWarning(AccountEvents.EmailFailed, e, "Email {Subject} to {To} could not be stored; sending it once without retries", email.Subject, email.To);
-                await TrySendAsync(message, email, stoppingToken);
-            }
+            await using var scope = scopes.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<EmailOutbox>().AddAsync(email, ct);
+            _wake.Writer.TryWrite(true);
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            // The database (or the key ring in it) is away: one attempt now rather than none.
+            logger.LogWarning(AccountEvents.EmailFailed, e, "Email {Subject} to {To} could not be stored; sending it once without retries", subject, to);
+            await TrySendAsync(message, subject, to, ct);
         }
     }
 
@@ -120,9 +144,9 @@ public sealed class EmailDelivery(
                     }
                     catch (Exception) when (stoppingToken.IsCancellationRequested)
                     {
-                        // Stopping mid-send: due again at once, for the next start or another instance.
-                        using var settle = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-                        await outbox.SettleAsync(email, attempt, clock.GetUtcNow().UtcDateTime, settle.Token);
+                        // Stopping mid-send: due again at once, the attempt not counted, for the next start or another instance.
+                        using var release = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                        await outbox.ReleaseAsync(email, attempt, clock.GetUtcNow().UtcDateTime, release.Token);
                         throw;
                     }
 
@@ -138,18 +162,26 @@ public sealed class EmailDelivery(
     /// <summary>One attempt; returns when to try again, or null when settled (sent, refused for good, or given up on).</summary>
     private async Task<DateTime?> SendAsync(OutgoingEmail email, int attempt, CancellationToken stoppingToken)
     {
-        MimeMessage message;
-        try
+        if (attempt > options.Value.Attempts)
         {
-            message = await MimeMessage.LoadAsync(new MemoryStream(_protector.Unprotect(email.Message)), stoppingToken);
-        }
-        catch (CryptographicException e)
-        {
-            logger.LogError(AccountEvents.EmailFailed, e, "Email {Subject} to {To} dropped: it cannot be read with this server's data protection keys", email.Subject, email.To);
+            // Only after a sender crashed mid-send on the last attempt, or a message no instance could read.
+            logger.LogError(AccountEvents.EmailFailed, "Email {Subject} to {To} not delivered after {Attempts} attempt(s); given up", email.Subject, email.To, options.Value.Attempts);
             return null;
         }
 
-        if (await TrySendAsync(message, email, stoppingToken) is not { } failure)
+        Exception? failure;
+        try
+        {
+            var message = await MimeMessage.LoadAsync(new MemoryStream(_protector.Unprotect(email.Message)), stoppingToken);
+            failure = await TrySendAsync(message, email.Subject, email.To, stoppingToken);
+        }
+        catch (CryptographicException e)
+        {
+            // This instance cannot read it (its key ring differs, say): another may, or this one once it is mended.
+            failure = e;
+        }
+
+        if (failure is null)
         {
             return null;
         }
@@ -167,7 +199,7 @@ public sealed class EmailDelivery(
     }
 
     /// <summary>Delivers the message; returns the failure worth another attempt, or null (delivered, or refused for good, which is logged here).</summary>
-    private async Task<Exception?> TrySendAsync(MimeMessage message, OutgoingEmail email, CancellationToken stoppingToken)
+    private async Task<Exception?> TrySendAsync(MimeMessage message, string subject, string to, CancellationToken stoppingToken)
     {
         try
         {
@@ -176,7 +208,7 @@ public sealed class EmailDelivery(
         }
         catch (SmtpCommandException e) when ((int)e.StatusCode >= 500)
         {
-            logger.LogError(AccountEvents.EmailFailed, e, "Email {Subject} to {To} refused by the SMTP server ({Status}); not tried again", email.Subject, email.To, (int)e.StatusCode);
+            logger.LogError(AccountEvents.EmailFailed, e, "Email {Subject} to {To} refused by the SMTP server ({Status}); not tried again", subject, to, (int)e.StatusCode);
             return null;
         }
         catch (Exception e) when (!stoppingToken.IsCancellationRequested)
@@ -199,17 +231,20 @@ public sealed class EmailDelivery(
         }
         else if (!string.IsNullOrWhiteSpace(settings.Smtp.Host))
         {
+            // One limit for the whole conversation (MailKit's own timeout is per read or write), within the lease.
+            using var conversation = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            conversation.CancelAfter(settings.Smtp.Timeout);
             using var smtp = new SmtpClient { Timeout = (int)settings.Smtp.Timeout.TotalMilliseconds };
             var security = !settings.Smtp.UseTls ? SecureSocketOptions.None
                 : settings.Smtp.Port == 465 ? SecureSocketOptions.SslOnConnect : SecureSocketOptions.StartTls;
-            await smtp.ConnectAsync(settings.Smtp.Host, settings.Smtp.Port, security, ct);
+            await smtp.ConnectAsync(settings.Smtp.Host, settings.Smtp.Port, security, conversation.Token);
             if (!string.IsNullOrEmpty(settings.Smtp.UserName))
             {
-                await smtp.AuthenticateAsync(settings.Smtp.UserName, settings.Smtp.Password ?? string.Empty, ct);
+                await smtp.AuthenticateAsync(settings.Smtp.UserName, settings.Smtp.Password ?? string.Empty, conversation.Token);
             }
 
-            await smtp.SendAsync(message, ct);
-            await smtp.DisconnectAsync(quit: true, ct);
+            await smtp.SendAsync(message, conversation.Token);
+            await smtp.DisconnectAsync(quit: true, conversation.Token);
         }
         else
         {

@@ -39,8 +39,8 @@ public sealed class EmailOptions
         /// <summary>TLS required: implicit TLS on port 465, STARTTLS otherwise. False only for a local relay.</summary>
         public bool UseTls { get; set; } = true;
 
-        /// <summary>How long each step of talking to the server (connect, authenticate, send) may take.</summary>
+        /// <summary>How long one delivery (connect, authenticate, send) may take in all.</summary>
         [Range(typeof(TimeSpan), "00:00:01", "00:05:00")]
-        public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
+        public TimeSpan Timeout { get; set; } = TimeSpan.FromMinutes(1);
     }
 }

@@ -31,6 +31,11 @@ public sealed class EmailOutbox(ApplicationDbContext db)
         await Rows.Where(e => e.Id == email.Id && e.Attempts == email.Attempts && e.SendAt <= now)
             .ExecuteUpdateAsync(e => e.SetProperty(x => x.Attempts, email.Attempts + 1).SetProperty(x => x.SendAt, leaseEnd), ct) == 1;
 
+    /// <summary>Gives back attempt <paramref name="attempt"/> unfinished (the server is stopping): due at once, the attempt not counted.</summary>
+    public Task<int> ReleaseAsync(OutgoingEmail email, int attempt, DateTime now, CancellationToken ct) =>
+        Rows.Where(e => e.Id == email.Id && e.Attempts == attempt)
+            .ExecuteUpdateAsync(e => e.SetProperty(x => x.SendAt, now).SetProperty(x => x.Attempts, attempt - 1), ct);
+
     /// <summary>After attempt <paramref name="attempt"/>: deleted (<paramref name="retryAt"/> null: delivered or given up on) or due then.</summary>
     public Task<int> SettleAsync(OutgoingEmail email, int attempt, DateTime? retryAt, CancellationToken ct)
     {

@@ -112,7 +112,9 @@ public sealed class EndSessionModel(
     {
         var response = HttpContext.GetOpenIddictServerResponse();
         RequestRefused = response?.Error is not null;
-        Refusal = RequestRefused ? $"{response!.Error}{(string.IsNullOrEmpty(response.ErrorDescription) ? "" : ": " + response.ErrorDescription)}" : null;
+        // The error code only: a description can carry words of the request's own (a repeated parameter's name), which
+        // a crafted link would then have this page show. The log has the description.
+        Refusal = RequestRefused ? response!.Error : null;
         IEnumerable<KeyValuePair<string, StringValues>> source = Request.HasFormContentType ? Request.Form : Request.Query;
         Parameters = RequestRefused
             ? []
