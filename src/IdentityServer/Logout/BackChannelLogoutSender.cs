@@ -1,5 +1,5 @@
-using System.Threading.Channels;
 using IdentityServer.Clients;
+using IdentityServer.Data;
 using IdentityServer.Keys;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
@@ -59,19 +59,16 @@ public sealed class BackChannelLogoutSender(
     /// <summary>How many due rows one look at the table reads; a post settling looks again.</summary>
     private const int LookAhead = 100;
 
-    /// <summary>How often the table is read without a wake-up: for rows another instance left when it stopped or crashed.</summary>
-    private static readonly TimeSpan PollInterval = TimeSpan.FromMinutes(1);
-
     /// <summary>A taken row's lease beyond the post's own timeout: long enough for the post to settle, short enough to pick up a crashed sender's work soon.</summary>
     private static readonly TimeSpan LeaseMargin = TimeSpan.FromSeconds(30);
 
-    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly DueWork _due = new(clock);
 
     /// <summary>The clients this instance is posting to now, each with its post.</summary>
     private readonly Dictionary<string, Task> _posting = new(StringComparer.Ordinal);
 
     /// <summary>Looks at the table now: called once a session ending that made logout tokens due has committed, and as a post settles.</summary>
-    public void Wake() => _wake.Writer.TryWrite(true);
+    public void Wake() => _due.Wake();
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -87,10 +84,10 @@ public sealed class BackChannelLogoutSender(
                 catch (Exception e) when (!stoppingToken.IsCancellationRequested)
                 {
                     // The database being away must not stop the sender: the rows wait, and the next look finds them.
-                    logger.LogWarning(LogoutEvents.QueueUnreadable, e, "Could not read the logout tokens due; trying again within {Interval}", PollInterval);
+                    logger.LogWarning(LogoutEvents.QueueUnreadable, e, "Could not read the logout tokens due; trying again within {Interval}", DueWork.PollInterval);
                 }
 
-                await WaitAsync(next, stoppingToken);
+                await _due.WaitAsync(next, stoppingToken);
             }
         }
         catch (Exception) when (stoppingToken.IsCancellationRequested)
@@ -139,21 +136,6 @@ public sealed class BackChannelLogoutSender(
         }
 
         return await queue.NextDueAfterAsync(now, stoppingToken);
-    }
-
-    private async Task WaitAsync(DateTime? next, CancellationToken stoppingToken)
-    {
-        var delay = PollInterval;
-        if (next is { } due)
-        {
-            var untilDue = due - clock.GetUtcNow().UtcDateTime;
-            delay = untilDue < TimeSpan.Zero ? TimeSpan.Zero : untilDue < delay ? untilDue : delay;
-        }
-
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-        await Task.WhenAny(_wake.Reader.WaitToReadAsync(stop.Token).AsTask(), Task.Delay(delay, clock, stop.Token));
-        await stop.CancelAsync();
-        _wake.Reader.TryRead(out _);
     }
 
     /// <summary>One attempt, then the row's fate: deleted once settled, due again later for a retry.</summary>
@@ -234,8 +216,7 @@ public sealed class BackChannelLogoutSender(
 
         if (retry && attempt < options.Value.Attempts)
         {
-            // The wait doubles with each attempt made.
-            var retryAt = clock.GetUtcNow().UtcDateTime + options.Value.RetryDelay * Math.Pow(2, attempt - 1);
+            var retryAt = _due.RetryAt(attempt, options.Value.RetryDelay);
             logger.LogInformation(LogoutEvents.LogoutRetrying, "Logout token for session {SessionId} not delivered to client {ClientId} at {Endpoint} (attempt {Attempt}): {Outcome}; trying again at {RetryAt:O}",
                 notice.SessionId, notice.ClientId, WithoutQuery(uri), attempt, outcome, retryAt);
             return retryAt;

@@ -1,5 +1,5 @@
 using System.Security.Cryptography;
-using System.Threading.Channels;
+using IdentityServer.Data;
 using MailKit.Net.Smtp;
 using MailKit.Security;
 using Microsoft.AspNetCore.DataProtection;
@@ -23,14 +23,11 @@ public sealed class EmailDelivery(
     IOptions<EmailOptions> options,
     ILogger<EmailDelivery> logger) : BackgroundService
 {
-    /// <summary>How often the table is read without a wake-up: for emails another instance left when it stopped or crashed.</summary>
-    private static readonly TimeSpan PollInterval = TimeSpan.FromMinutes(1);
-
     /// <summary>The data protection purpose of stored messages.</summary>
     public const string ProtectionPurpose = "IdentityServer.Accounts.Email.OutgoingEmail";
 
     private readonly IDataProtector _protector = protection.CreateProtector(ProtectionPurpose);
-    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly DueWork _due = new(clock);
 
     /// <summary>A taken email's lease: longer than one whole SMTP conversation may take.</summary>
     private TimeSpan Lease => options.Value.Smtp.Timeout + TimeSpan.FromSeconds(30);
@@ -90,7 +87,7 @@ public sealed class EmailDelivery(
             };
             await using var scope = scopes.CreateAsyncScope();
             await scope.ServiceProvider.GetRequiredService<EmailOutbox>().AddAsync(email, ct);
-            _wake.Writer.TryWrite(true);
+            _due.Wake();
         }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
@@ -111,14 +108,10 @@ public sealed class EmailDelivery(
             }
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
-                logger.LogWarning(AccountEvents.EmailFailed, e, "Could not read the emails due; trying again within {Interval}", PollInterval);
+                logger.LogWarning(AccountEvents.EmailFailed, e, "Could not read the emails due; trying again within {Interval}", DueWork.PollInterval);
             }
 
-            var delay = next is { } due ? Clamp(due - clock.GetUtcNow().UtcDateTime) : PollInterval;
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-            await Task.WhenAny(_wake.Reader.WaitToReadAsync(stop.Token).AsTask(), Task.Delay(delay, clock, stop.Token));
-            await stop.CancelAsync();
-            _wake.Reader.TryRead(out _);
+            await _due.WaitAsync(next, stoppingToken);
         }
     }
 
@@ -188,7 +181,7 @@ public sealed class EmailDelivery(
 
         if (attempt < options.Value.Attempts)
         {
-            var retryAt = clock.GetUtcNow().UtcDateTime + options.Value.RetryDelay * Math.Pow(2, attempt - 1);
+            var retryAt = _due.RetryAt(attempt, options.Value.RetryDelay);
             logger.LogWarning(AccountEvents.EmailFailed, failure, "Email {Subject} to {To} not delivered (attempt {Attempt}); trying again at {RetryAt:O}",
                 email.Subject, email.To, attempt, retryAt);
             return retryAt;
@@ -255,8 +248,6 @@ public sealed class EmailDelivery(
 
         logger.LogInformation(AccountEvents.EmailSent, "Email {Subject} delivered to {To}", message.Subject, message.To.ToString());
     }
-
-    private static TimeSpan Clamp(TimeSpan untilDue) => untilDue < TimeSpan.Zero ? TimeSpan.Zero : untilDue < PollInterval ? untilDue : PollInterval;
 
     private static string Cut(string text, int length) => text.Length <= length ? text : text[..length];
 }
