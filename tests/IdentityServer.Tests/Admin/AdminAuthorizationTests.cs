@@ -232,11 +232,31 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
         await (await admin.GetAsync("/api/admin/no-such-thing")).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
         await (await admin.SendJsonAsync(HttpMethod.Patch, Path(ClientsUrl, "any") + "/no-such-thing", "{}")).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
         var patch = await admin.SendJsonAsync(HttpMethod.Patch, Path(ClientsUrl, "any"), "{}");
-        Assert.Equal("DELETE, GET, PUT", string.Join(", ", patch.Content.Headers.Allow));
+        Assert.Equal("DELETE, GET, HEAD, PUT", string.Join(", ", patch.Content.Headers.Allow));
         await patch.ExpectErrorAsync(HttpStatusCode.MethodNotAllowed, "method_not_allowed");
         var putList = await admin.SendJsonAsync(HttpMethod.Put, ClientsUrl, "{}");
-        Assert.Equal("GET, POST", string.Join(", ", putList.Content.Headers.Allow));
+        Assert.Equal("GET, HEAD, POST", string.Join(", ", putList.Content.Headers.Allow));
         await putList.ExpectErrorAsync(HttpStatusCode.MethodNotAllowed, "method_not_allowed");
+    }
+
+    /// <summary>RFC 9110 9.3.2: whatever answers GET answers HEAD, with the same status and headers.</summary>
+    [SkippableFact]
+    public async Task Every_admin_read_answers_head_as_it_answers_get()
+    {
+        var admin = await AdminAsync(server);
+        var client = await server.CreateConfidentialClientAsync();
+
+        foreach (var url in new[] { ClientsUrl, Path(ClientsUrl, client.ClientId), "/api/admin/keys", "/api/admin/audit" })
+        {
+            var get = await admin.GetAsync(url);
+            var head = await admin.SendAsync(new HttpRequestMessage(HttpMethod.Head, url));
+
+            Assert.True(head.StatusCode == get.StatusCode && get.StatusCode == HttpStatusCode.OK, $"{url}: GET {get.StatusCode}, HEAD {head.StatusCode}");
+            Assert.Equal(get.Content.Headers.ContentType, head.Content.Headers.ContentType);
+            Assert.Equal(get.Headers.ETag, head.Headers.ETag);
+        }
+
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.SendAsync(new HttpRequestMessage(HttpMethod.Head, Path(ClientsUrl, "no-such-client")))).StatusCode);
     }
 
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ServerFixture, Task<string>> OtherScopeTokens = new();
