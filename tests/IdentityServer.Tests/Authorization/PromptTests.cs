@@ -61,10 +61,7 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
     [SkippableFact]
     public async Task Prompt_none_with_a_session_returns_a_code_without_any_page()
     {
-        var client = await server.CreatePublicClientAsync();
-        var user = await server.CreateUserAsync();
-        var browser = server.CreateBrowser();
-        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var (client, user, browser) = await SignedInAsync();
         var pkce = Pkce.Create();
 
         var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce,
@@ -120,10 +117,7 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
     [InlineData("999999999999")] // more seconds than a TimeSpan holds
     public async Task A_generous_max_age_does_not_ask_a_freshly_signed_in_user_again_and_the_id_token_carries_auth_time(string maxAge)
     {
-        var client = await server.CreatePublicClientAsync();
-        var user = await server.CreateUserAsync();
-        var browser = server.CreateBrowser();
-        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var (client, user, browser) = await SignedInAsync();
         var pkce = Pkce.Create();
 
         var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce,
@@ -137,10 +131,7 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
     [SkippableFact]
     public async Task Prompt_login_with_a_session_shows_the_login_page_and_then_completes()
     {
-        var client = await server.CreatePublicClientAsync();
-        var user = await server.CreateUserAsync();
-        var browser = server.CreateBrowser();
-        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var (client, user, browser) = await SignedInAsync();
         var pkce = Pkce.Create();
         var state = Unique.Name("state");
 
@@ -161,10 +152,7 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
     [SkippableFact]
     public async Task Prompt_login_cannot_be_skipped_with_a_forged_or_borrowed_sign_in_marker()
     {
-        var client = await server.CreatePublicClientAsync();
-        var user = await server.CreateUserAsync();
-        var browser = server.CreateBrowser();
-        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var (client, user, browser) = await SignedInAsync();
 
         // A marker from another request: the login page's return URL of a first prompt=login request.
         var first = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
@@ -242,10 +230,7 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
     [SkippableFact]
     public async Task Prompt_select_account_with_a_session_asks_and_continuing_returns_the_signed_in_users_code()
     {
-        var client = await server.CreatePublicClientAsync();
-        var user = await server.CreateUserAsync();
-        var browser = server.CreateBrowser();
-        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var (client, user, browser) = await SignedInAsync();
         var pkce = Pkce.Create();
         var state = Unique.Name("state");
 
@@ -309,10 +294,7 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
     [SkippableFact]
     public async Task The_account_choice_cannot_be_made_for_the_user_by_a_link_or_a_forged_post()
     {
-        var client = await server.CreatePublicClientAsync();
-        var user = await server.CreateUserAsync();
-        var browser = server.CreateBrowser();
-        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var (client, user, browser) = await SignedInAsync();
         var url = await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
             extra: new Dictionary<string, string?> { ["prompt"] = "select_account" });
 
@@ -349,6 +331,16 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
     }
 
     /// <summary>What an administrator's grant looks like: a permanent authorization of the client for the user and scopes.</summary>
+    /// <summary>A public client, and a user who signed in to it in a browser that keeps the session.</summary>
+    private async Task<(TestClient Client, TestUser User, Browser Browser)> SignedInAsync()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        return (client, user, browser);
+    }
+
     private async Task GrantAsAdministratorAsync(TestClient client, TestUser user, params string[] scopes)
     {
         await using var scope = server.Factory.Services.CreateAsyncScope();
