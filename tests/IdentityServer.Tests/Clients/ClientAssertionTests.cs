@@ -188,7 +188,7 @@ public abstract class ClientAssertionTests<TFixture>(TFixture server) where TFix
 
     /// <summary>
     /// What OpenIddict 7 accepts, and so what clients must send (README): header typ client-authentication+jwt and aud the
-    /// issuer (RFC 10070). An assertion OpenIddict refuses is refused before it is recorded: its jti stays unused.
+    /// issuer (draft-ietf-oauth-rfc7523bis). An assertion OpenIddict refuses is refused before it is recorded: its jti stays unused.
     /// </summary>
     [SkippableTheory]
     [InlineData("typ JWT", HttpStatusCode.Unauthorized, "invalid_client")]
@@ -229,7 +229,7 @@ public abstract class ClientAssertionTests<TFixture>(TFixture server) where TFix
         await ExpectTokenAsync(await ClientCredentialsAsync(server, client, await client.AssertionAsync(payload: p => p["jti"] = jti)));
     }
 
-    /// <summary>The other forms RFC 10070 allows, which OpenIddict 7 accepts too (README).</summary>
+    /// <summary>The other forms draft-ietf-oauth-rfc7523bis allows, which OpenIddict 7 accepts too (README).</summary>
     [SkippableTheory]
     [InlineData("typ application/client-authentication+jwt")]
     [InlineData("aud an array of the issuer")]
