@@ -107,7 +107,7 @@ public static class AdminExtensions
     public static WebApplication MapAdmin(this WebApplication app)
     {
         app.MapAdminApi().MapKeysAdmin();
-        app.MapOpenApi(AdminApi.OpenApiRoute).AllowAnonymous();
+        app.MapOpenApi(AdminApi.OpenApiRoute).AllowAnonymous().AnswerHeadLikeGet();
         return app;
     }
 }

@@ -35,7 +35,55 @@ public static class ClientAssertionReplay
     public static OpenIddictServerBuilder UseClientAssertionReplayProtection(this OpenIddictServerBuilder server)
     {
         server.Services.AddSingleton<UsedClientAssertions>();
-        return server.AddEventHandler(RefuseReusedAssertion.Descriptor);
+        return server.AddEventHandler(RefuseUnrepresentableDates.Descriptor).AddEventHandler(RefuseReusedAssertion.Descriptor);
+    }
+
+    /// <summary>
+    /// An assertion whose <c>exp</c>, <c>iat</c> or <c>nbf</c> lies outside the dates .NET can hold (year 1 to 9999),
+    /// clock skew included, is refused before OpenIddict reads it: OpenIddict converts them without a check and
+    /// answered 500. Read without validating anything else; what cannot be read is left to OpenIddict's own checks.
+    /// </summary>
+    public sealed class RefuseUnrepresentableDates(ILogger<RefuseUnrepresentableDates> logger) : IOpenIddictServerHandler<ProcessAuthenticationContext>
+    {
+        /// <summary>A day inside both ends, more than any clock skew.</summary>
+        private static readonly long Earliest = DateTimeOffset.MinValue.ToUnixTimeSeconds() + 86_400;
+        private static readonly long Latest = DateTimeOffset.MaxValue.ToUnixTimeSeconds() - 86_400;
+
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessAuthenticationContext>()
+            .UseSingletonHandler<RefuseUnrepresentableDates>()
+            .SetOrder(OpenIddictServerHandlers.ValidateClientAssertion.Descriptor.Order - 1)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public ValueTask HandleAsync(ProcessAuthenticationContext context)
+        {
+            if (string.IsNullOrEmpty(context.ClientAssertion) || !new Microsoft.IdentityModel.JsonWebTokens.JsonWebTokenHandler().CanReadToken(context.ClientAssertion))
+            {
+                return default;
+            }
+
+            Microsoft.IdentityModel.JsonWebTokens.JsonWebToken assertion;
+            try
+            {
+                assertion = new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(context.ClientAssertion);
+            }
+            catch (ArgumentException)
+            {
+                return default; // not a JWT OpenIddict could read either: its checks refuse it
+            }
+
+            foreach (var claim in new[] { Claims.ExpiresAt, Claims.IssuedAt, Claims.NotBefore })
+            {
+                if (assertion.TryGetPayloadValue<long>(claim, out var seconds) && (seconds < Earliest || seconds > Latest))
+                {
+                    logger.LogWarning(ClientAssertionEvents.AssertionUntrackable, "Client assertion of {ClientId} refused: its '{Claim}' is out of range", context.ClientId, claim);
+                    context.Reject(Errors.InvalidClient, $"The client assertion's '{claim}' is not a date this server can hold.");
+                    return default;
+                }
+            }
+
+            return default;
+        }
     }
 
     /// <summary>

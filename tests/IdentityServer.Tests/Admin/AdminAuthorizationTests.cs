@@ -246,7 +246,7 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
         var admin = await AdminAsync(server);
         var client = await server.CreateConfidentialClientAsync();
 
-        foreach (var url in new[] { ClientsUrl, Path(ClientsUrl, client.ClientId), "/api/admin/keys", "/api/admin/audit" })
+        foreach (var url in new[] { ClientsUrl, Path(ClientsUrl, client.ClientId), "/api/admin/keys", "/api/admin/audit", "/api/admin/openapi/admin.json" })
         {
             var get = await admin.GetAsync(url);
             var head = await admin.SendAsync(new HttpRequestMessage(HttpMethod.Head, url));

@@ -375,6 +375,12 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         "login page: multipart body without its boundary",
         "registration page: multipart body without its boundary",
         "authorize: multipart body without its boundary",
+        "token: malformed form content type",
+        "token: form content type with a suffix",
+        "userinfo: malformed form content type",
+        "introspection: form content type list",
+        "authorize: malformed form content type",
+        "end session: malformed form content type",
     ];
 
     [SkippableTheory]
@@ -425,6 +431,12 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
             "login page: multipart body without its boundary" => Post(await server.EndpointAsync("issuer") + "Account/Login", MultipartWithoutBoundary()),
             "registration page: multipart body without its boundary" => Post(await server.EndpointAsync("issuer") + "Account/Register", MultipartWithoutBoundary()),
             "authorize: multipart body without its boundary" => Post(authorize, MultipartWithoutBoundary()),
+            "token: malformed form content type" => Post(token, FormTyped("application/x-www-form-urlencoded; charset=\"")),
+            "token: form content type with a suffix" => Post(token, FormTyped("application/x-www-form-urlencodedX")),
+            "userinfo: malformed form content type" => Post(await server.EndpointAsync("userinfo_endpoint"), FormTyped("application/x-www-form-urlencoded;;")),
+            "introspection: form content type list" => Post(await server.EndpointAsync("introspection_endpoint"), FormTyped("application/x-www-form-urlencoded,text/plain")),
+            "authorize: malformed form content type" => Post(authorize, FormTyped("application/x-www-form-urlencoded; =")),
+            "end session: malformed form content type" => Post(await server.EndpointAsync("end_session_endpoint"), FormTyped("application/x-www-form-urlencoded;charset=\"utf-8")),
             _ => throw new ArgumentOutOfRangeException(nameof(name)),
         };
 
@@ -433,7 +445,7 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         var body = await response.Content.ReadAsStringAsync();
         Assert.True((int)response.StatusCode < 500, $"{name}: {(int)response.StatusCode}\n{body}");
         Assert.DoesNotContain("   at ", body); // no stack trace
-        if (name.Contains("multipart", StringComparison.Ordinal))
+        if (name.Contains("multipart", StringComparison.Ordinal) || name.Contains("content type", StringComparison.Ordinal))
         {
             // Refused before anything else reads the body, but after the security headers are in place.
             Assert.Equal("nosniff", string.Join(",", response.Headers.GetValues("X-Content-Type-Options")));
@@ -493,6 +505,15 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
     }
 
     /// <summary>A form body that may repeat a name (FormUrlEncodedContent keeps duplicates).</summary>
+    /// <summary>A form body under a Content-Type header sent as it is, unchecked by HttpClient.</summary>
+    private static StringContent FormTyped(string contentType)
+    {
+        var content = new StringContent("grant_type=client_credentials&token=x");
+        content.Headers.Remove("Content-Type");
+        content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+        return content;
+    }
+
     /// <summary>A body that says it is multipart but never contains its boundary: the form reader fails on it.</summary>
     private static StringContent MultipartWithoutBoundary()
     {

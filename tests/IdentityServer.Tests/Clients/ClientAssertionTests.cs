@@ -160,6 +160,23 @@ public abstract class ClientAssertionTests<TFixture>(TFixture server) where TFix
             await client.AssertionAsync(payload: p => p["exp"] = In(TimeSpan.FromMinutes(12)))));
     }
 
+    /// <summary>Dates .NET cannot hold (OpenIddict converted them unchecked: a 500) are the client's error, whatever the claim.</summary>
+    [SkippableTheory]
+    [InlineData("exp", 253402300800L)]
+    [InlineData("exp", 253402300799L)]
+    [InlineData("exp", -62135596801L)]
+    [InlineData("iat", 253402300800L)]
+    [InlineData("iat", long.MaxValue)]
+    [InlineData("nbf", -62135596801L)]
+    public async Task An_assertion_with_a_date_out_of_range_is_refused_as_invalid_client(string claim, long seconds)
+    {
+        var client = await SigningClient.CreateAsync(server);
+
+        var response = await ClientCredentialsAsync(server, client, await client.AssertionAsync(payload: p => p[claim] = seconds));
+
+        await ExpectInvalidClientAsync(response, claim);
+    }
+
     /// <summary>A record past its expiry (not pruned yet) no longer holds its jti: the old assertion is refused as expired anyway.</summary>
     [SkippableFact]
     public async Task A_jti_whose_record_expired_can_be_used_again_once()

@@ -62,15 +62,7 @@ public static class AdminEndpoints
             .WithDescription("Every admin change: who, what, when, and the entry before and after (never a secret). Page back with before=next_before.")
             .Produces<AuditPage>();
 
-        // Every GET operation answers HEAD too (RFC 9110 9.3.2): the same status and headers, the body left out by Kestrel.
-        ((IEndpointConventionBuilder)api).Add(endpoint =>
-        {
-            if (endpoint.Metadata.OfType<HttpMethodMetadata>().LastOrDefault() is { } methods
-                && methods.HttpMethods.Contains(HttpMethods.Get) && !methods.HttpMethods.Contains(HttpMethods.Head))
-            {
-                endpoint.Metadata.Add(new HttpMethodMetadata([.. methods.HttpMethods, HttpMethods.Head], methods.AcceptCorsPreflight));
-            }
-        });
+        api.AnswerHeadLikeGet();
 
         // Anything else under the API answers as the API does (JSON), not with the login page or an HTML error. This
         // catch-all matches every method, so it answers 405 itself for a path whose operations take other methods.
@@ -87,6 +79,20 @@ public static class AdminEndpoints
             })
             .ExcludeFromDescription();
         return api;
+    }
+
+    /// <summary>Every GET operation answers HEAD too (RFC 9110 9.3.2): the same status and headers, the body left out by Kestrel.</summary>
+    public static TBuilder AnswerHeadLikeGet<TBuilder>(this TBuilder endpoints) where TBuilder : IEndpointConventionBuilder
+    {
+        endpoints.Add(endpoint =>
+        {
+            if (endpoint.Metadata.OfType<HttpMethodMetadata>().LastOrDefault() is { } methods
+                && methods.HttpMethods.Contains(HttpMethods.Get) && !methods.HttpMethods.Contains(HttpMethods.Head))
+            {
+                endpoint.Metadata.Add(new HttpMethodMetadata([.. methods.HttpMethods, HttpMethods.Head], methods.AcceptCorsPreflight));
+            }
+        });
+        return endpoints;
     }
 
     /// <summary>The methods of the operations whose route matches <paramref name="path"/>, for a 405's <c>Allow</c>; empty when none does.</summary>
