@@ -78,6 +78,31 @@ public abstract class PushedAuthorizationTests<TFixture>(TFixture server) where 
         await OAuth.RedeemAsync(server, client, result["code"], pkce);
     }
 
+    /// <summary>The account-choice form posts the pushed request's request_uri back, which is used once only when the code is issued.</summary>
+    [SkippableFact]
+    public async Task Prompt_select_account_in_a_pushed_request_asks_once_and_then_completes()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var pkce = Pkce.Create();
+        var state = Unique.Name("state");
+        var parameters = Request(pkce, "openid", state, Unique.Name("nonce"));
+        parameters["prompt"] = "select_account";
+        var requestUri = await OAuth.PushAsync(server, client.ClientId, parameters);
+
+        var chooser = await browser.NavigateAsync(await AuthorizeUrlAsync(client, requestUri), OAuth.IsApp);
+        Assert.True(chooser.RedirectTarget is null && chooser.Document.QuerySelector("button[value=continue]") is not null,
+            $"{(int)chooser.Status} at {chooser.Uri} -> {chooser.RedirectTarget}");
+        var callback = await browser.SubmitAsync(chooser, button: "button[value=continue]", stopAt: OAuth.IsApp);
+
+        Assert.True(callback.RedirectTarget is not null && OAuth.IsApp(callback.RedirectTarget), $"{(int)callback.Status} at {callback.Uri}:\n{callback.Body}");
+        var result = OAuth.QueryOf(callback.RedirectTarget!);
+        Assert.Equal(state, result["state"]);
+        await OAuth.RedeemAsync(server, client, result["code"], pkce);
+    }
+
     [SkippableFact]
     public async Task A_pushed_request_with_an_unregistered_redirect_uri_is_refused_at_the_push()
     {
