@@ -47,22 +47,26 @@ public static class RepeatedParameters
         return null;
     }
 
-    /// <summary>
-    /// First of the endpoint's validation handlers (OpenIddict's own start at int.MinValue + 100,000). At the
-    /// authorization endpoint the error then reaches the page, which sends it to the client only once it has checked
-    /// the client and the exact redirect_uri itself; a repeated client_id or redirect_uri reads as absent there, so
-    /// it gets the error page, and a repeated state reads as absent too, so it is never echoed.
-    /// </summary>
+    /// <summary>Refuses a request with a repeated parameter, at the point of the pipeline its descriptor names.</summary>
     public sealed class Refuse<TContext>(ILogger<Refuse<TContext>> logger) : IOpenIddictServerHandler<TContext>
         where TContext : BaseValidatingContext
     {
+        /// <summary>
+        /// First of the endpoint's validation handlers (OpenIddict's own start at int.MinValue + 100,000). At the
+        /// authorization endpoint the error then reaches the page, which sends it to the client only once it has checked
+        /// the client and the exact redirect_uri itself; a repeated client_id or redirect_uri reads as absent there, so
+        /// it gets the error page, and a repeated state reads as absent too, so it is never echoed.
+        /// </summary>
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<TContext>()
             .UseSingletonHandler<Refuse<TContext>>()
             .SetOrder(int.MinValue + 50_000)
             .SetType(OpenIddictServerHandlerType.Custom)
             .Build();
 
-        /// <summary>Right after the request is read from the query or form, before its credentials are taken from it.</summary>
+        /// <summary>
+        /// Right after the request is read from the query or form, before its credentials are taken from it (the order
+        /// of OpenIddict's Basic credentials handler is the same for every endpoint).
+        /// </summary>
         public static OpenIddictServerHandlerDescriptor OnceRead { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<TContext>()
             .UseSingletonHandler<Refuse<TContext>>()
             .SetOrder(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers.ExtractBasicAuthenticationCredentials<ExtractTokenRequestContext>.Descriptor.Order - 1)

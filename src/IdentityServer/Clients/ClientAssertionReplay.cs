@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
@@ -49,6 +50,9 @@ public static class ClientAssertionReplay
         private static readonly long Earliest = DateTimeOffset.MinValue.ToUnixTimeSeconds() + 86_400;
         private static readonly long Latest = DateTimeOffset.MaxValue.ToUnixTimeSeconds() - 86_400;
 
+        /// <summary>Only to tell a JWT it may read (format and size) from anything else; stateless, so one serves every request.</summary>
+        private static readonly JsonWebTokenHandler Reader = new();
+
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessAuthenticationContext>()
             .UseSingletonHandler<RefuseUnrepresentableDates>()
             .SetOrder(OpenIddictServerHandlers.ValidateClientAssertion.Descriptor.Order - 1)
@@ -57,15 +61,15 @@ public static class ClientAssertionReplay
 
         public ValueTask HandleAsync(ProcessAuthenticationContext context)
         {
-            if (string.IsNullOrEmpty(context.ClientAssertion) || !new Microsoft.IdentityModel.JsonWebTokens.JsonWebTokenHandler().CanReadToken(context.ClientAssertion))
+            if (string.IsNullOrEmpty(context.ClientAssertion) || !Reader.CanReadToken(context.ClientAssertion))
             {
                 return default;
             }
 
-            Microsoft.IdentityModel.JsonWebTokens.JsonWebToken assertion;
+            JsonWebToken assertion;
             try
             {
-                assertion = new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(context.ClientAssertion);
+                assertion = new JsonWebToken(context.ClientAssertion);
             }
             catch (ArgumentException)
             {
