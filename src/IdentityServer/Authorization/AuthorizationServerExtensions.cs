@@ -35,6 +35,7 @@ public static class AuthorizationServerExtensions
                     .AllowRefreshTokenFlow()
                     .AllowClientCredentialsFlow()
                     .AllowDeviceAuthorizationFlow()
+                    .AllowAccessTokenExchange()
                     .RequireProofKeyForCodeExchange();
 
                 server.RegisterScopes(Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.Roles, Scopes.OfflineAccess);

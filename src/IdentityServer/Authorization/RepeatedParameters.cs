@@ -19,7 +19,7 @@ public static class RepeatedParameters
 {
     /// <summary>
     /// Defined as repeatable: <c>resource</c> (RFC 8707) and <c>audience</c> (RFC 8693), both read by OpenIddict as
-    /// lists. OpenIddict refuses <c>audience</c> outside token exchange, which this server does not serve.
+    /// lists. OpenIddict refuses <c>audience</c> outside token exchange.
     /// </summary>
     public static readonly FrozenSet<string> Repeatable = FrozenSet.Create(StringComparer.Ordinal, Parameters.Resource, Parameters.Audience);
 

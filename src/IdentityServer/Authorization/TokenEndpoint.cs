@@ -10,7 +10,7 @@ namespace IdentityServer.Authorization;
 
 /// <summary>
 /// The token endpoint's decisions. OpenIddict has already authenticated the client and validated the grant
-/// (code, PKCE, refresh token, device code); here we only decide whose tokens these are.
+/// (code, PKCE, refresh token, device code, token exchange's subject and actor tokens); here we only decide whose tokens these are.
 /// </summary>
 public static class TokenEndpoint
 {
@@ -58,6 +58,11 @@ public static class TokenEndpoint
                 authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
         }
 
+        if (request.IsTokenExchangeGrantType())
+        {
+            return await TokenExchange.ExchangeAsync(context, request);
+        }
+
         return Refuse(Errors.UnsupportedGrantType, "This grant type is not supported.");
     }
 
@@ -74,4 +79,6 @@ public static class TokenEvents
     public static readonly EventId ConcurrentRedemption = new(5005, nameof(ConcurrentRedemption));
     public static readonly EventId RedemptionNotRecorded = new(5006, nameof(RedemptionNotRecorded));
     public static readonly EventId RequestRefused = new(5009, nameof(RequestRefused));
+    public static readonly EventId TokenExchanged = new(5020, nameof(TokenExchanged));
+    public static readonly EventId ExchangeRefused = new(5021, nameof(ExchangeRefused));
 }

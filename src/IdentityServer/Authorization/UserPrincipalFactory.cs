@@ -53,6 +53,34 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
         return new ClaimsPrincipal(identity);
     }
 
+    /// <summary>
+    /// The principal of an access token issued by token exchange (Authorization/TokenExchange): the subject token's
+    /// user and authorization, the narrowed scopes and audiences, the user's claims read afresh, and the actors.
+    /// Nothing for an identity token: none is issued.
+    /// </summary>
+    public async Task<ClaimsPrincipal> CreateExchangedAsync(ClaimsPrincipal subject, ClaimsPrincipal? actor, ApplicationUser user,
+        ImmutableArray<string> grantedScopes, IEnumerable<string> audiences)
+    {
+        var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
+        identity.SetClaim(Claims.Subject, user.Id);
+        if (subject.GetAuthorizationId() is { } authorizationId)
+        {
+            identity.SetAuthorizationId(authorizationId);
+        }
+
+        if (TokenExchange.ActClaim(subject, actor) is { } act)
+        {
+            identity.SetClaim(TokenExchange.ActorClaim, act);
+        }
+
+        var principal = new ClaimsPrincipal(identity);
+        principal.SetScopes(grantedScopes);
+        principal.SetResources(audiences);
+        await AddUserClaimsAsync(identity, user, grantedScopes);
+        SetDestinations(identity, static claim => UserClaimTypes.Contains(claim.Type) || claim.Type == TokenExchange.ActorClaim ? AccessTokenOnly : null);
+        return principal;
+    }
+
     /// <summary>The principal of a machine client (client credentials): the client is the subject.</summary>
     public async Task<ClaimsPrincipal> CreateForClientAsync(string clientId, string? displayName, ImmutableArray<string> grantedScopes, CancellationToken ct)
     {

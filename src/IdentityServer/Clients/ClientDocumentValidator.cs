@@ -130,6 +130,11 @@ public static class ClientDocumentValidator
             Metadata("grant_types", "a public client cannot use client_credentials.");
         }
 
+        if (isPublic && client.GrantTypes.Contains(TokenExchangeGrant))
+        {
+            Metadata("grant_types", "a public client cannot use token exchange: the exchange needs an authenticated client.");
+        }
+
         if (client.GrantTypes.Contains(GrantTypes.RefreshToken)
             && !client.GrantTypes.Any(g => g is GrantTypes.AuthorizationCode or DeviceCodeGrant or TokenExchangeGrant))
         {

@@ -383,6 +383,7 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
     [InlineData("""{"redirect_uris":["https://app.example.com/a b"],"grant_types":["authorization_code"],"token_endpoint_auth_method":"none"}""", "invalid_redirect_uri", "redirect_uris[0]")]
     [InlineData("""{"grant_types":["authorization_code"],"token_endpoint_auth_method":"none"}""", "invalid_redirect_uri", "redirect_uris")]
     [InlineData("""{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}""", "invalid_client_metadata", "grant_types")]
+    [InlineData("""{"grant_types":["urn:ietf:params:oauth:grant-type:token-exchange"],"token_endpoint_auth_method":"none"}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":["password"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":["refresh_token"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":[]}""", "invalid_client_metadata", "grant_types")]

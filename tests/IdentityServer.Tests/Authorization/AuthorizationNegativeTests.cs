@@ -319,27 +319,6 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         await AssertErrorAsync(response, HttpStatusCode.BadRequest, "unauthorized_client");
     }
 
-    /// <summary>
-    /// The client document accepts the token exchange grant (the document format names it), but the token endpoint
-    /// does not serve it: a client registered with it is told so in OAuth's terms, and gets no token.
-    /// </summary>
-    [SkippableFact]
-    public async Task A_token_exchange_request_gets_unsupported_grant_type_even_from_a_client_registered_for_it()
-    {
-        var client = await server.CreateConfidentialClientAsync(c => c.GrantTypes = ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"]);
-        var subject = await OAuth.PostTokenAsync(server, new Dictionary<string, string> { ["grant_type"] = "client_credentials" }, basicAuth: client);
-        var subjectToken = (await OAuth.ReadJsonAsync(subject)).GetProperty("access_token").GetString()!;
-
-        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
-        {
-            ["grant_type"] = "urn:ietf:params:oauth:grant-type:token-exchange",
-            ["subject_token"] = subjectToken,
-            ["subject_token_type"] = "urn:ietf:params:oauth:token-type:access_token",
-        }, basicAuth: client);
-
-        await AssertErrorAsync(response, HttpStatusCode.BadRequest, "unsupported_grant_type");
-    }
-
     public static TheoryData<string> MalformedRequests => [
         "token: empty body",
         "token: unknown grant_type",
