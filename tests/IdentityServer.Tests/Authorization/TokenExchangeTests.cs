@@ -273,14 +273,6 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         await AssertErrorAsync(response, "unauthorized_client");
     }
 
-    [SkippableFact]
-    public async Task Discovery_lists_the_token_exchange_grant()
-    {
-        var discovery = JsonDocument.Parse(await server.CreateClient().GetStringAsync("/.well-known/openid-configuration")).RootElement;
-
-        Assert.Contains(Grant, discovery.GetProperty("grant_types_supported").EnumerateArray().Select(g => g.GetString()));
-    }
-
     private sealed record Setup(TestClient App, TestUser User, TestClient FrontApi, string FrontScope, TestClient BackApi, string BackScope,
         string AccessToken, string IdentityToken, string Code, Pkce Pkce);
 

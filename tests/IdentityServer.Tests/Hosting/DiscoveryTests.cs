@@ -46,12 +46,13 @@ public abstract class DiscoveryTests<TFixture>(TFixture server) where TFixture :
     }
 
     [SkippableFact]
-    public async Task Only_the_code_flow_refresh_client_credentials_and_device_grants_are_advertised()
+    public async Task Only_the_code_flow_refresh_client_credentials_device_and_token_exchange_grants_are_advertised()
     {
         var discovery = await DiscoveryAsync();
 
         Assert.Equal(
-            new[] { "authorization_code", "client_credentials", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code" },
+            new[] { "authorization_code", "client_credentials", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code",
+                "urn:ietf:params:oauth:grant-type:token-exchange" },
             Strings(discovery, "grant_types_supported").Order(StringComparer.Ordinal));
         Assert.Equal(["code"], Strings(discovery, "response_types_supported"));
         Assert.Equal(["S256"], Strings(discovery, "code_challenge_methods_supported"));
