@@ -142,18 +142,24 @@ public static class ClientDescriptorMapper
             ? value
             : null;
 
-    private static string AuthMethodOf(OpenIddictApplicationDescriptor descriptor)
-    {
-        if (descriptor.Properties.TryGetValue(AuthMethodProperty, out var stored) && stored.ValueKind == JsonValueKind.String
-            && stored.GetString() is { Length: > 0 } method)
-        {
-            return method;
-        }
+    private static string AuthMethodOf(OpenIddictApplicationDescriptor descriptor) =>
+        AuthMethodOf(StoredAuthMethodOf(descriptor.Properties), descriptor.ClientType, descriptor.JsonWebKeySet is not null);
 
-        return descriptor.ClientType == ClientTypes.Public ? ClientAuthenticationMethods.None
-            : descriptor.JsonWebKeySet is not null ? ClientAuthenticationMethods.PrivateKeyJwt
-            : ClientAuthenticationMethods.ClientSecretBasic;
-    }
+    /// <summary>The auth method <see cref="Populate"/> stored in a client's properties, or null.</summary>
+    public static string? StoredAuthMethodOf(IReadOnlyDictionary<string, JsonElement> properties) =>
+        properties.TryGetValue(AuthMethodProperty, out var stored) && stored.ValueKind == JsonValueKind.String
+            && stored.GetString() is { Length: > 0 } method
+            ? method
+            : null;
+
+    /// <summary>
+    /// A client's registered auth method: the one stored, else (a client stored without it) what its type and keys
+    /// imply. The document and the token endpoints' check (<see cref="RegisteredAuthMethod"/>) both read it here.
+    /// </summary>
+    public static string AuthMethodOf(string? stored, string? clientType, bool hasKeys) =>
+        stored ?? (clientType == ClientTypes.Public ? ClientAuthenticationMethods.None
+            : hasKeys ? ClientAuthenticationMethods.PrivateKeyJwt
+            : ClientAuthenticationMethods.ClientSecretBasic);
 
     /// <summary>The public parameters of each key (RFC 7517/7518), so no private part could ever be echoed.</summary>
     private static JsonElement PublicJwks(JsonWebKeySet set)

@@ -148,8 +148,12 @@ public sealed class Seeder(
         else
         {
             // The seed's secret is the client's first one only: once stored it may have been rotated (leaked, say), and
-            // the seed cannot tell, so the stored one stays (given back as stored, the manager keeps it as it is).
-            if (storedSecret is not null)
+            // the seed cannot tell, so the stored one stays (given back as stored, the manager keeps it as it is). Not
+            // for a client moved to a method without a secret (private_key_jwt, none): Populate dropped it, and kept it
+            // would still be stored for a client that must not use it (and OpenIddict refuses one for a public client).
+            if (storedSecret is not null && descriptor.ClientType == ClientTypes.Confidential
+                && (client.TokenEndpointAuthMethod ?? ClientAuthenticationMethods.ClientSecretBasic)
+                    is ClientAuthenticationMethods.ClientSecretBasic or ClientAuthenticationMethods.ClientSecretPost)
             {
                 descriptor.ClientSecret = storedSecret;
             }

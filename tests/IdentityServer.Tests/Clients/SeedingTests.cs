@@ -1,9 +1,11 @@
 using System.Net;
+using System.Security.Cryptography;
 using IdentityServer.Accounts;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
 
 namespace IdentityServer.Tests.Clients;
@@ -113,6 +115,48 @@ public abstract class SeedingTests<TFixture>(TFixture server) where TFixture : S
 
         Assert.Equal(HttpStatusCode.Unauthorized, (await HttpProtocol.ClientCredentialsAsync(Https(second), seed.ClientId, seed.Secret, seed.Scope)).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await HttpProtocol.ClientCredentialsAsync(Https(second), seed.ClientId, rotated, seed.Scope)).StatusCode);
+    }
+
+    /// <summary>
+    /// A seeded client moved to its own keys, or made public, keeps no secret: the one the seed first gave it must not
+    /// stay stored (it was kept like a rotated one) and still authenticate it.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("private_key_jwt")]
+    [InlineData("none")]
+    public async Task A_seeded_client_moved_to_a_method_without_a_secret_keeps_none(string method)
+    {
+        var seed = MachineSeed();
+        await using (server.StartServer(seed.Settings))
+        {
+        }
+
+        seed.Settings.Remove("Seed:Clients:0:client_secret");
+        seed.Settings["Seed:Clients:0:token_endpoint_auth_method"] = method;
+        if (method == "private_key_jwt")
+        {
+            using var key = RSA.Create(2048);
+            var parameters = key.ExportParameters(false);
+            seed.Settings["Seed:Clients:0:jwks:keys:0:kty"] = "RSA";
+            seed.Settings["Seed:Clients:0:jwks:keys:0:n"] = Base64UrlEncoder.Encode(parameters.Modulus!);
+            seed.Settings["Seed:Clients:0:jwks:keys:0:e"] = Base64UrlEncoder.Encode(parameters.Exponent!);
+        }
+        else
+        {
+            seed.Settings["Seed:Clients:0:grant_types:0"] = "authorization_code";
+            seed.Settings["Seed:Clients:0:redirect_uris:0"] = OAuth.AppRedirectUri;
+        }
+
+        await using var second = server.StartServer(seed.Settings);
+
+        await using var scope = second.Services.CreateAsyncScope();
+        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+        var descriptor = new OpenIddictApplicationDescriptor();
+        await applications.PopulateAsync(descriptor, (await applications.FindByClientIdAsync(seed.ClientId))!);
+        Assert.Null(descriptor.ClientSecret);
+        // A public client may not use client_credentials at all (400 unauthorized_client).
+        Assert.Equal(method == "none" ? HttpStatusCode.BadRequest : HttpStatusCode.Unauthorized,
+            (await HttpProtocol.ClientCredentialsAsync(Https(second), seed.ClientId, seed.Secret)).StatusCode);
     }
 
     [SkippableFact]
