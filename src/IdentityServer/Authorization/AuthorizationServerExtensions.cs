@@ -93,6 +93,7 @@ public static class AuthorizationServerExtensions
                     .AttachCacheControlHeader<OpenIddict.Server.OpenIddictServerEvents.ApplyIntrospectionResponseContext>.Descriptor);
 
                 server.RequireTokenParties();
+                server.RevokeGrantWithItsRefreshToken();
                 server.AcceptBodilessUserInfoPosts();
 
                 // Plain signed JWTs (RFC 9068), so any API validates them with a stock JWT library.

@@ -81,4 +81,5 @@ public static class TokenEvents
     public static readonly EventId RequestRefused = new(5009, nameof(RequestRefused));
     public static readonly EventId TokenExchanged = new(5020, nameof(TokenExchanged));
     public static readonly EventId ExchangeRefused = new(5021, nameof(ExchangeRefused));
+    public static readonly EventId GrantRevoked = new(5022, nameof(GrantRevoked));
 }

@@ -20,10 +20,19 @@ public sealed class NativeHeapTrimmerTests(SqliteServerFixture server) : IClassF
     public async Task Freed_native_memory_goes_back_to_the_operating_system()
     {
         Skip.IfNot(OperatingSystem.IsLinux() && File.Exists("/proc/self/smaps"), "malloc_trim is glibc's (Linux).");
+        // Another test's server in this process may trim the heap (its own trimmer) between the free and the reading:
+        // then the blocks are made and freed again.
         var kept = FreeBlocksUnderAKeptOne();
+        var before = ResidentKilobytesOfMappingHolding(kept);
+        for (var attempt = 1; attempt < 5 && before <= 24 * 1024; attempt++)
+        {
+            Marshal.FreeHGlobal(kept);
+            kept = FreeBlocksUnderAKeptOne();
+            before = ResidentKilobytesOfMappingHolding(kept);
+        }
+
         try
         {
-            var before = ResidentKilobytesOfMappingHolding(kept);
             Assert.True(before > 24 * 1024, $"The freed blocks should still be resident before a trim: {before} kB.");
 
             await using var trimming = server.StartServer(new Dictionary<string, string?>

@@ -272,7 +272,7 @@ public sealed class AuthorizeModel(
     }
 
     private async Task<IActionResult> GrantAsync(ApplicationUser user, System.Security.Claims.ClaimsPrincipal session,
-        string? applicationId, ImmutableArray<string> scopes, object? authorization)
+        string? applicationId, ImmutableArray<string> scopes, object? consent)
     {
         var principal = await principals.CreateAsync(user, scopes, session, HttpContext.RequestAborted);
         var request = HttpContext.GetOpenIddictServerRequest();
@@ -280,11 +280,15 @@ public sealed class AuthorizeModel(
             AuthenticationLevels.Achieved(request is null ? [] : RequestedLevels(request), SessionClaims.GetMethods(session)));
         principal.FindFirst(Claims.AuthenticationContextReference)?.SetDestinations(Destinations.IdentityToken);
 
-        // A permanent authorization remembers the consent and ties every token of this grant together,
-        // so that revoking it (or a replayed code) takes them all.
-        authorization ??= await authorizations.CreateAsync(principal, user.Id, applicationId!, AuthorizationTypes.Permanent,
-            principal.GetScopes(), HttpContext.RequestAborted);
-        principal.SetAuthorizationId(await authorizations.GetIdAsync(authorization, HttpContext.RequestAborted));
+        // A permanent authorization remembers the consent; no token belongs to it. The tokens of this sign-in belong to an
+        // ad-hoc authorization of their own, which OpenIddict creates with the code (the principal names none): revoking
+        // its refresh token (Authorization/GrantRevocation), a replayed code or a reused refresh token ends this
+        // sign-in's tokens, not the user's other sessions with the client. Revoking the app's access ends them all.
+        if (consent is null)
+        {
+            await authorizations.CreateAsync(principal, user.Id, applicationId!, AuthorizationTypes.Permanent, principal.GetScopes(), HttpContext.RequestAborted);
+        }
+
         await sessionClients.RecordAsync(HttpContext, session, principal, request?.ClientId, serverOptions.CurrentValue, HttpContext.RequestAborted);
 
         logger.LogInformation(TokenEvents.AuthorizationGranted, "User {UserId} authorized {ApplicationId} for {Scopes}", user.Id, applicationId, scopes);
