@@ -231,13 +231,14 @@ public static class TokenTransaction
         public async ValueTask HandleAsync(ApplyAuthorizationResponseContext context)
         {
             writes.HoldsNewEntries = false;
-            if (writes.Held.Count == 0 || !string.IsNullOrEmpty(context.Response.Error))
+            if (writes.Held.Count + writes.HeldAuthorizations.Count == 0 || !string.IsNullOrEmpty(context.Response.Error))
             {
                 return;
             }
 
             // All in one write, so they share one of the writer's batches.
-            await writer.WriteAsync(new TokenChanges([.. writes.Held.Select(entry => entry.Row)]), context.CancellationToken);
+            await writer.WriteAsync(new TokenChanges([.. writes.Held.Select(entry => entry.Row)], NewAuthorizations: [.. writes.HeldAuthorizations]),
+                context.CancellationToken);
             writes.HeldWereWritten();
         }
     }
@@ -268,11 +269,18 @@ public sealed class DeferredTokenWrites
     /// <summary>New entries not written yet (see <see cref="RecordsUntilCommit"/> and <see cref="HoldsNewEntries"/>).</summary>
     internal List<HeldEntry> Held { get; } = [];
 
+    /// <summary>
+    /// With <see cref="HoldsNewEntries"/>: the new ad-hoc authorization of the held code (each sign-in's grant), written
+    /// with it (<see cref="AuthorizationLookupStore"/>), so a sign-in stays one write.
+    /// </summary>
+    internal List<AuthorizationRow> HeldAuthorizations { get; } = [];
+
     /// <summary>The held entries are stored: from now on they are entries like any other.</summary>
     internal void HeldWereWritten()
     {
         Held.ForEach(entry => entry.Owners.Written = true);
         Held.Clear();
+        HeldAuthorizations.Clear();
     }
 
     internal bool IsHeld(OpenIddictEntityFrameworkCoreToken token) => Held.Exists(entry => ReferenceEquals(entry.Token, token));

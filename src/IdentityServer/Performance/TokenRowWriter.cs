@@ -14,6 +14,9 @@ namespace IdentityServer.Performance;
 /// <summary>A token entry as a row: the entry, with its client and authorization by id.</summary>
 public readonly record struct TokenRow(OpenIddictEntityFrameworkCoreToken Token, string? ApplicationId, string? AuthorizationId);
 
+/// <summary>A new authorization as a row: the authorization, with its client by id.</summary>
+public readonly record struct AuthorizationRow(OpenIddictEntityFrameworkCoreAuthorization Authorization, string? ApplicationId);
+
 /// <summary>
 /// What one request writes: its new entries, and at most one stored entry it changed (the code or refresh token it
 /// redeemed), which is only overwritten if it still holds the concurrency token and the status it was read with.
@@ -21,10 +24,13 @@ public readonly record struct TokenRow(OpenIddictEntityFrameworkCoreToken Token,
 /// (<see cref="BatchingTokenStore"/>), but OpenIddict's own bulk revocations change the status alone, and a redemption
 /// read before a revocation must never write "redeemed" over "revoked" and store the successors of a revoked token.
 /// </summary>
-public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Update = null, string? ExpectedConcurrencyToken = null, string? ExpectedStatus = null)
+/// New authorizations the new entries belong to (a sign-in's ad-hoc authorization, made with its code) are inserted
+/// with them, first.
+public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Update = null, string? ExpectedConcurrencyToken = null, string? ExpectedStatus = null,
+    IReadOnlyList<AuthorizationRow>? NewAuthorizations = null)
 {
     /// <summary>How many rows these changes write: the new ones and the updated one.</summary>
-    public int Rows => Inserts.Count + (Update is null ? 0 : 1);
+    public int Rows => Inserts.Count + (Update is null ? 0 : 1) + (NewAuthorizations?.Count ?? 0);
 }
 
 /// <summary>
@@ -37,7 +43,9 @@ public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Upd
 /// </summary>
 public static class TokenRowWriter
 {
-    private static readonly ConditionalWeakTable<IModel, Table> Tables = [];
+    private static readonly ConditionalWeakTable<IModel, Table<TokenRow>> Tables = [];
+
+    private static readonly ConditionalWeakTable<IModel, Table<AuthorizationRow>> AuthorizationTables = [];
 
     public static bool Supports(DbContext db) =>
         DatabaseProviders.Of(db) is DatabaseProvider.Sqlite or DatabaseProvider.PostgreSql;
@@ -50,10 +58,11 @@ public static class TokenRowWriter
     /// </summary>
     public static async Task<bool[]> WriteAsync(DbContext db, IReadOnlyList<TokenChanges> changes, CancellationToken cancellationToken)
     {
-        var table = Tables.GetValue(db.Model, _ => Table.From(db));
+        var table = Tables.GetValue(db.Model, _ => Table<TokenRow>.From(db, typeof(OpenIddictEntityFrameworkCoreToken), TokenReader));
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         var written = new bool[changes.Count];
         var inserts = new List<TokenRow>();
+        var authorizations = new List<AuthorizationRow>();
         for (var i = 0; i < changes.Count; i++)
         {
             written[i] = changes[i].Update is not { } update
@@ -61,7 +70,15 @@ public static class TokenRowWriter
             if (written[i])
             {
                 inserts.AddRange(changes[i].Inserts);
+                authorizations.AddRange(changes[i].NewAuthorizations ?? []);
             }
+        }
+
+        if (authorizations.Count > 0)
+        {
+            // First: the new entries name them. A few per batch at most (one per sign-in), so one row at a time.
+            var authorizationTable = AuthorizationTables.GetValue(db.Model, _ => Table<AuthorizationRow>.From(db, typeof(OpenIddictEntityFrameworkCoreAuthorization), AuthorizationReader));
+            await InsertRowByRowAsync(db, transaction, authorizationTable, authorizations, cancellationToken);
         }
 
         await InsertAsync(db, transaction, table, inserts, cancellationToken);
@@ -69,7 +86,7 @@ public static class TokenRowWriter
         return written;
     }
 
-    private static async Task<bool> UpdateAsync(DbContext db, IDbContextTransaction transaction, Table table, TokenRow row, string? expectedConcurrencyToken,
+    private static async Task<bool> UpdateAsync(DbContext db, IDbContextTransaction transaction, Table<TokenRow> table, TokenRow row, string? expectedConcurrencyToken,
         string? expectedStatus, CancellationToken cancellationToken)
     {
         await using var command = NewCommand(db, transaction, table.UpdateStatement(expectedConcurrencyToken is null, expectedStatus is null));
@@ -92,7 +109,7 @@ public static class TokenRowWriter
         return await ExecuteAsync(command, cancellationToken) == 1;
     }
 
-    private static async Task InsertAsync(DbContext db, IDbContextTransaction transaction, Table table, List<TokenRow> rows, CancellationToken cancellationToken)
+    private static async Task InsertAsync(DbContext db, IDbContextTransaction transaction, Table<TokenRow> table, List<TokenRow> rows, CancellationToken cancellationToken)
     {
         if (rows.Count == 0)
         {
@@ -115,7 +132,7 @@ public static class TokenRowWriter
     /// commit, whose named parameters SQLite looks up one by one through a list of all of them (a batch of 15 entries
     /// binds 210, about 22,000 name comparisons).
     /// </summary>
-    private static async Task InsertRowByRowAsync(DbContext db, IDbContextTransaction transaction, Table table, List<TokenRow> rows, CancellationToken cancellationToken)
+    private static async Task InsertRowByRowAsync<TRow>(DbContext db, IDbContextTransaction transaction, Table<TRow> table, List<TRow> rows, CancellationToken cancellationToken)
     {
         await using var command = NewCommand(db, transaction, table.InsertRowStatement);
         foreach (var row in rows)
@@ -138,7 +155,7 @@ public static class TokenRowWriter
     /// its parameter and type arrays, kept on every connection), and a batch binds a dozen parameters instead of one per
     /// value.
     /// </summary>
-    private static async Task InsertFromArraysAsync(DbContext db, IDbContextTransaction transaction, Table table, ColumnArray[] arrays,
+    private static async Task InsertFromArraysAsync(DbContext db, IDbContextTransaction transaction, Table<TokenRow> table, ColumnArray[] arrays,
         List<TokenRow> rows, CancellationToken cancellationToken)
     {
         await using var command = NewCommand(db, transaction, table.InsertFromArraysStatement);
@@ -178,15 +195,15 @@ public static class TokenRowWriter
         return command;
     }
 
-    private static void AddParameter(DbCommand command, Column column, string name, object? value) =>
+    private static void AddParameter<TRow>(DbCommand command, Column<TRow> column, string name, object? value) =>
         command.Parameters.Add(column.Mapping.CreateParameter(command, name, value, nullable: true));
 
-    private sealed record Column(string Name, RelationalTypeMapping Mapping, Func<TokenRow, object?> Read);
+    private sealed record Column<TRow>(string Name, RelationalTypeMapping Mapping, Func<TRow, object?> Read);
 
     /// <summary>How a column's values travel as one PostgreSQL array parameter: its element type, and a new array of them.</summary>
     private sealed record ColumnArray(NpgsqlDbType Type, Func<int, Array> NewArray);
 
-    private sealed class Table(string name, Column[] columns, Column key, Column concurrency, Column status, ColumnArray[]? columnArrays)
+    private sealed class Table<TRow>(string name, Column<TRow>[] columns, Column<TRow> key, Column<TRow> concurrency, Column<TRow> status, ColumnArray[]? columnArrays)
     {
         /// <summary>On PostgreSQL, when every column is text or a date without conversion: the array of each column.</summary>
         public ColumnArray[]? ColumnArrays { get; } = columnArrays;
@@ -201,49 +218,49 @@ public static class TokenRowWriter
         public string InsertRowStatement { get; } = $"INSERT INTO {name} ({ColumnList(columns)}) VALUES ({ParameterList(columns)})";
 
         /// <summary>Every column, in the order of the INSERT's values.</summary>
-        public Column[] Columns { get; } = columns;
+        public Column<TRow>[] Columns { get; } = columns;
 
         /// <summary>The columns an update overwrites (all but the key), as EF Core's update of the whole entry does.</summary>
-        public Column[] Updated { get; } = [.. columns.Where(column => column != key)];
+        public Column<TRow>[] Updated { get; } = [.. columns.Where(column => column != key)];
 
-        public Column Key { get; } = key;
+        public Column<TRow> Key { get; } = key;
 
-        public Column Concurrency { get; } = concurrency;
+        public Column<TRow> Concurrency { get; } = concurrency;
 
-        public Column Status { get; } = status;
+        public Column<TRow> Status { get; } = status;
 
         private static string ParameterName(int position) => $"@p{position}";
 
-        private static string ColumnList(Column[] columns) => string.Join(", ", columns.Select(column => column.Name));
+        private static string ColumnList(Column<TRow>[] columns) => string.Join(", ", columns.Select(column => column.Name));
 
-        private static string ParameterList(Column[] columns) => string.Join(", ", columns.Select((_, i) => ParameterName(i)));
+        private static string ParameterList(Column<TRow>[] columns) => string.Join(", ", columns.Select((_, i) => ParameterName(i)));
 
         public string UpdateStatement(bool expectsNoConcurrencyToken, bool expectsNoStatus) =>
             $"UPDATE {name} SET {string.Join(", ", Updated.Select((column, i) => $"{column.Name} = {ParameterName(i)}"))} " +
             $"WHERE {Key.Name} = @key AND {Concurrency.Name} {(expectsNoConcurrencyToken ? "IS NULL" : "= @expected")} " +
             $"AND {Status.Name} {(expectsNoStatus ? "IS NULL" : "= @expectedStatus")}";
 
-        /// <summary>Every column of the token table, read from the entry (its client and authorization by the ids given).</summary>
-        public static Table From(DbContext db)
+        /// <summary>Every column of the entity's table, each read from a row by <paramref name="reader"/>.</summary>
+        public static Table<TRow> From(DbContext db, Type entityType, Func<IProperty, Func<TRow, object?>> reader)
         {
-            var entity = db.Model.FindEntityType(typeof(OpenIddictEntityFrameworkCoreToken))
-                ?? throw new InvalidOperationException("The model has no OpenIddict token entity.");
+            var entity = db.Model.FindEntityType(entityType)
+                ?? throw new InvalidOperationException($"The model has no {entityType.Name} entity.");
             var store = StoreObjectIdentifier.Table(entity.GetTableName()!, entity.GetSchema());
             var sql = db.GetService<ISqlGenerationHelper>();
             var properties = entity.GetProperties().Where(property => property.GetColumnName(store) is not null).ToArray();
             if (properties.FirstOrDefault(property => property.GetDefaultValueSql(store) is not null || property.GetComputedColumnSql(store) is not null) is { } generated)
             {
-                throw new InvalidOperationException($"The token column {generated.Name} is generated by the database; the row writer does not support it.");
+                throw new InvalidOperationException($"The {entity.DisplayName()} column {generated.Name} is generated by the database; the row writer does not support it.");
             }
 
-            Column[] columns = [.. properties.Select(property =>
-                new Column(sql.DelimitIdentifier(property.GetColumnName(store)!), property.GetRelationalTypeMapping(), Reader(property)))];
+            Column<TRow>[] columns = [.. properties.Select(property =>
+                new Column<TRow>(sql.DelimitIdentifier(property.GetColumnName(store)!), property.GetRelationalTypeMapping(), reader(property)))];
             var key = entity.FindPrimaryKey()?.Properties is [var keyProperty] ? columns[Array.IndexOf(properties, keyProperty)]
-                : throw new InvalidOperationException("The token entity's key is not a single column; the row writer does not support it.");
+                : throw new InvalidOperationException($"The {entity.DisplayName()} entity's key is not a single column; the row writer does not support it.");
             var concurrency = properties.SingleOrDefault(property => property.IsConcurrencyToken) is { } concurrencyProperty ? columns[Array.IndexOf(properties, concurrencyProperty)]
-                : throw new InvalidOperationException("The token entity has no single concurrency token; the row writer does not support it.");
+                : throw new InvalidOperationException($"The {entity.DisplayName()} entity has no single concurrency token; the row writer does not support it.");
             var status = columns[Array.FindIndex(properties, property => property.Name == nameof(OpenIddictEntityFrameworkCoreToken.Status))];
-            return new Table(sql.DelimitIdentifier(store.Name, store.Schema), columns, key, concurrency, status, PostgreSqlArrays(db, properties, store));
+            return new Table<TRow>(sql.DelimitIdentifier(store.Name, store.Schema), columns, key, concurrency, status, PostgreSqlArrays(db, properties, store));
         }
 
         private static ColumnArray[]? PostgreSqlArrays(DbContext db, IProperty[] properties, StoreObjectIdentifier store)
@@ -263,12 +280,22 @@ public static class TokenRowWriter
             return arrays.All(array => array is not null) ? [.. arrays.Select(array => array!)] : null;
         }
 
-        private static Func<TokenRow, object?> Reader(IProperty property) => property.Name switch
-        {
-            BatchingTokenStore.ApplicationIdProperty => row => row.ApplicationId,
-            BatchingTokenStore.AuthorizationIdProperty => row => row.AuthorizationId,
-            _ when property.IsShadowProperty() => throw new InvalidOperationException($"The token property {property.Name} has no value to write."),
-            _ => row => property.GetGetter().GetClrValue(row.Token),
-        };
     }
+
+    /// <summary>A token column's value: from the entry, its client and authorization by the ids given.</summary>
+    private static Func<TokenRow, object?> TokenReader(IProperty property) => property.Name switch
+    {
+        BatchingTokenStore.ApplicationIdProperty => row => row.ApplicationId,
+        BatchingTokenStore.AuthorizationIdProperty => row => row.AuthorizationId,
+        _ when property.IsShadowProperty() => throw new InvalidOperationException($"The token property {property.Name} has no value to write."),
+        _ => row => property.GetGetter().GetClrValue(row.Token),
+    };
+
+    /// <summary>An authorization column's value: from the authorization, its client by the id given.</summary>
+    private static Func<AuthorizationRow, object?> AuthorizationReader(IProperty property) => property.Name switch
+    {
+        BatchingTokenStore.ApplicationIdProperty => row => row.ApplicationId,
+        _ when property.IsShadowProperty() => throw new InvalidOperationException($"The authorization property {property.Name} has no value to write."),
+        _ => row => property.GetGetter().GetClrValue(row.Authorization),
+    };
 }

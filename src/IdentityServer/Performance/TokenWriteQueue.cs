@@ -145,7 +145,7 @@ public sealed class TokenWriteQueue : IAsyncDisposable
                 throw new InvalidOperationException("Token entry updates go through the writer only on the providers the row writer supports.");
             }
 
-            await SaveInsertsAsync(db, [.. batch.SelectMany(p => p.Changes.Inserts)]);
+            await SaveInsertsAsync(db, [.. batch.SelectMany(p => p.Changes.Inserts)], [.. batch.SelectMany(p => p.Changes.NewAuthorizations ?? [])]);
             return [.. batch.Select(_ => true)];
         }
         catch (Exception e)
@@ -159,12 +159,22 @@ public sealed class TokenWriteQueue : IAsyncDisposable
         }
     }
 
-    /// <summary>Other providers: the new rows through one SaveChanges (one transaction, as few commands as the provider allows).</summary>
-    private static async Task SaveInsertsAsync(ApplicationDbContext db, IReadOnlyList<TokenRow> rows)
+    /// <summary>
+    /// Other providers: the new rows through one SaveChanges (one transaction, as few commands as the provider allows;
+    /// EF Core inserts the new authorizations before the entries that name them).
+    /// </summary>
+    private static async Task SaveInsertsAsync(ApplicationDbContext db, IReadOnlyList<TokenRow> rows, IReadOnlyList<AuthorizationRow> authorizations)
     {
         var owners = rows.Select(row => (row.Token.Application, row.Token.Authorization)).ToList();
+        var clients = authorizations.Select(row => row.Authorization.Application).ToList();
         try
         {
+            foreach (var row in authorizations)
+            {
+                row.Authorization.Application = null;
+                db.Add(row.Authorization).Property(BatchingTokenStore.ApplicationIdProperty).CurrentValue = row.ApplicationId;
+            }
+
             foreach (var row in rows)
             {
                 // Only the token row: its client and authorization exist already and are referenced by id.
@@ -182,6 +192,11 @@ public sealed class TokenWriteQueue : IAsyncDisposable
             for (var i = 0; i < rows.Count; i++)
             {
                 (rows[i].Token.Application, rows[i].Token.Authorization) = owners[i];
+            }
+
+            for (var i = 0; i < authorizations.Count; i++)
+            {
+                authorizations[i].Authorization.Application = clients[i];
             }
         }
     }
