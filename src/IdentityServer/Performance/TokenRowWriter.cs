@@ -23,9 +23,9 @@ public readonly record struct AuthorizationRow(OpenIddictEntityFrameworkCoreAuth
 /// The status is checked too: this server's revocations give revoked entries a new concurrency token
 /// (<see cref="BatchingTokenStore"/>), but OpenIddict's own bulk revocations change the status alone, and a redemption
 /// read before a revocation must never write "redeemed" over "revoked" and store the successors of a revoked token.
-/// </summary>
 /// New authorizations the new entries belong to (a sign-in's ad-hoc authorization, made with its code) are inserted
 /// with them, first.
+/// </summary>
 public sealed record TokenChanges(IReadOnlyList<TokenRow> Inserts, TokenRow? Update = null, string? ExpectedConcurrencyToken = null, string? ExpectedStatus = null,
     IReadOnlyList<AuthorizationRow>? NewAuthorizations = null)
 {
@@ -76,9 +76,10 @@ public static class TokenRowWriter
 
         if (authorizations.Count > 0)
         {
-            // First: the new entries name them. A few per batch at most (one per sign-in), so one row at a time.
+            // First: the new entries name them. As the entries: on PostgreSQL one statement for all (a round trip per
+            // row made the single writer's batches longer, and sign-ins on PostgreSQL waited on it).
             var authorizationTable = AuthorizationTables.GetValue(db.Model, _ => Table<AuthorizationRow>.From(db, typeof(OpenIddictEntityFrameworkCoreAuthorization), AuthorizationReader));
-            await InsertRowByRowAsync(db, transaction, authorizationTable, authorizations, cancellationToken);
+            await InsertAsync(db, transaction, authorizationTable, authorizations, cancellationToken);
         }
 
         await InsertAsync(db, transaction, table, inserts, cancellationToken);
@@ -109,7 +110,7 @@ public static class TokenRowWriter
         return await ExecuteAsync(command, cancellationToken) == 1;
     }
 
-    private static async Task InsertAsync(DbContext db, IDbContextTransaction transaction, Table<TokenRow> table, List<TokenRow> rows, CancellationToken cancellationToken)
+    private static async Task InsertAsync<TRow>(DbContext db, IDbContextTransaction transaction, Table<TRow> table, List<TRow> rows, CancellationToken cancellationToken)
     {
         if (rows.Count == 0)
         {
@@ -155,8 +156,8 @@ public static class TokenRowWriter
     /// its parameter and type arrays, kept on every connection), and a batch binds a dozen parameters instead of one per
     /// value.
     /// </summary>
-    private static async Task InsertFromArraysAsync(DbContext db, IDbContextTransaction transaction, Table<TokenRow> table, ColumnArray[] arrays,
-        List<TokenRow> rows, CancellationToken cancellationToken)
+    private static async Task InsertFromArraysAsync<TRow>(DbContext db, IDbContextTransaction transaction, Table<TRow> table, ColumnArray[] arrays,
+        List<TRow> rows, CancellationToken cancellationToken)
     {
         await using var command = NewCommand(db, transaction, table.InsertFromArraysStatement);
         for (var column = 0; column < table.Columns.Length; column++)
