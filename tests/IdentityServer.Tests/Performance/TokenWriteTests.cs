@@ -169,6 +169,48 @@ public abstract class TokenWriteTests<TFixture>(TFixture server) where TFixture 
     }
 
     /// <summary>
+    /// Sign-ins at once: each one's grant (an ad-hoc authorization, written by the group-commit writer with the
+    /// code, several in one batch) reads back through OpenIddict with its user, client, scopes, type, status and date,
+    /// and is the one its code, access and refresh tokens name; the remembered consent is one permanent authorization.
+    /// </summary>
+    [SkippableFact]
+    public async Task Each_sign_ins_grant_is_written_with_its_code_and_reads_back_as_made()
+    {
+        var app = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var before = DateTimeOffset.UtcNow.AddSeconds(-1);
+        await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), app, user, "openid offline_access"); // the consent, first
+        await Task.WhenAll(Enumerable.Range(0, 6).Select(_ =>
+            OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), app, user, "openid offline_access")));
+
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var authorizations = scope.ServiceProvider.GetRequiredService<IOpenIddictAuthorizationManager>();
+        var applicationId = await scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>().GetIdAsync(
+            (await scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>().FindByClientIdAsync(app.ClientId))!);
+        var found = await authorizations.FindBySubjectAsync(user.Id).ToListAsync();
+        var grants = new List<string>();
+        foreach (var authorization in found)
+        {
+            Assert.Equal(applicationId, await authorizations.GetApplicationIdAsync(authorization));
+            Assert.Equal(OpenIddictConstants.Statuses.Valid, await authorizations.GetStatusAsync(authorization));
+            Assert.Equal(["offline_access", "openid"], (await authorizations.GetScopesAsync(authorization)).Order());
+            Assert.InRange((await authorizations.GetCreationDateAsync(authorization))!.Value, before, DateTimeOffset.UtcNow.AddSeconds(1));
+            if (await authorizations.GetTypeAsync(authorization) == OpenIddictConstants.AuthorizationTypes.AdHoc)
+            {
+                grants.Add((await authorizations.GetIdAsync(authorization))!);
+            }
+        }
+
+        Assert.Equal(8, found.Count); // seven grants and the consent
+        Assert.Equal(7, grants.Distinct().Count());
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        var tokensByGrant = await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(t => t.Subject == user.Id)
+            .GroupBy(t => EF.Property<string>(t, "AuthorizationId")).Select(g => new { Grant = g.Key, Count = g.Count() }).ToListAsync();
+        Assert.Equal(grants.Order(), tokensByGrant.Select(g => g.Grant).Order());
+        Assert.All(tokensByGrant, g => Assert.Equal(3, g.Count)); // the code, the access token and the refresh token
+    }
+
+    /// <summary>
     /// A client_id or scope with a NUL (a query string's <c>%00</c>, an HTTP Basic header) is not found, without a
     /// query: PostgreSQL would refuse it with an error, and an error on the use Npgsql prepares a statement on breaks
     /// that statement for the next request on the same connection (npgsql/npgsql#6391).
