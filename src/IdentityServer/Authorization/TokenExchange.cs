@@ -5,6 +5,7 @@ using IdentityServer.Accounts;
 using Microsoft.AspNetCore;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
 using OpenIddict.Server.AspNetCore;
@@ -158,7 +159,7 @@ public static class TokenExchange
             scopes, targets.Count > 0 ? targets : resources);
         if (subject.GetExpirationDate() is { } subjectExpires)
         {
-            var lifetime = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<TokenOptions>>().Value.AccessTokenLifetime;
+            var lifetime = services.GetRequiredService<IOptions<TokenOptions>>().Value.AccessTokenLifetime;
             var remaining = subjectExpires - services.GetRequiredService<TimeProvider>().GetUtcNow();
             principal.SetAccessTokenLifetime(remaining < lifetime ? remaining : lifetime);
         }

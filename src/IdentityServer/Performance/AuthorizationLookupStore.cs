@@ -1,12 +1,13 @@
 using System.Collections.Immutable;
 using System.Runtime.CompilerServices;
+using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
 using OpenIddict.EntityFrameworkCore;
-using IdentityServer.Data;
 using OpenIddict.EntityFrameworkCore.Models;
+using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace IdentityServer.Performance;
 
@@ -69,7 +70,7 @@ public sealed class AuthorizationLookupStore(
             return;
         }
 
-        if (deferred.HoldsNewEntries && performance.Value.GroupCommitTokenWrites && authorization.Type == OpenIddict.Abstractions.OpenIddictConstants.AuthorizationTypes.AdHoc)
+        if (deferred.HoldsNewEntries && performance.Value.GroupCommitTokenWrites && authorization.Type == AuthorizationTypes.AdHoc)
         {
             deferred.HeldAuthorizations.Add(new AuthorizationRow(authorization, client.ApplicationId));
             return;
