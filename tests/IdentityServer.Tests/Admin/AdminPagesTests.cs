@@ -66,6 +66,20 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
         Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Path(ClientsUrl, clientId))).StatusCode);
     }
 
+    /// <summary>
+    /// The web-app kind registers client_secret_post, the method ASP.NET Core's OpenIdConnect handler uses: a client
+    /// must authenticate the way it is registered, so client_secret_basic would refuse such an app at the token endpoint.
+    /// </summary>
+    [SkippableFact]
+    public async Task The_web_app_kind_registers_the_authentication_method_asp_net_cores_handler_uses()
+    {
+        var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+
+        var form = await browser.NavigateAsync(Url("/admin/clients/new?kind=web"));
+
+        Assert.Equal("client_secret_post", form.Document.QuerySelector("select[name='Form.TokenEndpointAuthMethod'] option[selected]")?.GetAttribute("value"));
+    }
+
     [SkippableFact]
     public async Task An_admin_registers_a_machine_client_from_the_guided_form_and_sees_its_secret_once()
     {

@@ -159,7 +159,9 @@ public sealed record ClientKind(string Name, string Title, string Description, F
             () => new ClientForm
             {
                 ApplicationType = ApplicationTypes.Web,
-                TokenEndpointAuthMethod = ClientAuthenticationMethods.ClientSecretBasic,
+                // ASP.NET Core's OpenIdConnect handler sends its secret in the form, and a client must authenticate
+                // the way it is registered (Clients/RegisteredAuthMethod).
+                TokenEndpointAuthMethod = ClientAuthenticationMethods.ClientSecretPost,
                 GrantTypes = [OidcGrants.AuthorizationCode, OidcGrants.RefreshToken],
                 Scopes = [OidcScopes.OpenId, OidcScopes.Profile, OidcScopes.Email, OidcScopes.OfflineAccess],
                 ConsentType = ConsentTypes.Explicit,
