@@ -8,8 +8,9 @@ namespace IdentityServer.Tests.Authorization;
 
 /// <summary>
 /// OAuth 2.0 Token Exchange (RFC 8693): an API that received a user's access token trades it for a narrower one, to
-/// call another API on the user's behalf. The user signs in to an app whose token names two APIs; the first API
-/// (a confidential client whose client_id is its resource) exchanges it for a token for the second API alone.
+/// call another API on the user's behalf. The user signs in to an app whose token names two APIs; the first API (a
+/// confidential client whose client_id is the resource its scope names: a plain name, as a client document allows)
+/// exchanges it for a token for the second API alone.
 /// </summary>
 public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
@@ -149,7 +150,7 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
     {
         var setup = await SignedInAsync(frontApiScopes: s => $"{s.Front} {s.Back}");
 
-        var response = await ExchangeAsync(setup.FrontApi, setup.AccessToken, extra: new() { ["resource"] = setup.BackApi.ClientId });
+        var response = await ExchangeAsync(setup.FrontApi, setup.AccessToken, extra: new() { ["audience"] = setup.BackApi.ClientId });
 
         var json = await OAuth.ReadJsonAsync(response);
         Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
@@ -215,7 +216,7 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
     public async Task A_client_not_registered_for_token_exchange_is_refused_with_unauthorized_client()
     {
         var setup = await SignedInAsync();
-        var api = await server.CreateConfidentialClientAsync(c => { c.ClientId = $"https://{Unique.Name("api")}.test/"; c.Scope = setup.BackScope; });
+        var api = await server.CreateConfidentialClientAsync(c => { c.ClientId = Unique.Name("api"); c.Scope = setup.BackScope; });
 
         await AssertErrorAsync(await ExchangeAsync(api, setup.AccessToken), "unauthorized_client");
     }
@@ -286,8 +287,8 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         ServerFixture? on = null, bool frontApiRefreshes = false)
     {
         var target = on ?? server;
-        var frontResource = $"https://{Unique.Name("front")}.test/";
-        var backResource = $"https://{Unique.Name("back")}.test/";
+        var frontResource = Unique.Name("front-api");
+        var backResource = Unique.Name("back-api");
         var names = new ScopeNames(await target.CreateScopeAsync(frontResource), await target.CreateScopeAsync(backResource));
         var frontApi = await CreateApiAsync(frontApiScopes?.Invoke(names) ?? $"{names.Front} {names.Back}", frontResource, target, frontApiRefreshes);
         var backApi = await CreateApiAsync(names.Back, backResource, target);
@@ -304,7 +305,7 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
     private Task<TestClient> CreateApiAsync(string scope, string? resource = null, ServerFixture? on = null, bool refreshes = false) =>
         (on ?? server).CreateConfidentialClientAsync(c =>
     {
-        c.ClientId = resource ?? $"https://{Unique.Name("api")}.test/";
+        c.ClientId = resource ?? Unique.Name("api");
         c.GrantTypes = refreshes ? ["client_credentials", Grant, "refresh_token"] : ["client_credentials", Grant];
         c.Scope = scope;
     });
