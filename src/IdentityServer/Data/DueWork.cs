@@ -16,6 +16,29 @@ public sealed class DueWork(TimeProvider clock)
 
     public void Wake() => _wake.Writer.TryWrite(true);
 
+    /// <summary>
+    /// Until stopped: works through what is due (<paramref name="workDue"/> returns when the next row not yet due is
+    /// due, or null), then waits. A failed look (the database away) is reported and made again after the wait: the rows
+    /// stay, and the next look finds them.
+    /// </summary>
+    public async Task RunAsync(Func<CancellationToken, Task<DateTime?>> workDue, Action<Exception> reportFailure, CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            DateTime? next = null;
+            try
+            {
+                next = await workDue(stoppingToken);
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                reportFailure(e);
+            }
+
+            await WaitAsync(next, stoppingToken);
+        }
+    }
+
     public async Task WaitAsync(DateTime? nextDue, CancellationToken stoppingToken)
     {
         var delay = PollInterval;

@@ -74,21 +74,10 @@ public sealed class BackChannelLogoutSender(
     {
         try
         {
-            while (!stoppingToken.IsCancellationRequested)
-            {
-                DateTime? next = null;
-                try
-                {
-                    next = await StartDuePostsAsync(stoppingToken);
-                }
-                catch (Exception e) when (!stoppingToken.IsCancellationRequested)
-                {
-                    // The database being away must not stop the sender: the rows wait, and the next look finds them.
-                    logger.LogWarning(LogoutEvents.QueueUnreadable, e, "Could not read the logout tokens due; trying again within {Interval}", DueWork.PollInterval);
-                }
-
-                await _due.WaitAsync(next, stoppingToken);
-            }
+            // The database being away must not stop the sender: the rows wait, and the next look finds them.
+            await _due.RunAsync(StartDuePostsAsync,
+                e => logger.LogWarning(LogoutEvents.QueueUnreadable, e, "Could not read the logout tokens due; trying again within {Interval}", DueWork.PollInterval),
+                stoppingToken);
         }
         catch (Exception) when (stoppingToken.IsCancellationRequested)
         {

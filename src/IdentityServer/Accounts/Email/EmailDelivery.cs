@@ -97,23 +97,9 @@ public sealed class EmailDelivery(
         }
     }
 
-    private async Task SendStoredAsync(CancellationToken stoppingToken)
-    {
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            DateTime? next = null;
-            try
-            {
-                next = await SendDueAsync(stoppingToken);
-            }
-            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(AccountEvents.EmailFailed, e, "Could not read the emails due; trying again within {Interval}", DueWork.PollInterval);
-            }
-
-            await _due.WaitAsync(next, stoppingToken);
-        }
-    }
+    private Task SendStoredAsync(CancellationToken stoppingToken) => _due.RunAsync(SendDueAsync,
+        e => logger.LogWarning(AccountEvents.EmailFailed, e, "Could not read the emails due; trying again within {Interval}", DueWork.PollInterval),
+        stoppingToken);
 
     /// <summary>Sends the emails due, one after the other; returns when the next one not yet due is due.</summary>
     private async Task<DateTime?> SendDueAsync(CancellationToken stoppingToken)
