@@ -110,8 +110,9 @@ public static class TokenExchange
             return Refuse(Errors.InvalidGrant, "The subject token is not valid.");
         }
 
-        // OpenIddict checks the parties only of a token that names both an audience and a presenter.
-        if (!subject.HasPresenter(clientId) && !subject.HasAudience(clientId))
+        // OpenIddict checks the parties only of a token that names both an audience and a presenter; the rule of
+        // revocation and introspection (the subject token is an access token: its client or its audience).
+        if (!TokenParties.IsPartyTo(subject, clientId))
         {
             return Refuse(Errors.InvalidGrant, "The subject token was not issued to this client, nor does it name this client as its audience.");
         }

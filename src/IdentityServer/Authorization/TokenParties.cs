@@ -54,7 +54,7 @@ public static class TokenParties
     }
 
     /// <summary>Access tokens: the client they were issued to or an audience; refresh tokens: the client only. Null client (not identified): OpenIddict's rules apply.</summary>
-    private static bool IsPartyTo(System.Security.Claims.ClaimsPrincipal? token, string? clientId) =>
+    internal static bool IsPartyTo(System.Security.Claims.ClaimsPrincipal? token, string? clientId) =>
         token is null || string.IsNullOrEmpty(clientId)
         || token.HasPresenter(clientId)
         || (token.HasTokenType(TokenTypeIdentifiers.AccessToken) && token.HasAudience(clientId))
