@@ -177,6 +177,27 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         await AssertErrorAsync(response, "invalid_request");
     }
 
+    /// <summary>Bad input gets OAuth's answer, never a server error: garbage, an empty or a truncated token as the subject or actor.</summary>
+    [SkippableTheory]
+    [InlineData("subject", "not-a-token")]
+    [InlineData("subject", "")]
+    [InlineData("subject", "truncated")]
+    [InlineData("actor", "not-a-token")]
+    [InlineData("actor", "truncated")]
+    public async Task A_malformed_subject_or_actor_token_is_refused_with_an_oauth_error(string which, string token)
+    {
+        var setup = await SignedInAsync();
+        var value = token == "truncated" ? setup.AccessToken[..(setup.AccessToken.Length - 10)] : token;
+
+        var response = which == "subject"
+            ? await ExchangeAsync(setup.FrontApi, value, scope: setup.BackScope)
+            : await ExchangeAsync(setup.FrontApi, setup.AccessToken, scope: setup.BackScope, actorToken: value);
+
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {json}");
+        Assert.Contains(json.GetProperty("error").GetString(), new[] { "invalid_request", "invalid_grant" });
+    }
+
     [SkippableFact]
     public async Task A_revoked_subject_token_is_refused()
     {
