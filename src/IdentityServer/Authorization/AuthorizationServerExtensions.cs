@@ -35,8 +35,9 @@ public static class AuthorizationServerExtensions
                     .AllowRefreshTokenFlow()
                     .AllowClientCredentialsFlow()
                     .AllowDeviceAuthorizationFlow()
-                    .AllowAccessTokenExchange()
-                    .RequireProofKeyForCodeExchange();
+                    .AllowAccessTokenExchange();
+                // PKCE is required per client (Clients/ClientDescriptorMapper: every client unless a confidential
+                // one opts out with require_pkce false), which OpenIddict checks at authorize, PAR and token.
 
                 server.RegisterScopes(Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.Roles, Scopes.OfflineAccess);
                 server.RegisterClaims(Claims.Subject, Claims.Name, Claims.PreferredUsername, Claims.Email,

@@ -75,7 +75,13 @@ public static class ClientDescriptorMapper
                 Permissions.Endpoints.Authorization, Permissions.Endpoints.PushedAuthorization, Permissions.Endpoints.EndSession,
                 Permissions.GrantTypes.AuthorizationCode, Permissions.ResponseTypes.Code,
             ]);
-            descriptor.Requirements.Add(Requirements.Features.ProofKeyForCodeExchange);
+
+            // PKCE is a requirement of each client, not of the server, so a confidential client can opt out;
+            // a public one never does (the validator refuses it, and this holds even without the validator).
+            if (client.RequirePkce != false || descriptor.ClientType == ClientTypes.Public)
+            {
+                descriptor.Requirements.Add(Requirements.Features.ProofKeyForCodeExchange);
+            }
         }
 
         if (grants.Contains(GrantTypes.RefreshToken))
@@ -133,6 +139,10 @@ public static class ClientDescriptorMapper
             BackChannelLogoutUri = backChannelLogoutUri,
             BackChannelLogoutSessionRequired = backChannelLogoutUri is null ? null
                 : descriptor.Properties.TryGetValue(BackChannelLogoutSessionRequiredProperty, out var required) && required.ValueKind == JsonValueKind.True,
+            // Written only when it differs from the default, so documents of clients that keep PKCE read as before.
+            RequirePkce = grants.Contains(GrantTypes.AuthorizationCode) && !descriptor.Requirements.Contains(Requirements.Features.ProofKeyForCodeExchange)
+                ? false
+                : null,
         };
     }
 

@@ -5,8 +5,8 @@ namespace IdentityServer.Clients;
 
 /// <summary>
 /// A client application as users write it everywhere (seed, admin API, export): the OAuth dynamic client
-/// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c> and <c>application_type</c>, and the
-/// back-channel logout names of OpenID Connect Back-Channel Logout 1.0 section 2.2.
+/// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c>, <c>application_type</c> and
+/// <c>require_pkce</c>, and the back-channel logout names of OpenID Connect Back-Channel Logout 1.0 section 2.2.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class ClientDocument
@@ -56,6 +56,13 @@ public sealed class ClientDocument
 
     [JsonPropertyName("jwks_uri")]
     public string? JwksUri { get; set; }
+
+    /// <summary>
+    /// Whether the authorization code flow needs PKCE (RFC 7636). True when absent; only a confidential client may
+    /// set false, for server-side libraries that cannot send PKCE. Not an RFC 7591 name: none exists.
+    /// </summary>
+    [JsonPropertyName("require_pkce")]
+    public bool? RequirePkce { get; set; }
 }
 
 /// <summary>A scope as configured in the seed or the admin API.</summary>

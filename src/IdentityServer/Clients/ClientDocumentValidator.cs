@@ -135,6 +135,19 @@ public static class ClientDocumentValidator
             Metadata("grant_types", "a public client cannot use token exchange: the exchange needs an authenticated client.");
         }
 
+        if (client.RequirePkce == false)
+        {
+            if (isPublic)
+            {
+                // RFC 9700 section 2.1.1: PKCE is what keeps a public client's stolen code useless.
+                Metadata("require_pkce", "a public client (token_endpoint_auth_method 'none') must use PKCE.");
+            }
+            else if (!client.GrantTypes.Contains(GrantTypes.AuthorizationCode))
+            {
+                Metadata("require_pkce", "applies to the authorization_code grant only.");
+            }
+        }
+
         if (client.GrantTypes.Contains(GrantTypes.RefreshToken)
             && !client.GrantTypes.Any(g => g is GrantTypes.AuthorizationCode or DeviceCodeGrant or TokenExchangeGrant))
         {

@@ -384,6 +384,8 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
     [InlineData("""{"grant_types":["authorization_code"],"token_endpoint_auth_method":"none"}""", "invalid_redirect_uri", "redirect_uris")]
     [InlineData("""{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":["urn:ietf:params:oauth:grant-type:token-exchange"],"token_endpoint_auth_method":"none"}""", "invalid_client_metadata", "grant_types")]
+    [InlineData("""{"redirect_uris":["https://app.example.com/cb"],"grant_types":["authorization_code"],"token_endpoint_auth_method":"none","require_pkce":false}""", "invalid_client_metadata", "require_pkce")]
+    [InlineData("""{"grant_types":["client_credentials"],"require_pkce":false}""", "invalid_client_metadata", "require_pkce")]
     [InlineData("""{"grant_types":["password"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":["refresh_token"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":[]}""", "invalid_client_metadata", "grant_types")]

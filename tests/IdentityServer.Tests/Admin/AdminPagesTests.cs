@@ -153,6 +153,38 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
     }
 
     [SkippableFact]
+    public async Task The_pkce_checkbox_lets_a_web_app_leave_pkce_out_and_a_spa_is_refused_it_next_to_the_field()
+    {
+        var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var admin = await AdminAsync(server);
+        var webId = Unique.Name("legacy-web");
+        var web = await browser.NavigateAsync(Url("/admin/clients/new?kind=web"));
+        Assert.Null(web.Document.QuerySelector("input[name='Form.PkceOptional'][checked]"));
+
+        var created = await browser.SubmitAsync(web, "form.wide-form", new Dictionary<string, string[]>
+        {
+            ["Form.ClientId"] = [webId],
+            ["Form.RedirectUris"] = ["https://legacy.example.com/signin-oidc"],
+            ["Form.PkceOptional"] = ["true"],
+        });
+
+        Assert.Equal(HttpStatusCode.OK, created.Status);
+        Assert.Equal(System.Text.Json.JsonValueKind.False, (await admin.GetJsonAsync(Path(ClientsUrl, webId))).GetProperty("require_pkce").ValueKind);
+        var edit = await browser.NavigateAsync(Url($"/admin/clients/{webId}"));
+        Assert.NotNull(edit.Document.QuerySelector("input[name='Form.PkceOptional'][checked]"));
+
+        var spaId = Unique.Name("spa");
+        var refused = await browser.SubmitAsync(await browser.NavigateAsync(Url("/admin/clients/new?kind=spa")), "form.wide-form", new Dictionary<string, string[]>
+        {
+            ["Form.ClientId"] = [spaId],
+            ["Form.RedirectUris"] = ["https://spa.example.com/callback"],
+            ["Form.PkceOptional"] = ["true"],
+        });
+        Assert.Contains(FieldErrors(refused), e => e.Contains("must use PKCE", StringComparison.Ordinal));
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Path(ClientsUrl, spaId))).StatusCode);
+    }
+
+    [SkippableFact]
     public async Task An_admin_edits_a_client_and_a_form_opened_before_another_change_does_not_overwrite_it_unseen()
     {
         var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));

@@ -19,6 +19,9 @@ public sealed class ClientForm
 
     public List<string>? GrantTypes { get; set; }
 
+    /// <summary>The document's <c>require_pkce</c> turned around: checked means false.</summary>
+    public bool PkceOptional { get; set; }
+
     /// <summary>One URI per line.</summary>
     public string? RedirectUris { get; set; }
 
@@ -49,6 +52,7 @@ public sealed class ClientForm
         ["application_type"] = nameof(ApplicationType),
         ["token_endpoint_auth_method"] = nameof(TokenEndpointAuthMethod),
         ["grant_types"] = nameof(GrantTypes),
+        ["require_pkce"] = nameof(PkceOptional),
         ["redirect_uris"] = nameof(RedirectUris),
         ["post_logout_redirect_uris"] = nameof(PostLogoutRedirectUris),
         ["backchannel_logout_uri"] = nameof(BackChannelLogoutUri),
@@ -67,6 +71,7 @@ public sealed class ClientForm
         ApplicationType = document.ApplicationType,
         TokenEndpointAuthMethod = document.TokenEndpointAuthMethod,
         GrantTypes = [.. document.GrantTypes],
+        PkceOptional = document.RequirePkce == false,
         RedirectUris = AdminHtml.Lines(document.RedirectUris),
         PostLogoutRedirectUris = AdminHtml.Lines(document.PostLogoutRedirectUris),
         BackChannelLogoutUri = document.BackChannelLogoutUri,
@@ -100,6 +105,7 @@ public sealed class ClientForm
             ApplicationType = ApplicationType,
             TokenEndpointAuthMethod = TokenEndpointAuthMethod,
             GrantTypes = [.. (GrantTypes ?? []).Distinct()],
+            RequirePkce = PkceOptional ? false : null,
             RedirectUris = AdminHtml.SplitLines(RedirectUris),
             PostLogoutRedirectUris = AdminHtml.SplitLines(PostLogoutRedirectUris),
             BackChannelLogoutUri = string.IsNullOrWhiteSpace(BackChannelLogoutUri) ? null : BackChannelLogoutUri.Trim(),
