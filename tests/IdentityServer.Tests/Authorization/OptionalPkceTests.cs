@@ -53,12 +53,7 @@ public abstract class OptionalPkceTests<TFixture>(TFixture server) where TFixtur
     {
         var client = await CodeFlowClientAsync(requirePkce: null);
 
-        var page = await server.CreateBrowser().NavigateAsync(
-            await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce: null), OAuth.IsApp);
-        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"{(int)page.Status} at {page.Uri}:\n{page.Body}");
-        var result = OAuth.QueryOf(page.RedirectTarget!);
-        Assert.Equal("invalid_request", result["error"]);
-        Assert.False(result.ContainsKey("code"));
+        Assert.Equal("invalid_request", await AuthorizeWithoutPkceErrorAsync(client.ClientId));
 
         var pushed = await OAuth.PostFormAsync(server, "pushed_authorization_request_endpoint", new Dictionary<string, string>
         {
@@ -79,10 +74,7 @@ public abstract class OptionalPkceTests<TFixture>(TFixture server) where TFixtur
             c.RequirePkce = false;
         });
 
-        var page = await server.CreateBrowser().NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce: null), OAuth.IsApp);
-
-        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"{(int)page.Status} at {page.Uri}:\n{page.Body}");
-        Assert.Equal("invalid_request", OAuth.QueryOf(page.RedirectTarget!)["error"]);
+        Assert.Equal("invalid_request", await AuthorizeWithoutPkceErrorAsync(client.ClientId));
     }
 
     [SkippableFact]
@@ -104,8 +96,17 @@ public abstract class OptionalPkceTests<TFixture>(TFixture server) where TFixtur
         await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Document(null)), ifMatch: ETagOf(current))).ExpectAsync(HttpStatusCode.OK);
 
         Assert.False((await admin.GetJsonAsync(Path(ClientsUrl, clientId))).TryGetProperty("require_pkce", out _));
+        Assert.Equal("invalid_request", await AuthorizeWithoutPkceErrorAsync(clientId));
+    }
+
+    /// <summary>The error an authorization request without a code challenge is sent back to the app with.</summary>
+    private async Task<string> AuthorizeWithoutPkceErrorAsync(string clientId)
+    {
         var page = await server.CreateBrowser().NavigateAsync(await OAuth.AuthorizeUrlAsync(server, clientId, "openid", pkce: null), OAuth.IsApp);
-        Assert.Equal("invalid_request", OAuth.QueryOf(page.RedirectTarget!)["error"]);
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"{(int)page.Status} at {page.Uri}:\n{page.Body}");
+        var result = OAuth.QueryOf(page.RedirectTarget!);
+        Assert.False(result.ContainsKey("code"));
+        return result["error"];
     }
 
     private Task<TestClient> CodeFlowClientAsync(bool? requirePkce) =>
