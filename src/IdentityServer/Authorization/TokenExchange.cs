@@ -25,7 +25,7 @@ namespace IdentityServer.Authorization;
 /// <item>only access tokens are exchanged, for an access token (no refresh or identity token is issued);</item>
 /// <item>the subject token must have been issued to this client or name it as its audience, and its user must still be able to sign in;</item>
 /// <item>the new token's scopes are the subject token's or fewer (never more), each one this client may use;</item>
-/// <item>its audiences are the resources of those scopes, or fewer if <c>audience</c>/<c>resource</c> ask for fewer;</item>
+/// <item>its audiences are the resources of those scopes that the subject token names too, or fewer if <c>audience</c>/<c>resource</c> ask for fewer;</item>
 /// <item>it expires no later than the subject token, and it stays under the subject token's authorization, so revoking
 /// that (the user's consent, sign out everywhere) ends the exchanged tokens too;</item>
 /// <item>an actor token (delegation, RFC 8693 4.1) must be this client's own token; its subject becomes the <c>act</c>
@@ -149,11 +149,20 @@ public static class TokenExchange
             return Refuse(Errors.InvalidScope, "None of the subject token's scopes is one this client may use.");
         }
 
-        var resources = await services.GetRequiredService<IOpenIddictScopeManager>().ListResourcesAsync(scopes, context.RequestAborted).ToListAsync(context.RequestAborted);
+        // The subject token's audiences bound the new token's: a token narrowed to one API, exchanged again by that API,
+        // would otherwise reach the other APIs its scopes name.
+        var ofScopes = await services.GetRequiredService<IOpenIddictScopeManager>().ListResourcesAsync(scopes, context.RequestAborted).ToListAsync(context.RequestAborted);
+        var subjectAudiences = subject.GetAudiences();
+        var resources = ofScopes.Where(resource => subjectAudiences.Contains(resource, StringComparer.Ordinal)).ToList();
+        if (ofScopes.Count > 0 && resources.Count == 0)
+        {
+            return Refuse(Errors.InvalidTarget, "The subject token is for none of the audiences of the scopes this token is for.");
+        }
+
         var targets = request.GetAudiences().Concat(request.GetResources()).Distinct(StringComparer.Ordinal).ToList();
         if (targets.FirstOrDefault(target => !resources.Contains(target, StringComparer.Ordinal)) is { } unknown)
         {
-            return Refuse(Errors.InvalidTarget, $"'{unknown}' is not an audience of the scopes this token is for.");
+            return Refuse(Errors.InvalidTarget, $"'{unknown}' is not an audience of both the subject token and the scopes this token is for.");
         }
 
         var principal = await services.GetRequiredService<UserPrincipalFactory>().CreateExchangedAsync(subject, actor, user,

@@ -1,5 +1,10 @@
 using System.Net;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Server;
+using static OpenIddict.Server.OpenIddictServerEvents;
 
 namespace IdentityServer.Tests.Authorization;
 
@@ -83,6 +88,52 @@ public abstract class GrantRevocationTests<TFixture>(TFixture server) where TFix
         Assert.True(second.RedirectTarget is not null && OAuth.IsApp(second.RedirectTarget), $"Expected no consent page, got {(int)second.Status} at {second.Uri}");
         Assert.Contains("code=", second.RedirectTarget!.Query);
     }
+
+    /// <summary>
+    /// A refresh that lands while its refresh token's revocation is under way (the revocation has read the token, not yet
+    /// revoked it): the revocation still answers 200 and ends the grant, the tokens that refresh just got included. It
+    /// used to find the token changed under it, answer unsupported_token_type and leave the new tokens working.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_refresh_landing_during_its_refresh_tokens_revocation_is_ended_with_the_grant()
+    {
+        var (client, revoked, kept) = await TwoSignInsAsync();
+        var paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var resume = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var revoking = InstanceThatPausesRevocations(paused, resume.Task);
+        using var http = revoking.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
+
+        var revocation = http.PostAsync(await server.EndpointAsync("revocation_endpoint"), new FormUrlEncodedContent(
+            new Dictionary<string, string> { ["client_id"] = client.ClientId, ["token"] = revoked.RefreshToken }));
+        await paused.Task.WaitAsync(Hang);
+        var refresh = await OAuth.RefreshAsync(server, client, revoked.RefreshToken);
+        var refreshed = await OAuth.ReadJsonAsync(refresh);
+        Assert.True(refresh.StatusCode == HttpStatusCode.OK, refreshed.ToString());
+        resume.SetResult();
+        var response = await revocation.WaitAsync(Hang);
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await OAuth.UserInfoAsync(server, refreshed.GetProperty("access_token").GetString()!)).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await OAuth.RefreshAsync(server, client, refreshed.GetProperty("refresh_token").GetString()!)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, kept.AccessToken)).StatusCode);
+    }
+
+    /// <summary>A hang guard only: the steps it bounds take milliseconds.</summary>
+    private static readonly TimeSpan Hang = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// Another instance on the same database whose first revocation request stops once the token is read and validated,
+    /// before anything is revoked, says so through <paramref name="paused"/> and goes on when <paramref name="resume"/> completes.
+    /// </summary>
+    private WebApplicationFactory<Program> InstanceThatPausesRevocations(TaskCompletionSource paused, Task resume) =>
+        server.Factory.WithWebHostBuilder(builder => builder.ConfigureServices(services => services.AddOpenIddict().AddServer(options =>
+            options.AddEventHandler<HandleRevocationRequestContext>(handler => handler.UseInlineHandler(async _ =>
+            {
+                if (paused.TrySetResult())
+                {
+                    await resume;
+                }
+            }).SetOrder(OpenIddictServerHandlers.Revocation.AttachPrincipal.Descriptor.Order + 1)))));
 
     private const string Scope = "openid offline_access";
 
