@@ -93,6 +93,22 @@ public static class AuthorizationServerExtensions
                 server.AddEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers
                     .AttachCacheControlHeader<OpenIddict.Server.OpenIddictServerEvents.ApplyIntrospectionResponseContext>.Descriptor);
 
+                // A client credentials request without any client authentication is invalid_client (401), as RFC
+                // 6749 5.2 names "no client authentication included", and as every other grant answers it here;
+                // OpenIddict says invalid_request (for a missing client_id too, hence before its check of that).
+                server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidateTokenRequestContext>(handler =>
+                    handler.UseInlineHandler(context =>
+                    {
+                        if (OpenIddict.Abstractions.OpenIddictExtensions.IsClientCredentialsGrantType(context.Request) && string.IsNullOrEmpty(context.Request.ClientSecret)
+                            && string.IsNullOrEmpty(context.Request.ClientAssertion) && string.IsNullOrEmpty(context.Request.ClientAssertionType)
+                            && context.Transaction.RemoteCertificate is null)
+                        {
+                            context.Reject(Errors.InvalidClient, "The client credentials grant needs client authentication.");
+                        }
+
+                        return default;
+                    }).SetOrder(OpenIddict.Server.OpenIddictServerHandlers.Exchange.ValidateClientIdParameter.Descriptor.Order - 1));
+
                 server.RequireTokenParties();
                 server.RevokeGrantWithItsRefreshToken();
                 server.AcceptBodilessUserInfoPosts();

@@ -107,6 +107,24 @@ public abstract class ClientCredentialsTests<TFixture>(TFixture server) where TF
         Assert.Equal("invalid_client", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
     }
 
+    [SkippableTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_client_credentials_request_without_client_authentication_is_invalid_client(bool withClientId)
+    {
+        var (client, scope) = await CreateMachineClientAsync(TestApi.NewAudience());
+        var form = new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = scope };
+        if (withClientId)
+        {
+            form["client_id"] = client.ClientId;
+        }
+
+        var response = await OAuth.PostTokenAsync(server, form);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("invalid_client", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
+    }
+
     private async Task<(TestClient Client, string Scope)> CreateMachineClientAsync(string audience)
     {
         var scope = await server.CreateScopeAsync(audience);
