@@ -39,7 +39,7 @@ public sealed class DueWork(TimeProvider clock)
         }
     }
 
-    public async Task WaitAsync(DateTime? nextDue, CancellationToken stoppingToken)
+    private async Task WaitAsync(DateTime? nextDue, CancellationToken stoppingToken)
     {
         var delay = PollInterval;
         if (nextDue is { } due)
