@@ -69,7 +69,7 @@ public sealed class PasskeyBrowserTests
         await page.FillAsync("#Input_UserName", userName);
         await page.FillAsync("#Input_Password", password);
         await page.ClickAsync("#login-form button[type=submit]");
-        await page.WaitForURLAsync($"{origin}/");
+        await ExpectAsync(page, server, () => page.WaitForURLAsync($"{origin}/"), $"No arrival at {origin}/ after signing in");
         await page.GotoAsync($"{origin}/account/passkeys");
         await page.FillAsync("#Name", "Virtual authenticator");
         await page.ClickAsync("#passkey-add-button");
@@ -120,15 +120,19 @@ public sealed class PasskeyBrowserTests
     }
 
     /// <summary>Waits for <paramref name="selector"/>; on a timeout, fails with what the page shows and the server's log.</summary>
-    private static async Task ExpectAsync(IPage page, ServerProcess server, string selector)
+    private static Task ExpectAsync(IPage page, ServerProcess server, string selector) =>
+        ExpectAsync(page, server, () => page.WaitForSelectorAsync(selector, new() { Timeout = 15_000 }), $"'{selector}' did not appear");
+
+    /// <summary>Runs a wait of the page's; on a timeout, fails with <paramref name="failure"/>, what the page shows and the server's log.</summary>
+    private static async Task ExpectAsync(IPage page, ServerProcess server, Func<Task> wait, string failure)
     {
         try
         {
-            await page.WaitForSelectorAsync(selector, new() { Timeout = 15_000 });
+            await wait();
         }
         catch (TimeoutException)
         {
-            Assert.Fail($"'{selector}' did not appear; at {page.Url}:\n{await page.InnerTextAsync("main")}\n{server.Output}");
+            Assert.Fail($"{failure}; at {page.Url}:\n{await page.InnerTextAsync("main")}\n{server.Output}");
         }
     }
 }
