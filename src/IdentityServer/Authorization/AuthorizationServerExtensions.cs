@@ -111,6 +111,7 @@ public static class AuthorizationServerExtensions
 
                 server.RequireTokenParties();
                 server.RevokeGrantWithItsRefreshToken();
+                server.RevokeGrantOfReplayedTokens();
                 server.AcceptBodilessUserInfoPosts();
 
                 // Plain signed JWTs (RFC 9068), so any API validates them with a stock JWT library.

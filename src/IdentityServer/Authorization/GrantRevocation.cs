@@ -10,10 +10,21 @@ namespace IdentityServer.Authorization;
 /// authorization server SHOULD also invalidate all access tokens based on the same authorization grant"). Each sign-in
 /// (code) and each device approval has its own ad-hoc authorization, so that grant is one sign-in's tokens: the user's
 /// other sessions with the client, and the remembered consent (a permanent authorization, which no token belongs to),
-/// stay.
+/// stay. A replayed code or a reused refresh token ends its grant the same way.
 /// </summary>
 public static class GrantRevocation
 {
+    /// <summary>OpenIddict's check of the token entry, followed by <see cref="RevokeGrantOfReplayedToken"/>.</summary>
+    public static OpenIddictServerBuilder RevokeGrantOfReplayedTokens(this OpenIddictServerBuilder server)
+    {
+        server.Services.AddScoped<RevokeGrantOfReplayedToken>();
+        return server.Configure(options =>
+        {
+            var index = options.Handlers.IndexOf(OpenIddictServerHandlers.Protection.ValidateTokenEntry.Descriptor);
+            options.Handlers[index] = RevokeGrantOfReplayedToken.Descriptor;
+        });
+    }
+
     public static OpenIddictServerBuilder RevokeGrantWithItsRefreshToken(this OpenIddictServerBuilder server)
     {
         server.Services.AddSingleton<UnlessGrantRevoked>();
@@ -71,6 +82,53 @@ public static class GrantRevocation
             context.Transaction.Properties[GrantRevokedProperty] = true;
             logger.LogInformation(TokenEvents.GrantRevoked, "Client {ClientId} revoked a refresh token: its grant {AuthorizationId} and its {Count} tokens are revoked",
                 context.Request.ClientId, authorizationId, revoked);
+        }
+    }
+
+    /// <summary>
+    /// OpenIddict answers a replayed code or a reused refresh token (redeemed before, past the reuse leeway) by revoking
+    /// the tokens of its authorization, but not the authorization. A token made under it by a request already past its
+    /// checks at that moment stayed valid: a token exchange of the grant's access token, or a refresh whose entries a
+    /// PostgreSQL transaction committed while the bulk revocation ran. Here OpenIddict's check runs as before, and when
+    /// it refuses a token that had been redeemed, the grant is revoked too: whatever is made under it is refused on use.
+    /// The reuse leeway stays OpenIddict's: a token within it is not refused, and its grant is left alone.
+    /// </summary>
+    public sealed class RevokeGrantOfReplayedToken(OpenIddictServerHandlers.Protection.ValidateTokenEntry stock, IOpenIddictTokenManager tokens,
+        IOpenIddictAuthorizationManager authorizations, ILogger<RevokeGrantOfReplayedToken> logger) : IOpenIddictServerHandler<ValidateTokenContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidateTokenContext>()
+            .Import(OpenIddictServerHandlers.Protection.ValidateTokenEntry.Descriptor)
+            .UseScopedHandler<RevokeGrantOfReplayedToken>()
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(ValidateTokenContext context)
+        {
+            await stock.HandleAsync(context);
+
+            // A redemption date on a refused token: it was redeemed, and presented again (its status says revoked now,
+            // as OpenIddict revoked the grant's tokens with it).
+            if (!context.IsRejected || context.AuthorizationId is not { Length: > 0 } authorizationId || context.TokenId is not { Length: > 0 } tokenId
+                || await tokens.FindByIdAsync(tokenId, context.CancellationToken) is not { } token
+                || await tokens.GetRedemptionDateAsync(token, context.CancellationToken) is null
+                || await authorizations.FindByIdAsync(authorizationId, context.CancellationToken) is not { } authorization
+                || !await authorizations.HasTypeAsync(authorization, AuthorizationTypes.AdHoc, context.CancellationToken)
+                || await authorizations.HasStatusAsync(authorization, Statuses.Revoked, context.CancellationToken))
+            {
+                return;
+            }
+
+            if (await authorizations.TryRevokeAsync(authorization, context.CancellationToken))
+            {
+                logger.LogWarning(TokenEvents.ReplayedGrantRevoked, "A redeemed {TokenType} was presented again: its grant {AuthorizationId} is revoked",
+                    context.Principal?.GetTokenType(), authorizationId);
+            }
+            else
+            {
+                // Its entry changed meanwhile: most likely revoked by another request; its tokens are revoked either way.
+                logger.LogWarning(TokenEvents.ReplayedGrantRevoked, "A redeemed {TokenType} was presented again; its grant {AuthorizationId} changed meanwhile and was not revoked here",
+                    context.Principal?.GetTokenType(), authorizationId);
+            }
         }
     }
 }

@@ -3,7 +3,9 @@ using IdentityServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Abstractions;
 using OpenIddict.Server;
+using static OpenIddict.Abstractions.OpenIddictConstants;
 using static OpenIddict.Server.OpenIddictServerEvents;
 
 namespace IdentityServer.Tests.Authorization;
@@ -56,6 +58,8 @@ public abstract class GrantRevocationTests<TFixture>(TFixture server) where TFix
         Assert.Equal(HttpStatusCode.Unauthorized, (await OAuth.UserInfoAsync(server, replayed.AccessToken)).StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, (await OAuth.RefreshAsync(server, client, replayed.RefreshToken)).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, kept.AccessToken)).StatusCode);
+        Assert.Equal(Statuses.Revoked, await StoredGrantStatusAsync(replayed.AccessToken)); // the grant too, not only its tokens
+        Assert.Equal(Statuses.Valid, await StoredGrantStatusAsync(kept.AccessToken));
     }
 
     /// <summary>A redeemed refresh token presented again (the fixture allows no leeway) ends its own chain only.</summary>
@@ -71,6 +75,17 @@ public abstract class GrantRevocationTests<TFixture>(TFixture server) where TFix
         Assert.Equal(HttpStatusCode.Unauthorized, (await OAuth.UserInfoAsync(server, reused.AccessToken)).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, kept.AccessToken)).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await OAuth.RefreshAsync(server, client, kept.RefreshToken)).StatusCode);
+        Assert.Equal(Statuses.Revoked, await StoredGrantStatusAsync(reused.AccessToken));
+        Assert.Equal(Statuses.Valid, await StoredGrantStatusAsync(kept.AccessToken));
+    }
+
+    /// <summary>The status of the token's grant (its authorization) as stored, read in a scope of its own.</summary>
+    private async Task<string?> StoredGrantStatusAsync(string accessToken)
+    {
+        var authorizationId = Jwt.Payload(accessToken).GetProperty("oi_au_id").GetString()!;
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        var manager = scope.ServiceProvider.GetRequiredService<IOpenIddictAuthorizationManager>();
+        return await manager.GetStatusAsync((await manager.FindByIdAsync(authorizationId))!);
     }
 
     /// <summary>Consent is remembered apart from any grant: after a sign-in's tokens are revoked, the next sign-in is not asked again.</summary>

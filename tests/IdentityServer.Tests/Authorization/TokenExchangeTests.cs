@@ -2,7 +2,10 @@ using System.Net;
 using System.Text.Json;
 using IdentityServer.Tests.Infrastructure;
 using IdentityServer.Tests.Keys;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Server;
+using static OpenIddict.Server.OpenIddictServerEvents;
 
 namespace IdentityServer.Tests.Authorization;
 
@@ -253,6 +256,53 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         var introspected = await OAuth.IntrospectAsync(server, setup.BackApi, exchanged);
         Assert.False(introspected.GetProperty("active").GetBoolean(), introspected.ToString());
     }
+
+    /// <summary>
+    /// An exchange under way when the code is replayed (its subject token checked, its new token not made yet) makes
+    /// its token after the replay revoked the grant's tokens: the grant itself is revoked too, so that token is refused.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_token_exchanged_while_its_code_is_replayed_is_refused()
+    {
+        var setup = await SignedInAsync();
+        var paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var resume = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var exchanging = server.Factory.WithWebHostBuilder(builder => builder.ConfigureServices(services => services.AddOpenIddict().AddServer(options =>
+            options.AddEventHandler<ProcessSignInContext>(handler => handler.UseInlineHandler(async context =>
+            {
+                if (context.Request?.GrantType == Grant && paused.TrySetResult())
+                {
+                    await resume.Task;
+                }
+            }).SetOrder(OpenIddictServerHandlers.RedeemTokenEntry.Descriptor.Order - 1)))));
+        using var request = new HttpRequestMessage(HttpMethod.Post, await server.EndpointAsync("token_endpoint"))
+        {
+            Content = new FormUrlEncodedContent(new Dictionary<string, string>
+            {
+                ["grant_type"] = Grant, ["subject_token"] = setup.AccessToken, ["subject_token_type"] = AccessTokenType, ["scope"] = setup.BackScope,
+            }),
+        };
+        request.Headers.Authorization = OAuth.BasicAuth(setup.FrontApi);
+        var exchange = exchanging.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority }).SendAsync(request);
+        await paused.Task.WaitAsync(Hang);
+
+        var replay = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code", ["client_id"] = setup.App.ClientId, ["code"] = setup.Code,
+            ["redirect_uri"] = OAuth.AppRedirectUri, ["code_verifier"] = setup.Pkce.Verifier,
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, replay.StatusCode);
+        resume.SetResult();
+        var response = await exchange.WaitAsync(Hang);
+
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString()); // made before anything told it otherwise
+        var introspected = await OAuth.IntrospectAsync(server, setup.BackApi, json.GetProperty("access_token").GetString()!);
+        Assert.False(introspected.GetProperty("active").GetBoolean(), introspected.ToString());
+    }
+
+    /// <summary>A hang guard only: the steps it bounds take milliseconds.</summary>
+    private static readonly TimeSpan Hang = TimeSpan.FromMinutes(1);
 
     [SkippableFact]
     public async Task A_client_not_registered_for_token_exchange_is_refused_with_unauthorized_client()
