@@ -378,13 +378,12 @@ public sealed class KeyRing(
 
         var latest = keys[^1];
         var activation = ActivationOf(latest);
-        // Never sooner than the lead from now: relying parties must have had the chance to fetch a signing key, and
-        // every instance to load an internal one.
-        var publishAhead = options.Value.PublishAhead;
-        var lead = use == StoredKey.SigningUse ? publishAhead : (publishAhead > InternalKeyLead ? publishAhead : InternalKeyLead);
-        if (activation <= now && now >= activation + options.Value.RotationPeriod - lead)
+        if (activation <= now && now >= NextKeyDue(activation, use))
         {
+            // Never sooner than the lead from now: relying parties must have had the chance to fetch a signing key, and
+            // every instance to load an internal one.
             var next = activation + options.Value.RotationPeriod;
+            var lead = LeadOf(use);
             await CreateKeyAsync(db, use, latest.Slot + 1, next > now + lead ? next : now + lead, cancellationToken);
             keys = await RowsAsync(db, use, cancellationToken);
         }
@@ -398,6 +397,44 @@ public sealed class KeyRing(
         }
 
         return keys;
+    }
+
+    /// <summary>When the key after one activated at <paramref name="activation"/> is to be stored: its lead before that key's period ends.</summary>
+    private DateTimeOffset NextKeyDue(DateTimeOffset activation, string use) => activation + options.Value.RotationPeriod - LeadOf(use);
+
+    /// <summary>How long before it is used a new key is stored: published ahead (signing), and for internal keys never less than five checks.</summary>
+    private TimeSpan LeadOf(string use) =>
+        use == StoredKey.SigningUse || options.Value.PublishAhead > InternalKeyLead ? options.Value.PublishAhead : InternalKeyLead;
+
+    /// <summary>
+    /// For each use whose stored keys rotate (<c>sig</c> unless a signing certificate is configured, <c>mac</c>, and
+    /// <c>enc</c> unless an encryption certificate is), how late the next key is by the keys this instance last loaded:
+    /// zero until it is due, then growing until one is loaded. A stalled rotation (the key check failing, event 3005)
+    /// breaks nothing at once, as the active key goes on being used, so this is what shows it.
+    /// </summary>
+    public IReadOnlyList<(string Use, TimeSpan Overdue)> RotationOverdue()
+    {
+        if (_snapshot is not { } snapshot)
+        {
+            return [];
+        }
+
+        var now = clock.GetUtcNow();
+        List<(string, TimeSpan)> overdue = [(StoredKey.InternalSigningUse, OverdueOf(snapshot.Internal, StoredKey.InternalSigningUse))];
+        if (snapshot.Certificate is null)
+        {
+            overdue.Add((StoredKey.SigningUse, OverdueOf(snapshot.Signing, StoredKey.SigningUse)));
+        }
+
+        if (snapshot.EncryptionCertificate is null)
+        {
+            overdue.Add((StoredKey.EncryptionUse, OverdueOf(snapshot.Encryption, StoredKey.EncryptionUse)));
+        }
+
+        return overdue;
+
+        TimeSpan OverdueOf<T>(IReadOnlyList<LoadedKey<T>> keys, string use) =>
+            keys.Count > 0 && NextKeyDue(keys[^1].ActivatesAt, use) is var due && now > due ? now - due : TimeSpan.Zero;
     }
 
     /// <summary>Stores a new key for a slot; false when another instance stored one for that slot first (theirs is the one).</summary>

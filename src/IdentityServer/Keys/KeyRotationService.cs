@@ -1,13 +1,15 @@
+using IdentityServer.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Keys;
 
 /// <summary>Every <see cref="KeysOptions.CheckInterval"/>: picks up keys other instances made, rotates when due, removes expired keys.</summary>
-public sealed class KeyRotationService(KeyRing keys, IOptions<KeysOptions> options, TimeProvider clock, ILogger<KeyRotationService> logger)
+public sealed class KeyRotationService(KeyRing keys, IOptions<KeysOptions> options, TimeProvider clock, ServerMetrics metrics, ILogger<KeyRotationService> logger)
     : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        using var observed = metrics.ObserveKeyRotation(keys);
         using var timer = new PeriodicTimer(options.Value.CheckInterval, clock);
         try
         {

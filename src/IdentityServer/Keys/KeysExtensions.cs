@@ -24,6 +24,7 @@ public static class KeysExtensions
             .ValidateOnStart();
         builder.Services.AddSingleton<KeyRing>();
         builder.Services.AddHostedService<KeyRotationService>();
+        builder.Services.AddHealthChecks().AddCheck<KeyRotationHealthCheck>("keys", tags: ["ready"]);
 
         // Data Protection keys (cookies, antiforgery, our protected signing keys) live in the shared database,
         // so every instance reads what another wrote and nothing is lost on restart.

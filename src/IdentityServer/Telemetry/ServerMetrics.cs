@@ -1,5 +1,7 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using IdentityServer.Keys;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace IdentityServer.Telemetry;
@@ -46,6 +48,27 @@ public sealed class ServerMetrics
     private static readonly Histogram<double> TokenWriteDuration = Meter.CreateHistogram<double>("identityserver.token_writes.duration", "s",
         "Time the group-commit writer took to write and commit one batch of token entries, which token requests wait for.",
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] });
+
+    /// <summary>The key rings of the hosts running in this process (one outside tests), each until its host stops.</summary>
+    private static readonly ConcurrentDictionary<object, KeyRing> KeyRings = new();
+
+    private static readonly ObservableGauge<double> KeyRotationOverdue = Meter.CreateObservableGauge("identityserver.keys.rotation_overdue",
+        () => KeyRings.Values.SelectMany(keys => keys.RotationOverdue()
+            .Select(use => new Measurement<double>(use.Overdue.TotalSeconds, new KeyValuePair<string, object?>("use", use.Use)))),
+        "s", "How late the next key of each use (sig, mac, enc) is to be stored: 0 while rotation keeps to its schedule.");
+
+    /// <summary>Reports the key ring's <see cref="KeyRing.RotationOverdue"/> until the returned object is disposed.</summary>
+    public IDisposable ObserveKeyRotation(KeyRing keys)
+    {
+        var registration = new KeyRingRegistration();
+        KeyRings[registration] = keys;
+        return registration;
+    }
+
+    private sealed class KeyRingRegistration : IDisposable
+    {
+        public void Dispose() => KeyRings.TryRemove(this, out _);
+    }
 
     public void TokenIssued(string? grantType, string? clientId, string tokenType) =>
         TokensIssued.Add(1, new TagList { { "grant_type", GrantType(grantType) }, { "client_id", clientId ?? "" }, { "token_type", tokenType } });

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -297,6 +298,56 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.Equal([nextKey], await server.PublishedKeyIdsAsync());
         Assert.False(await server.AcceptsAsync(first));
         Assert.True(await server.AcceptsAsync(await server.TokenAsync()));
+    }
+
+    /// <summary>
+    /// A rotation that falls behind (here no key check runs: the test's clock drives no timer, and the check interval is
+    /// an hour) shows in readiness, Degraded but still 200, and in the overdue gauge, until a check catches up.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_rotation_that_falls_behind_shows_in_readiness_and_in_the_overdue_gauge_until_a_check_catches_up()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var settings = await FreshDatabaseAsync();
+        settings["Keys:CheckInterval"] = "01:00:00";
+        await using var server = Start(settings, clock);
+        Assert.Equal((HttpStatusCode.OK, "Healthy"), await ReadinessAsync(server));
+
+        // The next keys are due at 88 days (a 90-day period, published 2 days ahead); six hours on is six checks late.
+        clock.Advance(TimeSpan.FromDays(88) + TimeSpan.FromHours(6));
+        Assert.Equal((HttpStatusCode.OK, "Degraded"), await ReadinessAsync(server));
+        var sixHours = TimeSpan.FromHours(6).TotalSeconds;
+        Assert.Contains(OverdueGauge(), point => point.Use == "sig" && Math.Abs(point.Seconds - sixHours) < 1);
+        Assert.Contains(OverdueGauge(), point => point.Use == "mac" && Math.Abs(point.Seconds - sixHours) < 1);
+
+        await server.Keys.RefreshAsync(default);
+        Assert.Equal((HttpStatusCode.OK, "Healthy"), await ReadinessAsync(server));
+        Assert.DoesNotContain(OverdueGauge(), point => Math.Abs(point.Seconds - sixHours) < 1);
+    }
+
+    private static async Task<(HttpStatusCode, string)> ReadinessAsync(Server server)
+    {
+        var response = await server.CreateClient().GetAsync("/health/ready");
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>Every point of the overdue gauge, of every server in this process (a listener of its own, so none overwrites another's).</summary>
+    private static List<(string? Use, double Seconds)> OverdueGauge()
+    {
+        var points = new List<(string?, double)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meters) =>
+        {
+            if (instrument is { Name: "identityserver.keys.rotation_overdue", Meter.Name: "IdentityServer" })
+            {
+                meters.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, seconds, tags, _) =>
+            points.Add((tags.ToArray().FirstOrDefault(tag => tag.Key == "use").Value as string, seconds)));
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return points;
     }
 
     [SkippableFact]
