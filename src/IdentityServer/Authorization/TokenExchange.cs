@@ -45,9 +45,11 @@ public static class TokenExchange
             // OpenIddict takes an audience or resource parameter only if it is registered in its options and the client
             // has a permission for it; this server's resources are those of its scopes (in the database), which a client
             // reaches through its scope permissions, so an exchange checks them itself (ExchangeAsync). Other grants keep
-            // OpenIddict's rules: there is no audience or resource to ask for there.
+            // OpenIddict's rules: there is no audience or resource to ask for there. So does the check that the subject
+            // and actor tokens are the client's (ExchangeAsync's is stricter, and knows the client's audience aliases).
             foreach (var builtIn in new[] { Exchange.ValidateAudiences.Descriptor, Exchange.ValidateResources.Descriptor,
-                Exchange.ValidateAudiencePermissions.Descriptor, Exchange.ValidateResourcePermissions.Descriptor })
+                Exchange.ValidateAudiencePermissions.Descriptor, Exchange.ValidateResourcePermissions.Descriptor,
+                Exchange.ValidateAuthorizedParty.Descriptor })
             {
                 var index = options.Handlers.IndexOf(builtIn);
                 options.Handlers[index] = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidateTokenRequestContext>()
@@ -112,7 +114,7 @@ public static class TokenExchange
 
         // OpenIddict checks the parties only of a token that names both an audience and a presenter; the rule of
         // revocation and introspection (the subject token is an access token: its client or its audience).
-        if (!TokenParties.IsPartyTo(subject, clientId))
+        if (!await TokenParties.IsPartyToAsync(subject, clientId, applications, context.RequestAborted))
         {
             return Refuse(Errors.InvalidGrant, "The subject token was not issued to this client, nor does it name this client as its audience.");
         }

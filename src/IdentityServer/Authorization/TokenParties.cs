@@ -1,3 +1,6 @@
+using System.Security.Claims;
+using IdentityServer.Clients;
+using Microsoft.AspNetCore;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
 using static OpenIddict.Abstractions.OpenIddictConstants;
@@ -7,7 +10,7 @@ namespace IdentityServer.Authorization;
 
 /// <summary>
 /// Who may revoke or introspect a token: the client it was issued to, or an API it names as its audience (RFC 7009
-/// 2.1, RFC 7662 4). OpenIddict checks this only for a token that names both an audience and a presenter, so an access
+/// 2.1, RFC 7662 4), by client_id or by one of the client's audience aliases. OpenIddict checks this only for a token that names both an audience and a presenter, so an access
 /// token with no audience (one for userinfo only: <c>openid</c> and profile scopes) could be revoked, or read, by any
 /// authenticated client.
 /// </summary>
@@ -15,25 +18,24 @@ public static class TokenParties
 {
     public static OpenIddictServerBuilder RequireTokenParties(this OpenIddictServerBuilder server)
     {
-        server.AddEventHandler<ValidateRevocationRequestContext>(handler => handler.UseInlineHandler(context =>
+        // In place of OpenIddict's own checks, which are looser and know nothing of audience aliases.
+        server.RemoveEventHandler(OpenIddictServerHandlers.Revocation.ValidateAuthorizedParty.Descriptor);
+        server.RemoveEventHandler(OpenIddictServerHandlers.Introspection.ValidateAuthorizedParty.Descriptor);
+        server.AddEventHandler<ValidateRevocationRequestContext>(handler => handler.UseInlineHandler(async context =>
         {
-            if (!IsPartyTo(context.GenericTokenPrincipal, context.ClientId))
+            if (!await IsPartyToAsync(context.GenericTokenPrincipal, context.ClientId, Applications(context), context.CancellationToken))
             {
                 // As OpenIddict refuses another client's token; the revocation endpoint still answers 200 (RFC 7009 2.2).
                 context.Reject(Errors.InvalidToken, "The token was not issued to this client, nor is this client its audience.");
             }
-
-            return default;
         }).SetOrder(OpenIddictServerHandlers.Revocation.ValidateAuthorizedParty.Descriptor.Order + 1));
 
-        server.AddEventHandler<ValidateIntrospectionRequestContext>(handler => handler.UseInlineHandler(context =>
+        server.AddEventHandler<ValidateIntrospectionRequestContext>(handler => handler.UseInlineHandler(async context =>
         {
-            if (!IsPartyTo(context.GenericTokenPrincipal, context.ClientId))
+            if (!await IsPartyToAsync(context.GenericTokenPrincipal, context.ClientId, Applications(context), context.CancellationToken))
             {
                 context.Reject(Errors.InvalidToken, "The token was not issued to this client, nor is this client its audience."); // answered active: false
             }
-
-            return default;
         }).SetOrder(OpenIddictServerHandlers.Introspection.ValidateAuthorizedParty.Descriptor.Order + 1));
 
         // An identity token (or any token this endpoint does not introspect) is not an active token to introspect:
@@ -53,8 +55,32 @@ public static class TokenParties
         return server;
     }
 
+    private static IOpenIddictApplicationManager Applications(BaseContext context) =>
+        context.Transaction.GetHttpRequest()!.HttpContext.RequestServices.GetRequiredService<IOpenIddictApplicationManager>();
+
+    /// <summary>
+    /// <see cref="IsPartyTo"/>, or the client stands for one of the access token's audiences under another name (its
+    /// <c>audience_aliases</c>: an API whose resource is a URL). The client is looked up only when its client_id is not
+    /// a party already.
+    /// </summary>
+    internal static async ValueTask<bool> IsPartyToAsync(ClaimsPrincipal? token, string? clientId, IOpenIddictApplicationManager applications,
+        CancellationToken cancellationToken)
+    {
+        if (token is null || IsPartyTo(token, clientId))
+        {
+            return true;
+        }
+
+        if (!token.HasTokenType(TokenTypeIdentifiers.AccessToken) || await applications.FindByClientIdAsync(clientId!, cancellationToken) is not { } application)
+        {
+            return false;
+        }
+
+        return ClientDescriptorMapper.AudienceAliasesOf(await applications.GetPropertiesAsync(application, cancellationToken)).Any(token.HasAudience);
+    }
+
     /// <summary>Access tokens: the client they were issued to or an audience; refresh tokens: the client only. Null client (not identified): OpenIddict's rules apply.</summary>
-    internal static bool IsPartyTo(System.Security.Claims.ClaimsPrincipal? token, string? clientId) =>
+    internal static bool IsPartyTo(ClaimsPrincipal? token, string? clientId) =>
         token is null || string.IsNullOrEmpty(clientId)
         || token.HasPresenter(clientId)
         || (token.HasTokenType(TokenTypeIdentifiers.AccessToken) && token.HasAudience(clientId))

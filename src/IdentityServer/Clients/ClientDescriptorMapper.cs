@@ -19,6 +19,9 @@ public static class ClientDescriptorMapper
 
     public const string BackChannelLogoutSessionRequiredProperty = "backchannel_logout_session_required";
 
+    /// <summary>Where the client's audience aliases are kept (a JSON array of strings), absent when it has none.</summary>
+    public const string AudienceAliasesProperty = "audience_aliases";
+
     public static string[] SplitScopes(string? scope) =>
         scope?.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
 
@@ -51,6 +54,12 @@ public static class ClientDescriptorMapper
         {
             descriptor.Properties[BackChannelLogoutUriProperty] = JsonSerializer.SerializeToElement(client.BackChannelLogoutUri);
             descriptor.Properties[BackChannelLogoutSessionRequiredProperty] = JsonSerializer.SerializeToElement(client.BackChannelLogoutSessionRequired ?? false);
+        }
+
+        descriptor.Properties.Remove(AudienceAliasesProperty);
+        if (client.AudienceAliases is { Count: > 0 } aliases)
+        {
+            descriptor.Properties[AudienceAliasesProperty] = JsonSerializer.SerializeToElement(aliases.Distinct(StringComparer.Ordinal).ToArray());
         }
 
         descriptor.RedirectUris.Clear();
@@ -143,8 +152,15 @@ public static class ClientDescriptorMapper
             RequirePkce = grants.Contains(GrantTypes.AuthorizationCode) && !descriptor.Requirements.Contains(Requirements.Features.ProofKeyForCodeExchange)
                 ? false
                 : null,
+            AudienceAliases = AudienceAliasesOf(descriptor.Properties) is { Count: > 0 } aliases ? [.. aliases] : null,
         };
     }
+
+    /// <summary>The client's audience aliases, from its stored properties; empty when it has none.</summary>
+    public static IReadOnlyList<string> AudienceAliasesOf(IReadOnlyDictionary<string, JsonElement> properties) =>
+        properties.TryGetValue(AudienceAliasesProperty, out var aliases) && aliases.ValueKind == JsonValueKind.Array
+            ? [.. aliases.EnumerateArray().Where(alias => alias.ValueKind == JsonValueKind.String).Select(alias => alias.GetString()!)]
+            : [];
 
     /// <summary>The client's back-channel logout URI, from its stored properties; null when it has none.</summary>
     public static string? BackChannelLogoutUriOf(IReadOnlyDictionary<string, JsonElement> properties) =>

@@ -6,7 +6,7 @@ namespace IdentityServer.Clients;
 /// <summary>
 /// A client application as users write it everywhere (seed, admin API, export): the OAuth dynamic client
 /// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c>, <c>application_type</c> and
-/// <c>require_pkce</c>, and the back-channel logout names of OpenID Connect Back-Channel Logout 1.0 section 2.2.
+/// <c>require_pkce</c> and <c>audience_aliases</c>, and the back-channel logout names of OpenID Connect Back-Channel Logout 1.0 section 2.2.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class ClientDocument
@@ -63,6 +63,14 @@ public sealed class ClientDocument
     /// </summary>
     [JsonPropertyName("require_pkce")]
     public bool? RequirePkce { get; set; }
+
+    /// <summary>
+    /// The other names this client goes by as a token's audience (<c>aud</c>): the resources of the API it is, such as
+    /// <c>https://api.example.com</c>, which no client_id can be. A token naming one may be introspected, revoked and
+    /// exchanged by this client as by the audience it is. Confidential clients only. Not an RFC 7591 name: none exists.
+    /// </summary>
+    [JsonPropertyName("audience_aliases")]
+    public List<string>? AudienceAliases { get; set; }
 }
 
 /// <summary>A scope as configured in the seed or the admin API.</summary>

@@ -148,6 +148,21 @@ public static class ClientDocumentValidator
             }
         }
 
+        foreach (var alias in client.AudienceAliases ?? [])
+        {
+            if (isPublic)
+            {
+                // Anyone can claim a public client's client_id: it would let anyone revoke tokens of that audience.
+                Metadata("audience_aliases", "a public client (token_endpoint_auth_method 'none') cannot stand for an audience.");
+                break;
+            }
+
+            if (string.IsNullOrEmpty(alias) || alias.Length > 200 || alias.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+            {
+                Metadata("audience_aliases", $"'{Echo(alias)}' must be 1 to 200 characters with no spaces.");
+            }
+        }
+
         if (client.GrantTypes.Contains(GrantTypes.RefreshToken)
             && !client.GrantTypes.Any(g => g is GrantTypes.AuthorizationCode or DeviceCodeGrant or TokenExchangeGrant))
         {

@@ -133,6 +133,25 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.Equal("openid offline_access", json.GetProperty("scope").GetString());
         Assert.Equal("implicit", json.GetProperty("consent_type").GetString());
         Assert.Equal("native", json.GetProperty("application_type").GetString());
+        Assert.False(json.TryGetProperty("audience_aliases", out _)); // written only when the client has some
+    }
+
+    /// <summary>An API's audience aliases read back as sent, and a replace without them removes them.</summary>
+    [SkippableFact]
+    public async Task An_apis_audience_aliases_read_back_and_a_replace_without_them_removes_them()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("api");
+        string[] aliases = ["https://orders.example.com", "https://orders.example.com/v2"];
+        await (await admin.PostJsonAsync(ClientsUrl, Json(new { client_id = clientId, grant_types = new[] { "client_credentials" }, audience_aliases = aliases })))
+            .ExpectAsync(HttpStatusCode.Created);
+
+        var read = await (await admin.GetAsync(Path(ClientsUrl, clientId))).ExpectAsync(HttpStatusCode.OK);
+        Assert.Equal(aliases, Strings(read, "audience_aliases"));
+
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(new { grant_types = new[] { "client_credentials" } }))).ExpectAsync(HttpStatusCode.OK);
+        var replaced = await (await admin.GetAsync(Path(ClientsUrl, clientId))).ExpectAsync(HttpStatusCode.OK);
+        Assert.False(replaced.TryGetProperty("audience_aliases", out _), replaced.ToString());
     }
 
     [SkippableFact]
@@ -386,6 +405,9 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
     [InlineData("""{"grant_types":["urn:ietf:params:oauth:grant-type:token-exchange"],"token_endpoint_auth_method":"none"}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"redirect_uris":["https://app.example.com/cb"],"grant_types":["authorization_code"],"token_endpoint_auth_method":"none","require_pkce":false}""", "invalid_client_metadata", "require_pkce")]
     [InlineData("""{"grant_types":["client_credentials"],"require_pkce":false}""", "invalid_client_metadata", "require_pkce")]
+    [InlineData("""{"redirect_uris":["https://app.example.com/cb"],"grant_types":["authorization_code"],"token_endpoint_auth_method":"none","audience_aliases":["https://api.example.com"]}""", "invalid_client_metadata", "audience_aliases")]
+    [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":["https://api.example.com/a b"]}""", "invalid_client_metadata", "audience_aliases")]
+    [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":[""]}""", "invalid_client_metadata", "audience_aliases")]
     [InlineData("""{"grant_types":["password"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":["refresh_token"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":[]}""", "invalid_client_metadata", "grant_types")]

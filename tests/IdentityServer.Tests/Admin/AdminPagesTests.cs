@@ -185,6 +185,26 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
     }
 
     [SkippableFact]
+    public async Task Audience_aliases_are_entered_one_per_line_and_shown_again_on_the_clients_page()
+    {
+        var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var admin = await AdminAsync(server);
+        var apiId = Unique.Name("orders-api");
+
+        var created = await browser.SubmitAsync(await browser.NavigateAsync(Url("/admin/clients/new?kind=machine")), "form.wide-form", new Dictionary<string, string[]>
+        {
+            ["Form.ClientId"] = [apiId],
+            ["Form.AudienceAliases"] = ["https://orders.example.com\nhttps://orders.example.com/v2\n"],
+        });
+
+        Assert.Equal(HttpStatusCode.OK, created.Status);
+        Assert.Equal(["https://orders.example.com", "https://orders.example.com/v2"],
+            AdminClientApiTests<TFixture>.Strings(await admin.GetJsonAsync(Path(ClientsUrl, apiId)), "audience_aliases"));
+        var edit = await browser.NavigateAsync(Url($"/admin/clients/{apiId}"));
+        Assert.Equal("https://orders.example.com\nhttps://orders.example.com/v2", edit.Document.QuerySelector("textarea[name='Form.AudienceAliases']")?.TextContent);
+    }
+
+    [SkippableFact]
     public async Task An_admin_edits_a_client_and_a_form_opened_before_another_change_does_not_overwrite_it_unseen()
     {
         var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));

@@ -38,6 +38,9 @@ public sealed class ClientForm
     /// <summary>On creation only: empty to have a strong one generated.</summary>
     public string? ClientSecret { get; set; }
 
+    /// <summary>One audience alias per line.</summary>
+    public string? AudienceAliases { get; set; }
+
     /// <summary>The public keys of a private_key_jwt client, as a JSON Web Key Set.</summary>
     public string? Jwks { get; set; }
 
@@ -62,6 +65,7 @@ public sealed class ClientForm
         ["client_secret"] = nameof(ClientSecret),
         ["jwks"] = nameof(Jwks),
         ["jwks_uri"] = nameof(Jwks),
+        ["audience_aliases"] = nameof(AudienceAliases),
     };
 
     public static ClientForm From(ClientDocument document, string? etag) => new()
@@ -79,6 +83,7 @@ public sealed class ClientForm
         Scopes = [.. ClientDescriptorMapper.SplitScopes(document.Scope)],
         ConsentType = document.ConsentType,
         Jwks = document.Jwks is { } jwks ? JsonSerializer.Serialize(jwks, new JsonSerializerOptions { WriteIndented = true }) : null,
+        AudienceAliases = AdminHtml.Lines(document.AudienceAliases ?? []),
         ETag = etag,
     };
 
@@ -114,6 +119,7 @@ public sealed class ClientForm
             ConsentType = ConsentType,
             ClientSecret = string.IsNullOrEmpty(ClientSecret) ? null : ClientSecret,
             Jwks = jwks,
+            AudienceAliases = AdminHtml.SplitLines(AudienceAliases) is { Count: > 0 } aliases ? aliases : null,
         }, null);
     }
 
