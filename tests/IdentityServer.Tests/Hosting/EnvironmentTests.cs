@@ -36,7 +36,7 @@ public abstract class EnvironmentTests<TFixture>(TFixture server) where TFixture
         var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
         var seed = Repository.DevelopmentSeed();
 
-        foreach (var clientId in new[] { "demo-spa", "demo-web", "demo-machine", "demo-device" })
+        foreach (var clientId in new[] { "demo-spa", "demo-web", "demo-machine", "demo-api", "demo-device" })
         {
             Assert.NotNull(await applications.FindByClientIdAsync(clientId));
         }
@@ -63,6 +63,27 @@ public abstract class EnvironmentTests<TFixture>(TFixture server) where TFixture
         var json = await OAuth.ReadJsonAsync(response);
         Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
         Assert.Equal("https://localhost:7001", Jwt.Payload(json.GetProperty("access_token").GetString()!).GetProperty("aud").GetString());
+    }
+
+    /// <summary>The demo API, whose audience is its URL, introspects the machine client's token for it (its audience alias).</summary>
+    [SkippableFact]
+    public async Task In_Development_the_demo_api_introspects_a_token_for_its_url()
+    {
+        await using var development = server.StartServer(environment: "Development");
+        var http = development.CreateClient(Http);
+        var issued = await HttpProtocol.ClientCredentialsAsync(http, "demo-machine",
+            Repository.DevelopmentClient("demo-machine").GetProperty("client_secret").GetString()!, "api", await HttpProtocol.EndpointAsync(http, "token_endpoint"));
+        var token = (await OAuth.ReadJsonAsync(issued)).GetProperty("access_token").GetString()!;
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, await HttpProtocol.EndpointAsync(http, "introspection_endpoint"))
+        {
+            Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["token"] = token }),
+        };
+        request.Headers.Authorization = OAuth.BasicAuth(new TestClient("demo-api", Repository.DevelopmentClient("demo-api").GetProperty("client_secret").GetString(), new()));
+        var introspected = await OAuth.ReadJsonAsync(await http.SendAsync(request));
+
+        Assert.True(introspected.GetProperty("active").GetBoolean(), introspected.ToString());
+        Assert.Equal("demo-machine", introspected.GetProperty("client_id").GetString());
     }
 
     [SkippableTheory]
