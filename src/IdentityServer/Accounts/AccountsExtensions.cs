@@ -48,6 +48,13 @@ public static class AccountsExtensions
             .AddPasswordValidator<PasswordNotPersonalValidator>()
             .AddUserValidator<OptionalUniqueEmailValidator>();
 
+        if (accounts.AllowRegistration)
+        {
+            // An app's sign-up button (prompt=create) reaches the registration page only while there is one to reach.
+            builder.Services.AddOpenIddict().AddServer(server => server.Configure(options =>
+                options.PromptValues.Add(IdentityServer.Authorization.Pages.AuthorizeModel.PromptCreate)));
+        }
+
         // Email confirmation, password reset and email change links: single use (bound to the security stamp or
         // the address) and short-lived.
         builder.Services.Configure<DataProtectionTokenProviderOptions>(o => o.TokenLifespan = accounts.EmailLinkLifetime);

@@ -1,0 +1,106 @@
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace IdentityServer.Tests.Authorization;
+
+/// <summary>
+/// <c>prompt=create</c> (Initiating User Registration via OpenID Connect 1.0): an app's sign-up button sends the user to
+/// the registration page, and the new account comes back to the app signed in, in one flow. Offered only while
+/// registration is on (these servers: on, without email confirmation, so a new account is signed in at once).
+/// </summary>
+public abstract class PromptCreateTests<TFixture>(TFixture fixture) where TFixture : ServerFixture
+{
+    private const string Scope = "openid profile";
+
+    private static readonly Dictionary<string, string?> RegistrationOn = new()
+    {
+        ["Accounts:AllowRegistration"] = "true",
+        ["Accounts:RequireConfirmedEmail"] = "false",
+    };
+
+    private static Dictionary<string, string?> Create => new() { ["prompt"] = "create" };
+
+    /// <summary>Fills and submits the registration page the browser is on; returns where the browser stopped (the app, or a page).</summary>
+    private static Task<BrowserPage> RegisterAsync(Browser browser, BrowserPage page, string userName)
+    {
+        Assert.True(page.Uri.AbsolutePath == "/account/register", $"Expected the registration page, got {(int)page.Status} at {page.Uri}");
+        return browser.SubmitAsync(page, new Dictionary<string, string>
+        {
+            ["Input.UserName"] = userName, ["Input.Email"] = $"{userName}@example.test",
+            ["Input.Password"] = "a-long-enough-passphrase-1", ["Input.ConfirmPassword"] = "a-long-enough-passphrase-1",
+        }, stopAt: OAuth.IsApp);
+    }
+
+    [SkippableFact]
+    public async Task A_sign_up_registers_the_account_and_returns_it_to_the_app_signed_in()
+    {
+        await using var factory = fixture.StartServer(RegistrationOn);
+        var server = new AttachedServer(factory, fixture.Provider);
+        Assert.Contains("create", Jwt.Strings((await HttpProtocol.DiscoverAsync(server.CreateClient())).GetProperty("prompt_values_supported")));
+        var client = await server.CreatePublicClientAsync(Scope);
+        var pkce = Pkce.Create();
+        var browser = server.CreateBrowser();
+        var userName = Unique.Name("newcomer");
+
+        var registration = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, pkce, extra: Create), OAuth.IsApp);
+        var back = await RegisterAsync(browser, registration, userName);
+
+        Assert.True(back.RedirectTarget is not null && OAuth.IsApp(back.RedirectTarget), $"Expected a redirect to the app, got {(int)back.Status} at {back.Uri}");
+        var code = QueryHelpers.ParseQuery(back.RedirectTarget!.Query)["code"].ToString();
+        var tokens = await OAuth.RedeemAsync(server, client, code, pkce);
+        Assert.Equal(userName, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("preferred_username").GetString());
+    }
+
+    /// <summary>Someone with an account already follows the registration page's "Sign in" link, and the flow goes on.</summary>
+    [SkippableFact]
+    public async Task From_the_sign_up_page_an_existing_user_signs_in_instead_and_returns_to_the_app()
+    {
+        await using var factory = fixture.StartServer(RegistrationOn);
+        var server = new AttachedServer(factory, fixture.Provider);
+        var client = await server.CreatePublicClientAsync(Scope);
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+
+        var registration = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, Pkce.Create(), extra: Create), OAuth.IsApp);
+        Assert.Equal("/account/register", registration.Uri.AbsolutePath);
+        var signInLink = registration.Document.QuerySelector("p.links a[href^='/account/login']")!.GetAttribute("href")!;
+        var back = await OAuth.SignInAsync(browser, await browser.NavigateAsync(new Uri(TestServerFactory.Authority, signInLink).AbsoluteUri), user);
+
+        Assert.True(back.RedirectTarget is not null && OAuth.IsApp(back.RedirectTarget), $"Expected a redirect to the app, got {(int)back.Status} at {back.Uri}");
+        Assert.Contains("code=", back.RedirectTarget!.Query);
+    }
+
+    /// <summary>The app asked for a new account: a session of another user does not skip the registration page.</summary>
+    [SkippableFact]
+    public async Task A_signed_in_user_is_still_shown_the_registration_page()
+    {
+        await using var factory = fixture.StartServer(RegistrationOn);
+        var server = new AttachedServer(factory, fixture.Provider);
+        var client = await server.CreatePublicClientAsync(Scope);
+        var browser = server.CreateBrowser();
+        await OAuth.AuthorizeAsync(browser, await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, Pkce.Create()), await server.CreateUserAsync());
+
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, Pkce.Create(), extra: Create), OAuth.IsApp);
+
+        Assert.Equal("/account/register", page.Uri.AbsolutePath);
+    }
+
+    /// <summary>With registration off (the default) there is nowhere to send the user: not offered, and refused to the app.</summary>
+    [SkippableFact]
+    public async Task With_registration_off_prompt_create_is_not_offered_and_the_app_gets_invalid_request()
+    {
+        var client = await fixture.CreatePublicClientAsync(Scope);
+
+        var page = await fixture.CreateBrowser().NavigateAsync(await OAuth.AuthorizeUrlAsync(fixture, client.ClientId, Scope, Pkce.Create(), extra: Create), OAuth.IsApp);
+
+        Assert.DoesNotContain("create", Jwt.Strings((await HttpProtocol.DiscoverAsync(fixture.CreateClient())).GetProperty("prompt_values_supported")));
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"Expected a redirect to the app, got {(int)page.Status} at {page.Uri}");
+        Assert.Equal("invalid_request", QueryHelpers.ParseQuery(page.RedirectTarget!.Query)["error"].ToString());
+    }
+}
+
+public sealed class SqlitePromptCreateTests(SqliteServerFixture server)
+    : PromptCreateTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+
+public sealed class PostgreSqlPromptCreateTests(PostgreSqlServerFixture server)
+    : PromptCreateTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;
