@@ -112,8 +112,8 @@ public static class TokenExchange
             return Refuse(Errors.InvalidGrant, "The subject token is not valid.");
         }
 
-        // OpenIddict checks the parties only of a token that names both an audience and a presenter; the rule of
-        // revocation and introspection (the subject token is an access token: its client or its audience).
+        // The rule of revocation and introspection (the subject token is an access token: its client, or its audience by
+        // client_id or audience alias), in place of OpenIddict's looser check (AllowAccessTokenExchange).
         if (!await TokenParties.IsPartyToAsync(subject, clientId, applications, context.RequestAborted))
         {
             return Refuse(Errors.InvalidGrant, "The subject token was not issued to this client, nor does it name this client as its audience.");

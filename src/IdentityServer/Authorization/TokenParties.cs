@@ -21,6 +21,12 @@ public static class TokenParties
         // In place of OpenIddict's own checks, which are looser and know nothing of audience aliases.
         server.RemoveEventHandler(OpenIddictServerHandlers.Revocation.ValidateAuthorizedParty.Descriptor);
         server.RemoveEventHandler(OpenIddictServerHandlers.Introspection.ValidateAuthorizedParty.Descriptor);
+        server.Services.AddScoped<AttachClaimsForAudienceAliases>();
+        server.Configure(options =>
+        {
+            var index = options.Handlers.IndexOf(OpenIddictServerHandlers.Introspection.AttachApplicationClaims.Descriptor);
+            options.Handlers[index] = AttachClaimsForAudienceAliases.Descriptor;
+        });
         server.AddEventHandler<ValidateRevocationRequestContext>(handler => handler.UseInlineHandler(async context =>
         {
             if (!await IsPartyToAsync(context.GenericTokenPrincipal, context.ClientId, Applications(context), context.CancellationToken))
@@ -64,14 +70,18 @@ public static class TokenParties
     /// a party already.
     /// </summary>
     internal static async ValueTask<bool> IsPartyToAsync(ClaimsPrincipal? token, string? clientId, IOpenIddictApplicationManager applications,
+        CancellationToken cancellationToken) =>
+        IsPartyTo(token, clientId) || await NamesAudienceAliasAsync(token!, clientId!, applications, cancellationToken);
+
+    /// <summary>Whether the access token names one of the client's audience aliases as its audience.</summary>
+    private static async ValueTask<bool> NamesAudienceAliasAsync(ClaimsPrincipal token, string clientId, IOpenIddictApplicationManager applications,
         CancellationToken cancellationToken)
     {
-        if (token is null || IsPartyTo(token, clientId))
-        {
-            return true;
-        }
-
-        if (!token.HasTokenType(TokenTypeIdentifiers.AccessToken) || await applications.FindByClientIdAsync(clientId!, cancellationToken) is not { } application)
+        // Only a confidential client's: anyone may claim a public client's client_id (the validator refuses aliases
+        // there; this holds even for a client stored without it).
+        if (string.IsNullOrEmpty(clientId) || !token.HasTokenType(TokenTypeIdentifiers.AccessToken)
+            || await applications.FindByClientIdAsync(clientId, cancellationToken) is not { } application
+            || !await applications.HasClientTypeAsync(application, ClientTypes.Confidential, cancellationToken))
         {
             return false;
         }
@@ -79,10 +89,51 @@ public static class TokenParties
         return ClientDescriptorMapper.AudienceAliasesOf(await applications.GetPropertiesAsync(application, cancellationToken)).Any(token.HasAudience);
     }
 
-    /// <summary>Access tokens: the client they were issued to or an audience; refresh tokens: the client only. Null client (not identified): OpenIddict's rules apply.</summary>
+    /// <summary>
+    /// Access tokens: the client they were issued to or an audience; refresh tokens: the client only; other tokens (the
+    /// endpoints refuse them before this) are not checked. No token: nothing to check. No client: never a party.
+    /// </summary>
     internal static bool IsPartyTo(ClaimsPrincipal? token, string? clientId) =>
-        token is null || string.IsNullOrEmpty(clientId)
-        || token.HasPresenter(clientId)
-        || (token.HasTokenType(TokenTypeIdentifiers.AccessToken) && token.HasAudience(clientId))
-        || !(token.HasTokenType(TokenTypeIdentifiers.AccessToken) || token.HasTokenType(TokenTypeIdentifiers.RefreshToken));
+        token is null
+        || (!string.IsNullOrEmpty(clientId)
+            && (token.HasPresenter(clientId)
+                || (token.HasTokenType(TokenTypeIdentifiers.AccessToken) && token.HasAudience(clientId))
+                || !(token.HasTokenType(TokenTypeIdentifiers.AccessToken) || token.HasTokenType(TokenTypeIdentifiers.RefreshToken))));
+
+    /// <summary>
+    /// OpenIddict's introspection answer carries the token's scopes and claims only for an audience it knows by its
+    /// client_id. For a client that introspects as one of its audience aliases, the stock handler is shown a copy of the
+    /// token naming the client too, so both kinds of audience get the same answer. The answer's <c>aud</c> is the
+    /// token's own, attached before this.
+    /// </summary>
+    public sealed class AttachClaimsForAudienceAliases(OpenIddictServerHandlers.Introspection.AttachApplicationClaims stock,
+        IOpenIddictApplicationManager applications) : IOpenIddictServerHandler<HandleIntrospectionRequestContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<HandleIntrospectionRequestContext>()
+            .Import(OpenIddictServerHandlers.Introspection.AttachApplicationClaims.Descriptor)
+            .UseScopedHandler<AttachClaimsForAudienceAliases>()
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(HandleIntrospectionRequestContext context)
+        {
+            var token = context.GenericTokenPrincipal;
+            if (token is null || context.Request.ClientId is not { Length: > 0 } clientId || token.HasAudience(clientId)
+                || !await NamesAudienceAliasAsync(token, clientId, applications, context.CancellationToken))
+            {
+                await stock.HandleAsync(context);
+                return;
+            }
+
+            context.GenericTokenPrincipal = token.Clone(_ => true).SetAudiences([.. token.GetAudiences(), clientId]);
+            try
+            {
+                await stock.HandleAsync(context);
+            }
+            finally
+            {
+                context.GenericTokenPrincipal = token;
+            }
+        }
+    }
 }

@@ -157,9 +157,12 @@ public static class ClientDocumentValidator
                 break;
             }
 
-            if (string.IsNullOrEmpty(alias) || alias.Length > 200 || alias.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+            // A '/' keeps every alias apart from every client_id (which holds none): an alias never lets one client pass
+            // for another.
+            if (string.IsNullOrEmpty(alias) || alias.Length > 200 || alias.Any(c => char.IsWhiteSpace(c) || char.IsControl(c))
+                || !alias.Contains('/') || !Uri.TryCreate(alias, UriKind.Absolute, out _))
             {
-                Metadata("audience_aliases", $"'{Echo(alias)}' must be 1 to 200 characters with no spaces.");
+                Metadata("audience_aliases", $"'{Echo(alias)}' must be an absolute URI with a '/' (such as https://api.example.com), at most 200 characters, no spaces.");
             }
         }
 

@@ -408,6 +408,8 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
     [InlineData("""{"redirect_uris":["https://app.example.com/cb"],"grant_types":["authorization_code"],"token_endpoint_auth_method":"none","audience_aliases":["https://api.example.com"]}""", "invalid_client_metadata", "audience_aliases")]
     [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":["https://api.example.com/a b"]}""", "invalid_client_metadata", "audience_aliases")]
     [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":[""]}""", "invalid_client_metadata", "audience_aliases")]
+    [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":["orders-api"]}""", "invalid_client_metadata", "audience_aliases")]
+    [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":["urn:example:orders"]}""", "invalid_client_metadata", "audience_aliases")]
     [InlineData("""{"grant_types":["password"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":["refresh_token"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":[]}""", "invalid_client_metadata", "grant_types")]

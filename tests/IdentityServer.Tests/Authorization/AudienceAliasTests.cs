@@ -43,6 +43,11 @@ public abstract class AudienceAliasTests<TFixture>(TFixture server) where TFixtu
         var introspected = await OAuth.IntrospectAsync(server, signedIn.Api, signedIn.AccessToken);
 
         Assert.True(introspected.GetProperty("active").GetBoolean(), introspected.ToString());
+        // What an API named by its client_id is told too: the scopes, the user and the client.
+        Assert.Contains(signedIn.Scope, introspected.GetProperty("scope").GetString()!.Split(' '));
+        Assert.Equal(Jwt.Payload(signedIn.AccessToken).GetProperty("sub").GetString(), introspected.GetProperty("sub").GetString());
+        Assert.Equal(signedIn.App.ClientId, introspected.GetProperty("client_id").GetString());
+        Assert.Equal([resource], Jwt.Strings(introspected.GetProperty("aud")));
     }
 
     [SkippableFact]
@@ -66,6 +71,25 @@ public abstract class AudienceAliasTests<TFixture>(TFixture server) where TFixtu
         Assert.False((await OAuth.IntrospectAsync(server, signedIn.Api, signedIn.RefreshToken)).GetProperty("active").GetBoolean());
         Assert.Equal(HttpStatusCode.OK, (await RevokeAsync(signedIn.Api, signedIn.RefreshToken)).StatusCode); // RFC 7009 2.2: 200, and nothing revoked
         Assert.Equal(HttpStatusCode.OK, (await OAuth.RefreshAsync(server, signedIn.App, signedIn.RefreshToken)).StatusCode);
+    }
+
+    /// <summary>Anyone may claim a public client's client_id: aliases count for confidential clients only, even one stored past the validator.</summary>
+    [SkippableFact]
+    public async Task A_public_client_stored_with_an_alias_cannot_revoke_the_tokens_naming_it()
+    {
+        var resource = Resource();
+        var signedIn = await SignedInAsync(resource);
+        var pretender = await server.CreateClientAsync(c =>
+        {
+            c.TokenEndpointAuthMethod = "none";
+            c.GrantTypes = ["authorization_code"];
+            c.RedirectUris = [OAuth.AppRedirectUri];
+            c.AudienceAliases = [resource];
+        });
+
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.RevokeAsync(server, pretender, signedIn.AccessToken)).StatusCode); // RFC 7009 2.2: 200, and nothing revoked
+
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, signedIn.AccessToken)).StatusCode);
     }
 
     [SkippableFact]
