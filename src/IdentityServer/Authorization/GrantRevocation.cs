@@ -105,27 +105,46 @@ public static class GrantRevocation
         public async ValueTask HandleAsync(ValidateTokenContext context)
         {
             await stock.HandleAsync(context);
-
-            // A redemption date on a refused token: it was redeemed, and presented again (its status says revoked now,
-            // as OpenIddict revoked the grant's tokens with it).
-            if (!context.IsRejected || context.AuthorizationId is not { Length: > 0 } authorizationId || context.TokenId is not { Length: > 0 } tokenId
-                || await tokens.FindByIdAsync(tokenId, context.CancellationToken) is not { } token
-                || await tokens.GetRedemptionDateAsync(token, context.CancellationToken) is null
-                || await authorizations.FindByIdAsync(authorizationId, context.CancellationToken) is not { } authorization
-                || !await authorizations.HasTypeAsync(authorization, AuthorizationTypes.AdHoc, context.CancellationToken)
-                || await authorizations.HasStatusAsync(authorization, Statuses.Revoked, context.CancellationToken))
+            if (!context.IsRejected || context.AuthorizationId is not { Length: > 0 } authorizationId || context.TokenId is not { Length: > 0 } tokenId)
             {
                 return;
             }
 
-            if (await authorizations.TryRevokeAsync(authorization, context.CancellationToken))
+            // Not cancelled with the request, as OpenIddict's own revocation of the grant's tokens is not: a replaying
+            // client that hangs up must not keep the grant alive. A failure leaves the refusal as it is (the tokens are
+            // revoked; a later presentation tries again).
+            try
+            {
+                await RevokeIfReplayedAsync(context, authorizationId, tokenId);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                logger.LogError(TokenEvents.ReplayedGrantRevoked, e, "A redeemed {TokenType} was presented again, and its grant {AuthorizationId} could not be revoked",
+                    context.Principal?.GetTokenType(), authorizationId);
+            }
+        }
+
+        private async Task RevokeIfReplayedAsync(ValidateTokenContext context, string authorizationId, string tokenId)
+        {
+            // A redemption date on a refused token: it was redeemed, and presented again (its status says revoked now,
+            // as OpenIddict revoked the grant's tokens with it).
+            if (await tokens.FindByIdAsync(tokenId, CancellationToken.None) is not { } token
+                || await tokens.GetRedemptionDateAsync(token, CancellationToken.None) is null
+                || await authorizations.FindByIdAsync(authorizationId, CancellationToken.None) is not { } authorization
+                || !await authorizations.HasTypeAsync(authorization, AuthorizationTypes.AdHoc, CancellationToken.None)
+                || await authorizations.HasStatusAsync(authorization, Statuses.Revoked, CancellationToken.None))
+            {
+                return;
+            }
+
+            if (await authorizations.TryRevokeAsync(authorization, CancellationToken.None))
             {
                 logger.LogWarning(TokenEvents.ReplayedGrantRevoked, "A redeemed {TokenType} was presented again: its grant {AuthorizationId} is revoked",
                     context.Principal?.GetTokenType(), authorizationId);
             }
             else
             {
-                // Its entry changed meanwhile: most likely revoked by another request; its tokens are revoked either way.
+                // Its entry changed meanwhile: only revocations write to an ad-hoc grant, so another one got there first.
                 logger.LogWarning(TokenEvents.ReplayedGrantRevoked, "A redeemed {TokenType} was presented again; its grant {AuthorizationId} changed meanwhile and was not revoked here",
                     context.Principal?.GetTokenType(), authorizationId);
             }

@@ -409,8 +409,9 @@ public sealed class KeyRing(
     /// <summary>
     /// For each use whose stored keys rotate (<c>sig</c> unless a signing certificate is configured, <c>mac</c>, and
     /// <c>enc</c> unless an encryption certificate is), how late the next key is by the keys this instance last loaded:
-    /// zero until it is due, then growing until one is loaded. A stalled rotation (the key check failing, event 3005)
-    /// breaks nothing at once, as the active key goes on being used, so this is what shows it.
+    /// zero until one <see cref="KeysOptions.CheckInterval"/> after it was due (the check that stores it runs within
+    /// that), then growing until one is loaded. A stalled rotation (the key check failing, event 3005) breaks nothing
+    /// at once, as the active key goes on being used, so this is what shows it.
     /// </summary>
     public IReadOnlyList<(string Use, TimeSpan Overdue)> RotationOverdue()
     {
@@ -434,7 +435,7 @@ public sealed class KeyRing(
         return overdue;
 
         TimeSpan OverdueOf<T>(IReadOnlyList<LoadedKey<T>> keys, string use) =>
-            keys.Count > 0 && NextKeyDue(keys[^1].ActivatesAt, use) is var due && now > due ? now - due : TimeSpan.Zero;
+            keys.Count > 0 && NextKeyDue(keys[^1].ActivatesAt, use) + options.Value.CheckInterval is var late && now > late ? now - late : TimeSpan.Zero;
     }
 
     /// <summary>Stores a new key for a slot; false when another instance stored one for that slot first (theirs is the one).</summary>

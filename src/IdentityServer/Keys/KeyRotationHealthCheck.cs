@@ -5,13 +5,14 @@ namespace IdentityServer.Keys;
 
 /// <summary>
 /// Part of <c>/health/ready</c>: Degraded (still 200, so the instance keeps its traffic: its keys work) once the next
-/// key of some use is more than five key checks late, which only a rotation that stalled explains.
+/// key of some use is more than five key checks late (four past the grace of <see cref="KeyRing.RotationOverdue"/>),
+/// which only a rotation that stalled explains.
 /// </summary>
 public sealed class KeyRotationHealthCheck(KeyRing keys, IOptions<KeysOptions> options) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        var tolerance = 5 * options.Value.CheckInterval;
+        var tolerance = 4 * options.Value.CheckInterval;
         var late = keys.RotationOverdue().Where(use => use.Overdue > tolerance).ToList();
         return Task.FromResult(late.Count == 0
             ? HealthCheckResult.Healthy()

@@ -62,6 +62,33 @@ public abstract class GrantRevocationTests<TFixture>(TFixture server) where TFix
         Assert.Equal(Statuses.Valid, await StoredGrantStatusAsync(kept.AccessToken));
     }
 
+    /// <summary>
+    /// A replaying client that hangs up (here: the request's cancellation fires as its code is checked, on an instance
+    /// made for it) still ends the grant, and is answered invalid_grant, not a server error.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_replay_whose_client_hangs_up_still_ends_the_grant()
+    {
+        var (client, replayed, kept) = await TwoSignInsAsync();
+        await using var hangingUp = server.Factory.WithWebHostBuilder(builder => builder.ConfigureServices(services => services.AddOpenIddict().AddServer(options =>
+            options.AddEventHandler<ValidateTokenContext>(handler => handler.UseInlineHandler(context =>
+            {
+                context.Transaction.CancellationToken = new CancellationToken(canceled: true);
+                return default;
+            }).SetOrder(OpenIddictServerHandlers.Protection.ValidateTokenEntry.Descriptor.Order - 1)))));
+        using var http = hangingUp.CreateClient(new() { AllowAutoRedirect = false, BaseAddress = TestServerFactory.Authority });
+
+        var replay = await http.PostAsync(await server.EndpointAsync("token_endpoint"), new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code", ["client_id"] = client.ClientId, ["code"] = replayed.Code,
+            ["redirect_uri"] = OAuth.AppRedirectUri, ["code_verifier"] = replayed.Pkce.Verifier,
+        }));
+
+        Assert.Equal(HttpStatusCode.BadRequest, replay.StatusCode);
+        Assert.Equal(Statuses.Revoked, await StoredGrantStatusAsync(replayed.AccessToken));
+        Assert.Equal(Statuses.Valid, await StoredGrantStatusAsync(kept.AccessToken));
+    }
+
     /// <summary>A redeemed refresh token presented again (the fixture allows no leeway) ends its own chain only.</summary>
     [SkippableFact]
     public async Task A_reused_refresh_token_ends_its_own_chain_and_no_other()
