@@ -10,9 +10,9 @@ namespace IdentityServer.Authorization;
 
 /// <summary>
 /// Who may revoke or introspect a token: the client it was issued to, or an API it names as its audience (RFC 7009
-/// 2.1, RFC 7662 4), by client_id or by one of the client's audience aliases. OpenIddict checks this only for a token that names both an audience and a presenter, so an access
-/// token with no audience (one for userinfo only: <c>openid</c> and profile scopes) could be revoked, or read, by any
-/// authenticated client.
+/// 2.1, RFC 7662 4), by client_id or by one of the client's audience aliases. This replaces OpenIddict's own check,
+/// which looks only at a token that names both an audience and a presenter: an access token with no audience (one for
+/// userinfo only: <c>openid</c> and profile scopes) could be revoked, or read, by any authenticated client.
 /// </summary>
 public static class TokenParties
 {

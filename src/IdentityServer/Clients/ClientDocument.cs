@@ -5,8 +5,9 @@ namespace IdentityServer.Clients;
 
 /// <summary>
 /// A client application as users write it everywhere (seed, admin API, export): the OAuth dynamic client
-/// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c>, <c>application_type</c> and
-/// <c>require_pkce</c> and <c>audience_aliases</c>, and the back-channel logout names of OpenID Connect Back-Channel Logout 1.0 section 2.2.
+/// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c>, <c>application_type</c>,
+/// <c>require_pkce</c> and <c>audience_aliases</c>, and the back-channel logout names of OpenID Connect Back-Channel
+/// Logout 1.0 section 2.2.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class ClientDocument
