@@ -3,6 +3,7 @@ using IdentityServer.Accounts.Email;
 using IdentityServer.Data;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
+using static IdentityServer.Authorization.PromptCreate;
 
 namespace IdentityServer.Accounts;
 
@@ -51,8 +52,7 @@ public static class AccountsExtensions
         if (accounts.AllowRegistration)
         {
             // An app's sign-up button (prompt=create) reaches the registration page only while there is one to reach.
-            builder.Services.AddOpenIddict().AddServer(server => server.Configure(options =>
-                options.PromptValues.Add(IdentityServer.Authorization.Pages.AuthorizeModel.PromptCreate)));
+            builder.Services.AddOpenIddict().AddServer(server => server.AllowPromptCreate());
         }
 
         // Email confirmation, password reset and email change links: single use (bound to the security stamp or

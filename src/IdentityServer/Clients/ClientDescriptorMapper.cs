@@ -156,10 +156,14 @@ public static class ClientDescriptorMapper
         };
     }
 
-    /// <summary>The client's audience aliases, from its stored properties; empty when it has none.</summary>
+    /// <summary>
+    /// The client's audience aliases, from its stored properties; empty when it has none. Only those the validator
+    /// accepts now count (one stored past it, or under an earlier rule, is ignored), so none can be another client's id.
+    /// </summary>
     public static IReadOnlyList<string> AudienceAliasesOf(IReadOnlyDictionary<string, JsonElement> properties) =>
         properties.TryGetValue(AudienceAliasesProperty, out var aliases) && aliases.ValueKind == JsonValueKind.Array
-            ? [.. aliases.EnumerateArray().Where(alias => alias.ValueKind == JsonValueKind.String).Select(alias => alias.GetString()!)]
+            ? [.. aliases.EnumerateArray().Where(alias => alias.ValueKind == JsonValueKind.String).Select(alias => alias.GetString()!)
+                .Where(ClientDocumentValidator.IsAudienceAlias)]
             : [];
 
     /// <summary>The client's back-channel logout URI, from its stored properties; null when it has none.</summary>

@@ -157,10 +157,7 @@ public static class ClientDocumentValidator
                 break;
             }
 
-            // A '/' keeps every alias apart from every client_id (which holds none): an alias never lets one client pass
-            // for another.
-            if (string.IsNullOrEmpty(alias) || alias.Length > 200 || alias.Any(c => char.IsWhiteSpace(c) || char.IsControl(c))
-                || !alias.Contains('/') || !Uri.TryCreate(alias, UriKind.Absolute, out _))
+            if (!IsAudienceAlias(alias))
             {
                 Metadata("audience_aliases", $"'{Echo(alias)}' must be an absolute URI with a '/' (such as https://api.example.com), at most 200 characters, no spaces.");
             }
@@ -222,6 +219,15 @@ public static class ClientDocumentValidator
     private static readonly char[] ClientIdForbidden = ['/', '\\', '?', '#', '%'];
 
     /// <summary>A value as an error message quotes it: its start only, so a huge value does not make a huge answer.</summary>
+    /// <summary>
+    /// What an audience alias may be: an absolute URI with a '/' (not a file path), at most 200 characters, no spaces.
+    /// The '/' keeps every alias apart from every client_id (which holds none), so an alias never lets one client pass
+    /// for another. Stored aliases are held to it too (<see cref="ClientDescriptorMapper.AudienceAliasesOf"/>).
+    /// </summary>
+    public static bool IsAudienceAlias(string? alias) =>
+        !string.IsNullOrEmpty(alias) && alias.Length <= 200 && !alias.Any(c => char.IsWhiteSpace(c) || char.IsControl(c))
+        && alias.Contains('/') && Uri.TryCreate(alias, UriKind.Absolute, out var uri) && !uri.IsFile;
+
     private static string Echo(string? value) => value is { Length: > 100 } ? value[..100] + "..." : value ?? string.Empty;
 
     /// <summary>

@@ -410,6 +410,7 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
     [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":[""]}""", "invalid_client_metadata", "audience_aliases")]
     [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":["orders-api"]}""", "invalid_client_metadata", "audience_aliases")]
     [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":["urn:example:orders"]}""", "invalid_client_metadata", "audience_aliases")]
+    [InlineData("""{"grant_types":["client_credentials"],"audience_aliases":["/orders/v1"]}""", "invalid_client_metadata", "audience_aliases")]
     [InlineData("""{"grant_types":["password"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":["refresh_token"]}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":[]}""", "invalid_client_metadata", "grant_types")]

@@ -92,6 +92,21 @@ public abstract class AudienceAliasTests<TFixture>(TFixture server) where TFixtu
         Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, signedIn.AccessToken)).StatusCode);
     }
 
+    /// <summary>An alias the validator would refuse (here another API's client_id, stored past it) counts for nothing.</summary>
+    [SkippableFact]
+    public async Task A_stored_alias_that_is_not_a_uri_counts_for_nothing()
+    {
+        var api = await server.CreateConfidentialClientAsync(c => c.Scope = null);
+        var scope = await server.CreateScopeAsync(api.ClientId);
+        var pretender = await server.CreateConfidentialClientAsync(c => c.AudienceAliases = [api.ClientId]);
+        var app = await server.CreatePublicClientAsync($"openid {scope}");
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), app, await server.CreateUserAsync(), $"openid {scope}");
+        var accessToken = tokens.GetProperty("access_token").GetString()!;
+
+        Assert.True((await OAuth.IntrospectAsync(server, api, accessToken)).GetProperty("active").GetBoolean());
+        Assert.False((await OAuth.IntrospectAsync(server, pretender, accessToken)).GetProperty("active").GetBoolean());
+    }
+
     [SkippableFact]
     public async Task An_api_revokes_a_token_naming_its_alias()
     {

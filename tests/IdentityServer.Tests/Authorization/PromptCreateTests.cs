@@ -70,6 +70,62 @@ public abstract class PromptCreateTests<TFixture>(TFixture fixture) where TFixtu
         Assert.Contains("code=", back.RedirectTarget!.Query);
     }
 
+    /// <summary>
+    /// acr_values still count on the way through the sign-up page: an existing user who signs in instead, on a device
+    /// that remembers their second factor (so a plain sign-in would not ask for it), is asked for it.
+    /// </summary>
+    [SkippableFact]
+    public async Task From_the_sign_up_page_an_existing_user_signs_in_as_strongly_as_acr_values_ask()
+    {
+        await using var factory = fixture.StartServer(RegistrationOn);
+        var server = new AttachedServer(factory, fixture.Provider);
+        var client = await server.CreatePublicClientAsync(Scope);
+        var user = await server.CreateUserAsync();
+        var setup = server.CreateBrowser();
+        await Accounts.AccountPages.SignInAsync(setup, user.UserName, user.Password);
+        var (key, _) = await Accounts.AccountPages.EnableAuthenticatorAsync(setup);
+        var browser = server.CreateBrowser();
+        var codePage = await Accounts.AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        await browser.SubmitAsync(codePage, new Dictionary<string, string> { ["Input.Code"] = Accounts.Totp.NextCode(key), ["Input.RememberDevice"] = "true" });
+        var pkce = Pkce.Create();
+
+        var registration = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "create", ["acr_values"] = "mfa" }), OAuth.IsApp);
+        var signInLink = registration.Document.QuerySelector("p.links a[href^='/account/login']")!.GetAttribute("href")!;
+        var askedForCode = await OAuth.SignInAsync(browser, await browser.NavigateAsync(new Uri(TestServerFactory.Authority, signInLink).AbsoluteUri), user);
+        Assert.True(askedForCode.Document.QuerySelector("input[name='Input.Code']") is not null, $"Expected the second factor, got {(int)askedForCode.Status} at {askedForCode.Uri}");
+        // Each step's code is taken once: the step after the one the device was remembered with.
+        var laterCode = Accounts.Totp.Code(key, DateTimeOffset.UtcNow.AddSeconds(60));
+        var back = await browser.SubmitAsync(askedForCode, new Dictionary<string, string> { ["Input.Code"] = laterCode }, stopAt: OAuth.IsApp);
+
+        Assert.True(back.RedirectTarget is not null && OAuth.IsApp(back.RedirectTarget), $"Expected a redirect to the app, got {(int)back.Status} at {back.Uri}");
+        var tokens = await OAuth.RedeemAsync(server, client, QueryHelpers.ParseQuery(back.RedirectTarget!.Query)["code"].ToString(), pkce);
+        Assert.Equal("mfa", Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("acr").GetString());
+    }
+
+    /// <summary>none never shows a page (OpenID Connect Core 3.1.2.1), the registration page included.</summary>
+    [SkippableFact]
+    public async Task Prompt_none_with_create_is_refused_to_the_app_and_at_the_par_endpoint()
+    {
+        await using var factory = fixture.StartServer(RegistrationOn);
+        var server = new AttachedServer(factory, fixture.Provider);
+        var client = await server.CreatePublicClientAsync(Scope);
+        var pkce = Pkce.Create();
+
+        var page = await server.CreateBrowser().NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "none create" }), OAuth.IsApp);
+        var pushed = await OAuth.PostFormAsync(server, "pushed_authorization_request_endpoint", new Dictionary<string, string>
+        {
+            ["client_id"] = client.ClientId, ["response_type"] = "code", ["redirect_uri"] = OAuth.AppRedirectUri, ["scope"] = Scope,
+            ["code_challenge"] = pkce.Challenge, ["code_challenge_method"] = "S256", ["prompt"] = "create none",
+        });
+
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"Expected a redirect to the app, got {(int)page.Status} at {page.Uri}");
+        Assert.Equal("invalid_request", QueryHelpers.ParseQuery(page.RedirectTarget!.Query)["error"].ToString());
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, pushed.StatusCode);
+        Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(pushed)).GetProperty("error").GetString());
+    }
+
     /// <summary>The app asked for a new account: a session of another user does not skip the registration page.</summary>
     [SkippableFact]
     public async Task A_signed_in_user_is_still_shown_the_registration_page()

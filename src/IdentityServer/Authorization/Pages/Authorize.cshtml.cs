@@ -51,12 +51,6 @@ public sealed class AuthorizeModel(
 
     public const string UseAnotherAccount = "another";
 
-    /// <summary>
-    /// <c>prompt=create</c> (OpenID Connect "Initiating User Registration via OpenID Connect 1.0"): the app's sign-up
-    /// button. Offered in discovery only while <c>Accounts:AllowRegistration</c> is on; OpenIddict refuses it otherwise.
-    /// </summary>
-    public const string PromptCreate = "create";
-
     public ProtocolError? Error { get; private set; }
 
     /// <summary>Set when the page asks which account to use: the signed-in user's name.</summary>
@@ -105,11 +99,12 @@ public sealed class AuthorizeModel(
         }
 
         var session = await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme);
-        // The registration page first, even for a user signed in already (the app asked for a new account), then this
-        // request again, once: the new account is signed in by then (or the user chose to sign in instead).
-        if (request.HasPromptValue(PromptCreate) && !(session.Succeeded && SignedInSinceSentToSignIn(session.Principal!)))
+        // prompt=create: the registration page first, even for a user signed in already (the app asked for a new
+        // account), then this request again; it goes on once someone signed in after being sent there (the new account,
+        // or a user who chose to sign in instead, aiming for the level acr_values asks), else it goes there again.
+        if (request.HasPromptValue(PromptCreate.Value) && !(session.Succeeded && SignedInSinceSentToSignIn(session.Principal!)))
         {
-            return Redirect("/account/register?returnUrl=" + Uri.EscapeDataString(ReturnUrlForSignIn()));
+            return Redirect("/account/register?returnUrl=" + Uri.EscapeDataString(ReturnUrlForSignIn(AuthenticationLevels.Target(RequestedLevels(request)))));
         }
 
         var user = session.Succeeded ? await users.GetUserAsync(session.Principal) : null;
