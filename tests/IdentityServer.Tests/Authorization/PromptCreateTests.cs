@@ -51,6 +51,42 @@ public abstract class PromptCreateTests<TFixture>(TFixture fixture) where TFixtu
         Assert.Equal(userName, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("preferred_username").GetString());
     }
 
+    /// <summary>
+    /// With confirmed emails required, the new account cannot be signed in at once: the emailed link carries the app's
+    /// request, and once the email is confirmed, signing in goes on to the app.
+    /// </summary>
+    [SkippableFact]
+    public async Task With_email_confirmation_the_confirmed_account_signs_in_and_returns_to_the_app()
+    {
+        var mail = Path.Combine(Path.GetTempPath(), "idsrv-mail", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(mail);
+        await using var factory = fixture.StartServer(new Dictionary<string, string?>(RegistrationOn)
+        {
+            ["Accounts:RequireConfirmedEmail"] = "true", ["Email:PickupDirectory"] = mail,
+        });
+        var server = new AttachedServer(factory, fixture.Provider);
+        server.Settings["Email:PickupDirectory"] = mail;
+        var client = await server.CreatePublicClientAsync(Scope);
+        var pkce = Pkce.Create();
+        var browser = server.CreateBrowser();
+        var userName = Unique.Name("confirming");
+
+        var registration = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, pkce, extra: Create), OAuth.IsApp);
+        var checkEmail = await RegisterAsync(browser, registration, userName);
+        Assert.Equal("/account/register/check-email", checkEmail.Uri.AbsolutePath);
+        var message = await Accounts.Mailbox.WaitForAsync(server, $"{userName}@example.test", "Confirm your email address");
+        var confirmed = await Accounts.AccountPages.OpenAndConfirmAsync(browser, Accounts.Mailbox.Link(message, "/account/confirm-email"));
+        var signIn = confirmed.Document.QuerySelector("a[href^='/account/login']")!.GetAttribute("href")!;
+        var back = await browser.SubmitAsync(await browser.NavigateAsync(new Uri(TestServerFactory.Authority, signIn).AbsoluteUri), new Dictionary<string, string>
+        {
+            ["Input.UserName"] = userName, ["Input.Password"] = "a-long-enough-passphrase-1",
+        }, stopAt: OAuth.IsApp);
+
+        Assert.True(back.RedirectTarget is not null && OAuth.IsApp(back.RedirectTarget), $"Expected a redirect to the app, got {(int)back.Status} at {back.Uri}");
+        var tokens = await OAuth.RedeemAsync(server, client, QueryHelpers.ParseQuery(back.RedirectTarget!.Query)["code"].ToString(), pkce);
+        Assert.Equal(userName, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("preferred_username").GetString());
+    }
+
     /// <summary>Someone with an account already follows the registration page's "Sign in" link, and the flow goes on.</summary>
     [SkippableFact]
     public async Task From_the_sign_up_page_an_existing_user_signs_in_instead_and_returns_to_the_app()

@@ -17,6 +17,13 @@ public sealed class ConfirmEmailModel(UserManager<ApplicationUser> users, ILogge
     [BindProperty(SupportsGet = true)]
     public string? Code { get; set; }
 
+    /// <summary>Where the registration started (an app's sign-up); local addresses only.</summary>
+    [BindProperty(SupportsGet = true)]
+    public string? ReturnUrl { get; set; }
+
+    /// <summary>The sign-in link once confirmed: back to where the registration started, when it was here.</summary>
+    public string SignInUrl => Url.IsLocalUrl(ReturnUrl) ? "/account/login?returnUrl=" + Uri.EscapeDataString(ReturnUrl) : "/account/login";
+
     public bool? Confirmed { get; private set; }
 
     public void OnGet()

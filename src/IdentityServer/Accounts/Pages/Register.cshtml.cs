@@ -83,8 +83,15 @@ public sealed class RegisterModel(
 
         logger.LogInformation(AccountEvents.Registered, "User {UserId} registered", user.Id);
         var code = WebEncoders.Base64UrlEncode(System.Text.Encoding.UTF8.GetBytes(await users.GenerateEmailConfirmationTokenAsync(user)));
-        emails.SendEmailConfirmation(user.Email, user.UserName, emails.Link("/account/confirm-email",
-            new Dictionary<string, string?> { ["userId"] = user.Id, ["code"] = code }));
+        // Where the registration came from (an app's sign-up, prompt=create) rides along, so the confirmed account can
+        // sign in and go back there.
+        var confirmation = new Dictionary<string, string?> { ["userId"] = user.Id, ["code"] = code };
+        if (confirmationRequired && Url.IsLocalUrl(ReturnUrl))
+        {
+            confirmation["returnUrl"] = ReturnUrl;
+        }
+
+        emails.SendEmailConfirmation(user.Email, user.UserName, emails.Link("/account/confirm-email", confirmation));
 
         if (confirmationRequired)
         {
