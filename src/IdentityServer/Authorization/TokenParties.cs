@@ -1,7 +1,10 @@
+using System.Runtime.CompilerServices;
 using System.Security.Claims;
+using System.Text.Json;
 using IdentityServer.Clients;
 using Microsoft.AspNetCore;
 using OpenIddict.Abstractions;
+using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 using static OpenIddict.Server.OpenIddictServerEvents;
@@ -86,8 +89,24 @@ public static class TokenParties
             return false;
         }
 
-        return ClientDescriptorMapper.AudienceAliasesOf(await applications.GetPropertiesAsync(application, cancellationToken)).Any(token.HasAudience);
+        return (await AudienceAliasesAsync(application, applications, cancellationToken)).Any(token.HasAudience);
     }
+
+    /// <summary>Each stored version of a client's properties, parsed for its aliases once (the client cache hands out the same string).</summary>
+    private static readonly ConditionalWeakTable<string, IReadOnlyList<string>> ParsedAliases = new();
+
+    /// <summary>
+    /// The client's audience aliases. Read for every introspection by a token's own client (which is not its audience),
+    /// so not parsed afresh each time: that cost a tenth of introspection's server time.
+    /// </summary>
+    private static async ValueTask<IReadOnlyList<string>> AudienceAliasesAsync(object application, IOpenIddictApplicationManager applications,
+        CancellationToken cancellationToken) => application switch
+    {
+        OpenIddictEntityFrameworkCoreApplication { Properties: null or "" } => [],
+        OpenIddictEntityFrameworkCoreApplication { Properties: { } stored } => ParsedAliases.GetValue(stored, json =>
+            ClientDescriptorMapper.AudienceAliasesOf(JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(json) ?? [])),
+        _ => ClientDescriptorMapper.AudienceAliasesOf(await applications.GetPropertiesAsync(application, cancellationToken)),
+    };
 
     /// <summary>
     /// Access tokens: the client they were issued to or an audience; refresh tokens: the client only; other tokens (the
