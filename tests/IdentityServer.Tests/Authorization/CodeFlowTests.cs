@@ -39,6 +39,7 @@ public abstract class CodeFlowTests<TFixture>(TFixture server) where TFixture : 
         Assert.Equal(OAuth.AppRedirectUri, callback.RedirectTarget!.GetLeftPart(UriPartial.Path));
         var result = OAuth.QueryOf(callback.RedirectTarget);
         Assert.Equal(state, result["state"]);
+        Assert.Equal(await server.EndpointAsync("issuer"), result["iss"]); // RFC 9207: the client can tell which server answered
         var tokens = await OAuth.RedeemAsync(server, client, result["code"], pkce);
         Assert.Equal("Bearer", tokens.GetProperty("token_type").GetString());
         Assert.False(string.IsNullOrEmpty(tokens.GetProperty("refresh_token").GetString()));
