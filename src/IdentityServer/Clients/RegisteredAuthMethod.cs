@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Text.Json;
 using Microsoft.AspNetCore;
 using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore.Models;
@@ -42,43 +40,10 @@ public static class RegisteredAuthMethod
             : null;
     }
 
-    /// <summary>
-    /// The client's registered method, from the application as the request found it (the client cache's snapshot, or
-    /// a copy of it, which shares its <c>Properties</c> string). The stored method is read from that JSON once per string
-    /// instance, not once per request: a snapshot is parsed once for its lifetime in the cache.
-    /// </summary>
+    /// <summary>The client's registered method, from the application as the request found it.</summary>
     public static string Of(OpenIddictEntityFrameworkCoreApplication application) =>
-        ClientDescriptorMapper.AuthMethodOf(StoredIn(application.Properties), application.ClientType,
+        ClientDescriptorMapper.AuthMethodOf(StoredClientProperties.Of(application).AuthMethod, application.ClientType,
             !string.IsNullOrEmpty(application.JsonWebKeySet));
-
-    private static readonly ConditionalWeakTable<string, string> Stored = new();
-
-    private static string? StoredIn(string? properties)
-    {
-        if (string.IsNullOrEmpty(properties))
-        {
-            return null;
-        }
-
-        // "" stands for "none stored" (a table's values cannot be null).
-        var stored = Stored.GetValue(properties, static json =>
-        {
-            try
-            {
-                using var document = JsonDocument.Parse(json);
-                return document.RootElement.ValueKind == JsonValueKind.Object
-                    && document.RootElement.TryGetProperty(ClientDescriptorMapper.AuthMethodProperty, out var method)
-                    && method.ValueKind == JsonValueKind.String
-                    ? method.GetString() ?? ""
-                    : "";
-            }
-            catch (JsonException)
-            {
-                return "";
-            }
-        });
-        return stored.Length > 0 ? stored : null;
-    }
 
     /// <summary>
     /// After OpenIddict found the client and checked its type (so an unknown client, and a confidential client that sent

@@ -5,6 +5,7 @@ using IdentityServer.Clients;
 using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
+using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
 
 namespace IdentityServer.Logout;
@@ -24,8 +25,8 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
         if (SessionClaims.GetSessionId(session) is not { } sessionId || string.IsNullOrEmpty(clientId) || !granted.HasScope(OpenIddictConstants.Scopes.OpenId)
             || granted.GetClaim(OpenIddictConstants.Claims.Subject) is not { } userId
             || ServerIssuer.Of(http, server)?.AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
-            || await applications.FindByClientIdAsync(clientId, ct) is not { } application
-            || ClientDescriptorMapper.BackChannelLogoutUriOf(await applications.GetPropertiesAsync(application, ct)) is null)
+            || await applications.FindByClientIdAsync(clientId, ct) is not OpenIddictEntityFrameworkCoreApplication application
+            || StoredClientProperties.Of(application).BackChannelLogoutUri is null)
         {
             return;
         }

@@ -1,0 +1,38 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using OpenIddict.EntityFrameworkCore.Models;
+
+namespace IdentityServer.Clients;
+
+/// <summary>
+/// What <see cref="ClientDescriptorMapper.Populate"/> keeps in a client's properties, as the request paths read it:
+/// parsed once per stored version of the client, not once per request. The client cache hands out its snapshot, or
+/// copies sharing its <c>Properties</c> string, so a snapshot is parsed once for its lifetime in the cache; a changed
+/// client has a new string.
+/// </summary>
+public sealed record StoredClientProperties(string? AuthMethod, string? BackChannelLogoutUri, IReadOnlyList<string> AudienceAliases)
+{
+    private static readonly StoredClientProperties None = new(null, null, []);
+
+    private static readonly ConditionalWeakTable<string, StoredClientProperties> Parsed = new();
+
+    public static StoredClientProperties Of(OpenIddictEntityFrameworkCoreApplication application) =>
+        string.IsNullOrEmpty(application.Properties) ? None : Parsed.GetValue(application.Properties, Parse);
+
+    private static StoredClientProperties Parse(string json)
+    {
+        Dictionary<string, JsonElement>? properties;
+        try
+        {
+            properties = JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(json);
+        }
+        catch (JsonException)
+        {
+            // Not an object of properties: nothing of ours is stored in it.
+            return None;
+        }
+
+        return properties is null ? None : new(ClientDescriptorMapper.StoredAuthMethodOf(properties),
+            ClientDescriptorMapper.BackChannelLogoutUriOf(properties), ClientDescriptorMapper.AudienceAliasesOf(properties));
+    }
+}
