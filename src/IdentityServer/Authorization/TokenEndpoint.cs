@@ -1,3 +1,4 @@
+using System.Security.Claims;
 using IdentityServer.Accounts;
 using Microsoft.AspNetCore;
 using Microsoft.AspNetCore.Authentication;
@@ -42,13 +43,10 @@ public static class TokenEndpoint
 
         if (request.IsAuthorizationCodeGrantType() || request.IsRefreshTokenGrantType() || request.IsDeviceCodeGrantType())
         {
-            var users = services.GetRequiredService<UserManager<ApplicationUser>>();
-            var signInManager = services.GetRequiredService<SignInManager<ApplicationUser>>();
             var principals = services.GetRequiredService<UserPrincipalFactory>();
             var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(TokenEndpoint));
             var granted = (await context.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)).Principal;
-            var user = granted?.GetClaim(Claims.Subject) is { } subject ? await users.FindByIdAsync(subject) : null;
-            if (granted is null || user is null || !await signInManager.CanSignInAsync(user) || await users.IsLockedOutAsync(user))
+            if (granted is null || await UserWhoMaySignInAsync(services, granted) is not { } user)
             {
                 logger.LogWarning(TokenEvents.GrantRefused, "Token request from {ClientId} refused: the user no longer exists or may not sign in", request.ClientId);
                 return Refuse(Errors.InvalidGrant, "The user of this grant can no longer sign in.");
@@ -64,6 +62,18 @@ public static class TokenEndpoint
         }
 
         return Refuse(Errors.UnsupportedGrantType, "This grant type is not supported.");
+    }
+
+    /// <summary>
+    /// The user a grant (or a token being exchanged) stands for, while they may still sign in: the account exists, may
+    /// sign in, and is not locked out. Null otherwise.
+    /// </summary>
+    internal static async Task<ApplicationUser?> UserWhoMaySignInAsync(IServiceProvider services, ClaimsPrincipal grant)
+    {
+        var users = services.GetRequiredService<UserManager<ApplicationUser>>();
+        var user = grant.GetClaim(Claims.Subject) is { } subject ? await users.FindByIdAsync(subject) : null;
+        return user is not null && await services.GetRequiredService<SignInManager<ApplicationUser>>().CanSignInAsync(user)
+            && !await users.IsLockedOutAsync(user) ? user : null;
     }
 
     internal static IResult Refuse(string error, string description) =>

@@ -1,10 +1,8 @@
 using System.Collections.Immutable;
 using System.Security.Claims;
 using System.Text.Json;
-using IdentityServer.Accounts;
 using Microsoft.AspNetCore;
 using Microsoft.AspNetCore.Authentication;
-using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
@@ -124,9 +122,7 @@ public static class TokenExchange
             return Refuse(Errors.InvalidGrant, "The actor token must be one issued to this client.");
         }
 
-        var users = services.GetRequiredService<UserManager<ApplicationUser>>();
-        var user = subject.GetClaim(Claims.Subject) is { } userId ? await users.FindByIdAsync(userId) : null;
-        if (user is null || !await services.GetRequiredService<SignInManager<ApplicationUser>>().CanSignInAsync(user) || await users.IsLockedOutAsync(user))
+        if (await TokenEndpoint.UserWhoMaySignInAsync(services, subject) is not { } user)
         {
             return Refuse(Errors.InvalidGrant, "The subject token does not stand for a user who can sign in.");
         }

@@ -11,6 +11,21 @@ namespace IdentityServer.Tests.Authorization;
 /// </summary>
 public abstract class RefreshTokenTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
+    /// <summary>A user locked out since the sign-in (nothing revoked) gets no new tokens: the grant's user must still be able to sign in.</summary>
+    [SkippableFact]
+    public async Task A_refresh_for_a_user_locked_out_since_is_refused_with_invalid_grant()
+    {
+        var client = await server.CreatePublicClientAsync("openid offline_access");
+        var user = await server.CreateUserAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid offline_access");
+        await server.LockOutAsync(user);
+
+        var response = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
+    }
+
     [SkippableFact]
     public async Task A_refresh_rotates_the_refresh_token_and_keeps_the_sign_in_and_audiences()
     {

@@ -234,6 +234,16 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
     }
 
+    /// <summary>A subject token whose user was locked out since (nothing revoked) is not exchanged.</summary>
+    [SkippableFact]
+    public async Task A_subject_token_of_a_user_locked_out_since_is_refused()
+    {
+        var setup = await SignedInAsync();
+        await server.LockOutAsync(setup.User);
+
+        await AssertErrorAsync(await ExchangeAsync(setup.FrontApi, setup.AccessToken, scope: setup.BackScope), "invalid_grant");
+    }
+
     /// <summary>
     /// The exchanged token stays under the user's grant to the app: a replayed code, which revokes that grant and its
     /// tokens, takes the exchanged token with it.

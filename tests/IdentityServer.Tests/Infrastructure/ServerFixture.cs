@@ -175,6 +175,14 @@ public abstract class ServerFixture : IAsyncLifetime
         return new TestUser(user.Id, userName, password, user.Email!);
     }
 
+    /// <summary>Locks the user out for a day, as Identity does after failed sign-ins: nothing else changes (no token is revoked).</summary>
+    public async Task LockOutAsync(TestUser user)
+    {
+        await using var scope = Factory.Services.CreateAsyncScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+        Check(await users.SetLockoutEndDateAsync((await users.FindByIdAsync(user.Id))!, DateTimeOffset.UtcNow.AddDays(1)));
+    }
+
     public async Task<string> CreateScopeAsync(params string[] resources)
     {
         var name = Unique.Name("scope");
