@@ -28,22 +28,13 @@ public static class TokenParties
             var index = options.Handlers.IndexOf(OpenIddictServerHandlers.Introspection.AttachApplicationClaims.Descriptor);
             options.Handlers[index] = AttachClaimsForAudienceAliases.Descriptor;
         });
-        server.AddEventHandler<ValidateRevocationRequestContext>(handler => handler.UseInlineHandler(async context =>
-        {
-            if (!await IsPartyToAsync(context.GenericTokenPrincipal, context.ClientId, Applications(context), context.CancellationToken))
-            {
-                // As OpenIddict refuses another client's token; the revocation endpoint still answers 200 (RFC 7009 2.2).
-                context.Reject(Errors.InvalidToken, "The token was not issued to this client, nor is this client its audience.");
-            }
-        }).SetOrder(OpenIddictServerHandlers.Revocation.ValidateAuthorizedParty.Descriptor.Order + 1));
-
-        server.AddEventHandler<ValidateIntrospectionRequestContext>(handler => handler.UseInlineHandler(async context =>
-        {
-            if (!await IsPartyToAsync(context.GenericTokenPrincipal, context.ClientId, Applications(context), context.CancellationToken))
-            {
-                context.Reject(Errors.InvalidToken, "The token was not issued to this client, nor is this client its audience."); // answered active: false
-            }
-        }).SetOrder(OpenIddictServerHandlers.Introspection.ValidateAuthorizedParty.Descriptor.Order + 1));
+        // The revocation endpoint still answers 200 (RFC 7009 2.2), the introspection endpoint active: false.
+        server.AddEventHandler<ValidateRevocationRequestContext>(handler => handler.UseInlineHandler(context =>
+            RefuseUnlessPartyAsync(context, context.GenericTokenPrincipal, context.ClientId))
+            .SetOrder(OpenIddictServerHandlers.Revocation.ValidateAuthorizedParty.Descriptor.Order + 1));
+        server.AddEventHandler<ValidateIntrospectionRequestContext>(handler => handler.UseInlineHandler(context =>
+            RefuseUnlessPartyAsync(context, context.GenericTokenPrincipal, context.ClientId))
+            .SetOrder(OpenIddictServerHandlers.Introspection.ValidateAuthorizedParty.Descriptor.Order + 1));
 
         // An identity token (or any token this endpoint does not introspect) is not an active token to introspect:
         // RFC 7662 2.2 answers that with active: false, not with an error.
@@ -62,8 +53,15 @@ public static class TokenParties
         return server;
     }
 
-    private static IOpenIddictApplicationManager Applications(BaseContext context) =>
-        context.Transaction.GetHttpRequest()!.HttpContext.RequestServices.GetRequiredService<IOpenIddictApplicationManager>();
+    /// <summary>Refuses a revocation or introspection request for a token whose party the client is not (<see cref="IsPartyToAsync"/>).</summary>
+    private static async ValueTask RefuseUnlessPartyAsync(BaseValidatingContext context, ClaimsPrincipal? token, string? clientId)
+    {
+        var applications = context.Transaction.GetHttpRequest()!.HttpContext.RequestServices.GetRequiredService<IOpenIddictApplicationManager>();
+        if (!await IsPartyToAsync(token, clientId, applications, context.CancellationToken))
+        {
+            context.Reject(Errors.InvalidToken, "The token was not issued to this client, nor is this client its audience.");
+        }
+    }
 
     /// <summary>
     /// <see cref="IsPartyTo"/>, or the client stands for one of the access token's audiences under another name (its
