@@ -4,6 +4,7 @@ using IdentityServer.Admin;
 using IdentityServer.Authorization;
 using IdentityServer.Clients;
 using IdentityServer.Data;
+using IdentityServer.Dpop;
 using IdentityServer.Hosting;
 using IdentityServer.Jobs;
 using IdentityServer.Keys;
@@ -23,6 +24,7 @@ try
         .AddAccounts()
         .AddClients()
         .AddAuthorizationServer()
+        .AddDpop()
         .AddBackChannelLogout()
         .AddAdmin()
         .AddPerformance()

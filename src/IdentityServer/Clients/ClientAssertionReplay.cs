@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using IdentityServer.Data;
-using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
@@ -35,6 +35,7 @@ public static class ClientAssertionReplay
 
     public static OpenIddictServerBuilder UseClientAssertionReplayProtection(this OpenIddictServerBuilder server)
     {
+        server.Services.TryAddSingleton<SingleUseRecords>();
         server.Services.AddSingleton<UsedClientAssertions>();
         return server.AddEventHandler(RefuseUnrepresentableDates.Descriptor).AddEventHandler(RefuseReusedAssertion.Descriptor);
     }
@@ -135,47 +136,22 @@ public static class ClientAssertionReplay
     }
 }
 
-/// <summary>The record of used client assertions: the first use inserts, a replay finds the key taken.</summary>
-public sealed class UsedClientAssertions(IServiceScopeFactory scopes, TimeProvider clock)
+/// <summary>The record of used client assertions, by client and <c>jti</c>.</summary>
+public sealed class UsedClientAssertions(SingleUseRecords records)
 {
     /// <summary>
     /// Records the first use of <paramref name="jti"/> by <paramref name="clientId"/> until <paramref name="keepUntil"/>;
-    /// false if it was already recorded. Insert or fail, never a read then a write: of concurrent requests with the same
-    /// assertion, on any number of instances, exactly one inserts.
+    /// false if it was already recorded.
     /// </summary>
-    public async Task<bool> TryRecordAsync(string clientId, string jti, DateTimeOffset keepUntil, CancellationToken ct)
+    public Task<bool> TryRecordAsync(string clientId, string jti, DateTimeOffset keepUntil, CancellationToken ct)
     {
         var jtiHash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(jti)));
-        var until = keepUntil.UtcDateTime;
-
-        // A context of its own: the request's may hold changes that are not this method's to save.
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
-        db.Add(new UsedClientAssertion { ClientId = clientId, JtiHash = jtiHash, ExpiresAt = until });
-        try
-        {
-            await db.SaveChangesAsync(ct);
-            return true;
-        }
-        catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e))
-        {
-            // Taken. By a live assertion, that is a replay; by one long expired whose row awaits pruning, the jti is
-            // free again (the old assertion is refused as expired). Of racing requests only one moves an expired row on.
-            var now = clock.GetUtcNow().UtcDateTime;
-            return await db.Set<UsedClientAssertion>()
-                .Where(a => a.ClientId == clientId && a.JtiHash == jtiHash && a.ExpiresAt <= now)
-                .ExecuteUpdateAsync(a => a.SetProperty(x => x.ExpiresAt, until), ct) == 1;
-        }
+        return records.TryRecordAsync(new UsedClientAssertion { ClientId = clientId, JtiHash = jtiHash, ExpiresAt = keepUntil.UtcDateTime },
+            a => a.ClientId == clientId && a.JtiHash == jtiHash, ct);
     }
 
     /// <summary>Deletes the records past their expiry (the token pruning job); their assertions are refused as expired anyway.</summary>
-    public async Task<int> PruneAsync(CancellationToken ct)
-    {
-        var now = clock.GetUtcNow().UtcDateTime;
-        await using var scope = scopes.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedClientAssertion>()
-            .Where(a => a.ExpiresAt <= now).ExecuteDeleteAsync(ct);
-    }
+    public Task<int> PruneAsync(CancellationToken ct) => records.PruneAsync<UsedClientAssertion>(ct);
 }
 
 public static class ClientAssertionEvents

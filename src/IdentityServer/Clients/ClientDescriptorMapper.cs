@@ -22,6 +22,9 @@ public static class ClientDescriptorMapper
     /// <summary>Where the client's audience aliases are kept (a JSON array of strings), absent when it has none.</summary>
     public const string AudienceAliasesProperty = "audience_aliases";
 
+    /// <summary>Present, and true, when every token request of the client must carry a DPoP proof.</summary>
+    public const string DpopBoundAccessTokensProperty = "dpop_bound_access_tokens";
+
     public static string[] SplitScopes(string? scope) =>
         scope?.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
 
@@ -60,6 +63,12 @@ public static class ClientDescriptorMapper
         if (client.AudienceAliases is { Count: > 0 } aliases)
         {
             descriptor.Properties[AudienceAliasesProperty] = JsonSerializer.SerializeToElement(aliases.Distinct(StringComparer.Ordinal).ToArray());
+        }
+
+        descriptor.Properties.Remove(DpopBoundAccessTokensProperty);
+        if (client.DpopBoundAccessTokens == true)
+        {
+            descriptor.Properties[DpopBoundAccessTokensProperty] = JsonSerializer.SerializeToElement(true);
         }
 
         descriptor.RedirectUris.Clear();
@@ -153,6 +162,7 @@ public static class ClientDescriptorMapper
                 ? false
                 : null,
             AudienceAliases = AudienceAliasesOf(descriptor.Properties) is { Count: > 0 } aliases ? [.. aliases] : null,
+            DpopBoundAccessTokens = DpopBoundAccessTokensOf(descriptor.Properties) ? true : null,
         };
     }
 
@@ -165,6 +175,10 @@ public static class ClientDescriptorMapper
             ? [.. aliases.EnumerateArray().Where(alias => alias.ValueKind == JsonValueKind.String).Select(alias => alias.GetString()!)
                 .Where(ClientDocumentValidator.IsAudienceAlias)]
             : [];
+
+    /// <summary>Whether the client's stored properties say its token requests must carry a DPoP proof.</summary>
+    public static bool DpopBoundAccessTokensOf(IReadOnlyDictionary<string, JsonElement> properties) =>
+        properties.TryGetValue(DpopBoundAccessTokensProperty, out var required) && required.ValueKind == JsonValueKind.True;
 
     /// <summary>The client's back-channel logout URI, from its stored properties; null when it has none.</summary>
     public static string? BackChannelLogoutUriOf(IReadOnlyDictionary<string, JsonElement> properties) =>

@@ -6,8 +6,8 @@ namespace IdentityServer.Clients;
 /// <summary>
 /// A client application as users write it everywhere (seed, admin API, export): the OAuth dynamic client
 /// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c>, <c>application_type</c>,
-/// <c>require_pkce</c> and <c>audience_aliases</c>, and the back-channel logout names of OpenID Connect Back-Channel
-/// Logout 1.0 section 2.2.
+/// <c>require_pkce</c> and <c>audience_aliases</c>, the back-channel logout names of OpenID Connect Back-Channel
+/// Logout 1.0 section 2.2, and <c>dpop_bound_access_tokens</c> of RFC 9449 section 5.2.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class ClientDocument
@@ -72,6 +72,13 @@ public sealed class ClientDocument
     /// </summary>
     [JsonPropertyName("audience_aliases")]
     public List<string>? AudienceAliases { get; set; }
+
+    /// <summary>
+    /// Whether every token request of this client must carry a DPoP proof, so that each of its access tokens is bound to
+    /// the client's key (RFC 9449 section 5.2). False when absent: a client may still send proofs and get bound tokens.
+    /// </summary>
+    [JsonPropertyName("dpop_bound_access_tokens")]
+    public bool? DpopBoundAccessTokens { get; set; }
 }
 
 /// <summary>A scope as configured in the seed or the admin API.</summary>

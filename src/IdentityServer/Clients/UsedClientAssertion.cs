@@ -7,7 +7,7 @@ namespace IdentityServer.Clients;
 /// the assertion could no longer be accepted anyway (<see cref="ExpiresAt"/>). The primary key is what makes it single
 /// use: of the requests that present it, on any instance of one database, only the first insert succeeds.
 /// </summary>
-public sealed class UsedClientAssertion
+public sealed class UsedClientAssertion : IdentityServer.Data.ISingleUseRecord
 {
     public const int ClientIdMaxLength = 100;
 

@@ -68,6 +68,7 @@ public abstract class ApplicationDbContext(DbContextOptions options)
         Logout.UserSessionClient.Configure(builder);
         Accounts.Email.OutgoingEmail.Configure(builder);
         Clients.UsedClientAssertion.Configure(builder);
+        Dpop.UsedDpopProof.Configure(builder);
     }
 }
 

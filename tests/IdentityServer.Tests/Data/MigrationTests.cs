@@ -45,7 +45,7 @@ public sealed class MigrationTests
         [
             "OpenIddictApplications", "OpenIddictAuthorizations", "OpenIddictScopes", "OpenIddictTokens",
             "AspNetUsers", "AspNetRoles", "AspNetUserRoles", "DataProtectionKeys", "StoredKeys", "UserSessions",
-            "UserSessionClients", "OutgoingEmails", "UsedClientAssertions",
+            "UserSessionClients", "OutgoingEmails", "UsedClientAssertions", "UsedDpopProofs",
         ];
         foreach (var table in tables)
         {
@@ -59,6 +59,7 @@ public sealed class MigrationTests
         Assert.Contains("CONSTRAINT [FK_UserSessions_AspNetUsers_UserId] FOREIGN KEY ([UserId]) REFERENCES [AspNetUsers] ([Id]) ON DELETE CASCADE", script);
         Assert.Contains("CREATE INDEX [IX_UserSessionClients_NotifyAt]", script);
         Assert.Contains("CONSTRAINT [PK_UsedClientAssertions] PRIMARY KEY ([ClientId], [JtiHash])", script);
+        Assert.Contains("CONSTRAINT [PK_UsedDpopProofs] PRIMARY KEY ([Thumbprint], [JtiHash])", script);
         // In the batch that adds its columns: only run through EXEC does SQL Server compile it after they exist.
         Assert.Contains("EXEC(N'UPDATE [UserSessionClients] SET [UserId] = (SELECT s.[UserId] FROM [UserSessions] s", script);
     }

@@ -1,6 +1,7 @@
 using IdentityServer.Accounts;
 using IdentityServer.Clients;
 using IdentityServer.Data;
+using IdentityServer.Dpop;
 using IdentityServer.Jobs;
 using IdentityServer.Logout;
 using IdentityServer.Tests.Infrastructure;
@@ -136,6 +137,34 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
         {
             var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedClientAssertion>()
                 .Where(a => a.ClientId == clientId).Select(a => a.JtiHash).ToListAsync();
+            Assert.Equal(["live".PadRight(64, '0')], remaining);
+        }
+    }
+
+    /// <summary>A used DPoP proof is remembered until it is too old to be accepted, then forgotten.</summary>
+    [SkippableFact]
+    public async Task Pruning_removes_the_DPoP_proof_records_past_their_expiry_and_keeps_the_others()
+    {
+        var thumbprint = Guid.NewGuid().ToString("N").PadRight(43, 'x');
+        var now = DateTime.UtcNow;
+        UsedDpopProof Record(string name, TimeSpan expiresIn) => new() { Thumbprint = thumbprint, JtiHash = name.PadRight(64, '0'), ExpiresAt = now + expiresIn };
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+            db.AddRange(Record("expired", TimeSpan.FromMinutes(-1)), Record("long-expired", TimeSpan.FromDays(-1)), Record("live", TimeSpan.FromMinutes(2)));
+            await db.SaveChangesAsync();
+        }
+
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var pruned = await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+            Assert.True(pruned.DpopProofs >= 2, $"Pruned {pruned.DpopProofs} DPoP proofs");
+        }
+
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedDpopProof>()
+                .Where(p => p.Thumbprint == thumbprint).Select(p => p.JtiHash).ToListAsync();
             Assert.Equal(["live".PadRight(64, '0')], remaining);
         }
     }

@@ -245,6 +245,26 @@ namespace IdentityServer.Data.Migrations.PostgreSql
                     b.ToTable("UsedClientAssertions", (string)null);
                 });
 
+            modelBuilder.Entity("IdentityServer.Dpop.UsedDpopProof", b =>
+                {
+                    b.Property<string>("Thumbprint")
+                        .HasMaxLength(43)
+                        .HasColumnType("character varying(43)");
+
+                    b.Property<string>("JtiHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
+                    b.Property<DateTime>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.HasKey("Thumbprint", "JtiHash");
+
+                    b.HasIndex("ExpiresAt");
+
+                    b.ToTable("UsedDpopProofs", (string)null);
+                });
+
             modelBuilder.Entity("IdentityServer.Keys.StoredKey", b =>
                 {
                     b.Property<string>("Id")

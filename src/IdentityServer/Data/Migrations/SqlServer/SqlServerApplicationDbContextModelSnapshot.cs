@@ -246,6 +246,26 @@ namespace IdentityServer.Data.Migrations.SqlServer
                     b.ToTable("UsedClientAssertions", (string)null);
                 });
 
+            modelBuilder.Entity("IdentityServer.Dpop.UsedDpopProof", b =>
+                {
+                    b.Property<string>("Thumbprint")
+                        .HasMaxLength(43)
+                        .HasColumnType("nvarchar(43)");
+
+                    b.Property<string>("JtiHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("nvarchar(64)");
+
+                    b.Property<DateTime>("ExpiresAt")
+                        .HasColumnType("datetime2");
+
+                    b.HasKey("Thumbprint", "JtiHash");
+
+                    b.HasIndex("ExpiresAt");
+
+                    b.ToTable("UsedDpopProofs", (string)null);
+                });
+
             modelBuilder.Entity("IdentityServer.Keys.StoredKey", b =>
                 {
                     b.Property<string>("Id")

@@ -238,6 +238,26 @@ namespace IdentityServer.Data.Migrations.Sqlite
                     b.ToTable("UsedClientAssertions", (string)null);
                 });
 
+            modelBuilder.Entity("IdentityServer.Dpop.UsedDpopProof", b =>
+                {
+                    b.Property<string>("Thumbprint")
+                        .HasMaxLength(43)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("JtiHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime>("ExpiresAt")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Thumbprint", "JtiHash");
+
+                    b.HasIndex("ExpiresAt");
+
+                    b.ToTable("UsedDpopProofs", (string)null);
+                });
+
             modelBuilder.Entity("IdentityServer.Keys.StoredKey", b =>
                 {
                     b.Property<string>("Id")

@@ -1,0 +1,467 @@
+using System.Security.Claims;
+using System.Text.Json.Nodes;
+using IdentityServer.Clients;
+using Microsoft.AspNetCore;
+using Microsoft.Extensions.Options;
+using OpenIddict.Abstractions;
+using OpenIddict.EntityFrameworkCore.Models;
+using OpenIddict.Server;
+using OpenIddict.Server.AspNetCore;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+using static OpenIddict.Server.OpenIddictServerEvents;
+
+namespace IdentityServer.Dpop;
+
+/// <summary>
+/// DPoP (RFC 9449) on OpenIddict's pipeline, which knows only certificate-bound tokens: the proof a request carries is
+/// read into the transaction (<see cref="DpopRequest"/>), issued tokens are bound to its key (<c>cnf.jkt</c>), and a bound
+/// token is accepted only with a proof made by that key.
+/// </summary>
+public static class DpopServerHandlers
+{
+    public const string InvalidDpopProof = "invalid_dpop_proof";
+
+    /// <summary>The authorization request parameter that binds the code to a key (RFC 9449 section 10).</summary>
+    public const string DpopJktParameter = "dpop_jkt";
+
+    public const string HeaderName = "DPoP";
+
+    public const string AuthorizationScheme = "DPoP";
+
+    /// <summary>What the current request brought: its checked proof, and whether it presented its access token with the DPoP scheme.</summary>
+    public sealed class DpopRequest
+    {
+        public DpopProof? Proof { get; set; }
+
+        public bool PresentedWithDpopScheme { get; set; }
+
+        public static DpopRequest Of(OpenIddictServerTransaction transaction)
+        {
+            if (transaction.GetProperty<DpopRequest>(typeof(DpopRequest).FullName!) is { } existing)
+            {
+                return existing;
+            }
+
+            var created = new DpopRequest();
+            transaction.SetProperty(typeof(DpopRequest).FullName!, created);
+            return created;
+        }
+
+        public static DpopRequest? Find(OpenIddictServerTransaction transaction) => transaction.GetProperty<DpopRequest>(typeof(DpopRequest).FullName!);
+    }
+
+    /// <summary>
+    /// Reads the request's one <c>DPoP</c> header, if any, for a request to the current endpoint with
+    /// <paramref name="accessToken"/> (resource requests), into the transaction. False, with the context rejected with
+    /// <c>invalid_dpop_proof</c>, when there are several or the proof fails a check.
+    /// </summary>
+    private static bool TryReadProof(BaseValidatingContext context, DpopOptions options, string? accessToken, ILogger logger)
+    {
+        var http = context.Transaction.GetHttpRequest()!;
+        var values = http.Headers[HeaderName];
+        if (values.Count == 0)
+        {
+            return true;
+        }
+
+        string? problem = null;
+        var proof = values.Count > 1 ? null : DpopProofReader.Read(values[0]!, http.Method, EndpointUrls(context), accessToken,
+            context.Options.TimeProvider.GetUtcNow(), options.ProofLifetime, options.ClockSkew, out problem);
+        if (proof is null)
+        {
+            problem = values.Count > 1 ? "Send one DPoP header, not several." : problem;
+            logger.LogInformation(DpopEvents.ProofRefused, "DPoP proof refused at {Endpoint}: {Problem}", context.EndpointType, problem);
+            context.Reject(InvalidDpopProof, problem);
+            return false;
+        }
+
+        DpopRequest.Of(context.Transaction).Proof = proof;
+        return true;
+    }
+
+    /// <summary>
+    /// The URLs a proof may name for this request: the one it was sent to, and the endpoint's URL as discovery gives it
+    /// (under the configured issuer, which a proxy may put in front of the request's own address).
+    /// </summary>
+    private static IEnumerable<Uri> EndpointUrls(BaseContext context)
+    {
+        if (context.RequestUri is { } requested)
+        {
+            yield return requested;
+        }
+
+        var baseUri = context.Options.Issuer ?? context.BaseUri;
+        if (baseUri is null || context.RequestUri is null)
+        {
+            yield break;
+        }
+
+        var root = baseUri.AbsoluteUri.EndsWith('/') ? baseUri : new Uri(baseUri.AbsoluteUri + "/");
+        var path = context.RequestUri.AbsolutePath.TrimStart('/');
+        if (context.BaseUri is { } requestBase && context.RequestUri.AbsolutePath.StartsWith(requestBase.AbsolutePath, StringComparison.Ordinal))
+        {
+            path = context.RequestUri.AbsolutePath[requestBase.AbsolutePath.Length..].TrimStart('/');
+        }
+
+        yield return new Uri(root, path);
+    }
+
+    /// <summary>Records the proof's single use; false, with the context rejected, if it was used before.</summary>
+    private static async ValueTask<bool> TryRecordUseAsync(BaseValidatingContext context, UsedDpopProofs used, DpopOptions options, ILogger logger)
+    {
+        if (DpopRequest.Find(context.Transaction)?.Proof is not { } proof)
+        {
+            return true;
+        }
+
+        if (await used.TryRecordAsync(proof, proof.IssuedAt + options.ProofLifetime + options.ClockSkew * 2, context.CancellationToken))
+        {
+            return true;
+        }
+
+        logger.LogWarning(DpopEvents.ProofReplayed, "DPoP proof refused at {Endpoint}: it was already used", context.EndpointType);
+        context.Reject(InvalidDpopProof, "The DPoP proof was already used: make a new one for each request.");
+        return false;
+    }
+
+    /// <summary>Token endpoint: the proof is read before anything else is checked.</summary>
+    public sealed class ReadTokenRequestProof(IOptions<DpopOptions> options, ILogger<ReadTokenRequestProof> logger) : IOpenIddictServerHandler<ValidateTokenRequestContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidateTokenRequestContext>()
+            .UseSingletonHandler<ReadTokenRequestProof>()
+            .SetOrder(OpenIddictServerHandlers.Exchange.ValidateGrantType.Descriptor.Order - 1)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public ValueTask HandleAsync(ValidateTokenRequestContext context)
+        {
+            TryReadProof(context, options.Value, accessToken: null, logger);
+            return default;
+        }
+    }
+
+    /// <summary>
+    /// Token endpoint, once the client and its grant are validated (a grant bound to a key has checked the proof's key
+    /// then): a client registered with <c>dpop_bound_access_tokens</c> must send a proof, and a proof is used once.
+    /// </summary>
+    public sealed class RecordTokenRequestProof(IOpenIddictApplicationManager applications, UsedDpopProofs used, IOptions<DpopOptions> options,
+        ILogger<RecordTokenRequestProof> logger) : IOpenIddictServerHandler<ValidateTokenRequestContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidateTokenRequestContext>()
+            .UseScopedHandler<RecordTokenRequestProof>()
+            .SetOrder(OpenIddictServerHandlers.Exchange.ValidateAuthentication.Descriptor.Order + 500)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(ValidateTokenRequestContext context)
+        {
+            if (DpopRequest.Find(context.Transaction)?.Proof is null)
+            {
+                if (!string.IsNullOrEmpty(context.ClientId)
+                    && await applications.FindByClientIdAsync(context.ClientId, context.CancellationToken) is OpenIddictEntityFrameworkCoreApplication client
+                    && StoredClientProperties.Of(client).DpopBoundAccessTokens)
+                {
+                    logger.LogInformation(DpopEvents.ProofRefused, "Token request from {ClientId} refused: its tokens are DPoP-bound and it sent no proof", context.ClientId);
+                    context.Reject(InvalidDpopProof, "This client's tokens are DPoP-bound: send a DPoP proof.");
+                }
+
+                return;
+            }
+
+            await TryRecordUseAsync(context, used, options.Value, logger);
+        }
+    }
+
+    /// <summary>
+    /// Pushed authorization requests (RFC 9449 section 10.1): a proof binds the code to its key, as <c>dpop_jkt</c> would,
+    /// which it must then match. The parameter is kept with the pushed request, so the code is bound at authorize.
+    /// </summary>
+    public sealed class ReadPushedRequestProof(UsedDpopProofs used, IOptions<DpopOptions> options, ILogger<ReadPushedRequestProof> logger)
+        : IOpenIddictServerHandler<ValidatePushedAuthorizationRequestContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidatePushedAuthorizationRequestContext>()
+            .UseSingletonHandler<ReadPushedRequestProof>()
+            .SetOrder(OpenIddictServerHandlers.Authentication.ValidatePushedAuthentication.Descriptor.Order + 500)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(ValidatePushedAuthorizationRequestContext context)
+        {
+            if (!TryReadProof(context, options.Value, accessToken: null, logger) || !await TryRecordUseAsync(context, used, options.Value, logger)
+                || DpopRequest.Find(context.Transaction)?.Proof is not { } proof)
+            {
+                return;
+            }
+
+            var named = (string?)context.Request[DpopJktParameter];
+            if (named is not null && named != proof.Thumbprint)
+            {
+                context.Reject(InvalidDpopProof, "The dpop_jkt parameter names another key than the DPoP proof's.");
+                return;
+            }
+
+            context.Request[DpopJktParameter] = proof.Thumbprint;
+        }
+    }
+
+    /// <summary>A <c>dpop_jkt</c> must be a SHA-256 thumbprint, base64url (43 characters), at authorize and at PAR.</summary>
+    public static void RefuseMalformedDpopJkt(BaseValidatingContext context)
+    {
+        if (context.Transaction.Request?.GetParameter(DpopJktParameter) is { } parameter
+            && ((string?)parameter is not { Length: 43 } jkt || !jkt.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
+        {
+            context.Reject(Errors.InvalidRequest, "The dpop_jkt parameter must be a SHA-256 JWK thumbprint, base64url-encoded (43 characters).");
+        }
+    }
+
+    /// <summary>
+    /// Userinfo (a resource of this server): an access token presented with the <c>DPoP</c> scheme (RFC 9449 section 7.1)
+    /// comes with a proof for this request and this token (<c>ath</c>).
+    /// </summary>
+    public sealed class ReadUserInfoProof(IOptions<DpopOptions> options, ILogger<ReadUserInfoProof> logger) : IOpenIddictServerHandler<ExtractUserInfoRequestContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ExtractUserInfoRequestContext>()
+            .UseSingletonHandler<ReadUserInfoProof>()
+            .SetOrder(OpenIddictServerAspNetCoreHandlers.ExtractAccessToken<ExtractUserInfoRequestContext>.Descriptor.Order + 1)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public ValueTask HandleAsync(ExtractUserInfoRequestContext context)
+        {
+            var authorization = context.Transaction.GetHttpRequest()!.Headers.Authorization.ToString();
+            if (!authorization.StartsWith(AuthorizationScheme + " ", StringComparison.OrdinalIgnoreCase))
+            {
+                return default;
+            }
+
+            DpopRequest.Of(context.Transaction).PresentedWithDpopScheme = true;
+            if (context.Request is null || !string.IsNullOrEmpty(context.Request.AccessToken))
+            {
+                context.Reject(Errors.InvalidRequest, "The access token was sent more than one way.");
+                return default;
+            }
+
+            var token = authorization[(AuthorizationScheme.Length + 1)..].Trim();
+            context.Request.AccessToken = token;
+            if (context.Transaction.GetHttpRequest()!.Headers[HeaderName].Count == 0)
+            {
+                context.Reject(InvalidDpopProof, "An access token sent with the DPoP scheme needs a DPoP proof.");
+                return default;
+            }
+
+            TryReadProof(context, options.Value, token, logger);
+            return default;
+        }
+    }
+
+    /// <summary>Userinfo, once the token is validated (its key checked): the proof is used once.</summary>
+    public sealed class RecordUserInfoProof(UsedDpopProofs used, IOptions<DpopOptions> options, ILogger<RecordUserInfoProof> logger)
+        : IOpenIddictServerHandler<ValidateUserInfoRequestContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidateUserInfoRequestContext>()
+            .UseSingletonHandler<RecordUserInfoProof>()
+            .SetOrder(OpenIddictServerHandlers.UserInfo.ValidateAuthentication.Descriptor.Order + 500)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(ValidateUserInfoRequestContext context) => await TryRecordUseAsync(context, used, options.Value, logger);
+    }
+
+    /// <summary>
+    /// Takes the place of OpenIddict's own proof-of-possession check, which knows only certificate thumbprints and fails
+    /// with a server error on any other <c>cnf</c>. A token bound to a key (<c>cnf.jkt</c>: an access token, a public
+    /// client's refresh token, a code asked for with <c>dpop_jkt</c>) is accepted only with a proof by that key, and at
+    /// userinfo only with the DPoP scheme; a token not bound to a key is refused with that scheme. Not run where a
+    /// client presents a token it holds for someone else (introspection, revocation).
+    /// </summary>
+    public sealed class ValidateTokenBinding(ILogger<ValidateTokenBinding> logger) : IOpenIddictServerHandler<ValidateTokenContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidateTokenContext>()
+            .AddFilter<OpenIddictServerHandlerFilters.RequireTokenProofOfPossessionValidationEnabled>()
+            .UseSingletonHandler<ValidateTokenBinding>()
+            .SetOrder(OpenIddictServerHandlers.Protection.ValidateProofOfPossession.Descriptor.Order)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public ValueTask HandleAsync(ValidateTokenContext context)
+        {
+            var request = DpopRequest.Find(context.Transaction);
+            var boundTo = ThumbprintOf(context.Principal!, out var unknownBinding);
+            var error = context.EndpointType == OpenIddictServerEndpointType.Token ? Errors.InvalidGrant : Errors.InvalidToken;
+            var problem = unknownBinding ? "The token is bound in a way this server does not support."
+                : boundTo is null ? (request?.PresentedWithDpopScheme == true ? "The access token is not DPoP-bound: send it with the Bearer scheme." : null)
+                : context.EndpointType == OpenIddictServerEndpointType.UserInfo && request?.PresentedWithDpopScheme != true
+                    ? "The access token is DPoP-bound: send it with the DPoP scheme and a proof."
+                : request?.Proof is not { } proof ? "The token is DPoP-bound: send a DPoP proof made with its key."
+                : proof.Thumbprint != boundTo ? "The token is bound to another key than the DPoP proof's."
+                : null;
+            if (problem is not null)
+            {
+                logger.LogInformation(DpopEvents.BindingRefused, "Token refused at {Endpoint}: {Problem}", context.EndpointType, problem);
+                context.Reject(error, problem);
+            }
+
+            return default;
+        }
+
+        /// <summary>The key a token is bound to (<c>cnf.jkt</c>); null when it is not bound, or bound otherwise (<paramref name="unknown"/>).</summary>
+        private static string? ThumbprintOf(ClaimsPrincipal principal, out bool unknown)
+        {
+            unknown = false;
+            if (principal.GetClaim(Claims.Confirmation) is not { Length: > 0 } confirmation)
+            {
+                return null;
+            }
+
+            try
+            {
+                if (JsonNode.Parse(confirmation) is JsonObject cnf && cnf["jkt"] is JsonValue jkt && jkt.TryGetValue<string>(out var thumbprint))
+                {
+                    return thumbprint;
+                }
+            }
+            catch (System.Text.Json.JsonException)
+            {
+            }
+
+            unknown = true;
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Binds what this request issues to the proof's key: every access token, and a public client's refresh token (RFC
+    /// 9449 section 5; a confidential client's refresh token is held by its authentication already). At authorize, the
+    /// code is bound to the <c>dpop_jkt</c> key, which the token request's proof must then match.
+    /// </summary>
+    public sealed class BindIssuedTokens(IOpenIddictApplicationManager applications) : IOpenIddictServerHandler<ProcessSignInContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessSignInContext>()
+            .UseScopedHandler<BindIssuedTokens>()
+            .SetOrder(OpenIddictServerHandlers.PrepareUserCodePrincipal.Descriptor.Order + 500)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public async ValueTask HandleAsync(ProcessSignInContext context)
+        {
+            if (context.EndpointType == OpenIddictServerEndpointType.Authorization)
+            {
+                if (context.AuthorizationCodePrincipal is { } code && (string?)context.Request?[DpopJktParameter] is { Length: > 0 } jkt)
+                {
+                    Bind(code, jkt);
+                }
+
+                return;
+            }
+
+            if (context.EndpointType != OpenIddictServerEndpointType.Token || DpopRequest.Find(context.Transaction)?.Proof is not { } proof)
+            {
+                return;
+            }
+
+            if (context.AccessTokenPrincipal is { } access)
+            {
+                Bind(access, proof.Thumbprint);
+            }
+
+            if (context.IssuedTokenPrincipal is { } issued && context.IssuedTokenType == TokenTypeIdentifiers.AccessToken)
+            {
+                Bind(issued, proof.Thumbprint);
+            }
+
+            if (context.RefreshTokenPrincipal is { } refresh && !string.IsNullOrEmpty(context.ClientId)
+                && await applications.FindByClientIdAsync(context.ClientId, context.CancellationToken) is { } client
+                && await applications.HasClientTypeAsync(client, ClientTypes.Public, context.CancellationToken))
+            {
+                Bind(refresh, proof.Thumbprint);
+            }
+        }
+
+        private static void Bind(ClaimsPrincipal principal, string thumbprint) =>
+            principal.SetClaim(Claims.Confirmation, new JsonObject { ["jkt"] = thumbprint });
+    }
+
+    /// <summary>A bound access token is answered with <c>token_type</c> DPoP (RFC 9449 section 5), not Bearer.</summary>
+    public sealed class AnswerDpopTokenType : IOpenIddictServerHandler<ProcessSignInContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessSignInContext>()
+            .UseSingletonHandler<AnswerDpopTokenType>()
+            .SetOrder(OpenIddictServerHandlers.AttachSignInParameters.Descriptor.Order + 1)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public ValueTask HandleAsync(ProcessSignInContext context)
+        {
+            var bound = context.IncludeAccessToken ? context.AccessTokenPrincipal
+                : context.IncludeIssuedToken && context.IssuedTokenType == TokenTypeIdentifiers.AccessToken ? context.IssuedTokenPrincipal
+                : null;
+            if (bound?.HasClaim(Claims.Confirmation) == true)
+            {
+                context.Response.TokenType = AuthorizationScheme;
+            }
+
+            return default;
+        }
+    }
+
+    /// <summary>Introspection names a DPoP-bound token's type (RFC 9449 section 6.2) beside its <c>cnf</c>, which OpenIddict returns.</summary>
+    public sealed class DescribeBoundTokenInIntrospection : IOpenIddictServerHandler<HandleIntrospectionRequestContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<HandleIntrospectionRequestContext>()
+            .UseSingletonHandler<DescribeBoundTokenInIntrospection>()
+            .SetOrder(OpenIddictServerHandlers.Introspection.AttachMetadataClaims.Descriptor.Order + 1)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public ValueTask HandleAsync(HandleIntrospectionRequestContext context)
+        {
+            if (context.Confirmation?["jkt"] is not null)
+            {
+                context.TokenType = AuthorizationScheme;
+            }
+
+            return default;
+        }
+    }
+
+    /// <summary>
+    /// Userinfo errors for a request that used the DPoP scheme are DPoP challenges (RFC 9449 section 7.1): the scheme and
+    /// the algorithms it accepts in <c>WWW-Authenticate</c>, and 401 for a refused proof, as for a refused token.
+    /// </summary>
+    public sealed class AnswerDpopChallenge : IOpenIddictServerHandler<ApplyUserInfoResponseContext>
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ApplyUserInfoResponseContext>()
+            .UseSingletonHandler<AnswerDpopChallenge>()
+            .SetOrder(OpenIddictServerAspNetCoreHandlers.AttachWwwAuthenticateHeader<ApplyUserInfoResponseContext>.Descriptor.Order + 1)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public ValueTask HandleAsync(ApplyUserInfoResponseContext context)
+        {
+            if (string.IsNullOrEmpty(context.Error) || DpopRequest.Find(context.Transaction)?.PresentedWithDpopScheme != true
+                || context.Transaction.GetHttpRequest()?.HttpContext.Response is not { } response)
+            {
+                return default;
+            }
+
+            var algorithms = $"algs=\"{string.Join(' ', DpopProofReader.Algorithms)}\"";
+            var challenge = response.Headers.WWWAuthenticate.ToString();
+            response.Headers.WWWAuthenticate = challenge.StartsWith("Bearer", StringComparison.Ordinal)
+                ? $"{AuthorizationScheme}{challenge["Bearer".Length..]}{(challenge.Length > "Bearer".Length ? "," : "")} {algorithms}"
+                : $"{AuthorizationScheme} error=\"{context.Error}\", {algorithms}";
+            if (context.Error == InvalidDpopProof)
+            {
+                response.StatusCode = StatusCodes.Status401Unauthorized;
+            }
+
+            return default;
+        }
+    }
+}
+
+public static class DpopEvents
+{
+    public static readonly EventId ProofRefused = new(5024, nameof(ProofRefused));
+    public static readonly EventId ProofReplayed = new(5025, nameof(ProofReplayed));
+    public static readonly EventId BindingRefused = new(5026, nameof(BindingRefused));
+}
