@@ -272,7 +272,9 @@ public static class DpopServerHandlers
     /// with a server error on any other <c>cnf</c>. A token bound to a key (<c>cnf.jkt</c>: an access token, a public
     /// client's refresh token, a code asked for with <c>dpop_jkt</c>) is accepted only with a proof by that key, and at
     /// userinfo only with the DPoP scheme; a token not bound to a key is refused with that scheme. Not run where a
-    /// client presents a token it holds for someone else (introspection, revocation).
+    /// client presents a token it holds for someone else: introspection and revocation (OpenIddict leaves it out there),
+    /// and token exchange, where an API trades the token it received, whose key it cannot hold (and only a confidential
+    /// client, authenticated, may exchange).
     /// </summary>
     public sealed class ValidateTokenBinding(ILogger<ValidateTokenBinding> logger) : IOpenIddictServerHandler<ValidateTokenContext>
     {
@@ -285,14 +287,20 @@ public static class DpopServerHandlers
 
         public ValueTask HandleAsync(ValidateTokenContext context)
         {
+            if (context.EndpointType == OpenIddictServerEndpointType.Token && context.Transaction.Request?.IsTokenExchangeGrantType() == true)
+            {
+                return default;
+            }
+
             var request = DpopRequest.Find(context.Transaction);
             var boundTo = ThumbprintOf(context.Principal!, out var unknownBinding);
             var error = context.EndpointType == OpenIddictServerEndpointType.Token ? Errors.InvalidGrant : Errors.InvalidToken;
             var problem = unknownBinding ? "The token is bound in a way this server does not support."
                 : boundTo is null ? (request?.PresentedWithDpopScheme == true ? "The access token is not DPoP-bound: send it with the Bearer scheme." : null)
-                : context.EndpointType == OpenIddictServerEndpointType.UserInfo && request?.PresentedWithDpopScheme != true
+                // At userinfo a proof is read only with the DPoP scheme (ReadUserInfoProof).
+                : request?.Proof is not { } proof ? (context.EndpointType == OpenIddictServerEndpointType.UserInfo
                     ? "The access token is DPoP-bound: send it with the DPoP scheme and a proof."
-                : request?.Proof is not { } proof ? "The token is DPoP-bound: send a DPoP proof made with its key."
+                    : "The token is DPoP-bound: send a DPoP proof made with its key.")
                 : proof.Thumbprint != boundTo ? "The token is bound to another key than the DPoP proof's."
                 : null;
             if (problem is not null)

@@ -134,6 +134,24 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.Equal("implicit", json.GetProperty("consent_type").GetString());
         Assert.Equal("native", json.GetProperty("application_type").GetString());
         Assert.False(json.TryGetProperty("audience_aliases", out _)); // written only when the client has some
+        Assert.False(json.TryGetProperty("dpop_bound_access_tokens", out _)); // written only when true
+    }
+
+    /// <summary><c>dpop_bound_access_tokens</c> reads back as sent, and a replace without it turns it off.</summary>
+    [SkippableFact]
+    public async Task Dpop_bound_access_tokens_reads_back_and_a_replace_without_it_turns_it_off()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("dpop");
+        await (await admin.PostJsonAsync(ClientsUrl, Json(new { client_id = clientId, grant_types = new[] { "client_credentials" }, dpop_bound_access_tokens = true })))
+            .ExpectAsync(HttpStatusCode.Created);
+
+        var read = await (await admin.GetAsync(Path(ClientsUrl, clientId))).ExpectAsync(HttpStatusCode.OK);
+        Assert.True(read.GetProperty("dpop_bound_access_tokens").GetBoolean(), read.ToString());
+
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(new { grant_types = new[] { "client_credentials" } }))).ExpectAsync(HttpStatusCode.OK);
+        var replaced = await (await admin.GetAsync(Path(ClientsUrl, clientId))).ExpectAsync(HttpStatusCode.OK);
+        Assert.False(replaced.TryGetProperty("dpop_bound_access_tokens", out _), replaced.ToString());
     }
 
     /// <summary>An API's audience aliases read back as sent, and a replace without them removes them.</summary>

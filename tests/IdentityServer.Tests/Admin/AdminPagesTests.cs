@@ -205,6 +205,25 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
     }
 
     [SkippableFact]
+    public async Task Requiring_DPoP_is_a_checkbox_shown_checked_again_on_the_clients_page()
+    {
+        var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("dpop-machine");
+
+        var created = await browser.SubmitAsync(await browser.NavigateAsync(Url("/admin/clients/new?kind=machine")), "form.wide-form", new Dictionary<string, string[]>
+        {
+            ["Form.ClientId"] = [clientId],
+            ["Form.DpopBoundAccessTokens"] = ["true"],
+        });
+
+        Assert.Equal(HttpStatusCode.OK, created.Status);
+        Assert.True((await admin.GetJsonAsync(Path(ClientsUrl, clientId))).GetProperty("dpop_bound_access_tokens").GetBoolean());
+        var edit = await browser.NavigateAsync(Url($"/admin/clients/{clientId}"));
+        Assert.NotNull(edit.Document.QuerySelector("input[name='Form.DpopBoundAccessTokens'][checked]"));
+    }
+
+    [SkippableFact]
     public async Task An_admin_edits_a_client_and_a_form_opened_before_another_change_does_not_overwrite_it_unseen()
     {
         var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));

@@ -311,6 +311,43 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         Assert.True((await OAuth.UserInfoAsync(server, accessToken)).IsSuccessStatusCode);
     }
 
+    /// <summary>
+    /// An API trades the bound token it received (RFC 8693) without the app's key, which it cannot hold; what it gets is
+    /// bound to its own key if it sends a proof.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_api_exchanges_a_bound_token_it_received_and_its_own_proof_binds_the_new_one()
+    {
+        var apiId = Unique.Name("api");
+        var scope = await server.CreateScopeAsync(apiId);
+        var api = await server.CreateConfidentialClientAsync(c =>
+        {
+            c.ClientId = apiId;
+            c.GrantTypes = ["urn:ietf:params:oauth:grant-type:token-exchange"];
+            c.Scope = scope;
+        });
+        var app = await server.CreatePublicClientAsync($"openid {scope}");
+        var accessToken = (await SignInAndRedeemAsync(app, await new DpopKey("ES256").ProofAsync(server, "POST", "token_endpoint")))
+            .GetProperty("access_token").GetString()!;
+        Dictionary<string, string> Exchange() => new()
+        {
+            ["grant_type"] = "urn:ietf:params:oauth:grant-type:token-exchange", ["subject_token"] = accessToken,
+            ["subject_token_type"] = "urn:ietf:params:oauth:token-type:access_token", ["scope"] = scope,
+        };
+
+        var unbound = await PostAsync("token_endpoint", Exchange(), proof: null, api);
+        var unboundJson = await OAuth.ReadJsonAsync(unbound);
+        Assert.True(unbound.IsSuccessStatusCode, unboundJson.ToString());
+        Assert.Equal("Bearer", unboundJson.GetProperty("token_type").GetString());
+
+        var apiKey = new DpopKey("ES256");
+        var bound = await PostAsync("token_endpoint", Exchange(), await apiKey.ProofAsync(server, "POST", "token_endpoint"), api);
+        var boundJson = await OAuth.ReadJsonAsync(bound);
+        Assert.True(bound.IsSuccessStatusCode, boundJson.ToString());
+        Assert.Equal("DPoP", boundJson.GetProperty("token_type").GetString());
+        Assert.Equal(apiKey.Thumbprint, Jwt.Payload(boundJson.GetProperty("access_token").GetString()!).GetProperty("cnf").GetProperty("jkt").GetString());
+    }
+
     private async Task<HttpResponseMessage> ClientCredentialsAsync(TestClient client, string? proof) =>
         await PostAsync("token_endpoint", new Dictionary<string, string> { ["grant_type"] = "client_credentials" }, proof, client);
 

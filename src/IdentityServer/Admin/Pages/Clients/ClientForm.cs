@@ -38,6 +38,9 @@ public sealed class ClientForm
     /// <summary>On creation only: empty to have a strong one generated.</summary>
     public string? ClientSecret { get; set; }
 
+    /// <summary>Every token request must carry a DPoP proof (<c>dpop_bound_access_tokens</c>).</summary>
+    public bool DpopBoundAccessTokens { get; set; }
+
     /// <summary>One audience alias per line.</summary>
     public string? AudienceAliases { get; set; }
 
@@ -66,6 +69,7 @@ public sealed class ClientForm
         ["jwks"] = nameof(Jwks),
         ["jwks_uri"] = nameof(Jwks),
         ["audience_aliases"] = nameof(AudienceAliases),
+        ["dpop_bound_access_tokens"] = nameof(DpopBoundAccessTokens),
     };
 
     public static ClientForm From(ClientDocument document, string? etag) => new()
@@ -84,6 +88,7 @@ public sealed class ClientForm
         ConsentType = document.ConsentType,
         Jwks = document.Jwks is { } jwks ? JsonSerializer.Serialize(jwks, new JsonSerializerOptions { WriteIndented = true }) : null,
         AudienceAliases = AdminHtml.Lines(document.AudienceAliases ?? []),
+        DpopBoundAccessTokens = document.DpopBoundAccessTokens == true,
         ETag = etag,
     };
 
@@ -120,6 +125,7 @@ public sealed class ClientForm
             ClientSecret = string.IsNullOrEmpty(ClientSecret) ? null : ClientSecret,
             Jwks = jwks,
             AudienceAliases = AdminHtml.SplitLines(AudienceAliases) is { Count: > 0 } aliases ? aliases : null,
+            DpopBoundAccessTokens = DpopBoundAccessTokens ? true : null,
         }, null);
     }
 
