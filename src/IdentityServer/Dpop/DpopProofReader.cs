@@ -57,13 +57,32 @@ public static class DpopProofReader
             return null;
         }
 
-        var alg = String(header.RootElement, "alg");
+        try
+        {
+            return Check(header.RootElement, payload.RootElement, Encoding.ASCII.GetBytes(proof[..(parts[0].Length + 1 + parts[1].Length)]), signature,
+                method, targets, accessToken, now, lifetime, clockSkew, out problem);
+        }
+        catch (InvalidOperationException)
+        {
+            // System.Text.Json parses text that is not valid UTF-8, or names that are lone surrogates, and throws only
+            // when such a string or name is read.
+            problem = "The DPoP proof's header or payload holds text that is not valid UTF-8.";
+            return null;
+        }
+    }
+
+    private static DpopProof? Check(JsonElement header, JsonElement claims, byte[] signed, byte[] signature, string method, IEnumerable<Uri> targets,
+        string? accessToken, DateTimeOffset now, TimeSpan lifetime, TimeSpan clockSkew, out string? problem)
+    {
+        var alg = String(header, "alg");
         var jwk = default(JsonElement);
-        problem = String(header.RootElement, "typ") is not { } typ || !typ.Equals("dpop+jwt", StringComparison.OrdinalIgnoreCase)
+        // A typ without '/' stands for application/<typ> (RFC 7515 section 4.1.9): both spellings are the same type.
+        problem = String(header, "typ") is not { } typ || !(typ.Equals("dpop+jwt", StringComparison.OrdinalIgnoreCase)
+                    || typ.Equals("application/dpop+jwt", StringComparison.OrdinalIgnoreCase))
                 ? "The DPoP proof's 'typ' must be 'dpop+jwt'."
             : alg is null || !Algorithms.Contains(alg) ? $"The DPoP proof's 'alg' must be one of {string.Join(", ", Algorithms)}."
-            : header.RootElement.TryGetProperty("crit", out _) ? "The DPoP proof's header names extensions ('crit') this server does not know."
-            : !header.RootElement.TryGetProperty("jwk", out jwk) || jwk.ValueKind != JsonValueKind.Object
+            : header.TryGetProperty("crit", out _) ? "The DPoP proof's header names extensions ('crit') this server does not know."
+            : !header.TryGetProperty("jwk", out jwk) || jwk.ValueKind != JsonValueKind.Object
                 ? "The DPoP proof's header must carry its public key ('jwk')."
             : PrivateKeyMembers.Any(member => jwk.TryGetProperty(member, out _)) ? "The DPoP proof's 'jwk' must hold a public key only."
             : null;
@@ -72,16 +91,16 @@ public static class DpopProofReader
             return null;
         }
 
-        var thumbprint = VerifySignature(alg!, jwk, Encoding.ASCII.GetBytes(proof[..(parts[0].Length + 1 + parts[1].Length)]), signature, out problem);
+        var thumbprint = VerifySignature(alg!, jwk, signed, signature, out problem);
         if (thumbprint is null)
         {
             return null;
         }
 
-        var claims = payload.RootElement;
         var jti = String(claims, "jti");
-        var issuedAt = claims.TryGetProperty("iat", out var iat) && iat.ValueKind == JsonValueKind.Number && iat.TryGetInt64(out var seconds)
-            && seconds is > 0 and < 253_402_300_799 ? DateTimeOffset.FromUnixTimeSeconds(seconds) : (DateTimeOffset?)null;
+        // A NumericDate may have a fraction (RFC 7519 section 2).
+        var issuedAt = claims.TryGetProperty("iat", out var iat) && iat.ValueKind == JsonValueKind.Number && iat.TryGetDouble(out var seconds)
+            && seconds is >= 1 and < 253_402_300_799 ? DateTimeOffset.FromUnixTimeSeconds((long)seconds) : (DateTimeOffset?)null;
         problem = string.IsNullOrEmpty(jti) || jti.Length > MaxJtiLength ? $"The DPoP proof needs a 'jti' of 1 to {MaxJtiLength} characters."
             : String(claims, "htm") != method ? $"The DPoP proof's 'htm' must be this request's method, {method}."
             : !TargetsOneOf(String(claims, "htu"), targets) ? "The DPoP proof's 'htu' must be this endpoint's URL."
@@ -125,7 +144,8 @@ public static class DpopProofReader
 
                 case "RSA" when !alg.StartsWith("ES", StringComparison.Ordinal):
                     var (n, e) = (String(jwk, "n"), String(jwk, "e"));
-                    if (Decode(n) is not { } modulus || Decode(e) is not { } exponent || modulus.SkipWhile(b => b == 0).Count() * 8 < MinRsaKeyBits)
+                    if (Decode(n) is not { } modulus || Decode(e) is not { } exponent
+                        || new System.Numerics.BigInteger(modulus, isUnsigned: true, isBigEndian: true).GetBitLength() < MinRsaKeyBits)
                     {
                         problem = $"The DPoP proof's 'jwk' must be an RSA key of {MinRsaKeyBits} bits or more.";
                         return null;
@@ -170,11 +190,13 @@ public static class DpopProofReader
         return Base64UrlEncoder.Encode(SHA256.HashData(buffer.ToArray()));
     }
 
-    /// <summary>The proof's <c>htu</c> names one of the targets: same scheme, host, port and path; query and fragment ignored.</summary>
+    /// <summary>
+    /// The proof's <c>htu</c> names one of the targets: same scheme, host, port and path, query and fragment ignored;
+    /// the path in any case, as OpenIddict matches endpoints.
+    /// </summary>
     private static bool TargetsOneOf(string? htu, IEnumerable<Uri> targets) =>
         Uri.TryCreate(htu, UriKind.Absolute, out var named) && targets.Any(target =>
-            Uri.Compare(named, target, UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped, StringComparison.OrdinalIgnoreCase) == 0
-            && named.AbsolutePath == target.AbsolutePath);
+            Uri.Compare(named, target, UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped, StringComparison.OrdinalIgnoreCase) == 0);
 
     private static string? String(JsonElement element, string name) =>
         element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;

@@ -35,6 +35,9 @@ public static class DpopServerHandlers
 
         public bool PresentedWithDpopScheme { get; set; }
 
+        /// <summary>A DPoP-bound access token was refused at userinfo: the challenge names the DPoP scheme, whichever was used.</summary>
+        public bool BoundTokenRefused { get; set; }
+
         public static DpopRequest Of(OpenIddictServerTransaction transaction)
         {
             if (transaction.GetProperty<DpopRequest>(typeof(DpopRequest).FullName!) is { } existing)
@@ -235,7 +238,12 @@ public static class DpopServerHandlers
             }
 
             DpopRequest.Of(context.Transaction).PresentedWithDpopScheme = true;
-            if (context.Request is null || !string.IsNullOrEmpty(context.Request.AccessToken))
+            if (context.Request is null)
+            {
+                return default; // nothing extracted: OpenIddict refuses the request itself
+            }
+
+            if (!string.IsNullOrEmpty(context.Request.AccessToken))
             {
                 context.Reject(Errors.InvalidRequest, "The access token was sent more than one way.");
                 return default;
@@ -271,10 +279,11 @@ public static class DpopServerHandlers
     /// Takes the place of OpenIddict's own proof-of-possession check, which knows only certificate thumbprints and fails
     /// with a server error on any other <c>cnf</c>. A token bound to a key (<c>cnf.jkt</c>: an access token, a public
     /// client's refresh token, a code asked for with <c>dpop_jkt</c>) is accepted only with a proof by that key, and at
-    /// userinfo only with the DPoP scheme; a token not bound to a key is refused with that scheme. Not run where a
-    /// client presents a token it holds for someone else: introspection and revocation (OpenIddict leaves it out there),
-    /// and token exchange, where an API trades the token it received, whose key it cannot hold (and only a confidential
-    /// client, authenticated, may exchange).
+    /// userinfo only with the DPoP scheme; a token not bound to a key is refused with that scheme. Only those kinds of
+    /// token are looked at (not, say, a client assertion). Not run where a client presents a token it holds for someone
+    /// else: introspection and revocation (OpenIddict leaves it out there), and token exchange by a client the token
+    /// was not issued to, an API trading the token it received, whose key it cannot hold (only a confidential client,
+    /// authenticated, may exchange). A client exchanging its own bound token proves its key like anywhere else.
     /// </summary>
     public sealed class ValidateTokenBinding(ILogger<ValidateTokenBinding> logger) : IOpenIddictServerHandler<ValidateTokenContext>
     {
@@ -285,15 +294,20 @@ public static class DpopServerHandlers
             .SetType(OpenIddictServerHandlerType.Custom)
             .Build();
 
+        private static readonly string[] BindableTypes = [TokenTypeIdentifiers.AccessToken, TokenTypeIdentifiers.RefreshToken, AuthorizationCodeType];
+
+        private const string AuthorizationCodeType = "urn:openiddict:params:oauth:token-type:authorization_code";
+
         public ValueTask HandleAsync(ValidateTokenContext context)
         {
-            if (context.EndpointType == OpenIddictServerEndpointType.Token && context.Transaction.Request?.IsTokenExchangeGrantType() == true)
+            var principal = context.Principal!;
+            if (!BindableTypes.Any(principal.HasTokenType) || HeldForSomeoneElse(context, principal))
             {
                 return default;
             }
 
             var request = DpopRequest.Find(context.Transaction);
-            var boundTo = ThumbprintOf(context.Principal!, out var unknownBinding);
+            var boundTo = ThumbprintOf(principal, out var unknownBinding);
             var error = context.EndpointType == OpenIddictServerEndpointType.Token ? Errors.InvalidGrant : Errors.InvalidToken;
             var problem = unknownBinding ? "The token is bound in a way this server does not support."
                 : boundTo is null ? (request?.PresentedWithDpopScheme == true ? "The access token is not DPoP-bound: send it with the Bearer scheme." : null)
@@ -306,11 +320,21 @@ public static class DpopServerHandlers
             if (problem is not null)
             {
                 logger.LogInformation(DpopEvents.BindingRefused, "Token refused at {Endpoint}: {Problem}", context.EndpointType, problem);
+                if (boundTo is not null)
+                {
+                    DpopRequest.Of(context.Transaction).BoundTokenRefused = true;
+                }
+
                 context.Reject(error, problem);
             }
 
             return default;
         }
+
+        /// <summary>A token exchange's subject token, presented by a client it was not issued to (the API it names; RFC 9068 client_id).</summary>
+        private static bool HeldForSomeoneElse(ValidateTokenContext context, ClaimsPrincipal token) =>
+            context.EndpointType == OpenIddictServerEndpointType.Token && context.Transaction.Request is { } request && request.IsTokenExchangeGrantType()
+            && !string.IsNullOrEmpty(request.ClientId) && token.GetClaim(Claims.ClientId) != request.ClientId;
 
         /// <summary>The key a token is bound to (<c>cnf.jkt</c>); null when it is not bound, or bound otherwise (<paramref name="unknown"/>).</summary>
         private static string? ThumbprintOf(ClaimsPrincipal principal, out bool unknown)
@@ -446,8 +470,8 @@ public static class DpopServerHandlers
 
         public ValueTask HandleAsync(ApplyUserInfoResponseContext context)
         {
-            if (string.IsNullOrEmpty(context.Error) || DpopRequest.Find(context.Transaction)?.PresentedWithDpopScheme != true
-                || context.Transaction.GetHttpRequest()?.HttpContext.Response is not { } response)
+            if (string.IsNullOrEmpty(context.Error) || DpopRequest.Find(context.Transaction) is not { } dpop
+                || !(dpop.PresentedWithDpopScheme || dpop.BoundTokenRefused) || context.Transaction.GetHttpRequest()?.HttpContext.Response is not { } response)
             {
                 return default;
             }

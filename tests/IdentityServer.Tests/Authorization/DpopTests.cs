@@ -66,6 +66,7 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         "typ other than dpop+jwt", "alg none", "alg HS256", "no jwk", "a private key in jwk", "signed by another key", "crit in the header",
         "htm GET", "htu of another endpoint", "iat five minutes old", "iat five minutes ahead", "no iat", "no jti",
         "not a JWT", "an RSA key of 1024 bits", "an EC key on another curve",
+        "a lone surrogate in typ", "a lone surrogate as a member name", "invalid UTF-8 in jti",
     ];
 
     [SkippableTheory]
@@ -94,6 +95,13 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
             "not a JWT" => "not-a-jwt",
             "an RSA key of 1024 bits" => key.Proof("POST", tokenEndpoint),
             "an EC key on another curve" => key.Proof("POST", tokenEndpoint, header: h => h["alg"] = "ES384"),
+            // Text System.Text.Json parses but will not read back as a string (it once made a 500).
+            "a lone surrogate in typ" => key.Sign(Encoding.UTF8.GetBytes($$"""{"typ":"\ud800","alg":"ES256","jwk":{{JsonSerializer.Serialize(key.PublicJwk())}}}"""),
+                JsonSerializer.SerializeToUtf8Bytes(key.Claims("POST", tokenEndpoint))),
+            "a lone surrogate as a member name" => key.Sign(Encoding.UTF8.GetBytes($$"""{"\udc00":1,"typ":"dpop+jwt","alg":"ES256","jwk":{{JsonSerializer.Serialize(key.PublicJwk())}}}"""),
+                JsonSerializer.SerializeToUtf8Bytes(key.Claims("POST", tokenEndpoint))),
+            "invalid UTF-8 in jti" => key.Sign(key.Header(),
+                [.. Encoding.UTF8.GetBytes($$"""{"htm":"POST","htu":"{{tokenEndpoint}}","iat":{{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}},"jti":"a"""), 0xC3, .. "\"}"u8]),
             _ => throw new ArgumentOutOfRangeException(nameof(broken)),
         };
 
@@ -116,14 +124,31 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         await ExpectErrorAsync(await server.CreateClient().SendAsync(request), HttpStatusCode.BadRequest, "invalid_dpop_proof");
     }
 
-    /// <summary>The query of the endpoint's URL is no part of what a proof names (RFC 9449 section 4.3 item 9).</summary>
-    [SkippableFact]
-    public async Task A_proof_naming_the_endpoint_with_a_query_is_accepted()
+    /// <summary>
+    /// What the specifications allow a proof to vary: the query of the endpoint's URL is no part of what it names (RFC
+    /// 9449 section 4.3), a typ may be written out as a media type (RFC 7515 section 4.1.9), iat may have a fraction (RFC
+    /// 7519 section 2), and the path's case does not matter to the endpoint.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("htu with a query")]
+    [InlineData("typ application/dpop+jwt")]
+    [InlineData("iat with a fraction")]
+    [InlineData("htu path in capitals")]
+    public async Task A_proof_varying_as_the_specifications_allow_is_accepted(string variant)
     {
         var client = await server.CreateConfidentialClientAsync();
         var key = new DpopKey("ES256");
+        var tokenEndpoint = await server.EndpointAsync("token_endpoint");
+        var proof = variant switch
+        {
+            "htu with a query" => key.Proof("POST", tokenEndpoint + "?ignored=1"),
+            "typ application/dpop+jwt" => key.Proof("POST", tokenEndpoint, header: h => h["typ"] = "application/dpop+jwt"),
+            "iat with a fraction" => key.Proof("POST", tokenEndpoint, payload: p => p["iat"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0),
+            "htu path in capitals" => key.Proof("POST", tokenEndpoint.Replace("/connect/token", "/CONNECT/Token", StringComparison.Ordinal)),
+            _ => throw new ArgumentOutOfRangeException(nameof(variant)),
+        };
 
-        var response = await ClientCredentialsAsync(client, key.Proof("POST", await server.EndpointAsync("token_endpoint") + "?ignored=1"));
+        var response = await ClientCredentialsAsync(client, proof);
 
         Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
     }
@@ -274,7 +299,8 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
 
         var asBearer = await UserInfoAsync("Bearer", accessToken, proof: null);
         Assert.Equal(HttpStatusCode.Unauthorized, asBearer.StatusCode);
-        Assert.Contains("invalid_token", asBearer.Headers.WwwAuthenticate.ToString());
+        Assert.StartsWith("DPoP", asBearer.Headers.WwwAuthenticate.ToString());
+        Assert.Contains("error=\"invalid_token\"", asBearer.Headers.WwwAuthenticate.ToString());
 
         var otherKey = await UserInfoAsync("DPoP", accessToken, await new DpopKey("ES256").ProofAsync(server, "GET", "userinfo_endpoint", accessToken));
         Assert.Equal(HttpStatusCode.Unauthorized, otherKey.StatusCode);
@@ -346,6 +372,48 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         Assert.True(bound.IsSuccessStatusCode, boundJson.ToString());
         Assert.Equal("DPoP", boundJson.GetProperty("token_type").GetString());
         Assert.Equal(apiKey.Thumbprint, Jwt.Payload(boundJson.GetProperty("access_token").GetString()!).GetProperty("cnf").GetProperty("jkt").GetString());
+    }
+
+    /// <summary>A client exchanging its own bound token proves its key, as it would to refresh: no way to a bearer token without it.</summary>
+    [SkippableFact]
+    public async Task A_client_exchanging_its_own_bound_token_must_prove_its_key()
+    {
+        var scope = await server.CreateScopeAsync(Unique.Name("api"));
+        var app = await server.CreateConfidentialClientAsync(c =>
+        {
+            c.GrantTypes = ["authorization_code", "urn:ietf:params:oauth:grant-type:token-exchange"];
+            c.RedirectUris = [OAuth.AppRedirectUri];
+            c.Scope = $"openid {scope}";
+            c.ConsentType = "implicit";
+        });
+        var key = new DpopKey("ES256");
+        var accessToken = (await SignInAndRedeemAsync(app, await key.ProofAsync(server, "POST", "token_endpoint"))).GetProperty("access_token").GetString()!;
+        Dictionary<string, string> Exchange() => new()
+        {
+            ["grant_type"] = "urn:ietf:params:oauth:grant-type:token-exchange", ["subject_token"] = accessToken,
+            ["subject_token_type"] = "urn:ietf:params:oauth:token-type:access_token", ["scope"] = scope,
+        };
+
+        await ExpectErrorAsync(await PostAsync("token_endpoint", Exchange(), proof: null, app), HttpStatusCode.BadRequest, "invalid_grant", "DPoP");
+
+        var exchanged = await PostAsync("token_endpoint", Exchange(), await key.ProofAsync(server, "POST", "token_endpoint"), app);
+        Assert.True(exchanged.IsSuccessStatusCode, await exchanged.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>Only the tokens this server binds are held to a key: a client assertion's own cnf is not a binding of ours.</summary>
+    [SkippableFact]
+    public async Task A_client_assertion_carrying_a_cnf_authenticates_as_any_other()
+    {
+        var client = await IdentityServer.Tests.Clients.SigningClient.CreateAsync(server);
+        var assertion = await client.AssertionAsync(payload: p => p["cnf"] = new Dictionary<string, string> { ["jkt"] = new DpopKey("ES256").Thumbprint });
+
+        var response = await PostAsync("token_endpoint", new Dictionary<string, string>
+        {
+            ["grant_type"] = "client_credentials", ["client_id"] = client.ClientId,
+            ["client_assertion_type"] = IdentityServer.Tests.Clients.SigningClient.AssertionType, ["client_assertion"] = assertion,
+        }, proof: null, basicAuth: null);
+
+        Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
     }
 
     private async Task<HttpResponseMessage> ClientCredentialsAsync(TestClient client, string? proof) =>
@@ -503,13 +571,25 @@ public sealed class DpopKey
     public string Proof(string method, string url, Action<Dictionary<string, object>>? header = null, Action<Dictionary<string, object>>? payload = null)
     {
         var headerMembers = new Dictionary<string, object> { ["typ"] = "dpop+jwt", ["alg"] = _algorithm, ["jwk"] = PublicJwk() };
-        var claims = new Dictionary<string, object>
-        {
-            ["jti"] = Guid.NewGuid().ToString("N"), ["htm"] = method, ["htu"] = url, ["iat"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
-        };
+        var claims = Claims(method, url);
         header?.Invoke(headerMembers);
         payload?.Invoke(claims);
-        var signed = $"{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(headerMembers))}.{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(claims))}";
+        return Sign(JsonSerializer.SerializeToUtf8Bytes(headerMembers), JsonSerializer.SerializeToUtf8Bytes(claims));
+    }
+
+    /// <summary>The header of a proof as RFC 9449 section 4.2 has it, in UTF-8 JSON.</summary>
+    public byte[] Header() => JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object> { ["typ"] = "dpop+jwt", ["alg"] = _algorithm, ["jwk"] = PublicJwk() });
+
+    /// <summary>The claims of a proof for <paramref name="method"/> to <paramref name="url"/>, with a new jti and iat now.</summary>
+    public Dictionary<string, object> Claims(string method, string url) => new()
+    {
+        ["jti"] = Guid.NewGuid().ToString("N"), ["htm"] = method, ["htu"] = url, ["iat"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+    };
+
+    /// <summary>Signs a header and a payload given as bytes, whatever they hold.</summary>
+    public string Sign(byte[] header, byte[] payload)
+    {
+        var signed = $"{Base64UrlEncoder.Encode(header)}.{Base64UrlEncoder.Encode(payload)}";
         var data = Encoding.ASCII.GetBytes(signed);
         var hash = _algorithm.EndsWith("384", StringComparison.Ordinal) ? HashAlgorithmName.SHA384 : HashAlgorithmName.SHA256;
         var signature = _ec is not null
