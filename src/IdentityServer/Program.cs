@@ -25,7 +25,7 @@ try
         .AddClients()
         .AddAuthorizationServer()
         .AddDpop()
-        .AddBackChannelLogout()
+        .AddLogoutNotifications()
         .AddAdmin()
         .AddPerformance()
         .AddTelemetry()

@@ -44,7 +44,7 @@ public static class AuthorizationServerExtensions
                     Claims.EmailVerified, Claims.Role, Claims.AuthenticationTime, Claims.AuthenticationMethodReference,
                     Claims.AuthenticationContextReference, IdentityServer.Accounts.SessionClaims.SessionId);
 
-                // acr_values_supported (the levels of Accounts/AuthenticationLevels), back-channel logout, and the form_post page's CSP.
+                // acr_values_supported (the levels of Accounts/AuthenticationLevels), back- and front-channel logout, and the form_post page's CSP.
                 server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.HandleConfigurationRequestContext>(handler =>
                     handler.UseInlineHandler(context =>
                     {
@@ -52,6 +52,9 @@ public static class AuthorizationServerExtensions
                         // OpenID Connect Back-Channel Logout 1.0 (Logout/BackChannelLogoutSender): sid in identity and logout tokens.
                         context.Metadata["backchannel_logout_supported"] = true;
                         context.Metadata["backchannel_logout_session_supported"] = true;
+                        // OpenID Connect Front-Channel Logout 1.0 (Logout/FrontChannelLogout): iss and sid on every frame.
+                        context.Metadata["frontchannel_logout_supported"] = true;
+                        context.Metadata["frontchannel_logout_session_supported"] = true;
                         DescribeClientAuthentication(context);
                         return default;
                     }).SetOrder(OpenIddict.Server.OpenIddictServerHandlers.Discovery.AttachClientAuthenticationMethods.Descriptor.Order + 1));

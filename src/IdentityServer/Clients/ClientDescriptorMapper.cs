@@ -19,6 +19,10 @@ public static class ClientDescriptorMapper
 
     public const string BackChannelLogoutSessionRequiredProperty = "backchannel_logout_session_required";
 
+    public const string FrontChannelLogoutUriProperty = "frontchannel_logout_uri";
+
+    public const string FrontChannelLogoutSessionRequiredProperty = "frontchannel_logout_session_required";
+
     /// <summary>Where the client's audience aliases are kept (a JSON array of strings), absent when it has none.</summary>
     public const string AudienceAliasesProperty = "audience_aliases";
 
@@ -57,6 +61,14 @@ public static class ClientDescriptorMapper
         {
             descriptor.Properties[BackChannelLogoutUriProperty] = JsonSerializer.SerializeToElement(client.BackChannelLogoutUri);
             descriptor.Properties[BackChannelLogoutSessionRequiredProperty] = JsonSerializer.SerializeToElement(client.BackChannelLogoutSessionRequired ?? false);
+        }
+
+        descriptor.Properties.Remove(FrontChannelLogoutUriProperty);
+        descriptor.Properties.Remove(FrontChannelLogoutSessionRequiredProperty);
+        if (!string.IsNullOrEmpty(client.FrontChannelLogoutUri))
+        {
+            descriptor.Properties[FrontChannelLogoutUriProperty] = JsonSerializer.SerializeToElement(client.FrontChannelLogoutUri);
+            descriptor.Properties[FrontChannelLogoutSessionRequiredProperty] = JsonSerializer.SerializeToElement(client.FrontChannelLogoutSessionRequired ?? false);
         }
 
         descriptor.Properties.Remove(AudienceAliasesProperty);
@@ -136,6 +148,7 @@ public static class ClientDescriptorMapper
     {
         var permissions = descriptor.Permissions;
         var backChannelLogoutUri = BackChannelLogoutUriOf(descriptor.Properties);
+        var frontChannelLogoutUri = FrontChannelLogoutUriOf(descriptor.Properties);
         var grants = ClientDocumentValidator.SupportedGrantTypes
             .Where(g => permissions.Contains(Permissions.Prefixes.GrantType + g))
             .ToList();
@@ -157,6 +170,9 @@ public static class ClientDescriptorMapper
             BackChannelLogoutUri = backChannelLogoutUri,
             BackChannelLogoutSessionRequired = backChannelLogoutUri is null ? null
                 : descriptor.Properties.TryGetValue(BackChannelLogoutSessionRequiredProperty, out var required) && required.ValueKind == JsonValueKind.True,
+            FrontChannelLogoutUri = frontChannelLogoutUri,
+            FrontChannelLogoutSessionRequired = frontChannelLogoutUri is null ? null
+                : descriptor.Properties.TryGetValue(FrontChannelLogoutSessionRequiredProperty, out var frontRequired) && frontRequired.ValueKind == JsonValueKind.True,
             // Written only when it differs from the default, so documents of clients that keep PKCE read as before.
             RequirePkce = grants.Contains(GrantTypes.AuthorizationCode) && !descriptor.Requirements.Contains(Requirements.Features.ProofKeyForCodeExchange)
                 ? false
@@ -181,10 +197,13 @@ public static class ClientDescriptorMapper
         properties.TryGetValue(DpopBoundAccessTokensProperty, out var required) && required.ValueKind == JsonValueKind.True;
 
     /// <summary>The client's back-channel logout URI, from its stored properties; null when it has none.</summary>
-    public static string? BackChannelLogoutUriOf(IReadOnlyDictionary<string, JsonElement> properties) =>
-        properties.TryGetValue(BackChannelLogoutUriProperty, out var uri) && uri.ValueKind == JsonValueKind.String && uri.GetString() is { Length: > 0 } value
-            ? value
-            : null;
+    public static string? BackChannelLogoutUriOf(IReadOnlyDictionary<string, JsonElement> properties) => StringOf(properties, BackChannelLogoutUriProperty);
+
+    /// <summary>The client's front-channel logout URI, from its stored properties; null when it has none.</summary>
+    public static string? FrontChannelLogoutUriOf(IReadOnlyDictionary<string, JsonElement> properties) => StringOf(properties, FrontChannelLogoutUriProperty);
+
+    private static string? StringOf(IReadOnlyDictionary<string, JsonElement> properties, string name) =>
+        properties.TryGetValue(name, out var value) && value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text ? text : null;
 
     private static string AuthMethodOf(OpenIddictApplicationDescriptor descriptor) =>
         AuthMethodOf(StoredAuthMethodOf(descriptor.Properties), descriptor.ClientType, descriptor.JsonWebKeySet is not null);

@@ -6,8 +6,8 @@ namespace IdentityServer.Clients;
 /// <summary>
 /// A client application as users write it everywhere (seed, admin API, export): the OAuth dynamic client
 /// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c>, <c>application_type</c>,
-/// <c>require_pkce</c> and <c>audience_aliases</c>, the back-channel logout names of OpenID Connect Back-Channel
-/// Logout 1.0 section 2.2, and <c>dpop_bound_access_tokens</c> of RFC 9449 section 5.2.
+/// <c>require_pkce</c> and <c>audience_aliases</c>, the logout names of OpenID Connect Back-Channel Logout 1.0 section
+/// 2.2 and Front-Channel Logout 1.0 section 2, and <c>dpop_bound_access_tokens</c> of RFC 9449 section 5.2.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class ClientDocument
@@ -35,6 +35,17 @@ public sealed class ClientDocument
     /// <summary>Whether the client needs the session id (<c>sid</c>) in its logout tokens; this server always sends it.</summary>
     [JsonPropertyName("backchannel_logout_session_required")]
     public bool? BackChannelLogoutSessionRequired { get; set; }
+
+    /// <summary>
+    /// The page of the client that the browser loads, in a hidden frame, when the user signs out here (OpenID Connect
+    /// Front-Channel Logout), with <c>iss</c> and <c>sid</c>.
+    /// </summary>
+    [JsonPropertyName("frontchannel_logout_uri")]
+    public string? FrontChannelLogoutUri { get; set; }
+
+    /// <summary>Whether the client needs <c>iss</c> and <c>sid</c> on its front-channel logout URI; this server always sends them.</summary>
+    [JsonPropertyName("frontchannel_logout_session_required")]
+    public bool? FrontChannelLogoutSessionRequired { get; set; }
 
     [JsonPropertyName("grant_types")]
     public List<string> GrantTypes { get; set => field = value ?? []; } = [];

@@ -196,6 +196,15 @@ public static class ClientDocumentValidator
             Metadata("backchannel_logout_session_required", "needs a backchannel_logout_uri.");
         }
 
+        if (client.FrontChannelLogoutUri is { } frontChannel && FrontChannelLogoutUriProblem(frontChannel, client.RedirectUris) is { } frontProblem)
+        {
+            Metadata("frontchannel_logout_uri", $"'{Echo(frontChannel)}' {frontProblem}");
+        }
+        else if (client.FrontChannelLogoutSessionRequired == true && string.IsNullOrEmpty(client.FrontChannelLogoutUri))
+        {
+            Metadata("frontchannel_logout_session_required", "needs a frontchannel_logout_uri.");
+        }
+
         foreach (var scope in ClientDescriptorMapper.SplitScopes(client.Scope).Where(s => !scopeExists(s)))
         {
             Metadata("scope", $"'{scope}' is not a registered scope.");
@@ -297,6 +306,35 @@ public static class ClientDocumentValidator
         }
 
         return RedirectUriProblem(value, isNative: false);
+    }
+
+    /// <summary>
+    /// The browser loads it in a frame of this server's page: an absolute https (or loopback http) URI without a fragment
+    /// or user information, at most 2,000 characters, on the scheme, host and port of one of the client's redirect URIs
+    /// (OpenID Connect Front-Channel Logout 1.0 section 2), so the pages that frame it name only origins the client owns.
+    /// </summary>
+    private static string? FrontChannelLogoutUriProblem(string value, IReadOnlyList<string> redirectUris)
+    {
+        if (value.Length > 2000)
+        {
+            return "must be at most 2000 characters.";
+        }
+
+        if (RedirectUriProblem(value, isNative: false) is { } problem)
+        {
+            return problem;
+        }
+
+        var uri = new Uri(value);
+        if (uri.UserInfo.Length > 0)
+        {
+            return "must not contain user information (a user name or password before the host).";
+        }
+
+        return redirectUris.Any(r => Uri.TryCreate(r, UriKind.Absolute, out var redirect)
+                && Uri.Compare(redirect, uri, UriComponents.SchemeAndServer, UriFormat.UriEscaped, StringComparison.OrdinalIgnoreCase) == 0)
+            ? null
+            : "must have the scheme, host and port of one of the client's redirect_uris.";
     }
 
     /// <summary>

@@ -10,10 +10,10 @@ namespace IdentityServer.Clients;
 /// copies sharing its <c>Properties</c> string, so a snapshot is parsed once for its lifetime in the cache; a changed
 /// client has a new string.
 /// </summary>
-public sealed record StoredClientProperties(string? AuthMethod, string? BackChannelLogoutUri, IReadOnlyList<string> AudienceAliases,
-    bool DpopBoundAccessTokens)
+public sealed record StoredClientProperties(string? AuthMethod, string? BackChannelLogoutUri, string? FrontChannelLogoutUri,
+    IReadOnlyList<string> AudienceAliases, bool DpopBoundAccessTokens)
 {
-    private static readonly StoredClientProperties None = new(null, null, [], false);
+    private static readonly StoredClientProperties None = new(null, null, null, [], false);
 
     private static readonly ConditionalWeakTable<string, StoredClientProperties> Parsed = new();
 
@@ -34,7 +34,8 @@ public sealed record StoredClientProperties(string? AuthMethod, string? BackChan
         }
 
         return properties is null ? None : new(ClientDescriptorMapper.StoredAuthMethodOf(properties),
-            ClientDescriptorMapper.BackChannelLogoutUriOf(properties), ClientDescriptorMapper.AudienceAliasesOf(properties),
+            ClientDescriptorMapper.BackChannelLogoutUriOf(properties), ClientDescriptorMapper.FrontChannelLogoutUriOf(properties),
+            ClientDescriptorMapper.AudienceAliasesOf(properties),
             ClientDescriptorMapper.DpopBoundAccessTokensOf(properties));
     }
 }

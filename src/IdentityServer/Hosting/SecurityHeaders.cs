@@ -28,9 +28,17 @@ public static class SecurityHeaders
         "/account/login", "/account/register", ProtocolRoutes.Authorize, ProtocolRoutes.EndSession, ProtocolRoutes.Verification,
     ];
 
+    private static readonly string FrontChannelLogoutScriptHash =
+        $"'sha256-{Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(Logout.FrontChannelLogout.ContinueScript)))}'";
+
     private sealed class Policy
     {
         public string? FormAction { get; set; }
+
+        /// <summary>The origins this page frames (front-channel logout); none when empty.</summary>
+        public List<string> FrameSources { get; } = [];
+
+        public bool FrontChannelLogoutScript { get; set; }
     }
 
     public static IApplicationBuilder UseSecurityHeaders(this IApplicationBuilder app) => app.Use((context, next) =>
@@ -52,7 +60,10 @@ public static class SecurityHeaders
             headers.ContentSecurityPolicy = string.Join("; ", new[]
             {
                 "default-src 'self'",
-                authorizationEndpoint ? $"script-src 'self' {FormPostScriptHash}" : "script-src 'self'",
+                authorizationEndpoint ? $"script-src 'self' {FormPostScriptHash}"
+                    : policy.FrontChannelLogoutScript ? $"script-src 'self' {FrontChannelLogoutScriptHash}"
+                    : "script-src 'self'",
+                policy.FrameSources.Count > 0 ? $"frame-src {string.Join(' ', policy.FrameSources.Distinct())}" : null,
                 "style-src 'self'",
                 "img-src 'self' data:",
                 "object-src 'none'",
@@ -74,6 +85,24 @@ public static class SecurityHeaders
         if (context.Features.Get<Policy>() is { } policy && SourceOf(redirectUri) is { } source)
         {
             policy.FormAction = source;
+        }
+    }
+
+    /// <summary>This page frames <paramref name="uris"/> (clients' front-channel logout URIs, validated): their origins may be framed.</summary>
+    public static void AllowFrames(this HttpContext context, IEnumerable<string> uris)
+    {
+        if (context.Features.Get<Policy>() is { } policy)
+        {
+            policy.FrameSources.AddRange(uris.Select(SourceOf).OfType<string>());
+        }
+    }
+
+    /// <summary>This page is the front-channel logout page, which continues by its one fixed script.</summary>
+    public static void AllowFrontChannelLogoutScript(this HttpContext context)
+    {
+        if (context.Features.Get<Policy>() is { } policy)
+        {
+            policy.FrontChannelLogoutScript = true;
         }
     }
 

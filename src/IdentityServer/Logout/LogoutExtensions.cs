@@ -2,9 +2,13 @@ namespace IdentityServer.Logout;
 
 public static class LogoutExtensions
 {
-    /// <summary>OpenID Connect Back-Channel Logout: which clients signed in through which session, and the logout tokens they get.</summary>
-    public static WebApplicationBuilder AddBackChannelLogout(this WebApplicationBuilder builder)
+    /// <summary>
+    /// OpenID Connect Back-Channel and Front-Channel Logout: which clients signed in through which session, the logout
+    /// tokens they get, and the frames the sign-out pages load.
+    /// </summary>
+    public static WebApplicationBuilder AddLogoutNotifications(this WebApplicationBuilder builder)
     {
+        builder.Services.AddScoped<FrontChannelLogout>();
         builder.Services.AddOptions<BackChannelLogoutOptions>().BindConfiguration(BackChannelLogoutOptions.Section)
             .ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddScoped<SessionClients>();

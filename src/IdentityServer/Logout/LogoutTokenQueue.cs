@@ -15,10 +15,12 @@ public sealed class LogoutTokenQueue(ApplicationDbContext db)
     /// <summary>
     /// Makes the tokens of the clients that signed in through these sessions due, as the sessions end. A row already due
     /// (another ending of the same session got there first, and a sender may have taken it) is left as it is, so each
-    /// client is told once.
+    /// client is told once. A client with a front-channel logout URI only has no token to send: its row is forgotten
+    /// with the session.
     /// </summary>
     public Task<int> MakeDueAsync(IReadOnlyCollection<string> sessionIds, DateTime now, CancellationToken ct) =>
-        Rows.Where(c => sessionIds.Contains(c.SessionId) && c.NotifyAt == null).ExecuteUpdateAsync(c => c.SetProperty(x => x.NotifyAt, now), ct);
+        Rows.Where(c => sessionIds.Contains(c.SessionId) && c.NotifyAt == null && !c.FrontChannelOnly)
+            .ExecuteUpdateAsync(c => c.SetProperty(x => x.NotifyAt, now), ct);
 
     /// <summary>Due rows, soonest first, leaving out the clients in <paramref name="skipClients"/> (being posted to already).</summary>
     public Task<List<UserSessionClient>> DueAsync(DateTime now, IReadOnlyCollection<string> skipClients, int max, CancellationToken ct) =>

@@ -10,13 +10,13 @@ using OpenIddict.Server;
 
 namespace IdentityServer.Logout;
 
-/// <summary>Remembers which clients with a back-channel logout URI signed in through which session (<see cref="UserSessionClient"/>).</summary>
+/// <summary>Remembers which clients with a back-channel or front-channel logout URI signed in through which session (<see cref="UserSessionClient"/>).</summary>
 public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictApplicationManager applications, TimeProvider clock, BackChannelLogoutSender logouts)
 {
     /// <summary>
     /// Called as the client is given a code (or a device is approved) through <paramref name="session"/> for
-    /// <paramref name="granted"/>. Nothing is written for a client without a back-channel logout URI, for a grant without
-    /// <c>openid</c> (no identity token, so no <c>sid</c> for a logout token to name), nor twice for one session and client.
+    /// <paramref name="granted"/>. Nothing is written for a client without a logout URI, for a grant without <c>openid</c>
+    /// (no identity token, so no <c>sid</c> for a logout to name), nor twice for one session and client.
     /// </summary>
     public async Task RecordAsync(HttpContext http, ClaimsPrincipal session, ClaimsPrincipal granted, string? clientId, OpenIddictServerOptions server,
         CancellationToken ct)
@@ -26,10 +26,12 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
             || granted.GetClaim(OpenIddictConstants.Claims.Subject) is not { } userId
             || ServerIssuer.Of(http, server)?.AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
             || await applications.FindByClientIdAsync(clientId, ct) is not OpenIddictEntityFrameworkCoreApplication application
-            || StoredClientProperties.Of(application).BackChannelLogoutUri is null)
+            || StoredClientProperties.Of(application) is { BackChannelLogoutUri: null, FrontChannelLogoutUri: null })
         {
             return;
         }
+
+        var frontChannelOnly = StoredClientProperties.Of(application).BackChannelLogoutUri is null;
 
         // A context of its own: the request's may hold changes that are not this method's to save.
         await using var scope = scopes.CreateAsyncScope();
@@ -42,7 +44,11 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
 
         // From here on the request going away must not stop halfway: a row left behind for a session that ended would
         // never be made due, and its client never told.
-        db.Add(new UserSessionClient { SessionId = sessionId, ClientId = clientId, UserId = userId, Issuer = issuer, RecordedAt = clock.GetUtcNow().UtcDateTime });
+        db.Add(new UserSessionClient
+        {
+            SessionId = sessionId, ClientId = clientId, UserId = userId, Issuer = issuer, RecordedAt = clock.GetUtcNow().UtcDateTime,
+            FrontChannelOnly = frontChannelOnly,
+        });
         try
         {
             await db.SaveChangesAsync(CancellationToken.None);

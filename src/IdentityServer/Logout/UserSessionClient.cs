@@ -4,10 +4,11 @@ using Microsoft.EntityFrameworkCore;
 namespace IdentityServer.Logout;
 
 /// <summary>
-/// A client with a back-channel logout URI that a session signed in to, recorded when the client is given a code (or a
-/// device is approved) through the session. When the session ends, the row becomes the client's logout token to send
-/// (<see cref="NotifyAt"/> set, in the transaction that ends the session), and stays until the token is delivered or
-/// given up on: a logout is not lost when the server stops before sending it, and every instance can send it.
+/// A client with a back-channel or front-channel logout URI that a session signed in to, recorded when the client is
+/// given a code (or a device is approved) through the session. When the session ends, a back-channel client's row
+/// becomes its logout token to send (<see cref="NotifyAt"/> set, in the transaction that ends the session), and stays
+/// until the token is delivered or given up on: a logout is not lost when the server stops before sending it, and every
+/// instance can send it. The sign-out page reads the rows of its session for the front-channel frames it shows.
 /// </summary>
 public sealed class UserSessionClient
 {
@@ -34,6 +35,12 @@ public sealed class UserSessionClient
 
     /// <summary>Posts begun so far; a sender takes the row by incrementing it from the value it read.</summary>
     public int Attempts { get; set; }
+
+    /// <summary>
+    /// The client had a front-channel logout URI only when it was recorded: no logout token is sent to it, and the row is
+    /// forgotten with its session (false for the rows recorded before front-channel logout, which were all back-channel).
+    /// </summary>
+    public bool FrontChannelOnly { get; init; }
 
     internal static void Configure(ModelBuilder builder) => builder.Entity<UserSessionClient>(client =>
     {

@@ -224,6 +224,30 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
     }
 
     [SkippableFact]
+    public async Task A_front_channel_logout_uri_is_entered_on_the_form_and_shown_again_on_the_clients_page()
+    {
+        var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("front-web");
+
+        var created = await browser.SubmitAsync(await browser.NavigateAsync(Url("/admin/clients/new?kind=web")), "form.wide-form", new Dictionary<string, string[]>
+        {
+            ["Form.ClientId"] = [clientId],
+            ["Form.RedirectUris"] = ["https://web.example.com/signin-oidc"],
+            ["Form.FrontChannelLogoutUri"] = ["https://web.example.com/signout-oidc"],
+            ["Form.FrontChannelLogoutSessionRequired"] = ["true"],
+        });
+
+        Assert.Equal(HttpStatusCode.OK, created.Status);
+        var document = await admin.GetJsonAsync(Path(ClientsUrl, clientId));
+        Assert.Equal("https://web.example.com/signout-oidc", document.GetProperty("frontchannel_logout_uri").GetString());
+        Assert.True(document.GetProperty("frontchannel_logout_session_required").GetBoolean());
+        var edit = await browser.NavigateAsync(Url($"/admin/clients/{clientId}"));
+        Assert.Equal("https://web.example.com/signout-oidc", edit.Document.QuerySelector("input[name='Form.FrontChannelLogoutUri']")?.GetAttribute("value"));
+        Assert.NotNull(edit.Document.QuerySelector("input[name='Form.FrontChannelLogoutSessionRequired'][checked]"));
+    }
+
+    [SkippableFact]
     public async Task An_admin_edits_a_client_and_a_form_opened_before_another_change_does_not_overwrite_it_unseen()
     {
         var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));

@@ -1,3 +1,4 @@
+using IdentityServer.Hosting;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
@@ -7,9 +8,13 @@ namespace IdentityServer.Accounts.Pages;
 
 /// <summary>Signing out of our own pages: a GET only asks, so a link cannot sign anyone out.</summary>
 [AllowAnonymous]
-public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, AccountSessions sessions, ILogger<LogoutModel> logger) : PageModel
+public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, AccountSessions sessions, Logout.FrontChannelLogout frontChannel,
+    ILogger<LogoutModel> logger) : PageModel
 {
     public bool SignedOut { get; private set; }
+
+    /// <summary>The applications' front-channel logout pages, loaded in hidden frames once signed out.</summary>
+    public IReadOnlyList<string> FrontChannelFrames { get; private set; } = [];
 
     /// <summary>Set after "sign out everywhere", which has already signed this browser out.</summary>
     [BindProperty(SupportsGet = true)]
@@ -24,6 +29,9 @@ public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, Ac
             logger.LogInformation(AccountEvents.SignedOut, "User {UserId} signed out", signInManager.UserManager.GetUserId(User));
         }
 
+        // Read before the session ends: its clients' rows may go with it.
+        FrontChannelFrames = await frontChannel.FramesAsync(User, HttpContext.RequestAborted);
+        HttpContext.AllowFrames(FrontChannelFrames);
         await sessions.SignOutAsync();
         SignedOut = true;
         return Page();

@@ -1,5 +1,6 @@
 using System.Security.Claims;
 using IdentityServer.Accounts;
+using IdentityServer.Logout;
 using Microsoft.AspNetCore;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Authentication;
@@ -22,8 +23,8 @@ namespace IdentityServer.Authorization.Pages;
 /// </summary>
 [AllowAnonymous]
 [IgnoreAntiforgeryToken] // Clients may POST logout requests; the confirmation form is checked by hand.
-public sealed class EndSessionModel(
-    SignInManager<ApplicationUser> signInManager, AccountSessions sessions, IAntiforgery antiforgery, ILogger<EndSessionModel> logger) : PageModel
+public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager, AccountSessions sessions, FrontChannelLogout frontChannel,
+    IAntiforgery antiforgery, ILogger<EndSessionModel> logger) : PageModel
 {
     private const string ConfirmField = "confirm_sign_out";
 
@@ -88,24 +89,31 @@ public sealed class EndSessionModel(
         return hint.Principal?.Identity?.IsAuthenticated == true ? hint.Principal : null;
     }
 
+    /// <remarks>
+    /// The session's front-channel frames are read before it ends (its clients' rows may go with it), and loaded by the
+    /// page the redirect turns into (<see cref="FrontChannelLogoutResult"/>).
+    /// </remarks>
     private async Task<IActionResult> SignOutAsync()
     {
-        if (User.Identity?.IsAuthenticated == true || (await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Succeeded)
+        var session = (await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Principal;
+        if (User.Identity?.IsAuthenticated == true || session is not null)
         {
             logger.LogInformation(AccountEvents.SignedOut, "Session ended through the end session endpoint");
         }
 
+        var frames = await frontChannel.FramesAsync(session, HttpContext.RequestAborted);
         await sessions.SignOutAsync();
         var request = HttpContext.GetOpenIddictServerRequest();
         if (HttpContext.GetOpenIddictServerResponse()?.Error is not null || request is null
             || (string.IsNullOrEmpty(request.ClientId) && !await HasValidIdTokenHintAsync()))
         {
             // No client named (by a valid hint or client_id), or the request was refused: redirect nowhere.
-            return Redirect(SignedOutModel.Path);
+            return new FrontChannelLogoutResult(Redirect(SignedOutModel.Path), frames);
         }
 
         // OpenIddict redirects to the validated post_logout_redirect_uri, or to our signed-out page when there is none.
-        return SignOut(new AuthenticationProperties { RedirectUri = SignedOutModel.Path }, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+        return new FrontChannelLogoutResult(
+            SignOut(new AuthenticationProperties { RedirectUri = SignedOutModel.Path }, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme), frames);
     }
 
     private PageResult AskForConfirmation()

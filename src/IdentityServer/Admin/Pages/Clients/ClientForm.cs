@@ -31,6 +31,10 @@ public sealed class ClientForm
 
     public bool BackChannelLogoutSessionRequired { get; set; }
 
+    public string? FrontChannelLogoutUri { get; set; }
+
+    public bool FrontChannelLogoutSessionRequired { get; set; }
+
     public List<string>? Scopes { get; set; }
 
     public string? ConsentType { get; set; }
@@ -63,6 +67,8 @@ public sealed class ClientForm
         ["post_logout_redirect_uris"] = nameof(PostLogoutRedirectUris),
         ["backchannel_logout_uri"] = nameof(BackChannelLogoutUri),
         ["backchannel_logout_session_required"] = nameof(BackChannelLogoutUri), // the checkbox's errors show under the URI
+        ["frontchannel_logout_uri"] = nameof(FrontChannelLogoutUri),
+        ["frontchannel_logout_session_required"] = nameof(FrontChannelLogoutUri),
         ["scope"] = nameof(Scopes),
         ["consent_type"] = nameof(ConsentType),
         ["client_secret"] = nameof(ClientSecret),
@@ -84,6 +90,8 @@ public sealed class ClientForm
         PostLogoutRedirectUris = AdminHtml.Lines(document.PostLogoutRedirectUris),
         BackChannelLogoutUri = document.BackChannelLogoutUri,
         BackChannelLogoutSessionRequired = document.BackChannelLogoutSessionRequired == true,
+        FrontChannelLogoutUri = document.FrontChannelLogoutUri,
+        FrontChannelLogoutSessionRequired = document.FrontChannelLogoutSessionRequired == true,
         Scopes = [.. ClientDescriptorMapper.SplitScopes(document.Scope)],
         ConsentType = document.ConsentType,
         Jwks = document.Jwks is { } jwks ? JsonSerializer.Serialize(jwks, new JsonSerializerOptions { WriteIndented = true }) : null,
@@ -120,6 +128,8 @@ public sealed class ClientForm
             PostLogoutRedirectUris = AdminHtml.SplitLines(PostLogoutRedirectUris),
             BackChannelLogoutUri = string.IsNullOrWhiteSpace(BackChannelLogoutUri) ? null : BackChannelLogoutUri.Trim(),
             BackChannelLogoutSessionRequired = BackChannelLogoutSessionRequired ? true : string.IsNullOrWhiteSpace(BackChannelLogoutUri) ? null : false,
+            FrontChannelLogoutUri = string.IsNullOrWhiteSpace(FrontChannelLogoutUri) ? null : FrontChannelLogoutUri.Trim(),
+            FrontChannelLogoutSessionRequired = FrontChannelLogoutSessionRequired ? true : string.IsNullOrWhiteSpace(FrontChannelLogoutUri) ? null : false,
             Scope = Scopes is { Count: > 0 } ? string.Join(' ', Scopes.Distinct()) : null,
             ConsentType = ConsentType,
             ClientSecret = string.IsNullOrEmpty(ClientSecret) ? null : ClientSecret,

@@ -315,6 +315,9 @@ namespace IdentityServer.Data.Migrations.PostgreSql
                     b.Property<int>("Attempts")
                         .HasColumnType("integer");
 
+                    b.Property<bool>("FrontChannelOnly")
+                        .HasColumnType("boolean");
+
                     b.Property<string>("Issuer")
                         .IsRequired()
                         .HasMaxLength(400)

@@ -316,6 +316,9 @@ namespace IdentityServer.Data.Migrations.SqlServer
                     b.Property<int>("Attempts")
                         .HasColumnType("int");
 
+                    b.Property<bool>("FrontChannelOnly")
+                        .HasColumnType("bit");
+
                     b.Property<string>("Issuer")
                         .IsRequired()
                         .HasMaxLength(400)

@@ -308,6 +308,9 @@ namespace IdentityServer.Data.Migrations.Sqlite
                     b.Property<int>("Attempts")
                         .HasColumnType("INTEGER");
 
+                    b.Property<bool>("FrontChannelOnly")
+                        .HasColumnType("INTEGER");
+
                     b.Property<string>("Issuer")
                         .IsRequired()
                         .HasMaxLength(400)

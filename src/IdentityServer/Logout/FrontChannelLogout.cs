@@ -1,0 +1,97 @@
+using System.Net;
+using System.Security.Claims;
+using System.Text;
+using IdentityServer.Accounts;
+using IdentityServer.Clients;
+using IdentityServer.Data;
+using IdentityServer.Hosting;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.EntityFrameworkCore;
+using OpenIddict.Abstractions;
+using OpenIddict.EntityFrameworkCore.Models;
+
+namespace IdentityServer.Logout;
+
+/// <summary>
+/// OpenID Connect Front-Channel Logout 1.0: when the user signs out here in a browser (the sign-out page, RP-initiated
+/// logout), the page loads the front-channel logout URI of each client the session signed in to in a hidden frame, with
+/// <c>iss</c> and <c>sid</c>, so each app ends its own session in that browser. The clients are those recorded for the
+/// session (<see cref="UserSessionClient"/>), read before the session ends; the URI is the client's as it is now.
+/// </summary>
+public sealed class FrontChannelLogout(ApplicationDbContext db, IOpenIddictApplicationManager applications)
+{
+    /// <summary>The script of the page that continues after the frames: fixed, so the policy allows it by its hash.</summary>
+    public const string ContinueScript =
+        "function go(){location.replace(document.getElementById('continue').href)}addEventListener('load',go);setTimeout(go,5000);";
+
+    /// <summary>The frames for <paramref name="session"/>'s clients: each client's front-channel logout URI with <c>iss</c> and <c>sid</c>.</summary>
+    public async Task<IReadOnlyList<string>> FramesAsync(ClaimsPrincipal? session, CancellationToken ct)
+    {
+        if (session is null || SessionClaims.GetSessionId(session) is not { } sessionId)
+        {
+            return [];
+        }
+
+        var clients = await db.Set<UserSessionClient>().AsNoTracking().Where(c => c.SessionId == sessionId)
+            .Select(c => new { c.ClientId, c.Issuer }).ToListAsync(ct);
+        var frames = new List<string>();
+        foreach (var client in clients.OrderBy(c => c.ClientId, StringComparer.Ordinal))
+        {
+            if (await applications.FindByClientIdAsync(client.ClientId, ct) is OpenIddictEntityFrameworkCoreApplication application
+                && StoredClientProperties.Of(application).FrontChannelLogoutUri is { } uri)
+            {
+                frames.Add(QueryHelpers.AddQueryString(uri, new Dictionary<string, string?> { ["iss"] = client.Issuer, ["sid"] = sessionId }));
+            }
+        }
+
+        return frames;
+    }
+
+    /// <summary>
+    /// Writes the page that loads <paramref name="frames"/> and then goes on to <paramref name="continueTo"/> (once every
+    /// frame has loaded, or after five seconds; a link for browsers without script).
+    /// </summary>
+    public static async Task WritePageAsync(HttpContext http, IReadOnlyList<string> frames, string continueTo)
+    {
+        http.AllowFrames(frames);
+        http.AllowFrontChannelLogoutScript();
+        var page = new StringBuilder()
+            .Append("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing out</title>")
+            .Append("<link rel=\"stylesheet\" href=\"/site.css\"></head><body><main><h1>Signing you out</h1>")
+            .Append("<p>Signing you out of the applications you used. <a id=\"continue\" href=\"").Append(WebUtility.HtmlEncode(continueTo))
+            .Append("\">Continue</a></p>");
+        foreach (var frame in frames)
+        {
+            page.Append("<iframe hidden title=\"Signing out of an application\" src=\"").Append(WebUtility.HtmlEncode(frame)).Append("\"></iframe>");
+        }
+
+        page.Append("</main><script>").Append(ContinueScript).Append("</script></body></html>");
+        http.Response.StatusCode = StatusCodes.Status200OK;
+        http.Response.ContentType = "text/html; charset=utf-8";
+        http.Response.Headers.CacheControl = "no-store";
+        await http.Response.WriteAsync(page.ToString());
+    }
+}
+
+/// <summary>
+/// The result of a sign-out that ends in a redirect (to the client's post-logout redirect URI, or the signed-out page),
+/// with the front-channel frames loaded first: the redirect is written, then turned into the page that loads the frames
+/// and continues to where it pointed.
+/// </summary>
+public sealed class FrontChannelLogoutResult(IActionResult redirect, IReadOnlyList<string> frames) : IActionResult
+{
+    public async Task ExecuteResultAsync(ActionContext context)
+    {
+        await redirect.ExecuteResultAsync(context);
+        var response = context.HttpContext.Response;
+        if (frames.Count == 0 || response.HasStarted || response.StatusCode is not (StatusCodes.Status302Found or StatusCodes.Status303SeeOther)
+            || response.Headers.Location.ToString() is not { Length: > 0 } location)
+        {
+            return;
+        }
+
+        response.Headers.Remove(Microsoft.Net.Http.Headers.HeaderNames.Location);
+        await FrontChannelLogout.WritePageAsync(context.HttpContext, frames, location);
+    }
+}
