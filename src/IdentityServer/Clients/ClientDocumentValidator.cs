@@ -196,7 +196,7 @@ public static class ClientDocumentValidator
             Metadata("backchannel_logout_session_required", "needs a backchannel_logout_uri.");
         }
 
-        if (client.FrontChannelLogoutUri is { } frontChannel && FrontChannelLogoutUriProblem(frontChannel, client.RedirectUris) is { } frontProblem)
+        if (client.FrontChannelLogoutUri is { } frontChannel && FrontChannelLogoutUriProblem(frontChannel, isPublic, client.RedirectUris) is { } frontProblem)
         {
             Metadata("frontchannel_logout_uri", $"'{Echo(frontChannel)}' {frontProblem}");
         }
@@ -285,8 +285,9 @@ public static class ClientDocumentValidator
     }
 
     /// <summary>
-    /// The server itself posts to it: an absolute https URI without a fragment, at most 2,000 characters; http only on
-    /// loopback and only for a confidential client (OpenID Connect Back-Channel Logout 1.0 section 2.2).
+    /// The server itself posts to it: an absolute https URI without a fragment or user information, at most 2,000
+    /// characters; http only on loopback and only for a confidential client (OpenID Connect Back-Channel Logout 1.0
+    /// section 2.2).
     /// </summary>
     private static string? BackChannelLogoutUriProblem(string value, bool isPublic)
     {
@@ -309,26 +310,22 @@ public static class ClientDocumentValidator
     }
 
     /// <summary>
-    /// The browser loads it in a frame of this server's page: an absolute https (or loopback http) URI without a fragment
-    /// or user information, at most 2,000 characters, on the scheme, host and port of one of the client's redirect URIs
-    /// (OpenID Connect Front-Channel Logout 1.0 section 2), so the pages that frame it name only origins the client owns.
+    /// The browser loads it in a frame of this server's page: rules of a back-channel logout URI (https; http only on
+    /// loopback and for a confidential client, OpenID Connect Front-Channel Logout 1.0 section 2), no <c>iss</c> or
+    /// <c>sid</c> of its own (this server adds them), and on the scheme, host and port of one of the client's redirect
+    /// URIs, so the pages that frame it name only origins the client owns.
     /// </summary>
-    private static string? FrontChannelLogoutUriProblem(string value, IReadOnlyList<string> redirectUris)
+    private static string? FrontChannelLogoutUriProblem(string value, bool isPublic, IReadOnlyList<string> redirectUris)
     {
-        if (value.Length > 2000)
-        {
-            return "must be at most 2000 characters.";
-        }
-
-        if (RedirectUriProblem(value, isNative: false) is { } problem)
+        if (BackChannelLogoutUriProblem(value, isPublic) is { } problem)
         {
             return problem;
         }
 
         var uri = new Uri(value);
-        if (uri.UserInfo.Length > 0)
+        if (Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(uri.Query).Keys.Any(k => k is "iss" or "sid"))
         {
-            return "must not contain user information (a user name or password before the host).";
+            return "must not have iss or sid in its query: this server adds them.";
         }
 
         return redirectUris.Any(r => Uri.TryCreate(r, UriKind.Absolute, out var redirect)

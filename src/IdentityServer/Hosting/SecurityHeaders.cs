@@ -114,7 +114,11 @@ public static class SecurityHeaders
             return null;
         }
 
-        var source = parsed.Scheme is "http" or "https" ? parsed.GetLeftPart(UriPartial.Authority) : parsed.Scheme + ":";
+        // A name as DNS has it (punycode), since a CSP source is ASCII; an IP address as written (IPv6 in brackets).
+        var host = parsed.HostNameType == UriHostNameType.Dns ? parsed.IdnHost : parsed.Host;
+        var source = parsed.Scheme is "http" or "https"
+            ? $"{parsed.Scheme}://{host}{(parsed.IsDefaultPort ? "" : $":{parsed.Port}")}"
+            : parsed.Scheme + ":";
         return source.Any(c => char.IsWhiteSpace(c) || c is ';' or ',' or '\'' or '"') ? null : source;
     }
 }

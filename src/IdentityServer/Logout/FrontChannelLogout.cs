@@ -6,6 +6,7 @@ using IdentityServer.Clients;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.ViewFeatures;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
@@ -23,7 +24,22 @@ public sealed class FrontChannelLogout(ApplicationDbContext db, IOpenIddictAppli
 {
     /// <summary>The script of the page that continues after the frames: fixed, so the policy allows it by its hash.</summary>
     public const string ContinueScript =
-        "function go(){location.replace(document.getElementById('continue').href)}addEventListener('load',go);setTimeout(go,5000);";
+        "var gone;function go(){if(!gone){gone=1;location.replace(document.getElementById('continue').href)}}addEventListener('load',go);setTimeout(go,5000);";
+
+    private const string HandOverKey = "FrontChannelFrames";
+
+    /// <summary>Keeps <paramref name="frames"/> for the page a redirect leads to (<see cref="TakeOver"/>).</summary>
+    public static void HandOver(ITempDataDictionary tempData, IReadOnlyList<string> frames)
+    {
+        if (frames.Count > 0)
+        {
+            tempData[HandOverKey] = string.Join('\n', frames);
+        }
+    }
+
+    /// <summary>The frames handed over by the request before; none when there were none.</summary>
+    public static IReadOnlyList<string> TakeOver(ITempDataDictionary tempData) =>
+        tempData[HandOverKey] is string frames ? frames.Split('\n') : [];
 
     /// <summary>The frames for <paramref name="session"/>'s clients: each client's front-channel logout URI with <c>iss</c> and <c>sid</c>.</summary>
     public async Task<IReadOnlyList<string>> FramesAsync(ClaimsPrincipal? session, CancellationToken ct)
@@ -58,7 +74,8 @@ public sealed class FrontChannelLogout(ApplicationDbContext db, IOpenIddictAppli
         http.AllowFrontChannelLogoutScript();
         var page = new StringBuilder()
             .Append("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing out</title>")
-            .Append("<link rel=\"stylesheet\" href=\"/site.css\"></head><body><main><h1>Signing you out</h1>")
+            .Append("<link rel=\"stylesheet\" href=\"").Append(WebUtility.HtmlEncode(http.Request.PathBase + "/site.css"))
+            .Append("\"></head><body><main><h1>Signing you out</h1>")
             .Append("<p>Signing you out of the applications you used. <a id=\"continue\" href=\"").Append(WebUtility.HtmlEncode(continueTo))
             .Append("\">Continue</a></p>");
         foreach (var frame in frames)

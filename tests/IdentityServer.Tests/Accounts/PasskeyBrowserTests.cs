@@ -14,14 +14,12 @@ namespace IdentityServer.Tests.Accounts;
 /// </summary>
 public sealed class PasskeyBrowserTests
 {
-    private const string Chromium = "/usr/bin/chromium";
     private const string RedirectUri = "https://passkey.app.test/callback";
 
     [SkippableFact]
     public async Task A_passkey_added_in_my_account_signs_in_without_a_password_and_completes_an_authorization_code_flow()
     {
-        Skip.IfNot(File.Exists(Chromium), $"Chromium is not installed at {Chromium}: install it with `apt-get install -y chromium` (.ci/run does); no browser is downloaded.");
-        Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+        SystemChromium.SkipUnlessInstalled();
         var userName = Unique.Name("pk");
         var password = Unique.Secret();
         var clientId = Unique.Name("pk-client");
@@ -43,12 +41,7 @@ public sealed class PasskeyBrowserTests
         var origin = $"http://localhost:{server.Port}";
 
         using var playwright = await Playwright.CreateAsync();
-        await using var chromium = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = Chromium,
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-        });
+        await using var chromium = await SystemChromium.LaunchAsync(playwright);
         var context = await chromium.NewContextAsync();
         var page = await context.NewPageAsync();
         var cdp = await context.NewCDPSessionAsync(page);

@@ -355,19 +355,14 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         var app = await server.CreatePublicClientAsync($"openid {scope}");
         var accessToken = (await SignInAndRedeemAsync(app, await new DpopKey("ES256").ProofAsync(server, "POST", "token_endpoint")))
             .GetProperty("access_token").GetString()!;
-        Dictionary<string, string> Exchange() => new()
-        {
-            ["grant_type"] = "urn:ietf:params:oauth:grant-type:token-exchange", ["subject_token"] = accessToken,
-            ["subject_token_type"] = "urn:ietf:params:oauth:token-type:access_token", ["scope"] = scope,
-        };
 
-        var unbound = await PostAsync("token_endpoint", Exchange(), proof: null, api);
+        var unbound = await PostAsync("token_endpoint", Exchange(accessToken, scope), proof: null, api);
         var unboundJson = await OAuth.ReadJsonAsync(unbound);
         Assert.True(unbound.IsSuccessStatusCode, unboundJson.ToString());
         Assert.Equal("Bearer", unboundJson.GetProperty("token_type").GetString());
 
         var apiKey = new DpopKey("ES256");
-        var bound = await PostAsync("token_endpoint", Exchange(), await apiKey.ProofAsync(server, "POST", "token_endpoint"), api);
+        var bound = await PostAsync("token_endpoint", Exchange(accessToken, scope), await apiKey.ProofAsync(server, "POST", "token_endpoint"), api);
         var boundJson = await OAuth.ReadJsonAsync(bound);
         Assert.True(bound.IsSuccessStatusCode, boundJson.ToString());
         Assert.Equal("DPoP", boundJson.GetProperty("token_type").GetString());
@@ -388,15 +383,10 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         });
         var key = new DpopKey("ES256");
         var accessToken = (await SignInAndRedeemAsync(app, await key.ProofAsync(server, "POST", "token_endpoint"))).GetProperty("access_token").GetString()!;
-        Dictionary<string, string> Exchange() => new()
-        {
-            ["grant_type"] = "urn:ietf:params:oauth:grant-type:token-exchange", ["subject_token"] = accessToken,
-            ["subject_token_type"] = "urn:ietf:params:oauth:token-type:access_token", ["scope"] = scope,
-        };
 
-        await ExpectErrorAsync(await PostAsync("token_endpoint", Exchange(), proof: null, app), HttpStatusCode.BadRequest, "invalid_grant", "DPoP");
+        await ExpectErrorAsync(await PostAsync("token_endpoint", Exchange(accessToken, scope), proof: null, app), HttpStatusCode.BadRequest, "invalid_grant", "DPoP");
 
-        var exchanged = await PostAsync("token_endpoint", Exchange(), await key.ProofAsync(server, "POST", "token_endpoint"), app);
+        var exchanged = await PostAsync("token_endpoint", Exchange(accessToken, scope), await key.ProofAsync(server, "POST", "token_endpoint"), app);
         Assert.True(exchanged.IsSuccessStatusCode, await exchanged.Content.ReadAsStringAsync());
     }
 
@@ -415,6 +405,12 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
 
         Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
     }
+
+    private static Dictionary<string, string> Exchange(string subjectToken, string scope) => new()
+    {
+        ["grant_type"] = "urn:ietf:params:oauth:grant-type:token-exchange", ["subject_token"] = subjectToken,
+        ["subject_token_type"] = "urn:ietf:params:oauth:token-type:access_token", ["scope"] = scope,
+    };
 
     private async Task<HttpResponseMessage> ClientCredentialsAsync(TestClient client, string? proof) =>
         await PostAsync("token_endpoint", new Dictionary<string, string> { ["grant_type"] = "client_credentials" }, proof, client);

@@ -16,7 +16,6 @@ namespace IdentityServer.Tests.Clients;
 /// </summary>
 public sealed class SpaBrowserTests
 {
-    private const string Chromium = "/usr/bin/chromium";
 
     /// <summary>Pinned, so a new release cannot change what the test shows without a change here.</summary>
     private const string OidcClientTsVersion = "3.5.0";
@@ -24,8 +23,7 @@ public sealed class SpaBrowserTests
     [SkippableFact]
     public async Task An_oidc_client_ts_app_signs_in_with_DPoP_refreshes_and_calls_userinfo_with_bound_tokens()
     {
-        Skip.IfNot(File.Exists(Chromium), $"Chromium is not installed at {Chromium}: install it with `apt-get install -y chromium` (.ci/run does); no browser is downloaded.");
-        Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+        SystemChromium.SkipUnlessInstalled();
         var library = await InstallOidcClientTsAsync();
 
         var userName = Unique.Name("spa");
@@ -53,12 +51,7 @@ public sealed class SpaBrowserTests
         var authority = $"http://localhost:{server.Port}/";
 
         using var playwright = await Playwright.CreateAsync();
-        await using var chromium = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = Chromium,
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-        });
+        await using var chromium = await SystemChromium.LaunchAsync(playwright);
         var context = await chromium.NewContextAsync();
         var settings = JsonSerializer.Serialize(new
         {

@@ -52,6 +52,21 @@ public abstract class FrontChannelLogoutTests<TFixture>(TFixture server) where T
             rows.Where(r => r.FrontChannelOnly && r.NotifyAt is null).Select(r => r.ClientId).Order(StringComparer.Ordinal));
     }
 
+    /// <summary>"Sign out everywhere" ends this browser's session too: its applications are told on the signed-out page it leads to.</summary>
+    [SkippableFact]
+    public async Task Signing_out_everywhere_loads_this_browsers_frames_on_the_signed_out_page()
+    {
+        var client = await ClientAsync(frontChannel: "https://app.test/front-channel");
+        var browser = server.CreateBrowser();
+        await SignInAsync(browser, client, await server.CreateUserAsync());
+
+        var signedOut = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sessions"), selector: "#sign-out-everywhere");
+
+        Assert.Contains("You are signed out", signedOut.Body);
+        Assert.StartsWith("https://app.test/front-channel?", Assert.Single(signedOut.Document.QuerySelectorAll("iframe[hidden]")).GetAttribute("src"));
+        Assert.Contains("frame-src https://app.test", ContentSecurityPolicy(signedOut.Response));
+    }
+
     [SkippableFact]
     public async Task Without_front_channel_clients_the_sign_out_page_frames_nothing()
     {
@@ -130,6 +145,7 @@ public abstract class FrontChannelLogoutTests<TFixture>(TFixture server) where T
     [InlineData("https://rp.example.com/logout#fragment", "frontchannel_logout_uri")]
     [InlineData("https://user:secret@rp.example.com/logout", "frontchannel_logout_uri")]
     [InlineData("not a uri", "frontchannel_logout_uri")]
+    [InlineData("https://rp.example.com/logout?sid=mine", "frontchannel_logout_uri")] // this server adds iss and sid
     [InlineData(null, "frontchannel_logout_session_required")]
     public async Task The_admin_API_refuses_an_unusable_front_channel_logout_registration(string? uri, string field)
     {
@@ -142,6 +158,24 @@ public abstract class FrontChannelLogoutTests<TFixture>(TFixture server) where T
         };
 
         await (await admin.PostJsonAsync(ClientsUrl, Json(document))).ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_client_metadata", field);
+    }
+
+    /// <summary>Plain http, on loopback only, is for a confidential client (OpenID Connect Front-Channel Logout 1.0 section 2).</summary>
+    [SkippableTheory]
+    [InlineData("none", HttpStatusCode.BadRequest)]
+    [InlineData("client_secret_basic", HttpStatusCode.Created)]
+    public async Task A_loopback_http_front_channel_logout_uri_is_for_a_confidential_client_only(string authMethod, HttpStatusCode expected)
+    {
+        var admin = await AdminAsync(server);
+
+        var response = await admin.PostJsonAsync(ClientsUrl, Json(new Dictionary<string, object?>
+        {
+            ["client_id"] = Unique.Name("rp"), ["token_endpoint_auth_method"] = authMethod, ["grant_types"] = new[] { "authorization_code" },
+            ["redirect_uris"] = new[] { "http://127.0.0.1:5000/callback" }, ["scope"] = "openid",
+            ["frontchannel_logout_uri"] = "http://127.0.0.1:5000/signout",
+        }));
+
+        Assert.True(response.StatusCode == expected, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
     }
 
     [SkippableFact]

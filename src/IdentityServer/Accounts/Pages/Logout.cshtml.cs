@@ -20,7 +20,15 @@ public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, Ac
     [BindProperty(SupportsGet = true)]
     public bool Everywhere { get; set; }
 
-    public void OnGet() => SignedOut = Everywhere && User.Identity?.IsAuthenticated != true;
+    public void OnGet()
+    {
+        SignedOut = Everywhere && User.Identity?.IsAuthenticated != true;
+        if (SignedOut)
+        {
+            FrontChannelFrames = Logout.FrontChannelLogout.TakeOver(TempData);
+            HttpContext.AllowFrames(FrontChannelFrames);
+        }
+    }
 
     public async Task<IActionResult> OnPostAsync()
     {
@@ -29,8 +37,9 @@ public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, Ac
             logger.LogInformation(AccountEvents.SignedOut, "User {UserId} signed out", signInManager.UserManager.GetUserId(User));
         }
 
-        // Read before the session ends: its clients' rows may go with it.
-        FrontChannelFrames = await frontChannel.FramesAsync(User, HttpContext.RequestAborted);
+        // Read before the session ends (its clients' rows may go with it), and never cancelled: a client going away
+        // must not leave the session running.
+        FrontChannelFrames = await frontChannel.FramesAsync(User, CancellationToken.None);
         HttpContext.AllowFrames(FrontChannelFrames);
         await sessions.SignOutAsync();
         SignedOut = true;

@@ -101,7 +101,7 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
             logger.LogInformation(AccountEvents.SignedOut, "Session ended through the end session endpoint");
         }
 
-        var frames = await frontChannel.FramesAsync(session, HttpContext.RequestAborted);
+        var frames = await frontChannel.FramesAsync(session, CancellationToken.None); // never cancelled: the session must end
         await sessions.SignOutAsync();
         var request = HttpContext.GetOpenIddictServerRequest();
         if (HttpContext.GetOpenIddictServerResponse()?.Error is not null || request is null

@@ -8,8 +8,8 @@ namespace IdentityServer.Accounts.Pages.Manage;
 /// The account's signed-in browsers: each can be signed out from here (its cookie stops working at its next request),
 /// or all of them at once with "sign out everywhere", which also revokes every refresh token.
 /// </summary>
-public sealed class SessionsModel(
-    UserManager<ApplicationUser> users, AccountSessions sessions, UserSessions sessionRows, ILogger<SessionsModel> logger) : PageModel
+public sealed class SessionsModel(UserManager<ApplicationUser> users, AccountSessions sessions, UserSessions sessionRows,
+    Logout.FrontChannelLogout frontChannel, ILogger<SessionsModel> logger) : PageModel
 {
     public IReadOnlyList<UserSession> Sessions { get; private set; } = [];
 
@@ -63,6 +63,9 @@ public sealed class SessionsModel(
             return Challenge();
         }
 
+        // This browser's applications are told in the browser too (front-channel logout), on the signed-out page: their
+        // frames are read before the session ends and handed over with the redirect (TempData, protected like a cookie).
+        Logout.FrontChannelLogout.HandOver(TempData, await frontChannel.FramesAsync(User, CancellationToken.None));
         await sessions.EndOtherSessionsAsync(user, includingThisOne: true, "sign out everywhere");
         return RedirectToPage("/Accounts/Pages/Logout", new { everywhere = true });
     }
