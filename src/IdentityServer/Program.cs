@@ -10,6 +10,7 @@ using IdentityServer.Jobs;
 using IdentityServer.Keys;
 using IdentityServer.Logout;
 using IdentityServer.Performance;
+using IdentityServer.Registration;
 using IdentityServer.Telemetry;
 using Microsoft.Extensions.Options;
 
@@ -25,6 +26,7 @@ try
         .AddClients()
         .AddAuthorizationServer()
         .AddDpop()
+        .AddRegistration()
         .AddLogoutNotifications()
         .AddAdmin()
         .AddPerformance()
@@ -35,6 +37,7 @@ try
     app.UseHosting();
     app.MapHosting()
         .MapAuthorizationServer()
+        .MapRegistration()
         .MapAdmin()
         .MapTelemetry();
     app.Run();

@@ -12,9 +12,15 @@ public sealed record AdminActor(string Type, string Id, string? Name, string? Cl
     public const string UserType = "user";
     public const string ClientType = "client";
 
-    public override string ToString() => Type == ClientType
-        ? $"client {Id}"
-        : $"user {Name ?? Id}{(ClientId is null ? "" : $" via client {ClientId}")}";
+    /// <summary>Dynamic client registration: anyone from an address (<see cref="Id"/>), or a registered client managing itself.</summary>
+    public const string RegistrationType = "registration";
+
+    public override string ToString() => Type switch
+    {
+        ClientType => $"client {Id}",
+        RegistrationType => ClientId is null ? $"dynamic registration from {Id}" : $"client {ClientId} through its registration",
+        _ => $"user {Name ?? Id}{(ClientId is null ? "" : $" via client {ClientId}")}",
+    };
 }
 
 /// <summary>An audited action: its name in the audit table, the kind of entry it changes, its log event.</summary>

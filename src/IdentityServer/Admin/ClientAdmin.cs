@@ -62,7 +62,9 @@ public sealed class ClientAdmin(
         ClientDocumentValidator.Validate(document, await KnownScopesAsync(ct), secretRequired: false)
             .Select(e => new FieldError(e.Error, e.Field, e.Description)).ToList();
 
-    public async Task<AdminResult<ClientWithSecret>> CreateAsync(ClientDocument document, AdminActor actor, CancellationToken ct)
+    /// <param name="properties">Stored with the client beside what its document says (a registration's access token hash).</param>
+    public async Task<AdminResult<ClientWithSecret>> CreateAsync(ClientDocument document, AdminActor actor, CancellationToken ct,
+        IReadOnlyDictionary<string, System.Text.Json.JsonElement>? properties = null)
     {
         var errors = await ValidateAsync(document, ct);
         if (errors.Count > 0)
@@ -84,6 +86,11 @@ public sealed class ClientAdmin(
 
         var descriptor = new OpenIddictApplicationDescriptor();
         ClientDescriptorMapper.Populate(descriptor, document);
+        foreach (var (name, value) in properties ?? new Dictionary<string, System.Text.Json.JsonElement>())
+        {
+            descriptor.Properties[name] = value;
+        }
+
         object application;
         try
         {

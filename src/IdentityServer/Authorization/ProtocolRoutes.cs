@@ -12,6 +12,7 @@ public static class ProtocolRoutes
     public const string Revocation = "/connect/revoke";
     public const string DeviceAuthorization = "/connect/device";
     public const string Verification = "/connect/verify";
+    public const string Registration = "/connect/register";
     public const string Discovery = "/.well-known/openid-configuration";
     public const string Jwks = "/.well-known/jwks";
 
@@ -20,5 +21,5 @@ public static class ProtocolRoutes
         path.StartsWithSegments("/.well-known")
         || path.StartsWithSegments(Token) || path.StartsWithSegments(UserInfo) || path.StartsWithSegments(Introspection)
         || path.StartsWithSegments(Revocation) || path.StartsWithSegments(DeviceAuthorization)
-        || path.StartsWithSegments(PushedAuthorization);
+        || path.StartsWithSegments(PushedAuthorization) || path.StartsWithSegments(Registration);
 }

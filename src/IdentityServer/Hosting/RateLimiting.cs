@@ -22,7 +22,7 @@ public sealed class RateLimitingOptions
 
     public bool Enabled { get; set; } = true;
 
-    /// <summary>Sign-in, registration, forgot-password and second-factor posts from one IP address.</summary>
+    /// <summary>Sign-in, registration, forgot-password and second-factor posts, and dynamic client registrations, from one IP address.</summary>
     public Limit PerIp { get; set; } = new() { PermitLimit = 100, Window = TimeSpan.FromMinutes(1) };
 
     /// <summary>The same posts naming one account, by its user name, its email or in its second-factor step alike.</summary>
@@ -70,7 +70,7 @@ public static class RateLimiting
             .ValidateOnStart();
         var limits = builder.Configuration.GetSection(RateLimitingOptions.Section).Get<RateLimitingOptions>() ?? new RateLimitingOptions();
         var perIp = new PerIpLimit(Partitioned(limits.PerIp,
-            context => IsAccountPost(context) ? "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown") : null));
+            context => IsAccountPost(context) || IsRegistrationPost(context) ? "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown") : null));
         builder.Services.AddSingleton(perIp);
         builder.Services.AddRateLimiter(options =>
         {
@@ -127,6 +127,10 @@ public static class RateLimiting
     /// as typed (an unknown name, or a registration's new one). Not looked up when <paramref name="lookUp"/> is false
     /// (the address is over its own limit, so the request is refused anyway).
     /// </summary>
+    /// <summary>A dynamic client registration: anyone may send one when registration is open, so each address gets the account posts' limit.</summary>
+    private static bool IsRegistrationPost(HttpContext context) =>
+        HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Registration, StringComparison.OrdinalIgnoreCase);
+
     private static async Task<string?> AccountPartitionAsync(HttpContext context, bool lookUp)
     {
         if (SecondFactorPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase)))

@@ -1,0 +1,105 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using IdentityServer.Clients;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+using OidcGrants = OpenIddict.Abstractions.OpenIddictConstants.GrantTypes;
+using OidcResponses = OpenIddict.Abstractions.OpenIddictConstants.ResponseTypes;
+
+namespace IdentityServer.Registration;
+
+/// <summary>
+/// A client's registration request (RFC 7591 section 2): the metadata this server understands. Any other member is
+/// ignored, as section 2 asks (clients send <c>logo_uri</c>, <c>contacts</c>, <c>software_id</c> and the like).
+/// </summary>
+public sealed class RegistrationRequest
+{
+    [JsonPropertyName("redirect_uris")]
+    public List<string>? RedirectUris { get; set; }
+
+    [JsonPropertyName("post_logout_redirect_uris")]
+    public List<string>? PostLogoutRedirectUris { get; set; }
+
+    [JsonPropertyName("token_endpoint_auth_method")]
+    public string? TokenEndpointAuthMethod { get; set; }
+
+    [JsonPropertyName("grant_types")]
+    public List<string>? GrantTypes { get; set; }
+
+    [JsonPropertyName("response_types")]
+    public List<string>? ResponseTypes { get; set; }
+
+    [JsonPropertyName("client_name")]
+    public string? ClientName { get; set; }
+
+    [JsonPropertyName("scope")]
+    public string? Scope { get; set; }
+
+    [JsonPropertyName("application_type")]
+    public string? ApplicationType { get; set; }
+
+    [JsonPropertyName("jwks")]
+    public JsonElement? Jwks { get; set; }
+
+    [JsonPropertyName("jwks_uri")]
+    public string? JwksUri { get; set; }
+
+    [JsonPropertyName("backchannel_logout_uri")]
+    public string? BackChannelLogoutUri { get; set; }
+
+    [JsonPropertyName("backchannel_logout_session_required")]
+    public bool? BackChannelLogoutSessionRequired { get; set; }
+
+    [JsonPropertyName("frontchannel_logout_uri")]
+    public string? FrontChannelLogoutUri { get; set; }
+
+    [JsonPropertyName("frontchannel_logout_session_required")]
+    public bool? FrontChannelLogoutSessionRequired { get; set; }
+
+    [JsonPropertyName("dpop_bound_access_tokens")]
+    public bool? DpopBoundAccessTokens { get; set; }
+
+    /// <summary>
+    /// The client document to register under <paramref name="clientId"/>, or why the request asks for something a
+    /// registered client may not have: RFC 7591's defaults (the code grant, <c>client_secret_basic</c>), the allowed
+    /// scopes when none are asked for, and always explicit consent, so a person sees and approves every registered app.
+    /// The document's own rules (<see cref="ClientDocumentValidator"/>) are checked when it is created.
+    /// </summary>
+    public (ClientDocument? Document, string? Problem) ToDocument(string clientId, RegistrationOptions options)
+    {
+        var grants = GrantTypes is { Count: > 0 } asked ? asked.Distinct(StringComparer.Ordinal).ToList() : [OidcGrants.AuthorizationCode];
+        var scopes = Scope is null ? options.AllowedScopes : ClientDescriptorMapper.SplitScopes(Scope).ToList();
+        var problem = grants.FirstOrDefault(g => !options.AllowedGrantTypes.Contains(g)) is { } grant
+                ? $"grant_types: '{grant}' may not be registered here (allowed: {string.Join(", ", options.AllowedGrantTypes)})."
+            : scopes.FirstOrDefault(s => !options.AllowedScopes.Contains(s)) is { } scope
+                ? $"scope: '{scope}' may not be registered here (allowed: {string.Join(" ", options.AllowedScopes)})."
+            : ResponseTypes is { } responses && responses.Any(r => r != OidcResponses.Code)
+                ? "response_types: only 'code' is supported."
+            : ResponseTypes is { Count: > 0 } && !grants.Contains(OidcGrants.AuthorizationCode)
+                ? "response_types: 'code' needs the authorization_code grant."
+            : JwksUri is not null ? "jwks_uri: not supported; send the public keys in jwks."
+            : null;
+        if (problem is not null)
+        {
+            return (null, problem);
+        }
+
+        return (new ClientDocument
+        {
+            ClientId = clientId,
+            ClientName = ClientName,
+            RedirectUris = RedirectUris ?? [],
+            PostLogoutRedirectUris = PostLogoutRedirectUris ?? [],
+            TokenEndpointAuthMethod = TokenEndpointAuthMethod ?? ClientAuthenticationMethods.ClientSecretBasic,
+            GrantTypes = grants,
+            Scope = string.Join(' ', scopes),
+            ConsentType = ConsentTypes.Explicit,
+            ApplicationType = ApplicationType ?? ApplicationTypes.Web,
+            Jwks = Jwks,
+            BackChannelLogoutUri = BackChannelLogoutUri,
+            BackChannelLogoutSessionRequired = BackChannelLogoutSessionRequired,
+            FrontChannelLogoutUri = FrontChannelLogoutUri,
+            FrontChannelLogoutSessionRequired = FrontChannelLogoutSessionRequired,
+            DpopBoundAccessTokens = DpopBoundAccessTokens,
+        }, null);
+    }
+}

@@ -1,0 +1,185 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using IdentityServer.Tests.Infrastructure;
+using static IdentityServer.Tests.Admin.AdminApiCalls;
+
+namespace IdentityServer.Tests.Clients;
+
+/// <summary>
+/// Dynamic client registration (RFC 7591) and its management (RFC 7592), on a server that enables it: a client registers
+/// itself (as an MCP client or a desktop tool does), gets a server-chosen client_id and, if confidential, a secret, signs
+/// people in with their explicit consent, reads its registration and deletes it with its registration access token.
+/// Only the grants and scopes the settings allow may be registered.
+/// </summary>
+public abstract class RegistrationTests<TFixture>(TFixture server) where TFixture : ServerFixture
+{
+    private const string LoopbackRedirect = "http://127.0.0.1:33418/callback";
+
+    [SkippableFact]
+    public async Task A_public_client_registers_itself_and_signs_a_person_in_after_their_consent()
+    {
+        var response = await RegisterAsync(new
+        {
+            client_name = "Desktop tool", redirect_uris = new[] { LoopbackRedirect }, grant_types = new[] { "authorization_code", "refresh_token" },
+            response_types = new[] { "code" }, token_endpoint_auth_method = "none", scope = "openid offline_access",
+            logo_uri = "https://tool.example.com/logo.png", software_id = "desktop-tool", contacts = new[] { "ops@example.com" }, // ignored
+        });
+
+        var registered = await response.ExpectAsync(HttpStatusCode.Created);
+        Assert.Equal("no-store", response.Headers.CacheControl?.ToString());
+        var clientId = registered.GetProperty("client_id").GetString()!;
+        Assert.StartsWith("dcr-", clientId);
+        Assert.False(registered.TryGetProperty("client_secret", out _));
+        Assert.Equal("none", registered.GetProperty("token_endpoint_auth_method").GetString());
+        Assert.Equal("explicit", registered.GetProperty("consent_type").GetString());
+        Assert.Equal("openid offline_access", registered.GetProperty("scope").GetString());
+        Assert.Equal(["code"], Jwt.Strings(registered.GetProperty("response_types")));
+        Assert.True(registered.GetProperty("client_id_issued_at").GetInt64() > 0);
+        Assert.Equal(await server.EndpointAsync("registration_endpoint") + "/" + clientId, registered.GetProperty("registration_client_uri").GetString());
+
+        // The person is asked: a self-registered app never gets in without consent.
+        var pkce = Pkce.Create();
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, clientId, "openid offline_access", pkce, LoopbackRedirect), IsLoopbackApp);
+        page = await OAuth.SignInAsync(browser, page, await server.CreateUserAsync(), IsLoopbackApp);
+        Assert.NotNull(page.Document.QuerySelector("button[value=accept]"));
+        page = await browser.SubmitAsync(page, button: "button[value=accept]", stopAt: IsLoopbackApp);
+        var code = OAuth.QueryOf(page.RedirectTarget!)["code"];
+        var tokens = await OAuth.RedeemAsync(server, new TestClient(clientId, null, new()), code, pkce, LoopbackRedirect);
+        Assert.True(tokens.TryGetProperty("refresh_token", out _));
+    }
+
+    /// <summary>RFC 7591's defaults: the code grant and client_secret_basic, so a secret, shown once; the allowed scopes.</summary>
+    [SkippableFact]
+    public async Task A_client_registering_with_redirect_uris_only_is_confidential_and_its_secret_authenticates_it()
+    {
+        var registered = await (await RegisterAsync(new { redirect_uris = new[] { "https://app.test/callback" } })).ExpectAsync(HttpStatusCode.Created);
+
+        Assert.Equal("client_secret_basic", registered.GetProperty("token_endpoint_auth_method").GetString());
+        Assert.Equal(["authorization_code"], Jwt.Strings(registered.GetProperty("grant_types")));
+        Assert.Equal("openid profile email offline_access", registered.GetProperty("scope").GetString());
+        Assert.Equal(0, registered.GetProperty("client_secret_expires_at").GetInt64());
+        var client = new TestClient(registered.GetProperty("client_id").GetString()!, registered.GetProperty("client_secret").GetString()!, new());
+        var introspection = await OAuth.PostFormAsync(server, "introspection_endpoint", new Dictionary<string, string> { ["token"] = "not-a-token" }, client);
+        Assert.Equal(HttpStatusCode.OK, introspection.StatusCode);
+    }
+
+    [SkippableTheory]
+    [InlineData("""{"redirect_uris":["https://app.test/callback"],"grant_types":["client_credentials"]}""", "invalid_client_metadata")]
+    [InlineData("""{"redirect_uris":["https://app.test/callback"],"scope":"openid admin"}""", "invalid_client_metadata")]
+    [InlineData("""{"redirect_uris":["https://app.test/callback"],"response_types":["token"]}""", "invalid_client_metadata")]
+    [InlineData("""{"redirect_uris":["https://app.test/callback"],"jwks_uri":"https://app.test/jwks"}""", "invalid_client_metadata")]
+    [InlineData("""{"redirect_uris":["http://app.example.com/callback"]}""", "invalid_redirect_uri")]
+    [InlineData("""{"grant_types":["authorization_code"]}""", "invalid_redirect_uri")]
+    [InlineData("""{"redirect_uris":"https://app.test/callback"}""", "invalid_client_metadata")]
+    [InlineData("""not json""", "invalid_client_metadata")]
+    public async Task A_registration_asking_for_what_is_not_allowed_is_refused(string body, string error)
+    {
+        using var content = new StringContent(body, Encoding.UTF8, "application/json");
+
+        var response = await server.CreateClient().PostAsync(await server.EndpointAsync("registration_endpoint"), content);
+
+        var json = await response.ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Equal(error, json.GetProperty("error").GetString());
+        Assert.False(string.IsNullOrEmpty(json.GetProperty("error_description").GetString()));
+    }
+
+    [SkippableFact]
+    public async Task A_client_reads_its_registration_and_deletes_it_with_its_registration_access_token_only()
+    {
+        var registered = await (await RegisterAsync(new { redirect_uris = new[] { "https://app.test/callback" } })).ExpectAsync(HttpStatusCode.Created);
+        var other = await (await RegisterAsync(new { redirect_uris = new[] { "https://app.test/callback" } })).ExpectAsync(HttpStatusCode.Created);
+        var uri = registered.GetProperty("registration_client_uri").GetString()!;
+        var token = registered.GetProperty("registration_access_token").GetString()!;
+
+        var read = await (await ManageAsync(HttpMethod.Get, uri, token)).ExpectAsync(HttpStatusCode.OK);
+        Assert.Equal(registered.GetProperty("client_id").GetString(), read.GetProperty("client_id").GetString());
+        Assert.False(read.TryGetProperty("client_secret", out _));
+
+        foreach (var wrong in new[] { null, "not-the-token", other.GetProperty("registration_access_token").GetString() })
+        {
+            var refused = await ManageAsync(HttpMethod.Get, uri, wrong);
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await ManageAsync(HttpMethod.Delete, uri, wrong)).StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.NoContent, (await ManageAsync(HttpMethod.Delete, uri, token)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await ManageAsync(HttpMethod.Get, uri, token)).StatusCode);
+        var client = new TestClient(registered.GetProperty("client_id").GetString()!, registered.GetProperty("client_secret").GetString()!, new());
+        var introspection = await OAuth.PostFormAsync(server, "introspection_endpoint", new Dictionary<string, string> { ["token"] = "x" }, client);
+        Assert.Equal(HttpStatusCode.Unauthorized, introspection.StatusCode);
+    }
+
+    [SkippableFact]
+    public async Task Discovery_names_the_registration_endpoint()
+    {
+        var discovery = await server.CreateClient().GetFromJsonAsync<JsonElement>("/.well-known/openid-configuration");
+
+        Assert.EndsWith("/connect/register", discovery.GetProperty("registration_endpoint").GetString());
+    }
+
+    /// <summary>With <c>Registration:RequireInitialAccessToken</c>, only a caller the admin API would take registers.</summary>
+    [SkippableFact]
+    public async Task With_initial_access_tokens_required_only_an_admin_token_registers()
+    {
+        await using var factory = server.StartServer(new Dictionary<string, string?> { ["Registration:RequireInitialAccessToken"] = "true" });
+        var guarded = new AttachedServer(factory, server.Provider);
+        var body = Json(new { redirect_uris = new[] { "https://app.test/callback" } });
+
+        var anonymous = await guarded.CreateClient().PostJsonAsync(await guarded.EndpointAsync("registration_endpoint"), body);
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+
+        var admin = await AdminAsync(guarded);
+        var registered = await (await admin.PostJsonAsync(await guarded.EndpointAsync("registration_endpoint"), body)).ExpectAsync(HttpStatusCode.Created);
+        Assert.StartsWith("dcr-", registered.GetProperty("client_id").GetString());
+    }
+
+    private static Func<Uri, bool> IsLoopbackApp => uri => uri.Host == "127.0.0.1" && uri.Port == 33418;
+
+    private async Task<HttpResponseMessage> RegisterAsync(object metadata) =>
+        await server.CreateClient().PostJsonAsync(await server.EndpointAsync("registration_endpoint"), Json(metadata));
+
+    private async Task<HttpResponseMessage> ManageAsync(HttpMethod method, string uri, string? token)
+    {
+        using var request = new HttpRequestMessage(method, uri);
+        if (token is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        }
+
+        return await server.CreateClient().SendAsync(request);
+    }
+}
+
+/// <summary>Registration is off unless enabled: the endpoint is not there, and discovery does not name it.</summary>
+public sealed class RegistrationOffTests(SqliteServerFixture server) : IClassFixture<SqliteServerFixture>
+{
+    [Fact]
+    public async Task Without_the_setting_there_is_no_registration_endpoint()
+    {
+        using var content = new StringContent("""{"redirect_uris":["https://app.test/callback"]}""", Encoding.UTF8, "application/json");
+
+        Assert.Equal(HttpStatusCode.NotFound, (await server.CreateClient().PostAsync("/connect/register", content)).StatusCode);
+        var discovery = await server.CreateClient().GetFromJsonAsync<JsonElement>("/.well-known/openid-configuration");
+        Assert.False(discovery.TryGetProperty("registration_endpoint", out _));
+    }
+}
+
+public sealed class SqliteRegistrationFixture : SqliteServerFixture
+{
+    public SqliteRegistrationFixture() => Settings["Registration:Enabled"] = "true";
+}
+
+public sealed class PostgreSqlRegistrationFixture : PostgreSqlServerFixture
+{
+    public PostgreSqlRegistrationFixture() => Settings["Registration:Enabled"] = "true";
+}
+
+public sealed class SqliteRegistrationTests(SqliteRegistrationFixture server)
+    : RegistrationTests<SqliteRegistrationFixture>(server), IClassFixture<SqliteRegistrationFixture>;
+
+public sealed class PostgreSqlRegistrationTests(PostgreSqlRegistrationFixture server)
+    : RegistrationTests<PostgreSqlRegistrationFixture>(server), IClassFixture<PostgreSqlRegistrationFixture>;
