@@ -109,6 +109,10 @@ public static class DpopServerHandlers
         yield return new Uri(root, path);
     }
 
+    /// <summary>The request's client manager, for the singleton handlers that seldom need it.</summary>
+    private static IOpenIddictApplicationManager Applications(BaseContext context) =>
+        context.Transaction.GetHttpRequest()!.HttpContext.RequestServices.GetRequiredService<IOpenIddictApplicationManager>();
+
     /// <summary>Records the proof's single use; false, with the context rejected, if it was used before.</summary>
     private static async ValueTask<bool> TryRecordUseAsync(BaseValidatingContext context, UsedDpopProofs used, DpopOptions options, ILogger logger)
     {
@@ -147,11 +151,15 @@ public static class DpopServerHandlers
     /// Token endpoint, once the client and its grant are validated (a grant bound to a key has checked the proof's key
     /// then): a client registered with <c>dpop_bound_access_tokens</c> must send a proof, and a proof is used once.
     /// </summary>
-    public sealed class RecordTokenRequestProof(IOpenIddictApplicationManager applications, UsedDpopProofs used, IOptions<DpopOptions> options,
-        ILogger<RecordTokenRequestProof> logger) : IOpenIddictServerHandler<ValidateTokenRequestContext>
+    /// <remarks>
+    /// A singleton that resolves the request's client manager only when it needs it: it runs on every token request,
+    /// and a scoped handler is built for each one, proof or not.
+    /// </remarks>
+    public sealed class RecordTokenRequestProof(UsedDpopProofs used, IOptions<DpopOptions> options, ILogger<RecordTokenRequestProof> logger)
+        : IOpenIddictServerHandler<ValidateTokenRequestContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidateTokenRequestContext>()
-            .UseScopedHandler<RecordTokenRequestProof>()
+            .UseSingletonHandler<RecordTokenRequestProof>()
             .SetOrder(OpenIddictServerHandlers.Exchange.ValidateAuthentication.Descriptor.Order + 500)
             .SetType(OpenIddictServerHandlerType.Custom)
             .Build();
@@ -161,7 +169,7 @@ public static class DpopServerHandlers
             if (DpopRequest.Find(context.Transaction)?.Proof is null)
             {
                 if (!string.IsNullOrEmpty(context.ClientId)
-                    && await applications.FindByClientIdAsync(context.ClientId, context.CancellationToken) is OpenIddictEntityFrameworkCoreApplication client
+                    && await Applications(context).FindByClientIdAsync(context.ClientId, context.CancellationToken) is OpenIddictEntityFrameworkCoreApplication client
                     && StoredClientProperties.Of(client).DpopBoundAccessTokens)
                 {
                     logger.LogInformation(DpopEvents.ProofRefused, "Token request from {ClientId} refused: its tokens are DPoP-bound and it sent no proof", context.ClientId);
@@ -366,10 +374,10 @@ public static class DpopServerHandlers
     /// 9449 section 5; a confidential client's refresh token is held by its authentication already). At authorize, the
     /// code is bound to the <c>dpop_jkt</c> key, which the token request's proof must then match.
     /// </summary>
-    public sealed class BindIssuedTokens(IOpenIddictApplicationManager applications) : IOpenIddictServerHandler<ProcessSignInContext>
+    public sealed class BindIssuedTokens : IOpenIddictServerHandler<ProcessSignInContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessSignInContext>()
-            .UseScopedHandler<BindIssuedTokens>()
+            .UseSingletonHandler<BindIssuedTokens>()
             .SetOrder(OpenIddictServerHandlers.PrepareUserCodePrincipal.Descriptor.Order + 500)
             .SetType(OpenIddictServerHandlerType.Custom)
             .Build();
@@ -402,8 +410,8 @@ public static class DpopServerHandlers
             }
 
             if (context.RefreshTokenPrincipal is { } refresh && !string.IsNullOrEmpty(context.ClientId)
-                && await applications.FindByClientIdAsync(context.ClientId, context.CancellationToken) is { } client
-                && await applications.HasClientTypeAsync(client, ClientTypes.Public, context.CancellationToken))
+                && await Applications(context).FindByClientIdAsync(context.ClientId, context.CancellationToken) is { } client
+                && await Applications(context).HasClientTypeAsync(client, ClientTypes.Public, context.CancellationToken))
             {
                 Bind(refresh, proof.Thumbprint);
             }
