@@ -26,6 +26,12 @@ public static class ClientDescriptorMapper
     /// <summary>Where the client's audience aliases are kept (a JSON array of strings), absent when it has none.</summary>
     public const string AudienceAliasesProperty = "audience_aliases";
 
+    /// <summary>
+    /// Where a client that registered itself (dynamic client registration) keeps its registration access token: its
+    /// SHA-256, lowercase hex. Only such clients have it.
+    /// </summary>
+    public const string RegistrationAccessTokenHashProperty = "registration_access_token_sha256";
+
     /// <summary>Present, and true, when every token request of the client must carry a DPoP proof.</summary>
     public const string DpopBoundAccessTokensProperty = "dpop_bound_access_tokens";
 

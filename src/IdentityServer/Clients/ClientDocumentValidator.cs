@@ -237,7 +237,7 @@ public static class ClientDocumentValidator
         !string.IsNullOrEmpty(alias) && alias.Length <= 200 && !alias.Any(c => char.IsWhiteSpace(c) || char.IsControl(c))
         && alias.Contains('/') && Uri.TryCreate(alias, UriKind.Absolute, out var uri) && !uri.IsFile;
 
-    private static string Echo(string? value) => value is { Length: > 100 } ? value[..100] + "..." : value ?? string.Empty;
+    internal static string Echo(string? value) => value is { Length: > 100 } ? value[..100] + "..." : value ?? string.Empty;
 
     /// <summary>
     /// Every key must be able to verify the client's assertions (<see cref="ClientJsonWebKeys"/>); then the set must

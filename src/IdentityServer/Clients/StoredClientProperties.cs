@@ -11,9 +11,9 @@ namespace IdentityServer.Clients;
 /// client has a new string.
 /// </summary>
 public sealed record StoredClientProperties(string? AuthMethod, string? BackChannelLogoutUri, string? FrontChannelLogoutUri,
-    IReadOnlyList<string> AudienceAliases, bool DpopBoundAccessTokens)
+    IReadOnlyList<string> AudienceAliases, bool DpopBoundAccessTokens, bool SelfRegistered)
 {
-    private static readonly StoredClientProperties None = new(null, null, null, [], false);
+    private static readonly StoredClientProperties None = new(null, null, null, [], false, false);
 
     private static readonly ConditionalWeakTable<string, StoredClientProperties> Parsed = new();
 
@@ -36,6 +36,6 @@ public sealed record StoredClientProperties(string? AuthMethod, string? BackChan
         return properties is null ? None : new(ClientDescriptorMapper.StoredAuthMethodOf(properties),
             ClientDescriptorMapper.BackChannelLogoutUriOf(properties), ClientDescriptorMapper.FrontChannelLogoutUriOf(properties),
             ClientDescriptorMapper.AudienceAliasesOf(properties),
-            ClientDescriptorMapper.DpopBoundAccessTokensOf(properties));
+            ClientDescriptorMapper.DpopBoundAccessTokensOf(properties), properties.ContainsKey(ClientDescriptorMapper.RegistrationAccessTokenHashProperty));
     }
 }

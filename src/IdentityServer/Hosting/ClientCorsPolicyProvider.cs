@@ -6,7 +6,9 @@ namespace IdentityServer.Hosting;
 
 /// <summary>
 /// CORS for browser apps: discovery, JWKS, token, userinfo and revocation answer cross-origin requests from the
-/// origin of a registered redirect URI, and from no one else (no wildcard).
+/// origin of a registered redirect URI, and from no one else (no wildcard). Dynamic client registration answers any
+/// origin, without credentials: an app in a browser registers before it has a redirect URI here, and the endpoint takes
+/// no cookie (a registration access token or an initial access token comes in the Authorization header).
 /// </summary>
 public sealed class ClientCorsPolicyProvider(ClientOrigins origins) : ICorsPolicyProvider
 {
@@ -18,6 +20,12 @@ public sealed class ClientCorsPolicyProvider(ClientOrigins origins) : ICorsPolic
     public async Task<CorsPolicy?> GetPolicyAsync(HttpContext context, string? policyName)
     {
         var origin = context.Request.Headers.Origin.ToString();
+        if (!string.IsNullOrEmpty(origin) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Registration, StringComparison.OrdinalIgnoreCase))
+        {
+            return new CorsPolicyBuilder().AllowAnyOrigin().WithMethods(HttpMethods.Get, HttpMethods.Post, HttpMethods.Delete).AllowAnyHeader()
+                .SetPreflightMaxAge(TimeSpan.FromHours(1)).Build();
+        }
+
         if (string.IsNullOrEmpty(origin) || !CorsPaths.Any(p => context.Request.Path.Equals(p, StringComparison.OrdinalIgnoreCase))
             || !await origins.IsAllowedAsync(origin, context.RequestAborted))
         {

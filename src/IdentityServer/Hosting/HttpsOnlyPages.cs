@@ -7,7 +7,7 @@ namespace IdentityServer.Hosting;
 /// Outside Development the pages need HTTPS: their cookies are <c>Secure</c> (<c>__Host-</c>), and antiforgery refuses
 /// to work without it (a page reached over plain HTTP was a 500). A browser's plain-HTTP <c>GET</c> of a page is sent
 /// to the public address over HTTPS; anything else is told so. The protocol APIs answer for themselves (OpenIddict's
-/// "only accepts HTTPS" error), and health checks and the metrics scrape stay reachable over plain HTTP for load
+/// "only accepts HTTPS" error; dynamic client registration, ours, is told here), and health checks and the metrics scrape stay reachable over plain HTTP for load
 /// balancers and scrapers.
 /// </summary>
 public static class HttpsOnlyPages
@@ -35,7 +35,7 @@ public static class HttpsOnlyPages
                 return context.Response.WriteAsync("This server does not trust its proxy's X-Forwarded-Proto; see its log.", context.RequestAborted);
             }
 
-            var api = request.Path.StartsWithSegments("/api");
+            var api = request.Path.StartsWithSegments("/api") || request.Path.StartsWithSegments(ProtocolRoutes.Registration);
             var origin = publicAddress?.GetLeftPart(UriPartial.Authority) ?? (request.Host.HasValue ? $"https://{request.Host.Host}" : null);
             if (origin is not null && !api && (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)))
             {
@@ -55,9 +55,10 @@ public static class HttpsOnlyPages
         }));
     }
 
+    /// <remarks>Dynamic client registration is no OpenIddict endpoint: it is held to HTTPS here, and answered in JSON.</remarks>
     private static bool NeedsHttps(HttpContext context) =>
         !context.Request.IsHttps
-        && !ProtocolRoutes.IsProtocolApi(context.Request.Path)
+        && (!ProtocolRoutes.IsProtocolApi(context.Request.Path) || context.Request.Path.StartsWithSegments(ProtocolRoutes.Registration))
         && !context.Request.Path.StartsWithSegments("/health")
         && !context.Request.Path.StartsWithSegments("/metrics");
 }

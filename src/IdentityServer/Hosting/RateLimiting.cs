@@ -121,16 +121,16 @@ public static class RateLimiting
     private static bool IsAccountPost(HttpContext context) =>
         HttpMethods.IsPost(context.Request.Method) && AccountPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>A dynamic client registration: anyone may send one when registration is open, so each address gets the account posts' limit.</summary>
+    private static bool IsRegistrationPost(HttpContext context) =>
+        HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Registration, StringComparison.OrdinalIgnoreCase);
+
     /// <summary>
     /// The account a post names, so that its user name, its email and its second-factor step share one limit: the
     /// account's id when the name is one (user name first, then email, as the login page looks it up), else the name
     /// as typed (an unknown name, or a registration's new one). Not looked up when <paramref name="lookUp"/> is false
     /// (the address is over its own limit, so the request is refused anyway).
     /// </summary>
-    /// <summary>A dynamic client registration: anyone may send one when registration is open, so each address gets the account posts' limit.</summary>
-    private static bool IsRegistrationPost(HttpContext context) =>
-        HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Registration, StringComparison.OrdinalIgnoreCase);
-
     private static async Task<string?> AccountPartitionAsync(HttpContext context, bool lookUp)
     {
         if (SecondFactorPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase)))

@@ -9,7 +9,6 @@ using IdentityServer.Clients;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
-using OpenIddict.Server;
 
 namespace IdentityServer.Registration;
 
@@ -21,12 +20,14 @@ namespace IdentityServer.Registration;
 /// </summary>
 public static class RegistrationEndpoint
 {
-    /// <summary>Where a registered client's registration access token is kept: its SHA-256, lowercase hex.</summary>
-    public const string AccessTokenHashProperty = "registration_access_token_sha256";
+    private const string AccessTokenHashProperty = ClientDescriptorMapper.RegistrationAccessTokenHashProperty;
 
     private const string InvalidClientMetadata = "invalid_client_metadata";
 
     private static readonly JsonSerializerOptions DocumentJson = new() { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
+
+    private static readonly string[] AllMethods =
+        [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post, HttpMethods.Put, HttpMethods.Patch, HttpMethods.Delete, HttpMethods.Options];
 
     public static WebApplication MapRegistration(this WebApplication endpoints)
     {
@@ -34,10 +35,16 @@ public static class RegistrationEndpoint
         if (!options.Enabled)
         {
             // Not there: a plain 404, not the sign-in page every unknown path without a session is sent to.
-            endpoints.MapMethods(ProtocolRoutes.Registration + "/{**rest}", [HttpMethods.Get, HttpMethods.Post, HttpMethods.Put, HttpMethods.Delete],
-                () => Results.NotFound()).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
+            endpoints.MapMethods(ProtocolRoutes.Registration + "/{**rest}", AllMethods, () => Results.NotFound())
+                .AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
             return endpoints;
         }
+
+        // Anything else asked of the two addresses (RFC 7592's update among them) is a 405 in JSON, not the sign-in page.
+        endpoints.MapMethods(ProtocolRoutes.Registration, AllMethods.Except([HttpMethods.Post, HttpMethods.Options]), (HttpContext http) => NotAllowed(http, HttpMethods.Post))
+            .AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
+        endpoints.MapMethods(ProtocolRoutes.Registration + "/{clientId}", AllMethods.Except([HttpMethods.Get, HttpMethods.Delete, HttpMethods.Options]),
+            (HttpContext http) => NotAllowed(http, $"{HttpMethods.Get}, {HttpMethods.Delete}")).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
 
         var register = endpoints.MapPost(ProtocolRoutes.Registration, RegisterAsync).DisableAntiforgery().ExcludeFromDescription();
         if (options.RequireInitialAccessToken)
@@ -55,7 +62,7 @@ public static class RegistrationEndpoint
     }
 
     private static async Task<IResult> RegisterAsync(HttpContext http, ClientAdmin clients, IOptions<RegistrationOptions> options,
-        IOptionsMonitor<OpenIddictServerOptions> server, ILogger<RegistrationRequest> logger)
+        ILogger<RegistrationRequest> logger)
     {
         RegistrationRequest? request = null;
         if (http.Request.HasJsonContentType())
@@ -64,9 +71,9 @@ public static class RegistrationEndpoint
             {
                 request = await http.Request.ReadFromJsonAsync<RegistrationRequest>(http.RequestAborted);
             }
-            catch (JsonException)
+            catch (Exception e) when (e is JsonException or InvalidOperationException)
             {
-                // answered below
+                // Not JSON, or in a charset there is no decoder for: answered below.
             }
         }
 
@@ -97,7 +104,7 @@ public static class RegistrationEndpoint
         }
 
         logger.LogInformation(RegistrationEvents.ClientRegistered, "Client {ClientId} registered by {Actor}", clientId, actor);
-        var answer = Describe(http, server.CurrentValue, created.Value!.Client.Document);
+        var answer = Describe(http, created.Value!.Client.Document);
         answer["client_id_issued_at"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         if (created.Value.Secret is { } secret)
         {
@@ -109,24 +116,33 @@ public static class RegistrationEndpoint
         return Json(answer, StatusCodes.Status201Created, http);
     }
 
-    /// <summary>RFC 7592 section 2.1: the registration as it is now (never the secret, which is stored hashed).</summary>
-    private static async Task<IResult> ReadAsync(string clientId, HttpContext http, ClientAdmin clients, IOpenIddictApplicationManager applications,
-        IOptionsMonitor<OpenIddictServerOptions> server)
+    /// <summary>
+    /// RFC 7592 sections 2.1 and 3: the registration as it is now, with the registration access token it was read with
+    /// (never the secret, which is stored hashed).
+    /// </summary>
+    private static async Task<IResult> ReadAsync(string clientId, HttpContext http, ClientAdmin clients, IOpenIddictApplicationManager applications)
     {
-        if (!await HoldsRegistrationAccessTokenAsync(http, clientId, applications))
+        if (await RegistrationAccessTokenAsync(http, clientId, applications) is not { } token)
         {
             return InvalidToken(http);
         }
 
         var entry = await clients.GetAsync(clientId, http.RequestAborted);
-        return entry.Succeeded ? Json(Describe(http, server.CurrentValue, entry.Value!.Document), StatusCodes.Status200OK, http) : InvalidToken(http);
+        if (!entry.Succeeded)
+        {
+            return InvalidToken(http);
+        }
+
+        var answer = Describe(http, entry.Value!.Document);
+        answer["registration_access_token"] = token;
+        return Json(answer, StatusCodes.Status200OK, http);
     }
 
     /// <summary>RFC 7592 section 2.3: the client deregisters itself; its tokens stop working with it.</summary>
     private static async Task<IResult> DeleteAsync(string clientId, HttpContext http, ClientAdmin clients, IOpenIddictApplicationManager applications,
         ILogger<RegistrationRequest> logger)
     {
-        if (!await HoldsRegistrationAccessTokenAsync(http, clientId, applications))
+        if (await RegistrationAccessTokenAsync(http, clientId, applications) is null)
         {
             return InvalidToken(http);
         }
@@ -142,8 +158,11 @@ public static class RegistrationEndpoint
         return Results.NoContent();
     }
 
-    /// <summary>Whether the request's bearer token is the client's registration access token; an unknown client holds none.</summary>
-    private static async Task<bool> HoldsRegistrationAccessTokenAsync(HttpContext http, string clientId, IOpenIddictApplicationManager applications)
+    /// <summary>
+    /// The request's bearer token when it is the client's registration access token; null otherwise, and for a client
+    /// registered another way (an unknown client holds none either).
+    /// </summary>
+    private static async Task<string?> RegistrationAccessTokenAsync(HttpContext http, string clientId, IOpenIddictApplicationManager applications)
     {
         var authorization = http.Request.Headers.Authorization.ToString();
         if (!authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
@@ -151,23 +170,21 @@ public static class RegistrationEndpoint
             || (await applications.GetPropertiesAsync(application, http.RequestAborted)).GetValueOrDefault(AccessTokenHashProperty) is not
                 { ValueKind: JsonValueKind.String } stored)
         {
-            return false;
+            return null;
         }
 
-        return CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(Hash(authorization["Bearer ".Length..].Trim())),
-            Encoding.ASCII.GetBytes(stored.GetString()!));
+        var token = authorization["Bearer ".Length..].Trim();
+        return CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(Hash(token)), Encoding.ASCII.GetBytes(stored.GetString()!)) ? token : null;
     }
 
-    /// <summary>The client's metadata as registered, with where to manage it.</summary>
-    private static JsonObject Describe(HttpContext http, OpenIddictServerOptions server, ClientDocument document)
+    /// <summary>The client's metadata as registered, with where to manage it (under the request's base address, as discovery names endpoints).</summary>
+    private static JsonObject Describe(HttpContext http, ClientDocument document)
     {
         var answer = JsonSerializer.SerializeToNode(document, DocumentJson)!.AsObject();
         answer["response_types"] = document.GrantTypes.Contains(OpenIddictConstants.GrantTypes.AuthorizationCode) ? new JsonArray("code") : new JsonArray();
-        if (ServerIssuer.Of(http, server) is { } issuer)
-        {
-            answer["registration_client_uri"] = new Uri(issuer, ProtocolRoutes.Registration.TrimStart('/') + "/" + Uri.EscapeDataString(document.ClientId!)).AbsoluteUri;
-        }
-
+        var request = http.Request;
+        answer["registration_client_uri"] =
+            $"{request.Scheme}://{request.Host}{request.PathBase}{ProtocolRoutes.Registration}/{Uri.EscapeDataString(document.ClientId!)}";
         return answer;
     }
 
@@ -178,6 +195,15 @@ public static class RegistrationEndpoint
         http.Response.Headers.CacheControl = "no-store";
         http.Response.Headers.Pragma = "no-cache";
         return Results.Json(body, statusCode: status);
+    }
+
+    private static IResult NotAllowed(HttpContext http, string allow)
+    {
+        http.Response.Headers.Allow = allow;
+        return Results.Json(new Dictionary<string, string>
+        {
+            ["error"] = "invalid_request", ["error_description"] = $"This address takes {allow} only.",
+        }, statusCode: StatusCodes.Status405MethodNotAllowed);
     }
 
     private static IResult Error(string error, string description) =>
@@ -199,4 +225,5 @@ public static class RegistrationEvents
     public static readonly EventId ClientRegistered = new(5027, nameof(ClientRegistered));
     public static readonly EventId RegistrationRefused = new(5028, nameof(RegistrationRefused));
     public static readonly EventId ClientDeregistered = new(5029, nameof(ClientDeregistered));
+    public static readonly EventId ErrorNotRedirected = new(5030, nameof(ErrorNotRedirected));
 }

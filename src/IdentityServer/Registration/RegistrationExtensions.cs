@@ -7,16 +7,29 @@ public static class RegistrationExtensions
     /// <summary>Dynamic client registration (RFC 7591, 7592), when <c>Registration:Enabled</c>: its settings and its place in discovery.</summary>
     public static WebApplicationBuilder AddRegistration(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<RegistrationOptions>().BindConfiguration(RegistrationOptions.Section);
+        builder.Services.AddOptions<RegistrationOptions>().BindConfiguration(RegistrationOptions.Section).PostConfigure(options =>
+        {
+            if (options.AllowedScopes.Count == 0)
+            {
+                options.AllowedScopes.AddRange(RegistrationOptions.DefaultScopes);
+            }
+
+            if (options.AllowedGrantTypes.Count == 0)
+            {
+                options.AllowedGrantTypes.AddRange(RegistrationOptions.DefaultGrantTypes);
+            }
+        });
+        // Clients registered while it was on keep this after it is turned off.
+        builder.Services.AddOpenIddict().AddServer(server => server.AddEventHandler(SelfRegisteredClientErrors.Descriptor));
         if (builder.Configuration.GetSection(RegistrationOptions.Section).Get<RegistrationOptions>()?.Enabled == true)
         {
             builder.Services.AddOpenIddict().AddServer(server => server.AddEventHandler<HandleConfigurationRequestContext>(handler =>
                 handler.UseInlineHandler(context =>
                 {
+                    // Under the request's base address, as OpenIddict names its own endpoints.
                     if (context.BaseUri is { } baseUri)
                     {
-                        context.Metadata["registration_endpoint"] = new Uri(context.Options.Issuer ?? baseUri,
-                            Authorization.ProtocolRoutes.Registration.TrimStart('/')).AbsoluteUri;
+                        context.Metadata["registration_endpoint"] = new Uri(baseUri, Authorization.ProtocolRoutes.Registration.TrimStart('/')).AbsoluteUri;
                     }
 
                     return default;

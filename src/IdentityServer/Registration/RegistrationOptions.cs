@@ -17,9 +17,17 @@ public sealed class RegistrationOptions
     /// </summary>
     public bool RequireInitialAccessToken { get; set; }
 
-    /// <summary>The scopes a registered client may be given; asking for another is refused. Without <c>scope</c>, it gets these.</summary>
-    public List<string> AllowedScopes { get; set; } = ["openid", "profile", "email", "offline_access"];
+    public static readonly IReadOnlyList<string> DefaultScopes = ["openid", "profile", "email", "offline_access"];
 
-    /// <summary>The grants a registered client may use; asking for another is refused.</summary>
-    public List<string> AllowedGrantTypes { get; set; } = ["authorization_code", "refresh_token"];
+    public static readonly IReadOnlyList<string> DefaultGrantTypes = ["authorization_code", "refresh_token"];
+
+    /// <summary>
+    /// The scopes a registered client may be given; asking for another is refused. Without <c>scope</c>, it gets these
+    /// (<c>offline_access</c> only with the refresh token grant). Empty here: configuration binding adds to a list rather
+    /// than replacing it, so the defaults (<see cref="DefaultScopes"/>) are filled in after binding, when none are set.
+    /// </summary>
+    public List<string> AllowedScopes { get; set; } = [];
+
+    /// <summary>The grants a registered client may use; asking for another is refused (<see cref="DefaultGrantTypes"/> when none are set).</summary>
+    public List<string> AllowedGrantTypes { get; set; } = [];
 }

@@ -67,11 +67,15 @@ public sealed class RegistrationRequest
     public (ClientDocument? Document, string? Problem) ToDocument(string clientId, RegistrationOptions options)
     {
         var grants = GrantTypes is { Count: > 0 } asked ? asked.Distinct(StringComparer.Ordinal).ToList() : [OidcGrants.AuthorizationCode];
-        var scopes = Scope is null ? options.AllowedScopes : ClientDescriptorMapper.SplitScopes(Scope).ToList();
+        var scopes = Scope is not null ? ClientDescriptorMapper.SplitScopes(Scope).ToList()
+            : options.AllowedScopes.Where(s => s != Scopes.OfflineAccess || grants.Contains(OidcGrants.RefreshToken)).ToList();
         var problem = grants.FirstOrDefault(g => !options.AllowedGrantTypes.Contains(g)) is { } grant
-                ? $"grant_types: '{grant}' may not be registered here (allowed: {string.Join(", ", options.AllowedGrantTypes)})."
+                ? $"grant_types: '{ClientDocumentValidator.Echo(grant)}' may not be registered here (allowed: {string.Join(", ", options.AllowedGrantTypes)})."
             : scopes.FirstOrDefault(s => !options.AllowedScopes.Contains(s)) is { } scope
-                ? $"scope: '{scope}' may not be registered here (allowed: {string.Join(" ", options.AllowedScopes)})."
+                ? $"scope: '{ClientDocumentValidator.Echo(scope)}' may not be registered here (allowed: {string.Join(" ", options.AllowedScopes)})."
+            // The server would post logout tokens wherever an anonymous registrant said: an admin registers that.
+            : BackChannelLogoutUri is not null && !options.RequireInitialAccessToken
+                ? "backchannel_logout_uri: not taken from an open registration (this server would post to it); ask an administrator."
             : ResponseTypes is { } responses && responses.Any(r => r != OidcResponses.Code)
                 ? "response_types: only 'code' is supported."
             : ResponseTypes is { Count: > 0 } && !grants.Contains(OidcGrants.AuthorizationCode)

@@ -60,7 +60,7 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
 
         Assert.Equal("client_secret_basic", registered.GetProperty("token_endpoint_auth_method").GetString());
         Assert.Equal(["authorization_code"], Jwt.Strings(registered.GetProperty("grant_types")));
-        Assert.Equal("openid profile email offline_access", registered.GetProperty("scope").GetString());
+        Assert.Equal("openid profile email", registered.GetProperty("scope").GetString()); // offline_access only with the refresh grant
         Assert.Equal(0, registered.GetProperty("client_secret_expires_at").GetInt64());
         var client = new TestClient(registered.GetProperty("client_id").GetString()!, registered.GetProperty("client_secret").GetString()!, new());
         var introspection = await OAuth.PostFormAsync(server, "introspection_endpoint", new Dictionary<string, string> { ["token"] = "not-a-token" }, client);
@@ -76,6 +76,8 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
     [InlineData("""{"grant_types":["authorization_code"]}""", "invalid_redirect_uri")]
     [InlineData("""{"redirect_uris":"https://app.test/callback"}""", "invalid_client_metadata")]
     [InlineData("""not json""", "invalid_client_metadata")]
+    // The server would post to it: not from anyone who cares to register.
+    [InlineData("""{"redirect_uris":["https://app.test/callback"],"backchannel_logout_uri":"https://169.254.169.254/latest"}""", "invalid_client_metadata")]
     public async Task A_registration_asking_for_what_is_not_allowed_is_refused(string body, string error)
     {
         using var content = new StringContent(body, Encoding.UTF8, "application/json");
@@ -97,6 +99,8 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
 
         var read = await (await ManageAsync(HttpMethod.Get, uri, token)).ExpectAsync(HttpStatusCode.OK);
         Assert.Equal(registered.GetProperty("client_id").GetString(), read.GetProperty("client_id").GetString());
+        Assert.Equal(token, read.GetProperty("registration_access_token").GetString()); // RFC 7592 section 3
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, (await ManageAsync(HttpMethod.Put, uri, token)).StatusCode);
         Assert.False(read.TryGetProperty("client_secret", out _));
 
         foreach (var wrong in new[] { null, "not-the-token", other.GetProperty("registration_access_token").GetString() })
@@ -135,6 +139,95 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var admin = await AdminAsync(guarded);
         var registered = await (await admin.PostJsonAsync(await guarded.EndpointAsync("registration_endpoint"), body)).ExpectAsync(HttpStatusCode.Created);
         Assert.StartsWith("dcr-", registered.GetProperty("client_id").GetString());
+    }
+
+    /// <summary>
+    /// An error for a self-registered client (no sign-in needed) is shown here, not sent to the registrant's address:
+    /// else this server would redirect anyone anywhere (RFC 9700 section 4.11.2). A person who saw the consent page and
+    /// declined is sent back with access_denied; that page says the app registered itself and where it answers.
+    /// </summary>
+    [SkippableFact]
+    public async Task Errors_for_a_self_registered_client_are_shown_here_until_the_person_has_seen_its_consent_page()
+    {
+        var registered = await (await RegisterAsync(new
+        {
+            client_name = "Totally the bank", redirect_uris = new[] { "https://evil.test/cb" }, token_endpoint_auth_method = "none", scope = "openid",
+        })).ExpectAsync(HttpStatusCode.Created);
+        var clientId = registered.GetProperty("client_id").GetString()!;
+        static bool AtEvil(Uri uri) => uri.Host == "evil.test";
+
+        foreach (var extra in new[] { new Dictionary<string, string?> { ["prompt"] = "none" }, new Dictionary<string, string?> { ["scope"] = "no-such-scope" } })
+        {
+            var page = await server.CreateBrowser().NavigateAsync(
+                await OAuth.AuthorizeUrlAsync(server, clientId, "openid", Pkce.Create(), "https://evil.test/cb", extra), AtEvil);
+            Assert.True(page.RedirectTarget is null || !AtEvil(page.RedirectTarget), $"Sent to {page.RedirectTarget} for {string.Join(",", extra)}");
+        }
+
+        var browser = server.CreateBrowser();
+        var consent = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, clientId, "openid", Pkce.Create(), "https://evil.test/cb"), AtEvil);
+        consent = await OAuth.SignInAsync(browser, consent, await server.CreateUserAsync(), AtEvil);
+        Assert.Contains("registered itself", consent.Document.QuerySelector("p.notice")?.TextContent);
+        Assert.Contains("evil.test", consent.Document.QuerySelector("p.notice")?.TextContent);
+        var declined = await browser.SubmitAsync(consent, button: "button[value=deny]", stopAt: AtEvil);
+        Assert.Equal("access_denied", OAuth.QueryOf(declined.RedirectTarget!)["error"]);
+    }
+
+    /// <summary>Configured lists replace the defaults (configuration binding would otherwise add to them).</summary>
+    [SkippableFact]
+    public async Task Configured_allowed_scopes_and_grants_replace_the_defaults()
+    {
+        await using var factory = server.StartServer(new Dictionary<string, string?>
+        {
+            ["Registration:AllowedScopes:0"] = "openid", ["Registration:AllowedGrantTypes:0"] = "authorization_code",
+        });
+        var narrow = new AttachedServer(factory, server.Provider);
+        var endpoint = await narrow.EndpointAsync("registration_endpoint");
+
+        var refresh = await narrow.CreateClient().PostJsonAsync(endpoint,
+            Json(new { redirect_uris = new[] { "https://app.test/callback" }, grant_types = new[] { "authorization_code", "refresh_token" } }));
+        Assert.Equal("invalid_client_metadata", (await refresh.ExpectAsync(HttpStatusCode.BadRequest)).GetProperty("error").GetString());
+
+        var plain = await (await narrow.CreateClient().PostJsonAsync(endpoint, Json(new { redirect_uris = new[] { "https://app.test/callback" } })))
+            .ExpectAsync(HttpStatusCode.Created);
+        Assert.Equal("openid", plain.GetProperty("scope").GetString());
+    }
+
+    [SkippableFact]
+    public async Task Registration_needs_HTTPS_outside_Development()
+    {
+        using var http = new HttpClient(server.Factory.CreateReportingHandler()) { BaseAddress = new Uri("http://localhost/") };
+        using var content = new StringContent("""{"redirect_uris":["https://app.test/callback"]}""", Encoding.UTF8, "application/json");
+
+        var response = await http.PostAsync("/connect/register", content);
+
+        Assert.Equal("invalid_request", (await response.ExpectAsync(HttpStatusCode.BadRequest)).GetProperty("error").GetString());
+    }
+
+    [SkippableFact]
+    public async Task A_request_in_a_charset_without_a_decoder_is_refused_not_a_server_error()
+    {
+        using var content = new StringContent("""{"redirect_uris":["https://app.test/callback"]}""");
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/json; charset=bogus");
+
+        var response = await server.CreateClient().PostAsync(await server.EndpointAsync("registration_endpoint"), content);
+
+        Assert.Equal("invalid_client_metadata", (await response.ExpectAsync(HttpStatusCode.BadRequest)).GetProperty("error").GetString());
+    }
+
+    /// <summary>An app in a browser (say, an MCP client in a web page) registers from its own origin: any origin, no credentials.</summary>
+    [SkippableFact]
+    public async Task A_browser_app_on_any_origin_may_register()
+    {
+        using var preflight = new HttpRequestMessage(HttpMethod.Options, await server.EndpointAsync("registration_endpoint"));
+        preflight.Headers.Add("Origin", "https://inspector.example");
+        preflight.Headers.Add("Access-Control-Request-Method", "POST");
+        preflight.Headers.Add("Access-Control-Request-Headers", "content-type");
+
+        var response = await server.CreateClient().SendAsync(preflight);
+
+        Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+        Assert.Equal("*", response.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        Assert.False(response.Headers.Contains("Access-Control-Allow-Credentials"));
     }
 
     private static Func<Uri, bool> IsLoopbackApp => uri => uri.Host == "127.0.0.1" && uri.Port == 33418;

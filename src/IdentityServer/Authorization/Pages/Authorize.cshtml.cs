@@ -58,6 +58,9 @@ public sealed class AuthorizeModel(
 
     public string ClientName { get; private set; } = string.Empty;
 
+    /// <summary>Where a client that registered itself sends the person back to (its redirect URI's host), so they see who it is; null for the others.</summary>
+    public string? SelfRegisteredReturnsTo { get; private set; }
+
     public IReadOnlyList<(string Name, string Description)> Scopes { get; private set; } = [];
 
     /// <summary>The request's own parameters, re-posted by the consent form.</summary>
@@ -180,6 +183,8 @@ public sealed class AuthorizeModel(
         {
             if (consentDecision != "accept")
             {
+                // The person saw the consent page: even a client that registered itself may hear the refusal.
+                HttpContext.Items[Registration.SelfRegisteredClientErrors.AnsweredConsentItem] = true;
                 logger.LogInformation(TokenEvents.AuthorizationDenied, "User {UserId} denied {ClientId}", user.Id, request.ClientId);
                 return Refuse(Errors.AccessDenied, "The user denied the request.");
             }
@@ -318,6 +323,13 @@ public sealed class AuthorizeModel(
     private async Task ShowConsentAsync(object application, ImmutableArray<string> requestedScopes)
     {
         ClientName = await DisplayNameAsync(application);
+        if (application is OpenIddict.EntityFrameworkCore.Models.OpenIddictEntityFrameworkCoreApplication stored
+            && Clients.StoredClientProperties.Of(stored).SelfRegistered
+            && Uri.TryCreate(HttpContext.GetOpenIddictServerRequest()?.RedirectUri, UriKind.Absolute, out var redirect))
+        {
+            SelfRegisteredReturnsTo = redirect.IsDefaultPort ? redirect.Host : $"{redirect.Host}:{redirect.Port}";
+        }
+
         var described = new List<(string, string)>();
         foreach (var scope in requestedScopes)
         {
@@ -347,7 +359,7 @@ public sealed class AuthorizeModel(
 
     /// <summary>
     /// RFC 6749 4.1.2.1: only an unknown client or a missing, invalid or unregistered redirect_uri is shown to the
-    /// person; any other error (missing PKCE, unknown scope, unsupported response type...) goes back to the client.
+    /// person (and every error of a client that registered itself, RFC 9700 section 4.11.2); any other error (missing PKCE, unknown scope, unsupported response type...) goes back to the client.
     /// OpenIddict never redirects a request it rejected (it may have stopped before checking the redirect_uri), so
     /// we check the client and the exact redirect_uri ourselves and only then send the error back, with state and iss
     /// (RFC 9207), in the response mode the client asked for. Returns null when the error must stay here.
@@ -362,7 +374,9 @@ public sealed class AuthorizeModel(
         }
 
         var application = await applications.FindByClientIdAsync(request.ClientId, HttpContext.RequestAborted);
-        if (application is null || !await applications.ValidateRedirectUriAsync(application, request.RedirectUri!, HttpContext.RequestAborted))
+        if (application is null || !await applications.ValidateRedirectUriAsync(application, request.RedirectUri!, HttpContext.RequestAborted)
+            // Anyone may register a client: its errors stay here, or this server would redirect anyone anywhere.
+            || await Registration.SelfRegisteredClientErrors.IsSelfRegisteredAsync(applications, request.ClientId, HttpContext.RequestAborted))
         {
             return null;
         }
