@@ -41,8 +41,8 @@ public static class RegistrationEndpoint
         }
 
         // Anything else asked of the two addresses (RFC 7592's update among them) is a 405 in JSON, not the sign-in page.
-        endpoints.MapMethods(ProtocolRoutes.Registration, AllMethods.Except([HttpMethods.Post, HttpMethods.Options]), (HttpContext http) => NotAllowed(http, HttpMethods.Post))
-            .AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
+        endpoints.MapMethods(ProtocolRoutes.Registration, AllMethods.Except([HttpMethods.Post, HttpMethods.Options]),
+            (HttpContext http) => NotAllowed(http, HttpMethods.Post)).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
         endpoints.MapMethods(ProtocolRoutes.Registration + "/{clientId}", AllMethods.Except([HttpMethods.Get, HttpMethods.Delete, HttpMethods.Options]),
             (HttpContext http) => NotAllowed(http, $"{HttpMethods.Get}, {HttpMethods.Delete}")).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
 
@@ -64,6 +64,13 @@ public static class RegistrationEndpoint
     private static async Task<IResult> RegisterAsync(HttpContext http, ClientAdmin clients, IOptions<RegistrationOptions> options,
         ILogger<RegistrationRequest> logger)
     {
+        // An initial access token is a bearer token: an admin's session cookie, which the admin policy also takes, is not
+        // one (and this endpoint has no antiforgery check for it).
+        if (options.Value.RequireInitialAccessToken && !AdminAccess.IsBearerRequest(http))
+        {
+            return InvalidToken(http, "Registration needs an initial access token (an admin access token) in the Authorization header.");
+        }
+
         RegistrationRequest? request = null;
         if (http.Request.HasJsonContentType())
         {
@@ -210,13 +217,11 @@ public static class RegistrationEndpoint
         Results.Json(new Dictionary<string, string> { ["error"] = error, ["error_description"] = description }, statusCode: StatusCodes.Status400BadRequest);
 
     /// <summary>401 for a missing or wrong registration access token, and for an unknown client alike (RFC 7592 section 2).</summary>
-    private static IResult InvalidToken(HttpContext http)
+    private static IResult InvalidToken(HttpContext http, string description = "The registration access token is missing or not this client's.")
     {
         http.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
-        return Results.Json(new Dictionary<string, string>
-        {
-            ["error"] = "invalid_token", ["error_description"] = "The registration access token is missing or not this client's.",
-        }, statusCode: StatusCodes.Status401Unauthorized);
+        return Results.Json(new Dictionary<string, string> { ["error"] = "invalid_token", ["error_description"] = description },
+            statusCode: StatusCodes.Status401Unauthorized);
     }
 }
 

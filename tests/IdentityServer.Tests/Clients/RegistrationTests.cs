@@ -139,6 +139,15 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var admin = await AdminAsync(guarded);
         var registered = await (await admin.PostJsonAsync(await guarded.EndpointAsync("registration_endpoint"), body)).ExpectAsync(HttpStatusCode.Created);
         Assert.StartsWith("dcr-", registered.GetProperty("client_id").GetString());
+
+        // An admin's session cookie is no initial access token (and the endpoint has no antiforgery check for one).
+        var adminBrowser = await IdentityServer.Tests.Admin.AdminPages.SignedInAsync(guarded, await guarded.CreateUserAsync(null, "admin"));
+        using var request = new HttpRequestMessage(HttpMethod.Post, await guarded.EndpointAsync("registration_endpoint"))
+        {
+            Content = new StringContent(body, Encoding.UTF8, "application/json"),
+        };
+        var byCookie = await adminBrowser.SendAsync(request);
+        Assert.True(byCookie.StatusCode == HttpStatusCode.Unauthorized, $"{(int)byCookie.StatusCode}: {await byCookie.Content.ReadAsStringAsync()}");
     }
 
     /// <summary>
