@@ -15,8 +15,8 @@ using OpenIddict.EntityFrameworkCore.Models;
 namespace IdentityServer.Logout;
 
 /// <summary>
-/// OpenID Connect Front-Channel Logout 1.0: when the user signs out here in a browser (the sign-out page, RP-initiated
-/// logout), the page loads the front-channel logout URI of each client the session signed in to in a hidden frame, with
+/// OpenID Connect Front-Channel Logout 1.0: when the user signs out here in a browser (the sign-out page, "sign out
+/// everywhere", RP-initiated logout), the page loads the front-channel logout URI of each client the session signed in to in a hidden frame, with
 /// <c>iss</c> and <c>sid</c>, so each app ends its own session in that browser. The clients are those recorded for the
 /// session (<see cref="UserSessionClient"/>), read before the session ends; the URI is the client's as it is now.
 /// </summary>
