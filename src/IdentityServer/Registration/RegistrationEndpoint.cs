@@ -14,8 +14,8 @@ namespace IdentityServer.Registration;
 
 /// <summary>
 /// OAuth 2.0 Dynamic Client Registration (RFC 7591) at <c>/connect/register</c>, and its management protocol (RFC 7592)
-/// at <c>/connect/register/{client_id}</c>: reading a registration and deleting it, with the registration access token
-/// the registration answered (stored as its SHA-256 only). A registered client is created as the admin API creates one
+/// at <c>/connect/register/{client_id}</c>: reading, updating and deleting a registration, with the registration access
+/// token the registration answered (stored as its SHA-256 only). A registered client is created as the admin API creates one
 /// (same rules, audit, caches), with a server-chosen <c>client_id</c>.
 /// </summary>
 public static class RegistrationEndpoint
@@ -40,11 +40,13 @@ public static class RegistrationEndpoint
             return endpoints;
         }
 
-        // Anything else asked of the two addresses (RFC 7592's update among them) is a 405 in JSON, not the sign-in page.
+        // Anything else asked of the two addresses is a 405 in JSON, not the sign-in page.
         endpoints.MapMethods(ProtocolRoutes.Registration, AllMethods.Except([HttpMethods.Post, HttpMethods.Options]),
             (HttpContext http) => NotAllowed(http, HttpMethods.Post)).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
-        endpoints.MapMethods(ProtocolRoutes.Registration + "/{clientId}", AllMethods.Except([HttpMethods.Get, HttpMethods.Delete, HttpMethods.Options]),
-            (HttpContext http) => NotAllowed(http, $"{HttpMethods.Get}, {HttpMethods.Delete}")).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
+        endpoints.MapMethods(ProtocolRoutes.Registration + "/{clientId}",
+                AllMethods.Except([HttpMethods.Get, HttpMethods.Put, HttpMethods.Delete, HttpMethods.Options]),
+                (HttpContext http) => NotAllowed(http, $"{HttpMethods.Get}, {HttpMethods.Put}, {HttpMethods.Delete}"))
+            .AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
 
         var register = endpoints.MapPost(ProtocolRoutes.Registration, RegisterAsync).DisableAntiforgery().ExcludeFromDescription();
         if (options.RequireInitialAccessToken)
@@ -57,6 +59,7 @@ public static class RegistrationEndpoint
         }
 
         endpoints.MapGet(ProtocolRoutes.Registration + "/{clientId}", ReadAsync).AllowAnonymous().ExcludeFromDescription();
+        endpoints.MapPut(ProtocolRoutes.Registration + "/{clientId}", UpdateAsync).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
         endpoints.MapDelete(ProtocolRoutes.Registration + "/{clientId}", DeleteAsync).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
         return endpoints;
     }
@@ -71,22 +74,9 @@ public static class RegistrationEndpoint
             return InvalidToken(http, "Registration needs an initial access token (an admin access token) in the Authorization header.");
         }
 
-        RegistrationRequest? request = null;
-        if (http.Request.HasJsonContentType())
+        if (await ReadRequestAsync(http) is not { } request)
         {
-            try
-            {
-                request = await http.Request.ReadFromJsonAsync<RegistrationRequest>(http.RequestAborted);
-            }
-            catch (Exception e) when (e is JsonException or InvalidOperationException)
-            {
-                // Not JSON, or in a charset there is no decoder for: answered below.
-            }
-        }
-
-        if (request is null)
-        {
-            return Error(InvalidClientMetadata, "The request must be a JSON object of client metadata (application/json).");
+            return Error(InvalidClientMetadata, NotMetadata);
         }
 
         var clientId = "dcr-" + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(16));
@@ -145,6 +135,63 @@ public static class RegistrationEndpoint
         return Json(answer, StatusCodes.Status200OK, http);
     }
 
+    /// <summary>
+    /// RFC 7592 section 2.2: the client replaces its metadata, under the same limits as a registration (what it leaves out
+    /// is gone or back to its default). It names itself (<c>client_id</c>) and, if it sends its secret, the right one;
+    /// it keeps its secret, and gets one, shown once, if it becomes confidential.
+    /// </summary>
+    private static async Task<IResult> UpdateAsync(string clientId, HttpContext http, ClientAdmin clients, IOpenIddictApplicationManager applications,
+        IOptions<RegistrationOptions> options, ILogger<RegistrationRequest> logger)
+    {
+        if (await RegistrationAccessTokenAsync(http, clientId, applications) is not { } token)
+        {
+            return InvalidToken(http);
+        }
+
+        if (await ReadRequestAsync(http) is not { } request)
+        {
+            return Error(InvalidClientMetadata, NotMetadata);
+        }
+
+        var problem = request.ClientId != clientId ? "client_id: must be this client's own (RFC 7592 section 2.2)."
+            : request.ClientSecret is { } secret && !(await applications.FindByClientIdAsync(clientId, http.RequestAborted) is { } application
+                && await applications.ValidateClientSecretAsync(application, secret, http.RequestAborted))
+                ? "client_secret: not this client's secret."
+            : null;
+        var (document, limit) = problem is null ? request.ToDocument(clientId, options.Value) : (null, problem);
+        if (document is null)
+        {
+            logger.LogInformation(RegistrationEvents.RegistrationRefused, "Update of registered client {ClientId} refused: {Problem}", clientId, limit);
+            return Error(InvalidClientMetadata, limit!);
+        }
+
+        var actor = new AdminActor(AdminActor.RegistrationType, clientId, null, clientId, http.TraceIdentifier);
+        var replaced = await clients.ReplaceAsync(clientId, document, ifMatch: null, actor, http.RequestAborted);
+        if (replaced.Outcome == AdminOutcome.NotFound)
+        {
+            return InvalidToken(http);
+        }
+
+        if (!replaced.Succeeded)
+        {
+            logger.LogInformation(RegistrationEvents.RegistrationRefused, "Update of registered client {ClientId} refused: {Problem}", clientId,
+                string.Join("; ", replaced.Errors));
+            return Error(replaced.Errors.FirstOrDefault()?.Error is "invalid_redirect_uri" ? "invalid_redirect_uri" : InvalidClientMetadata,
+                string.Join(" ", replaced.Errors.Select(e => e.ToString())));
+        }
+
+        logger.LogInformation(RegistrationEvents.ClientUpdated, "Registered client {ClientId} updated its registration", clientId);
+        var answer = Describe(http, replaced.Value!.Client.Document);
+        if (replaced.Value.Secret is { } generated)
+        {
+            answer["client_secret"] = generated;
+            answer["client_secret_expires_at"] = 0;
+        }
+
+        answer["registration_access_token"] = token;
+        return Json(answer, StatusCodes.Status200OK, http);
+    }
+
     /// <summary>RFC 7592 section 2.3: the client deregisters itself; its tokens stop working with it.</summary>
     private static async Task<IResult> DeleteAsync(string clientId, HttpContext http, ClientAdmin clients, IOpenIddictApplicationManager applications,
         ILogger<RegistrationRequest> logger)
@@ -163,6 +210,26 @@ public static class RegistrationEndpoint
 
         logger.LogInformation(RegistrationEvents.ClientDeregistered, "Client {ClientId} deleted its registration", clientId);
         return Results.NoContent();
+    }
+
+    private const string NotMetadata = "The request must be a JSON object of client metadata (application/json).";
+
+    /// <summary>The request's client metadata; null when the body is not a JSON object, or in a charset there is no decoder for.</summary>
+    private static async Task<RegistrationRequest?> ReadRequestAsync(HttpContext http)
+    {
+        if (!http.Request.HasJsonContentType())
+        {
+            return null;
+        }
+
+        try
+        {
+            return await http.Request.ReadFromJsonAsync<RegistrationRequest>(http.RequestAborted);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            return null;
+        }
     }
 
     /// <summary>
@@ -231,4 +298,5 @@ public static class RegistrationEvents
     public static readonly EventId RegistrationRefused = new(5028, nameof(RegistrationRefused));
     public static readonly EventId ClientDeregistered = new(5029, nameof(ClientDeregistered));
     public static readonly EventId ErrorNotRedirected = new(5030, nameof(ErrorNotRedirected));
+    public static readonly EventId ClientUpdated = new(5031, nameof(ClientUpdated));
 }

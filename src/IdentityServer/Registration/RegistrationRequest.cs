@@ -13,6 +13,14 @@ namespace IdentityServer.Registration;
 /// </summary>
 public sealed class RegistrationRequest
 {
+    /// <summary>In an update (RFC 7592 section 2.2): the client's own id. Ignored in a registration, where the server chooses it.</summary>
+    [JsonPropertyName("client_id")]
+    public string? ClientId { get; set; }
+
+    /// <summary>In an update: the client's current secret, if it sends it. Never taken as a new secret.</summary>
+    [JsonPropertyName("client_secret")]
+    public string? ClientSecret { get; set; }
+
     [JsonPropertyName("redirect_uris")]
     public List<string>? RedirectUris { get; set; }
 

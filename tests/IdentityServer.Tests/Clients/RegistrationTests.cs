@@ -100,7 +100,7 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var read = await (await ManageAsync(HttpMethod.Get, uri, token)).ExpectAsync(HttpStatusCode.OK);
         Assert.Equal(registered.GetProperty("client_id").GetString(), read.GetProperty("client_id").GetString());
         Assert.Equal(token, read.GetProperty("registration_access_token").GetString()); // RFC 7592 section 3
-        Assert.Equal(HttpStatusCode.MethodNotAllowed, (await ManageAsync(HttpMethod.Put, uri, token)).StatusCode);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, (await ManageAsync(HttpMethod.Patch, uri, token)).StatusCode);
         Assert.False(read.TryGetProperty("client_secret", out _));
 
         foreach (var wrong in new[] { null, "not-the-token", other.GetProperty("registration_access_token").GetString() })
@@ -115,6 +115,50 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var client = new TestClient(registered.GetProperty("client_id").GetString()!, registered.GetProperty("client_secret").GetString()!, new());
         var introspection = await OAuth.PostFormAsync(server, "introspection_endpoint", new Dictionary<string, string> { ["token"] = "x" }, client);
         Assert.Equal(HttpStatusCode.Unauthorized, introspection.StatusCode);
+    }
+
+    /// <summary>
+    /// RFC 7592 section 2.2: the client replaces its metadata with its registration access token, naming itself, under
+    /// the registration's limits; it keeps its secret, which it may send only right.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_client_updates_its_registration_under_the_same_limits_and_keeps_its_secret()
+    {
+        var registered = await (await RegisterAsync(new { redirect_uris = new[] { "https://app.test/callback" }, client_name = "Before" }))
+            .ExpectAsync(HttpStatusCode.Created);
+        var clientId = registered.GetProperty("client_id").GetString()!;
+        var secret = registered.GetProperty("client_secret").GetString()!;
+        var uri = registered.GetProperty("registration_client_uri").GetString()!;
+        var token = registered.GetProperty("registration_access_token").GetString()!;
+
+        var updated = await (await ManageAsync(HttpMethod.Put, uri, token, new
+        {
+            client_id = clientId, client_secret = secret, client_name = "After", redirect_uris = new[] { "https://app.test/other" }, scope = "openid",
+        })).ExpectAsync(HttpStatusCode.OK);
+
+        Assert.Equal("After", updated.GetProperty("client_name").GetString());
+        Assert.Equal(["https://app.test/other"], Jwt.Strings(updated.GetProperty("redirect_uris")));
+        Assert.Equal("openid", updated.GetProperty("scope").GetString());
+        Assert.Equal("explicit", updated.GetProperty("consent_type").GetString());
+        Assert.Equal(token, updated.GetProperty("registration_access_token").GetString());
+        Assert.False(updated.TryGetProperty("client_secret", out _));
+        var introspection = await OAuth.PostFormAsync(server, "introspection_endpoint", new Dictionary<string, string> { ["token"] = "x" },
+            new TestClient(clientId, secret, new()));
+        Assert.Equal(HttpStatusCode.OK, introspection.StatusCode);
+
+        foreach (var refused in new object[]
+        {
+            new { redirect_uris = new[] { "https://app.test/callback" } }, // no client_id
+            new { client_id = "another", redirect_uris = new[] { "https://app.test/callback" } },
+            new { client_id = clientId, client_secret = "not-the-secret", redirect_uris = new[] { "https://app.test/callback" } },
+            new { client_id = clientId, redirect_uris = new[] { "https://app.test/callback" }, grant_types = new[] { "client_credentials" } },
+        })
+        {
+            var response = await ManageAsync(HttpMethod.Put, uri, token, refused);
+            Assert.Equal("invalid_client_metadata", (await response.ExpectAsync(HttpStatusCode.BadRequest)).GetProperty("error").GetString());
+        }
+
+        Assert.Equal(HttpStatusCode.Unauthorized, (await ManageAsync(HttpMethod.Put, uri, "not-the-token", new { client_id = clientId })).StatusCode);
     }
 
     [SkippableFact]
@@ -244,9 +288,14 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
     private async Task<HttpResponseMessage> RegisterAsync(object metadata) =>
         await server.CreateClient().PostJsonAsync(await server.EndpointAsync("registration_endpoint"), Json(metadata));
 
-    private async Task<HttpResponseMessage> ManageAsync(HttpMethod method, string uri, string? token)
+    private async Task<HttpResponseMessage> ManageAsync(HttpMethod method, string uri, string? token, object? body = null)
     {
         using var request = new HttpRequestMessage(method, uri);
+        if (body is not null)
+        {
+            request.Content = new StringContent(Json(body), Encoding.UTF8, "application/json");
+        }
+
         if (token is not null)
         {
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
