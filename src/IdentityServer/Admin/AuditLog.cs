@@ -18,7 +18,7 @@ public sealed record AdminActor(string Type, string Id, string? Name, string? Cl
     public override string ToString() => Type switch
     {
         ClientType => $"client {Id}",
-        RegistrationType => ClientId is null ? $"dynamic registration from {Id}" : $"client {ClientId} through its registration",
+        RegistrationType => ClientId is null ? $"dynamic registration from {Id}" : $"client {ClientId} through its registration, from {Id}",
         _ => $"user {Name ?? Id}{(ClientId is null ? "" : $" via client {ClientId}")}",
     };
 }

@@ -22,7 +22,7 @@ public sealed class ClientCorsPolicyProvider(ClientOrigins origins) : ICorsPolic
         var origin = context.Request.Headers.Origin.ToString();
         if (!string.IsNullOrEmpty(origin) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Registration, StringComparison.OrdinalIgnoreCase))
         {
-            return new CorsPolicyBuilder().AllowAnyOrigin().WithMethods(HttpMethods.Get, HttpMethods.Post, HttpMethods.Delete).AllowAnyHeader()
+            return new CorsPolicyBuilder().AllowAnyOrigin().WithMethods(HttpMethods.Get, HttpMethods.Post, HttpMethods.Put, HttpMethods.Delete).AllowAnyHeader()
                 .SetPreflightMaxAge(TimeSpan.FromHours(1)).Build();
         }
 

@@ -121,9 +121,13 @@ public static class RateLimiting
     private static bool IsAccountPost(HttpContext context) =>
         HttpMethods.IsPost(context.Request.Method) && AccountPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase));
 
-    /// <summary>A dynamic client registration: anyone may send one when registration is open, so each address gets the account posts' limit.</summary>
+    /// <summary>
+    /// A dynamic client registration, or an update of one: anyone may send one when registration is open, so each address
+    /// gets the account posts' limit.
+    /// </summary>
     private static bool IsRegistrationPost(HttpContext context) =>
-        HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Registration, StringComparison.OrdinalIgnoreCase);
+        (HttpMethods.IsPost(context.Request.Method) || HttpMethods.IsPut(context.Request.Method))
+        && context.Request.Path.StartsWithSegments(ProtocolRoutes.Registration, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// The account a post names, so that its user name, its email and its second-factor step share one limit: the

@@ -153,23 +153,38 @@ public static class RegistrationEndpoint
             return Error(InvalidClientMetadata, NotMetadata);
         }
 
+        var current = await clients.GetAsync(clientId, http.RequestAborted);
+        if (!current.Succeeded)
+        {
+            return InvalidToken(http);
+        }
+
         var problem = request.ClientId != clientId ? "client_id: must be this client's own (RFC 7592 section 2.2)."
-            : request.ClientSecret is { } secret && !(await applications.FindByClientIdAsync(clientId, http.RequestAborted) is { } application
-                && await applications.ValidateClientSecretAsync(application, secret, http.RequestAborted))
+            : request.ClientSecret is { } secret && (secret.Length == 0
+                || !(await applications.FindByClientIdAsync(clientId, http.RequestAborted) is { } application
+                    && await applications.ValidateClientSecretAsync(application, secret, http.RequestAborted)))
                 ? "client_secret: not this client's secret."
             : null;
-        var (document, limit) = problem is null ? request.ToDocument(clientId, options.Value) : (null, problem);
+        var before = current.Value!.Document;
+        var (document, limit) = problem is null ? request.ToDocument(clientId, options.Value, before) : (null, problem);
         if (document is null)
         {
             logger.LogInformation(RegistrationEvents.RegistrationRefused, "Update of registered client {ClientId} refused: {Problem}", clientId, limit);
             return Error(InvalidClientMetadata, limit!);
         }
 
-        var actor = new AdminActor(AdminActor.RegistrationType, clientId, null, clientId, http.TraceIdentifier);
-        var replaced = await clients.ReplaceAsync(clientId, document, ifMatch: null, actor, http.RequestAborted);
+        var replaced = await clients.ReplaceAsync(clientId, document, ifMatch: null, ActorOf(http, clientId), http.RequestAborted);
         if (replaced.Outcome == AdminOutcome.NotFound)
         {
             return InvalidToken(http);
+        }
+
+        if (replaced.Outcome == AdminOutcome.PreconditionFailed)
+        {
+            return Results.Json(new Dictionary<string, string>
+            {
+                ["error"] = "invalid_request", ["error_description"] = "The client changed while it was being updated: read it again and retry.",
+            }, statusCode: StatusCodes.Status409Conflict);
         }
 
         if (!replaced.Succeeded)
@@ -178,6 +193,13 @@ public static class RegistrationEndpoint
                 string.Join("; ", replaced.Errors));
             return Error(replaced.Errors.FirstOrDefault()?.Error is "invalid_redirect_uri" ? "invalid_redirect_uri" : InvalidClientMetadata,
                 string.Join(" ", replaced.Errors.Select(e => e.ToString())));
+        }
+
+        // People consented to the app as it was: a new address or name is asked about again (the consent page names both).
+        if (!before.RedirectUris.Order(StringComparer.Ordinal).SequenceEqual(document.RedirectUris.Order(StringComparer.Ordinal))
+            || before.ClientName != document.ClientName)
+        {
+            await RevokeConsentsAsync(http, clientId);
         }
 
         logger.LogInformation(RegistrationEvents.ClientUpdated, "Registered client {ClientId} updated its registration", clientId);
@@ -201,8 +223,7 @@ public static class RegistrationEndpoint
             return InvalidToken(http);
         }
 
-        var actor = new AdminActor(AdminActor.RegistrationType, clientId, null, clientId, http.TraceIdentifier);
-        var deleted = await clients.DeleteAsync(clientId, ifMatch: null, actor, http.RequestAborted);
+        var deleted = await clients.DeleteAsync(clientId, ifMatch: null, ActorOf(http, clientId), http.RequestAborted);
         if (!deleted.Succeeded)
         {
             return InvalidToken(http);
@@ -210,6 +231,31 @@ public static class RegistrationEndpoint
 
         logger.LogInformation(RegistrationEvents.ClientDeregistered, "Client {ClientId} deleted its registration", clientId);
         return Results.NoContent();
+    }
+
+    /// <summary>A registered client managing itself, from the caller's address.</summary>
+    private static AdminActor ActorOf(HttpContext http, string clientId) =>
+        new(AdminActor.RegistrationType, http.Connection.RemoteIpAddress?.ToString() ?? "unknown", null, clientId, http.TraceIdentifier);
+
+    /// <summary>Revokes the consents people gave the client (its permanent authorizations); the tokens of their sign-ins are not touched.</summary>
+    private static async Task RevokeConsentsAsync(HttpContext http, string clientId)
+    {
+        var services = http.RequestServices;
+        var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
+        var authorizations = services.GetRequiredService<IOpenIddictAuthorizationManager>();
+        if (await applications.FindByClientIdAsync(clientId, CancellationToken.None) is not { } application
+            || await applications.GetIdAsync(application, CancellationToken.None) is not { } applicationId)
+        {
+            return;
+        }
+
+        await foreach (var authorization in authorizations.FindByApplicationIdAsync(applicationId, CancellationToken.None))
+        {
+            if (await authorizations.HasTypeAsync(authorization, OpenIddictConstants.AuthorizationTypes.Permanent, CancellationToken.None))
+            {
+                await authorizations.TryRevokeAsync(authorization, CancellationToken.None);
+            }
+        }
     }
 
     private const string NotMetadata = "The request must be a JSON object of client metadata (application/json).";

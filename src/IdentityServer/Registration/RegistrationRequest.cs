@@ -72,17 +72,23 @@ public sealed class RegistrationRequest
     /// scopes when none are asked for, and always explicit consent, so a person sees and approves every registered app.
     /// The document's own rules (<see cref="ClientDocumentValidator"/>) are checked when it is created.
     /// </summary>
-    public (ClientDocument? Document, string? Problem) ToDocument(string clientId, RegistrationOptions options)
+    /// <param name="current">
+    /// For an update (RFC 7592), the client as stored: what an administrator gave it beyond the registration's limits
+    /// (grants, scopes, a back-channel logout URI) may be sent back unchanged, and what a registrant can never set
+    /// (audience aliases, consent type, PKCE) is kept as it is.
+    /// </param>
+    public (ClientDocument? Document, string? Problem) ToDocument(string clientId, RegistrationOptions options, ClientDocument? current = null)
     {
         var grants = GrantTypes is { Count: > 0 } asked ? asked.Distinct(StringComparer.Ordinal).ToList() : [OidcGrants.AuthorizationCode];
         var scopes = Scope is not null ? ClientDescriptorMapper.SplitScopes(Scope).ToList()
             : options.AllowedScopes.Where(s => s != Scopes.OfflineAccess || grants.Contains(OidcGrants.RefreshToken)).ToList();
-        var problem = grants.FirstOrDefault(g => !options.AllowedGrantTypes.Contains(g)) is { } grant
+        var storedScopes = ClientDescriptorMapper.SplitScopes(current?.Scope).ToHashSet(StringComparer.Ordinal);
+        var problem = grants.FirstOrDefault(g => !options.AllowedGrantTypes.Contains(g) && current?.GrantTypes.Contains(g) != true) is { } grant
                 ? $"grant_types: '{ClientDocumentValidator.Echo(grant)}' may not be registered here (allowed: {string.Join(", ", options.AllowedGrantTypes)})."
-            : scopes.FirstOrDefault(s => !options.AllowedScopes.Contains(s)) is { } scope
+            : scopes.FirstOrDefault(s => !options.AllowedScopes.Contains(s) && !storedScopes.Contains(s)) is { } scope
                 ? $"scope: '{ClientDocumentValidator.Echo(scope)}' may not be registered here (allowed: {string.Join(" ", options.AllowedScopes)})."
             // The server would post logout tokens wherever an anonymous registrant said: an admin registers that.
-            : BackChannelLogoutUri is not null && !options.RequireInitialAccessToken
+            : BackChannelLogoutUri is not null && !options.RequireInitialAccessToken && BackChannelLogoutUri != current?.BackChannelLogoutUri
                 ? "backchannel_logout_uri: not taken from an open registration (this server would post to it); ask an administrator."
             : ResponseTypes is { } responses && responses.Any(r => r != OidcResponses.Code)
                 ? "response_types: only 'code' is supported."
@@ -104,7 +110,9 @@ public sealed class RegistrationRequest
             TokenEndpointAuthMethod = TokenEndpointAuthMethod ?? ClientAuthenticationMethods.ClientSecretBasic,
             GrantTypes = grants,
             Scope = string.Join(' ', scopes),
-            ConsentType = ConsentTypes.Explicit,
+            ConsentType = current?.ConsentType ?? ConsentTypes.Explicit,
+            RequirePkce = current?.RequirePkce,
+            AudienceAliases = current?.AudienceAliases,
             ApplicationType = ApplicationType ?? ApplicationTypes.Web,
             Jwks = Jwks,
             BackChannelLogoutUri = BackChannelLogoutUri,

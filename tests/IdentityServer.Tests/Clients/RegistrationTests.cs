@@ -151,6 +151,7 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
             new { redirect_uris = new[] { "https://app.test/callback" } }, // no client_id
             new { client_id = "another", redirect_uris = new[] { "https://app.test/callback" } },
             new { client_id = clientId, client_secret = "not-the-secret", redirect_uris = new[] { "https://app.test/callback" } },
+            new { client_id = clientId, client_secret = "", redirect_uris = new[] { "https://app.test/callback" } },
             new { client_id = clientId, redirect_uris = new[] { "https://app.test/callback" }, grant_types = new[] { "client_credentials" } },
         })
         {
@@ -159,6 +160,65 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         }
 
         Assert.Equal(HttpStatusCode.Unauthorized, (await ManageAsync(HttpMethod.Put, uri, "not-the-token", new { client_id = clientId })).StatusCode);
+    }
+
+    /// <summary>
+    /// A person consented to the app as it was: once it changes its redirect URI (or its name) through an update, they
+    /// are asked again, on a page that names the new address, rather than their consent sending a code there unseen.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_client_that_changes_its_redirect_uri_is_consented_to_again()
+    {
+        var registered = await (await RegisterAsync(new
+        {
+            redirect_uris = new[] { "https://app.test/callback" }, token_endpoint_auth_method = "none", scope = "openid",
+        })).ExpectAsync(HttpStatusCode.Created);
+        var clientId = registered.GetProperty("client_id").GetString()!;
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, clientId, "openid", Pkce.Create()), OAuth.IsApp);
+        page = await OAuth.SignInAsync(browser, page, user);
+        page = await browser.SubmitAsync(page, button: "button[value=accept]", stopAt: OAuth.IsApp);
+        Assert.Contains("code=", page.RedirectTarget!.Query);
+
+        await (await ManageAsync(HttpMethod.Put, registered.GetProperty("registration_client_uri").GetString()!,
+            registered.GetProperty("registration_access_token").GetString(), new
+            {
+                client_id = clientId, redirect_uris = new[] { "https://evil.test/cb" }, token_endpoint_auth_method = "none", scope = "openid",
+            })).ExpectAsync(HttpStatusCode.OK);
+
+        var again = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, clientId, "openid", Pkce.Create(), "https://evil.test/cb"),
+            uri => uri.Host == "evil.test");
+        Assert.Null(again.RedirectTarget);
+        Assert.Contains("evil.test", again.Document.QuerySelector("p.notice")?.TextContent);
+    }
+
+    /// <summary>
+    /// What an administrator gave a registered client beyond the registration's limits survives the client sending its
+    /// registration back unchanged (RFC 7592 section 2.2's read, change, send): an alias it cannot set, a back-channel
+    /// logout URI an open registration could not have registered.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_update_keeps_what_an_administrator_added()
+    {
+        var registered = await (await RegisterAsync(new { redirect_uris = new[] { "https://app.test/callback" } })).ExpectAsync(HttpStatusCode.Created);
+        var clientId = registered.GetProperty("client_id").GetString()!;
+        var uri = registered.GetProperty("registration_client_uri").GetString()!;
+        var token = registered.GetProperty("registration_access_token").GetString()!;
+        var admin = await AdminAsync(server);
+        var document = JsonSerializer.Deserialize<Dictionary<string, object?>>((await admin.GetJsonAsync(Path(ClientsUrl, clientId))).GetRawText())!;
+        document["audience_aliases"] = new[] { "https://api.app.test/" };
+        document["backchannel_logout_uri"] = "https://app.test/backchannel";
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(document))).ExpectAsync(HttpStatusCode.OK);
+
+        var read = await (await ManageAsync(HttpMethod.Get, uri, token)).ExpectAsync(HttpStatusCode.OK);
+        var sentBack = JsonSerializer.Deserialize<Dictionary<string, object?>>(read.GetRawText())!;
+        sentBack.Remove("audience_aliases"); // a registrant cannot send it: it is kept anyway
+        await (await ManageAsync(HttpMethod.Put, uri, token, sentBack)).ExpectAsync(HttpStatusCode.OK);
+
+        var stored = await admin.GetJsonAsync(Path(ClientsUrl, clientId));
+        Assert.Equal(["https://api.app.test/"], Jwt.Strings(stored.GetProperty("audience_aliases")));
+        Assert.Equal("https://app.test/backchannel", stored.GetProperty("backchannel_logout_uri").GetString());
     }
 
     [SkippableFact]
@@ -273,7 +333,7 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
     {
         using var preflight = new HttpRequestMessage(HttpMethod.Options, await server.EndpointAsync("registration_endpoint"));
         preflight.Headers.Add("Origin", "https://inspector.example");
-        preflight.Headers.Add("Access-Control-Request-Method", "POST");
+        preflight.Headers.Add("Access-Control-Request-Method", "PUT");
         preflight.Headers.Add("Access-Control-Request-Headers", "content-type");
 
         var response = await server.CreateClient().SendAsync(preflight);
