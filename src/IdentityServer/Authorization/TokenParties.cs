@@ -1,6 +1,5 @@
 using System.Security.Claims;
 using IdentityServer.Clients;
-using Microsoft.AspNetCore;
 using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
@@ -56,8 +55,7 @@ public static class TokenParties
     /// <summary>Refuses a revocation or introspection request for a token whose party the client is not (<see cref="IsPartyToAsync"/>).</summary>
     private static async ValueTask RefuseUnlessPartyAsync(BaseValidatingContext context, ClaimsPrincipal? token, string? clientId)
     {
-        var applications = context.Transaction.GetHttpRequest()!.HttpContext.RequestServices.GetRequiredService<IOpenIddictApplicationManager>();
-        if (!await IsPartyToAsync(token, clientId, applications, context.CancellationToken))
+        if (!await IsPartyToAsync(token, clientId, StoredClientProperties.ApplicationsOf(context), context.CancellationToken))
         {
             context.Reject(Errors.InvalidToken, "The token was not issued to this client, nor is this client its audience.");
         }

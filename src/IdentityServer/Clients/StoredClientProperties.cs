@@ -1,6 +1,9 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore.Models;
+using OpenIddict.Server;
+using Microsoft.AspNetCore;
 
 namespace IdentityServer.Clients;
 
@@ -19,6 +22,17 @@ public sealed record StoredClientProperties(string? AuthMethod, string? BackChan
 
     public static StoredClientProperties Of(OpenIddictEntityFrameworkCoreApplication application) =>
         string.IsNullOrEmpty(application.Properties) ? None : Parsed.GetValue(application.Properties, Parse);
+
+    /// <summary>The stored properties of the client <paramref name="clientId"/>; null when there is no such client.</summary>
+    public static async ValueTask<StoredClientProperties?> OfClientAsync(IOpenIddictApplicationManager applications, string clientId, CancellationToken ct) =>
+        await applications.FindByClientIdAsync(clientId, ct) is OpenIddictEntityFrameworkCoreApplication application ? Of(application) : null;
+
+    /// <summary>
+    /// The request's client manager, for an OpenIddict handler that is a singleton (built once, not per request) and
+    /// needs it only now and then.
+    /// </summary>
+    public static IOpenIddictApplicationManager ApplicationsOf(OpenIddictServerEvents.BaseContext context) =>
+        context.Transaction.GetHttpRequest()!.HttpContext.RequestServices.GetRequiredService<IOpenIddictApplicationManager>();
 
     private static StoredClientProperties Parse(string json)
     {

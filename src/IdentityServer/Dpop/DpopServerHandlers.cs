@@ -4,7 +4,6 @@ using IdentityServer.Clients;
 using Microsoft.AspNetCore;
 using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
-using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
 using OpenIddict.Server.AspNetCore;
 using static OpenIddict.Abstractions.OpenIddictConstants;
@@ -109,10 +108,6 @@ public static class DpopServerHandlers
         yield return new Uri(root, path);
     }
 
-    /// <summary>The request's client manager, for the singleton handlers that seldom need it.</summary>
-    private static IOpenIddictApplicationManager Applications(BaseContext context) =>
-        context.Transaction.GetHttpRequest()!.HttpContext.RequestServices.GetRequiredService<IOpenIddictApplicationManager>();
-
     /// <summary>Records the proof's single use; false, with the context rejected, if it was used before.</summary>
     private static async ValueTask<bool> TryRecordUseAsync(BaseValidatingContext context, UsedDpopProofs used, DpopOptions options, ILogger logger)
     {
@@ -169,8 +164,8 @@ public static class DpopServerHandlers
             if (DpopRequest.Find(context.Transaction)?.Proof is null)
             {
                 if (!string.IsNullOrEmpty(context.ClientId)
-                    && await Applications(context).FindByClientIdAsync(context.ClientId, context.CancellationToken) is OpenIddictEntityFrameworkCoreApplication client
-                    && StoredClientProperties.Of(client).DpopBoundAccessTokens)
+                    && (await StoredClientProperties.OfClientAsync(StoredClientProperties.ApplicationsOf(context), context.ClientId, context.CancellationToken))
+                        ?.DpopBoundAccessTokens == true)
                 {
                     logger.LogInformation(DpopEvents.ProofRefused, "Token request from {ClientId} refused: its tokens are DPoP-bound and it sent no proof", context.ClientId);
                     context.Reject(InvalidDpopProof, "This client's tokens are DPoP-bound: send a DPoP proof.");
@@ -409,9 +404,10 @@ public static class DpopServerHandlers
                 Bind(issued, proof.Thumbprint);
             }
 
+            var applications = StoredClientProperties.ApplicationsOf(context);
             if (context.RefreshTokenPrincipal is { } refresh && !string.IsNullOrEmpty(context.ClientId)
-                && await Applications(context).FindByClientIdAsync(context.ClientId, context.CancellationToken) is { } client
-                && await Applications(context).HasClientTypeAsync(client, ClientTypes.Public, context.CancellationToken))
+                && await applications.FindByClientIdAsync(context.ClientId, context.CancellationToken) is { } client
+                && await applications.HasClientTypeAsync(client, ClientTypes.Public, context.CancellationToken))
             {
                 Bind(refresh, proof.Thumbprint);
             }

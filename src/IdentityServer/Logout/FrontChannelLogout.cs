@@ -10,7 +10,6 @@ using Microsoft.AspNetCore.Mvc.ViewFeatures;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
-using OpenIddict.EntityFrameworkCore.Models;
 
 namespace IdentityServer.Logout;
 
@@ -54,8 +53,7 @@ public sealed class FrontChannelLogout(ApplicationDbContext db, IOpenIddictAppli
         var frames = new List<string>();
         foreach (var client in clients.OrderBy(c => c.ClientId, StringComparer.Ordinal))
         {
-            if (await applications.FindByClientIdAsync(client.ClientId, ct) is OpenIddictEntityFrameworkCoreApplication application
-                && StoredClientProperties.Of(application).FrontChannelLogoutUri is { } uri)
+            if ((await StoredClientProperties.OfClientAsync(applications, client.ClientId, ct))?.FrontChannelLogoutUri is { } uri)
             {
                 frames.Add(QueryHelpers.AddQueryString(uri, new Dictionary<string, string?> { ["iss"] = client.Issuer, ["sid"] = sessionId }));
             }

@@ -5,7 +5,6 @@ using IdentityServer.Clients;
 using IdentityServer.Data;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
-using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
 
 namespace IdentityServer.Logout;
@@ -25,13 +24,13 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
         if (SessionClaims.GetSessionId(session) is not { } sessionId || string.IsNullOrEmpty(clientId) || !granted.HasScope(OpenIddictConstants.Scopes.OpenId)
             || granted.GetClaim(OpenIddictConstants.Claims.Subject) is not { } userId
             || ServerIssuer.Of(http, server)?.AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
-            || await applications.FindByClientIdAsync(clientId, ct) is not OpenIddictEntityFrameworkCoreApplication application
-            || StoredClientProperties.Of(application) is { BackChannelLogoutUri: null, FrontChannelLogoutUri: null })
+            || await StoredClientProperties.OfClientAsync(applications, clientId, ct) is not { } properties
+            || properties is { BackChannelLogoutUri: null, FrontChannelLogoutUri: null })
         {
             return;
         }
 
-        var frontChannelOnly = StoredClientProperties.Of(application).BackChannelLogoutUri is null;
+        var frontChannelOnly = properties.BackChannelLogoutUri is null;
 
         // A context of its own: the request's may hold changes that are not this method's to save.
         await using var scope = scopes.CreateAsyncScope();

@@ -1,6 +1,5 @@
 using IdentityServer.Clients;
 using OpenIddict.Abstractions;
-using OpenIddict.EntityFrameworkCore.Models;
 using OpenIddict.Server;
 using static OpenIddict.Server.OpenIddictServerEvents;
 
@@ -35,7 +34,7 @@ public sealed class SelfRegisteredClientErrors(ILogger<SelfRegisteredClientError
             return;
         }
 
-        if (await IsSelfRegisteredAsync(http.HttpContext.RequestServices.GetRequiredService<IOpenIddictApplicationManager>(), clientId, context.CancellationToken))
+        if (await IsSelfRegisteredAsync(StoredClientProperties.ApplicationsOf(context), clientId, context.CancellationToken))
         {
             logger.LogInformation(RegistrationEvents.ErrorNotRedirected, "Authorization error {Error} for self-registered client {ClientId} shown here, not sent to {RedirectUri}",
                 context.Error, clientId, context.RedirectUri);
@@ -44,5 +43,5 @@ public sealed class SelfRegisteredClientErrors(ILogger<SelfRegisteredClientError
     }
 
     public static async Task<bool> IsSelfRegisteredAsync(IOpenIddictApplicationManager applications, string clientId, CancellationToken ct) =>
-        await applications.FindByClientIdAsync(clientId, ct) is OpenIddictEntityFrameworkCoreApplication client && StoredClientProperties.Of(client).SelfRegistered;
+        (await StoredClientProperties.OfClientAsync(applications, clientId, ct))?.SelfRegistered == true;
 }
