@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using IdentityServer.Data;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.IdentityModel.JsonWebTokens;
@@ -145,7 +143,7 @@ public sealed class UsedClientAssertions(SingleUseRecords records)
     /// </summary>
     public Task<bool> TryRecordAsync(string clientId, string jti, DateTimeOffset keepUntil, CancellationToken ct)
     {
-        var jtiHash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(jti)));
+        var jtiHash = Shared.StoredHash.Of(jti);
         return records.TryRecordAsync(new UsedClientAssertion { ClientId = clientId, JtiHash = jtiHash, ExpiresAt = keepUntil.UtcDateTime },
             a => a.ClientId == clientId && a.JtiHash == jtiHash, ct);
     }

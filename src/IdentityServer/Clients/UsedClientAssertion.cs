@@ -11,8 +11,8 @@ public sealed class UsedClientAssertion : IdentityServer.Data.ISingleUseRecord
 {
     public const int ClientIdMaxLength = 100;
 
-    /// <summary>SHA-256, in lowercase hex.</summary>
-    public const int JtiHashLength = 64;
+    /// <summary><see cref="Shared.StoredHash"/> of the <c>jti</c>.</summary>
+    public const int JtiHashLength = Shared.StoredHash.Length;
 
     public required string ClientId { get; init; }
 

@@ -13,8 +13,8 @@ public sealed class UsedDpopProof : ISingleUseRecord
     /// <summary>An RFC 7638 SHA-256 thumbprint, base64url.</summary>
     public const int ThumbprintLength = 43;
 
-    /// <summary>SHA-256, in lowercase hex.</summary>
-    public const int JtiHashLength = 64;
+    /// <summary><see cref="Shared.StoredHash"/> of the <c>jti</c>.</summary>
+    public const int JtiHashLength = Shared.StoredHash.Length;
 
     public required string Thumbprint { get; init; }
 

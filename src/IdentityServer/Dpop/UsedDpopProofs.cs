@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using IdentityServer.Data;
 
 namespace IdentityServer.Dpop;
@@ -11,7 +9,7 @@ public sealed class UsedDpopProofs(SingleUseRecords records)
     public Task<bool> TryRecordAsync(DpopProof proof, DateTimeOffset keepUntil, CancellationToken ct)
     {
         var thumbprint = proof.Thumbprint;
-        var jtiHash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(proof.Jti)));
+        var jtiHash = Shared.StoredHash.Of(proof.Jti);
         return records.TryRecordAsync(new UsedDpopProof { Thumbprint = thumbprint, JtiHash = jtiHash, ExpiresAt = keepUntil.UtcDateTime },
             p => p.Thumbprint == thumbprint && p.JtiHash == jtiHash, ct);
     }

@@ -6,6 +6,7 @@ using System.Text.Json.Serialization;
 using IdentityServer.Admin;
 using IdentityServer.Authorization;
 using IdentityServer.Clients;
+using IdentityServer.Shared;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
@@ -76,7 +77,7 @@ public static class RegistrationEndpoint
 
         if (await ReadRequestAsync(http) is not { } request)
         {
-            return Error(InvalidClientMetadata, NotMetadata);
+            return BadMetadata(NotMetadata);
         }
 
         var clientId = "dcr-" + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(16));
@@ -84,32 +85,22 @@ public static class RegistrationEndpoint
         if (document is null)
         {
             logger.LogInformation(RegistrationEvents.RegistrationRefused, "Client registration refused: {Problem}", problem);
-            return Error(InvalidClientMetadata, problem!);
+            return BadMetadata(problem!);
         }
 
         var accessToken = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
-        var actor = options.Value.RequireInitialAccessToken ? AdminAccess.ActorOf(http)
-            : new AdminActor(AdminActor.RegistrationType, http.Connection.RemoteIpAddress?.ToString() ?? "unknown", null, null, http.TraceIdentifier);
+        var actor = options.Value.RequireInitialAccessToken ? AdminAccess.ActorOf(http) : ActorOf(http, clientId: null);
         var created = await clients.CreateAsync(document, actor, http.RequestAborted,
-            new Dictionary<string, JsonElement> { [AccessTokenHashProperty] = JsonSerializer.SerializeToElement(Hash(accessToken)) });
+            new Dictionary<string, JsonElement> { [AccessTokenHashProperty] = JsonSerializer.SerializeToElement(StoredHash.Of(accessToken)) });
         if (!created.Succeeded)
         {
-            var first = created.Errors.FirstOrDefault();
             logger.LogInformation(RegistrationEvents.RegistrationRefused, "Client registration refused: {Problem}", string.Join("; ", created.Errors));
-            return Error(first?.Error is "invalid_redirect_uri" ? "invalid_redirect_uri" : InvalidClientMetadata,
-                string.Join(" ", created.Errors.Select(e => e.ToString())));
+            return Refused(created.Errors);
         }
 
         logger.LogInformation(RegistrationEvents.ClientRegistered, "Client {ClientId} registered by {Actor}", clientId, actor);
-        var answer = Describe(http, created.Value!.Client.Document);
+        var answer = Answer(http, created.Value!, accessToken);
         answer["client_id_issued_at"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        if (created.Value.Secret is { } secret)
-        {
-            answer["client_secret"] = secret;
-            answer["client_secret_expires_at"] = 0;
-        }
-
-        answer["registration_access_token"] = accessToken;
         return Json(answer, StatusCodes.Status201Created, http);
     }
 
@@ -150,7 +141,7 @@ public static class RegistrationEndpoint
 
         if (await ReadRequestAsync(http) is not { } request)
         {
-            return Error(InvalidClientMetadata, NotMetadata);
+            return BadMetadata(NotMetadata);
         }
 
         var current = await clients.GetAsync(clientId, http.RequestAborted);
@@ -170,7 +161,7 @@ public static class RegistrationEndpoint
         if (document is null)
         {
             logger.LogInformation(RegistrationEvents.RegistrationRefused, "Update of registered client {ClientId} refused: {Problem}", clientId, limit);
-            return Error(InvalidClientMetadata, limit!);
+            return BadMetadata(limit!);
         }
 
         var replaced = await clients.ReplaceAsync(clientId, document, ifMatch: null, ActorOf(http, clientId), http.RequestAborted);
@@ -181,18 +172,14 @@ public static class RegistrationEndpoint
 
         if (replaced.Outcome == AdminOutcome.PreconditionFailed)
         {
-            return Results.Json(new Dictionary<string, string>
-            {
-                ["error"] = "invalid_request", ["error_description"] = "The client changed while it was being updated: read it again and retry.",
-            }, statusCode: StatusCodes.Status409Conflict);
+            return Error(StatusCodes.Status409Conflict, "invalid_request", "The client changed while it was being updated: read it again and retry.");
         }
 
         if (!replaced.Succeeded)
         {
             logger.LogInformation(RegistrationEvents.RegistrationRefused, "Update of registered client {ClientId} refused: {Problem}", clientId,
                 string.Join("; ", replaced.Errors));
-            return Error(replaced.Errors.FirstOrDefault()?.Error is "invalid_redirect_uri" ? "invalid_redirect_uri" : InvalidClientMetadata,
-                string.Join(" ", replaced.Errors.Select(e => e.ToString())));
+            return Refused(replaced.Errors);
         }
 
         // People consented to the app as it was: a new address or name is asked about again (the consent page names both).
@@ -203,15 +190,7 @@ public static class RegistrationEndpoint
         }
 
         logger.LogInformation(RegistrationEvents.ClientUpdated, "Registered client {ClientId} updated its registration", clientId);
-        var answer = Describe(http, replaced.Value!.Client.Document);
-        if (replaced.Value.Secret is { } generated)
-        {
-            answer["client_secret"] = generated;
-            answer["client_secret_expires_at"] = 0;
-        }
-
-        answer["registration_access_token"] = token;
-        return Json(answer, StatusCodes.Status200OK, http);
+        return Json(Answer(http, replaced.Value!, token), StatusCodes.Status200OK, http);
     }
 
     /// <summary>RFC 7592 section 2.3: the client deregisters itself; its tokens stop working with it.</summary>
@@ -233,8 +212,8 @@ public static class RegistrationEndpoint
         return Results.NoContent();
     }
 
-    /// <summary>A registered client managing itself, from the caller's address.</summary>
-    private static AdminActor ActorOf(HttpContext http, string clientId) =>
+    /// <summary>An anonymous registrant (no <paramref name="clientId"/>) or a registered client managing itself, from the caller's address.</summary>
+    private static AdminActor ActorOf(HttpContext http, string? clientId) =>
         new(AdminActor.RegistrationType, http.Connection.RemoteIpAddress?.ToString() ?? "unknown", null, clientId, http.TraceIdentifier);
 
     /// <summary>Revokes the consents people gave the client (its permanent authorizations); the tokens of their sign-ins are not touched.</summary>
@@ -294,7 +273,21 @@ public static class RegistrationEndpoint
         }
 
         var token = authorization["Bearer ".Length..].Trim();
-        return CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(Hash(token)), Encoding.ASCII.GetBytes(stored.GetString()!)) ? token : null;
+        return CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(StoredHash.Of(token)), Encoding.ASCII.GetBytes(stored.GetString()!)) ? token : null;
+    }
+
+    /// <summary>The answer to a registration or an update: the registration, its secret if one was just generated (shown this once), its access token.</summary>
+    private static JsonObject Answer(HttpContext http, ClientWithSecret client, string registrationAccessToken)
+    {
+        var answer = Describe(http, client.Client.Document);
+        if (client.Secret is { } secret)
+        {
+            answer["client_secret"] = secret;
+            answer["client_secret_expires_at"] = 0;
+        }
+
+        answer["registration_access_token"] = registrationAccessToken;
+        return answer;
     }
 
     /// <summary>The client's metadata as registered, with where to manage it (under the request's base address, as discovery names endpoints).</summary>
@@ -308,8 +301,6 @@ public static class RegistrationEndpoint
         return answer;
     }
 
-    private static string Hash(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
-
     private static IResult Json(JsonObject body, int status, HttpContext http)
     {
         http.Response.Headers.CacheControl = "no-store";
@@ -320,22 +311,25 @@ public static class RegistrationEndpoint
     private static IResult NotAllowed(HttpContext http, string allow)
     {
         http.Response.Headers.Allow = allow;
-        return Results.Json(new Dictionary<string, string>
-        {
-            ["error"] = "invalid_request", ["error_description"] = $"This address takes {allow} only.",
-        }, statusCode: StatusCodes.Status405MethodNotAllowed);
+        return Error(StatusCodes.Status405MethodNotAllowed, "invalid_request", $"This address takes {allow} only.");
     }
 
-    private static IResult Error(string error, string description) =>
-        Results.Json(new Dictionary<string, string> { ["error"] = error, ["error_description"] = description }, statusCode: StatusCodes.Status400BadRequest);
+    private static IResult BadMetadata(string description) => Error(StatusCodes.Status400BadRequest, InvalidClientMetadata, description);
+
+    /// <summary>What the client document's rules refused: invalid_redirect_uri when that comes first, else invalid_client_metadata (RFC 7591 section 3.2.2).</summary>
+    private static IResult Refused(IReadOnlyList<FieldError> errors) =>
+        Error(StatusCodes.Status400BadRequest, errors.FirstOrDefault()?.Error is "invalid_redirect_uri" ? "invalid_redirect_uri" : InvalidClientMetadata,
+            string.Join(" ", errors.Select(e => e.ToString())));
 
     /// <summary>401 for a missing or wrong registration access token, and for an unknown client alike (RFC 7592 section 2).</summary>
     private static IResult InvalidToken(HttpContext http, string description = "The registration access token is missing or not this client's.")
     {
         http.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
-        return Results.Json(new Dictionary<string, string> { ["error"] = "invalid_token", ["error_description"] = description },
-            statusCode: StatusCodes.Status401Unauthorized);
+        return Error(StatusCodes.Status401Unauthorized, "invalid_token", description);
     }
+
+    private static IResult Error(int status, string error, string description) =>
+        Results.Json(new Dictionary<string, string> { ["error"] = error, ["error_description"] = description }, statusCode: status);
 }
 
 public static class RegistrationEvents
