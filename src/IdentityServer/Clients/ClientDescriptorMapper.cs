@@ -61,21 +61,10 @@ public static class ClientDescriptorMapper
 
         descriptor.JsonWebKeySet = client.Jwks is { } jwks ? JsonWebKeySet.Create(jwks.GetRawText()) : null;
         descriptor.Properties[AuthMethodProperty] = JsonSerializer.SerializeToElement(method);
-        descriptor.Properties.Remove(BackChannelLogoutUriProperty);
-        descriptor.Properties.Remove(BackChannelLogoutSessionRequiredProperty);
-        if (!string.IsNullOrEmpty(client.BackChannelLogoutUri))
-        {
-            descriptor.Properties[BackChannelLogoutUriProperty] = JsonSerializer.SerializeToElement(client.BackChannelLogoutUri);
-            descriptor.Properties[BackChannelLogoutSessionRequiredProperty] = JsonSerializer.SerializeToElement(client.BackChannelLogoutSessionRequired ?? false);
-        }
-
-        descriptor.Properties.Remove(FrontChannelLogoutUriProperty);
-        descriptor.Properties.Remove(FrontChannelLogoutSessionRequiredProperty);
-        if (!string.IsNullOrEmpty(client.FrontChannelLogoutUri))
-        {
-            descriptor.Properties[FrontChannelLogoutUriProperty] = JsonSerializer.SerializeToElement(client.FrontChannelLogoutUri);
-            descriptor.Properties[FrontChannelLogoutSessionRequiredProperty] = JsonSerializer.SerializeToElement(client.FrontChannelLogoutSessionRequired ?? false);
-        }
+        StoreLogoutUri(descriptor, BackChannelLogoutUriProperty, BackChannelLogoutSessionRequiredProperty, client.BackChannelLogoutUri,
+            client.BackChannelLogoutSessionRequired);
+        StoreLogoutUri(descriptor, FrontChannelLogoutUriProperty, FrontChannelLogoutSessionRequiredProperty, client.FrontChannelLogoutUri,
+            client.FrontChannelLogoutSessionRequired);
 
         descriptor.Properties.Remove(AudienceAliasesProperty);
         if (client.AudienceAliases is { Count: > 0 } aliases)
@@ -174,11 +163,9 @@ public static class ClientDescriptorMapper
             ApplicationType = descriptor.ApplicationType ?? ApplicationTypes.Web,
             Jwks = descriptor.JsonWebKeySet is { } jwks ? PublicJwks(jwks) : null,
             BackChannelLogoutUri = backChannelLogoutUri,
-            BackChannelLogoutSessionRequired = backChannelLogoutUri is null ? null
-                : descriptor.Properties.TryGetValue(BackChannelLogoutSessionRequiredProperty, out var required) && required.ValueKind == JsonValueKind.True,
+            BackChannelLogoutSessionRequired = SessionRequiredOf(descriptor.Properties, BackChannelLogoutSessionRequiredProperty, backChannelLogoutUri),
             FrontChannelLogoutUri = frontChannelLogoutUri,
-            FrontChannelLogoutSessionRequired = frontChannelLogoutUri is null ? null
-                : descriptor.Properties.TryGetValue(FrontChannelLogoutSessionRequiredProperty, out var frontRequired) && frontRequired.ValueKind == JsonValueKind.True,
+            FrontChannelLogoutSessionRequired = SessionRequiredOf(descriptor.Properties, FrontChannelLogoutSessionRequiredProperty, frontChannelLogoutUri),
             // Written only when it differs from the default, so documents of clients that keep PKCE read as before.
             RequirePkce = grants.Contains(GrantTypes.AuthorizationCode) && !descriptor.Requirements.Contains(Requirements.Features.ProofKeyForCodeExchange)
                 ? false
@@ -207,6 +194,23 @@ public static class ClientDescriptorMapper
 
     /// <summary>The client's front-channel logout URI, from its stored properties; null when it has none.</summary>
     public static string? FrontChannelLogoutUriOf(IReadOnlyDictionary<string, JsonElement> properties) => StringOf(properties, FrontChannelLogoutUriProperty);
+
+    /// <summary>A logout URI (back- or front-channel) and whether the client needs the session named: both, or neither without a URI.</summary>
+    private static void StoreLogoutUri(OpenIddictApplicationDescriptor descriptor, string uriProperty, string sessionRequiredProperty, string? uri,
+        bool? sessionRequired)
+    {
+        descriptor.Properties.Remove(uriProperty);
+        descriptor.Properties.Remove(sessionRequiredProperty);
+        if (!string.IsNullOrEmpty(uri))
+        {
+            descriptor.Properties[uriProperty] = JsonSerializer.SerializeToElement(uri);
+            descriptor.Properties[sessionRequiredProperty] = JsonSerializer.SerializeToElement(sessionRequired ?? false);
+        }
+    }
+
+    /// <summary>A logout URI's "session required", as stored: shown only beside its URI.</summary>
+    private static bool? SessionRequiredOf(IReadOnlyDictionary<string, JsonElement> properties, string sessionRequiredProperty, string? uri) =>
+        uri is null ? null : properties.TryGetValue(sessionRequiredProperty, out var required) && required.ValueKind == JsonValueKind.True;
 
     private static string? StringOf(IReadOnlyDictionary<string, JsonElement> properties, string name) =>
         properties.TryGetValue(name, out var value) && value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text ? text : null;
