@@ -8,7 +8,7 @@ namespace IdentityServer.Registration;
 /// <summary>
 /// An authorization error for a client that registered itself is shown on this server's error page, not sent to its
 /// redirect URI (this handler for the errors the authorization page answers, such as login_required; a request
-/// OpenIddict refused is never redirected by it, and the page keeps those here too, <see cref="IsSelfRegisteredAsync"/>): anyone may register one (when registration is open), and an error needs no sign-in, so redirecting it
+/// OpenIddict refused is never redirected by it, and the authorization page keeps those here too): anyone may register one (when registration is open), and an error needs no sign-in, so redirecting it
 /// would make this server an open redirector to any address a registrant names (RFC 9700 section 4.11.2). Answers
 /// (codes, and an error once the person has seen the consent page) still go back to the client.
 /// </summary>
@@ -34,14 +34,11 @@ public sealed class SelfRegisteredClientErrors(ILogger<SelfRegisteredClientError
             return;
         }
 
-        if (await IsSelfRegisteredAsync(StoredClientProperties.ApplicationsOf(context), clientId, context.CancellationToken))
+        if ((await StoredClientProperties.OfClientAsync(StoredClientProperties.ApplicationsOf(context), clientId, context.CancellationToken))?.SelfRegistered == true)
         {
             logger.LogInformation(RegistrationEvents.ErrorNotRedirected, "Authorization error {Error} for self-registered client {ClientId} shown here, not sent to {RedirectUri}",
                 context.Error, clientId, context.RedirectUri);
             context.RedirectUri = null;
         }
     }
-
-    public static async Task<bool> IsSelfRegisteredAsync(IOpenIddictApplicationManager applications, string clientId, CancellationToken ct) =>
-        (await StoredClientProperties.OfClientAsync(applications, clientId, ct))?.SelfRegistered == true;
 }

@@ -316,6 +316,10 @@ public sealed class AuthorizeModel(
             .SelectMany(p => p.Value.Select(v => KeyValuePair.Create(p.Key, v ?? string.Empty))).ToList();
     }
 
+    /// <summary>Whether the client registered itself (dynamic client registration), from the application the request found.</summary>
+    private static bool IsSelfRegistered(object application) =>
+        application is OpenIddict.EntityFrameworkCore.Models.OpenIddictEntityFrameworkCoreApplication stored && Clients.StoredClientProperties.Of(stored).SelfRegistered;
+
     private async Task<string> DisplayNameAsync(object application) =>
         await applications.GetLocalizedDisplayNameAsync(application, HttpContext.RequestAborted)
             ?? await applications.GetClientIdAsync(application, HttpContext.RequestAborted) ?? "This application";
@@ -323,8 +327,7 @@ public sealed class AuthorizeModel(
     private async Task ShowConsentAsync(object application, ImmutableArray<string> requestedScopes)
     {
         ClientName = await DisplayNameAsync(application);
-        if (application is OpenIddict.EntityFrameworkCore.Models.OpenIddictEntityFrameworkCoreApplication stored
-            && Clients.StoredClientProperties.Of(stored).SelfRegistered
+        if (IsSelfRegistered(application)
             && Uri.TryCreate(HttpContext.GetOpenIddictServerRequest()?.RedirectUri, UriKind.Absolute, out var redirect))
         {
             SelfRegisteredReturnsTo = redirect.IsDefaultPort ? redirect.Host : $"{redirect.Host}:{redirect.Port}";
@@ -376,7 +379,7 @@ public sealed class AuthorizeModel(
         var application = await applications.FindByClientIdAsync(request.ClientId, HttpContext.RequestAborted);
         if (application is null || !await applications.ValidateRedirectUriAsync(application, request.RedirectUri!, HttpContext.RequestAborted)
             // Anyone may register a client: its errors stay here, or this server would redirect anyone anywhere.
-            || await Registration.SelfRegisteredClientErrors.IsSelfRegisteredAsync(applications, request.ClientId, HttpContext.RequestAborted))
+            || IsSelfRegistered(application))
         {
             return null;
         }
