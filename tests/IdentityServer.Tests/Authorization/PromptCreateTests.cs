@@ -42,6 +42,26 @@ public abstract class PromptCreateTests<TFixture>(TFixture fixture) where TFixtu
     private static Task<BrowserPage> FollowSignInLinkAsync(Browser browser, BrowserPage page) =>
         browser.NavigateAsync(new Uri(TestServerFactory.Authority, page.Document.QuerySelector("a[href^='/account/login']")!.GetAttribute("href")!).AbsoluteUri);
 
+    /// <summary>An app that knows the person's email address (login_hint) has it filled in on the registration page; any other hint is not.</summary>
+    [SkippableFact]
+    public async Task A_login_hint_that_is_an_email_address_fills_in_the_registration_pages_email()
+    {
+        await using var factory = fixture.StartServer(RegistrationOn);
+        var server = new AttachedServer(factory, fixture.Provider);
+        var client = await server.CreatePublicClientAsync(Scope);
+
+        async Task<string?> EmailFieldAsync(string hint)
+        {
+            var page = await server.CreateBrowser().NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, Pkce.Create(),
+                extra: new Dictionary<string, string?> { ["prompt"] = "create", ["login_hint"] = hint }), OAuth.IsApp);
+            Assert.True(page.Uri.AbsolutePath == "/account/register", $"Expected the registration page, got {(int)page.Status} at {page.Uri}");
+            return page.Document.QuerySelector("#Input_Email")!.GetAttribute("value");
+        }
+
+        Assert.Equal("newcomer@example.test", await EmailFieldAsync("newcomer@example.test"));
+        Assert.Equal("", await EmailFieldAsync("just-a-name") ?? "");
+    }
+
     [SkippableFact]
     public async Task A_sign_up_registers_the_account_and_returns_it_to_the_app_signed_in()
     {

@@ -58,6 +58,49 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
         Assert.True(OAuth.QueryOf(callback.RedirectTarget!).ContainsKey("code"), callback.RedirectTarget!.ToString());
     }
 
+    /// <summary>
+    /// login_hint (OpenID Connect Core 3.1.2.1) fills in the login page's user name, encoded like any value, and moves
+    /// the focus to the password; a hint no person could type (too long) is left out. It is only a hint: another
+    /// user may still sign in.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_login_hint_fills_in_the_user_name_on_the_login_page()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var other = await server.CreateUserAsync();
+
+        async Task<BrowserPage> LoginPageAsync(Browser browser, string hint, Pkce? pkce = null)
+        {
+            var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce ?? Pkce.Create(),
+                extra: new Dictionary<string, string?> { ["login_hint"] = hint }), OAuth.IsApp);
+            Assert.True(page.RedirectTarget is null && page.Uri.AbsolutePath == "/account/login", $"{(int)page.Status} at {page.Uri}");
+            return page;
+        }
+
+        static AngleSharp.Dom.IElement Field(BrowserPage page, string id) => page.Document.QuerySelector($"#{id}")!;
+
+        var hinted = await LoginPageAsync(server.CreateBrowser(), user.UserName);
+        var markup = await LoginPageAsync(server.CreateBrowser(), "<b>\"x\"</b>@example.test");
+        var tooLong = await LoginPageAsync(server.CreateBrowser(), new string('a', 300));
+        var browser = server.CreateBrowser();
+        var pkce = Pkce.Create();
+        var hintedButOther = await LoginPageAsync(browser, user.UserName, pkce);
+
+        Assert.Equal(user.UserName, Field(hinted, "Input_UserName").GetAttribute("value"));
+        Assert.True(Field(hinted, "Input_Password").HasAttribute("autofocus"));
+        Assert.False(Field(hinted, "Input_UserName").HasAttribute("autofocus"));
+        Assert.Equal("<b>\"x\"</b>@example.test", Field(markup, "Input_UserName").GetAttribute("value"));
+        Assert.DoesNotContain("<b>", markup.Body);
+        Assert.Equal("", Field(tooLong, "Input_UserName").GetAttribute("value") ?? "");
+        Assert.True(Field(tooLong, "Input_UserName").HasAttribute("autofocus"));
+        Assert.False(Field(tooLong, "Input_Password").HasAttribute("autofocus"));
+        // Only a hint: the person signs in as someone else, and the app gets that user's code.
+        var callback = await OAuth.SignInAsync(browser, hintedButOther, other);
+        var tokens = await OAuth.RedeemAsync(server, client, OAuth.QueryOf(callback.RedirectTarget!)["code"], pkce);
+        Assert.Equal(other.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
+    }
+
     [SkippableFact]
     public async Task Prompt_none_with_a_session_returns_a_code_without_any_page()
     {

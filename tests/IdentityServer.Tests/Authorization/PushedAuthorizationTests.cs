@@ -53,6 +53,27 @@ public abstract class PushedAuthorizationTests<TFixture>(TFixture server) where 
         Assert.True((int)again.Status < 500, again.Body);
     }
 
+    /// <summary>A pushed request's login_hint is not in the URL the browser brings, yet fills in the login page all the same.</summary>
+    [SkippableFact]
+    public async Task A_login_hint_in_a_pushed_request_fills_in_the_user_name_on_the_login_page()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var pkce = Pkce.Create();
+        var parameters = Request(pkce, "openid", Unique.Name("state"), Unique.Name("nonce"));
+        parameters["login_hint"] = user.UserName;
+        var requestUri = await OAuth.PushAsync(server, client.ClientId, parameters);
+
+        var login = await browser.NavigateAsync(await AuthorizeUrlAsync(client, requestUri), OAuth.IsApp);
+
+        Assert.Equal("/account/login", login.Uri.AbsolutePath);
+        Assert.Equal(user.UserName, login.Document.QuerySelector("#Input_UserName")!.GetAttribute("value"));
+        var callback = await OAuth.SignInAsync(browser, login, user);
+        var tokens = await OAuth.RedeemAsync(server, client, OAuth.QueryOf(callback.RedirectTarget!)["code"], pkce);
+        Assert.Equal(user.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
+    }
+
     [SkippableFact]
     public async Task Prompt_login_in_a_pushed_request_shows_the_login_page_once_and_then_completes()
     {

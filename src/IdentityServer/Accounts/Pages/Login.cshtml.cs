@@ -4,7 +4,6 @@ using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Accounts.Pages;
@@ -26,9 +25,6 @@ public sealed class LoginModel(
 
     public const string PasskeyFailureMessage = "That passkey could not sign you in.";
 
-    /// <summary>The query flag the authorization endpoint adds when the application asks for a stronger sign-in.</summary>
-    public const string LevelParameter = "x_acr";
-
     [BindProperty]
     public LoginInput Input { get; set; } = new();
 
@@ -47,14 +43,15 @@ public sealed class LoginModel(
     public bool RegistrationAllowed => accounts.Value.AllowRegistration;
 
     /// <summary>What the application asked for (<see cref="AuthenticationLevels"/>), when more than a password.</summary>
-    public string? RequiredLevel => Url.IsLocalUrl(ReturnUrl) && ReturnUrl.IndexOf('?') is var q and >= 0
-        && QueryHelpers.ParseQuery(ReturnUrl[q..]).TryGetValue(LevelParameter, out var level)
-        && level.ToString() is AuthenticationLevels.MultiFactor or AuthenticationLevels.PhishingResistant
-            ? level.ToString()
+    public string? RequiredLevel => Url.Read(ReturnUrl, SignInHints.LevelParameter) is var level
+        && level is AuthenticationLevels.MultiFactor or AuthenticationLevels.PhishingResistant
+            ? level
             : null;
 
     public void OnGet()
     {
+        // The application's login_hint (OpenID Connect Core 3.1.2.1) fills in the user name; the person may change it.
+        Input.UserName = Url.ReadLoginHint(ReturnUrl) ?? string.Empty;
     }
 
     public async Task<IActionResult> OnPostAsync()

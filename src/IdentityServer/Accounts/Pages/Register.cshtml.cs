@@ -31,7 +31,21 @@ public sealed class RegisterModel(
 
     public int RequiredLength => identity.Value.Password.RequiredLength;
 
-    public IActionResult OnGet() => accounts.Value.AllowRegistration ? Page() : NotFound();
+    public IActionResult OnGet()
+    {
+        if (!accounts.Value.AllowRegistration)
+        {
+            return NotFound();
+        }
+
+        // An application sending someone to sign up (prompt=create) may already know their email address (login_hint).
+        if (Url.ReadLoginHint(ReturnUrl) is { } hint && new EmailAddressAttribute().IsValid(hint))
+        {
+            Input.Email = hint;
+        }
+
+        return Page();
+    }
 
     public async Task<IActionResult> OnPostAsync()
     {

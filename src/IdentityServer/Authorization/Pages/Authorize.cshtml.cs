@@ -271,14 +271,19 @@ public sealed class AuthorizeModel(
     private string ReturnUrlForSignIn(string? level = null)
     {
         var parameters = RequestParameters()
-            .Where(p => p.Key is not SignInMarker.Parameter and not Accounts.Pages.LoginModel.LevelParameter and not DecisionField
-                and not AccountField and not "__RequestVerificationToken")
+            .Where(p => p.Key is not SignInMarker.Parameter and not SignInHints.LevelParameter and not SignInHints.LoginHintParameter
+                and not DecisionField and not AccountField and not "__RequestVerificationToken")
             .SelectMany(p => p.Value.Select(v => KeyValuePair.Create(p.Key, v)))
             .Append(KeyValuePair.Create(SignInMarker.Parameter, (string?)signInMarker.Create(RequestParameters(), clock.GetUtcNow())));
         if (level is not null)
         {
             // A hint for the login page (ask for a second factor or a passkey); the check stays here.
-            parameters = parameters.Append(KeyValuePair.Create(Accounts.Pages.LoginModel.LevelParameter, (string?)level));
+            parameters = parameters.Append(KeyValuePair.Create(SignInHints.LevelParameter, (string?)level));
+        }
+
+        if (HttpContext.GetOpenIddictServerRequest()?.LoginHint is { Length: > 0 and <= SignInHints.MaxLoginHintLength } loginHint)
+        {
+            parameters = parameters.Append(KeyValuePair.Create(SignInHints.LoginHintParameter, (string?)loginHint));
         }
 
         return Request.PathBase + Request.Path + QueryString.Create(parameters);
