@@ -16,6 +16,7 @@ public static class DpopExtensions
         builder.Services.AddOptions<DpopOptions>().BindConfiguration(DpopOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.TryAddSingleton<SingleUseRecords>();
         builder.Services.AddSingleton<UsedDpopProofs>();
+        builder.Services.AddSingleton<DpopNonces>();
         builder.Services.AddOpenIddict().AddServer(server =>
         {
             // Ours knows key-bound tokens; OpenIddict's knows only certificate-bound ones and fails on any other.
@@ -29,7 +30,10 @@ public static class DpopExtensions
                 .AddEventHandler(DpopServerHandlers.BindIssuedTokens.Descriptor)
                 .AddEventHandler(DpopServerHandlers.AnswerDpopTokenType.Descriptor)
                 .AddEventHandler(DpopServerHandlers.DescribeBoundTokenInIntrospection.Descriptor)
-                .AddEventHandler(DpopServerHandlers.AnswerDpopChallenge.Descriptor);
+                .AddEventHandler(DpopServerHandlers.AnswerDpopChallenge.Descriptor)
+                .AddEventHandler(DpopServerHandlers.AttachNonce<ApplyTokenResponseContext>.Descriptor)
+                .AddEventHandler(DpopServerHandlers.AttachNonce<ApplyPushedAuthorizationResponseContext>.Descriptor)
+                .AddEventHandler(DpopServerHandlers.AttachNonce<ApplyUserInfoResponseContext>.Descriptor);
 
             server.AddEventHandler<ValidateAuthorizationRequestContext>(handler => handler.UseInlineHandler(context =>
             {

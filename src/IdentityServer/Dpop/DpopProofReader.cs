@@ -9,7 +9,8 @@ namespace IdentityServer.Dpop;
 /// <param name="Thumbprint">The RFC 7638 SHA-256 thumbprint of the proof's public key, base64url: what tokens are bound to (<c>jkt</c>).</param>
 /// <param name="Jti">The proof's own id, used once.</param>
 /// <param name="IssuedAt">The proof's <c>iat</c>.</param>
-public sealed record DpopProof(string Thumbprint, string Jti, DateTimeOffset IssuedAt);
+/// <param name="Nonce">The proof's <c>nonce</c>, a value the server gave (RFC 9449 section 8), if it carries one.</param>
+public sealed record DpopProof(string Thumbprint, string Jti, DateTimeOffset IssuedAt, string? Nonce = null);
 
 /// <summary>
 /// Reads and checks a DPoP proof JWT (RFC 9449 section 4.3), written by hand rather than through a JWT library so that
@@ -109,7 +110,7 @@ public static class DpopProofReader
             : accessToken is not null && String(claims, "ath") != AccessTokenHash(accessToken)
                 ? "The DPoP proof's 'ath' must be the hash of the access token it comes with."
             : null;
-        return problem is null ? new DpopProof(thumbprint, jti!, issuedAt!.Value) : null;
+        return problem is null ? new DpopProof(thumbprint, jti!, issuedAt!.Value, String(claims, "nonce")) : null;
     }
 
     /// <summary>base64url(SHA-256(ASCII(token))), the <c>ath</c> of RFC 9449 section 4.2.</summary>

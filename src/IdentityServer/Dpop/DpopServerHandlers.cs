@@ -20,6 +20,11 @@ public static class DpopServerHandlers
 {
     public const string InvalidDpopProof = "invalid_dpop_proof";
 
+    /// <summary>The proof must carry the nonce of the response's <c>DPoP-Nonce</c> header (RFC 9449 sections 8 and 9).</summary>
+    public const string UseDpopNonce = "use_dpop_nonce";
+
+    public const string NonceHeaderName = "DPoP-Nonce";
+
     /// <summary>The authorization request parameter that binds the code to a key (RFC 9449 section 10).</summary>
     public const string DpopJktParameter = "dpop_jkt";
 
@@ -55,9 +60,10 @@ public static class DpopServerHandlers
     /// <summary>
     /// Reads the request's one <c>DPoP</c> header, if any, for a request to the current endpoint with
     /// <paramref name="accessToken"/> (resource requests), into the transaction. False, with the context rejected with
-    /// <c>invalid_dpop_proof</c>, when there are several or the proof fails a check.
+    /// <c>invalid_dpop_proof</c>, when there are several or the proof fails a check, or with <c>use_dpop_nonce</c> when
+    /// nonces are required and it carries no current one.
     /// </summary>
-    private static bool TryReadProof(BaseValidatingContext context, DpopOptions options, string? accessToken, ILogger logger)
+    private static bool TryReadProof(BaseValidatingContext context, DpopOptions options, DpopNonces nonces, string? accessToken, ILogger logger)
     {
         var http = context.Transaction.GetHttpRequest()!;
         var values = http.Headers[HeaderName];
@@ -74,6 +80,16 @@ public static class DpopServerHandlers
             problem = values.Count > 1 ? "Send one DPoP header, not several." : problem;
             logger.LogInformation(DpopEvents.ProofRefused, "DPoP proof refused at {Endpoint}: {Problem}", context.EndpointType, problem);
             context.Reject(InvalidDpopProof, problem);
+            return false;
+        }
+
+        if (nonces.Required && !nonces.IsCurrent(proof.Nonce))
+        {
+            logger.LogInformation(DpopEvents.NonceRequired, "DPoP proof refused at {Endpoint}: {Problem} nonce", context.EndpointType,
+                proof.Nonce is null ? "no" : "an unknown or expired");
+            context.Reject(UseDpopNonce, proof.Nonce is null
+                ? "The DPoP proof needs the nonce given in the DPoP-Nonce header."
+                : "The DPoP proof's nonce is unknown or has expired: use the one given in the DPoP-Nonce header.");
             return false;
         }
 
@@ -127,7 +143,7 @@ public static class DpopServerHandlers
     }
 
     /// <summary>Token endpoint: the proof is read before anything else is checked.</summary>
-    public sealed class ReadTokenRequestProof(IOptions<DpopOptions> options, ILogger<ReadTokenRequestProof> logger) : IOpenIddictServerHandler<ValidateTokenRequestContext>
+    public sealed class ReadTokenRequestProof(IOptions<DpopOptions> options, DpopNonces nonces, ILogger<ReadTokenRequestProof> logger) : IOpenIddictServerHandler<ValidateTokenRequestContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidateTokenRequestContext>()
             .UseSingletonHandler<ReadTokenRequestProof>()
@@ -137,7 +153,7 @@ public static class DpopServerHandlers
 
         public ValueTask HandleAsync(ValidateTokenRequestContext context)
         {
-            TryReadProof(context, options.Value, accessToken: null, logger);
+            TryReadProof(context, options.Value, nonces, accessToken: null, logger);
             return default;
         }
     }
@@ -182,7 +198,7 @@ public static class DpopServerHandlers
     /// Pushed authorization requests (RFC 9449 section 10.1): a proof binds the code to its key, as <c>dpop_jkt</c> would,
     /// which it must then match. The parameter is kept with the pushed request, so the code is bound at authorize.
     /// </summary>
-    public sealed class ReadPushedRequestProof(UsedDpopProofs used, IOptions<DpopOptions> options, ILogger<ReadPushedRequestProof> logger)
+    public sealed class ReadPushedRequestProof(UsedDpopProofs used, IOptions<DpopOptions> options, DpopNonces nonces, ILogger<ReadPushedRequestProof> logger)
         : IOpenIddictServerHandler<ValidatePushedAuthorizationRequestContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ValidatePushedAuthorizationRequestContext>()
@@ -193,7 +209,7 @@ public static class DpopServerHandlers
 
         public async ValueTask HandleAsync(ValidatePushedAuthorizationRequestContext context)
         {
-            if (!TryReadProof(context, options.Value, accessToken: null, logger) || !await TryRecordUseAsync(context, used, options.Value, logger)
+            if (!TryReadProof(context, options.Value, nonces, accessToken: null, logger) || !await TryRecordUseAsync(context, used, options.Value, logger)
                 || DpopRequest.Find(context.Transaction)?.Proof is not { } proof)
             {
                 return;
@@ -224,7 +240,7 @@ public static class DpopServerHandlers
     /// Userinfo (a resource of this server): an access token presented with the <c>DPoP</c> scheme (RFC 9449 section 7.1)
     /// comes with a proof for this request and this token (<c>ath</c>).
     /// </summary>
-    public sealed class ReadUserInfoProof(IOptions<DpopOptions> options, ILogger<ReadUserInfoProof> logger) : IOpenIddictServerHandler<ExtractUserInfoRequestContext>
+    public sealed class ReadUserInfoProof(IOptions<DpopOptions> options, DpopNonces nonces, ILogger<ReadUserInfoProof> logger) : IOpenIddictServerHandler<ExtractUserInfoRequestContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ExtractUserInfoRequestContext>()
             .UseSingletonHandler<ReadUserInfoProof>()
@@ -260,7 +276,7 @@ public static class DpopServerHandlers
                 return default;
             }
 
-            TryReadProof(context, options.Value, token, logger);
+            TryReadProof(context, options.Value, nonces, token, logger);
             return default;
         }
     }
@@ -485,9 +501,34 @@ public static class DpopServerHandlers
             response.Headers.WWWAuthenticate = challenge.StartsWith("Bearer", StringComparison.Ordinal)
                 ? $"{AuthorizationScheme}{challenge["Bearer".Length..]}{(challenge.Length > "Bearer".Length ? "," : "")} {algorithms}"
                 : $"{AuthorizationScheme} error=\"{context.Error}\", {algorithms}";
-            if (context.Error == InvalidDpopProof)
+            if (context.Error is InvalidDpopProof or UseDpopNonce)
             {
                 response.StatusCode = StatusCodes.Status401Unauthorized;
+            }
+
+            return default;
+        }
+    }
+
+    /// <summary>
+    /// With nonces required, the token, PAR and userinfo endpoints give a fresh nonce (<c>DPoP-Nonce</c>, RFC 9449 section
+    /// 8.2) in every answer to a request with a proof, and to one refused for want of a proof, so the client's next proof
+    /// can carry it. oidc-client-ts reads it from error answers only (<c>use_dpop_nonce</c>), others from any answer.
+    /// </summary>
+    public sealed class AttachNonce<TContext>(DpopNonces nonces) : IOpenIddictServerHandler<TContext> where TContext : BaseRequestContext
+    {
+        public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<TContext>()
+            .UseSingletonHandler<AttachNonce<TContext>>()
+            .SetOrder(OpenIddictServerAspNetCoreHandlers.AttachHttpResponseCode<TContext>.Descriptor.Order + 1)
+            .SetType(OpenIddictServerHandlerType.Custom)
+            .Build();
+
+        public ValueTask HandleAsync(TContext context)
+        {
+            if (nonces.Required && context.Transaction.GetHttpRequest() is { } request
+                && (request.Headers.ContainsKey(HeaderName) || context.Transaction.Response?.Error is InvalidDpopProof or UseDpopNonce))
+            {
+                request.HttpContext.Response.Headers[NonceHeaderName] = nonces.Issue();
             }
 
             return default;
@@ -500,4 +541,5 @@ public static class DpopEvents
     public static readonly EventId ProofRefused = new(5024, nameof(ProofRefused));
     public static readonly EventId ProofReplayed = new(5025, nameof(ProofReplayed));
     public static readonly EventId BindingRefused = new(5026, nameof(BindingRefused));
+    public static readonly EventId NonceRequired = new(5032, nameof(NonceRequired));
 }

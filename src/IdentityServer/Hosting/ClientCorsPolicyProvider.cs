@@ -36,6 +36,8 @@ public sealed class ClientCorsPolicyProvider(ClientOrigins origins) : ICorsPolic
             .WithOrigins(origin)
             .WithMethods(HttpMethods.Get, HttpMethods.Post)
             .AllowAnyHeader()
+            // A browser app's script reads these: a DPoP nonce to put in its next proof, and userinfo's challenge.
+            .WithExposedHeaders(Dpop.DpopServerHandlers.NonceHeaderName, "WWW-Authenticate")
             .SetPreflightMaxAge(TimeSpan.FromHours(1))
             .Build();
     }

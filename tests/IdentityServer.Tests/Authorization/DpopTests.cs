@@ -558,10 +558,29 @@ public sealed class DpopKey
     /// <summary>The private part of the key, to put where a proof must not have it.</summary>
     public string PrivateD() => Base64UrlEncoder.Encode(_ec is not null ? _ec.ExportParameters(true).D! : _rsa!.ExportParameters(true).D!);
 
-    /// <summary>A proof for <paramref name="method"/> to the endpoint discovery names <paramref name="endpoint"/>, with an access token's hash if given.</summary>
-    public async Task<string> ProofAsync(ServerFixture server, string method, string endpoint, string? accessToken = null) =>
-        Proof(method, await server.EndpointAsync(endpoint), payload: accessToken is null ? null
-            : p => p["ath"] = Base64UrlEncoder.Encode(SHA256.HashData(Encoding.ASCII.GetBytes(accessToken))));
+    /// <summary>
+    /// A proof for <paramref name="method"/> to the endpoint discovery names <paramref name="endpoint"/>, with an access
+    /// token's hash, a server's nonce and an issue time other than now if given.
+    /// </summary>
+    public async Task<string> ProofAsync(ServerFixture server, string method, string endpoint, string? accessToken = null, string? nonce = null,
+        DateTimeOffset? issuedAt = null) =>
+        Proof(method, await server.EndpointAsync(endpoint), payload: p =>
+        {
+            if (accessToken is not null)
+            {
+                p["ath"] = Base64UrlEncoder.Encode(SHA256.HashData(Encoding.ASCII.GetBytes(accessToken)));
+            }
+
+            if (nonce is not null)
+            {
+                p["nonce"] = nonce;
+            }
+
+            if (issuedAt is not null)
+            {
+                p["iat"] = issuedAt.Value.ToUnixTimeSeconds();
+            }
+        });
 
     /// <summary>A proof for <paramref name="method"/> to <paramref name="url"/>, after <paramref name="header"/> and <paramref name="payload"/> changed what they like.</summary>
     public string Proof(string method, string url, Action<Dictionary<string, object>>? header = null, Action<Dictionary<string, object>>? payload = null)

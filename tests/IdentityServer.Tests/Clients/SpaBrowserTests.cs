@@ -20,8 +20,14 @@ public sealed class SpaBrowserTests
     /// <summary>Pinned, so a new release cannot change what the test shows without a change here.</summary>
     private const string OidcClientTsVersion = "3.5.0";
 
-    [SkippableFact]
-    public async Task An_oidc_client_ts_app_signs_in_with_DPoP_refreshes_and_calls_userinfo_with_bound_tokens()
+    /// <param name="requireNonce">
+    /// With <c>Dpop:RequireNonce</c>, the library's first proof at each step is answered <c>use_dpop_nonce</c>, and it
+    /// tries again with the nonce (code redemption and refresh by itself; the app's userinfo call as an app calls an API).
+    /// </param>
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task An_oidc_client_ts_app_signs_in_with_DPoP_refreshes_and_calls_userinfo_with_bound_tokens(bool requireNonce)
     {
         SystemChromium.SkipUnlessInstalled();
         var library = await InstallOidcClientTsAsync();
@@ -47,6 +53,7 @@ public sealed class SpaBrowserTests
             ["Seed:Clients:90:consent_type"] = "implicit",
             ["Seed:Clients:90:dpop_bound_access_tokens"] = "true",
             ["Email:PickupDirectory"] = Path.Combine(Path.GetTempPath(), "idsrv-mail", Guid.NewGuid().ToString("N")),
+            ["Dpop:RequireNonce"] = requireNonce ? "true" : "false",
         });
         var authority = $"http://localhost:{server.Port}/";
 
@@ -86,6 +93,7 @@ public sealed class SpaBrowserTests
 
         var userInfo = outcome.GetProperty("userInfo");
         Assert.True(userInfo.GetProperty("status").GetInt32() == 200, userInfo.ToString());
+        Assert.Equal(requireNonce, userInfo.GetProperty("askedForNonce").GetBoolean());
         Assert.Equal(userName, userInfo.GetProperty("body").GetProperty("preferred_username").GetString());
 
         async Task Expect(Func<Task> wait, string failure)
@@ -129,7 +137,8 @@ public sealed class SpaBrowserTests
     /// <summary>
     /// The callback page: completes the sign-in (the code redeemed with a proof of the key the code was bound to),
     /// refreshes with the refresh token (a proof of the same key), and calls userinfo with the DPoP scheme and a proof
-    /// it makes with the library's <c>dpopProof</c>, as an app calls any API. What happened is left in <c>window.outcome</c>.
+    /// it makes with the library's <c>dpopProof</c>, as an app calls any API: again with the nonce if it is asked for one
+    /// (401 with a <c>DPoP-Nonce</c> header). What happened is left in <c>window.outcome</c>.
     /// </summary>
     private const string Callback = """
         (async () => {
@@ -137,13 +146,18 @@ public sealed class SpaBrowserTests
             const signedIn = await userManager.signinCallback();
             const refreshed = await userManager.signinSilent();
             const userInfoUrl = settings.authority + "connect/userinfo";
-            const response = await fetch(userInfoUrl, {
-              headers: { Authorization: "DPoP " + refreshed.access_token, DPoP: await userManager.dpopProof(userInfoUrl, refreshed, "GET") },
+            const callUserInfo = async (nonce) => fetch(userInfoUrl, {
+              headers: { Authorization: "DPoP " + refreshed.access_token, DPoP: await userManager.dpopProof(userInfoUrl, refreshed, "GET", nonce) },
             });
+            let response = await callUserInfo();
+            const nonce = response.status === 401 ? response.headers.get("DPoP-Nonce") : null;
+            if (nonce) {
+              response = await callUserInfo(nonce);
+            }
             window.outcome = {
               signedIn: { token_type: signedIn.token_type, access_token: signedIn.access_token },
               refreshed: { token_type: refreshed.token_type, access_token: refreshed.access_token },
-              userInfo: { status: response.status, body: await response.json().catch(() => null) },
+              userInfo: { status: response.status, askedForNonce: nonce !== null, body: await response.json().catch(() => null) },
             };
           } catch (error) {
             window.outcome = { error: String(error && error.stack || error) };

@@ -1,0 +1,54 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.Tokens;
+
+namespace IdentityServer.Dpop;
+
+/// <summary>
+/// Server-provided DPoP nonces (RFC 9449 section 8), when <c>Dpop:RequireNonce</c> is on: a client cannot make proofs
+/// ahead of time, only with a nonce the server gave it lately. A nonce is the time it was made, protected with the
+/// data protection keys every instance shares, so any instance accepts another's and nothing is stored.
+/// </summary>
+public sealed class DpopNonces(IDataProtectionProvider dataProtection, IOptions<DpopOptions> options, TimeProvider clock)
+{
+    private readonly IDataProtector _protector = dataProtection.CreateProtector("IdentityServer.Dpop.Nonce.v1");
+
+    public bool Required => options.Value.RequireNonce;
+
+    /// <summary>A fresh nonce, for the <c>DPoP-Nonce</c> response header.</summary>
+    public string Issue()
+    {
+        Span<byte> madeAt = stackalloc byte[sizeof(long)];
+        BinaryPrimitives.WriteInt64BigEndian(madeAt, clock.GetUtcNow().ToUnixTimeSeconds());
+        return Base64UrlEncoder.Encode(_protector.Protect(madeAt.ToArray()));
+    }
+
+    /// <summary>Whether <paramref name="nonce"/> is one of ours, made within <c>Dpop:NonceLifetime</c> (give or take <c>Dpop:ClockSkew</c>, for instances' clocks).</summary>
+    public bool IsCurrent(string? nonce)
+    {
+        if (string.IsNullOrEmpty(nonce) || nonce.Length > 512)
+        {
+            return false;
+        }
+
+        byte[] madeAt;
+        try
+        {
+            madeAt = _protector.Unprotect(Base64UrlEncoder.DecodeBytes(nonce));
+        }
+        catch (Exception e) when (e is CryptographicException or FormatException or ArgumentException)
+        {
+            return false;
+        }
+
+        if (madeAt.Length != sizeof(long))
+        {
+            return false;
+        }
+
+        var age = clock.GetUtcNow() - DateTimeOffset.FromUnixTimeSeconds(BinaryPrimitives.ReadInt64BigEndian(madeAt));
+        return age <= options.Value.NonceLifetime + options.Value.ClockSkew && age >= -options.Value.ClockSkew;
+    }
+}
