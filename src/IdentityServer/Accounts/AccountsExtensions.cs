@@ -82,11 +82,9 @@ public static class AccountsExtensions
 
         builder.Services.ConfigureApplicationCookie(cookie =>
         {
-            // __Host-: only over HTTPS, for this host and path "/" only. Development runs on plain http://localhost.
-            cookie.Cookie.Name = CookieName("idsrv.session", secureCookies);
+            ConfigureCookie(cookie.Cookie, "idsrv.session", secureCookies);
             cookie.Cookie.HttpOnly = true;
             cookie.Cookie.SameSite = SameSiteMode.Lax;
-            cookie.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
             cookie.ExpireTimeSpan = accounts.SessionIdleTimeout;
             cookie.SlidingExpiration = true;
             cookie.LoginPath = LoginPath;
@@ -97,24 +95,20 @@ public static class AccountsExtensions
         });
         builder.Services.Configure<CookieAuthenticationOptions>(IdentityConstants.TwoFactorUserIdScheme, cookie =>
         {
-            cookie.Cookie.Name = CookieName("idsrv.2fa", secureCookies);
-            cookie.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+            ConfigureCookie(cookie.Cookie, "idsrv.2fa", secureCookies);
         });
         builder.Services.Configure<CookieAuthenticationOptions>(IdentityConstants.TwoFactorRememberMeScheme, cookie =>
         {
-            cookie.Cookie.Name = CookieName("idsrv.device", secureCookies);
-            cookie.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+            ConfigureCookie(cookie.Cookie, "idsrv.device", secureCookies);
             cookie.ExpireTimeSpan = accounts.RememberDeviceFor;
         });
         builder.Services.Configure<CookieAuthenticationOptions>(IdentityConstants.ExternalScheme, cookie =>
         {
-            cookie.Cookie.Name = CookieName("idsrv.external", secureCookies);
-            cookie.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+            ConfigureCookie(cookie.Cookie, "idsrv.external", secureCookies);
         });
         builder.Services.AddAntiforgery(antiforgery =>
         {
-            antiforgery.Cookie.Name = CookieName("idsrv.af", secureCookies);
-            antiforgery.Cookie.SecurePolicy = secureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+            ConfigureCookie(antiforgery.Cookie, "idsrv.af", secureCookies);
             // Scripts (passkeys, the admin API with the session cookie) send the token in this header.
             antiforgery.HeaderName = "RequestVerificationToken";
         });
@@ -147,12 +141,22 @@ public static class AccountsExtensions
         builder.Services.AddScoped<UserSessions>();
         builder.Services.AddScoped<SecurityStamps>();
         builder.Services.AddScoped<ConnectedApps>();
+        builder.Services.AddSingleton<LoginHints>();
         builder.AddAccountEmail();
         return builder;
     }
 
-    /// <summary>The cookie's name, with the <c>__Host-</c> prefix where cookies are always secure.</summary>
-    private static string CookieName(string name, bool secure) => secure ? "__Host-" + name : name;
+    /// <summary>
+    /// Our cookies' name and security: where cookies are always secure (not in Development, which runs on plain
+    /// http://localhost), only over HTTPS and with the <c>__Host-</c> prefix (for this host only), which needs the path
+    /// "/": set here, as ASP.NET Core's default path is the request's PathBase (<c>Hosting:PathBase</c>).
+    /// </summary>
+    private static void ConfigureCookie(CookieBuilder cookie, string name, bool secure)
+    {
+        cookie.Name = secure ? "__Host-" + name : name;
+        cookie.SecurePolicy = secure ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+        cookie.Path = "/";
+    }
 
     private static bool IsValid(object settings) =>
         Validator.TryValidateObject(settings, new ValidationContext(settings), null, validateAllProperties: true);

@@ -28,7 +28,7 @@ public sealed class RequireRecentSignInAttribute : Attribute, IAsyncPageFilter
             if (SessionClaims.GetAuthenticationTime(http.User) is not { } signedInAt || now - signedInAt > window)
             {
                 var page = $"{http.Request.PathBase}{http.Request.Path}";
-                context.Result = new RedirectResult($"{AccountsExtensions.LoginPath}?ReturnUrl={Uri.EscapeDataString(page)}");
+                context.Result = new RedirectResult($"~{AccountsExtensions.LoginPath}?ReturnUrl={Uri.EscapeDataString(page)}");
                 return;
             }
         }

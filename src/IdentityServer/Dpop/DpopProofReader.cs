@@ -109,6 +109,7 @@ public static class DpopProofReader
             : issuedAt < now - lifetime - clockSkew || issuedAt > now + clockSkew ? "The DPoP proof's 'iat' is too old or in the future."
             : accessToken is not null && String(claims, "ath") != AccessTokenHash(accessToken)
                 ? "The DPoP proof's 'ath' must be the hash of the access token it comes with."
+            : claims.TryGetProperty("nonce", out var nonce) && nonce.ValueKind != JsonValueKind.String ? "The DPoP proof's 'nonce' must be a string."
             : null;
         return problem is null ? new DpopProof(thumbprint, jti!, issuedAt!.Value, String(claims, "nonce")) : null;
     }

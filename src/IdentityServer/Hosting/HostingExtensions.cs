@@ -49,6 +49,7 @@ public static class HostingExtensions
         var proxies = ParseEach<IPAddress>(hosting.KnownProxies, "Hosting:KnownProxies", "an IP address", IPAddress.TryParse);
         var networks = ParseEach<System.Net.IPNetwork>(hosting.KnownNetworks, "Hosting:KnownNetworks", "a network in CIDR notation (such as 10.0.0.0/8)",
             System.Net.IPNetwork.TryParse);
+        CheckPathBase(hosting.PathBase, builder.Configuration["Tokens:Issuer"]);
         if (hosting.TlsTerminatedByProxy)
         {
             builder.Services.Configure<ForwardedHeadersOptions>(options =>
@@ -63,6 +64,26 @@ public static class HostingExtensions
         }
 
         return builder;
+    }
+
+    /// <summary>
+    /// A path base is one or more segments of unreserved characters, and the issuer, when set, is under it: OpenIddict
+    /// puts its endpoints under the issuer, so with another path every protocol request would miss them.
+    /// </summary>
+    private static void CheckPathBase(string pathBase, string? issuer)
+    {
+        if (pathBase.Length > 0 && !System.Text.RegularExpressions.Regex.IsMatch(pathBase, "^(/[A-Za-z0-9._~-]+)+$"))
+        {
+            throw new StartupConfigurationException(
+                $"Hosting:PathBase: '{pathBase}' is not a path such as /identity (a leading slash, no trailing one, letters, digits and . _ ~ - only).");
+        }
+
+        if (!string.IsNullOrWhiteSpace(issuer) && Uri.TryCreate(issuer.Trim(), UriKind.Absolute, out var issuerUri)
+            && !string.Equals(issuerUri.AbsolutePath.TrimEnd('/'), pathBase, StringComparison.Ordinal))
+        {
+            throw new StartupConfigurationException(
+                $"Tokens:Issuer: '{issuer}' is not under Hosting:PathBase ('{pathBase}'): its path must be the path base, such as https://example.com{(pathBase.Length > 0 ? pathBase : "")}/.");
+        }
     }
 
     private delegate bool TryParse<T>(string? text, out T? value);
@@ -98,9 +119,26 @@ public static class HostingExtensions
 
     public static WebApplication UseHosting(this WebApplication app)
     {
+        var hosting = app.Services.GetRequiredService<IOptions<HostingOptions>>().Value;
+        if (hosting.PathBase.Length > 0)
+        {
+            app.UsePathBase(hosting.PathBase);
+            // Only under the path base: at the root too, the server would name other endpoint addresses, and another issuer.
+            // The metrics listener's /metrics (a port of its own) is the exception.
+            app.Use((context, next) =>
+            {
+                if (context.Request.PathBase.HasValue || context.Request.Path == "/metrics")
+                {
+                    return next(context);
+                }
+
+                context.Response.StatusCode = StatusCodes.Status404NotFound;
+                return Task.CompletedTask;
+            });
+        }
+
         app.UseMetricsListener();
         app.UseEndpointMetrics();
-        var hosting = app.Services.GetRequiredService<IOptions<HostingOptions>>().Value;
         if (hosting.TlsTerminatedByProxy)
         {
             app.UseForwardedHeaders();

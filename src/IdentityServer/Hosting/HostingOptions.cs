@@ -20,6 +20,12 @@ public sealed class HostingOptions
     /// <summary>The proxies' networks in CIDR notation (<c>10.0.0.0/8</c>), for proxies without a fixed address (containers, Kubernetes).</summary>
     public string[] KnownNetworks { get; set; } = [];
 
+    /// <summary>
+    /// The path the server is published under (<c>/identity</c> for <c>https://example.com/identity/...</c>), which the
+    /// proxy in front forwards as it is; empty for the root of the host. Requests outside it are answered 404.
+    /// </summary>
+    public string PathBase { get; set; } = string.Empty;
+
     /// <summary>Forwarded headers are trusted from any sender: proxy mode without a known proxy or network.</summary>
     public bool TrustsAnySender => TlsTerminatedByProxy && KnownProxies.Length == 0 && KnownNetworks.Length == 0;
 }

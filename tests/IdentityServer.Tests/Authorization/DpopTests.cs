@@ -66,7 +66,7 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         "typ other than dpop+jwt", "alg none", "alg HS256", "no jwk", "a private key in jwk", "signed by another key", "crit in the header",
         "htm GET", "htu of another endpoint", "iat five minutes old", "iat five minutes ahead", "no iat", "no jti",
         "not a JWT", "an RSA key of 1024 bits", "an EC key on another curve",
-        "a lone surrogate in typ", "a lone surrogate as a member name", "invalid UTF-8 in jti",
+        "a lone surrogate in typ", "a lone surrogate as a member name", "invalid UTF-8 in jti", "a nonce that is not a string",
     ];
 
     [SkippableTheory]
@@ -92,6 +92,7 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
             "iat five minutes ahead" => key.Proof("POST", tokenEndpoint, payload: p => p["iat"] = DateTimeOffset.UtcNow.AddMinutes(5).ToUnixTimeSeconds()),
             "no iat" => key.Proof("POST", tokenEndpoint, payload: p => p.Remove("iat")),
             "no jti" => key.Proof("POST", tokenEndpoint, payload: p => p.Remove("jti")),
+            "a nonce that is not a string" => key.Proof("POST", tokenEndpoint, payload: p => p["nonce"] = 42),
             "not a JWT" => "not-a-jwt",
             "an RSA key of 1024 bits" => key.Proof("POST", tokenEndpoint),
             "an EC key on another curve" => key.Proof("POST", tokenEndpoint, header: h => h["alg"] = "ES384"),

@@ -95,6 +95,16 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
         Assert.Equal("", Field(tooLong, "Input_UserName").GetAttribute("value") ?? "");
         Assert.True(Field(tooLong, "Input_UserName").HasAttribute("autofocus"));
         Assert.False(Field(tooLong, "Input_Password").HasAttribute("autofocus"));
+        // Only the authorization endpoint's hint counts: one written into a link by anyone else is not shown.
+        var forged = await server.CreateBrowser().NavigateAsync(new Uri(TestServerFactory.Authority,
+            "/account/login?returnUrl=" + Uri.EscapeDataString("/connect/authorize?x_login_hint=" + user.UserName)).AbsoluteUri);
+        Assert.Equal("", Field(forged, "Input_UserName").GetAttribute("value") ?? "");
+        // An empty user name posted is the page's own error, not a server error.
+        var emptyBrowser = server.CreateBrowser();
+        var empty = await emptyBrowser.SubmitAsync(await LoginPageAsync(emptyBrowser, user.UserName),
+            new Dictionary<string, string> { ["Input.UserName"] = "", ["Input.Password"] = "x" });
+        Assert.Equal(HttpStatusCode.OK, empty.Status);
+        Assert.Contains("Enter your user name or email.", empty.Body);
         // Only a hint: the person signs in as someone else, and the app gets that user's code.
         var callback = await OAuth.SignInAsync(browser, hintedButOther, other);
         var tokens = await OAuth.RedeemAsync(server, client, OAuth.QueryOf(callback.RedirectTarget!)["code"], pkce);

@@ -53,7 +53,7 @@ public abstract class PushedAuthorizationTests<TFixture>(TFixture server) where 
         Assert.True((int)again.Status < 500, again.Body);
     }
 
-    /// <summary>A pushed request's login_hint is not in the URL the browser brings, yet fills in the login page all the same.</summary>
+    /// <summary>A pushed request's login_hint is not in the URL the browser brings, yet fills in the login page all the same, and stays out of the URL.</summary>
     [SkippableFact]
     public async Task A_login_hint_in_a_pushed_request_fills_in_the_user_name_on_the_login_page()
     {
@@ -69,6 +69,8 @@ public abstract class PushedAuthorizationTests<TFixture>(TFixture server) where 
 
         Assert.Equal("/account/login", login.Uri.AbsolutePath);
         Assert.Equal(user.UserName, login.Document.QuerySelector("#Input_UserName")!.GetAttribute("value"));
+        // The application pushed it to keep it off the browser: it is not in the address bar either.
+        Assert.DoesNotContain(user.UserName, Uri.UnescapeDataString(Uri.UnescapeDataString(login.Uri.AbsoluteUri)));
         var callback = await OAuth.SignInAsync(browser, login, user);
         var tokens = await OAuth.RedeemAsync(server, client, OAuth.QueryOf(callback.RedirectTarget!)["code"], pkce);
         Assert.Equal(user.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());

@@ -107,10 +107,13 @@ public abstract class ServerFixture : IAsyncLifetime
     /// <summary>A browser on the server; a 500 fails with the server's log.</summary>
     public Browser CreateBrowser() => new(new() { [TestServerFactory.Authority.Host] = Factory.CreateReportingHandler() });
 
+    /// <summary>Where the discovery document is on the server.</summary>
+    protected virtual string DiscoveryPath => "/.well-known/openid-configuration";
+
     /// <summary>An endpoint's address, read from the discovery document as a client would.</summary>
     public async Task<string> EndpointAsync(string name)
     {
-        _discovery ??= await CreateClient().GetFromJsonAsync<JsonElement>("/.well-known/openid-configuration");
+        _discovery ??= await CreateClient().GetFromJsonAsync<JsonElement>(DiscoveryPath);
         return _discovery.Value.GetProperty(name).GetString()!;
     }
 

@@ -14,6 +14,7 @@ public sealed class AccountEmails(
     IOptions<EmailOptions> email,
     IOptions<AccountsOptions> accounts,
     IOptions<TokenOptions> tokens,
+    IOptions<Hosting.HostingOptions> hosting,
     IHttpContextAccessor http,
     IHostEnvironment environment,
     ILogger<AccountEmails> logger)
@@ -75,7 +76,10 @@ public sealed class AccountEmails(
     /// <summary>An absolute link to <paramref name="path"/> on this server, with <paramref name="query"/>.</summary>
     public string Link(string path, IDictionary<string, string?>? query = null)
     {
-        var origin = accounts.Value.ConfiguredPublicAddress(tokens.Value) ?? RequestOrigin();
+        // Accounts:PublicOrigin is an origin: the server's pages are under Hosting:PathBase on it. The issuer has the path already.
+        var origin = accounts.Value.PublicOrigin is { AbsolutePath: "/" } publicOrigin && hosting.Value.PathBase.Length > 0
+            ? new Uri(publicOrigin, hosting.Value.PathBase + "/")
+            : accounts.Value.ConfiguredPublicAddress(tokens.Value) ?? RequestOrigin();
         var url = new Uri(origin, origin.AbsolutePath.TrimEnd('/') + path).AbsoluteUri;
         return query is null ? url : QueryHelpers.AddQueryString(url, query);
     }

@@ -17,6 +17,7 @@ public sealed class LoginModel(
     SignInManager<ApplicationUser> signInManager,
     UserManager<ApplicationUser> users,
     AccountSessions sessions,
+    LoginHints loginHints,
     IOptions<AccountsOptions> accounts,
     ILogger<LoginModel> logger) : PageModel
 {
@@ -51,7 +52,7 @@ public sealed class LoginModel(
     public void OnGet()
     {
         // The application's login_hint (OpenID Connect Core 3.1.2.1) fills in the user name; the person may change it.
-        Input.UserName = Url.ReadLoginHint(ReturnUrl) ?? string.Empty;
+        Input.UserName = loginHints.Read(Url, ReturnUrl) ?? string.Empty;
     }
 
     public async Task<IActionResult> OnPostAsync()
@@ -157,7 +158,7 @@ public sealed class LoginModel(
         return LocalRedirect(SafeReturnUrl);
     }
 
-    private string SafeReturnUrl => Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/";
+    private string SafeReturnUrl => Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "~/";
 
     private PageResult Fail(string reason, string? userId = null)
     {

@@ -18,6 +18,7 @@ namespace IdentityServer.Accounts.Pages;
 public sealed class RegisterModel(
     UserManager<ApplicationUser> users,
     AccountSessions sessions,
+    LoginHints loginHints,
     AccountEmails emails,
     IOptions<AccountsOptions> accounts,
     IOptions<IdentityOptions> identity,
@@ -39,7 +40,7 @@ public sealed class RegisterModel(
         }
 
         // An application sending someone to sign up (prompt=create) may already know their email address (login_hint).
-        if (Url.ReadLoginHint(ReturnUrl) is { } hint && new EmailAddressAttribute().IsValid(hint))
+        if (loginHints.Read(Url, ReturnUrl) is { } hint && new EmailAddressAttribute().IsValid(hint))
         {
             Input.Email = hint;
         }
@@ -113,7 +114,7 @@ public sealed class RegisterModel(
         }
 
         await sessions.SignInAsync(user, "a password (new account)", SessionClaims.Password);
-        return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/account");
+        return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "~/account");
     }
 
     private void AddErrors(IdentityResult result, string key)

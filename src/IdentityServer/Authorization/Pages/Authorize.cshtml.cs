@@ -37,6 +37,7 @@ public sealed class AuthorizeModel(
     UserPrincipalFactory principals,
     IAntiforgery antiforgery,
     SignInMarker signInMarker,
+    LoginHints loginHints,
     TimeProvider clock,
     IOptionsMonitor<OpenIddictServerOptions> serverOptions,
     Logout.SessionClients sessionClients,
@@ -107,7 +108,7 @@ public sealed class AuthorizeModel(
         // or a user who chose to sign in instead, aiming for the level acr_values asks), else it goes there again.
         if (request.HasPromptValue(PromptCreate.Value) && !(session.Succeeded && SignedInSinceSentToSignIn(session.Principal!)))
         {
-            return Redirect("/account/register?returnUrl=" + Uri.EscapeDataString(ReturnUrlForSignIn(AuthenticationLevels.Target(RequestedLevels(request)))));
+            return Redirect("~/account/register?returnUrl=" + Uri.EscapeDataString(ReturnUrlForSignIn(AuthenticationLevels.Target(RequestedLevels(request)))));
         }
 
         var user = session.Succeeded ? await users.GetUserAsync(session.Principal) : null;
@@ -281,7 +282,7 @@ public sealed class AuthorizeModel(
             parameters = parameters.Append(KeyValuePair.Create(SignInHints.LevelParameter, (string?)level));
         }
 
-        if (HttpContext.GetOpenIddictServerRequest()?.LoginHint is { Length: > 0 and <= SignInHints.MaxLoginHintLength } loginHint)
+        if (loginHints.Protect(HttpContext.GetOpenIddictServerRequest()?.LoginHint) is { } loginHint)
         {
             parameters = parameters.Append(KeyValuePair.Create(SignInHints.LoginHintParameter, (string?)loginHint));
         }

@@ -108,12 +108,12 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
             || (string.IsNullOrEmpty(request.ClientId) && !await HasValidIdTokenHintAsync()))
         {
             // No client named (by a valid hint or client_id), or the request was refused: redirect nowhere.
-            return new FrontChannelLogoutResult(Redirect(SignedOutModel.Path), frames);
+            return new FrontChannelLogoutResult(Redirect("~" + SignedOutModel.Path), frames);
         }
 
         // OpenIddict redirects to the validated post_logout_redirect_uri, or to our signed-out page when there is none.
         return new FrontChannelLogoutResult(
-            SignOut(new AuthenticationProperties { RedirectUri = SignedOutModel.Path }, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme), frames);
+            SignOut(new AuthenticationProperties { RedirectUri = Url.Content("~" + SignedOutModel.Path) }, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme), frames);
     }
 
     private PageResult AskForConfirmation()

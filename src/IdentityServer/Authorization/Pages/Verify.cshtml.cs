@@ -69,7 +69,7 @@ public sealed class VerifyModel(
         var principal = await principals.CreateAsync(user, code.GetScopes(), session, HttpContext.RequestAborted);
         await sessionClients.RecordAsync(HttpContext, session, principal, code.GetClaim(Claims.ClientId), serverOptions.CurrentValue, HttpContext.RequestAborted);
         logger.LogInformation(TokenEvents.AuthorizationGranted, "User {UserId} approved device code for {ClientId}", user.Id, code.GetClaim(Claims.ClientId));
-        return SignIn(principal, new AuthenticationProperties { RedirectUri = CompletedPath + "?approved=true" },
+        return SignIn(principal, new AuthenticationProperties { RedirectUri = Url.Content("~" + CompletedPath) + "?approved=true" },
             OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
     }
 
@@ -83,7 +83,7 @@ public sealed class VerifyModel(
         }
 
         logger.LogInformation(TokenEvents.AuthorizationDenied, "User {UserId} denied a device code", users.GetUserId(User));
-        return Forbid(new AuthenticationProperties { RedirectUri = CompletedPath + "?approved=false" },
+        return Forbid(new AuthenticationProperties { RedirectUri = Url.Content("~" + CompletedPath) + "?approved=false" },
             OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
     }
 

@@ -48,7 +48,7 @@ public sealed class EmailModel(
         switch (await sessions.CheckPasswordAsync(user, Input.Password))
         {
             case PasswordCheck.LockedOut:
-                return LocalRedirect(AccountsExtensions.LoginPath);
+                return LocalRedirect("~" + AccountsExtensions.LoginPath);
             case PasswordCheck.Wrong:
                 ModelState.AddModelError("Input.Password", "The password is incorrect.");
                 return Page();

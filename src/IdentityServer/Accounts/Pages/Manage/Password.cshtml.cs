@@ -38,7 +38,7 @@ public sealed class PasswordModel(
         switch (await sessions.CheckPasswordAsync(user, Input.CurrentPassword))
         {
             case PasswordCheck.LockedOut:
-                return LocalRedirect(AccountsExtensions.LoginPath);
+                return LocalRedirect("~" + AccountsExtensions.LoginPath);
             case PasswordCheck.Wrong:
                 ModelState.AddModelError("Input.CurrentPassword", "The current password is incorrect.");
                 return Page();

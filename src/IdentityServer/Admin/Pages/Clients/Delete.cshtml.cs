@@ -21,7 +21,7 @@ public sealed class DeleteModel(ClientAdmin clients) : AdminPageModel
         {
             case AdminOutcome.Ok:
                 Notice = $"Client {ClientId} deleted.";
-                return Redirect("/admin/clients");
+                return Redirect("~/admin/clients");
             case AdminOutcome.PreconditionFailed:
                 FormError = "Someone else changed this client after you opened this page, so it was not deleted. Check it and confirm again.";
                 return await LoadAsync(ct) ? Page() : NotFound();

@@ -63,7 +63,7 @@ public sealed class EditModel(ClientAdmin clients, ScopeAdmin scopes) : AdminPag
                 return Page();
             case AdminOutcome.Ok:
                 Notice = "Changes saved.";
-                return Redirect($"/admin/clients/{Uri.EscapeDataString(ClientId)}");
+                return Redirect($"~/admin/clients/{Uri.EscapeDataString(ClientId)}");
             default:
                 ShowFailure(result, ClientForm.Fields);
                 return Page();

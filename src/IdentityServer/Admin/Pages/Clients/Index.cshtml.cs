@@ -12,7 +12,7 @@ public sealed class IndexModel(ClientAdmin clients) : AdminPageModel
 
     public PageOf<ClientEntry> Result { get; private set; } = new([], 0, 1, PageOf<ClientEntry>.DefaultPageSize);
 
-    public string PagerUrl => $"/admin/clients?search={Uri.EscapeDataString(Search ?? string.Empty)}";
+    public string PagerUrl => Url.Content("~/admin/clients") + $"?search={Uri.EscapeDataString(Search ?? string.Empty)}";
 
     public async Task OnGetAsync(CancellationToken ct) => Result = await clients.ListAsync(Search, PageNumber, null, ct);
 }

@@ -52,6 +52,6 @@ public sealed class NewModel(ClientAdmin clients, ScopeAdmin scopes) : AdminPage
         }
 
         Notice = $"Client {document.ClientId} registered.";
-        return Redirect($"/admin/clients/{Uri.EscapeDataString(document.ClientId!)}");
+        return Redirect($"~/admin/clients/{Uri.EscapeDataString(document.ClientId!)}");
     }
 }

@@ -31,6 +31,6 @@ public sealed class IndexModel(KeyRing ring, KeyRingCertificate keyRing, AuditLo
         }
 
         Notice = $"Key {active.KeyId} signs from now on.";
-        return Redirect("/admin/keys");
+        return Redirect("~/admin/keys");
     }
 }

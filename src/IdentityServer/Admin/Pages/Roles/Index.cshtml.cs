@@ -22,7 +22,7 @@ public sealed class IndexModel(RoleAdmin roles) : AdminPageModel
         }
 
         Notice = $"Role {result.Value!.Name} created.";
-        return Redirect("/admin/roles");
+        return Redirect("~/admin/roles");
     }
 
     public async Task<IActionResult> OnPostDeleteAsync(string? name, CancellationToken ct)
@@ -36,6 +36,6 @@ public sealed class IndexModel(RoleAdmin roles) : AdminPageModel
         }
 
         Notice = $"Role {name} deleted.";
-        return Redirect("/admin/roles");
+        return Redirect("~/admin/roles");
     }
 }

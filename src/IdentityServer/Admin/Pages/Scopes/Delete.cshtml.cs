@@ -24,7 +24,7 @@ public sealed class DeleteModel(ScopeAdmin scopes) : AdminPageModel
         {
             case AdminOutcome.Ok:
                 Notice = $"Scope {Name} deleted.";
-                return Redirect("/admin/scopes");
+                return Redirect("~/admin/scopes");
             case AdminOutcome.NotFound:
                 return NotFound();
             default:

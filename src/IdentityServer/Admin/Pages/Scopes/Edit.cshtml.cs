@@ -33,7 +33,7 @@ public sealed class EditModel(ScopeAdmin scopes) : AdminPageModel
         {
             case AdminOutcome.Ok:
                 Notice = "Changes saved.";
-                return Redirect($"/admin/scopes/{Uri.EscapeDataString(Name)}");
+                return Redirect($"~/admin/scopes/{Uri.EscapeDataString(Name)}");
             case AdminOutcome.NotFound:
                 return NotFound();
             case AdminOutcome.PreconditionFailed:

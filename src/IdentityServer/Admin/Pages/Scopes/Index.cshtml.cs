@@ -12,7 +12,7 @@ public sealed class IndexModel(ScopeAdmin scopes) : AdminPageModel
 
     public PageOf<ScopeEntry> Result { get; private set; } = new([], 0, 1, PageOf<ScopeEntry>.DefaultPageSize);
 
-    public string PagerUrl => $"/admin/scopes?search={Uri.EscapeDataString(Search ?? string.Empty)}";
+    public string PagerUrl => Url.Content("~/admin/scopes") + $"?search={Uri.EscapeDataString(Search ?? string.Empty)}";
 
     public async Task OnGetAsync(CancellationToken ct) => Result = await scopes.ListAsync(Search, PageNumber, null, ct);
 }

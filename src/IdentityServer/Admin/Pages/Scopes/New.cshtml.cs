@@ -21,6 +21,6 @@ public sealed class NewModel(ScopeAdmin scopes) : AdminPageModel
         }
 
         Notice = $"Scope {result.Value!.Document.Name} created.";
-        return Redirect("/admin/scopes");
+        return Redirect("~/admin/scopes");
     }
 }

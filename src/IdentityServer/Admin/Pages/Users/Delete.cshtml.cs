@@ -21,7 +21,7 @@ public sealed class DeleteModel(UserAdmin users) : AdminPageModel
         {
             case AdminOutcome.Ok:
                 Notice = $"User {result.Value!.UserName} deleted.";
-                return Redirect("/admin/users");
+                return Redirect("~/admin/users");
             case AdminOutcome.NotFound:
                 return NotFound();
             default:

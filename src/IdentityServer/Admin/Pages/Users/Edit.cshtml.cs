@@ -84,5 +84,5 @@ public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : Admi
         }
     }
 
-    private RedirectResult ThisUsersPage() => Redirect($"/admin/users/{Uri.EscapeDataString(Id)}");
+    private RedirectResult ThisUsersPage() => Redirect($"~/admin/users/{Uri.EscapeDataString(Id)}");
 }

@@ -12,7 +12,7 @@ public sealed class IndexModel(UserAdmin users) : AdminPageModel
 
     public PageOf<UserView> Result { get; private set; } = new([], 0, 1, PageOf<UserView>.DefaultPageSize);
 
-    public string PagerUrl => $"/admin/users?search={Uri.EscapeDataString(Search ?? string.Empty)}";
+    public string PagerUrl => Url.Content("~/admin/users") + $"?search={Uri.EscapeDataString(Search ?? string.Empty)}";
 
     public async Task OnGetAsync(CancellationToken ct) => Result = await users.ListAsync(Search, PageNumber, null, ct);
 }

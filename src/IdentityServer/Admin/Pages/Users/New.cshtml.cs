@@ -23,6 +23,6 @@ public sealed class NewModel(UserAdmin users) : AdminPageModel
         }
 
         Notice = $"User {result.Value!.UserName} created.";
-        return Redirect($"/admin/users/{Uri.EscapeDataString(result.Value.Id)}");
+        return Redirect($"~/admin/users/{Uri.EscapeDataString(result.Value.Id)}");
     }
 }

@@ -26,7 +26,7 @@ public sealed class PasswordModel(UserAdmin users) : AdminPageModel
         {
             case AdminOutcome.Ok:
                 Notice = "Password set. The user's sessions and tokens were ended.";
-                return Redirect($"/admin/users/{Uri.EscapeDataString(Id)}");
+                return Redirect($"~/admin/users/{Uri.EscapeDataString(Id)}");
             case AdminOutcome.NotFound:
                 return NotFound();
             default:

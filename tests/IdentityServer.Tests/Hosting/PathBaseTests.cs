@@ -1,0 +1,130 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using IdentityServer.Hosting;
+using IdentityServer.Shared;
+using IdentityServer.Tests.Admin;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace IdentityServer.Tests.Hosting;
+
+/// <summary>
+/// Published under a path (<c>Hosting:PathBase</c>) behind a proxy that forwards it as it is: the protocol endpoints,
+/// the issuer and every link, form and redirect of the pages stay under it, the cookies keep the <c>__Host-</c> rules, and
+/// nothing answers outside it. A hosting matter, so on SQLite only.
+/// </summary>
+public sealed class PathBaseTests(SqliteServerFixture fixture) : IClassFixture<SqliteServerFixture>
+{
+    private const string PathBase = "/identity";
+
+    [SkippableFact]
+    public async Task Under_a_path_base_the_protocol_and_every_page_stay_under_it()
+    {
+        await using var factory = fixture.StartServer(new Dictionary<string, string?>
+        {
+            ["Hosting:PathBase"] = PathBase,
+            ["Accounts:AllowRegistration"] = "true",
+        });
+        var server = new AttachedServer(factory, fixture.Provider, PathBase);
+        var http = server.CreateClient();
+
+        // Discovery: the issuer and every endpoint under the path; nothing at the root.
+        var discovery = await http.GetFromJsonAsync<JsonElement>($"{PathBase}/.well-known/openid-configuration");
+        var issuer = discovery.GetProperty("issuer").GetString()!;
+        Assert.Equal($"https://localhost{PathBase}", issuer.TrimEnd('/'));
+        foreach (var endpoint in discovery.EnumerateObject().Where(p => p.Name.EndsWith("_endpoint", StringComparison.Ordinal) || p.Name == "jwks_uri"))
+        {
+            Assert.StartsWith($"https://localhost{PathBase}/", endpoint.Value.GetString());
+        }
+
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/.well-known/openid-configuration")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/account/login")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync($"{PathBase}/health")).StatusCode);
+
+        // The code flow through the login page, with tokens naming the issuer.
+        var client = await server.CreatePublicClientAsync("openid offline_access");
+        var user = await server.CreateUserAsync(null, "admin");
+        var browser = server.CreateBrowser();
+        var pkce = Pkce.Create();
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid offline_access", pkce), OAuth.IsApp);
+        Assert.Equal($"{PathBase}/account/login", login.Uri.AbsolutePath);
+        AssertLinksUnderPathBase(login);
+        var callback = await OAuth.SignInAsync(browser, login, user);
+        var tokens = await OAuth.RedeemAsync(server, client, OAuth.QueryOf(callback.RedirectTarget!)["code"], pkce);
+        var idToken = tokens.GetProperty("id_token").GetString()!;
+        Assert.Equal(issuer, Jwt.Payload(idToken).GetProperty("iss").GetString());
+        var refreshed = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
+        Assert.True(refreshed.IsSuccessStatusCode, await refreshed.Content.ReadAsStringAsync());
+
+        // __Host- cookies must have the path "/", whatever the path base (a browser drops them otherwise).
+        var cookies = browser.Cookies.GetAllCookies().Where(c => c.Name.StartsWith("__Host-", StringComparison.Ordinal)).ToList();
+        Assert.Contains(cookies, c => c.Name == "__Host-idsrv.session");
+        Assert.All(cookies, c => Assert.Equal("/", c.Path));
+
+        // Every page of the account and the administration: links, forms, scripts and style sheets under the path.
+        string[] pages =
+        [
+            "/", "/account", "/account/password", "/account/email", "/account/two-factor", "/account/passkeys", "/account/apps", "/account/sessions",
+            "/admin", "/admin/clients", "/admin/clients/new", "/admin/clients/new?kind=spa", $"/admin/clients/{client.ClientId}",
+            $"/admin/clients/{client.ClientId}/secret", $"/admin/clients/{client.ClientId}/delete", "/admin/scopes", "/admin/scopes/new",
+            "/admin/users", "/admin/users/new", $"/admin/users/{user.Id}", $"/admin/users/{user.Id}/password", "/admin/roles", "/admin/keys",
+            "/admin/audit",
+        ];
+        foreach (var path in pages)
+        {
+            var page = await browser.NavigateAsync(AdminPages.Url(PathBase + path), stopAt: _ => true);
+            Assert.True(page.Status == HttpStatusCode.OK, $"{(int)page.Status} at {page.Uri} -> {page.RedirectTarget}");
+            AssertLinksUnderPathBase(page);
+        }
+
+        // A form's redirect stays under the path too (a new scope goes back to the list).
+        var newScope = await browser.NavigateAsync(AdminPages.Url($"{PathBase}/admin/scopes/new"));
+        var created = await browser.SubmitAsync(newScope, "form.wide-form", new Dictionary<string, string[]> { ["Form.Name"] = [Unique.Name("scope")] });
+        Assert.Equal($"{PathBase}/admin/scopes", created.Uri.AbsolutePath);
+
+        // Pages for someone signed out: registration, password reset, and RP-initiated logout's signed-out page.
+        var anonymous = server.CreateBrowser();
+        foreach (var path in new[] { "/account/login", "/account/register", "/account/forgot-password" })
+        {
+            var page = await anonymous.NavigateAsync(AdminPages.Url(PathBase + path));
+            Assert.True(page.Status == HttpStatusCode.OK, $"{(int)page.Status} at {page.Uri}");
+            AssertLinksUnderPathBase(page);
+        }
+
+        var signedOut = await browser.NavigateAsync(QueryHelpers.AddQueryString(await server.EndpointAsync("end_session_endpoint"),
+            new Dictionary<string, string?> { ["id_token_hint"] = idToken }));
+        Assert.Equal($"{PathBase}/account/signed-out", signedOut.Uri.AbsolutePath);
+        AssertLinksUnderPathBase(signedOut);
+    }
+
+    [SkippableTheory]
+    [InlineData("identity", null, "Hosting:PathBase")]
+    [InlineData("/identity/", null, "Hosting:PathBase")]
+    [InlineData("/id entity", null, "Hosting:PathBase")]
+    [InlineData("/identity", "https://id.example.test/", "Tokens:Issuer")]
+    [InlineData("", "https://id.example.test/identity/", "Tokens:Issuer")]
+    public void A_path_base_that_is_not_a_path_or_an_issuer_outside_it_stops_the_start(string pathBase, string? issuer, string named)
+    {
+        var refused = Assert.ThrowsAny<Exception>(() => fixture.StartServer(new Dictionary<string, string?>
+        {
+            ["Hosting:PathBase"] = pathBase,
+            ["Tokens:Issuer"] = issuer,
+        }));
+
+        Assert.Contains(refused.AndItsCauses(), e => e is StartupConfigurationException && e.Message.StartsWith(named, StringComparison.Ordinal));
+    }
+
+    /// <summary>Every address the page's markup leads to on this host (root-relative) is under the path base.</summary>
+    private static void AssertLinksUnderPathBase(BrowserPage page)
+    {
+        var addresses = page.Document.QuerySelectorAll("a[href], form[action], link[href], script[src], img[src], iframe[src]")
+            .Select(e => e.GetAttribute("href") ?? e.GetAttribute("action") ?? e.GetAttribute("src") ?? "")
+            .ToList();
+        Assert.DoesNotContain(addresses, a => a.StartsWith('~')); // an application-relative address the page did not resolve
+        addresses = [.. addresses.Where(a => a.StartsWith('/') && !a.StartsWith("//", StringComparison.Ordinal))];
+        Assert.NotEmpty(addresses);
+        var outside = addresses.Where(a => !a.StartsWith(PathBase + "/", StringComparison.Ordinal)).ToList();
+        Assert.True(outside.Count == 0, $"At {page.Uri}: {string.Join(", ", outside)}");
+    }
+}
