@@ -189,4 +189,7 @@ public static class AccountEvents
     public static readonly EventId EmailChangeRequested = new(2023, nameof(EmailChangeRequested));
     public static readonly EventId PasskeyRenamed = new(2024, nameof(PasskeyRenamed));
     public static readonly EventId EndedSessionRefused = new(2025, nameof(EndedSessionRefused));
+    public static readonly EventId PersonalDataDownloaded = new(2026, nameof(PersonalDataDownloaded));
+    public static readonly EventId AccountDeleted = new(2027, nameof(AccountDeleted));
+    public static readonly EventId AccountDeletionRefused = new(2028, nameof(AccountDeletionRefused));
 }

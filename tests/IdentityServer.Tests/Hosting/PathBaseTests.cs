@@ -65,7 +65,7 @@ public sealed class PathBaseTests(SqliteServerFixture fixture) : IClassFixture<S
         // Every page of the account and the administration: links, forms, scripts and style sheets under the path.
         string[] pages =
         [
-            "/", "/account", "/account/password", "/account/email", "/account/two-factor", "/account/passkeys", "/account/apps", "/account/sessions",
+            "/", "/account", "/account/password", "/account/email", "/account/two-factor", "/account/passkeys", "/account/apps", "/account/sessions", "/account/personal-data",
             "/admin", "/admin/clients", "/admin/clients/new", "/admin/clients/new?kind=spa", $"/admin/clients/{client.ClientId}",
             $"/admin/clients/{client.ClientId}/secret", $"/admin/clients/{client.ClientId}/delete", "/admin/scopes", "/admin/scopes/new",
             "/admin/users", "/admin/users/new", $"/admin/users/{user.Id}", $"/admin/users/{user.Id}/password", "/admin/roles", "/admin/keys",

@@ -20,9 +20,13 @@ public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, Ac
     [BindProperty(SupportsGet = true)]
     public bool Everywhere { get; set; }
 
+    /// <summary>Set after the account deleted itself, which has already signed this browser out.</summary>
+    [BindProperty(SupportsGet = true)]
+    public bool Deleted { get; set; }
+
     public void OnGet()
     {
-        SignedOut = Everywhere && User.Identity?.IsAuthenticated != true;
+        SignedOut = (Everywhere || Deleted) && User.Identity?.IsAuthenticated != true;
         if (SignedOut)
         {
             FrontChannelFrames = Logout.FrontChannelLogout.TakeOver(TempData);
