@@ -2,7 +2,9 @@ using System.Net;
 using System.Net.Http.Headers;
 using IdentityServer.Clients;
 using IdentityServer.Tests.Infrastructure;
+using IdentityServer.Tests.Keys;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.AspNetCore.WebUtilities;
 
 namespace IdentityServer.Tests.Authorization;
@@ -181,7 +183,7 @@ public abstract class CorsTests<TFixture>(TFixture server) where TFixture : Serv
     {
         var origin = $"https://{Unique.Name("late")}.test";
         var scopes = new ScopesHeldAtTheEnd(server.Factory.Services.GetRequiredService<IServiceScopeFactory>());
-        var origins = new ClientOrigins(scopes, TimeProvider.System);
+        var origins = new ClientOrigins(scopes, TimeProvider.System, NullLogger<ClientOrigins>.Instance);
         var reading = origins.IsAllowedAsync(origin, CancellationToken.None).AsTask();
         await scopes.Ended.Task; // every client read, the new one not among them
 
@@ -193,14 +195,60 @@ public abstract class CorsTests<TFixture>(TFixture server) where TFixture : Serv
         Assert.True(await origins.IsAllowedAsync(origin, CancellationToken.None));
     }
 
+    /// <summary>
+    /// However many cross-origin requests need the origins at once, they are read once; and a copy past its lifetime
+    /// answers at once while the next read is under way, rather than making requests wait for it.
+    /// </summary>
+    [SkippableFact]
+    public async Task The_origins_are_read_once_for_requests_at_the_same_time_and_an_old_copy_answers_while_they_are_read_again()
+    {
+        var spa = await CreateSpaAsync();
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var scopes = new ScopesHeldAtTheEnd(server.Factory.Services.GetRequiredService<IServiceScopeFactory>());
+        var origins = new ClientOrigins(scopes, clock, NullLogger<ClientOrigins>.Instance);
+
+        var first = Enumerable.Range(0, 20).Select(_ => origins.IsAllowedAsync(spa.Origin, CancellationToken.None).AsTask()).ToList();
+        await scopes.Ended.Task;
+        scopes.Release.SetResult();
+        Assert.All(await Task.WhenAll(first), Assert.True);
+        Assert.Equal(1, scopes.Created);
+
+        scopes.Hold();
+        clock.Advance(TimeSpan.FromSeconds(31));
+        var whileReadAgain = origins.IsAllowedAsync(spa.Origin, CancellationToken.None);
+        // Answered at once from the old copy, while the next read runs (and is held at its end).
+        Assert.True(whileReadAgain.IsCompletedSuccessfully);
+        Assert.True(await whileReadAgain);
+        await scopes.Ended.Task;
+        Assert.True(await origins.IsAllowedAsync(spa.Origin, CancellationToken.None));
+        Assert.Equal(2, scopes.Created);
+        scopes.Release.SetResult();
+    }
+
     /// <summary>Real scopes, whose end waits for <see cref="Release"/> once it has said it was reached.</summary>
     private sealed class ScopesHeldAtTheEnd(IServiceScopeFactory inner) : IServiceScopeFactory
     {
-        public TaskCompletionSource Ended { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _created;
 
-        public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource Ended { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public IServiceScope CreateScope() => new HeldScope(inner.CreateScope(), this);
+        public TaskCompletionSource Release { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>How many scopes were made: one per read of the clients.</summary>
+        public int Created => Volatile.Read(ref _created);
+
+        /// <summary>Holds the next scope's end again.</summary>
+        public void Hold()
+        {
+            Ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            Release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        public IServiceScope CreateScope()
+        {
+            Interlocked.Increment(ref _created);
+            return new HeldScope(inner.CreateScope(), this);
+        }
 
         private sealed class HeldScope(IServiceScope scope, ScopesHeldAtTheEnd owner) : IServiceScope, IAsyncDisposable
         {
