@@ -272,6 +272,13 @@ public sealed class UserAdmin(
             return Failure(deleted);
         }
 
+        // Emails still queued for the account (a reset link, a notice) go with it: their links no longer work, and the
+        // address is the person's data. One sent to a new address not yet confirmed is not known here and still goes.
+        if (!string.IsNullOrEmpty(user.Email))
+        {
+            await db.Set<Accounts.Email.OutgoingEmail>().Where(e => e.To == user.Email).ExecuteDeleteAsync(ct);
+        }
+
         audit.Record(actor, AuditAction.UserDeleted, user.Id, before, after: null);
         await audit.CommitAsync(transaction, ct);
         return AdminResult<UserView>.Ok(before);

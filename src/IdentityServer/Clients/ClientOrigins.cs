@@ -10,17 +10,16 @@ namespace IdentityServer.Clients;
 /// and at once after a change on this instance (<see cref="Invalidate"/>).
 /// </summary>
 /// <remarks>
-/// Built for many clients (open dynamic registration): one read at a time, however many requests need it; a copy
-/// past its lifetime keeps answering while the next one is read; and only the redirect URIs are read, not whole clients.
+/// Built for many clients (open dynamic registration): reads run one at a time, each serving every request that
+/// waits for it, however many clients change meanwhile; a copy past its lifetime keeps answering while the next one is
+/// read (up to twice the lifetime); and only the redirect URIs are read, not whole clients.
 /// </remarks>
 public sealed class ClientOrigins(IServiceScopeFactory scopes, TimeProvider clock, ILogger<ClientOrigins> logger)
 {
     private static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(30);
 
-    private readonly Lock _gate = new();
+    private readonly SemaphoreSlim _reading = new(1, 1);
     private Snapshot? _snapshot;
-    private Task<Snapshot>? _reading;
-    private long _readingFor = -1;
 
     // Counts this instance's changes: a copy read before a change is not used after it.
     private long _changes;
@@ -28,61 +27,62 @@ public sealed class ClientOrigins(IServiceScopeFactory scopes, TimeProvider cloc
     public async ValueTask<bool> IsAllowedAsync(string origin, CancellationToken ct)
     {
         var snapshot = Volatile.Read(ref _snapshot);
-        if (snapshot is not null && snapshot.Changes == Interlocked.Read(ref _changes))
+        var age = snapshot is null ? TimeSpan.MaxValue : clock.GetUtcNow() - snapshot.ReadAt;
+        if (snapshot is not null && snapshot.Changes == Interlocked.Read(ref _changes) && age <= Lifetime * 2)
         {
-            if (clock.GetUtcNow() - snapshot.ReadAt > Lifetime)
+            if (age > Lifetime && _reading.Wait(0))
             {
-                _ = Read(); // answered from this copy meanwhile
+                // Read again in the background (unless a read is under way); this copy answers meanwhile.
+                _ = Task.Run(() => ReadHoldingTheGateAsync(snapshot.Changes, clock.GetUtcNow() - Lifetime));
             }
 
             return snapshot.Origins.Contains(origin);
         }
 
-        // None yet, or a client changed here since: wait for a read that began after the change.
-        return (await Read().WaitAsync(ct)).Origins.Contains(origin);
+        // None yet, one too old, or a client changed here since: wait for a read that began after the change (counted
+        // before waiting, so that one read serves everyone who waited for it, whatever changed meanwhile).
+        var needed = Interlocked.Read(ref _changes);
+        var readAfter = clock.GetUtcNow() - Lifetime * 2;
+        await _reading.WaitAsync(ct);
+        return (await ReadHoldingTheGateAsync(needed, readAfter)).Origins.Contains(origin);
     }
 
     public void Invalidate() => Interlocked.Increment(ref _changes);
 
-    /// <summary>The read under way that began after the latest change, or a new one.</summary>
-    private Task<Snapshot> Read()
+    /// <summary>
+    /// With the gate held (and released here): the copy kept, if it began after <paramref name="changes"/> changes and
+    /// was read after <paramref name="readAfter"/> (another waiter's read), else a new read. A read that fails answers
+    /// with the kept copy if it is recent enough, else with no origins at all (and is not kept), so a removed client's
+    /// origin is never allowed for want of a read.
+    /// </summary>
+    private async Task<Snapshot> ReadHoldingTheGateAsync(long changes, DateTimeOffset readAfter)
     {
-        lock (_gate)
-        {
-            var changes = Interlocked.Read(ref _changes);
-            if (_reading is { IsCompleted: false } reading && _readingFor == changes)
-            {
-                return reading;
-            }
-
-            _readingFor = changes;
-            return _reading = Task.Run(() => ReadAndKeepAsync(changes));
-        }
-    }
-
-    private async Task<Snapshot> ReadAndKeepAsync(long changes)
-    {
-        Snapshot snapshot;
         try
         {
-            snapshot = new Snapshot(await LoadAsync(), clock.GetUtcNow(), changes);
-        }
-        catch (Exception e) when (Volatile.Read(ref _snapshot) is { } previous)
-        {
-            // A database that cannot be read for a moment: the last copy answers until a read succeeds.
-            logger.LogWarning(e, "The origins of the clients' redirect URIs could not be read again; the last copy stays in use");
-            return previous;
-        }
-
-        lock (_gate)
-        {
-            if (_snapshot is null || _snapshot.Changes <= changes)
+            if (Volatile.Read(ref _snapshot) is { } kept && kept.Changes >= changes && kept.ReadAt >= readAfter)
             {
-                _snapshot = snapshot;
+                return kept;
+            }
+
+            var startedAt = Interlocked.Read(ref _changes);
+            try
+            {
+                var snapshot = new Snapshot(await LoadAsync(), clock.GetUtcNow(), startedAt);
+                Volatile.Write(ref _snapshot, snapshot);
+                return snapshot;
+            }
+            catch (Exception e)
+            {
+                logger.LogWarning(e, "The origins of the clients' redirect URIs could not be read");
+                return Volatile.Read(ref _snapshot) is { } previous && previous.Changes >= changes && previous.ReadAt >= readAfter - Lifetime
+                    ? previous
+                    : new Snapshot([], clock.GetUtcNow(), startedAt);
             }
         }
-
-        return snapshot;
+        finally
+        {
+            _reading.Release();
+        }
     }
 
     private async Task<HashSet<string>> LoadAsync()

@@ -81,6 +81,49 @@ public abstract class PersonalDataTests<TFixture>(TFixture server) where TFixtur
         Assert.Contains(audit, e => e.ActorType == AdminActor.UserType && e.ActorId == user.Id && e.After == null && e.Before != null);
     }
 
+    /// <summary>Emails still queued for the account (here a reset link, its delivery failing) are deleted with it.</summary>
+    [SkippableFact]
+    public async Task Emails_still_queued_for_the_account_go_with_it()
+    {
+        Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
+        var pickup = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"), "mail");
+        Directory.CreateDirectory(Path.GetDirectoryName(pickup)!);
+        await File.WriteAllTextAsync(pickup, "a file where the folder should be: every delivery fails");
+        await using var factory = new TestServerFactory(new Dictionary<string, string?>(server.Settings)
+        {
+            ["Email:PickupDirectory"] = pickup,
+            ["Email:RetryDelay"] = "00:10:00",
+        });
+        var attached = new AttachedServer(factory, server.Provider);
+        var user = await attached.CreateUserAsync();
+        var browser = attached.CreateBrowser();
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/forgot-password"), new Dictionary<string, string> { ["Input.Email"] = user.Email });
+        await Eventually.TrueAsync(async () => await QueuedForAsync(attached, user.Email) == 1, TimeSpan.FromSeconds(15), "the reset email stored");
+
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var page = await AccountPages.OpenAsync(browser, "/account/personal-data");
+        await browser.SubmitAsync(page, new Dictionary<string, string> { ["ConfirmUserName"] = user.UserName }, selector: "#delete-form");
+
+        Assert.Null(await FindUserAsync(user.Id, attached));
+        Assert.Equal(0, await QueuedForAsync(attached, user.Email));
+    }
+
+    /// <summary>Only the deletion itself leads to "your account has been deleted": a link saying so does not.</summary>
+    [SkippableFact]
+    public async Task A_link_cannot_tell_anyone_their_account_was_deleted()
+    {
+        var page = await AccountPages.OpenAsync(server.CreateBrowser(), "/account/logout?deleted=true&Deleted=true");
+
+        Assert.DoesNotContain("Your account has been deleted", page.Body);
+    }
+
+    private static async Task<int> QueuedForAsync(ServerFixture on, string email)
+    {
+        await using var scope = on.Factory.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<IdentityServer.Accounts.Email.OutgoingEmail>()
+            .CountAsync(e => e.To == email);
+    }
+
     /// <summary>Both need a recent sign-in: a session older than Accounts:RecentSignIn (5 minutes) signs in again first.</summary>
     [SkippableFact]
     public async Task An_older_session_signs_in_again_before_it_downloads_or_deletes()

@@ -225,6 +225,55 @@ public abstract class CorsTests<TFixture>(TFixture server) where TFixture : Serv
         scopes.Release.SetResult();
     }
 
+    /// <summary>Clients changing while the origins are read cost one more read in all, not one each.</summary>
+    [SkippableFact]
+    public async Task Changes_during_a_read_are_caught_up_by_one_read_for_every_request_that_waited()
+    {
+        var spa = await CreateSpaAsync();
+        var scopes = new ScopesHeldAtTheEnd(server.Factory.Services.GetRequiredService<IServiceScopeFactory>());
+        var origins = new ClientOrigins(scopes, TimeProvider.System, NullLogger<ClientOrigins>.Instance);
+        var first = origins.IsAllowedAsync(spa.Origin, CancellationToken.None).AsTask();
+        await scopes.Ended.Task; // the first read, held at its end
+
+        var waiting = new List<Task<bool>>();
+        for (var i = 0; i < 5; i++)
+        {
+            origins.Invalidate();
+            waiting.Add(origins.IsAllowedAsync(spa.Origin, CancellationToken.None).AsTask());
+        }
+
+        scopes.Release.SetResult();
+        Assert.True(await first);
+        Assert.All(await Task.WhenAll(waiting), Assert.True);
+        Assert.Equal(2, scopes.Created);
+    }
+
+    /// <summary>
+    /// A database that cannot be read: an expired copy keeps answering for a while, but after a change on this
+    /// instance nothing read before it is used, so no origin is allowed until a read succeeds (a removed client's
+    /// origin is never allowed for want of a read).
+    /// </summary>
+    [SkippableFact]
+    public async Task When_the_clients_cannot_be_read_a_recent_copy_answers_but_not_one_from_before_a_change()
+    {
+        var spa = await CreateSpaAsync();
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var scopes = new ScopesHeldAtTheEnd(server.Factory.Services.GetRequiredService<IServiceScopeFactory>());
+        scopes.Release.SetResult();
+        var origins = new ClientOrigins(scopes, clock, NullLogger<ClientOrigins>.Instance);
+        Assert.True(await origins.IsAllowedAsync(spa.Origin, CancellationToken.None));
+
+        scopes.Fail = true;
+        clock.Advance(TimeSpan.FromSeconds(31));
+        Assert.True(await origins.IsAllowedAsync(spa.Origin, CancellationToken.None));
+
+        origins.Invalidate();
+        Assert.False(await origins.IsAllowedAsync(spa.Origin, CancellationToken.None));
+
+        scopes.Fail = false;
+        Assert.True(await origins.IsAllowedAsync(spa.Origin, CancellationToken.None));
+    }
+
     /// <summary>Real scopes, whose end waits for <see cref="Release"/> once it has said it was reached.</summary>
     private sealed class ScopesHeldAtTheEnd(IServiceScopeFactory inner) : IServiceScopeFactory
     {
@@ -244,10 +293,13 @@ public abstract class CorsTests<TFixture>(TFixture server) where TFixture : Serv
             Release = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
 
+        /// <summary>Scopes cannot be made, as when the database cannot be reached.</summary>
+        public bool Fail { get; set; }
+
         public IServiceScope CreateScope()
         {
             Interlocked.Increment(ref _created);
-            return new HeldScope(inner.CreateScope(), this);
+            return Fail ? throw new InvalidOperationException("The database cannot be reached.") : new HeldScope(inner.CreateScope(), this);
         }
 
         private sealed class HeldScope(IServiceScope scope, ScopesHeldAtTheEnd owner) : IServiceScope, IAsyncDisposable

@@ -20,8 +20,11 @@ public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, Ac
     [BindProperty(SupportsGet = true)]
     public bool Everywhere { get; set; }
 
-    /// <summary>Set after the account deleted itself, which has already signed this browser out.</summary>
-    [BindProperty(SupportsGet = true)]
+    /// <summary>
+    /// Set after the account deleted itself (which has already signed this browser out), handed over in TempData rather
+    /// than the URL, so that a link cannot tell anyone their account was deleted.
+    /// </summary>
+    [TempData]
     public bool Deleted { get; set; }
 
     public void OnGet()

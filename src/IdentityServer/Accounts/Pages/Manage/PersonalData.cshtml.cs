@@ -3,6 +3,7 @@ using IdentityServer.Admin;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using LogoutModel = IdentityServer.Accounts.Pages.LogoutModel;
 
 namespace IdentityServer.Accounts.Pages.Manage;
 
@@ -105,7 +106,8 @@ public sealed class PersonalDataModel(
 
         logger.LogInformation(AccountEvents.AccountDeleted, "User {UserId} deleted their account", user.Id);
         Logout.FrontChannelLogout.HandOver(TempData, frames);
+        TempData[nameof(LogoutModel.Deleted)] = true;
         await sessions.SignOutAsync();
-        return RedirectToPage("/Accounts/Pages/Logout", new { deleted = true });
+        return RedirectToPage("/Accounts/Pages/Logout");
     }
 }
