@@ -19,7 +19,7 @@ public static class SignInHints
 
     /// <summary>A hint from a local return URL's query; null when absent or when the URL is not ours.</summary>
     public static string? Read(this IUrlHelper url, string? returnUrl, string parameter) =>
-        url.IsLocalUrl(returnUrl) && returnUrl.IndexOf('?') is var query and >= 0
+        url.IsOurs(returnUrl) && returnUrl.IndexOf('?') is var query and >= 0
             && QueryHelpers.ParseQuery(returnUrl[query..]).TryGetValue(parameter, out var value) && !string.IsNullOrWhiteSpace(value)
                 ? value.ToString()
                 : null;

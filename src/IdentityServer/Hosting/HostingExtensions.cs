@@ -123,11 +123,15 @@ public static class HostingExtensions
         if (hosting.PathBase.Length > 0)
         {
             app.UsePathBase(hosting.PathBase);
-            // Only under the path base: at the root too, the server would name other endpoint addresses, and another issuer.
-            // The metrics listener's /metrics (a port of its own) is the exception.
+            var metricsListenerPort = app.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>()?.Prometheus.Url?.Port;
             app.Use((context, next) =>
             {
-                if (context.Request.PathBase.HasValue || context.Request.Path == "/metrics")
+                // Only under the path base, spelled as configured (UsePathBase matches any case): elsewhere the server would
+                // name other endpoint addresses, and another issuer. But health probes (Docker, Kubernetes) may come to
+                // the root, and the metrics listener (a port of its own) answers /metrics at its root.
+                if (string.Equals(context.Request.PathBase.Value, hosting.PathBase, StringComparison.Ordinal)
+                    || context.Request.Path.StartsWithSegments("/health")
+                    || context.Connection.LocalPort == metricsListenerPort)
                 {
                     return next(context);
                 }
@@ -262,7 +266,7 @@ public static class HostingExtensions
         context.Response.ContentType = "text/html; charset=utf-8";
         await context.Response.WriteAsync(
             $"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Something went wrong</title>" +
-            $"<link rel=\"stylesheet\" href=\"/site.css\"></head><body><main><h1>Something went wrong</h1>" +
+            $"<link rel=\"stylesheet\" href=\"{WebUtility.HtmlEncode(context.Request.PathBase + "/site.css")}\"></head><body><main><h1>Something went wrong</h1>" +
             $"<p>{message}</p>" +
             $"<p>If you contact support, quote this request id: <code>{WebUtility.HtmlEncode(context.TraceIdentifier)}</code></p></main></body></html>");
     }

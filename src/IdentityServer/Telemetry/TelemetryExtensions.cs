@@ -59,9 +59,12 @@ public static class TelemetryExtensions
 
         if (options.Endpoint is not null)
         {
+            // The filter sees a request before Hosting:PathBase is taken off its path: probes come to either address.
+            var healthUnderPathBase = new PathString(builder.Configuration["Hosting:PathBase"] ?? "").Add("/health");
             // Traces cost something on every request, so they are collected only when they have somewhere to go.
             telemetry.WithTracing(tracing => tracing
-                .AddAspNetCoreInstrumentation(o => o.Filter = context => !context.Request.Path.StartsWithSegments("/health"))
+                .AddAspNetCoreInstrumentation(o => o.Filter = context =>
+                    !context.Request.Path.StartsWithSegments("/health") && !context.Request.Path.StartsWithSegments(healthUnderPathBase))
                 .AddHttpClientInstrumentation()
                 .AddEntityFrameworkCoreInstrumentation()
                 .AddSource("Npgsql"));

@@ -98,6 +98,58 @@ public sealed class PathBaseTests(SqliteServerFixture fixture) : IClassFixture<S
         AssertLinksUnderPathBase(signedOut);
     }
 
+    /// <summary>
+    /// What is written by hand (the rate limit's page, the error page) and the admin API's Location stay under the path
+    /// too; health probes may come to the root; the path in another case is not served (it would be another issuer); a
+    /// return URL outside the path (another application on the host) is not followed.
+    /// </summary>
+    [SkippableFact]
+    public async Task Answers_written_by_hand_probes_other_spellings_and_return_urls_keep_to_the_path_base()
+    {
+        await using var factory = fixture.StartServer(new Dictionary<string, string?>
+        {
+            ["Hosting:PathBase"] = PathBase,
+            ["RateLimiting:PerIp:PermitLimit"] = "2",
+            ["RateLimiting:PerIp:Window"] = "00:10:00",
+        });
+        var server = new AttachedServer(factory, fixture.Provider, PathBase);
+        var http = server.CreateClient();
+
+        var admin = await AdminApiCalls.AdminAsync(server);
+        var created = await admin.PostJsonAsync($"{PathBase}/api/admin/scopes", AdminApiCalls.Json(new { name = Unique.Name("scope") }));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.StartsWith($"{PathBase}/api/admin/scopes/", created.Headers.Location!.OriginalString);
+
+        var malformed = new StringContent("x");
+        malformed.Headers.ContentType = new("multipart/form-data"); // no boundary: the error page
+        var error = await http.PostAsync($"{PathBase}/account/login", malformed);
+        Assert.Equal(HttpStatusCode.BadRequest, error.StatusCode);
+        AssertLinksUnderPathBase(await PageAsync(error));
+
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/ready")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/IDENTITY/.well-known/openid-configuration")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/IDENTITY/account/login")).StatusCode);
+
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var login = await browser.NavigateAsync(AdminPages.Url($"{PathBase}/account/login?returnUrl=%2Fother-app%2Fanything"));
+        var signedIn = await OAuth.SignInAsync(browser, login, user, stopAt: _ => true);
+        Assert.Equal($"{PathBase}/", signedIn.RedirectTarget!.AbsolutePath);
+
+        HttpResponseMessage limited = null!;
+        for (var i = 0; i < 3; i++)
+        {
+            limited = await http.PostAsync($"{PathBase}/account/login", new FormUrlEncodedContent([new("Input.UserName", "x"), new("Input.Password", "y")]));
+        }
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
+        AssertLinksUnderPathBase(await PageAsync(limited));
+    }
+
+    private static async Task<BrowserPage> PageAsync(HttpResponseMessage response) =>
+        new(response.RequestMessage!.RequestUri!, response, await response.Content.ReadAsStringAsync());
+
     [SkippableTheory]
     [InlineData("identity", null, "Hosting:PathBase")]
     [InlineData("/identity/", null, "Hosting:PathBase")]

@@ -22,7 +22,7 @@ public sealed class ConfirmEmailModel(UserManager<ApplicationUser> users, ILogge
     public string? ReturnUrl { get; set; }
 
     /// <summary>The sign-in link once confirmed: back to where the registration started, when it was here.</summary>
-    public string SignInUrl => Url.IsLocalUrl(ReturnUrl) ? Url.Content("~/account/login") + "?returnUrl=" + Uri.EscapeDataString(ReturnUrl) : Url.Content("~/account/login");
+    public string SignInUrl => Url.IsOurs(ReturnUrl) ? Url.Content("~/account/login") + "?returnUrl=" + Uri.EscapeDataString(ReturnUrl) : Url.Content("~/account/login");
 
     public bool? Confirmed { get; private set; }
 

@@ -158,7 +158,7 @@ public sealed class LoginModel(
         return LocalRedirect(SafeReturnUrl);
     }
 
-    private string SafeReturnUrl => Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "~/";
+    private string SafeReturnUrl => Url.IsOurs(ReturnUrl) ? ReturnUrl : "~/";
 
     private PageResult Fail(string reason, string? userId = null)
     {

@@ -101,7 +101,7 @@ public sealed class RegisterModel(
         // Where the registration came from (an app's sign-up, prompt=create) rides along, so the confirmed account can
         // sign in and go back there.
         var confirmation = new Dictionary<string, string?> { ["userId"] = user.Id, ["code"] = code };
-        if (confirmationRequired && Url.IsLocalUrl(ReturnUrl))
+        if (confirmationRequired && Url.IsOurs(ReturnUrl))
         {
             confirmation["returnUrl"] = ReturnUrl;
         }
@@ -114,7 +114,7 @@ public sealed class RegisterModel(
         }
 
         await sessions.SignInAsync(user, "a password (new account)", SessionClaims.Password);
-        return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "~/account");
+        return LocalRedirect(Url.IsOurs(ReturnUrl) ? ReturnUrl : "~/account");
     }
 
     private void AddErrors(IdentityResult result, string key)

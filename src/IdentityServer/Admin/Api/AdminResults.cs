@@ -56,7 +56,7 @@ public static class AdminResults
         var value = body(result.Value!);
         if (result.Outcome == AdminOutcome.Created && location is not null)
         {
-            context.Response.Headers.Location = location(result.Value!);
+            context.Response.Headers.Location = context.Request.PathBase + location(result.Value!); // under Hosting:PathBase
             return Results.Json(value, Json, statusCode: StatusCodes.Status201Created);
         }
 
@@ -82,7 +82,7 @@ public static class AdminResults
         {
             var problem = clientDocument
                 ? ClientDocumentValidator.FromJsonException(e)
-                : ClientDocumentValidator.FromJsonException(e, $"see the OpenAPI document, {AdminApi.OpenApiPath}");
+                : ClientDocumentValidator.FromJsonException(e, $"see the OpenAPI document, {context.Request.PathBase}{AdminApi.OpenApiPath}");
             var error = new FieldError(clientDocument ? problem.Error : FieldError.InvalidRequest, problem.Field, problem.Description);
             return (null, Error(StatusCodes.Status400BadRequest, error.Error, error.ToString(), [error]));
         }

@@ -1,0 +1,29 @@
+using System.Diagnostics.CodeAnalysis;
+using Microsoft.AspNetCore.Mvc;
+
+namespace IdentityServer.Accounts;
+
+/// <summary>Where the account pages send a person back to once done.</summary>
+public static class ReturnUrls
+{
+    /// <summary>
+    /// A return URL of this server: local (no other host), and under its path base when it has one
+    /// (<c>Hosting:PathBase</c>), not another application's on the same host.
+    /// </summary>
+    public static bool IsOurs(this IUrlHelper url, [NotNullWhen(true)] string? returnUrl)
+    {
+        if (!url.IsLocalUrl(returnUrl))
+        {
+            return false;
+        }
+
+        var pathBase = url.ActionContext.HttpContext.Request.PathBase;
+        if (!pathBase.HasValue || returnUrl.StartsWith("~/", StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        var path = returnUrl.Split('?', '#')[0];
+        return new PathString(path).StartsWithSegments(pathBase, StringComparison.Ordinal);
+    }
+}
