@@ -167,7 +167,9 @@ public static class TokenExchange
             scopes, targets.Count > 0 ? targets : resources);
         if (subject.GetExpirationDate() is { } subjectExpires)
         {
-            var lifetime = services.GetRequiredService<IOptions<TokenOptions>>().Value.AccessTokenLifetime;
+            // The calling client's access token lifetime (shorter than the server's, if it has one), but never past the subject token.
+            var lifetime = Clients.ClientDescriptorMapper.LifetimeOf(await applications.GetSettingsAsync(application, context.RequestAborted),
+                Settings.TokenLifetimes.AccessToken) ?? services.GetRequiredService<IOptions<TokenOptions>>().Value.AccessTokenLifetime;
             var remaining = subjectExpires - services.GetRequiredService<TimeProvider>().GetUtcNow();
             principal.SetAccessTokenLifetime(remaining < lifetime ? remaining : lifetime);
         }

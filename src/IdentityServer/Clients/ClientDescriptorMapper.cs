@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
@@ -77,6 +78,10 @@ public static class ClientDescriptorMapper
         {
             descriptor.Properties[DpopBoundAccessTokensProperty] = JsonSerializer.SerializeToElement(true);
         }
+
+        // OpenIddict's own per-client settings: it gives the client's tokens these lifetimes instead of the server's.
+        StoreLifetime(descriptor, Settings.TokenLifetimes.AccessToken, client.AccessTokenLifetime);
+        StoreLifetime(descriptor, Settings.TokenLifetimes.RefreshToken, client.RefreshTokenLifetime);
 
         descriptor.RedirectUris.Clear();
         descriptor.RedirectUris.UnionWith(client.RedirectUris.Select(u => new Uri(u, UriKind.Absolute)));
@@ -172,8 +177,23 @@ public static class ClientDescriptorMapper
                 : null,
             AudienceAliases = AudienceAliasesOf(descriptor.Properties) is { Count: > 0 } aliases ? [.. aliases] : null,
             DpopBoundAccessTokens = DpopBoundAccessTokensOf(descriptor.Properties) ? true : null,
+            AccessTokenLifetime = (int?)LifetimeOf(descriptor.Settings, Settings.TokenLifetimes.AccessToken)?.TotalSeconds,
+            RefreshTokenLifetime = (int?)LifetimeOf(descriptor.Settings, Settings.TokenLifetimes.RefreshToken)?.TotalSeconds,
         };
     }
+
+    private static void StoreLifetime(OpenIddictApplicationDescriptor descriptor, string setting, int? seconds)
+    {
+        descriptor.Settings.Remove(setting);
+        if (seconds is { } value)
+        {
+            descriptor.Settings[setting] = TimeSpan.FromSeconds(value).ToString("c", CultureInfo.InvariantCulture);
+        }
+    }
+
+    /// <summary>A token lifetime of the client's own (<see cref="Settings.TokenLifetimes"/>), from its stored settings; null for the server's.</summary>
+    public static TimeSpan? LifetimeOf(IReadOnlyDictionary<string, string> settings, string setting) =>
+        settings.TryGetValue(setting, out var value) && TimeSpan.TryParse(value, CultureInfo.InvariantCulture, out var lifetime) ? lifetime : null;
 
     /// <summary>
     /// The client's audience aliases, from its stored properties; empty when it has none. Only those the validator

@@ -90,6 +90,21 @@ public sealed class ClientDocument
     /// </summary>
     [JsonPropertyName("dpop_bound_access_tokens")]
     public bool? DpopBoundAccessTokens { get; set; }
+
+    /// <summary>
+    /// How long this client's access tokens live, in seconds, when shorter than the server's <c>Tokens:AccessTokenLifetime</c>
+    /// (a sensitive API's callers, say). Absent: the server's. Never longer: the signing keys stay published for the
+    /// server's lifetimes only.
+    /// </summary>
+    [JsonPropertyName("access_token_lifetime")]
+    public int? AccessTokenLifetime { get; set; }
+
+    /// <summary>
+    /// How long this client's refresh tokens live, in seconds, when shorter than the server's <c>Tokens:RefreshTokenLifetime</c>
+    /// (a browser app signed in for a day rather than two weeks, say). Absent: the server's.
+    /// </summary>
+    [JsonPropertyName("refresh_token_lifetime")]
+    public int? RefreshTokenLifetime { get; set; }
 }
 
 /// <summary>A scope as configured in the seed or the admin API.</summary>

@@ -113,6 +113,8 @@ public sealed class RegistrationRequest
             ConsentType = current?.ConsentType ?? ConsentTypes.Explicit,
             RequirePkce = current?.RequirePkce,
             AudienceAliases = current?.AudienceAliases,
+            AccessTokenLifetime = current?.AccessTokenLifetime,
+            RefreshTokenLifetime = current?.RefreshTokenLifetime,
             ApplicationType = ApplicationType ?? ApplicationTypes.Web,
             Jwks = Jwks,
             BackChannelLogoutUri = BackChannelLogoutUri,

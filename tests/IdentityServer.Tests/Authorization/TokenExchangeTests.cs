@@ -4,6 +4,7 @@ using IdentityServer.Tests.Infrastructure;
 using IdentityServer.Tests.Keys;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Abstractions;
 using OpenIddict.Server;
 using static OpenIddict.Server.OpenIddictServerEvents;
 
@@ -47,6 +48,28 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         var introspected = await OAuth.IntrospectAsync(server, setup.BackApi, exchanged);
         Assert.True(introspected.GetProperty("active").GetBoolean(), introspected.ToString());
         Assert.Equal(setup.User.Id, introspected.GetProperty("sub").GetString());
+    }
+
+    /// <summary>The exchanging client's own access token lifetime (access_token_lifetime) holds for the token it gets.</summary>
+    [SkippableFact]
+    public async Task An_exchanged_token_lives_as_long_as_the_exchanging_clients_access_tokens()
+    {
+        var setup = await SignedInAsync();
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+            var api = await applications.FindByClientIdAsync(setup.FrontApi.ClientId);
+            var descriptor = new OpenIddictApplicationDescriptor();
+            await applications.PopulateAsync(descriptor, api!);
+            setup.FrontApi.Document.AccessTokenLifetime = 300;
+            IdentityServer.Clients.ClientDescriptorMapper.Populate(descriptor, setup.FrontApi.Document);
+            await applications.UpdateAsync(api!, descriptor);
+        }
+
+        var json = await OAuth.ReadJsonAsync(await ExchangeAsync(setup.FrontApi, setup.AccessToken, scope: setup.BackScope));
+
+        var claims = Jwt.Payload(json.GetProperty("access_token").GetString()!);
+        Assert.Equal(300, claims.GetProperty("exp").GetInt64() - claims.GetProperty("iat").GetInt64());
     }
 
     /// <summary>With no scope asked for: the subject token's scopes that this client may use, said in the answer (RFC 8693 2.2.1).</summary>

@@ -45,6 +45,12 @@ public sealed class ClientForm
     /// <summary>Every token request must carry a DPoP proof (<c>dpop_bound_access_tokens</c>).</summary>
     public bool DpopBoundAccessTokens { get; set; }
 
+    /// <summary>The client's own access token lifetime in seconds (<c>access_token_lifetime</c>); empty for the server's.</summary>
+    public int? AccessTokenLifetime { get; set; }
+
+    /// <summary>The client's own refresh token lifetime in seconds (<c>refresh_token_lifetime</c>); empty for the server's.</summary>
+    public int? RefreshTokenLifetime { get; set; }
+
     /// <summary>One audience alias per line.</summary>
     public string? AudienceAliases { get; set; }
 
@@ -76,6 +82,8 @@ public sealed class ClientForm
         ["jwks_uri"] = nameof(Jwks),
         ["audience_aliases"] = nameof(AudienceAliases),
         ["dpop_bound_access_tokens"] = nameof(DpopBoundAccessTokens),
+        ["access_token_lifetime"] = nameof(AccessTokenLifetime),
+        ["refresh_token_lifetime"] = nameof(RefreshTokenLifetime),
     };
 
     public static ClientForm From(ClientDocument document, string? etag) => new()
@@ -97,6 +105,8 @@ public sealed class ClientForm
         Jwks = document.Jwks is { } jwks ? JsonSerializer.Serialize(jwks, new JsonSerializerOptions { WriteIndented = true }) : null,
         AudienceAliases = AdminHtml.Lines(document.AudienceAliases ?? []),
         DpopBoundAccessTokens = document.DpopBoundAccessTokens == true,
+        AccessTokenLifetime = document.AccessTokenLifetime,
+        RefreshTokenLifetime = document.RefreshTokenLifetime,
         ETag = etag,
     };
 
@@ -136,6 +146,8 @@ public sealed class ClientForm
             Jwks = jwks,
             AudienceAliases = AdminHtml.SplitLines(AudienceAliases) is { Count: > 0 } aliases ? aliases : null,
             DpopBoundAccessTokens = DpopBoundAccessTokens ? true : null,
+            AccessTokenLifetime = AccessTokenLifetime,
+            RefreshTokenLifetime = RefreshTokenLifetime,
         }, null);
     }
 
