@@ -195,8 +195,8 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
 
     /// <summary>
     /// What an administrator gave a registered client beyond the registration's limits survives the client sending its
-    /// registration back unchanged (RFC 7592 section 2.2's read, change, send): an alias it cannot set, a back-channel
-    /// logout URI an open registration could not have registered.
+    /// registration back unchanged (RFC 7592 section 2.2's read, change, send): an alias or a token lifetime it cannot set,
+    /// a back-channel logout URI an open registration could not have registered.
     /// </summary>
     [SkippableFact]
     public async Task An_update_keeps_what_an_administrator_added()
@@ -209,16 +209,19 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var document = JsonSerializer.Deserialize<Dictionary<string, object?>>((await admin.GetJsonAsync(Path(ClientsUrl, clientId))).GetRawText())!;
         document["audience_aliases"] = new[] { "https://api.app.test/" };
         document["backchannel_logout_uri"] = "https://app.test/backchannel";
+        document["access_token_lifetime"] = 300;
         await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(document))).ExpectAsync(HttpStatusCode.OK);
 
         var read = await (await ManageAsync(HttpMethod.Get, uri, token)).ExpectAsync(HttpStatusCode.OK);
         var sentBack = JsonSerializer.Deserialize<Dictionary<string, object?>>(read.GetRawText())!;
         sentBack.Remove("audience_aliases"); // a registrant cannot send it: it is kept anyway
+        sentBack.Remove("access_token_lifetime");
         await (await ManageAsync(HttpMethod.Put, uri, token, sentBack)).ExpectAsync(HttpStatusCode.OK);
 
         var stored = await admin.GetJsonAsync(Path(ClientsUrl, clientId));
         Assert.Equal(["https://api.app.test/"], Jwt.Strings(stored.GetProperty("audience_aliases")));
         Assert.Equal("https://app.test/backchannel", stored.GetProperty("backchannel_logout_uri").GetString());
+        Assert.Equal(300, stored.GetProperty("access_token_lifetime").GetInt32());
     }
 
     [SkippableFact]
