@@ -194,22 +194,8 @@ public abstract class DpopNonceTests<TFixture>(TFixture fixture) where TFixture 
     private static async Task<HttpResponseMessage> ClientCredentialsAsync(ServerFixture server, TestClient client, string? proof) =>
         await PostAsync(server, "token_endpoint", new Dictionary<string, string> { ["grant_type"] = "client_credentials" }, proof, client);
 
-    private static async Task<HttpResponseMessage> PostAsync(ServerFixture server, string endpoint, Dictionary<string, string> form, string? proof,
-        TestClient? basicAuth = null)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, await server.EndpointAsync(endpoint)) { Content = new FormUrlEncodedContent(form) };
-        if (basicAuth is not null)
-        {
-            request.Headers.Authorization = OAuth.BasicAuth(basicAuth);
-        }
-
-        if (proof is not null)
-        {
-            request.Headers.Add("DPoP", proof);
-        }
-
-        return await server.CreateClient().SendAsync(request);
-    }
+    private static Task<HttpResponseMessage> PostAsync(ServerFixture server, string endpoint, Dictionary<string, string> form, string? proof,
+        TestClient? basicAuth = null) => DpopKey.PostAsync(server, endpoint, form, proof, basicAuth);
 
     private static async Task<HttpResponseMessage> UserInfoAsync(ServerFixture server, string accessToken, string proof)
     {

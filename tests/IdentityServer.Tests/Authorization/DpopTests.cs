@@ -463,21 +463,8 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         return form;
     }
 
-    private async Task<HttpResponseMessage> PostAsync(string endpoint, Dictionary<string, string> form, string? proof, TestClient? basicAuth)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, await server.EndpointAsync(endpoint)) { Content = new FormUrlEncodedContent(form) };
-        if (basicAuth is not null)
-        {
-            request.Headers.Authorization = OAuth.BasicAuth(basicAuth);
-        }
-
-        if (proof is not null)
-        {
-            request.Headers.Add("DPoP", proof);
-        }
-
-        return await server.CreateClient().SendAsync(request);
-    }
+    private Task<HttpResponseMessage> PostAsync(string endpoint, Dictionary<string, string> form, string? proof, TestClient? basicAuth) =>
+        DpopKey.PostAsync(server, endpoint, form, proof, basicAuth);
 
     private async Task<HttpResponseMessage> UserInfoAsync(string scheme, string accessToken, string? proof)
     {
@@ -601,6 +588,24 @@ public sealed class DpopKey
     {
         ["jti"] = Guid.NewGuid().ToString("N"), ["htm"] = method, ["htu"] = url, ["iat"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
     };
+
+    /// <summary>Posts <paramref name="form"/> to the endpoint discovery names, with a DPoP proof and HTTP Basic client authentication if given.</summary>
+    public static async Task<HttpResponseMessage> PostAsync(ServerFixture server, string endpoint, Dictionary<string, string> form, string? proof,
+        TestClient? basicAuth = null)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, await server.EndpointAsync(endpoint)) { Content = new FormUrlEncodedContent(form) };
+        if (basicAuth is not null)
+        {
+            request.Headers.Authorization = OAuth.BasicAuth(basicAuth);
+        }
+
+        if (proof is not null)
+        {
+            request.Headers.Add("DPoP", proof);
+        }
+
+        return await server.CreateClient().SendAsync(request);
+    }
 
     /// <summary>Signs a header and a payload given as bytes, whatever they hold.</summary>
     public string Sign(byte[] header, byte[] payload)
