@@ -23,8 +23,7 @@ public sealed class ClientAdmin(
     ApplicationDbContext db,
     IOpenIddictApplicationManager applications,
     AuditLog audit,
-    ClientOrigins origins,
-    Microsoft.Extensions.Options.IOptions<Authorization.TokenOptions> tokens)
+    ClientOrigins origins)
 {
     public async Task<PageOf<ClientEntry>> ListAsync(string? search, int? page, int? pageSize, CancellationToken ct)
     {
@@ -60,7 +59,7 @@ public sealed class ClientAdmin(
     }
 
     public async Task<IReadOnlyList<FieldError>> ValidateAsync(ClientDocument document, CancellationToken ct) =>
-        ClientDocumentValidator.Validate(document, await KnownScopesAsync(ct), secretRequired: false, tokens.Value)
+        ClientDocumentValidator.Validate(document, await KnownScopesAsync(ct), secretRequired: false)
             .Select(e => new FieldError(e.Error, e.Field, e.Description)).ToList();
 
     /// <param name="properties">Stored with the client beside what its document says (a registration's access token hash).</param>

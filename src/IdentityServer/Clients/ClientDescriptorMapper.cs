@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.IdentityModel.Tokens;
@@ -189,6 +190,26 @@ public static class ClientDescriptorMapper
         {
             descriptor.Settings[setting] = TimeSpan.FromSeconds(value).ToString("c", CultureInfo.InvariantCulture);
         }
+    }
+
+    /// <summary>
+    /// A client's settings as its tokens are made with them: its own lifetimes cut to the server's, for which the signing
+    /// and encryption keys are kept (one stored longer, or before the server's was lowered, would outlive its key).
+    /// </summary>
+    public static ImmutableDictionary<string, string> CapLifetimes(ImmutableDictionary<string, string> settings, Authorization.TokenOptions server)
+    {
+        foreach (var (setting, longest) in new[]
+        {
+            (Settings.TokenLifetimes.AccessToken, server.AccessTokenLifetime), (Settings.TokenLifetimes.RefreshToken, server.RefreshTokenLifetime),
+        })
+        {
+            if (LifetimeOf(settings, setting) > longest)
+            {
+                settings = settings.SetItem(setting, longest.ToString("c", CultureInfo.InvariantCulture));
+            }
+        }
+
+        return settings;
     }
 
     /// <summary>A token lifetime of the client's own (<see cref="Settings.TokenLifetimes"/>), from its stored settings; null for the server's.</summary>

@@ -92,16 +92,17 @@ public sealed class ClientDocument
     public bool? DpopBoundAccessTokens { get; set; }
 
     /// <summary>
-    /// How long this client's access tokens live, in seconds, when shorter than the server's <c>Tokens:AccessTokenLifetime</c>
-    /// (a sensitive API's callers, say). Absent: the server's. Never longer: the signing keys stay published for the
-    /// server's lifetimes only.
+    /// How long this client's access tokens live, in seconds (a sensitive API's callers with 5-minute tokens, say), up to
+    /// the server's <c>Tokens:AccessTokenLifetime</c>: a longer one is cut to it where tokens are made, as the signing keys
+    /// stay published for the server's lifetimes only. Absent: the server's.
     /// </summary>
     [JsonPropertyName("access_token_lifetime")]
     public int? AccessTokenLifetime { get; set; }
 
     /// <summary>
-    /// How long this client's refresh tokens live, in seconds, when shorter than the server's <c>Tokens:RefreshTokenLifetime</c>
-    /// (a browser app signed in for a day rather than two weeks, say). Absent: the server's.
+    /// How long this client's refresh tokens live, in seconds, up to the server's <c>Tokens:RefreshTokenLifetime</c>: each
+    /// refresh gives a new one that long, so it is how long the app stays signed in without using it (a day for a browser
+    /// app rather than two weeks, say). Absent: the server's.
     /// </summary>
     [JsonPropertyName("refresh_token_lifetime")]
     public int? RefreshTokenLifetime { get; set; }

@@ -43,11 +43,9 @@ public static class ClientDocumentValidator
 
     /// <summary>
     /// Checks a document. <paramref name="scopeExists"/> says whether a scope is known (standard or registered);
-    /// <paramref name="secretRequired"/> is true where no secret can be generated for a confidential client (the seed);
-    /// <paramref name="server"/> holds the server's token lifetimes, which a client's may shorten but not exceed.
+    /// <paramref name="secretRequired"/> is true where no secret can be generated for a confidential client (the seed).
     /// </summary>
-    public static IReadOnlyList<ClientDocumentError> Validate(ClientDocument client, Func<string, bool> scopeExists, bool secretRequired,
-        Authorization.TokenOptions server)
+    public static IReadOnlyList<ClientDocumentError> Validate(ClientDocument client, Func<string, bool> scopeExists, bool secretRequired)
     {
         var errors = new List<ClientDocumentError>();
         void Metadata(string field, string description) =>
@@ -212,22 +210,28 @@ public static class ClientDocumentValidator
             Metadata("scope", $"'{scope}' is not a registered scope.");
         }
 
-        CheckLifetime(client.AccessTokenLifetime, "access_token_lifetime", server.AccessTokenLifetime, "Tokens:AccessTokenLifetime", errors);
-        CheckLifetime(client.RefreshTokenLifetime, "refresh_token_lifetime", server.RefreshTokenLifetime, "Tokens:RefreshTokenLifetime", errors);
+        CheckLifetime(client.AccessTokenLifetime, "access_token_lifetime", errors);
+        CheckLifetime(client.RefreshTokenLifetime, "refresh_token_lifetime", errors);
         return errors;
     }
 
-    /// <summary>A client's token lifetime: a minute at least, and no longer than the server's (whose keys outlive only its own lifetimes).</summary>
-    private static void CheckLifetime(int? seconds, string field, TimeSpan serverLifetime, string setting, List<ClientDocumentError> errors)
+    /// <summary>
+    /// A client's token lifetime: a minute to a year. One longer than the server's is stored as it is and cut to the
+    /// server's where tokens are made (<see cref="ClientDescriptorMapper.CapLifetimes"/>), so that lowering the server's
+    /// lowers every client's and a client saved unchanged is never refused for it.
+    /// </summary>
+    private static void CheckLifetime(int? seconds, string field, List<ClientDocumentError> errors)
     {
-        if (seconds is { } value && (value < MinTokenLifetimeSeconds || value > serverLifetime.TotalSeconds))
+        if (seconds is { } value && value is < MinTokenLifetimeSeconds or > MaxTokenLifetimeSeconds)
         {
             errors.Add(new(ClientDocumentError.InvalidClientMetadata, field,
-                $"must be {MinTokenLifetimeSeconds} to {(long)serverLifetime.TotalSeconds} seconds (the server's {setting}); leave it out for the server's."));
+                $"must be {MinTokenLifetimeSeconds} to {MaxTokenLifetimeSeconds} seconds (used up to the server's own lifetime); leave it out for the server's."));
         }
     }
 
     private const int MinTokenLifetimeSeconds = 60;
+
+    private const int MaxTokenLifetimeSeconds = 366 * 24 * 3600;
 
     /// <summary>
     /// A JSON problem in a document (unknown field, wrong shape), as the RFC 7591 error naming the field, for

@@ -18,7 +18,6 @@ public sealed class Seeder(
     IOpenIddictScopeManager scopes,
     UserManager<ApplicationUser> users,
     RoleManager<IdentityRole> roles,
-    Microsoft.Extensions.Options.IOptions<Authorization.TokenOptions> tokens,
     ILogger<Seeder> logger)
 {
     public const string Section = "Seed";
@@ -61,7 +60,7 @@ public sealed class Seeder(
 
         foreach (var (path, client) in clientEntries)
         {
-            var errors = ClientDocumentValidator.Validate(client, knownScopes.Contains, secretRequired: true, tokens.Value);
+            var errors = ClientDocumentValidator.Validate(client, knownScopes.Contains, secretRequired: true);
             if (errors.Count > 0)
             {
                 throw new StartupConfigurationException(

@@ -25,7 +25,8 @@ public sealed class CachingApplicationManager(
     IOpenIddictApplicationStore<OpenIddictEntityFrameworkCoreApplication> store,
     ApplicationDbContext db,
     SnapshotCache<OpenIddictEntityFrameworkCoreApplication> snapshots,
-    SecretVerificationCache verifications)
+    SecretVerificationCache verifications,
+    IOptions<Authorization.TokenOptions> tokens)
     : OpenIddictApplicationManager<OpenIddictEntityFrameworkCoreApplication>(cache, logger, options, store)
 {
     /// <summary>The clients this request found (the manager is scoped: one per request).</summary>
@@ -50,6 +51,14 @@ public sealed class CachingApplicationManager(
         _request.Forget(application);
         await snapshots.ChangeAsync(db, application, a => a.Id, SameAs(application), () => base.DeleteAsync(application, cancellationToken));
     }
+
+    /// <summary>
+    /// The client's settings, its token lifetimes cut to the server's (<see cref="Clients.ClientDescriptorMapper.CapLifetimes"/>):
+    /// OpenIddict reads them here when it makes the client's tokens.
+    /// </summary>
+    public override async ValueTask<System.Collections.Immutable.ImmutableDictionary<string, string>> GetSettingsAsync(
+        OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default) =>
+        Clients.ClientDescriptorMapper.CapLifetimes(await base.GetSettingsAsync(application, cancellationToken), tokens.Value);
 
     /// <summary>
     /// Forgets every client this request found and its copies of them: the request's transaction was rolled back

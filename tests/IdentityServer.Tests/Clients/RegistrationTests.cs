@@ -215,7 +215,6 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var read = await (await ManageAsync(HttpMethod.Get, uri, token)).ExpectAsync(HttpStatusCode.OK);
         var sentBack = JsonSerializer.Deserialize<Dictionary<string, object?>>(read.GetRawText())!;
         sentBack.Remove("audience_aliases"); // a registrant cannot send it: it is kept anyway
-        sentBack.Remove("access_token_lifetime");
         await (await ManageAsync(HttpMethod.Put, uri, token, sentBack)).ExpectAsync(HttpStatusCode.OK);
 
         var stored = await admin.GetJsonAsync(Path(ClientsUrl, clientId));

@@ -15,7 +15,11 @@ public static class AdminResults
 {
     public static readonly JsonSerializerOptions Json = AuditLog.Json;
 
-    private static readonly JsonSerializerOptions ReadOptions = new(JsonSerializerDefaults.Web);
+    // Numbers as numbers only: the web defaults would also take "300" for 300.
+    private static readonly JsonSerializerOptions ReadOptions = new(JsonSerializerDefaults.Web)
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict,
+    };
 
     public static IResult Error(int status, string error, string description, IReadOnlyList<FieldError>? errors = null) =>
         Results.Json(new AdminError(error, description, errors), Json, statusCode: status);

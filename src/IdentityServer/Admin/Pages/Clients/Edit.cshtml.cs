@@ -37,6 +37,11 @@ public sealed class EditModel(ClientAdmin clients, ScopeAdmin scopes) : AdminPag
     public async Task<IActionResult> OnPostAsync(CancellationToken ct)
     {
         KnownScopes = await scopes.AllNamesAsync(ct);
+        if (!ModelState.IsValid)
+        {
+            return Page(); // a field that is not what it must be (a lifetime that is not a whole number): saved as nothing, else
+        }
+
         var (document, error) = Form.ToDocument();
         if (document is null)
         {

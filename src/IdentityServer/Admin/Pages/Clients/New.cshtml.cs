@@ -31,6 +31,11 @@ public sealed class NewModel(ClientAdmin clients, ScopeAdmin scopes) : AdminPage
     {
         KnownScopes = await scopes.AllNamesAsync(ct);
         Kind = SelectedKind?.Name ?? ClientKind.All[0].Name;
+        if (!ModelState.IsValid)
+        {
+            return Page(); // a field that is not what it must be (a lifetime that is not a whole number): saved as nothing, else
+        }
+
         var (document, error) = Form.ToDocument();
         if (document is null)
         {
