@@ -67,8 +67,8 @@ public static class HostingExtensions
     }
 
     /// <summary>
-    /// A path base is one or more segments of unreserved characters, and the issuer, when set, is under it: OpenIddict
-    /// puts its endpoints under the issuer, so with another path every protocol request would miss them.
+    /// A path base is one or more segments of unreserved characters, and the issuer, when both are set, is under it:
+    /// OpenIddict puts its endpoints under the issuer, so with another path every protocol request would miss them.
     /// </summary>
     private static void CheckPathBase(string pathBase, string? issuer)
     {
@@ -78,11 +78,12 @@ public static class HostingExtensions
                 $"Hosting:PathBase: '{pathBase}' is not a path such as /identity (a leading slash, no trailing one, letters, digits and . _ ~ - only).");
         }
 
-        if (!string.IsNullOrWhiteSpace(issuer) && Uri.TryCreate(issuer.Trim(), UriKind.Absolute, out var issuerUri)
+        // Only with a path base: without one, an issuer with a path (behind a proxy that strips it) is the operator's to set.
+        if (pathBase.Length > 0 && !string.IsNullOrWhiteSpace(issuer) && Uri.TryCreate(issuer.Trim(), UriKind.Absolute, out var issuerUri)
             && !string.Equals(issuerUri.AbsolutePath.TrimEnd('/'), pathBase, StringComparison.Ordinal))
         {
             throw new StartupConfigurationException(
-                $"Tokens:Issuer: '{issuer}' is not under Hosting:PathBase ('{pathBase}'): its path must be the path base, such as https://example.com{(pathBase.Length > 0 ? pathBase : "")}/.");
+                $"Tokens:Issuer: '{issuer}' is not under Hosting:PathBase ('{pathBase}'): its path must be the path base, such as https://example.com{pathBase}/.");
         }
     }
 
