@@ -188,7 +188,7 @@ public static class ClientDescriptorMapper
         descriptor.Settings.Remove(setting);
         if (seconds is { } value)
         {
-            descriptor.Settings[setting] = TimeSpan.FromSeconds(value).ToString("c", CultureInfo.InvariantCulture);
+            descriptor.Settings[setting] = FormatLifetime(TimeSpan.FromSeconds(value));
         }
     }
 
@@ -196,21 +196,16 @@ public static class ClientDescriptorMapper
     /// A client's settings as its tokens are made with them: its own lifetimes cut to the server's, for which the signing
     /// and encryption keys are kept (one stored longer, or before the server's was lowered, would outlive its key).
     /// </summary>
-    public static ImmutableDictionary<string, string> CapLifetimes(ImmutableDictionary<string, string> settings, Authorization.TokenOptions server)
-    {
-        foreach (var (setting, longest) in new[]
-        {
-            (Settings.TokenLifetimes.AccessToken, server.AccessTokenLifetime), (Settings.TokenLifetimes.RefreshToken, server.RefreshTokenLifetime),
-        })
-        {
-            if (LifetimeOf(settings, setting) > longest)
-            {
-                settings = settings.SetItem(setting, longest.ToString("c", CultureInfo.InvariantCulture));
-            }
-        }
+    /// <remarks>OpenIddict reads a client's settings several times for each token request: most clients have none.</remarks>
+    public static ImmutableDictionary<string, string> CapLifetimes(ImmutableDictionary<string, string> settings, Authorization.TokenOptions server) =>
+        settings.IsEmpty
+            ? settings
+            : Cap(Cap(settings, Settings.TokenLifetimes.AccessToken, server.AccessTokenLifetime), Settings.TokenLifetimes.RefreshToken, server.RefreshTokenLifetime);
 
-        return settings;
-    }
+    private static ImmutableDictionary<string, string> Cap(ImmutableDictionary<string, string> settings, string setting, TimeSpan longest) =>
+        LifetimeOf(settings, setting) > longest ? settings.SetItem(setting, FormatLifetime(longest)) : settings;
+
+    private static string FormatLifetime(TimeSpan lifetime) => lifetime.ToString("c", CultureInfo.InvariantCulture);
 
     /// <summary>A token lifetime of the client's own (<see cref="Settings.TokenLifetimes"/>), from its stored settings; null for the server's.</summary>
     public static TimeSpan? LifetimeOf(IReadOnlyDictionary<string, string> settings, string setting) =>

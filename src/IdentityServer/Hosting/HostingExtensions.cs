@@ -124,7 +124,7 @@ public static class HostingExtensions
         if (hosting.PathBase.Length > 0)
         {
             app.UsePathBase(hosting.PathBase);
-            var metricsListenerPort = app.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>()?.Prometheus.Url?.Port;
+            var metricsListenerPort = TelemetryExtensions.MetricsListenerPort(app.Configuration);
             app.Use((context, next) =>
             {
                 // Only under the path base, spelled as configured (UsePathBase matches any case): elsewhere the server would
@@ -266,8 +266,7 @@ public static class HostingExtensions
         };
         context.Response.ContentType = "text/html; charset=utf-8";
         await context.Response.WriteAsync(
-            $"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Something went wrong</title>" +
-            $"<link rel=\"stylesheet\" href=\"{WebUtility.HtmlEncode(context.Request.PathBase + "/site.css")}\"></head><body><main><h1>Something went wrong</h1>" +
+            HandWrittenPage.Head(context.Request, "Something went wrong") + "<body><main><h1>Something went wrong</h1>" +
             $"<p>{message}</p>" +
             $"<p>If you contact support, quote this request id: <code>{WebUtility.HtmlEncode(context.TraceIdentifier)}</code></p></main></body></html>");
     }

@@ -219,8 +219,7 @@ public static class RateLimiting
 
         context.Response.ContentType = "text/html; charset=utf-8";
         await context.Response.WriteAsync(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Too many attempts - Identity Server</title>" +
-            $"<link rel=\"stylesheet\" href=\"{WebUtility.HtmlEncode(context.Request.PathBase + "/site.css")}\"></head><body><header>" +
+            Shared.HandWrittenPage.Head(context.Request, "Too many attempts - Identity Server") + "<body><header>" +
             $"<a class=\"brand\" href=\"{WebUtility.HtmlEncode(context.Request.PathBase + "/")}\">Identity Server</a></header><main>" +
             "<h1>Too many attempts</h1>" +
             $"<p>There have been too many attempts in a short time. Wait {retryAfter} seconds, then try again.</p>" +

@@ -71,9 +71,8 @@ public sealed class FrontChannelLogout(ApplicationDbContext db, IOpenIddictAppli
         http.AllowFrames(frames);
         http.AllowFrontChannelLogoutScript();
         var page = new StringBuilder()
-            .Append("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing out</title>")
-            .Append("<link rel=\"stylesheet\" href=\"").Append(WebUtility.HtmlEncode(http.Request.PathBase + "/site.css"))
-            .Append("\"></head><body><main><h1>Signing you out</h1>")
+            .Append(Shared.HandWrittenPage.Head(http.Request, "Signing out"))
+            .Append("<body><main><h1>Signing you out</h1>")
             .Append("<p>Signing you out of the applications you used. <a id=\"continue\" href=\"").Append(WebUtility.HtmlEncode(continueTo))
             .Append("\">Continue</a></p>");
         foreach (var frame in frames)

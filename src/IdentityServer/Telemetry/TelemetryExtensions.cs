@@ -171,16 +171,18 @@ public static class TelemetryExtensions
     /// </summary>
     public static IApplicationBuilder UseMetricsListener(this WebApplication app)
     {
-        var options = app.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
-        if (options.Prometheus is { Enabled: true, Url: { } url })
+        if (MetricsListenerPort(app.Configuration) is { } port)
         {
             // The port the connection came in on, not the Host header, which the client writes.
-            var port = url.Port;
             app.Use((context, next) => context.Connection.LocalPort == port && context.Request.Path != "/metrics" ? NotFound(context) : next(context));
         }
 
         return app;
     }
+
+    /// <summary>The port of the Prometheus listener of its own (<c>OpenTelemetry:Prometheus:Url</c>), when there is one.</summary>
+    public static int? MetricsListenerPort(IConfiguration configuration) =>
+        configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>()?.Prometheus is { Enabled: true, Url: { } url } ? url.Port : null;
 
     /// <summary>Times every request, tagged with the protocol endpoint or page it was for (first in the pipeline after <see cref="UseMetricsListener"/>).</summary>
     public static IApplicationBuilder UseEndpointMetrics(this IApplicationBuilder app)
