@@ -46,6 +46,15 @@ public static class Mailbox
         return found!;
     }
 
+    /// <summary>A pickup folder with a file in its place, so that every delivery to it fails until the file goes.</summary>
+    public static async Task<string> BlockedPickupDirectoryAsync()
+    {
+        var pickup = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"), "mail");
+        Directory.CreateDirectory(Path.GetDirectoryName(pickup)!);
+        await File.WriteAllTextAsync(pickup, "a file where the folder should be: every delivery fails");
+        return pickup;
+    }
+
     public static IEnumerable<MimeMessage> Messages(ServerFixture server)
     {
         var folder = server.Settings["Email:PickupDirectory"]!;

@@ -76,9 +76,7 @@ public abstract class EmailDeliveryTests<TFixture>(TFixture fixture) where TFixt
     private async Task<(Dictionary<string, string?> Settings, string Pickup)> BlockedDeliverySettingsAsync()
     {
         Skip.If(fixture.UnavailableReason is not null, fixture.UnavailableReason);
-        var pickup = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"), "mail");
-        Directory.CreateDirectory(Path.GetDirectoryName(pickup)!);
-        await File.WriteAllTextAsync(pickup, "a file where the folder should be: every delivery fails");
+        var pickup = await Mailbox.BlockedPickupDirectoryAsync();
         return (new Dictionary<string, string?>(fixture.Settings)
         {
             ["ConnectionStrings:IdentityServer"] = await TestDatabases.CreateAsync(fixture.Provider),

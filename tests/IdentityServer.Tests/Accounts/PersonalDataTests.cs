@@ -86,9 +86,7 @@ public abstract class PersonalDataTests<TFixture>(TFixture server) where TFixtur
     public async Task Emails_still_queued_for_the_account_go_with_it()
     {
         Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
-        var pickup = Path.Combine(Path.GetTempPath(), "idsrv-tests", Guid.NewGuid().ToString("N"), "mail");
-        Directory.CreateDirectory(Path.GetDirectoryName(pickup)!);
-        await File.WriteAllTextAsync(pickup, "a file where the folder should be: every delivery fails");
+        var pickup = await Mailbox.BlockedPickupDirectoryAsync();
         await using var factory = new TestServerFactory(new Dictionary<string, string?>(server.Settings)
         {
             ["Email:PickupDirectory"] = pickup,
