@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using IdentityServer.Accounts.Email;
+using IdentityServer.Accounts.External;
 using IdentityServer.Data;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
@@ -143,6 +144,7 @@ public static class AccountsExtensions
         builder.Services.AddScoped<ConnectedApps>();
         builder.Services.AddSingleton<LoginHints>();
         builder.AddAccountEmail();
+        builder.AddExternalProviders();
         return builder;
     }
 
@@ -151,7 +153,7 @@ public static class AccountsExtensions
     /// http://localhost), only over HTTPS and with the <c>__Host-</c> prefix (for this host only), which needs the path
     /// "/": set here, as ASP.NET Core's default path is the request's PathBase (<c>Hosting:PathBase</c>).
     /// </summary>
-    private static void ConfigureCookie(CookieBuilder cookie, string name, bool secure)
+    internal static void ConfigureCookie(CookieBuilder cookie, string name, bool secure)
     {
         cookie.Name = secure ? "__Host-" + name : name;
         cookie.SecurePolicy = secure ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
@@ -192,4 +194,7 @@ public static class AccountEvents
     public static readonly EventId PersonalDataDownloaded = new(2026, nameof(PersonalDataDownloaded));
     public static readonly EventId AccountDeleted = new(2027, nameof(AccountDeleted));
     public static readonly EventId AccountDeletionRefused = new(2028, nameof(AccountDeletionRefused));
+    public static readonly EventId ExternalSignInFailed = new(2029, nameof(ExternalSignInFailed));
+    public static readonly EventId ExternalLoginAdded = new(2030, nameof(ExternalLoginAdded));
+    public static readonly EventId ExternalLoginRemoved = new(2031, nameof(ExternalLoginRemoved));
 }

@@ -21,18 +21,24 @@ public sealed class RequireRecentSignInAttribute : Attribute, IAsyncPageFilter
     {
         var http = context.HttpContext;
         var guarded = IncludingGet || !(HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method));
-        if (guarded && http.User.Identity?.IsAuthenticated == true)
+        if (guarded && http.User.Identity?.IsAuthenticated == true && !IsRecent(http))
         {
-            var window = http.RequestServices.GetRequiredService<IOptions<AccountsOptions>>().Value.RecentSignIn;
-            var now = http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
-            if (SessionClaims.GetAuthenticationTime(http.User) is not { } signedInAt || now - signedInAt > window)
-            {
-                var page = $"{http.Request.PathBase}{http.Request.Path}";
-                context.Result = new RedirectResult($"~{AccountsExtensions.LoginPath}?ReturnUrl={Uri.EscapeDataString(page)}");
-                return;
-            }
+            context.Result = SignInAgain(http);
+            return;
         }
 
         await next();
     }
+
+    /// <summary>Whether the session signed in within <c>Accounts:RecentSignIn</c>.</summary>
+    public static bool IsRecent(HttpContext http)
+    {
+        var window = http.RequestServices.GetRequiredService<IOptions<AccountsOptions>>().Value.RecentSignIn;
+        var now = http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+        return SessionClaims.GetAuthenticationTime(http.User) is { } signedInAt && now - signedInAt <= window;
+    }
+
+    /// <summary>To the login page, and back to this page after it.</summary>
+    public static RedirectResult SignInAgain(HttpContext http) =>
+        new($"~{AccountsExtensions.LoginPath}?ReturnUrl={Uri.EscapeDataString($"{http.Request.PathBase}{http.Request.Path}")}");
 }

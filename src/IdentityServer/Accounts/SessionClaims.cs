@@ -12,7 +12,8 @@ namespace IdentityServer.Accounts;
 /// <c>amr</c> values (RFC 8176) by way of signing in: password <c>pwd</c>; password and authenticator code
 /// <c>pwd otp mfa</c>; password and recovery code <c>pwd otp mfa</c> (a recovery code is a one-time password);
 /// passkey <c>hwk mfa</c>, or <c>swk mfa</c> for a synced (backup-eligible) passkey: a passkey is possession plus
-/// the user verification (PIN or biometric) the server requires.
+/// the user verification (PIN or biometric) the server requires; another OpenID Connect provider <c>fed</c> (a federated
+/// assertion, as Microsoft Entra ID says it), with <c>otp mfa</c> after it when the account's second factor was asked.
 /// </remarks>
 public static class SessionClaims
 {
@@ -27,6 +28,7 @@ public static class SessionClaims
     public const string MultipleFactors = "mfa";
     public const string HardwareKey = "hwk";
     public const string SoftwareKey = "swk";
+    public const string Federated = "fed";
 
     public static Claim[] ForSignIn(UserSession session) =>
     [

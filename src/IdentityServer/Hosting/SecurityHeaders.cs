@@ -11,7 +11,8 @@ namespace IdentityServer.Hosting;
 /// </summary>
 /// <remarks>
 /// <c>form-action</c>: <c>'self'</c> on our pages, except those whose forms end in a redirect to an application
-/// (login, second factor, registration, consent, end session): browsers apply <c>form-action</c> to the redirects
+/// (login, second factor, registration, consent, end session) or to another sign-in provider (connecting one on My
+/// account): browsers apply <c>form-action</c> to the redirects
 /// after a form submission too, and the application's address is not known when the page is rendered. A
 /// <c>form_post</c> response page allows exactly the origin of the (validated) redirect URI it posts to.
 /// </remarks>
@@ -24,7 +25,7 @@ public static class SecurityHeaders
 
     private static readonly PathString[] PagesRedirectingToApplications =
     [
-        "/account/login", "/account/register", ProtocolRoutes.Authorize, ProtocolRoutes.EndSession, ProtocolRoutes.Verification,
+        "/account/login", "/account/register", "/account/sign-in-providers", ProtocolRoutes.Authorize, ProtocolRoutes.EndSession, ProtocolRoutes.Verification,
     ];
 
     private static readonly string FrontChannelLogoutScriptHash = ScriptHash(Logout.FrontChannelLogout.ContinueScript);

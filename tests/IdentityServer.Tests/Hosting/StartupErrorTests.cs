@@ -19,6 +19,7 @@ public sealed class StartupErrorTests
         { "Keys__SigningCertificate__Path", "/nonexistent/signing.pfx", "Keys:SigningCertificate", "/nonexistent/signing.pfx" },
         { "Keys__KeyRingCertificate__Path", "/nonexistent/key-ring.pfx", "Keys:KeyRingCertificate", "/nonexistent/key-ring.pfx" },
         { "Keys__PreviousKeyRingCertificates__0__Path", "/nonexistent/old.pfx", "Keys:PreviousKeyRingCertificates:0", "/nonexistent/old.pfx" },
+        { "ExternalProviders__corp__Authority", "http://login.example.com/", "ExternalProviders:corp:Authority", "https" },
         // Nothing listens on port 1: the database is unreachable.
         { "ConnectionStrings__IdentityServer", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=3", "PostgreSql database", "ConnectionStrings:IdentityServer" },
     };

@@ -32,6 +32,12 @@ public abstract class ServerFixture : IAsyncLifetime
     /// <summary>Settings every server of this fixture gets: the database, and whatever the test class adds.</summary>
     public Dictionary<string, string?> Settings { get; } = new();
 
+    /// <summary>
+    /// What the test changes in every server's services, when it must (see <see cref="TestServerFactory"/>): a way to
+    /// reach another in-memory server, say.
+    /// </summary>
+    public Action<IServiceCollection>? TestServices { get; set; }
+
     protected abstract Task<string> CreateDatabaseAsync();
 
     protected virtual Task DropDatabaseAsync() => Task.CompletedTask;
@@ -60,7 +66,7 @@ public abstract class ServerFixture : IAsyncLifetime
             settings[key] = value;
         }
 
-        var factory = new TestServerFactory(settings, environment);
+        var factory = new TestServerFactory(settings, environment, TestServices);
         try
         {
             _ = factory.Server; // starts the host: migrations, keys, seed

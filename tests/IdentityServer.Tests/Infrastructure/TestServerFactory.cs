@@ -8,7 +8,8 @@ namespace IdentityServer.Tests.Infrastructure;
 
 /// <summary>
 /// The real server in memory, configured through settings exactly as an operator would. No service is replaced,
-/// except by the tests that must move time (<paramref name="testServices"/>: the key rotation tests' clock).
+/// except by the tests that must move time (<paramref name="testServices"/>: the key rotation tests' clock) or reach
+/// another in-memory server over HTTP (the external sign-in tests' provider).
 /// Its base address is https, as outside Development the server requires TLS.
 /// </summary>
 public sealed class TestServerFactory(IReadOnlyDictionary<string, string?> settings, string environment = "Testing",

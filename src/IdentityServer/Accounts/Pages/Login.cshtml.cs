@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using IdentityServer.Accounts.Email;
+using IdentityServer.Accounts.External;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
@@ -18,6 +19,7 @@ public sealed class LoginModel(
     UserManager<ApplicationUser> users,
     AccountSessions sessions,
     LoginHints loginHints,
+    ExternalProviders externalProviders,
     IOptions<AccountsOptions> accounts,
     ILogger<LoginModel> logger) : PageModel
 {
@@ -42,6 +44,9 @@ public sealed class LoginModel(
     public bool EmailNotConfirmed { get; private set; }
 
     public bool RegistrationAllowed => accounts.Value.AllowRegistration;
+
+    /// <summary>The other OpenID Connect providers people may sign in with (<c>ExternalProviders</c>).</summary>
+    public IReadOnlyList<ExternalProvider> ExternalProviders => externalProviders.All;
 
     /// <summary>What the application asked for (<see cref="AuthenticationLevels"/>), when more than a password.</summary>
     public string? RequiredLevel => Url.Read(ReturnUrl, SignInHints.LevelParameter) is var level
@@ -109,6 +114,23 @@ public sealed class LoginModel(
         // Always a fresh ticket: whatever cookie the browser held before sign-in is replaced, never upgraded.
         await sessions.SignInAsync(user, "a password", SessionClaims.Password);
         return LocalRedirect(SafeReturnUrl);
+    }
+
+    /// <summary>
+    /// Off to another provider; back at <see cref="ExternalLoginModel"/>. Started from this page by a form (with its
+    /// antiforgery token), since browsers hold the redirect after a form to this page's <c>form-action</c>.
+    /// </summary>
+    public IActionResult OnPostExternal(string? provider)
+    {
+        ModelState.Clear();
+        if (externalProviders.Find(provider) is not { } known)
+        {
+            ErrorMessage = "That sign-in provider is not available.";
+            return Page();
+        }
+
+        var callback = Url.Page("/Accounts/Pages/ExternalLogin", new { ReturnUrl = SafeReturnUrl });
+        return Challenge(signInManager.ConfigureExternalAuthenticationProperties(known.Name, callback), known.Name);
     }
 
     /// <summary>The WebAuthn request options for a passkey sign-in (any of the browser's passkeys for this server).</summary>

@@ -6,7 +6,10 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace IdentityServer.Accounts.Pages.Manage;
 
-/// <summary>Change the password: the current one is asked for; every other session ends and refresh tokens are revoked.</summary>
+/// <summary>
+/// Change the password: the current one is asked for; every other session ends and refresh tokens are revoked. An
+/// account made through another sign-in provider has none: it sets one, after a recent sign-in instead.
+/// </summary>
 public sealed class PasswordModel(
     UserManager<ApplicationUser> users,
     AccountSessions sessions,
@@ -19,8 +22,18 @@ public sealed class PasswordModel(
     [TempData]
     public string? StatusMessage { get; set; }
 
-    public void OnGet()
+    /// <summary>Whether the account has a password to change (else it sets its first).</summary>
+    public bool HasPassword { get; private set; } = true;
+
+    public async Task<IActionResult> OnGetAsync()
     {
+        if (await users.GetUserAsync(User) is not { } user)
+        {
+            return Challenge();
+        }
+
+        HasPassword = await users.HasPasswordAsync(user);
+        return Page();
     }
 
     public async Task<IActionResult> OnPostAsync()
@@ -28,6 +41,11 @@ public sealed class PasswordModel(
         if (await users.GetUserAsync(User) is not { } user)
         {
             return Challenge();
+        }
+
+        if (!(HasPassword = await users.HasPasswordAsync(user)))
+        {
+            return await SetFirstPasswordAsync(user);
         }
 
         if (!ModelState.IsValid)
@@ -63,6 +81,38 @@ public sealed class PasswordModel(
         }
 
         StatusMessage = "Your password has been changed. Your other sessions were signed out.";
+        return RedirectToPage();
+    }
+
+    /// <summary>Adds a way to sign in, as a passkey does: a session older than Accounts:RecentSignIn signs in again first.</summary>
+    private async Task<IActionResult> SetFirstPasswordAsync(ApplicationUser user)
+    {
+        ModelState.Remove("Input.CurrentPassword");
+        if (!RequireRecentSignInAttribute.IsRecent(HttpContext))
+        {
+            return RequireRecentSignInAttribute.SignInAgain(HttpContext);
+        }
+
+        if (!ModelState.IsValid)
+        {
+            return Page();
+        }
+
+        var stamp = user.SecurityStamp;
+        var result = await users.AddPasswordAsync(user, Input.NewPassword);
+        await sessions.KeepThisSessionAsync(user, stamp);
+        if (!result.Succeeded)
+        {
+            foreach (var error in result.Errors)
+            {
+                ModelState.AddModelError("Input.NewPassword", error.Description);
+            }
+
+            return Page();
+        }
+
+        logger.LogInformation(AccountEvents.PasswordChanged, "User {UserId} set a password", user.Id);
+        StatusMessage = "Your password has been set. You can sign in with it now.";
         return RedirectToPage();
     }
 

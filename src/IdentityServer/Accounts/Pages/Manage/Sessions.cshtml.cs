@@ -75,6 +75,7 @@ public sealed class SessionsModel(UserManager<ApplicationUser> users, AccountSes
     {
         var amr = session.MethodList();
         return amr.Contains(SessionClaims.HardwareKey) || amr.Contains(SessionClaims.SoftwareKey) ? "a passkey"
+            : amr.Contains(SessionClaims.Federated) ? amr.Contains(SessionClaims.OneTimePassword) ? "a sign-in provider and a second factor" : "a sign-in provider"
             : amr.Contains(SessionClaims.OneTimePassword) ? "password and a second factor"
             : "password";
     }

@@ -1,0 +1,180 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Options;
+
+namespace IdentityServer.Accounts.External;
+
+/// <summary>
+/// What a person who came back from an external provider gets: the account connected to that provider account, or
+/// a new one. An existing account is never taken over by a matching email address: its owner connects the provider
+/// on My account after signing in the usual way.
+/// </summary>
+public sealed class ExternalSignIns(
+    SignInManager<ApplicationUser> signInManager,
+    AccountSessions sessions,
+    ExternalProviders providers,
+    IOptions<AccountsOptions> accounts,
+    IHttpContextAccessor http,
+    ILogger<ExternalSignIns> logger)
+{
+    /// <summary>The longest provider key Identity's table holds; a longer <c>sub</c> is recorded by its hash.</summary>
+    private const int MaximumKeyLength = 128;
+
+    private UserManager<ApplicationUser> Users => signInManager.UserManager;
+
+    /// <summary>
+    /// The provider account the external cookie holds (the callback's result), for the user <paramref name="userId"/>
+    /// when connecting (the sign-in must have been started by that user), or null when there is none.
+    /// </summary>
+    public async Task<ExternalLoginInfo?> ReadAsync(string? userId = null)
+    {
+        var info = await signInManager.GetExternalLoginInfoAsync(userId);
+        if (info is null || providers.Find(info.LoginProvider) is null)
+        {
+            return null;
+        }
+
+        info.ProviderKey = KeyOf(info.ProviderKey);
+        return info;
+    }
+
+    /// <summary>Forgets the provider's answer (Identity's external cookie): it has been used.</summary>
+    public Task ForgetAsync() =>
+        (http.HttpContext ?? throw new InvalidOperationException("No current request.")).SignOutAsync(IdentityConstants.ExternalScheme);
+
+    /// <summary>
+    /// Signs in the account connected to <paramref name="info"/>, creating it when the provider allows, or says why not.
+    /// A second factor the account has is asked as after a password (<paramref name="stepUp"/>: even on a remembered device).
+    /// </summary>
+    public async Task<ExternalSignInResult> SignInAsync(ExternalLoginInfo info, bool stepUp)
+    {
+        var provider = providers.Find(info.LoginProvider)!;
+        var user = await Users.FindByLoginAsync(info.LoginProvider, info.ProviderKey);
+        if (user is null)
+        {
+            var created = await CreateAccountAsync(info, provider);
+            if (created.Refusal is not null)
+            {
+                return ExternalSignInResult.Refused(created.Refusal);
+            }
+
+            user = created.User!;
+        }
+
+        if (await Users.IsLockedOutAsync(user) || !await signInManager.CanSignInAsync(user))
+        {
+            logger.LogWarning(AccountEvents.SignInFailed, "Sign-in with {Provider} refused for {UserId}: locked out or not allowed", provider.Name, user.Id);
+            return ExternalSignInResult.Refused("This account cannot sign in right now.");
+        }
+
+        await ForgetAsync();
+        if (await signInManager.IsTwoFactorEnabledAsync(user) && (stepUp || !await signInManager.IsTwoFactorClientRememberedAsync(user)))
+        {
+            await sessions.BeginSecondFactorAsync(user, SessionClaims.Federated);
+            return ExternalSignInResult.SecondFactor;
+        }
+
+        await sessions.SignInAsync(user, provider.DisplayName, SessionClaims.Federated);
+        return ExternalSignInResult.SignedIn;
+    }
+
+    private async Task<(ApplicationUser? User, string? Refusal)> CreateAccountAsync(ExternalLoginInfo info, ExternalProvider provider)
+    {
+        if (!(provider.CreateAccounts ?? accounts.Value.AllowRegistration))
+        {
+            logger.LogWarning(AccountEvents.RegistrationRefused, "Sign-in with {Provider}: no account is connected to that provider account, and it creates none",
+                provider.Name);
+            return (null, $"No account here is connected to that {provider.DisplayName} account. Sign in another way, then connect it on My account.");
+        }
+
+        // Only an address the provider vouches for: else anyone could claim someone's address there.
+        var email = VerifiedEmail(info.Principal);
+        if (email is null && signInManager.Options.SignIn.RequireConfirmedEmail)
+        {
+            logger.LogWarning(AccountEvents.RegistrationRefused, "Sign-in with {Provider}: no verified email address to create an account with", provider.Name);
+            return (null, $"Your {provider.DisplayName} account has no verified email address, which an account here needs.");
+        }
+
+        if (email is not null && await Users.FindByEmailAsync(email) is not null)
+        {
+            logger.LogWarning(AccountEvents.RegistrationRefused, "Sign-in with {Provider}: an account with its email address exists and is not connected",
+                provider.Name);
+            return (null, $"An account with the email address of your {provider.DisplayName} account exists. Sign in to it another way, then connect {provider.DisplayName} on My account.");
+        }
+
+        foreach (var userName in UserNameCandidates(info.Principal, email, provider))
+        {
+            var user = new ApplicationUser { UserName = userName, Email = email, EmailConfirmed = email is not null };
+            var result = await Users.CreateAsync(user);
+            if (!result.Succeeded)
+            {
+                if (result.Errors.All(e => e.Code is nameof(IdentityErrorDescriber.DuplicateUserName) or nameof(IdentityErrorDescriber.InvalidUserName)))
+                {
+                    continue; // the next candidate
+                }
+
+                logger.LogWarning(AccountEvents.RegistrationRefused, "Sign-in with {Provider}: the account could not be created: {Errors}",
+                    provider.Name, string.Join("; ", result.Errors.Select(e => e.Code)));
+                return (null, "Your account could not be created. Try again later.");
+            }
+
+            if (!(await Users.AddLoginAsync(user, info)).Succeeded)
+            {
+                // Another request connected the same provider account meanwhile: that account is the one.
+                await Users.DeleteAsync(user);
+                return await Users.FindByLoginAsync(info.LoginProvider, info.ProviderKey) is { } winner
+                    ? (winner, null)
+                    : (null, "Your account could not be created. Try again later.");
+            }
+
+            logger.LogInformation(AccountEvents.Registered, "User {UserId} registered through {Provider} as {UserName}", user.Id, provider.Name, userName);
+            return (user, null);
+        }
+
+        return (null, "Your account could not be created. Try again later.");
+    }
+
+    /// <summary>The provider's <c>email</c> when it says <c>email_verified</c>, else null.</summary>
+    private static string? VerifiedEmail(ClaimsPrincipal principal) =>
+        principal.FindFirstValue("email") is { Length: > 0 and <= 256 } email
+        && string.Equals(principal.FindFirstValue("email_verified"), "true", StringComparison.OrdinalIgnoreCase)
+            ? email
+            : null;
+
+    /// <summary>The provider's user name, else the email address, else a made-up one; Identity refuses the taken and the invalid.</summary>
+    private static IEnumerable<string> UserNameCandidates(ClaimsPrincipal principal, string? email, ExternalProvider provider)
+    {
+        if (principal.FindFirstValue("preferred_username") is { Length: > 0 and <= 64 } preferred)
+        {
+            yield return preferred;
+        }
+
+        if (email is not null)
+        {
+            yield return email;
+        }
+
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            yield return $"{provider.Name}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(5))}";
+        }
+    }
+
+    /// <summary>The provider's <c>sub</c> as recorded: itself, or its SHA-256 when longer than the table holds.</summary>
+    private static string KeyOf(string subject) => subject.Length <= MaximumKeyLength
+        ? subject
+        : "sha256:" + WebEncoders.Base64UrlEncode(SHA256.HashData(Encoding.UTF8.GetBytes(subject)));
+}
+
+/// <summary>How an external sign-in ended: signed in, a second factor to ask, or refused with a message for the person.</summary>
+public sealed record ExternalSignInResult(bool IsSignedIn, bool NeedsSecondFactor, string? Refusal)
+{
+    public static readonly ExternalSignInResult SignedIn = new(true, false, null);
+    public static readonly ExternalSignInResult SecondFactor = new(false, true, null);
+
+    public static ExternalSignInResult Refused(string message) => new(false, false, message);
+}

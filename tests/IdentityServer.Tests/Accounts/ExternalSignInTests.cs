@@ -1,0 +1,299 @@
+using System.Net;
+using IdentityServer.Accounts;
+using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Authentication.OpenIdConnect;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace IdentityServer.Tests.Accounts;
+
+/// <summary>
+/// Two real servers: another instance of this one on its own database is the OpenID Connect provider people sign in
+/// with (<c>provider.test</c>), registered twice in the server under test: <c>provider</c>, which creates accounts for
+/// new people, and <c>partner</c>, which lets in only accounts connected to it on My account (and asks consent).
+/// </summary>
+public sealed class ExternalProviderServers<TDatabase> : IAsyncLifetime where TDatabase : ServerFixture, new()
+{
+    public const string ProviderHost = "provider.test";
+
+    /// <summary>The other provider.</summary>
+    public SqliteServerFixture Provider { get; } = new();
+
+    /// <summary>The server under test.</summary>
+    public TDatabase Server { get; } = new();
+
+    public async Task InitializeAsync()
+    {
+        if (Server.UnavailableReason is not null)
+        {
+            return;
+        }
+
+        Provider.Settings["Tokens:Issuer"] = $"https://{ProviderHost}/";
+        await Provider.InitializeAsync();
+        await RegisterAsync("provider", "Provider", createAccounts: true, consentType: "implicit");
+        await RegisterAsync("partner", "Partner", createAccounts: false, consentType: "explicit");
+        // The server reaches the provider's discovery, keys and token endpoint over HTTP, in memory.
+        Server.TestServices = services => services.ConfigureAll<OpenIdConnectOptions>(options =>
+            options.BackchannelHttpHandler = Provider.Factory.CreateReportingHandler());
+        await Server.InitializeAsync();
+    }
+
+    private async Task RegisterAsync(string name, string displayName, bool createAccounts, string consentType)
+    {
+        var client = await Provider.CreateConfidentialClientAsync(c =>
+        {
+            c.TokenEndpointAuthMethod = "client_secret_post";
+            c.GrantTypes = ["authorization_code"];
+            c.RedirectUris = [new Uri(TestServerFactory.Authority, $"/signin-{name}").AbsoluteUri];
+            c.Scope = "openid profile email";
+            c.ConsentType = consentType;
+        });
+        var section = $"ExternalProviders:{name}";
+        Server.Settings[$"{section}:Authority"] = $"https://{ProviderHost}/";
+        Server.Settings[$"{section}:ClientId"] = client.ClientId;
+        Server.Settings[$"{section}:ClientSecret"] = client.ClientSecret;
+        Server.Settings[$"{section}:DisplayName"] = displayName;
+        Server.Settings[$"{section}:CreateAccounts"] = createAccounts ? "true" : "false";
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Server.DisposeAsync();
+        await Provider.DisposeAsync();
+    }
+
+    /// <summary>A browser on both servers; a 500 from either fails with its log.</summary>
+    public Browser CreateBrowser() => new(new()
+    {
+        [TestServerFactory.Authority.Host] = Server.Factory.CreateReportingHandler(),
+        [ProviderHost] = Provider.Factory.CreateReportingHandler(),
+    });
+}
+
+public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDatabase> servers) where TDatabase : ServerFixture, new()
+{
+    private ServerFixture Server => servers.Server;
+
+    /// <summary>
+    /// A person new here signs in to an application with the provider: they get an account connected to it (the
+    /// provider's user name and verified email, no password), the application gets a code, and the identity token
+    /// says how (<c>amr</c> <c>fed</c>). Signing in with it again is the same account.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_new_person_gets_an_account_connected_to_the_provider_and_the_next_sign_in_finds_it()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await Server.CreatePublicClientAsync("openid profile email");
+
+        var first = await SignInToAppAsync(app, "provider", person);
+
+        var user = await FindByLoginAsync("provider", person.Id);
+        Assert.NotNull(user);
+        Assert.Equal(user.Id, first.Subject);
+        Assert.Equal(["fed"], first.Methods);
+        Assert.Equal(person.UserName, user.UserName);
+        Assert.Equal(person.Email, user.Email);
+        Assert.True(user.EmailConfirmed);
+        Assert.Null(user.PasswordHash);
+
+        var second = await SignInToAppAsync(app, "provider", person);
+        Assert.Equal(user.Id, second.Subject);
+    }
+
+    /// <summary>
+    /// An account made through a provider has no password: it cannot remove its only way to sign in, sets a password
+    /// on the Password page, and may then remove the provider, which no longer signs it in.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_account_keeps_a_way_to_sign_in_and_may_remove_the_provider_once_it_has_a_password()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        var user = (await FindByLoginAsync("provider", person.Id))!;
+
+        var providers = await AccountPages.OpenAsync(browser, "/account/sign-in-providers");
+        var refused = await browser.SubmitAsync(providers, selector: "form[action*=Remove]");
+        Assert.Contains("This is your only way to sign in", refused.Body);
+        Assert.NotNull(await FindByLoginAsync("provider", person.Id));
+
+        var passwordPage = await AccountPages.OpenAsync(browser, "/account/password");
+        Assert.Contains("Set a password", passwordPage.Body);
+        var password = Unique.Secret() + "aA1!";
+        var set = await browser.SubmitAsync(passwordPage, new Dictionary<string, string>
+        {
+            ["Input.NewPassword"] = password,
+            ["Input.ConfirmPassword"] = password,
+        });
+        Assert.Contains("Your password has been set", set.Body);
+
+        var removed = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sign-in-providers"), selector: "form[action*=Remove]");
+        Assert.Contains("Provider is no longer connected", removed.Body);
+        Assert.Null(await FindByLoginAsync("provider", person.Id));
+        var withPassword = servers.CreateBrowser();
+        await AccountPages.SignInAsync(withPassword, user.UserName!, password);
+        Assert.Equal("/account", (await AccountPages.OpenAsync(withPassword, "/account")).Uri.AbsolutePath);
+        var withProvider = servers.CreateBrowser();
+        var refusedNow = await SignInWithProviderAsync(withProvider, await AccountPages.OpenAsync(withProvider, "/account/login"), "provider", person);
+        Assert.Contains("An account with the email address of your Provider account exists", refusedNow.Body);
+    }
+
+    /// <summary>
+    /// A provider account whose verified email is an existing account's does not get into that account (its owner
+    /// connects the provider after signing in the usual way), and no second account is made.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_existing_account_with_the_same_email_is_not_taken_over()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var existing = await Server.CreateUserAsync(person.Email);
+        var browser = servers.CreateBrowser();
+
+        var refused = await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+
+        Assert.Equal("/account/external-login", refused.Uri.AbsolutePath);
+        Assert.Contains("An account with the email address of your Provider account exists", refused.Body);
+        Assert.Null(await FindByLoginAsync("provider", person.Id));
+        Assert.Empty(await LoginsOfAsync(existing.Id));
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+    }
+
+    /// <summary>
+    /// A provider that creates no accounts lets in only accounts connected to it: refused before, connected on My
+    /// account (after the provider's sign-in and consent), then it signs the account in.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_provider_account_connected_on_my_account_signs_in_to_that_account()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var user = await Server.CreateUserAsync();
+        var stranger = servers.CreateBrowser();
+        var refused = await SignInWithProviderAsync(stranger, await AccountPages.OpenAsync(stranger, "/account/login"), "partner", person);
+        Assert.Contains("No account here is connected to that Partner account", refused.Body);
+
+        var browser = servers.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var providers = await AccountPages.OpenAsync(browser, "/account/sign-in-providers");
+        var atProvider = await browser.SubmitAsync(providers, selector: "#connect-provider", button: "button[value=partner]");
+        var connected = await CompleteAtProviderAsync(browser, atProvider, person);
+
+        Assert.Contains("Partner is connected", connected.Body);
+        Assert.Equal(user.Id, (await FindByLoginAsync("partner", person.Id))?.Id);
+        var app = await Server.CreatePublicClientAsync("openid");
+        Assert.Equal(user.Id, (await SignInToAppAsync(app, "partner", person)).Subject);
+    }
+
+    /// <summary>The account's second factor is asked after the provider, and the session says both (<c>fed otp mfa</c>).</summary>
+    [SkippableFact]
+    public async Task An_account_with_a_second_factor_is_asked_for_it_after_the_provider()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var user = await Server.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var (key, _) = await AccountPages.EnableAuthenticatorAsync(browser);
+        var atProvider = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sign-in-providers"),
+            selector: "#connect-provider", button: "button[value=partner]");
+        await CompleteAtProviderAsync(browser, atProvider, person);
+
+        var app = await Server.CreatePublicClientAsync("openid");
+        var pkce = Pkce.Create();
+        var fresh = servers.CreateBrowser();
+        var login = await fresh.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid", pkce), OAuth.IsApp);
+        var secondFactor = await SignInWithProviderAsync(fresh, login, "partner", person);
+        Assert.Equal("/account/login/two-factor", secondFactor.Uri.AbsolutePath);
+        var back = await fresh.SubmitAsync(secondFactor, new Dictionary<string, string> { ["Input.Code"] = Totp.NextCode(key) }, stopAt: OAuth.IsApp);
+
+        var tokens = await OAuth.RedeemAsync(Server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce);
+        var idToken = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+        Assert.Equal(user.Id, idToken.GetProperty("sub").GetString());
+        Assert.Equal(["fed", "otp", "mfa"], Jwt.Strings(idToken.GetProperty("amr")));
+    }
+
+    /// <summary>
+    /// Declining at the provider, a replayed callback and a forged one each end on a page that says it did not work,
+    /// never an error, and sign no one in.
+    /// </summary>
+    [SkippableFact]
+    public async Task Declined_replayed_and_forged_callbacks_sign_no_one_in()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var declining = servers.CreateBrowser();
+        var atProvider = await declining.SubmitAsync(await AccountPages.OpenAsync(declining, "/account/login"),
+            selector: "#external-login", button: "button[value=partner]");
+        var consent = await OAuth.SignInAsync(declining, atProvider, person);
+        var declined = await declining.SubmitAsync(consent, button: "button[value=deny]");
+        Assert.Equal("/account/external-login", declined.Uri.AbsolutePath);
+        Assert.Contains("Signing in with that provider did not work", declined.Body);
+
+        var browser = servers.CreateBrowser();
+        bool IsCallback(Uri uri) => uri.AbsolutePath == "/signin-provider";
+        atProvider = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/login"),
+            selector: "#external-login", button: "button[value=provider]");
+        var callback = (await OAuth.SignInAsync(browser, atProvider, person, stopAt: IsCallback)).RedirectTarget!;
+        await browser.NavigateAsync(callback.AbsoluteUri);
+        Assert.Equal("/account", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+        var replay = servers.CreateBrowser();
+        var replayed = await replay.NavigateAsync(callback.AbsoluteUri);
+        Assert.Equal("/account/external-login", replayed.Uri.AbsolutePath);
+        Assert.Contains("Signing in with that provider did not work", replayed.Body);
+        Assert.Equal("/account/login", (await replay.NavigateAsync(new Uri(TestServerFactory.Authority, "/account").AbsoluteUri)).Uri.AbsolutePath);
+
+        var forged = await servers.CreateBrowser().NavigateAsync(new Uri(TestServerFactory.Authority, "/signin-provider?code=forged&state=forged").AbsoluteUri);
+        Assert.Equal(HttpStatusCode.OK, forged.Status);
+        Assert.Equal("/account/login", forged.Uri.AbsolutePath);
+    }
+
+    /// <summary>The login page's button for <paramref name="provider"/>, then the provider's own sign-in (and consent).</summary>
+    private static async Task<BrowserPage> SignInWithProviderAsync(Browser browser, BrowserPage loginPage, string provider, TestUser person)
+    {
+        var atProvider = await browser.SubmitAsync(loginPage, selector: "#external-login", button: $"button[value={provider}]", stopAt: OAuth.IsApp);
+        return await CompleteAtProviderAsync(browser, atProvider, person);
+    }
+
+    private static async Task<BrowserPage> CompleteAtProviderAsync(Browser browser, BrowserPage atProvider, TestUser person)
+    {
+        Assert.True(atProvider.Uri.Host == ExternalProviderServers<TDatabase>.ProviderHost, $"Expected the provider's login page, got {atProvider.Uri}:\n{atProvider.Body}");
+        var page = await OAuth.SignInAsync(browser, atProvider, person);
+        if (page.Uri.Host == ExternalProviderServers<TDatabase>.ProviderHost && page.Document.QuerySelector("button[value=accept]") is not null)
+        {
+            page = await browser.SubmitAsync(page, button: "button[value=accept]", stopAt: OAuth.IsApp);
+        }
+
+        return page;
+    }
+
+    /// <summary>Signs in to <paramref name="app"/> with the provider in a new browser; the identity token's <c>sub</c> and <c>amr</c>.</summary>
+    private async Task<(string Subject, string[] Methods)> SignInToAppAsync(TestClient app, string provider, TestUser person)
+    {
+        var browser = servers.CreateBrowser();
+        var pkce = Pkce.Create();
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, app.Document.Scope!, pkce), OAuth.IsApp);
+        var back = await SignInWithProviderAsync(browser, login, provider, person);
+        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
+
+        var tokens = await OAuth.RedeemAsync(Server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce);
+        var idToken = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+        return (idToken.GetProperty("sub").GetString()!, Jwt.Strings(idToken.GetProperty("amr")));
+    }
+
+    private async Task<ApplicationUser?> FindByLoginAsync(string provider, string key)
+    {
+        await using var scope = Server.Factory.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>().FindByLoginAsync(provider, key);
+    }
+
+    private async Task<IList<UserLoginInfo>> LoginsOfAsync(string userId)
+    {
+        await using var scope = Server.Factory.Services.CreateAsyncScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+        return await users.GetLoginsAsync((await users.FindByIdAsync(userId))!);
+    }
+}
+
+public sealed class SqliteExternalSignInTests(ExternalProviderServers<SqliteServerFixture> servers)
+    : ExternalSignInTests<SqliteServerFixture>(servers), IClassFixture<ExternalProviderServers<SqliteServerFixture>>;
+
+public sealed class PostgreSqlExternalSignInTests(ExternalProviderServers<PostgreSqlServerFixture> servers)
+    : ExternalSignInTests<PostgreSqlServerFixture>(servers), IClassFixture<ExternalProviderServers<PostgreSqlServerFixture>>;
