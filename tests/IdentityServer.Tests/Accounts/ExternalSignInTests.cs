@@ -1,6 +1,7 @@
 using System.Net;
 using IdentityServer.Accounts;
 using IdentityServer.Tests.Infrastructure;
+using IdentityServer.Tests.Keys;
 using Microsoft.AspNetCore.Authentication.OpenIdConnect;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.DependencyInjection;
@@ -30,6 +31,8 @@ public sealed class ExternalProviderServers<TDatabase> : IAsyncLifetime where TD
         }
 
         Provider.Settings["Tokens:Issuer"] = $"https://{ProviderHost}/";
+        // Its people may sign in before confirming their email, so that it can vouch for an address or not.
+        Provider.Settings["Accounts:RequireConfirmedEmail"] = "false";
         await Provider.InitializeAsync();
         await RegisterAsync("provider", "Provider", createAccounts: true, consentType: "implicit");
         await RegisterAsync("partner", "Partner", createAccounts: false, consentType: "explicit");
@@ -140,6 +143,41 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     }
 
     /// <summary>
+    /// A first password adds a way to sign in, as a passkey does: a session older than <c>Accounts:RecentSignIn</c>
+    /// (5 minutes) signs in again first.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_older_session_signs_in_again_before_it_sets_a_first_password()
+    {
+        Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using var factory = new TestServerFactory(new Dictionary<string, string?>(Server.Settings), testServices: services =>
+        {
+            Server.TestServices!(services);
+            services.AddSingleton<TimeProvider>(clock);
+        });
+        var browser = new Browser(new()
+        {
+            [TestServerFactory.Authority.Host] = factory.CreateReportingHandler(),
+            [ExternalProviderServers<TDatabase>.ProviderHost] = servers.Provider.Factory.CreateReportingHandler(),
+        });
+        var person = await servers.Provider.CreateUserAsync();
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        var page = await AccountPages.OpenAsync(browser, "/account/password");
+
+        clock.Advance(TimeSpan.FromMinutes(6));
+        var password = Unique.Secret() + "aA1!";
+        var asked = await browser.SubmitAsync(page, new Dictionary<string, string>
+        {
+            ["Input.NewPassword"] = password,
+            ["Input.ConfirmPassword"] = password,
+        });
+
+        Assert.Equal("/account/login", asked.Uri.AbsolutePath);
+        Assert.Null((await FindByLoginAsync("provider", person.Id))?.PasswordHash);
+    }
+
+    /// <summary>
     /// A provider account whose verified email is an existing account's does not get into that account (its owner
     /// connects the provider after signing in the usual way), and no second account is made.
     /// </summary>
@@ -160,6 +198,45 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     }
 
     /// <summary>
+    /// An address the provider does not vouch for (<c>email_verified</c> false) is not taken: where accounts need a
+    /// confirmed email (outside Development), no account is made.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_provider_account_without_a_verified_email_gets_no_account_where_emails_must_be_confirmed()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        await using (var scope = servers.Provider.Factory.Services.CreateAsyncScope())
+        {
+            var providerUsers = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+            var account = (await providerUsers.FindByIdAsync(person.Id))!;
+            account.EmailConfirmed = false;
+            Assert.True((await providerUsers.UpdateAsync(account)).Succeeded);
+        }
+
+        var browser = servers.CreateBrowser();
+        var refused = await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+
+        Assert.Contains("Your Provider account has no verified email address", refused.Body);
+        Assert.Null(await FindByLoginAsync("provider", person.Id));
+    }
+
+    /// <summary>A provider account already connected to one account cannot be connected to another.</summary>
+    [SkippableFact]
+    public async Task A_provider_account_connects_to_one_account_only()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var first = await Server.CreateUserAsync();
+        var second = await Server.CreateUserAsync();
+        await ConnectAsync(first, person);
+
+        var connected = await ConnectAsync(second, person);
+
+        Assert.Contains("That Partner account is connected to another account here already", connected.Body);
+        Assert.Equal(first.Id, (await FindByLoginAsync("partner", person.Id))?.Id);
+        Assert.Empty(await LoginsOfAsync(second.Id));
+    }
+
+    /// <summary>
     /// A provider that creates no accounts lets in only accounts connected to it: refused before, connected on My
     /// account (after the provider's sign-in and consent), then it signs the account in.
     /// </summary>
@@ -172,16 +249,35 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var refused = await SignInWithProviderAsync(stranger, await AccountPages.OpenAsync(stranger, "/account/login"), "partner", person);
         Assert.Contains("No account here is connected to that Partner account", refused.Body);
 
-        var browser = servers.CreateBrowser();
-        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
-        var providers = await AccountPages.OpenAsync(browser, "/account/sign-in-providers");
-        var atProvider = await browser.SubmitAsync(providers, selector: "#connect-provider", button: "button[value=partner]");
-        var connected = await CompleteAtProviderAsync(browser, atProvider, person);
+        var connected = await ConnectAsync(user, person);
 
         Assert.Contains("Partner is connected", connected.Body);
         Assert.Equal(user.Id, (await FindByLoginAsync("partner", person.Id))?.Id);
         var app = await Server.CreatePublicClientAsync("openid");
         Assert.Equal(user.Id, (await SignInToAppAsync(app, "partner", person)).Subject);
+    }
+
+    /// <summary>
+    /// Connecting takes only a provider answer this account asked for on My account: one from a sign-in started on the
+    /// login page (in the same browser) is not connected to whoever is signed in.
+    /// </summary>
+    [SkippableFact]
+    public async Task Only_a_connection_the_account_started_is_connected()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var user = await Server.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var atProvider = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/login"),
+            selector: "#external-login", button: "button[value=partner]");
+        var signIn = await OAuth.SignInAsync(browser, atProvider, person, stopAt: uri => uri.AbsolutePath == "/account/external-login");
+        signIn = await browser.SubmitAsync(signIn, button: "button[value=accept]", stopAt: uri => uri.AbsolutePath == "/account/external-login");
+        Assert.Equal("/account/external-login", signIn.RedirectTarget?.AbsolutePath);
+
+        var connected = await AccountPages.OpenAsync(browser, "/account/sign-in-providers?handler=Connected");
+
+        Assert.Contains("Signing in with that provider did not work", connected.Body);
+        Assert.Empty(await LoginsOfAsync(user.Id));
     }
 
     /// <summary>The account's second factor is asked after the provider, and the session says both (<c>fed otp mfa</c>).</summary>
@@ -243,6 +339,16 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var forged = await servers.CreateBrowser().NavigateAsync(new Uri(TestServerFactory.Authority, "/signin-provider?code=forged&state=forged").AbsoluteUri);
         Assert.Equal(HttpStatusCode.OK, forged.Status);
         Assert.Equal("/account/login", forged.Uri.AbsolutePath);
+    }
+
+    /// <summary>Signs in as <paramref name="user"/> with a password and connects the partner provider as <paramref name="person"/>.</summary>
+    private async Task<BrowserPage> ConnectAsync(TestUser user, TestUser person)
+    {
+        var browser = servers.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var providers = await AccountPages.OpenAsync(browser, "/account/sign-in-providers");
+        var atProvider = await browser.SubmitAsync(providers, selector: "#connect-provider", button: "button[value=partner]");
+        return await CompleteAtProviderAsync(browser, atProvider, person);
     }
 
     /// <summary>The login page's button for <paramref name="provider"/>, then the provider's own sign-in (and consent).</summary>
