@@ -44,20 +44,35 @@ public sealed class ExternalProviderServers<TDatabase> : IAsyncLifetime where TD
 
     private async Task RegisterAsync(string name, string displayName, bool createAccounts, string consentType)
     {
+        foreach (var (key, value) in await RegisterAtProviderAsync(name, "", consentType))
+        {
+            Server.Settings[key] = value;
+        }
+
+        Server.Settings[$"ExternalProviders:{name}:DisplayName"] = displayName;
+        Server.Settings[$"ExternalProviders:{name}:CreateAccounts"] = createAccounts ? "true" : "false";
+    }
+
+    /// <summary>
+    /// Registers the server under test (published under <paramref name="pathBase"/>) as a client of the provider for
+    /// the entry <paramref name="name"/>; returns the entry's settings.
+    /// </summary>
+    public async Task<Dictionary<string, string?>> RegisterAtProviderAsync(string name, string pathBase, string consentType = "implicit")
+    {
         var client = await Provider.CreateConfidentialClientAsync(c =>
         {
             c.TokenEndpointAuthMethod = "client_secret_post";
             c.GrantTypes = ["authorization_code"];
-            c.RedirectUris = [new Uri(TestServerFactory.Authority, $"/signin-{name}").AbsoluteUri];
+            c.RedirectUris = [new Uri(TestServerFactory.Authority, $"{pathBase}/signin-{name}").AbsoluteUri];
             c.Scope = "openid profile email";
             c.ConsentType = consentType;
         });
-        var section = $"ExternalProviders:{name}";
-        Server.Settings[$"{section}:Authority"] = $"https://{ProviderHost}/";
-        Server.Settings[$"{section}:ClientId"] = client.ClientId;
-        Server.Settings[$"{section}:ClientSecret"] = client.ClientSecret;
-        Server.Settings[$"{section}:DisplayName"] = displayName;
-        Server.Settings[$"{section}:CreateAccounts"] = createAccounts ? "true" : "false";
+        return new()
+        {
+            [$"ExternalProviders:{name}:Authority"] = $"https://{ProviderHost}/",
+            [$"ExternalProviders:{name}:ClientId"] = client.ClientId,
+            [$"ExternalProviders:{name}:ClientSecret"] = client.ClientSecret,
+        };
     }
 
     public async Task DisposeAsync()
@@ -175,6 +190,39 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
 
         Assert.Equal("/account/login", asked.Uri.AbsolutePath);
         Assert.Null((await FindByLoginAsync("provider", person.Id))?.PasswordHash);
+    }
+
+    /// <summary>
+    /// Published under a path (<c>Hosting:PathBase</c>), the provider sends the person back to the callback under it,
+    /// and the sign-in reaches the application.
+    /// </summary>
+    [SkippableFact]
+    public async Task Under_a_path_base_the_callback_is_under_it()
+    {
+        Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
+        const string pathBase = "/identity";
+        var settings = await servers.RegisterAtProviderAsync("provider", pathBase);
+        settings["Hosting:PathBase"] = pathBase;
+        settings["Tokens:Issuer"] = new Uri(TestServerFactory.Authority, pathBase).AbsoluteUri;
+        await using var factory = new TestServerFactory(new Dictionary<string, string?>(Server.Settings.Concat(settings)
+            .GroupBy(p => p.Key).Select(g => g.Last())), testServices: Server.TestServices);
+        var server = new AttachedServer(factory, Server.Provider, pathBase);
+        var browser = new Browser(new()
+        {
+            [TestServerFactory.Authority.Host] = factory.CreateReportingHandler(),
+            [ExternalProviderServers<TDatabase>.ProviderHost] = servers.Provider.Factory.CreateReportingHandler(),
+        });
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await server.CreatePublicClientAsync("openid");
+        var pkce = Pkce.Create();
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, app.ClientId, "openid", pkce), OAuth.IsApp);
+        Assert.Equal($"{pathBase}/account/login", login.Uri.AbsolutePath);
+
+        var back = await SignInWithProviderAsync(browser, login, "provider", person);
+
+        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
+        var tokens = await OAuth.RedeemAsync(server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce);
+        Assert.Equal((await FindByLoginAsync("provider", person.Id))?.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
     }
 
     /// <summary>
