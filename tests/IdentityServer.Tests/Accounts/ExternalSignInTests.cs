@@ -81,10 +81,10 @@ public sealed class ExternalProviderServers<TDatabase> : IAsyncLifetime where TD
         await Provider.DisposeAsync();
     }
 
-    /// <summary>A browser on both servers; a 500 from either fails with its log.</summary>
-    public Browser CreateBrowser() => new(new()
+    /// <summary>A browser on the provider and the server under test (or <paramref name="server"/>); a 500 from either fails with its log.</summary>
+    public Browser CreateBrowser(TestServerFactory? server = null) => new(new()
     {
-        [TestServerFactory.Authority.Host] = Server.Factory.CreateReportingHandler(),
+        [TestServerFactory.Authority.Host] = (server ?? Server.Factory).CreateReportingHandler(),
         [ProviderHost] = Provider.Factory.CreateReportingHandler(),
     });
 }
@@ -171,11 +171,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
             Server.TestServices!(services);
             services.AddSingleton<TimeProvider>(clock);
         });
-        var browser = new Browser(new()
-        {
-            [TestServerFactory.Authority.Host] = factory.CreateReportingHandler(),
-            [ExternalProviderServers<TDatabase>.ProviderHost] = servers.Provider.Factory.CreateReportingHandler(),
-        });
+        var browser = servers.CreateBrowser(factory);
         var person = await servers.Provider.CreateUserAsync();
         await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
         var page = await AccountPages.OpenAsync(browser, "/account/password");
@@ -207,11 +203,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         await using var factory = new TestServerFactory(new Dictionary<string, string?>(Server.Settings.Concat(settings)
             .GroupBy(p => p.Key).Select(g => g.Last())), testServices: Server.TestServices);
         var server = new AttachedServer(factory, Server.Provider, pathBase);
-        var browser = new Browser(new()
-        {
-            [TestServerFactory.Authority.Host] = factory.CreateReportingHandler(),
-            [ExternalProviderServers<TDatabase>.ProviderHost] = servers.Provider.Factory.CreateReportingHandler(),
-        });
+        var browser = servers.CreateBrowser(factory);
         var person = await servers.Provider.CreateUserAsync();
         var app = await server.CreatePublicClientAsync("openid");
         var pkce = Pkce.Create();
