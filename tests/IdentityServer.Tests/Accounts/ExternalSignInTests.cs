@@ -36,6 +36,10 @@ public sealed class ExternalProviderServers<TDatabase> : IAsyncLifetime where TD
         await Provider.InitializeAsync();
         await RegisterAsync("provider", "Provider", createAccounts: true, consentType: "implicit");
         await RegisterAsync("partner", "Partner", createAccounts: false, consentType: "explicit");
+        // A provider whose discovery document cannot be read.
+        Server.Settings["ExternalProviders:down:Authority"] = $"https://{ProviderHost}/missing/";
+        Server.Settings["ExternalProviders:down:ClientId"] = "nobody";
+        AccountSettings.Apply(Server);
         // The server reaches the provider's discovery, keys and token endpoint over HTTP, in memory.
         Server.TestServices = services => services.ConfigureAll<OpenIdConnectOptions>(options =>
             options.BackchannelHttpHandler = Provider.Factory.CreateReportingHandler());
@@ -136,6 +140,14 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Assert.Contains("This is your only way to sign in", refused.Body);
         Assert.NotNull(await FindByLoginAsync("provider", person.Id));
 
+        // Its email changes without a password to give (a recent sign-in instead).
+        var newEmail = Unique.Name("moved") + "@example.test";
+        var emailPage = await AccountPages.OpenAsync(browser, "/account/email");
+        Assert.Null(emailPage.Document.QuerySelector("input[name='Input.Password']"));
+        var emailChange = await browser.SubmitAsync(emailPage, new Dictionary<string, string> { ["Input.NewEmail"] = newEmail });
+        Assert.Contains("We have sent a confirmation link", emailChange.Body);
+        await Mailbox.WaitForAsync(Server, newEmail, "Confirm your new email address");
+
         var passwordPage = await AccountPages.OpenAsync(browser, "/account/password");
         Assert.Contains("Set a password", passwordPage.Body);
         var password = Unique.Secret() + "aA1!";
@@ -145,6 +157,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
             ["Input.ConfirmPassword"] = password,
         });
         Assert.Contains("Your password has been set", set.Body);
+        Assert.Contains("A password was just added", (await Mailbox.WaitForAsync(Server, person.Email, "A way to sign in was added")).TextBody);
 
         var removed = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sign-in-providers"), selector: "form[action*=Remove]");
         Assert.Contains("Provider is no longer connected", removed.Body);
@@ -292,6 +305,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var connected = await ConnectAsync(user, person);
 
         Assert.Contains("Partner is connected", connected.Body);
+        Assert.Contains("Signing in with Partner was just added", (await Mailbox.WaitForAsync(Server, user.Email, "A way to sign in was added")).TextBody);
         Assert.Equal(user.Id, (await FindByLoginAsync("partner", person.Id))?.Id);
         var app = await Server.CreatePublicClientAsync("openid");
         Assert.Equal(user.Id, (await SignInToAppAsync(app, "partner", person)).Subject);
@@ -378,7 +392,8 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
 
         var forged = await servers.CreateBrowser().NavigateAsync(new Uri(TestServerFactory.Authority, "/signin-provider?code=forged&state=forged").AbsoluteUri);
         Assert.Equal(HttpStatusCode.OK, forged.Status);
-        Assert.Equal("/account/login", forged.Uri.AbsolutePath);
+        Assert.Equal("/account/external-login", forged.Uri.AbsolutePath);
+        Assert.Contains("Signing in with that provider did not work", forged.Body);
     }
 
     /// <summary>Signs in as <paramref name="user"/> with a password and connects the partner provider as <paramref name="person"/>.</summary>
@@ -389,6 +404,134 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var providers = await AccountPages.OpenAsync(browser, "/account/sign-in-providers");
         var atProvider = await browser.SubmitAsync(providers, selector: "#connect-provider", button: "button[value=partner]");
         return await CompleteAtProviderAsync(browser, atProvider, person);
+    }
+
+    /// <summary>
+    /// Signing in again (an application's <c>prompt=login</c> to a browser with a session here) must not be answered by
+    /// the provider's own session: the provider is asked for a fresh sign-in, and shows its login page.
+    /// </summary>
+    [SkippableFact]
+    public async Task Signing_in_again_asks_the_provider_for_a_fresh_sign_in()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await Server.CreatePublicClientAsync("openid");
+        var browser = servers.CreateBrowser();
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+
+        var pkce = Pkce.Create();
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "login" }), OAuth.IsApp);
+        var atProvider = await browser.SubmitAsync(login, selector: "#external-login", button: "button[value=provider]", stopAt: OAuth.IsApp);
+
+        Assert.Equal(ExternalProviderServers<TDatabase>.ProviderHost, atProvider.Uri.Host);
+        Assert.Equal("/account/login", atProvider.Uri.AbsolutePath);
+        var back = await CompleteAtProviderAsync(browser, atProvider, person);
+        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
+    }
+
+    /// <summary>
+    /// A provider that ignores the request for a fresh sign-in (it answers from its session, with an older
+    /// <c>auth_time</c>) does not sign the person in again.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_provider_answering_a_fresh_sign_in_from_its_session_is_refused()
+    {
+        Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
+        // The provider's sessions began five minutes ago, and it ignores prompt=login and max_age: they never reach it.
+        await using var provider = new TestServerFactory(new Dictionary<string, string?>(servers.Provider.Settings),
+            testServices: services => services.AddSingleton<TimeProvider>(new TestClock(DateTimeOffset.UtcNow.AddMinutes(-5))));
+        await using var factory = new TestServerFactory(new Dictionary<string, string?>(Server.Settings), testServices: services =>
+        {
+            services.ConfigureAll<OpenIdConnectOptions>(options => options.BackchannelHttpHandler = provider.CreateReportingHandler());
+            services.PostConfigureAll<OpenIdConnectOptions>(options =>
+            {
+                var asked = options.Events.OnRedirectToIdentityProvider;
+                options.Events.OnRedirectToIdentityProvider = async context =>
+                {
+                    await asked(context);
+                    context.ProtocolMessage.Prompt = null;
+                    context.ProtocolMessage.MaxAge = null;
+                };
+            });
+        });
+        var browser = new Browser(new()
+        {
+            [TestServerFactory.Authority.Host] = factory.CreateReportingHandler(),
+            [ExternalProviderServers<TDatabase>.ProviderHost] = provider.CreateReportingHandler(),
+        });
+        var person = await servers.Provider.CreateUserAsync();
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+
+        var again = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/login"),
+            selector: "#external-login", button: "button[value=provider]");
+
+        Assert.True(again.Uri.AbsolutePath == "/account/external-login", $"{again.Uri}\n{again.Body}");
+        Assert.Contains("Signing in with that provider did not work", again.Body);
+    }
+
+    /// <summary>A provider that cannot be reached: the login page and My account say so, no error.</summary>
+    [SkippableFact]
+    public async Task A_provider_that_cannot_be_reached_is_reported_on_the_page()
+    {
+        var browser = servers.CreateBrowser();
+        var login = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/login"), selector: "#external-login", button: "button[value=down]");
+        Assert.Equal("/account/login", login.Uri.AbsolutePath);
+        Assert.Contains("That sign-in provider is not available right now", login.Body);
+
+        var user = await Server.CreateUserAsync();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var connect = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sign-in-providers"),
+            selector: "#connect-provider", button: "button[value=down]");
+        Assert.Contains("That sign-in provider is not available right now", connect.Body);
+    }
+
+    /// <summary>
+    /// A provider removed from the configuration signs no one in, so it does not count as another way to sign in; it
+    /// can still be removed from the account.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_provider_no_longer_configured_is_not_a_way_to_sign_in()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        ApplicationUser user;
+        await using (var scope = Server.Factory.Services.CreateAsyncScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+            user = (await users.FindByLoginAsync("provider", person.Id))!;
+            Assert.True((await users.AddLoginAsync(user, new UserLoginInfo("retired", Unique.Name("key"), "Retired"))).Succeeded);
+        }
+
+        var page = await AccountPages.OpenAsync(browser, "/account/sign-in-providers");
+        var refused = await browser.SubmitAsync(page, selector: "form[action*=Remove]:has(input[value=provider])");
+        var removed = await browser.SubmitAsync(page, selector: "form[action*=Remove]:has(input[value=retired])");
+
+        Assert.Contains("This is your only way to sign in", refused.Body);
+        Assert.Equal(["provider"], (await LoginsOfAsync(user.Id)).Select(l => l.LoginProvider));
+        Assert.Contains("retired is no longer connected", removed.Body);
+    }
+
+    /// <summary>
+    /// An answer to a connection started on My account is not taken as a sign-in (which could make a new account of
+    /// it): only the page that started it takes it.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_connection_answer_is_not_taken_as_a_sign_in()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var user = await Server.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var atProvider = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sign-in-providers"),
+            selector: "#connect-provider", button: "button[value=provider]");
+        var answered = await OAuth.SignInAsync(browser, atProvider, person, stopAt: uri => uri.AbsolutePath == "/account/sign-in-providers");
+        Assert.Equal("/account/sign-in-providers", answered.RedirectTarget?.AbsolutePath);
+
+        var taken = await AccountPages.OpenAsync(browser, "/account/external-login");
+
+        Assert.Contains("Signing in with that provider did not work", taken.Body);
+        Assert.Null(await FindByLoginAsync("provider", person.Id));
     }
 
     /// <summary>The login page's button for <paramref name="provider"/>, then the provider's own sign-in (and consent).</summary>

@@ -73,6 +73,16 @@ public sealed class AccountEmails(
         If this was not you, reset your password now: {resetLink}
         """, resetLink);
 
+    /// <summary>A way to sign in was added (a first password, another sign-in provider): the owner hears of it, as of a new password.</summary>
+    public void SendSignInMethodAdded(string to, string userName, string method, string accountLink) => Send(to, "A way to sign in was added to your account",
+        $"""
+        Hello {userName},
+
+        {method} was just added to your account as a way to sign in.
+
+        If this was not you, sign in and remove it, and sign out everywhere: {accountLink}
+        """, accountLink);
+
     /// <summary>An absolute link to <paramref name="path"/> on this server, with <paramref name="query"/>.</summary>
     public string Link(string path, IDictionary<string, string?>? query = null)
     {

@@ -34,6 +34,16 @@ public sealed partial class ExternalProviderOptions
     /// </summary>
     public bool? CreateAccounts { get; set; }
 
+    /// <summary>
+    /// Whether the provider's <c>email</c> counts as verified without <c>email_verified</c>: for a provider whose
+    /// addresses are its own to give (a company's directory, such as Microsoft Entra ID, which sends no
+    /// <c>email_verified</c>). Never for a provider where people type in any address.
+    /// </summary>
+    public bool TrustEmail { get; set; }
+
+    /// <summary>Whether to read the person's claims from the provider's userinfo endpoint too (for providers that keep email there).</summary>
+    public bool UseUserInfo { get; set; }
+
     /// <summary>Entry names: the path of the provider's callback (<c>/signin-{name}</c>) and what accounts record.</summary>
     [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,31}$")]
     private static partial Regex NamePattern();

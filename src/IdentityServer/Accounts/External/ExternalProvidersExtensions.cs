@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Authentication.OpenIdConnect;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
+using System.Globalization;
 using System.Security.Claims;
 
 namespace IdentityServer.Accounts.External;
@@ -11,7 +12,7 @@ namespace IdentityServer.Accounts.External;
 public sealed class ExternalProviders(IReadOnlyDictionary<string, ExternalProviderOptions> providers)
 {
     public IReadOnlyList<ExternalProvider> All { get; } =
-        [.. providers.Select(p => new ExternalProvider(p.Key, p.Value.DisplayName ?? p.Key, p.Value.CreateAccounts))];
+        [.. providers.Select(p => new ExternalProvider(p.Key, p.Value.DisplayName ?? p.Key, p.Value.CreateAccounts, p.Value.TrustEmail))];
 
     public ExternalProvider? Find(string? name) => All.FirstOrDefault(p => p.Name == name);
 }
@@ -20,7 +21,7 @@ public sealed class ExternalProviders(IReadOnlyDictionary<string, ExternalProvid
 /// A provider people may sign in with: <see cref="Name"/> is its authentication scheme and what accounts record
 /// (<c>AspNetUserLogins.LoginProvider</c>).
 /// </summary>
-public sealed record ExternalProvider(string Name, string DisplayName, bool? CreateAccounts);
+public sealed record ExternalProvider(string Name, string DisplayName, bool? CreateAccounts, bool TrustEmail);
 
 public static class ExternalProvidersExtensions
 {
@@ -68,17 +69,19 @@ public static class ExternalProvidersExtensions
                 options.DisableTelemetry = true;
                 ConfigureCookie(options.CorrelationCookie, "idsrv.correlation.", secureCookies);
                 ConfigureCookie(options.NonceCookie, "idsrv.nonce.", secureCookies);
-                options.Events.OnTokenValidated = context =>
+                if (provider.UseUserInfo)
                 {
-                    // Identity finds the provider's key for the person under NameIdentifier.
-                    if (context.Principal?.Identity is ClaimsIdentity identity && identity.FindFirst("sub") is { } subject)
-                    {
-                        identity.AddClaim(new Claim(ClaimTypes.NameIdentifier, subject.Value));
-                    }
+                    options.GetClaimsFromUserInfoEndpoint = true;
+                    options.ClaimActions.MapUniqueJsonKey("email_verified", "email_verified");
+                    options.ClaimActions.MapUniqueJsonKey("preferred_username", "preferred_username");
+                }
 
-                    return Task.CompletedTask;
-                };
+                options.Events.OnRedirectToIdentityProvider = AskForFreshSignInAsync;
+                options.Events.OnTokenValidated = CheckSignInAsync;
                 options.Events.OnRemoteFailure = ReportRemoteFailureAsync;
+                // Not used (nothing signs out at a provider from here): no endpoints for them.
+                options.RemoteSignOutPath = $"/signin-{name}/signout";
+                options.SignedOutCallbackPath = $"/signin-{name}/signed-out";
             });
         }
 
@@ -86,23 +89,73 @@ public static class ExternalProvidersExtensions
     }
 
     /// <summary>
+    /// A sign-in that must be fresh (<see cref="ExternalSignIns.FreshSignInSince"/>: the person is signing in again, to
+    /// prove it is still them) must not be answered from the provider's own session: <c>prompt=login</c>, and
+    /// <c>max_age=0</c>, which also makes the provider say when the person signed in (<c>auth_time</c>).
+    /// </summary>
+    private static Task AskForFreshSignInAsync(RedirectContext context)
+    {
+        if (context.Properties.Items.ContainsKey(ExternalSignIns.FreshSignInSince))
+        {
+            context.ProtocolMessage.Prompt = OpenIdConnectPrompt.Login;
+            context.ProtocolMessage.MaxAge = "0";
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// The identity token checked out. Identity finds the provider's key for the person under NameIdentifier; a fresh
+    /// sign-in needs the provider's <c>auth_time</c> from after it was asked for (a minute allowed for clocks).
+    /// </summary>
+    private static Task CheckSignInAsync(TokenValidatedContext context)
+    {
+        if (context.Principal?.Identity is not ClaimsIdentity identity || identity.FindFirst("sub") is not { } subject)
+        {
+            GoBackFailed(context, context.Properties, "the identity token has no sub");
+            return Task.CompletedTask;
+        }
+
+        if (context.Properties?.Items.TryGetValue(ExternalSignIns.FreshSignInSince, out var asked) == true
+            && !(long.TryParse(identity.FindFirst("auth_time")?.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var signedIn)
+                && long.TryParse(asked, NumberStyles.Integer, CultureInfo.InvariantCulture, out var since)
+                && signedIn >= since - 60))
+        {
+            GoBackFailed(context, context.Properties, "a fresh sign-in was asked for, and the provider's auth_time is missing or older");
+            return Task.CompletedTask;
+        }
+
+        identity.AddClaim(new Claim(ClaimTypes.NameIdentifier, subject.Value));
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
     /// The provider answered an error (the person declined, say), or its answer could not be checked (a replayed or
-    /// forged callback, a bad identity token): logged, and the person is taken back to the page that started it with
-    /// <c>failed=true</c>, never shown an exception.
+    /// forged callback, a bad identity token).
     /// </summary>
     private static Task ReportRemoteFailureAsync(RemoteFailureContext context)
     {
+        GoBackFailed(context, context.Properties, context.Failure?.Message);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Logged, and the person is taken back to the page that started the sign-in with <c>failed=true</c> (else to the
+    /// callback page, which says it did not work), never shown an exception. Nobody is signed in.
+    /// </summary>
+    private static void GoBackFailed<TOptions>(HandleRequestContext<TOptions> context, AuthenticationProperties? properties, string? reason)
+        where TOptions : AuthenticationSchemeOptions
+    {
         context.HttpContext.RequestServices.GetRequiredService<ILogger<ExternalSignIns>>().LogWarning(AccountEvents.ExternalSignInFailed,
-            "Sign-in with {Provider} failed at its callback: {Reason}", context.Scheme.Name, context.Failure?.Message);
+            "Sign-in with {Provider} failed at its callback: {Reason}", context.Scheme.Name, reason);
         // The page to go back to came from the state we sent, which is protected: only our own pages are there.
-        var started = context.Properties?.RedirectUri;
+        var started = properties?.RedirectUri;
         var target = started is not null && started.StartsWith('/') && !started.StartsWith("//", StringComparison.Ordinal)
             && !started.StartsWith("/\\", StringComparison.Ordinal)
-            ? QueryHelpers.AddQueryString(started, "failed", "true")
-            : $"{context.Request.PathBase}{AccountsExtensions.LoginPath}";
-        context.Response.Redirect(target);
+            ? started
+            : $"{context.Request.PathBase}/account/external-login";
+        context.Response.Redirect(QueryHelpers.AddQueryString(target, "failed", "true"));
         context.HandleResponse();
-        return Task.CompletedTask;
     }
 
     private static void ConfigureCookie(CookieBuilder cookie, string name, bool secure)

@@ -2,8 +2,10 @@ using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.OpenIdConnect;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Accounts.External;
@@ -17,23 +19,69 @@ public sealed class ExternalSignIns(
     SignInManager<ApplicationUser> signInManager,
     AccountSessions sessions,
     ExternalProviders providers,
+    IOptionsMonitor<OpenIdConnectOptions> handlers,
     IOptions<AccountsOptions> accounts,
     IHttpContextAccessor http,
+    TimeProvider clock,
     ILogger<ExternalSignIns> logger)
 {
+    /// <summary>
+    /// The item of a sign-in that must be fresh: when it was asked for (Unix seconds). The provider is asked not to
+    /// answer from its own session, and its <c>auth_time</c> must be later.
+    /// </summary>
+    public const string FreshSignInSince = "fresh_sign_in_since";
+
     /// <summary>The longest provider key Identity's table holds; a longer <c>sub</c> is recorded by its hash.</summary>
     private const int MaximumKeyLength = 128;
+
+    /// <summary>Where Identity keeps the user a connection was started for (SignInManager's XsrfKey).</summary>
+    private const string ConnectingUserItem = "XsrfId";
 
     private UserManager<ApplicationUser> Users => signInManager.UserManager;
 
     /// <summary>
-    /// The provider account the external cookie holds (the callback's result), for the user <paramref name="userId"/>
-    /// when connecting (the sign-in must have been started by that user), or null when there is none.
+    /// What to send to <paramref name="provider"/>: back to <paramref name="callback"/>, for <paramref name="connectingUserId"/>
+    /// when connecting it to that account, as a <paramref name="fresh"/> sign-in when the person is signing in again.
+    /// </summary>
+    public AuthenticationProperties ChallengeProperties(ExternalProvider provider, string? callback, string? connectingUserId, bool fresh)
+    {
+        var properties = signInManager.ConfigureExternalAuthenticationProperties(provider.Name, callback, connectingUserId);
+        if (fresh)
+        {
+            properties.Items[FreshSignInSince] = clock.GetUtcNow().ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return properties;
+    }
+
+    /// <summary>
+    /// Whether the provider's discovery document can be read (cached by its handler once read): without it the handler
+    /// cannot send anyone there, and would fail the request.
+    /// </summary>
+    public async Task<bool> IsReachableAsync(ExternalProvider provider, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await handlers.Get(provider.Name).ConfigurationManager!.GetConfigurationAsync(cancellationToken);
+            return true;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogWarning(AccountEvents.ExternalSignInFailed, "{Provider} cannot be reached: {Reason}", provider.Name, e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// The provider account the external cookie holds (the callback's result): for the user <paramref name="userId"/>
+    /// when connecting (the connection must have been started by that user), else a sign-in's (not a connection's).
+    /// Null when there is none.
     /// </summary>
     public async Task<ExternalLoginInfo?> ReadAsync(string? userId = null)
     {
         var info = await signInManager.GetExternalLoginInfoAsync(userId);
-        if (info is null || providers.Find(info.LoginProvider) is null)
+        if (info is null || providers.Find(info.LoginProvider) is null
+            || (userId is null && info.AuthenticationProperties?.Items.ContainsKey(ConnectingUserItem) == true))
         {
             return null;
         }
@@ -92,7 +140,7 @@ public sealed class ExternalSignIns(
         }
 
         // Only an address the provider vouches for: else anyone could claim someone's address there.
-        var email = VerifiedEmail(info.Principal);
+        var email = VerifiedEmail(info.Principal, provider.TrustEmail);
         if (email is null && signInManager.Options.SignIn.RequireConfirmedEmail)
         {
             logger.LogWarning(AccountEvents.RegistrationRefused, "Sign-in with {Provider}: no verified email address to create an account with", provider.Name);
@@ -122,7 +170,7 @@ public sealed class ExternalSignIns(
                 return (null, "Your account could not be created. Try again later.");
             }
 
-            if (!(await Users.AddLoginAsync(user, info)).Succeeded)
+            if (!await TryAddLoginAsync(user, info))
             {
                 // Another request connected the same provider account meanwhile: that account is the one.
                 await Users.DeleteAsync(user);
@@ -138,10 +186,24 @@ public sealed class ExternalSignIns(
         return (null, "Your account could not be created. Try again later.");
     }
 
-    /// <summary>The provider's <c>email</c> when it says <c>email_verified</c>, else null.</summary>
-    private static string? VerifiedEmail(ClaimsPrincipal principal) =>
+    /// <summary>Connects the provider account to <paramref name="user"/>; false when another account has it (perhaps just now).</summary>
+    public async Task<bool> TryAddLoginAsync(ApplicationUser user, ExternalLoginInfo info)
+    {
+        try
+        {
+            return (await Users.AddLoginAsync(user, info)).Succeeded;
+        }
+        catch (DbUpdateException)
+        {
+            // Another request connected it between Identity's check and the insert: the key is unique.
+            return false;
+        }
+    }
+
+    /// <summary>The provider's <c>email</c> when it says <c>email_verified</c> (or is trusted for its addresses), else null.</summary>
+    private static string? VerifiedEmail(ClaimsPrincipal principal, bool trusted) =>
         principal.FindFirstValue("email") is { Length: > 0 and <= 256 } email
-        && string.Equals(principal.FindFirstValue("email_verified"), "true", StringComparison.OrdinalIgnoreCase)
+        && (trusted || string.Equals(principal.FindFirstValue("email_verified"), "true", StringComparison.OrdinalIgnoreCase))
             ? email
             : null;
 

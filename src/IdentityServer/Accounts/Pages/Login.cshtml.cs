@@ -120,17 +120,23 @@ public sealed class LoginModel(
     /// Off to another provider; back at <see cref="ExternalLoginModel"/>. Started from this page by a form (with its
     /// antiforgery token), since browsers hold the redirect after a form to this page's <c>form-action</c>.
     /// </summary>
-    public IActionResult OnPostExternal(string? provider)
+    public async Task<IActionResult> OnPostExternalAsync(string? provider, [FromServices] ExternalSignIns externalSignIns)
     {
         ModelState.Clear();
-        if (externalProviders.Find(provider) is not { } known)
+        if (externalProviders.Find(provider) is not { } known || !await externalSignIns.IsReachableAsync(known, HttpContext.RequestAborted))
         {
-            ErrorMessage = "That sign-in provider is not available.";
+            ErrorMessage = "That sign-in provider is not available right now. Try again later, or sign in another way.";
             return Page();
         }
 
+        // Signing in again (a session here already: a step-up, an older session, prompt=login or max_age) must not be
+        // answered from the provider's session alone. A pushed request's prompt is not in the return URL: with no
+        // session here, it counts as a first sign-in.
+        var fresh = User.Identity?.IsAuthenticated == true
+            || Url.Read(ReturnUrl, OpenIddict.Abstractions.OpenIddictConstants.Parameters.Prompt)?.Split(' ').Contains("login") == true
+            || Url.Read(ReturnUrl, OpenIddict.Abstractions.OpenIddictConstants.Parameters.MaxAge) is not null;
         var callback = Url.Page("/Accounts/Pages/ExternalLogin", new { ReturnUrl = SafeReturnUrl });
-        return Challenge(signInManager.ConfigureExternalAuthenticationProperties(known.Name, callback), known.Name);
+        return Challenge(externalSignIns.ChallengeProperties(known, callback, connectingUserId: null, fresh), known.Name);
     }
 
     /// <summary>The WebAuthn request options for a passkey sign-in (any of the browser's passkeys for this server).</summary>

@@ -10,7 +10,8 @@ namespace IdentityServer.Accounts.Pages.Manage;
 
 /// <summary>
 /// Change the email address: the current password is asked for, and the new address only replaces the old one once
-/// the link sent to it is opened. An address another account uses gets the same answer and no link.
+/// the link sent to it is opened. An address another account uses gets the same answer and no link. An account
+/// without a password (made through another sign-in provider) needs a recent sign-in instead.
 /// </summary>
 public sealed class EmailModel(
     UserManager<ApplicationUser> users,
@@ -26,9 +27,18 @@ public sealed class EmailModel(
     [TempData]
     public string? StatusMessage { get; set; }
 
+    /// <summary>Whether the account has a password to confirm the change with.</summary>
+    public bool HasPassword { get; private set; } = true;
+
     public async Task<IActionResult> OnGetAsync()
     {
-        CurrentEmail = (await users.GetUserAsync(User))?.Email;
+        if (await users.GetUserAsync(User) is not { } user)
+        {
+            return Challenge();
+        }
+
+        CurrentEmail = user.Email;
+        HasPassword = await users.HasPasswordAsync(user);
         return Page();
     }
 
@@ -40,12 +50,22 @@ public sealed class EmailModel(
         }
 
         CurrentEmail = user.Email;
+        if (!(HasPassword = await users.HasPasswordAsync(user)))
+        {
+            // No password to give: a wrong one would only count towards a lockout.
+            ModelState.Remove("Input.Password");
+            if (!RequireRecentSignInAttribute.IsRecent(HttpContext))
+            {
+                return RequireRecentSignInAttribute.SignInAgain(HttpContext);
+            }
+        }
+
         if (!ModelState.IsValid)
         {
             return Page();
         }
 
-        switch (await sessions.CheckPasswordAsync(user, Input.Password))
+        switch (HasPassword ? await sessions.CheckPasswordAsync(user, Input.Password) : PasswordCheck.Right)
         {
             case PasswordCheck.LockedOut:
                 return LocalRedirect("~" + AccountsExtensions.LoginPath);

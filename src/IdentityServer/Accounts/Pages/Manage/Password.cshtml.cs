@@ -112,6 +112,11 @@ public sealed class PasswordModel(
         }
 
         logger.LogInformation(AccountEvents.PasswordChanged, "User {UserId} set a password", user.Id);
+        if (user.Email is not null)
+        {
+            emails.SendSignInMethodAdded(user.Email, user.UserName ?? user.Email, "A password", emails.Link("/account/password"));
+        }
+
         StatusMessage = "Your password has been set. You can sign in with it now.";
         return RedirectToPage();
     }

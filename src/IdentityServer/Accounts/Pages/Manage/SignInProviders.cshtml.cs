@@ -1,3 +1,4 @@
+using IdentityServer.Accounts.Email;
 using IdentityServer.Accounts.External;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
@@ -12,10 +13,10 @@ namespace IdentityServer.Accounts.Pages.Manage;
 [RequireRecentSignIn]
 public sealed class SignInProvidersModel(
     UserManager<ApplicationUser> users,
-    SignInManager<ApplicationUser> signInManager,
     ExternalProviders providers,
     ExternalSignIns externalSignIns,
     AccountSessions sessions,
+    AccountEmails emails,
     ILogger<SignInProvidersModel> logger) : PageModel
 {
     public IReadOnlyList<UserLoginInfo> Connected { get; private set; } = [];
@@ -23,8 +24,8 @@ public sealed class SignInProvidersModel(
     /// <summary>The configured providers this account is not connected to.</summary>
     public IReadOnlyList<ExternalProvider> Available { get; private set; } = [];
 
-    /// <summary>Whether removing one leaves a way to sign in: a password, a passkey or another provider.</summary>
-    public bool CanRemove { get; private set; }
+    /// <summary>Whether the account signs in without a provider too: a password or a passkey.</summary>
+    private bool _signsInWithoutProviders;
 
     [TempData]
     public string? StatusMessage { get; set; }
@@ -51,16 +52,18 @@ public sealed class SignInProvidersModel(
             return Challenge();
         }
 
-        if (providers.Find(provider) is not { } known)
+        if (providers.Find(provider) is not { } known || !await externalSignIns.IsReachableAsync(known, HttpContext.RequestAborted))
         {
             await LoadAsync(user);
-            ErrorMessage = "That sign-in provider is not available.";
+            ErrorMessage = "That sign-in provider is not available right now. Try again later.";
             return Page();
         }
 
-        // The provider's answer is accepted for this user only (Identity checks it against the user id sent along).
+        // The provider's answer is accepted for this user only (Identity checks it against the user id sent along). The
+        // provider's own session may answer: connecting proves the person holds that account, and this page needs a
+        // recent sign-in here.
         var callback = Url.Page("/Accounts/Pages/Manage/SignInProviders", "Connected");
-        return Challenge(signInManager.ConfigureExternalAuthenticationProperties(known.Name, callback, user.Id), known.Name);
+        return Challenge(externalSignIns.ChallengeProperties(known, callback, user.Id, fresh: false), known.Name);
     }
 
     /// <summary>Back from the provider: connects the provider account to this one.</summary>
@@ -79,17 +82,21 @@ public sealed class SignInProvidersModel(
             return RedirectToPage();
         }
 
-        var result = await users.AddLoginAsync(user, info);
         var name = DisplayNameOf(info.LoginProvider);
-        if (!result.Succeeded)
+        if (!await externalSignIns.TryAddLoginAsync(user, info))
         {
-            logger.LogWarning(AccountEvents.ExternalLoginAdded, "User {UserId} could not connect {Provider}: {Errors}", user.Id, info.LoginProvider,
-                string.Join("; ", result.Errors.Select(e => e.Code)));
+            logger.LogWarning(AccountEvents.ExternalLoginAdded, "User {UserId} could not connect {Provider}: connected to another account",
+                user.Id, info.LoginProvider);
             StatusMessage = $"That {name} account is connected to another account here already.";
             return RedirectToPage();
         }
 
         logger.LogInformation(AccountEvents.ExternalLoginAdded, "User {UserId} connected {Provider}", user.Id, info.LoginProvider);
+        if (user.Email is not null)
+        {
+            emails.SendSignInMethodAdded(user.Email, user.UserName ?? user.Email, $"Signing in with {name}", emails.Link("/account/sign-in-providers"));
+        }
+
         StatusMessage = $"{name} is connected: you can sign in with it now.";
         return RedirectToPage();
     }
@@ -102,12 +109,13 @@ public sealed class SignInProvidersModel(
         }
 
         await LoadAsync(user);
-        if (!Connected.Any(l => l.LoginProvider == provider && l.ProviderKey == key))
+        if (Connected.FirstOrDefault(l => l.LoginProvider == provider && l.ProviderKey == key) is not { } removed)
         {
             return RedirectToPage();
         }
 
-        if (!CanRemove)
+        // Only providers still configured count: one removed from the configuration signs no one in.
+        if (!_signsInWithoutProviders && !Connected.Any(l => l != removed && providers.Find(l.LoginProvider) is not null))
         {
             ErrorMessage = "This is your only way to sign in: set a password or add a passkey first.";
             return Page();
@@ -115,7 +123,12 @@ public sealed class SignInProvidersModel(
 
         // Identity gives the account a new security stamp: the sessions signed in through the provider end, with the
         // others, and this browser's carries on.
-        await users.RemoveLoginAsync(user, provider!, key!);
+        if (!(await users.RemoveLoginAsync(user, provider!, key!)).Succeeded)
+        {
+            ErrorMessage = "The provider could not be removed. Try again.";
+            return Page();
+        }
+
         await sessions.EndOtherSessionsAsync(user, includingThisOne: false, "sign-in provider removed", stampAlreadyUpdated: true);
         logger.LogWarning(AccountEvents.ExternalLoginRemoved, "User {UserId} removed {Provider}", user.Id, provider);
         StatusMessage = $"{DisplayNameOf(provider!)} is no longer connected.";
@@ -126,6 +139,6 @@ public sealed class SignInProvidersModel(
     {
         Connected = [.. await users.GetLoginsAsync(user)];
         Available = [.. providers.All.Where(p => Connected.All(l => l.LoginProvider != p.Name))];
-        CanRemove = Connected.Count > 1 || await users.HasPasswordAsync(user) || (await users.GetPasskeysAsync(user)).Count > 0;
+        _signsInWithoutProviders = await users.HasPasswordAsync(user) || (await users.GetPasskeysAsync(user)).Count > 0;
     }
 }
