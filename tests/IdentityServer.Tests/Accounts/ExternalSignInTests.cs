@@ -4,6 +4,7 @@ using IdentityServer.Tests.Infrastructure;
 using IdentityServer.Tests.Keys;
 using Microsoft.AspNetCore.Authentication.OpenIdConnect;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace IdentityServer.Tests.Accounts;
@@ -121,6 +122,32 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
 
         var second = await SignInToAppAsync(app, "provider", person);
         Assert.Equal(user.Id, second.Subject);
+    }
+
+    /// <summary>
+    /// A provider account is recorded with its issuer: an entry pointed at another provider since (whose <c>sub</c>
+    /// values mean other people) signs in to none of the accounts connected before.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_account_connected_under_another_issuer_is_not_signed_in()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await Server.CreatePublicClientAsync("openid");
+        await SignInToAppAsync(app, "provider", person);
+        await using (var scope = Server.Factory.Services.CreateAsyncScope())
+        {
+            var logins = scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>().Set<IdentityUserLogin<string>>();
+            var login = await logins.SingleAsync(l => l.LoginProvider == "provider" && l.ProviderKey == person.Id);
+            Assert.Equal($"https://{ExternalProviderServers<TDatabase>.ProviderHost}/", login.ProviderDisplayName);
+            login.ProviderDisplayName = "https://another-provider.test/";
+            await scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>().SaveChangesAsync();
+        }
+
+        var browser = servers.CreateBrowser();
+        var refused = await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+
+        Assert.Contains("Your Provider account cannot sign in here", refused.Body);
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
     }
 
     /// <summary>

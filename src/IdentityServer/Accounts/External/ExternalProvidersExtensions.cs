@@ -125,7 +125,7 @@ public static class ExternalProvidersExtensions
             return Task.CompletedTask;
         }
 
-        identity.AddClaim(new Claim(ClaimTypes.NameIdentifier, subject.Value));
+        identity.AddClaim(new Claim(ClaimTypes.NameIdentifier, subject.Value, subject.ValueType, subject.Issuer));
         return Task.CompletedTask;
     }
 

@@ -86,7 +86,15 @@ public sealed class ExternalSignIns(
             return null;
         }
 
+        // Recorded with the provider account: its issuer. An entry pointed at another provider since (its sub values
+        // are another namespace) then signs in to none of the accounts connected before.
+        if (info.Principal.FindFirst("sub")?.Issuer is not { Length: > 0 } issuer || issuer == ClaimsIdentity.DefaultIssuer)
+        {
+            return null;
+        }
+
         info.ProviderKey = KeyOf(info.ProviderKey);
+        info.ProviderDisplayName = issuer;
         return info;
     }
 
@@ -102,6 +110,14 @@ public sealed class ExternalSignIns(
     {
         var provider = providers.Find(info.LoginProvider)!;
         var user = await Users.FindByLoginAsync(info.LoginProvider, info.ProviderKey);
+        if (user is not null && (await Users.GetLoginsAsync(user)).FirstOrDefault(l => l.LoginProvider == info.LoginProvider
+            && l.ProviderKey == info.ProviderKey)?.ProviderDisplayName != info.ProviderDisplayName)
+        {
+            logger.LogWarning(AccountEvents.SignInFailed, "Sign-in with {Provider} refused for {UserId}: the account was connected to another issuer than {Issuer}",
+                provider.Name, user.Id, info.ProviderDisplayName);
+            return ExternalSignInResult.Refused($"Your {provider.DisplayName} account cannot sign in here. Ask an administrator.");
+        }
+
         if (user is null)
         {
             var created = await CreateAccountAsync(info, provider);

@@ -63,7 +63,7 @@ public sealed class PersonalDataModel(
                 TwoFactorEnabled = user.TwoFactorEnabled, LockedOutUntil = user.LockoutEnd, Roles = await users.GetRolesAsync(user),
             },
             Passkeys = (await users.GetPasskeysAsync(user)).Select(p => new { p.Name, p.CreatedAt, Synced = p.IsBackupEligible }),
-            SignInProviders = (await users.GetLoginsAsync(user)).Select(l => new { Provider = l.LoginProvider, AccountId = l.ProviderKey }),
+            SignInProviders = (await users.GetLoginsAsync(user)).Select(l => new { Provider = l.LoginProvider, Issuer = l.ProviderDisplayName, AccountId = l.ProviderKey }),
             Sessions = (await sessionRows.ListAsync(user.Id, ct)).Select(s => new
             {
                 SignedInAt = new DateTimeOffset(s.SignedInAt, TimeSpan.Zero), LastSeenAt = new DateTimeOffset(s.LastSeenAt, TimeSpan.Zero),
