@@ -30,7 +30,15 @@ public sealed class AccountSessions(
     /// same user signing in again (a step-up, an application asking for a fresh sign-in) continues the session on the
     /// server, so the applications signed in through it are not logged out; another account's session ends.
     /// </summary>
-    public async Task SignInAsync(ApplicationUser user, string description, params string[] methods)
+    public Task SignInAsync(ApplicationUser user, string description, params string[] methods) =>
+        SignInAsync(user, description, authenticatedAt: null, methods);
+
+    /// <summary>
+    /// As above, for a sign-in another party vouched for (a provider's <c>auth_time</c>): the session starts now, but
+    /// says the person authenticated at <paramref name="authenticatedAt"/> (never later than now), so that an account
+    /// page's recent sign-in, <c>max_age</c> and <c>prompt=login</c> are not met by a provider's older session.
+    /// </summary>
+    public async Task SignInAsync(ApplicationUser user, string description, DateTimeOffset? authenticatedAt, params string[] methods)
     {
         var current = await Context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
         var continuing = current.Principal is { } held && signInManager.UserManager.GetUserId(held) == user.Id ? SessionClaims.GetSessionId(held) : null;
@@ -41,7 +49,8 @@ public sealed class AccountSessions(
 
         var session = await sessionRows.StartAsync(user, clock.GetUtcNow(), methods, Context.Request.Headers.UserAgent.ToString(), continuing,
             Context.RequestAborted);
-        await signInManager.SignInWithClaimsAsync(user, isPersistent: false, SessionClaims.ForSignIn(session));
+        var authenticated = authenticatedAt is { } vouched && vouched < new DateTimeOffset(session.SignedInAt, TimeSpan.Zero) ? vouched : (DateTimeOffset?)null;
+        await signInManager.SignInWithClaimsAsync(user, isPersistent: false, SessionClaims.ForSignIn(session, authenticated));
         logger.LogInformation(AccountEvents.SignedIn, "User {UserId} signed in with {Method} (amr {Amr}), session {SessionId}",
             user.Id, description, session.Methods, session.Id);
     }

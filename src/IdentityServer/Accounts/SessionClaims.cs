@@ -30,10 +30,12 @@ public static class SessionClaims
     public const string SoftwareKey = "swk";
     public const string Federated = "fed";
 
-    public static Claim[] ForSignIn(UserSession session) =>
+    /// <summary>The session's claims; <c>auth_time</c> is when it began, or <paramref name="authenticatedAt"/> (a provider's, earlier).</summary>
+    public static Claim[] ForSignIn(UserSession session, DateTimeOffset? authenticatedAt = null) =>
     [
         new(SessionId, session.Id),
-        new(AuthenticationTime, new DateTimeOffset(session.SignedInAt, TimeSpan.Zero).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture), ClaimValueTypes.Integer64),
+        new(AuthenticationTime, (authenticatedAt ?? new DateTimeOffset(session.SignedInAt, TimeSpan.Zero)).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture),
+            ClaimValueTypes.Integer64),
         .. session.MethodList().Select(method => new Claim(AuthenticationMethod, method)),
     ];
 

@@ -464,28 +464,18 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     public async Task A_provider_answering_a_fresh_sign_in_from_its_session_is_refused()
     {
         Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
-        // The provider's sessions began five minutes ago, and it ignores prompt=login and max_age: they never reach it.
-        await using var provider = new TestServerFactory(new Dictionary<string, string?>(servers.Provider.Settings),
-            testServices: services => services.AddSingleton<TimeProvider>(new TestClock(DateTimeOffset.UtcNow.AddMinutes(-5))));
-        await using var factory = new TestServerFactory(new Dictionary<string, string?>(Server.Settings), testServices: services =>
+        // The provider ignores max_age: it never reaches it.
+        await using var provider = ProviderSignedInBefore(TimeSpan.FromMinutes(5));
+        await using var factory = ServerOf(provider, services => services.PostConfigureAll<OpenIdConnectOptions>(options =>
         {
-            services.ConfigureAll<OpenIdConnectOptions>(options => options.BackchannelHttpHandler = provider.CreateReportingHandler());
-            services.PostConfigureAll<OpenIdConnectOptions>(options =>
+            var asked = options.Events.OnRedirectToIdentityProvider;
+            options.Events.OnRedirectToIdentityProvider = async context =>
             {
-                var asked = options.Events.OnRedirectToIdentityProvider;
-                options.Events.OnRedirectToIdentityProvider = async context =>
-                {
-                    await asked(context);
-                    context.ProtocolMessage.Prompt = null;
-                    context.ProtocolMessage.MaxAge = null;
-                };
-            });
-        });
-        var browser = new Browser(new()
-        {
-            [TestServerFactory.Authority.Host] = factory.CreateReportingHandler(),
-            [ExternalProviderServers<TDatabase>.ProviderHost] = provider.CreateReportingHandler(),
-        });
+                await asked(context);
+                context.ProtocolMessage.MaxAge = null;
+            };
+        }));
+        var browser = BrowserOn(factory, provider);
         var person = await servers.Provider.CreateUserAsync();
         await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
 
@@ -495,6 +485,52 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Assert.True(again.Uri.AbsolutePath == "/account/external-login", $"{again.Uri}\n{again.Body}");
         Assert.Contains("Signing in with that provider did not work", again.Body);
     }
+
+    /// <summary>
+    /// A first sign-in answered from the provider's session is as recent as that session (its <c>auth_time</c>, which
+    /// the identity tokens carry too), not as the moment it came back: signing out here and in again through the
+    /// provider does not make a sign-in recent enough to set a password.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_sign_in_answered_from_an_older_provider_session_is_not_recent()
+    {
+        Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
+        await using var provider = ProviderSignedInBefore(TimeSpan.FromMinutes(10));
+        await using var factory = ServerOf(provider);
+        var browser = BrowserOn(factory, provider);
+        var person = await servers.Provider.CreateUserAsync();
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        var page = await AccountPages.OpenAsync(browser, "/account/password");
+
+        var password = Unique.Secret() + "aA1!";
+        var asked = await browser.SubmitAsync(page, new Dictionary<string, string>
+        {
+            ["Input.NewPassword"] = password,
+            ["Input.ConfirmPassword"] = password,
+        });
+
+        Assert.Equal("/account/login", asked.Uri.AbsolutePath);
+        Assert.Null((await FindByLoginAsync("provider", person.Id))?.PasswordHash);
+    }
+
+    /// <summary>The provider on its database with a clock <paramref name="behind"/>: its sessions began that long ago.</summary>
+    private TestServerFactory ProviderSignedInBefore(TimeSpan behind) =>
+        new(new Dictionary<string, string?>(servers.Provider.Settings),
+            testServices: services => services.AddSingleton<TimeProvider>(new TestClock(DateTimeOffset.UtcNow - behind)));
+
+    /// <summary>The server under test on its database, reaching <paramref name="provider"/>.</summary>
+    private TestServerFactory ServerOf(TestServerFactory provider, Action<IServiceCollection>? more = null) =>
+        new(new Dictionary<string, string?>(Server.Settings), testServices: services =>
+        {
+            services.ConfigureAll<OpenIdConnectOptions>(options => options.BackchannelHttpHandler = provider.CreateReportingHandler());
+            more?.Invoke(services);
+        });
+
+    private static Browser BrowserOn(TestServerFactory server, TestServerFactory provider) => new(new()
+    {
+        [TestServerFactory.Authority.Host] = server.CreateReportingHandler(),
+        [ExternalProviderServers<TDatabase>.ProviderHost] = provider.CreateReportingHandler(),
+    });
 
     /// <summary>A provider that cannot be reached: the login page and My account say so, no error.</summary>
     [SkippableFact]
@@ -510,6 +546,38 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var connect = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sign-in-providers"),
             selector: "#connect-provider", button: "button[value=down]");
         Assert.Contains("That sign-in provider is not available right now", connect.Body);
+    }
+
+    /// <summary>
+    /// A provider found unreachable is not asked again for a while: people pressing its button meanwhile are told at
+    /// once, and cannot make the server send request after request to it.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_unreachable_provider_is_not_asked_again_at_every_press()
+    {
+        Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
+        var asked = 0;
+        await using var factory = new TestServerFactory(new Dictionary<string, string?>(Server.Settings), testServices: services =>
+            services.ConfigureAll<OpenIdConnectOptions>(options => options.BackchannelHttpHandler =
+                new CountingHandler(() => Interlocked.Increment(ref asked), servers.Provider.Factory.CreateReportingHandler())));
+        var browser = servers.CreateBrowser(factory);
+
+        for (var press = 0; press < 3; press++)
+        {
+            var login = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/login"), selector: "#external-login", button: "button[value=down]");
+            Assert.Contains("That sign-in provider is not available right now", login.Body);
+        }
+
+        Assert.InRange(asked, 1, 2); // the configuration manager may try a failed read once more itself
+    }
+
+    private sealed class CountingHandler(Action count, HttpMessageHandler inner) : DelegatingHandler(inner)
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            count();
+            return base.SendAsync(request, cancellationToken);
+        }
     }
 
     /// <summary>

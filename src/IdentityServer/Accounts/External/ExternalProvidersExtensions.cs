@@ -3,7 +3,9 @@ using Microsoft.AspNetCore.Authentication.OpenIdConnect;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
+using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Security.Claims;
 
 namespace IdentityServer.Accounts.External;
@@ -15,6 +17,9 @@ public sealed class ExternalProviders(IReadOnlyDictionary<string, ExternalProvid
         [.. providers.Select(p => new ExternalProvider(p.Key, p.Value.DisplayName ?? p.Key, p.Value.CreateAccounts, p.Value.TrustEmail))];
 
     public ExternalProvider? Find(string? name) => All.FirstOrDefault(p => p.Name == name);
+
+    /// <summary>Providers whose discovery document could not be read lately, until when they are not tried again.</summary>
+    internal ConcurrentDictionary<string, DateTimeOffset> UnreachableUntil { get; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>
@@ -36,11 +41,18 @@ public static class ExternalProvidersExtensions
         var providers = ExternalProviderOptions.Read(builder.Configuration);
         builder.Services.AddSingleton(new ExternalProviders(providers));
         builder.Services.AddScoped<ExternalSignIns>();
-        if (providers.Count == 0)
+        if (providers.Count > 0)
         {
-            return builder;
+            AddHandlers(builder, providers);
         }
 
+        return builder;
+    }
+
+    /// <summary>A method of its own, so that the OpenID Connect handler's assembly is not even loaded without providers.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void AddHandlers(WebApplicationBuilder builder, IReadOnlyDictionary<string, ExternalProviderOptions> providers)
+    {
         var secureCookies = !builder.Environment.IsDevelopment();
         var authentication = builder.Services.AddAuthentication();
         foreach (var (name, provider) in providers)
@@ -67,6 +79,8 @@ public static class ExternalProvidersExtensions
                 options.MapInboundClaims = false;
                 options.SaveTokens = false;
                 options.DisableTelemetry = true;
+                // A person waits on these calls (discovery, keys, the token request): not the default minute.
+                options.BackchannelTimeout = TimeSpan.FromSeconds(10);
                 ConfigureCookie(options.CorrelationCookie, "idsrv.correlation.", secureCookies);
                 ConfigureCookie(options.NonceCookie, "idsrv.nonce.", secureCookies);
                 if (provider.UseUserInfo)
@@ -76,7 +90,7 @@ public static class ExternalProvidersExtensions
                     options.ClaimActions.MapUniqueJsonKey("preferred_username", "preferred_username");
                 }
 
-                options.Events.OnRedirectToIdentityProvider = AskForFreshSignInAsync;
+                options.Events.OnRedirectToIdentityProvider = AskForAuthenticationTimeAsync;
                 options.Events.OnTokenValidated = CheckSignInAsync;
                 options.Events.OnRemoteFailure = ReportRemoteFailureAsync;
                 // Not used (nothing signs out at a provider from here): no endpoints for them.
@@ -84,29 +98,29 @@ public static class ExternalProvidersExtensions
                 options.SignedOutCallbackPath = $"/signin-{name}/signed-out";
             });
         }
-
-        return builder;
     }
 
     /// <summary>
-    /// A sign-in that must be fresh (<see cref="ExternalSignIns.FreshSignInSince"/>: the person is signing in again, to
-    /// prove it is still them) must not be answered from the provider's own session: <c>prompt=login</c>, and
-    /// <c>max_age=0</c>, which also makes the provider say when the person signed in (<c>auth_time</c>).
+    /// Every sign-in asks for <c>max_age</c>, which makes the provider say when the person signed in (<c>auth_time</c>,
+    /// OpenID Connect Core 3.1.2.1): that time, not ours, says how recent the sign-in is. A sign-in that must be fresh
+    /// (<see cref="ExternalSignIns.FreshSignInSince"/>: the person is signing in again, to prove it is still them) asks
+    /// <c>max_age=0</c>, the same as <c>prompt=login</c> (which some providers refuse); any other allows the provider's
+    /// session up to <see cref="LongestProviderSession"/>.
     /// </summary>
-    private static Task AskForFreshSignInAsync(RedirectContext context)
+    private static Task AskForAuthenticationTimeAsync(RedirectContext context)
     {
-        if (context.Properties.Items.ContainsKey(ExternalSignIns.FreshSignInSince))
-        {
-            context.ProtocolMessage.Prompt = OpenIdConnectPrompt.Login;
-            context.ProtocolMessage.MaxAge = "0";
-        }
-
+        context.ProtocolMessage.MaxAge = context.Properties.Items.ContainsKey(ExternalSignIns.FreshSignInSince)
+            ? "0"
+            : ((long)LongestProviderSession.TotalSeconds).ToString(CultureInfo.InvariantCulture);
         return Task.CompletedTask;
     }
 
+    private static readonly TimeSpan LongestProviderSession = TimeSpan.FromDays(30);
+
     /// <summary>
-    /// The identity token checked out. Identity finds the provider's key for the person under NameIdentifier; a fresh
-    /// sign-in needs the provider's <c>auth_time</c> from after it was asked for (a minute allowed for clocks).
+    /// The identity token checked out. Identity finds the provider's key for the person under NameIdentifier. The
+    /// provider must say when the person signed in (<c>auth_time</c>; required, as <c>max_age</c> was sent), and for a
+    /// fresh sign-in after it was asked for (a minute allowed for clocks).
     /// </summary>
     private static Task CheckSignInAsync(TokenValidatedContext context)
     {
@@ -116,12 +130,17 @@ public static class ExternalProvidersExtensions
             return Task.CompletedTask;
         }
 
-        if (context.Properties?.Items.TryGetValue(ExternalSignIns.FreshSignInSince, out var asked) == true
-            && !(long.TryParse(identity.FindFirst("auth_time")?.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var signedIn)
-                && long.TryParse(asked, NumberStyles.Integer, CultureInfo.InvariantCulture, out var since)
-                && signedIn >= since - 60))
+        if (ExternalSignIns.AuthenticationTime(identity) is not { } signedIn)
         {
-            GoBackFailed(context, context.Properties, "a fresh sign-in was asked for, and the provider's auth_time is missing or older");
+            GoBackFailed(context, context.Properties, "the identity token has no auth_time");
+            return Task.CompletedTask;
+        }
+
+        if (context.Properties?.Items.TryGetValue(ExternalSignIns.FreshSignInSince, out var asked) == true
+            && !(long.TryParse(asked, NumberStyles.Integer, CultureInfo.InvariantCulture, out var since)
+                && signedIn.ToUnixTimeSeconds() >= since - 60))
+        {
+            GoBackFailed(context, context.Properties, "a fresh sign-in was asked for, and the provider's auth_time is older");
             return Task.CompletedTask;
         }
 

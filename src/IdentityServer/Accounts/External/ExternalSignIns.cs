@@ -58,19 +58,36 @@ public sealed class ExternalSignIns(
     /// Whether the provider's discovery document can be read (cached by its handler once read): without it the handler
     /// cannot send anyone there, and would fail the request.
     /// </summary>
+    /// <remarks>
+    /// Until it has been read once, each read waits for the last (the handler's configuration manager reads one at a
+    /// time, whoever cancels): a person waits at most <see cref="ReachabilityWait"/>, and after a failure the provider
+    /// counts as unreachable for <see cref="UnreachableFor"/> without being asked, so visitors cannot pile up reads.
+    /// </remarks>
     public async Task<bool> IsReachableAsync(ExternalProvider provider, CancellationToken cancellationToken)
     {
+        var now = clock.GetUtcNow();
+        if (providers.UnreachableUntil.TryGetValue(provider.Name, out var until) && until > now)
+        {
+            return false;
+        }
+
         try
         {
-            await handlers.Get(provider.Name).ConfigurationManager!.GetConfigurationAsync(cancellationToken);
+            await handlers.Get(provider.Name).ConfigurationManager!.GetConfigurationAsync(cancellationToken).WaitAsync(ReachabilityWait, cancellationToken);
+            providers.UnreachableUntil.TryRemove(provider.Name, out _);
             return true;
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
+            providers.UnreachableUntil[provider.Name] = now + UnreachableFor;
             logger.LogWarning(AccountEvents.ExternalSignInFailed, "{Provider} cannot be reached: {Reason}", provider.Name, e.Message);
             return false;
         }
     }
+
+    private static readonly TimeSpan ReachabilityWait = TimeSpan.FromSeconds(5);
+
+    private static readonly TimeSpan UnreachableFor = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// The provider account the external cookie holds (the callback's result): for the user <paramref name="userId"/>
@@ -142,7 +159,7 @@ public sealed class ExternalSignIns(
             return ExternalSignInResult.SecondFactor;
         }
 
-        await sessions.SignInAsync(user, provider.DisplayName, SessionClaims.Federated);
+        await sessions.SignInAsync(user, provider.DisplayName, AuthenticationTime(info.Principal), SessionClaims.Federated);
         return ExternalSignInResult.SignedIn;
     }
 
@@ -201,6 +218,17 @@ public sealed class ExternalSignIns(
 
         return (null, "Your account could not be created. Try again later.");
     }
+
+    /// <summary>When the provider says the person signed in (its identity token's <c>auth_time</c>), if it says.</summary>
+    public static DateTimeOffset? AuthenticationTime(ClaimsIdentity identity) => AuthenticationTime(identity.FindFirst("auth_time")?.Value);
+
+    private static DateTimeOffset? AuthenticationTime(ClaimsPrincipal principal) => AuthenticationTime(principal.FindFirstValue("auth_time"));
+
+    private static DateTimeOffset? AuthenticationTime(string? value) =>
+        long.TryParse(value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var seconds)
+        && seconds is > 0 and < 253402300800 // within DateTimeOffset's range
+            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+            : null;
 
     /// <summary>Connects the provider account to <paramref name="user"/>; false when another account has it (perhaps just now).</summary>
     public async Task<bool> TryAddLoginAsync(ApplicationUser user, ExternalLoginInfo info)

@@ -130,11 +130,9 @@ public sealed class LoginModel(
         }
 
         // Signing in again (a session here already: a step-up, an older session, prompt=login or max_age) must not be
-        // answered from the provider's session alone. A pushed request's prompt is not in the return URL: with no
-        // session here, it counts as a first sign-in.
-        var fresh = User.Identity?.IsAuthenticated == true
-            || Url.Read(ReturnUrl, OpenIddict.Abstractions.OpenIddictConstants.Parameters.Prompt)?.Split(' ').Contains("login") == true
-            || Url.Read(ReturnUrl, OpenIddict.Abstractions.OpenIddictConstants.Parameters.MaxAge) is not null;
+        // answered from the provider's session alone. A first sign-in may be: the session then says when the person
+        // signed in at the provider, and pages or applications that need a more recent one send them here again.
+        var fresh = User.Identity?.IsAuthenticated == true;
         var callback = Url.Page("/Accounts/Pages/ExternalLogin", new { ReturnUrl = SafeReturnUrl });
         return Challenge(externalSignIns.ChallengeProperties(known, callback, connectingUserId: null, fresh), known.Name);
     }

@@ -112,7 +112,7 @@ public sealed class PasswordModel(
         }
 
         logger.LogInformation(AccountEvents.PasswordChanged, "User {UserId} set a password", user.Id);
-        if (user.Email is not null)
+        if (user.Email is not null && user.EmailConfirmed)
         {
             emails.SendSignInMethodAdded(user.Email, user.UserName ?? user.Email, "A password", emails.Link("/account/password"));
         }

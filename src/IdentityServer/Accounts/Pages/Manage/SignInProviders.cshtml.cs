@@ -92,7 +92,7 @@ public sealed class SignInProvidersModel(
         }
 
         logger.LogInformation(AccountEvents.ExternalLoginAdded, "User {UserId} connected {Provider}", user.Id, info.LoginProvider);
-        if (user.Email is not null)
+        if (user.Email is not null && user.EmailConfirmed)
         {
             emails.SendSignInMethodAdded(user.Email, user.UserName ?? user.Email, $"Signing in with {name}", emails.Link("/account/sign-in-providers"));
         }
