@@ -513,6 +513,30 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Assert.Null((await FindByLoginAsync("provider", person.Id))?.PasswordHash);
     }
 
+    /// <summary>
+    /// A provider whose clock is a little behind (within the minute allowed): its fresh sign-in counts as now, so the
+    /// application asking for <c>prompt=login</c> gets its code instead of sending the person round again.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_fresh_sign_in_at_a_provider_with_a_slow_clock_satisfies_prompt_login()
+    {
+        Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
+        await using var provider = ProviderSignedInBefore(TimeSpan.FromSeconds(30));
+        await using var factory = ServerOf(provider);
+        var server = new AttachedServer(factory, Server.Provider);
+        var browser = BrowserOn(factory, provider);
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await server.CreatePublicClientAsync("openid");
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+
+        var pkce = Pkce.Create();
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, app.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "login" }), OAuth.IsApp);
+        var back = await SignInWithProviderAsync(browser, login, "provider", person);
+
+        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
+    }
+
     /// <summary>The provider on its database with a clock <paramref name="behind"/>: its sessions began that long ago.</summary>
     private TestServerFactory ProviderSignedInBefore(TimeSpan behind) =>
         new(new Dictionary<string, string?>(servers.Provider.Settings),

@@ -159,7 +159,10 @@ public sealed class ExternalSignIns(
             return ExternalSignInResult.SecondFactor;
         }
 
-        await sessions.SignInAsync(user, provider.DisplayName, AuthenticationTime(info.Principal), SessionClaims.Federated);
+        // A fresh sign-in was checked to be later than the request (within the clocks' minute): it is now, whatever the
+        // provider's clock says, so that the page or application that asked for it is satisfied and does not ask again.
+        var fresh = info.AuthenticationProperties?.Items.ContainsKey(FreshSignInSince) == true;
+        await sessions.SignInAsync(user, provider.DisplayName, fresh ? null : AuthenticationTime(info.Principal), SessionClaims.Federated);
         return ExternalSignInResult.SignedIn;
     }
 
