@@ -177,12 +177,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
 
         var passwordPage = await AccountPages.OpenAsync(browser, "/account/password");
         Assert.Contains("Set a password", passwordPage.Body);
-        var password = Unique.Secret() + "aA1!";
-        var set = await browser.SubmitAsync(passwordPage, new Dictionary<string, string>
-        {
-            ["Input.NewPassword"] = password,
-            ["Input.ConfirmPassword"] = password,
-        });
+        var (set, password) = await SetPasswordAsync(browser, passwordPage);
         Assert.Contains("Your password has been set", set.Body);
         Assert.Contains("A password was just added", (await Mailbox.WaitForAsync(Server, person.Email, "A way to sign in was added")).TextBody);
 
@@ -217,12 +212,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var page = await AccountPages.OpenAsync(browser, "/account/password");
 
         clock.Advance(TimeSpan.FromMinutes(6));
-        var password = Unique.Secret() + "aA1!";
-        var asked = await browser.SubmitAsync(page, new Dictionary<string, string>
-        {
-            ["Input.NewPassword"] = password,
-            ["Input.ConfirmPassword"] = password,
-        });
+        var (asked, _) = await SetPasswordAsync(browser, page);
 
         Assert.Equal("/account/login", asked.Uri.AbsolutePath);
         Assert.Null((await FindByLoginAsync("provider", person.Id))?.PasswordHash);
@@ -423,6 +413,18 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Assert.Contains("Signing in with that provider did not work", forged.Body);
     }
 
+    /// <summary>Submits the Password page with a new password (no current one: the account has none).</summary>
+    private static async Task<(BrowserPage Page, string Password)> SetPasswordAsync(Browser browser, BrowserPage passwordPage)
+    {
+        var password = Unique.Secret() + "aA1!";
+        var page = await browser.SubmitAsync(passwordPage, new Dictionary<string, string>
+        {
+            ["Input.NewPassword"] = password,
+            ["Input.ConfirmPassword"] = password,
+        });
+        return (page, password);
+    }
+
     /// <summary>Signs in as <paramref name="user"/> with a password and connects the partner provider as <paramref name="person"/>.</summary>
     private async Task<BrowserPage> ConnectAsync(TestUser user, TestUser person)
     {
@@ -502,12 +504,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
         var page = await AccountPages.OpenAsync(browser, "/account/password");
 
-        var password = Unique.Secret() + "aA1!";
-        var asked = await browser.SubmitAsync(page, new Dictionary<string, string>
-        {
-            ["Input.NewPassword"] = password,
-            ["Input.ConfirmPassword"] = password,
-        });
+        var (asked, _) = await SetPasswordAsync(browser, page);
 
         Assert.Equal("/account/login", asked.Uri.AbsolutePath);
         Assert.Null((await FindByLoginAsync("provider", person.Id))?.PasswordHash);
