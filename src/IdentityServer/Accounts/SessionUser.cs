@@ -16,7 +16,7 @@ namespace IdentityServer.Accounts;
 /// <c>Accounts:SessionValidationInterval</c>, and in that gap an ended session could still get codes, approve
 /// devices, change the account, or renew itself from the account pages (they re-issue the cookie with the current
 /// stamp);</item>
-/// <item><c>Accounts:SessionMaxLifetime</c> after the sign-in, however active it stays.</item>
+/// <item><c>Accounts:SessionMaxLifetime</c> (as it was then) after the session began, however active it stays: the row's expiry.</item>
 /// </list>
 /// The check is one query for the user and the session's row; the pages read the user next anyway, and the store hands
 /// back the instance it tracks.
@@ -35,11 +35,10 @@ public static class SessionUser
         }
 
         var services = context.HttpContext.RequestServices;
-        var maxLifetime = services.GetRequiredService<IOptions<AccountsOptions>>().Value.SessionMaxLifetime;
-        // Every sign-in records auth_time; a session without it has no age to trust.
-        var tooOld = SessionClaims.GetAuthenticationTime(session) is not { } signedInAt
-            || services.GetRequiredService<TimeProvider>().GetUtcNow() - signedInAt > maxLifetime;
-        if (tooOld || await GetSessionUserAsync(services, session) is null)
+        // Every sign-in records auth_time; a session without it has no age to trust. Its maximum lifetime is the row's
+        // (checked with it below), counted from when the session began: auth_time may be earlier, a provider's.
+        var untrusted = SessionClaims.GetAuthenticationTime(session) is null;
+        if (untrusted || await GetSessionUserAsync(services, session) is null)
         {
             context.RejectPrincipal();
             await context.HttpContext.SignOutAsync(IdentityConstants.ApplicationScheme);

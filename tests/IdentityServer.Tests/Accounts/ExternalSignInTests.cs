@@ -534,14 +534,56 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
     }
 
+    /// <summary>
+    /// A session here lasts <c>Accounts:SessionMaxLifetime</c> from when it began, even when the provider's session
+    /// (its <c>auth_time</c>, which this one carries) began longer ago than that.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_provider_session_older_than_the_maximum_lifetime_still_signs_in()
+    {
+        Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
+        await using var provider = ProviderSignedInBefore(TimeSpan.FromMinutes(5));
+        await using var factory = ServerOf(provider, settings: ("Accounts:SessionMaxLifetime", "00:02:00"));
+        var browser = BrowserOn(factory, provider);
+        var person = await servers.Provider.CreateUserAsync();
+
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+
+        Assert.Equal("/account", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+    }
+
+    /// <summary>
+    /// An application's <c>prompt=login</c> (in the address) reaches the provider on the first round, even with no
+    /// session here: the provider's session does not answer it.
+    /// </summary>
+    [SkippableFact]
+    public async Task Prompt_login_without_a_session_here_asks_the_provider_for_a_fresh_sign_in()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await Server.CreatePublicClientAsync("openid");
+        var browser = servers.CreateBrowser();
+        var providerLogin = await browser.NavigateAsync($"https://{ExternalProviderServers<TDatabase>.ProviderHost}/account/login");
+        await browser.SubmitAsync(providerLogin, new Dictionary<string, string> { ["Input.UserName"] = person.UserName, ["Input.Password"] = person.Password });
+
+        var pkce = Pkce.Create();
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "login" }), OAuth.IsApp);
+        var atProvider = await browser.SubmitAsync(login, selector: "#external-login", button: "button[value=provider]", stopAt: OAuth.IsApp);
+
+        Assert.Equal(ExternalProviderServers<TDatabase>.ProviderHost, atProvider.Uri.Host);
+        Assert.Equal("/account/login", atProvider.Uri.AbsolutePath);
+        var back = await CompleteAtProviderAsync(browser, atProvider, person);
+        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
+    }
+
     /// <summary>The provider on its database with a clock <paramref name="behind"/>: its sessions began that long ago.</summary>
     private TestServerFactory ProviderSignedInBefore(TimeSpan behind) =>
         new(new Dictionary<string, string?>(servers.Provider.Settings),
             testServices: services => services.AddSingleton<TimeProvider>(new TestClock(DateTimeOffset.UtcNow - behind)));
 
-    /// <summary>The server under test on its database, reaching <paramref name="provider"/>.</summary>
-    private TestServerFactory ServerOf(TestServerFactory provider, Action<IServiceCollection>? more = null) =>
-        new(new Dictionary<string, string?>(Server.Settings), testServices: services =>
+    /// <summary>The server under test on its database (with <paramref name="settings"/>), reaching <paramref name="provider"/>.</summary>
+    private TestServerFactory ServerOf(TestServerFactory provider, Action<IServiceCollection>? more = null, params (string Key, string Value)[] settings) =>
+        new(new Dictionary<string, string?>(Server.Settings.Concat(settings.Select(s => KeyValuePair.Create(s.Key, (string?)s.Value)))), testServices: services =>
         {
             services.ConfigureAll<OpenIdConnectOptions>(options => options.BackchannelHttpHandler = provider.CreateReportingHandler());
             more?.Invoke(services);

@@ -105,13 +105,17 @@ public static class ExternalProvidersExtensions
     /// OpenID Connect Core 3.1.2.1): that time, not ours, says how recent the sign-in is. A sign-in that must be fresh
     /// (<see cref="ExternalSignIns.FreshSignInSince"/>: the person is signing in again, to prove it is still them) asks
     /// <c>max_age=0</c>, the same as <c>prompt=login</c> (which some providers refuse); any other allows the provider's
-    /// session up to <see cref="LongestProviderSession"/>.
+    /// session up to the application's <c>max_age</c>, or <see cref="LongestProviderSession"/>.
     /// </summary>
     private static Task AskForAuthenticationTimeAsync(RedirectContext context)
     {
-        context.ProtocolMessage.MaxAge = context.Properties.Items.ContainsKey(ExternalSignIns.FreshSignInSince)
-            ? "0"
-            : ((long)LongestProviderSession.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+        var items = context.Properties.Items;
+        var longest = (long)LongestProviderSession.TotalSeconds;
+        var maxAge = items.ContainsKey(ExternalSignIns.FreshSignInSince) ? 0
+            : items.TryGetValue(ExternalSignIns.MaxAgeItem, out var asked) && long.TryParse(asked, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
+                ? Math.Min(seconds, longest)
+                : longest;
+        context.ProtocolMessage.MaxAge = maxAge.ToString(CultureInfo.InvariantCulture);
         return Task.CompletedTask;
     }
 

@@ -43,7 +43,9 @@ public sealed class ExternalSignIns(
     /// What to send to <paramref name="provider"/>: back to <paramref name="callback"/>, for <paramref name="connectingUserId"/>
     /// when connecting it to that account, as a <paramref name="fresh"/> sign-in when the person is signing in again.
     /// </summary>
-    public AuthenticationProperties ChallengeProperties(ExternalProvider provider, string? callback, string? connectingUserId, bool fresh)
+    /// <remarks>An application's <paramref name="maxAge"/> (seconds) is passed on, when shorter than what is asked otherwise.</remarks>
+    public AuthenticationProperties ChallengeProperties(ExternalProvider provider, string? callback, string? connectingUserId, bool fresh,
+        long? maxAge = null)
     {
         var properties = signInManager.ConfigureExternalAuthenticationProperties(provider.Name, callback, connectingUserId);
         if (fresh)
@@ -51,8 +53,16 @@ public sealed class ExternalSignIns(
             properties.Items[FreshSignInSince] = clock.GetUtcNow().ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
 
+        if (maxAge is { } seconds)
+        {
+            properties.Items[MaxAgeItem] = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
         return properties;
     }
+
+    /// <summary>The item holding an application's <c>max_age</c>, for the provider.</summary>
+    public const string MaxAgeItem = "max_age";
 
     /// <summary>
     /// Whether the provider's discovery document can be read (cached by its handler once read): without it the handler

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Globalization;
 using IdentityServer.Accounts.Email;
 using IdentityServer.Accounts.External;
 using Microsoft.AspNetCore.Authorization;
@@ -6,6 +7,7 @@ using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 using Microsoft.Extensions.Options;
+using OpenIddict.Abstractions;
 
 namespace IdentityServer.Accounts.Pages;
 
@@ -129,12 +131,18 @@ public sealed class LoginModel(
             return Page();
         }
 
-        // Signing in again (a session here already: a step-up, an older session, prompt=login or max_age) must not be
-        // answered from the provider's session alone. A first sign-in may be: the session then says when the person
-        // signed in at the provider, and pages or applications that need a more recent one send them here again.
-        var fresh = User.Identity?.IsAuthenticated == true;
+        // Signing in again (a session here already: a step-up, an older session) or an application's prompt=login must
+        // not be answered from the provider's session alone, and its max_age goes on to the provider. Otherwise the
+        // provider's session may answer: the session here then says when the person signed in there, and a page or
+        // application that needs a more recent sign-in (a pushed request's prompt=login or max_age, which the return
+        // URL does not show) sends them here again, now with a session.
+        var fresh = User.Identity?.IsAuthenticated == true
+            || Url.Read(ReturnUrl, OpenIddictConstants.Parameters.Prompt)?.Split(' ').Contains(OpenIddictConstants.PromptValues.Login) == true;
+        var maxAge = long.TryParse(Url.Read(ReturnUrl, OpenIddictConstants.Parameters.MaxAge), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
+            ? seconds
+            : (long?)null;
         var callback = Url.Page("/Accounts/Pages/ExternalLogin", new { ReturnUrl = SafeReturnUrl });
-        return Challenge(externalSignIns.ChallengeProperties(known, callback, connectingUserId: null, fresh), known.Name);
+        return Challenge(externalSignIns.ChallengeProperties(known, callback, connectingUserId: null, fresh, maxAge), known.Name);
     }
 
     /// <summary>The WebAuthn request options for a passkey sign-in (any of the browser's passkeys for this server).</summary>
