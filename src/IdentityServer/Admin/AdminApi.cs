@@ -46,6 +46,7 @@ public static class AdminEvents
     public static readonly EventId UserPasswordReset = new(6024, nameof(UserPasswordReset));
     public static readonly EventId UserSessionEnded = new(6025, nameof(UserSessionEnded));
     public static readonly EventId UserSessionsEnded = new(6026, nameof(UserSessionsEnded));
+    public static readonly EventId UserLoginRemoved = new(6027, nameof(UserLoginRemoved));
     public static readonly EventId RoleCreated = new(6031, nameof(RoleCreated));
     public static readonly EventId RoleDeleted = new(6032, nameof(RoleDeleted));
     public static readonly EventId BuiltInCreated = new(6040, nameof(BuiltInCreated));

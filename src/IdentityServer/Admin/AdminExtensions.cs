@@ -56,6 +56,7 @@ public static class AdminExtensions
         builder.Services.AddScoped<ScopeAdmin>();
         builder.Services.AddScoped<UserAdmin>();
         builder.Services.AddScoped<UserSessionAdmin>();
+        builder.Services.AddScoped<UserLoginAdmin>();
         builder.Services.AddScoped<RoleAdmin>();
         builder.Services.AddScoped<IBuiltInSeed, AdminBootstrap>();
 

@@ -39,6 +39,7 @@ public sealed record AuditAction(string Name, string TargetType, EventId EventId
     public static readonly AuditAction UserPasswordReset = new("user.password_reset", "user", AdminEvents.UserPasswordReset);
     public static readonly AuditAction UserSessionEnded = new("user.session_ended", "user", AdminEvents.UserSessionEnded);
     public static readonly AuditAction UserSessionsEnded = new("user.sessions_ended", "user", AdminEvents.UserSessionsEnded);
+    public static readonly AuditAction UserLoginRemoved = new("user.login_removed", "user", AdminEvents.UserLoginRemoved);
     public static readonly AuditAction RoleCreated = new("role.created", "role", AdminEvents.RoleCreated);
     public static readonly AuditAction RoleDeleted = new("role.deleted", "role", AdminEvents.RoleDeleted);
     public static readonly AuditAction KeyRotated = new("key.rotated", "key", IdentityServer.Keys.KeyEvents.RotatedNow);

@@ -1,5 +1,7 @@
 using System.Net;
 using IdentityServer.Accounts;
+using System.Text.Json;
+using IdentityServer.Tests.Admin;
 using IdentityServer.Tests.Infrastructure;
 using IdentityServer.Tests.Keys;
 using Microsoft.AspNetCore.Authentication.OpenIdConnect;
@@ -122,6 +124,41 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
 
         var second = await SignInToAppAsync(app, "provider", person);
         Assert.Equal(user.Id, second.Subject);
+    }
+
+    /// <summary>
+    /// An administrator sees the provider accounts a user signs in with (page and API) and disconnects one: every
+    /// session of the user ends, and the audit log says who did it.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_administrator_sees_and_disconnects_a_users_provider_account()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        var user = (await FindByLoginAsync("provider", person.Id))!;
+        var administrator = await Server.CreateUserAsync(null, "admin");
+        var adminPage = await (await AdminPages.SignedInAsync(Server, administrator)).NavigateAsync(AdminPages.Url($"/admin/users/{user.Id}"));
+        Assert.Contains("Sign-in providers", adminPage.Body);
+        Assert.NotNull(adminPage.Document.QuerySelector($"form input[name=accountId][value='{person.Id}']"));
+
+        var api = await AdminApiCalls.AdminAsync(Server);
+        var logins = JsonDocument.Parse(await api.GetStringAsync($"/api/admin/users/{user.Id}/logins")).RootElement;
+        var login = Assert.Single(logins.EnumerateArray());
+        Assert.Equal("provider", login.GetProperty("provider").GetString());
+        Assert.Equal($"https://{ExternalProviderServers<TDatabase>.ProviderHost}/", login.GetProperty("issuer").GetString());
+        Assert.Equal(person.Id, login.GetProperty("account_id").GetString());
+        var url = $"/api/admin/users/{user.Id}/logins?provider=provider&account_id={Uri.EscapeDataString(person.Id)}";
+
+        var removed = await api.DeleteAsync(url);
+
+        Assert.Equal(HttpStatusCode.NoContent, removed.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await api.DeleteAsync(url)).StatusCode);
+        Assert.Null(await FindByLoginAsync("provider", person.Id));
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+        await using var scope = Server.Factory.Services.CreateAsyncScope();
+        Assert.True(await scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>().Set<IdentityServer.Admin.AuditEntry>()
+            .AnyAsync(e => e.TargetId == user.Id && e.Action == "user.login_removed"));
     }
 
     /// <summary>

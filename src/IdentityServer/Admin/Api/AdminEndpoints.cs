@@ -324,6 +324,20 @@ public static class AdminEndpoints
             })
             .WithName("EndUserSession").WithSummary("End one session of the user (its browser is signed out at its next request)")
             .Produces(StatusCodes.Status204NoContent).Produces<AdminError>(StatusCodes.Status404NotFound);
+
+        users.MapGet("/{id}/logins", async (HttpContext http, UserLoginAdmin admin, string id, CancellationToken ct) =>
+                AdminResults.From(http, await admin.ListAsync(id, ct), l => l))
+            .WithName("ListUserLogins").WithSummary("The provider accounts the user signs in with (ExternalProviders)")
+            .Produces<IReadOnlyList<UserLoginView>>().Produces<AdminError>(StatusCodes.Status404NotFound);
+
+        users.MapDelete("/{id}/logins", async (HttpContext http, UserLoginAdmin admin, string id, string? provider,
+                [FromQuery(Name = "account_id")] string? accountId, CancellationToken ct) =>
+            {
+                var result = await admin.RemoveAsync(id, provider, accountId, AdminAccess.ActorOf(http), ct);
+                return result.Succeeded ? Results.NoContent() : AdminResults.Failure(http, result);
+            })
+            .WithName("RemoveUserLogin").WithSummary("Disconnect a provider account (?provider=&account_id=) from the user; every session of the user ends and its tokens are revoked")
+            .Produces(StatusCodes.Status204NoContent).Produces<AdminError>(StatusCodes.Status404NotFound);
     }
 
     private static void MapRoles(RouteGroupBuilder roles)

@@ -2,7 +2,7 @@ using Microsoft.AspNetCore.Mvc;
 
 namespace IdentityServer.Admin.Pages.Users;
 
-public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : AdminPageModel
+public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions, UserLoginAdmin logins) : AdminPageModel
 {
     [BindProperty(SupportsGet = true)]
     public string Id { get; set; } = string.Empty;
@@ -16,6 +16,9 @@ public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : Admi
 
     public IReadOnlyList<SessionView> Sessions { get; private set; } = [];
 
+    /// <summary>The provider accounts the user signs in with.</summary>
+    public IReadOnlyList<UserLoginView> Logins { get; private set; } = [];
+
     public async Task<IActionResult> OnGetAsync(CancellationToken ct)
     {
         var result = await users.GetAsync(Id, ct);
@@ -28,7 +31,16 @@ public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : Admi
         HasPassword = result.Value!.HasPassword;
         Roles = await users.RoleNamesAsync(ct);
         Sessions = (await sessions.ListAsync(Id, ct)).Value ?? [];
+        Logins = (await logins.ListAsync(Id, ct)).Value ?? [];
         return Page();
+    }
+
+    /// <summary>Disconnects a provider account from the user; every session of the user ends and its tokens are revoked.</summary>
+    public async Task<IActionResult> OnPostRemoveLoginAsync(string? provider, string? accountId, CancellationToken ct)
+    {
+        var result = await logins.RemoveAsync(Id, provider, accountId, Actor, ct);
+        Notice = result.Succeeded ? "The provider account is disconnected; every session of this user has ended." : "That provider account was not connected.";
+        return ThisUsersPage();
     }
 
     /// <summary>Ends one session of the user: that browser is signed out at its next request.</summary>
@@ -63,6 +75,7 @@ public sealed class EditModel(UserAdmin users, UserSessionAdmin sessions) : Admi
 
         HasPassword = current.Value!.HasPassword;
         Sessions = (await sessions.ListAsync(Id, ct)).Value ?? [];
+        Logins = (await logins.ListAsync(Id, ct)).Value ?? [];
         Form.UserName = current.Value.UserName;
         var (document, error) = Form.ToDocument();
         var result = document is null ? AdminResult<UserView>.Invalid([error!]) : await users.UpdateAsync(Id, document, Form.ETag, Actor, ct);
