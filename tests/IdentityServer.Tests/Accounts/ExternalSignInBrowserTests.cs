@@ -12,6 +12,7 @@ namespace IdentityServer.Tests.Accounts;
 /// cookie rules (SameSite) to the way back and its Content-Security-Policy (<c>form-action</c>) to the way out.
 /// SQLite only: the other tests cover the databases.
 /// </summary>
+[Collection(BrowserTestsCollection.Name)]
 public sealed class ExternalSignInBrowserTests
 {
     private const string AppRedirectUri = "https://federated.app.test/callback";

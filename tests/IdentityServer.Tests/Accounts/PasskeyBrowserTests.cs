@@ -12,6 +12,7 @@ namespace IdentityServer.Tests.Accounts;
 /// (WebAuthn needs a secure context: http://localhost is one). SQLite only: the database plays no part here that the
 /// other tests do not cover on PostgreSQL.
 /// </summary>
+[Collection(BrowserTestsCollection.Name)]
 public sealed class PasskeyBrowserTests
 {
     private const string RedirectUri = "https://passkey.app.test/callback";

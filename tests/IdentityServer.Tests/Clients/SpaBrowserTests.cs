@@ -14,6 +14,7 @@ namespace IdentityServer.Tests.Clients;
 /// context, so WebCrypto makes the app's DPoP key.
 /// SQLite only: what the database does here the other tests cover on PostgreSQL.
 /// </summary>
+[Collection(BrowserTestsCollection.Name)]
 public sealed class SpaBrowserTests
 {
 
