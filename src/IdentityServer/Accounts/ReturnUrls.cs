@@ -26,4 +26,7 @@ public static class ReturnUrls
         var path = returnUrl.Split('?', '#')[0];
         return new PathString(path).StartsWithSegments(pathBase, StringComparison.Ordinal);
     }
+
+    /// <summary>The return URL when it is ours (<see cref="IsOurs"/>), else <paramref name="fallback"/> (an app-relative <c>~/</c> path).</summary>
+    public static string OursOr(this IUrlHelper url, string? returnUrl, string fallback) => url.IsOurs(returnUrl) ? returnUrl : fallback;
 }

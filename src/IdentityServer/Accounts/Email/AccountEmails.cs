@@ -73,15 +73,27 @@ public sealed class AccountEmails(
         If this was not you, reset your password now: {resetLink}
         """, resetLink);
 
-    /// <summary>A way to sign in was added (a first password, another sign-in provider): the owner hears of it, as of a new password.</summary>
-    public void SendSignInMethodAdded(string to, string userName, string method, string accountLink) => Send(to, "A way to sign in was added to your account",
-        $"""
-        Hello {userName},
+    /// <summary>
+    /// A way to sign in (<paramref name="method"/>, managed on the page <paramref name="path"/>) was added to the account:
+    /// its owner hears of it, as of a new password, at a confirmed address only (an unconfirmed one may be anyone's).
+    /// </summary>
+    public void SendSignInMethodAdded(ApplicationUser user, string method, string path)
+    {
+        if (user.Email is not { } to || !user.EmailConfirmed)
+        {
+            return;
+        }
 
-        {method} was just added to your account as a way to sign in.
+        var accountLink = Link(path);
+        Send(to, "A way to sign in was added to your account",
+            $"""
+            Hello {user.UserName ?? to},
 
-        If this was not you, sign in and remove it, and sign out everywhere: {accountLink}
-        """, accountLink);
+            {method} was just added to your account as a way to sign in.
+
+            If this was not you, sign in and remove it, and sign out everywhere: {accountLink}
+            """, accountLink);
+    }
 
     /// <summary>An absolute link to <paramref name="path"/> on this server, with <paramref name="query"/>.</summary>
     public string Link(string path, IDictionary<string, string?>? query = null)

@@ -47,5 +47,5 @@ public sealed class ExternalLoginModel(ExternalSignIns externalSignIns) : PageMo
         return LocalRedirect(SafeReturnUrl);
     }
 
-    private string SafeReturnUrl => Url.IsOurs(ReturnUrl) ? ReturnUrl : "~/";
+    private string SafeReturnUrl => Url.OursOr(ReturnUrl, "~/");
 }

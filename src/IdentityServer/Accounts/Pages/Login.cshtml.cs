@@ -192,7 +192,7 @@ public sealed class LoginModel(
         return LocalRedirect(SafeReturnUrl);
     }
 
-    private string SafeReturnUrl => Url.IsOurs(ReturnUrl) ? ReturnUrl : "~/";
+    private string SafeReturnUrl => Url.OursOr(ReturnUrl, "~/");
 
     private PageResult Fail(string reason, string? userId = null)
     {

@@ -53,6 +53,6 @@ public sealed class LoginRecoveryCodeModel(
         await users.ResetAccessFailedCountAsync(user);
         logger.LogWarning(AccountEvents.RecoveryCodeUsed, "User {UserId} used a recovery code; {Left} left", user.Id, await users.CountRecoveryCodesAsync(user));
         await sessions.CompleteSecondFactorAsync(user, signIn.MethodsSoFar, "recovery code", rememberDevice: false);
-        return LocalRedirect(Url.IsOurs(ReturnUrl) ? ReturnUrl : "~/");
+        return LocalRedirect(Url.OursOr(ReturnUrl, "~/"));
     }
 }

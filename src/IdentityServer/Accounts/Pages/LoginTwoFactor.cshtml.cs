@@ -66,7 +66,7 @@ public sealed class LoginTwoFactorModel(
 
         await users.ResetAccessFailedCountAsync(user);
         await sessions.CompleteSecondFactorAsync(user, signIn.MethodsSoFar, "authenticator code", Input.RememberDevice);
-        return LocalRedirect(Url.IsOurs(ReturnUrl) ? ReturnUrl : "~/");
+        return LocalRedirect(Url.OursOr(ReturnUrl, "~/"));
     }
 
     private RedirectToPageResult RedirectToLogin() => RedirectToPage("/Accounts/Pages/Login", new { ReturnUrl });

@@ -114,7 +114,7 @@ public sealed class RegisterModel(
         }
 
         await sessions.SignInAsync(user, "a password (new account)", SessionClaims.Password);
-        return LocalRedirect(Url.IsOurs(ReturnUrl) ? ReturnUrl : "~/account");
+        return LocalRedirect(Url.OursOr(ReturnUrl, "~/account"));
     }
 
     private void AddErrors(IdentityResult result, string key)

@@ -112,11 +112,7 @@ public sealed class PasswordModel(
         }
 
         logger.LogInformation(AccountEvents.PasswordChanged, "User {UserId} set a password", user.Id);
-        if (user.Email is not null && user.EmailConfirmed)
-        {
-            emails.SendSignInMethodAdded(user.Email, user.UserName ?? user.Email, "A password", emails.Link("/account/password"));
-        }
-
+        emails.SendSignInMethodAdded(user, "A password", "/account/password");
         StatusMessage = "Your password has been set. You can sign in with it now.";
         return RedirectToPage();
     }

@@ -92,11 +92,7 @@ public sealed class SignInProvidersModel(
         }
 
         logger.LogInformation(AccountEvents.ExternalLoginAdded, "User {UserId} connected {Provider}", user.Id, info.LoginProvider);
-        if (user.Email is not null && user.EmailConfirmed)
-        {
-            emails.SendSignInMethodAdded(user.Email, user.UserName ?? user.Email, $"Signing in with {name}", emails.Link("/account/sign-in-providers"));
-        }
-
+        emails.SendSignInMethodAdded(user, $"Signing in with {name}", "/account/sign-in-providers");
         StatusMessage = $"{name} is connected: you can sign in with it now.";
         return RedirectToPage();
     }
