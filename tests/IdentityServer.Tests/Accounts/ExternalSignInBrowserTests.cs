@@ -1,7 +1,4 @@
-using System.Net.Http.Json;
-using System.Text.Json;
 using IdentityServer.Tests.Infrastructure;
-using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Playwright;
 
 namespace IdentityServer.Tests.Accounts;
@@ -78,41 +75,15 @@ public sealed class ExternalSignInBrowserTests
         string Logs() => $"\nserver:\n{server.Output}\nprovider:\n{provider.Output}";
 
         // The application asks for a sign-in; the person picks the provider and signs in there.
-        var pkce = Pkce.Create();
-        var state = Unique.Name("state");
-        await page.GotoAsync(QueryHelpers.AddQueryString($"{origin}/connect/authorize", new Dictionary<string, string?>
-        {
-            ["response_type"] = "code", ["client_id"] = appId, ["redirect_uri"] = AppRedirectUri, ["scope"] = "openid profile email",
-            ["state"] = state, ["nonce"] = Unique.Name("nonce"), ["code_challenge"] = pkce.Challenge, ["code_challenge_method"] = "S256",
-        }));
+        var flow = new BrowserCodeFlow(origin, appId, AppRedirectUri, "openid profile email");
+        await page.GotoAsync(flow.AuthorizeUrl);
         Assert.StartsWith($"{origin}/account/login", page.Url);
         await page.ClickAsync("#external-login button[value=provider]");
         await page.WaitForURLAsync($"http://127.0.0.1:{providerPort}/account/login**", new() { Timeout = 15_000 });
         await page.FillAsync("#Input_UserName", person);
         await page.FillAsync("#Input_Password", personPassword);
-        IRequest? redirect = null;
-        try
-        {
-            // The application is not there: the request to its redirect URI (the end of the redirects) is what counts.
-            redirect = await page.RunAndWaitForRequestAsync(() => page.ClickAsync("#login-form button[type=submit]"),
-                request => request.Url.StartsWith(AppRedirectUri, StringComparison.Ordinal), new() { Timeout = 15_000 });
-        }
-        catch (TimeoutException)
-        {
-            Assert.Fail($"No redirect to the application; at {page.Url}:\n{await page.InnerTextAsync("main")}{Logs()}");
-        }
-
-        var callback = QueryHelpers.ParseQuery(new Uri(redirect!.Url).Query);
-        Assert.Equal(state, callback["state"].ToString());
-        using var http = new HttpClient { BaseAddress = new Uri(origin) };
-        var response = await http.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
-        {
-            ["grant_type"] = "authorization_code", ["client_id"] = appId, ["code"] = callback["code"].ToString(),
-            ["redirect_uri"] = AppRedirectUri, ["code_verifier"] = pkce.Verifier,
-        }));
-        var tokens = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.True(response.IsSuccessStatusCode, tokens.ToString());
-        var idToken = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+        var code = await flow.CodeAfterAsync(page, () => page.ClickAsync("#login-form button[type=submit]"), Logs);
+        var idToken = await flow.RedeemForIdentityTokenAsync(code);
         Assert.Equal(person, idToken.GetProperty("preferred_username").GetString());
         Assert.Equal($"{person}@example.test", idToken.GetProperty("email").GetString());
         Assert.Equal(["fed"], Jwt.Strings(idToken.GetProperty("amr")));

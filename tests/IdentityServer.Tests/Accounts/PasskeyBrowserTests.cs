@@ -1,7 +1,4 @@
-using System.Net.Http.Json;
-using System.Text.Json;
 using IdentityServer.Tests.Infrastructure;
-using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Playwright;
 
 namespace IdentityServer.Tests.Accounts;
@@ -76,37 +73,11 @@ public sealed class PasskeyBrowserTests
         await ExpectAsync(page, server, "text=You are signed out");
 
         // An application asks for a sign-in; the user picks the passkey, no password.
-        var pkce = Pkce.Create();
-        var state = Unique.Name("state");
-        await page.GotoAsync(QueryHelpers.AddQueryString($"{origin}/connect/authorize", new Dictionary<string, string?>
-        {
-            ["response_type"] = "code", ["client_id"] = clientId, ["redirect_uri"] = RedirectUri, ["scope"] = "openid profile",
-            ["state"] = state, ["nonce"] = Unique.Name("nonce"), ["code_challenge"] = pkce.Challenge, ["code_challenge_method"] = "S256",
-        }));
+        var flow = new BrowserCodeFlow(origin, clientId, RedirectUri, "openid profile");
+        await page.GotoAsync(flow.AuthorizeUrl);
         Assert.StartsWith($"{origin}/account/login", page.Url);
-        // The application is not there: the request to its redirect URI (the end of the redirects) is what counts.
-        IRequest? redirect = null;
-        try
-        {
-            redirect = await page.RunAndWaitForRequestAsync(() => page.ClickAsync("#passkey-login-button"),
-                request => request.Url.StartsWith(RedirectUri, StringComparison.Ordinal), new() { Timeout = 15_000 });
-        }
-        catch (TimeoutException)
-        {
-            Assert.Fail($"No redirect to the application; at {page.Url}:\n{await page.InnerTextAsync("main")}\n{server.Output}");
-        }
-
-        var callback = QueryHelpers.ParseQuery(new Uri(redirect!.Url).Query);
-        Assert.Equal(state, callback["state"].ToString());
-        using var http = new HttpClient { BaseAddress = new Uri(origin) };
-        var response = await http.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
-        {
-            ["grant_type"] = "authorization_code", ["client_id"] = clientId, ["code"] = callback["code"].ToString(),
-            ["redirect_uri"] = RedirectUri, ["code_verifier"] = pkce.Verifier,
-        }));
-        var tokens = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.True(response.IsSuccessStatusCode, tokens.ToString());
-        var id = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+        var code = await flow.CodeAfterAsync(page, () => page.ClickAsync("#passkey-login-button"), () => server.Output);
+        var id = await flow.RedeemForIdentityTokenAsync(code);
         Assert.Equal(userName, id.GetProperty("preferred_username").GetString());
         Assert.Equal(["hwk", "mfa"], id.GetProperty("amr").EnumerateArray().Select(e => e.GetString()!).Order(StringComparer.Ordinal).ToArray());
         Assert.Equal("phr", id.GetProperty("acr").GetString());
