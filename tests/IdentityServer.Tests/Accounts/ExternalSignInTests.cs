@@ -88,11 +88,14 @@ public sealed class ExternalProviderServers<TDatabase> : IAsyncLifetime where TD
         await Provider.DisposeAsync();
     }
 
-    /// <summary>A browser on the provider and the server under test (or <paramref name="server"/>); a 500 from either fails with its log.</summary>
-    public Browser CreateBrowser(TestServerFactory? server = null) => new(new()
+    /// <summary>
+    /// A browser on the provider (or <paramref name="provider"/>) and the server under test (or <paramref name="server"/>);
+    /// a 500 from either fails with its log.
+    /// </summary>
+    public Browser CreateBrowser(TestServerFactory? server = null, TestServerFactory? provider = null) => new(new()
     {
         [TestServerFactory.Authority.Host] = (server ?? Server.Factory).CreateReportingHandler(),
-        [ProviderHost] = Provider.Factory.CreateReportingHandler(),
+        [ProviderHost] = (provider ?? Provider.Factory).CreateReportingHandler(),
     });
 }
 
@@ -135,7 +138,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     {
         var person = await servers.Provider.CreateUserAsync();
         var browser = servers.CreateBrowser();
-        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        await SignInFromLoginPageAsync(browser, "provider", person);
         var user = (await FindByLoginAsync("provider", person.Id))!;
         var administrator = await Server.CreateUserAsync(null, "admin");
         var adminPage = await (await AdminPages.SignedInAsync(Server, administrator)).NavigateAsync(AdminPages.Url($"/admin/users/{user.Id}"));
@@ -181,7 +184,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         }
 
         var browser = servers.CreateBrowser();
-        var refused = await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        var refused = await SignInFromLoginPageAsync(browser, "provider", person);
 
         Assert.Contains("Your Provider account cannot sign in here", refused.Body);
         Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
@@ -196,7 +199,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     {
         var person = await servers.Provider.CreateUserAsync();
         var browser = servers.CreateBrowser();
-        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        await SignInFromLoginPageAsync(browser, "provider", person);
         var user = (await FindByLoginAsync("provider", person.Id))!;
 
         var providers = await AccountPages.OpenAsync(browser, "/account/sign-in-providers");
@@ -225,7 +228,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         await AccountPages.SignInAsync(withPassword, user.UserName!, password);
         Assert.Equal("/account", (await AccountPages.OpenAsync(withPassword, "/account")).Uri.AbsolutePath);
         var withProvider = servers.CreateBrowser();
-        var refusedNow = await SignInWithProviderAsync(withProvider, await AccountPages.OpenAsync(withProvider, "/account/login"), "provider", person);
+        var refusedNow = await SignInFromLoginPageAsync(withProvider, "provider", person);
         Assert.Contains("An account with the email address of your Provider account exists", refusedNow.Body);
     }
 
@@ -238,14 +241,10 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     {
         Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
         var clock = new TestClock(DateTimeOffset.UtcNow);
-        await using var factory = new TestServerFactory(new Dictionary<string, string?>(Server.Settings), testServices: services =>
-        {
-            Server.TestServices!(services);
-            services.AddSingleton<TimeProvider>(clock);
-        });
+        await using var factory = ServerOf(servers.Provider.Factory, services => services.AddSingleton<TimeProvider>(clock));
         var browser = servers.CreateBrowser(factory);
         var person = await servers.Provider.CreateUserAsync();
-        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        await SignInFromLoginPageAsync(browser, "provider", person);
         var page = await AccountPages.OpenAsync(browser, "/account/password");
 
         clock.Advance(TimeSpan.FromMinutes(6));
@@ -267,8 +266,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var settings = await servers.RegisterAtProviderAsync("provider", pathBase);
         settings["Hosting:PathBase"] = pathBase;
         settings["Tokens:Issuer"] = new Uri(TestServerFactory.Authority, pathBase).AbsoluteUri;
-        await using var factory = new TestServerFactory(new Dictionary<string, string?>(Server.Settings.Concat(settings)
-            .GroupBy(p => p.Key).Select(g => g.Last())), testServices: Server.TestServices);
+        await using var factory = ServerOf(servers.Provider.Factory, settings: settings);
         var server = new AttachedServer(factory, Server.Provider, pathBase);
         var browser = servers.CreateBrowser(factory);
         var person = await servers.Provider.CreateUserAsync();
@@ -295,7 +293,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var existing = await Server.CreateUserAsync(person.Email);
         var browser = servers.CreateBrowser();
 
-        var refused = await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        var refused = await SignInFromLoginPageAsync(browser, "provider", person);
 
         Assert.Equal("/account/external-login", refused.Uri.AbsolutePath);
         Assert.Contains("An account with the email address of your Provider account exists", refused.Body);
@@ -321,7 +319,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         }
 
         var browser = servers.CreateBrowser();
-        var refused = await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        var refused = await SignInFromLoginPageAsync(browser, "provider", person);
 
         Assert.Contains("Your Provider account has no verified email address", refused.Body);
         Assert.Null(await FindByLoginAsync("provider", person.Id));
@@ -353,7 +351,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var person = await servers.Provider.CreateUserAsync();
         var user = await Server.CreateUserAsync();
         var stranger = servers.CreateBrowser();
-        var refused = await SignInWithProviderAsync(stranger, await AccountPages.OpenAsync(stranger, "/account/login"), "partner", person);
+        var refused = await SignInFromLoginPageAsync(stranger, "partner", person);
         Assert.Contains("No account here is connected to that Partner account", refused.Body);
 
         var connected = await ConnectAsync(user, person);
@@ -482,7 +480,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var person = await servers.Provider.CreateUserAsync();
         var app = await Server.CreatePublicClientAsync("openid");
         var browser = servers.CreateBrowser();
-        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        await SignInFromLoginPageAsync(browser, "provider", person);
 
         var pkce = Pkce.Create();
         var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid", pkce,
@@ -514,9 +512,9 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
                 context.ProtocolMessage.MaxAge = null;
             };
         }));
-        var browser = BrowserOn(factory, provider);
+        var browser = servers.CreateBrowser(factory, provider);
         var person = await servers.Provider.CreateUserAsync();
-        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        await SignInFromLoginPageAsync(browser, "provider", person);
 
         var again = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/login"),
             selector: "#external-login", button: "button[value=provider]");
@@ -536,9 +534,9 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
         await using var provider = ProviderSignedInBefore(TimeSpan.FromMinutes(10));
         await using var factory = ServerOf(provider);
-        var browser = BrowserOn(factory, provider);
+        var browser = servers.CreateBrowser(factory, provider);
         var person = await servers.Provider.CreateUserAsync();
-        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        await SignInFromLoginPageAsync(browser, "provider", person);
         var page = await AccountPages.OpenAsync(browser, "/account/password");
 
         var (asked, _) = await SetPasswordAsync(browser, page);
@@ -558,10 +556,10 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         await using var provider = ProviderSignedInBefore(TimeSpan.FromSeconds(30));
         await using var factory = ServerOf(provider);
         var server = new AttachedServer(factory, Server.Provider);
-        var browser = BrowserOn(factory, provider);
+        var browser = servers.CreateBrowser(factory, provider);
         var person = await servers.Provider.CreateUserAsync();
         var app = await server.CreatePublicClientAsync("openid");
-        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        await SignInFromLoginPageAsync(browser, "provider", person);
 
         var pkce = Pkce.Create();
         var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, app.ClientId, "openid", pkce,
@@ -580,11 +578,11 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     {
         Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
         await using var provider = ProviderSignedInBefore(TimeSpan.FromMinutes(5));
-        await using var factory = ServerOf(provider, settings: ("Accounts:SessionMaxLifetime", "00:02:00"));
-        var browser = BrowserOn(factory, provider);
+        await using var factory = ServerOf(provider, settings: new Dictionary<string, string?> { ["Accounts:SessionMaxLifetime"] = "00:02:00" });
+        var browser = servers.CreateBrowser(factory, provider);
         var person = await servers.Provider.CreateUserAsync();
 
-        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        await SignInFromLoginPageAsync(browser, "provider", person);
 
         Assert.Equal("/account", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
     }
@@ -618,19 +616,20 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         new(new Dictionary<string, string?>(servers.Provider.Settings),
             testServices: services => services.AddSingleton<TimeProvider>(new TestClock(DateTimeOffset.UtcNow - behind)));
 
-    /// <summary>The server under test on its database (with <paramref name="settings"/>), reaching <paramref name="provider"/>.</summary>
-    private TestServerFactory ServerOf(TestServerFactory provider, Action<IServiceCollection>? more = null, params (string Key, string Value)[] settings) =>
-        new(new Dictionary<string, string?>(Server.Settings.Concat(settings.Select(s => KeyValuePair.Create(s.Key, (string?)s.Value)))), testServices: services =>
+    /// <summary>
+    /// Another server under test on its database (its settings, replaced by <paramref name="settings"/>), reaching
+    /// <paramref name="provider"/>, with <paramref name="more"/> test services.
+    /// </summary>
+    private TestServerFactory ServerOf(TestServerFactory provider, Action<IServiceCollection>? more = null,
+        IReadOnlyDictionary<string, string?>? settings = null)
+    {
+        var all = Server.Settings.Concat(settings ?? new Dictionary<string, string?>()).GroupBy(p => p.Key).Select(g => g.Last());
+        return new(new Dictionary<string, string?>(all), testServices: services =>
         {
             services.ConfigureAll<OpenIdConnectOptions>(options => options.BackchannelHttpHandler = provider.CreateReportingHandler());
             more?.Invoke(services);
         });
-
-    private static Browser BrowserOn(TestServerFactory server, TestServerFactory provider) => new(new()
-    {
-        [TestServerFactory.Authority.Host] = server.CreateReportingHandler(),
-        [ExternalProviderServers<TDatabase>.ProviderHost] = provider.CreateReportingHandler(),
-    });
+    }
 
     /// <summary>A provider that cannot be reached: the login page and My account say so, no error.</summary>
     [SkippableFact]
@@ -689,7 +688,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     {
         var person = await servers.Provider.CreateUserAsync();
         var browser = servers.CreateBrowser();
-        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), "provider", person);
+        await SignInFromLoginPageAsync(browser, "provider", person);
         ApplicationUser user;
         await using (var scope = Server.Factory.Services.CreateAsyncScope())
         {
@@ -728,6 +727,10 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Assert.Contains("Signing in with that provider did not work", taken.Body);
         Assert.Null(await FindByLoginAsync("provider", person.Id));
     }
+
+    /// <summary>Opens the login page and signs in there with <paramref name="provider"/> as <paramref name="person"/>.</summary>
+    private static async Task<BrowserPage> SignInFromLoginPageAsync(Browser browser, string provider, TestUser person) =>
+        await SignInWithProviderAsync(browser, await AccountPages.OpenAsync(browser, "/account/login"), provider, person);
 
     /// <summary>The login page's button for <paramref name="provider"/>, then the provider's own sign-in (and consent).</summary>
     private static async Task<BrowserPage> SignInWithProviderAsync(Browser browser, BrowserPage loginPage, string provider, TestUser person)
