@@ -44,8 +44,13 @@ public static class SessionClaims
 
     public static string? GetSessionId(ClaimsPrincipal principal) => principal.FindFirst(SessionId)?.Value;
 
+    /// <summary>
+    /// The principal's <c>auth_time</c>: a session's, or another provider's identity token's (so any value, which is
+    /// taken only within the range of a date).
+    /// </summary>
     public static DateTimeOffset? GetAuthenticationTime(ClaimsPrincipal principal) =>
         long.TryParse(principal.FindFirst(AuthenticationTime)?.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds)
+        && seconds is > 0 and < 253402300800 // up to the year 9999, DateTimeOffset's last
             ? DateTimeOffset.FromUnixTimeSeconds(seconds)
             : null;
 

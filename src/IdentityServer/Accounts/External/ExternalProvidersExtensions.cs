@@ -134,7 +134,7 @@ public static class ExternalProvidersExtensions
             return Task.CompletedTask;
         }
 
-        if (ExternalSignIns.AuthenticationTime(identity) is not { } signedIn)
+        if (SessionClaims.GetAuthenticationTime(context.Principal) is not { } signedIn)
         {
             GoBackFailed(context, context.Properties, "the identity token has no auth_time");
             return Task.CompletedTask;

@@ -172,7 +172,7 @@ public sealed class ExternalSignIns(
         // A fresh sign-in was checked to be later than the request (within the clocks' minute): it is now, whatever the
         // provider's clock says, so that the page or application that asked for it is satisfied and does not ask again.
         var fresh = info.AuthenticationProperties?.Items.ContainsKey(FreshSignInSince) == true;
-        await sessions.SignInAsync(user, provider.DisplayName, fresh ? null : AuthenticationTime(info.Principal), SessionClaims.Federated);
+        await sessions.SignInAsync(user, provider.DisplayName, fresh ? null : SessionClaims.GetAuthenticationTime(info.Principal), SessionClaims.Federated);
         return ExternalSignInResult.SignedIn;
     }
 
@@ -231,17 +231,6 @@ public sealed class ExternalSignIns(
 
         return (null, "Your account could not be created. Try again later.");
     }
-
-    /// <summary>When the provider says the person signed in (its identity token's <c>auth_time</c>), if it says.</summary>
-    public static DateTimeOffset? AuthenticationTime(ClaimsIdentity identity) => AuthenticationTime(identity.FindFirst("auth_time")?.Value);
-
-    private static DateTimeOffset? AuthenticationTime(ClaimsPrincipal principal) => AuthenticationTime(principal.FindFirstValue("auth_time"));
-
-    private static DateTimeOffset? AuthenticationTime(string? value) =>
-        long.TryParse(value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var seconds)
-        && seconds is > 0 and < 253402300800 // within DateTimeOffset's range
-            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
-            : null;
 
     /// <summary>Connects the provider account to <paramref name="user"/>; false when another account has it (perhaps just now).</summary>
     public async Task<bool> TryAddLoginAsync(ApplicationUser user, ExternalLoginInfo info)
