@@ -91,6 +91,9 @@ public static class AuthorizationServerExtensions
                 // invalid_scope, as RFC 6749 names them, where OpenIddict says invalid_request or invalid_grant.
                 server.RefuseRepeatedParameters().RefuseScopesAsInvalidScope();
 
+                // Signed authorization requests (JAR, RFC 9101), which OpenIddict does not read: verified and unpacked first.
+                server.AcceptRequestObjects();
+
                 // An introspection answer describes a token and its user: no cache may keep it (OpenIddict says so for
                 // token responses only).
                 server.AddEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers

@@ -47,6 +47,13 @@ public static class RepeatedParameters
         return null;
     }
 
+    /// <summary>
+    /// Whether a parameter's name may be quoted in an error_description, which allows printable ASCII but for '"' and
+    /// '\' (RFC 6749 5.2); any name may be sent.
+    /// </summary>
+    public static bool IsPrintable(string name) =>
+        name.Length <= 64 && name.All(c => c is >= '\x20' and <= '\x7e' and not '"' and not '\\');
+
     /// <summary>Refuses a request with a repeated parameter, at the point of the pipeline its descriptor names.</summary>
     public sealed class Refuse<TContext>(ILogger<Refuse<TContext>> logger) : IOpenIddictServerHandler<TContext>
         where TContext : BaseValidatingContext
@@ -87,9 +94,5 @@ public static class RepeatedParameters
 
             return ValueTask.CompletedTask;
         }
-
-        /// <summary>error_description allows printable ASCII but for '"' and '\' (RFC 6749 5.2); any name may be sent.</summary>
-        private static bool IsPrintable(string name) =>
-            name.Length <= 64 && name.All(c => c is >= '\x20' and <= '\x7e' and not '"' and not '\\');
     }
 }

@@ -37,6 +37,9 @@ public static class ClientDescriptorMapper
     /// <summary>Present, and true, when every token request of the client must carry a DPoP proof.</summary>
     public const string DpopBoundAccessTokensProperty = "dpop_bound_access_tokens";
 
+    /// <summary>Present, and true, when every authorization request of the client must be a signed request object.</summary>
+    public const string RequireSignedRequestObjectProperty = Authorization.RequestObjects.RequireSignedRequestObject;
+
     public static string[] SplitScopes(string? scope) =>
         scope?.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
 
@@ -74,11 +77,8 @@ public static class ClientDescriptorMapper
             descriptor.Properties[AudienceAliasesProperty] = JsonSerializer.SerializeToElement(aliases.Distinct(StringComparer.Ordinal).ToArray());
         }
 
-        descriptor.Properties.Remove(DpopBoundAccessTokensProperty);
-        if (client.DpopBoundAccessTokens == true)
-        {
-            descriptor.Properties[DpopBoundAccessTokensProperty] = JsonSerializer.SerializeToElement(true);
-        }
+        StoreFlag(descriptor, DpopBoundAccessTokensProperty, client.DpopBoundAccessTokens);
+        StoreFlag(descriptor, RequireSignedRequestObjectProperty, client.RequireSignedRequestObject);
 
         // OpenIddict's own per-client settings: it gives the client's tokens these lifetimes instead of the server's.
         StoreLifetime(descriptor, Settings.TokenLifetimes.AccessToken, client.AccessTokenLifetime);
@@ -178,6 +178,7 @@ public static class ClientDescriptorMapper
                 : null,
             AudienceAliases = AudienceAliasesOf(descriptor.Properties) is { Count: > 0 } aliases ? [.. aliases] : null,
             DpopBoundAccessTokens = DpopBoundAccessTokensOf(descriptor.Properties) ? true : null,
+            RequireSignedRequestObject = RequireSignedRequestObjectOf(descriptor.Properties) ? true : null,
             AccessTokenLifetime = (int?)LifetimeOf(descriptor.Settings, Settings.TokenLifetimes.AccessToken)?.TotalSeconds,
             RefreshTokenLifetime = (int?)LifetimeOf(descriptor.Settings, Settings.TokenLifetimes.RefreshToken)?.TotalSeconds,
         };
@@ -222,8 +223,23 @@ public static class ClientDescriptorMapper
             : [];
 
     /// <summary>Whether the client's stored properties say its token requests must carry a DPoP proof.</summary>
-    public static bool DpopBoundAccessTokensOf(IReadOnlyDictionary<string, JsonElement> properties) =>
-        properties.TryGetValue(DpopBoundAccessTokensProperty, out var required) && required.ValueKind == JsonValueKind.True;
+    public static bool DpopBoundAccessTokensOf(IReadOnlyDictionary<string, JsonElement> properties) => FlagOf(properties, DpopBoundAccessTokensProperty);
+
+    /// <summary>Whether the client's stored properties say its authorization requests must be signed request objects.</summary>
+    public static bool RequireSignedRequestObjectOf(IReadOnlyDictionary<string, JsonElement> properties) => FlagOf(properties, RequireSignedRequestObjectProperty);
+
+    /// <summary>A requirement the document states with true: stored only then, so clients without it read as before.</summary>
+    private static void StoreFlag(OpenIddictApplicationDescriptor descriptor, string property, bool? value)
+    {
+        descriptor.Properties.Remove(property);
+        if (value == true)
+        {
+            descriptor.Properties[property] = JsonSerializer.SerializeToElement(true);
+        }
+    }
+
+    private static bool FlagOf(IReadOnlyDictionary<string, JsonElement> properties, string property) =>
+        properties.TryGetValue(property, out var flag) && flag.ValueKind == JsonValueKind.True;
 
     /// <summary>The client's back-channel logout URI, from its stored properties; null when it has none.</summary>
     public static string? BackChannelLogoutUriOf(IReadOnlyDictionary<string, JsonElement> properties) => StringOf(properties, BackChannelLogoutUriProperty);

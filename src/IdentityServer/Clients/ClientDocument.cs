@@ -7,7 +7,8 @@ namespace IdentityServer.Clients;
 /// A client application as users write it everywhere (seed, admin API, export): the OAuth dynamic client
 /// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c>, <c>application_type</c>,
 /// <c>require_pkce</c> and <c>audience_aliases</c>, the logout names of OpenID Connect Back-Channel Logout 1.0 section
-/// 2.2 and Front-Channel Logout 1.0 section 2, and <c>dpop_bound_access_tokens</c> of RFC 9449 section 5.2.
+/// 2.2 and Front-Channel Logout 1.0 section 2, and <c>dpop_bound_access_tokens</c> of RFC 9449 section 5.2 and <c>require_signed_request_object</c> of RFC 9101
+/// section 10.5.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class ClientDocument
@@ -90,6 +91,14 @@ public sealed class ClientDocument
     /// </summary>
     [JsonPropertyName("dpop_bound_access_tokens")]
     public bool? DpopBoundAccessTokens { get; set; }
+
+    /// <summary>
+    /// Whether every authorization request of this client, at the authorization endpoint or pushed, must be a request
+    /// object it signed with its keys (<c>jwks</c>), as RFC 9101 section 10.5 names it. False when absent: a client with
+    /// keys may still send signed requests.
+    /// </summary>
+    [JsonPropertyName("require_signed_request_object")]
+    public bool? RequireSignedRequestObject { get; set; }
 
     /// <summary>
     /// How long this client's access tokens live, in seconds (a sensitive API's callers with 5-minute tokens, say), up to

@@ -115,6 +115,11 @@ public static class ClientDocumentValidator
             }
         }
 
+        if (client.RequireSignedRequestObject == true && (method != ClientAuthenticationMethods.PrivateKeyJwt || client.Jwks is null))
+        {
+            Metadata("require_signed_request_object", "needs the client's public keys to verify its request objects with: token_endpoint_auth_method 'private_key_jwt' and 'jwks'.");
+        }
+
         if (client.GrantTypes.Count == 0)
         {
             Metadata("grant_types", "at least one grant type is required.");

@@ -14,9 +14,9 @@ namespace IdentityServer.Clients;
 /// client has a new string.
 /// </summary>
 public sealed record StoredClientProperties(string? AuthMethod, string? BackChannelLogoutUri, string? FrontChannelLogoutUri,
-    IReadOnlyList<string> AudienceAliases, bool DpopBoundAccessTokens, bool SelfRegistered)
+    IReadOnlyList<string> AudienceAliases, bool DpopBoundAccessTokens, bool RequireSignedRequestObject, bool SelfRegistered)
 {
-    private static readonly StoredClientProperties None = new(null, null, null, [], false, false);
+    private static readonly StoredClientProperties None = new(null, null, null, [], false, false, false);
 
     private static readonly ConditionalWeakTable<string, StoredClientProperties> Parsed = new();
 
@@ -50,6 +50,7 @@ public sealed record StoredClientProperties(string? AuthMethod, string? BackChan
         return properties is null ? None : new(ClientDescriptorMapper.StoredAuthMethodOf(properties),
             ClientDescriptorMapper.BackChannelLogoutUriOf(properties), ClientDescriptorMapper.FrontChannelLogoutUriOf(properties),
             ClientDescriptorMapper.AudienceAliasesOf(properties),
-            ClientDescriptorMapper.DpopBoundAccessTokensOf(properties), properties.ContainsKey(ClientDescriptorMapper.RegistrationAccessTokenHashProperty));
+            ClientDescriptorMapper.DpopBoundAccessTokensOf(properties), ClientDescriptorMapper.RequireSignedRequestObjectOf(properties),
+            properties.ContainsKey(ClientDescriptorMapper.RegistrationAccessTokenHashProperty));
     }
 }

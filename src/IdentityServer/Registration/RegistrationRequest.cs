@@ -66,6 +66,9 @@ public sealed class RegistrationRequest
     [JsonPropertyName("dpop_bound_access_tokens")]
     public bool? DpopBoundAccessTokens { get; set; }
 
+    [JsonPropertyName("require_signed_request_object")]
+    public bool? RequireSignedRequestObject { get; set; }
+
     /// <summary>
     /// The client document to register under <paramref name="clientId"/>, or why the request asks for something a
     /// registered client may not have: RFC 7591's defaults (the code grant, <c>client_secret_basic</c>), the allowed
@@ -122,6 +125,7 @@ public sealed class RegistrationRequest
             FrontChannelLogoutUri = FrontChannelLogoutUri,
             FrontChannelLogoutSessionRequired = FrontChannelLogoutSessionRequired,
             DpopBoundAccessTokens = DpopBoundAccessTokens,
+            RequireSignedRequestObject = RequireSignedRequestObject,
         }, null);
     }
 }

@@ -335,9 +335,43 @@ public sealed class SigningClient
         };
         header?.Invoke(headerMembers);
         payload?.Invoke(claims);
-        var signed = $"{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(headerMembers))}.{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(claims))}";
-        var signature = _key.SignData(Encoding.ASCII.GetBytes(signed), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
-        return $"{signed}.{Base64UrlEncoder.Encode(signature)}";
+        return Sign(headerMembers, claims);
+    }
+
+    /// <summary>
+    /// A request object (RFC 9101) holding <paramref name="parameters"/>, as a client that follows the RFC makes it (typ
+    /// oauth-authz-req+jwt; iss and client_id the client; aud the issuer; exp in five minutes), signed with RS256 after
+    /// <paramref name="header"/> and <paramref name="payload"/> changed what they like.
+    /// </summary>
+    public async Task<string> RequestObjectAsync(IDictionary<string, object> parameters, Action<Dictionary<string, object>>? header = null,
+        Action<Dictionary<string, object>>? payload = null)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var headerMembers = new Dictionary<string, object> { ["alg"] = "RS256", ["kid"] = _keyId, ["typ"] = "oauth-authz-req+jwt" };
+        var claims = new Dictionary<string, object>(parameters)
+        {
+            ["iss"] = ClientId, ["client_id"] = ClientId, ["aud"] = await _server.EndpointAsync("issuer"),
+            ["iat"] = now.ToUnixTimeSeconds(), ["exp"] = now.AddMinutes(5).ToUnixTimeSeconds(),
+        };
+        header?.Invoke(headerMembers);
+        payload?.Invoke(claims);
+        return Sign(headerMembers, claims);
+    }
+
+    /// <summary>A JWS of the members given, signed with the client's key by the header's alg (RS256 or PS256); "none" leaves it unsigned.</summary>
+    private string Sign(Dictionary<string, object> header, Dictionary<string, object> claims)
+    {
+        var signed = $"{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(header))}.{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(claims))}";
+        var padding = header["alg"] switch
+        {
+            "RS256" => RSASignaturePadding.Pkcs1,
+            "PS256" => RSASignaturePadding.Pss,
+            "none" => null,
+            var alg => throw new ArgumentException($"Cannot sign with {alg}."),
+        };
+        return padding is null
+            ? $"{signed}."
+            : $"{signed}.{Base64UrlEncoder.Encode(_key.SignData(Encoding.ASCII.GetBytes(signed), HashAlgorithmName.SHA256, padding))}";
     }
 }
 

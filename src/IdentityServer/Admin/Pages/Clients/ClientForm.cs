@@ -45,6 +45,9 @@ public sealed class ClientForm
     /// <summary>Every token request must carry a DPoP proof (<c>dpop_bound_access_tokens</c>).</summary>
     public bool DpopBoundAccessTokens { get; set; }
 
+    /// <summary>Every authorization request must be a signed request object (<c>require_signed_request_object</c>).</summary>
+    public bool RequireSignedRequestObject { get; set; }
+
     /// <summary>The client's own access token lifetime in seconds (<c>access_token_lifetime</c>); empty for the server's.</summary>
     public int? AccessTokenLifetime { get; set; }
 
@@ -82,6 +85,7 @@ public sealed class ClientForm
         ["jwks_uri"] = nameof(Jwks),
         ["audience_aliases"] = nameof(AudienceAliases),
         ["dpop_bound_access_tokens"] = nameof(DpopBoundAccessTokens),
+        ["require_signed_request_object"] = nameof(RequireSignedRequestObject),
         ["access_token_lifetime"] = nameof(AccessTokenLifetime),
         ["refresh_token_lifetime"] = nameof(RefreshTokenLifetime),
     };
@@ -105,6 +109,7 @@ public sealed class ClientForm
         Jwks = document.Jwks is { } jwks ? JsonSerializer.Serialize(jwks, new JsonSerializerOptions { WriteIndented = true }) : null,
         AudienceAliases = AdminHtml.Lines(document.AudienceAliases ?? []),
         DpopBoundAccessTokens = document.DpopBoundAccessTokens == true,
+        RequireSignedRequestObject = document.RequireSignedRequestObject == true,
         AccessTokenLifetime = document.AccessTokenLifetime,
         RefreshTokenLifetime = document.RefreshTokenLifetime,
         ETag = etag,
@@ -146,6 +151,7 @@ public sealed class ClientForm
             Jwks = jwks,
             AudienceAliases = AdminHtml.SplitLines(AudienceAliases) is { Count: > 0 } aliases ? aliases : null,
             DpopBoundAccessTokens = DpopBoundAccessTokens ? true : null,
+            RequireSignedRequestObject = RequireSignedRequestObject ? true : null,
             AccessTokenLifetime = AccessTokenLifetime,
             RefreshTokenLifetime = RefreshTokenLifetime,
         }, null);
