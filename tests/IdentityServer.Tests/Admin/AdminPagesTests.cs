@@ -224,6 +224,32 @@ public abstract class AdminPagesTests<TFixture>(TFixture server) where TFixture 
     }
 
     [SkippableFact]
+    public async Task Requiring_signed_requests_is_a_checkbox_for_a_client_with_keys_shown_checked_again_on_the_clients_page()
+    {
+        var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("jar-web");
+        using var key = System.Security.Cryptography.RSA.Create(2048);
+        var publicKey = key.ExportParameters(false);
+        var jwks = System.Text.Json.JsonSerializer.Serialize(new { keys = new[] { new { kty = "RSA",
+            n = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(publicKey.Modulus), e = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(publicKey.Exponent) } } });
+
+        var created = await browser.SubmitAsync(await browser.NavigateAsync(Url("/admin/clients/new?kind=web")), "form.wide-form", new Dictionary<string, string[]>
+        {
+            ["Form.ClientId"] = [clientId],
+            ["Form.RedirectUris"] = ["https://app.test/callback"],
+            ["Form.TokenEndpointAuthMethod"] = ["private_key_jwt"],
+            ["Form.Jwks"] = [jwks],
+            ["Form.RequireSignedRequestObject"] = ["true"],
+        });
+
+        Assert.True(created.Status == HttpStatusCode.OK, created.Body);
+        Assert.True((await admin.GetJsonAsync(Path(ClientsUrl, clientId))).GetProperty("require_signed_request_object").GetBoolean());
+        var edit = await browser.NavigateAsync(Url($"/admin/clients/{clientId}"));
+        Assert.NotNull(edit.Document.QuerySelector("input[name='Form.RequireSignedRequestObject'][checked]"));
+    }
+
+    [SkippableFact]
     public async Task A_front_channel_logout_uri_is_entered_on_the_form_and_shown_again_on_the_clients_page()
     {
         var browser = await SignedInAsync(server, await server.CreateUserAsync(null, "admin"));

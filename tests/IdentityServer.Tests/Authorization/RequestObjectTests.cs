@@ -18,6 +18,7 @@ public abstract class RequestObjectTests<TFixture>(TFixture server) where TFixtu
     [SkippableTheory]
     [InlineData("RS256")]
     [InlineData("PS256")]
+    [InlineData("ES256")]
     public async Task A_signed_request_completes_the_code_flow_and_the_parameters_outside_it_are_ignored(string algorithm)
     {
         var client = await CreateClientAsync();
@@ -28,10 +29,11 @@ public abstract class RequestObjectTests<TFixture>(TFixture server) where TFixtu
         parameters["max_age"] = 3600; // a number in JSON, as RFC 9101 writes it
         var requestObject = await client.RequestObjectAsync(parameters, header: h => h["alg"] = algorithm);
 
-        // Outside the request object: another state, scope and an unregistered redirect URI, none of which count.
+        // Outside the request object: another state, scope and an unregistered redirect URI, and a prompt=none that would
+        // refuse a browser without a session; none of them count.
         var result = await OAuth.AuthorizeAsync(server.CreateBrowser(), await AuthorizeUrlAsync(client, new()
         {
-            ["request"] = requestObject, ["state"] = "outside", ["scope"] = "openid", ["redirect_uri"] = "https://evil.test/callback",
+            ["request"] = requestObject, ["state"] = "outside", ["scope"] = "openid", ["redirect_uri"] = "https://evil.test/callback", ["prompt"] = "none",
         }), user);
 
         Assert.Equal(state, result["state"]);

@@ -294,6 +294,10 @@ public sealed class SigningClient
 
     private readonly RSA _key = RSA.Create(2048);
     private readonly string _keyId = Guid.NewGuid().ToString("N");
+
+    /// <summary>A P-256 key registered beside the RSA one, for ES256 (<see cref="Sign"/>).</summary>
+    private readonly ECDsa _ecKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    private readonly string _ecKeyId = Guid.NewGuid().ToString("N");
     private ServerFixture _server = null!;
 
     public string ClientId { get; private set; } = null!;
@@ -307,12 +311,18 @@ public sealed class SigningClient
             ["kty"] = "RSA", ["use"] = "sig", ["kid"] = client._keyId,
             ["n"] = Base64UrlEncoder.Encode(key.Modulus!), ["e"] = Base64UrlEncoder.Encode(key.Exponent!),
         };
+        var point = client._ecKey.ExportParameters(false).Q;
+        var ecJwk = new Dictionary<string, string>
+        {
+            ["kty"] = "EC", ["crv"] = "P-256", ["use"] = "sig", ["kid"] = client._ecKeyId,
+            ["x"] = Base64UrlEncoder.Encode(point.X!), ["y"] = Base64UrlEncoder.Encode(point.Y!),
+        };
         var created = await server.CreateClientAsync(c =>
         {
             c.ClientId = Unique.Name("pkj");
             c.TokenEndpointAuthMethod = "private_key_jwt";
             c.GrantTypes = ["client_credentials"];
-            c.Jwks = JsonSerializer.SerializeToElement(new { keys = new[] { jwk } });
+            c.Jwks = JsonSerializer.SerializeToElement(new { keys = new[] { jwk, ecJwk } });
             configure?.Invoke(c);
         });
         client.ClientId = created.ClientId;
@@ -358,20 +368,28 @@ public sealed class SigningClient
         return Sign(headerMembers, claims);
     }
 
-    /// <summary>A JWS of the members given, signed with the client's key by the header's alg (RS256 or PS256); "none" leaves it unsigned.</summary>
+    /// <summary>
+    /// A JWS of the members given, signed by the header's alg: RS256 or PS256 with the client's RSA key, ES256 with its P-256
+    /// key (whose kid then replaces the RSA key's); "none" leaves it unsigned.
+    /// </summary>
     private string Sign(Dictionary<string, object> header, Dictionary<string, object> claims)
     {
-        var signed = $"{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(header))}.{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(claims))}";
-        var padding = header["alg"] switch
+        if (header["alg"] is "ES256" && header.TryGetValue("kid", out var kid) && (string)kid == _keyId)
         {
-            "RS256" => RSASignaturePadding.Pkcs1,
-            "PS256" => RSASignaturePadding.Pss,
+            header["kid"] = _ecKeyId;
+        }
+
+        var signed = $"{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(header))}.{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(claims))}";
+        var input = Encoding.ASCII.GetBytes(signed);
+        byte[]? signature = header["alg"] switch
+        {
+            "RS256" => _key.SignData(input, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1),
+            "PS256" => _key.SignData(input, HashAlgorithmName.SHA256, RSASignaturePadding.Pss),
+            "ES256" => _ecKey.SignData(input, HashAlgorithmName.SHA256), // IEEE P1363 (r || s), as JWS wants
             "none" => null,
             var alg => throw new ArgumentException($"Cannot sign with {alg}."),
         };
-        return padding is null
-            ? $"{signed}."
-            : $"{signed}.{Base64UrlEncoder.Encode(_key.SignData(Encoding.ASCII.GetBytes(signed), HashAlgorithmName.SHA256, padding))}";
+        return signature is null ? $"{signed}." : $"{signed}.{Base64UrlEncoder.Encode(signature)}";
     }
 }
 
