@@ -130,6 +130,35 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     }
 
     /// <summary>
+    /// An application's sign-up button (prompt=create) shows the registration page, which offers the providers that
+    /// create accounts (not "partner", which does not); signing up with one is signing in with it, and the new account
+    /// goes back to the application.
+    /// </summary>
+    [SkippableFact]
+    public async Task The_registration_page_offers_the_providers_that_create_accounts_and_signs_up_with_one()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await Server.CreatePublicClientAsync("openid profile");
+        var browser = servers.CreateBrowser();
+        var pkce = Pkce.Create();
+
+        var register = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid profile", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "create" }), OAuth.IsApp);
+
+        Assert.Equal("/account/register", register.Uri.AbsolutePath);
+        var offered = register.Document.QuerySelectorAll("#external-sign-up button[name=provider]").Select(b => b.GetAttribute("value")).ToList();
+        Assert.Equal(["down", "provider"], offered.Order());
+        var atProvider = await browser.SubmitAsync(register, selector: "#external-sign-up", button: "button[value=provider]", stopAt: OAuth.IsApp);
+        var back = await CompleteAtProviderAsync(browser, atProvider, person);
+
+        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
+        var tokens = await OAuth.RedeemAsync(Server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce);
+        var user = await FindByLoginAsync("provider", person.Id);
+        Assert.NotNull(user);
+        Assert.Equal(user.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
+    }
+
+    /// <summary>
     /// An administrator sees the provider accounts a user signs in with (page and API) and disconnects one: every
     /// session of the user ends, and the audit log says who did it.
     /// </summary>

@@ -20,6 +20,7 @@ public sealed class RegisterModel(
     AccountSessions sessions,
     LoginHints loginHints,
     AccountEmails emails,
+    External.ExternalProviders externalProviders,
     IOptions<AccountsOptions> accounts,
     IOptions<IdentityOptions> identity,
     ILogger<RegisterModel> logger) : PageModel
@@ -31,6 +32,13 @@ public sealed class RegisterModel(
     public string? ReturnUrl { get; set; }
 
     public int RequiredLength => identity.Value.Password.RequiredLength;
+
+    /// <summary>
+    /// The other OpenID Connect providers a new account may come from (those that create accounts): signing up with one
+    /// is signing in with it, which the login page starts.
+    /// </summary>
+    public IReadOnlyList<External.ExternalProvider> SignUpProviders =>
+        [.. externalProviders.All.Where(p => p.CreateAccounts ?? accounts.Value.AllowRegistration)];
 
     public IActionResult OnGet()
     {
