@@ -575,6 +575,36 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     }
 
     /// <summary>
+    /// Signing up (prompt=create) with a provider where the person is signed in already: the provider answers from its
+    /// session, older than the request, and the new account still goes back to the application (it signed in here after
+    /// the request sent it to the registration page), instead of being sent round again.
+    /// </summary>
+    [SkippableFact]
+    public async Task Signing_up_through_an_older_provider_session_goes_back_to_the_application()
+    {
+        Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
+        await using var provider = ProviderSignedInBefore(TimeSpan.FromMinutes(10));
+        await using var factory = ServerOf(provider);
+        var server = new AttachedServer(factory, Server.Provider);
+        var browser = servers.CreateBrowser(factory, provider);
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await server.CreatePublicClientAsync("openid");
+        var pkce = Pkce.Create();
+
+        var register = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, app.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "create" }), OAuth.IsApp);
+        Assert.Equal("/account/register", register.Uri.AbsolutePath);
+        var atProvider = await browser.SubmitAsync(register, selector: "#external-sign-up", button: "button[value=provider]", stopAt: OAuth.IsApp);
+        var back = await CompleteAtProviderAsync(browser, atProvider, person);
+
+        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
+        var tokens = await OAuth.RedeemAsync(server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce);
+        var idToken = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+        // The identity token still says when the person signed in at the provider.
+        Assert.True(DateTimeOffset.UtcNow.ToUnixTimeSeconds() - idToken.GetProperty("auth_time").GetInt64() >= 500, idToken.ToString());
+    }
+
+    /// <summary>
     /// A provider whose clock is a little behind (within the minute allowed): its fresh sign-in counts as now, so the
     /// application asking for <c>prompt=login</c> gets its code instead of sending the person round again.
     /// </summary>

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.WebUtilities;
 
@@ -198,6 +199,30 @@ public abstract class PromptCreateTests<TFixture>(TFixture fixture) where TFixtu
         var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, Pkce.Create(), extra: Create), OAuth.IsApp);
 
         Assert.Equal("/account/register", page.Uri.AbsolutePath);
+    }
+
+    /// <summary>
+    /// Going on from the registration page to the request (its return URL, marked as sent there) without signing up or
+    /// in is no way past it: the session's sign-in is older than the mark. The server's clock moves on between the two,
+    /// as the mark counts in whole seconds.
+    /// </summary>
+    [SkippableFact]
+    public async Task Going_on_to_the_request_without_signing_in_since_shows_the_registration_page_again()
+    {
+        var clock = new Keys.TestClock(DateTimeOffset.UtcNow);
+        await using var factory = fixture.StartServer(RegistrationOn, testServices: services => services.AddSingleton<TimeProvider>(clock));
+        var server = new AttachedServer(factory, fixture.Provider);
+        var client = await server.CreatePublicClientAsync(Scope);
+        var browser = server.CreateBrowser();
+        await OAuth.AuthorizeAsync(browser, await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, Pkce.Create()), await server.CreateUserAsync());
+        clock.Advance(TimeSpan.FromSeconds(5));
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, Scope, Pkce.Create(), extra: Create), OAuth.IsApp);
+        Assert.Equal("/account/register", page.Uri.AbsolutePath);
+
+        var returnUrl = Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(page.Uri.Query)["returnUrl"].ToString();
+        var again = await browser.NavigateAsync(new Uri(page.Uri, returnUrl).AbsoluteUri, OAuth.IsApp);
+
+        Assert.Equal("/account/register", again.Uri.AbsolutePath);
     }
 
     /// <summary>With registration off (the default) there is nowhere to send the user: not offered, and refused to the app.</summary>

@@ -56,9 +56,11 @@ public abstract class ServerFixture : IAsyncLifetime
 
     /// <summary>
     /// A new server on the same database (a restart, or a second instance), in <paramref name="environment"/>.
-    /// If it fails to start, it is disposed and the start-up exception is thrown.
+    /// If it fails to start, it is disposed and the start-up exception is thrown. <paramref name="testServices"/> replace
+    /// services after the fixture's own (<see cref="TestServices"/>), for this server only (a test clock).
     /// </summary>
-    public TestServerFactory StartServer(IReadOnlyDictionary<string, string?>? extra = null, string environment = "Testing")
+    public TestServerFactory StartServer(IReadOnlyDictionary<string, string?>? extra = null, string environment = "Testing",
+        Action<IServiceCollection>? testServices = null)
     {
         var settings = new Dictionary<string, string?>(Settings);
         foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
@@ -66,7 +68,11 @@ public abstract class ServerFixture : IAsyncLifetime
             settings[key] = value;
         }
 
-        var factory = new TestServerFactory(settings, environment, TestServices);
+        var factory = new TestServerFactory(settings, environment, testServices is null ? TestServices : services =>
+        {
+            TestServices?.Invoke(services);
+            testServices(services);
+        });
         try
         {
             _ = factory.Server; // starts the host: migrations, keys, seed

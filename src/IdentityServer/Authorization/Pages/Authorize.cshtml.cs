@@ -41,6 +41,7 @@ public sealed class AuthorizeModel(
     TimeProvider clock,
     IOptionsMonitor<OpenIddictServerOptions> serverOptions,
     Logout.SessionClients sessionClients,
+    UserSessions sessionRows,
     ILogger<AuthorizeModel> logger) : PageModel
 {
     private const string DecisionField = "consent_decision";
@@ -106,7 +107,7 @@ public sealed class AuthorizeModel(
         // prompt=create: the registration page first, even for a user signed in already (the app asked for a new
         // account), then this request again; it goes on once someone signed in after being sent there (the new account,
         // or a user who chose to sign in instead, aiming for the level acr_values asks), else it goes there again.
-        if (request.HasPromptValue(PromptCreate.Value) && !(session.Succeeded && SignedInSinceSentToSignIn(session.Principal!)))
+        if (request.HasPromptValue(PromptCreate.Value) && !(session.Succeeded && await SignedInHereSinceSentToSignInAsync(session.Principal!)))
         {
             return Redirect("~/account/register?returnUrl=" + Uri.EscapeDataString(ReturnUrlForSignIn(AuthenticationLevels.Target(RequestedLevels(request)))));
         }
@@ -228,6 +229,28 @@ public sealed class AuthorizeModel(
     /// <summary>Whether the user signed in after this very request sent them to the login page.</summary>
     private bool SignedInSinceSentToSignIn(System.Security.Claims.ClaimsPrincipal session) =>
         signInMarker.Read(RequestParameters()) is { } sentToSignInAt && SessionClaims.GetAuthenticationTime(session) >= sentToSignInAt;
+
+    /// <summary>
+    /// Whether the user signed in here after this very request sent them to sign up (prompt=create): by the session's own
+    /// record of its last sign-in, as <c>auth_time</c> is when another provider says they signed in there, which may be
+    /// before the request (the provider answered from its session; the account is new here all the same).
+    /// </summary>
+    private async Task<bool> SignedInHereSinceSentToSignInAsync(System.Security.Claims.ClaimsPrincipal session)
+    {
+        if (signInMarker.Read(RequestParameters()) is not { } sentToSignInAt)
+        {
+            return false;
+        }
+
+        if (SessionClaims.GetAuthenticationTime(session) >= sentToSignInAt)
+        {
+            return true;
+        }
+
+        return users.GetUserId(session) is { } userId && SessionClaims.GetSessionId(session) is { } sessionId
+            && await sessionRows.FindAsync(userId, sessionId, HttpContext.RequestAborted) is { } row
+            && new DateTimeOffset(row.SignedInAt, TimeSpan.Zero) >= sentToSignInAt;
+    }
 
     /// <summary>
     /// The subject of the request's id_token_hint, once OpenIddict validated it (signature, issuer; not its lifetime);
