@@ -44,6 +44,13 @@ public static class RequestObjects
     private static readonly FrozenSet<string> KeptFromOutside = FrozenSet.Create(StringComparer.Ordinal,
         Parameters.ClientId, Parameters.ClientSecret, Parameters.ClientAssertion, Parameters.ClientAssertionType);
 
+    /// <summary>Members a request object must not hold: another request, or the client's credentials, which go beside it.</summary>
+    private static readonly FrozenSet<string> NotInside = FrozenSet.Create(StringComparer.Ordinal,
+        Parameters.Request, Parameters.RequestUri, Parameters.ClientSecret, Parameters.ClientAssertion, Parameters.ClientAssertionType);
+
+    /// <summary>The clock difference allowed between the client and this server for the request object's dates.</summary>
+    public static readonly TimeSpan ClockSkew = TimeSpan.FromMinutes(1);
+
     /// <summary>The JWT's own claims: they describe the request object, they are not parameters of the request.</summary>
     private static readonly FrozenSet<string> JwtClaims = FrozenSet.Create(StringComparer.Ordinal,
         Claims.Issuer, Claims.Audience, Claims.ExpiresAt, Claims.NotBefore, Claims.IssuedAt, Claims.JwtId);
@@ -124,22 +131,35 @@ public static class RequestObjects
             }
 
             var issuer = context.Options.Issuer ?? context.BaseUri;
-            var (token, problem) = await VerifyAsync(request.Request, request.ClientId, signingKeys, issuer);
-            var parameters = problem is null ? ParametersOf(token!, request.ClientId, out problem) : null;
-            if (problem is not null)
+            var (payload, problem) = await VerifyAsync(request.Request, signingKeys, issuer);
+            using (payload)
             {
-                Refuse(context, Errors.InvalidRequestObject, problem);
-                return;
-            }
+                var parameters = payload is null ? null : ParametersOf(payload.RootElement, request.ClientId, out problem);
+                if (parameters is null)
+                {
+                    Refuse(context, Errors.InvalidRequestObject, problem!);
+                    return;
+                }
 
-            foreach (var name in request.GetParameters().Select(p => p.Key).Where(name => !KeptFromOutside.Contains(name)).ToList())
-            {
-                request.RemoveParameter(name);
-            }
+                // Outside its lifetime, the request object is still the client's own: its parameters take the outer ones'
+                // place before it is refused, so that the refusal goes to its redirect_uri, with its state (a request
+                // object that expired while the person signed in, say).
+                var outsideLifetime = LifetimeProblem(payload!.RootElement);
+                foreach (var name in request.GetParameters().Select(p => p.Key).Where(name => !KeptFromOutside.Contains(name)).ToList())
+                {
+                    request.RemoveParameter(name);
+                }
 
-            foreach (var (name, value) in parameters!)
-            {
-                request.SetParameter(name, value);
+                foreach (var (name, value) in parameters)
+                {
+                    request.SetParameter(name, value);
+                }
+
+                if (outsideLifetime is not null)
+                {
+                    Refuse(context, Errors.InvalidRequestObject, outsideLifetime);
+                    return;
+                }
             }
 
             logger.LogDebug("{Endpoint} request of {ClientId} read from its request object", context.EndpointType, request.ClientId);
@@ -153,11 +173,11 @@ public static class RequestObjects
         }
 
         /// <summary>
-        /// The request object, verified: signed by one of the client's keys with an accepted algorithm, for this server
-        /// (<c>aud</c>), from this client (<c>iss</c> and <c>client_id</c> when present), within its lifetime, which is
-        /// required and at most <see cref="MaxLifetime"/> ahead. Its <c>iss</c> and <c>client_id</c> are checked with its parameters.
+        /// The request object's payload, once verified: a JWS (never <c>none</c>, no critical extensions) signed by one of
+        /// the client's keys with an accepted algorithm, of an accepted <c>typ</c>, for this server (<c>aud</c>). Its client
+        /// (<c>iss</c>, <c>client_id</c>) is checked with its parameters, its lifetime last.
         /// </summary>
-        private async Task<(JsonWebToken? Token, string? Problem)> VerifyAsync(string requestObject, string clientId, IList<SecurityKey> keys, Uri? issuer)
+        private static async Task<(JsonDocument? Payload, string? Problem)> VerifyAsync(string requestObject, IList<SecurityKey> keys, Uri? issuer)
         {
             if (requestObject.Count(c => c == '.') != 2)
             {
@@ -179,16 +199,23 @@ public static class RequestObjects
                 return (null, $"The request object must be signed with one of {string.Join(", ", Algorithms)}.");
             }
 
+            // RFC 7515 4.1.11: extensions the recipient must understand; this server understands none.
+            if (unverified.TryGetHeaderValue<object>("crit", out _))
+            {
+                return (null, "The request object's header has critical extensions ('crit') this server does not understand.");
+            }
+
             var audiences = issuer is null ? [] : new[] { issuer.AbsoluteUri, issuer.AbsoluteUri.TrimEnd('/') };
             var result = await Tokens.ValidateTokenAsync(unverified, new TokenValidationParameters
             {
                 IssuerSigningKeys = keys,
                 TryAllIssuerSigningKeys = true,
                 ValidAlgorithms = Algorithms,
-                ValidateIssuer = false, // checked below, where present: iss is optional in RFC 9101
+                ValidateIssuer = false, // the client, checked with the parameters
                 ValidAudiences = audiences,
                 RequireAudience = true,
-                RequireExpirationTime = true,
+                ValidateLifetime = false, // checked last, against this server's clock (LifetimeProblem)
+                RequireExpirationTime = false,
                 RequireSignedTokens = true,
                 TypeValidator = (type, _, _) => type is null or "" || type.Equals(MediaType, StringComparison.OrdinalIgnoreCase)
                     || type.Equals("application/" + MediaType, StringComparison.OrdinalIgnoreCase) || type.Equals("JWT", StringComparison.OrdinalIgnoreCase)
@@ -199,9 +226,6 @@ public static class RequestObjects
             {
                 return (null, result.Exception switch
                 {
-                    SecurityTokenExpiredException => "The request object has expired.",
-                    SecurityTokenNotYetValidException => "The request object is not valid yet (nbf).",
-                    SecurityTokenNoExpirationException => "The request object must have an 'exp' claim.",
                     SecurityTokenInvalidAudienceException => $"The request object's 'aud' must be this server's issuer, {issuer?.AbsoluteUri}.",
                     SecurityTokenInvalidTypeException => $"The request object's 'typ' must be '{MediaType}' (or 'JWT').",
                     SecurityTokenSignatureKeyNotFoundException or SecurityTokenInvalidSignatureException
@@ -210,34 +234,77 @@ public static class RequestObjects
                 });
             }
 
-            var token = (JsonWebToken)result.SecurityToken;
-            if (token.ValidTo - clock.GetUtcNow().UtcDateTime > MaxLifetime + TokenValidationParameters.DefaultClockSkew)
+            try
             {
-                return (null, $"The request object's 'exp' is more than {MaxLifetime.TotalMinutes} minutes ahead.");
+                // Read again, strictly: the token reader may accept bytes after the payload's object.
+                return (JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(unverified.EncodedPayload)), null);
+            }
+            catch (JsonException)
+            {
+                return (null, "The request object's payload is not a JSON object.");
+            }
+        }
+
+        /// <summary>
+        /// Why the request object is outside its lifetime, by this server's clock give or take <see cref="ClockSkew"/>;
+        /// null when within it. <c>exp</c> is required, at most <see cref="MaxLifetime"/> ahead; <c>nbf</c>, if given, not
+        /// ahead nor more than <see cref="MaxLifetime"/> before <c>exp</c> or now (FAPI 2.0); <c>iat</c>, if given, not ahead.
+        /// </summary>
+        private string? LifetimeProblem(JsonElement payload)
+        {
+            var now = clock.GetUtcNow().ToUnixTimeMilliseconds() / 1000d;
+            var (skew, longest) = (ClockSkew.TotalSeconds, MaxLifetime.TotalSeconds);
+            if (NumericDate(payload, Claims.ExpiresAt) is not { } expires)
+            {
+                return "The request object must have an 'exp' claim (a NumericDate).";
             }
 
-            return (token, null);
+            var notBefore = NumericDate(payload, Claims.NotBefore);
+            return expires < now - skew ? "The request object has expired."
+                : expires > now + longest + skew ? $"The request object's 'exp' is more than {MaxLifetime.TotalMinutes} minutes ahead."
+                : notBefore > now + skew ? "The request object is not valid yet ('nbf')."
+                : notBefore < now - longest - skew || expires - notBefore > longest
+                    ? $"The request object's 'nbf' is more than {MaxLifetime.TotalMinutes} minutes before its 'exp' or now."
+                : NumericDate(payload, Claims.IssuedAt) > now + skew ? "The request object's 'iat' is in the future."
+                : null;
         }
+
+        /// <summary>A NumericDate claim (RFC 7519 2: seconds, possibly fractional), or null when absent or not a number.</summary>
+        private static double? NumericDate(JsonElement payload, string claim) =>
+            payload.TryGetProperty(claim, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetDouble(out var seconds)
+                ? seconds
+                : null;
 
         /// <summary>
         /// The request object's members as request parameters, each as it would have been sent in a query: strings as they
         /// are, numbers and booleans as their JSON text (max_age 60), objects (<c>claims</c>) as JSON; arrays only where a
-        /// parameter may be repeated (resource, audience). Null, with the problem, when one cannot be a parameter or
-        /// names another client.
+        /// parameter may be repeated (resource, audience). Null, with the problem, when one cannot be a parameter, when it
+        /// names another client or none (<c>iss</c> or <c>client_id</c>: RFC 9101 section 5), or holds the client's
+        /// credentials, which are sent beside it (else a request object seen on its way through the browser would
+        /// authenticate a push).
         /// </summary>
-        private static List<(string Name, OpenIddictParameter Value)>? ParametersOf(JsonWebToken token, string clientId, out string? problem)
+        private static List<(string Name, OpenIddictParameter Value)>? ParametersOf(JsonElement payload, string clientId, out string? problem)
         {
             problem = null;
-            using var payload = JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(token.EncodedPayload));
-            var parameters = new List<(string, OpenIddictParameter)>();
-            foreach (var member in payload.RootElement.EnumerateObject())
+            if (payload.ValueKind != JsonValueKind.Object)
             {
-                // Both optional; when present they name the client that sent the request object (RFC 9101 sections 4 and 5).
-                if (member.Name is Claims.Issuer or Parameters.ClientId
-                    && !(member.Value.ValueKind == JsonValueKind.String && member.Value.GetString() == clientId))
+                problem = "The request object's payload is not a JSON object.";
+                return null;
+            }
+
+            var parameters = new List<(string, OpenIddictParameter)>();
+            var namesClient = false;
+            foreach (var member in payload.EnumerateObject())
+            {
+                if (member.Name is Claims.Issuer or Parameters.ClientId)
                 {
-                    problem = $"The request object's '{member.Name}' must be the client_id sent beside it.";
-                    return null;
+                    if (!(member.Value.ValueKind == JsonValueKind.String && member.Value.GetString() == clientId))
+                    {
+                        problem = $"The request object's '{member.Name}' must be the client_id sent beside it.";
+                        return null;
+                    }
+
+                    namesClient = true;
                 }
 
                 if (JwtClaims.Contains(member.Name))
@@ -245,7 +312,7 @@ public static class RequestObjects
                     continue;
                 }
 
-                if (member.Name is Parameters.Request or Parameters.RequestUri)
+                if (NotInside.Contains(member.Name))
                 {
                     problem = $"A request object must not hold '{member.Name}'.";
                     return null;
@@ -265,6 +332,12 @@ public static class RequestObjects
                 }
 
                 parameters.Add((member.Name, value));
+            }
+
+            if (!namesClient)
+            {
+                problem = "The request object must name its client in 'iss' or 'client_id'.";
+                return null;
             }
 
             return parameters;

@@ -70,6 +70,14 @@ public abstract class RequestObjectTests<TFixture>(TFixture server) where TFixtu
     [InlineData("no exp")]
     [InlineData("expired")]
     [InlineData("exp too far")]
+    [InlineData("exp not a date")]
+    [InlineData("nbf ahead")]
+    [InlineData("nbf too old")]
+    [InlineData("iat ahead")]
+    [InlineData("no client named")]
+    [InlineData("client credentials inside")]
+    [InlineData("critical header")]
+    [InlineData("bytes after the payload")]
     [InlineData("another audience")]
     [InlineData("another issuer")]
     [InlineData("another client_id")]
@@ -89,7 +97,17 @@ public abstract class RequestObjectTests<TFixture>(TFixture server) where TFixtu
             "encrypted" => "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d",
             "no exp" => await client.RequestObjectAsync(parameters, payload: p => p.Remove("exp")),
             "expired" => await client.RequestObjectAsync(parameters, payload: p => p["exp"] = now.AddMinutes(-10).ToUnixTimeSeconds()),
-            "exp too far" => await client.RequestObjectAsync(parameters, payload: p => p["exp"] = now.AddHours(2).ToUnixTimeSeconds()),
+            "exp too far" => await client.RequestObjectAsync(parameters, payload: p => p["exp"] = now.AddMinutes(62).ToUnixTimeSeconds()),
+            "exp not a date" => await client.RequestObjectAsync(parameters, payload: p => p["exp"] = "soon"),
+            "nbf ahead" => await client.RequestObjectAsync(parameters, payload: p => p["nbf"] = now.AddMinutes(10).ToUnixTimeSeconds()),
+            "nbf too old" => await client.RequestObjectAsync(parameters, payload: p => p["nbf"] = now.AddHours(-2).ToUnixTimeSeconds()),
+            "iat ahead" => await client.RequestObjectAsync(parameters, payload: p => p["iat"] = now.AddMinutes(10).ToUnixTimeSeconds()),
+            "no client named" => await client.RequestObjectAsync(parameters, payload: p => { p.Remove("iss"); p.Remove("client_id"); }),
+            // Credentials inside would let anyone who saw the request object in the browser push it as the client.
+            "client credentials inside" => await client.RequestObjectAsync(parameters, payload: p =>
+                (p["client_assertion_type"], p["client_assertion"]) = (SigningClient.AssertionType, "an-assertion")),
+            "critical header" => await client.RequestObjectAsync(parameters, header: h => (h["crit"], h["x-unknown"]) = (new[] { "x-unknown" }, 1)),
+            "bytes after the payload" => await ResignedAsync(client, parameters, payload => payload + " x"),
             "another audience" => await client.RequestObjectAsync(parameters, payload: p => p["aud"] = "https://other-server.test/"),
             "another issuer" => await client.RequestObjectAsync(parameters, payload: p => p["iss"] = Unique.Name("other")),
             "another client_id" => await client.RequestObjectAsync(parameters, payload: p => p["client_id"] = Unique.Name("other")),
@@ -139,6 +157,26 @@ public abstract class RequestObjectTests<TFixture>(TFixture server) where TFixtu
             Assert.Equal(HttpStatusCode.BadRequest, page.Status);
             Assert.Contains("invalid_request_object", page.Body);
         }
+    }
+
+    /// <summary>
+    /// A request object that expired (while the person signed in, say) is still the client's own: the refusal goes to its
+    /// redirect_uri with its state, though nothing beside it says where.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_expired_request_object_is_refused_to_its_own_redirect_uri_with_its_state()
+    {
+        var client = await CreateClientAsync();
+        var state = Unique.Name("state");
+        var requestObject = await client.RequestObjectAsync(Parameters(Pkce.Create(), state, Unique.Name("nonce")),
+            payload: p => p["exp"] = DateTimeOffset.UtcNow.AddMinutes(-10).ToUnixTimeSeconds());
+
+        var page = await server.CreateBrowser().NavigateAsync(await AuthorizeUrlAsync(client, new() { ["request"] = requestObject }), OAuth.IsApp);
+
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"{(int)page.Status} at {page.Uri}:\n{page.Body}");
+        var result = OAuth.QueryOf(page.RedirectTarget!);
+        Assert.Equal("invalid_request_object", result["error"]);
+        Assert.Equal(state, result["state"]);
     }
 
     /// <summary>
@@ -230,6 +268,13 @@ public abstract class RequestObjectTests<TFixture>(TFixture server) where TFixtu
         ["code_challenge"] = pkce.Challenge,
         ["code_challenge_method"] = "S256",
     };
+
+    /// <summary>A request object as <see cref="SigningClient.RequestObjectAsync"/> makes it, its payload's JSON text changed and signed again.</summary>
+    private static async Task<string> ResignedAsync(SigningClient client, Dictionary<string, object> parameters, Func<string, string> edit)
+    {
+        var parts = (await client.RequestObjectAsync(parameters)).Split('.');
+        return client.SignJson(Base64UrlEncoder.Decode(parts[0]), edit(Base64UrlEncoder.Decode(parts[1])));
+    }
 
     /// <summary>The request object with one character of its payload changed: its signature no longer matches.</summary>
     private static string Tamper(string jwt)

@@ -379,9 +379,16 @@ public sealed class SigningClient
             header["kid"] = _ecKeyId;
         }
 
-        var signed = $"{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(header))}.{Base64UrlEncoder.Encode(JsonSerializer.SerializeToUtf8Bytes(claims))}";
+        return SignJson(JsonSerializer.Serialize(header), JsonSerializer.Serialize(claims));
+    }
+
+    /// <summary>A JWS of a header and payload given as they are (any JSON, or not JSON at all), signed as <see cref="Sign"/> does.</summary>
+    public string SignJson(string headerJson, string payloadJson)
+    {
+        var header = JsonSerializer.Deserialize<Dictionary<string, object>>(headerJson)!;
+        var signed = $"{Base64UrlEncoder.Encode(headerJson)}.{Base64UrlEncoder.Encode(payloadJson)}";
         var input = Encoding.ASCII.GetBytes(signed);
-        byte[]? signature = header["alg"] switch
+        byte[]? signature = header["alg"].ToString() switch
         {
             "RS256" => _key.SignData(input, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1),
             "PS256" => _key.SignData(input, HashAlgorithmName.SHA256, RSASignaturePadding.Pss),
