@@ -67,6 +67,26 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal(HttpStatusCode.OK, introspection.StatusCode);
     }
 
+    /// <summary>A private_key_jwt client registers its keys and that it signs every authorization request (RFC 9101 10.5).</summary>
+    [SkippableFact]
+    public async Task A_client_with_keys_registers_that_its_requests_must_be_signed()
+    {
+        using var key = System.Security.Cryptography.RSA.Create(2048);
+        var publicKey = key.ExportParameters(false);
+        var registered = await (await RegisterAsync(new
+        {
+            redirect_uris = new[] { "https://app.test/callback" }, token_endpoint_auth_method = "private_key_jwt",
+            jwks = new { keys = new[] { new { kty = "RSA", n = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(publicKey.Modulus),
+                e = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(publicKey.Exponent) } } },
+            require_signed_request_object = true,
+        })).ExpectAsync(HttpStatusCode.Created);
+
+        Assert.True(registered.GetProperty("require_signed_request_object").GetBoolean(), registered.ToString());
+        var unsigned = await server.CreateBrowser().NavigateAsync(await OAuth.AuthorizeUrlAsync(server, registered.GetProperty("client_id").GetString()!,
+            "openid", Pkce.Create()), OAuth.IsApp);
+        Assert.Contains("request object", unsigned.Body);
+    }
+
     [SkippableTheory]
     [InlineData("""{"redirect_uris":["https://app.test/callback"],"grant_types":["client_credentials"]}""", "invalid_client_metadata")]
     [InlineData("""{"redirect_uris":["https://app.test/callback"],"scope":"openid admin"}""", "invalid_client_metadata")]
