@@ -113,6 +113,12 @@ public static class ClientDescriptorMapper
             {
                 descriptor.Requirements.Add(Requirements.Features.ProofKeyForCodeExchange);
             }
+
+            // OpenIddict's own per-client requirement: the authorization endpoint then takes pushed requests only.
+            if (client.RequirePushedAuthorizationRequests == true)
+            {
+                descriptor.Requirements.Add(Requirements.Features.PushedAuthorizationRequests);
+            }
         }
 
         if (grants.Contains(GrantTypes.RefreshToken))
@@ -179,6 +185,7 @@ public static class ClientDescriptorMapper
             AudienceAliases = AudienceAliasesOf(descriptor.Properties) is { Count: > 0 } aliases ? [.. aliases] : null,
             DpopBoundAccessTokens = DpopBoundAccessTokensOf(descriptor.Properties) ? true : null,
             RequireSignedRequestObject = RequireSignedRequestObjectOf(descriptor.Properties) ? true : null,
+            RequirePushedAuthorizationRequests = descriptor.Requirements.Contains(Requirements.Features.PushedAuthorizationRequests) ? true : null,
             AccessTokenLifetime = (int?)LifetimeOf(descriptor.Settings, Settings.TokenLifetimes.AccessToken)?.TotalSeconds,
             RefreshTokenLifetime = (int?)LifetimeOf(descriptor.Settings, Settings.TokenLifetimes.RefreshToken)?.TotalSeconds,
         };

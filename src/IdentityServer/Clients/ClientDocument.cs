@@ -8,7 +8,7 @@ namespace IdentityServer.Clients;
 /// registration metadata names of RFC 7591 section 2, plus <c>consent_type</c>, <c>application_type</c>,
 /// <c>require_pkce</c> and <c>audience_aliases</c>, the logout names of OpenID Connect Back-Channel Logout 1.0 section
 /// 2.2 and Front-Channel Logout 1.0 section 2, and <c>dpop_bound_access_tokens</c> of RFC 9449 section 5.2 and <c>require_signed_request_object</c> of RFC 9101
-/// section 10.5.
+/// section 10.5 and <c>require_pushed_authorization_requests</c> of RFC 9126 section 6.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class ClientDocument
@@ -99,6 +99,14 @@ public sealed class ClientDocument
     /// </summary>
     [JsonPropertyName("require_signed_request_object")]
     public bool? RequireSignedRequestObject { get; set; }
+
+    /// <summary>
+    /// Whether this client must push every authorization request first (RFC 9126 section 6), so that none travels in the
+    /// browser's address bar; the authorization endpoint then takes only a pushed request's <c>request_uri</c>. False
+    /// when absent: the client may push or not.
+    /// </summary>
+    [JsonPropertyName("require_pushed_authorization_requests")]
+    public bool? RequirePushedAuthorizationRequests { get; set; }
 
     /// <summary>
     /// How long this client's access tokens live, in seconds (a sensitive API's callers with 5-minute tokens, say), up to

@@ -120,6 +120,11 @@ public static class ClientDocumentValidator
             Metadata("require_signed_request_object", "needs the client's public keys to verify its request objects with: token_endpoint_auth_method 'private_key_jwt' and 'jwks'.");
         }
 
+        if (client.RequirePushedAuthorizationRequests == true && !client.GrantTypes.Contains(GrantTypes.AuthorizationCode))
+        {
+            Metadata("require_pushed_authorization_requests", "is for the authorization code flow: it needs the authorization_code grant.");
+        }
+
         if (client.GrantTypes.Count == 0)
         {
             Metadata("grant_types", "at least one grant type is required.");

@@ -69,6 +69,9 @@ public sealed class RegistrationRequest
     [JsonPropertyName("require_signed_request_object")]
     public bool? RequireSignedRequestObject { get; set; }
 
+    [JsonPropertyName("require_pushed_authorization_requests")]
+    public bool? RequirePushedAuthorizationRequests { get; set; }
+
     /// <summary>
     /// The client document to register under <paramref name="clientId"/>, or why the request asks for something a
     /// registered client may not have: RFC 7591's defaults (the code grant, <c>client_secret_basic</c>), the allowed
@@ -126,6 +129,7 @@ public sealed class RegistrationRequest
             FrontChannelLogoutSessionRequired = FrontChannelLogoutSessionRequired,
             DpopBoundAccessTokens = DpopBoundAccessTokens,
             RequireSignedRequestObject = RequireSignedRequestObject,
+            RequirePushedAuthorizationRequests = RequirePushedAuthorizationRequests,
         }, null);
     }
 }

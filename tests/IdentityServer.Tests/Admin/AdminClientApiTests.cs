@@ -154,6 +154,29 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.False(replaced.TryGetProperty("dpop_bound_access_tokens", out _), replaced.ToString());
     }
 
+    /// <summary>
+    /// <c>require_pushed_authorization_requests</c> reads back as sent, a replace without it turns it off, and it needs
+    /// the code flow.
+    /// </summary>
+    [SkippableFact]
+    public async Task Require_pushed_authorization_requests_reads_back_and_needs_the_code_flow()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("par");
+        var document = new { client_id = clientId, grant_types = new[] { "authorization_code" }, redirect_uris = new[] { "https://app.test/callback" },
+            require_pushed_authorization_requests = true };
+        await (await admin.PostJsonAsync(ClientsUrl, Json(document))).ExpectAsync(HttpStatusCode.Created);
+
+        var read = await (await admin.GetAsync(Path(ClientsUrl, clientId))).ExpectAsync(HttpStatusCode.OK);
+        Assert.True(read.GetProperty("require_pushed_authorization_requests").GetBoolean(), read.ToString());
+        await (await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(document with { require_pushed_authorization_requests = false }))).ExpectAsync(HttpStatusCode.OK);
+        Assert.False((await (await admin.GetAsync(Path(ClientsUrl, clientId))).ExpectAsync(HttpStatusCode.OK))
+            .TryGetProperty("require_pushed_authorization_requests", out _));
+
+        await (await admin.PostJsonAsync(ClientsUrl, Json(new { client_id = Unique.Name("par"), grant_types = new[] { "client_credentials" },
+            require_pushed_authorization_requests = true }))).ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_client_metadata", "require_pushed_authorization_requests");
+    }
+
     /// <summary>An API's audience aliases read back as sent, and a replace without them removes them.</summary>
     [SkippableFact]
     public async Task An_apis_audience_aliases_read_back_and_a_replace_without_them_removes_them()

@@ -126,6 +126,35 @@ public abstract class PushedAuthorizationTests<TFixture>(TFixture server) where 
         await OAuth.RedeemAsync(server, client, result["code"], pkce);
     }
 
+    /// <summary>
+    /// A client registered with require_pushed_authorization_requests (RFC 9126 section 6): a request in the address bar
+    /// is refused (back to the client, its redirect URI being registered), a pushed one goes through.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_client_that_must_push_is_refused_a_request_in_the_address_bar_and_served_a_pushed_one()
+    {
+        var client = await server.CreateClientAsync(c =>
+        {
+            c.TokenEndpointAuthMethod = "none";
+            c.GrantTypes = ["authorization_code"];
+            c.RedirectUris = [OAuth.AppRedirectUri];
+            c.Scope = "openid";
+            c.ConsentType = "implicit";
+            c.RequirePushedAuthorizationRequests = true;
+        });
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+
+        var refused = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create()), OAuth.IsApp);
+        Assert.True(refused.RedirectTarget is not null && OAuth.IsApp(refused.RedirectTarget), $"{(int)refused.Status} at {refused.Uri}:\n{refused.Body}");
+        Assert.Equal("invalid_request", OAuth.QueryOf(refused.RedirectTarget!)["error"]);
+
+        var pkce = Pkce.Create();
+        var requestUri = await OAuth.PushAsync(server, client.ClientId, Request(pkce, "openid", Unique.Name("state"), Unique.Name("nonce")));
+        var result = await OAuth.AuthorizeAsync(browser, await AuthorizeUrlAsync(client, requestUri), user);
+        await OAuth.RedeemAsync(server, client, result["code"], pkce);
+    }
+
     [SkippableFact]
     public async Task A_pushed_request_with_an_unregistered_redirect_uri_is_refused_at_the_push()
     {

@@ -48,6 +48,9 @@ public sealed class ClientForm
     /// <summary>Every authorization request must be a signed request object (<c>require_signed_request_object</c>).</summary>
     public bool RequireSignedRequestObject { get; set; }
 
+    /// <summary>Every authorization request must be pushed first (<c>require_pushed_authorization_requests</c>).</summary>
+    public bool RequirePushedAuthorizationRequests { get; set; }
+
     /// <summary>The client's own access token lifetime in seconds (<c>access_token_lifetime</c>); empty for the server's.</summary>
     public int? AccessTokenLifetime { get; set; }
 
@@ -86,6 +89,7 @@ public sealed class ClientForm
         ["audience_aliases"] = nameof(AudienceAliases),
         ["dpop_bound_access_tokens"] = nameof(DpopBoundAccessTokens),
         ["require_signed_request_object"] = nameof(RequireSignedRequestObject),
+        ["require_pushed_authorization_requests"] = nameof(RequirePushedAuthorizationRequests),
         ["access_token_lifetime"] = nameof(AccessTokenLifetime),
         ["refresh_token_lifetime"] = nameof(RefreshTokenLifetime),
     };
@@ -110,6 +114,7 @@ public sealed class ClientForm
         AudienceAliases = AdminHtml.Lines(document.AudienceAliases ?? []),
         DpopBoundAccessTokens = document.DpopBoundAccessTokens == true,
         RequireSignedRequestObject = document.RequireSignedRequestObject == true,
+        RequirePushedAuthorizationRequests = document.RequirePushedAuthorizationRequests == true,
         AccessTokenLifetime = document.AccessTokenLifetime,
         RefreshTokenLifetime = document.RefreshTokenLifetime,
         ETag = etag,
@@ -152,6 +157,7 @@ public sealed class ClientForm
             AudienceAliases = AdminHtml.SplitLines(AudienceAliases) is { Count: > 0 } aliases ? aliases : null,
             DpopBoundAccessTokens = DpopBoundAccessTokens ? true : null,
             RequireSignedRequestObject = RequireSignedRequestObject ? true : null,
+            RequirePushedAuthorizationRequests = RequirePushedAuthorizationRequests ? true : null,
             AccessTokenLifetime = AccessTokenLifetime,
             RefreshTokenLifetime = RefreshTokenLifetime,
         }, null);
