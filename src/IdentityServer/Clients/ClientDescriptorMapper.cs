@@ -34,6 +34,9 @@ public static class ClientDescriptorMapper
     /// </summary>
     public const string RegistrationAccessTokenHashProperty = "registration_access_token_sha256";
 
+    /// <summary>Where the client publishes its keys, when it registered them by reference rather than inline.</summary>
+    public const string JwksUriProperty = "jwks_uri";
+
     /// <summary>Present, and true, when every token request of the client must carry a DPoP proof.</summary>
     public const string DpopBoundAccessTokensProperty = "dpop_bound_access_tokens";
 
@@ -65,6 +68,11 @@ public static class ClientDescriptorMapper
         }
 
         descriptor.JsonWebKeySet = client.Jwks is { } jwks ? JsonWebKeySet.Create(jwks.GetRawText()) : null;
+        descriptor.Properties.Remove(JwksUriProperty);
+        if (!string.IsNullOrEmpty(client.JwksUri))
+        {
+            descriptor.Properties[JwksUriProperty] = JsonSerializer.SerializeToElement(client.JwksUri);
+        }
         descriptor.Properties[AuthMethodProperty] = JsonSerializer.SerializeToElement(method);
         StoreLogoutUri(descriptor, BackChannelLogoutUriProperty, BackChannelLogoutSessionRequiredProperty, client.BackChannelLogoutUri,
             client.BackChannelLogoutSessionRequired);
@@ -174,6 +182,7 @@ public static class ClientDescriptorMapper
             ConsentType = descriptor.ConsentType ?? ConsentTypes.Explicit,
             ApplicationType = descriptor.ApplicationType ?? ApplicationTypes.Web,
             Jwks = descriptor.JsonWebKeySet is { } jwks ? PublicJwks(jwks) : null,
+            JwksUri = JwksUriOf(descriptor.Properties),
             BackChannelLogoutUri = backChannelLogoutUri,
             BackChannelLogoutSessionRequired = SessionRequiredOf(descriptor.Properties, BackChannelLogoutSessionRequiredProperty, backChannelLogoutUri),
             FrontChannelLogoutUri = frontChannelLogoutUri,
@@ -248,6 +257,9 @@ public static class ClientDescriptorMapper
     private static bool FlagOf(IReadOnlyDictionary<string, JsonElement> properties, string property) =>
         properties.TryGetValue(property, out var flag) && flag.ValueKind == JsonValueKind.True;
 
+    /// <summary>The client's <c>jwks_uri</c>, from its stored properties; null when its keys are inline or it has none.</summary>
+    public static string? JwksUriOf(IReadOnlyDictionary<string, JsonElement> properties) => StringOf(properties, JwksUriProperty);
+
     /// <summary>The client's back-channel logout URI, from its stored properties; null when it has none.</summary>
     public static string? BackChannelLogoutUriOf(IReadOnlyDictionary<string, JsonElement> properties) => StringOf(properties, BackChannelLogoutUriProperty);
 
@@ -275,7 +287,7 @@ public static class ClientDescriptorMapper
         properties.TryGetValue(name, out var value) && value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text ? text : null;
 
     private static string AuthMethodOf(OpenIddictApplicationDescriptor descriptor) =>
-        AuthMethodOf(StoredAuthMethodOf(descriptor.Properties), descriptor.ClientType, descriptor.JsonWebKeySet is not null);
+        AuthMethodOf(StoredAuthMethodOf(descriptor.Properties), descriptor.ClientType, descriptor.JsonWebKeySet is not null || JwksUriOf(descriptor.Properties) is not null);
 
     /// <summary>The auth method <see cref="Populate"/> stored in a client's properties, or null.</summary>
     public static string? StoredAuthMethodOf(IReadOnlyDictionary<string, JsonElement> properties) =>

@@ -94,14 +94,25 @@ public static class ClientDocumentValidator
             Metadata("client_secret", "a private_key_jwt client authenticates with its keys (jwks), not a secret.");
         }
 
-        if (!string.IsNullOrEmpty(client.JwksUri))
+        if (client.JwksUri is { } jwksUri)
         {
-            Metadata("jwks_uri", "is not supported; give the client's public keys inline as 'jwks'.");
+            if (method != ClientAuthenticationMethods.PrivateKeyJwt)
+            {
+                Metadata("jwks_uri", "is only used with token_endpoint_auth_method 'private_key_jwt'.");
+            }
+            else if (client.Jwks is not null)
+            {
+                Metadata("jwks_uri", "give the client's keys inline (jwks) or by reference (jwks_uri), not both.");
+            }
+            else if (ServerFetchedUriProblem(jwksUri, isPublic: false) is { } jwksUriProblem)
+            {
+                Metadata("jwks_uri", jwksUriProblem);
+            }
         }
 
-        if (method == ClientAuthenticationMethods.PrivateKeyJwt && client.Jwks is null)
+        if (method == ClientAuthenticationMethods.PrivateKeyJwt && client.Jwks is null && client.JwksUri is null)
         {
-            Metadata("jwks", "is required for token_endpoint_auth_method 'private_key_jwt'.");
+            Metadata("jwks", "is required for token_endpoint_auth_method 'private_key_jwt' (or jwks_uri).");
         }
         else if (client.Jwks is { } jwks)
         {
@@ -115,9 +126,9 @@ public static class ClientDocumentValidator
             }
         }
 
-        if (client.RequireSignedRequestObject == true && (method != ClientAuthenticationMethods.PrivateKeyJwt || client.Jwks is null))
+        if (client.RequireSignedRequestObject == true && (method != ClientAuthenticationMethods.PrivateKeyJwt || (client.Jwks is null && client.JwksUri is null)))
         {
-            Metadata("require_signed_request_object", "needs the client's public keys to verify its request objects with: token_endpoint_auth_method 'private_key_jwt' and 'jwks'.");
+            Metadata("require_signed_request_object", "needs the client's public keys to verify its request objects with: token_endpoint_auth_method 'private_key_jwt' and 'jwks' (or 'jwks_uri').");
         }
 
         if (client.RequirePushedAuthorizationRequests == true && !client.GrantTypes.Contains(GrantTypes.AuthorizationCode))
@@ -197,7 +208,7 @@ public static class ClientDocumentValidator
 
         CheckRedirectUris(client.RedirectUris, "redirect_uris", isNative, errors);
         CheckRedirectUris(client.PostLogoutRedirectUris, "post_logout_redirect_uris", isNative, errors);
-        if (client.BackChannelLogoutUri is { } backChannel && BackChannelLogoutUriProblem(backChannel, isPublic) is { } problem)
+        if (client.BackChannelLogoutUri is { } backChannel && ServerFetchedUriProblem(backChannel, isPublic) is { } problem)
         {
             Metadata("backchannel_logout_uri", $"'{Echo(backChannel)}' {problem}");
         }
@@ -315,11 +326,11 @@ public static class ClientDocumentValidator
     }
 
     /// <summary>
-    /// The server itself posts to it: an absolute https URI without a fragment or user information, at most 2,000
-    /// characters; http only on loopback and only for a confidential client (OpenID Connect Back-Channel Logout 1.0
-    /// section 2.2).
+    /// A URI the server itself contacts (a back-channel logout URI, a jwks_uri): an absolute https URI without a fragment
+    /// or user information, at most 2,000 characters; http only on loopback and only for a confidential client (OpenID
+    /// Connect Back-Channel Logout 1.0 section 2.2).
     /// </summary>
-    private static string? BackChannelLogoutUriProblem(string value, bool isPublic)
+    private static string? ServerFetchedUriProblem(string value, bool isPublic)
     {
         if (value.Length > 2000)
         {
@@ -347,7 +358,7 @@ public static class ClientDocumentValidator
     /// </summary>
     private static string? FrontChannelLogoutUriProblem(string value, bool isPublic, IReadOnlyList<string> redirectUris)
     {
-        if (BackChannelLogoutUriProblem(value, isPublic) is { } problem)
+        if (ServerFetchedUriProblem(value, isPublic) is { } problem)
         {
             return problem;
         }

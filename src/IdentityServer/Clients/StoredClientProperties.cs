@@ -14,9 +14,9 @@ namespace IdentityServer.Clients;
 /// client has a new string.
 /// </summary>
 public sealed record StoredClientProperties(string? AuthMethod, string? BackChannelLogoutUri, string? FrontChannelLogoutUri,
-    IReadOnlyList<string> AudienceAliases, bool DpopBoundAccessTokens, bool RequireSignedRequestObject, bool SelfRegistered)
+    IReadOnlyList<string> AudienceAliases, bool DpopBoundAccessTokens, bool RequireSignedRequestObject, bool SelfRegistered, string? JwksUri)
 {
-    private static readonly StoredClientProperties None = new(null, null, null, [], false, false, false);
+    private static readonly StoredClientProperties None = new(null, null, null, [], false, false, false, null);
 
     private static readonly ConditionalWeakTable<string, StoredClientProperties> Parsed = new();
 
@@ -51,6 +51,6 @@ public sealed record StoredClientProperties(string? AuthMethod, string? BackChan
             ClientDescriptorMapper.BackChannelLogoutUriOf(properties), ClientDescriptorMapper.FrontChannelLogoutUriOf(properties),
             ClientDescriptorMapper.AudienceAliasesOf(properties),
             ClientDescriptorMapper.DpopBoundAccessTokensOf(properties), ClientDescriptorMapper.RequireSignedRequestObjectOf(properties),
-            properties.ContainsKey(ClientDescriptorMapper.RegistrationAccessTokenHashProperty));
+            properties.ContainsKey(ClientDescriptorMapper.RegistrationAccessTokenHashProperty), ClientDescriptorMapper.JwksUriOf(properties));
     }
 }

@@ -26,6 +26,7 @@ public sealed class CachingApplicationManager(
     ApplicationDbContext db,
     SnapshotCache<OpenIddictEntityFrameworkCoreApplication> snapshots,
     SecretVerificationCache verifications,
+    Clients.ClientKeySets keySets,
     IOptions<Authorization.TokenOptions> tokens)
     : OpenIddictApplicationManager<OpenIddictEntityFrameworkCoreApplication>(cache, logger, options, store)
 {
@@ -59,6 +60,48 @@ public sealed class CachingApplicationManager(
     public override async ValueTask<System.Collections.Immutable.ImmutableDictionary<string, string>> GetSettingsAsync(
         OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default) =>
         Clients.ClientDescriptorMapper.CapLifetimes(await base.GetSettingsAsync(application, cancellationToken), tokens.Value);
+
+    /// <summary>
+    /// The client's keys: those registered inline (<c>jwks</c>), or those published at its <c>jwks_uri</c>
+    /// (<see cref="Clients.ClientKeySets"/>). OpenIddict verifies client assertions with them, and so do request objects.
+    /// </summary>
+    public override async ValueTask<Microsoft.IdentityModel.Tokens.JsonWebKeySet?> GetJsonWebKeySetAsync(
+        OpenIddictEntityFrameworkCoreApplication application, CancellationToken cancellationToken = default) =>
+        Clients.StoredClientProperties.Of(application).JwksUri is { } uri
+            ? await keySets.GetAsync(uri, cancellationToken)
+            : await base.GetJsonWebKeySetAsync(application, cancellationToken);
+
+    /// <summary>
+    /// OpenIddict refuses to store a confidential client without a secret or signing keys of its own. A client whose keys
+    /// are at its jwks_uri has them all the same: while it is validated, it holds a stand-in key set
+    /// (<see cref="Clients.ClientKeySets.DeclaredJson"/>), taken off again before it is stored, so storing it neither
+    /// waits on its server nor fails while that server is not up yet.
+    /// </summary>
+    public override async IAsyncEnumerable<System.ComponentModel.DataAnnotations.ValidationResult> ValidateAsync(
+        OpenIddictEntityFrameworkCoreApplication application,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var byReference = string.IsNullOrEmpty(application.JsonWebKeySet) && Clients.StoredClientProperties.Of(application).JwksUri is not null;
+        if (byReference)
+        {
+            application.JsonWebKeySet = Clients.ClientKeySets.DeclaredJson;
+        }
+
+        try
+        {
+            await foreach (var result in base.ValidateAsync(application, cancellationToken))
+            {
+                yield return result;
+            }
+        }
+        finally
+        {
+            if (byReference)
+            {
+                application.JsonWebKeySet = null;
+            }
+        }
+    }
 
     /// <summary>
     /// Forgets every client this request found and its copies of them: the request's transaction was rolled back

@@ -100,7 +100,9 @@ public sealed class RegistrationRequest
                 ? "response_types: only 'code' is supported."
             : ResponseTypes is { Count: > 0 } && !grants.Contains(OidcGrants.AuthorizationCode)
                 ? "response_types: 'code' needs the authorization_code grant."
-            : JwksUri is not null ? "jwks_uri: not supported; send the public keys in jwks."
+            // The server would fetch whatever an anonymous registrant named, as for back-channel logout.
+            : JwksUri is not null && !options.RequireInitialAccessToken && JwksUri != current?.JwksUri
+                ? "jwks_uri: not taken from an open registration (this server would fetch it); send the public keys in jwks, or ask an administrator."
             : null;
         if (problem is not null)
         {
@@ -123,6 +125,7 @@ public sealed class RegistrationRequest
             RefreshTokenLifetime = current?.RefreshTokenLifetime,
             ApplicationType = ApplicationType ?? ApplicationTypes.Web,
             Jwks = Jwks,
+            JwksUri = JwksUri,
             BackChannelLogoutUri = BackChannelLogoutUri,
             BackChannelLogoutSessionRequired = BackChannelLogoutSessionRequired,
             FrontChannelLogoutUri = FrontChannelLogoutUri,

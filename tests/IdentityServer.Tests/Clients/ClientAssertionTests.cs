@@ -302,6 +302,9 @@ public sealed class SigningClient
 
     public string ClientId { get; private set; } = null!;
 
+    /// <summary>The client's public keys as a JSON Web Key Set, as it would publish them at a jwks_uri.</summary>
+    public string PublicJwks { get; private set; } = null!;
+
     public static async Task<SigningClient> CreateAsync(ServerFixture server, Action<ClientDocument>? configure = null)
     {
         var client = new SigningClient { _server = server };
@@ -326,6 +329,7 @@ public sealed class SigningClient
             configure?.Invoke(c);
         });
         client.ClientId = created.ClientId;
+        client.PublicJwks = JsonSerializer.Serialize(new { keys = new[] { jwk, ecJwk } });
         return client;
     }
 

@@ -63,6 +63,9 @@ public sealed class ClientForm
     /// <summary>The public keys of a private_key_jwt client, as a JSON Web Key Set.</summary>
     public string? Jwks { get; set; }
 
+    /// <summary>Where the client publishes its public keys, instead of <see cref="Jwks"/> (<c>jwks_uri</c>).</summary>
+    public string? JwksUri { get; set; }
+
     /// <summary>The entity tag the form was loaded with (optimistic concurrency).</summary>
     public string? ETag { get; set; }
 
@@ -85,7 +88,7 @@ public sealed class ClientForm
         ["consent_type"] = nameof(ConsentType),
         ["client_secret"] = nameof(ClientSecret),
         ["jwks"] = nameof(Jwks),
-        ["jwks_uri"] = nameof(Jwks),
+        ["jwks_uri"] = nameof(JwksUri),
         ["audience_aliases"] = nameof(AudienceAliases),
         ["dpop_bound_access_tokens"] = nameof(DpopBoundAccessTokens),
         ["require_signed_request_object"] = nameof(RequireSignedRequestObject),
@@ -111,6 +114,7 @@ public sealed class ClientForm
         Scopes = [.. ClientDescriptorMapper.SplitScopes(document.Scope)],
         ConsentType = document.ConsentType,
         Jwks = document.Jwks is { } jwks ? JsonSerializer.Serialize(jwks, new JsonSerializerOptions { WriteIndented = true }) : null,
+        JwksUri = document.JwksUri,
         AudienceAliases = AdminHtml.Lines(document.AudienceAliases ?? []),
         DpopBoundAccessTokens = document.DpopBoundAccessTokens == true,
         RequireSignedRequestObject = document.RequireSignedRequestObject == true,
@@ -154,6 +158,7 @@ public sealed class ClientForm
             ConsentType = ConsentType,
             ClientSecret = string.IsNullOrEmpty(ClientSecret) ? null : ClientSecret,
             Jwks = jwks,
+            JwksUri = string.IsNullOrWhiteSpace(JwksUri) ? null : JwksUri.Trim(),
             AudienceAliases = AdminHtml.SplitLines(AudienceAliases) is { Count: > 0 } aliases ? aliases : null,
             DpopBoundAccessTokens = DpopBoundAccessTokens ? true : null,
             RequireSignedRequestObject = RequireSignedRequestObject ? true : null,
