@@ -51,7 +51,8 @@ public static class ClientJsonWebKeys
         return problems;
     }
 
-    private static string? KeyProblem(JsonElement key)
+    /// <summary>Why one key cannot verify the client's signatures; null when it can.</summary>
+    public static string? KeyProblem(JsonElement key)
     {
         if (key.ValueKind != JsonValueKind.Object)
         {

@@ -10,9 +10,11 @@ namespace IdentityServer.Clients;
 /// The keys of clients registered with a <c>jwks_uri</c> (RFC 7591 section 2) instead of inline <c>jwks</c>: read from
 /// the client's URI and kept for <see cref="ClientOptions.KeySetRefresh"/>, so the client rotates its keys by publishing
 /// new ones there (ahead of using them) without anyone changing its registration. Every verification of the client's
-/// signatures reads them here (its assertions, its request objects). When the URI cannot be read, the keys read last
-/// keep working (and the URI is tried again after <see cref="RetryAfterFailure"/>); a client never read has none, so
-/// its assertions are refused (invalid_client).
+/// signatures reads them here (its assertions, its request objects). Keys there that cannot verify signatures (an
+/// encryption key) are ignored; a set with none left means the client has no keys now. When the URI cannot be read,
+/// the keys read last keep working for up to <see cref="KeptWhileUnreadable"/> (the URI is tried again after
+/// <see cref="RetryAfterFailure"/>); a client never read has none, so its assertions are refused (invalid_client).
+/// One read per URI at a time: requests that need the keys meanwhile wait for it.
 /// </summary>
 public sealed class ClientKeySets(IHttpClientFactory httpClients, TimeProvider clock, IOptions<ClientOptions> options, ILogger<ClientKeySets> logger)
 {
@@ -42,38 +44,84 @@ public sealed class ClientKeySets(IHttpClientFactory httpClients, TimeProvider c
         });
     }
 
-    private sealed record Entry(JsonWebKeySet? Keys, DateTimeOffset FreshUntil);
+    /// <summary>How long keys read before stand in while the URI cannot be read: a client that removed a key must not wait forever.</summary>
+    public static readonly TimeSpan KeptWhileUnreadable = TimeSpan.FromDays(1);
+
+    /// <summary>Past this many URIs, those not read for a day are forgotten (a registrant could name new ones without end).</summary>
+    private const int MaxEntries = 1000;
+
+    /// <summary>What was read from a URI: its keys (null: none usable yet), when, and until when they are used without reading again.</summary>
+    private sealed record Entry(JsonWebKeySet? Keys, DateTimeOffset ReadAt, DateTimeOffset FreshUntil);
 
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
 
-    /// <summary>The key set published at <paramref name="uri"/>, from memory while fresh; null when it was never read.</summary>
+    /// <summary>The read under way for each URI: requests that need it meanwhile wait for that one instead of reading it again.</summary>
+    private readonly ConcurrentDictionary<string, Lazy<Task<JsonWebKeySet?>>> _reading = new(StringComparer.Ordinal);
+
+    /// <summary>The key set published at <paramref name="uri"/>, from memory while fresh; null when none was ever read.</summary>
     public async Task<JsonWebKeySet?> GetAsync(string uri, CancellationToken ct)
     {
-        var now = clock.GetUtcNow();
-        if (_entries.TryGetValue(uri, out var known) && known.FreshUntil > now)
+        if (_entries.TryGetValue(uri, out var known) && known.FreshUntil > clock.GetUtcNow())
         {
             return known.Keys;
         }
 
-        var (keys, problem) = await ReadAsync(uri, ct);
-        if (keys is not null)
-        {
-            _entries[uri] = new Entry(keys, now + options.Value.KeySetRefresh);
-            logger.LogInformation(ClientKeySetEvents.KeySetRead, "Client keys read from {JwksUri}: {Count} keys", uri, keys.Keys.Count);
-            return keys;
-        }
-
-        logger.LogWarning(ClientKeySetEvents.KeySetUnreadable, "Client keys could not be read from {JwksUri}: {Problem}; {Fallback}", uri, problem,
-            known?.Keys is null ? "the client's signatures are refused until they can" : "the keys read before still count");
-        _entries[uri] = new Entry(known?.Keys, now + RetryAfterFailure);
-        return known?.Keys;
+        var reading = _reading.GetOrAdd(uri, static (key, self) => new Lazy<Task<JsonWebKeySet?>>(() => self.RefreshAsync(key)), this);
+        return await reading.Value.WaitAsync(ct);
     }
 
-    /// <summary>Reads and checks the key set: 200, JSON, at most <see cref="MaxBytes"/>, every key usable (<see cref="ClientJsonWebKeys"/>).</summary>
-    private async Task<(JsonWebKeySet? Keys, string? Problem)> ReadAsync(string uri, CancellationToken ct)
+    /// <summary>
+    /// Reads the URI once for everyone waiting, whoever of them gives up (its own timeout bounds it), and records what it
+    /// found: the usable keys, or on failure the keys read before (up to <see cref="KeptWhileUnreadable"/>), tried again
+    /// after <see cref="RetryAfterFailure"/>.
+    /// </summary>
+    private async Task<JsonWebKeySet?> RefreshAsync(string uri)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(Timeout);
+        try
+        {
+            var now = clock.GetUtcNow();
+            _entries.TryGetValue(uri, out var known);
+            var (keys, ignored, problem) = await ReadAsync(uri);
+            if (keys is not null)
+            {
+                Record(uri, new Entry(keys, now, now + options.Value.KeySetRefresh), now);
+                logger.LogInformation(ClientKeySetEvents.KeySetRead, "Client keys read from {JwksUri}: {Count} keys ({Ignored} not for verifying signatures, ignored)",
+                    uri, keys.Keys.Count, ignored);
+                return keys;
+            }
+
+            var stillValid = known?.Keys is not null && now - known.ReadAt <= KeptWhileUnreadable ? known : null;
+            logger.LogWarning(ClientKeySetEvents.KeySetUnreadable, "Client keys could not be read from {JwksUri}: {Problem}; {Fallback}", uri, problem,
+                stillValid is null ? "the client's signatures are refused until they can" : "the keys read before still count");
+            Record(uri, new Entry(stillValid?.Keys, stillValid?.ReadAt ?? now, now + RetryAfterFailure), now);
+            return stillValid?.Keys;
+        }
+        finally
+        {
+            _reading.TryRemove(uri, out _);
+        }
+    }
+
+    private void Record(string uri, Entry entry, DateTimeOffset now)
+    {
+        _entries[uri] = entry;
+        if (_entries.Count > MaxEntries)
+        {
+            foreach (var (stale, _) in _entries.Where(e => now - e.Value.ReadAt > TimeSpan.FromDays(1)))
+            {
+                _entries.TryRemove(stale, out _);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads the key set: 200, JSON, at most <see cref="MaxBytes"/>. Keys that cannot verify the client's signatures
+    /// (an encryption key, another key type, a malformed or private one: <see cref="ClientJsonWebKeys"/>) are ignored, as
+    /// RFC 7517 section 5 asks; a set left with none is read all the same (the client has no keys now).
+    /// </summary>
+    private async Task<(JsonWebKeySet? Keys, int Ignored, string? Problem)> ReadAsync(string uri)
+    {
+        using var timeout = new CancellationTokenSource(Timeout);
         try
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, uri);
@@ -82,12 +130,12 @@ public sealed class ClientKeySets(IHttpClientFactory httpClients, TimeProvider c
             using var response = await httpClients.CreateClient(HttpClientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
             if (response.StatusCode != System.Net.HttpStatusCode.OK)
             {
-                return (null, $"it answered {(int)response.StatusCode}");
+                return (null, 0, $"it answered {(int)response.StatusCode}");
             }
 
             if (response.Content.Headers.ContentLength > MaxBytes)
             {
-                return (null, $"it is larger than {MaxBytes} bytes");
+                return (null, 0, $"it is larger than {MaxBytes} bytes");
             }
 
             await using var body = await response.Content.ReadAsStreamAsync(timeout.Token);
@@ -101,24 +149,27 @@ public sealed class ClientKeySets(IHttpClientFactory httpClients, TimeProvider c
 
             if (length > MaxBytes)
             {
-                return (null, $"it is larger than {MaxBytes} bytes");
+                return (null, 0, $"it is larger than {MaxBytes} bytes");
             }
 
             using var document = JsonDocument.Parse(buffer.AsMemory(0, length));
-            if (ClientJsonWebKeys.Problems(document.RootElement) is { Count: > 0 } problems)
+            if (document.RootElement.ValueKind != JsonValueKind.Object || !document.RootElement.TryGetProperty("keys", out var keys)
+                || keys.ValueKind != JsonValueKind.Array)
             {
-                return (null, $"{problems[0].Field} {problems[0].Description}");
+                return (null, 0, "it is not a JSON Web Key Set (an object with a 'keys' array)");
             }
 
-            return (JsonWebKeySet.Create(document.RootElement.GetRawText()), null);
+            var usable = keys.EnumerateArray().Where(key => ClientJsonWebKeys.KeyProblem(key) is null).ToList();
+            return (JsonWebKeySet.Create(JsonSerializer.Serialize(new { keys = usable })), keys.GetArrayLength() - usable.Count, null);
         }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        catch (OperationCanceledException)
         {
-            return (null, $"no answer within {Timeout.TotalSeconds} s");
+            return (null, 0, $"no answer within {Timeout.TotalSeconds} s");
         }
-        catch (Exception e) when (e is HttpRequestException or JsonException or ArgumentException or InvalidOperationException)
+        catch (Exception e)
         {
-            return (null, e.GetType().Name + ": " + e.Message);
+            // Whatever the client's server does (a reset connection, a body cut short, a bad certificate): it could not be read.
+            return (null, 0, e.GetType().Name + ": " + e.Message);
         }
     }
 }

@@ -48,9 +48,14 @@ public abstract class ClientKeySetTests<TFixture>(TFixture fixture) where TFixtu
         Assert.Equal(1, keys.Reads);
     }
 
-    /// <summary>The URI answers 503 after a first read: the keys read then still count; a client never read has none.</summary>
-    [SkippableFact]
-    public async Task While_the_jwks_uri_cannot_be_read_the_keys_read_before_still_count()
+    /// <summary>
+    /// The URI cannot be read after a first read (it answers 503, or its answer breaks off as a reset connection does): the
+    /// keys read then still count; a client never read has none.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task While_the_jwks_uri_cannot_be_read_the_keys_read_before_still_count(bool cutShort)
     {
         var (server, keys, factory) = Start(refresh: "00:00:00");
         await using var _ = factory;
@@ -58,7 +63,7 @@ public abstract class ClientKeySetTests<TFixture>(TFixture fixture) where TFixtu
         keys.Json = client.PublicJwks;
         await ExpectTokenAsync(await ClientCredentialsAsync(server, client.ClientId, await client.AssertionAsync()));
 
-        keys.Json = null;
+        (keys.Json, keys.CutShort) = cutShort ? (client.PublicJwks, true) : (null, false);
         var readsBefore = keys.Reads;
         await ExpectTokenAsync(await ClientCredentialsAsync(server, client.ClientId, await client.AssertionAsync()));
         Assert.True(keys.Reads > readsBefore, "The URI was not read again.");
@@ -68,18 +73,75 @@ public abstract class ClientKeySetTests<TFixture>(TFixture fixture) where TFixtu
     }
 
     /// <summary>
-    /// A published set is checked as inline keys are (<see cref="ClientJsonWebKeys"/>): one with a key not for verifying
-    /// (key_ops), which IdentityModel alone would use, is not taken.
+    /// Keys that cannot verify signatures (key_ops without verify here, which IdentityModel alone would use) are ignored,
+    /// as RFC 7517 section 5 asks, and the set's other keys serve.
     /// </summary>
     [SkippableFact]
-    public async Task A_published_set_with_a_key_not_for_verifying_is_not_taken()
+    public async Task A_published_key_not_for_verifying_is_ignored_and_the_others_serve()
     {
         var (server, keys, factory) = Start(refresh: "00:00:00");
         await using var _ = factory;
         var client = await CreateClientAsync(server);
-        keys.Json = client.PublicJwks.Replace("\"use\":\"sig\"", "\"use\":\"sig\",\"key_ops\":[\"encrypt\"]", StringComparison.Ordinal);
+        keys.Json = client.PublicJwks.Replace("\"kty\":\"RSA\",\"use\":\"sig\"", "\"kty\":\"RSA\",\"use\":\"sig\",\"key_ops\":[\"encrypt\"]", StringComparison.Ordinal);
+        Assert.Contains("encrypt", keys.Json);
 
         await ExpectInvalidClientAsync(await ClientCredentialsAsync(server, client.ClientId, await client.AssertionAsync()));
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client.ClientId, await client.AssertionAsync(header: h => h["alg"] = "ES256")));
+    }
+
+    /// <summary>A client that takes its keys down (an empty set) has none: the keys read before no longer count.</summary>
+    [SkippableFact]
+    public async Task Publishing_an_empty_set_takes_the_keys_away()
+    {
+        var (server, keys, factory) = Start(refresh: "00:00:00");
+        await using var _ = factory;
+        var client = await CreateClientAsync(server);
+        keys.Json = client.PublicJwks;
+        await ExpectTokenAsync(await ClientCredentialsAsync(server, client.ClientId, await client.AssertionAsync()));
+
+        keys.Json = """{"keys":[]}""";
+
+        await ExpectInvalidClientAsync(await ClientCredentialsAsync(server, client.ClientId, await client.AssertionAsync()));
+    }
+
+    /// <summary>
+    /// Requests that need the keys while they are being read wait for that read: five at once read the URI once. The
+    /// publisher holds its answer until all five have asked.
+    /// </summary>
+    [SkippableFact]
+    public async Task Requests_needing_the_keys_at_once_share_one_read()
+    {
+        var (_, keys, factory) = Start(refresh: "00:05:00");
+        await using var __ = factory;
+        keys.Json = """{"keys":[]}""";
+        keys.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var keySets = factory.Services.GetRequiredService<ClientKeySets>();
+
+        var waiting = Enumerable.Range(0, 5).Select(_ => keySets.GetAsync(JwksUri, CancellationToken.None)).ToList();
+        keys.Gate.SetResult();
+        await Task.WhenAll(waiting);
+
+        Assert.Equal(1, keys.Reads);
+    }
+
+    /// <summary>Keys read before stand in for a day at most while the URI cannot be read: a removed key does not live on.</summary>
+    [SkippableFact]
+    public async Task Keys_read_before_stand_in_for_a_day_at_most()
+    {
+        var (_, keys, factory) = Start(refresh: "00:00:00");
+        await using var __ = factory;
+        var clock = new Keys.TestClock(DateTimeOffset.UtcNow);
+        var keySets = new ClientKeySets(factory.Services.GetRequiredService<IHttpClientFactory>(), clock,
+            Microsoft.Extensions.Options.Options.Create(new ClientOptions { KeySetRefresh = TimeSpan.Zero }),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<ClientKeySets>.Instance);
+        keys.Json = (await CreateClientAsync(fixture)).PublicJwks;
+        Assert.NotNull(await keySets.GetAsync(JwksUri, CancellationToken.None));
+
+        keys.Json = null;
+        clock.Advance(TimeSpan.FromHours(23));
+        Assert.NotNull(await keySets.GetAsync(JwksUri, CancellationToken.None));
+        clock.Advance(TimeSpan.FromHours(2));
+        Assert.Null(await keySets.GetAsync(JwksUri, CancellationToken.None));
     }
 
     [SkippableFact]
@@ -137,23 +199,49 @@ public abstract class ClientKeySetTests<TFixture>(TFixture fixture) where TFixtu
         Assert.True(response.StatusCode == HttpStatusCode.Unauthorized && body.Contains("invalid_client"), $"{(int)response.StatusCode}: {body}");
     }
 
-    /// <summary>The client's key publisher: its set at <see cref="JwksUri"/>, or 503 while <see cref="Json"/> is null.</summary>
+    /// <summary>
+    /// The client's key publisher: its set at <see cref="JwksUri"/>, or 503 while <see cref="Json"/> is null; each answer
+    /// waits for <see cref="Gate"/> when there is one.
+    /// </summary>
     private sealed class PublishedKeys : HttpMessageHandler
     {
         private int _reads;
 
         public volatile string? Json;
 
+        public TaskCompletionSource? Gate { get; set; }
+
+        /// <summary>The answer's body breaks off after its first byte.</summary>
+        public bool CutShort { get; set; }
+
         public int Reads => _reads;
 
-        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
             Interlocked.Increment(ref _reads);
-            return Task.FromResult(request.RequestUri?.AbsoluteUri == JwksUri && Json is { } json
-                ? new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent(json, Encoding.UTF8, "application/jwk-set+json") }
-                : new HttpResponseMessage(HttpStatusCode.ServiceUnavailable));
+            if (Gate is { } gate)
+            {
+                await gate.Task.WaitAsync(cancellationToken);
+            }
+
+            return request.RequestUri?.AbsoluteUri == JwksUri && Json is { } json
+                ? new HttpResponseMessage(HttpStatusCode.OK)
+                {
+                    Content = CutShort ? new StreamContent(new BrokenStream(Encoding.UTF8.GetBytes(json)[..1])) : new StringContent(json, Encoding.UTF8, "application/jwk-set+json"),
+                }
+                : new HttpResponseMessage(HttpStatusCode.ServiceUnavailable);
         }
     }
+}
+
+/// <summary>A body that gives its first bytes, then fails as a reset connection does.</summary>
+internal sealed class BrokenStream(byte[] start) : MemoryStream(start)
+{
+    public override int Read(byte[] buffer, int offset, int count) =>
+        Position < Length ? base.Read(buffer, offset, count) : throw new IOException("The connection was reset.");
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+        Position < Length ? base.ReadAsync(buffer, cancellationToken) : ValueTask.FromException<int>(new IOException("The connection was reset."));
 }
 
 public sealed class SqliteClientKeySetTests(SqliteServerFixture fixture)
