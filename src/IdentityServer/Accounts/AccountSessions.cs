@@ -18,6 +18,7 @@ public sealed class AccountSessions(
     SecurityStamps stamps,
     IOpenIddictTokenManager tokens,
     IHttpContextAccessor http,
+    External.ProviderSignOut providerSignOut,
     TimeProvider clock,
     ILogger<AccountSessions> logger)
 {
@@ -49,6 +50,11 @@ public sealed class AccountSessions(
 
         var session = await sessionRows.StartAsync(user, clock.GetUtcNow(), methods, Context.Request.Headers.UserAgent.ToString(), continuing,
             Context.RequestAborted);
+        if (!methods.Contains(SessionClaims.Federated))
+        {
+            providerSignOut.Forget(Context); // no provider vouched for this sign-in: none to sign out at
+        }
+
         var authenticated = authenticatedAt is { } vouched && vouched < new DateTimeOffset(session.SignedInAt, TimeSpan.Zero) ? vouched : (DateTimeOffset?)null;
         await signInManager.SignInWithClaimsAsync(user, isPersistent: false, SessionClaims.ForSignIn(session, authenticated));
         logger.LogInformation(AccountEvents.SignedIn, "User {UserId} signed in with {Method} (amr {Amr}), session {SessionId}",

@@ -197,4 +197,6 @@ public static class AccountEvents
     public static readonly EventId ExternalSignInFailed = new(2029, nameof(ExternalSignInFailed));
     public static readonly EventId ExternalLoginAdded = new(2030, nameof(ExternalLoginAdded));
     public static readonly EventId ExternalLoginRemoved = new(2031, nameof(ExternalLoginRemoved));
+    public static readonly EventId ProviderSignOut = new(2032, nameof(ProviderSignOut));
+    public static readonly EventId ProviderSignOutSkipped = new(2033, nameof(ProviderSignOutSkipped));
 }

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.WebUtilities;
 using System.Net;
 using IdentityServer.Accounts;
 using System.Text.Json;
@@ -38,6 +39,7 @@ public sealed class ExternalProviderServers<TDatabase> : IAsyncLifetime where TD
         Provider.Settings["Accounts:RequireConfirmedEmail"] = "false";
         await Provider.InitializeAsync();
         await RegisterAsync("provider", "Provider", createAccounts: true, consentType: "implicit");
+        Server.Settings["ExternalProviders:provider:SignOutAtProvider"] = "true";
         await RegisterAsync("partner", "Partner", createAccounts: false, consentType: "explicit");
         // A provider whose discovery document cannot be read.
         Server.Settings["ExternalProviders:down:Authority"] = $"https://{ProviderHost}/missing/";
@@ -71,6 +73,7 @@ public sealed class ExternalProviderServers<TDatabase> : IAsyncLifetime where TD
             c.TokenEndpointAuthMethod = "client_secret_post";
             c.GrantTypes = ["authorization_code"];
             c.RedirectUris = [new Uri(TestServerFactory.Authority, $"{pathBase}/signin-{name}").AbsoluteUri];
+            c.PostLogoutRedirectUris = [new Uri(TestServerFactory.Authority, $"{pathBase}/signin-{name}/signed-out").AbsoluteUri];
             c.Scope = "openid profile email";
             c.ConsentType = consentType;
         });
@@ -128,6 +131,73 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var second = await SignInToAppAsync(app, "provider", person);
         Assert.Equal(user.Id, second.Subject);
     }
+
+    /// <summary>
+    /// An entry set to sign out at the provider (SignOutAtProvider): signing out here goes on to the provider's
+    /// end-session endpoint with its identity token as the hint, which signs the person out there without asking, and
+    /// comes back to the signed-out page.
+    /// </summary>
+    [SkippableFact]
+    public async Task Signing_out_here_signs_out_at_a_provider_set_to_and_comes_back_to_the_signed_out_page()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await SignInFromLoginPageAsync(browser, "provider", person);
+
+        var signedOut = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"), stopAt: OAuth.IsApp);
+
+        Assert.True(signedOut.Uri.Host == TestServerFactory.Authority.Host && signedOut.Uri.AbsolutePath == "/account/signed-out",
+            $"{(int)signedOut.Status} at {signedOut.Uri}:\n{signedOut.Body}");
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+        Assert.Equal("/account/login", (await AtProviderAsync(browser, "/account")).Uri.AbsolutePath);
+    }
+
+    /// <summary>An application's sign-out (RP-initiated logout) goes by way of the provider too, and ends at the application.</summary>
+    [SkippableFact]
+    public async Task An_applications_sign_out_signs_out_at_the_provider_and_ends_at_the_application()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await Server.CreatePublicClientAsync("openid");
+        var browser = servers.CreateBrowser();
+        var pkce = Pkce.Create();
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid", pkce), OAuth.IsApp);
+        var back = await SignInWithProviderAsync(browser, login, "provider", person);
+        var idToken = (await OAuth.RedeemAsync(Server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce)).GetProperty("id_token").GetString()!;
+
+        var end = await browser.NavigateAsync(QueryHelpers.AddQueryString(await Server.EndpointAsync("end_session_endpoint"), new Dictionary<string, string?>
+        {
+            ["id_token_hint"] = idToken, ["post_logout_redirect_uri"] = "https://app.test/signed-out", ["state"] = "after-sign-out",
+        }), OAuth.IsApp);
+
+        Assert.True(end.RedirectTarget is { } target && target.AbsoluteUri.StartsWith("https://app.test/signed-out", StringComparison.Ordinal),
+            $"{(int)end.Status} at {end.Uri} -> {end.RedirectTarget}:\n{end.Body}");
+        Assert.Equal("after-sign-out", OAuth.QueryOf(end.RedirectTarget!)["state"]);
+        Assert.Equal("/account/login", (await AtProviderAsync(browser, "/account")).Uri.AbsolutePath);
+    }
+
+    /// <summary>
+    /// Signed in with the provider, then again with the same account's password in the same browser: that sign-in no
+    /// provider vouched for, so signing out of it leaves the provider's session alone.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_later_sign_in_with_a_password_signs_out_here_only()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await SignInFromLoginPageAsync(browser, "provider", person);
+        var (_, password) = await SetPasswordAsync(browser, await AccountPages.OpenAsync(browser, "/account/password"));
+        await AccountPages.SignInAsync(browser, (await FindByLoginAsync("provider", person.Id))!.UserName!, password);
+
+        var signedOut = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"), stopAt: OAuth.IsApp);
+
+        Assert.True(signedOut.Uri.Host == TestServerFactory.Authority.Host && signedOut.Uri.AbsolutePath == "/account/logout",
+            $"{(int)signedOut.Status} at {signedOut.Uri}");
+        Assert.Equal("/account", (await AtProviderAsync(browser, "/account")).Uri.AbsolutePath);
+    }
+
+    /// <summary>A page of the provider, in <paramref name="browser"/>.</summary>
+    private static Task<BrowserPage> AtProviderAsync(Browser browser, string path) =>
+        browser.NavigateAsync($"https://{ExternalProviderServers<TDatabase>.ProviderHost}{path}", OAuth.IsApp);
 
     /// <summary>
     /// An application's sign-up button (prompt=create) shows the registration page, which offers the providers that

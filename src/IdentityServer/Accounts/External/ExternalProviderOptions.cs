@@ -44,6 +44,13 @@ public sealed partial class ExternalProviderOptions
     /// <summary>Whether to read the person's claims from the provider's userinfo endpoint too (for providers that keep email there).</summary>
     public bool UseUserInfo { get; set; }
 
+    /// <summary>
+    /// Whether signing out here, in the browser, signs out at the provider too (its end-session endpoint; the provider
+    /// must allow <c>/signin-&lt;name&gt;/signed-out</c> as a post-logout redirect URI). Off by default: the provider's
+    /// session serves the person's other applications there.
+    /// </summary>
+    public bool SignOutAtProvider { get; set; }
+
     /// <summary>Entry names: the path of the provider's callback (<c>/signin-{name}</c>) and what accounts record.</summary>
     [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,31}$")]
     private static partial Regex NamePattern();

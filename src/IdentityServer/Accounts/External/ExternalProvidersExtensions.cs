@@ -14,7 +14,7 @@ namespace IdentityServer.Accounts.External;
 public sealed class ExternalProviders(IReadOnlyDictionary<string, ExternalProviderOptions> providers)
 {
     public IReadOnlyList<ExternalProvider> All { get; } =
-        [.. providers.Select(p => new ExternalProvider(p.Key, p.Value.DisplayName ?? p.Key, p.Value.CreateAccounts, p.Value.TrustEmail))];
+        [.. providers.Select(p => new ExternalProvider(p.Key, p.Value.DisplayName ?? p.Key, p.Value.CreateAccounts, p.Value.TrustEmail, p.Value.SignOutAtProvider))];
 
     public ExternalProvider? Find(string? name) => All.FirstOrDefault(p => p.Name == name);
 
@@ -26,7 +26,7 @@ public sealed class ExternalProviders(IReadOnlyDictionary<string, ExternalProvid
 /// A provider people may sign in with: <see cref="Name"/> is its authentication scheme and what accounts record
 /// (<c>AspNetUserLogins.LoginProvider</c>).
 /// </summary>
-public sealed record ExternalProvider(string Name, string DisplayName, bool? CreateAccounts, bool TrustEmail);
+public sealed record ExternalProvider(string Name, string DisplayName, bool? CreateAccounts, bool TrustEmail, bool SignOutAtProvider = false);
 
 public static class ExternalProvidersExtensions
 {
@@ -41,6 +41,7 @@ public static class ExternalProvidersExtensions
         var providers = ExternalProviderOptions.Read(builder.Configuration);
         builder.Services.AddSingleton(new ExternalProviders(providers));
         builder.Services.AddScoped<ExternalSignIns>();
+        builder.Services.AddSingleton<ProviderSignOut>();
         if (providers.Count > 0)
         {
             AddHandlers(builder, providers);
@@ -77,7 +78,8 @@ public static class ExternalProvidersExtensions
 
                 // The provider's claims as it named them (sub, email, email_verified, preferred_username).
                 options.MapInboundClaims = false;
-                options.SaveTokens = false;
+                // Only the identity token of a provider this server signs out at too, for its id_token_hint (ProviderSignOut).
+                options.SaveTokens = provider.SignOutAtProvider;
                 options.DisableTelemetry = true;
                 // A person waits on these calls (discovery, keys, the token request): not the default minute.
                 options.BackchannelTimeout = TimeSpan.FromSeconds(10);
@@ -93,9 +95,11 @@ public static class ExternalProvidersExtensions
                 options.Events.OnRedirectToIdentityProvider = AskForAuthenticationTimeAsync;
                 options.Events.OnTokenValidated = CheckSignInAsync;
                 options.Events.OnRemoteFailure = ReportRemoteFailureAsync;
-                // Not used (nothing signs out at a provider from here): no endpoints for them.
+                // The provider's sign-out comes back to SignedOutCallbackPath (ProviderSignOut). The handler's front-channel
+                // sign-out from the provider only clears its external cookie; it is under the callback's path all the same.
                 options.RemoteSignOutPath = $"/signin-{name}/signout";
                 options.SignedOutCallbackPath = $"/signin-{name}/signed-out";
+                options.Events.OnRedirectToIdentityProviderForSignOut = ProviderSignOut.AttachHintAsync;
             });
         }
     }

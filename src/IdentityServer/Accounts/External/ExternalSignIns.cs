@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Authentication.OpenIdConnect;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.IdentityModel.Protocols.OpenIdConnect;
 using Microsoft.Extensions.Options;
 
 namespace IdentityServer.Accounts.External;
@@ -22,6 +23,7 @@ public sealed class ExternalSignIns(
     IOptionsMonitor<OpenIdConnectOptions> handlers,
     IOptions<AccountsOptions> accounts,
     IHttpContextAccessor http,
+    ProviderSignOut providerSignOut,
     TimeProvider clock,
     ILogger<ExternalSignIns> logger)
 {
@@ -162,6 +164,9 @@ public sealed class ExternalSignIns(
             return ExternalSignInResult.Refused("This account cannot sign in right now.");
         }
 
+        // Before the external cookie (which holds the provider's identity token) goes, for a sign-out there later.
+        providerSignOut.Remember(signInManager.Context, user.Id, provider,
+            info.AuthenticationTokens?.FirstOrDefault(t => t.Name == OpenIdConnectParameterNames.IdToken)?.Value);
         await ForgetAsync();
         if (await signInManager.IsTwoFactorEnabledAsync(user) && (stepUp || !await signInManager.IsTwoFactorClientRememberedAsync(user)))
         {

@@ -9,7 +9,7 @@ namespace IdentityServer.Accounts.Pages;
 /// <summary>Signing out of our own pages: a GET only asks, so a link cannot sign anyone out.</summary>
 [AllowAnonymous]
 public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, AccountSessions sessions, Logout.FrontChannelLogout frontChannel,
-    ILogger<LogoutModel> logger) : PageModel
+    External.ProviderSignOut providerSignOut, ILogger<LogoutModel> logger) : PageModel
 {
     public bool SignedOut { get; private set; }
 
@@ -47,8 +47,16 @@ public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, Ac
         // Read before the session ends (its clients' rows may go with it), and never cancelled: a client going away
         // must not leave the session running.
         FrontChannelFrames = await frontChannel.FramesAsync(User, CancellationToken.None);
-        HttpContext.AllowFrames(FrontChannelFrames);
+        var atProvider = providerSignOut.Take(HttpContext, signInManager.UserManager.GetUserId(User));
         await sessions.SignOutAsync();
+        if (atProvider is not null)
+        {
+            // On to the provider's sign-out (after this browser's applications' frames), then the signed-out page.
+            return new Logout.FrontChannelLogoutResult(
+                External.ProviderSignOut.Then(atProvider, Redirect("~" + Authorization.Pages.SignedOutModel.Path)), FrontChannelFrames);
+        }
+
+        HttpContext.AllowFrames(FrontChannelFrames);
         SignedOut = true;
         return Page();
     }

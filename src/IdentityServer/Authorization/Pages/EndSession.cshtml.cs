@@ -1,5 +1,6 @@
 using System.Security.Claims;
 using IdentityServer.Accounts;
+using IdentityServer.Accounts.External;
 using IdentityServer.Logout;
 using Microsoft.AspNetCore;
 using Microsoft.AspNetCore.Antiforgery;
@@ -24,7 +25,7 @@ namespace IdentityServer.Authorization.Pages;
 [AllowAnonymous]
 [IgnoreAntiforgeryToken] // Clients may POST logout requests; the confirmation form is checked by hand.
 public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager, AccountSessions sessions, FrontChannelLogout frontChannel,
-    IAntiforgery antiforgery, ILogger<EndSessionModel> logger) : PageModel
+    ProviderSignOut providerSignOut, IAntiforgery antiforgery, ILogger<EndSessionModel> logger) : PageModel
 {
     private const string ConfirmField = "confirm_sign_out";
 
@@ -102,18 +103,19 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
         }
 
         var frames = await frontChannel.FramesAsync(session, CancellationToken.None); // never cancelled: the session must end
+        var atProvider = providerSignOut.Take(HttpContext, session is null ? null : signInManager.UserManager.GetUserId(session));
         await sessions.SignOutAsync();
         var request = HttpContext.GetOpenIddictServerRequest();
         if (HttpContext.GetOpenIddictServerResponse()?.Error is not null || request is null
             || (string.IsNullOrEmpty(request.ClientId) && !await HasValidIdTokenHintAsync()))
         {
             // No client named (by a valid hint or client_id), or the request was refused: redirect nowhere.
-            return new FrontChannelLogoutResult(Redirect("~" + SignedOutModel.Path), frames);
+            return new FrontChannelLogoutResult(ProviderSignOut.Then(atProvider, Redirect("~" + SignedOutModel.Path)), frames);
         }
 
         // OpenIddict redirects to the validated post_logout_redirect_uri, or to our signed-out page when there is none.
-        return new FrontChannelLogoutResult(
-            SignOut(new AuthenticationProperties { RedirectUri = Url.Content("~" + SignedOutModel.Path) }, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme), frames);
+        return new FrontChannelLogoutResult(ProviderSignOut.Then(atProvider,
+            SignOut(new AuthenticationProperties { RedirectUri = Url.Content("~" + SignedOutModel.Path) }, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)), frames);
     }
 
     private PageResult AskForConfirmation()
