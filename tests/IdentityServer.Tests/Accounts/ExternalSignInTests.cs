@@ -195,6 +195,32 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Assert.Equal("/account", (await AtProviderAsync(browser, "/account")).Uri.AbsolutePath);
     }
 
+    /// <summary>
+    /// The provider cannot be reached when the person signs out (another instance of this server, whose entry now points
+    /// where no discovery document is): the sign-out here is done all the same, on the sign-out page.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_provider_that_cannot_be_reached_at_sign_out_is_passed_by()
+    {
+        Skip.If(Server.UnavailableReason is not null, Server.UnavailableReason);
+        var person = await servers.Provider.CreateUserAsync();
+        await using var unreachable = ServerOf(servers.Provider.Factory,
+            settings: new Dictionary<string, string?> { ["ExternalProviders:provider:Authority"] = $"https://{ExternalProviderServers<TDatabase>.ProviderHost}/missing/" });
+        var browser = servers.CreateBrowser();
+        await SignInFromLoginPageAsync(browser, "provider", person);
+        var atUnreachable = servers.CreateBrowser(unreachable);
+        foreach (System.Net.Cookie cookie in browser.Cookies.GetAllCookies())
+        {
+            atUnreachable.Cookies.Add(cookie);
+        }
+
+        var signedOut = await atUnreachable.SubmitAsync(await AccountPages.OpenAsync(atUnreachable, "/account/logout"), stopAt: OAuth.IsApp);
+
+        Assert.True(signedOut.Uri.Host == TestServerFactory.Authority.Host && signedOut.Uri.AbsolutePath == "/account/signed-out",
+            $"{(int)signedOut.Status} at {signedOut.Uri}:\n{signedOut.Body}");
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(browser, "/account")).Uri.AbsolutePath);
+    }
+
     /// <summary>A page of the provider, in <paramref name="browser"/>.</summary>
     private static Task<BrowserPage> AtProviderAsync(Browser browser, string path) =>
         browser.NavigateAsync($"https://{ExternalProviderServers<TDatabase>.ProviderHost}{path}", OAuth.IsApp);
