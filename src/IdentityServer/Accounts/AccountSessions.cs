@@ -66,6 +66,7 @@ public sealed class AccountSessions(
     {
         await EndThisSessionAsync();
         await signInManager.SignOutAsync();
+        providerSignOut.Forget(Context);
     }
 
     private async Task EndThisSessionAsync()

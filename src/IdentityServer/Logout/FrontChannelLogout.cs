@@ -91,15 +91,17 @@ public sealed class FrontChannelLogout(ApplicationDbContext db, IOpenIddictAppli
 /// <summary>
 /// The result of a sign-out that ends in a redirect (to the client's post-logout redirect URI, or the signed-out page),
 /// with the front-channel frames loaded first: the redirect is written, then turned into the page that loads the frames
-/// and continues to where it pointed.
+/// and continues to where it pointed. With <paramref name="pageWithoutFrames"/> the page is written even without frames:
+/// a form's answer that redirects to another site is blocked by the page's <c>form-action 'self'</c>, while the page's
+/// script may go anywhere.
 /// </summary>
-public sealed class FrontChannelLogoutResult(IActionResult redirect, IReadOnlyList<string> frames) : IActionResult
+public sealed class FrontChannelLogoutResult(IActionResult redirect, IReadOnlyList<string> frames, bool pageWithoutFrames = false) : IActionResult
 {
     public async Task ExecuteResultAsync(ActionContext context)
     {
         await redirect.ExecuteResultAsync(context);
         var response = context.HttpContext.Response;
-        if (frames.Count == 0 || response.HasStarted || response.StatusCode is not (StatusCodes.Status302Found or StatusCodes.Status303SeeOther)
+        if ((frames.Count == 0 && !pageWithoutFrames) || response.HasStarted || response.StatusCode is not (StatusCodes.Status302Found or StatusCodes.Status303SeeOther)
             || response.Headers.Location.ToString() is not { Length: > 0 } location)
         {
             return;

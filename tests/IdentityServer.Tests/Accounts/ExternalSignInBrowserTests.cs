@@ -15,7 +15,7 @@ public sealed class ExternalSignInBrowserTests
     private const string AppRedirectUri = "https://federated.app.test/callback";
 
     [SkippableFact]
-    public async Task A_person_signs_in_to_an_application_with_another_provider_and_another_connects_it_on_my_account()
+    public async Task A_person_signs_in_to_an_application_with_another_provider_another_connects_it_and_the_first_signs_out_at_both()
     {
         SystemChromium.SkipUnlessInstalled();
         var providerPort = ServerProcess.FreePort();
@@ -43,6 +43,7 @@ public sealed class ExternalSignInBrowserTests
             ["Seed:Clients:90:token_endpoint_auth_method"] = "client_secret_post",
             ["Seed:Clients:90:grant_types:0"] = "authorization_code",
             ["Seed:Clients:90:redirect_uris:0"] = $"{origin}/signin-provider",
+            ["Seed:Clients:90:post_logout_redirect_uris:0"] = $"{origin}/signin-provider/signed-out",
             ["Seed:Clients:90:scope"] = "openid profile email",
             ["Seed:Clients:90:consent_type"] = "implicit",
             ["Email:PickupDirectory"] = Path.Combine(Path.GetTempPath(), "idsrv-mail", Guid.NewGuid().ToString("N")),
@@ -54,6 +55,7 @@ public sealed class ExternalSignInBrowserTests
             ["ExternalProviders:provider:ClientSecret"] = clientSecret,
             ["ExternalProviders:provider:DisplayName"] = "Provider",
             ["ExternalProviders:provider:CreateAccounts"] = "true",
+            ["ExternalProviders:provider:SignOutAtProvider"] = "true",
             ["Seed:Users:90:user_name"] = local,
             ["Seed:Users:90:email"] = $"{local}@example.test",
             ["Seed:Users:90:password"] = localPassword,
@@ -113,6 +115,22 @@ public sealed class ExternalSignInBrowserTests
         }
 
         Assert.Contains("Provider", await other.InnerTextAsync("ul.sign-in-providers"));
+
+        // The first person signs out here, which signs them out at the provider too (SignOutAtProvider): the sign-out
+        // form's answer goes on to the provider by script, as its form-action keeps forms to this server.
+        await page.GotoAsync($"{origin}/account/logout");
+        await page.ClickAsync("main form button[type=submit]");
+        try
+        {
+            await page.WaitForURLAsync($"{origin}/account/signed-out", new() { Timeout = 15_000 });
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"Not back from the provider's sign-out; at {page.Url}:\n{await page.InnerTextAsync("body")}{Logs()}");
+        }
+
+        await page.GotoAsync($"http://127.0.0.1:{providerPort}/account");
+        Assert.StartsWith($"http://127.0.0.1:{providerPort}/account/login", page.Url);
         Assert.DoesNotContain(consoleErrors, e => e.Contains("Content Security Policy", StringComparison.OrdinalIgnoreCase));
     }
 }

@@ -135,7 +135,8 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     /// <summary>
     /// An entry set to sign out at the provider (SignOutAtProvider): signing out here goes on to the provider's
     /// end-session endpoint with its identity token as the hint, which signs the person out there without asking, and
-    /// comes back to the signed-out page.
+    /// comes back to the signed-out page. The sign-out form's answer is the page whose script goes on (a redirect to
+    /// another site would break the form's form-action 'self'); the test follows its link.
     /// </summary>
     [SkippableFact]
     public async Task Signing_out_here_signs_out_at_a_provider_set_to_and_comes_back_to_the_signed_out_page()
@@ -144,7 +145,9 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var browser = servers.CreateBrowser();
         await SignInFromLoginPageAsync(browser, "provider", person);
 
-        var signedOut = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"), stopAt: OAuth.IsApp);
+        var signingOut = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"), stopAt: OAuth.IsApp);
+        Assert.True(signingOut.Status == HttpStatusCode.OK && signingOut.RedirectTarget is null, $"{(int)signingOut.Status} at {signingOut.Uri}");
+        var signedOut = await browser.NavigateAsync(ContinueLink(signingOut), OAuth.IsApp);
 
         Assert.True(signedOut.Uri.Host == TestServerFactory.Authority.Host && signedOut.Uri.AbsolutePath == "/account/signed-out",
             $"{(int)signedOut.Status} at {signedOut.Uri}:\n{signedOut.Body}");
@@ -174,6 +177,54 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Assert.Equal("after-sign-out", OAuth.QueryOf(end.RedirectTarget!)["state"]);
         Assert.Equal("/account/login", (await AtProviderAsync(browser, "/account")).Uri.AbsolutePath);
     }
+
+    /// <summary>
+    /// The provider's way back (its redirect to /signin-provider/signed-out with the state) leads on to the application
+    /// only for the browser that went there: replayed in another browser it ends on the signed-out page, so it cannot
+    /// serve anyone as a redirect to the application's URI.
+    /// </summary>
+    [SkippableFact]
+    public async Task The_way_back_from_the_provider_leads_on_only_for_the_browser_that_signed_out()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var app = await Server.CreatePublicClientAsync("openid");
+        var browser = servers.CreateBrowser();
+        var pkce = Pkce.Create();
+        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid", pkce), OAuth.IsApp);
+        var back = await SignInWithProviderAsync(browser, login, "provider", person);
+        var idToken = (await OAuth.RedeemAsync(Server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce)).GetProperty("id_token").GetString()!;
+        static bool IsWayBack(Uri uri) => uri.Host == TestServerFactory.Authority.Host && uri.AbsolutePath == "/signin-provider/signed-out";
+
+        var atProvider = await browser.NavigateAsync(QueryHelpers.AddQueryString(await Server.EndpointAsync("end_session_endpoint"), new Dictionary<string, string?>
+        {
+            ["id_token_hint"] = idToken, ["post_logout_redirect_uri"] = "https://app.test/signed-out",
+        }), IsWayBack);
+        Assert.True(atProvider.RedirectTarget is { } wayBack && IsWayBack(wayBack), $"{(int)atProvider.Status} at {atProvider.Uri} -> {atProvider.RedirectTarget}");
+
+        var replayed = await servers.CreateBrowser().NavigateAsync(atProvider.RedirectTarget!.AbsoluteUri, OAuth.IsApp);
+        Assert.True(replayed.RedirectTarget is null && replayed.Uri.AbsolutePath == "/account/signed-out", $"{(int)replayed.Status} at {replayed.Uri} -> {replayed.RedirectTarget}");
+
+        var followed = await browser.NavigateAsync(atProvider.RedirectTarget!.AbsoluteUri, OAuth.IsApp);
+        Assert.True(followed.RedirectTarget is { } app2 && OAuth.IsApp(app2), $"{(int)followed.Status} at {followed.Uri} -> {followed.RedirectTarget}");
+    }
+
+    /// <summary>"Sign out everywhere" (as any end of this browser's session) forgets the provider's identity token kept in it.</summary>
+    [SkippableFact]
+    public async Task Signing_out_everywhere_forgets_the_providers_identity_token()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await SignInFromLoginPageAsync(browser, "provider", person);
+        Assert.Contains(browser.Cookies.GetAllCookies(), c => c.Name.EndsWith("idsrv.provider-session", StringComparison.Ordinal));
+
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sessions"), selector: "#sign-out-everywhere");
+
+        Assert.DoesNotContain(browser.Cookies.GetAllCookies(), c => c.Name.EndsWith("idsrv.provider-session", StringComparison.Ordinal));
+    }
+
+    /// <summary>Where the sign-out page's script goes on to (its link, for browsers without script).</summary>
+    private static string ContinueLink(BrowserPage page) =>
+        new Uri(page.Uri, page.Document.QuerySelector("a#continue")?.GetAttribute("href") ?? throw new InvalidOperationException(page.Body)).AbsoluteUri;
 
     /// <summary>
     /// Signed in with the provider, then again with the same account's password in the same browser: that sign-in no
@@ -214,7 +265,8 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
             atUnreachable.Cookies.Add(cookie);
         }
 
-        var signedOut = await atUnreachable.SubmitAsync(await AccountPages.OpenAsync(atUnreachable, "/account/logout"), stopAt: OAuth.IsApp);
+        var signingOut = await atUnreachable.SubmitAsync(await AccountPages.OpenAsync(atUnreachable, "/account/logout"), stopAt: OAuth.IsApp);
+        var signedOut = await atUnreachable.NavigateAsync(ContinueLink(signingOut), OAuth.IsApp);
 
         Assert.True(signedOut.Uri.Host == TestServerFactory.Authority.Host && signedOut.Uri.AbsolutePath == "/account/signed-out",
             $"{(int)signedOut.Status} at {signedOut.Uri}:\n{signedOut.Body}");

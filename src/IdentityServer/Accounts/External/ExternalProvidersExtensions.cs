@@ -100,6 +100,7 @@ public static class ExternalProvidersExtensions
                 options.RemoteSignOutPath = $"/signin-{name}/signout";
                 options.SignedOutCallbackPath = $"/signin-{name}/signed-out";
                 options.Events.OnRedirectToIdentityProviderForSignOut = ProviderSignOut.AttachHintAsync;
+                options.Events.OnSignedOutCallbackRedirect = ProviderSignOut.ReturnAsync;
             });
         }
     }

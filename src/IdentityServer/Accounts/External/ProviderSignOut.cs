@@ -51,14 +51,16 @@ public sealed class ProviderSignOut(IDataProtectionProvider dataProtection, Exte
         http.Response.Cookies.Append(Cookie(http).Name!, value, Cookie(http).Build(http));
     }
 
-    /// <summary>Forgets it: a sign-in here that no provider vouched for.</summary>
+    /// <summary>Forgets it: a sign-in here that no provider vouched for, a sign-out (once in a request).</summary>
     public void Forget(HttpContext http)
     {
-        if (http.Request.Cookies.ContainsKey(Cookie(http).Name!))
+        if (http.Request.Cookies.ContainsKey(Cookie(http).Name!) && http.Items.TryAdd(ForgottenItem, true))
         {
             http.Response.Cookies.Delete(Cookie(http).Name!, Cookie(http).Build(http));
         }
     }
+
+    private const string ForgottenItem = "IdentityServer.ProviderSignOut.Forgotten";
 
     /// <summary>
     /// The sign-out to make at a provider for <paramref name="userId"/>, signing out here now; null when they did not sign in
@@ -103,25 +105,54 @@ public sealed class ProviderSignOut(IDataProtectionProvider dataProtection, Exte
         }
         else
         {
+            // Not one the handler found elsewhere (an external cookie left over): the provider asks the person instead.
+            context.ProtocolMessage.IdTokenHint = null;
             context.ProtocolMessage.ClientId = context.Options.ClientId;
         }
 
         return Task.CompletedTask;
     }
 
+    /// <summary>
+    /// Back from the provider (<c>/signin-&lt;name&gt;/signed-out</c>): on to where the sign-out was going only for the
+    /// browser that went there (<see cref="CorrelationCookieName"/>), within <see cref="ReturnWithin"/>; anything else
+    /// (a replayed or missing <c>state</c>) ends on the signed-out page, so the callback redirects no one else anywhere.
+    /// </summary>
+    public static Task ReturnAsync(RemoteSignOutContext context)
+    {
+        var http = context.HttpContext;
+        var held = http.Request.Cookies[CorrelationCookie(http).Name!];
+        http.Response.Cookies.Delete(CorrelationCookie(http).Name!, CorrelationCookie(http).Build(http));
+        var properties = context.Properties;
+        var expected = properties?.Items.TryGetValue(CorrelationItem, out var value) == true ? value : null;
+        var ours = expected is not null && held is not null
+            && CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(expected), System.Text.Encoding.UTF8.GetBytes(held))
+            && properties!.ExpiresUtc > http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+        http.Response.Redirect(ours && !string.IsNullOrEmpty(properties!.RedirectUri)
+            ? properties.RedirectUri
+            : $"{http.Request.PathBase}{Authorization.Pages.SignedOutModel.Path}");
+        context.HandleResponse();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>The browser sent to the provider's sign-out, for its return (<see cref="ReturnAsync"/>).</summary>
+    public const string CorrelationCookieName = "idsrv.signout-correlation";
+
+    private const string CorrelationItem = "signout_correlation";
+
+    /// <summary>How long the provider's sign-out may take for the browser to be sent on to where it was going.</summary>
+    public static readonly TimeSpan ReturnWithin = TimeSpan.FromMinutes(15);
+
+    private static CookieBuilder CorrelationCookie(HttpContext http) =>
+        http.RequestServices.GetRequiredService<ProviderSignOut>().Cookie(http, CorrelationCookieName);
+
     private string Protect(Remembered remembered) => _protector.Protect(JsonSerializer.Serialize(remembered));
 
     /// <summary>HttpOnly, SameSite=Lax (it must come back with the top-level navigations of sign-outs), <c>__Host-</c> over HTTPS.</summary>
-    private CookieBuilder Cookie(HttpContext http)
+    private CookieBuilder Cookie(HttpContext http, string name = CookieName)
     {
-        if (http.Items[typeof(ProviderSignOut)] is CookieBuilder built)
-        {
-            return built;
-        }
-
         var cookie = new CookieBuilder { HttpOnly = true, SameSite = SameSiteMode.Lax, IsEssential = true };
-        AccountsExtensions.ConfigureCookie(cookie, CookieName, secure: !environment.IsDevelopment());
-        http.Items[typeof(ProviderSignOut)] = cookie;
+        AccountsExtensions.ConfigureCookie(cookie, name, secure: !environment.IsDevelopment());
         return cookie;
     }
 
@@ -155,7 +186,17 @@ public sealed class ProviderSignOut(IDataProtectionProvider dataProtection, Exte
 
             response.Headers.Remove(Microsoft.Net.Http.Headers.HeaderNames.Location);
             http.Items[HintItem] = target.IdToken;
-            await http.SignOutAsync(provider.Name, new AuthenticationProperties { RedirectUri = location });
+            var correlation = Microsoft.AspNetCore.WebUtilities.WebEncoders.Base64UrlEncode(RandomNumberGenerator.GetBytes(16));
+            var returning = CorrelationCookie(http);
+            returning.MaxAge = ReturnWithin;
+            response.Cookies.Append(returning.Name!, correlation, returning.Build(http));
+            var properties = new AuthenticationProperties
+            {
+                RedirectUri = location,
+                ExpiresUtc = http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow() + ReturnWithin,
+            };
+            properties.Items[CorrelationItem] = correlation;
+            await http.SignOutAsync(provider.Name, properties);
             logger.LogInformation(AccountEvents.ProviderSignOut, "Signing out at {Provider} too", provider.Name);
         }
 

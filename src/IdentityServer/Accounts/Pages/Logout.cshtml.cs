@@ -51,9 +51,10 @@ public sealed class LogoutModel(SignInManager<ApplicationUser> signInManager, Ac
         await sessions.SignOutAsync();
         if (atProvider is not null)
         {
-            // On to the provider's sign-out (after this browser's applications' frames), then the signed-out page.
+            // On to the provider's sign-out (after this browser's applications' frames), then the signed-out page; by way
+            // of the page's script even without frames, as this form's page allows its forms to go to this server only.
             return new Logout.FrontChannelLogoutResult(
-                External.ProviderSignOut.Then(atProvider, Redirect("~" + Authorization.Pages.SignedOutModel.Path)), FrontChannelFrames);
+                External.ProviderSignOut.Then(atProvider, Redirect("~" + Authorization.Pages.SignedOutModel.Path)), FrontChannelFrames, pageWithoutFrames: true);
         }
 
         HttpContext.AllowFrames(FrontChannelFrames);
