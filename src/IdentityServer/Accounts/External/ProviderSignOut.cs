@@ -20,6 +20,17 @@ public sealed class ProviderSignOut(IDataProtectionProvider dataProtection, Exte
 {
     public const string CookieName = "idsrv.provider-session";
 
+    /// <summary>The browser sent to the provider's sign-out, for its return (<see cref="ReturnAsync"/>).</summary>
+    public const string CorrelationCookieName = "idsrv.signout-correlation";
+
+    /// <summary>How long the provider's sign-out may take for the browser to be sent on to where it was going.</summary>
+    public static readonly TimeSpan ReturnWithin = TimeSpan.FromMinutes(15);
+
+    private const string CorrelationItem = "signout_correlation";
+
+    /// <summary>Set once the cookie is deleted in a request, so that it is deleted once.</summary>
+    private const string ForgottenItem = "IdentityServer.ProviderSignOut.Forgotten";
+
     /// <summary>Where the identity token waits for the handler's sign-out redirect (<see cref="AttachHintAsync"/>).</summary>
     private const string HintItem = "IdentityServer.ProviderSignOut.IdTokenHint";
 
@@ -59,8 +70,6 @@ public sealed class ProviderSignOut(IDataProtectionProvider dataProtection, Exte
             http.Response.Cookies.Delete(Cookie(http).Name!, Cookie(http).Build(http));
         }
     }
-
-    private const string ForgottenItem = "IdentityServer.ProviderSignOut.Forgotten";
 
     /// <summary>
     /// The sign-out to make at a provider for <paramref name="userId"/>, signing out here now; null when they did not sign in
@@ -134,14 +143,6 @@ public sealed class ProviderSignOut(IDataProtectionProvider dataProtection, Exte
         context.HandleResponse();
         return Task.CompletedTask;
     }
-
-    /// <summary>The browser sent to the provider's sign-out, for its return (<see cref="ReturnAsync"/>).</summary>
-    public const string CorrelationCookieName = "idsrv.signout-correlation";
-
-    private const string CorrelationItem = "signout_correlation";
-
-    /// <summary>How long the provider's sign-out may take for the browser to be sent on to where it was going.</summary>
-    public static readonly TimeSpan ReturnWithin = TimeSpan.FromMinutes(15);
 
     private static CookieBuilder CorrelationCookie(HttpContext http) =>
         http.RequestServices.GetRequiredService<ProviderSignOut>().Cookie(http, CorrelationCookieName);
