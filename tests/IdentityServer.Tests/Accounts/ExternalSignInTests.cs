@@ -318,7 +318,10 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         await SignInFromLoginPageAsync(browser, "provider", person);
         var user = (await FindByLoginAsync("provider", person.Id))!;
         var administrator = await Server.CreateUserAsync(null, "admin");
-        var adminPage = await (await AdminPages.SignedInAsync(Server, administrator)).NavigateAsync(AdminPages.Url($"/admin/users/{user.Id}"));
+        var adminBrowser = await AdminPages.SignedInAsync(Server, administrator);
+        var list = await adminBrowser.NavigateAsync(AdminPages.Url($"/admin/users?search={Uri.EscapeDataString(user.UserName!)}"));
+        Assert.Equal("Provider", list.Document.QuerySelector("td.signs-in-with")?.TextContent);
+        var adminPage = await adminBrowser.NavigateAsync(AdminPages.Url($"/admin/users/{user.Id}"));
         Assert.Contains("Sign-in providers", adminPage.Body);
         Assert.NotNull(adminPage.Document.QuerySelector($"form input[name=accountId][value='{person.Id}']"));
 
