@@ -63,6 +63,16 @@ public sealed class FrontChannelLogout(ApplicationDbContext db, IOpenIddictAppli
     }
 
     /// <summary>
+    /// Where a redirect already written to <paramref name="response"/> points, while it can still be turned into something
+    /// else (not yet sent); null for any other response.
+    /// </summary>
+    public static string? PendingRedirect(HttpResponse response) =>
+        !response.HasStarted && response.StatusCode is (StatusCodes.Status302Found or StatusCodes.Status303SeeOther)
+            && response.Headers.Location.ToString() is { Length: > 0 } location
+            ? location
+            : null;
+
+    /// <summary>
     /// Writes the page that loads <paramref name="frames"/> and then goes on to <paramref name="continueTo"/> (once every
     /// frame has loaded, or after five seconds; a link for browsers without script).
     /// </summary>
@@ -101,8 +111,7 @@ public sealed class FrontChannelLogoutResult(IActionResult redirect, IReadOnlyLi
     {
         await redirect.ExecuteResultAsync(context);
         var response = context.HttpContext.Response;
-        if ((frames.Count == 0 && !pageWithoutFrames) || response.HasStarted || response.StatusCode is not (StatusCodes.Status302Found or StatusCodes.Status303SeeOther)
-            || response.Headers.Location.ToString() is not { Length: > 0 } location)
+        if ((frames.Count == 0 && !pageWithoutFrames) || FrontChannelLogout.PendingRedirect(response) is not { } location)
         {
             return;
         }

@@ -169,8 +169,7 @@ public sealed class ProviderSignOut(IDataProtectionProvider dataProtection, Exte
             await next.ExecuteResultAsync(context);
             var http = context.HttpContext;
             var response = http.Response;
-            if (response.HasStarted || response.StatusCode is not (StatusCodes.Status302Found or StatusCodes.Status303SeeOther)
-                || response.Headers.Location.ToString() is not { Length: > 0 } location)
+            if (Logout.FrontChannelLogout.PendingRedirect(response) is not { } location)
             {
                 return;
             }
