@@ -162,10 +162,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var person = await servers.Provider.CreateUserAsync();
         var app = await Server.CreatePublicClientAsync("openid");
         var browser = servers.CreateBrowser();
-        var pkce = Pkce.Create();
-        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid", pkce), OAuth.IsApp);
-        var back = await SignInWithProviderAsync(browser, login, "provider", person);
-        var idToken = (await OAuth.RedeemAsync(Server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce)).GetProperty("id_token").GetString()!;
+        var idToken = await AppIdentityTokenAsync(browser, app, "provider", person);
 
         var end = await browser.NavigateAsync(QueryHelpers.AddQueryString(await Server.EndpointAsync("end_session_endpoint"), new Dictionary<string, string?>
         {
@@ -189,10 +186,7 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var person = await servers.Provider.CreateUserAsync();
         var app = await Server.CreatePublicClientAsync("openid");
         var browser = servers.CreateBrowser();
-        var pkce = Pkce.Create();
-        var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid", pkce), OAuth.IsApp);
-        var back = await SignInWithProviderAsync(browser, login, "provider", person);
-        var idToken = (await OAuth.RedeemAsync(Server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce)).GetProperty("id_token").GetString()!;
+        var idToken = await AppIdentityTokenAsync(browser, app, "provider", person);
         static bool IsWayBack(Uri uri) => uri.Host == TestServerFactory.Authority.Host && uri.AbsolutePath == "/signin-provider/signed-out";
 
         var atProvider = await browser.NavigateAsync(QueryHelpers.AddQueryString(await Server.EndpointAsync("end_session_endpoint"), new Dictionary<string, string?>
@@ -287,23 +281,16 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     {
         var person = await servers.Provider.CreateUserAsync();
         var app = await Server.CreatePublicClientAsync("openid profile");
-        var browser = servers.CreateBrowser();
-        var pkce = Pkce.Create();
 
-        var register = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, "openid profile", pkce,
-            extra: new Dictionary<string, string?> { ["prompt"] = "create" }), OAuth.IsApp);
+        var idToken = await SignUpAtAppAsync(Server, servers.CreateBrowser(), app, person, register =>
+        {
+            var offered = register.Document.QuerySelectorAll("#external-sign-up button[name=provider]").Select(b => b.GetAttribute("value")).ToList();
+            Assert.Equal(["down", "provider"], offered.Order());
+        });
 
-        Assert.Equal("/account/register", register.Uri.AbsolutePath);
-        var offered = register.Document.QuerySelectorAll("#external-sign-up button[name=provider]").Select(b => b.GetAttribute("value")).ToList();
-        Assert.Equal(["down", "provider"], offered.Order());
-        var atProvider = await browser.SubmitAsync(register, selector: "#external-sign-up", button: "button[value=provider]", stopAt: OAuth.IsApp);
-        var back = await CompleteAtProviderAsync(browser, atProvider, person);
-
-        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
-        var tokens = await OAuth.RedeemAsync(Server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce);
         var user = await FindByLoginAsync("provider", person.Id);
         Assert.NotNull(user);
-        Assert.Equal(user.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
+        Assert.Equal(user.Id, idToken.GetProperty("sub").GetString());
     }
 
     /// <summary>
@@ -740,17 +727,9 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         var browser = servers.CreateBrowser(factory, provider);
         var person = await servers.Provider.CreateUserAsync();
         var app = await server.CreatePublicClientAsync("openid");
-        var pkce = Pkce.Create();
 
-        var register = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, app.ClientId, "openid", pkce,
-            extra: new Dictionary<string, string?> { ["prompt"] = "create" }), OAuth.IsApp);
-        Assert.Equal("/account/register", register.Uri.AbsolutePath);
-        var atProvider = await browser.SubmitAsync(register, selector: "#external-sign-up", button: "button[value=provider]", stopAt: OAuth.IsApp);
-        var back = await CompleteAtProviderAsync(browser, atProvider, person);
+        var idToken = await SignUpAtAppAsync(server, browser, app, person);
 
-        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
-        var tokens = await OAuth.RedeemAsync(server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce);
-        var idToken = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
         // The identity token still says when the person signed in at the provider.
         Assert.True(DateTimeOffset.UtcNow.ToUnixTimeSeconds() - idToken.GetProperty("auth_time").GetInt64() >= 500, idToken.ToString());
     }
@@ -964,15 +943,41 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     /// <summary>Signs in to <paramref name="app"/> with the provider in a new browser; the identity token's <c>sub</c> and <c>amr</c>.</summary>
     private async Task<(string Subject, string[] Methods)> SignInToAppAsync(TestClient app, string provider, TestUser person)
     {
-        var browser = servers.CreateBrowser();
+        var idToken = Jwt.Payload(await AppIdentityTokenAsync(servers.CreateBrowser(), app, provider, person));
+        return (idToken.GetProperty("sub").GetString()!, Jwt.Strings(idToken.GetProperty("amr")));
+    }
+
+    /// <summary>
+    /// An application's sign-up (prompt=create) on <paramref name="server"/>: the registration page, looked at by
+    /// <paramref name="onRegistrationPage"/>, its button for the provider, the provider's sign-in; the payload of the
+    /// identity token the application gets.
+    /// </summary>
+    private static async Task<JsonElement> SignUpAtAppAsync(ServerFixture server, Browser browser, TestClient app, TestUser person,
+        Action<BrowserPage>? onRegistrationPage = null)
+    {
+        var pkce = Pkce.Create();
+        var register = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, app.ClientId, app.Document.Scope!, pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "create" }), OAuth.IsApp);
+        Assert.Equal("/account/register", register.Uri.AbsolutePath);
+        onRegistrationPage?.Invoke(register);
+        var atProvider = await browser.SubmitAsync(register, selector: "#external-sign-up", button: "button[value=provider]", stopAt: OAuth.IsApp);
+        var back = await CompleteAtProviderAsync(browser, atProvider, person);
+
+        Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
+        var tokens = await OAuth.RedeemAsync(server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce);
+        return Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
+    }
+
+    /// <summary>Signs in to <paramref name="app"/> with the provider in <paramref name="browser"/>; the identity token the app gets.</summary>
+    private async Task<string> AppIdentityTokenAsync(Browser browser, TestClient app, string provider, TestUser person)
+    {
         var pkce = Pkce.Create();
         var login = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(Server, app.ClientId, app.Document.Scope!, pkce), OAuth.IsApp);
         var back = await SignInWithProviderAsync(browser, login, provider, person);
         Assert.True(back.RedirectTarget is { } target && OAuth.IsApp(target), $"Expected a redirect to the app, got {back.Uri}:\n{back.Body}");
 
         var tokens = await OAuth.RedeemAsync(Server, app, OAuth.QueryOf(back.RedirectTarget!)["code"], pkce);
-        var idToken = Jwt.Payload(tokens.GetProperty("id_token").GetString()!);
-        return (idToken.GetProperty("sub").GetString()!, Jwt.Strings(idToken.GetProperty("amr")));
+        return tokens.GetProperty("id_token").GetString()!;
     }
 
     private async Task<ApplicationUser?> FindByLoginAsync(string provider, string key)

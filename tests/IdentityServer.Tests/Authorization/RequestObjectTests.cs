@@ -288,12 +288,8 @@ public abstract class RequestObjectTests<TFixture>(TFixture server) where TFixtu
         QueryHelpers.AddQueryString(await server.EndpointAsync("authorization_endpoint"),
             new Dictionary<string, string?>(parameters.Select(p => KeyValuePair.Create(p.Key, (string?)p.Value))) { ["client_id"] = client.ClientId });
 
-    private async Task<Dictionary<string, string>> WithAssertionAsync(SigningClient client, Dictionary<string, string> form) => new(form)
-    {
-        ["client_id"] = client.ClientId,
-        ["client_assertion_type"] = SigningClient.AssertionType,
-        ["client_assertion"] = await client.AssertionAsync(),
-    };
+    private static async Task<Dictionary<string, string>> WithAssertionAsync(SigningClient client, Dictionary<string, string> form) =>
+        SigningClient.WithAssertion(client.ClientId, await client.AssertionAsync(), form);
 
     private async Task<HttpResponseMessage> PushAsync(SigningClient client, string requestObject) =>
         await OAuth.PostFormAsync(server, "pushed_authorization_request_endpoint", await WithAssertionAsync(client, new() { ["request"] = requestObject }));

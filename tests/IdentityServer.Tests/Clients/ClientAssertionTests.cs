@@ -8,6 +8,7 @@ using IdentityServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.Tokens;
+using static IdentityServer.Tests.Clients.SigningClient;
 
 namespace IdentityServer.Tests.Clients;
 
@@ -261,33 +262,12 @@ public abstract class ClientAssertionTests<TFixture>(TFixture server) where TFix
 
         await ExpectTokenAsync(await ClientCredentialsAsync(server, client, assertion));
     }
-
-    private static Task<HttpResponseMessage> ClientCredentialsAsync(ServerFixture server, SigningClient client, string assertion) =>
-        OAuth.PostTokenAsync(server, new Dictionary<string, string>
-        {
-            ["grant_type"] = "client_credentials",
-            ["client_id"] = client.ClientId,
-            ["client_assertion_type"] = SigningClient.AssertionType,
-            ["client_assertion"] = assertion,
-        });
-
-    private static async Task ExpectTokenAsync(HttpResponseMessage response)
-    {
-        var json = await OAuth.ReadJsonAsync(response);
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {json}");
-        Assert.False(string.IsNullOrEmpty(json.GetProperty("access_token").GetString()));
-    }
-
-    private static async Task ExpectInvalidClientAsync(HttpResponseMessage response, string description)
-    {
-        var json = await OAuth.ReadJsonAsync(response);
-        Assert.True(response.StatusCode == HttpStatusCode.Unauthorized, $"{(int)response.StatusCode}: {json}");
-        Assert.Equal("invalid_client", json.GetProperty("error").GetString());
-        Assert.Contains(description, json.GetProperty("error_description").GetString());
-    }
 }
 
-/// <summary>A private_key_jwt client with an RSA key of its own, and the assertions it signs with it.</summary>
+/// <summary>
+/// A private_key_jwt client with an RSA key and a P-256 key of its own, the assertions and request objects it signs with
+/// them, and the checks of what its requests get.
+/// </summary>
 public sealed class SigningClient
 {
     public const string AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -304,6 +284,40 @@ public sealed class SigningClient
 
     /// <summary>The client's public keys as a JSON Web Key Set, as it would publish them at a jwks_uri.</summary>
     public string PublicJwks { get; private set; } = null!;
+
+    /// <summary>A client_credentials request of <paramref name="clientId"/>, authenticated by <paramref name="assertion"/>.</summary>
+    public static Task<HttpResponseMessage> ClientCredentialsAsync(ServerFixture server, string clientId, string assertion) =>
+        OAuth.PostTokenAsync(server, WithAssertion(clientId, assertion, new() { ["grant_type"] = "client_credentials" }));
+
+    public static Task<HttpResponseMessage> ClientCredentialsAsync(ServerFixture server, SigningClient client, string assertion) =>
+        ClientCredentialsAsync(server, client.ClientId, assertion);
+
+    /// <summary><paramref name="form"/> with the client authentication of <paramref name="clientId"/> by <paramref name="assertion"/>.</summary>
+    public static Dictionary<string, string> WithAssertion(string clientId, string assertion, Dictionary<string, string> form) => new(form)
+    {
+        ["client_id"] = clientId,
+        ["client_assertion_type"] = AssertionType,
+        ["client_assertion"] = assertion,
+    };
+
+    public static async Task ExpectTokenAsync(HttpResponseMessage response)
+    {
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {json}");
+        Assert.False(string.IsNullOrEmpty(json.GetProperty("access_token").GetString()));
+    }
+
+    /// <summary>A 401 invalid_client, whose description says <paramref name="description"/> when given.</summary>
+    public static async Task ExpectInvalidClientAsync(HttpResponseMessage response, string? description = null)
+    {
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.Unauthorized, $"{(int)response.StatusCode}: {json}");
+        Assert.Equal("invalid_client", json.GetProperty("error").GetString());
+        if (description is not null)
+        {
+            Assert.Contains(description, json.GetProperty("error_description").GetString());
+        }
+    }
 
     public static async Task<SigningClient> CreateAsync(ServerFixture server, Action<ClientDocument>? configure = null)
     {

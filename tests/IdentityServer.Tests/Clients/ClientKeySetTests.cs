@@ -4,6 +4,7 @@ using IdentityServer.Clients;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
+using static IdentityServer.Tests.Clients.SigningClient;
 
 namespace IdentityServer.Tests.Clients;
 
@@ -182,22 +183,6 @@ public abstract class ClientKeySetTests<TFixture>(TFixture fixture) where TFixtu
 
     private static Action<Dictionary<string, object>> AsClient(SigningClient client) => payload =>
         (payload["iss"], payload["sub"]) = (client.ClientId, client.ClientId);
-
-    private static async Task<HttpResponseMessage> ClientCredentialsAsync(ServerFixture server, string clientId, string assertion) =>
-        await OAuth.PostFormAsync(server, "token_endpoint", new Dictionary<string, string>
-        {
-            ["grant_type"] = "client_credentials", ["client_id"] = clientId,
-            ["client_assertion_type"] = SigningClient.AssertionType, ["client_assertion"] = assertion,
-        });
-
-    private static async Task ExpectTokenAsync(HttpResponseMessage response) =>
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
-
-    private static async Task ExpectInvalidClientAsync(HttpResponseMessage response)
-    {
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.Unauthorized && body.Contains("invalid_client"), $"{(int)response.StatusCode}: {body}");
-    }
 
     /// <summary>
     /// The client's key publisher: its set at <see cref="JwksUri"/>, or 503 while <see cref="Json"/> is null; each answer
