@@ -76,12 +76,28 @@ public sealed class ExternalSignInBrowserTests
         page.Console += (_, message) => { if (message.Type == "error") { consoleErrors.Add(message.Text); } };
         string Logs() => $"\nserver:\n{server.Output}\nprovider:\n{provider.Output}";
 
+        // The provider answers its discovery document and keys once before anyone picks it: the server waits 5 s at most
+        // on a provider's first answer, which a cold process on a busy CI machine can take longer to give (once seen in CI).
+        using (var http = new HttpClient())
+        {
+            (await http.GetAsync($"http://127.0.0.1:{providerPort}/.well-known/openid-configuration")).EnsureSuccessStatusCode();
+            (await http.GetAsync($"http://127.0.0.1:{providerPort}/.well-known/jwks")).EnsureSuccessStatusCode();
+        }
+
         // The application asks for a sign-in; the person picks the provider and signs in there.
         var flow = new BrowserCodeFlow(origin, appId, AppRedirectUri, "openid profile email");
         await page.GotoAsync(flow.AuthorizeUrl);
         Assert.StartsWith($"{origin}/account/login", page.Url);
         await page.ClickAsync("#external-login button[value=provider]");
-        await page.WaitForURLAsync($"http://127.0.0.1:{providerPort}/account/login**", new() { Timeout = 15_000 });
+        try
+        {
+            await page.WaitForURLAsync($"http://127.0.0.1:{providerPort}/account/login**", new() { Timeout = 15_000 });
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"Not at the provider; at {page.Url}:\n{await page.InnerTextAsync("body")}{Logs()}");
+        }
+
         await page.FillAsync("#Input_UserName", person);
         await page.FillAsync("#Input_Password", personPassword);
         var code = await flow.CodeAfterAsync(page, () => page.ClickAsync("#login-form button[type=submit]"), Logs);
