@@ -241,6 +241,30 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
     }
 
     /// <summary>
+    /// The cookie naming the provider session is for the account that signed in with it: carried into a browser where
+    /// someone else is signed in (here with a password), their sign-out sends no one to the provider, whose session
+    /// of the first person is left alone.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_provider_session_cookie_of_another_account_is_not_signed_out_at_the_provider()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await SignInFromLoginPageAsync(browser, "provider", person);
+        var someoneElse = await Server.CreateUserAsync();
+        var otherBrowser = servers.CreateBrowser();
+        await AccountPages.SignInAsync(otherBrowser, someoneElse.UserName, someoneElse.Password);
+        otherBrowser.Cookies.Add(browser.Cookies.GetAllCookies().Single(c => c.Name.EndsWith("idsrv.provider-session", StringComparison.Ordinal)));
+
+        var signedOut = await otherBrowser.SubmitAsync(await AccountPages.OpenAsync(otherBrowser, "/account/logout"), stopAt: OAuth.IsApp);
+
+        Assert.True(signedOut.Uri.Host == TestServerFactory.Authority.Host && signedOut.Uri.AbsolutePath == "/account/logout"
+            && signedOut.Document.QuerySelector("a#continue") is null, $"{(int)signedOut.Status} at {signedOut.Uri}:\n{signedOut.Body}");
+        Assert.Equal("/account/login", (await AccountPages.OpenAsync(otherBrowser, "/account")).Uri.AbsolutePath);
+        Assert.Equal("/account", (await AtProviderAsync(browser, "/account")).Uri.AbsolutePath);
+    }
+
+    /// <summary>
     /// The provider cannot be reached when the person signs out (another instance of this server, whose entry now points
     /// where no discovery document is): the sign-out here is done all the same, on the sign-out page.
     /// </summary>
