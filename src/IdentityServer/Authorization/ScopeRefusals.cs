@@ -44,8 +44,8 @@ public static class ScopeRefusals
     }
 
     /// <summary>
-    /// A scope the client has no permission for (openid and offline_access need none: OpenIddict's rule). Unknown
-    /// scopes were refused before, as invalid_scope, by OpenIddict.
+    /// A scope the client has no permission for (openid and offline_access need none: OpenIddict's rule; openid does
+    /// in a client credentials grant). Unknown scopes were refused before, as invalid_scope, by OpenIddict.
     /// </summary>
     public sealed class UnpermittedScope<TContext>(IOpenIddictApplicationManager applications, ILogger<UnpermittedScope<TContext>> logger)
         : IOpenIddictServerHandler<TContext> where TContext : BaseValidatingContext
@@ -58,9 +58,11 @@ public static class ScopeRefusals
                 return; // OpenIddict's own handler, next, decides.
             }
 
+            // A client credentials grant has no user to sign in: openid is for the clients registered with it only.
+            var machine = request.IsClientCredentialsGrantType();
             foreach (var scope in request.GetScopes())
             {
-                if (scope is not Scopes.OpenId and not Scopes.OfflineAccess
+                if (scope is not Scopes.OfflineAccess && (scope is not Scopes.OpenId || machine)
                     && !await applications.HasPermissionAsync(application, Permissions.Prefixes.Scope + scope, context.CancellationToken))
                 {
                     Refuse(context, logger, $"This client is not allowed the '{scope}' scope.");

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Collections.Immutable;
 using System.Security.Claims;
 using IdentityServer.Accounts;
@@ -17,10 +18,15 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
     /// <summary>Resolved on first use: a machine client's principal needs no user manager (it is costly to build).</summary>
     private UserManager<ApplicationUser> users => services.GetRequiredService<UserManager<ApplicationUser>>();
 
-    /// <summary>Claims that describe the user, replaced with current values whenever tokens are refreshed.</summary>
-    private static readonly ImmutableHashSet<string> UserClaimTypes = [
-        Claims.Name, Claims.PreferredUsername, Claims.Email, Claims.EmailVerified, Claims.Role,
-    ];
+    /// <summary>Claims that describe the user, replaced with current values whenever tokens are refreshed, and the scope each is given under.</summary>
+    private static readonly FrozenDictionary<string, string> ScopeOfUserClaim = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        [Claims.Name] = Scopes.Profile,
+        [Claims.PreferredUsername] = Scopes.Profile,
+        [Claims.Email] = Scopes.Email,
+        [Claims.EmailVerified] = Scopes.Email,
+        [Claims.Role] = Scopes.Roles,
+    }.ToFrozenDictionary(StringComparer.Ordinal);
 
     /// <summary>A new principal at the authorization or verification endpoint: the user, the granted scopes, the sign-in.</summary>
     public async Task<ClaimsPrincipal> CreateAsync(ApplicationUser user, ImmutableArray<string> grantedScopes, ClaimsPrincipal session, CancellationToken ct)
@@ -46,7 +52,7 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
     /// </summary>
     public async Task<ClaimsPrincipal> RefreshAsync(ClaimsPrincipal granted, ApplicationUser user)
     {
-        var identity = new ClaimsIdentity(granted.Claims.Where(c => !UserClaimTypes.Contains(c.Type)),
+        var identity = new ClaimsIdentity(granted.Claims.Where(c => !ScopeOfUserClaim.ContainsKey(c.Type)),
             TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
         await AddUserClaimsAsync(identity, user, granted.GetScopes());
         SetDestinations(identity, DestinationsOf);
@@ -77,7 +83,7 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
         principal.SetScopes(grantedScopes);
         principal.SetResources(audiences);
         await AddUserClaimsAsync(identity, user, grantedScopes);
-        SetDestinations(identity, static claim => UserClaimTypes.Contains(claim.Type) || claim.Type == TokenExchange.ActorClaim ? AccessTokenOnly : null);
+        SetDestinations(identity, static claim => ScopeOfUserClaim.ContainsKey(claim.Type) || claim.Type == TokenExchange.ActorClaim ? AccessTokenOnly : null);
         return principal;
     }
 
@@ -110,6 +116,18 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
         return info;
     }
 
+    /// <summary>Takes out of <paramref name="principal"/> the user claims of any scope not in <paramref name="scopes"/>.</summary>
+    public static void RemoveUserClaimsOutside(ClaimsPrincipal principal, ImmutableArray<string> scopes)
+    {
+        foreach (var (type, scope) in ScopeOfUserClaim)
+        {
+            if (!scopes.Contains(scope))
+            {
+                principal.RemoveClaims(type);
+            }
+        }
+    }
+
     private async Task AddUserClaimsAsync(ClaimsIdentity identity, ApplicationUser user, ImmutableArray<string> grantedScopes)
     {
         if (grantedScopes.Contains(Scopes.Profile))
@@ -137,7 +155,7 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
     /// </summary>
     private static string? DestinationsOf(Claim claim) => claim.Type switch
     {
-        _ when UserClaimTypes.Contains(claim.Type) => BothTokens,
+        _ when ScopeOfUserClaim.ContainsKey(claim.Type) => BothTokens,
         Claims.AuthenticationTime or Claims.AuthenticationMethodReference or Claims.AuthenticationContextReference or SessionClaims.SessionId => IdentityTokenOnly,
         "AspNet.Identity.SecurityStamp" => null,
         _ => AccessTokenOnly,

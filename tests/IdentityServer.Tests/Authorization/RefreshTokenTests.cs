@@ -148,6 +148,49 @@ public abstract class RefreshTokenTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal("openid", Jwt.Payload(narrowed.GetProperty("access_token").GetString()!).GetProperty("scope").GetString());
     }
 
+    /// <summary>
+    /// A refresh for fewer scopes gets an access token for those only: the audiences of the scopes left, and the user
+    /// claims of those scopes only (in the identity token too), so the API of a scope left out does not take it. The
+    /// new refresh token keeps the grant's scopes (RFC 6749 6), and a refreshed identity token has no nonce.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_refresh_for_fewer_scopes_gets_tokens_for_those_only_and_its_refresh_token_keeps_the_grant()
+    {
+        var (kept, leftOut) = ($"https://{Unique.Name("kept")}.test/", $"https://{Unique.Name("left-out")}.test/");
+        var (keptScope, leftOutScope) = (await server.CreateScopeAsync(kept), await server.CreateScopeAsync(leftOut));
+        var scope = $"openid profile email offline_access {keptScope} {leftOutScope}";
+        var client = await server.CreatePublicClientAsync(scope);
+        var first = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, await server.CreateUserAsync(), scope);
+        Assert.True(Jwt.Payload(first.GetProperty("id_token").GetString()!).TryGetProperty("nonce", out _), first.ToString());
+
+        var narrowing = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = first.GetProperty("refresh_token").GetString()!,
+            ["scope"] = $"openid email {keptScope}",
+        });
+        var narrowed = await OAuth.ReadJsonAsync(narrowing);
+        Assert.True(narrowing.IsSuccessStatusCode, narrowed.ToString());
+
+        var access = Jwt.Payload(narrowed.GetProperty("access_token").GetString()!);
+        Assert.Equal([kept], Jwt.Strings(access.GetProperty("aud")));
+        var id = Jwt.Payload(narrowed.GetProperty("id_token").GetString()!);
+        foreach (var payload in new[] { access, id })
+        {
+            Assert.True(payload.TryGetProperty("email", out _), payload.ToString());
+            Assert.False(payload.TryGetProperty("preferred_username", out _), payload.ToString());
+            Assert.False(payload.TryGetProperty("name", out _), payload.ToString());
+        }
+
+        Assert.False(id.TryGetProperty("nonce", out _), id.ToString());
+
+        var again = await OAuth.RefreshAsync(server, client, narrowed.GetProperty("refresh_token").GetString()!);
+        var whole = await OAuth.ReadJsonAsync(again);
+        Assert.True(again.IsSuccessStatusCode, whole.ToString());
+        var wholeAccess = Jwt.Payload(whole.GetProperty("access_token").GetString()!);
+        Assert.Equal(new[] { kept, leftOut }.Order(), Jwt.Strings(wholeAccess.GetProperty("aud")).Order());
+        Assert.True(wholeAccess.TryGetProperty("preferred_username", out _), wholeAccess.ToString());
+    }
+
     [SkippableFact]
     public async Task Refresh_token_reuse_is_refused_and_revokes_the_chain()
     {

@@ -125,6 +125,26 @@ public abstract class ClientCredentialsTests<TFixture>(TFixture server) where TF
         Assert.Equal("invalid_client", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
     }
 
+    /// <summary>
+    /// A client credentials grant has no user: openid is invalid_scope for a machine client not registered with it
+    /// (which other grants need no registration for), and granted to one that is.
+    /// </summary>
+    [SkippableFact]
+    public async Task Openid_in_a_client_credentials_request_needs_the_client_to_be_registered_with_it()
+    {
+        var (client, scope) = await CreateMachineClientAsync(TestApi.NewAudience());
+        var form = new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = $"openid {scope}" };
+
+        var refused = await OAuth.PostTokenAsync(server, form, client);
+        var refusal = await OAuth.ReadJsonAsync(refused);
+        Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, refusal.ToString());
+        Assert.Equal("invalid_scope", refusal.GetProperty("error").GetString());
+
+        var registered = await server.CreateConfidentialClientAsync(c => c.Scope = $"openid {scope}");
+        var granted = await OAuth.PostTokenAsync(server, form, registered);
+        Assert.True(granted.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(granted)).ToString());
+    }
+
     private async Task<(TestClient Client, string Scope)> CreateMachineClientAsync(string audience)
     {
         var scope = await server.CreateScopeAsync(audience);
