@@ -70,20 +70,21 @@ public static class AuthorizationServerExtensions
                         return default;
                     }).SetOrder(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers.Authentication.ProcessFormPostResponse.Descriptor.Order - 1));
 
-                // max_age is a number of seconds (OpenID Connect Core 3.1.2.1); anything else is refused rather than
-                // ignored, which would have let a client believe the session's age was checked. Last, so that the
-                // error goes back to the client's validated redirect URI.
-                // A pushed request is checked when it is pushed, so the client hears of it then.
+                // max_age is a number of seconds (OpenID Connect Core 3.1.2.1), and an S256 code_challenge is a SHA-256 in
+                // base64url (RFC 7636 4.2); anything else is refused rather than ignored, which would have let a client
+                // believe the session's age was checked, or given it a code no verifier could ever redeem. Last, so that
+                // the error goes back to the client's validated redirect URI. A pushed request is checked when it is
+                // pushed, so the client hears of it then.
                 server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidateAuthorizationRequestContext>(handler =>
                     handler.UseInlineHandler(context =>
                     {
-                        RefuseMalformedMaxAge(context);
+                        RefuseMalformedParameters(context);
                         return default;
                     }).SetOrder(int.MaxValue));
                 server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidatePushedAuthorizationRequestContext>(handler =>
                     handler.UseInlineHandler(context =>
                     {
-                        RefuseMalformedMaxAge(context);
+                        RefuseMalformedParameters(context);
                         return default;
                     }).SetOrder(int.MaxValue));
 
@@ -197,13 +198,25 @@ public static class AuthorizationServerExtensions
         }
     }
 
-    /// <summary>A max_age sent empty counts as absent (RFC 6749 3.1); any other value must be whole seconds, 0 or more.</summary>
-    private static void RefuseMalformedMaxAge(OpenIddict.Server.OpenIddictServerEvents.BaseValidatingContext context)
+    /// <summary>
+    /// A max_age sent empty counts as absent (RFC 6749 3.1); any other value must be whole seconds, 0 or more (one too
+    /// large for a number here is simply never reached). An S256 code_challenge is 43 base64url characters.
+    /// </summary>
+    private static void RefuseMalformedParameters(OpenIddict.Server.OpenIddictServerEvents.BaseValidatingContext context)
     {
-        var request = context.Transaction.Request;
-        if (request?.GetParameter(Parameters.MaxAge)?.ToString() is { Length: > 0 } && request.MaxAge is null or < 0)
+        if (context.Transaction.Request is not { } request)
+        {
+            return;
+        }
+
+        if (request.GetParameter(Parameters.MaxAge)?.ToString() is { Length: > 0 } maxAge && !maxAge.All(char.IsAsciiDigit))
         {
             context.Reject(Errors.InvalidRequest, "The max_age parameter must be a whole number of seconds, 0 or more.");
+        }
+        else if (request.CodeChallengeMethod == CodeChallengeMethods.Sha256 && request.CodeChallenge is { } challenge
+            && (challenge.Length != 43 || !challenge.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
+        {
+            context.Reject(Errors.InvalidRequest, "The code_challenge parameter must be the base64url SHA-256 of the code verifier: 43 characters.");
         }
     }
 

@@ -35,7 +35,7 @@ public static class HostingExtensions
         {
             // Pages live beside their feature (Accounts/, Authorization/, ...) with absolute routes.
             options.RootDirectory = "/";
-        });
+        }).AddMvcOptions(options => options.Filters.Add<UnhandledMethods>());
         builder.Services.AddAuthorization(options =>
             options.FallbackPolicy = new AuthorizationPolicyBuilder().RequireAuthenticatedUser().Build());
 

@@ -85,6 +85,51 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         Assert.Equal("invalid_request", result["error"]);
     }
 
+    /// <summary>A max_age too large for any number here is a valid one that is never reached: the sign-in goes on.</summary>
+    [SkippableFact]
+    public async Task A_max_age_beyond_any_session_age_is_accepted()
+    {
+        var client = await server.CreatePublicClientAsync();
+
+        var result = await OAuth.AuthorizeAsync(server.CreateBrowser(), await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["max_age"] = "99999999999999999999" }), await server.CreateUserAsync());
+
+        Assert.True(result.ContainsKey("code"), string.Join(", ", result));
+    }
+
+    /// <summary>An S256 challenge is 43 base64url characters (RFC 7636 4.2); any other is refused, not given a code no verifier redeems.</summary>
+    [SkippableTheory]
+    [InlineData("abc")]
+    [InlineData("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cMx")]
+    [InlineData("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM")]
+    public async Task A_malformed_code_challenge_is_sent_back_as_invalid_request(string challenge)
+    {
+        var client = await server.CreatePublicClientAsync();
+
+        var result = await AuthorizeErrorAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce: null,
+            extra: new Dictionary<string, string?> { ["code_challenge"] = challenge, ["code_challenge_method"] = "S256" }));
+
+        Assert.Equal("invalid_request", result["error"]);
+        Assert.Contains("code_challenge", result["error_description"]);
+    }
+
+    /// <summary>A method the authorization endpoint does not take is 405, not its consent page rendered with nothing to consent to.</summary>
+    [SkippableTheory]
+    [InlineData("PUT")]
+    [InlineData("DELETE")]
+    [InlineData("PATCH")]
+    public async Task Another_method_at_the_authorization_endpoint_is_405(string method)
+    {
+        var client = await server.CreatePublicClientAsync();
+        var url = await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create());
+
+        var response = await server.CreateClient().SendAsync(new HttpRequestMessage(new HttpMethod(method), url));
+
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        Assert.Equal(["GET", "HEAD", "POST"], response.Content.Headers.Allow.Order(StringComparer.Ordinal));
+        Assert.DoesNotContain("would like to", await response.Content.ReadAsStringAsync());
+    }
+
     [SkippableFact]
     public async Task A_pushed_request_with_a_malformed_max_age_is_refused_when_it_is_pushed_and_an_empty_one_counts_as_absent()
     {
