@@ -120,7 +120,14 @@ public static class AuthorizationServerExtensions
                 server.RequireTokenParties();
                 server.RevokeGrantWithItsRefreshToken();
                 server.RevokeGrantOfReplayedTokens();
-                server.AcceptBodilessUserInfoPosts();
+                server.AcceptBodilessUserInfoPosts().RefuseUserInfoTokensSentTwiceOrInTheUri();
+
+                // Introspection is a POST (RFC 7662 2.1), as revocation is: a GET would carry the token in the URI,
+                // which logs keep. OpenIddict takes both.
+                server.RemoveEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers
+                    .ExtractGetOrPostRequest<OpenIddict.Server.OpenIddictServerEvents.ExtractIntrospectionRequestContext>.Descriptor);
+                server.AddEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers
+                    .ExtractPostRequest<OpenIddict.Server.OpenIddictServerEvents.ExtractIntrospectionRequestContext>.Descriptor);
 
                 // Plain signed JWTs (RFC 9068), so any API validates them with a stock JWT library.
                 server.DisableAccessTokenEncryption();

@@ -37,6 +37,31 @@ public static class UserInfoEndpoint
             return default;
         }).SetOrder(OpenIddictServerAspNetCoreHandlers.ExtractGetOrPostRequest<OpenIddict.Server.OpenIddictServerEvents.ExtractUserInfoRequestContext>.Descriptor.Order - 1));
 
+    /// <summary>
+    /// The access token comes one way (RFC 6750 2: a client must not use more than one): in the Authorization header, or
+    /// as a form field of a POST. Not in the URI, where logs and browser history keep it (RFC 6750 2.3 says it should
+    /// not be, and this server does not read it there); before OpenIddict takes the header's over the form's.
+    /// </summary>
+    public static OpenIddictServerBuilder RefuseUserInfoTokensSentTwiceOrInTheUri(this OpenIddictServerBuilder server) =>
+        server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ExtractUserInfoRequestContext>(handler => handler.UseInlineHandler(context =>
+        {
+            if (context.Transaction.GetHttpRequest() is not { } request || context.Request is null)
+            {
+                return default;
+            }
+
+            if (request.Query.ContainsKey(Parameters.AccessToken))
+            {
+                context.Reject(Errors.InvalidRequest, "The access token must be sent in the Authorization header or the form body, not in the URI.");
+            }
+            else if (!string.IsNullOrEmpty(context.Request.AccessToken) && request.Headers.Authorization.Count > 0)
+            {
+                context.Reject(Errors.InvalidRequest, "The access token was sent more than one way.");
+            }
+
+            return default;
+        }).SetOrder(OpenIddictServerAspNetCoreHandlers.ExtractAccessToken<OpenIddict.Server.OpenIddictServerEvents.ExtractUserInfoRequestContext>.Descriptor.Order - 1));
+
     private static async Task<IResult> GetAsync(HttpContext context, UserManager<ApplicationUser> users, UserPrincipalFactory principals)
     {
         var token = (await context.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)).Principal;

@@ -67,6 +67,48 @@ public abstract class TokenEndpointsConformanceTests<TFixture>(TFixture server) 
         Assert.False(string.IsNullOrEmpty((await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("sub").GetString()));
     }
 
+    /// <summary>
+    /// RFC 6750 2: the token comes one way. In the URI (which this server does not read), or in the header and the form
+    /// both, the request is invalid_request; the header alone or the form alone is answered.
+    /// </summary>
+    [SkippableFact]
+    public async Task Userinfo_refuses_a_token_in_the_uri_or_sent_two_ways()
+    {
+        var (_, accessToken) = await SignedInAsync("openid profile");
+        var endpoint = await server.EndpointAsync("userinfo_endpoint");
+        HttpRequestMessage InForm() => new(HttpMethod.Post, endpoint) { Content = new FormUrlEncodedContent([new("access_token", accessToken)]) };
+        var inUri = new HttpRequestMessage(HttpMethod.Get, $"{endpoint}?access_token={Uri.EscapeDataString(accessToken)}");
+        var twoWays = InForm();
+        twoWays.Headers.Authorization = new AuthenticationHeaderValue("Bearer", accessToken);
+
+        foreach (var refused in new[] { inUri, twoWays })
+        {
+            var response = await server.CreateClient().SendAsync(refused);
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{refused.Method}: {response.StatusCode} {response.Headers.WwwAuthenticate}");
+            Assert.Contains("error=\"invalid_request\"", response.Headers.WwwAuthenticate.ToString());
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await server.CreateClient().SendAsync(InForm())).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, accessToken)).StatusCode);
+    }
+
+    /// <summary>Introspection is a POST (RFC 7662 2.1): a GET, which would carry the token in the URI, is refused and says nothing of it.</summary>
+    [SkippableFact]
+    public async Task Introspection_refuses_a_get()
+    {
+        var (_, accessToken) = await SignedInAsync("openid profile");
+        var api = await server.CreateConfidentialClientAsync(c => c.Scope = "openid");
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"{await server.EndpointAsync("introspection_endpoint")}?token={Uri.EscapeDataString(accessToken)}"
+            + $"&client_id={Uri.EscapeDataString(api.ClientId)}&client_secret={Uri.EscapeDataString(api.ClientSecret!)}");
+
+        var response = await server.CreateClient().SendAsync(request);
+
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, json.ToString());
+        Assert.Equal("invalid_request", json.GetProperty("error").GetString());
+        Assert.False(json.TryGetProperty("active", out _), json.ToString());
+    }
+
     /// <summary>RFC 6750 3.1: a valid token without the openid scope is not enough for userinfo: 403 insufficient_scope.</summary>
     [SkippableFact]
     public async Task Userinfo_refuses_a_token_without_openid_as_insufficient_scope()
