@@ -172,8 +172,6 @@ public static class AuthorizationServerExtensions
 
     private static string Relative(string route) => route.TrimStart('/');
 
-    /// <summary>The algorithms a client's own keys (its registered JWKS: RSA or EC P-256) sign its assertions with.</summary>
-    private static readonly string[] ClientAssertionAlgorithms = [Algorithms.RsaSha256, Algorithms.EcdsaSha256];
 
     /// <summary>
     /// Completes OpenIddict's client authentication metadata (RFC 8414 2): <c>none</c> where public clients identify
@@ -200,7 +198,7 @@ public static class AuthorizationServerExtensions
         {
             if (methods.Contains(ClientAuthenticationMethods.PrivateKeyJwt))
             {
-                context.Metadata[metadata] = new OpenIddict.Abstractions.OpenIddictParameter([.. ClientAssertionAlgorithms]);
+                context.Metadata[metadata] = new OpenIddict.Abstractions.OpenIddictParameter([.. RequestObjects.Algorithms]);
             }
         }
     }

@@ -139,7 +139,7 @@ public abstract class TokenEndpointsConformanceTests<TFixture>(TFixture server) 
         Assert.DoesNotContain("none", Jwt.Strings(discovery.GetProperty("introspection_endpoint_auth_methods_supported")));
         foreach (var endpoint in new[] { "token_endpoint", "revocation_endpoint", "introspection_endpoint" })
         {
-            Assert.Equal(["RS256", "ES256"], Jwt.Strings(discovery.GetProperty($"{endpoint}_auth_signing_alg_values_supported")));
+            Assert.Equal(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"], Jwt.Strings(discovery.GetProperty($"{endpoint}_auth_signing_alg_values_supported")));
         }
     }
 

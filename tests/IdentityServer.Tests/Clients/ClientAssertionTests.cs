@@ -123,6 +123,22 @@ public abstract class ClientAssertionTests<TFixture>(TFixture server) where TFix
         await ExpectInvalidClientAsync(await ClientCredentialsAsync(server, client, assertion), "already used");
     }
 
+    /// <summary>Every algorithm discovery lists for private_key_jwt is accepted, with the client's RSA or EC key of its size.</summary>
+    [SkippableFact]
+    public async Task An_assertion_signed_with_each_algorithm_discovery_lists_gets_a_token()
+    {
+        var client = await SigningClient.CreateAsync(server);
+        var discovery = await OAuth.ReadJsonAsync(await server.CreateClient().GetAsync("/.well-known/openid-configuration"));
+        var listed = Jwt.Strings(discovery.GetProperty("token_endpoint_auth_signing_alg_values_supported"));
+        Assert.Equal(["ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"], listed.Order(StringComparer.Ordinal));
+
+        foreach (var algorithm in listed)
+        {
+            await SigningClient.ExpectTokenAsync(await SigningClient.ClientCredentialsAsync(server, client,
+                await client.AssertionAsync(header: h => h["alg"] = algorithm)));
+        }
+    }
+
     [SkippableFact]
     public async Task An_assertion_without_a_jti_is_refused_with_invalid_client()
     {
@@ -275,9 +291,13 @@ public sealed class SigningClient
     private readonly RSA _key = RSA.Create(2048);
     private readonly string _keyId = Guid.NewGuid().ToString("N");
 
-    /// <summary>A P-256 key registered beside the RSA one, for ES256 (<see cref="Sign"/>).</summary>
-    private readonly ECDsa _ecKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-    private readonly string _ecKeyId = Guid.NewGuid().ToString("N");
+    /// <summary>EC keys registered beside the RSA one, for ES256, ES384 and ES512 (<see cref="Sign"/>): its curve, key and kid.</summary>
+    private readonly Dictionary<string, (string Curve, ECDsa Key, string KeyId)> _ecKeys = new()
+    {
+        ["ES256"] = ("P-256", ECDsa.Create(ECCurve.NamedCurves.nistP256), Guid.NewGuid().ToString("N")),
+        ["ES384"] = ("P-384", ECDsa.Create(ECCurve.NamedCurves.nistP384), Guid.NewGuid().ToString("N")),
+        ["ES512"] = ("P-521", ECDsa.Create(ECCurve.NamedCurves.nistP521), Guid.NewGuid().ToString("N")),
+    };
     private ServerFixture _server = null!;
 
     public string ClientId { get; private set; } = null!;
@@ -328,22 +348,27 @@ public sealed class SigningClient
             ["kty"] = "RSA", ["use"] = "sig", ["kid"] = client._keyId,
             ["n"] = Base64UrlEncoder.Encode(key.Modulus!), ["e"] = Base64UrlEncoder.Encode(key.Exponent!),
         };
-        var point = client._ecKey.ExportParameters(false).Q;
-        var ecJwk = new Dictionary<string, string>
+        var keys = new List<Dictionary<string, string>> { jwk };
+        foreach (var (curve, ecKey, keyId) in client._ecKeys.Values)
         {
-            ["kty"] = "EC", ["crv"] = "P-256", ["use"] = "sig", ["kid"] = client._ecKeyId,
-            ["x"] = Base64UrlEncoder.Encode(point.X!), ["y"] = Base64UrlEncoder.Encode(point.Y!),
-        };
+            var point = ecKey.ExportParameters(false).Q;
+            keys.Add(new Dictionary<string, string>
+            {
+                ["kty"] = "EC", ["crv"] = curve, ["use"] = "sig", ["kid"] = keyId,
+                ["x"] = Base64UrlEncoder.Encode(point.X!), ["y"] = Base64UrlEncoder.Encode(point.Y!),
+            });
+        }
+
         var created = await server.CreateClientAsync(c =>
         {
             c.ClientId = Unique.Name("pkj");
             c.TokenEndpointAuthMethod = "private_key_jwt";
             c.GrantTypes = ["client_credentials"];
-            c.Jwks = JsonSerializer.SerializeToElement(new { keys = new[] { jwk, ecJwk } });
+            c.Jwks = JsonSerializer.SerializeToElement(new { keys });
             configure?.Invoke(c);
         });
         client.ClientId = created.ClientId;
-        client.PublicJwks = JsonSerializer.Serialize(new { keys = new[] { jwk, ecJwk } });
+        client.PublicJwks = JsonSerializer.Serialize(new { keys });
         return client;
     }
 
@@ -387,14 +412,14 @@ public sealed class SigningClient
     }
 
     /// <summary>
-    /// A JWS of the members given, signed by the header's alg: RS256 or PS256 with the client's RSA key, ES256 with its P-256
-    /// key (whose kid then replaces the RSA key's); "none" leaves it unsigned.
+    /// A JWS of the members given, signed by the header's alg: RS or PS 256, 384 or 512 with the client's RSA key, ES256,
+    /// ES384 or ES512 with its EC key of that curve (whose kid then replaces the RSA key's); "none" leaves it unsigned.
     /// </summary>
     private string Sign(Dictionary<string, object> header, Dictionary<string, object> claims)
     {
-        if (header["alg"] is "ES256" && header.TryGetValue("kid", out var kid) && (string)kid == _keyId)
+        if (_ecKeys.TryGetValue(header["alg"].ToString()!, out var ec) && header.TryGetValue("kid", out var kid) && (string)kid == _keyId)
         {
-            header["kid"] = _ecKeyId;
+            header["kid"] = ec.KeyId;
         }
 
         return SignJson(JsonSerializer.Serialize(header), JsonSerializer.Serialize(claims));
@@ -406,13 +431,21 @@ public sealed class SigningClient
         var header = JsonSerializer.Deserialize<Dictionary<string, object>>(headerJson)!;
         var signed = $"{Base64UrlEncoder.Encode(headerJson)}.{Base64UrlEncoder.Encode(payloadJson)}";
         var input = Encoding.ASCII.GetBytes(signed);
-        byte[]? signature = header["alg"].ToString() switch
+        var alg = header["alg"].ToString()!;
+        static HashAlgorithmName Hash(string alg) => alg[2..] switch
         {
-            "RS256" => _key.SignData(input, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1),
-            "PS256" => _key.SignData(input, HashAlgorithmName.SHA256, RSASignaturePadding.Pss),
-            "ES256" => _ecKey.SignData(input, HashAlgorithmName.SHA256), // IEEE P1363 (r || s), as JWS wants
+            "256" => HashAlgorithmName.SHA256,
+            "384" => HashAlgorithmName.SHA384,
+            "512" => HashAlgorithmName.SHA512,
+            _ => throw new ArgumentException($"Cannot sign with {alg}."),
+        };
+        byte[]? signature = alg switch
+        {
             "none" => null,
-            var alg => throw new ArgumentException($"Cannot sign with {alg}."),
+            _ when alg.StartsWith("RS", StringComparison.Ordinal) => _key.SignData(input, Hash(alg), RSASignaturePadding.Pkcs1),
+            _ when alg.StartsWith("PS", StringComparison.Ordinal) => _key.SignData(input, Hash(alg), RSASignaturePadding.Pss),
+            _ when _ecKeys.TryGetValue(alg, out var ec) => ec.Key.SignData(input, Hash(alg)), // IEEE P1363 (r || s), as JWS wants
+            _ => throw new ArgumentException($"Cannot sign with {alg}."),
         };
         return signature is null ? $"{signed}." : $"{signed}.{Base64UrlEncoder.Encode(signature)}";
     }
