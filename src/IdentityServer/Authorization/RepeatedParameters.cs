@@ -48,11 +48,12 @@ public static class RepeatedParameters
     }
 
     /// <summary>
-    /// Whether a parameter's name may be quoted in an error_description, which allows printable ASCII but for '"' and
-    /// '\' (RFC 6749 5.2); any name may be sent.
+    /// Whether a parameter's name may be quoted in an error_description: one that looks like a parameter name (letters,
+    /// digits, <c>_ - . :</c>, at most 64). Any name may be sent, and the description may be shown on this server's error
+    /// page: a name that reads as a sentence ("Your account is suspended, call ...") is not repeated there.
     /// </summary>
-    public static bool IsPrintable(string name) =>
-        name.Length <= 64 && name.All(c => c is >= '\x20' and <= '\x7e' and not '"' and not '\\');
+    public static bool IsQuotable(string name) =>
+        name.Length is > 0 and <= 64 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or ':');
 
     /// <summary>Refuses a request with a repeated parameter, at the point of the pipeline its descriptor names.</summary>
     public sealed class Refuse<TContext>(ILogger<Refuse<TContext>> logger) : IOpenIddictServerHandler<TContext>
@@ -84,7 +85,7 @@ public static class RepeatedParameters
         {
             if (context.Transaction.Request is { } request && FindRepeated(request) is { } name)
             {
-                var description = IsPrintable(name)
+                var description = IsQuotable(name)
                     ? $"The '{name}' parameter must not be sent more than once."
                     : "A parameter was sent more than once.";
                 logger.LogInformation(TokenEvents.RequestRefused, "{Endpoint} request refused: {Error} {Description}",

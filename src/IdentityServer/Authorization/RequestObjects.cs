@@ -325,7 +325,7 @@ public static class RequestObjects
 
                 if (ParameterOf(member.Name, member.Value) is not { } value)
                 {
-                    problem = RepeatedParameters.IsPrintable(member.Name)
+                    problem = RepeatedParameters.IsQuotable(member.Name)
                         ? $"The request object's '{member.Name}' has a value no request parameter can have."
                         : "A member of the request object has a value no request parameter can have.";
                     return null;

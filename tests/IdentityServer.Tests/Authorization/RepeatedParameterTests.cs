@@ -49,6 +49,21 @@ public abstract class RepeatedParameterTests<TFixture>(TFixture server) where TF
         Assert.Equal(await server.EndpointAsync("issuer"), result["iss"]);
     }
 
+    /// <summary>A repeated parameter whose name reads as a sentence is not repeated on this server's error page (anyone may send one).</summary>
+    [SkippableFact]
+    public async Task A_repeated_parameter_named_like_a_sentence_is_not_quoted_on_the_error_page()
+    {
+        const string name = "Your account is suspended. Call 555-1234";
+        var url = await OAuth.AuthorizeUrlAsync(server, Unique.Name("nobody"), "openid", Pkce.Create());
+
+        var page = await server.CreateBrowser().NavigateAsync(QueryHelpers.AddQueryString(QueryHelpers.AddQueryString(url, name, "1"), name, "2"),
+            stopAt: uri => uri.Host != TestServerFactory.Authority.Host);
+
+        Assert.Equal(HttpStatusCode.BadRequest, page.Status);
+        Assert.Contains("invalid_request", page.Body);
+        Assert.DoesNotContain("suspended", page.Body);
+    }
+
     [SkippableTheory]
     [InlineData("client_id")]
     [InlineData("redirect_uri")]
