@@ -42,6 +42,7 @@ public static class HostingExtensions
         builder.Services.AddHealthChecks().AddDbContextCheck<ApplicationDbContext>("database", tags: ["ready"]);
         builder.Services.AddCors();
         builder.Services.AddSingleton<ICorsPolicyProvider, ClientCorsPolicyProvider>();
+        builder.AddFormLimits();
         builder.AddRequestRateLimits();
 
         var hosting = builder.Configuration.GetSection(HostingOptions.Section).Get<HostingOptions>() ?? new HostingOptions();

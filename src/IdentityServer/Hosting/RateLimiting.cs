@@ -63,6 +63,17 @@ public static class RateLimiting
     private const string AccountKey = "IdentityServer.RateLimiting.Account";
     private const string ClientKey = "IdentityServer.RateLimiting.Client";
 
+    /// <summary>
+    /// The one partition of every name longer than an account's can be. (Names are trimmed, so no other name partition
+    /// has a space after the colon.)
+    /// </summary>
+    private const string OverlongNamePartition = "name: longer than any account's";
+
+    /// <summary>The length of OpenIddict's client id column: a longer client id is no client's.</summary>
+    private const int ClientIdColumnLength = 100;
+
+    private const string OverlongClientIdPartition = "client: longer than any client's";
+
     public static WebApplicationBuilder AddRequestRateLimits(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.Section)
@@ -110,7 +121,13 @@ public static class RateLimiting
             }
             else if (HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Token))
             {
-                context.Items[ClientKey] = await ClientIdAsync(context) is { Length: > 0 } clientId ? "client:" + clientId : null;
+                context.Items[ClientKey] = await ClientIdAsync(context) switch
+                {
+                    null or "" => null,
+                    // As for names: the limiter keeps each key for its window, so a key is never longer than a client id can be.
+                    { Length: > ClientIdColumnLength } => OverlongClientIdPartition,
+                    var clientId => "client:" + clientId,
+                };
             }
 
             await next(context);
@@ -156,11 +173,16 @@ public static class RateLimiting
             return null;
         }
 
-        // A name longer than any account's is not looked up. (A NUL never gets here: such a form is refused first.)
+        // A name longer than any account's is no account's: not looked up, and all such names share one partition, since
+        // the limiter keeps each key for its window (keyed on the name as sent, posts of huge names filled the memory).
+        // (A NUL never gets here: such a form is refused first.)
+        if (name.Length > ApplicationUser.NameColumnLength)
+        {
+            return OverlongNamePartition;
+        }
+
         var users = context.RequestServices.GetRequiredService<UserManager<ApplicationUser>>();
-        var user = lookUp && name.Length <= ApplicationUser.NameColumnLength
-            ? await users.FindByNameAsync(name) ?? await users.FindByEmailAsync(name)
-            : null;
+        var user = lookUp ? await users.FindByNameAsync(name) ?? await users.FindByEmailAsync(name) : null;
         return user is not null ? "user:" + user.Id : "name:" + name.ToUpperInvariant();
     }
 

@@ -42,6 +42,73 @@ public abstract class RateLimitingTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
     }
 
+    /// <summary>
+    /// A name longer than any account's is no account's: all such names share one limit, so the limiter holds one key
+    /// for them rather than one per name sent (each kept for its window, whatever its size).
+    /// </summary>
+    [SkippableFact]
+    public async Task Sign_ins_with_names_longer_than_any_account_s_share_one_limit()
+    {
+        var browser = server.CreateBrowser();
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 4; i++)
+        {
+            var name = Unique.Name("long") + new string('x', IdentityServer.Accounts.ApplicationUser.NameColumnLength);
+            statuses.Add((await AccountPages.SignInAsync(browser, name, "some-password-x")).Status);
+        }
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
+        // A name of an ordinary length has its own limit still.
+        Assert.Equal(HttpStatusCode.OK, (await AccountPages.SignInAsync(browser, Unique.Name("short"), "some-password-x")).Status);
+    }
+
+    /// <summary>As for names: client ids longer than a client's can be share one limit.</summary>
+    [SkippableFact]
+    public async Task Token_requests_with_client_ids_longer_than_any_client_s_share_one_limit()
+    {
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 4; i++)
+        {
+            var clientId = Unique.Name("long") + new string('x', 100);
+            statuses.Add((await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+            {
+                ["grant_type"] = "client_credentials", ["client_id"] = clientId, ["client_secret"] = "not-a-secret",
+            })).StatusCode);
+        }
+
+        Assert.DoesNotContain(HttpStatusCode.TooManyRequests, statuses[..3]);
+        Assert.Equal(HttpStatusCode.TooManyRequests, statuses[3]);
+    }
+
+    /// <summary>
+    /// Form posts are held to 256 KiB a value and 1 MiB in all (FormBodyValidation), pages and protocol endpoints alike:
+    /// ASP.NET Core's defaults took a user name of millions of characters.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_form_with_a_value_or_a_body_over_the_limits_is_refused()
+    {
+        var hugeName = new string('x', 300 * 1024);
+
+        var login = await AccountPages.SignInAsync(server.CreateBrowser(), hugeName, "some-password-x");
+        var browser = server.CreateBrowser();
+        var manyValues = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/login"), new Dictionary<string, string>(
+            Enumerable.Range(0, 5).Select(i => KeyValuePair.Create($"Extra{i}", new string('x', 250 * 1024))))
+        {
+            ["Input.UserName"] = Unique.Name("big"), ["Input.Password"] = "some-password-x",
+        });
+        var token = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "client_credentials", ["client_id"] = "some-client",
+            ["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", ["client_assertion"] = hugeName,
+        });
+
+        Assert.Equal(HttpStatusCode.BadRequest, login.Status);
+        Assert.Contains("The server could not understand this request.", login.Body);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, manyValues.Status);
+        Assert.Equal(HttpStatusCode.BadRequest, token.StatusCode);
+        Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(token)).GetProperty("error").GetString());
+    }
+
     [SkippableFact]
     public async Task A_burst_of_token_requests_from_one_client_gets_429_with_OAuth_error_JSON()
     {
