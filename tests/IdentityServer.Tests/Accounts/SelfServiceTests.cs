@@ -90,7 +90,7 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         Assert.NotNull(right.Document.QuerySelector("a[href='/account/resend-confirmation']"));
 
         var resend = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/resend-confirmation"),
-            new Dictionary<string, string> { ["Email"] = email });
+            new Dictionary<string, string> { ["Input.Email"] = email });
         Assert.Contains("we have sent it a new link", resend.Body);
         await Mailbox.WaitForAsync(server, email, "Confirm your email address", skip: 1);
     }

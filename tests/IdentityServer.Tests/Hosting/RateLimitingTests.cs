@@ -43,6 +43,29 @@ public abstract class RateLimitingTests<TFixture>(TFixture server) where TFixtur
     }
 
     /// <summary>
+    /// Resending the confirmation link names the account by its email, and shares its limit: each post sends an email.
+    /// </summary>
+    [SkippableFact]
+    public async Task Resend_confirmation_posts_count_towards_the_account_s_limit()
+    {
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var statuses = new List<HttpStatusCode>
+        {
+            (await AccountPages.SignInAsync(browser, user.UserName, "wrong-password-x")).Status,
+        };
+        for (var i = 0; i < 3; i++)
+        {
+            // The field as the page names it, as a browser fills it in.
+            var form = await AccountPages.OpenAsync(browser, "/account/resend-confirmation");
+            var field = form.Document.QuerySelector("input[type=email]")!.GetAttribute("name")!;
+            statuses.Add((await browser.SubmitAsync(form, new Dictionary<string, string> { [field] = user.Email })).Status);
+        }
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
+    }
+
+    /// <summary>
     /// A name longer than any account's is no account's: all such names share one limit, so the limiter holds one key
     /// for them rather than one per name sent (each kept for its window, whatever its size).
     /// </summary>
