@@ -34,12 +34,16 @@ public sealed class PostgreSqlAccountsFixture : PostgreSqlServerFixture
 public static class Mailbox
 {
     /// <summary>Waits for the message to <paramref name="to"/> whose subject contains <paramref name="subject"/>.</summary>
-    public static async Task<MimeMessage> WaitForAsync(ServerFixture server, string to, string subject, int skip = 0)
+    public static Task<MimeMessage> WaitForAsync(ServerFixture server, string to, string subject, int skip = 0) =>
+        WaitForAsync(server.Settings["Email:PickupDirectory"]!, to, subject, skip);
+
+    /// <summary>As above, in the pickup folder <paramref name="folder"/> (of a server process, say).</summary>
+    public static async Task<MimeMessage> WaitForAsync(string folder, string to, string subject, int skip = 0)
     {
         MimeMessage? found = null;
         await Eventually.TrueAsync(() =>
         {
-            found = Messages(server).Where(m => m.To.Mailboxes.Any(a => string.Equals(a.Address, to, StringComparison.OrdinalIgnoreCase))
+            found = MessagesIn(folder).Where(m => m.To.Mailboxes.Any(a => string.Equals(a.Address, to, StringComparison.OrdinalIgnoreCase))
                 && (m.Subject ?? string.Empty).Contains(subject, StringComparison.Ordinal)).Skip(skip).FirstOrDefault();
             return Task.FromResult(found is not null);
         }, TimeSpan.FromSeconds(15), $"an email '{subject}' to {to}");
@@ -55,11 +59,10 @@ public static class Mailbox
         return pickup;
     }
 
-    public static IEnumerable<MimeMessage> Messages(ServerFixture server)
-    {
-        var folder = server.Settings["Email:PickupDirectory"]!;
-        return Directory.GetFiles(folder, "*.eml").Order(StringComparer.Ordinal).Select(file => MimeMessage.Load(file));
-    }
+    public static IEnumerable<MimeMessage> Messages(ServerFixture server) => MessagesIn(server.Settings["Email:PickupDirectory"]!);
+
+    public static IEnumerable<MimeMessage> MessagesIn(string folder) =>
+        Directory.Exists(folder) ? Directory.GetFiles(folder, "*.eml").Order(StringComparer.Ordinal).Select(file => MimeMessage.Load(file)) : [];
 
     /// <summary>The first link in the message's text that goes to <paramref name="path"/>.</summary>
     public static string Link(MimeMessage message, string path)

@@ -21,6 +21,7 @@ public sealed class PasskeyBrowserTests
         var userName = Unique.Name("pk");
         var password = Unique.Secret();
         var clientId = Unique.Name("pk-client");
+        var mail = Path.Combine(Path.GetTempPath(), "idsrv-mail", Guid.NewGuid().ToString("N"));
         await using var server = await ServerProcess.StartHealthyAsync(new Dictionary<string, string?>
         {
             ["Seed:Users:90:user_name"] = userName,
@@ -33,7 +34,7 @@ public sealed class PasskeyBrowserTests
             ["Seed:Clients:90:redirect_uris:0"] = RedirectUri,
             ["Seed:Clients:90:scope"] = "openid profile",
             ["Seed:Clients:90:consent_type"] = "implicit",
-            ["Email:PickupDirectory"] = Path.Combine(Path.GetTempPath(), "idsrv-mail", Guid.NewGuid().ToString("N")),
+            ["Email:PickupDirectory"] = mail,
         });
         // "localhost", not 127.0.0.1: a WebAuthn relying party id is a domain name.
         var origin = $"http://localhost:{server.Port}";
@@ -66,6 +67,8 @@ public sealed class PasskeyBrowserTests
         await page.ClickAsync("#passkey-add-button");
         await ExpectAsync(page, server, ".passkey-name:has-text('Virtual authenticator')");
         Assert.Contains("Your passkey has been added", await page.ContentAsync());
+        // Its owner hears of it, as of any new way to sign in.
+        Assert.Contains("A passkey was just added", (await Mailbox.WaitForAsync(mail, $"{userName}@example.test", "A way to sign in was added")).TextBody);
 
         // Sign out.
         await page.GotoAsync($"{origin}/account/logout");

@@ -33,6 +33,21 @@ public abstract class SecondFactorTests<TFixture>(TFixture server) where TFixtur
         Assert.True(id.TryGetProperty("auth_time", out _));
     }
 
+    /// <summary>Whoever holds the app passes the second step from now on: the owner hears of it, as of a passkey.</summary>
+    [SkippableFact]
+    public async Task Turning_the_authenticator_on_tells_the_account_s_address()
+    {
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        await AccountPages.EnableAuthenticatorAsync(browser);
+
+        var notice = await Mailbox.WaitForAsync(server, user.Email, "A way to sign in was added");
+        Assert.Contains("An authenticator app was just added", notice.TextBody);
+        Assert.Contains(new Uri(TestServerFactory.Authority, "/account/two-factor").AbsoluteUri, notice.TextBody);
+    }
+
     [SkippableFact]
     public async Task A_recovery_code_signs_in_once()
     {

@@ -360,6 +360,9 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         Assert.Contains(newEmail, (await AccountPages.OpenAsync(browser, "/account")).Body);
         Assert.Equal("/", (await AccountPages.SignInAsync(server.CreateBrowser(), newEmail, user.Password)).Uri.AbsolutePath);
         Assert.Contains("This link cannot be used", (await AccountPages.OpenAndConfirmAsync(browser, link)).Body);
+        // The old address no longer gets the account's emails (a reset link among them): it is told, without the new one.
+        var notice = await Mailbox.WaitForAsync(server, user.Email, "Your email address was changed");
+        Assert.DoesNotContain(newEmail, notice.TextBody);
     }
 
     [SkippableFact]

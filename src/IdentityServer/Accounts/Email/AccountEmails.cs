@@ -74,6 +74,20 @@ public sealed class AccountEmails(
         """, resetLink);
 
     /// <summary>
+    /// The account's email address was changed: the old address hears of it, as it no longer gets the account's emails
+    /// (a password reset link among them). Not the new address: the old one may no longer be the owner's.
+    /// </summary>
+    public void SendEmailChanged(string to, string userName) => Send(to, "Your email address was changed",
+        $"""
+        Hello {userName},
+
+        The email address of your account was just changed: its emails now go to the new address, no longer to this one.
+
+        If this was not you, someone who knows your password changed it. Sign in if you still can, change your password
+        and your email address, and sign out everywhere: {Link("/account")}
+        """, Link("/account"));
+
+    /// <summary>
     /// A way to sign in (<paramref name="method"/>, managed on the page <paramref name="path"/>) was added to the account:
     /// its owner hears of it, as of a new password, at a confirmed address only (an unconfirmed one may be anyone's).
     /// </summary>

@@ -1,3 +1,4 @@
+using IdentityServer.Accounts.Email;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
@@ -7,8 +8,11 @@ namespace IdentityServer.Accounts.Pages;
 
 /// <summary>The link sent to a new email address. A GET only shows a button; the POST makes the change.</summary>
 [AllowAnonymous]
-public sealed class ConfirmEmailChangeModel(UserManager<ApplicationUser> users, AccountSessions sessions, ILogger<ConfirmEmailChangeModel> logger)
-    : PageModel
+public sealed class ConfirmEmailChangeModel(
+    UserManager<ApplicationUser> users,
+    AccountSessions sessions,
+    AccountEmails emails,
+    ILogger<ConfirmEmailChangeModel> logger) : PageModel
 {
     [BindProperty(SupportsGet = true)]
     public string? UserId { get; set; }
@@ -29,11 +33,18 @@ public sealed class ConfirmEmailChangeModel(UserManager<ApplicationUser> users, 
     {
         var user = UserId is null ? null : await users.FindByIdAsync(UserId);
         var token = ConfirmEmailModel.Decode(Code);
+        var (oldEmail, oldEmailConfirmed) = (user?.Email, user?.EmailConfirmed == true);
         Changed = user is not null && token is not null && !string.IsNullOrEmpty(Email)
             && (await users.ChangeEmailAsync(user, Email, token)).Succeeded;
         if (Changed == true)
         {
             logger.LogInformation(AccountEvents.EmailChanged, "User {UserId} changed the email address", user!.Id);
+            // At a confirmed address only, as every notice (an unconfirmed one may be anyone's).
+            if (oldEmail is not null && oldEmailConfirmed && !string.Equals(oldEmail, user.Email, StringComparison.OrdinalIgnoreCase))
+            {
+                emails.SendEmailChanged(oldEmail, user.UserName ?? oldEmail);
+            }
+
             // The change gave the account a new security stamp, which ended its sessions; this browser's own carries on.
             if (users.GetUserId(User) == user.Id)
             {

@@ -18,6 +18,7 @@ public sealed class AuthenticatorModel(
     UserManager<ApplicationUser> users,
     IUserStore<ApplicationUser> userStore,
     AccountSessions sessions,
+    Email.AccountEmails emails,
     IOptions<AccountsOptions> accounts,
     ILogger<AuthenticatorModel> logger) : PageModel
 {
@@ -73,6 +74,8 @@ public sealed class AuthenticatorModel(
         RecoveryCodes = [.. await users.GenerateNewTwoFactorRecoveryCodesAsync(user, 10) ?? []];
         await sessions.RefreshAsync(user);
         logger.LogInformation(AccountEvents.TwoFactorEnabled, "User {UserId} turned two-factor sign-in on with an authenticator app", user.Id);
+        // Whoever holds the app now passes the second step: the owner hears of it, as of a passkey.
+        emails.SendSignInMethodAdded(user, "An authenticator app", "/account/two-factor");
         return Page();
     }
 

@@ -15,6 +15,7 @@ public sealed class PasskeysModel(
     UserManager<ApplicationUser> users,
     SignInManager<ApplicationUser> signInManager,
     AccountSessions sessions,
+    Email.AccountEmails emails,
     ILogger<PasskeysModel> logger) : PageModel
 {
     public const int MaximumPasskeys = 20;
@@ -104,6 +105,8 @@ public sealed class PasskeysModel(
         }
 
         logger.LogInformation(AccountEvents.PasskeyAdded, "User {UserId} added a passkey ({Name})", user.Id, attestation.Passkey.Name);
+        // Not its name: text of the session's choosing does not go into the owner's email.
+        emails.SendSignInMethodAdded(user, "A passkey", "/account/passkeys");
         StatusMessage = "Your passkey has been added. You can now sign in with it.";
         return RedirectToPage();
     }
