@@ -45,7 +45,7 @@ public sealed class PasskeyBrowserTests
         var page = await context.NewPageAsync();
         var cdp = await context.NewCDPSessionAsync(page);
         await cdp.SendAsync("WebAuthn.enable");
-        await cdp.SendAsync("WebAuthn.addVirtualAuthenticator", new Dictionary<string, object>
+        var authenticator = await cdp.SendAsync("WebAuthn.addVirtualAuthenticator", new Dictionary<string, object>
         {
             ["options"] = new Dictionary<string, object>
             {
@@ -63,6 +63,19 @@ public sealed class PasskeyBrowserTests
         await page.ClickAsync("#login-form button[type=submit]");
         await ExpectAsync(page, server, () => page.WaitForURLAsync($"{origin}/"), $"No arrival at {origin}/ after signing in");
         await page.GotoAsync($"{origin}/account/passkeys");
+
+        // A name longer than 100 characters, sent past the field's maxlength, is refused and no passkey is added.
+        await page.EvalOnSelectorAsync("#Name", "input => input.removeAttribute('maxlength')");
+        await page.FillAsync("#Name", new string('n', 101));
+        await page.ClickAsync("#passkey-add-button");
+        await ExpectAsync(page, server, "text=A passkey's name has at most 100 characters.");
+        Assert.Equal(0, await page.Locator(".passkey-name").CountAsync());
+        // The authenticator made a credential the server did not keep: forgotten, so it is not offered at sign-in.
+        await cdp.SendAsync("WebAuthn.clearCredentials", new Dictionary<string, object>
+        {
+            ["authenticatorId"] = authenticator!.Value.GetProperty("authenticatorId").GetString()!,
+        });
+
         await page.FillAsync("#Name", "Virtual authenticator");
         await page.ClickAsync("#passkey-add-button");
         await ExpectAsync(page, server, ".passkey-name:has-text('Virtual authenticator')");

@@ -20,6 +20,8 @@ public sealed class PasskeysModel(
 {
     public const int MaximumPasskeys = 20;
 
+    public const int MaximumNameLength = 100;
+
     public IReadOnlyList<UserPasskeyInfo> Passkeys { get; private set; } = [];
 
     /// <summary>The browser's answer to <c>navigator.credentials.create()</c>, as JSON.</summary>
@@ -27,7 +29,7 @@ public sealed class PasskeysModel(
     public string? Credential { get; set; }
 
     [BindProperty]
-    [StringLength(100)]
+    [StringLength(MaximumNameLength)]
     public string? Name { get; set; }
 
     [BindProperty]
@@ -71,6 +73,13 @@ public sealed class PasskeysModel(
         }
 
         Passkeys = [.. await users.GetPasskeysAsync(user)];
+        if (!ModelState.IsValid)
+        {
+            // The name's length (the form's maxlength is the browser's to keep, not a rule).
+            ErrorMessage = $"A passkey's name has at most {MaximumNameLength} characters.";
+            return Page();
+        }
+
         if (string.IsNullOrEmpty(Credential) || Passkeys.Count >= MaximumPasskeys)
         {
             ErrorMessage = Passkeys.Count >= MaximumPasskeys ? $"An account can have at most {MaximumPasskeys} passkeys." : "The browser did not create a passkey.";
