@@ -44,6 +44,7 @@ public static class AccountsExtensions
             })
             .AddEntityFrameworkStores<ApplicationDbContext>()
             .AddUserStore<ApplicationUserStore>()
+            .AddSignInManager<ServerSignInManager>()
             .AddDefaultTokenProviders()
             // In place of Identity's authenticator provider (same name): each code is accepted once.
             .AddTokenProvider<OneUseAuthenticatorCodes>(TokenOptions.DefaultAuthenticatorProvider)

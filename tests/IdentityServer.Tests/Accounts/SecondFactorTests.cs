@@ -173,6 +173,38 @@ public abstract class SecondFactorTests<TFixture>(TFixture server) where TFixtur
         Assert.NotEqual(key, newKey);
     }
 
+    /// <summary>
+    /// A remembered device skips the code only while the account's security stamp is the one it was remembered with:
+    /// a password change elsewhere (which ends every other session) makes it ask again at once, not after
+    /// Accounts:SessionValidationInterval.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_remembered_device_is_asked_for_the_code_again_after_a_password_change_elsewhere()
+    {
+        var user = await server.CreateUserAsync();
+        var setup = server.CreateBrowser();
+        await AccountPages.SignInAsync(setup, user.UserName, user.Password);
+        var (key, _) = await AccountPages.EnableAuthenticatorAsync(setup);
+        var device = server.CreateBrowser();
+        var codePage = await AccountPages.SignInAsync(device, user.UserName, user.Password);
+        Assert.Equal("/", (await device.SubmitAsync(codePage, new Dictionary<string, string>
+        {
+            ["Input.Code"] = Totp.NextCode(key), ["Input.RememberDevice"] = "true",
+        })).Uri.AbsolutePath);
+        await device.SubmitAsync(await AccountPages.OpenAsync(device, "/account/logout"), selector: "main form");
+        Assert.Equal("/", (await AccountPages.SignInAsync(device, user.UserName, user.Password)).Uri.AbsolutePath); // remembered
+
+        const string newPassword = "changed-passphrase-2";
+        var changed = await setup.SubmitAsync(await AccountPages.OpenAsync(setup, "/account/password"), new Dictionary<string, string>
+        {
+            ["Input.CurrentPassword"] = user.Password, ["Input.NewPassword"] = newPassword, ["Input.ConfirmPassword"] = newPassword,
+        });
+        Assert.Contains("Your password has been changed", changed.Body);
+
+        var again = await AccountPages.SignInAsync(device, user.UserName, newPassword);
+        Assert.Equal("/account/login/two-factor", again.Uri.AbsolutePath);
+    }
+
     private static string[] Amr(JsonElement idToken) => [.. idToken.GetProperty("amr").EnumerateArray().Select(e => e.GetString()!).Order(StringComparer.Ordinal)];
 
     private static string WrongCode(string key)
