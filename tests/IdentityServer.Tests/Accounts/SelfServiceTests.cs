@@ -353,13 +353,23 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         Assert.Contains(user.Email, (await AccountPages.OpenAsync(browser, "/account")).Body);
 
         var link = Mailbox.Link(await Mailbox.WaitForAsync(server, newEmail, "Confirm your new email address"), "/account/confirm-email-change");
+        // The page shows the address only for the link as sent: not another address put in its query.
+        const string forged = "call-support-now@attacker.example";
+        var query = Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(new Uri(link).Query);
+        var forgedLink = Microsoft.AspNetCore.WebUtilities.QueryHelpers.AddQueryString(new Uri(link).GetLeftPart(UriPartial.Path),
+            query.Select(p => KeyValuePair.Create(p.Key, p.Key == "email" ? (string?)forged : p.Value.ToString())));
+        var forgedPage = await AccountPages.OpenAsync(browser, forgedLink);
+        Assert.DoesNotContain(forged, forgedPage.Body);
+        Assert.Contains("This link cannot be used", forgedPage.Body);
+        Assert.Contains($"Use <strong>{newEmail}</strong> for your account?", (await AccountPages.OpenAsync(browser, link)).Body);
         var changed = await AccountPages.OpenAndConfirmAsync(browser, link);
 
         Assert.Contains("Email address changed", changed.Body);
         // The change gave the account a new security stamp; the browser that confirmed it stays signed in.
         Assert.Contains(newEmail, (await AccountPages.OpenAsync(browser, "/account")).Body);
         Assert.Equal("/", (await AccountPages.SignInAsync(server.CreateBrowser(), newEmail, user.Password)).Uri.AbsolutePath);
-        Assert.Contains("This link cannot be used", (await AccountPages.OpenAndConfirmAsync(browser, link)).Body);
+        // Used, the link says so as soon as it is opened (the change gave a new security stamp, which ends its token).
+        Assert.Contains("This link cannot be used", (await AccountPages.OpenAsync(browser, link)).Body);
         // The old address no longer gets the account's emails (a reset link among them): it is told, without the new one.
         var notice = await Mailbox.WaitForAsync(server, user.Email, "Your email address was changed");
         Assert.DoesNotContain(newEmail, notice.TextBody);

@@ -6,7 +6,10 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace IdentityServer.Accounts.Pages;
 
-/// <summary>The link sent to a new email address. A GET only shows a button; the POST makes the change.</summary>
+/// <summary>
+/// The link sent to a new email address. A GET only shows a button (and the address, once the link checks out); the
+/// POST makes the change.
+/// </summary>
 [AllowAnonymous]
 public sealed class ConfirmEmailChangeModel(
     UserManager<ApplicationUser> users,
@@ -25,8 +28,20 @@ public sealed class ConfirmEmailChangeModel(
 
     public bool? Changed { get; private set; }
 
-    public void OnGet()
+    /// <summary>Whether the link is one this server sent for this account and this address, and still works.</summary>
+    public bool LinkWorks { get; private set; }
+
+    /// <summary>
+    /// The address is in the query, which anyone can write: the page shows it only for a link this server sent for it,
+    /// so that it never says "Use (someone's text) for your account?".
+    /// </summary>
+    public async Task OnGetAsync()
     {
+        var user = UserId is null ? null : await users.FindByIdAsync(UserId);
+        var token = ConfirmEmailModel.Decode(Code);
+        LinkWorks = user is not null && token is not null && !string.IsNullOrEmpty(Email)
+            && await users.VerifyUserTokenAsync(user, users.Options.Tokens.ChangeEmailTokenProvider,
+                UserManager<ApplicationUser>.GetChangeEmailTokenPurpose(Email), token);
     }
 
     public async Task<IActionResult> OnPostAsync()
