@@ -11,8 +11,9 @@ namespace IdentityServer.Accounts.Pages;
 
 /// <summary>
 /// Self-registration, when <c>Accounts:AllowRegistration</c> is on. With confirmed emails required, a taken user name
-/// or email answers exactly like a new account ("check your email"; the address's owner is told by email), so the page
-/// cannot be used to find out who has an account.
+/// or email answers in the same words as a new account ("check your email"; the address's owner is told by email), so
+/// the answer does not tell who has an account. Its timing does, a little: a new account also takes the user validators'
+/// queries, the insert and a token (README, "What the pages still reveal").
 /// </summary>
 [AllowAnonymous]
 public sealed class RegisterModel(
@@ -86,7 +87,7 @@ public sealed class RegisterModel(
             ?? await users.FindByEmailAsync(user.UserName) ?? await users.FindByNameAsync(user.Email);
         if (existing is not null && confirmationRequired)
         {
-            // As long as creating an account takes (hashing the password), so timing tells nothing either.
+            // Hashing the password, the longest part of creating an account (not all of it: see the summary).
             users.PasswordHasher.HashPassword(user, Input.Password);
             logger.LogInformation(AccountEvents.RegistrationRefused, "Registration refused: user name or email already in use (user {UserId})", existing.Id);
             if (existing.Email is not null && string.Equals(existing.Email, user.Email, StringComparison.OrdinalIgnoreCase))
