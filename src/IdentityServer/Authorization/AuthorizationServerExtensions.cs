@@ -116,7 +116,7 @@ public static class AuthorizationServerExtensions
                         return default;
                     }).SetOrder(OpenIddict.Server.OpenIddictServerHandlers.Exchange.ValidateClientIdParameter.Descriptor.Order - 1));
 
-                server.NarrowRefreshedTokens();
+                server.NarrowRefreshedTokens().LeaveOurErrorsWithoutErrorUri();
                 server.RequireTokenParties();
                 server.RevokeGrantWithItsRefreshToken();
                 server.RevokeGrantOfReplayedTokens();

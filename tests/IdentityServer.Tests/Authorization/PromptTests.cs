@@ -22,6 +22,7 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
         Assert.Equal("login_required", result["error"]);
         Assert.Equal(state, result["state"]);
         Assert.False(result.ContainsKey("code"));
+        Assert.False(result.ContainsKey("error_uri"), string.Join(", ", result)); // not OpenIddict's page for "access denied"
     }
 
     /// <summary>

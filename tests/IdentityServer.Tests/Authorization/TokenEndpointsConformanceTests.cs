@@ -125,6 +125,7 @@ public abstract class TokenEndpointsConformanceTests<TFixture>(TFixture server) 
 
         Assert.True(response.StatusCode == HttpStatusCode.Forbidden, $"{response.StatusCode} {response.Headers.WwwAuthenticate} {await response.Content.ReadAsStringAsync()}");
         Assert.Contains("error=\"insufficient_scope\"", response.Headers.WwwAuthenticate.ToString());
+        Assert.DoesNotContain("error_uri", response.Headers.WwwAuthenticate.ToString()); // not OpenIddict's page for its default error
     }
 
     /// <summary>RFC 8414 2: the signing algorithms of private_key_jwt wherever it is listed, and none where public clients authenticate.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore;
 using System.Diagnostics;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
@@ -21,8 +22,19 @@ public sealed class ErrorModel : PageModel
 
     public void OnPost(int? status) => Describe(status);
 
+    /// <summary>
+    /// The OAuth error of a protocol request that ended here rather than at its client (an error for a client that
+    /// registered itself, which this server does not redirect), so the person and the app's developer see which.
+    /// </summary>
+    public Shared.ProtocolError? Protocol { get; private set; }
+
     private void Describe(int? status)
     {
+        if (HttpContext.GetOpenIddictServerResponse() is { Error: { Length: > 0 } error } response)
+        {
+            Protocol = new Shared.ProtocolError(error, response.ErrorDescription, RequestId);
+        }
+
         if (status == StatusCodes.Status404NotFound)
         {
             Title = "Page not found";
