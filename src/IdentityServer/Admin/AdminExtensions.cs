@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 using Microsoft.OpenApi;
+using OpenIddict.Validation;
 using OpenIddict.Validation.AspNetCore;
 using IdentityServer.Data;
 
@@ -27,6 +28,8 @@ public static class AdminExtensions
             validation.UseKeyRing();
             validation.UseAspNetCore();
             validation.EnableTokenEntryValidation();
+            validation.RemoveEventHandler(OpenIddictValidationHandlers.Protection.ValidateProofOfPossession.Descriptor)
+                .AddEventHandler(BoundTokenRefusal.Descriptor);
         });
         BearerOnlyValidationHandler.Register(builder.Services);
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using IdentityServer.Tests.Authorization;
 using IdentityServer.Tests.Infrastructure;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
 using static IdentityServer.Tests.Admin.AdminPages;
@@ -98,6 +99,22 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
         var secondToken = await TokenAsync(server, second.ClientId, second.ClientSecret!, "admin");
         await (await admin.DeleteAsync(Path(ClientsUrl, second.ClientId), null)).ExpectAsync(HttpStatusCode.NoContent);
         Assert.Equal(HttpStatusCode.Unauthorized, (await WithBearer(server, secondToken).GetAsync(ClientsUrl)).StatusCode);
+    }
+
+    /// <summary>
+    /// The admin API takes bearer tokens: one bound to a key (DPoP, cnf.jkt) presented as a bearer token shows no key and
+    /// is refused as invalid (RFC 9449 section 7.2), on every endpoint, never a server error.
+    /// </summary>
+    [SkippableTheory]
+    [MemberData(nameof(Endpoints))]
+    public async Task Every_endpoint_answers_a_DPoP_bound_token_sent_as_a_bearer_token_401_invalid_token(string method, string path)
+    {
+        var bound = WithBearer(server, await BoundAdminTokenAsync());
+
+        var response = await bound.SendJsonAsync(new HttpMethod(method), path, method is "POST" or "PUT" ? "{}" : null);
+
+        Assert.Contains("invalid_token", response.Headers.WwwAuthenticate.Single().ToString());
+        await response.ExpectErrorAsync(HttpStatusCode.Unauthorized, "invalid_token");
     }
 
     [SkippableFact]
@@ -258,6 +275,20 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
 
         Assert.Equal(HttpStatusCode.NotFound, (await admin.SendAsync(new HttpRequestMessage(HttpMethod.Head, Path(ClientsUrl, "no-such-client")))).StatusCode);
     }
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ServerFixture, Task<string>> BoundAdminTokens = new();
+
+    /// <summary>An admin client's access token bound to its DPoP key (one per server, as the theory asks for it per endpoint).</summary>
+    private Task<string> BoundAdminTokenAsync() => BoundAdminTokens.GetValue(server, async s =>
+    {
+        var client = await s.CreateConfidentialClientAsync(c => c.Scope = "admin");
+        var key = new DpopKey("ES256");
+        var response = await DpopKey.PostAsync(s, "token_endpoint", new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = "admin" },
+            await key.ProofAsync(s, "POST", "token_endpoint"), client);
+        var token = (await response.ExpectAsync(HttpStatusCode.OK)).GetProperty("access_token").GetString()!;
+        Assert.Equal(key.Thumbprint, Jwt.Payload(token).GetProperty("cnf").GetProperty("jkt").GetString());
+        return token;
+    });
 
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ServerFixture, Task<string>> OtherScopeTokens = new();
 

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using IdentityServer.Tests.Authorization;
 using IdentityServer.Tests.Infrastructure;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
 
@@ -274,6 +275,25 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         };
         var byCookie = await adminBrowser.SendAsync(request);
         Assert.True(byCookie.StatusCode == HttpStatusCode.Unauthorized, $"{(int)byCookie.StatusCode}: {await byCookie.Content.ReadAsStringAsync()}");
+    }
+
+    /// <summary>An initial access token is a bearer token: an admin token bound to a DPoP key, sent as one, is refused as invalid.</summary>
+    [SkippableFact]
+    public async Task With_initial_access_tokens_required_a_DPoP_bound_admin_token_is_refused_as_invalid()
+    {
+        await using var factory = server.StartServer(new Dictionary<string, string?> { ["Registration:RequireInitialAccessToken"] = "true" });
+        var guarded = new AttachedServer(factory, server.Provider);
+        var admin = await guarded.CreateConfidentialClientAsync(c => c.Scope = "admin");
+        var key = new DpopKey("ES256");
+        var tokenResponse = await DpopKey.PostAsync(guarded, "token_endpoint",
+            new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = "admin" }, await key.ProofAsync(guarded, "POST", "token_endpoint"), admin);
+        var bound = (await tokenResponse.ExpectAsync(HttpStatusCode.OK)).GetProperty("access_token").GetString()!;
+
+        var response = await WithBearer(guarded, bound).PostJsonAsync(await guarded.EndpointAsync("registration_endpoint"),
+            Json(new { redirect_uris = new[] { "https://app.test/callback" } }));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Contains("invalid_token", response.Headers.WwwAuthenticate.Single().ToString());
     }
 
     /// <summary>
