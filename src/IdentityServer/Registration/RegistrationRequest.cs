@@ -78,12 +78,18 @@ public sealed class RegistrationRequest
     /// scopes when none are asked for, and always explicit consent, so a person sees and approves every registered app.
     /// The document's own rules (<see cref="ClientDocumentValidator"/>) are checked when it is created.
     /// </summary>
+    /// <param name="withInitialAccessToken">
+    /// Whether this request was authenticated with an initial access token (an admin's): only such a request may name
+    /// addresses this server fetches or posts to (<c>jwks_uri</c>, <c>backchannel_logout_uri</c>). An update (RFC 7592)
+    /// is authenticated by the client's registration access token only, never by an initial access token.
+    /// </param>
     /// <param name="current">
     /// For an update (RFC 7592), the client as stored: what an administrator gave it beyond the registration's limits
-    /// (grants, scopes, a back-channel logout URI) may be sent back unchanged, and what a registrant can never set
-    /// (audience aliases, consent type, PKCE) is kept as it is.
+    /// (grants, scopes, a back-channel logout URI, a JWKS URI) may be sent back unchanged, and what a registrant can never
+    /// set (audience aliases, consent type, PKCE) is kept as it is.
     /// </param>
-    public (ClientDocument? Document, string? Problem) ToDocument(string clientId, RegistrationOptions options, ClientDocument? current = null)
+    public (ClientDocument? Document, string? Problem) ToDocument(string clientId, RegistrationOptions options, bool withInitialAccessToken,
+        ClientDocument? current = null)
     {
         var grants = GrantTypes is { Count: > 0 } asked ? asked.Distinct(StringComparer.Ordinal).ToList() : [OidcGrants.AuthorizationCode];
         var scopes = Scope is not null ? ClientDescriptorMapper.SplitScopes(Scope).ToList()
@@ -93,16 +99,16 @@ public sealed class RegistrationRequest
                 ? $"grant_types: '{ClientDocumentValidator.Echo(grant)}' may not be registered here (allowed: {string.Join(", ", options.AllowedGrantTypes)})."
             : scopes.FirstOrDefault(s => !options.AllowedScopes.Contains(s) && !storedScopes.Contains(s)) is { } scope
                 ? $"scope: '{ClientDocumentValidator.Echo(scope)}' may not be registered here (allowed: {string.Join(" ", options.AllowedScopes)})."
-            // The server would post logout tokens wherever an anonymous registrant said: an admin registers that.
-            : BackChannelLogoutUri is not null && !options.RequireInitialAccessToken && BackChannelLogoutUri != current?.BackChannelLogoutUri
-                ? "backchannel_logout_uri: not taken from an open registration (this server would post to it); ask an administrator."
+            // The server would post logout tokens wherever a registrant said: an admin registers that.
+            : BackChannelLogoutUri is not null && !withInitialAccessToken && BackChannelLogoutUri != current?.BackChannelLogoutUri
+                ? "backchannel_logout_uri: taken only from a registration with an initial access token (this server would post to it); ask an administrator."
             : ResponseTypes is { } responses && responses.Any(r => r != OidcResponses.Code)
                 ? "response_types: only 'code' is supported."
             : ResponseTypes is { Count: > 0 } && !grants.Contains(OidcGrants.AuthorizationCode)
                 ? "response_types: 'code' needs the authorization_code grant."
-            // The server would fetch whatever an anonymous registrant named, as for back-channel logout.
-            : JwksUri is not null && !options.RequireInitialAccessToken && JwksUri != current?.JwksUri
-                ? "jwks_uri: not taken from an open registration (this server would fetch it); send the public keys in jwks, or ask an administrator."
+            // The server would fetch whatever a registrant named, as for back-channel logout.
+            : JwksUri is not null && !withInitialAccessToken && JwksUri != current?.JwksUri
+                ? "jwks_uri: taken only from a registration with an initial access token (this server would fetch it); send the public keys in jwks, or ask an administrator."
             : null;
         if (problem is not null)
         {

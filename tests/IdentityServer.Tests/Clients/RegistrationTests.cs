@@ -277,6 +277,65 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         Assert.True(byCookie.StatusCode == HttpStatusCode.Unauthorized, $"{(int)byCookie.StatusCode}: {await byCookie.Content.ReadAsStringAsync()}");
     }
 
+    /// <summary>
+    /// Only a request with an initial (admin) access token names addresses this server fetches or posts to: an update
+    /// with the registration access token alone may send the stored jwks_uri and backchannel_logout_uri back unchanged
+    /// (RFC 7592's PUT carries the whole document), not change them or add them, also where registrations need an
+    /// initial access token.
+    /// </summary>
+    [SkippableFact]
+    public async Task With_initial_access_tokens_required_an_update_may_repeat_but_not_change_or_add_a_jwks_uri_or_backchannel_logout_uri()
+    {
+        await using var factory = server.StartServer(new Dictionary<string, string?> { ["Registration:RequireInitialAccessToken"] = "true" });
+        var guarded = new AttachedServer(factory, server.Provider);
+        var admin = await AdminAsync(guarded);
+        var endpoint = await guarded.EndpointAsync("registration_endpoint");
+        var withAddresses = new Dictionary<string, object>
+        {
+            ["redirect_uris"] = new[] { "https://app.test/callback" }, ["token_endpoint_auth_method"] = "private_key_jwt",
+            ["jwks_uri"] = "https://app.test/jwks", ["backchannel_logout_uri"] = "https://app.test/backchannel",
+        };
+        var registered = await (await admin.PostJsonAsync(endpoint, Json(withAddresses))).ExpectAsync(HttpStatusCode.Created);
+        var plain = await (await admin.PostJsonAsync(endpoint, Json(new { redirect_uris = new[] { "https://app.test/callback" } })))
+            .ExpectAsync(HttpStatusCode.Created);
+
+        Dictionary<string, object> Update(JsonElement client, Action<Dictionary<string, object>> change)
+        {
+            var body = new Dictionary<string, object>(withAddresses) { ["client_id"] = client.GetProperty("client_id").GetString()! };
+            change(body);
+            return body;
+        }
+
+        Task<HttpResponseMessage> PutAsync(JsonElement client, Dictionary<string, object> body) => ManageAsync(HttpMethod.Put,
+            client.GetProperty("registration_client_uri").GetString()!, client.GetProperty("registration_access_token").GetString(), body, guarded);
+
+        var repeated = await (await PutAsync(registered, Update(registered, _ => { }))).ExpectAsync(HttpStatusCode.OK);
+        Assert.Equal("https://app.test/jwks", repeated.GetProperty("jwks_uri").GetString());
+        Assert.Equal("https://app.test/backchannel", repeated.GetProperty("backchannel_logout_uri").GetString());
+
+        foreach (var (client, body, field) in new[]
+        {
+            (registered, Update(registered, b => b["jwks_uri"] = "https://169.254.169.254/jwks"), "jwks_uri"),
+            (registered, Update(registered, b => b["backchannel_logout_uri"] = "https://169.254.169.254/latest"), "backchannel_logout_uri"),
+            // Added: the plain client given keys at an address, or a back-channel logout URI (it is confidential already).
+            (plain, Update(plain, b => b.Remove("backchannel_logout_uri")), "jwks_uri"),
+            (plain, Update(plain, b =>
+            {
+                b["token_endpoint_auth_method"] = "client_secret_basic";
+                b.Remove("jwks_uri");
+            }), "backchannel_logout_uri"),
+        })
+        {
+            var refused = await (await PutAsync(client, body)).ExpectAsync(HttpStatusCode.BadRequest);
+            Assert.Equal("invalid_client_metadata", refused.GetProperty("error").GetString());
+            Assert.StartsWith(field + ":", refused.GetProperty("error_description").GetString());
+        }
+
+        var stored = await admin.GetJsonAsync(Path(ClientsUrl, registered.GetProperty("client_id").GetString()!));
+        Assert.Equal("https://app.test/jwks", stored.GetProperty("jwks_uri").GetString());
+        Assert.Equal("https://app.test/backchannel", stored.GetProperty("backchannel_logout_uri").GetString());
+    }
+
     /// <summary>An initial access token is a bearer token: an admin token bound to a DPoP key, sent as one, is refused as invalid.</summary>
     [SkippableFact]
     public async Task With_initial_access_tokens_required_a_DPoP_bound_admin_token_is_refused_as_invalid()
@@ -390,7 +449,7 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
     private async Task<HttpResponseMessage> RegisterAsync(object metadata) =>
         await server.CreateClient().PostJsonAsync(await server.EndpointAsync("registration_endpoint"), Json(metadata));
 
-    private async Task<HttpResponseMessage> ManageAsync(HttpMethod method, string uri, string? token, object? body = null)
+    private async Task<HttpResponseMessage> ManageAsync(HttpMethod method, string uri, string? token, object? body = null, ServerFixture? on = null)
     {
         using var request = new HttpRequestMessage(method, uri);
         if (body is not null)
@@ -403,7 +462,7 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         }
 
-        return await server.CreateClient().SendAsync(request);
+        return await (on ?? server).CreateClient().SendAsync(request);
     }
 }
 
