@@ -260,8 +260,16 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var guarded = new AttachedServer(factory, server.Provider);
         var body = Json(new { redirect_uris = new[] { "https://app.test/callback" } });
 
+        // Refused with the endpoint's JSON errors (RFC 7591 section 3, RFC 6750 section 3.1), not an empty body.
         var anonymous = await guarded.CreateClient().PostJsonAsync(await guarded.EndpointAsync("registration_endpoint"), body);
-        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+        Assert.Equal("invalid_token", (await anonymous.ExpectAsync(HttpStatusCode.Unauthorized)).GetProperty("error").GetString());
+        Assert.Equal("Bearer", anonymous.Headers.WwwAuthenticate.Single().Scheme);
+        var notAdmin = await WithBearer(guarded, await MachineTokenAsync(guarded, await guarded.CreateScopeAsync(TestApi.NewAudience())))
+            .PostJsonAsync(await guarded.EndpointAsync("registration_endpoint"), body);
+        var insufficient = await notAdmin.ExpectAsync(HttpStatusCode.Forbidden);
+        Assert.Equal("insufficient_scope", insufficient.GetProperty("error").GetString());
+        Assert.False(string.IsNullOrEmpty(insufficient.GetProperty("error_description").GetString()));
+        Assert.Contains("insufficient_scope", notAdmin.Headers.WwwAuthenticate.Single().ToString());
 
         var admin = await AdminAsync(guarded);
         var registered = await (await admin.PostJsonAsync(await guarded.EndpointAsync("registration_endpoint"), body)).ExpectAsync(HttpStatusCode.Created);
@@ -351,7 +359,7 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var response = await WithBearer(guarded, bound).PostJsonAsync(await guarded.EndpointAsync("registration_endpoint"),
             Json(new { redirect_uris = new[] { "https://app.test/callback" } }));
 
-        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("invalid_token", (await response.ExpectAsync(HttpStatusCode.Unauthorized)).GetProperty("error").GetString());
         Assert.Contains("invalid_token", response.Headers.WwwAuthenticate.Single().ToString());
     }
 
