@@ -337,9 +337,9 @@ public static class ClientDocumentValidator
             return "must be at most 2000 characters.";
         }
 
-        if (AbsoluteUris.TryParse(value, out var uri) && uri.UserInfo.Length > 0)
+        if (AbsoluteUris.TryParse(value, out var uri) && HasUserInformation(value, uri))
         {
-            return "must not contain user information (a user name or password before the host).";
+            return UserInformationProblem;
         }
 
         if (isPublic && uri is not null && uri.Scheme == Uri.UriSchemeHttp)
@@ -376,14 +376,20 @@ public static class ClientDocumentValidator
     }
 
     /// <summary>
-    /// Redirect URIs are absolute, have no fragment, and use https, except loopback http (native and development
-    /// apps) and a native app's private-use scheme (reverse domain name, RFC 8252 section 7.1).
+    /// Redirect URIs are absolute, have no fragment or user information, and use https, except loopback http (native and
+    /// development apps) and a native app's private-use scheme (reverse domain name, RFC 8252 section 7.1).
     /// </summary>
     internal static string? RedirectUriProblem(string? value, bool isNative)
     {
         if (!AbsoluteUris.TryParse(value, out var uri))
         {
             return "is not an absolute URI.";
+        }
+
+        // https://trusted.example@evil.example/ reads as the first host to a person and goes to the second.
+        if (HasUserInformation(value, uri))
+        {
+            return UserInformationProblem;
         }
 
         if (!string.IsNullOrEmpty(uri.Fragment) || value.Contains('#'))
@@ -409,5 +415,29 @@ public static class ClientDocumentValidator
         return isNative
             ? "must use https, loopback http, or a private-use scheme in reverse domain form (com.example.app:/callback)."
             : "must use https (private-use schemes are for application_type 'native').";
+    }
+
+    private const string UserInformationProblem = "must not contain user information (a user name or password before the host).";
+
+    /// <summary>
+    /// Whether the URI's authority has user information, an empty one too (<c>https://@host/</c>, which <see cref="Uri"/>
+    /// reads as no user information).
+    /// </summary>
+    private static bool HasUserInformation(string value, Uri uri)
+    {
+        if (uri.UserInfo.Length > 0)
+        {
+            return true;
+        }
+
+        // An authority follows "scheme://" only; elsewhere "://" is in the path or query.
+        if (!value.AsSpan(uri.Scheme.Length).StartsWith("://", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var authority = value.AsSpan(uri.Scheme.Length + 3);
+        var end = authority.IndexOfAny('/', '?', '#');
+        return (end < 0 ? authority : authority[..end]).Contains('@');
     }
 }

@@ -95,6 +95,8 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
     [InlineData("""{"redirect_uris":["https://app.test/callback"],"jwks_uri":"https://app.test/jwks"}""", "invalid_client_metadata")]
     [InlineData("""{"redirect_uris":["http://app.example.com/callback"]}""", "invalid_redirect_uri")]
     [InlineData("""{"grant_types":["authorization_code"]}""", "invalid_redirect_uri")]
+    [InlineData("""{"redirect_uris":["https://user:pw@app.test/callback"]}""", "invalid_redirect_uri")]
+    [InlineData("""{"redirect_uris":["https://app.test/callback"],"post_logout_redirect_uris":["https://app.test@evil.test/out"]}""", "invalid_redirect_uri")]
     [InlineData("""{"redirect_uris":"https://app.test/callback"}""", "invalid_client_metadata")]
     [InlineData("""not json""", "invalid_client_metadata")]
     // The server would post to it: not from anyone who cares to register.
