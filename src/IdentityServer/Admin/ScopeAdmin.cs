@@ -69,10 +69,18 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
         {
             errors.Add(FieldError.Request("display_name", "must be at most 200 characters."));
         }
+        else if (scope.DisplayName is { } displayName && !DisplayText.IsAcceptable(displayName))
+        {
+            errors.Add(FieldError.Request("display_name", DisplayText.Problem));
+        }
 
         if (scope.Description is { Length: > 1000 })
         {
             errors.Add(FieldError.Request("description", "must be at most 1000 characters."));
+        }
+        else if (scope.Description is { } description && !DisplayText.IsAcceptable(description, allowLineBreaks: true))
+        {
+            errors.Add(FieldError.Request("description", DisplayText.Problem));
         }
 
         if (scope.Resources.Count > 20)

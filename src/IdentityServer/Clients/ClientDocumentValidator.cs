@@ -55,15 +55,20 @@ public static class ClientDocumentValidator
         {
             Metadata("client_id", "is required.");
         }
-        else if (client.ClientId.Length > 100 || client.ClientId.Any(c => char.IsWhiteSpace(c) || char.IsControl(c) || ClientIdForbidden.Contains(c)))
+        else if (client.ClientId.Length > 100 || !client.ClientId.All(IsClientIdCharacter))
         {
-            // The client_id is part of admin URLs (/api/admin/clients/{client_id}), so no path or query delimiters.
-            Metadata("client_id", "must be at most 100 characters with no spaces and none of / \\ ? # %.");
+            // The client_id is part of URLs (/api/admin/clients/{client_id}), pages and error messages: only the characters
+            // a URL carries unescaped (RFC 3986's unreserved), so it never needs escaping or reads as something else.
+            Metadata("client_id", "must be at most 100 characters, each an ASCII letter or digit or one of - . _ ~.");
         }
 
         if (client.ClientName is { Length: > 200 })
         {
             Metadata("client_name", "must be at most 200 characters.");
+        }
+        else if (client.ClientName is { } name && !DisplayText.IsAcceptable(name))
+        {
+            Metadata("client_name", DisplayText.Problem);
         }
 
         var method = client.TokenEndpointAuthMethod ?? ClientAuthenticationMethods.ClientSecretBasic;
@@ -266,7 +271,7 @@ public static class ClientDocumentValidator
             : new(ClientDocumentError.InvalidClientMetadata, field, "has the wrong type or the JSON is malformed.");
     }
 
-    private static readonly char[] ClientIdForbidden = ['/', '\\', '?', '#', '%'];
+    private static bool IsClientIdCharacter(char c) => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~';
 
     /// <summary>A value as an error message quotes it: its start only, so a huge value does not make a huge answer.</summary>
     /// <summary>

@@ -469,6 +469,17 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
     [InlineData("""{"grant_types":["client_credentials"],"colour":"blue"}""", "invalid_client_metadata", "colour")]
     [InlineData("""{"grant_types":"client_credentials"}""", "invalid_client_metadata", "grant_types")]
     [InlineData("""{"grant_types":["client_credentials"],"client_id":"a/b"}""", "invalid_client_metadata", "client_id")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_id":"a:b"}""", "invalid_client_metadata", "client_id")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_id":"a<b>"}""", "invalid_client_metadata", "client_id")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_id":"a\"b"}""", "invalid_client_metadata", "client_id")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_id":"a\u202Eb"}""", "invalid_client_metadata", "client_id")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_id":"caf\u00e9"}""", "invalid_client_metadata", "client_id")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_name":"Bank \u202Emoc.live"}""", "invalid_client_metadata", "client_name")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_name":"Bank\u2066 x"}""", "invalid_client_metadata", "client_name")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_name":"Bank\u200F"}""", "invalid_client_metadata", "client_name")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_name":"Bank\u0007"}""", "invalid_client_metadata", "client_name")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_name":"Bank\u0085"}""", "invalid_client_metadata", "client_name")]
+    [InlineData("""{"grant_types":["client_credentials"],"client_name":"Bank\nInc"}""", "invalid_client_metadata", "client_name")]
     public async Task An_invalid_client_document_is_refused_with_the_rfc_7591_error_naming_the_field(string json, string error, string field)
     {
         var admin = await AdminAsync(server);

@@ -67,6 +67,13 @@ public abstract class AdminScopeApiTests<TFixture>(TFixture server) where TFixtu
     [InlineData("""{"name":"NAME","resources":["not absolute"]}""", "resources[0]")]
     [InlineData("""{"name":"NAME","resources":["https://api.example.com/\u0007"]}""", "resources[0]")]
     [InlineData("""{"name":"NAME","colour":"blue"}""", "colour")]
+    [InlineData("""{"name":"NAME","display_name":"Orders \u202Esredro"}""", "display_name")]
+    [InlineData("""{"name":"NAME","display_name":"Orders\u061C"}""", "display_name")]
+    [InlineData("""{"name":"NAME","display_name":"Orders\u0000"}""", "display_name")]
+    [InlineData("""{"name":"NAME","display_name":"Orders\nline"}""", "display_name")]
+    [InlineData("""{"name":"NAME","description":"Reads \u2067orders"}""", "description")]
+    [InlineData("""{"name":"NAME","description":"Reads\u009Borders"}""", "description")]
+    [InlineData("""{"name":"NAME","description":"Reads\u001B[31morders"}""", "description")]
     [InlineData("""{"name":"NAME","resources":"https://api.example.com"}""", "resources")]
     public async Task An_invalid_scope_is_refused_naming_the_field(string json, string field)
     {
@@ -77,6 +84,18 @@ public abstract class AdminScopeApiTests<TFixture>(TFixture server) where TFixtu
 
         await response.ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_request", field);
         Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Path(ScopesUrl, name))).StatusCode);
+    }
+
+    /// <summary>A description is typed in a text area: its line breaks are kept (the other control characters are refused).</summary>
+    [SkippableFact]
+    public async Task A_scope_description_may_have_line_breaks()
+    {
+        var admin = await AdminAsync(server);
+        var name = Unique.Name("lines");
+
+        var created = await (await admin.PostJsonAsync(ScopesUrl, Json(new { name, description = "Reads orders.\r\nWrites none." }))).ExpectAsync(HttpStatusCode.Created);
+
+        Assert.Equal("Reads orders.\r\nWrites none.", created.GetProperty("description").GetString());
     }
 
     [SkippableFact]

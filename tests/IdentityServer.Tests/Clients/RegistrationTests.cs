@@ -96,6 +96,9 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
     [InlineData("""{"redirect_uris":["http://app.example.com/callback"]}""", "invalid_redirect_uri")]
     [InlineData("""{"grant_types":["authorization_code"]}""", "invalid_redirect_uri")]
     [InlineData("""{"redirect_uris":["https://user:pw@app.test/callback"]}""", "invalid_redirect_uri")]
+    // A name people read on the consent page: none that reads other than it is.
+    [InlineData("""{"redirect_uris":["https://app.test/callback"],"client_name":"Your bank \u202Eppa"}""", "invalid_client_metadata")]
+    [InlineData("""{"redirect_uris":["https://app.test/callback"],"client_name":"Your bank\u0000"}""", "invalid_client_metadata")]
     [InlineData("""{"redirect_uris":["https://app.test/callback"],"post_logout_redirect_uris":["https://app.test@evil.test/out"]}""", "invalid_redirect_uri")]
     [InlineData("""{"redirect_uris":"https://app.test/callback"}""", "invalid_client_metadata")]
     [InlineData("""not json""", "invalid_client_metadata")]
