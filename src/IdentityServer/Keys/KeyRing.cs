@@ -5,6 +5,7 @@ using IdentityServer.Data;
 using IdentityServer.Hosting;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
 
@@ -241,7 +242,16 @@ public sealed class KeyRing(
     /// is one (it is already published), otherwise a new key. Tokens signed by the previous key stay valid while it is
     /// published. The internal keys rotate too, <see cref="InternalKeyLead"/> from now rather than at once.
     /// </summary>
-    public async Task<SigningKeyState> RotateNowAsync(CancellationToken cancellationToken)
+    public Task<SigningKeyState> RotateNowAsync(CancellationToken cancellationToken) => RotateNowAsync(commit: null, cancellationToken);
+
+    /// <inheritdoc cref="RotateNowAsync(CancellationToken)"/>
+    /// <param name="commit">
+    /// Commits the rotation's transaction with what is written along with it (its audit entry), so that both are stored
+    /// or neither: given the services of the rotation's scope (whose database context the transaction is on), the row of
+    /// the key that signs from now on, and the transaction. Without it the rotation commits alone.
+    /// </param>
+    public async Task<SigningKeyState> RotateNowAsync(Func<IServiceProvider, StoredKey, IDbContextTransaction, Task>? commit,
+        CancellationToken cancellationToken)
     {
         if (!Rotates)
         {
@@ -255,13 +265,28 @@ public sealed class KeyRing(
         {
             var now = clock.GetUtcNow();
             var internalFrom = now + InternalKeyLead;
-            await BringRotationForwardAsync(db, StoredKey.SigningUse, now, cancellationToken);
-            // An earlier rotate-now may have scheduled them sooner: the log says when they actually switch.
-            var internalAt = await BringRotationForwardAsync(db, StoredKey.InternalSigningUse, internalFrom, cancellationToken);
-            if (Current.EncryptionCertificate is null)
+            DateTimeOffset internalAt;
+            // One transaction with what the caller writes along (an audit entry). A key that loses the race for its slot
+            // rolls back to the savepoint EF Core made for that save, not the whole transaction.
+            await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
             {
-                var encryptionAt = await BringRotationForwardAsync(db, StoredKey.EncryptionUse, internalFrom, cancellationToken);
-                internalAt = encryptionAt > internalAt ? encryptionAt : internalAt;
+                await BringRotationForwardAsync(db, StoredKey.SigningUse, now, cancellationToken);
+                // An earlier rotate-now may have scheduled them sooner: the log says when they actually switch.
+                internalAt = await BringRotationForwardAsync(db, StoredKey.InternalSigningUse, internalFrom, cancellationToken);
+                if (Current.EncryptionCertificate is null)
+                {
+                    var encryptionAt = await BringRotationForwardAsync(db, StoredKey.EncryptionUse, internalFrom, cancellationToken);
+                    internalAt = encryptionAt > internalAt ? encryptionAt : internalAt;
+                }
+
+                if (commit is null)
+                {
+                    await transaction.CommitAsync(cancellationToken);
+                }
+                else
+                {
+                    await commit(scope.ServiceProvider, (await RowsAsync(db, StoredKey.SigningUse, cancellationToken))[^1], transaction);
+                }
             }
 
             logger.LogWarning(KeyEvents.RotatedNow, "Signing key rotated now by an operator; internal keys rotate by {InternalAt:O}", internalAt);

@@ -23,8 +23,8 @@ public static class KeysAdminExtensions
             .WithName("ListKeys")
             .WithSummary("Signing and internal keys with their state (next, active, retired), and whether Data Protection's keys are encrypted")
             .Produces<KeyList>();
-        keys.MapPost("/rotate", async (KeyRing ring, AuditLog audit, HttpContext context) =>
-            await RotateNowAsync(ring, audit, AdminAccess.ActorOf(context), context.RequestAborted) is { } active
+        keys.MapPost("/rotate", async (KeyRing ring, HttpContext context) =>
+            await RotateNowAsync(ring, AdminAccess.ActorOf(context), context.RequestAborted) is { } active
                 ? Results.Ok(active)
                 : Results.Json(new Dictionary<string, string>
                 {
@@ -39,20 +39,28 @@ public static class KeysAdminExtensions
     public const string NotRotatable =
         "The signing key is a configured certificate (Keys:SigningCertificate); replace the certificate to rotate it.";
 
-    /// <summary>Starts signing with a new key now and audits it; null when the key is a configured certificate.</summary>
-    public static async Task<KeyDocument?> RotateNowAsync(KeyRing ring, AuditLog audit, AdminActor actor, CancellationToken ct)
+    /// <summary>
+    /// Starts signing with a new key now and audits it, in the rotation's transaction (a rotation is never left
+    /// unaudited); null when the key is a configured certificate. Once started it is carried out to the end, whether or
+    /// not the caller is still there for the answer (<paramref name="ct"/> is checked before it starts only).
+    /// </summary>
+    public static async Task<KeyDocument?> RotateNowAsync(KeyRing ring, AdminActor actor, CancellationToken ct)
     {
         if (!ring.Rotates)
         {
             return null;
         }
 
+        ct.ThrowIfCancellationRequested();
         var previous = ring.Describe().Select(KeyDocument.From).FirstOrDefault(k => k.State == "active");
-        var active = KeyDocument.From(await ring.RotateNowAsync(ct));
-        await using var transaction = await audit.BeginAsync(ct);
-        audit.Record(actor, AuditAction.KeyRotated, active.KeyId, previous, active);
-        await audit.CommitAsync(transaction, ct);
-        return active;
+        var active = await ring.RotateNowAsync(async (services, key, transaction) =>
+        {
+            var audit = services.GetRequiredService<AuditLog>();
+            audit.Record(actor, AuditAction.KeyRotated, key.Id, previous,
+                new KeyDocument(key.Id, key.Algorithm, key.Slot, "active", key.CreatedAt, key.ActivatesAt, null, null));
+            await audit.CommitAsync(transaction, CancellationToken.None);
+        }, CancellationToken.None);
+        return KeyDocument.From(active);
     }
 
     public sealed record KeyList(

@@ -4,7 +4,10 @@ using System.Text;
 using System.Text.Json;
 using IdentityServer.Keys;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
@@ -29,6 +32,90 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
 
         var audit = await (await admin.GetAsync($"{AuditUrl}?target_type=key&target_id={kid}")).Content.ReadFromJsonAsync<JsonElement>();
         Assert.Contains(audit.GetProperty("items").EnumerateArray(), e => e.GetProperty("action").GetString() == "key.rotated");
+    }
+
+    /// <summary>
+    /// A caller that goes away as soon as the key is rotated (its request aborted then) leaves the rotation audited all
+    /// the same: the entry is written with the rotation, which the request's cancellation does not stop halfway.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_rotation_whose_request_is_aborted_once_the_key_is_rotated_is_still_audited()
+    {
+        using var aborted = new CancellationTokenSource();
+        await using var factory = server.StartServer(testServices: services =>
+        {
+            services.AddSingleton<ILoggerProvider>(new CancelOnEvent(KeyEvents.RotatedNow, aborted));
+            services.AddSingleton<IStartupFilter>(new AbortRotationWith(aborted.Token));
+        });
+        var attached = new AttachedServer(factory, server.Provider);
+        var admin = await AdminAsync(attached);
+        var before = await ActiveKeyIdAsync(admin);
+        try
+        {
+            var rotated = await admin.PostAsync("/api/admin/keys/rotate", null);
+
+            Assert.True(aborted.IsCancellationRequested);
+            await factory.Services.GetRequiredService<KeyRing>().RefreshAsync(default); // the keys as stored, whatever the request left loaded
+            var active = await ActiveKeyIdAsync(admin);
+            Assert.NotEqual(before, active);
+            var audit = await AuditForAsync(admin, "key", active);
+            Assert.Contains(audit.EnumerateArray(), e => e.GetProperty("action").GetString() == "key.rotated");
+            Assert.Equal(active, (await rotated.ExpectAsync(HttpStatusCode.OK)).GetProperty("kid").GetString());
+        }
+        finally
+        {
+            // The fixture's own instance loads the new key now, as its next key check would, for the tests after this one.
+            await server.Factory.Services.GetRequiredService<KeyRing>().RefreshAsync(default);
+        }
+
+        static async Task<string> ActiveKeyIdAsync(HttpClient admin) => (await admin.GetFromJsonAsync<JsonElement>("/api/admin/keys")).GetProperty("keys")
+            .EnumerateArray().Single(k => k.GetProperty("state").GetString() == "active").GetProperty("kid").GetString()!;
+    }
+
+    /// <summary>Cancels <paramref name="source"/> when the server logs <paramref name="eventId"/>.</summary>
+    private sealed class CancelOnEvent(EventId eventId, CancellationTokenSource source) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new Logger(this);
+
+        private void Saw(EventId logged)
+        {
+            if (logged.Id == eventId.Id)
+            {
+                source.Cancel();
+            }
+        }
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(CancelOnEvent provider) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                provider.Saw(eventId);
+        }
+    }
+
+    /// <summary>Makes <paramref name="aborted"/> the rotate request's RequestAborted, as a client that disconnects cancels it.</summary>
+    private sealed class AbortRotationWith(CancellationToken aborted) : IStartupFilter
+    {
+        public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+        {
+            app.Use((context, following) =>
+            {
+                if (context.Request.Path.StartsWithSegments("/api/admin/keys/rotate"))
+                {
+                    context.RequestAborted = aborted;
+                }
+
+                return following(context);
+            });
+            next(app);
+        };
     }
 
     [SkippableFact]

@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Mvc;
 namespace IdentityServer.Admin.Pages.Keys;
 
 /// <summary>The signing keys with their state, and rotate-now (for emergencies such as a suspected leak).</summary>
-public sealed class IndexModel(KeyRing ring, KeyRingCertificate keyRing, AuditLog audit) : AdminPageModel
+public sealed class IndexModel(KeyRing ring, KeyRingCertificate keyRing) : AdminPageModel
 {
     public KeysAdminExtensions.KeyRingDocument KeyRing { get; } = KeysAdminExtensions.KeyRingDocument.From(keyRing);
 
@@ -22,7 +22,7 @@ public sealed class IndexModel(KeyRing ring, KeyRingCertificate keyRing, AuditLo
 
     public async Task<IActionResult> OnPostRotateAsync(CancellationToken ct)
     {
-        var active = await KeysAdminExtensions.RotateNowAsync(ring, audit, Actor, ct);
+        var active = await KeysAdminExtensions.RotateNowAsync(ring, Actor, ct);
         if (active is null)
         {
             FormError = KeysAdminExtensions.NotRotatable;
