@@ -108,7 +108,8 @@ public static class ETags
 
     /// <summary>
     /// Whether an If-Match value allows a change to an entry whose tag is <paramref name="current"/>: no If-Match
-    /// (an unconditional change), <c>*</c>, or a list holding the current tag (weak or strong, as sent back).
+    /// (an unconditional change), <c>*</c>, or a list holding the current tag. If-Match compares strongly (RFC 9110
+    /// section 13.1.1): a weak tag (<c>W/"..."</c>) never matches, whatever it holds.
     /// </summary>
     public static bool Matches(string? ifMatch, string? current)
     {
@@ -124,8 +125,7 @@ public static class ETags
                 return true;
             }
 
-            var tag = candidate.StartsWith("W/", StringComparison.Ordinal) ? candidate[2..] : candidate;
-            if (current is not null && tag.Trim('"') == current)
+            if (current is not null && !candidate.StartsWith("W/", StringComparison.OrdinalIgnoreCase) && candidate.Trim('"') == current)
             {
                 return true;
             }

@@ -543,6 +543,28 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.Equal(ETagOf(first), ETagOf(now));
     }
 
+    /// <summary>If-Match compares strongly (RFC 9110 section 13.1.1): the current tag marked weak matches nothing.</summary>
+    [SkippableFact]
+    public async Task A_weak_etag_in_if_match_never_matches()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("spa");
+        var created = await admin.PostJsonAsync(ClientsUrl, Json(Spa(clientId, "https://one.example.com/cb")));
+        await created.ExpectAsync(HttpStatusCode.Created);
+        var weak = "W/" + ETagOf(created);
+
+        var replace = await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "https://two.example.com/cb")), ifMatch: weak);
+        await replace.ExpectErrorAsync(HttpStatusCode.PreconditionFailed, "precondition_failed");
+        var listed = await admin.PutJsonAsync(Path(ClientsUrl, clientId), Json(Spa(clientId, "https://two.example.com/cb")), ifMatch: $"\"other\", {weak}");
+        await listed.ExpectErrorAsync(HttpStatusCode.PreconditionFailed, "precondition_failed");
+        await (await admin.DeleteAsync(Path(ClientsUrl, clientId), weak)).ExpectErrorAsync(HttpStatusCode.PreconditionFailed, "precondition_failed");
+
+        var now = await admin.GetAsync(Path(ClientsUrl, clientId));
+        Assert.Equal(["https://one.example.com/cb"], Strings(await now.ExpectAsync(HttpStatusCode.OK), "redirect_uris"));
+        Assert.Equal(ETagOf(created), ETagOf(now));
+        await (await admin.DeleteAsync(Path(ClientsUrl, clientId), ETagOf(created))).ExpectAsync(HttpStatusCode.NoContent);
+    }
+
     /// <summary>
     /// OpenIddict looks a request's client up several times, by client_id and by id, and answers a later miss with a
     /// 500 (seen on PostgreSQL: a refresh racing the deletion of its client): a client deleted meanwhile must not vanish
