@@ -267,7 +267,9 @@ public static class ClientDocumentValidator
     {
         var field = e.Path?.TrimStart('$', '.') is { Length: > 0 } path ? path : "(document)";
         return e.Message.Contains("could not be mapped", StringComparison.Ordinal)
-            ? new(ClientDocumentError.InvalidClientMetadata, field, $"is not a known field (fields: {knownFields}).")
+                ? new(ClientDocumentError.InvalidClientMetadata, field, $"is not a known field (fields: {knownFields}).")
+            : e.Message.StartsWith("Duplicate property", StringComparison.Ordinal)
+                ? new(ClientDocumentError.InvalidClientMetadata, field, "is given more than once.")
             : new(ClientDocumentError.InvalidClientMetadata, field, "has the wrong type or the JSON is malformed.");
     }
 

@@ -27,6 +27,9 @@ public static class RegistrationEndpoint
 
     private static readonly JsonSerializerOptions DocumentJson = new() { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 
+    /// <summary>How requests are read: the web defaults, but a member named twice is refused rather than read as its last value.</summary>
+    private static readonly JsonSerializerOptions RequestJson = new(JsonSerializerDefaults.Web) { AllowDuplicateProperties = false };
+
     private static readonly string[] AllMethods =
         [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post, HttpMethods.Put, HttpMethods.Patch, HttpMethods.Delete, HttpMethods.Options];
 
@@ -250,7 +253,7 @@ public static class RegistrationEndpoint
 
         try
         {
-            return await http.Request.ReadFromJsonAsync<RegistrationRequest>(http.RequestAborted);
+            return await http.Request.ReadFromJsonAsync<RegistrationRequest>(RequestJson, http.RequestAborted);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {

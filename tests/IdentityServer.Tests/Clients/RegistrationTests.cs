@@ -102,6 +102,7 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
     [InlineData("""{"redirect_uris":["https://app.test/callback"],"post_logout_redirect_uris":["https://app.test@evil.test/out"]}""", "invalid_redirect_uri")]
     [InlineData("""{"redirect_uris":"https://app.test/callback"}""", "invalid_client_metadata")]
     [InlineData("""not json""", "invalid_client_metadata")]
+    [InlineData("""{"redirect_uris":["https://app.test/callback"],"redirect_uris":["https://evil.test/callback"]}""", "invalid_client_metadata")]
     // The server would post to it: not from anyone who cares to register.
     [InlineData("""{"redirect_uris":["https://app.test/callback"],"backchannel_logout_uri":"https://169.254.169.254/latest"}""", "invalid_client_metadata")]
     public async Task A_registration_asking_for_what_is_not_allowed_is_refused(string body, string error)

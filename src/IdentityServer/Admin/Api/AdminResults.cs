@@ -15,10 +15,12 @@ public static class AdminResults
 {
     public static readonly JsonSerializerOptions Json = AuditLog.Json;
 
-    // Numbers as numbers only: the web defaults would also take "300" for 300.
+    // Numbers as numbers only: the web defaults would also take "300" for 300. A member named twice is refused, not
+    // read as its last value (what the admin meant is not clear, and checks may have read the other one).
     private static readonly JsonSerializerOptions ReadOptions = new(JsonSerializerDefaults.Web)
     {
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict,
+        AllowDuplicateProperties = false,
     };
 
     public static IResult Error(int status, string error, string description, IReadOnlyList<FieldError>? errors = null) =>
