@@ -48,6 +48,7 @@ public sealed class SecurityEventMetrics(ServerMetrics metrics) : ILoggerProvide
                 metrics.Pruned("authorization", Count(values, "Authorizations"));
                 metrics.Pruned("session", Count(values, "Sessions"));
                 metrics.Pruned("client_assertion", Count(values, "ClientAssertions"));
+                metrics.Pruned("dpop_proof", Count(values, "DpopProofs"));
             }
         }
 

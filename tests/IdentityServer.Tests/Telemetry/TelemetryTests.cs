@@ -150,6 +150,7 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
         var user = await server.CreateUserAsync();
         var before = Counter("identityserver.pruned", ("kind", "session"));
         var assertionsBefore = Counter("identityserver.pruned", ("kind", "client_assertion"));
+        var proofsBefore = Counter("identityserver.pruned", ("kind", "dpop_proof"));
         await using (var scope = _instrumented!.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>();
@@ -159,6 +160,7 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
                 Id = Guid.NewGuid().ToString("N"), UserId = user.Id, Methods = "pwd", SignedInAt = longAgo, LastSeenAt = longAgo, ExpiresAt = longAgo.AddHours(10),
             });
             db.Add(new IdentityServer.Clients.UsedClientAssertion { ClientId = Unique.Name("pkj"), JtiHash = new string('0', 64), ExpiresAt = longAgo });
+            db.Add(new IdentityServer.Dpop.UsedDpopProof { Thumbprint = Unique.Name("jkt").PadRight(43, 'x'), JtiHash = new string('0', 64), ExpiresAt = longAgo });
             await db.SaveChangesAsync();
             await scope.ServiceProvider.GetRequiredService<IdentityServer.Jobs.TokenPruner>().PruneAsync(CancellationToken.None);
         }
@@ -167,6 +169,8 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
             TimeSpan.FromSeconds(10), "the pruned session row to be counted");
         await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.pruned", ("kind", "client_assertion")) >= assertionsBefore + 1),
             TimeSpan.FromSeconds(10), "the pruned client assertion record to be counted");
+        await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.pruned", ("kind", "dpop_proof")) >= proofsBefore + 1),
+            TimeSpan.FromSeconds(10), "the pruned DPoP proof record to be counted");
     }
 
     [SkippableFact]
