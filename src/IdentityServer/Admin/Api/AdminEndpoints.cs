@@ -180,7 +180,8 @@ public static class AdminEndpoints
                     c => new SecretView(c.Client.Document.ClientId!, c.Secret!)))
             .WithName("RotateClientSecret")
             .WithSummary("Give a confidential client a new generated secret")
-            .WithDescription("The new secret is in this response only; the old one stops working at once.")
+            .WithDescription("The new secret is in this response only; the old one stops working at once on this instance, " +
+                "and within Performance:EntityCacheLifetime (30 s by default) on the others.")
             .Produces<SecretView>().Produces<AdminError>(StatusCodes.Status404NotFound).Produces<AdminError>(StatusCodes.Status409Conflict);
     }
 
