@@ -384,11 +384,16 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var clientId = registered.GetProperty("client_id").GetString()!;
         static bool AtEvil(Uri uri) => uri.Host == "evil.test";
 
-        foreach (var extra in new[] { new Dictionary<string, string?> { ["prompt"] = "none" }, new Dictionary<string, string?> { ["scope"] = "no-such-scope" } })
+        foreach (var (extra, error) in new[]
+        {
+            (new Dictionary<string, string?> { ["prompt"] = "none" }, "login_required"),
+            (new Dictionary<string, string?> { ["scope"] = "no-such-scope" }, "invalid_scope"),
+        })
         {
             var page = await server.CreateBrowser().NavigateAsync(
                 await OAuth.AuthorizeUrlAsync(server, clientId, "openid", Pkce.Create(), "https://evil.test/cb", extra), AtEvil);
             Assert.True(page.RedirectTarget is null || !AtEvil(page.RedirectTarget), $"Sent to {page.RedirectTarget} for {string.Join(",", extra)}");
+            Assert.Contains(error, page.Body); // the page says which error the app would have heard
         }
 
         var browser = server.CreateBrowser();
