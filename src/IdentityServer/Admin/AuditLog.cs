@@ -15,9 +15,15 @@ public sealed record AdminActor(string Type, string Id, string? Name, string? Cl
     /// <summary>Dynamic client registration: anyone from an address (<see cref="Id"/>), or a registered client managing itself.</summary>
     public const string RegistrationType = "registration";
 
+    /// <summary>The <c>Seed</c> configuration, applied at start (<see cref="Clients.Seeder"/>).</summary>
+    public const string SeedType = "seed";
+
+    public static readonly AdminActor Seed = new(SeedType, "configuration", "the Seed configuration", null, null);
+
     public override string ToString() => Type switch
     {
         ClientType => $"client {Id}",
+        SeedType => "the Seed configuration at start",
         RegistrationType => ClientId is null ? $"dynamic registration from {Id}" : $"client {ClientId} through its registration, from {Id}",
         _ => $"user {Name ?? Id}{(ClientId is null ? "" : $" via client {ClientId}")}",
     };

@@ -2,6 +2,7 @@ using IdentityServer.Accounts;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
 using IdentityServer.Shared;
+using System.Text.Json;
 using Microsoft.AspNetCore.Identity;
 using OpenIddict.Abstractions;
 using static OpenIddict.Abstractions.OpenIddictConstants;
@@ -11,6 +12,9 @@ namespace IdentityServer.Clients;
 /// <summary>
 /// Applies the <c>Seed</c> configuration section on every start: creates or updates scopes, clients and users,
 /// never deletes anything. Every entry is validated before anything is written, so a bad entry changes nothing.
+/// What it changes is in the audit log (actor <c>seed</c>), each change with its entry in one transaction: the seed
+/// puts back what an administrator deleted or changed since (a seeded client, a seeded user's role), and the audit
+/// log is where an administrator sees that it did.
 /// </summary>
 public sealed class Seeder(
     IConfiguration configuration,
@@ -18,6 +22,7 @@ public sealed class Seeder(
     IOpenIddictScopeManager scopes,
     UserManager<ApplicationUser> users,
     RoleManager<IdentityRole> roles,
+    Admin.AuditLog audit,
     ILogger<Seeder> logger)
 {
     public const string Section = "Seed";
@@ -105,12 +110,15 @@ public sealed class Seeder(
 
     private async Task UpsertScopeAsync(ScopeDocument scope, CancellationToken ct)
     {
+        await using var transaction = await audit.BeginAsync(ct);
         var descriptor = new OpenIddictScopeDescriptor();
         var existing = await scopes.FindByNameAsync(scope.Name!, ct);
         if (existing is not null)
         {
             await scopes.PopulateAsync(descriptor, existing, ct);
         }
+
+        var before = existing is null ? null : DocumentOf(descriptor);
 
         descriptor.Name = scope.Name;
         descriptor.DisplayName = scope.DisplayName ?? scope.Name;
@@ -127,16 +135,39 @@ public sealed class Seeder(
         {
             await scopes.UpdateAsync(existing, descriptor, ct);
         }
+
+        RecordIfChanged(existing is null ? Admin.AuditAction.ScopeCreated : Admin.AuditAction.ScopeUpdated, scope.Name!, before, DocumentOf(descriptor));
+        await audit.CommitAsync(transaction, ct);
+    }
+
+    private static ScopeDocument DocumentOf(OpenIddictScopeDescriptor descriptor) => new()
+    {
+        Name = descriptor.Name,
+        DisplayName = descriptor.DisplayName,
+        Description = descriptor.Description,
+        Resources = [.. descriptor.Resources.Order(StringComparer.Ordinal)],
+    };
+
+    /// <summary>Records a creation, or an update that changed what the admin API shows (not every start's rewrite of the same values).</summary>
+    private void RecordIfChanged(Admin.AuditAction action, string target, object? before, object after)
+    {
+        if (before is null || JsonSerializer.Serialize(before, Admin.AuditLog.Json) != JsonSerializer.Serialize(after, Admin.AuditLog.Json))
+        {
+            audit.Record(Admin.AdminActor.Seed, action, target, before, after);
+        }
     }
 
     private async Task UpsertClientAsync(ClientDocument client, CancellationToken ct)
     {
+        await using var transaction = await audit.BeginAsync(ct);
         var descriptor = new OpenIddictApplicationDescriptor();
         var existing = await applications.FindByClientIdAsync(client.ClientId!, ct);
         if (existing is not null)
         {
             await applications.PopulateAsync(descriptor, existing, ct);
         }
+
+        var before = existing is null ? null : ClientDescriptorMapper.ToDocument(descriptor);
 
         var storedSecret = descriptor.ClientSecret;
         ClientDescriptorMapper.Populate(descriptor, client);
@@ -160,6 +191,10 @@ public sealed class Seeder(
 
             await applications.UpdateAsync(existing, descriptor, ct);
         }
+
+        RecordIfChanged(existing is null ? Admin.AuditAction.ClientCreated : Admin.AuditAction.ClientUpdated, client.ClientId!, before,
+            ClientDescriptorMapper.ToDocument(descriptor));
+        await audit.CommitAsync(transaction, ct);
     }
 
     private async Task UpsertUserAsync(string path, UserSeedDocument seed)
@@ -172,7 +207,9 @@ public sealed class Seeder(
             }
         }
 
+        await using var transaction = await audit.BeginAsync(CancellationToken.None);
         var user = await users.FindByNameAsync(seed.UserName!);
+        var before = user is null ? null : await SeedViewAsync(user);
         if (user is null)
         {
             user = new ApplicationUser { UserName = seed.UserName, Email = seed.Email, EmailConfirmed = seed.EmailVerified };
@@ -194,7 +231,20 @@ public sealed class Seeder(
         {
             Check(await users.AddToRolesAsync(user, missing), path, "roles");
         }
+
+        RecordIfChanged(before is null ? Admin.AuditAction.UserCreated : Admin.AuditAction.UserUpdated, user.Id, before, await SeedViewAsync(user));
+        await audit.CommitAsync(transaction, CancellationToken.None);
     }
+
+    /// <summary>What the seed sets of a user, as the audit log records it.</summary>
+    private async Task<object> SeedViewAsync(ApplicationUser user) => new
+    {
+        id = user.Id,
+        user_name = user.UserName,
+        email = user.Email,
+        email_verified = user.EmailConfirmed,
+        roles = (await users.GetRolesAsync(user)).Order(StringComparer.Ordinal).ToArray(),
+    };
 
     private static void Check(IdentityResult result, string path, string field)
     {

@@ -79,6 +79,51 @@ public abstract class SeedingTests<TFixture>(TFixture server) where TFixture : S
         Assert.Equal(seed.Resource, Jwt.Payload(json.GetProperty("access_token").GetString()!).GetProperty("aud").GetString());
     }
 
+    /// <summary>
+    /// What the seed changes is in the audit log, by the actor "seed": what it creates, and an update only when it
+    /// changed something (a start with the same seed records nothing), such as putting back a client or a role an
+    /// administrator removed since.
+    /// </summary>
+    [SkippableFact]
+    public async Task What_the_seed_changes_is_in_the_audit_log_and_a_start_that_changes_nothing_records_nothing()
+    {
+        var seed = MachineSeed("Before");
+        await using (server.StartServer(seed.Settings))
+        {
+        }
+
+        await using (server.StartServer(seed.Settings))
+        {
+        }
+
+        seed.Settings["Seed:Clients:0:client_name"] = "After";
+        await using var third = server.StartServer(seed.Settings);
+        await using (var scope = third.Services.CreateAsyncScope())
+        {
+            var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+            await applications.DeleteAsync((await applications.FindByClientIdAsync(seed.ClientId))!);
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+            var user = (await users.FindByNameAsync(seed.UserName))!;
+            Assert.True((await users.RemoveFromRoleAsync(user, "seeded-role")).Succeeded);
+        }
+
+        await using var fourth = server.StartServer(seed.Settings);
+
+        await using var check = fourth.Services.CreateAsyncScope();
+        var db = check.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>();
+        var userId = (await check.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>().FindByNameAsync(seed.UserName))!.Id;
+        async Task<string[]> ActionsOnAsync(string target) => [.. (await db.AuditEntries.Where(e => e.TargetId == target).OrderBy(e => e.Id).ToListAsync())
+            .Select(e => $"{e.Action} by {e.ActorType}")];
+
+        Assert.Equal(["client.created by seed", "client.updated by seed", "client.created by seed"], await ActionsOnAsync(seed.ClientId));
+        Assert.Equal(["scope.created by seed"], await ActionsOnAsync(seed.Scope));
+        Assert.Equal(["user.created by seed", "user.updated by seed"], await ActionsOnAsync(userId));
+        var renamed = await db.AuditEntries.Where(e => e.TargetId == seed.ClientId && e.Action == "client.updated").SingleAsync();
+        Assert.Contains("Before", renamed.Before);
+        Assert.Contains("After", renamed.After);
+        Assert.DoesNotContain(seed.Secret, renamed.After);
+    }
+
     [SkippableFact]
     public async Task A_changed_client_name_in_the_seed_updates_the_client_and_keeps_its_secret_working()
     {
