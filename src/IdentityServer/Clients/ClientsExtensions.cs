@@ -16,7 +16,7 @@ public static class ClientsExtensions
         builder.Services.AddHttpClient(ClientKeySets.HttpClientName)
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false, ConnectTimeout = ClientKeySets.Timeout })
             .RemoveAllLoggers();
-        builder.Services.AddOpenIddict().AddServer(server => server.RequireRegisteredAuthMethod().UseClientAssertionReplayProtection().AnswerClientAssertionErrorsAsInvalidClient());
+        builder.Services.AddOpenIddict().AddServer(server => server.RequireRegisteredAuthMethod().UseClientAssertionReplayProtection().AnswerClientAssertionErrorsAsInvalidClient().RefuseMalformedBasicCredentialsAsInvalidClient());
         return builder;
     }
 }

@@ -40,6 +40,28 @@ public abstract class ClientAuthMethodTests<TFixture>(TFixture server) where TFi
         await ExpectSuccessAsync("token_endpoint", await SendAsync("token_endpoint", client, "client_secret_basic"));
     }
 
+    /// <summary>
+    /// A Basic header that is not base64 of client_id:client_secret is a failed client authentication (RFC 6749 5.2):
+    /// 401 invalid_client at every endpoint that takes one, not 400 invalid_request.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("token_endpoint", "not base64!")]
+    [InlineData("token_endpoint", "bm8tY29sb24")] // "no-colon"
+    [InlineData("introspection_endpoint", "not base64!")]
+    [InlineData("revocation_endpoint", "bm8tY29sb24=")]
+    [InlineData("pushed_authorization_request_endpoint", "not base64!")]
+    [InlineData("device_authorization_endpoint", "not base64!")]
+    public async Task A_malformed_Basic_header_is_invalid_client(string endpoint, string credentials)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, await server.EndpointAsync(endpoint))
+        {
+            Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["token"] = "not-a-token" }),
+        };
+        request.Headers.TryAddWithoutValidation("Authorization", $"Basic {credentials}");
+
+        await ExpectInvalidClientAsync(await server.CreateClient().SendAsync(request));
+    }
+
     [SkippableFact]
     public async Task A_client_registered_for_client_secret_post_gets_invalid_client_for_Basic_and_a_token_with_its_secret_in_the_form()
     {
