@@ -16,13 +16,17 @@ namespace IdentityServer.Authorization;
 /// </summary>
 public static class RefreshedTokens
 {
-    public static OpenIddictServerBuilder NarrowRefreshedTokens(this OpenIddictServerBuilder server) =>
-        server.AddEventHandler(Narrow.Descriptor);
+    public static OpenIddictServerBuilder NarrowRefreshedTokens(this OpenIddictServerBuilder server)
+    {
+        server.Services.AddSingleton<RequireRefreshGrant>();
+        return server.AddEventHandler(Narrow.Descriptor);
+    }
 
     public sealed class Narrow(IOpenIddictScopeManager scopes) : IOpenIddictServerHandler<ProcessSignInContext>
     {
         /// <summary>Once OpenIddict has prepared the principals of the tokens, before it makes them.</summary>
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ProcessSignInContext>()
+            .AddFilter<RequireRefreshGrant>()
             .UseScopedHandler<Narrow>()
             .SetOrder(PrepareIdentityTokenPrincipal.Descriptor.Order + 1)
             .SetType(OpenIddictServerHandlerType.Custom)
@@ -30,11 +34,6 @@ public static class RefreshedTokens
 
         public async ValueTask HandleAsync(ProcessSignInContext context)
         {
-            if (context.EndpointType is not OpenIddictServerEndpointType.Token || !context.Request.IsRefreshTokenGrantType())
-            {
-                return;
-            }
-
             context.IdentityTokenPrincipal?.RemoveClaims(Claims.Nonce);
             if (string.IsNullOrEmpty(context.Request.Scope) || context.AccessTokenPrincipal is not { } accessToken)
             {
@@ -50,5 +49,12 @@ public static class RefreshedTokens
                 UserPrincipalFactory.RemoveUserClaimsOutside(identityToken, left);
             }
         }
+    }
+
+    /// <summary>A refresh grant at the token endpoint: the handler (and the scope manager it needs) is made for nothing else.</summary>
+    public sealed class RequireRefreshGrant : IOpenIddictServerHandlerFilter<ProcessSignInContext>
+    {
+        public ValueTask<bool> IsActiveAsync(ProcessSignInContext context) =>
+            new(context.EndpointType is OpenIddictServerEndpointType.Token && context.Request.IsRefreshTokenGrantType());
     }
 }

@@ -54,7 +54,8 @@ public static class UserInfoEndpoint
             {
                 context.Reject(Errors.InvalidRequest, "The access token must be sent in the Authorization header or the form body, not in the URI.");
             }
-            else if (!string.IsNullOrEmpty(context.Request.AccessToken) && request.Headers.Authorization.Count > 0)
+            else if (!string.IsNullOrEmpty(context.Request.AccessToken) && request.Headers.Authorization.ToString() is var header
+                && (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || header.StartsWith("DPoP ", StringComparison.OrdinalIgnoreCase)))
             {
                 context.Reject(Errors.InvalidRequest, "The access token was sent more than one way.");
             }

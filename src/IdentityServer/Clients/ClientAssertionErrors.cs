@@ -30,7 +30,11 @@ public static class ClientAssertionErrors
         }).SetOrder(OpenIddictServerHandlers.ValidateClientAssertion.Descriptor.Order - 2))
         .AddEventHandler<ProcessAuthenticationContext>(handler => handler.UseInlineHandler(context =>
         {
-            context.Transaction.Properties[Passed] = true;
+            if (context.Transaction.Properties.ContainsKey(Began))
+            {
+                context.Transaction.Properties[Passed] = true;
+            }
+
             return default;
         }).SetOrder(OpenIddictServerHandlers.ValidateClientAssertionIssuer.Descriptor.Order + 1))
         .AddEventHandler(AsInvalidClient<ApplyTokenResponseContext>())

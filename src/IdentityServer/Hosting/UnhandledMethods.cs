@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Mvc.Filters;
 namespace IdentityServer.Hosting;
 
 /// <summary>
-/// A request whose method a page has no handler for (a PUT or DELETE to a page that answers GET and POST) is 405 with
+/// A request whose method a page has no handler at all for (a PUT or DELETE to a page that answers GET and POST) is 405 with
 /// the methods it does answer: Razor Pages would otherwise render the page without running any handler, such as an
 /// empty consent page for a PUT to the authorization endpoint.
 /// </summary>
@@ -15,9 +15,10 @@ public sealed class UnhandledMethods : IAsyncPageFilter
     public Task OnPageHandlerExecutionAsync(PageHandlerExecutingContext context, PageHandlerExecutionDelegate next)
     {
         var method = context.HttpContext.Request.Method;
-        if (context.HandlerMethod is not null || HttpMethods.IsGet(method) || HttpMethods.IsHead(method))
+        if (context.HandlerMethod is not null || HttpMethods.IsGet(method) || HttpMethods.IsHead(method)
+            || context.ActionDescriptor.HandlerMethods.Any(handler => string.Equals(handler.HttpMethod, method, StringComparison.OrdinalIgnoreCase)))
         {
-            return next();
+            return next(); // a method the page takes (with an unknown handler name, say): Razor Pages' own answer
         }
 
         var answered = context.ActionDescriptor.HandlerMethods.Select(handler => handler.HttpMethod.ToUpperInvariant()).ToHashSet();

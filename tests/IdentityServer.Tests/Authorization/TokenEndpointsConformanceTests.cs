@@ -90,6 +90,9 @@ public abstract class TokenEndpointsConformanceTests<TFixture>(TFixture server) 
 
         Assert.Equal(HttpStatusCode.OK, (await server.CreateClient().SendAsync(InForm())).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, accessToken)).StatusCode);
+        var withAnotherScheme = InForm(); // an Authorization header that carries no access token is not a second way
+        withAnotherScheme.Headers.Authorization = new AuthenticationHeaderValue("Basic", "Zm9vOmJhcg==");
+        Assert.Equal(HttpStatusCode.OK, (await server.CreateClient().SendAsync(withAnotherScheme)).StatusCode);
     }
 
     /// <summary>Introspection is a POST (RFC 7662 2.1): a GET, which would carry the token in the URI, is refused and says nothing of it.</summary>
