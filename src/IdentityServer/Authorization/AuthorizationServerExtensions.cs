@@ -219,7 +219,7 @@ public static class AuthorizationServerExtensions
             context.Reject(Errors.InvalidRequest, "The max_age parameter must be a whole number of seconds, 0 or more.");
         }
         else if (request.CodeChallengeMethod == CodeChallengeMethods.Sha256 && request.CodeChallenge is { } challenge
-            && (challenge.Length != 43 || !challenge.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
+            && !IdentityServer.Shared.Base64UrlText.IsSha256(challenge))
         {
             context.Reject(Errors.InvalidRequest, "The code_challenge parameter must be the base64url SHA-256 of the code verifier: 43 characters.");
         }

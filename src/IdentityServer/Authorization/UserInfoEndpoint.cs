@@ -55,7 +55,7 @@ public static class UserInfoEndpoint
                 context.Reject(Errors.InvalidRequest, "The access token must be sent in the Authorization header or the form body, not in the URI.");
             }
             else if (!string.IsNullOrEmpty(context.Request.AccessToken) && request.Headers.Authorization.ToString() is var header
-                && (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || header.StartsWith("DPoP ", StringComparison.OrdinalIgnoreCase)))
+                && (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || header.StartsWith(Dpop.DpopServerHandlers.AuthorizationScheme + " ", StringComparison.OrdinalIgnoreCase)))
             {
                 context.Reject(Errors.InvalidRequest, "The access token was sent more than one way.");
             }

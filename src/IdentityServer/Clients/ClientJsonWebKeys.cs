@@ -195,7 +195,7 @@ public static class ClientJsonWebKeys
             return $"'{name}' is required.";
         }
 
-        if (text.Length % 4 == 1 || !text.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+        if (text.Length % 4 == 1 || !Shared.Base64UrlText.IsAlphabet(text))
         {
             return $"'{name}' is not valid base64url (the URL-safe alphabet, without padding).";
         }

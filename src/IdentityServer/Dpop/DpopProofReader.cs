@@ -224,7 +224,7 @@ public static class DpopProofReader
 
     private static byte[]? Decode(string? base64Url)
     {
-        if (string.IsNullOrEmpty(base64Url) || base64Url.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
+        if (string.IsNullOrEmpty(base64Url) || !Shared.Base64UrlText.IsAlphabet(base64Url))
         {
             return null;
         }

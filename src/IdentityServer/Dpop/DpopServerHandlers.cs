@@ -230,7 +230,7 @@ public static class DpopServerHandlers
     public static void RefuseMalformedDpopJkt(BaseValidatingContext context)
     {
         if (context.Transaction.Request?.GetParameter(DpopJktParameter) is { } parameter
-            && ((string?)parameter is not { Length: 43 } jkt || !jkt.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
+            && !Shared.Base64UrlText.IsSha256((string?)parameter))
         {
             context.Reject(Errors.InvalidRequest, "The dpop_jkt parameter must be a SHA-256 JWK thumbprint, base64url-encoded (43 characters).");
         }
@@ -262,12 +262,7 @@ public static class DpopServerHandlers
                 return default; // nothing extracted: OpenIddict refuses the request itself
             }
 
-            if (!string.IsNullOrEmpty(context.Request.AccessToken))
-            {
-                context.Reject(Errors.InvalidRequest, "The access token was sent more than one way.");
-                return default;
-            }
-
+            // A token also in the form or the URI was refused before (UserInfoEndpoint.RefuseUserInfoTokensSentTwiceOrInTheUri).
             var token = authorization[(AuthorizationScheme.Length + 1)..].Trim();
             context.Request.AccessToken = token;
             if (context.Transaction.GetHttpRequest()!.Headers[HeaderName].Count == 0)

@@ -11,7 +11,7 @@ namespace IdentityServer.Dpop;
 public sealed class UsedDpopProof : ISingleUseRecord
 {
     /// <summary>An RFC 7638 SHA-256 thumbprint, base64url.</summary>
-    public const int ThumbprintLength = 43;
+    public const int ThumbprintLength = Shared.Base64UrlText.Sha256Length;
 
     /// <summary><see cref="Shared.StoredHash"/> of the <c>jti</c>.</summary>
     public const int JtiHashLength = Shared.StoredHash.Length;

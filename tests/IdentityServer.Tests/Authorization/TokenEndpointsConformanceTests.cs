@@ -80,8 +80,10 @@ public abstract class TokenEndpointsConformanceTests<TFixture>(TFixture server) 
         var inUri = new HttpRequestMessage(HttpMethod.Get, $"{endpoint}?access_token={Uri.EscapeDataString(accessToken)}");
         var twoWays = InForm();
         twoWays.Headers.Authorization = new AuthenticationHeaderValue("Bearer", accessToken);
+        var twoWaysWithDpop = InForm();
+        twoWaysWithDpop.Headers.Authorization = new AuthenticationHeaderValue("DPoP", accessToken);
 
-        foreach (var refused in new[] { inUri, twoWays })
+        foreach (var refused in new[] { inUri, twoWays, twoWaysWithDpop })
         {
             var response = await server.CreateClient().SendAsync(refused);
             Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{refused.Method}: {response.StatusCode} {response.Headers.WwwAuthenticate}");
