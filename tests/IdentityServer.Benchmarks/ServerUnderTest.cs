@@ -48,6 +48,15 @@ public sealed class ServerUnderTest : IAsyncDisposable
     public static async Task PublishReadyToRunAsync()
     {
         var output = Path.Combine(AppContext.BaseDirectory, "server-ready-to-run");
+        // The publish copies only files newer than the folder's: an assembly taken out of (or put back into) ReadyToRun
+        // in the project file would keep its old image. A project file newer than the last publish starts it afresh.
+        var published = Path.Combine(output, "IdentityServer.dll");
+        var projectFile = Path.Combine(RepositoryRoot, "src", "IdentityServer", "IdentityServer.csproj");
+        if (File.Exists(published) && File.GetLastWriteTimeUtc(projectFile) > File.GetLastWriteTimeUtc(published))
+        {
+            Directory.Delete(output, recursive: true);
+        }
+
         var rid = System.Runtime.InteropServices.RuntimeInformation.RuntimeIdentifier;
         var start = new ProcessStartInfo(DotnetHost())
         {

@@ -69,20 +69,35 @@ public static class GrantRevocation
         {
             if (context.IsRejected || context.GenericTokenPrincipal is not { } token || !token.HasTokenType(TokenTypeIdentifiers.RefreshToken)
                 || token.GetAuthorizationId() is not { Length: > 0 } authorizationId
-                || await authorizations.FindByIdAsync(authorizationId, context.CancellationToken) is not { } authorization
-                || !await authorizations.HasTypeAsync(authorization, AuthorizationTypes.AdHoc, context.CancellationToken))
+                || await RevokeGrantAndItsTokensAsync(authorizations, tokens, authorizationId, context.CancellationToken) is not { } revoked)
             {
                 return;
             }
 
-            // The grant before its entries: an entry a concurrent refresh commits after the bulk revocation read the
-            // table (PostgreSQL) is refused anyway, for its revoked authorization.
-            await authorizations.TryRevokeAsync(authorization, context.CancellationToken);
-            var revoked = await tokens.RevokeByAuthorizationIdAsync(authorizationId, context.CancellationToken);
             context.Transaction.Properties[GrantRevokedProperty] = true;
             logger.LogInformation(TokenEvents.GrantRevoked, "Client {ClientId} revoked a refresh token: its grant {AuthorizationId} and its {Count} tokens are revoked",
                 context.Request.ClientId, authorizationId, revoked);
         }
+    }
+
+    /// <summary>
+    /// Revokes a sign-in's or device approval's own (ad-hoc) grant, then every token entry under it, whatever its state;
+    /// null, and nothing revoked, when the authorization is gone or is a remembered consent.
+    /// </summary>
+    /// <returns>How many token entries were revoked.</returns>
+    public static async Task<long?> RevokeGrantAndItsTokensAsync(IOpenIddictAuthorizationManager authorizations, IOpenIddictTokenManager tokens,
+        string authorizationId, CancellationToken cancellationToken)
+    {
+        if (await authorizations.FindByIdAsync(authorizationId, cancellationToken) is not { } authorization
+            || !await authorizations.HasTypeAsync(authorization, AuthorizationTypes.AdHoc, cancellationToken))
+        {
+            return null;
+        }
+
+        // The grant before its entries: an entry a concurrent refresh commits after the bulk revocation read the table
+        // (PostgreSQL) is refused anyway, for its revoked authorization.
+        await authorizations.TryRevokeAsync(authorization, cancellationToken);
+        return await tokens.RevokeByAuthorizationIdAsync(authorizationId, cancellationToken);
     }
 
     /// <summary>

@@ -54,7 +54,9 @@ public static class TokenTransaction
                 && context.Request is { } request && (request.IsAuthorizationCodeGrantType() || request.IsRefreshTokenGrantType() || request.IsDeviceCodeGrantType()))
             {
                 writes.RecordsUntilCommit = true;
-                writes.GrantToRedeem = PresentedGrant(context, request)?.GetTokenId();
+                var grant = PresentedGrant(context, request);
+                writes.GrantToRedeem = grant?.GetTokenId();
+                writes.GrantAuthorization = grant?.GetAuthorizationId();
             }
             else if (context.EndpointType == OpenIddictServerEndpointType.Authorization)
             {
@@ -83,7 +85,7 @@ public static class TokenTransaction
     /// and the recorded changes go with the request's DbContext.
     /// </summary>
     public sealed class Commit(ApplicationDbContext db, DeferredTokenWrites writes, TokenWriteQueue writer, IOptions<PerformanceOptions> performance,
-        ILogger<Commit> logger) : IOpenIddictServerHandler<ApplyTokenResponseContext>
+        IServiceProvider services, ILogger<Commit> logger) : IOpenIddictServerHandler<ApplyTokenResponseContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ApplyTokenResponseContext>()
             .UseScopedHandler<Commit>()
@@ -100,7 +102,8 @@ public static class TokenTransaction
 
             writes.RecordsUntilCommit = false;
             var grant = writes.GrantToRedeem;
-            writes.GrantToRedeem = null;
+            var authorization = writes.GrantAuthorization;
+            writes.GrantToRedeem = writes.GrantAuthorization = null;
             if (!string.IsNullOrEmpty(context.Response.Error))
             {
                 // Refused after all: nothing of this request is written.
@@ -132,6 +135,44 @@ public static class TokenTransaction
                 "A {GrantType} grant for client {ClientId} was redeemed by a concurrent request; this request's tokens were discarded.",
                 context.Request?.GrantType, context.Request?.ClientId);
             RefuseGrant(context, "The specified grant has already been redeemed.");
+            if (authorization is not null && RaceCountsAsReplay(context))
+            {
+                await RevokeRacedGrantAsync(context, authorization);
+            }
+        }
+
+        /// <summary>
+        /// A code or device code redeemed twice at once is a replay like one redeemed twice in turn (RFC 6749 4.1.2: an
+        /// intercepted code racing the client's own request), and so is a refresh token without a reuse leeway (RFC 9700
+        /// 4.14.2). Within a leeway the other request was allowed to redeem it again, so the race is not held against it.
+        /// </summary>
+        private static bool RaceCountsAsReplay(ApplyTokenResponseContext context) =>
+            context.Request is { } request && (!request.IsRefreshTokenGrantType()
+                || context.Options.RefreshTokenReuseLeeway is not { } leeway || leeway <= TimeSpan.Zero);
+
+        /// <summary>
+        /// Ends the grant as a replay seen at validation does (<see cref="GrantRevocation.RevokeGrantOfReplayedToken"/>):
+        /// the winner's tokens were committed before this request's write failed, so they are revoked with it. Not
+        /// cancelled with the request, and a failure leaves the refusal as it is.
+        /// </summary>
+        private async Task RevokeRacedGrantAsync(ApplyTokenResponseContext context, string authorization)
+        {
+            try
+            {
+                var revoked = await GrantRevocation.RevokeGrantAndItsTokensAsync(services.GetRequiredService<IOpenIddictAuthorizationManager>(),
+                    services.GetRequiredService<IOpenIddictTokenManager>(), authorization, CancellationToken.None);
+                if (revoked is not null)
+                {
+                    logger.LogWarning(TokenEvents.ReplayedGrantRevoked,
+                        "A {GrantType} grant for client {ClientId} was redeemed by two requests at once: its grant {AuthorizationId} and its {Count} tokens are revoked",
+                        context.Request?.GrantType, context.Request?.ClientId, authorization, revoked);
+                }
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                logger.LogError(TokenEvents.ReplayedGrantRevoked, e, "A {GrantType} grant redeemed by two requests at once could not be revoked (grant {AuthorizationId})",
+                    context.Request?.GrantType, authorization);
+            }
         }
 
         /// <summary>Nothing of this request is written, and it answers invalid_grant instead of the tokens it made.</summary>
@@ -265,6 +306,9 @@ public sealed class DeferredTokenWrites
     /// before anything is written (null when OpenIddict redeems nothing).
     /// </summary>
     public string? GrantToRedeem { get; set; }
+
+    /// <summary>With <see cref="GrantToRedeem"/>: the authorization (grant) the presented code or token was issued under.</summary>
+    public string? GrantAuthorization { get; set; }
 
     /// <summary>New entries not written yet (see <see cref="RecordsUntilCommit"/> and <see cref="HoldsNewEntries"/>).</summary>
     internal List<HeldEntry> Held { get; } = [];

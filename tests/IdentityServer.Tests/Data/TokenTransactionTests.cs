@@ -75,6 +75,14 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
         Assert.True(next.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(next)).ToString());
     }
 
+    /// <summary>The grant was ended: the access token is refused, and the refresh token does not refresh.</summary>
+    private async Task AssertChainRevokedAsync(TestClient client, JsonElement tokens)
+    {
+        Assert.Equal(HttpStatusCode.Unauthorized, (await OAuth.UserInfoAsync(server, tokens.GetProperty("access_token").GetString()!)).StatusCode);
+        var next = await OAuth.RefreshAsync(server, client, tokens.GetProperty("refresh_token").GetString()!);
+        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(next)).GetProperty("error").GetString());
+    }
+
     /// <summary>The refresh token was left as it was: it refreshes, and the chain it starts is intact.</summary>
     private async Task AssertRefreshTokenStillRefreshesAsync(TestClient client, string refreshToken)
     {
@@ -153,31 +161,80 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
     /// <summary>
     /// Two requests redeem one refresh token: the first is held after it recorded the redemption and made its tokens,
     /// while the second completes on another instance. The first's write then finds the entry changed and it answers
-    /// invalid_grant (its tokens were never stored nor delivered); the second's tokens stay good. While a request held
-    /// the database's write lock from the redemption to its answer, the second could not write at all.
+    /// invalid_grant (its tokens were never stored nor delivered). While a request held the database's write lock from
+    /// the redemption to its answer, the second could not write at all. With no reuse leeway the race is a reuse like
+    /// any other (RFC 9700 4.14.2: the server cannot tell which of the two was the attacker): the second's tokens are
+    /// revoked with the grant.
     /// </summary>
     [SkippableFact]
-    public async Task Of_two_racing_redemptions_of_a_refresh_token_the_one_that_writes_second_gets_invalid_grant()
+    public async Task Of_two_racing_redemptions_of_a_refresh_token_the_one_that_writes_second_gets_invalid_grant_and_ends_the_grant()
     {
         var (client, refreshToken) = await SignedInAsync();
+        var (first, second) = await RaceAsync(InstanceThatStepsInAfterTokensAreMade, RefreshForm(client, refreshToken));
 
+        await AssertRefusedAsync(first);
+        await AssertChainRevokedAsync(client, await AssertGrantedAsync(second));
+    }
+
+    /// <summary>Within a reuse leeway the second redemption was allowed: losing the race refuses it, and the grant stays.</summary>
+    [SkippableFact]
+    public async Task Of_two_racing_redemptions_of_a_refresh_token_within_a_reuse_leeway_the_loser_leaves_the_grant_alone()
+    {
+        var (client, refreshToken) = await SignedInAsync();
+        var (first, second) = await RaceAsync(step => InstanceThatStepsInAfterTokensAreMade(step)
+            .WithWebHostBuilder(builder => builder.UseSetting("Tokens:RefreshTokenReuseLeeway", "00:00:30")), RefreshForm(client, refreshToken));
+
+        await AssertRefusedAsync(first);
+        await AssertChainIntactAsync(client, await AssertGrantedAsync(second));
+    }
+
+    /// <summary>
+    /// A code redeemed by two requests at once (an intercepted code racing the client's own request): the one that writes
+    /// second gets invalid_grant, and the grant is ended with the tokens the first got (RFC 6749 4.1.2), as for a code
+    /// presented again after its redemption.
+    /// </summary>
+    [SkippableFact]
+    public async Task Of_two_racing_redemptions_of_a_code_the_one_that_writes_second_gets_invalid_grant_and_ends_the_grant()
+    {
+        var (client, form) = await CodeRedemptionAsync();
+        var (first, second) = await RaceAsync(InstanceThatStepsInAfterTokensAreMade, form);
+
+        await AssertRefusedAsync(first);
+        await AssertChainRevokedAsync(client, await AssertGrantedAsync(second));
+    }
+
+    /// <summary>
+    /// Posts <paramref name="form"/> to an instance made by <paramref name="instance"/> that, once the tokens are made,
+    /// posts it again to the fixture's server and lets that request finish first.
+    /// </summary>
+    private async Task<(HttpResponseMessage First, HttpResponseMessage Second)> RaceAsync(
+        Func<Func<ValueTask>, WebApplicationFactory<Program>> instance, Dictionary<string, string> form)
+    {
         HttpResponseMessage? second = null;
-        await using var holding = InstanceThatStepsInAfterTokensAreMade(async () => second ??= await OAuth.RefreshAsync(server, client, refreshToken));
+        await using var holding = instance(async () => second ??= await PostTokenAsync(server.Factory, form));
+        var first = await PostTokenAsync(holding, form);
+        return (first, second!);
+    }
 
-        var first = await PostTokenAsync(holding, RefreshForm(client, refreshToken));
+    private static async Task AssertRefusedAsync(HttpResponseMessage response)
+    {
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, json.ToString());
+        Assert.Equal("invalid_grant", json.GetProperty("error").GetString());
+    }
 
-        var secondJson = await OAuth.ReadJsonAsync(second!);
-        Assert.True(second!.StatusCode == HttpStatusCode.OK, secondJson.ToString());
-        var firstJson = await OAuth.ReadJsonAsync(first);
-        Assert.Equal(HttpStatusCode.BadRequest, first.StatusCode);
-        Assert.Equal("invalid_grant", firstJson.GetProperty("error").GetString());
-        await AssertChainIntactAsync(client, secondJson);
+    private static async Task<JsonElement> AssertGrantedAsync(HttpResponseMessage response)
+    {
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
+        return json;
     }
 
     /// <summary>
     /// Several requests redeem one refresh token, all of them validated before any writes (each waits, once its tokens
     /// are made, until all have arrived), so their writes reach the group-commit writer together, mostly in one batch:
-    /// the concurrency check lets exactly one through, the others answer invalid_grant, and the winner's chain is good.
+    /// the concurrency check lets exactly one through and the others answer invalid_grant. With no reuse leeway they
+    /// end the grant, the winner's tokens with it.
     /// </summary>
     [SkippableFact]
     public async Task Of_many_redemptions_of_one_refresh_token_written_together_exactly_one_succeeds()
@@ -205,7 +262,7 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
             Assert.Equal(HttpStatusCode.BadRequest, answer.StatusCode);
             Assert.Equal("invalid_grant", answer.Json.GetProperty("error").GetString());
         });
-        await AssertChainIntactAsync(client, winner.Json);
+        await AssertChainRevokedAsync(client, winner.Json);
     }
 
     /// <summary>
@@ -378,18 +435,7 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
     [SkippableFact]
     public async Task A_code_redemption_that_dies_before_answering_leaves_the_code_redeemable()
     {
-        var client = await server.CreatePublicClientAsync();
-        var user = await server.CreateUserAsync();
-        var pkce = Pkce.Create();
-        var callback = await OAuth.AuthorizeAsync(server.CreateBrowser(), await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid offline_access", pkce), user);
-        var form = new Dictionary<string, string>
-        {
-            ["grant_type"] = "authorization_code",
-            ["client_id"] = client.ClientId,
-            ["code"] = callback["code"],
-            ["redirect_uri"] = OAuth.AppRedirectUri,
-            ["code_verifier"] = pkce.Verifier,
-        };
+        var (client, form) = await CodeRedemptionAsync();
 
         await using (var crashing = CrashingInstance())
         {
@@ -402,6 +448,23 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
         Assert.True(retried.StatusCode == HttpStatusCode.OK, json.ToString());
         var refreshed = await OAuth.RefreshAsync(server, client, json.GetProperty("refresh_token").GetString()!);
         Assert.True(refreshed.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(refreshed)).ToString());
+    }
+
+    /// <summary>A new user signed in to a new public client: the client, and the token request that redeems the code it got.</summary>
+    private async Task<(TestClient Client, Dictionary<string, string> Form)> CodeRedemptionAsync()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var pkce = Pkce.Create();
+        var callback = await OAuth.AuthorizeAsync(server.CreateBrowser(), await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid offline_access", pkce), user);
+        return (client, new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code",
+            ["client_id"] = client.ClientId,
+            ["code"] = callback["code"],
+            ["redirect_uri"] = OAuth.AppRedirectUri,
+            ["code_verifier"] = pkce.Verifier,
+        });
     }
 }
 
