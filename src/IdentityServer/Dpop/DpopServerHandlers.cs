@@ -98,18 +98,24 @@ public static class DpopServerHandlers
     }
 
     /// <summary>
-    /// The URLs a proof may name for this request: the one it was sent to, and the endpoint's URL as discovery gives it
-    /// (under the configured issuer, which a proxy may put in front of the request's own address).
+    /// The URL a proof must name for this request: with a configured issuer, the endpoint's URL under it, as discovery
+    /// gives it (a proxy may put it in front of the request's own address); else the URL the request was sent to. Not
+    /// the request's own URL beside the issuer's: its host is the request's Host header, which whoever sends the request
+    /// chooses, so a proof made for another server would pass here with that server's name in the header.
     /// </summary>
     private static IEnumerable<Uri> EndpointUrls(BaseContext context)
     {
-        if (context.RequestUri is { } requested)
+        if (context.Options.Issuer is not { } baseUri)
         {
-            yield return requested;
+            if (context.RequestUri is { } requested)
+            {
+                yield return requested;
+            }
+
+            yield break;
         }
 
-        var baseUri = context.Options.Issuer ?? context.BaseUri;
-        if (baseUri is null || context.RequestUri is null)
+        if (context.RequestUri is null)
         {
             yield break;
         }

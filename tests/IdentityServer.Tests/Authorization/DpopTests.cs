@@ -154,6 +154,35 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
     }
 
+    /// <summary>
+    /// With a configured issuer (a proxy in front), a proof must name the endpoint under the issuer, as discovery gives
+    /// it. The request's own address is not enough: its host is the Host header the sender chose, so a proof made for
+    /// another server's token endpoint passed with that server's name in the header.
+    /// </summary>
+    [SkippableFact]
+    public async Task With_a_configured_issuer_a_proof_must_name_the_endpoint_under_it_whatever_host_the_request_names()
+    {
+        var client = await server.CreateConfidentialClientAsync();
+        await using var proxied = server.StartServer(new Dictionary<string, string?> { ["Tokens:Issuer"] = "https://id.example.test/" });
+        var http = proxied.CreateClient();
+        async Task<HttpResponseMessage> PostWithProofAsync(string requestUrl, string proofUrl)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, requestUrl)
+            {
+                Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["grant_type"] = "client_credentials" }),
+            };
+            request.Headers.Authorization = OAuth.BasicAuth(client);
+            request.Headers.Add("DPoP", new DpopKey("ES256").Proof("POST", proofUrl));
+            return await http.SendAsync(request);
+        }
+
+        var named = await PostWithProofAsync("https://localhost/connect/token", "https://id.example.test/connect/token");
+        Assert.True(named.IsSuccessStatusCode, await named.Content.ReadAsStringAsync());
+
+        await ExpectErrorAsync(await PostWithProofAsync("https://other.example.test/connect/token", "https://other.example.test/connect/token"),
+            HttpStatusCode.BadRequest, "invalid_dpop_proof");
+    }
+
     [SkippableFact]
     public async Task A_proof_is_used_once()
     {
