@@ -63,7 +63,8 @@ public static class UserInfoEndpoint
             return default;
         }).SetOrder(OpenIddictServerAspNetCoreHandlers.ExtractAccessToken<OpenIddict.Server.OpenIddictServerEvents.ExtractUserInfoRequestContext>.Descriptor.Order - 1));
 
-    private static async Task<IResult> GetAsync(HttpContext context, UserManager<ApplicationUser> users, UserPrincipalFactory principals)
+    private static async Task<IResult> GetAsync(HttpContext context, UserManager<ApplicationUser> users, UserPrincipalFactory principals,
+        Dpop.DpopNonces nonces)
     {
         var token = (await context.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)).Principal;
         if (token is not null && !token.HasScope(Scopes.OpenId))
@@ -83,6 +84,8 @@ public static class UserInfoEndpoint
         // The user's profile: no cache may keep it.
         context.Response.Headers.CacheControl = "no-store";
         context.Response.Headers.Pragma = "no-cache";
+        // This answer is written here, not by OpenIddict, whose handlers give nonces with its own answers (the refusals).
+        nonces.GiveWithAnswer(context);
         return Results.Ok(await principals.GetUserInfoAsync(user, token));
     }
 }

@@ -20,6 +20,18 @@ public sealed class DpopNonces(IServiceProvider services, IOptions<DpopOptions> 
 
     public bool Required => options.Value.RequireNonce;
 
+    /// <summary>
+    /// With nonces required, gives a fresh one in the answer's <c>DPoP-Nonce</c> header when the request carried a proof
+    /// (or, <paramref name="refusedForProof"/>, was refused for want of a good one), so the client's next proof can carry it.
+    /// </summary>
+    public void GiveWithAnswer(HttpContext http, bool refusedForProof = false)
+    {
+        if (Required && (refusedForProof || http.Request.Headers.ContainsKey(DpopServerHandlers.HeaderName)))
+        {
+            http.Response.Headers[DpopServerHandlers.NonceHeaderName] = Issue();
+        }
+    }
+
     /// <summary>A fresh nonce, for the <c>DPoP-Nonce</c> response header.</summary>
     public string Issue()
     {

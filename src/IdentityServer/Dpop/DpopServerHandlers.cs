@@ -526,10 +526,9 @@ public static class DpopServerHandlers
 
         public ValueTask HandleAsync(TContext context)
         {
-            if (nonces.Required && context.Transaction.GetHttpRequest() is { } request
-                && (request.Headers.ContainsKey(HeaderName) || context.Transaction.Response?.Error is InvalidDpopProof or UseDpopNonce))
+            if (context.Transaction.GetHttpRequest() is { } request)
             {
-                request.HttpContext.Response.Headers[NonceHeaderName] = nonces.Issue();
+                nonces.GiveWithAnswer(request.HttpContext, refusedForProof: context.Transaction.Response?.Error is InvalidDpopProof or UseDpopNonce);
             }
 
             return default;
