@@ -72,7 +72,19 @@ public static class TokenExchange
             }
 
             return default;
-        }).SetOrder(AttachSignInParameters.Descriptor.Order + 1));
+        }).SetOrder(AttachSignInParameters.Descriptor.Order + 1))
+        // RFC 8693 2.2.2: a subject or actor token that is invalid for any reason, or unacceptable by policy, is
+        // invalid_request; OpenIddict's own refusals of them (signature, lifetime, type, a revoked entry, a DPoP-bound
+        // token without its proof) say invalid_grant, as for the other grants.
+        .AddEventHandler<ApplyTokenResponseContext>(handler => handler.UseInlineHandler(context =>
+        {
+            if (context.Request?.IsTokenExchangeGrantType() is true && context.Response.Error is Errors.InvalidGrant)
+            {
+                context.Response.Error = Errors.InvalidRequest;
+            }
+
+            return default;
+        }).SetOrder(OpenIddictServerAspNetCoreHandlers.AttachHttpResponseCode<ApplyTokenResponseContext>.Descriptor.Order - 2000));
     }
 
     /// <summary>Keeps a handler from token exchange requests.</summary>
@@ -107,24 +119,24 @@ public static class TokenExchange
 
         if (subject is null)
         {
-            return Refuse(Errors.InvalidGrant, "The subject token is not valid.");
+            return Refuse(Errors.InvalidRequest, "The subject token is not valid.");
         }
 
         // The rule of revocation and introspection (the subject token is an access token: its client, or its audience by
         // client_id or audience alias), in place of OpenIddict's looser check (AllowAccessTokenExchange).
         if (!await TokenParties.IsPartyToAsync(subject, clientId, applications, context.RequestAborted))
         {
-            return Refuse(Errors.InvalidGrant, "The subject token was not issued to this client, nor does it name this client as its audience.");
+            return Refuse(Errors.InvalidRequest, "The subject token was not issued to this client, nor does it name this client as its audience.");
         }
 
         if (actor is not null && !actor.HasPresenter(clientId))
         {
-            return Refuse(Errors.InvalidGrant, "The actor token must be one issued to this client.");
+            return Refuse(Errors.InvalidRequest, "The actor token must be one issued to this client.");
         }
 
         if (await TokenEndpoint.UserWhoMaySignInAsync(services, subject) is not { } user)
         {
-            return Refuse(Errors.InvalidGrant, "The subject token does not stand for a user who can sign in.");
+            return Refuse(Errors.InvalidRequest, "The subject token does not stand for a user who can sign in.");
         }
 
         var granted = subject.GetScopes();

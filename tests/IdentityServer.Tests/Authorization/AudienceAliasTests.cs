@@ -132,7 +132,7 @@ public abstract class AudienceAliasTests<TFixture>(TFixture server) where TFixtu
         Assert.True(exchanged.StatusCode == HttpStatusCode.OK, json.ToString());
         Assert.Equal([resource], Jwt.Strings(Jwt.Payload(json.GetProperty("access_token").GetString()!).GetProperty("aud")));
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
-        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(refused)).GetProperty("error").GetString());
+        Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(refused)).GetProperty("error").GetString());
     }
 
     private Task<HttpResponseMessage> RevokeAsync(TestClient api, string token) =>

@@ -414,7 +414,7 @@ public abstract class DpopTests<TFixture>(TFixture server) where TFixture : Serv
         var key = new DpopKey("ES256");
         var accessToken = (await SignInAndRedeemAsync(app, await key.ProofAsync(server, "POST", "token_endpoint"))).GetProperty("access_token").GetString()!;
 
-        await ExpectErrorAsync(await PostAsync("token_endpoint", Exchange(accessToken, scope), proof: null, app), HttpStatusCode.BadRequest, "invalid_grant", "DPoP");
+        await ExpectErrorAsync(await PostAsync("token_endpoint", Exchange(accessToken, scope), proof: null, app), HttpStatusCode.BadRequest, "invalid_request", "DPoP");
 
         var exchanged = await PostAsync("token_endpoint", Exchange(accessToken, scope), await key.ProofAsync(server, "POST", "token_endpoint"), app);
         Assert.True(exchanged.IsSuccessStatusCode, await exchanged.Content.ReadAsStringAsync());

@@ -127,7 +127,7 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         var setup = await SignedInAsync(appScopes: _ => "openid profile");
         var stranger = await CreateApiAsync("profile");
 
-        await AssertErrorAsync(await ExchangeAsync(stranger, setup.AccessToken), "invalid_grant");
+        await AssertErrorAsync(await ExchangeAsync(stranger, setup.AccessToken), "invalid_request");
     }
 
     [SkippableFact]
@@ -136,7 +136,7 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         var setup = await SignedInAsync();
         var stranger = await CreateApiAsync(setup.BackScope);
 
-        await AssertErrorAsync(await ExchangeAsync(stranger, setup.AccessToken, scope: setup.BackScope), "invalid_grant");
+        await AssertErrorAsync(await ExchangeAsync(stranger, setup.AccessToken, scope: setup.BackScope), "invalid_request");
     }
 
     [SkippableFact]
@@ -148,7 +148,7 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         var response = await ExchangeAsync(setup.FrontApi, setup.AccessToken, scope: setup.BackScope,
             actorToken: await ClientCredentialsTokenAsync(other, scope: null)); // no scope, no audience: OpenIddict does not check its parties
 
-        await AssertErrorAsync(response, "invalid_grant");
+        await AssertErrorAsync(response, "invalid_request");
     }
 
     /// <summary>An exchange narrows, never widens: a scope the subject token does not carry is refused even if the client may use it.</summary>
@@ -206,12 +206,12 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
 
     /// <summary>A machine token has no user behind it: there is no one to act on behalf of.</summary>
     [SkippableFact]
-    public async Task A_client_credentials_token_as_subject_is_refused_with_invalid_grant()
+    public async Task A_client_credentials_token_as_subject_is_refused_with_invalid_request()
     {
         var setup = await SignedInAsync();
         var machineToken = await ClientCredentialsTokenAsync(setup.FrontApi, setup.FrontScope);
 
-        await AssertErrorAsync(await ExchangeAsync(setup.FrontApi, machineToken), "invalid_grant");
+        await AssertErrorAsync(await ExchangeAsync(setup.FrontApi, machineToken), "invalid_request");
     }
 
     [SkippableFact]
@@ -242,7 +242,7 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
 
         var json = await OAuth.ReadJsonAsync(response);
         Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {json}");
-        Assert.Contains(json.GetProperty("error").GetString(), new[] { "invalid_request", "invalid_grant" });
+        Assert.Equal("invalid_request", json.GetProperty("error").GetString());
     }
 
     [SkippableFact]
@@ -254,7 +254,7 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         var response = await ExchangeAsync(setup.FrontApi, setup.AccessToken, scope: setup.BackScope);
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Equal("invalid_grant", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
+        Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
     }
 
     /// <summary>A subject token whose user was locked out since (nothing revoked) is not exchanged.</summary>
@@ -264,7 +264,7 @@ public abstract class TokenExchangeTests<TFixture>(TFixture server) where TFixtu
         var setup = await SignedInAsync();
         await server.LockOutAsync(setup.User);
 
-        await AssertErrorAsync(await ExchangeAsync(setup.FrontApi, setup.AccessToken, scope: setup.BackScope), "invalid_grant");
+        await AssertErrorAsync(await ExchangeAsync(setup.FrontApi, setup.AccessToken, scope: setup.BackScope), "invalid_request");
     }
 
     /// <summary>
