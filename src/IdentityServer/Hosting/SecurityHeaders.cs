@@ -117,7 +117,7 @@ public static class SecurityHeaders
         }
 
         // A name as DNS has it (punycode), since a CSP source is ASCII; an IP address as written (IPv6 in brackets).
-        var host = parsed.HostNameType == UriHostNameType.Dns ? parsed.IdnHost : parsed.Host;
+        var host = Shared.AbsoluteUris.HostOf(parsed);
         var source = parsed.Scheme is "http" or "https"
             ? $"{parsed.Scheme}://{host}{(parsed.IsDefaultPort ? "" : $":{parsed.Port}")}"
             : parsed.Scheme + ":";

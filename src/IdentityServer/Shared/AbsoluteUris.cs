@@ -19,4 +19,14 @@ public static class AbsoluteUris
             && !value.Any(c => char.IsWhiteSpace(c) || char.IsControl(c))
             && Uri.TryCreate(value, UriKind.Absolute, out uri);
     }
+
+    /// <summary>A URI's host as DNS has it: a name in punycode (a look-alike name in another script shows as what it is), an IP address as written.</summary>
+    public static string HostOf(Uri uri) => uri.HostNameType == UriHostNameType.Dns ? uri.IdnHost : uri.Host;
+
+    /// <summary>
+    /// Where a URI leads, for a person to read before going there: its host (<see cref="HostOf"/>) with a port other than
+    /// the default, or for a URI without a host (a native app's private-use scheme) its scheme.
+    /// </summary>
+    public static string DestinationOf(Uri uri) =>
+        uri.Host.Length == 0 ? uri.Scheme + ":" : uri.IsDefaultPort ? HostOf(uri) : $"{HostOf(uri)}:{uri.Port}";
 }

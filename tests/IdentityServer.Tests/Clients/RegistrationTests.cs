@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using IdentityServer.Tests.Authorization;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.WebUtilities;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
 
 namespace IdentityServer.Tests.Clients;
@@ -461,6 +462,60 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
         Assert.Equal("*", response.Headers.GetValues("Access-Control-Allow-Origin").Single());
         Assert.False(response.Headers.Contains("Access-Control-Allow-Credentials"));
+    }
+
+    /// <summary>
+    /// Anyone may register a client with any post_logout_redirect_uri, and get an id token for it with an account of their
+    /// own: followed at once (a valid hint, nobody signed in), that made this server an open redirector. The person is
+    /// asked first, shown where it leads, whether signed in or not, and is sent there only after confirming.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_self_registered_clients_post_logout_redirect_uri_is_followed_only_after_the_person_confirms_seeing_where_it_leads()
+    {
+        const string SignedOut = "https://tool.example/bye";
+        var clientId = (await (await RegisterAsync(new
+        {
+            redirect_uris = new[] { LoopbackRedirect }, post_logout_redirect_uris = new[] { SignedOut }, token_endpoint_auth_method = "none", scope = "openid",
+        })).ExpectAsync(HttpStatusCode.Created)).GetProperty("client_id").GetString()!;
+        var pkce = Pkce.Create();
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, clientId, "openid", pkce, LoopbackRedirect), IsLoopbackApp);
+        page = await OAuth.SignInAsync(browser, page, await server.CreateUserAsync(), IsLoopbackApp);
+        page = await browser.SubmitAsync(page, button: "button[value=accept]", stopAt: IsLoopbackApp);
+        var tokens = await OAuth.RedeemAsync(server, new TestClient(clientId, null, new()), OAuth.QueryOf(page.RedirectTarget!)["code"], pkce, LoopbackRedirect);
+        var endSession = QueryHelpers.AddQueryString(await server.EndpointAsync("end_session_endpoint"), new Dictionary<string, string?>
+        {
+            ["id_token_hint"] = tokens.GetProperty("id_token").GetString(), ["post_logout_redirect_uri"] = SignedOut, ["state"] = "s",
+        });
+        static bool IsTool(Uri uri) => uri.Host == "tool.example";
+
+        foreach (var visitor in new[] { server.CreateBrowser(), browser }) // nobody signed in; then the hint's own user
+        {
+            var asked = await visitor.NavigateAsync(endSession, IsTool);
+            Assert.True(asked.RedirectTarget is null && asked.Status == HttpStatusCode.OK, $"{(int)asked.Status} -> {asked.RedirectTarget}");
+            Assert.Contains("tool.example", asked.Document.QuerySelector(".notice")?.TextContent);
+
+            var confirmed = await visitor.SubmitAsync(asked, button: "button[name=confirm_sign_out]", stopAt: IsTool);
+            Assert.Equal(SignedOut + "?state=s", confirmed.RedirectTarget?.AbsoluteUri);
+        }
+    }
+
+    /// <summary>The consent page names where a self-registered client receives the answer as DNS has it: a look-alike name shows as punycode.</summary>
+    [SkippableFact]
+    public async Task The_consent_page_shows_a_self_registered_clients_redirect_host_in_punycode()
+    {
+        const string LookAlike = "p\u0430ypal.test"; // a Cyrillic "a"
+        var host = System.Text.RegularExpressions.Regex.Unescape(LookAlike);
+        var redirect = $"https://{host}/cb";
+        var clientId = (await (await RegisterAsync(new { redirect_uris = new[] { redirect }, token_endpoint_auth_method = "none", scope = "openid" }))
+            .ExpectAsync(HttpStatusCode.Created)).GetProperty("client_id").GetString()!;
+        var browser = server.CreateBrowser();
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, clientId, "openid", Pkce.Create(), redirect), uri => uri.Host != TestServerFactory.Authority.Host);
+        page = await OAuth.SignInAsync(browser, page, await server.CreateUserAsync(), uri => uri.Host != TestServerFactory.Authority.Host);
+
+        var notice = page.Document.QuerySelector(".notice")?.TextContent ?? "";
+        Assert.Contains(new System.Globalization.IdnMapping().GetAscii(host), notice);
+        Assert.DoesNotContain(host, notice);
     }
 
     private static Func<Uri, bool> IsLoopbackApp => uri => uri.Host == "127.0.0.1" && uri.Port == 33418;

@@ -359,7 +359,7 @@ public sealed class AuthorizeModel(
         if (IsSelfRegistered(application)
             && Uri.TryCreate(HttpContext.GetOpenIddictServerRequest()?.RedirectUri, UriKind.Absolute, out var redirect))
         {
-            SelfRegisteredReturnsTo = redirect.IsDefaultPort ? redirect.Host : $"{redirect.Host}:{redirect.Port}";
+            SelfRegisteredReturnsTo = Shared.AbsoluteUris.DestinationOf(redirect);
         }
 
         var described = new List<(string, string)>();

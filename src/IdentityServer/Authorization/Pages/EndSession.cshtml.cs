@@ -20,12 +20,14 @@ namespace IdentityServer.Authorization.Pages;
 /// RP-initiated logout (pass-through). With a valid <c>id_token_hint</c> for the signed-in user the session ends at
 /// once and OpenIddict redirects to the client's registered <c>post_logout_redirect_uri</c> (with <c>state</c>).
 /// Without one (missing, tampered, unsigned, or another user's) the user is asked first, so a forged link cannot sign
-/// anyone out silently.
+/// anyone out silently. A self-registered client's post_logout_redirect_uri is only followed after the person was asked
+/// and shown where it leads: anyone may register one, and get an id token for it with an account of their own, so a
+/// silent redirect there would make this server an open redirector.
 /// </summary>
 [AllowAnonymous]
 [IgnoreAntiforgeryToken] // Clients may POST logout requests; the confirmation form is checked by hand.
 public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager, AccountSessions sessions, FrontChannelLogout frontChannel,
-    ProviderSignOut providerSignOut, IAntiforgery antiforgery, ILogger<EndSessionModel> logger) : PageModel
+    ProviderSignOut providerSignOut, IAntiforgery antiforgery, IOpenIddictApplicationManager applications, ILogger<EndSessionModel> logger) : PageModel
 {
     private const string ConfirmField = "confirm_sign_out";
 
@@ -39,24 +41,52 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
 
     public string ConfirmFieldName => ConfirmField;
 
+    /// <summary>Where a self-registered client's post_logout_redirect_uri leads (its host), shown before going there.</summary>
+    public string? SelfRegisteredReturnsTo { get; private set; }
+
     public async Task<IActionResult> OnGetAsync()
     {
-        if (await HintNamesThisSessionsUserAsync())
+        if (await HintNamesThisSessionsUserAsync() && await SelfRegisteredDestinationAsync() is null)
         {
             return await SignOutAsync();
         }
 
-        return AskForConfirmation();
+        return await AskForConfirmationAsync();
     }
 
     public async Task<IActionResult> OnPostAsync()
     {
         if (Request.HasFormContentType && Request.Form.ContainsKey(ConfirmField))
         {
-            return await antiforgery.IsRequestValidAsync(HttpContext) ? await SignOutAsync() : AskForConfirmation();
+            return await antiforgery.IsRequestValidAsync(HttpContext) ? await SignOutAsync() : await AskForConfirmationAsync();
         }
 
         return await OnGetAsync();
+    }
+
+    /// <summary>
+    /// The destination of the request's post_logout_redirect_uri when the client it is for (by client_id, else the
+    /// hint's audience) registered itself; null otherwise, or when the request was refused (then nothing is followed).
+    /// </summary>
+    private async Task<string?> SelfRegisteredDestinationAsync()
+    {
+        var request = HttpContext.GetOpenIddictServerRequest();
+        if (HttpContext.GetOpenIddictServerResponse()?.Error is not null
+            || !Uri.TryCreate(request?.PostLogoutRedirectUri, UriKind.Absolute, out var destination))
+        {
+            return null;
+        }
+
+        IEnumerable<string> clientIds = request!.ClientId is { Length: > 0 } clientId ? [clientId] : (await ValidIdTokenHintAsync())?.GetAudiences() ?? [];
+        foreach (var id in clientIds)
+        {
+            if ((await Clients.StoredClientProperties.OfClientAsync(applications, id, HttpContext.RequestAborted))?.SelfRegistered == true)
+            {
+                return Shared.AbsoluteUris.DestinationOf(destination);
+            }
+        }
+
+        return null;
     }
 
     private async Task<bool> HasValidIdTokenHintAsync() => await ValidIdTokenHintAsync() is not null;
@@ -118,8 +148,9 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
             SignOut(new AuthenticationProperties { RedirectUri = Url.Content("~" + SignedOutModel.Path) }, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)), frames);
     }
 
-    private PageResult AskForConfirmation()
+    private async Task<PageResult> AskForConfirmationAsync()
     {
+        SelfRegisteredReturnsTo = await SelfRegisteredDestinationAsync();
         var response = HttpContext.GetOpenIddictServerResponse();
         RequestRefused = response?.Error is not null;
         // The error code only: a description can carry words of the request's own (a repeated parameter's name), which
