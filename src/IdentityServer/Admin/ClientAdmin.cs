@@ -128,7 +128,7 @@ public sealed class ClientAdmin(
 
         document.ClientId = clientId;
         await using var transaction = await audit.BeginAsync(ct);
-        var application = await FindAsync(clientId, ct);
+        var application = await LockAsync(clientId, RowLockPurpose.Change, ct);
         if (application is null)
         {
             return NotFound<ClientWithSecret>(clientId);
@@ -161,7 +161,7 @@ public sealed class ClientAdmin(
         }
         catch (OpenIddictExceptions.ConcurrencyException)
         {
-            return AdminResult<ClientWithSecret>.Stale(null);
+            return ChangedMeanwhile<ClientWithSecret>(ifMatch);
         }
         catch (OpenIddictExceptions.ValidationException e)
         {
@@ -187,7 +187,10 @@ public sealed class ClientAdmin(
     private async Task<AdminResult<ClientEntry>> DeleteAsync(IDbContextTransaction transaction, string clientId, string? ifMatch, AdminActor actor,
         CancellationToken ct)
     {
-        var application = await FindAsync(clientId, ct);
+        // Locked first: a token entry written for the client after its entries were listed, but before the client's
+        // row went, would make the deletion fail on its foreign key (PostgreSQL, SQL Server). Locked, the client's new
+        // entries wait for the deletion, then fail as written for a deleted client.
+        var application = await LockAsync(clientId, RowLockPurpose.Delete, ct);
         if (application is null)
         {
             return NotFound<ClientEntry>(clientId);
@@ -199,13 +202,14 @@ public sealed class ClientAdmin(
         }
 
         var entry = await EntryAsync(application, ct);
+        await LockedRows.HoldAgainstNewReferencesAsync(db, application, ct);
         try
         {
             await applications.DeleteAsync(application, ct);
         }
         catch (OpenIddictExceptions.ConcurrencyException)
         {
-            return AdminResult<ClientEntry>.Stale(null);
+            return ChangedMeanwhile<ClientEntry>(ifMatch);
         }
 
         // A client registered later under the same id must not be told about this one's sessions (back-channel logout).
@@ -220,7 +224,7 @@ public sealed class ClientAdmin(
     public async Task<AdminResult<ClientWithSecret>> RotateSecretAsync(string clientId, string? ifMatch, AdminActor actor, CancellationToken ct)
     {
         await using var transaction = await audit.BeginAsync(ct);
-        var application = await FindAsync(clientId, ct);
+        var application = await LockAsync(clientId, RowLockPurpose.Change, ct);
         if (application is null)
         {
             return NotFound<ClientWithSecret>(clientId);
@@ -245,7 +249,7 @@ public sealed class ClientAdmin(
         }
         catch (OpenIddictExceptions.ConcurrencyException)
         {
-            return AdminResult<ClientWithSecret>.Stale(null);
+            return ChangedMeanwhile<ClientWithSecret>(ifMatch);
         }
 
         var entry = await EntryAsync(application, ct);
@@ -268,6 +272,18 @@ public sealed class ClientAdmin(
 
     private async Task<object?> FindAsync(string clientId, CancellationToken ct) =>
         string.IsNullOrEmpty(clientId) ? null : await applications.FindByClientIdAsync(clientId, ct);
+
+    /// <summary>The client as stored now, locked until the change's transaction ends (<see cref="LockedRows"/>).</summary>
+    private async Task<OpenIddictEntityFrameworkCoreApplication?> LockAsync(string clientId, RowLockPurpose purpose, CancellationToken ct) =>
+        await LockedRows.ReadAsync<OpenIddictEntityFrameworkCoreApplication>(db, nameof(OpenIddictEntityFrameworkCoreApplication.ClientId), clientId, purpose, ct);
+
+    /// <summary>
+    /// The client changed between the locked read and the write, which the lock rules out for every change made here:
+    /// only a condition the request sent is answered 412 (RFC 9110 section 15.5.13); without one, a conflict to retry.
+    /// </summary>
+    private static AdminResult<T> ChangedMeanwhile<T>(string? ifMatch) => ifMatch is not null
+        ? AdminResult<T>.Stale(null)
+        : AdminResult<T>.Conflict("client_id", "the client was changed by another request at the same moment; try again.");
 
     private async Task<ClientEntry> EntryAsync(object application, CancellationToken ct)
     {

@@ -140,7 +140,7 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
 
         document.Name = name;
         await using var transaction = await audit.BeginAsync(ct);
-        var scope = await FindAsync(name, ct);
+        var scope = await LockAsync(name, RowLockPurpose.Change, ct);
         if (scope is null)
         {
             return NotFound(name);
@@ -172,7 +172,7 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
         }
         catch (OpenIddictExceptions.ConcurrencyException)
         {
-            return AdminResult<ScopeEntry>.Stale(null);
+            return ChangedMeanwhile(ifMatch);
         }
 
         var entry = await EntryAsync(scope, ct);
@@ -185,7 +185,7 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
     public async Task<AdminResult<ScopeEntry>> DeleteAsync(string name, string? ifMatch, AdminActor actor, CancellationToken ct)
     {
         await using var transaction = await audit.BeginAsync(ct);
-        var scope = await FindAsync(name, ct);
+        var scope = await LockAsync(name, RowLockPurpose.Delete, ct);
         if (scope is null)
         {
             return NotFound(name);
@@ -215,7 +215,7 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
         }
         catch (OpenIddictExceptions.ConcurrencyException)
         {
-            return AdminResult<ScopeEntry>.Stale(null);
+            return ChangedMeanwhile(ifMatch);
         }
 
         audit.Record(actor, AuditAction.ScopeDeleted, name, entry.Document, after: null);
@@ -249,6 +249,18 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
 
     private async Task<object?> FindAsync(string name, CancellationToken ct) =>
         string.IsNullOrEmpty(name) ? null : await scopes.FindByNameAsync(name, ct);
+
+    /// <summary>The scope as stored now, locked until the change's transaction ends (<see cref="LockedRows"/>).</summary>
+    private async Task<OpenIddictEntityFrameworkCoreScope?> LockAsync(string name, RowLockPurpose purpose, CancellationToken ct) =>
+        await LockedRows.ReadAsync<OpenIddictEntityFrameworkCoreScope>(db, nameof(OpenIddictEntityFrameworkCoreScope.Name), name, purpose, ct);
+
+    /// <summary>
+    /// The scope changed between the locked read and the write, which the lock rules out: only a condition the request
+    /// sent is answered 412 (RFC 9110 section 15.5.13); without one, a conflict to retry.
+    /// </summary>
+    private static AdminResult<ScopeEntry> ChangedMeanwhile(string? ifMatch) => ifMatch is not null
+        ? AdminResult<ScopeEntry>.Stale(null)
+        : AdminResult<ScopeEntry>.Conflict("name", "the scope was changed by another request at the same moment; try again.");
 
     private async Task<ScopeEntry> EntryAsync(object scope, CancellationToken ct)
     {
