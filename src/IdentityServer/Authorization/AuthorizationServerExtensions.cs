@@ -166,6 +166,7 @@ public static class AuthorizationServerExtensions
             });
 
         builder.Services.AddScoped<UserPrincipalFactory>();
+        builder.Services.AddScoped<RememberedConsents>();
         builder.Services.AddSingleton<SignInMarker>();
         return builder;
     }

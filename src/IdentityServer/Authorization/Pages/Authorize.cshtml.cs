@@ -41,6 +41,7 @@ public sealed class AuthorizeModel(
     TimeProvider clock,
     IOptionsMonitor<OpenIddictServerOptions> serverOptions,
     Logout.SessionClients sessionClients,
+    RememberedConsents consents,
     UserSessions sessionRows,
     ILogger<AuthorizeModel> logger) : PageModel
 {
@@ -328,7 +329,7 @@ public sealed class AuthorizeModel(
         // sign-in's tokens, not the user's other sessions with the client. Revoking the app's access ends them all.
         if (consent is null)
         {
-            await authorizations.CreateAsync(principal, user.Id, applicationId!, AuthorizationTypes.Permanent, principal.GetScopes(), HttpContext.RequestAborted);
+            await consents.RememberAsync(principal, user.Id, applicationId!, principal.GetScopes(), HttpContext.RequestAborted);
         }
 
         await sessionClients.RecordAsync(HttpContext, session, principal, request?.ClientId, serverOptions.CurrentValue, HttpContext.RequestAborted);
