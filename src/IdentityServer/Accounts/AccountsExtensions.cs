@@ -108,6 +108,8 @@ public static class AccountsExtensions
         {
             ConfigureCookie(cookie.Cookie, "idsrv.external", secureCookies);
         });
+        // TempData (notices, and the front-channel frames handed to the sign-out page) rides in a cookie of its own.
+        builder.Services.Configure<Microsoft.AspNetCore.Mvc.CookieTempDataProviderOptions>(tempData => ConfigureCookie(tempData.Cookie, "idsrv.tempdata", secureCookies));
         builder.Services.AddAntiforgery(antiforgery =>
         {
             ConfigureCookie(antiforgery.Cookie, "idsrv.af", secureCookies);

@@ -18,14 +18,24 @@ public static class ReturnUrls
         }
 
         var pathBase = url.ActionContext.HttpContext.Request.PathBase;
-        if (!pathBase.HasValue || returnUrl.StartsWith("~/", StringComparison.Ordinal))
+        if (!pathBase.HasValue)
         {
             return true;
         }
 
+        // A browser resolves dot segments (also percent-encoded, or after a backslash): /identity/../other-app is
+        // another application's page, though it starts with the path base.
         var path = returnUrl.Split('?', '#')[0];
-        return new PathString(path).StartsWithSegments(pathBase, StringComparison.Ordinal);
+        if (HasDotSegment(path))
+        {
+            return false;
+        }
+
+        return returnUrl.StartsWith("~/", StringComparison.Ordinal) || new PathString(path).StartsWithSegments(pathBase, StringComparison.Ordinal);
     }
+
+    private static bool HasDotSegment(string path) =>
+        Uri.UnescapeDataString(path).Split('/', '\\').Any(segment => segment is "." or "..");
 
     /// <summary>The return URL when it is ours (<see cref="IsOurs"/>), else <paramref name="fallback"/> (an app-relative <c>~/</c> path).</summary>
     public static string OursOr(this IUrlHelper url, string? returnUrl, string fallback) => url.IsOurs(returnUrl) ? returnUrl : fallback;

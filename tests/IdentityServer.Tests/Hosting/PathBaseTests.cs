@@ -151,6 +151,42 @@ public sealed class PathBaseTests(SqliteServerFixture fixture) : IClassFixture<S
     private static async Task<BrowserPage> PageAsync(HttpResponseMessage response) =>
         new(response.RequestMessage!.RequestUri!, response, await response.Content.ReadAsStringAsync());
 
+    /// <summary>
+    /// A return URL under the path base that leads out of it once a browser resolves its dot segments (plain,
+    /// percent-encoded, after a backslash, or app-relative) is another application's page: the login goes home instead.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("/identity/../other-app/x")]
+    [InlineData("/identity/%2e%2e/other-app/x")]
+    [InlineData("/identity/..\\other-app")]
+    [InlineData("~/../other-app")]
+    [InlineData("/identity/./../other-app")]
+    public async Task A_return_url_that_leaves_the_path_base_by_dot_segments_is_not_followed(string returnUrl)
+    {
+        await using var factory = fixture.StartServer(new Dictionary<string, string?> { ["Hosting:PathBase"] = PathBase });
+        var server = new AttachedServer(factory, fixture.Provider, PathBase);
+        var browser = server.CreateBrowser();
+        var login = await browser.NavigateAsync(AdminPages.Url(QueryHelpers.AddQueryString($"{PathBase}/account/login", "returnUrl", returnUrl)));
+
+        var signedIn = await OAuth.SignInAsync(browser, login, await server.CreateUserAsync(), stopAt: _ => true);
+
+        Assert.Equal($"{PathBase}/", signedIn.RedirectTarget!.OriginalString.Replace("https://localhost", "", StringComparison.Ordinal));
+    }
+
+    /// <summary>A return URL under the path base is still followed.</summary>
+    [SkippableFact]
+    public async Task A_return_url_under_the_path_base_is_followed()
+    {
+        await using var factory = fixture.StartServer(new Dictionary<string, string?> { ["Hosting:PathBase"] = PathBase });
+        var server = new AttachedServer(factory, fixture.Provider, PathBase);
+        var browser = server.CreateBrowser();
+        var login = await browser.NavigateAsync(AdminPages.Url(QueryHelpers.AddQueryString($"{PathBase}/account/login", "returnUrl", $"{PathBase}/account/sessions")));
+
+        var signedIn = await OAuth.SignInAsync(browser, login, await server.CreateUserAsync(), stopAt: _ => true);
+
+        Assert.Equal($"{PathBase}/account/sessions", signedIn.RedirectTarget!.AbsolutePath);
+    }
+
     [SkippableTheory]
     [InlineData("identity", null, "Hosting:PathBase")]
     [InlineData("/identity/", null, "Hosting:PathBase")]

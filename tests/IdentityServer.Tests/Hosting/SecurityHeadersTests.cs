@@ -124,7 +124,7 @@ public abstract class SecurityHeadersTests<TFixture>(TFixture server) where TFix
     }
 
     [SkippableFact]
-    public async Task Outside_Development_the_session_and_antiforgery_cookies_are_Host_prefixed_and_secure()
+    public async Task Outside_Development_the_session_antiforgery_and_tempdata_cookies_are_Host_prefixed_and_secure()
     {
         var user = await server.CreateUserAsync();
         using var client = server.CreateClient();
@@ -137,6 +137,15 @@ public abstract class SecurityHeadersTests<TFixture>(TFixture server) where TFix
         Assert.Contains(cookies, c => c.Name == "__Host-idsrv.af" && c.Secure && c.HttpOnly && c.Path == "/");
         Assert.DoesNotContain(cookies, c => !c.Name.StartsWith("__Host-", StringComparison.Ordinal));
         Assert.All(login.Headers.GetValues("Set-Cookie"), header => Assert.Matches(new Regex("; secure", RegexOptions.IgnoreCase), header));
+
+        // TempData (a notice carried over a redirect): ending another browser's session leaves one for the next page.
+        await AccountPages.SignInAsync(server.CreateBrowser(), user.UserName, user.Password);
+        var sessions = await browser.NavigateAsync(IdentityServer.Tests.Admin.AdminPages.Url("/account/sessions"));
+        var ended = await browser.SubmitAsync(sessions, selector: "form[action*='handler=End']", stopAt: _ => true);
+        var tempData = Assert.Single(ended.Response.Headers.GetValues("Set-Cookie"), header => header.Contains("tempdata", StringComparison.OrdinalIgnoreCase));
+        Assert.StartsWith("__Host-idsrv.tempdata=", tempData);
+        Assert.Matches(new Regex("; secure", RegexOptions.IgnoreCase), tempData);
+        Assert.Matches(new Regex("; httponly", RegexOptions.IgnoreCase), tempData);
     }
 
     private static string? Header(HttpResponseMessage response, string name) =>
