@@ -107,6 +107,7 @@ public static class GrantRevocation
     /// PostgreSQL transaction committed while the bulk revocation ran. Here OpenIddict's check runs as before, and when
     /// it refuses a token that had been redeemed, the grant is revoked too: whatever is made under it is refused on use.
     /// The reuse leeway stays OpenIddict's: a token within it is not refused, and its grant is left alone.
+    /// A user code is no client's credential and never goes to OpenIddict's check: see <see cref="RefuseUnlessWaitingAsync"/>.
     /// </summary>
     public sealed class RevokeGrantOfReplayedToken(OpenIddictServerHandlers.Protection.ValidateTokenEntry stock, IOpenIddictTokenManager tokens,
         IOpenIddictAuthorizationManager authorizations, ILogger<RevokeGrantOfReplayedToken> logger) : IOpenIddictServerHandler<ValidateTokenContext>
@@ -119,6 +120,12 @@ public static class GrantRevocation
 
         public async ValueTask HandleAsync(ValidateTokenContext context)
         {
+            if (context.Principal?.HasTokenType(TokenTypeIdentifiers.Private.UserCode) is true)
+            {
+                await RefuseUnlessWaitingAsync(context);
+                return;
+            }
+
             await stock.HandleAsync(context);
             if (!context.IsRejected || context.AuthorizationId is not { Length: > 0 } authorizationId || context.TokenId is not { Length: > 0 } tokenId)
             {
@@ -136,6 +143,22 @@ public static class GrantRevocation
             {
                 logger.LogError(TokenEvents.ReplayedGrantRevoked, e, "A redeemed {TokenType} was presented again, and its grant {AuthorizationId} could not be revoked",
                     context.Principal?.GetTokenType(), authorizationId);
+            }
+        }
+
+        /// <summary>
+        /// A user code is checked at the verification page, which anyone who saw the device's screen may open, signed in or
+        /// not (the code is checked before the page asks for a sign-in), and which the user may simply reload. OpenIddict
+        /// treats a used user code as a replayed token and revokes the tokens of the device's grant (and so would we,
+        /// after it): anyone could end the device's sign-in. Here a user code that is no longer waiting (approved,
+        /// denied) is only refused, and the page says it is not valid.
+        /// </summary>
+        private async Task RefuseUnlessWaitingAsync(ValidateTokenContext context)
+        {
+            if (await tokens.FindByIdAsync(context.TokenId!, context.CancellationToken) is not { } token
+                || !await tokens.HasStatusAsync(token, Statuses.Valid, context.CancellationToken))
+            {
+                context.Reject(Errors.InvalidToken, "The user code is no longer valid.");
             }
         }
 

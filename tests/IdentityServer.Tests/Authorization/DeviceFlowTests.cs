@@ -124,6 +124,34 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         Assert.Contains(InvalidCodeMessage, again.Body);
     }
 
+    /// <summary>
+    /// The user code is on the device's screen: opening its link again after the approval (the user reloading, a second
+    /// scan of the QR code, anyone who saw it, signed in or not) is told the code is used, and ends nothing: before the
+    /// device polled, it still gets its tokens; after, its refresh token still works.
+    /// </summary>
+    [SkippableFact]
+    public async Task Opening_an_approved_user_code_again_shows_it_as_used_and_revokes_nothing()
+    {
+        var client = await CreateDeviceClientAsync();
+        var user = await server.CreateUserAsync();
+        var device = await RequestCodesAsync(client, "openid offline_access");
+        var link = device.GetProperty("verification_uri_complete").GetString()!;
+        var browser = server.CreateBrowser();
+        var page = await OAuth.SignInAsync(browser, await browser.NavigateAsync(link), user, stopAt: _ => false);
+        await ApproveOrDenyAsync(browser, page, device, ApproveButton);
+
+        AssertShowsInvalidCode(await browser.NavigateAsync(link));
+        var stranger = await server.CreateBrowser().NavigateAsync(link);
+        Assert.True((int)stranger.Status < 500, $"{(int)stranger.Status} at {stranger.Uri}");
+        var tokens = await PollAsync(client, device);
+        Assert.True(tokens.Status == HttpStatusCode.OK, tokens.Json.ToString());
+
+        AssertShowsInvalidCode(await browser.NavigateAsync(link));
+        await server.CreateBrowser().NavigateAsync(link);
+        var refreshed = await OAuth.RefreshAsync(server, client, tokens.Json.GetProperty("refresh_token").GetString()!);
+        Assert.True(refreshed.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(refreshed)).ToString());
+    }
+
     [SkippableFact]
     public async Task A_device_code_cannot_be_redeemed_by_another_client()
     {
