@@ -152,6 +152,49 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         Assert.True(refreshed.StatusCode == HttpStatusCode.OK, (await OAuth.ReadJsonAsync(refreshed)).ToString());
     }
 
+    /// <summary>
+    /// An external-consent client is for the users an administrator granted it to, in the device flow as at the
+    /// authorization endpoint: without that grant the verification page offers Deny only, an Approve posted anyway is
+    /// refused, and the device hears access_denied; a user with the grant approves it.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_external_consent_client_is_approved_only_for_a_user_an_administrator_granted_it_to()
+    {
+        var client = await server.CreateClientAsync(c =>
+        {
+            c.TokenEndpointAuthMethod = "none";
+            c.ApplicationType = "native";
+            c.GrantTypes = [DeviceCodeGrant];
+            c.Scope = "openid profile";
+            c.ConsentType = "external";
+        });
+        var notGranted = await server.CreateUserAsync();
+        var granted = await server.CreateUserAsync();
+        await server.GrantAsAdministratorAsync(client, granted, "openid", "profile");
+
+        var refusedDevice = await RequestCodesAsync(client, "openid profile");
+        var browser = server.CreateBrowser();
+        var page = await OAuth.SignInAsync(browser, await browser.NavigateAsync(refusedDevice.GetProperty("verification_uri_complete").GetString()!),
+            notGranted, stopAt: _ => false);
+        Assert.Null(page.Document.QuerySelector(ApproveButton));
+        Assert.Contains("An administrator must give", page.Body);
+        // The Deny button made into an Approve, as a forged form would post.
+        var deny = page.Document.QuerySelector(DenyButton) ?? throw new InvalidOperationException($"No Deny button at {page.Uri}:\n{page.Body}");
+        deny.SetAttribute("formaction", deny.GetAttribute("formaction")!.Replace("Deny", "Approve", StringComparison.Ordinal));
+        var forged = await browser.SubmitAsync(page, button: ApproveButton);
+        Assert.Equal("/connect/verify/done", forged.Uri.AbsolutePath);
+        Assert.Contains("Request denied", forged.Body);
+        await AssertPollErrorAsync(client, refusedDevice, "access_denied");
+
+        var approvedDevice = await RequestCodesAsync(client, "openid profile");
+        var grantedBrowser = server.CreateBrowser();
+        page = await OAuth.SignInAsync(grantedBrowser, await grantedBrowser.NavigateAsync(approvedDevice.GetProperty("verification_uri_complete").GetString()!),
+            granted, stopAt: _ => false);
+        await ApproveOrDenyAsync(grantedBrowser, page, approvedDevice, ApproveButton);
+        var tokens = await PollAsync(client, approvedDevice);
+        Assert.True(tokens.Status == HttpStatusCode.OK, tokens.Json.ToString());
+    }
+
     [SkippableFact]
     public async Task A_device_code_cannot_be_redeemed_by_another_client()
     {

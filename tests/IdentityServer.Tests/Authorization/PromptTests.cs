@@ -261,7 +261,7 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
         var client = await server.CreatePublicClientAsync(consentType: "external");
         var granted = await server.CreateUserAsync();
         var notGranted = await server.CreateUserAsync();
-        await GrantAsAdministratorAsync(client, granted, "openid", "profile");
+        await server.GrantAsAdministratorAsync(client, granted, "openid", "profile");
         var browser = server.CreateBrowser();
         await OAuth.SignInAndRedeemAsync(server, browser, client, granted, "openid profile");
         var otherBrowser = server.CreateBrowser();
@@ -393,24 +393,6 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
         var browser = server.CreateBrowser();
         await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
         return (client, user, browser);
-    }
-
-    private async Task GrantAsAdministratorAsync(TestClient client, TestUser user, params string[] scopes)
-    {
-        await using var scope = server.Factory.Services.CreateAsyncScope();
-        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
-        var authorizations = scope.ServiceProvider.GetRequiredService<IOpenIddictAuthorizationManager>();
-        var application = await applications.FindByClientIdAsync(client.ClientId);
-        var descriptor = new OpenIddictAuthorizationDescriptor
-        {
-            ApplicationId = await applications.GetIdAsync(application!),
-            Subject = user.Id,
-            Status = OpenIddictConstants.Statuses.Valid,
-            Type = OpenIddictConstants.AuthorizationTypes.Permanent,
-            CreationDate = DateTimeOffset.UtcNow,
-        };
-        descriptor.Scopes.UnionWith(scopes);
-        await authorizations.CreateAsync(descriptor);
     }
 }
 

@@ -168,6 +168,25 @@ public abstract class ServerFixture : IAsyncLifetime
             configure?.Invoke(c);
         });
 
+    /// <summary>An administrator's grant of the client to the user (a permanent authorization), as an external-consent client needs.</summary>
+    public async Task GrantAsAdministratorAsync(TestClient client, TestUser user, params string[] scopes)
+    {
+        await using var scope = Factory.Services.CreateAsyncScope();
+        var applications = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
+        var authorizations = scope.ServiceProvider.GetRequiredService<IOpenIddictAuthorizationManager>();
+        var application = await applications.FindByClientIdAsync(client.ClientId);
+        var descriptor = new OpenIddictAuthorizationDescriptor
+        {
+            ApplicationId = await applications.GetIdAsync(application!),
+            Subject = user.Id,
+            Status = OpenIddictConstants.Statuses.Valid,
+            Type = OpenIddictConstants.AuthorizationTypes.Permanent,
+            CreationDate = DateTimeOffset.UtcNow,
+        };
+        descriptor.Scopes.UnionWith(scopes);
+        await authorizations.CreateAsync(descriptor);
+    }
+
     public async Task<TestUser> CreateUserAsync(string? email = null, params string[] roles)
     {
         var userName = Unique.Name("user");

@@ -177,10 +177,7 @@ public sealed class AuthorizeModel(
 
         var applicationId = await applications.GetIdAsync(application, HttpContext.RequestAborted);
         var requestedScopes = request.GetScopes();
-        var existing = await authorizations.FindAsync(
-            subject: user.Id, client: applicationId, status: Statuses.Valid, type: AuthorizationTypes.Permanent,
-            scopes: requestedScopes, HttpContext.RequestAborted).ToListAsync(HttpContext.RequestAborted);
-        var consentType = await applications.GetConsentTypeAsync(application, HttpContext.RequestAborted);
+        var consent = await ClientConsent.FindAsync(applications, authorizations, application, user.Id, requestedScopes, HttpContext.RequestAborted);
 
         if (consentDecision is not null)
         {
@@ -192,30 +189,30 @@ public sealed class AuthorizeModel(
                 return Refuse(Errors.AccessDenied, "The user denied the request.");
             }
 
-            if (consentType == ConsentTypes.External && existing.Count == 0)
+            if (consent.NeedsAdministratorGrant)
             {
-                return Refuse(Errors.ConsentRequired, "An administrator must grant this application access.");
+                return Refuse(Errors.ConsentRequired, ClientConsent.AdministratorGrantMissing);
             }
 
-            return await GrantAsync(user, session.Principal!, applicationId, requestedScopes, existing.LastOrDefault());
+            return await GrantAsync(user, session.Principal!, applicationId, requestedScopes, consent.Remembered.LastOrDefault());
         }
 
-        if (consentType == ConsentTypes.External && existing.Count == 0)
+        if (consent.NeedsAdministratorGrant)
         {
-            return Refuse(Errors.ConsentRequired, "An administrator must grant this application access.");
+            return Refuse(Errors.ConsentRequired, ClientConsent.AdministratorGrantMissing);
         }
 
         // prompt=consent asks, whatever the consent type (OpenID Connect Core 3.1.2.1). For an external client the user
         // confirms or declines what an administrator granted: they cannot grant more, but may always say no.
-        var ask = request.HasPromptValue(PromptValues.Consent) || consentType switch
+        var ask = request.HasPromptValue(PromptValues.Consent) || consent.ConsentType switch
         {
             ConsentTypes.Implicit or ConsentTypes.External => false,
-            ConsentTypes.Explicit => existing.Count == 0,
+            ConsentTypes.Explicit => consent.Remembered.Count == 0,
             _ => true, // systematic: every time
         };
         if (!ask)
         {
-            return await GrantAsync(user, session.Principal!, applicationId, requestedScopes, existing.LastOrDefault());
+            return await GrantAsync(user, session.Principal!, applicationId, requestedScopes, consent.Remembered.LastOrDefault());
         }
 
         if (request.HasPromptValue(PromptValues.None))

@@ -15,10 +15,12 @@ namespace IdentityServer.Authorization.Pages;
 
 /// <summary>
 /// The device flow's end-user verification endpoint (pass-through): a signed-in user enters the code shown on
-/// the device, sees which application asks for what, and approves or denies. OpenIddict validates the code.
+/// the device, sees which application asks for what, and approves or denies. OpenIddict validates the code. An
+/// external-consent client is refused, as at the authorization endpoint, unless an administrator granted it to the user.
 /// </summary>
 public sealed class VerifyModel(
     IOpenIddictApplicationManager applications,
+    IOpenIddictAuthorizationManager authorizations,
     UserManager<ApplicationUser> users,
     UserPrincipalFactory principals,
     Logout.SessionClients sessionClients,
@@ -35,6 +37,9 @@ public sealed class VerifyModel(
     public string? ClientName { get; private set; }
 
     public IReadOnlyList<string> Scopes { get; private set; } = [];
+
+    /// <summary>Set when the client needs an administrator's grant the user does not have: the page offers Deny only.</summary>
+    public bool NeedsAdministratorGrant { get; private set; }
 
     public async Task<IActionResult> OnGetAsync()
     {
@@ -53,6 +58,8 @@ public sealed class VerifyModel(
         ClientName = application is null ? code.GetClaim(Claims.ClientId)
             : await applications.GetLocalizedDisplayNameAsync(application, HttpContext.RequestAborted);
         Scopes = code.GetScopes();
+        NeedsAdministratorGrant = application is not null && await users.GetUserAsync(User) is { } user
+            && (await ClientConsent.FindAsync(applications, authorizations, application, user.Id, code.GetScopes(), HttpContext.RequestAborted)).NeedsAdministratorGrant;
         return Page();
     }
 
@@ -65,10 +72,22 @@ public sealed class VerifyModel(
             return Page();
         }
 
+        // The device then hears access_denied (RFC 8628 3.5), as a denial: the user cannot grant such a client themselves.
+        var clientId = code.GetClaim(Claims.ClientId);
+        var application = await applications.FindByClientIdAsync(clientId ?? string.Empty, HttpContext.RequestAborted);
+        if (application is null
+            || (await ClientConsent.FindAsync(applications, authorizations, application, user.Id, code.GetScopes(), HttpContext.RequestAborted)).NeedsAdministratorGrant)
+        {
+            logger.LogWarning(TokenEvents.AuthorizationRefused, "User {UserId} could not approve a device code for {ClientId}: {Reason}",
+                user.Id, clientId, application is null ? "the application is not registered." : ClientConsent.AdministratorGrantMissing);
+            return Forbid(new AuthenticationProperties { RedirectUri = Url.Content("~" + CompletedPath) + "?approved=false" },
+                OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+        }
+
         var session = (await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Principal ?? User;
         var principal = await principals.CreateAsync(user, code.GetScopes(), session, HttpContext.RequestAborted);
-        await sessionClients.RecordAsync(HttpContext, session, principal, code.GetClaim(Claims.ClientId), serverOptions.CurrentValue, HttpContext.RequestAborted);
-        logger.LogInformation(TokenEvents.AuthorizationGranted, "User {UserId} approved device code for {ClientId}", user.Id, code.GetClaim(Claims.ClientId));
+        await sessionClients.RecordAsync(HttpContext, session, principal, clientId, serverOptions.CurrentValue, HttpContext.RequestAborted);
+        logger.LogInformation(TokenEvents.AuthorizationGranted, "User {UserId} approved device code for {ClientId}", user.Id, clientId);
         return SignIn(principal, new AuthenticationProperties { RedirectUri = Url.Content("~" + CompletedPath) + "?approved=true" },
             OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
     }
