@@ -120,6 +120,7 @@ public static class AuthorizationServerExtensions
                 server.RequireTokenParties();
                 server.RevokeGrantWithItsRefreshToken();
                 server.RevokeGrantOfReplayedTokens();
+                server.PaceDevicePolls();
                 server.AcceptBodilessUserInfoPosts().RefuseUserInfoTokensSentTwiceOrInTheUri();
 
                 // Introspection is a POST (RFC 7662 2.1), as revocation is: a GET would carry the token in the URI,

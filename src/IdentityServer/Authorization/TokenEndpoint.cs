@@ -93,4 +93,5 @@ public static class TokenEvents
     public static readonly EventId ExchangeRefused = new(5021, nameof(ExchangeRefused));
     public static readonly EventId GrantRevoked = new(5022, nameof(GrantRevoked));
     public static readonly EventId ReplayedGrantRevoked = new(5023, nameof(ReplayedGrantRevoked));
+    public static readonly EventId DeviceCodeOfAnotherClient = new(5036, nameof(DeviceCodeOfAnotherClient));
 }

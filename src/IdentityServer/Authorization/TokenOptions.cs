@@ -25,6 +25,13 @@ public sealed class TokenOptions
     [Range(typeof(TimeSpan), "00:01:00", "01:00:00")]
     public TimeSpan DeviceCodeLifetime { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// How often a device may poll the token endpoint (RFC 8628 <c>interval</c>, whole seconds): a pending device code
+    /// polled again sooner is answered <c>slow_down</c>.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:01:00")]
+    public TimeSpan DevicePollingInterval { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How long a just-redeemed refresh token may be presented again (a client retrying on a lost response).</summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:05:00")]
     public TimeSpan RefreshTokenReuseLeeway { get; set; } = TimeSpan.FromSeconds(30);

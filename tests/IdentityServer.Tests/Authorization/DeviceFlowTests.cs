@@ -203,6 +203,10 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         var user = await server.CreateUserAsync();
         var device = await RequestCodesAsync(client, "openid");
 
+        // While it is pending too (RFC 6749 5.2), and such a poll is not the device's: its own next poll is not too soon.
+        await AssertPollErrorAsync(other, device, "invalid_grant");
+        await AssertPollErrorAsync(client, device, "authorization_pending");
+
         var browser = server.CreateBrowser();
         var page = await browser.NavigateAsync(device.GetProperty("verification_uri_complete").GetString()!);
         page = await OAuth.SignInAsync(browser, page, user, stopAt: _ => false);
@@ -211,6 +215,38 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         var stolen = await PollAsync(other, device);
         Assert.Equal(HttpStatusCode.BadRequest, stolen.Status);
         Assert.Equal("invalid_grant", stolen.Json.GetProperty("error").GetString());
+        var tokens = await PollAsync(client, device);
+        Assert.True(tokens.Status == HttpStatusCode.OK, tokens.Json.ToString());
+    }
+
+    /// <summary>
+    /// RFC 8628 3.5: a pending device code polled again sooner than the interval (5 seconds) after its last poll is
+    /// answered slow_down, the too-early poll counting as a poll; once approved, the device gets its tokens however
+    /// soon it asks. On a server of its own with a test clock.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_device_polling_sooner_than_the_interval_is_told_to_slow_down()
+    {
+        Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
+        var clock = new IdentityServer.Tests.Keys.TestClock(DateTimeOffset.UtcNow);
+        await using var factory = server.StartServer(testServices: services => services.AddSingleton<TimeProvider>(clock));
+        var paced = new AttachedServer(factory, server.Provider);
+        var client = await CreateDeviceClientAsync(paced);
+        var device = await RequestCodesAsync(client, "openid", paced);
+
+        await AssertPollErrorAsync(client, device, "authorization_pending", paced);
+        await AssertPollErrorAsync(client, device, "slow_down", paced);
+        clock.Advance(TimeSpan.FromSeconds(4));
+        await AssertPollErrorAsync(client, device, "slow_down", paced);
+        clock.Advance(TimeSpan.FromSeconds(5));
+        await AssertPollErrorAsync(client, device, "authorization_pending", paced);
+
+        var browser = paced.CreateBrowser();
+        var page = await OAuth.SignInAsync(browser, await browser.NavigateAsync(device.GetProperty("verification_uri_complete").GetString()!),
+            await paced.CreateUserAsync(), stopAt: _ => false);
+        await ApproveOrDenyAsync(browser, page, device, ApproveButton);
+        var tokens = await PollAsync(client, device, paced);
+        Assert.True(tokens.Status == HttpStatusCode.OK, tokens.Json.ToString());
     }
 
     [SkippableFact]
@@ -250,7 +286,7 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         Assert.Null(page.Document.QuerySelector(ApproveButton));
     }
 
-    private Task<TestClient> CreateDeviceClientAsync() => server.CreateClientAsync(c =>
+    private Task<TestClient> CreateDeviceClientAsync(ServerFixture? at = null) => (at ?? server).CreateClientAsync(c =>
     {
         c.TokenEndpointAuthMethod = "none";
         c.ApplicationType = "native";
@@ -258,9 +294,10 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         c.Scope = "openid profile offline_access";
     });
 
-    private async Task<JsonElement> RequestCodesAsync(TestClient client, string scope)
+    private async Task<JsonElement> RequestCodesAsync(TestClient client, string scope, ServerFixture? at = null)
     {
-        var response = await server.CreateClient().PostAsync(await server.EndpointAsync("device_authorization_endpoint"),
+        at ??= server;
+        var response = await at.CreateClient().PostAsync(await at.EndpointAsync("device_authorization_endpoint"),
             new FormUrlEncodedContent(new Dictionary<string, string> { ["client_id"] = client.ClientId, ["scope"] = scope }));
         var json = await OAuth.ReadJsonAsync(response);
         Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
@@ -270,6 +307,7 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         }
 
         Assert.True(json.GetProperty("expires_in").GetInt32() > 0);
+        Assert.Equal(5, json.GetProperty("interval").GetInt32()); // Tokens:DevicePollingInterval
         Assert.Contains(Uri.EscapeDataString(json.GetProperty("user_code").GetString()!), json.GetProperty("verification_uri_complete").GetString());
         return json;
     }
@@ -284,9 +322,9 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         return page;
     }
 
-    private async Task<(HttpStatusCode Status, JsonElement Json)> PollAsync(TestClient client, JsonElement device)
+    private async Task<(HttpStatusCode Status, JsonElement Json)> PollAsync(TestClient client, JsonElement device, ServerFixture? at = null)
     {
-        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        var response = await OAuth.PostTokenAsync(at ?? server, new Dictionary<string, string>
         {
             ["grant_type"] = DeviceCodeGrant,
             ["client_id"] = client.ClientId,
@@ -295,9 +333,9 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         return (response.StatusCode, await OAuth.ReadJsonAsync(response));
     }
 
-    private async Task AssertPollErrorAsync(TestClient client, JsonElement device, string error)
+    private async Task AssertPollErrorAsync(TestClient client, JsonElement device, string error, ServerFixture? at = null)
     {
-        var (status, json) = await PollAsync(client, device);
+        var (status, json) = await PollAsync(client, device, at);
         Assert.True(status == HttpStatusCode.BadRequest && json.GetProperty("error").GetString() == error, $"Expected {error}, got {(int)status}: {json}");
     }
 }
