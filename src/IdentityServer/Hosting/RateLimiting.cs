@@ -34,6 +34,16 @@ public sealed class RateLimitingOptions
     /// </summary>
     public Limit PerClient { get; set; } = new() { PermitLimit = 60_000, Window = TimeSpan.FromMinutes(1) };
 
+    /// <summary>
+    /// Device user codes checked at the verification page (a link or form with a code, an Allow or Deny) from one IP
+    /// address (RFC 8628 5.1: the short code must not be guessable by trying). A person needs two or three per device;
+    /// several people behind one address (an office, a school) share it.
+    /// </summary>
+    public Limit UserCodesPerIp { get; set; } = new() { PermitLimit = 60, Window = TimeSpan.FromMinutes(1) };
+
+    /// <summary>The same checks by one signed-in account, wherever it signs in from.</summary>
+    public Limit UserCodesPerAccount { get; set; } = new() { PermitLimit = 10, Window = TimeSpan.FromMinutes(1) };
+
     public sealed class Limit
     {
         [Range(1, 1_000_000)]
@@ -47,8 +57,8 @@ public sealed class RateLimitingOptions
 /// <summary>
 /// ASP.NET Core's rate limiter, in front of authentication (the token endpoint is answered inside OpenIddict's
 /// authentication middleware, so a limiter behind it would never see token requests): account form posts per client
-/// IP and per account name, token requests per client. A refused request gets 429 with <c>Retry-After</c>: OAuth
-/// error JSON at protocol endpoints, a page elsewhere.
+/// IP and per account name, token requests per client, device user-code checks per client IP and per signed-in
+/// account. A refused request gets 429 with <c>Retry-After</c>: OAuth error JSON at protocol endpoints, a page elsewhere.
 /// </summary>
 public static class RateLimiting
 {
@@ -61,6 +71,7 @@ public static class RateLimiting
     private static readonly PathString[] SecondFactorPosts = ["/account/login/two-factor", "/account/login/recovery-code"];
 
     private const string AccountKey = "IdentityServer.RateLimiting.Account";
+    private const string UserCodeAccountKey = "IdentityServer.RateLimiting.UserCodeAccount";
     private const string ClientKey = "IdentityServer.RateLimiting.Client";
 
     /// <summary>
@@ -77,30 +88,38 @@ public static class RateLimiting
     public static WebApplicationBuilder AddRequestRateLimits(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.Section)
-            .Validate(o => IsValid(o.PerIp) && IsValid(o.PerAccount) && IsValid(o.PerClient), "RateLimiting: a PermitLimit or Window is out of range.")
+            .Validate(o => IsValid(o.PerIp) && IsValid(o.PerAccount) && IsValid(o.PerClient) && IsValid(o.UserCodesPerIp) && IsValid(o.UserCodesPerAccount),
+                "RateLimiting: a PermitLimit or Window is out of range.")
             .ValidateOnStart();
         var limits = builder.Configuration.GetSection(RateLimitingOptions.Section).Get<RateLimitingOptions>() ?? new RateLimitingOptions();
-        var perIp = new PerIpLimit(Partitioned(limits.PerIp,
-            context => IsAccountPost(context) || IsRegistrationPost(context) ? "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown") : null));
+        var perIp = new PerIpLimits(
+            new PerIpLimit(Partitioned(limits.PerIp, context => IsAccountPost(context) || IsRegistrationPost(context) ? IpPartition(context) : null)),
+            new PerIpLimit(Partitioned(limits.UserCodesPerIp, context => IsUserCodeCheck(context) ? IpPartition(context) : null)));
         builder.Services.AddSingleton(perIp);
         builder.Services.AddRateLimiter(options =>
         {
             options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
             options.OnRejected = RejectAsync;
             options.GlobalLimiter = PartitionedRateLimiter.CreateChained(
-                perIp.Limiter,
+                perIp.AccountPosts.Limiter,
                 Partitioned(limits.PerAccount, context => context.Items[AccountKey] as string),
-                Partitioned(limits.PerClient, context => context.Items[ClientKey] as string));
+                Partitioned(limits.PerClient, context => context.Items[ClientKey] as string),
+                perIp.UserCodeChecks.Limiter,
+                Partitioned(limits.UserCodesPerAccount, context => context.Items[UserCodeAccountKey] as string));
         });
         return builder;
     }
 
-    /// <summary>The per-IP limit of account posts, also asked on its own before an account is looked up.</summary>
+    private static string IpPartition(HttpContext context) => "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown");
+
+    /// <summary>A per-IP limit, also asked on its own before an account is looked up.</summary>
     private sealed record PerIpLimit(PartitionedRateLimiter<HttpContext> Limiter)
     {
-        /// <summary>Whether this address has used up its account posts, so that a refused request costs no database lookup.</summary>
+        /// <summary>Whether this address has used up its limit, so that a refused request costs no database lookup.</summary>
         public bool IsExhausted(HttpContext context) => Limiter.GetStatistics(context) is { CurrentAvailablePermits: <= 0 };
     }
+
+    private sealed record PerIpLimits(PerIpLimit AccountPosts, PerIpLimit UserCodeChecks);
 
     /// <summary>Reads who a limited request names (the form is read asynchronously here, and kept for the page), then limits.</summary>
     public static IApplicationBuilder UseRequestRateLimits(this IApplicationBuilder app)
@@ -111,13 +130,21 @@ public static class RateLimiting
             return app;
         }
 
-        var perIp = app.ApplicationServices.GetRequiredService<PerIpLimit>();
+        var perIp = app.ApplicationServices.GetRequiredService<PerIpLimits>();
 
         app.Use(async (context, next) =>
         {
             if (IsAccountPost(context))
             {
-                context.Items[AccountKey] = await AccountPartitionAsync(context, lookUp: !perIp.IsExhausted(context));
+                context.Items[AccountKey] = await AccountPartitionAsync(context, lookUp: !perIp.AccountPosts.IsExhausted(context));
+            }
+            else if (IsUserCodeCheck(context) && !perIp.UserCodeChecks.IsExhausted(context))
+            {
+                // The signed-in account (its cookie, validated as the authentication middleware will); a user id is short
+                // and this server's own, so the partitions stay as many as the accounts.
+                var session = await context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
+                var userIdClaim = context.RequestServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<IdentityOptions>>().Value.ClaimsIdentity.UserIdClaimType;
+                context.Items[UserCodeAccountKey] = session.Principal?.FindFirstValue(userIdClaim) is { } userId ? "user:" + userId : null;
             }
             else if (HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(ProtocolRoutes.Token))
             {
@@ -137,6 +164,15 @@ public static class RateLimiting
 
     private static bool IsAccountPost(HttpContext context) =>
         HttpMethods.IsPost(context.Request.Method) && AccountPosts.Any(p => context.Request.Path.StartsWithSegments(p, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
+    /// A request to the device verification page that checks a user code: one in the link or typed into the form (a
+    /// GET), or an Allow or Deny (a POST). The empty form, and the page shown once the device is done, check none.
+    /// </summary>
+    private static bool IsUserCodeCheck(HttpContext context) =>
+        context.Request.Path.StartsWithSegments(ProtocolRoutes.Verification, StringComparison.OrdinalIgnoreCase)
+        && !context.Request.Path.StartsWithSegments(Authorization.Pages.VerifyModel.CompletedPath, StringComparison.OrdinalIgnoreCase)
+        && (HttpMethods.IsPost(context.Request.Method) || !string.IsNullOrEmpty(context.Request.Query[Parameters.UserCode]));
 
     /// <summary>
     /// A dynamic client registration, or an update of one: anyone may send one when registration is open, so each address

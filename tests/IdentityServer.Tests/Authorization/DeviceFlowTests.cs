@@ -340,6 +340,25 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
     }
 }
 
-public sealed class SqliteDeviceFlowTests(SqliteServerFixture server) : DeviceFlowTests<SqliteServerFixture>(server), IClassFixture<SqliteServerFixture>;
+/// <summary>
+/// Every test of the class checks user codes from one address (the in-memory server has none): more than the per-IP
+/// limit allows a real address in a minute (RateLimitingTests covers that limit).
+/// </summary>
+public static class DeviceFlowSettings
+{
+    public static void Apply(ServerFixture fixture) => fixture.Settings["RateLimiting:UserCodesPerIp:PermitLimit"] = "1000";
+}
 
-public sealed class PostgreSqlDeviceFlowTests(PostgreSqlServerFixture server) : DeviceFlowTests<PostgreSqlServerFixture>(server), IClassFixture<PostgreSqlServerFixture>;
+public sealed class DeviceFlowSqliteFixture : SqliteServerFixture
+{
+    public DeviceFlowSqliteFixture() => DeviceFlowSettings.Apply(this);
+}
+
+public sealed class DeviceFlowPostgreSqlFixture : PostgreSqlServerFixture
+{
+    public DeviceFlowPostgreSqlFixture() => DeviceFlowSettings.Apply(this);
+}
+
+public sealed class SqliteDeviceFlowTests(DeviceFlowSqliteFixture server) : DeviceFlowTests<DeviceFlowSqliteFixture>(server), IClassFixture<DeviceFlowSqliteFixture>;
+
+public sealed class PostgreSqlDeviceFlowTests(DeviceFlowPostgreSqlFixture server) : DeviceFlowTests<DeviceFlowPostgreSqlFixture>(server), IClassFixture<DeviceFlowPostgreSqlFixture>;

@@ -4,9 +4,11 @@ using IdentityServer.Tests.Infrastructure;
 
 namespace IdentityServer.Tests.Hosting;
 
-/// <summary>Bursts get 429 with Retry-After: per account name on the login page, per client at the token endpoint.</summary>
+/// <summary>Bursts get 429 with Retry-After: per account name on the login page, per client at the token endpoint, per account at the device verification page.</summary>
 public abstract class RateLimitingTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
+    private static readonly string Verification = new Uri(TestServerFactory.Authority, "/connect/verify").AbsoluteUri;
+
     [SkippableFact]
     public async Task A_burst_of_sign_ins_for_one_account_gets_429_with_a_page_while_other_accounts_go_on()
     {
@@ -151,6 +153,35 @@ public abstract class RateLimitingTests<TFixture>(TFixture server) where TFixtur
         var another = await server.CreateConfidentialClientAsync(c => c.Scope = scope);
         Assert.True((await OAuth.PostTokenAsync(server, new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = scope }, another)).IsSuccessStatusCode);
     }
+
+    /// <summary>
+    /// Device user codes checked by one signed-in account (RFC 8628 5.1), whatever their form: after its limit the
+    /// verification page answers 429 with a page, while another account goes on.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_burst_of_user_code_checks_by_one_account_gets_429_while_other_accounts_go_on()
+    {
+        var browser = await SignedInAtVerificationAsync(await server.CreateUserAsync());
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 4; i++)
+        {
+            statuses.Add((await browser.NavigateAsync($"{Verification}?user_code=0000-0000-{i:0000}")).Status);
+        }
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
+        var other = await SignedInAtVerificationAsync(await server.CreateUserAsync());
+        var page = await other.NavigateAsync(Verification + "?user_code=0000-0000-9999");
+        Assert.Equal(HttpStatusCode.OK, page.Status);
+        Assert.Contains("That code is not valid or has expired", page.Body);
+    }
+
+    private async Task<Browser> SignedInAtVerificationAsync(TestUser user)
+    {
+        var browser = server.CreateBrowser();
+        var page = await OAuth.SignInAsync(browser, await browser.NavigateAsync(Verification), user, stopAt: _ => false);
+        Assert.Equal("/connect/verify", page.Uri.AbsolutePath);
+        return browser;
+    }
 }
 
 public static class LowRateLimits
@@ -162,6 +193,8 @@ public static class LowRateLimits
         fixture.Settings["RateLimiting:PerAccount:Window"] = "00:10:00";
         fixture.Settings["RateLimiting:PerClient:PermitLimit"] = "3";
         fixture.Settings["RateLimiting:PerClient:Window"] = "00:10:00";
+        fixture.Settings["RateLimiting:UserCodesPerAccount:PermitLimit"] = "3";
+        fixture.Settings["RateLimiting:UserCodesPerAccount:Window"] = "00:10:00";
     }
 }
 
@@ -182,6 +215,8 @@ public sealed class PostgreSqlRateLimitingTests(LowRateLimitsPostgreSqlFixture s
 /// <summary>Many accounts from one address: the per-IP limit.</summary>
 public abstract class IpRateLimitingTests<TFixture>(TFixture server) where TFixture : ServerFixture
 {
+    private static readonly string Verification = new Uri(TestServerFactory.Authority, "/connect/verify").AbsoluteUri;
+
     [SkippableFact]
     public async Task A_burst_of_sign_ins_for_many_accounts_from_one_address_gets_429()
     {
@@ -194,24 +229,49 @@ public abstract class IpRateLimitingTests<TFixture>(TFixture server) where TFixt
 
         Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
     }
+
+    /// <summary>
+    /// Device user codes checked from one address, signed in or not (the code is checked before the page asks for a
+    /// sign-in): a code in the link and an Allow posted count; the empty form does not, and stays open.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_burst_of_user_code_checks_from_one_address_gets_429()
+    {
+        var browser = server.CreateBrowser();
+        var statuses = new List<HttpStatusCode>
+        {
+            (await browser.NavigateAsync(Verification + "?user_code=0000-0000-0001")).Status,
+            (await browser.PostFormAsync(Verification + "?handler=Approve", new Dictionary<string, string> { ["user_code"] = "0000-0000-0002" })).Status,
+            (await browser.NavigateAsync(Verification + "?user_code=0000-0000-0003")).Status,
+            (await browser.NavigateAsync(Verification + "?user_code=0000-0000-0004")).Status,
+        };
+
+        Assert.NotEqual(HttpStatusCode.TooManyRequests, statuses[1]);
+        Assert.Equal([HttpStatusCode.OK, statuses[1], HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
+        var form = await browser.NavigateAsync(Verification);
+        Assert.NotEqual(HttpStatusCode.TooManyRequests, form.Status);
+    }
+}
+
+public static class LowIpRateLimits
+{
+    public static void Apply(ServerFixture fixture)
+    {
+        fixture.Settings["RateLimiting:PerIp:PermitLimit"] = "3";
+        fixture.Settings["RateLimiting:PerIp:Window"] = "00:10:00";
+        fixture.Settings["RateLimiting:UserCodesPerIp:PermitLimit"] = "3";
+        fixture.Settings["RateLimiting:UserCodesPerIp:Window"] = "00:10:00";
+    }
 }
 
 public sealed class LowIpRateLimitSqliteFixture : SqliteServerFixture
 {
-    public LowIpRateLimitSqliteFixture()
-    {
-        Settings["RateLimiting:PerIp:PermitLimit"] = "3";
-        Settings["RateLimiting:PerIp:Window"] = "00:10:00";
-    }
+    public LowIpRateLimitSqliteFixture() => LowIpRateLimits.Apply(this);
 }
 
 public sealed class LowIpRateLimitPostgreSqlFixture : PostgreSqlServerFixture
 {
-    public LowIpRateLimitPostgreSqlFixture()
-    {
-        Settings["RateLimiting:PerIp:PermitLimit"] = "3";
-        Settings["RateLimiting:PerIp:Window"] = "00:10:00";
-    }
+    public LowIpRateLimitPostgreSqlFixture() => LowIpRateLimits.Apply(this);
 }
 
 public sealed class SqliteIpRateLimitingTests(LowIpRateLimitSqliteFixture server) : IpRateLimitingTests<LowIpRateLimitSqliteFixture>(server), IClassFixture<LowIpRateLimitSqliteFixture>;
