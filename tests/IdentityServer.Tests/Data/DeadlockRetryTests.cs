@@ -58,8 +58,9 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
     }
 
     /// <summary>
-    /// Deleting a client deletes its token entries, then the client; the writer holds the client's row (as a token
-    /// insert's foreign key check does), then wants one of the client's entries.
+    /// Deleting a client locks the client's row, then deletes its token entries, then the client; the writer holds one
+    /// of the client's entries (as a redemption's update does), then wants the client's row (as a new entry's foreign
+    /// key check does).
     /// </summary>
     [SkippableFact]
     public async Task A_client_deletion_the_database_aborts_to_break_a_deadlock_is_run_again()
@@ -71,9 +72,9 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
         await TokenAsync(server, client.ClientId, client.ClientSecret!, scope);
 
         var deletion = await InDeadlockAsync(() => admin.DeleteAsync(Path(ClientsUrl, client.ClientId)), client.ClientId,
-            holdFirst: $"SELECT 1 {TheClient} FOR KEY SHARE",
-            thenWant: $"SELECT 1 FROM \"OpenIddictTokens\" WHERE \"ApplicationId\" = (SELECT \"Id\" {TheClient}) FOR UPDATE",
-            waiting: "the deletion, its entries deleted, waiting for the client's row");
+            holdFirst: $"SELECT 1 FROM \"OpenIddictTokens\" WHERE \"ApplicationId\" = (SELECT \"Id\" {TheClient}) FOR UPDATE",
+            thenWant: $"SELECT 1 {TheClient} FOR KEY SHARE",
+            waiting: "the deletion, the client's row locked, waiting for its entries");
 
         Assert.Equal(HttpStatusCode.NoContent, deletion.StatusCode);
         await (await admin.GetAsync(Path(ClientsUrl, client.ClientId))).ExpectErrorAsync(HttpStatusCode.NotFound, "not_found");
