@@ -50,6 +50,7 @@ public static class AccountsExtensions
             .AddTokenProvider<OneUseAuthenticatorCodes>(TokenOptions.DefaultAuthenticatorProvider)
             .AddPasswordValidator<PasswordNotPersonalValidator>()
             .AddUserValidator<OptionalUniqueEmailValidator>();
+        builder.Services.AddSingleton<UsedPasskeyChallenges>();
 
         if (accounts.AllowRegistration)
         {

@@ -69,6 +69,7 @@ public abstract class ApplicationDbContext(DbContextOptions options)
         Accounts.Email.OutgoingEmail.Configure(builder);
         Clients.UsedClientAssertion.Configure(builder);
         Dpop.UsedDpopProof.Configure(builder);
+        Accounts.UsedPasskeyChallenge.Configure(builder);
     }
 }
 

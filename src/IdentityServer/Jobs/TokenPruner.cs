@@ -11,9 +11,9 @@ namespace IdentityServer.Jobs;
 /// Removes OpenIddict tokens and authorizations that can no longer be used (expired, redeemed, revoked, invalid,
 /// or ad-hoc authorizations left without tokens) and were created before the retention period. Valid entries
 /// and permanent consents are kept whatever their age. Also removes the rows of login sessions past their maximum
-/// lifetime (<see cref="UserSession"/>), which no cookie can use any more, and the records of client assertions and DPoP
-/// proofs past their expiry (<see cref="UsedClientAssertion"/>, <see cref="Dpop.UsedDpopProof"/>), which are refused as
-/// expired anyway.
+/// lifetime (<see cref="UserSession"/>), which no cookie can use any more, and the records of client assertions, DPoP
+/// proofs and passkey sign-ins past their expiry (<see cref="UsedClientAssertion"/>, <see cref="Dpop.UsedDpopProof"/>,
+/// <see cref="UsedPasskeyChallenge"/>), which are refused as expired anyway.
 /// </summary>
 public sealed class TokenPruner(
     IOpenIddictTokenManager tokens,
@@ -21,11 +21,12 @@ public sealed class TokenPruner(
     UserSessions sessions,
     UsedClientAssertions clientAssertions,
     Dpop.UsedDpopProofs dpopProofs,
+    UsedPasskeyChallenges passkeyChallenges,
     IOptions<TokenPruningOptions> options,
     TimeProvider clock,
     ILogger<TokenPruner> logger)
 {
-    public async Task<(long Tokens, long Authorizations, long Sessions, long ClientAssertions, long DpopProofs)> PruneAsync(CancellationToken cancellationToken)
+    public async Task<(long Tokens, long Authorizations, long Sessions, long ClientAssertions, long DpopProofs, long PasskeyChallenges)> PruneAsync(CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
         var threshold = clock.GetUtcNow() - options.Value.Retention;
@@ -40,12 +41,14 @@ public sealed class TokenPruner(
         var prunedSessions = await DeadlockRetry.RunAsync(() => sessions.PruneAsync(cancellationToken), logger, "Pruning sessions");
         var prunedAssertions = await DeadlockRetry.RunAsync(() => clientAssertions.PruneAsync(cancellationToken), logger, "Pruning client assertions");
         var prunedProofs = await DeadlockRetry.RunAsync(() => dpopProofs.PruneAsync(cancellationToken), logger, "Pruning DPoP proofs");
+        var prunedChallenges = await DeadlockRetry.RunAsync(() => passkeyChallenges.PruneAsync(cancellationToken), logger, "Pruning passkey challenges");
 
         logger.LogInformation(JobEvents.TokensPruned,
             "Pruned {Tokens} token(s) and {Authorizations} authorization(s) older than {Threshold}, {Sessions} ended session(s), "
-            + "{ClientAssertions} expired client assertion(s) and {DpopProofs} expired DPoP proof(s), in {ElapsedMs} ms",
-            prunedTokens, prunedAuthorizations, threshold, prunedSessions, prunedAssertions, prunedProofs, stopwatch.ElapsedMilliseconds);
-        return (prunedTokens, prunedAuthorizations, prunedSessions, prunedAssertions, prunedProofs);
+            + "{ClientAssertions} expired client assertion(s), {DpopProofs} expired DPoP proof(s) and {PasskeyChallenges} expired passkey "
+            + "challenge(s), in {ElapsedMs} ms",
+            prunedTokens, prunedAuthorizations, threshold, prunedSessions, prunedAssertions, prunedProofs, prunedChallenges, stopwatch.ElapsedMilliseconds);
+        return (prunedTokens, prunedAuthorizations, prunedSessions, prunedAssertions, prunedProofs, prunedChallenges);
     }
 }
 

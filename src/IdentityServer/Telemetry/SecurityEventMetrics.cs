@@ -49,6 +49,7 @@ public sealed class SecurityEventMetrics(ServerMetrics metrics) : ILoggerProvide
                 metrics.Pruned("session", Count(values, "Sessions"));
                 metrics.Pruned("client_assertion", Count(values, "ClientAssertions"));
                 metrics.Pruned("dpop_proof", Count(values, "DpopProofs"));
+                metrics.Pruned("passkey_challenge", Count(values, "PasskeyChallenges"));
             }
         }
 

@@ -1,4 +1,5 @@
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Playwright;
 
 namespace IdentityServer.Tests.Accounts;
@@ -92,12 +93,42 @@ public sealed class PasskeyBrowserTests
         var flow = new BrowserCodeFlow(origin, clientId, RedirectUri, "openid profile");
         await page.GotoAsync(flow.AuthorizeUrl);
         Assert.StartsWith($"{origin}/account/login", page.Url);
+        IRequest? passkeySignIn = null;
+        page.Request += (_, request) =>
+        {
+            if (request.Method == "POST" && QueryHelpers.ParseQuery(new Uri(request.Url).Query).TryGetValue("handler", out var handler) && handler == "Passkey")
+            {
+                passkeySignIn = request;
+            }
+        };
         var code = await flow.CodeAfterAsync(page, () => page.ClickAsync("#passkey-login-button"), () => server.Output);
         var id = await flow.RedeemForIdentityTokenAsync(code);
         Assert.Equal(userName, id.GetProperty("preferred_username").GetString());
         Assert.Equal(["hwk", "mfa"], id.GetProperty("amr").EnumerateArray().Select(e => e.GetString()!).Order(StringComparer.Ordinal).ToArray());
         Assert.Equal("phr", id.GetProperty("acr").GetString());
         Assert.DoesNotContain(consoleErrors, e => e.Contains("Content Security Policy", StringComparison.OrdinalIgnoreCase));
+
+        // The same sign-in posted again, cookies and all (as whoever saw it in a log could), opens no session: each
+        // assertion signs in once, whatever the authenticator's signature counter says. A synced passkey always sends 0,
+        // which tells nothing; the virtual authenticator counts, so the stored counter is put back to what such a
+        // passkey leaves, and the counter cannot be what refuses the replay.
+        Assert.NotNull(passkeySignIn);
+        await using (var database = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={server.DatabasePath}"))
+        {
+            await database.OpenAsync();
+            using var uncount = database.CreateCommand();
+            uncount.CommandText = "UPDATE AspNetUserPasskeys SET Data = json_set(Data, '$.SignCount', 0)";
+            Assert.Equal(1, await uncount.ExecuteNonQueryAsync());
+        }
+
+        var headers = await passkeySignIn.AllHeadersAsync();
+        using var http = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false, UseCookies = false });
+        using var replay = new HttpRequestMessage(HttpMethod.Post, passkeySignIn.Url) { Content = new StringContent(passkeySignIn.PostData!) };
+        replay.Content.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse(headers["content-type"]);
+        replay.Headers.Add("Cookie", headers["cookie"]);
+        var replayed = await http.SendAsync(replay);
+        Assert.Equal(System.Net.HttpStatusCode.OK, replayed.StatusCode);
+        Assert.Contains("That passkey could not sign you in.", await replayed.Content.ReadAsStringAsync());
     }
 
     /// <summary>Waits for <paramref name="selector"/>; on a timeout, fails with what the page shows and the server's log.</summary>

@@ -142,7 +142,7 @@ public sealed class PostgreSqlDeadlockRetryTests(PostgreSqlSlowDeadlockCheckFixt
         Assert.Equal(0L, await monitor.ScalarAsync<long>($"SELECT count(*) {Prunable}", ids.ToArray()));
         Assert.Equal(0L, await monitor.ScalarAsync<long>("SELECT count(*) FROM \"OpenIddictAuthorizations\" WHERE \"Id\" = @value", authorization));
 
-        async Task<(long, long, long, long, long)> PruneAsync()
+        async Task<(long, long, long, long, long, long)> PruneAsync()
         {
             await using var scope = server.Factory.Services.CreateAsyncScope();
             return await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);

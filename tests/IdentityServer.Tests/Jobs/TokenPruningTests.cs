@@ -141,6 +141,34 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
         }
     }
 
+    /// <summary>A passkey sign-in's challenge is remembered until that sign-in has expired anyway, then forgotten.</summary>
+    [SkippableFact]
+    public async Task Pruning_removes_the_passkey_challenge_records_past_their_expiry_and_keeps_the_others()
+    {
+        var prefix = Guid.NewGuid().ToString("N");
+        var now = DateTime.UtcNow;
+        UsedPasskeyChallenge Record(string name, TimeSpan expiresIn) => new() { ChallengeHash = (prefix + name).PadRight(64, '0'), ExpiresAt = now + expiresIn };
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+            db.AddRange(Record("expired", TimeSpan.FromMinutes(-1)), Record("long-expired", TimeSpan.FromDays(-1)), Record("live", TimeSpan.FromMinutes(2)));
+            await db.SaveChangesAsync();
+        }
+
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var pruned = await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+            Assert.True(pruned.PasskeyChallenges >= 2, $"Pruned {pruned.PasskeyChallenges} passkey challenges");
+        }
+
+        await using (var scope = _server.Factory.Services.CreateAsyncScope())
+        {
+            var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedPasskeyChallenge>()
+                .Where(c => c.ChallengeHash.StartsWith(prefix)).Select(c => c.ChallengeHash).ToListAsync();
+            Assert.Equal([(prefix + "live").PadRight(64, '0')], remaining);
+        }
+    }
+
     /// <summary>A used DPoP proof is remembered until it is too old to be accepted, then forgotten.</summary>
     [SkippableFact]
     public async Task Pruning_removes_the_DPoP_proof_records_past_their_expiry_and_keeps_the_others()

@@ -127,6 +127,22 @@ namespace IdentityServer.Data.Migrations.PostgreSql
                     b.ToTable("OutgoingEmails", (string)null);
                 });
 
+            modelBuilder.Entity("IdentityServer.Accounts.UsedPasskeyChallenge", b =>
+                {
+                    b.Property<string>("ChallengeHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
+                    b.Property<DateTime>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.HasKey("ChallengeHash");
+
+                    b.HasIndex("ExpiresAt");
+
+                    b.ToTable("UsedPasskeyChallenges", (string)null);
+                });
+
             modelBuilder.Entity("IdentityServer.Accounts.UserSession", b =>
                 {
                     b.Property<string>("Id")

@@ -128,6 +128,22 @@ namespace IdentityServer.Data.Migrations.SqlServer
                     b.ToTable("OutgoingEmails", (string)null);
                 });
 
+            modelBuilder.Entity("IdentityServer.Accounts.UsedPasskeyChallenge", b =>
+                {
+                    b.Property<string>("ChallengeHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("nvarchar(64)");
+
+                    b.Property<DateTime>("ExpiresAt")
+                        .HasColumnType("datetime2");
+
+                    b.HasKey("ChallengeHash");
+
+                    b.HasIndex("ExpiresAt");
+
+                    b.ToTable("UsedPasskeyChallenges", (string)null);
+                });
+
             modelBuilder.Entity("IdentityServer.Accounts.UserSession", b =>
                 {
                     b.Property<string>("Id")

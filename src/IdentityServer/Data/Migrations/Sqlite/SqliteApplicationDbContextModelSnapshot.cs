@@ -122,6 +122,22 @@ namespace IdentityServer.Data.Migrations.Sqlite
                     b.ToTable("OutgoingEmails", (string)null);
                 });
 
+            modelBuilder.Entity("IdentityServer.Accounts.UsedPasskeyChallenge", b =>
+                {
+                    b.Property<string>("ChallengeHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime>("ExpiresAt")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("ChallengeHash");
+
+                    b.HasIndex("ExpiresAt");
+
+                    b.ToTable("UsedPasskeyChallenges", (string)null);
+                });
+
             modelBuilder.Entity("IdentityServer.Accounts.UserSession", b =>
                 {
                     b.Property<string>("Id")
