@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.WebUtilities;
 using System.Net;
 using IdentityServer.Accounts;
+using System.Security.Cryptography;
 using System.Text.Json;
 using IdentityServer.Tests.Admin;
 using IdentityServer.Tests.Infrastructure;
@@ -917,6 +918,34 @@ public abstract class ExternalSignInTests<TDatabase>(ExternalProviderServers<TDa
         Assert.Contains("This is your only way to sign in", refused.Body);
         Assert.Equal(["provider"], (await LoginsOfAsync(user.Id)).Select(l => l.LoginProvider));
         Assert.Contains("retired is no longer connected", removed.Body);
+    }
+
+    /// <summary>
+    /// A passkey counts as a way to sign in, so the provider may go while the account has one; and then the passkey may
+    /// not go: it is the last way, as a provider is when it is the last (the account would be left to the password reset,
+    /// which needs a confirmed email).
+    /// </summary>
+    [SkippableFact]
+    public async Task A_passkey_that_is_the_accounts_last_way_to_sign_in_is_not_removed()
+    {
+        var person = await servers.Provider.CreateUserAsync();
+        var browser = servers.CreateBrowser();
+        await SignInFromLoginPageAsync(browser, "provider", person);
+        await using (var scope = Server.Factory.Services.CreateAsyncScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+            var user = (await users.FindByLoginAsync("provider", person.Id))!;
+            var passkey = new UserPasskeyInfo(RandomNumberGenerator.GetBytes(16), RandomNumberGenerator.GetBytes(77), DateTimeOffset.UtcNow, 0, null,
+                isUserVerified: true, isBackupEligible: false, isBackedUp: false, attestationObject: [], clientDataJson: []) { Name = "Laptop" };
+            Assert.True((await users.AddOrUpdatePasskeyAsync(user, passkey)).Succeeded);
+        }
+
+        var providerRemoved = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/sign-in-providers"), selector: "form[action*=Remove]");
+        Assert.Contains("Provider is no longer connected", providerRemoved.Body);
+
+        var refused = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/passkeys"), selector: "form[action*=Remove]");
+        Assert.Contains("This is your only way to sign in", refused.Body);
+        Assert.Contains("Laptop", (await AccountPages.OpenAsync(browser, "/account/passkeys")).Body);
     }
 
     /// <summary>

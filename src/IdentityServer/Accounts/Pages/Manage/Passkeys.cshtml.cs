@@ -16,6 +16,7 @@ public sealed class PasskeysModel(
     SignInManager<ApplicationUser> signInManager,
     AccountSessions sessions,
     Email.AccountEmails emails,
+    External.ExternalProviders providers,
     ILogger<PasskeysModel> logger) : PageModel
 {
     public const int MaximumPasskeys = 20;
@@ -149,6 +150,13 @@ public sealed class PasskeysModel(
 
         if (await FindAsync(user) is { } passkey)
         {
+            if (!await SignInMethods.RemainWithoutAsync(users, providers, user, passkey: passkey.CredentialId))
+            {
+                Passkeys = [.. await users.GetPasskeysAsync(user)];
+                ErrorMessage = SignInMethods.LastOneRefusal;
+                return Page();
+            }
+
             await users.RemovePasskeyAsync(user, passkey.CredentialId);
             // A passkey is removed because its device is lost or not trusted: the sessions it may have started end, as
             // after a password change (Identity gives no new security stamp for it). This browser stays signed in.

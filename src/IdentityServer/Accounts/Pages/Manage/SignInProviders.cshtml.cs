@@ -24,9 +24,6 @@ public sealed class SignInProvidersModel(
     /// <summary>The configured providers this account is not connected to.</summary>
     public IReadOnlyList<ExternalProvider> Available { get; private set; } = [];
 
-    /// <summary>Whether the account signs in without a provider too: a password or a passkey.</summary>
-    private bool _signsInWithoutProviders;
-
     [TempData]
     public string? StatusMessage { get; set; }
 
@@ -110,10 +107,9 @@ public sealed class SignInProvidersModel(
             return RedirectToPage();
         }
 
-        // Only providers still configured count: one removed from the configuration signs no one in.
-        if (!_signsInWithoutProviders && !Connected.Any(l => l != removed && providers.Find(l.LoginProvider) is not null))
+        if (!await SignInMethods.RemainWithoutAsync(users, providers, user, login: removed))
         {
-            ErrorMessage = "This is your only way to sign in: set a password or add a passkey first.";
+            ErrorMessage = SignInMethods.LastOneRefusal;
             return Page();
         }
 
@@ -135,6 +131,5 @@ public sealed class SignInProvidersModel(
     {
         Connected = [.. await users.GetLoginsAsync(user)];
         Available = [.. providers.All.Where(p => Connected.All(l => l.LoginProvider != p.Name))];
-        _signsInWithoutProviders = await users.HasPasswordAsync(user) || (await users.GetPasskeysAsync(user)).Count > 0;
     }
 }
