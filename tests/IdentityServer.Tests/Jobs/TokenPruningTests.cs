@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using IdentityServer.Accounts;
 using IdentityServer.Clients;
 using IdentityServer.Data;
@@ -118,27 +119,8 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
     public async Task Pruning_removes_the_client_assertion_records_past_their_expiry_and_keeps_the_others()
     {
         var clientId = Unique.Name("pkj");
-        var now = DateTime.UtcNow;
-        UsedClientAssertion Record(string name, TimeSpan expiresIn) => new() { ClientId = clientId, JtiHash = name.PadRight(64, '0'), ExpiresAt = now + expiresIn };
-        await using (var scope = _server.Factory.Services.CreateAsyncScope())
-        {
-            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
-            db.AddRange(Record("expired", TimeSpan.FromMinutes(-1)), Record("long-expired", TimeSpan.FromDays(-1)), Record("live", TimeSpan.FromMinutes(5)));
-            await db.SaveChangesAsync();
-        }
-
-        await using (var scope = _server.Factory.Services.CreateAsyncScope())
-        {
-            var pruned = await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
-            Assert.True(pruned.ClientAssertions >= 2, $"Pruned {pruned.ClientAssertions} client assertions");
-        }
-
-        await using (var scope = _server.Factory.Services.CreateAsyncScope())
-        {
-            var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedClientAssertion>()
-                .Where(a => a.ClientId == clientId).Select(a => a.JtiHash).ToListAsync();
-            Assert.Equal(["live".PadRight(64, '0')], remaining);
-        }
+        await AssertOnlyExpiredRecordsArePrunedAsync((name, expiresAt) => new UsedClientAssertion { ClientId = clientId, JtiHash = name, ExpiresAt = expiresAt },
+            pruned => pruned.ClientAssertions, a => a.ClientId == clientId, a => a.JtiHash);
     }
 
     /// <summary>A passkey sign-in's challenge is remembered until that sign-in has expired anyway, then forgotten.</summary>
@@ -146,27 +128,8 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
     public async Task Pruning_removes_the_passkey_challenge_records_past_their_expiry_and_keeps_the_others()
     {
         var prefix = Guid.NewGuid().ToString("N");
-        var now = DateTime.UtcNow;
-        UsedPasskeyChallenge Record(string name, TimeSpan expiresIn) => new() { ChallengeHash = (prefix + name).PadRight(64, '0'), ExpiresAt = now + expiresIn };
-        await using (var scope = _server.Factory.Services.CreateAsyncScope())
-        {
-            var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
-            db.AddRange(Record("expired", TimeSpan.FromMinutes(-1)), Record("long-expired", TimeSpan.FromDays(-1)), Record("live", TimeSpan.FromMinutes(2)));
-            await db.SaveChangesAsync();
-        }
-
-        await using (var scope = _server.Factory.Services.CreateAsyncScope())
-        {
-            var pruned = await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
-            Assert.True(pruned.PasskeyChallenges >= 2, $"Pruned {pruned.PasskeyChallenges} passkey challenges");
-        }
-
-        await using (var scope = _server.Factory.Services.CreateAsyncScope())
-        {
-            var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedPasskeyChallenge>()
-                .Where(c => c.ChallengeHash.StartsWith(prefix)).Select(c => c.ChallengeHash).ToListAsync();
-            Assert.Equal([(prefix + "live").PadRight(64, '0')], remaining);
-        }
+        await AssertOnlyExpiredRecordsArePrunedAsync((name, expiresAt) => new UsedPasskeyChallenge { ChallengeHash = prefix + name, ExpiresAt = expiresAt },
+            pruned => pruned.PasskeyChallenges, c => c.ChallengeHash.StartsWith(prefix), c => c.ChallengeHash);
     }
 
     /// <summary>A used DPoP proof is remembered until it is too old to be accepted, then forgotten.</summary>
@@ -174,26 +137,38 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
     public async Task Pruning_removes_the_DPoP_proof_records_past_their_expiry_and_keeps_the_others()
     {
         var thumbprint = Guid.NewGuid().ToString("N").PadRight(43, 'x');
+        await AssertOnlyExpiredRecordsArePrunedAsync((name, expiresAt) => new UsedDpopProof { Thumbprint = thumbprint, JtiHash = name, ExpiresAt = expiresAt },
+            pruned => pruned.DpopProofs, p => p.Thumbprint == thumbprint, p => p.JtiHash);
+    }
+
+    /// <summary>
+    /// Stores three single-use records made by <paramref name="record"/> from a key (at most 32 characters) and an expiry:
+    /// two expired, one live. A pruning run counts at least the two (<paramref name="counted"/>), and of this test's
+    /// records (<paramref name="ofThisTest"/>) only the live one's key (<paramref name="keyOf"/>) is left.
+    /// </summary>
+    private async Task AssertOnlyExpiredRecordsArePrunedAsync<TRecord>(Func<string, DateTime, TRecord> record,
+        Func<(long Tokens, long Authorizations, long Sessions, long ClientAssertions, long DpopProofs, long PasskeyChallenges), long> counted,
+        Expression<Func<TRecord, bool>> ofThisTest, Expression<Func<TRecord, string>> keyOf) where TRecord : class
+    {
         var now = DateTime.UtcNow;
-        UsedDpopProof Record(string name, TimeSpan expiresIn) => new() { Thumbprint = thumbprint, JtiHash = name.PadRight(64, '0'), ExpiresAt = now + expiresIn };
+        var live = record("live".PadRight(32, '0'), now + TimeSpan.FromMinutes(5));
         await using (var scope = _server.Factory.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
-            db.AddRange(Record("expired", TimeSpan.FromMinutes(-1)), Record("long-expired", TimeSpan.FromDays(-1)), Record("live", TimeSpan.FromMinutes(2)));
+            db.AddRange(record("expired".PadRight(32, '0'), now - TimeSpan.FromMinutes(1)), record("long-expired".PadRight(32, '0'), now - TimeSpan.FromDays(1)), live);
             await db.SaveChangesAsync();
         }
 
         await using (var scope = _server.Factory.Services.CreateAsyncScope())
         {
-            var pruned = await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
-            Assert.True(pruned.DpopProofs >= 2, $"Pruned {pruned.DpopProofs} DPoP proofs");
+            var pruned = counted(await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None));
+            Assert.True(pruned >= 2, $"Pruned {pruned} {typeof(TRecord).Name} records");
         }
 
         await using (var scope = _server.Factory.Services.CreateAsyncScope())
         {
-            var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<UsedDpopProof>()
-                .Where(p => p.Thumbprint == thumbprint).Select(p => p.JtiHash).ToListAsync();
-            Assert.Equal(["live".PadRight(64, '0')], remaining);
+            var remaining = await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<TRecord>().Where(ofThisTest).Select(keyOf).ToListAsync();
+            Assert.Equal([keyOf.Compile()(live)], remaining);
         }
     }
 
