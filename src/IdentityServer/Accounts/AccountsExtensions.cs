@@ -51,6 +51,7 @@ public static class AccountsExtensions
             .AddPasswordValidator<PasswordNotPersonalValidator>()
             .AddUserValidator<OptionalUniqueEmailValidator>();
         builder.Services.AddSingleton<UsedPasskeyChallenges>();
+        builder.Services.AddScoped<IPasskeyHandler<ApplicationUser>, SingleUsePasskeyHandler>();
 
         if (accounts.AllowRegistration)
         {

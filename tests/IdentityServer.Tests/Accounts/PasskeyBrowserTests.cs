@@ -1,5 +1,8 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.IdentityModel.Tokens;
 using Microsoft.Playwright;
 
 namespace IdentityServer.Tests.Accounts;
@@ -129,6 +132,32 @@ public sealed class PasskeyBrowserTests
         var replayed = await http.SendAsync(replay);
         Assert.Equal(System.Net.HttpStatusCode.OK, replayed.StatusCode);
         Assert.Contains("That passkey could not sign you in.", await replayed.Content.ReadAsStringAsync());
+
+        // Nor when the posted credential carries a decoy: Identity reads its JSON without regard to case, the last of
+        // two members winning, so a "response" naming a fresh challenge ahead of the real one renamed "Response" would
+        // pass a record of what the post says; the record is of what Identity verified.
+        var form = QueryHelpers.ParseQuery(passkeySignIn.PostData!);
+        var credential = JsonNode.Parse(form["PasskeyCredential"].ToString())!.AsObject();
+        var decoy = credential["response"]!.DeepClone().AsObject();
+        decoy["clientDataJSON"] = Base64UrlEncoder.Encode(JsonSerializer.Serialize(new
+        {
+            type = "webauthn.get", challenge = Base64UrlEncoder.Encode(Guid.NewGuid().ToByteArray()), origin,
+        }));
+        var withDecoy = new JsonObject { ["response"] = decoy };
+        foreach (var (name, value) in credential.ToList())
+        {
+            credential.Remove(name);
+            withDecoy[name == "response" ? "Response" : name] = value;
+        }
+
+        using var decoyed = new HttpRequestMessage(HttpMethod.Post, passkeySignIn.Url)
+        {
+            Content = new FormUrlEncodedContent(form.ToDictionary(f => f.Key, f => f.Key == "PasskeyCredential" ? withDecoy.ToJsonString() : f.Value.ToString())),
+        };
+        decoyed.Headers.Add("Cookie", headers["cookie"]);
+        var decoyReplayed = await http.SendAsync(decoyed);
+        Assert.Equal(System.Net.HttpStatusCode.OK, decoyReplayed.StatusCode);
+        Assert.Contains("That passkey could not sign you in.", await decoyReplayed.Content.ReadAsStringAsync());
     }
 
     /// <summary>Waits for <paramref name="selector"/>; on a timeout, fails with what the page shows and the server's log.</summary>

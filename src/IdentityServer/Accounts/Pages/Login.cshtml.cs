@@ -23,7 +23,6 @@ public sealed class LoginModel(
     LoginHints loginHints,
     ExternalProviders externalProviders,
     IOptions<AccountsOptions> accounts,
-    UsedPasskeyChallenges usedChallenges,
     ILogger<LoginModel> logger) : PageModel
 {
     /// <summary>One message for every failure, so the page never tells whether an account exists.</summary>
@@ -178,13 +177,6 @@ public sealed class LoginModel(
         }
 
         var user = assertion.User;
-        if (!await usedChallenges.TryUseAsync(PasskeyCredential, CancellationToken.None))
-        {
-            logger.LogWarning(AccountEvents.SignInFailed, "Passkey sign-in refused for {UserId}: its assertion was already used", user.Id);
-            ErrorMessage = PasskeyFailureMessage;
-            return Page();
-        }
-
         if (await users.IsLockedOutAsync(user) || !await signInManager.CanSignInAsync(user))
         {
             logger.LogWarning(AccountEvents.SignInFailed, "Passkey sign-in refused for {UserId}: locked out or not allowed", user.Id);
