@@ -99,19 +99,26 @@ public sealed class DevicePollTimes(TimeProvider clock)
     private readonly ConcurrentDictionary<string, DateTimeOffset> _lastPolls = new(StringComparer.Ordinal);
     private long _nextSweepTicks;
 
-    /// <summary>Records a poll of the device code (by its token id); true when it came sooner than <paramref name="interval"/> after the last.</summary>
+    /// <summary>Records a poll of the device code (by its token id); true when it came sooner than <paramref name="interval"/> (less the jitter allowance) after the last.</summary>
     public bool Record(string tokenId, TimeSpan interval)
     {
         var now = clock.GetUtcNow();
         var tooSoon = false;
         _lastPolls.AddOrUpdate(tokenId, now, (_, last) =>
         {
-            tooSoon = now - last < interval;
+            tooSoon = now - last < interval - JitterAllowance(interval);
             return now;
         });
         ForgetOldPolls(now, interval);
         return tooSoon;
     }
+
+    /// <summary>
+    /// A device that polls on a timer from when it sent the last poll can have two polls arrive a little less than the
+    /// interval apart (the network's jitter): half a second (a tenth of a short interval) is not held against it.
+    /// </summary>
+    private static TimeSpan JitterAllowance(TimeSpan interval) =>
+        interval / 10 < TimeSpan.FromMilliseconds(500) ? interval / 10 : TimeSpan.FromMilliseconds(500);
 
     /// <summary>At most once an interval: drops the polls older than it.</summary>
     private void ForgetOldPolls(DateTimeOffset now, TimeSpan interval)
