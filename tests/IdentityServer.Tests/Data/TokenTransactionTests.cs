@@ -203,6 +203,34 @@ public abstract class TokenTransactionTests<TFixture>(TFixture server) where TFi
         await AssertChainRevokedAsync(client, await AssertGrantedAsync(second));
     }
 
+    /// <summary>A device code redeemed by two polls at once ends its grant the same way, the first poll's tokens with it.</summary>
+    [SkippableFact]
+    public async Task Of_two_racing_redemptions_of_a_device_code_the_one_that_writes_second_gets_invalid_grant_and_ends_the_grant()
+    {
+        const string DeviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code";
+        var client = await server.CreateClientAsync(c =>
+        {
+            c.TokenEndpointAuthMethod = "none";
+            c.ApplicationType = "native";
+            c.GrantTypes = [DeviceCodeGrant, "refresh_token"];
+            c.Scope = "openid offline_access";
+        });
+        var codes = await OAuth.ReadJsonAsync(await OAuth.PostFormAsync(server, "device_authorization_endpoint",
+            new Dictionary<string, string> { ["client_id"] = client.ClientId, ["scope"] = "openid offline_access" }));
+        var browser = server.CreateBrowser();
+        var page = await OAuth.SignInAsync(browser, await browser.NavigateAsync(codes.GetProperty("verification_uri_complete").GetString()!),
+            await server.CreateUserAsync(), stopAt: _ => false);
+        Assert.Equal("/connect/verify/done", (await browser.SubmitAsync(page, button: "button[formaction*='Approve']")).Uri.AbsolutePath);
+
+        var (first, second) = await RaceAsync(InstanceThatStepsInAfterTokensAreMade, new Dictionary<string, string>
+        {
+            ["grant_type"] = DeviceCodeGrant, ["client_id"] = client.ClientId, ["device_code"] = codes.GetProperty("device_code").GetString()!,
+        });
+
+        await AssertRefusedAsync(first);
+        await AssertChainRevokedAsync(client, await AssertGrantedAsync(second));
+    }
+
     /// <summary>
     /// Posts <paramref name="form"/> to an instance made by <paramref name="instance"/> that, once the tokens are made,
     /// posts it again to the fixture's server and lets that request finish first.
