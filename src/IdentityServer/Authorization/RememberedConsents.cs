@@ -20,14 +20,12 @@ public sealed class RememberedConsents(
     IOpenIddictAuthorizationManager authorizations,
     IOpenIddictAuthorizationStore<OpenIddictEntityFrameworkCoreAuthorization> stored)
 {
-    /// <summary>Seeds the PostgreSQL advisory lock keys of user and client pairs (beside the admin changes' 727_001).</summary>
-    private const long LockKeySeed = 727_002;
-
     /// <summary>Makes the permanent authorization of <paramref name="scopes"/>, unless one covering them exists by now.</summary>
     public async Task RememberAsync(ClaimsPrincipal principal, string userId, string applicationId, ImmutableArray<string> scopes, CancellationToken ct)
     {
         await using var transaction = await db.Database.BeginTransactionAsync(ct);
-        await TakeTurnAsync(userId, applicationId, ct);
+        // Any other sign-in of this user to this client that is remembering a consent goes first.
+        await TransactionLocks.TakeAsync(db, $"consent:{userId}:{applicationId}", ct);
         // From the store, which always asks the database: the manager may answer searches from its per-request cache.
         if (!await stored.FindAsync(userId, applicationId, Statuses.Valid, AuthorizationTypes.Permanent, scopes, ct).AnyAsync(ct))
         {
@@ -35,24 +33,5 @@ public sealed class RememberedConsents(
         }
 
         await transaction.CommitAsync(ct);
-    }
-
-    /// <summary>
-    /// Waits for any other sign-in of this user to this client that is remembering a consent, until the transaction
-    /// ends. SQLite needs nothing: a transaction holds its one write lock from the start.
-    /// </summary>
-    private async Task TakeTurnAsync(string userId, string applicationId, CancellationToken ct)
-    {
-        var pair = $"consent:{userId}:{applicationId}";
-        switch (DatabaseProviders.Of(db))
-        {
-            case DatabaseProvider.PostgreSql:
-                await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_xact_lock(hashtextextended({{0}}, {LockKeySeed}))", [pair], ct);
-                break;
-            case DatabaseProvider.SqlServer:
-                await db.Database.ExecuteSqlRawAsync(
-                    "EXEC sp_getapplock @Resource = {0}, @LockMode = N'Exclusive', @LockOwner = N'Transaction'", [$"identityserver:{pair}"], ct);
-                break;
-        }
     }
 }

@@ -1,6 +1,11 @@
 using System.Net;
+using System.Security.Cryptography;
+using IdentityServer.Accounts;
 using IdentityServer.Tests.Admin;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace IdentityServer.Tests.Accounts;
@@ -399,6 +404,56 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
             var page = await AccountPages.OpenAsync(browser, path);
             Assert.True(page.Uri.AbsolutePath == "/account/login", $"{path} -> {page.Uri}");
         }
+    }
+
+    /// <summary>
+    /// An account whose only ways to sign in are two passkeys, each removed in its own tab at the same moment: the
+    /// removals take turns (the first is held while it deletes, and the second starts then), so the second sees the
+    /// first's and is refused as the last way to sign in. Before, both passed the check and the account was left with
+    /// none (Identity's concurrency stamp did not stop it).
+    /// </summary>
+    [SkippableFact]
+    public async Task Two_tabs_removing_an_accounts_last_two_passkeys_at_the_same_moment_leave_one()
+    {
+        var user = await server.CreateUserAsync();
+        var (first, second) = (RandomNumberGenerator.GetBytes(16), RandomNumberGenerator.GetBytes(16));
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+            var account = (await users.FindByIdAsync(user.Id))!;
+            foreach (var id in new[] { first, second })
+            {
+                Assert.True((await users.AddOrUpdatePasskeyAsync(account, new UserPasskeyInfo(id, RandomNumberGenerator.GetBytes(77), DateTimeOffset.UtcNow, 0,
+                    null, isUserVerified: true, isBackupEligible: false, isBackedUp: false, attestationObject: [], clientDataJson: []))).Succeeded);
+            }
+        }
+
+        static string RemoveFormOf(byte[] id) => $"form[action*=Remove]:has(input[value='{WebEncoders.Base64UrlEncode(id)}'])";
+        var otherTab = server.CreateBrowser();
+        await AccountPages.SignInAsync(otherTab, user.UserName, user.Password);
+        Task<BrowserPage>? racing = null;
+        await using var stepping = server.ServerThatStepsInBeforeSaving<IdentityUserPasskey<string>>(e => e.State == EntityState.Deleted, async () =>
+        {
+            racing = otherTab.SubmitAsync(await AccountPages.OpenAsync(otherTab, "/account/passkeys"), selector: RemoveFormOf(second));
+            await server.UntilDoneOrWaitingForALockAsync(racing, "pg_advisory_xact_lock");
+        });
+        var tab = new AttachedServer(stepping, server.Provider).CreateBrowser();
+        await AccountPages.SignInAsync(tab, user.UserName, user.Password);
+        // No password any more (the sessions stay: the security stamp is unchanged): the passkeys are the only ways.
+        await using (var scope = server.Factory.Services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<IdentityServer.Data.ApplicationDbContext>().Users.Where(u => u.Id == user.Id)
+                .ExecuteUpdateAsync(set => set.SetProperty(u => u.PasswordHash, (string?)null));
+        }
+
+        var firstAnswer = await tab.SubmitAsync(await AccountPages.OpenAsync(tab, "/account/passkeys"), selector: RemoveFormOf(first));
+        Assert.NotNull(racing);
+        var secondAnswer = await racing;
+
+        await using var check = server.Factory.Services.CreateAsyncScope();
+        var stored = check.ServiceProvider.GetRequiredService<UserManager<ApplicationUser>>();
+        Assert.Single(await stored.GetPasskeysAsync((await stored.FindByIdAsync(user.Id))!));
+        Assert.Contains(new[] { firstAnswer, secondAnswer }, answer => answer.Body.Contains("This is your only way to sign in", StringComparison.Ordinal));
     }
 
     private static string ErrorText(BrowserPage page) => page.Document.QuerySelector(".error")?.TextContent.Trim() ?? "(none)";

@@ -22,20 +22,33 @@ public static class SteppingInstance
         Func<EntityEntry<TEntity>, bool> matches, Func<Task> step) where TEntity : class
     {
         var interceptor = new StepBeforeSaving<TEntity>(matches, step);
-        return server.Factory.WithWebHostBuilder(builder => builder.ConfigureServices(services =>
+        return server.Factory.WithWebHostBuilder(builder => builder.ConfigureServices(services => AddInterceptor(services, server.Provider, interceptor)));
+    }
+
+    /// <summary>
+    /// As <see cref="InstanceThatStepsInBeforeSaving{TEntity}"/>, started as a server of the fixture's own kind, which an
+    /// <see cref="AttachedServer"/> drives with a browser (its pages, signed in).
+    /// </summary>
+    public static TestServerFactory ServerThatStepsInBeforeSaving<TEntity>(this ServerFixture server, Func<EntityEntry<TEntity>, bool> matches,
+        Func<Task> step) where TEntity : class
+    {
+        var interceptor = new StepBeforeSaving<TEntity>(matches, step);
+        return server.StartServer(testServices: services => AddInterceptor(services, server.Provider, interceptor));
+    }
+
+    private static void AddInterceptor(IServiceCollection services, DatabaseProvider provider, IInterceptor interceptor)
+    {
+        switch (provider)
         {
-            switch (server.Provider)
-            {
-                case DatabaseProvider.PostgreSql:
-                    services.ConfigureDbContext<PostgreSqlApplicationDbContext>(options => options.AddInterceptors(interceptor));
-                    break;
-                case DatabaseProvider.Sqlite:
-                    services.ConfigureDbContext<SqliteApplicationDbContext>(options => options.AddInterceptors(interceptor));
-                    break;
-                default:
-                    throw new NotSupportedException($"No test fixture runs {server.Provider}.");
-            }
-        }));
+            case DatabaseProvider.PostgreSql:
+                services.ConfigureDbContext<PostgreSqlApplicationDbContext>(options => options.AddInterceptors(interceptor));
+                break;
+            case DatabaseProvider.Sqlite:
+                services.ConfigureDbContext<SqliteApplicationDbContext>(options => options.AddInterceptors(interceptor));
+                break;
+            default:
+                throw new NotSupportedException($"No test fixture runs {provider}.");
+        }
     }
 
     /// <summary>

@@ -17,6 +17,7 @@ public sealed class PasskeysModel(
     AccountSessions sessions,
     Email.AccountEmails emails,
     External.ExternalProviders providers,
+    Data.ApplicationDbContext db,
     ILogger<PasskeysModel> logger) : PageModel
 {
     public const int MaximumPasskeys = 20;
@@ -150,14 +151,15 @@ public sealed class PasskeysModel(
 
         if (await FindAsync(user) is { } passkey)
         {
-            if (!await SignInMethods.RemainWithoutAsync(users, providers, user, passkey: passkey.CredentialId))
+            var removed = await SignInMethods.RemoveUnlessLastAsync(db, users, providers, user, () => users.RemovePasskeyAsync(user, passkey.CredentialId),
+                passkey: passkey.CredentialId);
+            if (removed is not { Succeeded: true })
             {
                 Passkeys = [.. await users.GetPasskeysAsync(user)];
-                ErrorMessage = SignInMethods.LastOneRefusal;
+                ErrorMessage = removed is null ? SignInMethods.LastOneRefusal : "The passkey could not be removed: your account changed meanwhile. Try again.";
                 return Page();
             }
 
-            await users.RemovePasskeyAsync(user, passkey.CredentialId);
             // A passkey is removed because its device is lost or not trusted: the sessions it may have started end, as
             // after a password change (Identity gives no new security stamp for it). This browser stays signed in.
             await sessions.EndOtherSessionsAsync(user, includingThisOne: false, "passkey removed");

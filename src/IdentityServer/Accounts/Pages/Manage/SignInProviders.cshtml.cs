@@ -17,6 +17,7 @@ public sealed class SignInProvidersModel(
     ExternalSignIns externalSignIns,
     AccountSessions sessions,
     AccountEmails emails,
+    Data.ApplicationDbContext db,
     ILogger<SignInProvidersModel> logger) : PageModel
 {
     public IReadOnlyList<UserLoginInfo> Connected { get; private set; } = [];
@@ -107,17 +108,12 @@ public sealed class SignInProvidersModel(
             return RedirectToPage();
         }
 
-        if (!await SignInMethods.RemainWithoutAsync(users, providers, user, login: removed))
-        {
-            ErrorMessage = SignInMethods.LastOneRefusal;
-            return Page();
-        }
-
         // Identity gives the account a new security stamp: the sessions signed in through the provider end, with the
         // others, and this browser's carries on.
-        if (!(await users.RemoveLoginAsync(user, provider!, key!)).Succeeded)
+        var result = await SignInMethods.RemoveUnlessLastAsync(db, users, providers, user, () => users.RemoveLoginAsync(user, provider!, key!), login: removed);
+        if (result is not { Succeeded: true })
         {
-            ErrorMessage = "The provider could not be removed. Try again.";
+            ErrorMessage = result is null ? SignInMethods.LastOneRefusal : "The provider could not be removed. Try again.";
             return Page();
         }
 

@@ -1,0 +1,35 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace IdentityServer.Data;
+
+/// <summary>
+/// Named locks held until the current transaction ends, for a check and the write it allows (one remembered consent per
+/// user and client, one last way to sign in per account), which no unique index can express. PostgreSQL takes an
+/// advisory lock, SQL Server an application lock; SQLite needs none: a transaction holds its one write lock from its
+/// start (<c>BEGIN IMMEDIATE</c>, and this process's write gate).
+/// </summary>
+public static class TransactionLocks
+{
+    /// <summary>Seeds PostgreSQL's advisory lock keys of these names (beside the admin changes' 727_001).</summary>
+    private const long LockKeySeed = 727_002;
+
+    /// <summary>Waits until no other transaction holds the lock named <paramref name="name"/>, then holds it until this one ends.</summary>
+    public static async Task TakeAsync(ApplicationDbContext db, string name, CancellationToken ct)
+    {
+        if (db.Database.CurrentTransaction is null)
+        {
+            throw new InvalidOperationException("A transaction lock is taken inside a transaction.");
+        }
+
+        switch (DatabaseProviders.Of(db))
+        {
+            case DatabaseProvider.PostgreSql:
+                await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_xact_lock(hashtextextended({{0}}, {LockKeySeed}))", [name], ct);
+                break;
+            case DatabaseProvider.SqlServer:
+                await db.Database.ExecuteSqlRawAsync(
+                    "EXEC sp_getapplock @Resource = {0}, @LockMode = N'Exclusive', @LockOwner = N'Transaction'", [$"identityserver:{name}"], ct);
+                break;
+        }
+    }
+}
