@@ -69,9 +69,6 @@ public sealed class UserAdmin(
     TimeProvider clock,
     AuditLog audit)
 {
-    /// <summary>The PostgreSQL advisory lock that serializes changes which could remove the last admin.</summary>
-    private const long AdminChangesLockKey = 727_001;
-
     public async Task<PageOf<UserView>> ListAsync(string? search, int? page, int? pageSize, CancellationToken ct)
     {
         var (number, size) = PageOf<UserView>.Normalize(page, pageSize);
@@ -361,7 +358,7 @@ public sealed class UserAdmin(
     /// <summary>
     /// Whether this user is the only one left who is in the admin role and not locked out. Two requests demoting the
     /// last two admins at once would each see the other still there, so the check holds a database lock until the
-    /// request's transaction ends (on SQLite the server's write gate already runs transactions one at a time).
+    /// request's transaction ends (<see cref="TransactionLocks"/>).
     /// </summary>
     private async Task<bool> IsLastActiveAdminAsync(ApplicationUser user, UserView current)
     {
@@ -370,17 +367,7 @@ public sealed class UserAdmin(
             return false;
         }
 
-        switch (DatabaseProviders.Of(db))
-        {
-            case DatabaseProvider.PostgreSql:
-                await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_xact_lock({AdminChangesLockKey})");
-                break;
-            case DatabaseProvider.SqlServer:
-                await db.Database.ExecuteSqlRawAsync(
-                    "EXEC sp_getapplock @Resource = N'identityserver:admins', @LockMode = N'Exclusive', @LockOwner = N'Transaction'");
-                break;
-        }
-
+        await TransactionLocks.TakeAsync(db, "admins", CancellationToken.None);
         var now = clock.GetUtcNow();
         return !(await users.GetUsersInRoleAsync(AdminApi.Role))
             .Any(u => u.Id != user.Id && (u.LockoutEnd is null || u.LockoutEnd <= now));

@@ -19,6 +19,7 @@ public static class DevicePolling
     public static OpenIddictServerBuilder PaceDevicePolls(this OpenIddictServerBuilder server)
     {
         server.Services.AddSingleton<DevicePollTimes>();
+        server.Services.AddSingleton<RequireDeviceCodeAtTokenEndpoint>();
         return server.AddEventHandler(CheckDevicePoll.Descriptor).AddEventHandler(AttachPollingInterval.Descriptor);
     }
 
@@ -52,6 +53,7 @@ public static class DevicePolling
             .AddFilter<OpenIddictServerHandlerFilters.RequireDegradedModeDisabled>()
             .AddFilter<OpenIddictServerHandlerFilters.RequireTokenStorageEnabled>()
             .AddFilter<OpenIddictServerHandlerFilters.RequireTokenIdResolved>()
+            .AddFilter<RequireDeviceCodeAtTokenEndpoint>()
             .UseScopedHandler<CheckDevicePoll>()
             .SetOrder(OpenIddictServerHandlers.Protection.ValidateTokenEntry.Descriptor.Order - 1)
             .SetType(OpenIddictServerHandlerType.Custom)
@@ -59,8 +61,7 @@ public static class DevicePolling
 
         public async ValueTask HandleAsync(ValidateTokenContext context)
         {
-            if (context.EndpointType != OpenIddictServerEndpointType.Token || context.Principal is not { } code
-                || !code.HasTokenType(TokenTypeIdentifiers.Private.DeviceCode) || context.TokenId is not { Length: > 0 } tokenId)
+            if (context.Principal is not { } code || context.TokenId is not { Length: > 0 } tokenId)
             {
                 return;
             }
@@ -83,6 +84,16 @@ public static class DevicePolling
                     $"The device code was polled sooner than {(long)Math.Ceiling(interval.TotalSeconds)} seconds after the last poll: poll more slowly."));
             }
         }
+    }
+
+    /// <summary>
+    /// A device code at the token endpoint: the poll check (and the token manager it needs) is made for nothing else, not
+    /// for every token an introspection or a refresh validates.
+    /// </summary>
+    public sealed class RequireDeviceCodeAtTokenEndpoint : IOpenIddictServerHandlerFilter<ValidateTokenContext>
+    {
+        public ValueTask<bool> IsActiveAsync(ValidateTokenContext context) =>
+            new(context.EndpointType is OpenIddictServerEndpointType.Token && context.Principal?.HasTokenType(TokenTypeIdentifiers.Private.DeviceCode) is true);
     }
 }
 

@@ -4,13 +4,13 @@ namespace IdentityServer.Data;
 
 /// <summary>
 /// Named locks held until the current transaction ends, for a check and the write it allows (one remembered consent per
-/// user and client, one last way to sign in per account), which no unique index can express. PostgreSQL takes an
+/// user and client, one last way to sign in per account, one active admin at least), which no unique index can express. PostgreSQL takes an
 /// advisory lock, SQL Server an application lock; SQLite needs none: a transaction holds its one write lock from its
 /// start (<c>BEGIN IMMEDIATE</c>, and this process's write gate).
 /// </summary>
 public static class TransactionLocks
 {
-    /// <summary>Seeds PostgreSQL's advisory lock keys of these names (beside the admin changes' 727_001).</summary>
+    /// <summary>Seeds PostgreSQL's advisory lock keys of these names.</summary>
     private const long LockKeySeed = 727_002;
 
     /// <summary>Waits until no other transaction holds the lock named <paramref name="name"/>, then holds it until this one ends.</summary>
@@ -18,7 +18,7 @@ public static class TransactionLocks
     {
         if (db.Database.CurrentTransaction is null)
         {
-            throw new InvalidOperationException("A transaction lock is taken inside a transaction.");
+            throw new InvalidOperationException("A transaction lock is taken inside a transaction only: begin one first.");
         }
 
         switch (DatabaseProviders.Of(db))

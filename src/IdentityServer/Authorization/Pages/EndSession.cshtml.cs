@@ -46,19 +46,20 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
 
     public async Task<IActionResult> OnGetAsync()
     {
-        if (await HintNamesThisSessionsUserAsync() && await SelfRegisteredDestinationAsync() is null)
+        var selfRegisteredDestination = await SelfRegisteredDestinationAsync();
+        if (selfRegisteredDestination is null && await HintNamesThisSessionsUserAsync())
         {
             return await SignOutAsync();
         }
 
-        return await AskForConfirmationAsync();
+        return AskForConfirmation(selfRegisteredDestination);
     }
 
     public async Task<IActionResult> OnPostAsync()
     {
         if (Request.HasFormContentType && Request.Form.ContainsKey(ConfirmField))
         {
-            return await antiforgery.IsRequestValidAsync(HttpContext) ? await SignOutAsync() : await AskForConfirmationAsync();
+            return await antiforgery.IsRequestValidAsync(HttpContext) ? await SignOutAsync() : AskForConfirmation(await SelfRegisteredDestinationAsync());
         }
 
         return await OnGetAsync();
@@ -148,9 +149,10 @@ public sealed class EndSessionModel(SignInManager<ApplicationUser> signInManager
             SignOut(new AuthenticationProperties { RedirectUri = Url.Content("~" + SignedOutModel.Path) }, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)), frames);
     }
 
-    private async Task<PageResult> AskForConfirmationAsync()
+    /// <param name="selfRegisteredDestination">Where a self-registered client's post_logout_redirect_uri leads (<see cref="SelfRegisteredDestinationAsync"/>).</param>
+    private PageResult AskForConfirmation(string? selfRegisteredDestination)
     {
-        SelfRegisteredReturnsTo = await SelfRegisteredDestinationAsync();
+        SelfRegisteredReturnsTo = selfRegisteredDestination;
         var response = HttpContext.GetOpenIddictServerResponse();
         RequestRefused = response?.Error is not null;
         // The error code only: a description can carry words of the request's own (a repeated parameter's name), which
