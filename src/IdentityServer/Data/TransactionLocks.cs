@@ -27,8 +27,14 @@ public static class TransactionLocks
                 await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_xact_lock(hashtextextended({{0}}, {LockKeySeed}))", [name], ct);
                 break;
             case DatabaseProvider.SqlServer:
+                // sp_getapplock reports a lock it did not take (a deadlock victim, a timeout) by its return value, not
+                // by an error: raise one, so the check and its write never go on without the lock.
                 await db.Database.ExecuteSqlRawAsync(
-                    "EXEC sp_getapplock @Resource = {0}, @LockMode = N'Exclusive', @LockOwner = N'Transaction'", [$"identityserver:{name}"], ct);
+                    """
+                    DECLARE @taken int;
+                    EXEC @taken = sp_getapplock @Resource = {0}, @LockMode = N'Exclusive', @LockOwner = N'Transaction';
+                    IF @taken < 0 RAISERROR(N'The lock %s was not taken (sp_getapplock returned %d).', 16, 1, {0}, @taken);
+                    """, [$"identityserver:{name}"], ct);
                 break;
         }
     }
