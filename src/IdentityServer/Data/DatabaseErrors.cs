@@ -9,6 +9,8 @@ namespace IdentityServer.Data;
 public static class DatabaseErrors
 {
     private const int SqliteForeignKeyConstraint = 787; // SQLITE_CONSTRAINT_FOREIGNKEY
+    private const int SqlitePrimaryKeyConstraint = 1555; // SQLITE_CONSTRAINT_PRIMARYKEY
+    private const int SqliteUniqueConstraint = 2067; // SQLITE_CONSTRAINT_UNIQUE
     private const string PostgreSqlForeignKeyViolation = "23503";
     private const int SqlServerConstraintConflict = 547;
     private const int SqlServerDeadlockVictim = 1205;
@@ -17,7 +19,8 @@ public static class DatabaseErrors
     public static bool IsUniqueViolation(DbUpdateException exception) => exception.GetBaseException() switch
     {
         Npgsql.PostgresException postgres => postgres.SqlState == Npgsql.PostgresErrorCodes.UniqueViolation,
-        SqliteException sqlite => sqlite.SqliteErrorCode == 19, // SQLITE_CONSTRAINT
+        // Not any SQLITE_CONSTRAINT: a foreign key or NOT NULL violation is no duplicate.
+        SqliteException sqlite => sqlite.SqliteExtendedErrorCode is SqlitePrimaryKeyConstraint or SqliteUniqueConstraint,
         Microsoft.Data.SqlClient.SqlException sqlServer => sqlServer.Number is 2601 or 2627,
         _ => false,
     };
