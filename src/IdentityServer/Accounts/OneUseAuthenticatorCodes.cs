@@ -73,7 +73,7 @@ public sealed class OneUseAuthenticatorCodes(TimeProvider clock, ApplicationDbCo
             await db.SaveChangesAsync();
             return true;
         }
-        catch (DbUpdateException)
+        catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e))
         {
             // Another request stored its step first.
             row.State = EntityState.Detached;

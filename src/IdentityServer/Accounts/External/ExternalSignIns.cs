@@ -1,6 +1,7 @@
 using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
+using IdentityServer.Data;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.OpenIdConnect;
 using Microsoft.AspNetCore.Identity;
@@ -244,7 +245,7 @@ public sealed class ExternalSignIns(
         {
             return (await Users.AddLoginAsync(user, info)).Succeeded;
         }
-        catch (DbUpdateException)
+        catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e))
         {
             // Another request connected it between Identity's check and the insert: the key is unique.
             return false;

@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Text;
+using IdentityServer.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
@@ -99,7 +100,7 @@ public sealed class AuthenticatorModel(
                     return false; // a concurrency failure: the user changed meanwhile
                 }
             }
-            catch (DbUpdateException)
+            catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e))
             {
                 return false; // the other request's key row is there
             }
