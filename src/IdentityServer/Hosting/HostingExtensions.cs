@@ -185,6 +185,7 @@ public static class HostingExtensions
         }
 
         app.UseSecurityHeaders();
+        app.UseHostHeaderValidation(); // after the security headers, so its 400s carry them too
         if (!app.Environment.IsDevelopment())
         {
             app.UseHttpsOnlyPages(publicAddress); // after the security headers, so its answers carry them too

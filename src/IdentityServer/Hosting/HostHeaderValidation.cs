@@ -1,0 +1,24 @@
+namespace IdentityServer.Hosting;
+
+/// <summary>
+/// Refuses a request whose Host header names no address a URI can hold (a port past 65535, <c>a!b</c>, <c>a..b</c>, a
+/// name over 255 characters) with a 400. Kestrel lets such a header through, but OpenIddict builds the request's URI
+/// from it to find the endpoint, fails, and so takes no part in the request: the token and userinfo endpoints were a 500
+/// (our handlers found no OpenIddict request), discovery and JWKS sent the caller to the login page. The 400 is the
+/// exception handler's: OAuth error JSON at the protocol endpoints and the admin API, the error page elsewhere.
+/// </summary>
+public static class HostHeaderValidation
+{
+    public static IApplicationBuilder UseHostHeaderValidation(this IApplicationBuilder app) => app.Use((context, next) =>
+    {
+        var request = context.Request;
+
+        // The URI OpenIddict builds (less the path base, a valid one); a request without Host OpenIddict answers itself.
+        if (request.Host.HasValue && !Uri.TryCreate($"{request.Scheme}://{request.Host}/", UriKind.Absolute, out _))
+        {
+            throw new BadHttpRequestException("The request's Host header is not a valid host.", StatusCodes.Status400BadRequest);
+        }
+
+        return next(context);
+    });
+}
