@@ -395,6 +395,26 @@ public abstract class SelfServiceTests<TFixture>(TFixture server) where TFixture
         Assert.Equal("Ada Lovelace", Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("name").GetString());
     }
 
+    /// <summary>The name reaches applications (the name claim) and their logs and terminals: no control characters, nor
+    /// bidirectional formatting ones that make it read other than it is.</summary>
+    [SkippableTheory]
+    [InlineData("Ada\u001b[31m Lovelace")]
+    [InlineData("Ada \u202Eecalevol")]
+    public async Task A_profile_name_with_control_or_bidirectional_formatting_characters_is_refused(string name)
+    {
+        var user = await server.CreateUserAsync();
+        var client = await server.CreatePublicClientAsync();
+        var browser = server.CreateBrowser();
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+
+        var refused = await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account"), new Dictionary<string, string> { ["DisplayName"] = name });
+
+        Assert.DoesNotContain("Your profile has been saved", refused.Body);
+        Assert.Contains("must not contain control characters", refused.Body);
+        var tokens = await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid profile");
+        Assert.Equal(user.UserName, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("name").GetString());
+    }
+
     [SkippableFact]
     public async Task My_account_pages_need_a_signed_in_user()
     {

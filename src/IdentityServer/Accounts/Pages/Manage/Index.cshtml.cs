@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using IdentityServer.Shared;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
@@ -37,6 +38,13 @@ public sealed class IndexModel(UserManager<ApplicationUser> users, ILogger<Index
         }
 
         Account = user;
+        // The name goes to applications in the id token's name claim and to the passkey providers: held to the rules of
+        // the other names people are shown (a client's, a scope's).
+        if (DisplayName is { } name && !DisplayText.IsAcceptable(name))
+        {
+            ModelState.AddModelError(nameof(DisplayName), "A name " + DisplayText.Problem);
+        }
+
         if (!ModelState.IsValid)
         {
             return Page();
