@@ -9,16 +9,27 @@ namespace IdentityServer.Hosting;
 /// </summary>
 public static class HostHeaderValidation
 {
-    public static IApplicationBuilder UseHostHeaderValidation(this IApplicationBuilder app) => app.Use((context, next) =>
+    public static IApplicationBuilder UseHostHeaderValidation(this IApplicationBuilder app)
     {
-        var request = context.Request;
-
-        // The URI OpenIddict builds (less the path base, a valid one); a request without Host OpenIddict answers itself.
-        if (request.Host.HasValue && !Uri.TryCreate($"{request.Scheme}://{request.Host}/", UriKind.Absolute, out _))
+        // Nearly every request names the same host: the last one found valid is not parsed again.
+        string? lastValid = null;
+        return app.Use((context, next) =>
         {
-            throw new BadHttpRequestException("The request's Host header is not a valid host.", StatusCodes.Status400BadRequest);
-        }
+            var request = context.Request;
+            var host = request.Host.Value;
 
-        return next(context);
-    });
+            // The URI OpenIddict builds (less the path base, a valid one); a request without Host OpenIddict answers itself.
+            if (!string.IsNullOrEmpty(host) && host != lastValid)
+            {
+                if (!Uri.TryCreate($"{request.Scheme}://{host}/", UriKind.Absolute, out _))
+                {
+                    throw new BadHttpRequestException("The request's Host header is not a valid host.", StatusCodes.Status400BadRequest);
+                }
+
+                lastValid = host;
+            }
+
+            return next(context);
+        });
+    }
 }
