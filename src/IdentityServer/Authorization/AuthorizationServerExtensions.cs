@@ -72,7 +72,9 @@ public static class AuthorizationServerExtensions
 
                 // max_age is a number of seconds (OpenID Connect Core 3.1.2.1), and an S256 code_challenge is a SHA-256 in
                 // base64url (RFC 7636 4.2); anything else is refused rather than ignored, which would have let a client
-                // believe the session's age was checked, or given it a code no verifier could ever redeem. Last, so that
+                // believe the session's age was checked, or given it a code no verifier could ever redeem. A response_type
+                // naming a value twice ("code code") is refused too: OpenIddict validates it as the code flow but then finds
+                // no response mode for it, and the signed-in user's answer was a 500. Last, so that
                 // the error goes back to the client's validated redirect URI. A pushed request is checked when it is
                 // pushed, so the client hears of it then.
                 server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidateAuthorizationRequestContext>(handler =>
@@ -207,7 +209,8 @@ public static class AuthorizationServerExtensions
 
     /// <summary>
     /// A max_age sent empty counts as absent (RFC 6749 3.1); any other value must be whole seconds, 0 or more (one too
-    /// large for a number here is simply never reached). An S256 code_challenge is 43 base64url characters.
+    /// large for a number here is simply never reached). An S256 code_challenge is 43 base64url characters. A
+    /// response_type names each of its values once.
     /// </summary>
     private static void RefuseMalformedParameters(OpenIddict.Server.OpenIddictServerEvents.BaseValidatingContext context)
     {
@@ -216,7 +219,12 @@ public static class AuthorizationServerExtensions
             return;
         }
 
-        if (request.GetParameter(Parameters.MaxAge)?.ToString() is { Length: > 0 } maxAge && !maxAge.All(char.IsAsciiDigit))
+        if (request.ResponseType?.Split(' ', StringSplitOptions.RemoveEmptyEntries) is { } responseTypes
+            && responseTypes.Distinct(StringComparer.Ordinal).Count() != responseTypes.Length)
+        {
+            context.Reject(Errors.InvalidRequest, "The response_type parameter must name each response type once.");
+        }
+        else if (request.GetParameter(Parameters.MaxAge)?.ToString() is { Length: > 0 } maxAge && !maxAge.All(char.IsAsciiDigit))
         {
             context.Reject(Errors.InvalidRequest, "The max_age parameter must be a whole number of seconds, 0 or more.");
         }

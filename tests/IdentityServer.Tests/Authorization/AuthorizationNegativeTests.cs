@@ -85,6 +85,33 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         Assert.Equal("invalid_request", result["error"]);
     }
 
+    /// <summary>
+    /// OpenIddict takes "code code" for the code flow but finds no response mode for it: a signed-in user's request was a
+    /// 500, and a prompt=none one an error page. It is the client's mistake, so the client hears of it.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(null)]
+    [InlineData("none")]
+    public async Task A_response_type_naming_code_twice_is_sent_back_as_invalid_request_to_a_signed_in_user(string? prompt)
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        await OAuth.SignInAndRedeemAsync(server, browser, client, user, "openid");
+        var state = Unique.Name("state");
+
+        var page = await browser.NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["response_type"] = "code code", ["state"] = state, ["prompt"] = prompt }), OAuth.IsApp);
+
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget),
+            $"Expected an error sent back to the app, got {(int)page.Status} at {page.Uri}:\n{page.Body}");
+        var result = OAuth.QueryOf(page.RedirectTarget!);
+        Assert.Equal("invalid_request", result["error"]);
+        Assert.Contains("response_type", result["error_description"]);
+        Assert.Equal(state, result["state"]);
+        Assert.False(result.ContainsKey("code"));
+    }
+
     /// <summary>A max_age too large for any number here is a valid one that is never reached: the sign-in goes on.</summary>
     [SkippableFact]
     public async Task A_max_age_beyond_any_session_age_is_accepted()
