@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using IdentityServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.WebUtilities;
 
 namespace IdentityServer.Tests.Authorization;
 
@@ -83,6 +84,32 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
             extra: new Dictionary<string, string?> { ["max_age"] = maxAge, ["state"] = Unique.Name("state") }));
 
         Assert.Equal("invalid_request", result["error"]);
+    }
+
+    /// <summary>
+    /// A client asking for a token or an id_token reads its answer from the fragment (RFC 6749 4.2.2.1, OAuth 2.0 Multiple
+    /// Response Types 5), so that is where it hears that this server does not issue them; in the query it would see nothing.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("token")]
+    [InlineData("id_token")]
+    [InlineData("id_token token")]
+    [InlineData("code id_token")]
+    public async Task An_implicit_or_hybrid_response_type_is_refused_in_the_fragment_its_client_reads(string responseType)
+    {
+        var client = await server.CreatePublicClientAsync();
+        var state = Unique.Name("state");
+
+        var page = await server.CreateBrowser().NavigateAsync(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", Pkce.Create(),
+            extra: new Dictionary<string, string?> { ["response_type"] = responseType, ["state"] = state }), OAuth.IsApp);
+
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget),
+            $"Expected an error sent back to the app, got {(int)page.Status} at {page.Uri}:\n{page.Body}");
+        Assert.Equal(string.Empty, page.RedirectTarget!.Query);
+        var result = QueryHelpers.ParseQuery(page.RedirectTarget.Fragment.TrimStart('#')).ToDictionary(p => p.Key, p => p.Value.ToString());
+        Assert.Equal("unsupported_response_type", result["error"]);
+        Assert.Equal(state, result["state"]);
+        Assert.Equal(await server.EndpointAsync("issuer"), result["iss"]);
     }
 
     /// <summary>

@@ -392,7 +392,9 @@ public sealed class AuthorizeModel(
     /// person (and every error of a client that registered itself, RFC 9700 section 4.11.2); any other error (missing PKCE, unknown scope, unsupported response type...) goes back to the client.
     /// OpenIddict never redirects a request it rejected (it may have stopped before checking the redirect_uri), so
     /// we check the client and the exact redirect_uri ourselves and only then send the error back, with state and iss
-    /// (RFC 9207), in the response mode the client asked for. Returns null when the error must stay here.
+    /// (RFC 9207), in the response mode the client asked for, else its response type's default: the fragment for one that
+    /// asks for a token or an id_token (RFC 6749 4.2.2.1, OAuth 2.0 Multiple Response Types 5), which such a client reads
+    /// its answer from. Returns null when the error must stay here.
     /// </summary>
     private async Task<IActionResult?> ReturnErrorToClientAsync(string error, string? description)
     {
@@ -450,7 +452,7 @@ public sealed class AuthorizeModel(
         }
 
         var encoded = QueryString.Create(parameters).ToUriComponent().TrimStart('?');
-        return Redirect(request.ResponseMode == ResponseModes.Fragment
+        return Redirect(request.IsFragmentResponseMode()
             ? request.RedirectUri + "#" + encoded
             : request.RedirectUri + (string.IsNullOrEmpty(redirectUri.Query) ? "?" : "&") + encoded);
     }
