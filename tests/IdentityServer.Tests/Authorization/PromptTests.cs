@@ -126,6 +126,39 @@ public abstract class PromptTests<TFixture>(TFixture server) where TFixture : Se
         Assert.Equal(user.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
     }
 
+    /// <summary>
+    /// An application may POST its authorization request (OpenID Connect Core 3.1.2.1; ASP.NET Core's handler with
+    /// FormPost does). From another site the browser sends that POST without the SameSite=Lax session cookie (as
+    /// Chromium does), so the server sees nobody signed in: it posts the request again from its own page, which the
+    /// browser sends with the cookie, rather than answering login_required to a signed-in user.
+    /// </summary>
+    [SkippableFact]
+    public async Task Prompt_none_posted_from_another_site_without_the_session_cookie_still_finds_the_session()
+    {
+        var (client, user, browser) = await SignedInAsync();
+        var pkce = Pkce.Create();
+        var authorizeUrl = new Uri(await OAuth.AuthorizeUrlAsync(server, client.ClientId, "openid", pkce,
+            extra: new Dictionary<string, string?> { ["prompt"] = "none" }));
+        var fields = OAuth.QueryOf(authorizeUrl);
+
+        // The cross-site POST as the browser sends it: no cookies of the server's.
+        using var crossSite = new HttpRequestMessage(HttpMethod.Post, authorizeUrl.GetLeftPart(UriPartial.Path)) { Content = new FormUrlEncodedContent(fields) };
+        crossSite.Headers.Add("Sec-Fetch-Site", "cross-site");
+        var response = await server.CreateBrowser().SendAsync(crossSite);
+        var resubmit = new BrowserPage(crossSite.RequestUri!, response, await response.Content.ReadAsStringAsync());
+        Assert.True(resubmit.Status == HttpStatusCode.OK, $"{(int)resubmit.Status}, to {resubmit.RedirectTarget}:\n{resubmit.Body}");
+        Assert.Contains("no-store", resubmit.Response.Headers.CacheControl?.ToString());
+
+        // The page posts it again, same-origin: the signed-in browser sends its session cookie with it.
+        var page = await browser.SubmitAsync(resubmit, stopAt: OAuth.IsApp);
+
+        Assert.True(page.RedirectTarget is not null && OAuth.IsApp(page.RedirectTarget), $"{(int)page.Status} at {page.Uri}");
+        var result = OAuth.QueryOf(page.RedirectTarget!);
+        Assert.Equal(fields["state"], result["state"]);
+        var tokens = await OAuth.RedeemAsync(server, client, result["code"], pkce);
+        Assert.Equal(user.Id, Jwt.Payload(tokens.GetProperty("id_token").GetString()!).GetProperty("sub").GetString());
+    }
+
     [SkippableFact]
     public async Task Prompt_none_for_an_explicit_consent_client_without_consent_redirects_back_with_consent_required()
     {

@@ -88,6 +88,17 @@ public sealed class AuthorizeModel(
             return await HandleAsync(Request.Form[DecisionField].FirstOrDefault(), Request.Form[AccountField].FirstOrDefault());
         }
 
+        // A client's POST from another site comes without the session cookie, which is SameSite=Lax: a signed-in user was
+        // sent to sign in again, and prompt=none answered login_required. Posted again from this page, same-origin, the
+        // request comes with it. Not for a request OpenIddict refused: its error needs no session.
+        if (Request.Headers["Sec-Fetch-Site"] == "cross-site" && Request.HasFormContentType && HttpContext.GetOpenIddictServerResponse() is null
+            && !(await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Succeeded)
+        {
+            Response.Headers.CacheControl = "no-store";
+            return SelfSubmittingForm(Request.PathBase + Request.Path,
+                Request.Form.SelectMany(p => p.Value.Select(v => KeyValuePair.Create(p.Key, v))));
+        }
+
         return await HandleAsync();
     }
 
@@ -434,27 +445,35 @@ public sealed class AuthorizeModel(
             request.ClientId, error, description);
         if (request.ResponseMode == ResponseModes.FormPost)
         {
-            // The same self-submitting script as OpenIddict's form_post page, allowed by its hash (no inline script else).
             HttpContext.AllowFormPostTo(request.RedirectUri!);
-            var fields = string.Concat(parameters.Select(p =>
-                $"<input type=\"hidden\" name=\"{HtmlEncoder.Default.Encode(p.Key)}\" value=\"{HtmlEncoder.Default.Encode(p.Value ?? string.Empty)}\" />"));
-
-            // An explicit 200: the response already carries OpenIddict's 400 for the rejected request.
-            return new ContentResult
-            {
-                StatusCode = StatusCodes.Status200OK,
-                ContentType = "text/html; charset=utf-8",
-                Content = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Working...</title></head><body>" +
-                    $"<form name=\"form\" method=\"post\" action=\"{HtmlEncoder.Default.Encode(request.RedirectUri!)}\">{fields}" +
-                    "<noscript><button type=\"submit\">Continue</button></noscript></form>" +
-                    $"<script>{SecurityHeaders.FormPostScript}</script></body></html>",
-            };
+            return SelfSubmittingForm(request.RedirectUri!, parameters);
         }
 
         var encoded = QueryString.Create(parameters).ToUriComponent().TrimStart('?');
         return Redirect(request.IsFragmentResponseMode()
             ? request.RedirectUri + "#" + encoded
             : request.RedirectUri + (string.IsNullOrEmpty(redirectUri.Query) ? "?" : "&") + encoded);
+    }
+
+    /// <summary>
+    /// A page whose form posts <paramref name="fields"/> to <paramref name="action"/> by itself: the same self-submitting
+    /// script as OpenIddict's form_post page, allowed by its hash (no inline script else).
+    /// </summary>
+    private static ContentResult SelfSubmittingForm(string action, IEnumerable<KeyValuePair<string, string?>> fields)
+    {
+        var inputs = string.Concat(fields.Select(p =>
+            $"<input type=\"hidden\" name=\"{HtmlEncoder.Default.Encode(p.Key)}\" value=\"{HtmlEncoder.Default.Encode(p.Value ?? string.Empty)}\" />"));
+
+        // An explicit 200: for a refused request the response already carries OpenIddict's 400.
+        return new ContentResult
+        {
+            StatusCode = StatusCodes.Status200OK,
+            ContentType = "text/html; charset=utf-8",
+            Content = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Working...</title></head><body>" +
+                $"<form name=\"form\" method=\"post\" action=\"{HtmlEncoder.Default.Encode(action)}\">{inputs}" +
+                "<noscript><button type=\"submit\">Continue</button></noscript></form>" +
+                $"<script>{SecurityHeaders.FormPostScript}</script></body></html>",
+        };
     }
 
     /// <summary>The error of OpenID Connect EAP ACR values for acr_values that the sign-in could not meet.</summary>
