@@ -90,6 +90,16 @@ public static class AuthorizationServerExtensions
                         return default;
                     }).SetOrder(int.MaxValue));
 
+                // OpenIddict checks resource (RFC 8707) at the authorization and token endpoints only; a device's was
+                // accepted, then never used. Refused here as there: malformed, invalid_request; not a registered resource
+                // (none is: tokens' audiences come from their scopes), invalid_target.
+                server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidateDeviceAuthorizationRequestContext>(handler =>
+                    handler.UseInlineHandler(context =>
+                    {
+                        RefuseResources(context);
+                        return default;
+                    }).SetOrder(int.MaxValue));
+
                 // A repeated parameter is refused, not silently dropped (RFC 6749 3.1); scope problems are
                 // invalid_scope, as RFC 6749 names them, where OpenIddict says invalid_request or invalid_grant.
                 server.RefuseRepeatedParameters().RefuseScopesAsInvalidScope();
@@ -232,6 +242,32 @@ public static class AuthorizationServerExtensions
             && !IdentityServer.Shared.Base64UrlText.IsSha256(challenge))
         {
             context.Reject(Errors.InvalidRequest, "The code_challenge parameter must be the base64url SHA-256 of the code verifier: 43 characters.");
+        }
+    }
+
+    private static void RefuseResources(OpenIddict.Server.OpenIddictServerEvents.BaseValidatingContext context)
+    {
+        var request = context.Transaction.Request;
+        foreach (var resource in request is null ? [] : OpenIddict.Abstractions.OpenIddictExtensions.GetResources(request))
+        {
+            // On Unix "/x" parses as an absolute file URI; only one that says file: is one.
+            if (!Uri.TryCreate(resource, UriKind.Absolute, out var uri) || (uri.IsFile && !resource.StartsWith("file:", StringComparison.OrdinalIgnoreCase)))
+            {
+                context.Reject(Errors.InvalidRequest, "The 'resource' parameter must be a valid absolute URI.");
+                return;
+            }
+
+            if (!string.IsNullOrEmpty(uri.Fragment))
+            {
+                context.Reject(Errors.InvalidRequest, "The 'resource' parameter must not include a fragment.");
+                return;
+            }
+
+            if (!context.Options.Resources.Contains(uri))
+            {
+                context.Reject(Errors.InvalidTarget, "One of the specified 'resource' parameters is invalid.");
+                return;
+            }
         }
     }
 

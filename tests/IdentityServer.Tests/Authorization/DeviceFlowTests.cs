@@ -278,6 +278,23 @@ public abstract class DeviceFlowTests<TFixture>(TFixture server) where TFixture 
         await AssertPollErrorAsync(client, device, "authorization_pending");
     }
 
+    /// <summary>As at the authorization and token endpoints: a resource (RFC 8707) is refused, not accepted and then ignored.</summary>
+    [SkippableTheory]
+    [InlineData("x", "invalid_request")]
+    [InlineData("/relative", "invalid_request")]
+    [InlineData("https://api.test/#fragment", "invalid_request")]
+    [InlineData("https://api.test/", "invalid_target")]
+    public async Task A_device_authorization_request_naming_a_resource_is_refused_as_the_token_endpoint_refuses_it(string resource, string error)
+    {
+        var client = await CreateDeviceClientAsync();
+
+        var response = await server.CreateClient().PostAsync(await server.EndpointAsync("device_authorization_endpoint"),
+            new FormUrlEncodedContent(new Dictionary<string, string> { ["client_id"] = client.ClientId, ["scope"] = "openid", ["resource"] = resource }));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(error, (await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString());
+    }
+
     private static void AssertShowsInvalidCode(BrowserPage page)
     {
         Assert.True((int)page.Status < 500, $"{(int)page.Status} at {page.Uri}:\n{page.Body}");
