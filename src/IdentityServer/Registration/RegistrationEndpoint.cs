@@ -30,27 +30,23 @@ public static class RegistrationEndpoint
     /// <summary>How requests are read: the web defaults, but a member named twice is refused rather than read as its last value.</summary>
     private static readonly JsonSerializerOptions RequestJson = new(JsonSerializerDefaults.Web) { AllowDuplicateProperties = false };
 
-    private static readonly string[] AllMethods =
-        [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post, HttpMethods.Put, HttpMethods.Patch, HttpMethods.Delete, HttpMethods.Options];
-
     public static WebApplication MapRegistration(this WebApplication endpoints)
     {
         var options = endpoints.Services.GetRequiredService<IOptions<RegistrationOptions>>().Value;
         if (!options.Enabled)
         {
             // Not there: a plain 404, not the sign-in page every unknown path without a session is sent to.
-            endpoints.MapMethods(ProtocolRoutes.Registration + "/{**rest}", AllMethods, () => Results.NotFound())
+            endpoints.Map(ProtocolRoutes.Registration + "/{**rest}", () => Results.NotFound())
                 .AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
             return endpoints;
         }
 
-        // Anything else asked of the two addresses is a 405 in JSON, not the sign-in page.
-        endpoints.MapMethods(ProtocolRoutes.Registration, AllMethods.Except([HttpMethods.Post, HttpMethods.Options]),
-            (HttpContext http) => NotAllowed(http, HttpMethods.Post)).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
-        endpoints.MapMethods(ProtocolRoutes.Registration + "/{clientId}",
-                AllMethods.Except([HttpMethods.Get, HttpMethods.Put, HttpMethods.Delete, HttpMethods.Options]),
-                (HttpContext http) => NotAllowed(http, $"{HttpMethods.Get}, {HttpMethods.Put}, {HttpMethods.Delete}"))
-            .AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
+        // Any other method asked of the two addresses (TRACE, a plain OPTIONS, one no RFC names) is a 405 in JSON, not
+        // the sign-in page: these match every method, after the endpoints below (a CORS preflight is answered before).
+        endpoints.Map(ProtocolRoutes.Registration, (HttpContext http) => NotAllowed(http, HttpMethods.Post))
+            .WithOrder(1).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
+        endpoints.Map(ProtocolRoutes.Registration + "/{clientId}", (HttpContext http) => NotAllowed(http, $"{HttpMethods.Get}, {HttpMethods.Put}, {HttpMethods.Delete}"))
+            .WithOrder(1).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
 
         var register = endpoints.MapPost(ProtocolRoutes.Registration, RegisterAsync).DisableAntiforgery().ExcludeFromDescription();
         if (options.RequireInitialAccessToken)

@@ -128,7 +128,13 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         var read = await (await ManageAsync(HttpMethod.Get, uri, token)).ExpectAsync(HttpStatusCode.OK);
         Assert.Equal(registered.GetProperty("client_id").GetString(), read.GetProperty("client_id").GetString());
         Assert.Equal(token, read.GetProperty("registration_access_token").GetString()); // RFC 7592 section 3
-        Assert.Equal(HttpStatusCode.MethodNotAllowed, (await ManageAsync(HttpMethod.Patch, uri, token)).StatusCode);
+        foreach (var method in new[] { HttpMethod.Patch, HttpMethod.Options, HttpMethod.Trace, new HttpMethod("PROPFIND") })
+        {
+            var notAllowed = await ManageAsync(method, uri, token);
+            Assert.Equal("invalid_request", (await notAllowed.ExpectAsync(HttpStatusCode.MethodNotAllowed)).GetProperty("error").GetString());
+            Assert.Equal(["GET", "PUT", "DELETE"], notAllowed.Content.Headers.Allow);
+        }
+
         Assert.False(read.TryGetProperty("client_secret", out _));
 
         foreach (var wrong in new[] { null, "not-the-token", other.GetProperty("registration_access_token").GetString() })
