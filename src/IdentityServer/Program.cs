@@ -12,7 +12,6 @@ using IdentityServer.Logout;
 using IdentityServer.Performance;
 using IdentityServer.Registration;
 using IdentityServer.Telemetry;
-using Microsoft.Extensions.Options;
 
 try
 {
@@ -48,8 +47,8 @@ try
 catch (Exception e) when (e is not HostAbortedException && Assembly.GetEntryAssembly() == typeof(Program).Assembly)
 {
     // Configuration that cannot work stops the start with one clear line, not a stack trace.
-    Console.Error.WriteLine(e is StartupConfigurationException or OptionsValidationException
-        ? $"Identity server cannot start: {e.Message}"
+    Console.Error.WriteLine(StartupConfigurationException.ReasonOf(e) is { } reason
+        ? $"Identity server cannot start: {reason}"
         : $"Identity server failed to start: {e}");
     return 1;
 }

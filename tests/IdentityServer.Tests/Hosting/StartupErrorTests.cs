@@ -20,6 +20,9 @@ public sealed class StartupErrorTests
         { "Keys__KeyRingCertificate__Path", "/nonexistent/key-ring.pfx", "Keys:KeyRingCertificate", "/nonexistent/key-ring.pfx" },
         { "Keys__PreviousKeyRingCertificates__0__Path", "/nonexistent/old.pfx", "Keys:PreviousKeyRingCertificates:0", "/nonexistent/old.pfx" },
         { "ExternalProviders__corp__Authority", "http://login.example.com/", "ExternalProviders:corp:Authority", "https" },
+        // Values the configuration binder cannot convert: an operator's typo, not a crash with a stack trace.
+        { "Database__MigrateOnStartup", "yes", "Database:MigrateOnStartup", "'yes'" },
+        { "Tokens__AccessTokenLifetime", "1 hour", "Tokens:AccessTokenLifetime", "'1 hour'" },
         // Nothing listens on port 1: the database is unreachable.
         { "ConnectionStrings__IdentityServer", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=3", "PostgreSql database", "ConnectionStrings:IdentityServer" },
     };
