@@ -14,6 +14,7 @@ public static class AuthorizationServerExtensions
     {
         builder.Services.AddOptions<TokenOptions>().BindConfiguration(TokenOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         var tokens = builder.Configuration.GetSection(TokenOptions.Section).Get<TokenOptions>() ?? new TokenOptions();
+        CheckIssuer(tokens.Issuer);
         var allowHttp = builder.Environment.IsDevelopment();
 
         builder.Services.AddOpenIddict()
@@ -185,6 +186,20 @@ public static class AuthorizationServerExtensions
     }
 
     private static string Relative(string route) => route.TrimStart('/');
+
+    /// <summary>
+    /// The issuer is an http or https URL without query or fragment (OpenID Connect Discovery 1.0 section 3). OpenIddict
+    /// takes any URI, and with a relative one (<c>id.example.com</c>, the scheme forgotten) every protocol request failed.
+    /// </summary>
+    private static void CheckIssuer(Uri? issuer)
+    {
+        if (issuer is not null && (!issuer.IsAbsoluteUri || issuer.Scheme is not ("http" or "https")
+            || issuer.Query.Length > 0 || issuer.Fragment.Length > 0 || issuer.UserInfo.Length > 0))
+        {
+            throw new Hosting.StartupConfigurationException(
+                $"Tokens:Issuer: '{issuer.OriginalString}' is not an http or https URL without user information, query or fragment (such as https://id.example.com/).");
+        }
+    }
 
 
     /// <summary>

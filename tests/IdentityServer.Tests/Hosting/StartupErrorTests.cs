@@ -23,6 +23,9 @@ public sealed class StartupErrorTests
         // Values the configuration binder cannot convert: an operator's typo, not a crash with a stack trace.
         { "Database__MigrateOnStartup", "yes", "Database:MigrateOnStartup", "'yes'" },
         { "Tokens__AccessTokenLifetime", "1 hour", "Tokens:AccessTokenLifetime", "'1 hour'" },
+        // An issuer without its scheme started, and then every protocol request failed.
+        { "Tokens__Issuer", "id.example.com", "Tokens:Issuer", "'id.example.com'" },
+        { "Tokens__Issuer", "https://id.example.com/?tenant=1", "Tokens:Issuer", "?tenant=1" },
         // Nothing listens on port 1: the database is unreachable.
         { "ConnectionStrings__IdentityServer", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=3", "PostgreSql database", "ConnectionStrings:IdentityServer" },
     };
