@@ -28,6 +28,13 @@ public static class TelemetryExtensions
         // Before binding: a value that is not a URI at all would fail the binder with a stack trace.
         CheckMetricsUrl(builder.Configuration[MetricsUrlSetting]);
         var options = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
+        // The OTLP exporter takes an absolute http or https URL; another (a bare host name) failed with a stack trace.
+        if (options.Endpoint is { } endpoint && (!endpoint.IsAbsoluteUri || endpoint.Scheme is not ("http" or "https")))
+        {
+            throw new StartupConfigurationException(
+                $"OpenTelemetry:Endpoint: '{endpoint.OriginalString}' is not an http or https URL (such as http://otel-collector:4317).");
+        }
+
         if (options.Prometheus.Enabled && options.Prometheus.Url is null && !options.Prometheus.OnPublicListener)
         {
             throw new StartupConfigurationException(

@@ -26,6 +26,8 @@ public sealed class StartupErrorTests
         // An issuer without its scheme started, and then every protocol request failed.
         { "Tokens__Issuer", "id.example.com", "Tokens:Issuer", "'id.example.com'" },
         { "Tokens__Issuer", "https://id.example.com/?tenant=1", "Tokens:Issuer", "?tenant=1" },
+        // A collector without its scheme ("host:port" parses as a URI whose scheme is the host) failed with a stack trace.
+        { "OpenTelemetry__Endpoint", "otel-collector:4317", "OpenTelemetry:Endpoint", "'otel-collector:4317'" },
         // Nothing listens on port 1: the database is unreachable.
         { "ConnectionStrings__IdentityServer", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=3", "PostgreSql database", "ConnectionStrings:IdentityServer" },
     };
