@@ -14,12 +14,14 @@ namespace IdentityServer.Performance;
 /// <c>Origin</c> (CORS) or a query string take the normal path, and so does any address but the issuer's when
 /// <c>Tokens:Issuer</c> is set.
 /// </summary>
-public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, TimeProvider clock, IOptions<TokenOptions> tokens)
+public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, TimeProvider clock, IOptions<TokenOptions> tokens,
+    IOptions<KeysOptions> keyOptions)
 {
-    /// <summary>How long clients and proxies may keep the documents. A new key is published two days before it signs.</summary>
-    public const string CacheControl = "public, max-age=3600";
+    /// <summary>How long clients and proxies may keep the documents at most.</summary>
+    private static readonly TimeSpan MaxAge = TimeSpan.FromHours(1);
 
     private const int Capacity = 32;
+    private string? _cacheControl;
     private readonly ConcurrentDictionary<string, Document> _documents = new(StringComparer.Ordinal);
 
     public async Task InvokeAsync(HttpContext context)
@@ -88,7 +90,20 @@ public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, Ti
         await WriteAsync(context, document);
     }
 
-    private static Task WriteAsync(HttpContext context, Document document)
+    /// <summary>
+    /// <see cref="MaxAge"/>, but with rotating keys never longer than a new key is in every instance's JWKS before it
+    /// signs: <c>Keys:PublishAhead</c> less one <c>Keys:CheckInterval</c> (the longest another instance takes to load
+    /// it). A client that cached the JWKS just before the key appeared then fetches it again before the key's first token.
+    /// </summary>
+    private string CacheControl => _cacheControl ??= CacheControlFor(keyOptions.Value, keys.Rotates);
+
+    private static string CacheControlFor(KeysOptions options, bool rotates)
+    {
+        var maxAge = rotates && options.PublishAhead - options.CheckInterval < MaxAge ? options.PublishAhead - options.CheckInterval : MaxAge;
+        return $"public, max-age={(long)Math.Max(0, maxAge.TotalSeconds)}";
+    }
+
+    private Task WriteAsync(HttpContext context, Document document)
     {
         var response = context.Response;
         response.Headers.CacheControl = CacheControl;

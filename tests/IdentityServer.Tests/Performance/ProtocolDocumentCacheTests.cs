@@ -20,7 +20,8 @@ public abstract class ProtocolDocumentCacheTests<TFixture>(TFixture server) wher
 
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         Assert.Equal(await first.Content.ReadAsStringAsync(), await second.Content.ReadAsStringAsync());
-        Assert.True(first.Headers.CacheControl is { Public: true, MaxAge: not null }, first.Headers.CacheControl?.ToString());
+        Assert.True(first.Headers.CacheControl is { Public: true }, first.Headers.CacheControl?.ToString());
+        Assert.Equal(TimeSpan.FromHours(1), first.Headers.CacheControl?.MaxAge);
         var etag = first.Headers.ETag ?? throw new Xunit.Sdk.XunitException("no ETag");
         Assert.Equal(etag, second.Headers.ETag);
         Assert.Equal("nosniff", string.Join(",", second.Headers.GetValues("X-Content-Type-Options")));
@@ -41,6 +42,29 @@ public abstract class ProtocolDocumentCacheTests<TFixture>(TFixture server) wher
         using var stale = new HttpRequestMessage(HttpMethod.Get, path);
         stale.Headers.IfNoneMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue("\"something-else\""));
         Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(stale)).StatusCode);
+    }
+
+    /// <summary>
+    /// A client that cached the JWKS just before a new key appeared must fetch it again before that key signs. With keys
+    /// published less than an hour ahead, the documents may be kept for that lead less one key check (the longest another
+    /// instance takes to publish the key), not for the usual hour.
+    /// </summary>
+    [SkippableFact]
+    public async Task With_keys_published_less_than_an_hour_ahead_the_documents_are_kept_no_longer_than_a_new_key_waits()
+    {
+        await using var configured = server.StartServer(new Dictionary<string, string?>
+        {
+            ["Keys:PublishAhead"] = "00:10:00",
+            ["Keys:CheckInterval"] = "00:01:00",
+        });
+        var http = configured.CreateClient(new() { BaseAddress = TestServerFactory.Authority });
+
+        foreach (var path in new[] { "/.well-known/openid-configuration", "/.well-known/jwks" })
+        {
+            var answer = await http.GetAsync(path);
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            Assert.Equal(TimeSpan.FromMinutes(9), answer.Headers.CacheControl?.MaxAge);
+        }
     }
 
     [SkippableFact]
