@@ -250,6 +250,7 @@ public static class HostingExtensions
                     "The client, user or authorization this request was for was deleted while it was being handled."),
                 _ => (Errors.ServerError, $"The server could not complete the request (request id {context.TraceIdentifier})."),
             };
+            TokenResponseMetrics.CountAnsweredOutsideOpenIddict(context, error);
             context.Response.ContentType = "application/json";
             await context.Response.WriteAsync(JsonSerializer.Serialize(new Dictionary<string, string>
             {

@@ -8,6 +8,7 @@ using System.Text.Json;
 using System.Threading.RateLimiting;
 using IdentityServer.Accounts;
 using IdentityServer.Authorization;
+using IdentityServer.Telemetry;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.RateLimiting;
@@ -266,6 +267,7 @@ public static class RateLimiting
         context.Response.Headers.CacheControl = "no-store";
         if (ProtocolRoutes.IsProtocolApi(context.Request.Path))
         {
+            TokenResponseMetrics.CountAnsweredOutsideOpenIddict(context, Errors.TemporarilyUnavailable);
             context.Response.ContentType = "application/json";
             await context.Response.WriteAsync(JsonSerializer.Serialize(new Dictionary<string, string>
             {

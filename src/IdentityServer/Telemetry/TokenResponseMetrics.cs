@@ -1,4 +1,7 @@
+using IdentityServer.Authorization;
+using Microsoft.AspNetCore.Http.Features;
 using OpenIddict.Server;
+using static OpenIddict.Abstractions.OpenIddictConstants;
 using static OpenIddict.Server.OpenIddictServerEvents;
 
 namespace IdentityServer.Telemetry;
@@ -34,5 +37,22 @@ public sealed class TokenResponseMetrics(ServerMetrics metrics) : IOpenIddictSer
         }
 
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// Counts an error answer to a token request that OpenIddict did not write, so the counter has every error of the
+    /// token endpoint: the rate limiter's <c>temporarily_unavailable</c> (429), and the exception handler's (503 when the
+    /// database is down, <c>invalid_request</c> for a body that cannot be read, a lost race, <c>server_error</c>). The
+    /// grant type comes from the form only if it was read already: a body that cannot be read has none.
+    /// </summary>
+    public static void CountAnsweredOutsideOpenIddict(HttpContext context, string error)
+    {
+        if (!context.Request.Path.Equals(ProtocolRoutes.Token, StringComparison.OrdinalIgnoreCase))
+        {
+            return;
+        }
+
+        var grantType = context.Features.Get<IFormFeature>()?.Form?[Parameters.GrantType].ToString();
+        context.RequestServices.GetRequiredService<ServerMetrics>().TokenError(error, string.IsNullOrEmpty(grantType) ? null : grantType);
     }
 }

@@ -127,6 +127,33 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
             TimeSpan.FromSeconds(10), "the token errors counter to count the refusal");
     }
 
+    /// <summary>
+    /// Errors the token endpoint answers before OpenIddict sees the request (a body that cannot be read, the rate limit;
+    /// also the 503 of a database outage) are counted like OpenIddict's, so an outage or a flood shows in the counter.
+    /// </summary>
+    [SkippableFact]
+    public async Task Token_requests_refused_before_OpenIddict_move_the_errors_counter_too()
+    {
+        var malformed = Counter("identityserver.token.errors", ("error", "invalid_request"), ("grant_type", ""));
+        using var unreadable = new HttpRequestMessage(HttpMethod.Post, "/connect/token") { Content = new StringContent("grant_type=client_credentials") };
+        unreadable.Content.Headers.Remove("Content-Type");
+        unreadable.Content.Headers.TryAddWithoutValidation("Content-Type", "application/x-www-form-urlencoded; charset=\"");
+        Assert.Equal(HttpStatusCode.BadRequest, (await Http.SendAsync(unreadable)).StatusCode);
+        await Eventually.TrueAsync(() => Task.FromResult(Counter("identityserver.token.errors", ("error", "invalid_request"), ("grant_type", "")) >= malformed + 1),
+            TimeSpan.FromSeconds(10), "the token errors counter to count the unreadable body");
+
+        // Instruments are one stream per process, so this exporter also sees a second server's counts.
+        await using var limited = server.StartServer(new Dictionary<string, string?> { ["RateLimiting:PerClient:PermitLimit"] = "1" });
+        var http = limited.CreateClient(new() { BaseAddress = TestServerFactory.Authority });
+        var client = await server.CreateConfidentialClientAsync();
+        var rateLimited = Counter("identityserver.token.errors", ("error", "temporarily_unavailable"), ("grant_type", "client_credentials"));
+        Assert.Equal(HttpStatusCode.OK, (await HttpProtocol.ClientCredentialsAsync(http, client.ClientId, client.ClientSecret!)).StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await HttpProtocol.ClientCredentialsAsync(http, client.ClientId, client.ClientSecret!)).StatusCode);
+        await Eventually.TrueAsync(() => Task.FromResult(
+            Counter("identityserver.token.errors", ("error", "temporarily_unavailable"), ("grant_type", "client_credentials")) >= rateLimited + 1),
+            TimeSpan.FromSeconds(10), "the token errors counter to count the rate-limited request");
+    }
+
     [SkippableFact]
     public async Task Sign_ins_are_counted_by_result()
     {
