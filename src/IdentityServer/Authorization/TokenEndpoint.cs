@@ -36,8 +36,11 @@ public static class TokenEndpoint
             var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
             var application = await applications.FindByClientIdAsync(request.ClientId!, context.RequestAborted)
                 ?? throw new InvalidOperationException("The authenticated client no longer exists.");
+            // openid is not granted: there is no user to sign in, so no identity token (OpenIddict would issue one about the
+            // client), and the token reads no user at userinfo, even where an administrator gave the client a user's id
+            // (its subject is the client, RFC 9068 2.2; RFC 9700 2.6). The response's scope says what was granted.
             var principal = await services.GetRequiredService<UserPrincipalFactory>().CreateForClientAsync(request.ClientId!,
-                await applications.GetDisplayNameAsync(application, context.RequestAborted), request.GetScopes(), context.RequestAborted);
+                await applications.GetDisplayNameAsync(application, context.RequestAborted), request.GetScopes().Remove(Scopes.OpenId), context.RequestAborted);
             return Results.SignIn(principal, authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
         }
 

@@ -127,7 +127,7 @@ public abstract class ClientCredentialsTests<TFixture>(TFixture server) where TF
 
     /// <summary>
     /// A client credentials grant has no user: openid is invalid_scope for a machine client not registered with it
-    /// (which other grants need no registration for), and granted to one that is.
+    /// (which other grants need no registration for); one that is gets its token, without openid: no identity token.
     /// </summary>
     [SkippableFact]
     public async Task Openid_in_a_client_credentials_request_needs_the_client_to_be_registered_with_it()
@@ -142,7 +142,34 @@ public abstract class ClientCredentialsTests<TFixture>(TFixture server) where TF
 
         var registered = await server.CreateConfidentialClientAsync(c => c.Scope = $"openid {scope}");
         var granted = await OAuth.PostTokenAsync(server, form, registered);
-        Assert.True(granted.IsSuccessStatusCode, (await OAuth.ReadJsonAsync(granted)).ToString());
+        var json = await OAuth.ReadJsonAsync(granted);
+        Assert.True(granted.IsSuccessStatusCode, json.ToString());
+        Assert.Equal(scope, json.GetProperty("scope").GetString());
+        Assert.False(json.TryGetProperty("id_token", out _), json.ToString());
+    }
+
+    /// <summary>
+    /// A machine's token names its client as subject (RFC 9068 2.2); a client whose id an administrator made the same as
+    /// a user's id must not read that user's claims at userinfo with it (RFC 9700 2.6).
+    /// </summary>
+    [SkippableFact]
+    public async Task A_machine_token_whose_subject_is_also_a_user_id_reads_no_user_at_userinfo()
+    {
+        var user = await server.CreateUserAsync();
+        var scope = await server.CreateScopeAsync(TestApi.NewAudience());
+        var client = await server.CreateConfidentialClientAsync(c =>
+        {
+            c.ClientId = user.Id;
+            c.Scope = $"openid {scope}";
+        });
+        var token = await GetTokenAsync(client, $"openid {scope}");
+        Assert.Equal(user.Id, Jwt.Payload(token).GetProperty("sub").GetString());
+
+        var userinfo = await OAuth.UserInfoAsync(server, token);
+
+        Assert.Equal(HttpStatusCode.Forbidden, userinfo.StatusCode);
+        Assert.Contains("insufficient_scope", userinfo.Headers.WwwAuthenticate.ToString());
+        Assert.DoesNotContain(user.UserName, await userinfo.Content.ReadAsStringAsync());
     }
 
     private async Task<(TestClient Client, string Scope)> CreateMachineClientAsync(string audience)
