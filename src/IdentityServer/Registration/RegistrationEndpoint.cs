@@ -23,6 +23,9 @@ public static class RegistrationEndpoint
 {
     private const string AccessTokenHashProperty = ClientDescriptorMapper.RegistrationAccessTokenHashProperty;
 
+    /// <summary>What every client_id this endpoint chooses starts with.</summary>
+    public const string ClientIdPrefix = "dcr-";
+
     private const string InvalidClientMetadata = "invalid_client_metadata";
 
     private static readonly JsonSerializerOptions DocumentJson = new() { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
@@ -79,7 +82,7 @@ public static class RegistrationEndpoint
             return BadMetadata(NotMetadata);
         }
 
-        var clientId = "dcr-" + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(16));
+        var clientId = ClientIdPrefix + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(16));
         // With initial access tokens required, only a request with an admin's bearer token gets here (the policy, the check above).
         var (document, problem) = request.ToDocument(clientId, options.Value, withInitialAccessToken: options.Value.RequireInitialAccessToken);
         if (document is null)

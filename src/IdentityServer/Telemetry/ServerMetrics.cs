@@ -70,8 +70,16 @@ public sealed class ServerMetrics
         public void Dispose() => KeyRings.TryRemove(this, out _);
     }
 
+    /// <summary>Self-registered clients share one <c>client_id</c> value: anyone may register as many as they like, each a new series.</summary>
+    public const string SelfRegisteredClients = "(self-registered)";
+
     public void TokenIssued(string? grantType, string? clientId, string tokenType) =>
-        TokensIssued.Add(1, new TagList { { "grant_type", GrantType(grantType) }, { "client_id", clientId ?? "" }, { "token_type", tokenType } });
+        TokensIssued.Add(1, new TagList
+        {
+            { "grant_type", GrantType(grantType) },
+            { "client_id", clientId is null ? "" : clientId.StartsWith(Registration.RegistrationEndpoint.ClientIdPrefix, StringComparison.Ordinal) ? SelfRegisteredClients : clientId },
+            { "token_type", tokenType },
+        });
 
     public void TokenError(string error, string? grantType) =>
         TokenErrors.Add(1, new TagList { { "error", error }, { "grant_type", GrantType(grantType) } });

@@ -81,6 +81,22 @@ public abstract class TelemetryTests<TFixture>(TFixture server) : IAsyncLifetime
         return tags;
     }
 
+    /// <summary>Anyone may register clients (when registration is open): theirs share one series rather than each adding one.</summary>
+    [SkippableFact]
+    public async Task Tokens_of_self_registered_clients_are_counted_under_one_client_id_value()
+    {
+        var client = await server.CreateConfidentialClientAsync(c => c.ClientId = "dcr-" + Guid.NewGuid().ToString("N"));
+        var before = Counter("identityserver.tokens.issued", ("grant_type", "client_credentials"), ("client_id", "(self-registered)"), ("token_type", "access_token"));
+
+        var response = await HttpProtocol.ClientCredentialsAsync(Http, client.ClientId, client.ClientSecret!);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await Eventually.TrueAsync(() => Task.FromResult(
+            Counter("identityserver.tokens.issued", ("grant_type", "client_credentials"), ("client_id", "(self-registered)"), ("token_type", "access_token")) == before + 1),
+            TimeSpan.FromSeconds(10), "the issued tokens counter to count the token as a self-registered client's");
+        Assert.Equal(0, Counter("identityserver.tokens.issued", ("grant_type", "client_credentials"), ("client_id", client.ClientId), ("token_type", "access_token")));
+    }
+
     [SkippableFact]
     public async Task A_token_request_moves_the_issued_tokens_counter_for_its_grant_type_and_client()
     {
