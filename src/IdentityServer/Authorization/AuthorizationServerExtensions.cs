@@ -131,6 +131,7 @@ public static class AuthorizationServerExtensions
 
                 server.NarrowRefreshedTokens().LeaveOurErrorsWithoutErrorUri();
                 server.RequireTokenParties();
+                server.NameTheServerWhenNoApi();
                 server.RevokeGrantWithItsRefreshToken();
                 server.RevokeGrantOfReplayedTokens();
                 server.PaceDevicePolls();

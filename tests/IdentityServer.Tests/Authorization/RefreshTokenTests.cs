@@ -149,6 +149,36 @@ public abstract class RefreshTokenTests<TFixture>(TFixture server) where TFixtur
     }
 
     /// <summary>
+    /// An access token for scopes that name no API (a token for userinfo) has the issuer as its audience (RFC 9068 2.2
+    /// requires one), as has one a refresh narrowed to such scopes; with an API's scope, that API only.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_access_token_for_no_api_names_the_issuer_as_its_audience()
+    {
+        var resource = $"https://{Unique.Name("api")}.test/";
+        var apiScope = await server.CreateScopeAsync(resource);
+        var scope = $"openid profile offline_access {apiScope}";
+        var client = await server.CreatePublicClientAsync(scope);
+        var user = await server.CreateUserAsync();
+        var issuer = await server.EndpointAsync("issuer");
+
+        var userinfoOnly = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, "openid profile");
+        Assert.Equal([issuer], Jwt.Strings(Jwt.Payload(userinfoOnly.GetProperty("access_token").GetString()!).GetProperty("aud")));
+        Assert.Equal(HttpStatusCode.OK, (await OAuth.UserInfoAsync(server, userinfoOnly.GetProperty("access_token").GetString()!)).StatusCode);
+
+        var withApi = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, scope);
+        Assert.Equal([resource], Jwt.Strings(Jwt.Payload(withApi.GetProperty("access_token").GetString()!).GetProperty("aud")));
+        var narrowing = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["client_id"] = client.ClientId, ["refresh_token"] = withApi.GetProperty("refresh_token").GetString()!,
+            ["scope"] = "openid profile",
+        });
+        var narrowed = await OAuth.ReadJsonAsync(narrowing);
+        Assert.True(narrowing.IsSuccessStatusCode, narrowed.ToString());
+        Assert.Equal([issuer], Jwt.Strings(Jwt.Payload(narrowed.GetProperty("access_token").GetString()!).GetProperty("aud")));
+    }
+
+    /// <summary>
     /// A refresh for fewer scopes gets an access token for those only: the audiences of the scopes left, and the user
     /// claims of those scopes only (in the identity token too), so the API of a scope left out does not take it. The
     /// new refresh token keeps the grant's scopes (RFC 6749 6), and a refreshed identity token has no nonce.
