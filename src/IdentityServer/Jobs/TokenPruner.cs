@@ -23,6 +23,7 @@ public sealed class TokenPruner(
     Dpop.UsedDpopProofs dpopProofs,
     UsedPasskeyChallenges passkeyChallenges,
     IOptions<TokenPruningOptions> options,
+    IOptions<Authorization.TokenOptions> tokenOptions,
     TimeProvider clock,
     ILogger<TokenPruner> logger)
 {
@@ -30,6 +31,14 @@ public sealed class TokenPruner(
     {
         var stopwatch = Stopwatch.StartNew();
         var threshold = clock.GetUtcNow() - options.Value.Retention;
+        if (options.Value.Retention < tokenOptions.Value.RefreshTokenLifetime)
+        {
+            // Allowed (a busy server may want its table small), but it weakens refresh token rotation: say so each run.
+            logger.LogWarning(JobEvents.RetentionShorterThanRefreshTokens,
+                "TokenPruning:Retention ({Retention}) is shorter than Tokens:RefreshTokenLifetime ({RefreshTokenLifetime}): a redeemed refresh "
+                + "token's entry may be pruned while the token could still be presented, and presented again it is refused but no longer ends its grant",
+                options.Value.Retention, tokenOptions.Value.RefreshTokenLifetime);
+        }
 
         // Tokens first: an authorization is only prunable once its tokens are gone. A batch the database aborted to
         // break a deadlock with token writes in flight (PostgreSQL, SQL Server) fails the whole call once the other
@@ -56,4 +65,5 @@ public static class JobEvents
 {
     public static readonly EventId TokensPruned = new(7001, nameof(TokensPruned));
     public static readonly EventId PruningFailed = new(7002, nameof(PruningFailed));
+    public static readonly EventId RetentionShorterThanRefreshTokens = new(7003, nameof(RetentionShorterThanRefreshTokens));
 }

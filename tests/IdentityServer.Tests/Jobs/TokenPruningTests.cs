@@ -8,6 +8,7 @@ using IdentityServer.Logout;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using OpenIddict.Abstractions;
 using Quartz;
 using static OpenIddict.Abstractions.OpenIddictConstants;
@@ -42,6 +43,52 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
         }
 
         await AssertOnlyExpectedRemainAsync(entries);
+    }
+
+    /// <summary>Pruning redeemed refresh tokens sooner than they could be presented weakens reuse detection: each run says so.</summary>
+    [SkippableFact]
+    public async Task A_retention_shorter_than_the_refresh_token_lifetime_is_warned_of_at_each_run()
+    {
+        Assert.Contains(JobEvents.RetentionShorterThanRefreshTokens.Id, await PruneAndListWarningsAsync("1.00:00:00"));
+        Assert.DoesNotContain(JobEvents.RetentionShorterThanRefreshTokens.Id, await PruneAndListWarningsAsync("14.00:00:00"));
+
+        async Task<IReadOnlyCollection<int>> PruneAndListWarningsAsync(string retention)
+        {
+            var warned = new WarningEvents();
+            await using var server = _server.StartServer(
+                new Dictionary<string, string?> { ["TokenPruning:Retention"] = retention, ["Tokens:RefreshTokenLifetime"] = "14.00:00:00" },
+                testServices: services => services.AddSingleton<ILoggerProvider>(warned));
+            await using var scope = server.Services.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
+            return [.. warned.Ids];
+        }
+    }
+
+    /// <summary>The ids of the events logged at warning level or above.</summary>
+    private sealed class WarningEvents : ILoggerProvider
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<int> Ids { get; } = new();
+
+        public ILogger CreateLogger(string categoryName) => new Logger(Ids);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(System.Collections.Concurrent.ConcurrentQueue<int> ids) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                if (IsEnabled(logLevel))
+                {
+                    ids.Enqueue(eventId.Id);
+                }
+            }
+        }
     }
 
     [SkippableFact]
