@@ -90,8 +90,11 @@ public sealed class AuthorizeModel(
 
         // A client's POST from another site comes without the session cookie, which is SameSite=Lax: a signed-in user was
         // sent to sign in again, and prompt=none answered login_required. Posted again from this page, same-origin, the
-        // request comes with it. Not for a request OpenIddict refused: its error needs no session.
-        if (Request.Headers["Sec-Fetch-Site"] == "cross-site" && Request.HasFormContentType && HttpContext.GetOpenIddictServerResponse() is null
+        // request comes with it. Not for a request OpenIddict refused: its error needs no session. Only in a window of its
+        // own (Sec-Fetch-Dest document): in another site's frame the browser sends no Lax cookie even then, and the page,
+        // which may not be framed, would only stop a silent prompt=none hearing its login_required.
+        if (Request.Headers["Sec-Fetch-Site"] == "cross-site" && Request.Headers["Sec-Fetch-Dest"] == "document"
+            && Request.HasFormContentType && HttpContext.GetOpenIddictServerResponse() is null
             && !(await HttpContext.AuthenticateAsync(IdentityConstants.ApplicationScheme)).Succeeded)
         {
             Response.Headers.CacheControl = "no-store";
