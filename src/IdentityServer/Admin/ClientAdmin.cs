@@ -23,7 +23,8 @@ public sealed class ClientAdmin(
     ApplicationDbContext db,
     IOpenIddictApplicationManager applications,
     AuditLog audit,
-    ClientOrigins origins)
+    ClientOrigins origins,
+    Authorization.ServerAudience serverAudience)
 {
     public async Task<PageOf<ClientEntry>> ListAsync(string? search, int? page, int? pageSize, CancellationToken ct)
     {
@@ -59,7 +60,7 @@ public sealed class ClientAdmin(
     }
 
     public async Task<IReadOnlyList<FieldError>> ValidateAsync(ClientDocument document, CancellationToken ct) =>
-        ClientDocumentValidator.Validate(document, await KnownScopesAsync(ct), secretRequired: false)
+        ClientDocumentValidator.Validate(document, await KnownScopesAsync(ct), secretRequired: false, serverAudience.IsThisServer)
             .Select(e => new FieldError(e.Error, e.Field, e.Description)).ToList();
 
     /// <param name="properties">Stored with the client beside what its document says (a registration's access token hash).</param>

@@ -15,7 +15,7 @@ public sealed record ScopeEntry(ScopeDocument Document, string ETag)
 }
 
 /// <summary>Managing the stored scopes (the standard OpenID Connect scopes are built in and not stored).</summary>
-public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager scopes, AuditLog audit)
+public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager scopes, AuditLog audit, Authorization.ServerAudience serverAudience)
 {
     public async Task<PageOf<ScopeEntry>> ListAsync(string? search, int? page, int? pageSize, CancellationToken ct)
     {
@@ -49,7 +49,7 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
             ? AdminResult<ScopeEntry>.Ok(await EntryAsync(scope, ct), ETagOf(scope))
             : NotFound(name);
 
-    public static IReadOnlyList<FieldError> Validate(ScopeDocument scope)
+    public static IReadOnlyList<FieldError> Validate(ScopeDocument scope, Func<string, bool> isThisServer)
     {
         var errors = new List<FieldError>();
         if (string.IsNullOrWhiteSpace(scope.Name))
@@ -94,6 +94,10 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
             {
                 errors.Add(FieldError.Request($"resources[{i}]", $"'{scope.Resources[i]}' is not an absolute URI (the audience an API checks, e.g. https://api.example.com)."));
             }
+            else if (isThisServer(scope.Resources[i]))
+            {
+                errors.Add(FieldError.Request($"resources[{i}]", $"'{scope.Resources[i]}' {Authorization.ServerAudience.Problem}"));
+            }
         }
 
         return errors;
@@ -101,7 +105,7 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
 
     public async Task<AdminResult<ScopeEntry>> CreateAsync(ScopeDocument document, AdminActor actor, CancellationToken ct)
     {
-        var errors = Validate(document);
+        var errors = Validate(document, serverAudience.IsThisServer);
         if (errors.Count > 0)
         {
             return AdminResult<ScopeEntry>.Invalid(errors);
@@ -156,7 +160,7 @@ public sealed class ScopeAdmin(ApplicationDbContext db, IOpenIddictScopeManager 
             return AdminResult<ScopeEntry>.Stale(ETagOf(scope));
         }
 
-        var errors = Validate(document);
+        var errors = Validate(document, serverAudience.IsThisServer);
         if (errors.Count > 0)
         {
             return AdminResult<ScopeEntry>.Invalid(errors);

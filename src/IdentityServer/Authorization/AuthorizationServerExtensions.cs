@@ -13,6 +13,8 @@ public static class AuthorizationServerExtensions
     public static WebApplicationBuilder AddAuthorizationServer(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<TokenOptions>().BindConfiguration(TokenOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddHttpContextAccessor();
+        builder.Services.AddScoped<ServerAudience>();
         var tokens = builder.Configuration.GetSection(TokenOptions.Section).Get<TokenOptions>() ?? new TokenOptions();
         CheckIssuer(tokens.Issuer);
         var allowHttp = builder.Environment.IsDevelopment();

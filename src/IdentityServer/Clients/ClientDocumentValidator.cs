@@ -43,9 +43,11 @@ public static class ClientDocumentValidator
 
     /// <summary>
     /// Checks a document. <paramref name="scopeExists"/> says whether a scope is known (standard or registered);
-    /// <paramref name="secretRequired"/> is true where no secret can be generated for a confidential client (the seed).
+    /// <paramref name="secretRequired"/> is true where no secret can be generated for a confidential client (the seed);
+    /// <paramref name="isThisServer"/> says whether an address is this server's own (no audience alias may be).
     /// </summary>
-    public static IReadOnlyList<ClientDocumentError> Validate(ClientDocument client, Func<string, bool> scopeExists, bool secretRequired)
+    public static IReadOnlyList<ClientDocumentError> Validate(ClientDocument client, Func<string, bool> scopeExists, bool secretRequired,
+        Func<string, bool> isThisServer)
     {
         var errors = new List<ClientDocumentError>();
         void Metadata(string field, string description) =>
@@ -186,6 +188,10 @@ public static class ClientDocumentValidator
             if (!IsAudienceAlias(alias))
             {
                 Metadata("audience_aliases", $"'{Echo(alias)}' must be an absolute URI with a '/' (such as https://api.example.com), at most 200 characters, no spaces.");
+            }
+            else if (isThisServer(alias))
+            {
+                Metadata("audience_aliases", $"'{Echo(alias)}' {Authorization.ServerAudience.Problem}");
             }
         }
 

@@ -23,6 +23,7 @@ public sealed class Seeder(
     UserManager<ApplicationUser> users,
     RoleManager<IdentityRole> roles,
     Admin.AuditLog audit,
+    Authorization.ServerAudience serverAudience,
     ILogger<Seeder> logger)
 {
     public const string Section = "Seed";
@@ -54,6 +55,11 @@ public sealed class Seeder(
                 throw new StartupConfigurationException($"{path} (scope '{scope.Name}'): resources: '{bad}' is not an absolute URI.");
             }
 
+            if (scope.Resources.FirstOrDefault(serverAudience.IsThisServer) is { } issuer)
+            {
+                throw new StartupConfigurationException($"{path} (scope '{scope.Name}'): resources: '{issuer}' {Authorization.ServerAudience.Problem}");
+            }
+
             seededScopes.Add(scope.Name);
         }
 
@@ -65,7 +71,7 @@ public sealed class Seeder(
 
         foreach (var (path, client) in clientEntries)
         {
-            var errors = ClientDocumentValidator.Validate(client, knownScopes.Contains, secretRequired: true);
+            var errors = ClientDocumentValidator.Validate(client, knownScopes.Contains, secretRequired: true, serverAudience.IsThisServer);
             if (errors.Count > 0)
             {
                 throw new StartupConfigurationException(

@@ -195,6 +195,20 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.False(replaced.TryGetProperty("audience_aliases", out _), replaced.ToString());
     }
 
+    /// <summary>An API client may not stand for the issuer: tokens for no API name it, and the client could read and revoke them all.</summary>
+    [SkippableFact]
+    public async Task An_audience_alias_that_is_the_issuer_is_refused()
+    {
+        var admin = await AdminAsync(server);
+        var clientId = Unique.Name("api");
+
+        var response = await admin.PostJsonAsync(ClientsUrl,
+            Json(new { client_id = clientId, grant_types = new[] { "client_credentials" }, audience_aliases = new[] { await server.EndpointAsync("issuer") } }));
+
+        await response.ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_client_metadata", "audience_aliases");
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Path(ClientsUrl, clientId))).StatusCode);
+    }
+
     [SkippableFact]
     public async Task A_private_key_jwt_client_keeps_its_public_keys_and_never_a_secret()
     {

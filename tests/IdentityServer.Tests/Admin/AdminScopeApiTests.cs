@@ -86,6 +86,26 @@ public abstract class AdminScopeApiTests<TFixture>(TFixture server) where TFixtu
         Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Path(ScopesUrl, name))).StatusCode);
     }
 
+    /// <summary>
+    /// A token whose scopes name no API has the issuer as its audience: an API registered under the issuer's address
+    /// would take every such token, so no scope's resource may be it (with or without the trailing '/').
+    /// </summary>
+    [SkippableFact]
+    public async Task A_scope_whose_resource_is_the_issuer_is_refused()
+    {
+        var admin = await AdminAsync(server);
+        var issuer = await server.EndpointAsync("issuer");
+
+        foreach (var resource in new[] { issuer, issuer.TrimEnd('/') })
+        {
+            var name = Unique.Name("issuer");
+            var response = await admin.PostJsonAsync(ScopesUrl, Json(new { name, resources = new[] { "https://api.example.com/", resource } }));
+
+            await response.ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_request", "resources[1]");
+            Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Path(ScopesUrl, name))).StatusCode);
+        }
+    }
+
     /// <summary>A description is typed in a text area: its line breaks are kept (the other control characters are refused).</summary>
     [SkippableFact]
     public async Task A_scope_description_may_have_line_breaks()
