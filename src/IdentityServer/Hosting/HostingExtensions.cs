@@ -236,7 +236,9 @@ public static class HostingExtensions
         context.Response.StatusCode = failure switch
         {
             Failure.DatabaseDown => StatusCodes.Status503ServiceUnavailable,
-            Failure.Malformed => StatusCodes.Status400BadRequest,
+            // A body over the limit is 413; anything else that cannot be parsed, 400.
+            Failure.Malformed => exception.AndItsCauses().OfType<Microsoft.AspNetCore.Http.BadHttpRequestException>().FirstOrDefault()?.StatusCode
+                is StatusCodes.Status413PayloadTooLarge ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest,
             Failure.OwnerDeleted => adminApi ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest,
             _ => StatusCodes.Status500InternalServerError,
         };
@@ -245,6 +247,8 @@ public static class HostingExtensions
             var (error, description) = failure switch
             {
                 Failure.DatabaseDown => (Errors.TemporarilyUnavailable, "The server cannot reach its database; try again shortly."),
+                Failure.Malformed when context.Response.StatusCode == StatusCodes.Status413PayloadTooLarge =>
+                    (Errors.InvalidRequest, $"The request's form body is larger than the {FormBodyValidation.MaxFormBodyBytes} bytes allowed."),
                 Failure.Malformed => (Errors.InvalidRequest, "The request is malformed (it cannot be parsed)."),
                 Failure.OwnerDeleted => (adminApi ? "conflict" : Errors.InvalidGrant,
                     "The client, user or authorization this request was for was deleted while it was being handled."),

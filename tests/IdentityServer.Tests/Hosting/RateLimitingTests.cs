@@ -127,11 +127,21 @@ public abstract class RateLimitingTests<TFixture>(TFixture server) where TFixtur
             ["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", ["client_assertion"] = hugeName,
         });
 
+        var bigTokenRequest = await OAuth.PostTokenAsync(server, new Dictionary<string, string>(
+            Enumerable.Range(0, 5).Select(i => KeyValuePair.Create($"extra{i}", new string('x', 250 * 1024))))
+        {
+            ["grant_type"] = "client_credentials", ["client_id"] = "some-client",
+        });
+
         Assert.Equal(HttpStatusCode.BadRequest, login.Status);
         Assert.Contains("The server could not understand this request.", login.Body);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, manyValues.Status);
+        Assert.Contains("The server could not understand this request.", manyValues.Body);
         Assert.Equal(HttpStatusCode.BadRequest, token.StatusCode);
         Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(token)).GetProperty("error").GetString());
+        // Over the whole body's limit, at a protocol endpoint: its own error format, with the status that says why.
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, bigTokenRequest.StatusCode);
+        Assert.Equal("invalid_request", (await OAuth.ReadJsonAsync(bigTokenRequest)).GetProperty("error").GetString());
     }
 
     [SkippableFact]
