@@ -33,6 +33,21 @@ public sealed class UserDocument
     /// <summary>Write-only, on creation only (use the password endpoint afterwards); must meet the password policy.</summary>
     [JsonPropertyName("password")]
     public string? Password { get; set; }
+
+    // The read-only fields of UserView, taken so that what a GET answered can be sent back as a PUT: each must
+    // describe the user as it is (or as the request leaves it), so a script that thought it could set one is told so.
+
+    /// <summary>Read-only: on replace, the id in the path; left out on creation (the server gives it).</summary>
+    [JsonPropertyName("id")]
+    public string? Id { get; set; }
+
+    /// <summary>Read-only: follows <c>lockout_end</c>.</summary>
+    [JsonPropertyName("locked_out")]
+    public bool? LockedOut { get; set; }
+
+    /// <summary>Read-only: set with <c>password</c> on creation or the password endpoint afterwards.</summary>
+    [JsonPropertyName("has_password")]
+    public bool? HasPassword { get; set; }
 }
 
 /// <summary>A new password set by an admin.</summary>
@@ -105,6 +120,7 @@ public sealed class UserAdmin(
     public async Task<AdminResult<UserView>> CreateAsync(UserDocument document, AdminActor actor, CancellationToken ct)
     {
         var errors = await ValidateAsync(document, creating: true, ct);
+        errors.AddRange(ReadOnlyFieldErrors(document, current: null));
         if (errors.Count > 0)
         {
             return AdminResult<UserView>.Invalid(errors);
@@ -183,6 +199,11 @@ public sealed class UserAdmin(
     private async Task<AdminResult<UserView>> UpdateAsync(IDbContextTransaction transaction, string id, UserDocument document, string? ifMatch,
         AdminActor actor, CancellationToken ct)
     {
+        if (document.Id is not null && document.Id != id)
+        {
+            return AdminResult<UserView>.Invalid("id", $"is '{document.Id}', but the path names user '{id}': a user's id cannot be changed.");
+        }
+
         var user = await users.FindByIdAsync(id);
         if (user is null)
         {
@@ -194,18 +215,19 @@ public sealed class UserAdmin(
             return AdminResult<UserView>.Stale(ETags.Format(user.ConcurrencyStamp));
         }
 
+        var before = await ViewAsync(user);
         var errors = await ValidateAsync(document, creating: false, ct);
         if (document.UserName is not null && !string.Equals(document.UserName, user.UserName, StringComparison.Ordinal))
         {
-            errors = [.. errors, FieldError.Request("user_name", "cannot be changed.")];
+            errors.Add(FieldError.Request("user_name", "cannot be changed."));
         }
 
+        errors.AddRange(ReadOnlyFieldErrors(document, before));
         if (errors.Count > 0)
         {
             return AdminResult<UserView>.Invalid(errors);
         }
 
-        var before = await ViewAsync(user);
         var locking = IsLockedOut(document.LockoutEnd) && !before.LockedOut;
         if ((locking || !document.Roles.Contains(AdminApi.Role)) && await IsLastActiveAdminAsync(user, before))
         {
@@ -353,6 +375,32 @@ public sealed class UserAdmin(
         }
 
         return errors;
+    }
+
+    /// <summary>
+    /// The read-only fields a document carries that do not describe the user: as it is now (<paramref name="current"/>,
+    /// null on creation) nor as the document leaves it. Sent back as read, they are accepted; changed, they are refused
+    /// naming the field that does set what they show.
+    /// </summary>
+    private IEnumerable<FieldError> ReadOnlyFieldErrors(UserDocument document, UserView? current)
+    {
+        if (current is null && document.Id is not null)
+        {
+            yield return FieldError.Request("id", "is given by the server; leave it out when creating a user.");
+        }
+
+        if (document.LockedOut is { } lockedOut && lockedOut != current?.LockedOut && lockedOut != IsLockedOut(document.LockoutEnd))
+        {
+            yield return FieldError.Request("locked_out", "is read-only: it follows lockout_end (a time in the future locks the user out, null unlocks).");
+        }
+
+        var hasPassword = current?.HasPassword ?? !string.IsNullOrEmpty(document.Password);
+        if (document.HasPassword is { } sent && sent != hasPassword)
+        {
+            yield return FieldError.Request("has_password", current is null
+                ? "is read-only: it follows password."
+                : "is read-only: set a password with POST /api/admin/users/{id}/password.");
+        }
     }
 
     /// <summary>

@@ -188,6 +188,43 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal("new@example.test", audit.GetProperty("after").GetProperty("email").GetString());
     }
 
+    /// <summary>What a GET answered goes back as a PUT, as clients and scopes do: its read-only fields sent back as read are accepted.</summary>
+    [SkippableFact]
+    public async Task A_user_read_is_written_back_as_is_but_its_read_only_fields_cannot_be_changed()
+    {
+        var admin = await AdminAsync(server);
+        var user = await server.CreateUserAsync();
+        var read = await admin.GetAsync(Path(UsersUrl, user.Id));
+        var document = System.Text.Json.Nodes.JsonNode.Parse(await read.Content.ReadAsStringAsync())!.AsObject();
+
+        var written = await (await admin.PutJsonAsync(Path(UsersUrl, user.Id), document.ToJsonString(), ETagOf(read))).ExpectAsync(HttpStatusCode.OK);
+        Assert.Equal(document.ToJsonString(), written.GetRawText());
+
+        foreach (var (field, value) in new (string, System.Text.Json.Nodes.JsonNode)[] { ("id", Guid.NewGuid().ToString()), ("has_password", false), ("locked_out", true) })
+        {
+            var changed = document.DeepClone().AsObject();
+            changed[field] = value.DeepClone();
+            var refused = await (await admin.PutJsonAsync(Path(UsersUrl, user.Id), changed.ToJsonString())).ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_request", field);
+            Assert.Contains(field, refused.GetProperty("error_description").GetString());
+        }
+
+        // locked_out may also say what the request makes of the user: locked out until lockout_end.
+        var locking = document.DeepClone().AsObject();
+        locking["lockout_end"] = DateTimeOffset.UtcNow.AddDays(1);
+        locking["locked_out"] = true;
+        Assert.True((await (await admin.PutJsonAsync(Path(UsersUrl, user.Id), locking.ToJsonString())).ExpectAsync(HttpStatusCode.OK))
+            .GetProperty("locked_out").GetBoolean());
+
+        var copy = document.DeepClone().AsObject();
+        copy["user_name"] = Unique.Name("copy");
+        copy.Remove("email");
+        await (await admin.PostJsonAsync(UsersUrl, copy.ToJsonString())).ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_request", "id");
+        copy.Remove("id");
+        await (await admin.PostJsonAsync(UsersUrl, copy.ToJsonString())).ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_request", "has_password");
+        copy["has_password"] = false;
+        await (await admin.PostJsonAsync(UsersUrl, copy.ToJsonString())).ExpectAsync(HttpStatusCode.Created);
+    }
+
     [SkippableFact]
     public async Task Locking_a_user_out_stops_their_refresh_token_and_unlocking_lets_them_sign_in_again()
     {
