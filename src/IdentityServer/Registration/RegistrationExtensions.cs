@@ -7,6 +7,7 @@ public static class RegistrationExtensions
     /// <summary>Dynamic client registration (RFC 7591, 7592), when <c>Registration:Enabled</c>: its settings and its place in discovery.</summary>
     public static WebApplicationBuilder AddRegistration(this WebApplicationBuilder builder)
     {
+        CheckAllowedGrantTypes(builder.Configuration.GetSection(RegistrationOptions.Section).Get<RegistrationOptions>()?.AllowedGrantTypes ?? []);
         builder.Services.AddOptions<RegistrationOptions>().BindConfiguration(RegistrationOptions.Section).PostConfigure(options =>
         {
             if (options.AllowedScopes.Count == 0)
@@ -37,5 +38,22 @@ public static class RegistrationExtensions
         }
 
         return builder;
+    }
+
+    /// <summary>
+    /// Each allowed grant is one a client document can have. Another (<c>password</c>, a typo) was taken, and every
+    /// registration asking for it then failed on the document's rules, leaving the operator's setting unexplained.
+    /// </summary>
+    private static void CheckAllowedGrantTypes(List<string> grants)
+    {
+        for (var i = 0; i < grants.Count; i++)
+        {
+            if (!Clients.ClientDocumentValidator.SupportedGrantTypes.Contains(grants[i]))
+            {
+                throw new Hosting.StartupConfigurationException(
+                    $"{RegistrationOptions.Section}:{nameof(RegistrationOptions.AllowedGrantTypes)}:{i}: '{grants[i]}' is not a grant a client can have here; " +
+                    $"use any of: {string.Join(", ", Clients.ClientDocumentValidator.SupportedGrantTypes)}.");
+            }
+        }
     }
 }
