@@ -24,6 +24,7 @@ public static class AccountsExtensions
             .Validate(o => IsValid(o.Lockout) && IsValid(o.Password), "Accounts:Lockout or Accounts:Password has a value out of range.")
             .ValidateOnStart();
         var accounts = builder.Configuration.GetSection(AccountsOptions.Section).Get<AccountsOptions>() ?? new AccountsOptions();
+        CheckPublicOrigin(accounts.PublicOrigin);
         var secureCookies = !builder.Environment.IsDevelopment();
 
         builder.Services.AddIdentity<ApplicationUser, IdentityRole>(options =>
@@ -167,6 +168,22 @@ public static class AccountsExtensions
 
     private static bool IsValid(object settings) =>
         Validator.TryValidateObject(settings, new ValidationContext(settings), null, validateAllProperties: true);
+
+    /// <summary>
+    /// The public origin is an origin: an http or https scheme, a host and a port. A relative value (the scheme
+    /// forgotten) made every emailed link a 500, and a path, query or fragment was taken into links as a base address
+    /// (or dropped), though the pages are under <c>Hosting:PathBase</c> and redirects and passkeys use the origin only.
+    /// </summary>
+    private static void CheckPublicOrigin(Uri? origin)
+    {
+        if (origin is not null && (!origin.IsAbsoluteUri || origin.Scheme is not ("http" or "https") || origin.UserInfo.Length > 0
+            || origin.AbsolutePath != "/" || origin.Query.Length > 0 || origin.Fragment.Length > 0))
+        {
+            throw new Hosting.StartupConfigurationException(
+                $"Accounts:PublicOrigin: '{origin.OriginalString}' is not an origin, an http or https URL without path, query or fragment " +
+                "(such as https://id.example.com); a path the server is published under goes in Hosting:PathBase.");
+        }
+    }
 }
 
 public static class AccountEvents

@@ -28,6 +28,9 @@ public sealed class StartupErrorTests
         { "Tokens__Issuer", "https://id.example.com/?tenant=1", "Tokens:Issuer", "?tenant=1" },
         // A collector without its scheme ("host:port" parses as a URI whose scheme is the host) failed with a stack trace.
         { "OpenTelemetry__Endpoint", "otel-collector:4317", "OpenTelemetry:Endpoint", "'otel-collector:4317'" },
+        // Without its scheme every emailed link was a 500; with a path, query or fragment links went to another path.
+        { "Accounts__PublicOrigin", "id.example.com", "Accounts:PublicOrigin", "'id.example.com'" },
+        { "Accounts__PublicOrigin", "https://id.example.com/elsewhere?tenant=1", "Accounts:PublicOrigin", "/elsewhere?tenant=1" },
         // Taken as it was, and then every registration asking for the grant failed on the client document's rules.
         { "Registration__AllowedGrantTypes__0", "password", "Registration:AllowedGrantTypes:0", "'password'" },
         // Nothing listens on port 1: the database is unreachable.
