@@ -89,6 +89,20 @@ public static class AdminExtensions
                 document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("bearer", document)] = [] });
                 return Task.CompletedTask;
             });
+            // A QueryNumber is read from the query string as any whole number, so it is described as one, not as the object it is.
+            options.AddSchemaTransformer((schema, context, _) =>
+            {
+                if ((Nullable.GetUnderlyingType(context.JsonTypeInfo.Type) ?? context.JsonTypeInfo.Type) == typeof(QueryNumber))
+                {
+                    schema.Type = JsonSchemaType.Integer;
+                    schema.Format = null;
+                    schema.Pattern = null;
+                    schema.Properties?.Clear();
+                    schema.Description = "A whole number; one beyond the range of a 32-bit integer is taken as the largest (or smallest).";
+                }
+
+                return Task.CompletedTask;
+            });
             options.AddOperationTransformer(async (operation, context, ct) =>
             {
                 if (context.Description.ActionDescriptor.EndpointMetadata.OfType<AdminRequestBody>().FirstOrDefault() is { } body)

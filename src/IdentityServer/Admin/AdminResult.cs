@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Serialization;
 using Microsoft.EntityFrameworkCore;
 
@@ -85,6 +86,35 @@ public sealed record PageOf<T>(
 
     public static (int Page, int PageSize) Normalize(int? page, int? pageSize) =>
         (Math.Max(1, page ?? 1), Math.Clamp(pageSize ?? DefaultPageSize, 1, MaxPageSize));
+}
+
+/// <summary>
+/// A whole number in the query string (a page, a page size, a limit), held to <see cref="int"/>'s range: a number
+/// beyond it is out of range as one below 1 is, and is clamped like it (the largest page is past the end, so empty),
+/// not refused as a query that cannot be parsed. What is not a whole number is still refused.
+/// </summary>
+public readonly record struct QueryNumber(int Value)
+{
+    public static bool TryParse(string? text, out QueryNumber number)
+    {
+        number = default;
+        var digits = text.AsSpan().Trim();
+        var negative = digits is ['-', ..];
+        if (digits is ['-' or '+', ..])
+        {
+            digits = digits[1..];
+        }
+
+        if (digits.IsEmpty || digits.ContainsAnyExceptInRange('0', '9'))
+        {
+            return false;
+        }
+
+        digits = digits.TrimStart('0');
+        var magnitude = digits.Length > 10 ? long.MaxValue : digits.IsEmpty ? 0 : long.Parse(digits, CultureInfo.InvariantCulture);
+        number = new QueryNumber((int)Math.Clamp(negative ? -magnitude : magnitude, int.MinValue, int.MaxValue));
+        return true;
+    }
 }
 
 public static class Paging

@@ -98,16 +98,19 @@ public static class AdminApiCalls
 
     /// <summary>
     /// Lists <paramref name="collection"/> (one entry matches <paramref name="search"/>) past its end, with page numbers
-    /// whose offset, (page - 1) * page_size, does not fit an int: each page is empty, never the first page again.
+    /// whose offset, (page - 1) * page_size, does not fit an int, and page numbers and sizes that do not fit one
+    /// themselves (answered as the largest, as numbers below 1 are as 1): each page is empty, never the first page again.
     /// </summary>
     public static async Task AssertPagesPastTheEndAreEmptyAsync(HttpClient admin, string collection, string search)
     {
-        foreach (var (page, size) in new[] { (2, 200), (10737420, 200), (int.MaxValue, 200), (int.MaxValue, 1) })
+        foreach (var (page, size, answered) in new[] { ("2", "200", 2), ("10737420", "200", 10737420), ("2147483647", "200", int.MaxValue),
+                     ("2147483647", "1", int.MaxValue), ("2147483648", "200", int.MaxValue), ("99999999999999999999999999999999", "1", int.MaxValue),
+                     ("2", "99999999999", 2) })
         {
             var json = await admin.GetJsonAsync($"{collection}?search={search}&page={page}&page_size={size}");
             Assert.True(json.GetProperty("items").GetArrayLength() == 0, $"page={page}&page_size={size}: {json}");
             Assert.Equal(1, json.GetProperty("total").GetInt32());
-            Assert.Equal(page, json.GetProperty("page").GetInt32());
+            Assert.Equal(answered, json.GetProperty("page").GetInt32());
         }
 
         Assert.Equal(1, (await admin.GetJsonAsync($"{collection}?search={search}&page=1")).GetProperty("items").GetArrayLength());

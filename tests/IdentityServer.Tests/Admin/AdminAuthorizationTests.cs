@@ -239,6 +239,14 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
         var schemas = document.GetProperty("components").GetProperty("schemas").ToString();
         Assert.Contains("redirect_uris", schemas);
         Assert.Contains("token_endpoint_auth_method", schemas);
+        var page = paths.GetProperty("/api/admin/users").GetProperty("get").GetProperty("parameters").EnumerateArray()
+            .Single(p => p.GetProperty("name").GetString() == "page").GetProperty("schema");
+        if (page.TryGetProperty("$ref", out var reference))
+        {
+            page = document.GetProperty("components").GetProperty("schemas").GetProperty(reference.GetString()!.Split('/')[^1]);
+        }
+
+        Assert.Equal("integer", page.GetProperty("type").GetString());
     }
 
     [SkippableFact]

@@ -790,6 +790,8 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.False(second.TryGetProperty("next_before", out _));
         var ids = first.GetProperty("items").EnumerateArray().Concat(second.GetProperty("items").EnumerateArray()).Select(e => e.GetProperty("id").GetInt64()).ToList();
         Assert.Equal(ids.OrderDescending(), ids);
+        // A limit beyond int's range is the largest limit, as a page size is, not a query that cannot be parsed.
+        Assert.Equal(3, (await admin.GetJsonAsync($"{AuditUrl}?target_type=client&target_id={clientId}&limit=99999999999")).GetProperty("items").GetArrayLength());
     }
 
     internal static object Spa(string clientId, string redirectUri) => new

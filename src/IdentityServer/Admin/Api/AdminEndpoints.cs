@@ -113,9 +113,9 @@ public static class AdminEndpoints
 
     private static void MapClients(RouteGroupBuilder clients)
     {
-        clients.MapGet("", async (ClientAdmin admin, string? search, int? page, [FromQuery(Name = "page_size")] int? pageSize, CancellationToken ct) =>
+        clients.MapGet("", async (ClientAdmin admin, string? search, [FromQuery] QueryNumber? page, [FromQuery(Name = "page_size")] QueryNumber? pageSize, CancellationToken ct) =>
             {
-                var found = await admin.ListAsync(search, page, pageSize, ct);
+                var found = await admin.ListAsync(search, page?.Value, pageSize?.Value, ct);
                 return Results.Json(new PageOf<ClientDocument>([.. found.Items.Select(i => i.Document)], found.Total, found.Page, found.PageSize), AdminResults.Json);
             })
             .WithName("ListClients").WithSummary("List clients, filtered by client_id or name (search), paged")
@@ -187,9 +187,9 @@ public static class AdminEndpoints
 
     private static void MapScopes(RouteGroupBuilder scopes)
     {
-        scopes.MapGet("", async (ScopeAdmin admin, string? search, int? page, [FromQuery(Name = "page_size")] int? pageSize, CancellationToken ct) =>
+        scopes.MapGet("", async (ScopeAdmin admin, string? search, [FromQuery] QueryNumber? page, [FromQuery(Name = "page_size")] QueryNumber? pageSize, CancellationToken ct) =>
             {
-                var found = await admin.ListAsync(search, page, pageSize, ct);
+                var found = await admin.ListAsync(search, page?.Value, pageSize?.Value, ct);
                 return Results.Json(new PageOf<ScopeDocument>([.. found.Items.Select(i => i.Document)], found.Total, found.Page, found.PageSize), AdminResults.Json);
             })
             .WithName("ListScopes").WithSummary("List the stored scopes (openid, profile, email, roles and offline_access are built in)")
@@ -234,8 +234,8 @@ public static class AdminEndpoints
 
     private static void MapUsers(RouteGroupBuilder users)
     {
-        users.MapGet("", async (UserAdmin admin, string? search, int? page, [FromQuery(Name = "page_size")] int? pageSize, CancellationToken ct) =>
-                Results.Json(await admin.ListAsync(search, page, pageSize, ct), AdminResults.Json))
+        users.MapGet("", async (UserAdmin admin, string? search, [FromQuery] QueryNumber? page, [FromQuery(Name = "page_size")] QueryNumber? pageSize, CancellationToken ct) =>
+                Results.Json(await admin.ListAsync(search, page?.Value, pageSize?.Value, ct), AdminResults.Json))
             .WithName("ListUsers").WithSummary("List users, searched by user name or email, paged")
             .Produces<PageOf<UserView>>();
 
@@ -368,10 +368,10 @@ public static class AdminEndpoints
             .Produces<AdminError>(StatusCodes.Status409Conflict);
     }
 
-    private static async Task<IResult> ListAuditAsync(AuditLog audit, int? limit, long? before,
+    private static async Task<IResult> ListAuditAsync(AuditLog audit, [FromQuery] QueryNumber? limit, long? before,
         [FromQuery(Name = "target_type")] string? targetType, [FromQuery(Name = "target_id")] string? targetId, CancellationToken ct)
     {
-        var size = Math.Clamp(limit ?? 50, 1, 200);
+        var size = Math.Clamp(limit?.Value ?? 50, 1, 200);
         var entries = await audit.ListAsync(size, before, targetType, targetId, ct);
         return Results.Json(new AuditPage([.. entries.Select(AuditView.From)], entries.Count == size ? entries[^1].Id : null), AdminResults.Json);
     }
