@@ -43,6 +43,7 @@ public sealed class AuthorizeModel(
     Logout.SessionClients sessionClients,
     RememberedConsents consents,
     UserSessions sessionRows,
+    IOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions> kestrel,
     ILogger<AuthorizeModel> logger) : PageModel
 {
     private const string DecisionField = "consent_decision";
@@ -124,7 +125,7 @@ public sealed class AuthorizeModel(
         // or a user who chose to sign in instead, aiming for the level acr_values asks), else it goes there again.
         if (request.HasPromptValue(PromptCreate.Value) && !(session.Succeeded && await SignedInHereSinceSentToSignInAsync(session.Principal!)))
         {
-            return Redirect("~/account/register?returnUrl=" + Uri.EscapeDataString(ReturnUrlForSignIn(AuthenticationLevels.Target(RequestedLevels(request)))));
+            return SendToSignIn(AuthenticationLevels.Target(RequestedLevels(request)), registration: true);
         }
 
         var user = session.Succeeded ? await users.GetUserAsync(session.Principal) : null;
@@ -135,7 +136,7 @@ public sealed class AuthorizeModel(
                 return Refuse(Errors.LoginRequired, "The user is not signed in.");
             }
 
-            return Challenge(new AuthenticationProperties { RedirectUri = ReturnUrlForSignIn() }, IdentityConstants.ApplicationScheme);
+            return SendToSignIn();
         }
 
         // id_token_hint names the user the client expects (OpenID Connect Core 3.1.2.1): another user signed in here
@@ -149,7 +150,7 @@ public sealed class AuthorizeModel(
                 return Refuse(Errors.LoginRequired, "The signed-in user is not the user id_token_hint names.");
             }
 
-            return Challenge(new AuthenticationProperties { RedirectUri = ReturnUrlForSignIn() }, IdentityConstants.ApplicationScheme);
+            return SendToSignIn();
         }
 
         // acr_values asking for more than the session has (a second factor, a passkey): sign in again, more strongly.
@@ -166,8 +167,7 @@ public sealed class AuthorizeModel(
                 return Refuse(Errors.InteractionRequired, "The application asks for a stronger sign-in than the user's session.");
             }
 
-            return Challenge(new AuthenticationProperties { RedirectUri = ReturnUrlForSignIn(AuthenticationLevels.Target(requestedLevels)) },
-                IdentityConstants.ApplicationScheme);
+            return SendToSignIn(AuthenticationLevels.Target(requestedLevels));
         }
 
         var application = await applications.FindByClientIdAsync(request.ClientId!, HttpContext.RequestAborted);
@@ -182,7 +182,7 @@ public sealed class AuthorizeModel(
         {
             if (accountChoice == UseAnotherAccount)
             {
-                return Challenge(new AuthenticationProperties { RedirectUri = ReturnUrlForSignIn() }, IdentityConstants.ApplicationScheme);
+                return SendToSignIn();
             }
 
             await ShowAccountChoiceAsync(application, user);
@@ -301,6 +301,31 @@ public sealed class AuthorizeModel(
         }
 
         return request.HasPromptValue(PromptValues.Login);
+    }
+
+    /// <summary>
+    /// To the login page (or the registration page), which sends the user back to this request (<see cref="ReturnUrlForSignIn"/>).
+    /// The request travels there and back in the page's URL, escaped once more: one too large for that URL (a POST
+    /// with a long <c>claims</c>, say) would reach the browser as a URL this server refuses, a bare 414. It goes back to
+    /// the client as <c>invalid_request</c> instead, naming pushed authorization requests, which carry any request by
+    /// reference (OpenIddict's own caching of requests by reference is all or nothing: every request would then pay
+    /// a stored row and a redirect).
+    /// </summary>
+    private IActionResult SendToSignIn(string? level = null, bool registration = false)
+    {
+        var returnUrl = ReturnUrlForSignIn(level);
+        var page = Request.PathBase + (registration ? "/account/register?returnUrl=" : AccountsExtensions.LoginPath + "?ReturnUrl=")
+            + Uri.EscapeDataString(returnUrl);
+        // "GET ", " HTTP/1.1" and the line's end, with room to spare.
+        if (page.Length + 32 > kestrel.Value.Limits.MaxRequestLineSize)
+        {
+            return Refuse(Errors.InvalidRequest, "The authorization request is too large to be carried through the sign-in pages; " +
+                "push it to the pushed authorization request endpoint (RFC 9126) and send its request_uri instead.");
+        }
+
+        return registration
+            ? Redirect(page)
+            : Challenge(new AuthenticationProperties { RedirectUri = returnUrl }, IdentityConstants.ApplicationScheme);
     }
 
     /// <summary>Where the login page sends the user back to: this request again (as a GET), marked with the time of the forced sign-in.</summary>
