@@ -176,8 +176,7 @@ public static class AccountsExtensions
     /// </summary>
     private static void CheckPublicOrigin(Uri? origin)
     {
-        if (origin is not null && (!origin.IsAbsoluteUri || origin.Scheme is not ("http" or "https") || origin.UserInfo.Length > 0
-            || origin.AbsolutePath != "/" || origin.Query.Length > 0 || origin.Fragment.Length > 0))
+        if (origin is not null && !Shared.AbsoluteUris.IsHttpUrl(origin, originOnly: true))
         {
             throw new Hosting.StartupConfigurationException(
                 $"Accounts:PublicOrigin: '{origin.OriginalString}' is not an origin, an http or https URL without path, query or fragment " +

@@ -196,8 +196,7 @@ public static class AuthorizationServerExtensions
     /// </summary>
     private static void CheckIssuer(Uri? issuer)
     {
-        if (issuer is not null && (!issuer.IsAbsoluteUri || issuer.Scheme is not ("http" or "https")
-            || issuer.Query.Length > 0 || issuer.Fragment.Length > 0 || issuer.UserInfo.Length > 0))
+        if (issuer is not null && !IdentityServer.Shared.AbsoluteUris.IsHttpUrl(issuer, originOnly: false))
         {
             throw new Hosting.StartupConfigurationException(
                 $"Tokens:Issuer: '{issuer.OriginalString}' is not an http or https URL without user information, query or fragment (such as https://id.example.com/).");

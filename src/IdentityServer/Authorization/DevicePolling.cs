@@ -23,6 +23,9 @@ public static class DevicePolling
         return server.AddEventHandler(CheckDevicePoll.Descriptor).AddEventHandler(AttachPollingInterval.Descriptor);
     }
 
+    /// <summary>The interval as the device authorization response states it (RFC 8628 3.2: whole seconds).</summary>
+    private static long WholeSeconds(TimeSpan interval) => (long)Math.Ceiling(interval.TotalSeconds);
+
     public sealed class AttachPollingInterval(IOptionsMonitor<TokenOptions> options) : IOpenIddictServerHandler<ApplyDeviceAuthorizationResponseContext>
     {
         public static OpenIddictServerHandlerDescriptor Descriptor { get; } = OpenIddictServerHandlerDescriptor.CreateBuilder<ApplyDeviceAuthorizationResponseContext>()
@@ -35,7 +38,7 @@ public static class DevicePolling
         {
             if (string.IsNullOrEmpty(context.Error) && context.Response.DeviceCode is not null)
             {
-                context.Response[Parameters.Interval] = (long)Math.Ceiling(options.CurrentValue.DevicePollingInterval.TotalSeconds);
+                context.Response[Parameters.Interval] = WholeSeconds(options.CurrentValue.DevicePollingInterval);
             }
 
             return default;
@@ -81,7 +84,7 @@ public static class DevicePolling
                 && await tokens.HasStatusAsync(entry, Statuses.Inactive, context.CancellationToken))
             {
                 context.Reject(Errors.SlowDown, string.Create(CultureInfo.InvariantCulture,
-                    $"The device code was polled sooner than {(long)Math.Ceiling(interval.TotalSeconds)} seconds after the last poll: poll more slowly."));
+                    $"The device code was polled sooner than {WholeSeconds(interval)} seconds after the last poll: poll more slowly."));
             }
         }
     }

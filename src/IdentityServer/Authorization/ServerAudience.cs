@@ -15,8 +15,7 @@ public sealed class ServerAudience(IOptionsMonitor<OpenIddictServerOptions> serv
 
     public bool IsThisServer(string uri)
     {
-        var issuer = server.CurrentValue.Issuer
-            ?? (http.HttpContext?.Request is { } request ? new Uri($"{request.Scheme}://{request.Host}{request.PathBase}/") : null);
+        var issuer = http.HttpContext is { } context ? ServerIssuer.Of(context, server.CurrentValue) : server.CurrentValue.Issuer;
         return issuer is not null && Uri.TryCreate(uri, UriKind.Absolute, out var candidate) && string.Equals(Normalized(candidate), Normalized(issuer), StringComparison.OrdinalIgnoreCase);
     }
 

@@ -23,7 +23,7 @@ public sealed class SessionClients(IServiceScopeFactory scopes, IOpenIddictAppli
         // An issuer too long to store (a forged Host header when Tokens:Issuer is not set) is not recorded.
         if (SessionClaims.GetSessionId(session) is not { } sessionId || string.IsNullOrEmpty(clientId) || !granted.HasScope(OpenIddictConstants.Scopes.OpenId)
             || granted.GetClaim(OpenIddictConstants.Claims.Subject) is not { } userId
-            || ServerIssuer.Of(http, server)?.AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
+            || ServerIssuer.Of(http, server).AbsoluteUri is not { Length: <= UserSessionClient.IssuerMaxLength } issuer
             || await StoredClientProperties.OfClientAsync(applications, clientId, ct) is not { } properties
             || properties is { BackChannelLogoutUri: null, FrontChannelLogoutUri: null })
         {

@@ -20,6 +20,14 @@ public static class AbsoluteUris
             && Uri.TryCreate(value, UriKind.Absolute, out uri);
     }
 
+    /// <summary>
+    /// An absolute http or https URL without user information, query or fragment (an address configured for this server:
+    /// its issuer, its public origin, a listener); with <paramref name="originOnly"/>, without a path either.
+    /// </summary>
+    public static bool IsHttpUrl(Uri uri, bool originOnly) =>
+        uri.IsAbsoluteUri && uri.Scheme is ("http" or "https") && uri.UserInfo.Length == 0 && uri.Query.Length == 0 && uri.Fragment.Length == 0
+        && (!originOnly || uri.AbsolutePath == "/");
+
     /// <summary>A URI's host as DNS has it: a name in punycode (a look-alike name in another script shows as what it is), an IP address as written.</summary>
     public static string HostOf(Uri uri) => uri.HostNameType == UriHostNameType.Dns ? uri.IdnHost : uri.Host;
 

@@ -99,8 +99,7 @@ public static class TelemetryExtensions
         }
 
         // The listener is told apart by its port (MapTelemetry, UseMetricsListener), so it needs one of its own, not 0.
-        if (!Uri.TryCreate(text.Trim(), UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https")
-            || url.AbsolutePath != "/" || url.Query.Length > 0 || url.Fragment.Length > 0 || url.UserInfo.Length > 0 || url.Port == 0
+        if (!Uri.TryCreate(text.Trim(), UriKind.Absolute, out var url) || !Shared.AbsoluteUris.IsHttpUrl(url, originOnly: true) || url.Port == 0
             || !HasExplicitPort(text.Trim(), url))
         {
             throw new StartupConfigurationException(
