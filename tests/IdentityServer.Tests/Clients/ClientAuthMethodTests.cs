@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
@@ -215,33 +214,6 @@ public abstract class ClientAuthMethodTests<TFixture>(TFixture server) where TFi
     {
         var expected = endpoint == "pushed_authorization_request_endpoint" ? HttpStatusCode.Created : HttpStatusCode.OK;
         Assert.True(response.StatusCode == expected, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
-    }
-
-    /// <summary>What a server logged at warning level and above, with event ids.</summary>
-    private sealed class WarningLog : ILoggerProvider
-    {
-        public ConcurrentQueue<(int EventId, LogLevel Level, string Message)> Entries { get; } = new();
-
-        public ILogger CreateLogger(string categoryName) => new Logger(this);
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Logger(WarningLog log) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                if (IsEnabled(logLevel))
-                {
-                    log.Entries.Enqueue((eventId.Id, logLevel, formatter(state, exception)));
-                }
-            }
-        }
     }
 }
 

@@ -54,40 +54,13 @@ public abstract class TokenPruningTests<TFixture> where TFixture : ServerFixture
 
         async Task<IReadOnlyCollection<int>> PruneAndListWarningsAsync(string retention)
         {
-            var warned = new WarningEvents();
+            var warned = new WarningLog();
             await using var server = _server.StartServer(
                 new Dictionary<string, string?> { ["TokenPruning:Retention"] = retention, ["Tokens:RefreshTokenLifetime"] = "14.00:00:00" },
                 testServices: services => services.AddSingleton<ILoggerProvider>(warned));
             await using var scope = server.Services.CreateAsyncScope();
             await scope.ServiceProvider.GetRequiredService<TokenPruner>().PruneAsync(CancellationToken.None);
-            return [.. warned.Ids];
-        }
-    }
-
-    /// <summary>The ids of the events logged at warning level or above.</summary>
-    private sealed class WarningEvents : ILoggerProvider
-    {
-        public System.Collections.Concurrent.ConcurrentQueue<int> Ids { get; } = new();
-
-        public ILogger CreateLogger(string categoryName) => new Logger(Ids);
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Logger(System.Collections.Concurrent.ConcurrentQueue<int> ids) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                if (IsEnabled(logLevel))
-                {
-                    ids.Enqueue(eventId.Id);
-                }
-            }
+            return [.. warned.Entries.Select(e => e.EventId)];
         }
     }
 
