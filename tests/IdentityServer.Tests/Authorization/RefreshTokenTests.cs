@@ -2,6 +2,10 @@ using OpenIddict.Abstractions;
 using Microsoft.Extensions.DependencyInjection;
 using System.Net;
 using IdentityServer.Tests.Infrastructure;
+using IdentityServer.Keys;
+using System.Text.Json.Nodes;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
 
 namespace IdentityServer.Tests.Authorization;
 
@@ -96,6 +100,64 @@ public abstract class RefreshTokenTests<TFixture>(TFixture server) where TFixtur
             Assert.True(id.TryGetProperty("auth_time", out _), id.ToString());
             Assert.False(access.TryGetProperty("auth_time", out _), access.ToString());
         }
+    }
+
+    /// <summary>
+    /// Refresh tokens carry no map of claim destinations (OpenIddict's <c>oi_cl_dstn</c>): the token endpoint sets each
+    /// claim's destinations afresh, so the map was read and written for nothing (Performance/GrantTokenDestinations).
+    /// The claims themselves stay, and the tokens made from a refreshed token still get theirs (the test above).
+    /// </summary>
+    [SkippableFact]
+    public async Task Refresh_tokens_carry_their_claims_without_a_map_of_destinations()
+    {
+        const string scope = "openid profile email offline_access";
+        var client = await server.CreatePublicClientAsync(scope);
+        var user = await server.CreateUserAsync();
+        var first = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, scope);
+        var refreshed = await OAuth.RefreshAsync(server, client, first.GetProperty("refresh_token").GetString()!);
+        var second = await OAuth.ReadJsonAsync(refreshed);
+        Assert.True(refreshed.IsSuccessStatusCode, second.ToString());
+
+        var encryption = server.Factory.Services.GetRequiredService<KeyRing>().ActiveEncryptionCredentials.Key;
+        foreach (var tokens in new[] { first, second })
+        {
+            var handler = new JsonWebTokenHandler();
+            var decrypted = new JsonWebToken(handler.DecryptToken(new JsonWebToken(tokens.GetProperty("refresh_token").GetString()!),
+                new TokenValidationParameters { TokenDecryptionKeys = [encryption] }));
+            Assert.Equal(user.Email, decrypted.GetPayloadValue<string>("email"));
+            Assert.False(decrypted.TryGetPayloadValue<object>("oi_cl_dstn", out _), Base64UrlEncoder.Decode(decrypted.EncodedPayload));
+        }
+    }
+
+    /// <summary>
+    /// A refresh token made while refresh tokens still carried the map of destinations (OpenIddict's default) is
+    /// redeemed as before, and the refresh token it gets in return carries no map, not even the old one as a claim.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_refresh_token_carrying_a_map_of_destinations_still_works_and_its_successor_carries_none()
+    {
+        const string scope = "openid email offline_access";
+        var client = await server.CreatePublicClientAsync(scope);
+        var user = await server.CreateUserAsync();
+        var first = await OAuth.SignInAndRedeemAsync(server, server.CreateBrowser(), client, user, scope);
+        var keys = server.Factory.Services.GetRequiredService<KeyRing>();
+        var handler = new JsonWebTokenHandler();
+        var validation = new TokenValidationParameters { TokenDecryptionKeys = [keys.ActiveEncryptionCredentials.Key] };
+
+        var genuine = new JsonWebToken(first.GetProperty("refresh_token").GetString()!);
+        var inner = new JsonWebToken(handler.DecryptToken(genuine, validation));
+        var payload = JsonNode.Parse(Base64UrlEncoder.Decode(inner.EncodedPayload))!.AsObject();
+        payload["oi_cl_dstn"] = new JsonObject { ["email"] = new JsonArray("access_token", "id_token"), ["sub"] = new JsonArray("access_token") };
+        var earlierFormat = handler.EncryptToken(
+            handler.CreateToken(payload.ToJsonString(), keys.InternalSigningCredentials, new Dictionary<string, object> { ["typ"] = inner.Typ }),
+            keys.ActiveEncryptionCredentials, new Dictionary<string, object> { ["typ"] = genuine.Typ });
+
+        var refreshed = await OAuth.RefreshAsync(server, client, earlierFormat);
+        var second = await OAuth.ReadJsonAsync(refreshed);
+        Assert.True(refreshed.IsSuccessStatusCode, second.ToString());
+        Assert.Equal(user.Email, Jwt.Payload(second.GetProperty("id_token").GetString()!).GetProperty("email").GetString());
+        var successor = new JsonWebToken(handler.DecryptToken(new JsonWebToken(second.GetProperty("refresh_token").GetString()!), validation));
+        Assert.False(successor.TryGetPayloadValue<object>("oi_cl_dstn", out _), Base64UrlEncoder.Decode(successor.EncodedPayload));
     }
 
     [SkippableFact]
