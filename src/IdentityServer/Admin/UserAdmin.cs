@@ -296,11 +296,12 @@ public sealed class UserAdmin(
             return Failure(deleted);
         }
 
-        // Emails still queued for the account (a reset link, a notice) go with it: their links no longer work, and the
-        // address is the person's data. One sent to a new address not yet confirmed is not known here and still goes.
+        // Emails still queued for the account (a reset link, a notice, a link to a new address not yet confirmed) went
+        // with it, by their foreign key: their links no longer work, and the addresses are the person's data. Those
+        // stored before emails kept their account are found by its address.
         if (!string.IsNullOrEmpty(user.Email))
         {
-            await db.Set<Accounts.Email.OutgoingEmail>().Where(e => e.To == user.Email).ExecuteDeleteAsync(ct);
+            await db.Set<Accounts.Email.OutgoingEmail>().Where(e => e.UserId == null && e.To == user.Email).ExecuteDeleteAsync(ct);
         }
 
         audit.Record(actor, AuditAction.UserDeleted, user.Id, before, after: null);

@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
+using IdentityServer.Accounts.Email;
+using IdentityServer.Data;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -63,6 +65,13 @@ public static class Mailbox
 
     public static IEnumerable<MimeMessage> MessagesIn(string folder) =>
         Directory.Exists(folder) ? Directory.GetFiles(folder, "*.eml").Order(StringComparer.Ordinal).Select(file => MimeMessage.Load(file)) : [];
+
+    /// <summary>The emails to <paramref name="to"/> stored and not yet delivered (or given up on).</summary>
+    public static async Task<int> QueuedForAsync(ServerFixture server, string to)
+    {
+        await using var scope = server.Factory.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Set<OutgoingEmail>().CountAsync(e => e.To == to);
+    }
 
     /// <summary>The first link in the message's text that goes to <paramref name="path"/>.</summary>
     public static string Link(MimeMessage message, string path)

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using IdentityServer.Tests.Accounts;
 using IdentityServer.Tests.Infrastructure;
 using static IdentityServer.Tests.Admin.AdminApiCalls;
 
@@ -395,6 +396,37 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
         var audit = (await AuditForAsync(admin, "user", user.Id)).EnumerateArray().First();
         Assert.Equal("user.deleted", audit.GetProperty("action").GetString());
         Assert.Equal(user.UserName, audit.GetProperty("before").GetProperty("user_name").GetString());
+    }
+
+    /// <summary>
+    /// Emails still queued for the deleted user go with them, whatever their address: a reset link to the account's
+    /// address, and an email change link to a new address not yet confirmed.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_deleted_users_queued_emails_go_with_them_whatever_their_address()
+    {
+        Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
+        var pickup = await Mailbox.BlockedPickupDirectoryAsync();
+        await using var factory = new TestServerFactory(new Dictionary<string, string?>(server.Settings)
+        {
+            ["Email:PickupDirectory"] = pickup,
+            ["Email:RetryDelay"] = "00:10:00",
+        });
+        var attached = new AttachedServer(factory, server.Provider);
+        var user = await attached.CreateUserAsync();
+        var browser = attached.CreateBrowser();
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/forgot-password"), new Dictionary<string, string> { ["Input.Email"] = user.Email });
+        await AccountPages.SignInAsync(browser, user.UserName, user.Password);
+        var newEmail = $"{Unique.Name("new")}@example.test";
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/email"),
+            new Dictionary<string, string> { ["Input.NewEmail"] = newEmail, ["Input.Password"] = user.Password });
+        await Eventually.TrueAsync(async () => await Mailbox.QueuedForAsync(attached, user.Email) == 1
+            && await Mailbox.QueuedForAsync(attached, newEmail) == 1, TimeSpan.FromSeconds(15), "both emails stored");
+
+        Assert.Equal(HttpStatusCode.NoContent, (await (await AdminAsync(attached)).DeleteAsync(Path(UsersUrl, user.Id), null)).StatusCode);
+
+        Assert.Equal(0, await Mailbox.QueuedForAsync(attached, user.Email));
+        Assert.Equal(0, await Mailbox.QueuedForAsync(attached, newEmail));
     }
 
     /// <summary>The last two admins demoted at the same moment: each request alone would see the other still an admin.</summary>

@@ -19,7 +19,7 @@ public sealed class AccountEmails(
     IHostEnvironment environment,
     ILogger<AccountEmails> logger)
 {
-    public void SendEmailConfirmation(string to, string userName, string link) => Send(to, "Confirm your email address",
+    public void SendEmailConfirmation(string userId, string to, string userName, string link) => Send(userId, to, "Confirm your email address",
         $"""
         Hello {userName},
 
@@ -30,7 +30,7 @@ public sealed class AccountEmails(
         The link expires in {Lifetime}. If you did not create an account, ignore this email.
         """, link);
 
-    public void SendAlreadyRegistered(string to, string loginLink, string resetLink) => Send(to, "You already have an account",
+    public void SendAlreadyRegistered(string userId, string to, string loginLink, string resetLink) => Send(userId, to, "You already have an account",
         $"""
         Hello,
 
@@ -42,7 +42,7 @@ public sealed class AccountEmails(
         If it was not you, ignore this email: nothing has changed.
         """, loginLink);
 
-    public void SendPasswordReset(string to, string userName, string link) => Send(to, "Reset your password",
+    public void SendPasswordReset(string userId, string to, string userName, string link) => Send(userId, to, "Reset your password",
         $"""
         Hello {userName},
 
@@ -53,7 +53,7 @@ public sealed class AccountEmails(
         The link works once and expires in {Lifetime}. If you did not ask for this, ignore this email: your password stays as it is.
         """, link);
 
-    public void SendEmailChange(string to, string userName, string link) => Send(to, "Confirm your new email address",
+    public void SendEmailChange(string userId, string to, string userName, string link) => Send(userId, to, "Confirm your new email address",
         $"""
         Hello {userName},
 
@@ -64,7 +64,7 @@ public sealed class AccountEmails(
         The link works once and expires in {Lifetime}. Until then your old address stays in use.
         """, link);
 
-    public void SendPasswordChanged(string to, string userName, string resetLink) => Send(to, "Your password was changed",
+    public void SendPasswordChanged(string userId, string to, string userName, string resetLink) => Send(userId, to, "Your password was changed",
         $"""
         Hello {userName},
 
@@ -77,7 +77,7 @@ public sealed class AccountEmails(
     /// The account's email address was changed: the old address hears of it, as it no longer gets the account's emails
     /// (a password reset link among them). Not the new address: the old one may no longer be the owner's.
     /// </summary>
-    public void SendEmailChanged(string to, string userName) => Send(to, "Your email address was changed",
+    public void SendEmailChanged(string userId, string to, string userName) => Send(userId, to, "Your email address was changed",
         $"""
         Hello {userName},
 
@@ -99,7 +99,7 @@ public sealed class AccountEmails(
         }
 
         var accountLink = Link(path);
-        Send(to, "A way to sign in was added to your account",
+        Send(user.Id, to, "A way to sign in was added to your account",
             $"""
             Hello {user.UserName ?? to},
 
@@ -133,7 +133,8 @@ public sealed class AccountEmails(
         var t => (int)t.TotalMinutes == 1 ? "1 minute" : $"{(int)t.TotalMinutes} minutes",
     };
 
-    private void Send(string to, string subject, string text, string link)
+    /// <summary>Queues the email to <paramref name="to"/> for the account <paramref name="userId"/>, with which it is deleted.</summary>
+    private void Send(string userId, string to, string subject, string text, string link)
     {
         if (!MailboxAddress.TryParse(to, out var recipient))
         {
@@ -152,7 +153,7 @@ public sealed class AccountEmails(
             logger.LogInformation(AccountEvents.EmailSent, "Email {Subject} to {To}: {Link}", subject, to, link);
         }
 
-        if (!queue.TryEnqueue(message))
+        if (!queue.TryEnqueue(message, userId))
         {
             logger.LogError(AccountEvents.EmailFailed, "Email {Subject} to {To} dropped: the outgoing queue is full", subject, to);
         }

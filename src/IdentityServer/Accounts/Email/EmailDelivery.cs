@@ -3,6 +3,7 @@ using IdentityServer.Data;
 using MailKit.Net.Smtp;
 using MailKit.Security;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using MimeKit;
 
@@ -52,26 +53,28 @@ public sealed class EmailDelivery(
     {
         try
         {
-            await foreach (var message in queue.Reader.ReadAllAsync(stoppingToken))
+            await foreach (var queued in queue.Reader.ReadAllAsync(stoppingToken))
             {
-                await StoreAsync(message, stoppingToken);
+                await StoreAsync(queued, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             using var drain = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            while (!drain.IsCancellationRequested && queue.Reader.TryRead(out var message))
+            while (!drain.IsCancellationRequested && queue.Reader.TryRead(out var queued))
             {
-                await StoreAsync(message, drain.Token);
+                await StoreAsync(queued, drain.Token);
             }
         }
     }
 
-    private async Task StoreAsync(MimeMessage message, CancellationToken ct)
+    private async Task StoreAsync(QueuedEmail queued, CancellationToken ct)
     {
+        var message = queued.Message;
         var now = clock.GetUtcNow().UtcDateTime;
         var subject = Cut(message.Subject ?? string.Empty, 200);
         var to = Cut(message.To.ToString(), 320);
+        Exception failure;
         try
         {
             using var mime = new MemoryStream();
@@ -81,6 +84,7 @@ public sealed class EmailDelivery(
                 Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
                 Subject = subject,
                 To = to,
+                UserId = queued.UserId,
                 Message = _protector.Protect(mime.ToArray()),
                 QueuedAt = now,
                 SendAt = now,
@@ -88,12 +92,36 @@ public sealed class EmailDelivery(
             await using var scope = scopes.CreateAsyncScope();
             await scope.ServiceProvider.GetRequiredService<EmailOutbox>().AddAsync(email, ct);
             _due.Wake();
+            return;
         }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
-            // The database (or the key ring in it) is away: one attempt now rather than none.
-            logger.LogWarning(AccountEvents.EmailFailed, e, "Email {Subject} to {To} could not be stored; sending it once without retries", subject, to);
-            await TrySendAsync(message, subject, to, ct);
+            failure = e;
+        }
+
+        if (failure is DbUpdateException && await IsDeletedAsync(queued.UserId, ct))
+        {
+            // The account was deleted since the page queued this (its row refused it): its emails went with it.
+            logger.LogInformation(AccountEvents.EmailFailed, "Email {Subject} to {To} not sent: its account was deleted", subject, to);
+            return;
+        }
+
+        // The database (or the key ring in it) is away: one attempt now rather than none.
+        logger.LogWarning(AccountEvents.EmailFailed, failure, "Email {Subject} to {To} could not be stored; sending it once without retries", subject, to);
+        await TrySendAsync(message, subject, to, ct);
+    }
+
+    /// <summary>Whether the account <paramref name="userId"/> is known to be gone (not when the database cannot say).</summary>
+    private async Task<bool> IsDeletedAsync(string userId, CancellationToken ct)
+    {
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            return !await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Users.AnyAsync(u => u.Id == userId, ct);
+        }
+        catch (Exception) when (!ct.IsCancellationRequested)
+        {
+            return false;
         }
     }
 

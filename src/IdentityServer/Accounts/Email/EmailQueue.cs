@@ -10,13 +10,16 @@ namespace IdentityServer.Accounts.Email;
 /// </summary>
 public sealed class EmailQueue
 {
-    private readonly Channel<MimeMessage> _channel = Channel.CreateBounded<MimeMessage>(new BoundedChannelOptions(10_000)
+    private readonly Channel<QueuedEmail> _channel = Channel.CreateBounded<QueuedEmail>(new BoundedChannelOptions(10_000)
     {
         FullMode = BoundedChannelFullMode.DropWrite,
         SingleReader = true,
     });
 
-    public bool TryEnqueue(MimeMessage message) => _channel.Writer.TryWrite(message);
+    public bool TryEnqueue(MimeMessage message, string userId) => _channel.Writer.TryWrite(new QueuedEmail(message, userId));
 
-    public ChannelReader<MimeMessage> Reader => _channel.Reader;
+    public ChannelReader<QueuedEmail> Reader => _channel.Reader;
 }
+
+/// <summary>An email on its way to the database, with the id of the account it is for.</summary>
+public sealed record QueuedEmail(MimeMessage Message, string UserId);

@@ -19,6 +19,12 @@ public sealed class OutgoingEmail
     /// <summary>The recipient, for the log lines only.</summary>
     public required string To { get; init; }
 
+    /// <summary>
+    /// The account the email is for: it goes with the account when that is deleted, whatever address it is to (a new
+    /// one not yet confirmed, say). Null only for emails stored before the account was kept with them.
+    /// </summary>
+    public string? UserId { get; init; }
+
     /// <summary>The whole MIME message, protected with the server's data protection keys: it may hold a link that works as a password until it expires.</summary>
     public required byte[] Message { get; init; }
 
@@ -39,5 +45,7 @@ public sealed class OutgoingEmail
         email.Property(e => e.Subject).HasMaxLength(200);
         email.Property(e => e.To).HasMaxLength(320);
         email.HasIndex(e => e.SendAt);
+        // Deleting a user deletes the emails still queued for them.
+        email.HasOne<ApplicationUser>().WithMany().HasForeignKey(e => e.UserId).OnDelete(DeleteBehavior.Cascade);
     });
 }

@@ -57,7 +57,7 @@ public sealed class ConfirmEmailChangeModel(
             // At a confirmed address only, as every notice (an unconfirmed one may be anyone's).
             if (oldEmail is not null && oldEmailConfirmed && !string.Equals(oldEmail, user.Email, StringComparison.OrdinalIgnoreCase))
             {
-                emails.SendEmailChanged(oldEmail, user.UserName ?? oldEmail);
+                emails.SendEmailChanged(user.Id, oldEmail, user.UserName ?? oldEmail);
             }
 
             // The change gave the account a new security stamp, which ended its sessions; this browser's own carries on.

@@ -33,7 +33,7 @@ public sealed class ForgotPasswordModel(UserManager<ApplicationUser> users, Acco
         if (user?.Email is not null)
         {
             var code = WebEncoders.Base64UrlEncode(Encoding.UTF8.GetBytes(await users.GeneratePasswordResetTokenAsync(user)));
-            emails.SendPasswordReset(user.Email, user.UserName ?? user.Email, emails.Link("/account/reset-password",
+            emails.SendPasswordReset(user.Id, user.Email, user.UserName ?? user.Email, emails.Link("/account/reset-password",
                 new Dictionary<string, string?> { ["userId"] = user.Id, ["code"] = code }));
             logger.LogInformation(AccountEvents.PasswordResetRequested, "Password reset link sent to user {UserId}", user.Id);
         }

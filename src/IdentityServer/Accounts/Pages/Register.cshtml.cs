@@ -92,7 +92,7 @@ public sealed class RegisterModel(
             logger.LogInformation(AccountEvents.RegistrationRefused, "Registration refused: user name or email already in use (user {UserId})", existing.Id);
             if (existing.Email is not null && string.Equals(existing.Email, user.Email, StringComparison.OrdinalIgnoreCase))
             {
-                emails.SendAlreadyRegistered(existing.Email, emails.Link("/account/login"), emails.Link("/account/forgot-password"));
+                emails.SendAlreadyRegistered(existing.Id, existing.Email, emails.Link("/account/login"), emails.Link("/account/forgot-password"));
             }
 
             return RedirectToPage("/Accounts/Pages/RegisterCheckEmail");
@@ -115,7 +115,7 @@ public sealed class RegisterModel(
             confirmation["returnUrl"] = ReturnUrl;
         }
 
-        emails.SendEmailConfirmation(user.Email, user.UserName, emails.Link("/account/confirm-email", confirmation));
+        emails.SendEmailConfirmation(user.Id, user.Email, user.UserName, emails.Link("/account/confirm-email", confirmation));
 
         if (confirmationRequired)
         {

@@ -34,7 +34,7 @@ public sealed class ResendConfirmationModel(UserManager<ApplicationUser> users, 
         if (user is { EmailConfirmed: false, Email: not null })
         {
             var code = WebEncoders.Base64UrlEncode(Encoding.UTF8.GetBytes(await users.GenerateEmailConfirmationTokenAsync(user)));
-            emails.SendEmailConfirmation(user.Email, user.UserName ?? user.Email, emails.Link("/account/confirm-email",
+            emails.SendEmailConfirmation(user.Id, user.Email, user.UserName ?? user.Email, emails.Link("/account/confirm-email",
                 new Dictionary<string, string?> { ["userId"] = user.Id, ["code"] = code }));
         }
 

@@ -83,7 +83,7 @@ public sealed class ResetPasswordModel(
         await sessions.EndOtherSessionsAsync(user, includingThisOne: true, "password reset", stampAlreadyUpdated: true);
         if (user.Email is not null)
         {
-            emails.SendPasswordChanged(user.Email, user.UserName ?? user.Email, emails.Link("/account/forgot-password"));
+            emails.SendPasswordChanged(user.Id, user.Email, user.UserName ?? user.Email, emails.Link("/account/forgot-password"));
         }
 
         Done = true;

@@ -78,7 +78,7 @@ public sealed class EmailModel(
         if (await users.FindByEmailAsync(newEmail) is null)
         {
             var code = WebEncoders.Base64UrlEncode(Encoding.UTF8.GetBytes(await users.GenerateChangeEmailTokenAsync(user, newEmail)));
-            emails.SendEmailChange(newEmail, user.UserName ?? newEmail, emails.Link("/account/confirm-email-change",
+            emails.SendEmailChange(user.Id, newEmail, user.UserName ?? newEmail, emails.Link("/account/confirm-email-change",
                 new Dictionary<string, string?> { ["userId"] = user.Id, ["email"] = newEmail, ["code"] = code }));
             logger.LogInformation(AccountEvents.EmailChangeRequested, "User {UserId} asked to change the email address", user.Id);
         }

@@ -77,7 +77,7 @@ public sealed class PasswordModel(
         await sessions.EndOtherSessionsAsync(user, includingThisOne: false, "password changed", stampAlreadyUpdated: true);
         if (user.Email is not null)
         {
-            emails.SendPasswordChanged(user.Email, user.UserName ?? user.Email, emails.Link("/account/forgot-password"));
+            emails.SendPasswordChanged(user.Id, user.Email, user.UserName ?? user.Email, emails.Link("/account/forgot-password"));
         }
 
         StatusMessage = "Your password has been changed. Your other sessions were signed out.";

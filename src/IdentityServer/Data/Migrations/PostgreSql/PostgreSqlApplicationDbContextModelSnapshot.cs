@@ -120,9 +120,14 @@ namespace IdentityServer.Data.Migrations.PostgreSql
                         .HasMaxLength(320)
                         .HasColumnType("character varying(320)");
 
+                    b.Property<string>("UserId")
+                        .HasColumnType("text");
+
                     b.HasKey("Id");
 
                     b.HasIndex("SendAt");
+
+                    b.HasIndex("UserId");
 
                     b.ToTable("OutgoingEmails", (string)null);
                 });
@@ -735,6 +740,14 @@ namespace IdentityServer.Data.Migrations.PostgreSql
                     b.HasIndex("ApplicationId", "Status", "Subject", "Type");
 
                     b.ToTable("OpenIddictTokens", (string)null);
+                });
+
+            modelBuilder.Entity("IdentityServer.Accounts.Email.OutgoingEmail", b =>
+                {
+                    b.HasOne("IdentityServer.Accounts.ApplicationUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade);
                 });
 
             modelBuilder.Entity("IdentityServer.Accounts.UserSession", b =>
