@@ -258,6 +258,12 @@ public sealed class KeyRing(
             throw new InvalidOperationException("The signing key is a configured certificate; replace the certificate to rotate it.");
         }
 
+        // The new keys are made before the transaction, which on SQLite holds the database's one write lock from its
+        // start (every token written waits for it): an RSA key takes tens to hundreds of milliseconds to generate.
+        // Those not needed (a next key already waiting, or another instance's key in the slot) are dropped.
+        var signingKey = NewKeyMaterial(StoredKey.SigningUse);
+        var hmacKey = NewKeyMaterial(StoredKey.InternalSigningUse);
+        var encryptionKey = Current.EncryptionCertificate is null ? NewKeyMaterial(StoredKey.EncryptionUse) : null;
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
         await _refresh.WaitAsync(cancellationToken);
@@ -270,12 +276,12 @@ public sealed class KeyRing(
             // rolls back to the savepoint EF Core made for that save, not the whole transaction.
             await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
             {
-                await BringRotationForwardAsync(db, StoredKey.SigningUse, now, cancellationToken);
+                await BringRotationForwardAsync(db, signingKey, now, cancellationToken);
                 // An earlier rotate-now may have scheduled them sooner: the log says when they actually switch.
-                internalAt = await BringRotationForwardAsync(db, StoredKey.InternalSigningUse, internalFrom, cancellationToken);
-                if (Current.EncryptionCertificate is null)
+                internalAt = await BringRotationForwardAsync(db, hmacKey, internalFrom, cancellationToken);
+                if (encryptionKey is not null)
                 {
-                    var encryptionAt = await BringRotationForwardAsync(db, StoredKey.EncryptionUse, internalFrom, cancellationToken);
+                    var encryptionAt = await BringRotationForwardAsync(db, encryptionKey, internalFrom, cancellationToken);
                     internalAt = encryptionAt > internalAt ? encryptionAt : internalAt;
                 }
 
@@ -306,14 +312,18 @@ public sealed class KeyRing(
     /// </summary>
     private TimeSpan InternalKeyLead => 5 * options.Value.CheckInterval;
 
-    /// <summary>Makes the next key of a use take over at <paramref name="activatesAt"/>: the waiting one if there is one (sooner), otherwise a new one.</summary>
+    /// <summary>
+    /// Makes the next key of <paramref name="fresh"/>'s use take over at <paramref name="activatesAt"/>: the waiting one
+    /// if there is one (sooner), otherwise <paramref name="fresh"/>, stored as a new one.
+    /// </summary>
     /// <returns>When the use's newest key starts being used: <paramref name="activatesAt"/>, or sooner if it was already due sooner.</returns>
-    private async Task<DateTimeOffset> BringRotationForwardAsync(ApplicationDbContext db, string use, DateTimeOffset activatesAt, CancellationToken cancellationToken)
+    private async Task<DateTimeOffset> BringRotationForwardAsync(ApplicationDbContext db, KeyMaterial fresh, DateTimeOffset activatesAt, CancellationToken cancellationToken)
     {
+        var use = fresh.Use;
         var latest = (await RowsAsync(db, use, cancellationToken))[^1];
         if (ActivationOf(latest) <= clock.GetUtcNow())
         {
-            if (await CreateKeyAsync(db, use, latest.Slot + 1, activatesAt, cancellationToken))
+            if (await CreateKeyAsync(db, fresh, latest.Slot + 1, activatesAt, cancellationToken))
             {
                 return activatesAt;
             }
@@ -397,7 +407,7 @@ public sealed class KeyRing(
         if (keys.Count == 0)
         {
             // First start: nothing can have been published ahead, so the first key is used at once.
-            await CreateKeyAsync(db, use, 0, now, cancellationToken);
+            await CreateKeyAsync(db, NewKeyMaterial(use), 0, now, cancellationToken);
             return await RowsAsync(db, use, cancellationToken);
         }
 
@@ -409,7 +419,7 @@ public sealed class KeyRing(
             // every instance to load an internal one.
             var next = activation + options.Value.RotationPeriod;
             var lead = LeadOf(use);
-            await CreateKeyAsync(db, use, latest.Slot + 1, next > now + lead ? next : now + lead, cancellationToken);
+            await CreateKeyAsync(db, NewKeyMaterial(use), latest.Slot + 1, next > now + lead ? next : now + lead, cancellationToken);
             keys = await RowsAsync(db, use, cancellationToken);
         }
 
@@ -463,8 +473,11 @@ public sealed class KeyRing(
             keys.Count > 0 && NextKeyDue(keys[^1].ActivatesAt, use) + options.Value.CheckInterval is var late && now > late ? now - late : TimeSpan.Zero;
     }
 
-    /// <summary>Stores a new key for a slot; false when another instance stored one for that slot first (theirs is the one).</summary>
-    private async Task<bool> CreateKeyAsync(ApplicationDbContext db, string use, int slot, DateTimeOffset activatesAt, CancellationToken cancellationToken)
+    /// <summary>
+    /// A new key of <paramref name="use"/>, generated and protected, not yet stored: made before any transaction or
+    /// lock that decides its slot is taken, since an RSA key takes tens to hundreds of milliseconds to generate.
+    /// </summary>
+    private KeyMaterial NewKeyMaterial(string use)
     {
         var (algorithm, material) = use switch
         {
@@ -474,13 +487,20 @@ public sealed class KeyRing(
             StoredKey.EncryptionUse => (SecurityAlgorithms.Aes256KW, RandomNumberGenerator.GetBytes(32)),
             _ => throw new ArgumentOutOfRangeException(nameof(use), use, "Not a stored key use."),
         };
+        return new KeyMaterial(use, algorithm, dataProtection.CreateProtector(ProtectorPurpose).Protect(Convert.ToBase64String(material)));
+    }
+
+    /// <summary>Stores <paramref name="fresh"/> as the key of a slot; false when another instance stored one for that slot first (theirs is the one).</summary>
+    private async Task<bool> CreateKeyAsync(ApplicationDbContext db, KeyMaterial fresh, int slot, DateTimeOffset activatesAt, CancellationToken cancellationToken)
+    {
+        var (use, algorithm) = (fresh.Use, fresh.Algorithm);
         var key = new StoredKey
         {
             Id = NewKeyId(),
             Use = use,
             Algorithm = algorithm,
             Slot = slot,
-            ProtectedKey = dataProtection.CreateProtector(ProtectorPurpose).Protect(Convert.ToBase64String(material)),
+            ProtectedKey = fresh.ProtectedKey,
             CreatedAt = clock.GetUtcNow(),
             ActivatesAt = activatesAt,
         };
@@ -595,6 +615,9 @@ public sealed class KeyRing(
         using var ecdsa = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         return ecdsa.ExportPkcs8PrivateKey();
     }
+
+    /// <summary>A new key's private part, protected, with its use and algorithm: what <see cref="CreateKeyAsync"/> stores.</summary>
+    private sealed record KeyMaterial(string Use, string Algorithm, string ProtectedKey);
 
     /// <summary>A stored key read, with when it starts being used and when the next key of its use replaces it.</summary>
     private sealed record LoadedKey<T>(StoredKey Row, T Credentials, DateTimeOffset ActivatesAt, DateTimeOffset? RetiresAt);

@@ -422,6 +422,56 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.Same(reload, one.Keys.LoadUnknownKeyAsync());
     }
 
+    /// <summary>
+    /// Two operators rotate now on two instances at the same moment: the second rotation starts while the first one's
+    /// transaction is open. On PostgreSQL both read the same slot as free, the second waits at that slot until the
+    /// first commits, then drops the key it made and takes the first one's; on SQLite the second waits for the write
+    /// lock and rotates again after it. Either way no slot holds two keys and both instances sign with the newest key.
+    /// </summary>
+    [SkippableFact]
+    public async Task Two_instances_rotating_now_at_the_same_moment_never_store_two_keys_for_one_slot()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        var settings = await FreshDatabaseAsync();
+        await using var one = Start(settings, clock);
+        await using var two = Start(settings, clock);
+        Task<SigningKeyState>? second = null;
+
+        await one.Keys.RotateNowAsync(async (_, _, transaction) =>
+        {
+            second = Task.Run(() => two.Keys.RotateNowAsync(default));
+            if (fixture.Provider == DatabaseProvider.PostgreSql)
+            {
+                await Eventually.TrueAsync(() => WaitsOnALockAsync(one), TimeSpan.FromSeconds(15), "the second rotation waiting at the slot");
+            }
+
+            await transaction.CommitAsync();
+        }, default);
+        var secondActive = await second!;
+        await one.Keys.RefreshAsync(default);
+
+        foreach (var use in new[] { StoredKey.SigningUse, StoredKey.InternalSigningUse, StoredKey.EncryptionUse })
+        {
+            var slots = (await one.StoredKeysAsync(use)).Select(k => k.Slot).Order().ToList();
+            Assert.Equal(Enumerable.Range(0, slots.Count), slots);
+        }
+
+        var signing = (await one.StoredKeysAsync(StoredKey.SigningUse)).OrderBy(k => k.Slot).ToList();
+        Assert.Equal(fixture.Provider == DatabaseProvider.PostgreSql ? 2 : 3, signing.Count);
+        Assert.Equal(signing[^1].Id, secondActive.KeyId);
+        Assert.Equal(signing[^1].Id, KeyIdOf(await one.TokenAsync()));
+        Assert.Equal(signing[^1].Id, KeyIdOf(await two.TokenAsync()));
+    }
+
+    /// <summary>Whether a connection to this test's PostgreSQL database waits for a lock another transaction holds.</summary>
+    private static async Task<bool> WaitsOnALockAsync(Server server)
+    {
+        await using var scope = server.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
+        return await db.Database.SqlQueryRaw<int>(
+            "SELECT count(*)::int AS \"Value\" FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").SingleAsync() > 0;
+    }
+
     [SkippableFact]
     public async Task With_ES256_the_keys_are_P256_and_their_tokens_validate()
     {
