@@ -205,9 +205,34 @@ public static class HostingExtensions
     public static WebApplication MapHosting(this WebApplication app)
     {
         app.MapRazorPages();
-        app.MapHealthChecks("/health", new HealthCheckOptions { Predicate = _ => false }).AllowAnonymous();
-        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") }).AllowAnonymous();
+        app.MapHealthChecks("/health", new HealthCheckOptions { Predicate = _ => false }).AllowAnonymous().GetAndHeadOnly();
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") }).AllowAnonymous().GetAndHeadOnly();
         return app;
+    }
+
+    /// <summary>
+    /// Only GET and HEAD, for endpoints that only read and are mapped without methods (health checks, the Prometheus
+    /// scrape), which would otherwise answer any method as a GET: another is 405 with <c>Allow: GET, HEAD</c>. Not
+    /// routing's method metadata: its 405 endpoint is not anonymous, so deny-by-default would send it to the login page.
+    /// </summary>
+    public static TBuilder GetAndHeadOnly<TBuilder>(this TBuilder endpoints) where TBuilder : IEndpointConventionBuilder
+    {
+        endpoints.Add(endpoint =>
+        {
+            var answer = endpoint.RequestDelegate!;
+            endpoint.RequestDelegate = context => HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method)
+                ? answer(context)
+                : MethodNotAllowedAsync(context);
+        });
+        return endpoints;
+    }
+
+    private static Task MethodNotAllowedAsync(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status405MethodNotAllowed;
+        context.Response.Headers.Allow = "GET, HEAD";
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync("This address answers GET and HEAD only.");
     }
 
     private static async Task HandleExceptionAsync(HttpContext context)

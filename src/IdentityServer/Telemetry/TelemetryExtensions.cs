@@ -213,7 +213,7 @@ public static class TelemetryExtensions
         var options = app.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
         if (options.Prometheus.Enabled)
         {
-            var scrape = app.MapPrometheusScrapingEndpoint("/metrics").AllowAnonymous();
+            var scrape = app.MapPrometheusScrapingEndpoint("/metrics").AllowAnonymous().GetAndHeadOnly();
             if (!options.Prometheus.OnPublicListener && options.Prometheus.Url is { } url)
             {
                 // By the port the connection came in on, not the Host header: the client writes that, and a scrape

@@ -87,6 +87,24 @@ public abstract class DiscoveryTests<TFixture>(TFixture server) where TFixture :
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("Healthy", await response.Content.ReadAsStringAsync());
     }
+
+    /// <summary>Probes read (GET, HEAD); any other method is refused rather than answered as a GET.</summary>
+    [SkippableTheory]
+    [InlineData("/health")]
+    [InlineData("/health/ready")]
+    public async Task The_health_endpoints_answer_GET_and_HEAD_and_refuse_other_methods_with_405(string path)
+    {
+        using var http = server.CreateClient();
+        using var head = await http.SendAsync(new HttpRequestMessage(HttpMethod.Head, path));
+        Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+
+        foreach (var method in new[] { "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND" })
+        {
+            using var response = await http.SendAsync(new HttpRequestMessage(new HttpMethod(method), path));
+            Assert.True(response.StatusCode == HttpStatusCode.MethodNotAllowed, $"{method} {path}: {(int)response.StatusCode}");
+            Assert.Equal(["GET", "HEAD"], response.Content.Headers.Allow);
+        }
+    }
 }
 
 public sealed class SqliteDiscoveryTests(SqliteServerFixture server)

@@ -351,6 +351,7 @@ public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<
         using var login = await http.GetAsync("/account/login");
         using var admin = await http.GetAsync("/api/admin/clients");
         using var scrape = await http.GetAsync("/metrics");
+        using var posted = await http.PostAsync("/metrics", null);
         // Scraped through a mapped port (a container's, a Kubernetes Service's), the Host header names another port.
         using var mapped = new HttpRequestMessage(HttpMethod.Get, "/metrics");
         mapped.Headers.Host = "metrics.internal:9100";
@@ -362,6 +363,7 @@ public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<
         Assert.Equal(HttpStatusCode.NotFound, login.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, admin.StatusCode);
         Assert.Equal(HttpStatusCode.OK, scrape.StatusCode);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, posted.StatusCode);
         Assert.Equal(HttpStatusCode.OK, throughMappedPort.StatusCode);
         Assert.Equal(HttpStatusCode.OK, publicDiscovery.StatusCode);
         Assert.Equal(HttpStatusCode.OK, publicToken.StatusCode);
@@ -411,5 +413,26 @@ public sealed class PrometheusTests(SqliteServerFixture server) : IClassFixture<
 
         Assert.Contains("identityserver_tokens_issued", scrape);
         Assert.Contains(client.ClientId, scrape);
+    }
+
+    /// <summary>A scraper reads (GET, HEAD); any other method is refused rather than answered with the metrics.</summary>
+    [Fact]
+    public async Task The_scrape_answers_GET_and_HEAD_and_refuses_other_methods_with_405()
+    {
+        await using var enabled = server.StartServer(new Dictionary<string, string?>
+        {
+            ["OpenTelemetry:Prometheus:Enabled"] = "true",
+            ["OpenTelemetry:Prometheus:OnPublicListener"] = "true",
+        });
+        using var http = enabled.CreateClient();
+
+        using var head = await http.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/metrics"));
+        Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+        foreach (var method in new[] { "POST", "PUT", "DELETE", "PATCH", "OPTIONS" })
+        {
+            using var response = await http.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/metrics"));
+            Assert.True(response.StatusCode == HttpStatusCode.MethodNotAllowed, $"{method} /metrics: {(int)response.StatusCode}");
+            Assert.Equal(["GET", "HEAD"], response.Content.Headers.Allow);
+        }
     }
 }
