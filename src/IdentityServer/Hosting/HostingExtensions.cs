@@ -192,6 +192,7 @@ public static class HostingExtensions
         }
 
         app.UseFormBodyValidation(); // after the security headers, so its 400s carry them too
+        app.UseMetadataHeadRequests(); // before the document cache, which then answers a HEAD as the GET it serves
         app.UseProtocolDocumentCache();
         app.UseStaticFiles();
         app.UseRouting();

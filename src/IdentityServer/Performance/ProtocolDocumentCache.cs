@@ -27,7 +27,8 @@ public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, Ti
     public async Task InvokeAsync(HttpContext context)
     {
         var request = context.Request;
-        if (!(HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method))
+        // A HEAD arrives here as a GET whose body goes nowhere (Authorization/MetadataHeadRequests).
+        if (!HttpMethods.IsGet(request.Method)
             || !(request.Path == ProtocolRoutes.Discovery || request.Path == ProtocolRoutes.Jwks)
             || request.QueryString.HasValue || request.Headers.ContainsKey(HeaderNames.Origin))
         {
@@ -119,7 +120,7 @@ public sealed class ProtocolDocumentCache(RequestDelegate next, KeyRing keys, Ti
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = document.ContentType;
         response.ContentLength = document.Body.Length;
-        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(document.Body, context.RequestAborted).AsTask();
+        return response.Body.WriteAsync(document.Body, context.RequestAborted).AsTask();
     }
 
     /// <summary>If-None-Match compares weakly (RFC 9110, 13.1.2): a proxy that compressed the answer may have weakened the tag.</summary>

@@ -77,6 +77,37 @@ public abstract class DiscoveryTests<TFixture>(TFixture server) where TFixture :
         Assert.Contains("RS256", Strings(discovery, "id_token_signing_alg_values_supported"));
     }
 
+    /// <summary>
+    /// A HEAD is the GET without its body (RFC 9110 9.3.2), also where the document cache does not answer: before any
+    /// GET filled it, with a query string, with an Origin.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("/.well-known/openid-configuration")]
+    [InlineData("/.well-known/jwks")]
+    public async Task A_HEAD_to_discovery_or_the_JWKS_answers_as_its_GET_without_the_body(string path)
+    {
+        await using var fresh = server.StartServer(); // nothing cached yet
+        using var http = new AttachedServer(fresh, server.Provider).CreateClient();
+        foreach (var (address, origin) in new[] { (path, null), (path + "?x=1", null), (path, "https://app.example") })
+        {
+            using var head = new HttpRequestMessage(HttpMethod.Head, address);
+            using var get = new HttpRequestMessage(HttpMethod.Get, address);
+            if (origin is not null)
+            {
+                head.Headers.Add("Origin", origin);
+                get.Headers.Add("Origin", origin);
+            }
+
+            using var headResponse = await http.SendAsync(head);
+            using var getResponse = await http.SendAsync(get);
+
+            Assert.True(headResponse.StatusCode == HttpStatusCode.OK, $"HEAD {address} (Origin {origin}): {(int)headResponse.StatusCode}");
+            Assert.Empty(await headResponse.Content.ReadAsByteArrayAsync());
+            Assert.Equal(getResponse.Content.Headers.ContentType, headResponse.Content.Headers.ContentType);
+            Assert.Equal((await getResponse.Content.ReadAsByteArrayAsync()).Length, headResponse.Content.Headers.ContentLength);
+        }
+    }
+
     [SkippableTheory]
     [InlineData("/health")]
     [InlineData("/health/ready")]
