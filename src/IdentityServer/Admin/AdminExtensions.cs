@@ -98,7 +98,7 @@ public static class AdminExtensions
                     schema.Format = null;
                     schema.Pattern = null;
                     schema.Properties?.Clear();
-                    schema.Description = "A whole number; one beyond the range of a 32-bit integer is taken as the largest (or smallest).";
+                    schema.Description = "A whole number; one beyond the range of a 32-bit integer (64-bit for the audit's before) is taken as the largest (or smallest).";
                 }
 
                 return Task.CompletedTask;

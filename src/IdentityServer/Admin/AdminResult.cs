@@ -89,15 +89,20 @@ public sealed record PageOf<T>(
 }
 
 /// <summary>
-/// A whole number in the query string (a page, a page size, a limit), held to <see cref="int"/>'s range: a number
-/// beyond it is out of range as one below 1 is, and is clamped like it (the largest page is past the end, so empty),
-/// not refused as a query that cannot be parsed. What is not a whole number is still refused.
+/// A whole number in the query string (a page, a page size, a limit, the audit's cursor), held to <see cref="long"/>'s
+/// range, and by <see cref="AsInt32"/> to <see cref="int"/>'s: a number beyond it is out of range as one below 1 is, and
+/// is clamped like it (the largest page is past the end, so empty), not refused as a query that cannot be parsed.
+/// Text that is not a whole number (<c>abc</c>, <c>1.5</c>, nothing) binds too, as a QueryNumber that is not
+/// <see cref="IsWholeNumber"/>, so that the admin API refuses it naming the parameter (<see cref="QueryParameterChecks"/>)
+/// rather than with the framework's 400 that names nothing.
 /// </summary>
-public readonly record struct QueryNumber(int Value)
+public readonly record struct QueryNumber(long Value, bool IsWholeNumber = true)
 {
+    public int AsInt32 => (int)Math.Clamp(Value, int.MinValue, int.MaxValue);
+
     public static bool TryParse(string? text, out QueryNumber number)
     {
-        number = default;
+        number = new QueryNumber(0, IsWholeNumber: false);
         var digits = text.AsSpan().Trim();
         var negative = digits is ['-', ..];
         if (digits is ['-' or '+', ..])
@@ -107,12 +112,13 @@ public readonly record struct QueryNumber(int Value)
 
         if (digits.IsEmpty || digits.ContainsAnyExceptInRange('0', '9'))
         {
-            return false;
+            return true;
         }
 
         digits = digits.TrimStart('0');
-        var magnitude = digits.Length > 10 ? long.MaxValue : digits.IsEmpty ? 0 : long.Parse(digits, CultureInfo.InvariantCulture);
-        number = new QueryNumber((int)Math.Clamp(negative ? -magnitude : magnitude, int.MinValue, int.MaxValue));
+        // 18 digits always fit a long; more are clamped to its range, as the number would be.
+        var magnitude = digits.Length > 18 ? long.MaxValue : digits.IsEmpty ? 0 : long.Parse(digits, CultureInfo.InvariantCulture);
+        number = new QueryNumber(negative ? -magnitude : magnitude);
         return true;
     }
 }

@@ -116,6 +116,19 @@ public static class AdminApiCalls
         Assert.Equal(1, (await admin.GetJsonAsync($"{collection}?search={search}&page=1")).GetProperty("items").GetArrayLength());
     }
 
+    /// <summary>
+    /// Lists <paramref name="collection"/> with a page or page size that is not a whole number, or is given twice: each is
+    /// 400 invalid_request naming the parameter, not an error that names nothing.
+    /// </summary>
+    public static async Task AssertPagingThatIsNotAWholeNumberIsRefusedNamingTheParameterAsync(HttpClient admin, string collection)
+    {
+        foreach (var (query, parameter) in new[] { ("page=abc", "page"), ("page=1.5", "page"), ("page=", "page"), ("page=1&page=2", "page"),
+                     ("page_size=abc", "page_size"), ("page_size=", "page_size"), ("page_size=10&page_size=20", "page_size") })
+        {
+            await (await admin.GetAsync($"{collection}?{query}")).ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_request", parameter);
+        }
+    }
+
     public static string ETagOf(HttpResponseMessage response) =>
         response.Headers.ETag?.ToString() ?? throw new InvalidOperationException("The response has no ETag.");
 

@@ -418,6 +418,10 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
     }
 
     [SkippableFact]
+    public async Task A_client_page_or_page_size_that_is_not_a_whole_number_is_refused_naming_the_parameter() =>
+        await AssertPagingThatIsNotAWholeNumberIsRefusedNamingTheParameterAsync(await AdminAsync(server), ClientsUrl);
+
+    [SkippableFact]
     public async Task A_client_page_past_the_end_is_empty_however_large_its_number()
     {
         var admin = await AdminAsync(server);
@@ -792,6 +796,24 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         Assert.Equal(ids.OrderDescending(), ids);
         // A limit beyond int's range is the largest limit, as a page size is, not a query that cannot be parsed.
         Assert.Equal(3, (await admin.GetJsonAsync($"{AuditUrl}?target_type=client&target_id={clientId}&limit=99999999999")).GetProperty("items").GetArrayLength());
+    }
+
+    [SkippableFact]
+    public async Task An_audit_limit_or_before_that_is_not_a_whole_number_is_refused_naming_the_parameter()
+    {
+        var admin = await AdminAsync(server);
+
+        foreach (var (query, parameter) in new[] { ("limit=abc", "limit"), ("limit=", "limit"), ("limit=1&limit=2", "limit"),
+                     ("before=abc", "before"), ("before=1e3", "before"), ("before=5&before=6", "before") })
+        {
+            await (await admin.GetAsync($"{AuditUrl}?{query}")).ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_request", parameter);
+        }
+
+        // A cursor beyond long's range is the largest, as a page number beyond int's is: every entry is before it.
+        var clientId = Unique.Name("audited");
+        await (await admin.PostJsonAsync(ClientsUrl, Json(Spa(clientId, "https://one.example.com/cb")))).ExpectAsync(HttpStatusCode.Created);
+        Assert.Equal(1, (await admin.GetJsonAsync($"{AuditUrl}?target_type=client&target_id={clientId}&before=99999999999999999999999"))
+            .GetProperty("items").GetArrayLength());
     }
 
     internal static object Spa(string clientId, string redirectUri) => new

@@ -51,6 +51,10 @@ public abstract class AdminScopeApiTests<TFixture>(TFixture server) where TFixtu
     }
 
     [SkippableFact]
+    public async Task A_scope_page_or_page_size_that_is_not_a_whole_number_is_refused_naming_the_parameter() =>
+        await AssertPagingThatIsNotAWholeNumberIsRefusedNamingTheParameterAsync(await AdminAsync(server), ScopesUrl);
+
+    [SkippableFact]
     public async Task A_scope_page_past_the_end_is_empty_however_large_its_number()
     {
         var admin = await AdminAsync(server);

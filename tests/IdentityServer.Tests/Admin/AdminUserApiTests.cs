@@ -126,6 +126,10 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
     }
 
     [SkippableFact]
+    public async Task A_user_page_or_page_size_that_is_not_a_whole_number_is_refused_naming_the_parameter() =>
+        await AssertPagingThatIsNotAWholeNumberIsRefusedNamingTheParameterAsync(await AdminAsync(server), UsersUrl);
+
+    [SkippableFact]
     public async Task A_user_page_past_the_end_is_empty_however_large_its_number()
     {
         var admin = await AdminAsync(server);

@@ -49,6 +49,7 @@ public static class AdminEndpoints
             .DisableAntiforgery()
             .AddEndpointFilter(NoStore)
             .AddEndpointFilter(AdminAccess.RequireAntiforgeryForCookies)
+            .AddEndpointFilterFactory(QueryParameterChecks.Refuse)
             .WithGroupName(AdminApi.OpenApiDocumentName)
             .WithMetadata(new ProducesResponseTypeAttribute(StatusCodes.Status401Unauthorized),
                 new ProducesResponseTypeAttribute(StatusCodes.Status403Forbidden));
@@ -115,7 +116,7 @@ public static class AdminEndpoints
     {
         clients.MapGet("", async (ClientAdmin admin, string? search, [FromQuery] QueryNumber? page, [FromQuery(Name = "page_size")] QueryNumber? pageSize, CancellationToken ct) =>
             {
-                var found = await admin.ListAsync(search, page?.Value, pageSize?.Value, ct);
+                var found = await admin.ListAsync(search, page?.AsInt32, pageSize?.AsInt32, ct);
                 return Results.Json(new PageOf<ClientDocument>([.. found.Items.Select(i => i.Document)], found.Total, found.Page, found.PageSize), AdminResults.Json);
             })
             .WithName("ListClients").WithSummary("List clients, filtered by client_id or name (search), paged")
@@ -189,7 +190,7 @@ public static class AdminEndpoints
     {
         scopes.MapGet("", async (ScopeAdmin admin, string? search, [FromQuery] QueryNumber? page, [FromQuery(Name = "page_size")] QueryNumber? pageSize, CancellationToken ct) =>
             {
-                var found = await admin.ListAsync(search, page?.Value, pageSize?.Value, ct);
+                var found = await admin.ListAsync(search, page?.AsInt32, pageSize?.AsInt32, ct);
                 return Results.Json(new PageOf<ScopeDocument>([.. found.Items.Select(i => i.Document)], found.Total, found.Page, found.PageSize), AdminResults.Json);
             })
             .WithName("ListScopes").WithSummary("List the stored scopes (openid, profile, email, roles and offline_access are built in)")
@@ -235,7 +236,7 @@ public static class AdminEndpoints
     private static void MapUsers(RouteGroupBuilder users)
     {
         users.MapGet("", async (UserAdmin admin, string? search, [FromQuery] QueryNumber? page, [FromQuery(Name = "page_size")] QueryNumber? pageSize, CancellationToken ct) =>
-                Results.Json(await admin.ListAsync(search, page?.Value, pageSize?.Value, ct), AdminResults.Json))
+                Results.Json(await admin.ListAsync(search, page?.AsInt32, pageSize?.AsInt32, ct), AdminResults.Json))
             .WithName("ListUsers").WithSummary("List users, searched by user name or email, paged")
             .Produces<PageOf<UserView>>();
 
@@ -368,11 +369,11 @@ public static class AdminEndpoints
             .Produces<AdminError>(StatusCodes.Status409Conflict);
     }
 
-    private static async Task<IResult> ListAuditAsync(AuditLog audit, [FromQuery] QueryNumber? limit, long? before,
+    private static async Task<IResult> ListAuditAsync(AuditLog audit, [FromQuery] QueryNumber? limit, [FromQuery] QueryNumber? before,
         [FromQuery(Name = "target_type")] string? targetType, [FromQuery(Name = "target_id")] string? targetId, CancellationToken ct)
     {
-        var size = Math.Clamp(limit?.Value ?? 50, 1, 200);
-        var entries = await audit.ListAsync(size, before, targetType, targetId, ct);
+        var size = Math.Clamp(limit?.AsInt32 ?? 50, 1, 200);
+        var entries = await audit.ListAsync(size, before?.Value, targetType, targetId, ct);
         return Results.Json(new AuditPage([.. entries.Select(AuditView.From)], entries.Count == size ? entries[^1].Id : null), AdminResults.Json);
     }
 
