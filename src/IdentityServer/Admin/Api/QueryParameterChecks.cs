@@ -4,29 +4,38 @@ using Microsoft.AspNetCore.Mvc;
 namespace IdentityServer.Admin;
 
 /// <summary>
-/// The admin API's whole-number query parameters (<see cref="QueryNumber"/>: <c>page</c>, <c>page_size</c>, the audit's
-/// <c>limit</c> and <c>before</c>): one that is not a whole number, or is given more than once (bound as its values
-/// joined by commas), is <c>400 invalid_request</c> naming the parameter, as the README promises.
+/// The admin API's query parameters: one given more than once (which binds as its values joined by commas: a search for
+/// "a,b", a provider named "x,y") is <c>400 invalid_request</c> naming the parameter, as a field given twice in a body
+/// is; so is a whole-number one (<see cref="QueryNumber"/>: <c>page</c>, <c>page_size</c>, the audit's <c>limit</c> and
+/// <c>before</c>) that is not a whole number, as the README promises.
 /// </summary>
 public static class QueryParameterChecks
 {
     public static EndpointFilterDelegate Refuse(EndpointFilterFactoryContext context, EndpointFilterDelegate next)
     {
-        var numbers = context.MethodInfo.GetParameters()
-            .Where(parameter => (Nullable.GetUnderlyingType(parameter.ParameterType) ?? parameter.ParameterType) == typeof(QueryNumber))
-            .Select(parameter => (parameter.Position, Name: parameter.GetCustomAttribute<FromQueryAttribute>()?.Name ?? parameter.Name!))
+        var parameters = context.MethodInfo.GetParameters()
+            .Where(parameter => parameter.ParameterType == typeof(string)
+                || (Nullable.GetUnderlyingType(parameter.ParameterType) ?? parameter.ParameterType) == typeof(QueryNumber))
+            .Select(parameter => (parameter.Position, Name: parameter.GetCustomAttribute<FromQueryAttribute>()?.Name ?? parameter.Name!,
+                FromQuery: parameter.IsDefined(typeof(FromQueryAttribute))))
             .ToArray();
-        if (numbers.Length == 0)
+        if (parameters.Length == 0)
         {
             return next;
         }
 
         return invocation =>
         {
+            var request = invocation.HttpContext.Request;
             var errors = new List<FieldError>();
-            foreach (var (position, name) in numbers)
+            foreach (var (position, name, fromQuery) in parameters)
             {
-                if (invocation.HttpContext.Request.Query[name].Count > 1)
+                if (!fromQuery && request.RouteValues.ContainsKey(name))
+                {
+                    continue; // a route value ({clientId}), which the query cannot give
+                }
+
+                if (request.Query[name].Count > 1)
                 {
                     errors.Add(FieldError.Request(name, "given more than once."));
                 }
