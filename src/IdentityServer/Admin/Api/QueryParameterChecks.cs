@@ -1,4 +1,5 @@
 using System.Reflection;
+using IdentityServer.Data;
 using Microsoft.AspNetCore.Mvc;
 
 namespace IdentityServer.Admin;
@@ -7,7 +8,7 @@ namespace IdentityServer.Admin;
 /// The admin API's query parameters: one given more than once (which binds as its values joined by commas: a search for
 /// "a,b", a provider named "x,y") is <c>400 invalid_request</c> naming the parameter, as a field given twice in a body
 /// is; so is a whole-number one (<see cref="QueryNumber"/>: <c>page</c>, <c>page_size</c>, the audit's <c>limit</c> and
-/// <c>before</c>) that is not a whole number, as the README promises.
+/// <c>before</c>) that is not a whole number, as the README promises, and a text one holding a NUL character.
 /// </summary>
 public static class QueryParameterChecks
 {
@@ -38,6 +39,11 @@ public static class QueryParameterChecks
                 if (request.Query[name].Count > 1)
                 {
                     errors.Add(FieldError.Request(name, "given more than once."));
+                }
+                else if (invocation.Arguments[position] is string text && !DatabaseErrors.CanBeStoredName(text))
+                {
+                    // PostgreSQL refuses a NUL in a query parameter (a 400 that named nothing there, an empty list on SQLite).
+                    errors.Add(FieldError.Request(name, "holds a NUL character, which nothing stored does."));
                 }
                 else if (invocation.Arguments[position] is QueryNumber { IsWholeNumber: false })
                 {
