@@ -28,6 +28,9 @@ public sealed class UserPrincipalFactory(IServiceProvider services, IOpenIddictS
         [Claims.Role] = Scopes.Roles,
     }.ToFrozenDictionary(StringComparer.Ordinal);
 
+    /// <summary>The claims that describe the user: read from the account whenever tokens are made, so codes and refresh tokens need not carry them.</summary>
+    public static IEnumerable<string> UserClaimTypes => ScopeOfUserClaim.Keys;
+
     /// <summary>A new principal at the authorization or verification endpoint: the user, the granted scopes, the sign-in.</summary>
     public async Task<ClaimsPrincipal> CreateAsync(ApplicationUser user, ImmutableArray<string> grantedScopes, ClaimsPrincipal session, CancellationToken ct)
     {

@@ -15,7 +15,7 @@ public static class PerformanceExtensions
     /// <summary>
     /// What keeps the token endpoint from waiting on the database or a slow hash: process-wide caches of clients and
     /// scopes, remembered secret verifications, group commit of new token entries, on SQLite one in-process writer at
-    /// a time, a dispatcher that looks each OpenIddict event's handlers up once, no claim destinations in codes and refresh tokens, endpoint matching without building
+    /// a time, a dispatcher that looks each OpenIddict event's handlers up once, codes and refresh tokens without what the token endpoint makes afresh, endpoint matching without building
     /// URIs, token and introspection responses written into pooled buffers, and OpenIddict's per-request entity caches
     /// made only when used. Call after <c>AddAuthorizationServer</c> (it replaces OpenIddict's managers, token store,
     /// dispatcher, endpoint matching, entity caches and those two response writers).
@@ -43,7 +43,7 @@ public static class PerformanceExtensions
             .ReplaceTokenStore<OpenIddictEntityFrameworkCoreToken, BatchingTokenStore>()
             .ReplaceAuthorizationStore<OpenIddictEntityFrameworkCoreAuthorization, AuthorizationLookupStore>())
             .AddServer(server => server.AddEventHandler(IdentityTokenStorage.Descriptor)
-                .AddEventHandler(GrantTokenDestinations.Descriptor)
+                .AddEventHandler(LeanGrantTokens.Descriptor)
                 .RemoveEventHandler(OpenIddictServerHandlers.InferEndpointType.Descriptor)
                 .AddEventHandler(EndpointTypeResolver.Descriptor)
                 .RemoveEventHandler(ProcessJsonResponse<ApplyTokenResponseContext>.Descriptor)
