@@ -29,8 +29,17 @@ public sealed class UserLoginAdmin(
 
     /// <summary>Revokes tokens too, so it runs in <see cref="AuditLog.InTransactionAsync{T}"/>, which retries after a deadlock with token writes.</summary>
     public Task<AdminResult<IReadOnlyList<UserLoginView>>> RemoveAsync(string userId, string? provider, string? accountId, AdminActor actor,
-        CancellationToken ct) =>
-        audit.InTransactionAsync(async transaction =>
+        CancellationToken ct)
+    {
+        // Both name the account to disconnect: without one there is nothing to look for (not a 404 quoting nothing).
+        FieldError[] missing = [.. new[] { ("provider", provider), ("account_id", accountId) }
+            .Where(parameter => string.IsNullOrEmpty(parameter.Item2)).Select(parameter => FieldError.Request(parameter.Item1, "required."))];
+        if (missing.Length > 0)
+        {
+            return Task.FromResult(AdminResult<IReadOnlyList<UserLoginView>>.Invalid(missing));
+        }
+
+        return audit.InTransactionAsync(async transaction =>
         {
             if (await users.FindByIdAsync(userId) is not { } user)
             {
@@ -56,6 +65,7 @@ public sealed class UserLoginAdmin(
             await audit.CommitAsync(transaction, ct);
             return AdminResult<IReadOnlyList<UserLoginView>>.Ok([.. logins.Where(l => l != removed).Select(UserLoginView.From)]);
         }, ct);
+    }
 
     private static AdminResult<IReadOnlyList<UserLoginView>> NoUser(string userId) =>
         AdminResult<IReadOnlyList<UserLoginView>>.NotFound($"There is no user with id '{userId}'.");

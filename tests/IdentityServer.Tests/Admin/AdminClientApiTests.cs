@@ -862,6 +862,27 @@ public abstract class AdminClientApiTests<TFixture>(TFixture server) where TFixt
         await admin.GetJsonAsync($"{ClientsUrl}?search=a");
     }
 
+    /// <summary>Disconnecting a provider account names it by both parameters: one missing or empty is a 400 naming it, not a 404 quoting nothing.</summary>
+    [SkippableFact]
+    public async Task Disconnecting_a_provider_account_without_naming_it_is_refused_naming_what_is_missing()
+    {
+        var admin = await AdminAsync(server);
+        var user = await (await admin.PostJsonAsync(UsersUrl, Json(new { user_name = Unique.Name("logins") }))).ExpectAsync(HttpStatusCode.Created);
+        var logins = $"{Path(UsersUrl, user.GetProperty("id").GetString()!)}/logins";
+
+        foreach (var (query, parameter) in new[]
+                 {
+                     ("", "provider"), ("?account_id=z", "provider"), ("?provider=&account_id=z", "provider"),
+                     ("?provider=google", "account_id"), ("?provider=google&account_id=", "account_id"),
+                 })
+        {
+            await (await admin.SendJsonAsync(HttpMethod.Delete, logins + query, null)).ExpectErrorAsync(HttpStatusCode.BadRequest, "invalid_request", parameter);
+        }
+
+        // Named, an account the user does not have is still not found.
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.SendJsonAsync(HttpMethod.Delete, $"{logins}?provider=google&account_id=z", null)).StatusCode);
+    }
+
     internal static object Spa(string clientId, string redirectUri) => new
     {
         client_id = clientId,
