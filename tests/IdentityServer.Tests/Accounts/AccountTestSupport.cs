@@ -61,6 +61,17 @@ public static class Mailbox
         return pickup;
     }
 
+    /// <summary>
+    /// A server on <paramref name="server"/>'s database whose deliveries all fail (a blocked pickup folder) and are
+    /// retried ten minutes apart, so what it queues stays queued for the test to look at.
+    /// </summary>
+    public static async Task<TestServerFactory> ServerHoldingEmailsAsync(ServerFixture server) =>
+        new(new Dictionary<string, string?>(server.Settings)
+        {
+            ["Email:PickupDirectory"] = await BlockedPickupDirectoryAsync(),
+            ["Email:RetryDelay"] = "00:10:00",
+        });
+
     public static IEnumerable<MimeMessage> Messages(ServerFixture server) => MessagesIn(server.Settings["Email:PickupDirectory"]!);
 
     public static IEnumerable<MimeMessage> MessagesIn(string folder) =>

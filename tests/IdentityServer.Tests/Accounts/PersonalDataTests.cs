@@ -86,12 +86,7 @@ public abstract class PersonalDataTests<TFixture>(TFixture server) where TFixtur
     public async Task Emails_still_queued_for_the_account_go_with_it()
     {
         Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
-        var pickup = await Mailbox.BlockedPickupDirectoryAsync();
-        await using var factory = new TestServerFactory(new Dictionary<string, string?>(server.Settings)
-        {
-            ["Email:PickupDirectory"] = pickup,
-            ["Email:RetryDelay"] = "00:10:00",
-        });
+        await using var factory = await Mailbox.ServerHoldingEmailsAsync(server);
         var attached = new AttachedServer(factory, server.Provider);
         var user = await attached.CreateUserAsync();
         var browser = attached.CreateBrowser();
@@ -114,12 +109,7 @@ public abstract class PersonalDataTests<TFixture>(TFixture server) where TFixtur
     public async Task An_email_change_link_still_queued_for_the_new_address_goes_with_the_account()
     {
         Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
-        var pickup = await Mailbox.BlockedPickupDirectoryAsync();
-        await using var factory = new TestServerFactory(new Dictionary<string, string?>(server.Settings)
-        {
-            ["Email:PickupDirectory"] = pickup,
-            ["Email:RetryDelay"] = "00:10:00",
-        });
+        await using var factory = await Mailbox.ServerHoldingEmailsAsync(server);
         var attached = new AttachedServer(factory, server.Provider);
         var user = await attached.CreateUserAsync();
         var browser = attached.CreateBrowser();

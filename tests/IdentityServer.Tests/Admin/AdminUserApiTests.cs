@@ -410,12 +410,7 @@ public abstract class AdminUserApiTests<TFixture>(TFixture server) where TFixtur
     public async Task A_deleted_users_queued_emails_go_with_them_whatever_their_address()
     {
         Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
-        var pickup = await Mailbox.BlockedPickupDirectoryAsync();
-        await using var factory = new TestServerFactory(new Dictionary<string, string?>(server.Settings)
-        {
-            ["Email:PickupDirectory"] = pickup,
-            ["Email:RetryDelay"] = "00:10:00",
-        });
+        await using var factory = await Mailbox.ServerHoldingEmailsAsync(server);
         var attached = new AttachedServer(factory, server.Provider);
         var user = await attached.CreateUserAsync();
         var browser = attached.CreateBrowser();
