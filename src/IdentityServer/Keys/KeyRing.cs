@@ -64,7 +64,7 @@ public sealed class KeyRing(
         var snapshot = Current;
         var now = clock.GetUtcNow();
         var until = DateTimeOffset.MaxValue;
-        foreach (var key in snapshot.Signing)
+        foreach (var key in snapshot.Signing.Concat(snapshot.IdentitySigning))
         {
             if (key.ActivatesAt > now && key.ActivatesAt < until)
             {
@@ -93,6 +93,31 @@ public sealed class KeyRing(
 
     /// <summary>What signs access and id tokens now: the latest key whose activation time has come.</summary>
     public SigningCredentials ActiveSigningCredentials => Current.Certificate ?? ActiveOf(Current.Signing);
+
+    /// <summary>
+    /// What signs identity and logout tokens now: the active signing key when it is RSA (always, unless
+    /// <c>Keys:Algorithm</c> is ES256), otherwise the active key of the RSA identity keys (<see cref="StoredKey.IdentitySigningUse"/>).
+    /// OpenID Connect requires RS256 of every provider, and a client that registered no other algorithm expects it.
+    /// </summary>
+    public SigningCredentials IdentitySigningCredentials
+    {
+        get
+        {
+            var active = ActiveSigningCredentials;
+            var identity = Current.IdentitySigning;
+            return active.Algorithm == SecurityAlgorithms.RsaSha256 || identity.Count == 0 ? active : ActiveOf(identity);
+        }
+    }
+
+    /// <summary>
+    /// The algorithms identity tokens are signed with (discovery's <c>id_token_signing_alg_values_supported</c>): those of
+    /// the published keys, but RS256 only while there are RSA identity keys (the others then sign access tokens only).
+    /// </summary>
+    public IReadOnlyList<string> IdentityTokenAlgorithms()
+    {
+        var algorithms = Published().Select(k => k.Algorithm).Distinct(StringComparer.Ordinal);
+        return Current.IdentitySigning.Count == 0 ? [.. algorithms] : [.. algorithms.Where(a => a == SecurityAlgorithms.RsaSha256)];
+    }
 
     /// <summary>What signs the tokens only this server reads (codes, refresh tokens, device and user codes) now: HMAC-SHA256.</summary>
     public SigningCredentials InternalSigningCredentials => ActiveOf(Current.Internal);
@@ -169,7 +194,8 @@ public sealed class KeyRing(
         }
 
         var now = clock.GetUtcNow();
-        return [.. snapshot.Signing.Where(k => k.RetiresAt is null || k.RetiresAt + PublishedAfterRetirement > now).Select(k => k.Credentials)];
+        return [.. snapshot.Signing.Concat(snapshot.IdentitySigning)
+            .Where(k => k.RetiresAt is null || k.RetiresAt + PublishedAfterRetirement > now).Select(k => k.Credentials)];
     }
 
     /// <summary>Every stored signing key with its state now, for operators.</summary>
@@ -182,8 +208,11 @@ public sealed class KeyRing(
         }
 
         var active = ActiveSigningCredentials;
-        return [.. snapshot.Signing.Select(k => new SigningKeyState(k.Row.Id, k.Row.Algorithm, k.Row.Slot, StateOf(k, active),
-            k.Row.CreatedAt, k.ActivatesAt, k.RetiresAt, k.RetiresAt + PublishedAfterRetirement))];
+        var identityActive = snapshot.IdentitySigning.Count > 0 ? ActiveOf(snapshot.IdentitySigning) : null;
+        return [.. snapshot.Signing.Select(k => StateOfSigning(k, active)), .. snapshot.IdentitySigning.Select(k => StateOfSigning(k, identityActive!))];
+
+        SigningKeyState StateOfSigning(LoadedKey<SigningCredentials> key, SigningCredentials activeOfItsUse) => new(key.Row.Id, key.Row.Algorithm,
+            key.Row.Slot, StateOf(key, activeOfItsUse), key.Row.CreatedAt, key.ActivatesAt, key.RetiresAt, key.RetiresAt + PublishedAfterRetirement, key.Row.Use);
     }
 
     /// <summary>
@@ -264,6 +293,7 @@ public sealed class KeyRing(
         var signingKey = NewKeyMaterial(StoredKey.SigningUse);
         var hmacKey = NewKeyMaterial(StoredKey.InternalSigningUse);
         var encryptionKey = Current.EncryptionCertificate is null ? NewKeyMaterial(StoredKey.EncryptionUse) : null;
+        var identityKey = Current.IdentitySigning.Count > 0 ? NewKeyMaterial(StoredKey.IdentitySigningUse) : null;
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ApplicationDbContext>();
         await _refresh.WaitAsync(cancellationToken);
@@ -277,6 +307,11 @@ public sealed class KeyRing(
             await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
             {
                 await BringRotationForwardAsync(db, signingKey, now, cancellationToken);
+                if (identityKey is not null)
+                {
+                    await BringRotationForwardAsync(db, identityKey, now, cancellationToken);
+                }
+
                 // An earlier rotate-now may have scheduled them sooner: the log says when they actually switch.
                 internalAt = await BringRotationForwardAsync(db, hmacKey, internalFrom, cancellationToken);
                 if (encryptionKey is not null)
@@ -298,7 +333,7 @@ public sealed class KeyRing(
             logger.LogWarning(KeyEvents.RotatedNow, "Signing key rotated now by an operator; internal keys rotate by {InternalAt:O}", internalAt);
             db.ChangeTracker.Clear();
             await LoadCoreAsync(db, cancellationToken);
-            return Describe().Single(k => k.State == "active");
+            return Describe().Single(k => k.State == "active" && k.Use == StoredKey.SigningUse);
         }
         finally
         {
@@ -350,13 +385,19 @@ public sealed class KeyRing(
         var encryptionCertificate = _snapshot?.EncryptionCertificate ?? LoadEncryptionCertificate();
 
         var signing = certificate is null ? await LoadStoredAsync(db, StoredKey.SigningUse, row => ParseSigning(row, protector), cancellationToken) : [];
+        // RSA identity keys while the signing keys are not RSA, and (rotating on) once there are any, so that switching
+        // back to RS256 leaves no identity key signing past its period.
+        var identity = certificate is null && (options.Value.Algorithm != SecurityAlgorithms.RsaSha256
+                || await db.StoredKeys.AnyAsync(k => k.Use == StoredKey.IdentitySigningUse, cancellationToken))
+            ? await LoadStoredAsync(db, StoredKey.IdentitySigningUse, row => ParseSigning(row, protector), cancellationToken)
+            : [];
         var hmac = await LoadStoredAsync(db, StoredKey.InternalSigningUse, row => ParseHmac(row, protector), cancellationToken);
         // With an encryption certificate, stored encryption keys only decrypt what they encrypted before it was configured.
         var encryption = await LoadStoredAsync(db, StoredKey.EncryptionUse, row => ParseEncryption(row, protector), cancellationToken,
             rotate: encryptionCertificate is null);
 
         var validation = new List<SecurityKey>(hmac.Select(k => k.Credentials.Key));
-        validation.AddRange(certificate is not null ? [certificate.Key] : signing.Select(k => k.Credentials.Key));
+        validation.AddRange(certificate is not null ? [certificate.Key] : signing.Concat(identity).Select(k => k.Credentials.Key));
         List<SecurityKey> decryption = [.. encryption.Select(k => k.Credentials.Key)];
         if (encryptionCertificate is not null)
         {
@@ -371,8 +412,9 @@ public sealed class KeyRing(
         }
 
         var previous = _snapshot;
-        _snapshot = new Snapshot(signing, certificate, hmac, encryption, encryptionCertificate, validation, decryption, keyIds);
-        if (previous is not null && !previous.Signing.Select(k => (k.Row.Id, k.ActivatesAt)).SequenceEqual(signing.Select(k => (k.Row.Id, k.ActivatesAt))))
+        _snapshot = new Snapshot(signing, identity, certificate, hmac, encryption, encryptionCertificate, validation, decryption, keyIds);
+        if (previous is not null && !previous.Signing.Concat(previous.IdentitySigning).Select(k => (k.Row.Id, k.ActivatesAt))
+                .SequenceEqual(signing.Concat(identity).Select(k => (k.Row.Id, k.ActivatesAt))))
         {
             Interlocked.Increment(ref _version);
             Changed?.Invoke();
@@ -439,7 +481,7 @@ public sealed class KeyRing(
 
     /// <summary>How long before it is used a new key is stored: published ahead (signing), and for internal keys never less than five checks.</summary>
     private TimeSpan LeadOf(string use) =>
-        use == StoredKey.SigningUse || options.Value.PublishAhead > InternalKeyLead ? options.Value.PublishAhead : InternalKeyLead;
+        use is StoredKey.SigningUse or StoredKey.IdentitySigningUse || options.Value.PublishAhead > InternalKeyLead ? options.Value.PublishAhead : InternalKeyLead;
 
     /// <summary>
     /// For each use whose stored keys rotate (<c>sig</c> unless a signing certificate is configured, <c>mac</c>, and
@@ -460,6 +502,10 @@ public sealed class KeyRing(
         if (snapshot.Certificate is null)
         {
             overdue.Add((StoredKey.SigningUse, OverdueOf(snapshot.Signing, StoredKey.SigningUse)));
+            if (snapshot.IdentitySigning.Count > 0)
+            {
+                overdue.Add((StoredKey.IdentitySigningUse, OverdueOf(snapshot.IdentitySigning, StoredKey.IdentitySigningUse)));
+            }
         }
 
         if (snapshot.EncryptionCertificate is null)
@@ -482,7 +528,7 @@ public sealed class KeyRing(
         var (algorithm, material) = use switch
         {
             StoredKey.SigningUse when options.Value.Algorithm == SecurityAlgorithms.EcdsaSha256 => (SecurityAlgorithms.EcdsaSha256, CreateEcdsaKey()),
-            StoredKey.SigningUse => (SecurityAlgorithms.RsaSha256, CreateRsaKey()),
+            StoredKey.SigningUse or StoredKey.IdentitySigningUse => (SecurityAlgorithms.RsaSha256, CreateRsaKey()),
             StoredKey.InternalSigningUse => (SecurityAlgorithms.HmacSha256, RandomNumberGenerator.GetBytes(32)),
             StoredKey.EncryptionUse => (SecurityAlgorithms.Aes256KW, RandomNumberGenerator.GetBytes(32)),
             _ => throw new ArgumentOutOfRangeException(nameof(use), use, "Not a stored key use."),
@@ -624,6 +670,7 @@ public sealed class KeyRing(
 
     private sealed record Snapshot(
         IReadOnlyList<LoadedKey<SigningCredentials>> Signing,
+        IReadOnlyList<LoadedKey<SigningCredentials>> IdentitySigning,
         SigningCredentials? Certificate,
         IReadOnlyList<LoadedKey<SigningCredentials>> Internal,
         IReadOnlyList<LoadedKey<EncryptingCredentials>> Encryption,
@@ -648,7 +695,10 @@ public sealed record InternalKeyState(
     DateTimeOffset? RetiresAt,
     DateTimeOffset? DeletedAfter);
 
-/// <summary>A signing key as operators see it: <c>next</c> (published, not yet signing), <c>active</c> or <c>retired</c>.</summary>
+/// <summary>
+/// A signing key as operators see it: <c>next</c> (published, not yet signing), <c>active</c> or <c>retired</c> among the
+/// keys of its use (<c>sig</c>, or <c>id-sig</c> for the RSA keys of identity tokens while the others are not RSA).
+/// </summary>
 public sealed record SigningKeyState(
     string KeyId,
     string Algorithm,
@@ -657,7 +707,8 @@ public sealed record SigningKeyState(
     DateTimeOffset? CreatedAt,
     DateTimeOffset? ActivatesAt,
     DateTimeOffset? RetiresAt,
-    DateTimeOffset? PublishedUntil);
+    DateTimeOffset? PublishedUntil,
+    string Use = StoredKey.SigningUse);
 
 public static class KeyEvents
 {

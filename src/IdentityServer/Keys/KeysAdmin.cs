@@ -52,7 +52,7 @@ public static class KeysAdminExtensions
         }
 
         ct.ThrowIfCancellationRequested();
-        var previous = ring.Describe().Select(KeyDocument.From).FirstOrDefault(k => k.State == "active");
+        var previous = ring.Describe().Select(KeyDocument.From).FirstOrDefault(k => k.State == "active" && k.Use == StoredKey.SigningUse);
         var active = await ring.RotateNowAsync(async (services, key, transaction) =>
         {
             var audit = services.GetRequiredService<AuditLog>();
@@ -101,9 +101,10 @@ public static class KeysAdminExtensions
         [property: JsonPropertyName("created_at")] DateTimeOffset? CreatedAt,
         [property: JsonPropertyName("activates_at")] DateTimeOffset? ActivatesAt,
         [property: JsonPropertyName("retires_at")] DateTimeOffset? RetiresAt,
-        [property: JsonPropertyName("published_until")] DateTimeOffset? PublishedUntil)
+        [property: JsonPropertyName("published_until")] DateTimeOffset? PublishedUntil,
+        [property: JsonPropertyName("use")] string Use = StoredKey.SigningUse)
     {
         public static KeyDocument From(SigningKeyState key) =>
-            new(key.KeyId, key.Algorithm, key.Slot, key.State, key.CreatedAt, key.ActivatesAt, key.RetiresAt, key.PublishedUntil);
+            new(key.KeyId, key.Algorithm, key.Slot, key.State, key.CreatedAt, key.ActivatesAt, key.RetiresAt, key.PublishedUntil, key.Use);
     }
 }

@@ -26,9 +26,10 @@ public static class OpenIddictKeyHandlers
             .SetOrder(Discovery.AttachSigningAlgorithms.Descriptor.Order + 500).SetType(OpenIddictServerHandlerType.Custom));
 
     /// <summary>
-    /// Access and id tokens (read by others, validated against the JWKS) are signed with the active key; the tokens only
-    /// this server reads (codes, refresh tokens, device and user codes, pushed requests) with the active internal HMAC
-    /// key, and those OpenIddict encrypts with the active encryption key.
+    /// Access and id tokens (read by others, validated against the JWKS) are signed with the active key (id tokens with
+    /// an RSA one, see <see cref="KeyRing.IdentitySigningCredentials"/>); the tokens only this server reads (codes,
+    /// refresh tokens, device and user codes, pushed requests) with the active internal HMAC key, and those OpenIddict
+    /// encrypts with the active encryption key.
     /// </summary>
     public sealed class SignWithCurrentKey(KeyRing keys) : IOpenIddictServerHandler<GenerateTokenContext>
     {
@@ -38,6 +39,7 @@ public static class OpenIddictKeyHandlers
             {
                 TokenTypeIdentifiers.Private.AuthorizationCode or TokenTypeIdentifiers.RefreshToken or TokenTypeIdentifiers.Private.DeviceCode
                     or TokenTypeIdentifiers.Private.UserCode or TokenTypeIdentifiers.Private.RequestToken => keys.InternalSigningCredentials,
+                TokenTypeIdentifiers.IdentityToken => keys.IdentitySigningCredentials,
                 _ => keys.ActiveSigningCredentials,
             };
             if (context.EncryptionCredentials is not null)
@@ -136,15 +138,15 @@ public static class OpenIddictKeyHandlers
         }
     }
 
-    /// <summary>Discovery names the algorithms of the published keys (RS256, and ES256 once such a key exists).</summary>
+    /// <summary>Discovery names the algorithms identity tokens are signed with (RS256; ES256 only with an ECDSA certificate).</summary>
     public sealed class AdvertiseKeyRingAlgorithms(KeyRing keys) : IOpenIddictServerHandler<HandleConfigurationRequestContext>
     {
         public ValueTask HandleAsync(HandleConfigurationRequestContext context)
         {
             context.IdTokenSigningAlgorithms.Clear();
-            foreach (var credentials in keys.Published())
+            foreach (var algorithm in keys.IdentityTokenAlgorithms())
             {
-                context.IdTokenSigningAlgorithms.Add(credentials.Algorithm);
+                context.IdTokenSigningAlgorithms.Add(algorithm);
             }
 
             return ValueTask.CompletedTask;

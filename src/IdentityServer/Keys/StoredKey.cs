@@ -9,13 +9,19 @@ public sealed class StoredKey
     /// <summary>The symmetric key that signs the tokens only this server reads (codes, refresh tokens, device codes).</summary>
     public const string InternalSigningUse = "mac";
 
+    /// <summary>
+    /// The RSA key that signs identity (and logout) tokens while the signing keys are not RSA (<c>Keys:Algorithm</c>
+    /// ES256): RS256 is what OpenID Connect requires of every provider and what a client expects by default.
+    /// </summary>
+    public const string IdentitySigningUse = "id-sig";
+
     /// <summary>The key id (<c>kid</c>) published in the JWKS.</summary>
     public required string Id { get; set; }
 
-    /// <summary><see cref="SigningUse"/>, <see cref="InternalSigningUse"/> or <see cref="EncryptionUse"/>.</summary>
+    /// <summary><see cref="SigningUse"/>, <see cref="IdentitySigningUse"/>, <see cref="InternalSigningUse"/> or <see cref="EncryptionUse"/>.</summary>
     public required string Use { get; set; }
 
-    /// <summary>The JOSE algorithm the key serves (RS256 or ES256 for signing, HS256 for internal signing, A256KW for encryption).</summary>
+    /// <summary>The JOSE algorithm the key serves (RS256 or ES256 for signing, RS256 for identity signing, HS256 for internal signing, A256KW for encryption).</summary>
     public required string Algorithm { get; set; }
 
     /// <summary>Which generation of keys this one belongs to; unique per use, so racing instances create one key each slot.</summary>

@@ -274,7 +274,7 @@ public sealed class BackChannelLogoutSender(
             IssuedAt = now,
             Expires = now.AddMinutes(2),
             TokenType = "logout+jwt",
-            SigningCredentials = keys.ActiveSigningCredentials,
+            SigningCredentials = keys.IdentitySigningCredentials, // signed as identity tokens are: what the client verifies
             Claims = claims,
         });
     }

@@ -472,22 +472,95 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
             "SELECT count(*)::int AS \"Value\" FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").SingleAsync() > 0;
     }
 
+    /// <summary>
+    /// With ES256 the signing keys are P-256 and sign access tokens; identity tokens stay RS256 (OpenID Connect requires
+    /// it of every provider and a client expects it by default), signed by RSA identity keys published beside them,
+    /// which rotate now with the others. Discovery names RS256 as the identity tokens' algorithm.
+    /// </summary>
     [SkippableFact]
-    public async Task With_ES256_the_keys_are_P256_and_their_tokens_validate()
+    public async Task With_ES256_access_tokens_are_ES256_and_identity_tokens_stay_RS256()
     {
         var settings = await FreshDatabaseAsync();
         settings["Keys:Algorithm"] = "ES256";
-        await using var server = Start(settings, new TestClock(DateTimeOffset.UtcNow));
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using var server = Start(settings, clock);
 
         var token = await server.TokenAsync();
-
         Assert.Equal("ES256", Jwt.Header(token).GetProperty("alg").GetString());
-        var key = Assert.Single((await server.JwksAsync()).Keys);
-        Assert.Equal(("EC", "P-256", "ES256"), (key.Kty, key.Crv, key.Alg));
-        Assert.False(key.HasPrivateKey);
+        var keys = (await server.JwksAsync()).Keys;
+        Assert.Equal(2, keys.Count);
+        var ec = Assert.Single(keys, k => k.Kty == "EC");
+        Assert.Equal(("P-256", "ES256", KeyIdOf(token)), (ec.Crv, ec.Alg, ec.Kid));
+        var rsa = Assert.Single(keys, k => k.Kty == "RSA");
+        Assert.Equal("RS256", rsa.Alg);
+        Assert.All(keys, k => Assert.False(k.HasPrivateKey));
         Assert.True(await server.AcceptsAsync(token));
         var discovery = await HttpProtocol.DiscoverAsync(server.CreateClient());
-        Assert.Contains("ES256", discovery.GetProperty("id_token_signing_alg_values_supported").EnumerateArray().Select(a => a.GetString()));
+        Assert.Equal(["RS256"], discovery.GetProperty("id_token_signing_alg_values_supported").EnumerateArray().Select(a => a.GetString()));
+
+        var client = await server.Fixture.CreatePublicClientAsync();
+        var tokens = await OAuth.SignInAndRedeemAsync(server.Fixture, server.Fixture.CreateBrowser(), client, await server.Fixture.CreateUserAsync(), "openid offline_access");
+        var idToken = tokens.GetProperty("id_token").GetString()!;
+        Assert.Equal(("RS256", rsa.Kid), (Jwt.Header(idToken).GetProperty("alg").GetString(), KeyIdOf(idToken)));
+        Assert.True(await server.AcceptsAsync(idToken));
+        Assert.Equal("ES256", Jwt.Header(tokens.GetProperty("access_token").GetString()!).GetProperty("alg").GetString());
+        Assert.Equal(["id-sig", "sig"], server.Keys.Describe().Where(k => k.State == "active").Select(k => k.Use).Order());
+
+        // Rotated now, both kinds move to a new key at once, and the identity tokens are still RS256.
+        await server.Keys.RotateNowAsync(default);
+        var rotated = await OAuth.RefreshAsync(server.Fixture, client, tokens.GetProperty("refresh_token").GetString()!);
+        var refreshed = await OAuth.ReadJsonAsync(rotated);
+        Assert.True(rotated.IsSuccessStatusCode, refreshed.ToString());
+        var newIdToken = refreshed.GetProperty("id_token").GetString()!;
+        Assert.Equal("RS256", Jwt.Header(newIdToken).GetProperty("alg").GetString());
+        Assert.NotEqual(rsa.Kid, KeyIdOf(newIdToken));
+        Assert.NotEqual(ec.Kid, KeyIdOf(await server.TokenAsync()));
+        Assert.True(await server.AcceptsAsync(newIdToken));
+        Assert.True(await server.AcceptsAsync(idToken));
+    }
+
+    /// <summary>
+    /// A server switched from RS256 to ES256 keeps signing identity tokens with RSA keys: its RSA key until the first
+    /// P-256 key takes over, published ahead like every signing key, then its RSA identity key, published since the
+    /// switch. Access tokens follow the P-256 key.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_server_switched_to_ES256_keeps_identity_tokens_on_RSA_keys_through_the_switch()
+    {
+        var settings = await FreshDatabaseAsync();
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using (var first = Start(settings, clock))
+        {
+            await first.TokenAsync();
+        }
+
+        settings["Keys:Algorithm"] = "ES256";
+        await using var server = Start(settings, clock);
+        var client = await server.Fixture.CreatePublicClientAsync();
+        var user = await server.Fixture.CreateUserAsync();
+        async Task<(string Access, string Identity)> SignInAsync()
+        {
+            var tokens = await OAuth.SignInAndRedeemAsync(server.Fixture, server.Fixture.CreateBrowser(), client, user, "openid");
+            return (tokens.GetProperty("access_token").GetString()!, tokens.GetProperty("id_token").GetString()!);
+        }
+
+        var before = await SignInAsync();
+        Assert.Equal(("RS256", "RS256"), (Jwt.Header(before.Access).GetProperty("alg").GetString(), Jwt.Header(before.Identity).GetProperty("alg").GetString()));
+        Assert.Equal(KeyIdOf(before.Access), KeyIdOf(before.Identity));
+        var identityKey = Assert.Single(server.Keys.Describe(), k => k.Use == "id-sig").KeyId;
+        Assert.Contains(identityKey, await server.PublishedKeyIdsAsync());
+
+        // Past the RSA key's period (the checks on the way store the next keys ahead): the P-256 key signs access
+        // tokens, an RSA identity key identity tokens.
+        clock.Advance(TimeSpan.FromDays(89));
+        await server.Keys.RefreshAsync(default);
+        clock.Advance(TimeSpan.FromDays(2));
+        await server.Keys.RefreshAsync(default);
+        var after = await SignInAsync();
+        Assert.Equal("ES256", Jwt.Header(after.Access).GetProperty("alg").GetString());
+        var activeIdentityKey = Assert.Single(server.Keys.Describe(), k => k.Use == "id-sig" && k.State == "active").KeyId;
+        Assert.Equal(("RS256", activeIdentityKey), (Jwt.Header(after.Identity).GetProperty("alg").GetString(), KeyIdOf(after.Identity)));
+        Assert.True(await server.AcceptsAsync(after.Identity));
     }
 
     [SkippableFact]
