@@ -234,6 +234,30 @@ public abstract class BackChannelLogoutTests<TFixture>(TFixture server) : IAsync
         Assert.Empty(await RowsAsync(second));
     }
 
+    /// <summary>With ES256 signing keys a logout token is signed as the identity tokens are, RS256 (the client verifies it as one).</summary>
+    [SkippableFact]
+    public async Task With_ES256_signing_keys_a_logout_token_is_RS256_as_the_identity_token()
+    {
+        Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
+        await using var factory = new TestServerFactory(new Dictionary<string, string?>(server.Settings)
+        {
+            ["ConnectionStrings:IdentityServer"] = await TestDatabases.CreateAsync(server.Provider),
+            ["Keys:Algorithm"] = "ES256",
+        });
+        var es256 = new AttachedServer(factory, server.Provider);
+        var client = await ClientWithLogoutAsync(es256, "/es256");
+        var user = await es256.CreateUserAsync();
+        var browser = es256.CreateBrowser();
+        var tokens = await SignInAsync(es256, browser, client, user);
+        Assert.Equal("ES256", new JsonWebToken(tokens.GetProperty("access_token").GetString()!).Alg);
+
+        await browser.SubmitAsync(await AccountPages.OpenAsync(browser, "/account/logout"));
+
+        await WaitForTokensAsync("/es256", 1);
+        var logout = await AssertLogoutTokenAsync(es256, Assert.Single(_receiver.TokensAt("/es256")), client, user, tokens);
+        Assert.Equal("RS256", logout.Alg);
+    }
+
     /// <summary>
     /// A client that never answers, with many sessions ending at once, holds one sender: another client's token is
     /// delivered while its posts still hang (with all four senders taken, it would wait for their timeout, a minute).
