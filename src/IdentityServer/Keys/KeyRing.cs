@@ -96,7 +96,9 @@ public sealed class KeyRing(
 
     /// <summary>
     /// What signs identity and logout tokens now: the active signing key when it is RSA (always, unless
-    /// <c>Keys:Algorithm</c> is ES256), otherwise the active key of the RSA identity keys (<see cref="StoredKey.IdentitySigningUse"/>).
+    /// <c>Keys:Algorithm</c> is ES256), otherwise the active key of the RSA identity keys (<see cref="StoredKey.IdentitySigningUse"/>)
+    /// once the first of them has started signing (on a server that was on ES256 before there were identity keys, it is
+    /// published ahead first, and the active signing key signs them until then).
     /// OpenID Connect requires RS256 of every provider, and a client that registered no other algorithm expects it.
     /// </summary>
     public SigningCredentials IdentitySigningCredentials
@@ -105,18 +107,23 @@ public sealed class KeyRing(
         {
             var active = ActiveSigningCredentials;
             var identity = Current.IdentitySigning;
-            return active.Algorithm == SecurityAlgorithms.RsaSha256 || identity.Count == 0 ? active : ActiveOf(identity);
+            return active.Algorithm == SecurityAlgorithms.RsaSha256 || identity.Count == 0 || identity[0].ActivatesAt > clock.GetUtcNow()
+                ? active
+                : ActiveOf(identity);
         }
     }
 
     /// <summary>
     /// The algorithms identity tokens are signed with (discovery's <c>id_token_signing_alg_values_supported</c>): those of
-    /// the published keys, but RS256 only while there are RSA identity keys (the others then sign access tokens only).
+    /// the published keys, but RS256 only while there are RSA identity keys and identity tokens are RSA-signed now (the
+    /// others then sign access tokens only).
     /// </summary>
     public IReadOnlyList<string> IdentityTokenAlgorithms()
     {
         var algorithms = Published().Select(k => k.Algorithm).Distinct(StringComparer.Ordinal);
-        return Current.IdentitySigning.Count == 0 ? [.. algorithms] : [.. algorithms.Where(a => a == SecurityAlgorithms.RsaSha256)];
+        return Current.IdentitySigning.Count == 0 || IdentitySigningCredentials.Algorithm != SecurityAlgorithms.RsaSha256
+            ? [.. algorithms]
+            : [.. algorithms.Where(a => a == SecurityAlgorithms.RsaSha256)];
     }
 
     /// <summary>What signs the tokens only this server reads (codes, refresh tokens, device and user codes) now: HMAC-SHA256.</summary>
@@ -389,7 +396,8 @@ public sealed class KeyRing(
         // back to RS256 leaves no identity key signing past its period.
         var identity = certificate is null && (options.Value.Algorithm != SecurityAlgorithms.RsaSha256
                 || await db.StoredKeys.AnyAsync(k => k.Use == StoredKey.IdentitySigningUse, cancellationToken))
-            ? await LoadStoredAsync(db, StoredKey.IdentitySigningUse, row => ParseSigning(row, protector), cancellationToken)
+            ? await LoadStoredAsync(db, StoredKey.IdentitySigningUse, row => ParseSigning(row, protector), cancellationToken,
+                firstFrom: FirstIdentityKeyFrom(signing))
             : [];
         var hmac = await LoadStoredAsync(db, StoredKey.InternalSigningUse, row => ParseHmac(row, protector), cancellationToken);
         // With an encryption certificate, stored encryption keys only decrypt what they encrypted before it was configured.
@@ -421,11 +429,26 @@ public sealed class KeyRing(
         }
     }
 
-    /// <summary>The stored keys of one use, rotated if due (unless <paramref name="rotate"/> is false), each with when it activates and retires.</summary>
-    private async Task<IReadOnlyList<LoadedKey<T>>> LoadStoredAsync<T>(ApplicationDbContext db, string use, Func<StoredKey, T> parse,
-        CancellationToken cancellationToken, bool rotate = true) where T : class
+    /// <summary>
+    /// When the first identity key starts signing: at once on a new server (its first signing key less than a key check
+    /// old, racing instances included), where no relying party can have cached a JWKS without it; otherwise, as every
+    /// signing key, <see cref="KeysOptions.PublishAhead"/> from now. A server on ES256 from before the identity keys
+    /// would otherwise sign identity tokens at once with a key the JWKS copies relying parties cached do not hold.
+    /// </summary>
+    private DateTimeOffset FirstIdentityKeyFrom(IReadOnlyList<LoadedKey<SigningCredentials>> signing)
     {
-        var rows = rotate ? await RotateIfDueAsync(db, use, cancellationToken) : await RowsAsync(db, use, cancellationToken);
+        var now = clock.GetUtcNow();
+        return signing.Count == 0 || signing.Min(k => k.Row.CreatedAt) > now - options.Value.CheckInterval ? now : now + options.Value.PublishAhead;
+    }
+
+    /// <summary>
+    /// The stored keys of one use, rotated if due (unless <paramref name="rotate"/> is false), each with when it
+    /// activates and retires. The first key of the use, if there is none, is used from <paramref name="firstFrom"/> (now by default).
+    /// </summary>
+    private async Task<IReadOnlyList<LoadedKey<T>>> LoadStoredAsync<T>(ApplicationDbContext db, string use, Func<StoredKey, T> parse,
+        CancellationToken cancellationToken, bool rotate = true, DateTimeOffset? firstFrom = null) where T : class
+    {
+        var rows = rotate ? await RotateIfDueAsync(db, use, firstFrom, cancellationToken) : await RowsAsync(db, use, cancellationToken);
         var loaded = new List<LoadedKey<T>>(rows.Count);
         for (var i = 0; i < rows.Count; i++)
         {
@@ -442,14 +465,14 @@ public sealed class KeyRing(
     }
 
     /// <summary>Creates the first key, or the next one when the active key's rotation is due; deletes keys nothing can use any more.</summary>
-    private async Task<List<StoredKey>> RotateIfDueAsync(ApplicationDbContext db, string use, CancellationToken cancellationToken)
+    private async Task<List<StoredKey>> RotateIfDueAsync(ApplicationDbContext db, string use, DateTimeOffset? firstFrom, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
         var keys = await RowsAsync(db, use, cancellationToken);
         if (keys.Count == 0)
         {
-            // First start: nothing can have been published ahead, so the first key is used at once.
-            await CreateKeyAsync(db, NewKeyMaterial(use), 0, now, cancellationToken);
+            // First start: nothing can have been published ahead, so the first key is used at once (unless told otherwise).
+            await CreateKeyAsync(db, NewKeyMaterial(use), 0, firstFrom ?? now, cancellationToken);
             return await RowsAsync(db, use, cancellationToken);
         }
 

@@ -138,7 +138,7 @@ public static class OpenIddictKeyHandlers
         }
     }
 
-    /// <summary>Discovery names the algorithms identity tokens are signed with (RS256; ES256 only with an ECDSA certificate).</summary>
+    /// <summary>Discovery names the algorithms identity tokens are signed with (see <see cref="KeyRing.IdentityTokenAlgorithms"/>).</summary>
     public sealed class AdvertiseKeyRingAlgorithms(KeyRing keys) : IOpenIddictServerHandler<HandleConfigurationRequestContext>
     {
         public ValueTask HandleAsync(HandleConfigurationRequestContext context)

@@ -563,6 +563,52 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         Assert.True(await server.AcceptsAsync(after.Identity));
     }
 
+    /// <summary>
+    /// A server on ES256 from before the identity keys (identity tokens ES256, the JWKS its P-256 keys only) gets its
+    /// first RSA identity key published ahead like every signing key: until it has been in the JWKS for
+    /// <c>Keys:PublishAhead</c>, identity tokens stay on the P-256 key that relying parties which cached the JWKS hold,
+    /// and discovery names both algorithms.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_ES256_server_from_before_identity_keys_publishes_its_first_identity_key_ahead()
+    {
+        var settings = await FreshDatabaseAsync();
+        settings["Keys:Algorithm"] = "ES256";
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using (var before = Start(settings, clock))
+        {
+            await before.TokenAsync();
+            // What a version before the identity keys left in the database.
+            await using var scope = before.Services.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().StoredKeys
+                .Where(k => k.Use == StoredKey.IdentitySigningUse).ExecuteDeleteAsync();
+        }
+
+        clock.Advance(TimeSpan.FromDays(10));
+        await using var server = Start(settings, clock);
+        var signingKey = Assert.Single(await server.StoredKeysAsync(StoredKey.SigningUse)).Id;
+        var client = await server.Fixture.CreatePublicClientAsync();
+        var user = await server.Fixture.CreateUserAsync();
+        async Task<string> IdentityTokenAsync() =>
+            (await OAuth.SignInAndRedeemAsync(server.Fixture, server.Fixture.CreateBrowser(), client, user, "openid")).GetProperty("id_token").GetString()!;
+        async Task<string[]> IdentityTokenAlgorithmsAsync() =>
+            [.. (await HttpProtocol.DiscoverAsync(server.CreateClient())).GetProperty("id_token_signing_alg_values_supported").EnumerateArray().Select(a => a.GetString()!).Order()];
+
+        var identityKey = Assert.Single(server.Keys.Describe(), k => k.Use == StoredKey.IdentitySigningUse);
+        Assert.Equal("next", identityKey.State);
+        Assert.Contains(identityKey.KeyId, await server.PublishedKeyIdsAsync());
+        var early = await IdentityTokenAsync();
+        Assert.Equal(("ES256", signingKey), (Jwt.Header(early).GetProperty("alg").GetString(), KeyIdOf(early)));
+        Assert.Equal(["ES256", "RS256"], await IdentityTokenAlgorithmsAsync());
+
+        clock.Advance(TimeSpan.FromDays(2));
+        await server.Keys.RefreshAsync(default);
+        var later = await IdentityTokenAsync();
+        Assert.Equal(("RS256", identityKey.KeyId), (Jwt.Header(later).GetProperty("alg").GetString(), KeyIdOf(later)));
+        Assert.Equal(["RS256"], await IdentityTokenAlgorithmsAsync());
+        Assert.True(await server.AcceptsAsync(later));
+    }
+
     [SkippableFact]
     public async Task An_admin_lists_the_keys_and_rotates_now_and_the_new_key_signs_at_once()
     {
