@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using IdentityServer.Authorization;
 using IdentityServer.Data;
 using IdentityServer.Hosting;
@@ -639,6 +640,16 @@ public sealed class KeyRing(
         if (certificate is null)
         {
             return null;
+        }
+
+        // It signs every token RS256 (identity tokens must be) and the JWKS publishes its RSA key: another kind of key
+        // would leave an empty JWKS and every token request failing.
+        using (var rsa = certificate.GetRSAPublicKey())
+        {
+            if (rsa is null)
+            {
+                throw new StartupConfigurationException($"Keys:SigningCertificate: '{certificate.Subject}' is not an RSA certificate.");
+            }
         }
 
         logger.LogInformation(KeyEvents.CertificateLoaded, "Signing with certificate {Thumbprint}", certificate.Thumbprint);

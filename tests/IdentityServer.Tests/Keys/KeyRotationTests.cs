@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using IdentityServer.Data;
 using IdentityServer.Keys;
+using IdentityServer.Shared;
 using IdentityServer.Tests.Admin;
 using IdentityServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
@@ -253,6 +254,31 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
         await server.Keys.RefreshAsync(default);
         Assert.Equal([KeyIdOf(token)], await server.PublishedKeyIdsAsync());
         Assert.Equal(2, server.Keys.DescribeInternal().Count(k => k.State == "next"));
+    }
+
+    /// <summary>
+    /// Identity tokens are RS256 and the JWKS publishes a certificate's RSA key: an ECDSA signing certificate (what one
+    /// might pick along with <c>Keys:Algorithm=ES256</c>) stops the start naming the setting, rather than a server
+    /// with an empty JWKS answering every token request with a 500.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_ECDSA_signing_certificate_stops_the_start_naming_the_setting()
+    {
+        var settings = await FreshDatabaseAsync();
+        settings["Keys:Algorithm"] = "ES256";
+        using var ecdsa = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        using var certificate = new System.Security.Cryptography.X509Certificates.CertificateRequest(
+                "CN=identity server ECDSA signing test", ecdsa, System.Security.Cryptography.HashAlgorithmName.SHA256)
+            .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(1));
+        var path = Path.Combine(Path.GetTempPath(), "idsrv-tests", $"ecdsa-signing-{Guid.NewGuid():N}.pfx");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        File.WriteAllBytes(path, certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "ecdsa-test"));
+        settings["Keys:SigningCertificate:Path"] = path;
+        settings["Keys:SigningCertificate:Password"] = "ecdsa-test";
+
+        var refused = Assert.ThrowsAny<Exception>(() => Start(settings, new TestClock(DateTimeOffset.UtcNow)));
+        Assert.Contains(refused.AndItsCauses(), e => e is IdentityServer.Hosting.StartupConfigurationException
+            && e.Message.StartsWith("Keys:SigningCertificate", StringComparison.Ordinal) && e.Message.Contains("RSA", StringComparison.Ordinal));
     }
 
     /// <summary>The ids of the HMAC key and the encryption key among internal keys of one generation.</summary>
