@@ -657,10 +657,25 @@ public sealed class KeyRing(
             SecurityAlgorithms.RsaSha256);
     }
 
-    private EncryptingCredentials? LoadEncryptionCertificate() =>
-        CertificateFiles.Load(options.Value.EncryptionCertificate, "Keys:EncryptionCertificate") is { } certificate
-            ? new EncryptingCredentials(new X509SecurityKey(certificate), SecurityAlgorithms.RsaOAEP, SecurityAlgorithms.Aes256CbcHmacSha512)
-            : null;
+    private EncryptingCredentials? LoadEncryptionCertificate()
+    {
+        var certificate = CertificateFiles.Load(options.Value.EncryptionCertificate, "Keys:EncryptionCertificate");
+        if (certificate is null)
+        {
+            return null;
+        }
+
+        // Codes and refresh tokens are encrypted to it with RSA-OAEP: another kind of key would fail every one of them.
+        using (var rsa = certificate.GetRSAPublicKey())
+        {
+            if (rsa is null)
+            {
+                throw new StartupConfigurationException($"Keys:EncryptionCertificate: '{certificate.Subject}' is not an RSA certificate.");
+            }
+        }
+
+        return new EncryptingCredentials(new X509SecurityKey(certificate), SecurityAlgorithms.RsaOAEP, SecurityAlgorithms.Aes256CbcHmacSha512);
+    }
 
     /// <summary>
     /// A stored key's private part. One this server cannot read stops the start with the likely cause: its Data

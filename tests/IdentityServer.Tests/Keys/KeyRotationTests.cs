@@ -257,28 +257,31 @@ public abstract class KeyRotationTests<TFixture>(TFixture fixture) where TFixtur
     }
 
     /// <summary>
-    /// Identity tokens are RS256 and the JWKS publishes a certificate's RSA key: an ECDSA signing certificate (what one
-    /// might pick along with <c>Keys:Algorithm=ES256</c>) stops the start naming the setting, rather than a server
-    /// with an empty JWKS answering every token request with a 500.
+    /// The certificates are used with RSA algorithms (identity tokens are RS256 and the JWKS publishes a signing
+    /// certificate's RSA key; codes and refresh tokens are encrypted RSA-OAEP): an ECDSA certificate (what one might pick
+    /// along with <c>Keys:Algorithm=ES256</c>) stops the start naming the setting, rather than a server answering token
+    /// (or device authorization) requests with a 500.
     /// </summary>
-    [SkippableFact]
-    public async Task An_ECDSA_signing_certificate_stops_the_start_naming_the_setting()
+    [SkippableTheory]
+    [InlineData("Keys:SigningCertificate")]
+    [InlineData("Keys:EncryptionCertificate")]
+    public async Task An_ECDSA_certificate_stops_the_start_naming_the_setting(string setting)
     {
         var settings = await FreshDatabaseAsync();
         settings["Keys:Algorithm"] = "ES256";
         using var ecdsa = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
         using var certificate = new System.Security.Cryptography.X509Certificates.CertificateRequest(
-                "CN=identity server ECDSA signing test", ecdsa, System.Security.Cryptography.HashAlgorithmName.SHA256)
+                "CN=identity server ECDSA certificate test", ecdsa, System.Security.Cryptography.HashAlgorithmName.SHA256)
             .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(1));
-        var path = Path.Combine(Path.GetTempPath(), "idsrv-tests", $"ecdsa-signing-{Guid.NewGuid():N}.pfx");
+        var path = Path.Combine(Path.GetTempPath(), "idsrv-tests", $"ecdsa-{Guid.NewGuid():N}.pfx");
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         File.WriteAllBytes(path, certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "ecdsa-test"));
-        settings["Keys:SigningCertificate:Path"] = path;
-        settings["Keys:SigningCertificate:Password"] = "ecdsa-test";
+        settings[$"{setting}:Path"] = path;
+        settings[$"{setting}:Password"] = "ecdsa-test";
 
         var refused = Assert.ThrowsAny<Exception>(() => Start(settings, new TestClock(DateTimeOffset.UtcNow)));
         Assert.Contains(refused.AndItsCauses(), e => e is IdentityServer.Hosting.StartupConfigurationException
-            && e.Message.StartsWith("Keys:SigningCertificate", StringComparison.Ordinal) && e.Message.Contains("RSA", StringComparison.Ordinal));
+            && e.Message.StartsWith(setting, StringComparison.Ordinal) && e.Message.Contains("RSA", StringComparison.Ordinal));
     }
 
     /// <summary>The ids of the HMAC key and the encryption key among internal keys of one generation.</summary>
