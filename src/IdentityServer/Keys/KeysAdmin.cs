@@ -57,7 +57,7 @@ public static class KeysAdminExtensions
         {
             var audit = services.GetRequiredService<AuditLog>();
             audit.Record(actor, AuditAction.KeyRotated, key.Id, previous,
-                new KeyDocument(key.Id, key.Algorithm, key.Slot, "active", key.CreatedAt, key.ActivatesAt, null, null));
+                new KeyDocument(key.Id, key.Algorithm, key.Slot, "active", key.CreatedAt, key.ActivatesAt, null, null, key.Use));
             await audit.CommitAsync(transaction, CancellationToken.None);
         }, CancellationToken.None);
         return KeyDocument.From(active);
@@ -102,7 +102,7 @@ public static class KeysAdminExtensions
         [property: JsonPropertyName("activates_at")] DateTimeOffset? ActivatesAt,
         [property: JsonPropertyName("retires_at")] DateTimeOffset? RetiresAt,
         [property: JsonPropertyName("published_until")] DateTimeOffset? PublishedUntil,
-        [property: JsonPropertyName("use")] string Use = StoredKey.SigningUse)
+        [property: JsonPropertyName("use")] string Use)
     {
         public static KeyDocument From(SigningKeyState key) =>
             new(key.KeyId, key.Algorithm, key.Slot, key.State, key.CreatedAt, key.ActivatesAt, key.RetiresAt, key.PublishedUntil, key.Use);

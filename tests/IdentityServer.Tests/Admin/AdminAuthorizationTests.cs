@@ -247,6 +247,10 @@ public abstract class AdminAuthorizationTests<TFixture>(TFixture server) where T
         }
 
         Assert.Equal("integer", page.GetProperty("type").GetString());
+
+        // Every key in the list has a use (sig, or id-sig for the RSA keys of identity tokens beside ES256 ones).
+        var keyDocument = document.GetProperty("components").GetProperty("schemas").GetProperty("KeyDocument");
+        Assert.Contains("use", keyDocument.GetProperty("required").EnumerateArray().Select(r => r.GetString()));
     }
 
     [SkippableFact]
