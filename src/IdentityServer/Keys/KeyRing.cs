@@ -636,20 +636,11 @@ public sealed class KeyRing(
 
     private SigningCredentials? LoadSigningCertificate()
     {
-        var certificate = CertificateFiles.Load(options.Value.SigningCertificate, "Keys:SigningCertificate");
-        if (certificate is null)
-        {
-            return null;
-        }
-
         // It signs every token RS256 (identity tokens must be) and the JWKS publishes its RSA key: another kind of key
         // would leave an empty JWKS and every token request failing.
-        using (var rsa = certificate.GetRSAPublicKey())
+        if (LoadRsaCertificate(options.Value.SigningCertificate, "Keys:SigningCertificate") is not { } certificate)
         {
-            if (rsa is null)
-            {
-                throw new StartupConfigurationException($"Keys:SigningCertificate: '{certificate.Subject}' is not an RSA certificate.");
-            }
+            return null;
         }
 
         logger.LogInformation(KeyEvents.CertificateLoaded, "Signing with certificate {Thumbprint}", certificate.Thumbprint);
@@ -657,24 +648,26 @@ public sealed class KeyRing(
             SecurityAlgorithms.RsaSha256);
     }
 
-    private EncryptingCredentials? LoadEncryptionCertificate()
-    {
-        var certificate = CertificateFiles.Load(options.Value.EncryptionCertificate, "Keys:EncryptionCertificate");
-        if (certificate is null)
-        {
-            return null;
-        }
+    // Codes and refresh tokens are encrypted to it with RSA-OAEP: another kind of key would fail every one of them.
+    private EncryptingCredentials? LoadEncryptionCertificate() =>
+        LoadRsaCertificate(options.Value.EncryptionCertificate, "Keys:EncryptionCertificate") is { } certificate
+            ? new EncryptingCredentials(new X509SecurityKey(certificate), SecurityAlgorithms.RsaOAEP, SecurityAlgorithms.Aes256CbcHmacSha512)
+            : null;
 
-        // Codes and refresh tokens are encrypted to it with RSA-OAEP: another kind of key would fail every one of them.
-        using (var rsa = certificate.GetRSAPublicKey())
+    /// <summary>The configured certificate of <paramref name="setting"/>, if any; one without an RSA key stops the start.</summary>
+    private static X509Certificate2? LoadRsaCertificate(CertificateOptions? configured, string setting)
+    {
+        var certificate = CertificateFiles.Load(configured, setting);
+        if (certificate is not null)
         {
+            using var rsa = certificate.GetRSAPublicKey();
             if (rsa is null)
             {
-                throw new StartupConfigurationException($"Keys:EncryptionCertificate: '{certificate.Subject}' is not an RSA certificate.");
+                throw new StartupConfigurationException($"{setting}: '{certificate.Subject}' is not an RSA certificate.");
             }
         }
 
-        return new EncryptingCredentials(new X509SecurityKey(certificate), SecurityAlgorithms.RsaOAEP, SecurityAlgorithms.Aes256CbcHmacSha512);
+        return certificate;
     }
 
     /// <summary>
