@@ -283,11 +283,12 @@ public sealed class KeyRing(
 
     /// <inheritdoc cref="RotateNowAsync(CancellationToken)"/>
     /// <param name="commit">
-    /// Commits the rotation's transaction with what is written along with it (its audit entry), so that both are stored
-    /// or neither: given the services of the rotation's scope (whose database context the transaction is on), the row of
-    /// the key that signs from now on, and the transaction. Without it the rotation commits alone.
+    /// Commits the rotation's transaction with what is written along with it (its audit entries), so that both are
+    /// stored or neither: given the services of the rotation's scope (whose database context the transaction is on), the
+    /// rows of the keys that sign from now on (the signing key, then the RSA identity key if there are such keys), and
+    /// the transaction. Without it the rotation commits alone.
     /// </param>
-    public async Task<SigningKeyState> RotateNowAsync(Func<IServiceProvider, StoredKey, IDbContextTransaction, Task>? commit,
+    public async Task<SigningKeyState> RotateNowAsync(Func<IServiceProvider, IReadOnlyList<StoredKey>, IDbContextTransaction, Task>? commit,
         CancellationToken cancellationToken)
     {
         if (!Rotates)
@@ -334,7 +335,13 @@ public sealed class KeyRing(
                 }
                 else
                 {
-                    await commit(scope.ServiceProvider, (await RowsAsync(db, StoredKey.SigningUse, cancellationToken))[^1], transaction);
+                    List<StoredKey> signingNow = [(await RowsAsync(db, StoredKey.SigningUse, cancellationToken))[^1]];
+                    if (identityKey is not null)
+                    {
+                        signingNow.Add((await RowsAsync(db, StoredKey.IdentitySigningUse, cancellationToken))[^1]);
+                    }
+
+                    await commit(scope.ServiceProvider, signingNow, transaction);
                 }
             }
 

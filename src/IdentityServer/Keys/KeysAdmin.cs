@@ -52,12 +52,17 @@ public static class KeysAdminExtensions
         }
 
         ct.ThrowIfCancellationRequested();
-        var previous = ring.Describe().Select(KeyDocument.From).FirstOrDefault(k => k.State == "active" && k.Use == StoredKey.SigningUse);
-        var active = await ring.RotateNowAsync(async (services, key, transaction) =>
+        var previous = ring.Describe().Select(KeyDocument.From).Where(k => k.State == "active").ToList();
+        var active = await ring.RotateNowAsync(async (services, keys, transaction) =>
         {
+            // One entry per key that signs from now on: the signing key, and with ES256 the RSA identity key.
             var audit = services.GetRequiredService<AuditLog>();
-            audit.Record(actor, AuditAction.KeyRotated, key.Id, previous,
-                new KeyDocument(key.Id, key.Algorithm, key.Slot, "active", key.CreatedAt, key.ActivatesAt, null, null, key.Use));
+            foreach (var key in keys)
+            {
+                audit.Record(actor, AuditAction.KeyRotated, key.Id, previous.FirstOrDefault(k => k.Use == key.Use),
+                    new KeyDocument(key.Id, key.Algorithm, key.Slot, "active", key.CreatedAt, key.ActivatesAt, null, null, key.Use));
+            }
+
             await audit.CommitAsync(transaction, CancellationToken.None);
         }, CancellationToken.None);
         return KeyDocument.From(active);

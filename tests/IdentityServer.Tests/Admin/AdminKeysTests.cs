@@ -34,6 +34,33 @@ public abstract class AdminKeysTests<TFixture>(TFixture server) where TFixture :
         Assert.Contains(audit.GetProperty("items").EnumerateArray(), e => e.GetProperty("action").GetString() == "key.rotated");
     }
 
+    /// <summary>With ES256 a rotation moves the RSA identity key too, and the audit has an entry for each new key, naming its use.</summary>
+    [SkippableFact]
+    public async Task With_ES256_a_rotation_audits_the_new_signing_key_and_the_new_identity_key()
+    {
+        Skip.If(server.UnavailableReason is not null, server.UnavailableReason);
+        await using var factory = server.StartServer(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:IdentityServer"] = await TestDatabases.CreateAsync(server.Provider),
+            ["Keys:Algorithm"] = "ES256",
+        });
+        var admin = await AdminAsync(new AttachedServer(factory, server.Provider));
+
+        var rotated = await admin.PostAsync("/api/admin/keys/rotate", null);
+
+        Assert.Equal("sig", (await rotated.ExpectAsync(HttpStatusCode.OK)).GetProperty("use").GetString());
+        var active = (await admin.GetFromJsonAsync<JsonElement>("/api/admin/keys")).GetProperty("keys").EnumerateArray()
+            .Where(k => k.GetProperty("state").GetString() == "active").ToList();
+        Assert.Equal(["id-sig", "sig"], active.Select(k => k.GetProperty("use").GetString()).Order());
+        foreach (var key in active)
+        {
+            var entry = Assert.Single((await AuditForAsync(admin, "key", key.GetProperty("kid").GetString()!)).EnumerateArray());
+            Assert.Equal("key.rotated", entry.GetProperty("action").GetString());
+            Assert.Equal(key.GetProperty("use").GetString(), entry.GetProperty("after").GetProperty("use").GetString());
+            Assert.Equal(key.GetProperty("use").GetString(), entry.GetProperty("before").GetProperty("use").GetString());
+        }
+    }
+
     /// <summary>
     /// A caller that goes away as soon as the key is rotated (its request aborted then) leaves the rotation audited all
     /// the same: the entry is written with the rotation, which the request's cancellation does not stop halfway.
