@@ -3,7 +3,6 @@ using IdentityServer.Data;
 using MailKit.Net.Smtp;
 using MailKit.Security;
 using Microsoft.AspNetCore.DataProtection;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using MimeKit;
 
@@ -99,9 +98,10 @@ public sealed class EmailDelivery(
             failure = e;
         }
 
-        if (failure is DbUpdateException && await IsDeletedAsync(queued.UserId, ct))
+        if (DatabaseErrors.IsForeignKeyViolation(failure))
         {
-            // The account was deleted since the page queued this (its row refused it): its emails went with it.
+            // The account was deleted since the page queued this (the email's one foreign key, to its account, refused
+            // it): its emails went with it.
             logger.LogInformation(AccountEvents.EmailFailed, "Email {Subject} to {To} not sent: its account was deleted", subject, to);
             return;
         }
@@ -109,20 +109,6 @@ public sealed class EmailDelivery(
         // The database (or the key ring in it) is away: one attempt now rather than none.
         logger.LogWarning(AccountEvents.EmailFailed, failure, "Email {Subject} to {To} could not be stored; sending it once without retries", subject, to);
         await TrySendAsync(message, subject, to, ct);
-    }
-
-    /// <summary>Whether the account <paramref name="userId"/> is known to be gone (not when the database cannot say).</summary>
-    private async Task<bool> IsDeletedAsync(string userId, CancellationToken ct)
-    {
-        try
-        {
-            await using var scope = scopes.CreateAsyncScope();
-            return !await scope.ServiceProvider.GetRequiredService<ApplicationDbContext>().Users.AnyAsync(u => u.Id == userId, ct);
-        }
-        catch (Exception) when (!ct.IsCancellationRequested)
-        {
-            return false;
-        }
     }
 
     private Task SendStoredAsync(CancellationToken stoppingToken) => _due.RunAsync(SendDueAsync,
