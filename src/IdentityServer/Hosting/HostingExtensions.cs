@@ -208,6 +208,14 @@ public static class HostingExtensions
         app.MapRazorPages();
         app.MapHealthChecks("/health", new HealthCheckOptions { Predicate = _ => false }).AllowAnonymous().GetAndHeadOnly();
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") }).AllowAnonymous().GetAndHeadOnly();
+        // An address nothing answers is a 404 (the friendly error page for a browser), not deny-by-default's sign-in
+        // page: a client with a mistyped endpoint should learn that, and there is nothing there to protect. Anything
+        // mapped, and every protocol endpoint OpenIddict answers itself before routing's endpoint runs, is unaffected.
+        app.MapFallback("{**path}", context =>
+        {
+            context.Response.StatusCode = StatusCodes.Status404NotFound;
+            return Task.CompletedTask;
+        }).AllowAnonymous();
         return app;
     }
 

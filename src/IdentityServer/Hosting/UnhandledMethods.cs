@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.Filters;
 
@@ -15,7 +16,9 @@ public sealed class UnhandledMethods : IAsyncPageFilter
     public Task OnPageHandlerExecutionAsync(PageHandlerExecutingContext context, PageHandlerExecutionDelegate next)
     {
         var method = context.HttpContext.Request.Method;
+        // The error page shown for another request's status (a PUT to an unknown address) answers in that request's method.
         if (context.HandlerMethod is not null || HttpMethods.IsGet(method) || HttpMethods.IsHead(method)
+            || context.HttpContext.Features.Get<IStatusCodeReExecuteFeature>() is not null
             || context.ActionDescriptor.HandlerMethods.Any(handler => string.Equals(handler.HttpMethod, method, StringComparison.OrdinalIgnoreCase)))
         {
             return next(); // a method the page takes (with an unknown handler name, say): Razor Pages' own answer

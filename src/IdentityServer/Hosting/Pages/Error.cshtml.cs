@@ -2,6 +2,7 @@ using Microsoft.AspNetCore;
 using System.Diagnostics;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.Filters;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace IdentityServer.Hosting.Pages;
@@ -18,9 +19,12 @@ public sealed class ErrorModel : PageModel
 
     public string RequestId => Activity.Current?.Id ?? HttpContext.TraceIdentifier;
 
-    public void OnGet(int? status) => Describe(status);
-
-    public void OnPost(int? status) => Describe(status);
+    /// <summary>
+    /// Here rather than in OnGet and OnPost: shown for another request's status, the page answers that request's method
+    /// (a PUT to an unknown address), for which it has no handler.
+    /// </summary>
+    public override void OnPageHandlerExecuting(PageHandlerExecutingContext context) =>
+        Describe(int.TryParse(Request.Query["status"], out var status) ? status : null);
 
     /// <summary>
     /// The OAuth error of a protocol request that ended here rather than at its client (an error for a client that
