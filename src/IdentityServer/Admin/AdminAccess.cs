@@ -37,7 +37,7 @@ public sealed class AdminRequirementHandler(
             return;
         }
 
-        var bearer = requirement.AllowBearer && http.HttpContext is { } request && AdminAccess.IsBearerRequest(request);
+        var bearer = requirement.AllowBearer && http.HttpContext is { } request && AdminAccess.CarriesAccessToken(request);
         string? refusal;
         if (bearer)
         {
@@ -110,11 +110,15 @@ public static class AdminAccess
     public static bool IsBearerRequest(HttpContext context) =>
         context.Request.Headers.Authorization.ToString().StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>An access token in the Authorization header, as a bearer token or a DPoP-bound one (RFC 9449 section 7.1).</summary>
+    public static bool CarriesAccessToken(HttpContext context) =>
+        IsBearerRequest(context) || context.Request.Headers.Authorization.ToString().StartsWith(Dpop.DpopServerHandlers.AuthorizationScheme + " ", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>The actor of the current request, for the audit log.</summary>
     public static AdminActor ActorOf(HttpContext context)
     {
         var principal = context.User;
-        if (IsBearerRequest(context))
+        if (CarriesAccessToken(context))
         {
             var subject = principal.GetClaim(Claims.Subject) ?? "(unknown)";
             var client = principal.GetPresenters().FirstOrDefault();
@@ -136,7 +140,7 @@ public static class AdminAccess
     public static async ValueTask<object?> RequireAntiforgeryForCookies(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        if (!HttpMethods.IsGet(http.Request.Method) && !HttpMethods.IsHead(http.Request.Method) && !IsBearerRequest(http)
+        if (!HttpMethods.IsGet(http.Request.Method) && !HttpMethods.IsHead(http.Request.Method) && !CarriesAccessToken(http)
             && !await http.RequestServices.GetRequiredService<IAntiforgery>().IsRequestValidAsync(http))
         {
             return AdminResults.Error(StatusCodes.Status400BadRequest, FieldError.InvalidRequest,

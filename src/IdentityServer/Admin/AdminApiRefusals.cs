@@ -29,10 +29,11 @@ public sealed class AdminApiRefusals : IAuthorizationMiddlewareResultHandler
             {
                 StatusCodes.Status403Forbidden => AdminResults.Error(StatusCodes.Status403Forbidden, "insufficient_access",
                     "The admin API needs an access token with the admin scope, or the session of a user in the admin role."),
-                _ when AdminAccess.IsBearerRequest(context) => AdminResults.Error(StatusCodes.Status401Unauthorized, "invalid_token",
+                _ when DpopRefusal(context) is { } refusal => AdminResults.Error(StatusCodes.Status401Unauthorized, refusal.Error!, refusal.ErrorDescription ?? ""),
+                _ when AdminAccess.CarriesAccessToken(context) => AdminResults.Error(StatusCodes.Status401Unauthorized, "invalid_token",
                     "The access token is not valid: expired, revoked, or not issued by this server."),
                 _ => AdminResults.Error(StatusCodes.Status401Unauthorized, "unauthorized",
-                    "The admin API needs an access token of this server with the admin scope (Authorization: Bearer), or the session of a user in the admin role."),
+                    "The admin API needs an access token of this server with the admin scope (Authorization: Bearer, or DPoP with a proof), or the session of a user in the admin role."),
             };
             await error.ExecuteAsync(context);
         }
@@ -41,6 +42,15 @@ public sealed class AdminApiRefusals : IAuthorizationMiddlewareResultHandler
             await RegistrationRefusal(context).ExecuteAsync(context);
         }
     }
+
+    /// <summary>
+    /// A DPoP challenge (RFC 9449 section 7.1: a refused proof, or a bound token presented without its key): the error and
+    /// description the challenge gives, so that the client knows whether to make a new proof or present the token otherwise.
+    /// </summary>
+    private static OpenIddict.Abstractions.OpenIddictResponse? DpopRefusal(HttpContext context) =>
+        context.Response.Headers.WWWAuthenticate.ToString().StartsWith(Dpop.DpopServerHandlers.AuthorizationScheme + " ", StringComparison.Ordinal)
+        && context.Features.Get<OpenIddict.Validation.AspNetCore.OpenIddictValidationAspNetCoreFeature>()?.Transaction?.Response is { Error.Length: > 0 } response
+            ? response : null;
 
     /// <summary>
     /// A registration without a valid initial access token (401 invalid_token, RFC 7591 section 3) or with one that is not

@@ -28,14 +28,13 @@ public static class AdminExtensions
             validation.UseKeyRing();
             validation.UseAspNetCore();
             validation.EnableTokenEntryValidation();
-            validation.RemoveEventHandler(OpenIddictValidationHandlers.Protection.ValidateProofOfPossession.Descriptor)
-                .AddEventHandler(BoundTokenRefusal.Descriptor);
+            Dpop.DpopValidationHandlers.Register(validation);
         });
         BearerOnlyValidationHandler.Register(builder.Services);
 
         builder.Services.AddAuthentication()
             .AddPolicyScheme(AdminApi.ApiScheme, "Admin API", options =>
-                options.ForwardDefaultSelector = context => AdminAccess.IsBearerRequest(context)
+                options.ForwardDefaultSelector = context => AdminAccess.CarriesAccessToken(context)
                     ? OpenIddictValidationAspNetCoreDefaults.AuthenticationScheme
                     : AdminSessionHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, AdminSessionHandler>(AdminSessionHandler.SchemeName, null);

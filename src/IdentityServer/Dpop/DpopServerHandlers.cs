@@ -103,28 +103,34 @@ public static class DpopServerHandlers
     /// the request's own URL beside the issuer's: its host is the request's Host header, which whoever sends the request
     /// chooses, so a proof made for another server would pass here with that server's name in the header.
     /// </summary>
-    private static IEnumerable<Uri> EndpointUrls(BaseContext context)
+    private static IEnumerable<Uri> EndpointUrls(BaseContext context) => EndpointUrls(context.Options.Issuer, context.RequestUri, context.BaseUri);
+
+    /// <summary>
+    /// <see cref="EndpointUrls(BaseContext)"/> from its parts: the configured <paramref name="issuer"/>, if any, and the
+    /// request's URL and base URL (its path base) as OpenIddict resolved them. The admin API's proofs use it too.
+    /// </summary>
+    internal static IEnumerable<Uri> EndpointUrls(Uri? issuer, Uri? requestUri, Uri? requestBase)
     {
-        if (context.Options.Issuer is not { } baseUri)
+        if (issuer is null)
         {
-            if (context.RequestUri is { } requested)
+            if (requestUri is not null)
             {
-                yield return requested;
+                yield return requestUri;
             }
 
             yield break;
         }
 
-        if (context.RequestUri is null)
+        if (requestUri is null)
         {
             yield break;
         }
 
-        var root = baseUri.AbsoluteUri.EndsWith('/') ? baseUri : new Uri(baseUri.AbsoluteUri + "/");
-        var path = context.RequestUri.AbsolutePath.TrimStart('/');
-        if (context.BaseUri is { } requestBase && context.RequestUri.AbsolutePath.StartsWith(requestBase.AbsolutePath, StringComparison.Ordinal))
+        var root = issuer.AbsoluteUri.EndsWith('/') ? issuer : new Uri(issuer.AbsoluteUri + "/");
+        var path = requestUri.AbsolutePath.TrimStart('/');
+        if (requestBase is not null && requestUri.AbsolutePath.StartsWith(requestBase.AbsolutePath, StringComparison.Ordinal))
         {
-            path = context.RequestUri.AbsolutePath[requestBase.AbsolutePath.Length..].TrimStart('/');
+            path = requestUri.AbsolutePath[requestBase.AbsolutePath.Length..].TrimStart('/');
         }
 
         yield return new Uri(root, path);
@@ -357,7 +363,7 @@ public static class DpopServerHandlers
             && !string.IsNullOrEmpty(request.ClientId) && token.GetClaim(Claims.ClientId) != request.ClientId;
 
         /// <summary>The key a token is bound to (<c>cnf.jkt</c>); null when it is not bound, or bound otherwise (<paramref name="unknown"/>).</summary>
-        private static string? ThumbprintOf(ClaimsPrincipal principal, out bool unknown)
+        internal static string? ThumbprintOf(ClaimsPrincipal principal, out bool unknown)
         {
             unknown = false;
             if (principal.GetClaim(Claims.Confirmation) is not { Length: > 0 } confirmation)

@@ -123,6 +123,41 @@ public abstract class DpopNonceTests<TFixture>(TFixture fixture) where TFixture 
         Assert.Contains("insufficient_scope", withNonce.Headers.WwwAuthenticate.ToString());
     }
 
+    /// <summary>The admin API asks for a nonce as userinfo does: 401, a DPoP challenge with use_dpop_nonce and the nonce in the JSON body's error.</summary>
+    [SkippableFact]
+    public async Task The_admin_API_asks_for_a_nonce_with_a_DPoP_challenge()
+    {
+        var clock = new TestClock(DateTimeOffset.UtcNow);
+        await using var factory = StartWithClock(clock);
+        var server = new AttachedServer(factory, fixture.Provider);
+        var client = await server.CreateConfidentialClientAsync(c => c.Scope = "admin");
+        var key = new DpopKey("ES256");
+        var form = new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = "admin" };
+        var tokenNonce = NonceOf(await PostAsync(server, "token_endpoint", form, await key.ProofAsync(server, "POST", "token_endpoint", issuedAt: clock.GetUtcNow()), client));
+        var issued = await PostAsync(server, "token_endpoint", form, await key.ProofAsync(server, "POST", "token_endpoint", nonce: tokenNonce, issuedAt: clock.GetUtcNow()), client);
+        var accessToken = (await OAuth.ReadJsonAsync(issued)).GetProperty("access_token").GetString()!;
+        var clients = new Uri(new Uri(await server.EndpointAsync("issuer")), "api/admin/clients").AbsoluteUri;
+
+        var withoutNonce = await AdminApiAsync(server, clients, accessToken, key.Proof("GET", clients, payload: p =>
+        {
+            p["ath"] = IdentityServer.Dpop.DpopProofReader.AccessTokenHash(accessToken);
+            p["iat"] = clock.GetUtcNow().ToUnixTimeSeconds();
+        }));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, withoutNonce.StatusCode);
+        Assert.StartsWith("DPoP ", withoutNonce.Headers.WwwAuthenticate.ToString());
+        Assert.Contains("error=\"use_dpop_nonce\"", withoutNonce.Headers.WwwAuthenticate.ToString());
+        Assert.Equal("use_dpop_nonce", (await OAuth.ReadJsonAsync(withoutNonce)).GetProperty("error").GetString());
+        var withNonce = await AdminApiAsync(server, clients, accessToken, key.Proof("GET", clients, payload: p =>
+        {
+            p["ath"] = IdentityServer.Dpop.DpopProofReader.AccessTokenHash(accessToken);
+            p["iat"] = clock.GetUtcNow().ToUnixTimeSeconds();
+            p["nonce"] = NonceOf(withoutNonce);
+        }));
+        Assert.Equal(HttpStatusCode.OK, withNonce.StatusCode);
+        Assert.NotEmpty(NonceOf(withNonce)); // a fresh one with every answer to a request with a proof
+    }
+
     /// <summary>
     /// Nothing changes for a client that does not use DPoP; one required to (dpop_bound_access_tokens) is given a nonce
     /// with the refusal of a request without a proof, and so is a pushed request's proof without one.
@@ -207,6 +242,14 @@ public abstract class DpopNonceTests<TFixture>(TFixture fixture) where TFixture 
     private static async Task<HttpResponseMessage> UserInfoAsync(ServerFixture server, string accessToken, string proof)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, await server.EndpointAsync("userinfo_endpoint"));
+        request.Headers.Authorization = new AuthenticationHeaderValue("DPoP", accessToken);
+        request.Headers.Add("DPoP", proof);
+        return await server.CreateClient().SendAsync(request);
+    }
+
+    private static async Task<HttpResponseMessage> AdminApiAsync(ServerFixture server, string url, string accessToken, string proof)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, url);
         request.Headers.Authorization = new AuthenticationHeaderValue("DPoP", accessToken);
         request.Headers.Add("DPoP", proof);
         return await server.CreateClient().SendAsync(request);
