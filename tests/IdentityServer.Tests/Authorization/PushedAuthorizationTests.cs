@@ -53,6 +53,35 @@ public abstract class PushedAuthorizationTests<TFixture>(TFixture server) where 
         Assert.True((int)again.Status < 500, again.Body);
     }
 
+    /// <summary>
+    /// A request_uri that was used already, or never pushed, is invalid_request_uri (RFC 9101 6.2, OpenID Connect Core
+    /// 3.1.2.6): back to the client at a registered redirect_uri sent beside it, with its state and the issuer, else on
+    /// the error page. It was invalid_token, which the authorization endpoint does not have.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_used_or_unknown_request_uri_is_invalid_request_uri()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var user = await server.CreateUserAsync();
+        var browser = server.CreateBrowser();
+        var requestUri = await OAuth.PushAsync(server, client.ClientId, Request(Pkce.Create(), "openid", Unique.Name("state"), Unique.Name("nonce")));
+        await OAuth.AuthorizeAsync(browser, await AuthorizeUrlAsync(client, requestUri), user);
+        var state = Unique.Name("state");
+
+        var used = await browser.NavigateAsync(QueryHelpers.AddQueryString(await AuthorizeUrlAsync(client, requestUri),
+            new Dictionary<string, string?> { ["redirect_uri"] = OAuth.AppRedirectUri, ["state"] = state }), OAuth.IsApp);
+        var unknown = await server.CreateBrowser().NavigateAsync(await AuthorizeUrlAsync(client, "urn:ietf:params:oauth:request_uri:never-pushed"), OAuth.IsApp);
+
+        Assert.True(used.RedirectTarget is not null && OAuth.IsApp(used.RedirectTarget), $"{(int)used.Status} at {used.Uri}:\n{used.Body}");
+        var answer = OAuth.QueryOf(used.RedirectTarget!);
+        Assert.Equal("invalid_request_uri", answer["error"]);
+        Assert.Equal(state, answer["state"]);
+        Assert.Equal(await server.EndpointAsync("issuer"), answer["iss"]);
+        Assert.Equal(HttpStatusCode.BadRequest, unknown.Status);
+        Assert.Contains("invalid_request_uri", unknown.Body);
+        Assert.DoesNotContain("invalid_token", unknown.Body);
+    }
+
     /// <summary>A pushed request's login_hint is not in the URL the browser brings, yet fills in the login page all the same, and stays out of the URL.</summary>
     [SkippableFact]
     public async Task A_login_hint_in_a_pushed_request_fills_in_the_user_name_on_the_login_page()

@@ -108,9 +108,10 @@ public sealed class AuthorizeModel(
 
     private async Task<IActionResult> HandleAsync(string? consentDecision = null, string? accountChoice = null)
     {
-        if (HttpContext.GetOpenIddictServerResponse() is { Error: { } error } response)
+        if (HttpContext.GetOpenIddictServerResponse() is { Error: { } refused } response)
         {
-            return await ReturnErrorToClientAsync(error, response.ErrorDescription) ?? ShowError(error, response.ErrorDescription);
+            var (error, description) = AuthorizationError(refused, response.ErrorDescription);
+            return await ReturnErrorToClientAsync(error, description) ?? ShowError(error, description);
         }
 
         var request = HttpContext.GetOpenIddictServerRequest();
@@ -482,6 +483,18 @@ public sealed class AuthorizeModel(
             ? request.RedirectUri + "#" + encoded
             : request.RedirectUri + (string.IsNullOrEmpty(redirectUri.Query) ? "?" : "&") + encoded);
     }
+
+    /// <summary>
+    /// OpenIddict refuses a pushed request's <c>request_uri</c> it cannot use (unknown, expired, used already) with the
+    /// error of its token check, <c>invalid_token</c>, which the authorization endpoint does not have (RFC 6749 4.1.2.1):
+    /// it is <c>invalid_request_uri</c> (RFC 9101 6.2, OpenID Connect Core 3.1.2.6), which tells the client to push
+    /// its request again. Only the request token is refused there: an id_token_hint OpenIddict cannot validate is left
+    /// to this page.
+    /// </summary>
+    private (string Error, string? Description) AuthorizationError(string error, string? description) =>
+        error == Errors.InvalidToken && !string.IsNullOrEmpty(HttpContext.GetOpenIddictServerRequest()?.RequestUri)
+            ? (Errors.InvalidRequestUri, "The request_uri is not a pushed request that can still be used (unknown, expired or used already): push the request again.")
+            : (error, description);
 
     /// <summary>
     /// A page whose form posts <paramref name="fields"/> to <paramref name="action"/> by itself: the same self-submitting
