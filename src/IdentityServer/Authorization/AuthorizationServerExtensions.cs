@@ -115,21 +115,41 @@ public static class AuthorizationServerExtensions
                 server.AddEventHandler(OpenIddict.Server.AspNetCore.OpenIddictServerAspNetCoreHandlers
                     .AttachCacheControlHeader<OpenIddict.Server.OpenIddictServerEvents.ApplyIntrospectionResponseContext>.Descriptor);
 
-                // A client credentials request without any client authentication is invalid_client (401), as RFC
-                // 6749 5.2 names "no client authentication included", and as every other grant answers it here;
-                // OpenIddict says invalid_request (for a missing client_id too, hence before its check of that).
+                // A token request without any client authentication is invalid_client (401), as RFC 6749 5.2 names
+                // "no client authentication included": for client credentials always, for the other grants when it does
+                // not even name its client (a public client names itself with client_id), as refresh and token exchange
+                // requests are answered already. OpenIddict says invalid_request (for a missing client_id too, hence
+                // before its check of that).
                 server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidateTokenRequestContext>(handler =>
                     handler.UseInlineHandler(context =>
                     {
-                        if (OpenIddict.Abstractions.OpenIddictExtensions.IsClientCredentialsGrantType(context.Request) && string.IsNullOrEmpty(context.Request.ClientSecret)
+                        var clientCredentials = OpenIddict.Abstractions.OpenIddictExtensions.IsClientCredentialsGrantType(context.Request);
+                        if ((clientCredentials || string.IsNullOrEmpty(context.Request.ClientId)) && string.IsNullOrEmpty(context.Request.ClientSecret)
                             && string.IsNullOrEmpty(context.Request.ClientAssertion) && string.IsNullOrEmpty(context.Request.ClientAssertionType)
                             && context.Transaction.RemoteCertificate is null)
                         {
-                            context.Reject(Errors.InvalidClient, "The client credentials grant needs client authentication.");
+                            context.Reject(Errors.InvalidClient, clientCredentials
+                                ? "The client credentials grant needs client authentication."
+                                : "The request names no client: send client_id, or authenticate the client.");
                         }
 
                         return default;
                     }).SetOrder(OpenIddict.Server.OpenIddictServerHandlers.Exchange.ValidateClientIdParameter.Descriptor.Order - 1));
+
+                // A scope sent with a code or a device code is ignored, as RFC 6749 3.2 has a token endpoint ignore the
+                // parameters it does not define for a request (the scopes are the grant's): OpenIddict refuses it as
+                // invalid_request, which some client libraries that send it anyway (WordPress's, OidcProxy.Net) cannot get past.
+                server.AddEventHandler<OpenIddict.Server.OpenIddictServerEvents.ValidateTokenRequestContext>(handler =>
+                    handler.UseInlineHandler(context =>
+                    {
+                        if (OpenIddict.Abstractions.OpenIddictExtensions.IsAuthorizationCodeGrantType(context.Request)
+                            || OpenIddict.Abstractions.OpenIddictExtensions.IsDeviceCodeGrantType(context.Request))
+                        {
+                            context.Request.Scope = null;
+                        }
+
+                        return default;
+                    }).SetOrder(OpenIddict.Server.OpenIddictServerHandlers.Exchange.ValidateScopeParameter.Descriptor.Order - 1));
 
                 server.NarrowRefreshedTokens().LeaveOurErrorsWithoutErrorUri();
                 server.RequireTokenParties();

@@ -248,6 +248,53 @@ public abstract class AuthorizationNegativeTests<TFixture>(TFixture server) wher
         Assert.Contains((await OAuth.ReadJsonAsync(response)).GetProperty("error").GetString(), new[] { "invalid_request", "invalid_grant" });
     }
 
+    /// <summary>RFC 6749 5.2: "no client authentication included" is invalid_client, for a code's redemption too.</summary>
+    [SkippableFact]
+    public async Task A_code_redemption_naming_no_client_is_401_invalid_client()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var pkce = Pkce.Create();
+        var code = await CodeAsync(client, pkce, await server.CreateUserAsync());
+
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code",
+            ["code"] = code,
+            ["redirect_uri"] = OAuth.AppRedirectUri,
+            ["code_verifier"] = pkce.Verifier,
+        });
+
+        await AssertErrorAsync(response, HttpStatusCode.Unauthorized, "invalid_client");
+        await OAuth.RedeemAsync(server, client, code, pkce); // nothing was redeemed by the refused request
+    }
+
+    /// <summary>
+    /// A scope sent with a code is ignored, as RFC 6749 3.2 has the token endpoint ignore what a request does not define:
+    /// the tokens have the scopes the code was granted, no more and no fewer.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_scope_sent_with_a_code_is_ignored()
+    {
+        var client = await server.CreatePublicClientAsync();
+        var pkce = Pkce.Create();
+        var code = await CodeAsync(client, pkce, await server.CreateUserAsync(), "openid offline_access");
+
+        var response = await OAuth.PostTokenAsync(server, new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code",
+            ["client_id"] = client.ClientId,
+            ["code"] = code,
+            ["redirect_uri"] = OAuth.AppRedirectUri,
+            ["code_verifier"] = pkce.Verifier,
+            ["scope"] = "openid",
+        });
+
+        var json = await OAuth.ReadJsonAsync(response);
+        Assert.True(response.IsSuccessStatusCode, json.ToString());
+        Assert.Equal(["offline_access", "openid"], json.GetProperty("scope").GetString()!.Split(' ').Order());
+        Assert.True(json.TryGetProperty("refresh_token", out _));
+    }
+
     [SkippableFact]
     public async Task A_reused_code_is_refused_and_revokes_the_tokens_of_its_first_redemption()
     {
