@@ -35,6 +35,8 @@ public sealed class StartupErrorTests
         { "Registration__AllowedGrantTypes__0", "password", "Registration:AllowedGrantTypes:0", "'password'" },
         // Nothing listens on port 1: the database is unreachable.
         { "ConnectionStrings__IdentityServer", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=3", "PostgreSql database", "ConnectionStrings:IdentityServer" },
+        // SqlClient refuses to open any connection in .NET's invariant globalization mode: this said that, with a stack trace.
+        { "ConnectionStrings__IdentityServer", "Server=127.0.0.1,1;User Id=nobody;Password=x;Connect Timeout=3", "SqlServer database", "ConnectionStrings:IdentityServer" },
     };
 
     [Theory]
@@ -56,7 +58,7 @@ public sealed class StartupErrorTests
         }
         else if (variable.StartsWith("ConnectionStrings__", StringComparison.Ordinal))
         {
-            environment["Database__Provider"] = "PostgreSql";
+            environment["Database__Provider"] = value.StartsWith("Server=", StringComparison.Ordinal) ? "SqlServer" : "PostgreSql";
         }
         else if (variable.StartsWith("Seed__Users__0", StringComparison.Ordinal))
         {
