@@ -1,5 +1,6 @@
 using System.Data.Common;
 using IdentityServer.Hosting;
+using Microsoft.Data.SqlClient;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -32,8 +33,10 @@ public static class DataExtensions
             case DatabaseProvider.SqlServer:
                 // No retrying execution strategy: OpenIddict's stores open their own transactions, which a
                 // retrying strategy refuses, and an outage must be answered within seconds, not after retries.
+                connectionString = RequireConnectionString(connectionString, provider);
+                Parse(() => new SqlConnectionStringBuilder(connectionString), provider);
                 builder.Services.AddDbContextPool<ApplicationDbContext, SqlServerApplicationDbContext>(options =>
-                    options.UseSqlServer(RequireConnectionString(connectionString, provider)).ForServer());
+                    options.UseSqlServer(connectionString).ForServer());
                 break;
             case DatabaseProvider.PostgreSql:
                 builder.Services.AddDbContextPool<ApplicationDbContext, PostgreSqlApplicationDbContext>(options =>
@@ -101,6 +104,24 @@ public static class DataExtensions
             : connectionString;
 
     /// <summary>
+    /// A connection string its provider cannot parse (a misspelt keyword, another provider's keywords, a port that is
+    /// no number) stops the start with one line; the provider would otherwise throw with a stack trace, at start or at
+    /// the first query. The providers' messages name the keyword, never its value (which may be a password).
+    /// </summary>
+    private static T Parse<T>(Func<T> parse, DatabaseProvider provider)
+    {
+        try
+        {
+            return parse();
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new StartupConfigurationException(
+                $"ConnectionStrings:{DatabaseOptions.ConnectionStringName} is not a valid {provider} connection string: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
     /// Unless the connection string says otherwise:
     /// <list type="bullet">
     /// <item>Npgsql prepares a statement on the server once a connection has run it five times (auto-prepare), so the
@@ -114,10 +135,10 @@ public static class DataExtensions
     /// </summary>
     private static string PostgreSqlConnectionString(string configured)
     {
-        var keywords = new DbConnectionStringBuilder { ConnectionString = configured };
+        var keywords = Parse(() => new DbConnectionStringBuilder { ConnectionString = configured }, DatabaseProvider.PostgreSql);
         // Npgsql takes each keyword with or without its spaces.
         bool Sets(string keyword) => keywords.ContainsKey(keyword) || keywords.ContainsKey(keyword.Replace(" ", "", StringComparison.Ordinal));
-        var builder = new NpgsqlConnectionStringBuilder(configured);
+        var builder = Parse(() => new NpgsqlConnectionStringBuilder(configured), DatabaseProvider.PostgreSql);
         if (!Sets("Max Auto Prepare"))
         {
             builder.MaxAutoPrepare = 64;
@@ -134,7 +155,7 @@ public static class DataExtensions
     /// <summary>Without a connection string, the SQLite file lives in the app's data folder (App_Data).</summary>
     private static string SqliteConnectionString(string? configured, string contentRoot)
     {
-        var builder = new SqliteConnectionStringBuilder(configured ?? string.Empty);
+        var builder = Parse(() => new SqliteConnectionStringBuilder(configured ?? string.Empty), DatabaseProvider.Sqlite);
         if (string.IsNullOrEmpty(builder.DataSource))
         {
             var dataFolder = Path.Combine(contentRoot, "App_Data");

@@ -37,6 +37,10 @@ public sealed class StartupErrorTests
         { "ConnectionStrings__IdentityServer", "Host=127.0.0.1;Port=1;Username=nobody;Timeout=3", "PostgreSql database", "ConnectionStrings:IdentityServer" },
         // SqlClient refuses to open any connection in .NET's invariant globalization mode: this said that, with a stack trace.
         { "ConnectionStrings__IdentityServer", "Server=127.0.0.1,1;User Id=nobody;Password=x;Connect Timeout=3", "SqlServer database", "ConnectionStrings:IdentityServer" },
+        // A connection string its provider cannot parse (a misspelt keyword, another provider's) failed with a stack trace.
+        { "ConnectionStrings__IdentityServer", "Data Sorce=/tmp/identityserver.db", "not a valid Sqlite connection string", "'data sorce'" },
+        { "ConnectionStrings__IdentityServer", "Server=127.0.0.1;Hots=db.internal", "not a valid SqlServer connection string", "'hots'" },
+        { "ConnectionStrings__IdentityServer", "Host=db.internal;Port=five", "not a valid PostgreSql connection string", "port" },
     };
 
     [Theory]
@@ -58,7 +62,7 @@ public sealed class StartupErrorTests
         }
         else if (variable.StartsWith("ConnectionStrings__", StringComparison.Ordinal))
         {
-            environment["Database__Provider"] = value.StartsWith("Server=", StringComparison.Ordinal) ? "SqlServer" : "PostgreSql";
+            environment["Database__Provider"] = value.Split('=')[0] switch { "Server" => "SqlServer", "Host" => "PostgreSql", _ => "Sqlite" };
         }
         else if (variable.StartsWith("Seed__Users__0", StringComparison.Ordinal))
         {
