@@ -1,7 +1,7 @@
-using System.ComponentModel.DataAnnotations;
 using IdentityServer.Accounts.Email;
 using IdentityServer.Accounts.External;
 using IdentityServer.Data;
+using IdentityServer.Shared;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
 using static IdentityServer.Authorization.PromptCreate;
@@ -20,8 +20,7 @@ public static class AccountsExtensions
     /// </summary>
     public static WebApplicationBuilder AddAccounts(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<AccountsOptions>().BindConfiguration(AccountsOptions.Section).ValidateDataAnnotations()
-            .Validate(o => IsValid(o.Lockout) && IsValid(o.Password), "Accounts:Lockout or Accounts:Password has a value out of range.")
+        builder.Services.AddOptions<AccountsOptions>().BindConfiguration(AccountsOptions.Section).ValidateSettings(AccountsOptions.Section)
             .ValidateOnStart();
         var accounts = builder.Configuration.GetSection(AccountsOptions.Section).Get<AccountsOptions>() ?? new AccountsOptions();
         CheckPublicOrigin(accounts.PublicOrigin);
@@ -165,9 +164,6 @@ public static class AccountsExtensions
         cookie.SecurePolicy = secure ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
         cookie.Path = "/";
     }
-
-    private static bool IsValid(object settings) =>
-        Validator.TryValidateObject(settings, new ValidationContext(settings), null, validateAllProperties: true);
 
     /// <summary>
     /// The public origin is an origin: an http or https scheme, a host and a port. A relative value (the scheme

@@ -1,4 +1,5 @@
 using IdentityServer.Data;
+using IdentityServer.Shared;
 using Microsoft.Extensions.Options;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 
@@ -12,7 +13,7 @@ public static class AuthorizationServerExtensions
     /// </summary>
     public static WebApplicationBuilder AddAuthorizationServer(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<TokenOptions>().BindConfiguration(TokenOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<TokenOptions>().BindConfiguration(TokenOptions.Section).ValidateSettings(TokenOptions.Section).ValidateOnStart();
         builder.Services.AddHttpContextAccessor();
         builder.Services.AddScoped<ServerAudience>();
         var tokens = builder.Configuration.GetSection(TokenOptions.Section).Get<TokenOptions>() ?? new TokenOptions();
@@ -222,7 +223,6 @@ public static class AuthorizationServerExtensions
                 $"Tokens:Issuer: '{issuer.OriginalString}' is not an http or https URL without user information, query or fragment (such as https://id.example.com/).");
         }
     }
-
 
     /// <summary>
     /// Completes OpenIddict's client authentication metadata (RFC 8414 2): <c>none</c> where public clients identify

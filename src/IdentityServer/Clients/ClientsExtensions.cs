@@ -1,3 +1,5 @@
+using IdentityServer.Shared;
+
 namespace IdentityServer.Clients;
 
 public static class ClientsExtensions
@@ -11,7 +13,7 @@ public static class ClientsExtensions
     {
         builder.Services.AddScoped<Seeder>();
         builder.Services.AddSingleton<ClientOrigins>();
-        builder.Services.AddOptions<ClientOptions>().BindConfiguration(ClientOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<ClientOptions>().BindConfiguration(ClientOptions.Section).ValidateSettings(ClientOptions.Section).ValidateOnStart();
         builder.Services.AddSingleton<ClientKeySets>();
         builder.Services.AddHttpClient(ClientKeySets.HttpClientName)
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false, ConnectTimeout = ClientKeySets.Timeout })

@@ -1,4 +1,5 @@
 using IdentityServer.Data;
+using IdentityServer.Shared;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using OpenIddict.Server;
 using static OpenIddict.Server.OpenIddictServerEvents;
@@ -13,7 +14,7 @@ public static class DpopExtensions
     /// </summary>
     public static WebApplicationBuilder AddDpop(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<DpopOptions>().BindConfiguration(DpopOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<DpopOptions>().BindConfiguration(DpopOptions.Section).ValidateSettings(DpopOptions.Section).ValidateOnStart();
         builder.Services.TryAddSingleton<SingleUseRecords>();
         builder.Services.AddSingleton<UsedDpopProofs>();
         builder.Services.AddSingleton<DpopNonces>();

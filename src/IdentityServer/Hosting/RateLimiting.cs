@@ -8,6 +8,7 @@ using System.Text.Json;
 using System.Threading.RateLimiting;
 using IdentityServer.Accounts;
 using IdentityServer.Authorization;
+using IdentityServer.Shared;
 using IdentityServer.Telemetry;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
@@ -89,8 +90,7 @@ public static class RateLimiting
     public static WebApplicationBuilder AddRequestRateLimits(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.Section)
-            .Validate(o => IsValid(o.PerIp) && IsValid(o.PerAccount) && IsValid(o.PerClient) && IsValid(o.UserCodesPerIp) && IsValid(o.UserCodesPerAccount),
-                "RateLimiting: a PermitLimit or Window is out of range.")
+            .ValidateSettings(RateLimitingOptions.Section)
             .ValidateOnStart();
         var limits = builder.Configuration.GetSection(RateLimitingOptions.Section).Get<RateLimitingOptions>() ?? new RateLimitingOptions();
         var perIp = new PerIpLimits(
@@ -285,7 +285,4 @@ public static class RateLimiting
             $"<p>There have been too many attempts in a short time. Wait {retryAfter} seconds, then try again.</p>" +
             $"<p><a href=\"{WebUtility.HtmlEncode(context.Request.PathBase + context.Request.Path)}\">Back</a></p></main></body></html>", ct);
     }
-
-    private static bool IsValid(object settings) =>
-        Validator.TryValidateObject(settings, new ValidationContext(settings), null, validateAllProperties: true);
 }

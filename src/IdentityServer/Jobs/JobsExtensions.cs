@@ -1,3 +1,4 @@
+using IdentityServer.Shared;
 using Quartz;
 
 namespace IdentityServer.Jobs;
@@ -8,7 +9,7 @@ public static class JobsExtensions
     public static WebApplicationBuilder AddJobs(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<TokenPruningOptions>().BindConfiguration(TokenPruningOptions.Section)
-            .ValidateDataAnnotations().ValidateOnStart();
+            .ValidateSettings(TokenPruningOptions.Section).ValidateOnStart();
         builder.Services.AddScoped<TokenPruner>();
 
         var pruning = builder.Configuration.GetSection(TokenPruningOptions.Section).Get<TokenPruningOptions>() ?? new TokenPruningOptions();

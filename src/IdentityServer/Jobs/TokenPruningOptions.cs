@@ -22,7 +22,7 @@ public sealed class TokenPruningOptions : IValidatableObject
         if (!CronExpression.TryParse(Schedule, out _))
         {
             yield return new ValidationResult(
-                $"TokenPruning:Schedule '{Schedule}' is not a valid Quartz cron expression (e.g. '0 0 * * * ?' for hourly).", [nameof(Schedule)]);
+                $"'{Schedule}' is not a valid Quartz cron expression (e.g. '0 0 * * * ?' for hourly).", [nameof(Schedule)]);
         }
     }
 }

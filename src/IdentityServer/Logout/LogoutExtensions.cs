@@ -1,3 +1,5 @@
+using IdentityServer.Shared;
+
 namespace IdentityServer.Logout;
 
 public static class LogoutExtensions
@@ -10,7 +12,7 @@ public static class LogoutExtensions
     {
         builder.Services.AddScoped<FrontChannelLogout>();
         builder.Services.AddOptions<BackChannelLogoutOptions>().BindConfiguration(BackChannelLogoutOptions.Section)
-            .ValidateDataAnnotations().ValidateOnStart();
+            .ValidateSettings(BackChannelLogoutOptions.Section).ValidateOnStart();
         builder.Services.AddScoped<SessionClients>();
         builder.Services.AddScoped<LogoutTokenQueue>();
         builder.Services.AddSingleton<BackChannelLogoutSender>();

@@ -1,4 +1,5 @@
 using IdentityServer.Data;
+using IdentityServer.Shared;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -22,7 +23,7 @@ public static class PerformanceExtensions
     /// </summary>
     public static WebApplicationBuilder AddPerformance(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<PerformanceOptions>().BindConfiguration(PerformanceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<PerformanceOptions>().BindConfiguration(PerformanceOptions.Section).ValidateSettings(PerformanceOptions.Section).ValidateOnStart();
         builder.Services.AddSingleton(typeof(SnapshotCache<>));
         builder.Services.AddSingleton<SecretVerificationCache>();
         builder.Services.AddSingleton<TokenWriteQueue>();

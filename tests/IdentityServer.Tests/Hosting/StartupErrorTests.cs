@@ -23,6 +23,12 @@ public sealed class StartupErrorTests
         // Values the configuration binder cannot convert: an operator's typo, not a crash with a stack trace.
         { "Database__MigrateOnStartup", "yes", "Database:MigrateOnStartup", "'yes'" },
         { "Tokens__AccessTokenLifetime", "1 hour", "Tokens:AccessTokenLifetime", "'1 hour'" },
+        // Out of range, named by key and value: the nested settings' ranges (Email:Smtp, Accounts:Lockout) were not checked
+        // at all, so the port started, and the other messages named a class and a property instead of the setting.
+        { "Email__Smtp__Port", "99999", "Email:Smtp:Port", "99999" },
+        { "Accounts__Lockout__MaxFailedAttempts", "0", "Accounts:Lockout:MaxFailedAttempts", "= 0" },
+        { "Tokens__AccessTokenLifetime", "00:00:01", "Tokens:AccessTokenLifetime", "00:00:01" },
+        { "RateLimiting__PerIp__Window", "00:00:00", "RateLimiting:PerIp:Window", "00:00:00" },
         // An issuer without its scheme started, and then every protocol request failed.
         { "Tokens__Issuer", "id.example.com", "Tokens:Issuer", "'id.example.com'" },
         { "Tokens__Issuer", "https://id.example.com/?tenant=1", "Tokens:Issuer", "?tenant=1" },

@@ -1,4 +1,5 @@
 using IdentityServer.Authorization;
+using IdentityServer.Shared;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 using MimeKit;
@@ -164,7 +165,7 @@ public static class AccountEmailExtensions
 {
     public static WebApplicationBuilder AddAccountEmail(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<EmailOptions>().BindConfiguration(EmailOptions.Section).ValidateDataAnnotations()
+        builder.Services.AddOptions<EmailOptions>().BindConfiguration(EmailOptions.Section).ValidateSettings(EmailOptions.Section)
             .Validate(o => MailboxAddress.TryParse(o.From, out _), "Email:From is not a valid email address.")
             .ValidateOnStart();
         builder.Services.AddHttpContextAccessor();
