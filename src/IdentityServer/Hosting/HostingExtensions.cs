@@ -28,6 +28,7 @@ public static class HostingExtensions
         builder.AddRepositoryDevelopmentSettings();
         builder.Services.AddOptions<HostingOptions>().BindConfiguration(HostingOptions.Section).ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<IPostConfigureOptions<LoggerFilterOptions>, TokenFreeLogging>();
         // No "Server: Kestrel" on every response: nothing a client needs, and it tells a scanner what to look for.
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
 
