@@ -12,7 +12,11 @@ public static class CertificateFiles
     {
         if (string.IsNullOrWhiteSpace(certificate?.Path))
         {
-            return null;
+            // A PEM certificate's Path misspelt or left out: its key alone would be ignored, and keys generated instead.
+            // (A password left behind is not refused: it stays when a replaced certificate's Path is removed.)
+            return string.IsNullOrWhiteSpace(certificate?.KeyPath)
+                ? null
+                : throw new StartupConfigurationException($"{setting}:KeyPath is set but {setting}:Path is not.");
         }
 
         try
@@ -24,9 +28,27 @@ public static class CertificateFiles
                 ? loaded
                 : throw new StartupConfigurationException($"{setting}: '{certificate.Path}' has no private key.");
         }
+        catch (CryptographicException e) when (string.IsNullOrWhiteSpace(certificate.KeyPath) && IsPem(certificate.Path))
+        {
+            throw new StartupConfigurationException(
+                $"{setting}: '{certificate.Path}' is a PEM file: name the PEM file of its private key in {setting}:KeyPath (a PFX takes Password instead).", e);
+        }
         catch (Exception e) when (e is CryptographicException or IOException or UnauthorizedAccessException)
         {
             throw new StartupConfigurationException($"{setting}: cannot load '{certificate.Path}': {e.Message}", e);
+        }
+    }
+
+    private static bool IsPem(string path)
+    {
+        try
+        {
+            // openssl may put "Bag Attributes" lines before the first block.
+            return File.ReadLines(path).Take(20).Any(line => line.StartsWith("-----BEGIN ", StringComparison.Ordinal));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 }
