@@ -24,6 +24,7 @@ public static class AccountsExtensions
             .ValidateOnStart();
         var accounts = builder.Configuration.GetSection(AccountsOptions.Section).Get<AccountsOptions>() ?? new AccountsOptions();
         CheckPublicOrigin(accounts.PublicOrigin);
+        CheckPasskeyServerDomain(accounts.Passkeys.ServerDomain);
         var secureCookies = !builder.Environment.IsDevelopment();
 
         builder.Services.AddIdentity<ApplicationUser, IdentityRole>(options =>
@@ -177,6 +178,19 @@ public static class AccountsExtensions
             throw new Hosting.StartupConfigurationException(
                 $"Accounts:PublicOrigin: '{origin.OriginalString}' is not an origin, an http or https URL without path, query or fragment " +
                 "(such as https://id.example.com); a path the server is published under goes in Hosting:PathBase.");
+        }
+    }
+
+    /// <summary>
+    /// The WebAuthn relying party id is a domain name (WebAuthn section 5.1.2): a URL there (the issuer copied in, say) was
+    /// sent to browsers as it was, and every passkey sign-in and registration then failed in the browser.
+    /// </summary>
+    private static void CheckPasskeyServerDomain(string? domain)
+    {
+        if (domain is not null && Uri.CheckHostName(domain) != UriHostNameType.Dns)
+        {
+            throw new Hosting.StartupConfigurationException(
+                $"Accounts:Passkeys:ServerDomain: '{domain}' is not a domain name (such as id.example.com: no scheme, port or path, not an IP address).");
         }
     }
 }

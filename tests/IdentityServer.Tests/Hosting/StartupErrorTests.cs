@@ -37,6 +37,8 @@ public sealed class StartupErrorTests
         // Without its scheme every emailed link was a 500; with a path, query or fragment links went to another path.
         { "Accounts__PublicOrigin", "id.example.com", "Accounts:PublicOrigin", "'id.example.com'" },
         { "Accounts__PublicOrigin", "https://id.example.com/elsewhere?tenant=1", "Accounts:PublicOrigin", "/elsewhere?tenant=1" },
+        // A URL where WebAuthn wants a domain name went to browsers as the rpId, and every passkey ceremony failed there.
+        { "Accounts__Passkeys__ServerDomain", "https://id.example.com/", "Accounts:Passkeys:ServerDomain", "'https://id.example.com/'" },
         // Taken as it was, and then every registration asking for the grant failed on the client document's rules.
         { "Registration__AllowedGrantTypes__0", "password", "Registration:AllowedGrantTypes:0", "'password'" },
         // Nothing listens on port 1: the database is unreachable.
