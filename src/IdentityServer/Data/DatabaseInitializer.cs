@@ -58,6 +58,14 @@ public sealed class DatabaseInitializer(
                 await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
             }
         }
+        else if ((await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList() is { Count: > 0 } pending)
+        {
+            // The DBA's script not (or not yet) applied: the server would otherwise start and fail at the first query that
+            // meets a missing table or column, or stop on one here as if the database were unreachable.
+            throw new StartupConfigurationException(
+                $"the database lacks {pending.Count} migration(s) ({string.Join(", ", pending)}) and Database:MigrateOnStartup is false: " +
+                "apply the idempotent migrations script (README, \"Production storage\") or set Database:MigrateOnStartup to true.");
+        }
 
         await keyRingProtection.EnsureAsync(db, cancellationToken);
         await keys.LoadAsync(db, cancellationToken);

@@ -22,6 +22,8 @@ public sealed class StartupErrorTests
         { "ExternalProviders__corp__Authority", "http://login.example.com/", "ExternalProviders:corp:Authority", "https" },
         // Values the configuration binder cannot convert: an operator's typo, not a crash with a stack trace.
         { "Database__MigrateOnStartup", "yes", "Database:MigrateOnStartup", "'yes'" },
+        // An empty database (the DBA's script not applied) read "cannot reach the Sqlite database: no such table".
+        { "Database__MigrateOnStartup", "false", "Database:MigrateOnStartup is false", "lacks" },
         { "Tokens__AccessTokenLifetime", "1 hour", "Tokens:AccessTokenLifetime", "'1 hour'" },
         // Out of range, named by key and value: the nested settings' ranges (Email:Smtp, Accounts:Lockout) were not checked
         // at all, so the port started, and the other messages named a class and a property instead of the setting.
