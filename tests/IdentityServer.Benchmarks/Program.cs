@@ -36,6 +36,8 @@ var settings = new Dictionary<string, string>(seed.Settings())
     ["RateLimiting:PerClient:PermitLimit"] = "1000000",
     ["Database:Provider"] = database.Provider,
     ["ConnectionStrings:IdentityServer"] = database.ConnectionString,
+    // As README's "Production storage" recommends on SQLite and PostgreSQL (SQL Server's client needs ICU): no culture data.
+    ["DOTNET_SYSTEM_GLOBALIZATION_INVARIANT"] = "true",
 };
 foreach (var (key, value) in options.Settings)
 {

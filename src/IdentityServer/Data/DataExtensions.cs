@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Globalization;
 using IdentityServer.Hosting;
 using Microsoft.Data.SqlClient;
 using Microsoft.Data.Sqlite;
@@ -35,6 +36,12 @@ public static class DataExtensions
                 // retrying strategy refuses, and an outage must be answered within seconds, not after retries.
                 connectionString = RequireConnectionString(connectionString, provider);
                 Parse(() => new SqlConnectionStringBuilder(connectionString), provider);
+                if (GlobalizationIsInvariant())
+                {
+                    throw new StartupConfigurationException("Database:Provider is SqlServer, whose client needs ICU and refuses .NET's invariant " +
+                        "globalization mode: unset DOTNET_SYSTEM_GLOBALIZATION_INVARIANT (and install ICU, libicu, where it is missing).");
+                }
+
                 builder.Services.AddDbContextPool<ApplicationDbContext, SqlServerApplicationDbContext>(options =>
                     options.UseSqlServer(connectionString).ForServer());
                 break;
@@ -102,6 +109,22 @@ public static class DataExtensions
             ? throw new StartupConfigurationException(
                 $"Database:Provider is {provider} but ConnectionStrings:{DatabaseOptions.ConnectionStringName} is not set.")
             : connectionString;
+
+    /// <summary>
+    /// Whether .NET runs without culture data (DOTNET_SYSTEM_GLOBALIZATION_INVARIANT): then no culture but the invariant
+    /// one exists, or (with predefined cultures not required) each behaves as the invariant one.
+    /// </summary>
+    private static bool GlobalizationIsInvariant()
+    {
+        try
+        {
+            return CultureInfo.GetCultureInfo("en-US").EnglishName.Contains("Invariant", StringComparison.Ordinal);
+        }
+        catch (CultureNotFoundException)
+        {
+            return true;
+        }
+    }
 
     /// <summary>
     /// A connection string its provider cannot parse (a misspelt keyword, another provider's keywords, a port that is

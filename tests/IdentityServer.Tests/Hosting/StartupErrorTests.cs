@@ -83,4 +83,22 @@ public sealed class StartupErrorTests
 
         await StartupErrors.AssertStopsWithOneLineAsync(server, entry, field);
     }
+
+    /// <summary>
+    /// SqlClient refuses .NET's invariant globalization mode, which an operator may turn on for SQLite or PostgreSQL: with
+    /// SQL Server the start says so in one line, before any connection, rather than with SqlClient's stack trace.
+    /// </summary>
+    [Fact]
+    public async Task Sql_server_in_the_invariant_globalization_mode_stops_the_start_naming_the_variable()
+    {
+        await using var server = ServerProcess.Start(new Dictionary<string, string?>
+        {
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            ["DOTNET_SYSTEM_GLOBALIZATION_INVARIANT"] = "true",
+            ["Database__Provider"] = "SqlServer",
+            ["ConnectionStrings__IdentityServer"] = "Server=127.0.0.1,1;User Id=nobody;Password=x;Connect Timeout=3",
+        });
+
+        await StartupErrors.AssertStopsWithOneLineAsync(server, "Database:Provider is SqlServer", "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT");
+    }
 }
