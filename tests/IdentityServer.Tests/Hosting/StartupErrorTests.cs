@@ -28,6 +28,8 @@ public sealed class StartupErrorTests
         // Out of range, named by key and value: the nested settings' ranges (Email:Smtp, Accounts:Lockout) were not checked
         // at all, so the port started, and the other messages named a class and a property instead of the setting.
         { "Email__Smtp__Port", "99999", "Email:Smtp:Port", "99999" },
+        // A bare word parses as a mailbox, and every email would then have been refused by the SMTP server.
+        { "Email__From", "not-an-email", "Email:From", "not a valid email address" },
         { "Accounts__Lockout__MaxFailedAttempts", "0", "Accounts:Lockout:MaxFailedAttempts", "= 0" },
         { "Tokens__AccessTokenLifetime", "00:00:01", "Tokens:AccessTokenLifetime", "00:00:01" },
         { "RateLimiting__PerIp__Window", "00:00:00", "RateLimiting:PerIp:Window", "00:00:00" },

@@ -166,7 +166,9 @@ public static class AccountEmailExtensions
     public static WebApplicationBuilder AddAccountEmail(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<EmailOptions>().BindConfiguration(EmailOptions.Section).ValidateSettings(EmailOptions.Section)
-            .Validate(o => MailboxAddress.TryParse(o.From, out _), "Email:From is not a valid email address.")
+            // MimeKit parses a bare word as a mailbox too ("not-an-email"); a sender needs a domain for SMTP to take it.
+            .Validate(o => MailboxAddress.TryParse(o.From, out var sender) && sender.Address.LastIndexOf('@') is var at && at > 0 && at < sender.Address.Length - 1,
+                "Email:From is not a valid email address (such as Identity Server <no-reply@example.com>).")
             .ValidateOnStart();
         builder.Services.AddHttpContextAccessor();
         builder.Services.AddSingleton<EmailQueue>();
