@@ -66,35 +66,55 @@ public static class DpopServerHandlers
     private static bool TryReadProof(BaseValidatingContext context, DpopOptions options, DpopNonces nonces, string? accessToken, ILogger logger)
     {
         var http = context.Transaction.GetHttpRequest()!;
-        var values = http.Headers[HeaderName];
-        if (values.Count == 0)
+        if (http.Headers[HeaderName].Count == 0)
         {
             return true;
         }
 
-        string? problem = null;
-        var proof = values.Count > 1 ? null : DpopProofReader.Read(values[0]!, http.Method, EndpointUrls(context), accessToken,
-            context.Options.TimeProvider.GetUtcNow(), options.ProofLifetime, options.ClockSkew, out problem);
+        var proof = ReadProof(http, EndpointUrls(context), accessToken, context.Options.TimeProvider.GetUtcNow(), options, nonces, context.EndpointType.ToString(),
+            logger, out var error, out var problem);
         if (proof is null)
         {
-            problem = values.Count > 1 ? "Send one DPoP header, not several." : problem;
-            logger.LogInformation(DpopEvents.ProofRefused, "DPoP proof refused at {Endpoint}: {Problem}", context.EndpointType, problem);
-            context.Reject(InvalidDpopProof, problem);
-            return false;
-        }
-
-        if (nonces.Required && !nonces.IsCurrent(proof.Nonce))
-        {
-            logger.LogInformation(DpopEvents.NonceRequired, "DPoP proof refused at {Endpoint}: {Problem} nonce", context.EndpointType,
-                proof.Nonce is null ? "no" : "an unknown or expired");
-            context.Reject(UseDpopNonce, proof.Nonce is null
-                ? "The DPoP proof needs the nonce given in the DPoP-Nonce header."
-                : "The DPoP proof's nonce is unknown or has expired: use the one given in the DPoP-Nonce header.");
+            context.Reject(error, problem);
             return false;
         }
 
         DpopRequest.Of(context.Transaction).Proof = proof;
         return true;
+    }
+
+    /// <summary>
+    /// Reads and checks the request's <c>DPoP</c> header (one, at least one present) for a request to one of
+    /// <paramref name="targets"/> with <paramref name="accessToken"/> (resource requests): the proof, or null with the
+    /// error (<c>invalid_dpop_proof</c>, or <c>use_dpop_nonce</c> when nonces are required and it carries no current one)
+    /// and what failed, logged for <paramref name="endpoint"/>. Userinfo, the token and PAR endpoints and the admin API share it.
+    /// </summary>
+    internal static DpopProof? ReadProof(HttpRequest http, IEnumerable<Uri> targets, string? accessToken, DateTimeOffset now, DpopOptions options,
+        DpopNonces nonces, string endpoint, ILogger logger, out string error, out string problem)
+    {
+        var values = http.Headers[HeaderName];
+        string? readProblem = "Send one DPoP header, not several.";
+        var proof = values.Count > 1 ? null : DpopProofReader.Read(values[0]!, http.Method, targets, accessToken, now, options.ProofLifetime,
+            options.ClockSkew, out readProblem);
+        if (proof is null)
+        {
+            (error, problem) = (InvalidDpopProof, readProblem!);
+            logger.LogInformation(DpopEvents.ProofRefused, "DPoP proof refused at {Endpoint}: {Problem}", endpoint, problem);
+            return null;
+        }
+
+        if (nonces.Required && !nonces.IsCurrent(proof.Nonce))
+        {
+            logger.LogInformation(DpopEvents.NonceRequired, "DPoP proof refused at {Endpoint}: {Problem} nonce", endpoint,
+                proof.Nonce is null ? "no" : "an unknown or expired");
+            (error, problem) = (UseDpopNonce, proof.Nonce is null
+                ? "The DPoP proof needs the nonce given in the DPoP-Nonce header."
+                : "The DPoP proof's nonce is unknown or has expired: use the one given in the DPoP-Nonce header.");
+            return null;
+        }
+
+        (error, problem) = ("", "");
+        return proof;
     }
 
     /// <summary>

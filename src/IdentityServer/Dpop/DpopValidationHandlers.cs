@@ -71,26 +71,18 @@ public static class DpopValidationHandlers
             Presentation.Of(context.Transaction).WithDpopScheme = true;
             var token = http.Headers.Authorization.ToString()[(DpopServerHandlers.AuthorizationScheme.Length + 1)..].Trim();
             context.AccessToken = token;
-            var proofs = http.Headers[DpopServerHandlers.HeaderName];
-            string? problem = null;
-            var proof = proofs.Count != 1 ? null : DpopProofReader.Read(proofs[0]!, http.Method,
-                DpopServerHandlers.EndpointUrls(server.CurrentValue.Issuer, context.RequestUri, context.BaseUri), token,
-                context.Options.TimeProvider.GetUtcNow(), options.Value.ProofLifetime, options.Value.ClockSkew, out problem);
-            if (proof is null)
+            if (http.Headers[DpopServerHandlers.HeaderName].Count == 0)
             {
-                problem = proofs.Count == 0 ? "An access token sent with the DPoP scheme needs a DPoP proof."
-                    : proofs.Count > 1 ? "Send one DPoP header, not several." : problem;
-                logger.LogInformation(DpopEvents.ProofRefused, "DPoP proof refused at the admin API: {Problem}", problem);
-                context.Reject(DpopServerHandlers.InvalidDpopProof, problem);
+                logger.LogInformation(DpopEvents.ProofRefused, "DPoP proof refused at the admin API: {Problem}", "none sent");
+                context.Reject(DpopServerHandlers.InvalidDpopProof, "An access token sent with the DPoP scheme needs a DPoP proof.");
                 return default;
             }
 
-            if (nonces.Required && !nonces.IsCurrent(proof.Nonce))
+            var proof = DpopServerHandlers.ReadProof(http, DpopServerHandlers.EndpointUrls(server.CurrentValue.Issuer, context.RequestUri, context.BaseUri),
+                token, context.Options.TimeProvider.GetUtcNow(), options.Value, nonces, "the admin API", logger, out var error, out var problem);
+            if (proof is null)
             {
-                logger.LogInformation(DpopEvents.NonceRequired, "DPoP proof refused at the admin API: {Problem} nonce", proof.Nonce is null ? "no" : "an unknown or expired");
-                context.Reject(DpopServerHandlers.UseDpopNonce, proof.Nonce is null
-                    ? "The DPoP proof needs the nonce given in the DPoP-Nonce header."
-                    : "The DPoP proof's nonce is unknown or has expired: use the one given in the DPoP-Nonce header.");
+                context.Reject(error, problem);
                 return default;
             }
 
