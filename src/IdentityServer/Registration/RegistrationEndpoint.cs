@@ -84,7 +84,8 @@ public static class RegistrationEndpoint
 
         var clientId = ClientIdPrefix + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(16));
         // With initial access tokens required, only a request with an admin's bearer token gets here (the policy, the check above).
-        var (document, problem) = request.ToDocument(clientId, options.Value, withInitialAccessToken: options.Value.RequireInitialAccessToken);
+        var (document, problem) = request.ToDocument(clientId, options.Value, withInitialAccessToken: options.Value.RequireInitialAccessToken,
+            await clients.KnownScopesAsync(http.RequestAborted));
         if (document is null)
         {
             logger.LogInformation(RegistrationEvents.RegistrationRefused, "Client registration refused: {Problem}", problem);
@@ -160,7 +161,9 @@ public static class RegistrationEndpoint
                 ? "client_secret: not this client's secret."
             : null;
         var before = current.Value!.Document;
-        var (document, limit) = problem is null ? request.ToDocument(clientId, options.Value, withInitialAccessToken: false, before) : (null, problem);
+        var (document, limit) = problem is null
+            ? request.ToDocument(clientId, options.Value, withInitialAccessToken: false, await clients.KnownScopesAsync(http.RequestAborted), before)
+            : (null, problem);
         if (document is null)
         {
             logger.LogInformation(RegistrationEvents.RegistrationRefused, "Update of registered client {ClientId} refused: {Problem}", clientId, limit);

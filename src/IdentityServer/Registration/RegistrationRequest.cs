@@ -88,12 +88,16 @@ public sealed class RegistrationRequest
     /// (grants, scopes, a back-channel logout URI, a JWKS URI) may be sent back unchanged, and what a registrant can never
     /// set (audience aliases, consent type, PKCE) is kept as it is.
     /// </param>
+    /// <param name="scopeExists">
+    /// Whether a scope exists: a registration that names no scopes gets the allowed ones that do, so that an allowed scope
+    /// not created yet (or deleted) does not make every such registration fail on the client document's rules.
+    /// </param>
     public (ClientDocument? Document, string? Problem) ToDocument(string clientId, RegistrationOptions options, bool withInitialAccessToken,
-        ClientDocument? current = null)
+        Func<string, bool> scopeExists, ClientDocument? current = null)
     {
         var grants = GrantTypes is { Count: > 0 } asked ? asked.Distinct(StringComparer.Ordinal).ToList() : [OidcGrants.AuthorizationCode];
         var scopes = Scope is not null ? ClientDescriptorMapper.SplitScopes(Scope).ToList()
-            : options.AllowedScopes.Where(s => s != Scopes.OfflineAccess || grants.Contains(OidcGrants.RefreshToken)).ToList();
+            : options.AllowedScopes.Where(s => (s != Scopes.OfflineAccess || grants.Contains(OidcGrants.RefreshToken)) && scopeExists(s)).ToList();
         var storedScopes = ClientDescriptorMapper.SplitScopes(current?.Scope).ToHashSet(StringComparer.Ordinal);
         var problem = grants.FirstOrDefault(g => !options.AllowedGrantTypes.Contains(g) && current?.GrantTypes.Contains(g) != true) is { } grant
                 ? $"grant_types: '{ClientDocumentValidator.Echo(grant)}' may not be registered here (allowed: {string.Join(", ", options.AllowedGrantTypes)})."

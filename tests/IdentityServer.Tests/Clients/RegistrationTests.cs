@@ -432,6 +432,29 @@ public abstract class RegistrationTests<TFixture>(TFixture server) where TFixtur
         Assert.Equal("openid", plain.GetProperty("scope").GetString());
     }
 
+    /// <summary>
+    /// An allowed scope that does not exist (not created yet, or deleted) is left out of the scopes a registration gets
+    /// by default, which would otherwise all fail on the client document's rules; asking for it by name still fails.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_allowed_scope_that_does_not_exist_is_left_out_of_the_defaults()
+    {
+        var missing = Unique.Name("not-created-yet");
+        await using var factory = server.StartServer(new Dictionary<string, string?>
+        {
+            ["Registration:AllowedScopes:0"] = "openid", ["Registration:AllowedScopes:1"] = missing,
+        });
+        var narrow = new AttachedServer(factory, server.Provider);
+        var endpoint = await narrow.EndpointAsync("registration_endpoint");
+
+        var plain = await (await narrow.CreateClient().PostJsonAsync(endpoint, Json(new { redirect_uris = new[] { "https://app.test/callback" } })))
+            .ExpectAsync(HttpStatusCode.Created);
+        var named = await narrow.CreateClient().PostJsonAsync(endpoint, Json(new { redirect_uris = new[] { "https://app.test/callback" }, scope = missing }));
+
+        Assert.Equal("openid", plain.GetProperty("scope").GetString());
+        Assert.Equal("invalid_client_metadata", (await named.ExpectAsync(HttpStatusCode.BadRequest)).GetProperty("error").GetString());
+    }
+
     [SkippableFact]
     public async Task Registration_needs_HTTPS_outside_Development()
     {
