@@ -167,7 +167,7 @@ public static class AccountEmailExtensions
     {
         builder.Services.AddOptions<EmailOptions>().BindConfiguration(EmailOptions.Section).ValidateSettings(EmailOptions.Section)
             // MimeKit parses a bare word as a mailbox too ("not-an-email"); a sender needs a domain for SMTP to take it.
-            .Validate(o => MailboxAddress.TryParse(o.From, out var sender) && sender.Address.LastIndexOf('@') is var at && at > 0 && at < sender.Address.Length - 1,
+            .Validate(o => MailboxAddress.TryParse(o.From, out var sender) && sender.LocalPart.Length > 0 && sender.Domain.Length > 0,
                 "Email:From is not a valid email address (such as Identity Server <no-reply@example.com>).")
             .ValidateOnStart();
         builder.Services.AddHttpContextAccessor();
