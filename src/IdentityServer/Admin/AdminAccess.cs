@@ -112,7 +112,7 @@ public static class AdminAccess
 
     /// <summary>An access token in the Authorization header, as a bearer token or a DPoP-bound one (RFC 9449 section 7.1).</summary>
     public static bool CarriesAccessToken(HttpContext context) =>
-        IsBearerRequest(context) || context.Request.Headers.Authorization.ToString().StartsWith(Dpop.DpopServerHandlers.AuthorizationScheme + " ", StringComparison.OrdinalIgnoreCase);
+        IsBearerRequest(context) || Dpop.DpopServerHandlers.DpopTokenOf(context.Request) is not null;
 
     /// <summary>The actor of the current request, for the audit log.</summary>
     public static AdminActor ActorOf(HttpContext context)

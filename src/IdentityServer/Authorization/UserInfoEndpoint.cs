@@ -54,8 +54,8 @@ public static class UserInfoEndpoint
             {
                 context.Reject(Errors.InvalidRequest, "The access token must be sent in the Authorization header or the form body, not in the URI.");
             }
-            else if (!string.IsNullOrEmpty(context.Request.AccessToken) && request.Headers.Authorization.ToString() is var header
-                && (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || header.StartsWith(Dpop.DpopServerHandlers.AuthorizationScheme + " ", StringComparison.OrdinalIgnoreCase)))
+            else if (!string.IsNullOrEmpty(context.Request.AccessToken)
+                && (request.Headers.Authorization.ToString().StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || Dpop.DpopServerHandlers.DpopTokenOf(request) is not null))
             {
                 context.Reject(Errors.InvalidRequest, "The access token was sent more than one way.");
             }

@@ -32,6 +32,12 @@ public static class DpopServerHandlers
 
     public const string AuthorizationScheme = "DPoP";
 
+    /// <summary>The access token of an <c>Authorization: DPoP &lt;token&gt;</c> header (RFC 9449 section 7.1); null for another scheme or none.</summary>
+    public static string? DpopTokenOf(HttpRequest request) =>
+        request.Headers.Authorization.ToString() is var header && header.StartsWith(AuthorizationScheme + " ", StringComparison.OrdinalIgnoreCase)
+            ? header[(AuthorizationScheme.Length + 1)..].Trim()
+            : null;
+
     /// <summary>What the current request brought: its checked proof, and whether it presented its access token with the DPoP scheme.</summary>
     public sealed class DpopRequest
     {
@@ -58,15 +64,15 @@ public static class DpopServerHandlers
     }
 
     /// <summary>
-    /// Reads the request's one <c>DPoP</c> header, if any, for a request to the current endpoint with
-    /// <paramref name="accessToken"/> (resource requests), into the transaction. False, with the context rejected with
-    /// <c>invalid_dpop_proof</c>, when there are several or the proof fails a check, or with <c>use_dpop_nonce</c> when
-    /// nonces are required and it carries no current one.
+    /// Reads the request's one <c>DPoP</c> header, if any (or, <paramref name="required"/>, the one it must have), for a
+    /// request to the current endpoint with <paramref name="accessToken"/> (resource requests), into the transaction.
+    /// False, with the context rejected as <see cref="ReadProof"/> says, when the proof is missing or refused.
     /// </summary>
-    private static bool TryReadProof(BaseValidatingContext context, DpopOptions options, DpopNonces nonces, string? accessToken, ILogger logger)
+    private static bool TryReadProof(BaseValidatingContext context, DpopOptions options, DpopNonces nonces, string? accessToken, ILogger logger,
+        bool required = false)
     {
         var http = context.Transaction.GetHttpRequest()!;
-        if (http.Headers[HeaderName].Count == 0)
+        if (http.Headers[HeaderName].Count == 0 && !required)
         {
             return true;
         }
@@ -84,17 +90,18 @@ public static class DpopServerHandlers
     }
 
     /// <summary>
-    /// Reads and checks the request's <c>DPoP</c> header (one, at least one present) for a request to one of
-    /// <paramref name="targets"/> with <paramref name="accessToken"/> (resource requests): the proof, or null with the
-    /// error (<c>invalid_dpop_proof</c>, or <c>use_dpop_nonce</c> when nonces are required and it carries no current one)
-    /// and what failed, logged for <paramref name="endpoint"/>. Userinfo, the token and PAR endpoints and the admin API share it.
+    /// Reads and checks the request's one <c>DPoP</c> header for a request to one of <paramref name="targets"/> with
+    /// <paramref name="accessToken"/> (resource requests): the proof, or null with the error (<c>invalid_dpop_proof</c>
+    /// when there is none, several, or one that fails a check; <c>use_dpop_nonce</c> when nonces are required and it
+    /// carries no current one) and what failed, logged for <paramref name="endpoint"/>. Userinfo, the token and PAR
+    /// endpoints and the admin API share it.
     /// </summary>
     internal static DpopProof? ReadProof(HttpRequest http, IEnumerable<Uri> targets, string? accessToken, DateTimeOffset now, DpopOptions options,
         DpopNonces nonces, string endpoint, ILogger logger, out string error, out string problem)
     {
         var values = http.Headers[HeaderName];
-        string? readProblem = "Send one DPoP header, not several.";
-        var proof = values.Count > 1 ? null : DpopProofReader.Read(values[0]!, http.Method, targets, accessToken, now, options.ProofLifetime,
+        string? readProblem = values.Count == 0 ? "An access token sent with the DPoP scheme needs a DPoP proof." : "Send one DPoP header, not several.";
+        var proof = values.Count != 1 ? null : DpopProofReader.Read(values[0]!, http.Method, targets, accessToken, now, options.ProofLifetime,
             options.ClockSkew, out readProblem);
         if (proof is null)
         {
@@ -164,14 +171,29 @@ public static class DpopServerHandlers
             return true;
         }
 
-        if (await used.TryRecordAsync(proof, proof.IssuedAt + options.ProofLifetime + options.ClockSkew * 2, context.CancellationToken))
+        if (await RecordUseAsync(proof, used, options, context.EndpointType.ToString(), logger, context.CancellationToken) is not { } problem)
         {
             return true;
         }
 
-        logger.LogWarning(DpopEvents.ProofReplayed, "DPoP proof refused at {Endpoint}: it was already used", context.EndpointType);
-        context.Reject(InvalidDpopProof, "The DPoP proof was already used: make a new one for each request.");
+        context.Reject(InvalidDpopProof, problem);
         return false;
+    }
+
+    /// <summary>
+    /// Records the proof's single use, kept while its <c>iat</c> could still pass; what is wrong (logged for
+    /// <paramref name="endpoint"/>) if it was used before, else null. The server's endpoints and the admin API share it.
+    /// </summary>
+    internal static async ValueTask<string?> RecordUseAsync(DpopProof proof, UsedDpopProofs used, DpopOptions options, string endpoint, ILogger logger,
+        CancellationToken ct)
+    {
+        if (await used.TryRecordAsync(proof, proof.IssuedAt + options.ProofLifetime + options.ClockSkew * 2, ct))
+        {
+            return null;
+        }
+
+        logger.LogWarning(DpopEvents.ProofReplayed, "DPoP proof refused at {Endpoint}: it was already used", endpoint);
+        return "The DPoP proof was already used: make a new one for each request.";
     }
 
     /// <summary>Token endpoint: the proof is read before anything else is checked.</summary>
@@ -282,8 +304,7 @@ public static class DpopServerHandlers
 
         public ValueTask HandleAsync(ExtractUserInfoRequestContext context)
         {
-            var authorization = context.Transaction.GetHttpRequest()!.Headers.Authorization.ToString();
-            if (!authorization.StartsWith(AuthorizationScheme + " ", StringComparison.OrdinalIgnoreCase))
+            if (DpopTokenOf(context.Transaction.GetHttpRequest()!) is not { } token)
             {
                 return default;
             }
@@ -295,15 +316,8 @@ public static class DpopServerHandlers
             }
 
             // A token also in the form or the URI was refused before (UserInfoEndpoint.RefuseUserInfoTokensSentTwiceOrInTheUri).
-            var token = authorization[(AuthorizationScheme.Length + 1)..].Trim();
             context.Request.AccessToken = token;
-            if (context.Transaction.GetHttpRequest()!.Headers[HeaderName].Count == 0)
-            {
-                context.Reject(InvalidDpopProof, "An access token sent with the DPoP scheme needs a DPoP proof.");
-                return default;
-            }
-
-            TryReadProof(context, options.Value, nonces, token, logger);
+            TryReadProof(context, options.Value, nonces, token, logger, required: true);
             return default;
         }
     }
@@ -355,14 +369,9 @@ public static class DpopServerHandlers
             var request = DpopRequest.Find(context.Transaction);
             var boundTo = ThumbprintOf(principal, out var unknownBinding);
             var error = context.EndpointType == OpenIddictServerEndpointType.Token ? Errors.InvalidGrant : Errors.InvalidToken;
-            var problem = unknownBinding ? "The token is bound in a way this server does not support."
-                : boundTo is null ? (request?.PresentedWithDpopScheme == true ? "The access token is not DPoP-bound: send it with the Bearer scheme." : null)
-                // At userinfo a proof is read only with the DPoP scheme (ReadUserInfoProof).
-                : request?.Proof is not { } proof ? (context.EndpointType == OpenIddictServerEndpointType.UserInfo
-                    ? "The access token is DPoP-bound: send it with the DPoP scheme and a proof."
-                    : "The token is DPoP-bound: send a DPoP proof made with its key.")
-                : proof.Thumbprint != boundTo ? "The token is bound to another key than the DPoP proof's."
-                : null;
+            // At userinfo, a resource, a proof is read only with the DPoP scheme (ReadUserInfoProof).
+            var problem = BindingProblem(boundTo, unknownBinding, request?.PresentedWithDpopScheme == true, request?.Proof,
+                resource: context.EndpointType == OpenIddictServerEndpointType.UserInfo);
             if (problem is not null)
             {
                 logger.LogInformation(DpopEvents.BindingRefused, "Token refused at {Endpoint}: {Problem}", context.EndpointType, problem);
@@ -381,6 +390,21 @@ public static class DpopServerHandlers
         private static bool HeldForSomeoneElse(ValidateTokenContext context, ClaimsPrincipal token) =>
             context.EndpointType == OpenIddictServerEndpointType.Token && context.Transaction.Request is { } request && request.IsTokenExchangeGrantType()
             && !string.IsNullOrEmpty(request.ClientId) && token.GetClaim(Claims.ClientId) != request.ClientId;
+
+        /// <summary>
+        /// Why a token bound to <paramref name="boundTo"/> (or to nothing, or in an <paramref name="unknownBinding"/> way)
+        /// may not be used with this request's <paramref name="proof"/>, if any: null when it may. At a
+        /// <paramref name="resource"/> (userinfo, the admin API) a bound token comes with the DPoP scheme, and an unbound
+        /// one without it. The server's endpoints and the admin API share it.
+        /// </summary>
+        internal static string? BindingProblem(string? boundTo, bool unknownBinding, bool withDpopScheme, DpopProof? proof, bool resource) =>
+            unknownBinding ? "The token is bound in a way this server does not support."
+            : boundTo is null ? (withDpopScheme ? "The access token is not DPoP-bound: send it with the Bearer scheme." : null)
+            : proof is null ? (resource
+                ? "The access token is DPoP-bound: send it with the DPoP scheme and a proof."
+                : "The token is DPoP-bound: send a DPoP proof made with its key.")
+            : proof.Thumbprint != boundTo ? "The token is bound to another key than the DPoP proof's."
+            : null;
 
         /// <summary>The key a token is bound to (<c>cnf.jkt</c>); null when it is not bound, or bound otherwise (<paramref name="unknown"/>).</summary>
         internal static string? ThumbprintOf(ClaimsPrincipal principal, out bool unknown)

@@ -62,22 +62,13 @@ public static class DpopValidationHandlers
 
         public ValueTask HandleAsync(ProcessAuthenticationContext context)
         {
-            if (context.Transaction.GetHttpRequest() is not { } http
-                || !http.Headers.Authorization.ToString().StartsWith(DpopServerHandlers.AuthorizationScheme + " ", StringComparison.OrdinalIgnoreCase))
+            if (context.Transaction.GetHttpRequest() is not { } http || DpopServerHandlers.DpopTokenOf(http) is not { } token)
             {
                 return default;
             }
 
             Presentation.Of(context.Transaction).WithDpopScheme = true;
-            var token = http.Headers.Authorization.ToString()[(DpopServerHandlers.AuthorizationScheme.Length + 1)..].Trim();
             context.AccessToken = token;
-            if (http.Headers[DpopServerHandlers.HeaderName].Count == 0)
-            {
-                logger.LogInformation(DpopEvents.ProofRefused, "DPoP proof refused at the admin API: {Problem}", "none sent");
-                context.Reject(DpopServerHandlers.InvalidDpopProof, "An access token sent with the DPoP scheme needs a DPoP proof.");
-                return default;
-            }
-
             var proof = DpopServerHandlers.ReadProof(http, DpopServerHandlers.EndpointUrls(server.CurrentValue.Issuer, context.RequestUri, context.BaseUri),
                 token, context.Options.TimeProvider.GetUtcNow(), options.Value, nonces, "the admin API", logger, out var error, out var problem);
             if (proof is null)
@@ -109,12 +100,8 @@ public static class DpopValidationHandlers
         {
             var presentation = Presentation.Find(context.Transaction);
             var boundTo = DpopServerHandlers.ValidateTokenBinding.ThumbprintOf(context.Principal!, out var unknownBinding);
-            var problem = unknownBinding ? "The access token is bound in a way this server does not support."
-                : boundTo is null ? (presentation?.WithDpopScheme == true ? "The access token is not DPoP-bound: send it with the Bearer scheme." : null)
-                : presentation?.Proof is not { } proof ? "The access token is DPoP-bound: send it with the DPoP scheme and a proof."
-                : proof.Thumbprint != boundTo ? "The access token is bound to another key than the DPoP proof's."
-                : null;
-            if (problem is not null)
+            if (DpopServerHandlers.ValidateTokenBinding.BindingProblem(boundTo, unknownBinding, presentation?.WithDpopScheme == true, presentation?.Proof,
+                    resource: true) is { } problem)
             {
                 logger.LogWarning(AdminEvents.AccessRefused, "Admin access refused for {Subject}: {Problem}", context.Principal!.GetClaim(Claims.Subject) ?? "(none)", problem);
                 if (boundTo is not null || unknownBinding)
@@ -126,11 +113,10 @@ public static class DpopValidationHandlers
                 return;
             }
 
-            if (presentation?.Proof is { } checkedProof && !await used.TryRecordAsync(checkedProof, checkedProof.IssuedAt + options.Value.ProofLifetime + options.Value.ClockSkew * 2,
-                    context.CancellationToken))
+            if (presentation?.Proof is { } proof
+                && await DpopServerHandlers.RecordUseAsync(proof, used, options.Value, "the admin API", logger, context.CancellationToken) is { } replayed)
             {
-                logger.LogWarning(DpopEvents.ProofReplayed, "DPoP proof refused at the admin API: it was already used");
-                context.Reject(DpopServerHandlers.InvalidDpopProof, "The DPoP proof was already used: make a new one for each request.");
+                context.Reject(DpopServerHandlers.InvalidDpopProof, replayed);
             }
         }
     }
