@@ -32,8 +32,8 @@ public sealed class UserLoginAdmin(
         CancellationToken ct)
     {
         // Both name the account to disconnect: without one there is nothing to look for (not a 404 quoting nothing).
-        FieldError[] missing = [.. new[] { ("provider", provider), ("account_id", accountId) }
-            .Where(parameter => string.IsNullOrEmpty(parameter.Item2)).Select(parameter => FieldError.Request(parameter.Item1, "required."))];
+        FieldError[] missing = [.. new[] { (Name: "provider", Value: provider), (Name: "account_id", Value: accountId) }
+            .Where(parameter => string.IsNullOrEmpty(parameter.Value)).Select(parameter => FieldError.Request(parameter.Name, "required."))];
         if (missing.Length > 0)
         {
             return Task.FromResult(AdminResult<IReadOnlyList<UserLoginView>>.Invalid(missing));
